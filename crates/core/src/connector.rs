@@ -1,0 +1,237 @@
+//! The Source, Sink and Transform traits, and the values that cross them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorKind};
+use crate::record::{Key, Location, Record};
+use crate::stream::{DeleteMode, StreamSpec};
+
+/// Context handed to connectors on every call.
+#[derive(Debug, Clone, Default)]
+pub struct Cx {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Cancelled when the run is asked to stop; long calls should return early.
+    pub cancel: CancellationToken,
+}
+
+/// What the engine asks a source for.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    /// Stream to read.
+    pub stream: String,
+    /// Where to continue inside the current pass: what the source returned as `next` last
+    /// time, or `None` to start a pass. The source must reject a position it cannot decode
+    /// with a [`ErrorKind::Permanent`] error instead of guessing.
+    pub position: Option<Value>,
+    /// Inclusive lower bound of the cursor field for this pass, when the stream is
+    /// incremental and has one. Sources may filter with it; the engine filters again.
+    pub since: Option<Value>,
+    /// Preferred number of records per page.
+    pub batch_size: usize,
+}
+
+/// A record the source could not decode; it goes to dead letters.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// Where it was (`line 17`).
+    pub location: Option<Location>,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Field path that was wrong, when known.
+    pub path: Option<String>,
+    /// The raw input, as text.
+    pub raw: String,
+}
+
+/// Where the next read continues.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// More to read in this pass from this position.
+    More(Value),
+    /// The pass is complete. `resume` is where the next run starts (`follow` mode for
+    /// append-only files); `None` means the next run starts a fresh pass.
+    Done {
+        /// Position to start the next run from, if the source keeps one across passes.
+        resume: Option<Value>,
+    },
+}
+
+/// One page of a stream.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Decoded records.
+    pub records: Vec<Record>,
+    /// Records that failed decoding.
+    pub rejects: Vec<Reject>,
+    /// Where to continue.
+    pub next: Next,
+}
+
+/// Reads named streams from somewhere.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Connector kind, e.g. `files`.
+    fn kind(&self) -> &'static str;
+    /// The streams this source exposes.
+    fn streams(&self) -> Vec<StreamSpec>;
+    /// Probe connectivity and permissions without reading data.
+    async fn check(&self, cx: &Cx) -> Result<(), Error>;
+    /// Read the next page of a stream.
+    async fn read(&self, req: &ReadRequest, cx: &Cx) -> Result<Page, Error>;
+    /// Turn a dead letter's raw input back into a record for replay (default: parse it as JSON).
+    fn decode_raw(&self, stream: &str, raw: &str) -> Result<Value, Reject> {
+        let _ = stream;
+        serde_json::from_str(raw).map_err(|e| Reject {
+            location: None,
+            reason: format!("invalid JSON: {e}"),
+            path: None,
+            raw: raw.to_owned(),
+        })
+    }
+}
+
+/// What a sink is told about a stream before writing to it.
+#[derive(Debug, Clone)]
+pub struct SinkStream {
+    /// Stream name (a table name for database sinks).
+    pub name: String,
+    /// Columns of the primary key, in order, as they appear in mapped records.
+    pub key_columns: Vec<String>,
+    /// JSON Schema of mapped records, when known (else the sink looks at the data).
+    pub schema: Option<Value>,
+    /// How a completed full refresh treats rows that disappeared.
+    pub delete_mode: DeleteMode,
+}
+
+/// A batch of mapped records for one stream.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The stream the records belong to.
+    pub stream: Arc<SinkStream>,
+    /// Mapped records, each with its key set.
+    pub records: Vec<Record>,
+}
+
+/// What a sink did with a batch.
+#[derive(Debug, Default)]
+pub struct WriteReport {
+    /// Records written (inserted or updated).
+    pub written: u64,
+    /// Records the sink refused, by index in the batch, with the reason; they go to dead letters.
+    pub rejected: Vec<(usize, Error)>,
+    /// Destination ids by index in the batch, for sinks that create records elsewhere.
+    pub dest_ids: Vec<Option<String>>,
+}
+
+/// How a sink makes writes idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Insert or update by primary key.
+    Upsert,
+    /// Create with a deterministic idempotency key; the ledger keeps the destination id.
+    CreateWithIdempotencyKey,
+}
+
+/// Writes mapped records somewhere.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Connector kind, e.g. `sqlite`.
+    fn kind(&self) -> &'static str;
+    /// How writes are made idempotent.
+    fn write_mode(&self) -> WriteMode {
+        WriteMode::Upsert
+    }
+    /// Probe connectivity and permissions without writing data.
+    async fn check(&self, cx: &Cx) -> Result<(), Error>;
+    /// Prepare a stream's destination (create a table, open a file).
+    async fn open(&self, stream: &SinkStream, cx: &Cx) -> Result<(), Error>;
+    /// Write a batch durably; return only once it is committed.
+    async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error>;
+    /// Delete (or soft-delete, per the stream's delete mode) rows by key; returns how many.
+    async fn delete(&self, stream: &SinkStream, keys: &[Key], cx: &Cx) -> Result<u64, Error> {
+        let _ = (keys, cx);
+        Err(Error::new(ErrorKind::Config, format!("sink `{}` cannot delete rows (stream `{}`)", self.kind(), stream.name)))
+    }
+}
+
+/// A record-to-record transformation: synchronous and pure.
+pub trait Transform: Send + Sync {
+    /// Map one record's data to zero or more output records.
+    fn apply(&self, data: Value) -> Result<Vec<Value>, TransformError>;
+    /// Output column of an input field path, if this transform keeps it (used to carry the
+    /// primary key through renames). The default keeps paths unchanged.
+    fn output_path(&self, input: &str) -> Option<String> {
+        Some(input.to_owned())
+    }
+}
+
+/// A transform failed on one record.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason} (field `{path}`)")]
+pub struct TransformError {
+    /// Field path that failed.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl<F> Transform for F
+where
+    F: Fn(Value) -> Result<Vec<Value>, TransformError> + Send + Sync,
+{
+    fn apply(&self, data: Value) -> Result<Vec<Value>, TransformError> {
+        self(data)
+    }
+}
+
+/// The identity transform.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity;
+
+impl Transform for Identity {
+    fn apply(&self, data: Value) -> Result<Vec<Value>, TransformError> {
+        Ok(vec![data])
+    }
+}
+
+/// What a connector's `build` may know: no IO happens there.
+#[derive(Debug, Clone, Default)]
+pub struct BuildCx {
+    /// Directory relative paths in the config are resolved against (the config file's folder).
+    pub base_dir: PathBuf,
+    /// Pipeline the connector is built for.
+    pub pipeline: String,
+}
+
+impl BuildCx {
+    /// Resolve a config path against the config file's folder.
+    pub fn resolve(&self, p: &std::path::Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+}
+
+/// A source the runner can build from config: one registry line per connector.
+pub trait SourceConnector: Source + Sized + 'static {
+    /// The `kind` that selects this connector in config.
+    const KIND: &'static str;
+    /// Typed config (`deny_unknown_fields`, documented fields).
+    type Config: serde::de::DeserializeOwned + schemars::JsonSchema;
+    /// Build from config, without IO.
+    fn build(config: Self::Config, cx: &BuildCx) -> Result<Self, Error>;
+}
+
+/// A sink the runner can build from config: one registry line per connector.
+pub trait SinkConnector: Sink + Sized + 'static {
+    /// The `kind` that selects this connector in config.
+    const KIND: &'static str;
+    /// Typed config (`deny_unknown_fields`, documented fields).
+    type Config: serde::de::DeserializeOwned + schemars::JsonSchema;
+    /// Build from config, without IO.
+    fn build(config: Self::Config, cx: &BuildCx) -> Result<Self, Error>;
+}

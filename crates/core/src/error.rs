@@ -1,0 +1,262 @@
+//! The one error type of dovetail and the [`ErrorKind`] that decides retry, dead letter or abort.
+
+use std::fmt;
+
+/// What went wrong, in the terms that decide what happens next.
+///
+/// The kind is the single place where retry / dead-letter / abort is decided, and each kind
+/// maps to a distinct process exit code (see [`ErrorKind::exit_code`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ErrorKind {
+    /// The configuration is invalid; fix the config file.
+    Config,
+    /// Credentials were rejected or could not be obtained.
+    Auth,
+    /// The remote asked us to slow down; `retry_after_ms` is how long it asked for.
+    RateLimited {
+        /// Wait the remote asked for, in milliseconds, when it said.
+        retry_after_ms: Option<u64>,
+    },
+    /// A failure that may succeed when retried.
+    Transient,
+    /// The remote stayed down past the retry budget (circuit open).
+    Unavailable,
+    /// A failure that will not succeed when retried.
+    Permanent,
+    /// One record's data is bad (decode, validation, mapping, drift under quarantine).
+    Data,
+    /// A bug or broken invariant inside dovetail.
+    Internal,
+    /// The run was stopped by a signal; state was committed.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// The process exit code the CLI uses for this kind (documented in docs/operations.md).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ErrorKind::Config => 3,
+            ErrorKind::Auth => 4,
+            ErrorKind::RateLimited { .. } => 5,
+            ErrorKind::Transient => 6,
+            ErrorKind::Unavailable => 7,
+            ErrorKind::Permanent => 8,
+            ErrorKind::Data => 9,
+            ErrorKind::Internal => 10,
+            ErrorKind::Interrupted => 130,
+        }
+    }
+
+    /// Short lowercase name used in logs, reports and dead letters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Auth => "auth",
+            ErrorKind::RateLimited { .. } => "rate_limited",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Data => "data",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether an operation failing with this kind may be retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ErrorKind::Transient | ErrorKind::RateLimited { .. })
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where an error happened: pipeline, stream, connector, request or record location.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorContext {
+    /// Pipeline name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    /// Stream name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Connector kind (e.g. `files`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+    /// Request, file or record location (URL without secrets, `file line N`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// dovetail's error: a kind, a message, context, and the source chain.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    context: ErrorContext,
+    source: Option<Source>,
+}
+
+/// Errors returned by connectors are ordinary dovetail errors.
+pub type ConnectorError = Error;
+
+/// Result alias with dovetail's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a human message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), context: ErrorContext::default(), source: None }
+    }
+    /// Shorthand for a [`ErrorKind::Config`] error.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+    /// Shorthand for a [`ErrorKind::Data`] error.
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Data, message)
+    }
+    /// Shorthand for a [`ErrorKind::Internal`] error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+    /// Shorthand for a [`ErrorKind::Permanent`] error.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Permanent, message)
+    }
+    /// Shorthand for a [`ErrorKind::Transient`] error.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transient, message)
+    }
+    /// Attach the underlying cause, keeping the source chain.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+    /// Set the pipeline in the context (kept if already set).
+    pub fn in_pipeline(mut self, pipeline: &str) -> Self {
+        self.context.pipeline.get_or_insert_with(|| pipeline.to_owned());
+        self
+    }
+    /// Set the stream in the context (kept if already set).
+    pub fn in_stream(mut self, stream: &str) -> Self {
+        self.context.stream.get_or_insert_with(|| stream.to_owned());
+        self
+    }
+    /// Set the connector in the context (kept if already set).
+    pub fn in_connector(mut self, connector: &str) -> Self {
+        self.context.connector.get_or_insert_with(|| connector.to_owned());
+        self
+    }
+    /// Set the location (request, file and line) in the context (kept if already set).
+    pub fn at(mut self, location: impl Into<String>) -> Self {
+        if self.context.location.is_none() {
+            self.context.location = Some(location.into());
+        }
+        self
+    }
+    /// The kind that decides what happens next.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+    /// The message without context.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// Where it happened.
+    pub fn context(&self) -> &ErrorContext {
+        &self.context
+    }
+    /// The full message: context, message and every cause in the chain.
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cur = e.source();
+        }
+        out
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.context;
+        let mut parts = Vec::new();
+        if let Some(p) = &c.pipeline {
+            parts.push(format!("pipeline `{p}`"));
+        }
+        if let Some(s) = &c.stream {
+            parts.push(format!("stream `{s}`"));
+        }
+        if let Some(k) = &c.connector {
+            parts.push(format!("connector `{k}`"));
+        }
+        if let Some(l) = &c.location {
+            parts.push(l.clone());
+        }
+        if parts.is_empty() {
+            write!(f, "{} error: {}", self.kind, self.message)
+        } else {
+            write!(f, "{} error in {}: {}", self.kind, parts.join(", "), self.message)
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        let kind = match e.kind() {
+            std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::WouldBlock => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        };
+        Error::new(kind, "I/O error").with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_distinct_exit_code() {
+        let kinds = [
+            ErrorKind::Config,
+            ErrorKind::Auth,
+            ErrorKind::RateLimited { retry_after_ms: None },
+            ErrorKind::Transient,
+            ErrorKind::Unavailable,
+            ErrorKind::Permanent,
+            ErrorKind::Data,
+            ErrorKind::Internal,
+            ErrorKind::Interrupted,
+        ];
+        let mut codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), kinds.len());
+        assert!(!codes.contains(&0) && !codes.contains(&1) && !codes.contains(&2));
+    }
+
+    #[test]
+    fn display_carries_context_and_report_the_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = Error::permanent("cannot open source").with_source(io).in_pipeline("p").in_stream("s").at("a.jsonl line 3");
+        assert_eq!(e.to_string(), "permanent error in pipeline `p`, stream `s`, a.jsonl line 3: cannot open source");
+        assert!(e.report().ends_with(": no such file"));
+    }
+}

@@ -1,0 +1,59 @@
+//! dovetail-core: the engine of dovetail.
+//!
+//! It defines what flows ([`Record`]), where it comes from and goes to ([`Source`],
+//! [`Sink`], [`Transform`]), how it is reshaped ([`mapping::Mapping`]), the durable state
+//! contract ([`state::StateStore`]) and the [`Pipeline`] engine that moves records with
+//! effectively-once delivery: at-least-once reading, a content-hash ledger and
+//! checkpoints that advance only after the sink acknowledged.
+//!
+//! A pipeline in code:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dovetail_core::{Pipeline, mapping::Mapping, testing::{MemorySource, MemorySink, MemoryState}};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), dovetail_core::Error> {
+//! let source = MemorySource::new("users", &["id"], vec![json!({"id": 1, "name": "Ada"})]);
+//! let sink = MemorySink::default();
+//! let mapping = Mapping::builder().rename("name", "full_name").constant("origin", json!("crm")).build();
+//! let pipeline = Pipeline::builder("crm-to-warehouse")
+//!     .source(source)
+//!     .sink(sink.clone())
+//!     .state(MemoryState::default())
+//!     .stream_mapping("users", mapping)
+//!     .build()?;
+//! let report = pipeline.run(Default::default()).await?;
+//! assert_eq!(report.streams["users"].written, 1);
+//! assert_eq!(sink.rows("users")[0]["full_name"], json!("Ada"));
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod connector;
+pub mod error;
+pub mod failpoint;
+pub mod mapping;
+pub mod number;
+pub mod pipeline;
+pub mod record;
+pub mod report;
+pub mod schema;
+pub mod secret;
+pub mod state;
+pub mod stream;
+pub mod testing;
+
+pub use connector::{Batch, BuildCx, Cx, SinkConnector, SourceConnector, Identity, Next, Page, ReadRequest, Reject, Sink, SinkStream, Source, Transform, TransformError, WriteMode, WriteReport};
+pub use error::{ConnectorError, Error, ErrorContext, ErrorKind, Result};
+pub use pipeline::{Pipeline, PipelineBuilder, RunOptions, StreamOptions};
+pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};
+pub use report::{RunReport, StreamReport};
+pub use secret::Secret;
+pub use state::{Checkpoint, StateStore};
+pub use stream::{DeleteMode, StreamSpec, SyncMode};
+
+/// Current time as RFC 3339 with millisecond precision, UTC.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Millisecond).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
+}

@@ -1,0 +1,349 @@
+//! Records, their keys and provenance, content hashing, and field paths.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// Where a record came from, shared by every record of one page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// Connector kind that produced the record (`files`, `github`, ...).
+    pub connector: String,
+    /// Endpoint or file the record was read from (URL without secrets, or a path).
+    pub endpoint: String,
+    /// Vendor API version pinned for the request, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// When the page was fetched (RFC 3339).
+    pub fetched_at: String,
+    /// The vendor's request id, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// One record flowing through a pipeline.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The record's fields. Numbers keep their exact decimal text (serde_json `arbitrary_precision`).
+    pub data: Value,
+    /// Position inside the endpoint, used in messages (`orders.jsonl line 17`).
+    pub location: Option<Location>,
+    /// Where the page came from.
+    pub provenance: Arc<Provenance>,
+    /// Primary key of the mapped record; filled by the engine after mapping.
+    pub key: Option<Key>,
+}
+
+impl Record {
+    /// A record with data and provenance, no location and no key yet.
+    pub fn new(data: Value, provenance: Arc<Provenance>) -> Self {
+        Record { data, location: None, provenance, key: None }
+    }
+    /// Set the record's location.
+    pub fn at(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
+    /// `endpoint line N` / `endpoint item N` / `endpoint`, for messages.
+    pub fn whereabouts(&self) -> String {
+        match &self.location {
+            Some(l) => format!("{} {l}", self.provenance.endpoint),
+            None => self.provenance.endpoint.clone(),
+        }
+    }
+}
+
+/// Position of a record inside its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// 1-based line of a text file.
+    Line(u64),
+    /// 0-based index of the record in a response or page.
+    Item(u64),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Item(n) => write!(f, "item {n}"),
+        }
+    }
+}
+
+/// A primary-key value: one JSON value per key field, in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    /// Build a key from its parts. The canonical form is compact JSON: `1`, `"a"`, `[1,"a"]`.
+    pub fn from_parts(parts: &[&Value]) -> Key {
+        if parts.len() == 1 {
+            Key(canonical_json(parts[0]))
+        } else {
+            let mut s = String::from("[");
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(&canonical_json(p));
+            }
+            s.push(']');
+            Key(s)
+        }
+    }
+    /// Rebuild a key from its canonical text (as stored in the ledger).
+    pub fn from_canonical(s: impl Into<String>) -> Key {
+        Key(s.into())
+    }
+    /// The canonical text of this key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The key's parts as JSON values, one per key field.
+    pub fn parts(&self, fields: usize) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&self.0).unwrap_or(Value::Null);
+        if fields == 1 {
+            vec![v]
+        } else {
+            match v {
+                Value::Array(a) => a,
+                other => vec![other],
+            }
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Compact JSON with object keys sorted, so equal values give equal text.
+///
+/// serde_json's map is a BTreeMap in this workspace (no `preserve_order`), so plain
+/// serialization is already canonical.
+pub fn canonical_json(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// 128-bit content hash of a record's data, over its canonical JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash(pub [u8; 16]);
+
+impl ContentHash {
+    /// Hash a value's canonical JSON with xxh3-128.
+    pub fn of(v: &Value) -> ContentHash {
+        struct W(xxhash_rust::xxh3::Xxh3);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.update(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = W(xxhash_rust::xxh3::Xxh3::new());
+        // Writing into a hasher cannot fail.
+        let _ = serde_json::to_writer(&mut w, v);
+        ContentHash(w.0.digest128().to_be_bytes())
+    }
+    /// Lowercase hex, for idempotency keys and display.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A dotted field path such as `customer.address.city` or `items[0].sku`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct FieldPath(String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg<'a> {
+    Field(&'a str),
+    Index(usize),
+}
+
+impl FieldPath {
+    /// A path from its dotted text.
+    pub fn new(s: impl Into<String>) -> Self {
+        FieldPath(s.into())
+    }
+    /// The dotted text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn segments(&self) -> Vec<Seg<'_>> {
+        let mut out = Vec::new();
+        for part in self.0.split('.') {
+            let (name, mut rest) = match part.find('[') {
+                Some(i) => (&part[..i], &part[i..]),
+                None => (part, ""),
+            };
+            if !name.is_empty() {
+                out.push(Seg::Field(name));
+            }
+            while let Some(end) = rest.find(']') {
+                match rest[1..end].parse::<usize>() {
+                    Ok(i) => out.push(Seg::Index(i)),
+                    Err(_) => out.push(Seg::Field(&rest[1..end])),
+                }
+                rest = &rest[end + 1..];
+            }
+        }
+        out
+    }
+    /// Whether the path is a single top-level field.
+    pub fn is_top_level(&self) -> bool {
+        !self.0.contains('.') && !self.0.contains('[')
+    }
+    /// The value at this path, if present.
+    pub fn get<'v>(&self, v: &'v Value) -> Option<&'v Value> {
+        if self.is_top_level() {
+            return v.get(&self.0);
+        }
+        let mut cur = v;
+        for s in self.segments() {
+            cur = match s {
+                Seg::Field(f) => cur.get(f)?,
+                Seg::Index(i) => cur.get(i)?,
+            };
+        }
+        Some(cur)
+    }
+    /// A mutable reference to the value at this path, if present.
+    pub fn get_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value> {
+        let mut cur = v;
+        for s in self.segments() {
+            cur = match s {
+                Seg::Field(f) => cur.get_mut(f)?,
+                Seg::Index(i) => cur.get_mut(i)?,
+            };
+        }
+        Some(cur)
+    }
+    /// Remove and return the value at this path.
+    pub fn take(&self, v: &mut Value) -> Option<Value> {
+        let segs = self.segments();
+        let (last, parents) = segs.split_last()?;
+        let mut cur = v;
+        for s in parents {
+            cur = match s {
+                Seg::Field(f) => cur.get_mut(*f)?,
+                Seg::Index(i) => cur.get_mut(*i)?,
+            };
+        }
+        match last {
+            Seg::Field(f) => cur.as_object_mut()?.remove(*f),
+            Seg::Index(i) => cur.get_mut(*i).map(Value::take),
+        }
+    }
+    /// Set the value at this path, creating objects along the way.
+    pub fn set(&self, v: &mut Value, new: Value) -> bool {
+        let segs = self.segments();
+        let Some((last, parents)) = segs.split_last() else { return false };
+        let mut cur = v;
+        for s in parents {
+            cur = match s {
+                Seg::Field(f) => {
+                    let Some(obj) = cur.as_object_mut() else { return false };
+                    obj.entry(f.to_string()).or_insert_with(|| Value::Object(Default::default()))
+                }
+                Seg::Index(i) => match cur.get_mut(*i) {
+                    Some(x) => x,
+                    None => return false,
+                },
+            };
+        }
+        match last {
+            Seg::Field(f) => match cur.as_object_mut() {
+                Some(obj) => {
+                    obj.insert(f.to_string(), new);
+                    true
+                }
+                None => false,
+            },
+            Seg::Index(i) => match cur.get_mut(*i) {
+                Some(x) => {
+                    *x = new;
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for FieldPath {
+    fn from(s: &str) -> Self {
+        FieldPath(s.to_owned())
+    }
+}
+
+/// Total order of cursor values: numbers numerically (exactly, beyond f64), RFC 3339
+/// timestamps by instant, other strings lexicographically. `None` when the two cannot be compared.
+pub fn compare_cursors(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => Some(crate::number::compare(x, y)),
+        (Value::String(x), Value::String(y)) => {
+            if let (Ok(tx), Ok(ty)) = (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
+                Some(tx.cmp(&ty))
+            } else {
+                Some(x.cmp(y))
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_get_set_take() {
+        let mut v = json!({"a": {"b": [1, {"c": 2}]}, "x": 1});
+        assert_eq!(FieldPath::new("a.b[1].c").get(&v), Some(&json!(2)));
+        assert_eq!(FieldPath::new("x").get(&v), Some(&json!(1)));
+        assert!(FieldPath::new("a.z.q").set(&mut v, json!(3)));
+        assert_eq!(v["a"]["z"]["q"], json!(3));
+        assert_eq!(FieldPath::new("a.b[0]").take(&mut v), Some(json!(1)));
+        assert_eq!(FieldPath::new("nope.x").get(&v), None);
+    }
+
+    #[test]
+    fn keys_are_canonical_and_hash_ignores_key_order() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":"x"}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":"x","b":1}"#).unwrap();
+        assert_eq!(ContentHash::of(&a), ContentHash::of(&b));
+        assert_ne!(ContentHash::of(&a), ContentHash::of(&json!({"a": "x", "b": 2})));
+        let k = Key::from_parts(&[&json!(1), &json!("a")]);
+        assert_eq!(k.as_str(), r#"[1,"a"]"#);
+        assert_eq!(k.parts(2), vec![json!(1), json!("a")]);
+        assert_eq!(Key::from_parts(&[&json!("z")]).parts(1), vec![json!("z")]);
+    }
+
+    #[test]
+    fn cursors_compare_exactly_and_by_instant() {
+        let big1: Value = serde_json::from_str("12345678901234567890").unwrap();
+        let big2: Value = serde_json::from_str("12345678901234567891").unwrap();
+        assert_eq!(compare_cursors(&big1, &big2), Some(Ordering::Less));
+        let t1 = json!("2024-01-01T10:00:00+02:00");
+        let t2 = json!("2024-01-01T09:00:00Z");
+        assert_eq!(compare_cursors(&t1, &t2), Some(Ordering::Less));
+        assert_eq!(compare_cursors(&json!(1), &json!("a")), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! Minimal JSON Schema inference from sample records, for streams without a declared schema.
+
+use serde_json::{Map, Value, json};
+
+/// Infer a JSON Schema (draft 2020-12 subset: type, properties) from sample records.
+pub fn infer<'a>(samples: impl IntoIterator<Item = &'a Value>) -> Value {
+    let mut acc: Option<Value> = None;
+    for s in samples {
+        let one = of_value(s);
+        acc = Some(match acc {
+            None => one,
+            Some(prev) => merge(prev, one),
+        });
+    }
+    acc.unwrap_or_else(|| json!({"type": "object"}))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if crate::number::is_integral(n) => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn of_value(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let props: Map<String, Value> = m.iter().map(|(k, v)| (k.clone(), of_value(v))).collect();
+            json!({"type": "object", "properties": props})
+        }
+        Value::Array(items) => {
+            let mut s = json!({"type": "array"});
+            if !items.is_empty() {
+                s["items"] = infer(items.iter());
+            }
+            s
+        }
+        other => json!({"type": type_name(other)}),
+    }
+}
+
+fn types_of(s: &Value) -> Vec<String> {
+    match s.get("type") {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
+        _ => vec![],
+    }
+}
+
+fn merge(a: Value, b: Value) -> Value {
+    let mut types = types_of(&a);
+    for t in types_of(&b) {
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    // An integer seen where a number was seen is still a number.
+    if types.contains(&"number".to_owned()) {
+        types.retain(|t| t != "integer");
+    }
+    types.sort();
+    let mut out = Map::new();
+    out.insert("type".into(), if types.len() == 1 { json!(types[0]) } else { json!(types) });
+    let (pa, pb) = (a.get("properties").cloned(), b.get("properties").cloned());
+    if pa.is_some() || pb.is_some() {
+        let mut props = pa.and_then(|p| p.as_object().cloned()).unwrap_or_default();
+        for (k, v) in pb.and_then(|p| p.as_object().cloned()).unwrap_or_default() {
+            let merged = match props.remove(&k) {
+                Some(prev) => merge(prev, v),
+                None => v,
+            };
+            props.insert(k, merged);
+        }
+        out.insert("properties".into(), Value::Object(props));
+    }
+    match (a.get("items").cloned(), b.get("items").cloned()) {
+        (Some(x), Some(y)) => {
+            out.insert("items".into(), merge(x, y));
+        }
+        (Some(x), None) | (None, Some(x)) => {
+            out.insert("items".into(), x);
+        }
+        _ => {}
+    }
+    Value::Object(out)
+}
+
+/// The top-level JSON types a schema allows for a property (`["integer","null"]`).
+pub fn property_types(schema: &Value, field: &str) -> Vec<String> {
+    schema.get("properties").and_then(|p| p.get(field)).map(types_of).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infers_and_merges_types() {
+        let a = json!({"id": 1, "name": "x", "tags": ["a"], "n": {"k": 1.5}});
+        let b = json!({"id": 2, "name": null, "n": {"k": 2}});
+        let s = infer([&a, &b]);
+        assert_eq!(s["properties"]["id"]["type"], json!("integer"));
+        assert_eq!(s["properties"]["name"]["type"], json!(["null", "string"]));
+        assert_eq!(s["properties"]["tags"]["items"]["type"], json!("string"));
+        assert_eq!(s["properties"]["n"]["properties"]["k"]["type"], json!("number"));
+        assert_eq!(property_types(&s, "name"), vec!["null", "string"]);
+    }
+}

@@ -1,0 +1,144 @@
+//! The state-store contract: checkpoints, idempotency ledger, dead letters, run history,
+//! schema baselines and the per-pipeline run lock. `dovetail-state` implements it.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::record::{ContentHash, Key};
+
+/// Inclusive cursor bound plus the keys already delivered at exactly that value, so records
+/// sharing one cursor value across a checkpoint boundary are neither lost nor repeated.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CursorState {
+    /// Greatest cursor value delivered.
+    pub value: Value,
+    /// Canonical keys delivered with exactly `value`.
+    pub keys: Vec<String>,
+}
+
+/// A stream's durable position. Advanced only after the sink acknowledged every record before it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Source position inside the current pass (`None`: the next read starts a pass).
+    pub position: Option<Value>,
+    /// Generation of the current pass; ledger rows touched in it carry this number.
+    pub pass: u64,
+    /// Cursor bound the current pass filters with (fixed for the whole pass).
+    pub floor: Option<CursorState>,
+    /// Greatest cursor seen so far in the current pass; becomes the floor when the pass completes.
+    pub max: Option<CursorState>,
+    /// Whether the last pass completed (the next read starts a new pass).
+    pub pass_complete: bool,
+}
+
+/// One idempotency-ledger row: what was last written for a key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    /// Canonical primary key.
+    pub key: Key,
+    /// Content hash of the mapped record written.
+    pub hash: ContentHash,
+    /// Destination id, for sinks that create records elsewhere.
+    pub dest_id: Option<String>,
+}
+
+/// A record that could not be delivered, with everything needed to explain and replay it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// Row id (0 before it is stored).
+    pub id: i64,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// Canonical key, when it could be extracted.
+    pub key: Option<String>,
+    /// Error kind name (`data`, `permanent`, ...).
+    pub kind: String,
+    /// Why, in words that name the file, line and field.
+    pub reason: String,
+    /// Field path at fault, when known.
+    pub path: Option<String>,
+    /// Where it came from (`orders.jsonl line 17`).
+    pub location: Option<String>,
+    /// The raw input, unchanged.
+    pub raw: String,
+    /// When it was stored (RFC 3339).
+    pub created_at: String,
+}
+
+/// Everything one batch changes in the state store, committed in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// Pass number stamped on the `ledger` and `touched` rows.
+    pub pass: u64,
+    /// Ledger rows to insert or update.
+    pub ledger: Vec<LedgerEntry>,
+    /// Keys read unchanged in this pass; only their pass number is bumped (used for delete propagation).
+    pub touched: Vec<Key>,
+    /// Ledger rows to remove (their sink rows were deleted).
+    pub forget: Vec<Key>,
+    /// Dead letters to add.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Dead letters that were replayed successfully and must be removed.
+    pub resolved_dead_letters: Vec<i64>,
+    /// New checkpoint, or `None` to leave it as it is.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Stored outcome of one run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: i64,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339), `None` while running or if the process died.
+    pub finished_at: Option<String>,
+    /// `running`, `succeeded`, `failed`, `interrupted`.
+    pub outcome: String,
+    /// The full [`crate::report::RunReport`] as JSON, once finished.
+    pub report: Option<Value>,
+}
+
+/// Held while a pipeline runs; dropping it releases the lock.
+pub trait RunLock: Send + Sync + std::fmt::Debug {}
+
+/// Durable state of dovetail. Implementations must make [`StateStore::commit`] atomic.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Take the run lock of a pipeline. A lock held by a live process is refused with a
+    /// [`crate::ErrorKind::Config`] error naming that process; a dead process never holds it.
+    async fn lock(&self, pipeline: &str) -> Result<Box<dyn RunLock>, Error>;
+    /// The checkpoint of a stream, if any.
+    async fn checkpoint(&self, pipeline: &str, stream: &str) -> Result<Option<Checkpoint>, Error>;
+    /// Forget a stream's checkpoint (or every stream's, with `stream = None`); the ledger stays.
+    async fn reset(&self, pipeline: &str, stream: Option<&str>) -> Result<u64, Error>;
+    /// Ledger hashes for keys, in the same order (`None` where the key was never written).
+    async fn ledger_lookup(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<ContentHash>>, Error>;
+    /// Up to `limit` keys whose ledger pass is older than `pass` (gone from the source in a full refresh).
+    async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error>;
+    /// Apply one batch's state changes in a single transaction.
+    async fn commit(&self, commit: Commit) -> Result<(), Error>;
+    /// Record the start of a run and return its id.
+    async fn begin_run(&self, pipeline: &str, started_at: &str) -> Result<i64, Error>;
+    /// Record the end of a run with its outcome and report.
+    async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error>;
+    /// The latest runs, newest first, optionally of one pipeline.
+    async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error>;
+    /// Dead letters, oldest first, optionally filtered by pipeline and stream.
+    async fn dead_letters(&self, pipeline: Option<&str>, stream: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, Error>;
+    /// One dead letter by id.
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error>;
+    /// The stored schema baseline of a stream.
+    async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error>;
+    /// Store a stream's schema baseline (replacing any previous one).
+    async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error>;
+}

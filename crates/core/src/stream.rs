@@ -1,0 +1,55 @@
+//! Stream specifications and sync modes.
+
+use serde_json::Value;
+
+use crate::record::FieldPath;
+
+/// What a source says about one of its streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    /// Stream name, unique within the source.
+    pub name: String,
+    /// Primary-key field paths (one or more).
+    pub primary_key: Vec<FieldPath>,
+    /// Field whose value only grows, for incremental sync.
+    pub cursor_field: Option<FieldPath>,
+    /// JSON Schema of the records; `None` means it is inferred from the first batch.
+    pub schema: Option<Value>,
+}
+
+impl StreamSpec {
+    /// A stream with a name and primary key, no cursor, schema inferred.
+    pub fn new(name: impl Into<String>, primary_key: Vec<FieldPath>) -> Self {
+        StreamSpec { name: name.into(), primary_key, cursor_field: None, schema: None }
+    }
+    /// Set the cursor field.
+    pub fn with_cursor(mut self, cursor: impl Into<FieldPath>) -> Self {
+        self.cursor_field = Some(cursor.into());
+        self
+    }
+}
+
+/// How a stream is read on each run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Read what is new since the last run (by cursor when the stream has one, else by the
+    /// source's own position); the ledger skips what is unchanged.
+    #[default]
+    Incremental,
+    /// Read everything on every run; with `delete_missing`, rows gone from the source are deleted.
+    FullRefresh,
+}
+
+/// What a completed full refresh does with sink rows the source no longer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMode {
+    /// Leave them.
+    #[default]
+    Keep,
+    /// Delete them from the sink.
+    Delete,
+    /// Mark them deleted (the sink sets its soft-delete column).
+    SoftDelete,
+}
