@@ -96,6 +96,22 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Re-process stored dead letters of this pipeline (all, or those with `ids`) through the
+    /// current mapping and sink; those that now pass are delivered and removed, the others stay
+    /// with their new reason. Returns a report whose `written`/`dead_lettered` count the outcome.
+    pub async fn replay_dead_letters(&self, ids: Option<&[i64]>, cancel: CancellationToken) -> Result<RunReport, Error> {
+        let _ = (ids, cancel);
+        Err(Error::internal("engine not written yet"))
+    }
+    /// Probe the source and the sink.
+    pub async fn check(&self) -> Result<(), Error> {
+        let cx = crate::connector::Cx { pipeline: self.name.clone(), cancel: CancellationToken::new() };
+        self.source.check(&cx).await?;
+        self.sink.check(&cx).await
+    }
+}
+
 impl PipelineBuilder {
     /// The source.
     pub fn source(mut self, s: impl Source + 'static) -> Self {
