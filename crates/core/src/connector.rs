@@ -156,7 +156,10 @@ pub trait Sink: Send + Sync {
     /// Delete (or soft-delete, per the stream's delete mode) rows by key; returns how many.
     async fn delete(&self, stream: &SinkStream, keys: &[Key], cx: &Cx) -> Result<u64, Error> {
         let _ = (keys, cx);
-        Err(Error::new(ErrorKind::Config, format!("sink `{}` cannot delete rows (stream `{}`)", self.kind(), stream.name)))
+        Err(Error::new(
+            ErrorKind::Config,
+            format!("sink `{}` cannot delete rows (stream `{}`)", self.kind(), stream.name),
+        ))
     }
 }
 

@@ -94,9 +94,13 @@ pub struct ErrorContext {
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// dovetail's error: a kind, a message, context, and the source chain.
+/// dovetail's error: a kind, a message, context, and the source chain (boxed: errors are
+/// cold and `Result<T, Error>` stays one pointer wide).
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     kind: ErrorKind,
     message: String,
     context: ErrorContext,
@@ -112,7 +116,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a human message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), context: ErrorContext::default(), source: None }
+        Error(Box::new(Inner { kind, message: message.into(), context: ErrorContext::default(), source: None }))
     }
     /// Shorthand for a [`ErrorKind::Config`] error.
     pub fn config(message: impl Into<String>) -> Self {
@@ -136,42 +140,42 @@ impl Error {
     }
     /// Attach the underlying cause, keeping the source chain.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.0.source = Some(Box::new(source));
         self
     }
     /// Set the pipeline in the context (kept if already set).
     pub fn in_pipeline(mut self, pipeline: &str) -> Self {
-        self.context.pipeline.get_or_insert_with(|| pipeline.to_owned());
+        self.0.context.pipeline.get_or_insert_with(|| pipeline.to_owned());
         self
     }
     /// Set the stream in the context (kept if already set).
     pub fn in_stream(mut self, stream: &str) -> Self {
-        self.context.stream.get_or_insert_with(|| stream.to_owned());
+        self.0.context.stream.get_or_insert_with(|| stream.to_owned());
         self
     }
     /// Set the connector in the context (kept if already set).
     pub fn in_connector(mut self, connector: &str) -> Self {
-        self.context.connector.get_or_insert_with(|| connector.to_owned());
+        self.0.context.connector.get_or_insert_with(|| connector.to_owned());
         self
     }
     /// Set the location (request, file and line) in the context (kept if already set).
     pub fn at(mut self, location: impl Into<String>) -> Self {
-        if self.context.location.is_none() {
-            self.context.location = Some(location.into());
+        if self.0.context.location.is_none() {
+            self.0.context.location = Some(location.into());
         }
         self
     }
     /// The kind that decides what happens next.
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.0.kind
     }
     /// The message without context.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
     /// Where it happened.
     pub fn context(&self) -> &ErrorContext {
-        &self.context
+        &self.0.context
     }
     /// The full message: context, message and every cause in the chain.
     pub fn report(&self) -> String {
@@ -188,7 +192,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.context;
+        let c = &self.0.context;
         let mut parts = Vec::new();
         if let Some(p) = &c.pipeline {
             parts.push(format!("pipeline `{p}`"));
@@ -203,25 +207,25 @@ impl fmt::Display for Error {
             parts.push(l.clone());
         }
         if parts.is_empty() {
-            write!(f, "{} error: {}", self.kind, self.message)
+            write!(f, "{} error: {}", self.0.kind, self.0.message)
         } else {
-            write!(f, "{} error in {}: {}", self.kind, parts.join(", "), self.message)
+            write!(f, "{} error in {}: {}", self.0.kind, parts.join(", "), self.0.message)
         }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.0.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         let kind = match e.kind() {
-            std::io::ErrorKind::Interrupted
-            | std::io::ErrorKind::TimedOut
-            | std::io::ErrorKind::WouldBlock => ErrorKind::Transient,
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                ErrorKind::Transient
+            }
             _ => ErrorKind::Permanent,
         };
         Error::new(kind, "I/O error").with_source(e)
@@ -255,7 +259,8 @@ mod tests {
     #[test]
     fn display_carries_context_and_report_the_chain() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = Error::permanent("cannot open source").with_source(io).in_pipeline("p").in_stream("s").at("a.jsonl line 3");
+        let e =
+            Error::permanent("cannot open source").with_source(io).in_pipeline("p").in_stream("s").at("a.jsonl line 3");
         assert_eq!(e.to_string(), "permanent error in pipeline `p`, stream `s`, a.jsonl line 3: cannot open source");
         assert!(e.report().ends_with(": no such file"));
     }

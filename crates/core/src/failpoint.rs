@@ -20,11 +20,12 @@ fn spec() -> &'static Option<(String, u64)> {
 
 /// Abort the process here if the failpoint `name` is armed and due. Costs one branch otherwise.
 pub fn hit(name: &str) {
-    if let Some((armed, n)) = spec() {
-        if armed == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n {
-            eprintln!("dovetail: failpoint `{name}` reached, aborting");
-            std::process::abort();
-        }
+    if let Some((armed, n)) = spec()
+        && armed == name
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n
+    {
+        eprintln!("dovetail: failpoint `{name}` reached, aborting");
+        std::process::abort();
     }
 }
 

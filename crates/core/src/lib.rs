@@ -44,7 +44,10 @@ pub mod state;
 pub mod stream;
 pub mod testing;
 
-pub use connector::{Batch, BuildCx, Cx, SinkConnector, SourceConnector, Identity, Next, Page, ReadRequest, Reject, Sink, SinkStream, Source, Transform, TransformError, WriteMode, WriteReport};
+pub use connector::{
+    Batch, BuildCx, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector, SinkStream, Source,
+    SourceConnector, Transform, TransformError, WriteMode, WriteReport,
+};
 pub use error::{ConnectorError, Error, ErrorContext, ErrorKind, Result};
 pub use pipeline::{Pipeline, PipelineBuilder, RunOptions, StreamOptions};
 pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};

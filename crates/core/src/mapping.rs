@@ -112,7 +112,10 @@ impl Mapping {
     /// Apply the mapping to one record.
     pub fn map(&self, mut data: Value) -> Result<Value, TransformError> {
         if !data.is_object() {
-            return Err(TransformError { path: "$".into(), reason: format!("expected a JSON object, found {}", kind(&data)) });
+            return Err(TransformError {
+                path: "$".into(),
+                reason: format!("expected a JSON object, found {}", kind(&data)),
+            });
         }
         let mut created: Vec<&str> = Vec::new();
         for (name, path) in &self.columns {
@@ -139,7 +142,8 @@ impl Mapping {
         }
         if !self.rename.is_empty() {
             let m = obj(&mut data);
-            let moved: Vec<(String, Value)> = self.rename.iter().filter_map(|(from, to)| m.remove(from).map(|v| (to.clone(), v))).collect();
+            let moved: Vec<(String, Value)> =
+                self.rename.iter().filter_map(|(from, to)| m.remove(from).map(|v| (to.clone(), v))).collect();
             for (to, v) in moved {
                 m.insert(to, v);
             }
@@ -187,11 +191,17 @@ impl Transform for Mapping {
     }
 
     fn output_path(&self, input: &str) -> Option<String> {
-        let mut name = self.columns.iter().find(|(_, p)| p.as_str() == input).map(|(c, _)| c.clone()).unwrap_or_else(|| input.to_owned());
-        if let Some(sel) = &self.select {
-            if !sel.iter().any(|p| p.as_str() == name) && !self.columns.contains_key(&name) {
-                return None;
-            }
+        let mut name = self
+            .columns
+            .iter()
+            .find(|(_, p)| p.as_str() == input)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_else(|| input.to_owned());
+        if let Some(sel) = &self.select
+            && !sel.iter().any(|p| p.as_str() == name)
+            && !self.columns.contains_key(&name)
+        {
+            return None;
         }
         if self.drop.iter().any(|p| p.as_str() == name) {
             return None;
@@ -259,7 +269,9 @@ pub fn cast(v: Value, to: CastType) -> Result<Value, String> {
                 "false" | "no" | "n" | "0" | "f" => Ok(Value::Bool(false)),
                 _ => fail(&v, "boolean"),
             },
-            Value::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => Ok(Value::Bool(n.as_i64() == Some(1))),
+            Value::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+                Ok(Value::Bool(n.as_i64() == Some(1)))
+            }
             _ => fail(&v, "boolean"),
         },
         CastType::Timestamp => match &v {
@@ -274,7 +286,9 @@ pub fn cast(v: Value, to: CastType) -> Result<Value, String> {
             _ => fail(&v, "timestamp"),
         },
         CastType::Json => match &v {
-            Value::String(s) => serde_json::from_str(s).or_else(|e| Err(format!("cannot cast a string {} to json: {e}", show(&v)))),
+            Value::String(s) => {
+                serde_json::from_str(s).map_err(|e| format!("cannot cast a string {} to json: {e}", show(&v)))
+            }
             _ => Ok(v),
         },
     }
@@ -303,7 +317,13 @@ fn integral_text(n: &serde_json::Number) -> serde_json::Number {
         digits.truncate(point.max(0) as usize);
     }
     let trimmed = digits.trim_start_matches('0');
-    let text = if trimmed.is_empty() { "0".to_owned() } else if neg { format!("-{trimmed}") } else { trimmed.to_owned() };
+    let text = if trimmed.is_empty() {
+        "0".to_owned()
+    } else if neg {
+        format!("-{trimmed}")
+    } else {
+        trimmed.to_owned()
+    };
     serde_json::from_str(&text).unwrap_or_else(|_| n.clone())
 }
 
@@ -329,7 +349,10 @@ mod tests {
             .constant("source", json!("shop"))
             .build();
         let out = m.map(json!({"id": "7", "amount": "12.50", "note": "x", "extra": 1, "customer": {"address": {"city": "Oslo"}}})).unwrap();
-        assert_eq!(out, json!({"order_id": 7, "amount": parse("12.50"), "status": "new", "city": "Oslo", "source": "shop"}));
+        assert_eq!(
+            out,
+            json!({"order_id": 7, "amount": parse("12.50"), "status": "new", "city": "Oslo", "source": "shop"})
+        );
         assert_eq!(out["amount"].to_string(), "12.50");
         assert_eq!(m.output_path("id").as_deref(), Some("order_id"));
         assert_eq!(m.output_path("note"), None);
@@ -348,12 +371,21 @@ mod tests {
 
     #[test]
     fn casts_are_exact() {
-        assert_eq!(cast(json!("12345678901234567890123"), CastType::Integer).unwrap().to_string(), "12345678901234567890123");
+        assert_eq!(
+            cast(json!("12345678901234567890123"), CastType::Integer).unwrap().to_string(),
+            "12345678901234567890123"
+        );
         assert_eq!(cast(parse("2.000"), CastType::Integer).unwrap().to_string(), "2");
         assert_eq!(cast(parse("1.5e1"), CastType::Integer).unwrap().to_string(), "15");
-        assert_eq!(cast(parse("0.123456789012345678901234567890"), CastType::String).unwrap(), json!("0.123456789012345678901234567890"));
+        assert_eq!(
+            cast(parse("0.123456789012345678901234567890"), CastType::String).unwrap(),
+            json!("0.123456789012345678901234567890")
+        );
         assert_eq!(cast(json!("no"), CastType::Boolean).unwrap(), json!(false));
-        assert_eq!(cast(json!("2024-05-01T12:00:00+02:00"), CastType::Timestamp).unwrap(), json!("2024-05-01T10:00:00Z"));
+        assert_eq!(
+            cast(json!("2024-05-01T12:00:00+02:00"), CastType::Timestamp).unwrap(),
+            json!("2024-05-01T10:00:00Z")
+        );
         assert_eq!(cast(json!("{\"a\":1}"), CastType::Json).unwrap(), json!({"a": 1}));
         assert_eq!(cast(Value::Null, CastType::Integer).unwrap(), Value::Null);
     }

@@ -128,7 +128,10 @@ mod tests {
         assert!(is_integral(&n("12345678901234567890123")));
         assert!(is_integral(&n("2.0")));
         assert!(!is_integral(&n("2.5")));
-        assert_eq!(parse_exact(" 123.450000000000000000000000001 ").unwrap().to_string(), "123.450000000000000000000000001");
+        assert_eq!(
+            parse_exact(" 123.450000000000000000000000001 ").unwrap().to_string(),
+            "123.450000000000000000000000001"
+        );
         assert!(parse_exact("12a").is_none());
     }
 }

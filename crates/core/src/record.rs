@@ -247,12 +247,16 @@ impl FieldPath {
     /// Set the value at this path, creating objects along the way.
     pub fn set(&self, v: &mut Value, new: Value) -> bool {
         let segs = self.segments();
-        let Some((last, parents)) = segs.split_last() else { return false };
+        let Some((last, parents)) = segs.split_last() else {
+            return false;
+        };
         let mut cur = v;
         for s in parents {
             cur = match s {
                 Seg::Field(f) => {
-                    let Some(obj) = cur.as_object_mut() else { return false };
+                    let Some(obj) = cur.as_object_mut() else {
+                        return false;
+                    };
                     obj.entry(f.to_string()).or_insert_with(|| Value::Object(Default::default()))
                 }
                 Seg::Index(i) => match cur.get_mut(*i) {

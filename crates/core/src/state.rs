@@ -122,7 +122,12 @@ pub trait StateStore: Send + Sync {
     /// Forget a stream's checkpoint (or every stream's, with `stream = None`); the ledger stays.
     async fn reset(&self, pipeline: &str, stream: Option<&str>) -> Result<u64, Error>;
     /// Ledger hashes for keys, in the same order (`None` where the key was never written).
-    async fn ledger_lookup(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<ContentHash>>, Error>;
+    async fn ledger_lookup(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<ContentHash>>, Error>;
     /// Up to `limit` keys whose ledger pass is older than `pass` (gone from the source in a full refresh).
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error>;
     /// Apply one batch's state changes in a single transaction.
@@ -134,7 +139,12 @@ pub trait StateStore: Send + Sync {
     /// The latest runs, newest first, optionally of one pipeline.
     async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error>;
     /// Dead letters, oldest first, optionally filtered by pipeline and stream.
-    async fn dead_letters(&self, pipeline: Option<&str>, stream: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, Error>;
+    async fn dead_letters(
+        &self,
+        pipeline: Option<&str>,
+        stream: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, Error>;
     /// One dead letter by id.
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error>;
     /// The stored schema baseline of a stream.

@@ -1,1 +1,349 @@
-//! stub
+//! In-memory source, sink and state store: for examples, doc tests and engine tests.
+//!
+//! They implement the real traits fully (pagination, inclusive cursors, atomic commits, run
+//! locks), but keep nothing across processes. Production uses `dovetail-state` and real connectors.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::connector::{Batch, Cx, Next, Page, ReadRequest, Sink, SinkStream, Source, WriteReport};
+use crate::error::{Error, ErrorKind};
+use crate::record::{ContentHash, FieldPath, Key, Location, Provenance, Record, compare_cursors};
+use crate::state::{Checkpoint, Commit, DeadLetter, RunLock, RunRecord, StateStore};
+use crate::stream::{DeleteMode, StreamSpec};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Clone)]
+struct MemStream {
+    spec: StreamSpec,
+    records: Vec<Value>,
+    fail_at_page: Option<u64>,
+}
+
+/// A source serving records from memory, sorted by cursor when the stream has one, with
+/// inclusive `since` filtering and offset positions — like a typical `?since=&sort=` API.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    streams: Arc<Mutex<BTreeMap<String, MemStream>>>,
+    pages_served: Arc<Mutex<u64>>,
+}
+
+impl MemorySource {
+    /// A source with one stream.
+    pub fn new(stream: &str, primary_key: &[&str], records: Vec<Value>) -> Self {
+        let s = MemorySource::default();
+        s.add_stream(stream, primary_key, records);
+        s
+    }
+    /// Add (or replace) a stream.
+    pub fn add_stream(&self, stream: &str, primary_key: &[&str], records: Vec<Value>) {
+        let spec = StreamSpec::new(stream, primary_key.iter().map(|k| FieldPath::new(*k)).collect());
+        lock(&self.streams).insert(stream.into(), MemStream { spec, records, fail_at_page: None });
+    }
+    /// Give a stream a cursor field.
+    pub fn with_cursor(self, stream: &str, field: &str) -> Self {
+        if let Some(s) = lock(&self.streams).get_mut(stream) {
+            s.spec.cursor_field = Some(FieldPath::new(field));
+        }
+        self
+    }
+    /// Replace a stream's records.
+    pub fn set_records(&self, stream: &str, records: Vec<Value>) {
+        if let Some(s) = lock(&self.streams).get_mut(stream) {
+            s.records = records;
+        }
+    }
+    /// Make reads of page number `page` (0-based, within a pass) fail with a transient error; `None` heals.
+    pub fn fail_at_page(&self, stream: &str, page: Option<u64>) {
+        if let Some(s) = lock(&self.streams).get_mut(stream) {
+            s.fail_at_page = page;
+        }
+    }
+    /// Pages served so far.
+    pub fn pages_served(&self) -> u64 {
+        *lock(&self.pages_served)
+    }
+}
+
+#[async_trait]
+impl Source for MemorySource {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn streams(&self) -> Vec<StreamSpec> {
+        lock(&self.streams).values().map(|s| s.spec.clone()).collect()
+    }
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn read(&self, req: &ReadRequest, _cx: &Cx) -> Result<Page, Error> {
+        let s = lock(&self.streams)
+            .get(&req.stream)
+            .cloned()
+            .ok_or_else(|| Error::config(format!("no stream `{}`", req.stream)))?;
+        let offset = match &req.position {
+            None => 0,
+            Some(p) => p
+                .get("offset")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| Error::permanent(format!("corrupt checkpoint position {p}")))?,
+        };
+        if s.fail_at_page == Some(offset / req.batch_size as u64) {
+            return Err(Error::transient(format!("injected failure at offset {offset}")));
+        }
+        let mut rows: Vec<Value> = s.records.clone();
+        if let Some(cf) = &s.spec.cursor_field {
+            if let Some(since) = &req.since {
+                rows.retain(|r| cf.get(r).and_then(|c| compare_cursors(c, since)).is_some_and(|o| o.is_ge()));
+            }
+            rows.sort_by(|a, b| match (cf.get(a), cf.get(b)) {
+                (Some(x), Some(y)) => compare_cursors(x, y).unwrap_or(std::cmp::Ordering::Equal),
+                _ => std::cmp::Ordering::Equal,
+            });
+        }
+        let start = (offset as usize).min(rows.len());
+        let end = (start + req.batch_size).min(rows.len());
+        let prov = Arc::new(Provenance {
+            connector: "memory".into(),
+            endpoint: format!("memory:{}", req.stream),
+            fetched_at: crate::now_rfc3339(),
+            ..Default::default()
+        });
+        let records = rows[start..end]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record::new(v.clone(), prov.clone()).at(Location::Item((start + i) as u64)))
+            .collect();
+        *lock(&self.pages_served) += 1;
+        let next = if end < rows.len() { Next::More(json!({ "offset": end })) } else { Next::Done { resume: None } };
+        Ok(Page { records, rejects: vec![], next })
+    }
+}
+
+#[derive(Debug, Default)]
+struct SinkInner {
+    rows: BTreeMap<String, BTreeMap<String, Value>>,
+    writes: BTreeMap<String, u64>,
+    fail_writes: bool,
+}
+
+/// A sink keeping rows in memory by primary key, counting every record write.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink {
+    inner: Arc<Mutex<SinkInner>>,
+}
+
+impl MemorySink {
+    /// Current rows of a stream, ordered by key.
+    pub fn rows(&self, stream: &str) -> Vec<Value> {
+        lock(&self.inner).rows.get(stream).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+    /// Records written to a stream so far (every upsert counts).
+    pub fn writes(&self, stream: &str) -> u64 {
+        lock(&self.inner).writes.get(stream).copied().unwrap_or(0)
+    }
+    /// Make every write fail with an unavailable error until healed.
+    pub fn fail_writes(&self, fail: bool) {
+        lock(&self.inner).fail_writes = fail;
+    }
+}
+
+#[async_trait]
+impl Sink for MemorySink {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        lock(&self.inner).rows.entry(stream.name.clone()).or_default();
+        Ok(())
+    }
+    async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
+        let mut g = lock(&self.inner);
+        if g.fail_writes {
+            return Err(Error::new(ErrorKind::Unavailable, "memory sink is down"));
+        }
+        let n = batch.records.len() as u64;
+        *g.writes.entry(batch.stream.name.clone()).or_default() += n;
+        let table = g.rows.entry(batch.stream.name.clone()).or_default();
+        for r in batch.records {
+            let key = r.key.as_ref().map(|k| k.as_str().to_owned()).unwrap_or_default();
+            table.insert(key, r.data);
+        }
+        Ok(WriteReport { written: n, ..Default::default() })
+    }
+    async fn delete(&self, stream: &SinkStream, keys: &[Key], _cx: &Cx) -> Result<u64, Error> {
+        let mut g = lock(&self.inner);
+        let table = g.rows.entry(stream.name.clone()).or_default();
+        let mut n = 0;
+        for k in keys {
+            if stream.delete_mode == DeleteMode::SoftDelete {
+                if let Some(Value::Object(row)) = table.get_mut(k.as_str()) {
+                    row.insert("_deleted".into(), Value::Bool(true));
+                    n += 1;
+                }
+            } else if table.remove(k.as_str()).is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug, Default)]
+struct StateInner {
+    checkpoints: BTreeMap<(String, String), Checkpoint>,
+    ledger: BTreeMap<(String, String), BTreeMap<String, (ContentHash, u64)>>,
+    dead_letters: Vec<DeadLetter>,
+    next_dead_letter: i64,
+    runs: Vec<RunRecord>,
+    baselines: BTreeMap<(String, String), Value>,
+    locks: HashSet<String>,
+}
+
+/// A state store in memory: atomic commits under one mutex, run locks per pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryState {
+    inner: Arc<Mutex<StateInner>>,
+}
+
+#[derive(Debug)]
+struct MemLock(Arc<Mutex<StateInner>>, String);
+
+impl RunLock for MemLock {}
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        lock(&self.0).locks.remove(&self.1);
+    }
+}
+
+fn k(p: &str, s: &str) -> (String, String) {
+    (p.to_owned(), s.to_owned())
+}
+
+#[async_trait]
+impl StateStore for MemoryState {
+    async fn lock(&self, pipeline: &str) -> Result<Box<dyn RunLock>, Error> {
+        if !lock(&self.inner).locks.insert(pipeline.to_owned()) {
+            return Err(Error::config(format!("pipeline `{pipeline}` is already running in this process")));
+        }
+        Ok(Box::new(MemLock(self.inner.clone(), pipeline.to_owned())))
+    }
+    async fn checkpoint(&self, pipeline: &str, stream: &str) -> Result<Option<Checkpoint>, Error> {
+        Ok(lock(&self.inner).checkpoints.get(&k(pipeline, stream)).cloned())
+    }
+    async fn reset(&self, pipeline: &str, stream: Option<&str>) -> Result<u64, Error> {
+        let mut g = lock(&self.inner);
+        let before = g.checkpoints.len();
+        g.checkpoints.retain(|(p, s), _| !(p == pipeline && stream.is_none_or(|x| x == s)));
+        Ok((before - g.checkpoints.len()) as u64)
+    }
+    async fn ledger_lookup(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<ContentHash>>, Error> {
+        let g = lock(&self.inner);
+        let l = g.ledger.get(&k(pipeline, stream));
+        Ok(keys.iter().map(|key| l.and_then(|l| l.get(key.as_str())).map(|e| e.0)).collect())
+    }
+    async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error> {
+        let g = lock(&self.inner);
+        Ok(g.ledger
+            .get(&k(pipeline, stream))
+            .map(|l| {
+                l.iter()
+                    .filter(|(_, e)| e.1 < pass)
+                    .take(limit)
+                    .map(|(key, _)| Key::from_canonical(key.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+    async fn commit(&self, c: Commit) -> Result<(), Error> {
+        let mut g = lock(&self.inner);
+        let id = k(&c.pipeline, &c.stream);
+        let l = g.ledger.entry(id.clone()).or_default();
+        for e in c.ledger {
+            l.insert(e.key.as_str().to_owned(), (e.hash, c.pass));
+        }
+        for key in c.touched {
+            if let Some(e) = l.get_mut(key.as_str()) {
+                e.1 = c.pass;
+            }
+        }
+        for key in c.forget {
+            l.remove(key.as_str());
+        }
+        for mut d in c.dead_letters {
+            g.next_dead_letter += 1;
+            d.id = g.next_dead_letter;
+            g.dead_letters.push(d);
+        }
+        g.dead_letters.retain(|d| !c.resolved_dead_letters.contains(&d.id));
+        if let Some(cp) = c.checkpoint {
+            g.checkpoints.insert(id, cp);
+        }
+        Ok(())
+    }
+    async fn begin_run(&self, pipeline: &str, started_at: &str) -> Result<i64, Error> {
+        let mut g = lock(&self.inner);
+        let id = g.runs.len() as i64 + 1;
+        g.runs.push(RunRecord {
+            id,
+            pipeline: pipeline.into(),
+            started_at: started_at.into(),
+            finished_at: None,
+            outcome: "running".into(),
+            report: None,
+        });
+        Ok(id)
+    }
+    async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error> {
+        let mut g = lock(&self.inner);
+        if let Some(r) = g.runs.iter_mut().find(|r| r.id == run_id) {
+            r.finished_at = Some(finished_at.into());
+            r.outcome = outcome.into();
+            r.report = Some(report.clone());
+        }
+        Ok(())
+    }
+    async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error> {
+        let g = lock(&self.inner);
+        Ok(g.runs.iter().rev().filter(|r| pipeline.is_none_or(|p| p == r.pipeline)).take(limit).cloned().collect())
+    }
+    async fn dead_letters(
+        &self,
+        pipeline: Option<&str>,
+        stream: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        let g = lock(&self.inner);
+        Ok(g.dead_letters
+            .iter()
+            .filter(|d| pipeline.is_none_or(|p| p == d.pipeline) && stream.is_none_or(|s| s == d.stream))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error> {
+        Ok(lock(&self.inner).dead_letters.iter().find(|d| d.id == id).cloned())
+    }
+    async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error> {
+        Ok(lock(&self.inner).baselines.get(&k(pipeline, stream)).cloned())
+    }
+    async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error> {
+        lock(&self.inner).baselines.insert(k(pipeline, stream), schema.clone());
+        Ok(())
+    }
+}

@@ -1,13 +1,19 @@
 //! The pipeline engine: reads pages, maps, skips unchanged records through the ledger,
 //! writes, and advances checkpoints only after the sink acknowledged.
 
+mod prepare;
+mod replay;
+mod stream;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span};
 
-use crate::connector::{Sink, Source, Transform};
-use crate::error::Error;
+use crate::connector::{Cx, Sink, Source, Transform};
+use crate::error::{Error, ErrorKind};
 use crate::report::RunReport;
 use crate::state::StateStore;
 use crate::stream::{DeleteMode, SyncMode};
@@ -59,16 +65,21 @@ pub struct PipelineBuilder {
     max_dead_letter_ratio: Option<f64>,
 }
 
-/// A runnable pipeline.
+/// What every stream task of a pipeline shares.
+pub(crate) struct Shared {
+    pub name: String,
+    pub source: Arc<dyn Source>,
+    pub sink: Arc<dyn Sink>,
+    pub state: Arc<dyn StateStore>,
+    pub streams: BTreeMap<String, StreamOptions>,
+    pub batch_size: usize,
+    pub max_dead_letters: Option<u64>,
+    pub max_dead_letter_ratio: Option<f64>,
+}
+
+/// A runnable pipeline: source → per-stream mapping → sink, with durable state.
 pub struct Pipeline {
-    name: String,
-    source: Arc<dyn Source>,
-    sink: Arc<dyn Sink>,
-    state: Arc<dyn StateStore>,
-    streams: BTreeMap<String, StreamOptions>,
-    batch_size: usize,
-    max_dead_letters: Option<u64>,
-    max_dead_letter_ratio: Option<f64>,
+    shared: Arc<Shared>,
 }
 
 impl Pipeline {
@@ -85,30 +96,110 @@ impl Pipeline {
             max_dead_letter_ratio: None,
         }
     }
+
     /// The pipeline's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
-    /// Run once. `Err` only when the run could not start; stream failures are in the report.
-    pub async fn run(&self, opts: RunOptions) -> Result<RunReport, Error> {
-        let _ = (opts, &self.source, &self.sink, &self.state, &self.streams, self.batch_size, self.max_dead_letters, self.max_dead_letter_ratio);
-        Err(Error::internal("engine not written yet"))
-    }
-}
 
-impl Pipeline {
-    /// Re-process stored dead letters of this pipeline (all, or those with `ids`) through the
-    /// current mapping and sink; those that now pass are delivered and removed, the others stay
-    /// with their new reason. Returns a report whose `written`/`dead_lettered` count the outcome.
-    pub async fn replay_dead_letters(&self, ids: Option<&[i64]>, cancel: CancellationToken) -> Result<RunReport, Error> {
-        let _ = (ids, cancel);
-        Err(Error::internal("engine not written yet"))
+    /// The state store this pipeline commits to.
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.shared.state
     }
+
     /// Probe the source and the sink.
     pub async fn check(&self) -> Result<(), Error> {
-        let cx = crate::connector::Cx { pipeline: self.name.clone(), cancel: CancellationToken::new() };
-        self.source.check(&cx).await?;
-        self.sink.check(&cx).await
+        let cx = Cx { pipeline: self.shared.name.clone(), cancel: CancellationToken::new() };
+        self.shared
+            .source
+            .check(&cx)
+            .await
+            .map_err(|e| e.in_pipeline(&self.shared.name).in_connector(self.shared.source.kind()))?;
+        self.shared
+            .sink
+            .check(&cx)
+            .await
+            .map_err(|e| e.in_pipeline(&self.shared.name).in_connector(self.shared.sink.kind()))
+    }
+
+    /// Run once: every selected stream concurrently, each to the end of its pass.
+    ///
+    /// `Err` only when the run could not start (lock held, unknown stream, state store down);
+    /// stream failures are in the report, whose `exit_code` says how the process should end.
+    pub async fn run(&self, opts: RunOptions) -> Result<RunReport, Error> {
+        let sh = &self.shared;
+        let specs = sh.source.streams();
+        for s in &opts.streams {
+            if !specs.iter().any(|sp| &sp.name == s) {
+                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                return Err(Error::config(format!(
+                    "pipeline `{}` has no stream `{s}` (streams: {})",
+                    sh.name,
+                    known.join(", ")
+                )));
+            }
+        }
+        let _lock = sh.state.lock(&sh.name).await?;
+        let started = Instant::now();
+        let started_at = crate::now_rfc3339();
+        let run_id = if opts.dry_run { 0 } else { sh.state.begin_run(&sh.name, &started_at).await? };
+        let span = info_span!("run", pipeline = %sh.name, run_id);
+        info!(parent: &span, dry_run = opts.dry_run, "run started");
+        let cx = Cx { pipeline: sh.name.clone(), cancel: opts.cancel.clone() };
+        let mut tasks = Vec::new();
+        for spec in specs.into_iter().filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name)) {
+            let run = stream::StreamRun {
+                shared: sh.clone(),
+                opts: sh.streams.get(&spec.name).cloned().unwrap_or_default(),
+                spec,
+                dry_run: opts.dry_run,
+                cx: cx.clone(),
+            };
+            let name = run.spec.name.clone();
+            let stream_span = info_span!(parent: &span, "stream", stream = %name);
+            tasks.push((name, tokio::spawn(run.run().instrument(stream_span))));
+        }
+        let mut report =
+            RunReport { pipeline: sh.name.clone(), run_id, started_at, dry_run: opts.dry_run, ..Default::default() };
+        let mut first_err: Option<Error> = None;
+        let mut interrupted = false;
+        for (name, task) in tasks {
+            let (sr, err) = match task.await {
+                Ok(x) => x,
+                Err(e) => (
+                    Default::default(),
+                    Some(
+                        Error::internal(format!("stream task ended abnormally: {e}"))
+                            .in_pipeline(&sh.name)
+                            .in_stream(&name),
+                    ),
+                ),
+            };
+            match err {
+                Some(e) if *e.kind() == ErrorKind::Interrupted => interrupted = true,
+                Some(e) => {
+                    error!(parent: &span, stream = %name, kind = %e.kind(), error = %e.report(), "stream failed");
+                    first_err.get_or_insert(e);
+                }
+                None => {}
+            }
+            info!(parent: &span, stream = %name, read = sr.read, written = sr.written, unchanged = sr.skipped_unchanged, deleted = sr.deleted, dead_lettered = sr.dead_lettered, outcome = %sr.outcome, "stream finished");
+            report.streams.insert(name, sr);
+        }
+        report.finished_at = crate::now_rfc3339();
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        (report.outcome, report.exit_code) = match (&first_err, interrupted) {
+            (Some(e), _) => ("failed".into(), e.kind().exit_code()),
+            (None, true) => ("interrupted".into(), ErrorKind::Interrupted.exit_code()),
+            (None, false) => ("succeeded".into(), 0),
+        };
+        report.error = first_err.as_ref().map(|e| e.report());
+        if !opts.dry_run {
+            let json = serde_json::to_value(&report).unwrap_or_default();
+            sh.state.finish_run(run_id, &report.finished_at, &report.outcome, &json).await?;
+        }
+        info!(parent: &span, outcome = %report.outcome, duration_ms = report.duration_ms, "run finished");
+        Ok(report)
     }
 }
 
@@ -157,30 +248,55 @@ impl PipelineBuilder {
         self.batch_size = n.max(1);
         self
     }
-    /// Fail the run once more than `n` records were dead-lettered in it.
+    /// Fail a stream once more than `n` of its records were dead-lettered in a run.
     pub fn max_dead_letters(mut self, n: Option<u64>) -> Self {
         self.max_dead_letters = n;
         self
     }
-    /// Fail the run once dead letters exceed this share (0.0–1.0) of records read.
+    /// Fail a stream once dead letters exceed this share (0.0–1.0) of its records read (from 100 records on).
     pub fn max_dead_letter_ratio(mut self, r: Option<f64>) -> Self {
         self.max_dead_letter_ratio = r;
         self
     }
     /// Check the composition and build the pipeline.
     pub fn build(self) -> Result<Pipeline, Error> {
-        let source = self.source.ok_or_else(|| Error::config(format!("pipeline `{}` has no source", self.name)))?;
-        let sink = self.sink.ok_or_else(|| Error::config(format!("pipeline `{}` has no sink", self.name)))?;
-        let state = self.state.ok_or_else(|| Error::config(format!("pipeline `{}` has no state store", self.name)))?;
+        let name = self.name;
+        let source = self.source.ok_or_else(|| Error::config(format!("pipeline `{name}` has no source")))?;
+        let sink = self.sink.ok_or_else(|| Error::config(format!("pipeline `{name}` has no sink")))?;
+        let state = self.state.ok_or_else(|| Error::config(format!("pipeline `{name}` has no state store")))?;
+        let specs = source.streams();
+        for (s, o) in &self.streams {
+            if !specs.iter().any(|sp| &sp.name == s) {
+                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                return Err(Error::config(format!(
+                    "pipeline `{name}` configures stream `{s}`, which its source does not have (streams: {})",
+                    known.join(", ")
+                )));
+            }
+            if o.delete_mode != DeleteMode::Keep && o.sync_mode != SyncMode::FullRefresh {
+                return Err(Error::config(format!(
+                    "pipeline `{name}`, stream `{s}`: deleting missing rows needs sync_mode = \"full_refresh\""
+                )));
+            }
+        }
+        if let Some(r) = self.max_dead_letter_ratio
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(Error::config(format!(
+                "pipeline `{name}`: max_dead_letter_ratio must be between 0 and 1, got {r}"
+            )));
+        }
         Ok(Pipeline {
-            name: self.name,
-            source,
-            sink,
-            state,
-            streams: self.streams,
-            batch_size: self.batch_size,
-            max_dead_letters: self.max_dead_letters,
-            max_dead_letter_ratio: self.max_dead_letter_ratio,
+            shared: Arc::new(Shared {
+                name,
+                source,
+                sink,
+                state,
+                streams: self.streams,
+                batch_size: self.batch_size,
+                max_dead_letters: self.max_dead_letters,
+                max_dead_letter_ratio: self.max_dead_letter_ratio,
+            }),
         })
     }
 }

@@ -1,0 +1,129 @@
+//! Turning one source record into a mapped, keyed, hashed record — or a dead letter.
+//! Shared by the run loop and dead-letter replay so both treat records identically.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::connector::{Reject, Transform};
+use crate::now_rfc3339;
+use crate::record::{ContentHash, Key, Record, canonical_json};
+use crate::state::DeadLetter;
+
+/// Everything needed to map records of one stream.
+pub(crate) struct Preparer {
+    pub pipeline: String,
+    pub stream: String,
+    pub mapping: Arc<dyn Transform>,
+    pub key_columns: Vec<String>,
+}
+
+/// A mapped record ready for the ledger and the sink.
+pub(crate) struct Prepared {
+    pub record: Record,
+    pub key: Key,
+    pub hash: ContentHash,
+    /// Raw input, kept for a dead letter should the sink reject the record.
+    pub raw: Value,
+}
+
+impl Preparer {
+    /// Map a record; each output gets its key and hash. Failures become dead letters that
+    /// name the location and field, with the raw input.
+    pub fn prepare(&self, record: Record) -> Result<Vec<Prepared>, Box<DeadLetter>> {
+        let raw = record.data.clone();
+        let outputs = match self.mapping.apply(record.data) {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = format!(
+                    "{}: mapping failed at field `{}`: {}",
+                    where_of(&record.provenance.endpoint, &record.location),
+                    e.path,
+                    e.reason
+                );
+                return Err(Box::new(self.dead_letter(
+                    None,
+                    "data",
+                    msg,
+                    Some(e.path),
+                    &record.provenance.endpoint,
+                    &record.location,
+                    canonical_json(&raw),
+                )));
+            }
+        };
+        let mut out = Vec::with_capacity(outputs.len());
+        for data in outputs {
+            let mut parts = Vec::with_capacity(self.key_columns.len());
+            for col in &self.key_columns {
+                match data.get(col) {
+                    Some(v) if !v.is_null() => parts.push(v),
+                    _ => {
+                        let msg = format!(
+                            "{}: missing primary key field `{col}`",
+                            where_of(&record.provenance.endpoint, &record.location)
+                        );
+                        return Err(Box::new(self.dead_letter(
+                            None,
+                            "data",
+                            msg,
+                            Some(col.clone()),
+                            &record.provenance.endpoint,
+                            &record.location,
+                            canonical_json(&raw),
+                        )));
+                    }
+                }
+            }
+            let key = Key::from_parts(&parts);
+            let hash = ContentHash::of(&data);
+            let rec = Record {
+                data,
+                location: record.location,
+                provenance: record.provenance.clone(),
+                key: Some(key.clone()),
+            };
+            out.push(Prepared { record: rec, key, hash, raw: raw.clone() });
+        }
+        Ok(out)
+    }
+
+    /// A dead letter for a record the source could not decode.
+    pub fn reject(&self, endpoint: &str, r: Reject) -> DeadLetter {
+        self.dead_letter(None, "data", r.reason, r.path, endpoint, &r.location, r.raw)
+    }
+
+    /// A dead letter with this stream's identity.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dead_letter(
+        &self,
+        key: Option<&Key>,
+        kind: &str,
+        reason: String,
+        path: Option<String>,
+        endpoint: &str,
+        location: &Option<crate::record::Location>,
+        raw: String,
+    ) -> DeadLetter {
+        DeadLetter {
+            id: 0,
+            pipeline: self.pipeline.clone(),
+            stream: self.stream.clone(),
+            key: key.map(|k| k.as_str().to_owned()),
+            kind: kind.to_owned(),
+            reason,
+            path,
+            location: Some(where_of(endpoint, location)),
+            raw,
+            created_at: now_rfc3339(),
+        }
+    }
+}
+
+/// `orders.jsonl line 17`, or just the endpoint.
+pub(crate) fn where_of(endpoint: &str, loc: &Option<crate::record::Location>) -> String {
+    match loc {
+        Some(l) => format!("{endpoint} {l}"),
+        None => endpoint.to_owned(),
+    }
+}

@@ -1,0 +1,257 @@
+//! Engine behaviour over the in-memory source, sink and state store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dovetail_core::mapping::{CastType, Mapping};
+use dovetail_core::testing::{MemorySink, MemorySource, MemoryState};
+use dovetail_core::{
+    Cx, DeleteMode, Error, Page, Pipeline, ReadRequest, RunOptions, Source, StreamOptions, StreamSpec, SyncMode,
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+fn people(n: u64) -> Vec<Value> {
+    (1..=n).map(|i| json!({"id": i, "name": format!("p{i}"), "amount": "10.5"})).collect()
+}
+
+fn pipeline(src: &MemorySource, sink: &MemorySink, state: &MemoryState, opts: StreamOptions, batch: usize) -> Pipeline {
+    Pipeline::builder("p")
+        .source(src.clone())
+        .sink(sink.clone())
+        .state(state.clone())
+        .stream("s", opts)
+        .batch_size(batch)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rerun_writes_nothing_and_changes_write_exactly_what_changed() {
+    let (src, sink, state) =
+        (MemorySource::new("s", &["id"], people(100)), MemorySink::default(), MemoryState::default());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 7);
+    let r1 = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r1.streams["s"].read, r1.streams["s"].written), (100, 100));
+    let r2 = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r2.streams["s"].written, 0);
+    assert_eq!(r2.streams["s"].skipped_unchanged, 100);
+    let mut recs = people(100);
+    for r in recs.iter_mut().take(10) {
+        r["name"] = json!("changed");
+    }
+    src.set_records("s", recs);
+    let r3 = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r3.streams["s"].written, r3.streams["s"].skipped_unchanged), (10, 90));
+    assert_eq!(sink.writes("s"), 110);
+    assert_eq!(sink.rows("s").iter().filter(|r| r["name"] == "changed").count(), 10);
+    assert_eq!(r3.outcome, "succeeded");
+}
+
+#[tokio::test]
+async fn full_refresh_propagates_deletes() {
+    let (src, sink, state) =
+        (MemorySource::new("s", &["id"], people(20)), MemorySink::default(), MemoryState::default());
+    let opts =
+        StreamOptions { sync_mode: SyncMode::FullRefresh, delete_mode: DeleteMode::Delete, ..Default::default() };
+    let p = pipeline(&src, &sink, &state, opts, 6);
+    p.run(RunOptions::default()).await.unwrap();
+    src.set_records("s", people(20).into_iter().filter(|r| r["id"].as_u64().unwrap() % 4 != 0).collect());
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.streams["s"].deleted, 5);
+    assert_eq!(r.streams["s"].written, 0);
+    let ids: Vec<u64> = sink.rows("s").iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 15);
+    assert!(ids.iter().all(|i| i % 4 != 0));
+    // A third run deletes nothing more.
+    assert_eq!(p.run(RunOptions::default()).await.unwrap().streams["s"].deleted, 0);
+}
+
+#[tokio::test]
+async fn delete_needs_full_refresh() {
+    let (src, sink, state) =
+        (MemorySource::new("s", &["id"], people(1)), MemorySink::default(), MemoryState::default());
+    let opts = StreamOptions { delete_mode: DeleteMode::Delete, ..Default::default() };
+    let err = Pipeline::builder("p").source(src).sink(sink).state(state).stream("s", opts).build().err().unwrap();
+    assert!(err.to_string().contains("full_refresh"), "{err}");
+}
+
+fn at(id: u64, t: u64) -> Value {
+    json!({"id": id, "updated_at": format!("2024-01-01T00:00:{t:02}Z")})
+}
+
+#[tokio::test]
+async fn records_sharing_a_cursor_value_across_checkpoints_are_neither_lost_nor_repeated() {
+    let src = MemorySource::new("s", &["id"], vec![at(1, 1), at(2, 2), at(3, 3), at(4, 5), at(5, 5)])
+        .with_cursor("s", "updated_at");
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 2);
+    assert_eq!(p.run(RunOptions::default()).await.unwrap().streams["s"].written, 5);
+
+    // New records share the boundary value 00:05 with already-delivered ids 4 and 5.
+    let mut all = vec![at(1, 1), at(2, 2), at(3, 3), at(4, 5), at(5, 5), at(6, 5), at(7, 5), at(8, 6)];
+    src.set_records("s", all.clone());
+    let r = p.run(RunOptions::default()).await.unwrap();
+    let s = &r.streams["s"];
+    assert_eq!((s.read, s.filtered, s.written, s.skipped_unchanged), (5, 2, 3, 0), "{s:?}");
+
+    // Interrupted inside a pass whose records all share 00:06.
+    all.extend([at(9, 6), at(10, 6), at(11, 6)]);
+    src.set_records("s", all);
+    src.fail_at_page("s", Some(1));
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.streams["s"].written, 1, "{:?}", r.streams["s"]);
+    src.fail_at_page("s", None);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert!(r.streams["s"].resumed);
+    assert_eq!(r.streams["s"].written, 2);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.streams["s"].written, r.streams["s"].filtered), (0, 4));
+    assert_eq!(sink.writes("s"), 11, "every record written exactly once");
+    assert_eq!(sink.rows("s").len(), 11);
+}
+
+#[tokio::test]
+async fn bad_records_go_to_dead_letters_and_replay_after_a_mapping_fix() {
+    let mut recs = people(10);
+    recs[2]["amount"] = json!("12,50");
+    recs[5]["amount"] = json!("n/a");
+    recs[7].as_object_mut().unwrap().remove("id");
+    let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
+    let strict = Mapping::builder().cast("amount", CastType::Number).build();
+    let p = pipeline(&src, &sink, &state, StreamOptions { mapping: Some(Arc::new(strict)), ..Default::default() }, 4);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.streams["s"].written, r.streams["s"].dead_lettered), (7, 3));
+    assert_eq!(r.outcome, "succeeded");
+    let dls = dovetail_core::StateStore::dead_letters(&state, Some("p"), None, 100).await.unwrap();
+    assert_eq!(dls.len(), 3);
+    let cast = dls.iter().find(|d| d.raw.contains("12,50")).unwrap();
+    assert_eq!(cast.path.as_deref(), Some("amount"));
+    assert!(
+        cast.reason.contains("memory:s item 2") && cast.reason.contains("cannot cast a string \"12,50\" to number"),
+        "{}",
+        cast.reason
+    );
+    let nokey = dls.iter().find(|d| d.path.as_deref() == Some("id")).unwrap();
+    assert!(nokey.reason.contains("missing primary key field `id`"), "{}", nokey.reason);
+
+    // Fix: amounts become text; the record without an id still fails.
+    let lenient = Mapping::builder().cast("amount", CastType::String).build();
+    let fixed =
+        pipeline(&src, &sink, &state, StreamOptions { mapping: Some(Arc::new(lenient)), ..Default::default() }, 4);
+    let rr = fixed.replay_dead_letters(None, CancellationToken::new()).await.unwrap();
+    assert_eq!((rr.streams["s"].written, rr.streams["s"].dead_lettered), (2, 1));
+    let left = dovetail_core::StateStore::dead_letters(&state, Some("p"), None, 100).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].path.as_deref(), Some("id"));
+    assert_eq!(sink.rows("s").len(), 9);
+}
+
+#[tokio::test]
+async fn dead_letter_threshold_fails_the_run_but_keeps_good_records() {
+    let recs: Vec<Value> =
+        (1..=50).map(|i| if i % 5 == 0 { json!({"id": i, "n": "x"}) } else { json!({"id": i, "n": "1"}) }).collect();
+    let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
+    let m = Mapping::builder().cast("n", CastType::Integer).build();
+    let p = Pipeline::builder("p")
+        .source(src)
+        .sink(sink.clone())
+        .state(state)
+        .stream_mapping("s", m)
+        .batch_size(10)
+        .max_dead_letters(Some(3))
+        .build()
+        .unwrap();
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.exit_code, dovetail_core::ErrorKind::Data.exit_code());
+    assert!(r.error.as_deref().unwrap().contains("max_dead_letters = 3"));
+    assert_eq!(r.streams["s"].dead_lettered, 4);
+    assert_eq!(sink.rows("s").len(), 16, "the good records of the committed batches are kept");
+}
+
+#[tokio::test]
+async fn dry_run_writes_and_commits_nothing() {
+    let (src, sink, state) =
+        (MemorySource::new("s", &["id"], people(12)), MemorySink::default(), MemoryState::default());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 5);
+    let r = p.run(RunOptions { dry_run: true, ..Default::default() }).await.unwrap();
+    assert_eq!(r.streams["s"].written, 12);
+    assert_eq!(sink.writes("s"), 0);
+    assert!(dovetail_core::StateStore::checkpoint(&state, "p", "s").await.unwrap().is_none());
+    assert!(dovetail_core::StateStore::runs(&state, None, 10).await.unwrap().is_empty());
+    assert_eq!(p.run(RunOptions::default()).await.unwrap().streams["s"].written, 12);
+}
+
+#[tokio::test]
+async fn exact_numbers_survive_the_engine() {
+    let rec: Value =
+        serde_json::from_str(r#"{"id": 12345678901234567890, "price": 1234567890.12345678901234567890}"#).unwrap();
+    let (src, sink, state) =
+        (MemorySource::new("s", &["id"], vec![rec]), MemorySink::default(), MemoryState::default());
+    let m = Mapping::builder().cast("price", CastType::Number).build();
+    let p = pipeline(&src, &sink, &state, StreamOptions { mapping: Some(Arc::new(m)), ..Default::default() }, 5);
+    p.run(RunOptions::default()).await.unwrap();
+    let row = &sink.rows("s")[0];
+    assert_eq!(row["id"].to_string(), "12345678901234567890");
+    assert_eq!(row["price"].to_string(), "1234567890.12345678901234567890");
+}
+
+/// A source that asks the run to stop after serving `after` pages, like a SIGTERM would.
+struct StopAfter(MemorySource, CancellationToken, u64);
+
+#[async_trait]
+impl Source for StopAfter {
+    fn kind(&self) -> &'static str {
+        "stop-after"
+    }
+    fn streams(&self) -> Vec<StreamSpec> {
+        self.0.streams()
+    }
+    async fn check(&self, cx: &Cx) -> Result<(), Error> {
+        self.0.check(cx).await
+    }
+    async fn read(&self, req: &ReadRequest, cx: &Cx) -> Result<Page, Error> {
+        let page = self.0.read(req, cx).await;
+        if self.0.pages_served() >= self.2 {
+            self.1.cancel();
+        }
+        page
+    }
+}
+
+#[tokio::test]
+async fn cancellation_flushes_commits_and_resumes() {
+    let src = MemorySource::new("s", &["id"], people(50));
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let cancel = CancellationToken::new();
+    let p = Pipeline::builder("p")
+        .source(StopAfter(src.clone(), cancel.clone(), 2))
+        .sink(sink.clone())
+        .state(state.clone())
+        .batch_size(10)
+        .build()
+        .unwrap();
+    let r = p.run(RunOptions { cancel, ..Default::default() }).await.unwrap();
+    assert_eq!(r.outcome, "interrupted");
+    assert_eq!(r.exit_code, 130);
+    let first = r.streams["s"].written;
+    assert!((20..50).contains(&first), "pages read before the stop are flushed: {first}");
+    let p2 = Pipeline::builder("p").source(src).sink(sink.clone()).state(state).batch_size(10).build().unwrap();
+    let r2 = p2.run(RunOptions::default()).await.unwrap();
+    assert!(r2.streams["s"].resumed);
+    assert_eq!(r2.streams["s"].read, 50 - first);
+    assert_eq!(sink.writes("s"), 50);
+}
+
+#[tokio::test]
+async fn second_concurrent_run_is_refused() {
+    let (src, sink, state) =
+        (MemorySource::new("s", &["id"], people(1)), MemorySink::default(), MemoryState::default());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 5);
+    let _held = dovetail_core::StateStore::lock(&state, "p").await.unwrap();
+    let err = p.run(RunOptions::default()).await.err().unwrap();
+    assert_eq!(*err.kind(), dovetail_core::ErrorKind::Config);
+    assert!(err.to_string().contains("already running"));
+}
