@@ -64,8 +64,16 @@ pub struct DeadLetter {
     pub location: Option<String>,
     /// The raw input, unchanged.
     pub raw: String,
-    /// When it was stored (RFC 3339).
+    /// When it was first stored (RFC 3339).
     pub created_at: String,
+    /// How many times this same raw input at this same place failed (re-reads of a file
+    /// see it again; it is stored once).
+    #[serde(default = "one")]
+    pub seen_count: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// Everything one batch changes in the state store, committed in one transaction.

@@ -286,6 +286,13 @@ impl StateStore for MemoryState {
             l.remove(key.as_str());
         }
         for mut d in c.dead_letters {
+            if let Some(old) = g.dead_letters.iter_mut().find(|o| {
+                (&o.pipeline, &o.stream, &o.location, &o.raw) == (&d.pipeline, &d.stream, &d.location, &d.raw)
+            }) {
+                old.seen_count += 1;
+                old.reason = d.reason;
+                continue;
+            }
             g.next_dead_letter += 1;
             d.id = g.next_dead_letter;
             g.dead_letters.push(d);

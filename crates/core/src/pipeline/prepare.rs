@@ -116,6 +116,7 @@ impl Preparer {
             location: Some(where_of(endpoint, location)),
             raw,
             created_at: now_rfc3339(),
+            seen_count: 1,
         }
     }
 }

@@ -380,6 +380,7 @@ impl StreamRun {
                         location: Some(at.clone()),
                         raw: crate::record::canonical_json(raw),
                         created_at: crate::now_rfc3339(),
+                        seen_count: 1,
                     });
                     rejected.push(i);
                 }

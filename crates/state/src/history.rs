@@ -1,0 +1,107 @@
+//! Synchronous operations on run history and schema baselines.
+
+use dovetail_core::state::RunRecord;
+use dovetail_core::{Error, now_rfc3339};
+use rusqlite::{OptionalExtension, Row, params};
+use serde_json::Value;
+
+use crate::Db;
+use crate::error::{DbResultExt, json_err};
+use crate::ops::limit;
+
+/// Outcome of a run that has not finished (yet).
+pub const RUNNING: &str = "running";
+/// Outcome given to a `running` run once its pipeline's lock is taken again: the process that
+/// started it is gone and can never finish it.
+pub const ABANDONED: &str = "abandoned";
+
+/// Insert a `running` run and return its id.
+pub(crate) fn begin_run(db: &mut Db, pipeline: &str, started_at: &str) -> Result<i64, Error> {
+    db.conn
+        .prepare_cached("INSERT INTO runs (pipeline, started_at, outcome) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| st.insert((pipeline, started_at, RUNNING)))
+        .op("recording the start of a run")
+}
+
+/// Store a run's end, outcome and report.
+pub(crate) fn finish_run(db: &mut Db, id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error> {
+    let report = serde_json::to_string(report).map_err(|e| json_err("the run report", e))?;
+    let n = db
+        .conn
+        .prepare_cached("UPDATE runs SET finished_at = ?2, outcome = ?3, report = ?4 WHERE id = ?1")
+        .and_then(|mut st| st.execute(params![id, finished_at, outcome, report]))
+        .op("recording the end of a run")?;
+    if n == 0 {
+        return Err(Error::internal(format!("state store: there is no run with id {id} to finish")));
+    }
+    Ok(())
+}
+
+/// Mark the pipeline's `running` runs [`ABANDONED`]; called with its run lock held.
+pub(crate) fn abandon_runs(db: &mut Db, pipeline: &str) -> Result<usize, Error> {
+    db.conn
+        .prepare_cached("UPDATE runs SET outcome = ?3 WHERE pipeline = ?1 AND outcome = ?2")
+        .and_then(|mut st| st.execute((pipeline, RUNNING, ABANDONED)))
+        .op("marking abandoned runs")
+}
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRecord, Option<String>)> {
+    let run = RunRecord {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        started_at: r.get(2)?,
+        finished_at: r.get(3)?,
+        outcome: r.get(4)?,
+        report: None,
+    };
+    Ok((run, r.get(5)?))
+}
+
+/// The latest runs, newest first.
+pub(crate) fn runs(db: &mut Db, pipeline: Option<&str>, n: usize) -> Result<Vec<RunRecord>, Error> {
+    const COLS: &str = "SELECT id, pipeline, started_at, finished_at, outcome, report FROM runs";
+    let rows: Vec<(RunRecord, Option<String>)> = match pipeline {
+        Some(p) => db
+            .conn
+            .prepare_cached(&format!("{COLS} WHERE pipeline = ?2 ORDER BY id DESC LIMIT ?1"))
+            .and_then(|mut st| st.query_map(params![limit(n), p], run_row)?.collect()),
+        None => db
+            .conn
+            .prepare_cached(&format!("{COLS} ORDER BY id DESC LIMIT ?1"))
+            .and_then(|mut st| st.query_map([limit(n)], run_row)?.collect()),
+    }
+    .op("listing runs")?;
+    rows.into_iter()
+        .map(|(mut run, report)| {
+            if let Some(text) = report {
+                let v = serde_json::from_str(&text).map_err(|e| json_err("a stored run report", e))?;
+                run.report = Some(v);
+            }
+            Ok(run)
+        })
+        .collect()
+}
+
+/// The stored schema baseline of a stream.
+pub(crate) fn baseline(db: &mut Db, pipeline: &str, stream: &str) -> Result<Option<Value>, Error> {
+    let text: Option<String> = db
+        .conn
+        .prepare_cached("SELECT schema FROM baselines WHERE pipeline = ?1 AND stream = ?2")
+        .and_then(|mut st| st.query_row((pipeline, stream), |r| r.get(0)).optional())
+        .op("reading a schema baseline")?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| json_err("a stored schema baseline", e))).transpose()
+}
+
+/// Store (replace) a stream's schema baseline.
+pub(crate) fn save_baseline(db: &mut Db, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error> {
+    let text = serde_json::to_string(schema).map_err(|e| json_err("the schema baseline", e))?;
+    db.conn
+        .prepare_cached(
+            "INSERT INTO baselines (pipeline, stream, schema, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (pipeline, stream) DO UPDATE SET schema = excluded.schema,
+                 updated_at = excluded.updated_at",
+        )
+        .and_then(|mut st| st.execute(params![pipeline, stream, text, now_rfc3339()]))
+        .op("saving a schema baseline")?;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Schema migrations.
+//!
+//! [`MIGRATIONS`] is an append-only list: entry `i` brings the schema from version `i` to
+//! `i + 1`. The `schema_version` table records one row per applied migration. Opening a
+//! database applies only the missing ones, each in its own `IMMEDIATE` transaction together
+//! with its version row, so a crash mid-upgrade leaves a consistent, resumable schema and two
+//! processes opening the same file at once cannot both apply a migration. A database whose
+//! version is newer than this code knows is refused rather than misread.
+//!
+//! Never edit a released migration; add a new one.
+
+use std::path::Path;
+
+use dovetail_core::Error;
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::DbResultExt;
+
+/// Ordered schema migrations (see the module docs).
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+    CREATE TABLE streams (
+        id       INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        stream   TEXT NOT NULL,
+        UNIQUE (pipeline, stream)
+    );
+    CREATE TABLE checkpoints (
+        stream_id  INTEGER PRIMARY KEY REFERENCES streams (id),
+        checkpoint TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE ledger (
+        stream_id INTEGER NOT NULL REFERENCES streams (id),
+        key       TEXT NOT NULL,
+        hash      BLOB NOT NULL CHECK (length(hash) = 16),
+        pass      INTEGER NOT NULL,
+        dest_id   TEXT,
+        PRIMARY KEY (stream_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_letters (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline   TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        key        TEXT,
+        kind       TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        path       TEXT,
+        location   TEXT NOT NULL DEFAULT '',
+        raw        TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        seen_count INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (pipeline, stream, location, raw)
+    );
+    CREATE INDEX dead_letters_by_stream ON dead_letters (pipeline, stream, id);
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline    TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        outcome     TEXT NOT NULL,
+        report      TEXT
+    );
+    CREATE INDEX runs_by_pipeline ON runs (pipeline, id);
+    CREATE TABLE baselines (
+        pipeline   TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        schema     TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream)
+    );
+    "#,
+];
+
+/// The schema version this code writes: the number of known migrations.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Bring the database at `path` up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version    INTEGER PRIMARY KEY,
+            applied_at TEXT NOT NULL
+        )",
+    )
+    .op("creating the schema_version table")?;
+    let known = migrations.len() as i64;
+    let current = current_version(conn)?;
+    if current > known {
+        return Err(too_new(path, current, known));
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).op("starting a migration")?;
+        // Another process may have migrated between our read and our write lock.
+        let now = current_version(&tx)?;
+        if now >= version {
+            continue;
+        }
+        tx.execute_batch(sql).op(&format!("applying schema migration {version}"))?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+            (version, jiff::Timestamp::now().to_string()),
+        )
+        .op("recording a schema migration")?;
+        tx.commit().op(&format!("committing schema migration {version}"))?;
+        tracing::info!(path = %path.display(), version, "applied state schema migration");
+    }
+    Ok(())
+}
+
+/// The highest applied migration (0 for a new database).
+fn current_version(conn: &Connection) -> Result<i64, Error> {
+    conn.query_row("SELECT coalesce(max(version), 0) FROM schema_version", [], |r| r.get(0))
+        .op("reading the schema version")
+}
+
+fn too_new(path: &Path, found: i64, known: i64) -> Error {
+    Error::config(format!(
+        "the state database `{}` has schema version {found}, but this dovetail only knows \
+         versions up to {known}; it was written by a newer dovetail — upgrade dovetail or \
+         point `state` at another file",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(conn: &Connection) -> Vec<i64> {
+        let mut st = conn.prepare("SELECT version FROM schema_version ORDER BY version").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn applies_only_missing_migrations_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let one = ["CREATE TABLE a (x INTEGER)"];
+        migrate_with(&mut conn, &path, &one).unwrap();
+        assert_eq!(versions(&conn), vec![1]);
+        // Re-running CREATE TABLE a would fail, so success proves migration 1 was skipped.
+        let two = ["CREATE TABLE a (x INTEGER)", "ALTER TABLE a ADD COLUMN y TEXT"];
+        migrate_with(&mut conn, &path, &two).unwrap();
+        migrate_with(&mut conn, &path, &two).unwrap();
+        assert_eq!(versions(&conn), vec![1, 2]);
+        conn.execute("INSERT INTO a (x, y) VALUES (1, 'b')", []).unwrap();
+    }
+
+    #[test]
+    fn failing_migration_leaves_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let bad = ["CREATE TABLE a (x INTEGER)", "CREATE TABLE b (y); SELECT * FROM nope"];
+        let err = migrate_with(&mut conn, &path, &bad).unwrap_err();
+        assert!(err.message().contains("schema migration 2"), "{err}");
+        assert_eq!(versions(&conn), vec![1]);
+        // Table b was created inside the failed transaction and must be gone.
+        let b: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'b'", [], |r| r.get(0)).unwrap();
+        assert_eq!(b, 0);
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_with(&mut conn, &path, &["SELECT 1", "SELECT 2"]).unwrap();
+        let err = migrate_with(&mut conn, &path, &["SELECT 1"]).unwrap_err();
+        assert_eq!(err.kind(), &dovetail_core::ErrorKind::Config);
+        assert!(err.message().contains("schema version 2"), "{err}");
+        assert!(err.message().contains("up to 1"), "{err}");
+    }
+}

@@ -1,0 +1,311 @@
+//! Synchronous database operations, run on the blocking pool by [`crate::store`].
+//!
+//! Every statement goes through `prepare_cached`, so a batch of 1000 ledger rows compiles
+//! its SQL once per connection, not once per row.
+
+use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry};
+use dovetail_core::{ContentHash, Error, Key, now_rfc3339};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::Db;
+use crate::error::{DbResultExt, json_err};
+
+/// A `u64` as SQLite's signed 64-bit integer.
+pub(crate) fn to_i64(what: &str, v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| Error::internal(format!("state store: {what} {v} is too large")))
+}
+
+/// A `LIMIT` value (SQLite limits are signed; anything huge means "no limit").
+pub(crate) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The id of an already interned stream, from the cache or the database.
+pub(crate) fn stream_id(db: &mut Db, pipeline: &str, stream: &str) -> Result<Option<i64>, Error> {
+    if let Some(id) = db.streams.get(pipeline).and_then(|m| m.get(stream)) {
+        return Ok(Some(*id));
+    }
+    let id = find_stream(&db.conn, pipeline, stream)?;
+    if let Some(id) = id {
+        cache_stream(db, pipeline, stream, id);
+    }
+    Ok(id)
+}
+
+fn find_stream(conn: &Connection, pipeline: &str, stream: &str) -> Result<Option<i64>, Error> {
+    conn.prepare_cached("SELECT id FROM streams WHERE pipeline = ?1 AND stream = ?2")
+        .and_then(|mut st| st.query_row((pipeline, stream), |r| r.get(0)).optional())
+        .op("looking up a stream")
+}
+
+fn cache_stream(db: &mut Db, pipeline: &str, stream: &str, id: i64) {
+    db.streams.entry(pipeline.to_owned()).or_default().insert(stream.to_owned(), id);
+}
+
+/// Apply one batch in a single `IMMEDIATE` transaction (see [`Commit`] for the parts).
+pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
+    let pass = to_i64("pass", c.pass)?;
+    let checkpoint = match &c.checkpoint {
+        Some(cp) => Some(serde_json::to_string(cp).map_err(|e| json_err("the checkpoint", e))?),
+        None => None,
+    };
+    let now = now_rfc3339();
+    let cached = db.streams.get(&c.pipeline).and_then(|m| m.get(&c.stream)).copied();
+    let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).op("starting a commit")?;
+    let sid = match cached {
+        Some(id) => id,
+        None => match find_stream(&tx, &c.pipeline, &c.stream)? {
+            Some(id) => id,
+            None => tx
+                .prepare_cached("INSERT INTO streams (pipeline, stream) VALUES (?1, ?2)")
+                .and_then(|mut st| st.insert((&c.pipeline, &c.stream)))
+                .op("registering a stream")?,
+        },
+    };
+    if !c.ledger.is_empty() {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO ledger (stream_id, key, hash, pass, dest_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash,
+                     pass = excluded.pass, dest_id = coalesce(excluded.dest_id, ledger.dest_id)",
+            )
+            .op("preparing the ledger upsert")?;
+        for e in &c.ledger {
+            st.execute(params![sid, e.key.as_str(), &e.hash.0[..], pass, e.dest_id]).op("writing a ledger row")?;
+        }
+    }
+    if !c.touched.is_empty() {
+        let mut st = tx
+            .prepare_cached("UPDATE ledger SET pass = ?3 WHERE stream_id = ?1 AND key = ?2")
+            .op("preparing the ledger touch")?;
+        for k in &c.touched {
+            st.execute(params![sid, k.as_str(), pass]).op("touching a ledger row")?;
+        }
+    }
+    if !c.forget.is_empty() {
+        let mut st = tx
+            .prepare_cached("DELETE FROM ledger WHERE stream_id = ?1 AND key = ?2")
+            .op("preparing the ledger delete")?;
+        for k in &c.forget {
+            st.execute(params![sid, k.as_str()]).op("deleting a ledger row")?;
+        }
+    }
+    if !c.dead_letters.is_empty() {
+        let mut st = tx
+            .prepare_cached(
+                // The same raw input at the same place is one dead letter seen again, not a new one:
+                // sources that re-read a file on every run would otherwise pile up copies.
+                "INSERT INTO dead_letters
+                   (pipeline, stream, key, kind, reason, path, location, raw, created_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                 ON CONFLICT (pipeline, stream, location, raw) DO UPDATE SET
+                   key = excluded.key, kind = excluded.kind, reason = excluded.reason, path = excluded.path,
+                   last_seen_at = excluded.last_seen_at, seen_count = seen_count + 1",
+            )
+            .op("preparing the dead-letter insert")?;
+        for d in &c.dead_letters {
+            let created = if d.created_at.is_empty() { &now } else { &d.created_at };
+            st.execute(params![
+                d.pipeline,
+                d.stream,
+                d.key,
+                d.kind,
+                d.reason,
+                d.path,
+                d.location.as_deref().unwrap_or(""),
+                d.raw,
+                created
+            ])
+            .op("storing a dead letter")?;
+        }
+    }
+    if !c.resolved_dead_letters.is_empty() {
+        let mut st =
+            tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1").op("preparing the dead-letter delete")?;
+        for id in &c.resolved_dead_letters {
+            st.execute([id]).op("removing a resolved dead letter")?;
+        }
+    }
+    if let Some(cp) = &checkpoint {
+        tx.prepare_cached(
+            "INSERT INTO checkpoints (stream_id, checkpoint, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (stream_id) DO UPDATE SET checkpoint = excluded.checkpoint,
+                 updated_at = excluded.updated_at",
+        )
+        .and_then(|mut st| st.execute(params![sid, cp, now]))
+        .op("saving the checkpoint")?;
+    }
+    tx.commit().op("committing a batch")?;
+    if cached.is_none() {
+        cache_stream(db, &c.pipeline, &c.stream, sid);
+    }
+    Ok(())
+}
+
+/// Decode a stored 16-byte hash.
+fn hash_of(row: &Row<'_>, col: usize) -> rusqlite::Result<ContentHash> {
+    let blob = row.get_ref(col)?.as_blob()?;
+    let bytes: [u8; 16] = blob.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            col,
+            rusqlite::types::Type::Blob,
+            format!("ledger hash has {} bytes, expected 16", blob.len()).into(),
+        )
+    })?;
+    Ok(ContentHash(bytes))
+}
+
+/// Ledger rows for `keys`, in order, read in one snapshot.
+pub(crate) fn ledger_entries(
+    db: &mut Db,
+    pipeline: &str,
+    stream: &str,
+    keys: &[Key],
+) -> Result<Vec<Option<LedgerEntry>>, Error> {
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(vec![None; keys.len()]);
+    };
+    let tx = db.conn.transaction().op("starting a ledger read")?;
+    let mut out = Vec::with_capacity(keys.len());
+    {
+        let mut st = tx
+            .prepare_cached("SELECT hash, dest_id FROM ledger WHERE stream_id = ?1 AND key = ?2")
+            .op("preparing the ledger lookup")?;
+        for k in keys {
+            let entry = st
+                .query_row(params![sid, k.as_str()], |r| {
+                    Ok(LedgerEntry { key: k.clone(), hash: hash_of(r, 0)?, dest_id: r.get(1)? })
+                })
+                .optional()
+                .op("looking up a ledger row")?;
+            out.push(entry);
+        }
+    }
+    tx.finish().op("ending a ledger read")?;
+    Ok(out)
+}
+
+/// Ledger hashes for `keys`, in order, read in one snapshot.
+pub(crate) fn ledger_hashes(
+    db: &mut Db,
+    pipeline: &str,
+    stream: &str,
+    keys: &[Key],
+) -> Result<Vec<Option<ContentHash>>, Error> {
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(vec![None; keys.len()]);
+    };
+    let tx = db.conn.transaction().op("starting a ledger read")?;
+    let mut out = Vec::with_capacity(keys.len());
+    {
+        let mut st = tx
+            .prepare_cached("SELECT hash FROM ledger WHERE stream_id = ?1 AND key = ?2")
+            .op("preparing the ledger lookup")?;
+        for k in keys {
+            let h =
+                st.query_row(params![sid, k.as_str()], |r| hash_of(r, 0)).optional().op("looking up a ledger hash")?;
+            out.push(h);
+        }
+    }
+    tx.finish().op("ending a ledger read")?;
+    Ok(out)
+}
+
+/// Keys of a stream whose ledger pass is older than `pass`.
+pub(crate) fn stale_keys(db: &mut Db, pipeline: &str, stream: &str, pass: u64, n: usize) -> Result<Vec<Key>, Error> {
+    let pass = to_i64("pass", pass)?;
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(Vec::new());
+    };
+    let mut st = db
+        .conn
+        .prepare_cached("SELECT key FROM ledger WHERE stream_id = ?1 AND pass < ?2 LIMIT ?3")
+        .op("preparing the stale-key query")?;
+    st.query_map(params![sid, pass, limit(n)], |r| r.get::<_, String>(0).map(Key::from_canonical))
+        .and_then(|rows| rows.collect())
+        .op("listing stale ledger keys")
+}
+
+/// The stored checkpoint of a stream.
+pub(crate) fn checkpoint(db: &mut Db, pipeline: &str, stream: &str) -> Result<Option<Checkpoint>, Error> {
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(None);
+    };
+    let text: Option<String> = db
+        .conn
+        .prepare_cached("SELECT checkpoint FROM checkpoints WHERE stream_id = ?1")
+        .and_then(|mut st| st.query_row([sid], |r| r.get(0)).optional())
+        .op("reading a checkpoint")?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| json_err("the stored checkpoint", e))).transpose()
+}
+
+/// Delete the checkpoints of one stream or of every stream of a pipeline.
+pub(crate) fn reset(db: &mut Db, pipeline: &str, stream: Option<&str>) -> Result<u64, Error> {
+    let n = match stream {
+        Some(s) => db
+            .conn
+            .prepare_cached(
+                "DELETE FROM checkpoints WHERE stream_id IN
+                   (SELECT id FROM streams WHERE pipeline = ?1 AND stream = ?2)",
+            )
+            .and_then(|mut st| st.execute((pipeline, s))),
+        None => db
+            .conn
+            .prepare_cached(
+                "DELETE FROM checkpoints WHERE stream_id IN
+                   (SELECT id FROM streams WHERE pipeline = ?1)",
+            )
+            .and_then(|mut st| st.execute([pipeline])),
+    }
+    .op("resetting checkpoints")?;
+    Ok(n as u64)
+}
+
+const DEAD_LETTER_COLS: &str =
+    "id, pipeline, stream, key, kind, reason, path, NULLIF(location, ''), raw, created_at, seen_count";
+
+fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        stream: r.get(2)?,
+        key: r.get(3)?,
+        kind: r.get(4)?,
+        reason: r.get(5)?,
+        path: r.get(6)?,
+        location: r.get(7)?,
+        raw: r.get(8)?,
+        created_at: r.get(9)?,
+        seen_count: r.get(10)?,
+    })
+}
+
+/// Dead letters, oldest first, optionally filtered.
+pub(crate) fn dead_letters(
+    db: &mut Db,
+    pipeline: Option<&str>,
+    stream: Option<&str>,
+    n: usize,
+) -> Result<Vec<DeadLetter>, Error> {
+    let (filter, args): (&str, Vec<&str>) = match (pipeline, stream) {
+        (Some(p), Some(s)) => ("WHERE pipeline = ?2 AND stream = ?3", vec![p, s]),
+        (Some(p), None) => ("WHERE pipeline = ?2", vec![p]),
+        (None, Some(s)) => ("WHERE stream = ?2", vec![s]),
+        (None, None) => ("", vec![]),
+    };
+    let sql = format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters {filter} ORDER BY id LIMIT ?1");
+    let mut st = db.conn.prepare_cached(&sql).op("preparing the dead-letter query")?;
+    let lim = limit(n);
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&lim];
+    params.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+    st.query_map(params.as_slice(), dead_letter_row).and_then(|rows| rows.collect()).op("listing dead letters")
+}
+
+/// One dead letter by id.
+pub(crate) fn dead_letter(db: &mut Db, id: i64) -> Result<Option<DeadLetter>, Error> {
+    let sql = format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = ?1");
+    db.conn
+        .prepare_cached(&sql)
+        .and_then(|mut st| st.query_row([id], dead_letter_row).optional())
+        .op("reading a dead letter")
+}

@@ -1,0 +1,122 @@
+//! [`StateStore`] for [`SqliteState`]: each method moves its arguments onto the blocking pool
+//! and runs one function of [`crate::ops`] or [`crate::history`] there.
+
+use async_trait::async_trait;
+use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, RunLock, RunRecord, StateStore};
+use dovetail_core::{ContentHash, Error, Key};
+use serde_json::Value;
+
+use crate::{LockPlace, SqliteState, history, lock, ops};
+
+impl SqliteState {
+    /// Full ledger rows (hash and destination id) for `keys`, in the same order, `None` where
+    /// a key was never written. Sinks that create records elsewhere use the destination id to
+    /// update instead of creating again.
+    ///
+    /// A commit whose ledger entry has no `dest_id` keeps the one already stored.
+    pub async fn ledger_entries(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<LedgerEntry>>, Error> {
+        let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
+        self.with_db(move |db| ops::ledger_entries(db, &p, &s, &keys)).await
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteState {
+    /// Takes the `flock` on `<db>.locks/<pipeline>.lock` (see [`SqliteState::lock_dir`]), then
+    /// marks the pipeline's runs still `running` as [`ABANDONED`](crate::ABANDONED): whoever
+    /// started them no longer holds the lock, so they can never finish.
+    async fn lock(&self, pipeline: &str) -> Result<Box<dyn RunLock>, Error> {
+        let guard = match &self.locks {
+            LockPlace::Dir(dir) => {
+                let (dir, p) = (dir.clone(), pipeline.to_owned());
+                tokio::task::spawn_blocking(move || lock::lock_file(&dir, &p))
+                    .await
+                    .map_err(|e| Error::internal("state store task failed").with_source(e))??
+            }
+            LockPlace::Memory(set) => lock::lock_memory(set, pipeline)?,
+        };
+        let p = pipeline.to_owned();
+        // On error the guard drops here and the lock is released.
+        let abandoned = self.with_db(move |db| history::abandon_runs(db, &p)).await?;
+        if abandoned > 0 {
+            tracing::warn!(pipeline, abandoned, "marked runs left `running` by a process that died as abandoned");
+        }
+        Ok(Box::new(guard))
+    }
+
+    async fn checkpoint(&self, pipeline: &str, stream: &str) -> Result<Option<Checkpoint>, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_db(move |db| ops::checkpoint(db, &p, &s)).await
+    }
+
+    async fn reset(&self, pipeline: &str, stream: Option<&str>) -> Result<u64, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.map(str::to_owned));
+        self.with_db(move |db| ops::reset(db, &p, s.as_deref())).await
+    }
+
+    async fn ledger_lookup(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<ContentHash>>, Error> {
+        let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
+        self.with_db(move |db| ops::ledger_hashes(db, &p, &s, &keys)).await
+    }
+
+    async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_db(move |db| ops::stale_keys(db, &p, &s, pass, limit)).await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), Error> {
+        self.with_db(move |db| {
+            ops::commit(db, &commit).map_err(|e| e.in_pipeline(&commit.pipeline).in_stream(&commit.stream))
+        })
+        .await
+    }
+
+    async fn begin_run(&self, pipeline: &str, started_at: &str) -> Result<i64, Error> {
+        let (p, t) = (pipeline.to_owned(), started_at.to_owned());
+        self.with_db(move |db| history::begin_run(db, &p, &t)).await
+    }
+
+    async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error> {
+        let (t, o, r) = (finished_at.to_owned(), outcome.to_owned(), report.clone());
+        self.with_db(move |db| history::finish_run(db, run_id, &t, &o, &r)).await
+    }
+
+    async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error> {
+        let p = pipeline.map(str::to_owned);
+        self.with_db(move |db| history::runs(db, p.as_deref(), limit)).await
+    }
+
+    async fn dead_letters(
+        &self,
+        pipeline: Option<&str>,
+        stream: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        let (p, s) = (pipeline.map(str::to_owned), stream.map(str::to_owned));
+        self.with_db(move |db| ops::dead_letters(db, p.as_deref(), s.as_deref(), limit)).await
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error> {
+        self.with_db(move |db| ops::dead_letter(db, id)).await
+    }
+
+    async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_db(move |db| history::baseline(db, &p, &s)).await
+    }
+
+    async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error> {
+        let (p, s, v) = (pipeline.to_owned(), stream.to_owned(), schema.clone());
+        self.with_db(move |db| history::save_baseline(db, &p, &s, &v)).await
+    }
+}
