@@ -1,1 +1,52 @@
-fn main() {}
+//! `cargo xtask`: developer tasks for the dovetail workspace.
+//!
+//! - `ci`: fmt, clippy, tests, tidy and the demo smoke test, in order (`.ci/run` calls it)
+//! - `tidy`: dependency direction, secret types, connector READMEs, file sizes
+//! - `bench [--records N]... [--keep]`: JSONL → SQLite throughput and peak RSS
+//!
+//! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
+//! `dovetail` binary as a child process.
+
+mod bench;
+mod ci;
+mod rss;
+mod tidy;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                              fmt check, clippy -D warnings, tests, tidy, demo smoke test
+  tidy                            workspace rules: dependency direction, secret types,
+                                  connector READMEs, file sizes
+  bench [--records N]... [--keep] JSONL -> SQLite benchmark of the release binary
+                                  (default: --records 100000 --records 1000000)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = util::workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") if args.len() == 1 => ci::main(&root),
+        Some("tidy") if args.len() == 1 => tidy::main(&root),
+        Some("bench") => bench::main(&root, &args[1..]).map(|()| true),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! `cargo xtask bench`: JSONL → SQLite throughput and peak memory of the release binary.
+//!
+//! For each record count: generate a JSONL file, run `dovetail run` on it (first run: every
+//! record is written), then run it again unchanged (rerun: the ledger skips everything).
+//! Each run is a child process measured for wall time and peak RSS. Figures are printed,
+//! never asserted: the targets are shown next to them.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::rss::{Measured, run_measured};
+use crate::util::{cargo, display_command, fmt_duration, target_dir};
+
+/// Record counts when none are given.
+pub const DEFAULT_RECORDS: &[u64] = &[100_000, 1_000_000];
+/// Throughput target for the first run.
+pub const TARGET_RECORDS_PER_SEC: f64 = 200_000.0;
+/// Peak RSS target.
+pub const TARGET_RSS_MIB: f64 = 48.0;
+
+/// The pipeline the bench runs (next to `customers.jsonl`).
+pub const CONFIG: &str = r#"[pipelines.bench]
+batch_size = 1000
+
+[pipelines.bench.source]
+kind = "files"
+
+[[pipelines.bench.source.streams]]
+name = "customers"
+path = "customers.jsonl"
+primary_key = ["id"]
+
+[pipelines.bench.sink]
+kind = "sqlite"
+path = "warehouse.db"
+"#;
+
+/// Command-line options.
+#[derive(Debug, PartialEq)]
+pub struct Options {
+    /// Record counts to run, in order.
+    pub records: Vec<u64>,
+    /// Keep the generated directories (and print where they are).
+    pub keep: bool,
+}
+
+/// Parses `[--records N]... [--keep]`. N may use `_` separators or a `k` / `m` suffix.
+pub fn parse_args(args: &[String]) -> Result<Options> {
+    let mut records = Vec::new();
+    let mut keep = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let value = if arg == "--records" {
+            Some(it.next().context("--records needs a number")?.as_str())
+        } else {
+            arg.strip_prefix("--records=")
+        };
+        if let Some(v) = value {
+            records.push(parse_count(v)?);
+        } else if arg == "--keep" {
+            keep = true;
+        } else {
+            bail!("bench: unknown argument `{arg}` (usage: cargo xtask bench [--records N]... [--keep])");
+        }
+    }
+    if records.is_empty() {
+        records = DEFAULT_RECORDS.to_vec();
+    }
+    Ok(Options { records, keep })
+}
+
+fn parse_count(v: &str) -> Result<u64> {
+    let clean = v.replace('_', "").to_ascii_lowercase();
+    let (digits, mult) = if let Some(d) = clean.strip_suffix('k') {
+        (d, 1_000)
+    } else if let Some(d) = clean.strip_suffix('m') {
+        (d, 1_000_000)
+    } else {
+        (clean.as_str(), 1)
+    };
+    let n: u64 = digits.parse().with_context(|| format!("--records: `{v}` is not a count"))?;
+    if n == 0 {
+        bail!("--records: must be at least 1");
+    }
+    Ok(n * mult)
+}
+
+/// One line of the table.
+#[derive(Debug)]
+struct Row {
+    records: u64,
+    run: &'static str,
+    m: Measured,
+}
+
+impl Row {
+    fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.m.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs the benchmark. Fails only if a build or a dovetail run fails.
+pub fn main(root: &Path, args: &[String]) -> Result<()> {
+    let opts = parse_args(args)?;
+    let mut build = cargo(root);
+    build.args(["build", "--release", "-p", "dovetail-runner"]);
+    println!("bench: running: {}", display_command(&build));
+    let status = build.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("bench: `{}` failed ({status})", display_command(&build));
+    }
+    let bin = target_dir(root).join("release").join("dovetail");
+    if !bin.is_file() {
+        bail!("bench: {} was not built", bin.display());
+    }
+    run_bench(&bin, &opts)
+}
+
+/// Generates, runs and prints, with `bin` as the dovetail binary.
+fn run_bench(bin: &Path, opts: &Options) -> Result<()> {
+    let mut rows = Vec::new();
+    for &n in &opts.records {
+        let dir = tempfile::Builder::new().prefix("dovetail-bench-").tempdir().context("creating a temp dir")?;
+        let started = std::time::Instant::now();
+        let bytes = write_records(BufWriter::new(File::create(dir.path().join("customers.jsonl"))?), n)?;
+        println!(
+            "bench: generated {n} records ({:.1} MiB) in {} at {}",
+            bytes as f64 / (1024.0 * 1024.0),
+            fmt_duration(started.elapsed()),
+            dir.path().display()
+        );
+        let config = dir.path().join("dovetail.toml");
+        fs::write(&config, CONFIG)?;
+        for run in ["first", "rerun"] {
+            let m = run_dovetail(bin, dir.path(), &config, run)?;
+            let row = Row { records: n, run, m };
+            println!(
+                "bench: {n} {run}: {}, {:.0} records/s, peak RSS {:.1} MiB",
+                fmt_duration(m.wall),
+                row.records_per_sec(),
+                m.max_rss_mib()
+            );
+            rows.push(row);
+        }
+        if opts.keep {
+            println!("bench: kept {}", dir.keep().display());
+        }
+    }
+    print_table(&rows);
+    println!(
+        "(peak RSS is the child's ru_maxrss from wait4; it cannot read below xtask's own high-water RSS, {:.1} MiB)",
+        crate::rss::own_hwm_kib() as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn run_dovetail(bin: &Path, dir: &Path, config: &Path, run: &str) -> Result<Measured> {
+    let out_path = dir.join(format!("{run}.stdout.log"));
+    let err_path = dir.join(format!("{run}.stderr.log"));
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path)?)
+        .stderr(File::create(&err_path)?);
+    let m = run_measured(&mut cmd)?;
+    let stdout = fs::read_to_string(&out_path).unwrap_or_default();
+    if !m.status.success() {
+        let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+        eprintln!("--- dovetail stdout (tail) ---\n{}", tail(&stdout, 40));
+        eprintln!("--- dovetail stderr (tail) ---\n{}", tail(&stderr, 40));
+        bail!("bench: `dovetail run --config {}` ({run} run) failed: {}", config.display(), m.status);
+    }
+    if run == "rerun" && !crate::ci::reports_zero_written(&stdout) {
+        println!("bench: note: the rerun's summary does not report 0 written:\n{}", tail(&stdout, 10));
+    }
+    Ok(m)
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("{:>10}  {:<6} {:>9} {:>12} {:>13}", "records", "run", "seconds", "records/s", "peak RSS MiB");
+    for r in rows {
+        println!(
+            "{:>10}  {:<6} {:>9.2} {:>12.0} {:>13.1}",
+            r.records,
+            r.run,
+            r.m.wall.as_secs_f64(),
+            r.records_per_sec(),
+            r.m.max_rss_mib()
+        );
+    }
+    println!();
+    println!("targets (printed, not enforced):");
+    let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
+    for r in rows.iter().filter(|r| r.run == "first") {
+        let rate = r.records_per_sec();
+        println!(
+            "  first run ≥ {TARGET_RECORDS_PER_SEC:.0} records/s: {} records → {rate:.0}/s  {}",
+            r.records,
+            mark(rate >= TARGET_RECORDS_PER_SEC)
+        );
+    }
+    if let Some(peak) = rows.iter().map(|r| r.m.max_rss_mib()).reduce(f64::max) {
+        println!("  peak RSS < {TARGET_RSS_MIB:.0} MiB: highest {peak:.1} MiB  {}", mark(peak < TARGET_RSS_MIB));
+    }
+    let first = |n: u64| rows.iter().find(|r| r.run == "first" && r.records == n).map(|r| r.m.max_rss_mib());
+    if let (Some(small), Some(large)) = (first(100_000), first(1_000_000)) {
+        let growth = large - small;
+        // Allow allocator noise: 10% or 2 MiB, whichever is larger.
+        let flat = growth <= (small * 0.10).max(2.0);
+        println!(
+            "  RSS not growing 100k → 1M (first run): {small:.1} → {large:.1} MiB ({growth:+.1} MiB)  {}",
+            mark(flat)
+        );
+    } else {
+        println!("  RSS growth: run with --records 100000 --records 1000000 to compare");
+    }
+}
+
+/// Writes `n` bench records as JSON lines (ids 1..=n); returns the bytes written.
+pub fn write_records(mut w: impl Write, n: u64) -> io::Result<u64> {
+    let mut line = String::with_capacity(256);
+    let mut bytes = 0;
+    for i in 1..=n {
+        line.clear();
+        record_line(i, &mut line);
+        line.push('\n');
+        w.write_all(line.as_bytes())?;
+        bytes += line.len() as u64;
+    }
+    w.flush()?;
+    Ok(bytes)
+}
+
+/// One record (no newline): exact decimal `amount`, varying flags and timestamps.
+pub fn record_line(i: u64, out: &mut String) {
+    use std::fmt::Write as _;
+    // 2024-01-01T00:00:00Z plus 13 s per record, so timestamps vary but stay in 2024.
+    let updated_at = rfc3339(1_704_067_200 + i * 13);
+    let _ = write!(
+        out,
+        r#"{{"id":{i},"name":"customer-{i}","email":"c{i}@example.com","amount":{}.{:02},"qty":{},"active":{},"updated_at":"{updated_at}","tags":["a","b"]}}"#,
+        (i * 7919) % 100_000,
+        i % 100,
+        i % 17,
+        !i.is_multiple_of(3),
+    );
+}
+
+/// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn default_and_explicit_record_counts() {
+        assert_eq!(parse_args(&[]).unwrap().records, vec![100_000, 1_000_000]);
+        let o = parse_args(&args(&["--records", "5_000", "--records=2k", "--records", "1m", "--keep"])).unwrap();
+        assert_eq!(o.records, vec![5_000, 2_000, 1_000_000]);
+        assert!(o.keep);
+        assert!(parse_args(&args(&["--records"])).is_err());
+        assert!(parse_args(&args(&["--records", "lots"])).is_err());
+        assert!(parse_args(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_704_067_200), "2024-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_709_164_800 + 3_723), "2024-02-29T01:02:03Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn generated_records_are_valid_varied_and_about_150_bytes() {
+        let mut buf = Vec::new();
+        let n = 2_000;
+        let bytes = write_records(&mut buf, n).unwrap();
+        assert_eq!(bytes as usize, buf.len());
+        let text = String::from_utf8(buf).unwrap();
+        let mut amounts = std::collections::HashSet::new();
+        let mut times = std::collections::HashSet::new();
+        for (idx, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let i = idx as u64 + 1;
+            assert_eq!(v["id"].to_string(), i.to_string());
+            assert_eq!(v["name"], format!("customer-{i}"));
+            assert_eq!(v["email"], format!("c{i}@example.com"));
+            assert_eq!(v["qty"].to_string(), (i % 17).to_string());
+            assert!(v["active"].is_boolean());
+            assert_eq!(v["tags"], serde_json::json!(["a", "b"]));
+            // The amount is a JSON number with exactly two decimals, kept as written.
+            let amount = v["amount"].to_string();
+            let (_, frac) = amount.split_once('.').expect("a decimal");
+            assert_eq!(frac.len(), 2, "{amount}");
+            amounts.insert(amount);
+            let ts = v["updated_at"].as_str().unwrap().to_owned();
+            assert!(ts.starts_with("2024-") && ts.ends_with('Z') && ts.len() == 20, "{ts}");
+            times.insert(ts);
+        }
+        assert_eq!(text.lines().count() as u64, n);
+        assert!(amounts.len() > 1_000 && times.len() == n as usize);
+        // The millionth record is the longest.
+        let mut last = String::new();
+        record_line(1_000_000, &mut last);
+        let avg = bytes as usize / n as usize;
+        assert!((120..=170).contains(&avg) && last.len() <= 170, "avg {avg}, longest {}", last.len());
+    }
+
+    fn fake_dovetail(dir: &Path, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("dovetail");
+        fs::write(&bin, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
+    #[test]
+    fn runs_each_count_twice_in_its_own_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("calls.log");
+        // Records each call (config path, line count) and prints a runner-like summary.
+        let bin = fake_dovetail(
+            tmp.path(),
+            &format!(
+                r#"[ "$1 $2" = "run --config" ] && [ "$3" = "$PWD/dovetail.toml" ] || exit 64
+n=$(wc -l < customers.jsonl)
+if [ -f .ran ]; then w=0; else w=$n; touch .ran; fi
+echo "$3 $n $w" >> {log}
+echo "stream read written"; echo "customers $n $w""#,
+                log = log.display()
+            ),
+        );
+        let opts = Options { records: vec![300, 1_000], keep: false };
+        run_bench(&bin, &opts).unwrap();
+        let calls = fs::read_to_string(&log).unwrap();
+        let calls: Vec<Vec<&str>> = calls.lines().map(|l| l.split(' ').collect()).collect();
+        assert_eq!(calls.len(), 4, "{calls:?}");
+        assert_eq!((calls[0][1], calls[0][2]), ("300", "300"));
+        assert_eq!((calls[1][1], calls[1][2]), ("300", "0"));
+        assert_eq!((calls[2][1], calls[2][2]), ("1000", "1000"));
+        assert_eq!((calls[3][1], calls[3][2]), ("1000", "0"));
+        assert_eq!(calls[0][0], calls[1][0]);
+        assert_ne!(calls[0][0], calls[2][0]);
+        // Temp directories are gone without --keep.
+        assert!(!Path::new(calls[0][0]).exists());
+    }
+
+    #[test]
+    fn a_failing_dovetail_run_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = fake_dovetail(tmp.path(), "echo boom >&2; exit 3");
+        let err = run_bench(&bin, &Options { records: vec![10], keep: false }).unwrap_err();
+        assert!(err.to_string().contains("(first run) failed: exit status: 3"), "{err:#}");
+    }
+
+    #[test]
+    fn config_is_the_documented_pipeline() {
+        let t: toml::Table = CONFIG.parse().unwrap();
+        let p = &t["pipelines"]["bench"];
+        assert_eq!(p["batch_size"].as_integer(), Some(1000));
+        assert_eq!(p["source"]["kind"].as_str(), Some("files"));
+        assert_eq!(p["source"]["streams"][0]["path"].as_str(), Some("customers.jsonl"));
+        assert_eq!(p["sink"]["kind"].as_str(), Some("sqlite"));
+        assert_eq!(p["sink"]["path"].as_str(), Some("warehouse.db"));
+    }
+}

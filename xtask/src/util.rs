@@ -1,0 +1,119 @@
+//! Small helpers shared by the tasks: workspace paths, child commands, copying, durations.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// The workspace root (the directory above `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Whether we run under CI (`CI=true`, as GitHub Actions and most CI systems set it).
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A `cargo` command rooted at the workspace, using the same cargo that runs xtask.
+pub fn cargo(root: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root);
+    plain_output(&mut cmd);
+    cmd
+}
+
+/// Turns colours off for a child when running under CI, so logs stay readable.
+pub fn plain_output(cmd: &mut Command) {
+    if is_ci() {
+        cmd.env("CARGO_TERM_COLOR", "never");
+    }
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// A command line as a user would type it, for "running: ..." lines.
+pub fn display_command(cmd: &Command) -> String {
+    let mut out = Path::new(cmd.get_program()).file_name().unwrap_or(cmd.get_program()).to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        out.push(' ');
+        out.push_str(&arg.to_string_lossy());
+    }
+    out
+}
+
+/// Copies a directory tree, leaving out entries for which `skip` returns true.
+pub fn copy_dir(src: &Path, dst: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<()> {
+    fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    for entry in fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if skip(&path) {
+            continue;
+        }
+        let target = dst.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&path, &target, skip)?;
+        } else {
+            fs::copy(&path, &target).with_context(|| format!("copying {} to {}", path.display(), target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `12.3s`, `850ms`, `2m05s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 1.0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// A path relative to the workspace root, with `/` separators, for messages.
+pub fn rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(fmt_duration(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(fmt_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn copy_dir_skips_what_it_is_told() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("sub")).unwrap();
+        std::fs::create_dir_all(src.path().join(".dovetail")).unwrap();
+        std::fs::write(src.path().join("a.toml"), "x").unwrap();
+        std::fs::write(src.path().join("sub/b.jsonl"), "y").unwrap();
+        std::fs::write(src.path().join(".dovetail/state.db"), "z").unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), dst.path(), &|p| p.ends_with(".dovetail")).unwrap();
+        assert!(dst.path().join("a.toml").is_file());
+        assert!(dst.path().join("sub/b.jsonl").is_file());
+        assert!(!dst.path().join(".dovetail").exists());
+    }
+}
