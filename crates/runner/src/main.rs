@@ -1,1 +1,74 @@
-fn main() {}
+//! `dovetail`: the command-line tool. Parses the command line, sets up logging and hands
+//! over to one module per verb; errors print with their full chain and pick the exit code.
+
+mod build;
+mod cli;
+mod commands;
+mod config;
+mod diag;
+mod interpolate;
+mod output;
+mod registry;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, LogFormat};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let code = match run(&cli) {
+        Ok(code) => code,
+        Err(err) => match err.downcast_ref::<dovetail_core::Error>() {
+            Some(e) => {
+                eprintln!("dovetail: {}", e.report());
+                e.kind().exit_code()
+            }
+            None => {
+                eprintln!("dovetail: {err:#}");
+                dovetail_core::ErrorKind::Internal.exit_code()
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: &Cli) -> anyhow::Result<i32> {
+    if let Command::ConfigSchema = cli.command {
+        return commands::schema::run();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let config = cli.config.as_path();
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Run(a) => commands::run::run(config, a).await,
+            Command::Check => commands::check::run(config).await,
+            Command::Status(a) => commands::status::run(config, a).await,
+            Command::DeadLetters(c) => commands::dead_letters::run(config, c).await,
+            Command::Reset(a) => commands::reset::run(config, a).await,
+            Command::ConfigSchema => commands::schema::run(),
+        }
+    })
+}
+
+/// Logs go to stderr: text or JSON lines; `-v`/`-q` pick the level unless RUST_LOG is set.
+fn init_logging(cli: &Cli) {
+    let level = match i16::from(cli.verbose) - i16::from(cli.quiet) {
+        ..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let others = if level == "error" { "error" } else { "warn" };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{others},dovetail={level}")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}

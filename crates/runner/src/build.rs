@@ -1,0 +1,170 @@
+//! From config to connectors: build each pipeline's source and sink from the registry
+//! and check its stream settings against what the source exposes.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use dovetail_core::{BuildCx, DeleteMode, Error, Pipeline, Sink, Source, StateStore, StreamOptions, SyncMode};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::config::PipelineConfig;
+use crate::diag::{self, Doc, lookup, offset_of};
+use crate::registry::{self, BuildError};
+
+/// One pipeline, ready to be handed a state store.
+pub struct PipelineSpec {
+    /// Name.
+    pub name: String,
+    /// Built source.
+    pub source: Arc<dyn Source>,
+    /// Built sink.
+    pub sink: Arc<dyn Sink>,
+    /// Per-stream settings.
+    pub streams: BTreeMap<String, StreamOptions>,
+    /// Records per batch.
+    pub batch_size: Option<usize>,
+    /// Dead-letter count threshold.
+    pub max_dead_letters: Option<u64>,
+    /// Dead-letter ratio threshold.
+    pub max_dead_letter_ratio: Option<f64>,
+}
+
+impl PipelineSpec {
+    /// Names of the source's streams.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.source.streams().into_iter().map(|s| s.name).collect()
+    }
+
+    /// The engine's pipeline over `state`.
+    pub fn build(&self, state: Arc<dyn StateStore>) -> Result<Pipeline, Error> {
+        let mut b = Pipeline::builder(&self.name)
+            .source_arc(self.source.clone())
+            .sink_arc(self.sink.clone())
+            .state_arc(state)
+            .max_dead_letters(self.max_dead_letters)
+            .max_dead_letter_ratio(self.max_dead_letter_ratio);
+        if let Some(n) = self.batch_size {
+            b = b.batch_size(n);
+        }
+        for (name, opts) in &self.streams {
+            b = b.stream(name.clone(), opts.clone());
+        }
+        b.build()
+    }
+}
+
+fn connector_table<'i>(
+    doc: &Doc,
+    root: &DeTable<'i>,
+    name: &str,
+    role: &str,
+) -> Result<(Range<usize>, Spanned<DeTable<'i>>), Error> {
+    let (key, value) = lookup(root, &["pipelines", name, role])
+        .ok_or_else(|| doc.error_nowhere(format!("[pipelines.{name}] has no `{role}`")))?;
+    let DeValue::Table(t) = value.get_ref() else {
+        return Err(doc.error(key.start, format!("`{role}` in [pipelines.{name}] must be a table")));
+    };
+    let mut t = t.clone();
+    let kind_span = t.remove_entry("kind").map(|(_, v)| v.span()).unwrap_or(key);
+    Ok((kind_span, Spanned::new(value.span(), t)))
+}
+
+fn unknown_kind(doc: &Doc, at: usize, role: &str, name: &str, kind: &str, known: &[&str]) -> Error {
+    let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let hint = diag::nearest(kind, known.iter().copied()).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+    doc.error(
+        at,
+        format!("unknown {role} kind `{kind}` in [pipelines.{name}.{role}]; {hint}(known {role} kinds: {list})"),
+    )
+}
+
+fn build_failed(doc: &Doc, root: &DeTable<'_>, at: usize, role: &str, name: &str, kind: &str, e: BuildError) -> Error {
+    match e {
+        BuildError::Toml(e) => diag::toml_error(doc, root, &e),
+        BuildError::Build(e) => Error::new(
+            e.kind().clone(),
+            format!("{}: {role} `{kind}` of [pipelines.{name}]: {}", doc.at(at), e.report()),
+        ),
+    }
+}
+
+pub fn build_pipeline(doc: &Doc, root: &DeTable<'_>, name: &str, pc: &PipelineConfig) -> Result<PipelineSpec, Error> {
+    let cx = BuildCx { base_dir: doc.base_dir.clone(), pipeline: name.to_owned() };
+
+    let (kind_span, table) = connector_table(doc, root, name, "source")?;
+    let sources = registry::sources();
+    let kinds: Vec<&str> = sources.iter().map(|e| e.kind).collect();
+    let entry = sources
+        .iter()
+        .find(|e| e.kind == pc.source.kind)
+        .ok_or_else(|| unknown_kind(doc, kind_span.start, "source", name, &pc.source.kind, &kinds))?;
+    let source = (entry.build)(table, &cx)
+        .map_err(|e| build_failed(doc, root, kind_span.start, "source", name, entry.kind, e))?;
+
+    let (kind_span, table) = connector_table(doc, root, name, "sink")?;
+    let sinks = registry::sinks();
+    let kinds: Vec<&str> = sinks.iter().map(|e| e.kind).collect();
+    let entry = sinks
+        .iter()
+        .find(|e| e.kind == pc.sink.kind)
+        .ok_or_else(|| unknown_kind(doc, kind_span.start, "sink", name, &pc.sink.kind, &kinds))?;
+    let sink =
+        (entry.build)(table, &cx).map_err(|e| build_failed(doc, root, kind_span.start, "sink", name, entry.kind, e))?;
+
+    let at = |key: &str| offset_of(root, &["pipelines", name, key]);
+    if pc.batch_size == Some(0) {
+        return Err(doc.error(at("batch_size"), format!("`batch_size` in [pipelines.{name}] must be at least 1")));
+    }
+    if let Some(r) = pc.max_dead_letter_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
+        return Err(doc.error(
+            at("max_dead_letter_ratio"),
+            format!("`max_dead_letter_ratio` in [pipelines.{name}] must be between 0.0 and 1.0, found {r}"),
+        ));
+    }
+
+    let available: Vec<String> = source.streams().into_iter().map(|s| s.name).collect();
+    let mut streams = BTreeMap::new();
+    for (stream, sc) in &pc.streams {
+        let here = |key: Option<&str>| match key {
+            Some(k) => offset_of(root, &["pipelines", name, "streams", stream, k]),
+            None => offset_of(root, &["pipelines", name, "streams", stream]),
+        };
+        if !available.contains(stream) {
+            let list = available.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+            let hint = diag::nearest(stream, available.iter().map(String::as_str))
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
+            return Err(doc.error(here(None), format!("[pipelines.{name}.streams.{stream}]: source `{}` has no stream `{stream}`; {hint}(its streams: {list})", pc.source.kind)));
+        }
+        let sync_mode = sc.sync_mode.unwrap_or_default();
+        let delete_mode = sc.delete.unwrap_or_default();
+        if delete_mode != DeleteMode::Keep && sync_mode != SyncMode::FullRefresh {
+            return Err(doc.error(here(Some("delete")), format!("`delete` in [pipelines.{name}.streams.{stream}] only applies to full refresh; set `sync_mode = \"full_refresh\"` or `delete = \"keep\"`")));
+        }
+        if sc.primary_key.as_ref().is_some_and(|k| k.is_empty() || k.iter().any(String::is_empty)) {
+            return Err(doc.error(
+                here(Some("primary_key")),
+                format!("`primary_key` in [pipelines.{name}.streams.{stream}] must list at least one non-empty column"),
+            ));
+        }
+        let mapping = sc.mapping.clone().filter(|m| !m.is_identity());
+        let opts = StreamOptions {
+            mapping: mapping.map(|m| Arc::new(m) as Arc<dyn dovetail_core::Transform>),
+            sync_mode,
+            delete_mode,
+            primary_key: sc.primary_key.clone(),
+        };
+        streams.insert(stream.clone(), opts);
+    }
+    Ok(PipelineSpec {
+        name: name.to_owned(),
+        source,
+        sink,
+        streams,
+        batch_size: pc.batch_size,
+        max_dead_letters: pc.max_dead_letters,
+        max_dead_letter_ratio: pc.max_dead_letter_ratio,
+    })
+}

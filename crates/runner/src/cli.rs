@@ -1,0 +1,155 @@
+//! Command-line interface: verbs, flags and their help texts (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// dovetail: API integrations that keep working in production.
+///
+/// Exit codes: 0 success, 2 usage error, 3 config, 4 auth, 5 rate limited, 6 transient,
+/// 7 unavailable, 8 permanent, 9 data, 10 internal, 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "dovetail", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "DOVETAIL_CONFIG",
+        default_value = "dovetail.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Less log output (-q warnings only, -qq errors only). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run pipelines (all of them by default, one after the other).
+    Run(RunArgs),
+    /// Validate the config, warn about literal secrets and probe every source and sink.
+    Check,
+    /// Show the latest runs with their counts and errors.
+    Status(StatusArgs),
+    /// Inspect and replay records that could not be delivered.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+    /// Forget the checkpoints of a pipeline (or one of its streams); the ledger is kept.
+    Reset(ResetArgs),
+    /// Print the JSON Schema of the config file.
+    ConfigSchema,
+}
+
+/// `dovetail run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipelines to run (default: all, in name order).
+    #[arg(value_name = "PIPELINE")]
+    pub pipelines: Vec<String>,
+    /// Run only this stream (repeatable).
+    #[arg(long = "stream", short = 's', value_name = "STREAM")]
+    pub streams: Vec<String>,
+    /// Read and map, write and commit nothing; report what would change.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print each run report as one JSON line instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dovetail status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only runs of this pipeline.
+    #[arg(value_name = "PIPELINE")]
+    pub pipeline: Option<String>,
+    /// Print the stored runs as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How many runs to show, newest first.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// `dovetail dead-letters ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters, oldest first.
+    List(DeadLettersListArgs),
+    /// Show one dead letter in full, raw input included.
+    Show(DeadLettersShowArgs),
+    /// Re-process dead letters through the current config; those that pass are delivered and removed.
+    Replay(DeadLettersReplayArgs),
+}
+
+/// `dovetail dead-letters list`.
+#[derive(Debug, Args)]
+pub struct DeadLettersListArgs {
+    /// Only this pipeline.
+    #[arg(long, short = 'p')]
+    pub pipeline: Option<String>,
+    /// Only this stream.
+    #[arg(long, short = 's')]
+    pub stream: Option<String>,
+    /// How many to show.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: usize,
+    /// Print them as JSON (raw input included).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dovetail dead-letters show`.
+#[derive(Debug, Args)]
+pub struct DeadLettersShowArgs {
+    /// Dead-letter id (from `dead-letters list`).
+    pub id: i64,
+    /// Print it as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dovetail dead-letters replay`.
+#[derive(Debug, Args)]
+pub struct DeadLettersReplayArgs {
+    /// Only this pipeline's dead letters (default: every pipeline).
+    #[arg(value_name = "PIPELINE")]
+    pub pipeline: Option<String>,
+    /// Only these dead letters (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<i64>,
+    /// Print each replay report as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dovetail reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Pipeline whose checkpoints to forget.
+    pub pipeline: String,
+    /// Only this stream's checkpoint.
+    pub stream: Option<String>,
+}

@@ -1,0 +1,43 @@
+//! `dovetail check`: validate the config, warn about literal secrets, probe every source and sink.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::{config, output};
+
+/// Validate and probe; non-zero exit when anything fails.
+pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
+    let project = config::load(config_path)?;
+    for s in &project.literal_secrets {
+        eprintln!("warning: {}", s.warning(&project.doc));
+    }
+    output::out(&format!(
+        "{}: config OK ({} pipeline{}, state at {})\n",
+        project.doc.label,
+        project.pipelines.len(),
+        if project.pipelines.len() == 1 { "" } else { "s" },
+        project.state_path.display()
+    ))?;
+    // Probing needs no durable state: check against a private in-memory store so `check`
+    // leaves nothing behind.
+    let state: Arc<dyn dovetail_core::StateStore> = Arc::new(dovetail_state::SqliteState::open_in_memory()?);
+    let mut code = 0;
+    for spec in &project.pipelines {
+        let result = match spec.build(state.clone()) {
+            Ok(p) => p.check().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                output::out(&format!("pipeline `{}`: OK ({} → {})\n", spec.name, spec.source.kind(), spec.sink.kind()))?
+            }
+            Err(e) => {
+                output::out(&format!("pipeline `{}`: FAILED: {}\n", spec.name, e.report()))?;
+                if code == 0 {
+                    code = e.kind().exit_code();
+                }
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,170 @@
+//! `dovetail dead-letters list|show|replay`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dovetail_core::Error;
+
+use crate::cli::{DeadLettersCommand, DeadLettersListArgs, DeadLettersReplayArgs};
+use crate::config;
+use crate::output::{self, Table};
+
+/// Dispatch the sub-verb.
+pub async fn run(config_path: &Path, cmd: &DeadLettersCommand) -> anyhow::Result<i32> {
+    match cmd {
+        DeadLettersCommand::List(a) => list(config_path, a).await,
+        DeadLettersCommand::Show(a) => show(config_path, a.id, a.json).await,
+        DeadLettersCommand::Replay(a) => replay(config_path, a).await,
+    }
+}
+
+async fn list(config_path: &Path, args: &DeadLettersListArgs) -> anyhow::Result<i32> {
+    let cfg = config::load_state_only(config_path)?;
+    let state = super::open_state(&cfg.state_path)?;
+    let letters = state.dead_letters(args.pipeline.as_deref(), args.stream.as_deref(), args.limit).await?;
+    if args.json {
+        output::out(&format!("{}\n", serde_json::to_string_pretty(&letters)?))?;
+        return Ok(0);
+    }
+    if letters.is_empty() {
+        output::out("no dead letters\n")?;
+        return Ok(0);
+    }
+    let mut t = Table::new(&["#id", "pipeline", "stream", "location", "path", "reason"]);
+    for d in &letters {
+        t.row(vec![
+            d.id.to_string(),
+            d.pipeline.clone(),
+            d.stream.clone(),
+            output::truncate(d.location.as_deref().unwrap_or("-"), 40),
+            output::truncate(d.path.as_deref().unwrap_or("-"), 30),
+            output::truncate(&d.reason, 70),
+        ]);
+    }
+    output::out(&t.render())?;
+    Ok(0)
+}
+
+async fn show(config_path: &Path, id: i64, json: bool) -> anyhow::Result<i32> {
+    let cfg = config::load_state_only(config_path)?;
+    let state = super::open_state(&cfg.state_path)?;
+    let d = state
+        .dead_letter(id)
+        .await?
+        .ok_or_else(|| Error::config(format!("no dead letter with id {id} (see `dovetail dead-letters list`)")))?;
+    if json {
+        output::out(&format!("{}\n", serde_json::to_string_pretty(&d)?))?;
+        return Ok(0);
+    }
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let mut text = String::new();
+    for (k, v) in [
+        ("id", d.id.to_string()),
+        ("pipeline", d.pipeline.clone()),
+        ("stream", d.stream.clone()),
+        ("key", opt(&d.key)),
+        ("kind", d.kind.clone()),
+        ("location", opt(&d.location)),
+        ("path", opt(&d.path)),
+        ("created", d.created_at.clone()),
+        ("reason", d.reason.clone()),
+    ] {
+        text.push_str(&format!("{k:<9} {v}\n"));
+    }
+    text.push_str("raw:\n");
+    text.push_str(&d.raw);
+    if !d.raw.ends_with('\n') {
+        text.push('\n');
+    }
+    output::out(&text)?;
+    Ok(0)
+}
+
+async fn replay(config_path: &Path, args: &DeadLettersReplayArgs) -> anyhow::Result<i32> {
+    let project = config::load(config_path)?;
+    if let Some(p) = &args.pipeline {
+        project.pipeline(p)?;
+    }
+    let state = super::open_state(&project.state_path)?;
+    // Which pipelines, and which ids of each (`None`: all of that pipeline's dead letters).
+    let mut plan: BTreeMap<String, Option<Vec<i64>>> = BTreeMap::new();
+    if args.ids.is_empty() {
+        for spec in &project.pipelines {
+            if args.pipeline.as_ref().is_none_or(|p| *p == spec.name) {
+                plan.insert(spec.name.clone(), None);
+            }
+        }
+    } else {
+        for id in &args.ids {
+            let d = state.dead_letter(*id).await?.ok_or_else(|| {
+                Error::config(format!("no dead letter with id {id} (see `dovetail dead-letters list`)"))
+            })?;
+            if args.pipeline.as_ref().is_some_and(|p| *p != d.pipeline) {
+                return Err(Error::config(format!(
+                    "dead letter {id} belongs to pipeline `{}`, not `{}`",
+                    d.pipeline,
+                    args.pipeline.as_deref().unwrap_or_default()
+                ))
+                .into());
+            }
+            if project.pipelines.iter().all(|p| p.name != d.pipeline) {
+                return Err(Error::config(format!(
+                    "dead letter {id} belongs to pipeline `{}`, which is no longer in {}",
+                    d.pipeline, project.doc.label
+                ))
+                .into());
+            }
+            plan.entry(d.pipeline.clone()).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(*id);
+        }
+    }
+    let cancel = super::cancel_on_signal();
+    let mut code = 0;
+    for (name, ids) in plan {
+        if ids.is_none() && state.dead_letters(Some(&name), None, 1).await?.is_empty() {
+            output::out(&format!("pipeline `{name}`: no dead letters\n"))?;
+            continue;
+        }
+        let spec = project.pipeline(&name)?;
+        // The engine takes the pipeline's run lock for the replay.
+        let result = match spec.build(state.clone()) {
+            Ok(p) => p.replay_dead_letters(ids.as_deref(), cancel.clone()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(report) => {
+                if args.json {
+                    output::out(&format!("{}\n", serde_json::to_string(&report)?))?;
+                } else {
+                    let delivered = report.total(|s| s.written);
+                    let unchanged = report.total(|s| s.skipped_unchanged);
+                    let failing = report.total(|s| s.dead_lettered);
+                    output::out(&format!(
+                        "pipeline `{name}`: replayed {} dead letter{}: {} delivered ({delivered} written, {unchanged} already up to date), {failing} still failing\n",
+                        delivered + unchanged + failing,
+                        if delivered + unchanged + failing == 1 { "" } else { "s" },
+                        delivered + unchanged,
+                    ))?;
+                    for (stream, s) in &report.streams {
+                        if let Some(e) = &s.error {
+                            output::out(&format!("  stream `{stream}` {}: {e}\n", s.outcome))?;
+                        }
+                    }
+                }
+                let c = super::run::report_code(&report);
+                if code == 0 {
+                    code = c;
+                }
+                if c == dovetail_core::ErrorKind::Interrupted.exit_code() {
+                    break;
+                }
+            }
+            Err(e) => {
+                eprintln!("dovetail: {}", e.report());
+                if code == 0 {
+                    code = e.kind().exit_code();
+                }
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,56 @@
+//! One module per verb. Each returns the process exit code, or an error whose kind picks it.
+
+pub mod check;
+pub mod dead_letters;
+pub mod reset;
+pub mod run;
+pub mod schema;
+pub mod status;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dovetail_core::{Error, StateStore};
+use tokio_util::sync::CancellationToken;
+
+/// Open the SQLite state store at `path`.
+pub fn open_state(path: &Path) -> Result<Arc<dyn StateStore>, Error> {
+    Ok(Arc::new(dovetail_state::SqliteState::open(path)?))
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM; a second one exits at once with 130.
+pub fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        signal().await;
+        tracing::warn!("stopping: finishing the batches in flight and committing (signal again to abort)");
+        t.cancel();
+        signal().await;
+        eprintln!("dovetail: aborted");
+        std::process::exit(dovetail_core::ErrorKind::Interrupted.exit_code());
+    });
+    token
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,117 @@
+//! `dovetail status`: the latest runs with their counts and errors.
+
+use std::path::Path;
+
+use dovetail_core::state::RunRecord;
+use serde_json::Value;
+
+use crate::cli::StatusArgs;
+use crate::config;
+use crate::output::{self, Table};
+
+/// Print the latest runs.
+pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
+    let cfg = config::load_state_only(config_path)?;
+    let state = super::open_state(&cfg.state_path)?;
+    let runs = state.runs(args.pipeline.as_deref(), args.limit).await?;
+    if args.json {
+        output::out(&format!("{}\n", serde_json::to_string_pretty(&runs)?))?;
+        return Ok(0);
+    }
+    if runs.is_empty() {
+        let whose = args.pipeline.as_ref().map(|p| format!(" of pipeline `{p}`")).unwrap_or_default();
+        output::out(&format!("no runs{whose} yet\n"))?;
+        return Ok(0);
+    }
+    output::out(&table(&runs).render())?;
+    Ok(0)
+}
+
+/// The runs as a table, newest first.
+pub fn table(runs: &[RunRecord]) -> Table {
+    let mut t = Table::new(&[
+        "#id",
+        "pipeline",
+        "started",
+        "#duration",
+        "outcome",
+        "#read",
+        "#written",
+        "#unchanged",
+        "#dead-lettered",
+        "error",
+    ]);
+    for r in runs {
+        let report = r.report.as_ref();
+        let sum = |field: &str| -> String {
+            match report.and_then(|v| v.get("streams")).and_then(Value::as_object) {
+                Some(streams) => {
+                    streams.values().map(|s| s.get(field).and_then(Value::as_u64).unwrap_or(0)).sum::<u64>().to_string()
+                }
+                None => "-".into(),
+            }
+        };
+        let dry = report.and_then(|v| v.get("dry_run")).and_then(Value::as_bool).unwrap_or(false);
+        let error = report.and_then(|v| v.get("error")).and_then(Value::as_str).unwrap_or("");
+        t.row(vec![
+            r.id.to_string(),
+            r.pipeline.clone(),
+            short_time(&r.started_at),
+            duration(r),
+            if dry { format!("{} (dry run)", r.outcome) } else { r.outcome.clone() },
+            sum("read"),
+            sum("written"),
+            sum("skipped_unchanged"),
+            sum("dead_lettered"),
+            output::truncate(error, 60),
+        ]);
+    }
+    t
+}
+
+fn duration(r: &RunRecord) -> String {
+    if let Some(ms) = r.report.as_ref().and_then(|v| v.get("duration_ms")).and_then(Value::as_u64) {
+        return output::duration(ms);
+    }
+    let parse = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    match (parse(&r.started_at), r.finished_at.as_deref().and_then(parse)) {
+        (Some(a), Some(b)) => output::duration(b.duration_since(a).as_millis().max(0) as u64),
+        _ => "-".into(),
+    }
+}
+
+/// An RFC 3339 time to the second, in UTC.
+fn short_time(s: &str) -> String {
+    match s.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .round(jiff::Unit::Second)
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|_| s.to_owned()),
+        Err(_) => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_come_from_the_stored_report() {
+        let r = RunRecord {
+            id: 7,
+            pipeline: "orders".into(),
+            started_at: "2026-11-03T10:15:02.123Z".into(),
+            finished_at: Some("2026-11-03T10:15:04.000Z".into()),
+            outcome: "failed".into(),
+            report: Some(serde_json::json!({
+                "duration_ms": 1877, "error": "boom",
+                "streams": {"a": {"read": 3, "written": 2, "skipped_unchanged": 1, "dead_lettered": 0},
+                            "b": {"read": 4, "written": 0, "skipped_unchanged": 4, "dead_lettered": 1}}
+            })),
+        };
+        let text = table(&[r]).render();
+        let line = text.lines().nth(1).unwrap();
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells, ["7", "orders", "2026-11-03", "10:15:02", "1.8s", "failed", "7", "2", "5", "1", "boom"]);
+    }
+}

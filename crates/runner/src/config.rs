@@ -1,0 +1,251 @@
+//! The config file: typed structs (their `///` docs become `dovetail config-schema`) and
+//! loading — parse once with spans, interpolate, deserialize, build connectors from the
+//! registry, and validate — so every error names the file, the line and the nearest key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dovetail_core::mapping::Mapping;
+use dovetail_core::{DeleteMode, Error, SyncMode};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+pub use crate::build::PipelineSpec;
+use crate::build::build_pipeline;
+use crate::diag::{self, Doc, offset_of};
+use crate::interpolate::{self, LiteralSecret, Lookup, ProcessEnv};
+use crate::registry;
+
+/// A dovetail config file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where dovetail keeps checkpoints, the idempotency ledger, dead letters and run history.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Pipelines by name; the name keys their state, so renaming one starts it afresh.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+/// `[state]`: the state store.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// SQLite file, as a path or `sqlite://path` (relative to the config file's folder).
+    /// Default: `.dovetail/state.db` next to the config file. PostgreSQL URLs are not supported yet.
+    pub url: Option<String>,
+}
+
+/// `[pipelines.NAME]`: one source, one sink, per-stream settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Records per page and per sink transaction (default 1000).
+    pub batch_size: Option<usize>,
+    /// Fail the run once more than this many records were dead-lettered in it.
+    pub max_dead_letters: Option<u64>,
+    /// Fail the run once dead letters exceed this share (0.0–1.0) of the records read.
+    pub max_dead_letter_ratio: Option<f64>,
+    /// Where records come from: `kind` picks the connector, the other keys are its config.
+    pub source: SourceRef,
+    /// Where records go: `kind` picks the connector, the other keys are its config.
+    pub sink: SinkRef,
+    /// Per-stream settings by stream name (streams not listed run with defaults).
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamSettings>,
+}
+
+/// `[pipelines.NAME.streams.STREAM]`: how one stream is synced and mapped.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// `incremental` (default: what is new since the last run) or `full_refresh` (everything, every run).
+    pub sync_mode: Option<SyncMode>,
+    /// What a completed full refresh does with sink rows gone from the source: `keep` (default),
+    /// `delete` or `soft_delete`. Only valid with `sync_mode = "full_refresh"`.
+    pub delete: Option<DeleteMode>,
+    /// Output primary-key columns, overriding what dovetail derives through the mapping.
+    pub primary_key: Option<Vec<String>>,
+    /// Declarative mapping applied to every record of the stream.
+    pub mapping: Option<Mapping>,
+}
+
+/// The `kind` of a source table; the rest of the table is the connector's own config.
+#[derive(Debug, Deserialize)]
+pub struct SourceRef {
+    /// Connector kind.
+    pub kind: String,
+}
+
+/// The `kind` of a sink table; the rest of the table is the connector's own config.
+#[derive(Debug, Deserialize)]
+pub struct SinkRef {
+    /// Connector kind.
+    pub kind: String,
+}
+
+impl JsonSchema for SourceRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Source".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let one_of: Vec<_> = registry::sources().iter().map(|e| (e.schema)(generator).to_value()).collect();
+        json_schema!({ "description": "A source connector; `kind` selects it.", "oneOf": one_of })
+    }
+}
+
+impl JsonSchema for SinkRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sink".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let one_of: Vec<_> = registry::sinks().iter().map(|e| (e.schema)(generator).to_value()).collect();
+        json_schema!({ "description": "A sink connector; `kind` selects it.", "oneOf": one_of })
+    }
+}
+
+/// The JSON Schema of the whole config file.
+pub fn schema() -> serde_json::Value {
+    schemars::schema_for!(Config).to_value()
+}
+
+/// A loaded, validated config with its connectors built.
+pub struct Project {
+    /// The config document.
+    pub doc: Doc,
+    /// The SQLite state file.
+    pub state_path: PathBuf,
+    /// Pipelines, by name order.
+    pub pipelines: Vec<PipelineSpec>,
+    /// Secret-looking keys given as literals (`dovetail check` warns about them).
+    pub literal_secrets: Vec<LiteralSecret>,
+}
+
+impl Project {
+    /// A pipeline by name, or a Config error with the nearest name.
+    pub fn pipeline(&self, name: &str) -> Result<&PipelineSpec, Error> {
+        self.pipelines
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| unknown_pipeline(&self.doc, name, self.pipelines.iter().map(|p| p.name.clone()).collect()))
+    }
+}
+
+/// The config error for a pipeline name that is not in the config.
+pub fn unknown_pipeline(doc: &Doc, name: &str, known: Vec<String>) -> Error {
+    let list = if known.is_empty() {
+        "it has none".to_owned()
+    } else {
+        format!("it has {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+    };
+    match diag::nearest(name, known.iter().map(String::as_str)) {
+        Some(n) => doc.error_nowhere(format!("no pipeline `{name}`; did you mean `{n}`? ({list})")),
+        None => doc.error_nowhere(format!("no pipeline `{name}` ({list})")),
+    }
+}
+
+/// Read a config file into a [`Doc`].
+pub fn read_doc(path: &Path) -> Result<Doc, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(format!("cannot read config file `{}`", path.display())).with_source(e))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Ok(Doc { label: path.display().to_string(), text, base_dir })
+}
+
+fn parse(doc: &Doc) -> Result<Spanned<DeTable<'_>>, Error> {
+    DeTable::parse(&doc.text).map_err(|e| match e.span() {
+        Some(span) => doc.error(span.start, format!("invalid TOML: {}", e.message().trim_end())),
+        None => doc.error_nowhere(format!("invalid TOML: {}", e.message().trim_end())),
+    })
+}
+
+/// Just enough of a config for the verbs that only read state: the state file and pipeline names.
+pub struct StateOnly {
+    /// The config document.
+    pub doc: Doc,
+    /// The SQLite state file.
+    pub state_path: PathBuf,
+    /// Pipeline names in the config.
+    pub pipelines: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Light {
+    #[serde(default)]
+    state: StateConfig,
+    #[serde(default)]
+    pipelines: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// Load only `[state]` and the pipeline names; the rest of the file is not validated (so
+/// `status` and `dead-letters list` work while a connector's config is broken).
+pub fn load_state_only(path: &Path) -> Result<StateOnly, Error> {
+    let doc = read_doc(path)?;
+    let mut root = parse(&doc)?;
+    if let Some(DeValue::Table(t)) = root.get_mut().get_mut("state").map(Spanned::get_mut) {
+        interpolate::interpolate(&doc, t, &ProcessEnv)?;
+    }
+    let light = Light::deserialize(toml::de::Deserializer::from(root.clone()))
+        .map_err(|e| diag::toml_error(&doc, root.get_ref(), &e))?;
+    let state_path = state_path(&doc, root.get_ref(), light.state.url.as_deref())?;
+    Ok(StateOnly { state_path, pipelines: light.pipelines.into_keys().collect(), doc })
+}
+
+/// Load, interpolate, validate a config file and build its connectors (no IO beyond
+/// reading the file and `${file:...}` references).
+pub fn load(path: &Path) -> Result<Project, Error> {
+    load_with(path, &ProcessEnv)
+}
+
+/// [`load`] with environment variables taken from `env`.
+pub fn load_with(path: &Path, env: &dyn Lookup) -> Result<Project, Error> {
+    let doc = read_doc(path)?;
+    let (state_path, pipelines, literal_secrets) = load_doc(&doc, env)?;
+    Ok(Project { doc, state_path, pipelines, literal_secrets })
+}
+
+fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>), Error> {
+    let mut root = parse(doc)?;
+    let secrets = interpolate::interpolate(doc, root.get_mut(), env)?;
+    let config = Config::deserialize(toml::de::Deserializer::from(root.clone()))
+        .map_err(|e| diag::toml_error(doc, root.get_ref(), &e))?;
+    let root = root.get_ref();
+    let state_path = state_path(doc, root, config.state.url.as_deref())?;
+    let mut pipelines = Vec::new();
+    for (name, pc) in &config.pipelines {
+        pipelines.push(build_pipeline(doc, root, name, pc)?);
+    }
+    Ok((state_path, pipelines, secrets))
+}
+
+fn state_path(doc: &Doc, root: &DeTable<'_>, url: Option<&str>) -> Result<PathBuf, Error> {
+    let at = offset_of(root, &["state", "url"]);
+    let raw = match url {
+        None => return Ok(doc.base_dir.join(".dovetail").join("state.db")),
+        Some(u) => u.trim(),
+    };
+    let path = if let Some(rest) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+        rest
+    } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Err(doc.error(at, "PostgreSQL state is not supported yet (`state.url`); use a SQLite path"));
+    } else if let Some((scheme, _)) = raw.split_once("://") {
+        return Err(doc.error(
+            at,
+            format!("unsupported state URL scheme `{scheme}` (`state.url`); use a path or `sqlite://path`"),
+        ));
+    } else {
+        raw
+    };
+    if path.is_empty() {
+        return Err(doc.error(at, "`state.url` names no file"));
+    }
+    Ok(doc.base_dir.join(path))
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

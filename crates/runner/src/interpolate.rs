@@ -1,0 +1,214 @@
+//! `${ENV_VAR}` and `${file:path}` interpolation in every string value of the parsed
+//! config, before typed deserialization (spans stay valid), and detection of secrets given
+//! as literals.
+//!
+//! `$${` is a literal `${`. File paths are relative to the config file; the file's trailing
+//! newline is trimmed. A value that contains a secret is never printed.
+
+use std::borrow::Cow;
+
+use dovetail_core::Error;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::Doc;
+
+/// A secret-looking key whose value was written literally in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiteralSecret {
+    /// 1-based line of the value.
+    pub line: usize,
+    /// The key (`api_key`).
+    pub key: String,
+}
+
+impl LiteralSecret {
+    /// The warning `dovetail check` prints (never the value).
+    pub fn warning(&self, doc: &Doc) -> String {
+        format!("{}:{}: `{}` is a literal secret; use ${{ENV_VAR}} or ${{file:...}}", doc.label, self.line, self.key)
+    }
+}
+
+/// Where values come from; swapped in tests.
+pub trait Lookup {
+    /// An environment variable.
+    fn env(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Lookup for ProcessEnv {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// Whether a key names a secret (`token`, `secret`, `password`, `key`, `credential`).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    const NOT_SECRET: &[&str] = &["primary_key", "primary_keys", "key_columns", "key_column", "key_field", "keys"];
+    if NOT_SECRET.contains(&k.as_str()) {
+        return false;
+    }
+    ["token", "secret", "password", "passwd", "key", "credential"].iter().any(|w| k.contains(w))
+}
+
+/// Interpolate every string value of `table` in place; return the literal secrets found.
+pub fn interpolate(doc: &Doc, table: &mut DeTable<'_>, env: &dyn Lookup) -> Result<Vec<LiteralSecret>, Error> {
+    let mut secrets = Vec::new();
+    walk_table(doc, table, false, env, &mut secrets)?;
+    Ok(secrets)
+}
+
+fn walk_table(
+    doc: &Doc,
+    table: &mut DeTable<'_>,
+    in_mapping: bool,
+    env: &dyn Lookup,
+    out: &mut Vec<LiteralSecret>,
+) -> Result<(), Error> {
+    for (k, v) in table.iter_mut() {
+        let key = k.get_ref().to_string();
+        // Mapping tables hold the user's field names, not settings: never flag those as secrets.
+        let nested_mapping = in_mapping || key == "mapping";
+        walk_value(doc, &key, v, nested_mapping, env, out)?;
+    }
+    Ok(())
+}
+
+fn walk_value(
+    doc: &Doc,
+    key: &str,
+    v: &mut Spanned<DeValue<'_>>,
+    in_mapping: bool,
+    env: &dyn Lookup,
+    out: &mut Vec<LiteralSecret>,
+) -> Result<(), Error> {
+    let offset = v.span().start;
+    match v.get_mut() {
+        DeValue::String(s) => {
+            let (text, interpolated) =
+                expand(s, env, doc).map_err(|m| doc.error(offset, format!("{m} (in the value of `{key}`)")))?;
+            if !in_mapping && !interpolated && !text.is_empty() && is_secret_key(key) {
+                out.push(LiteralSecret { line: doc.line(offset), key: key.to_owned() });
+            }
+            if text != **s {
+                *s = Cow::Owned(text);
+            }
+        }
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                walk_value(doc, key, item, in_mapping, env, out)?;
+            }
+        }
+        DeValue::Table(t) => walk_table(doc, t, in_mapping, env, out)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Expand one string. Returns the text and whether any `${...}` was substituted.
+pub fn expand(s: &str, env: &dyn Lookup, doc: &Doc) -> Result<(String, bool), String> {
+    if !s.contains("${") {
+        return Ok((s.to_owned(), false));
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut substituted = false;
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            // `$${` → a literal `${`.
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let body = &rest[i + 2..];
+        let end = body.find('}').ok_or_else(|| "unterminated `${` (write `$${` for a literal `${`)".to_owned())?;
+        let name = body[..end].trim();
+        out.push_str(&resolve(name, env, doc)?);
+        substituted = true;
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok((out, substituted))
+}
+
+fn resolve(name: &str, env: &dyn Lookup, doc: &Doc) -> Result<String, String> {
+    if let Some(path) = name.strip_prefix("file:") {
+        let path = path.trim();
+        if path.is_empty() {
+            return Err("`${file:}` needs a path".to_owned());
+        }
+        let full = doc.base_dir.join(path);
+        let text = std::fs::read_to_string(&full)
+            .map_err(|e| format!("cannot read file `{path}` ({}) for `${{file:{path}}}`: {e}", full.display()))?;
+        let trimmed = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        return Ok(trimmed.to_owned());
+    }
+    let var = name.strip_prefix("env:").unwrap_or(name);
+    if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("`${{{name}}}` is not a valid reference; use ${{ENV_VAR}} or ${{file:path}}"));
+    }
+    env.env(var).ok_or_else(|| format!("environment variable `{var}` is not set"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Vars(HashMap<&'static str, &'static str>);
+    impl Lookup for Vars {
+        fn env(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|s| s.to_string())
+        }
+    }
+
+    fn doc(dir: &std::path::Path) -> Doc {
+        Doc { label: "dovetail.toml".into(), text: String::new(), base_dir: dir.to_path_buf() }
+    }
+
+    #[test]
+    fn expands_env_files_and_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "s3cret\n").unwrap();
+        let env = Vars(HashMap::from([("HOST", "example.com")]));
+        let d = doc(dir.path());
+        assert_eq!(expand("https://${HOST}/x", &env, &d).unwrap(), ("https://example.com/x".into(), true));
+        assert_eq!(expand("${file:tok}", &env, &d).unwrap(), ("s3cret".into(), true));
+        assert_eq!(expand("$${HOST} costs $5", &env, &d).unwrap(), ("${HOST} costs $5".into(), false));
+        assert_eq!(expand("plain", &env, &d).unwrap(), ("plain".into(), false));
+        assert!(expand("${MISSING}", &env, &d).unwrap_err().contains("`MISSING` is not set"));
+        assert!(expand("${HOST", &env, &d).unwrap_err().contains("unterminated"));
+        assert!(expand("${file:nope}", &env, &d).unwrap_err().contains("cannot read file `nope`"));
+    }
+
+    #[test]
+    fn secret_keys() {
+        for k in ["api_key", "token", "client_secret", "password", "credentials", "apiKey"] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["primary_key", "key_columns", "path", "name", "kind"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn literal_secrets_are_found_and_never_printed() {
+        let text = "[source]\nurl = \"https://x\"\napi_key = \"hunter2\"\ntoken = \"Bearer ${TOK}\"\nprimary_key = [\"id\"]\n[source.mapping]\nconstant = { password = \"not-a-setting\" }\n";
+        let d = Doc { label: "dovetail.toml".into(), text: text.into(), base_dir: ".".into() };
+        let mut root = DeTable::parse(text).unwrap();
+        let env = Vars(HashMap::from([("TOK", "abc")]));
+        let found = interpolate(&d, root.get_mut(), &env).unwrap();
+        assert_eq!(found, [LiteralSecret { line: 3, key: "api_key".into() }]);
+        let w = found[0].warning(&d);
+        assert_eq!(w, "dovetail.toml:3: `api_key` is a literal secret; use ${ENV_VAR} or ${file:...}");
+        assert!(!w.contains("hunter2"));
+        let source = root.get_ref().get("source").unwrap().get_ref().as_table().unwrap();
+        assert_eq!(source.get("token").unwrap().get_ref().as_str(), Some("Bearer abc"));
+    }
+}

@@ -1,0 +1,178 @@
+//! What the verbs print: plain-text tables, run summaries, durations.
+
+use std::io::Write;
+
+use dovetail_core::RunReport;
+
+/// Write to stdout; a closed pipe (`dovetail status | head`) is not an error.
+pub fn out(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// A text table with left-aligned text and right-aligned numbers.
+#[derive(Debug)]
+pub struct Table {
+    headers: Vec<&'static str>,
+    numeric: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Headers; a header starting with `#` marks a right-aligned (numeric) column.
+    pub fn new(headers: &[&'static str]) -> Self {
+        Table {
+            headers: headers.iter().map(|h| h.trim_start_matches('#')).collect(),
+            numeric: headers.iter().map(|h| h.starts_with('#')).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Add a row (one cell per header).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// Whether no rows were added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The table as text, one line per row, ending with a newline.
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, c) in row.iter().enumerate().take(widths.len()) {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let header: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, w) in widths.iter().enumerate() {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
+                let pad = w.saturating_sub(cell.chars().count());
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if self.numeric[i] {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    if i + 1 < widths.len() {
+                        line.push_str(&" ".repeat(pad));
+                    }
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// One line, at most `max` characters (an ellipsis marks the cut).
+pub fn truncate(s: &str, max: usize) -> String {
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut t: String = flat.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// Milliseconds as seconds with two decimals.
+pub fn seconds(ms: u64) -> String {
+    format!("{}.{:02}", ms / 1000, (ms % 1000) / 10)
+}
+
+/// Milliseconds as a short human duration (`850ms`, `12.3s`, `4m05s`, `2h03m`).
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{}.{}s", ms / 1000, (ms % 1000) / 100),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000),
+        _ => format!("{}h{:02}m", ms / 3_600_000, (ms % 3_600_000) / 60_000),
+    }
+}
+
+/// The human summary of one run: a header line, a table per stream, and errors.
+pub fn run_summary(report: &RunReport, verb: &str) -> String {
+    let mut out = format!(
+        "{verb} `{}`: {}{} in {} (run {})\n",
+        report.pipeline,
+        report.outcome,
+        if report.dry_run { " (dry run: nothing written or committed)" } else { "" },
+        duration(report.duration_ms),
+        report.run_id
+    );
+    let mut t =
+        Table::new(&["stream", "#read", "#written", "#unchanged", "#deleted", "#dead-lettered", "#seconds", "outcome"]);
+    for (name, s) in &report.streams {
+        t.row(vec![
+            name.clone(),
+            s.read.to_string(),
+            s.written.to_string(),
+            s.skipped_unchanged.to_string(),
+            s.deleted.to_string(),
+            s.dead_lettered.to_string(),
+            // Stages overlap, so their sum can exceed wall-clock time; a stream never runs
+            // longer than its run.
+            seconds(s.stage_ms.values().sum::<u64>().min(report.duration_ms)),
+            format!("{}{}", s.outcome, if s.resumed { " (resumed)" } else { "" }),
+        ]);
+    }
+    if report.streams.len() > 1 {
+        t.row(vec![
+            "total".into(),
+            report.total(|s| s.read).to_string(),
+            report.total(|s| s.written).to_string(),
+            report.total(|s| s.skipped_unchanged).to_string(),
+            report.total(|s| s.deleted).to_string(),
+            report.total(|s| s.dead_lettered).to_string(),
+            seconds(report.duration_ms),
+            report.outcome.clone(),
+        ]);
+    }
+    if !t.is_empty() {
+        out.push_str(&t.render());
+    }
+    for (name, s) in &report.streams {
+        if let Some(e) = &s.error {
+            out.push_str(&format!("  stream `{name}` {}: {e}\n", s.outcome));
+        }
+    }
+    if let Some(e) = report.error.as_ref().filter(|e| !report.streams.values().any(|s| s.error.as_ref() == Some(*e))) {
+        out.push_str(&format!("  error: {e}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let mut t = Table::new(&["name", "#n"]);
+        t.row(vec!["a".into(), "1000".into()]);
+        t.row(vec!["long name".into(), "7".into()]);
+        assert_eq!(t.render(), "name          n\na          1000\nlong name     7\n");
+    }
+
+    #[test]
+    fn durations_and_truncation() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_345), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(seconds(1234), "1.23");
+        assert_eq!(truncate("abc\ndef", 10), "abc def");
+        assert_eq!(truncate("abcdefghij", 5), "abcd…");
+    }
+}

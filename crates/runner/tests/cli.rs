@@ -1,0 +1,182 @@
+//! The `dovetail` binary's verbs that need no data: help, config-schema, check, reset,
+//! usage and config errors with their exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dovetail(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dovetail"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("DOVETAIL_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const CONFIG: &str = r#"[pipelines.orders.source]
+kind = "files"
+
+[[pipelines.orders.source.streams]]
+name = "orders"
+path = "orders.jsonl"
+primary_key = ["id"]
+
+[pipelines.orders.sink]
+kind = "sqlite"
+path = "out/warehouse.db"
+"#;
+
+fn project(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dovetail.toml"), config).unwrap();
+    std::fs::write(dir.path().join("orders.jsonl"), "{\"id\": 1}\n").unwrap();
+    dir
+}
+
+#[test]
+fn help_lists_the_verbs() {
+    let out = dovetail(Path::new("."), &["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for verb in ["run", "check", "status", "dead-letters", "reset", "config-schema"] {
+        assert!(help.contains(&format!("\n  {verb} ")), "`{verb}` missing from:\n{help}");
+    }
+    let out = dovetail(Path::new("."), &["dead-letters", "--help"]);
+    for verb in ["list", "show", "replay"] {
+        assert!(text(&out.stdout).contains(verb));
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = dovetail(Path::new("."), &["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = dovetail(Path::new("."), &["status", "--limit", "many"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_schema_is_json_listing_the_connectors() {
+    let out = dovetail(Path::new("/"), &["config-schema"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = schema.to_string();
+    for kind in ["files", "sqlite", "jsonl"] {
+        assert!(all.contains(&format!("\"const\":\"{kind}\"")), "kind `{kind}` missing");
+    }
+    assert!(schema["properties"]["pipelines"].is_object());
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let dir = project(CONFIG);
+    let out = dovetail(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("pipeline `orders`: OK"));
+    // check probes without creating the state database
+    assert!(!dir.path().join(".dovetail").exists());
+}
+
+#[test]
+fn check_on_a_bad_config_exits_3_naming_the_line() {
+    let dir =
+        project(&CONFIG.replace("path = \"out/warehouse.db\"", "path = \"out/warehouse.db\"\ntable_prefx = \"x_\""));
+    let out = dovetail(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "dovetail.toml:12: unknown field `table_prefx` in [pipelines.orders.sink]; did you mean `table_prefix`?"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_fails_when_a_probe_fails() {
+    let dir = project(CONFIG);
+    std::fs::remove_file(dir.path().join("orders.jsonl")).unwrap();
+    let out = dovetail(dir.path(), &["check"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("pipeline `orders`: FAILED"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn interpolation_at_the_command_line() {
+    let config = CONFIG.replace("\"orders.jsonl\"", "\"${DATA_FILE}\"");
+    let dir = project(&config);
+    let out = dovetail(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("dovetail.toml:6: environment variable `DATA_FILE` is not set"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dovetail"))
+        .current_dir(dir.path())
+        .arg("check")
+        .env("DATA_FILE", "orders.jsonl")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn config_flag_and_missing_file() {
+    let dir = project(CONFIG);
+    std::fs::rename(dir.path().join("dovetail.toml"), dir.path().join("other.toml")).unwrap();
+    let out = dovetail(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("cannot read config file `dovetail.toml`"));
+    let out = dovetail(Path::new("/"), &["check", "--config", dir.path().join("other.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn reset_on_a_fresh_state_forgets_nothing() {
+    let dir = project(CONFIG);
+    let out = dovetail(dir.path(), &["reset", "orders"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("Forgot 0 checkpoints of pipeline `orders`"), "{said}");
+    assert!(said.contains("ledger is kept"));
+    let out = dovetail(dir.path(), &["reset", "ordres"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("did you mean `orders`?"));
+}
+
+#[test]
+fn status_and_dead_letters_on_a_fresh_state() {
+    let dir = project(CONFIG);
+    let out = dovetail(dir.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("no runs yet"));
+    let out = dovetail(dir.path(), &["dead-letters", "list", "--json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
+    let out = dovetail(dir.path(), &["dead-letters", "show", "42"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn run_refuses_unknown_pipelines_and_streams() {
+    let dir = project(CONFIG);
+    let out = dovetail(dir.path(), &["run", "order"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("no pipeline `order`; did you mean `orders`?"));
+    let out = dovetail(dir.path(), &["run", "--stream", "ordrs"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("no stream `ordrs`"));
+}
+
+#[test]
+fn postgres_state_is_refused() {
+    let dir = project(&format!("[state]\nurl = \"postgresql://localhost/dovetail\"\n\n{CONFIG}"));
+    let out = dovetail(dir.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("dovetail.toml:2: PostgreSQL state is not supported yet"));
+}
