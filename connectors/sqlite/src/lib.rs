@@ -1,1 +1,51 @@
-//! stub
+//! dovetail-sqlite: a SQLite sink that writes each stream to a table, upserting by
+//! primary key.
+//!
+//! - **Tables.** [`Sink::open`](dovetail_core::Sink::open) creates the stream's table when
+//!   it is missing: columns from the stream schema's top-level `properties` when there is a
+//!   schema, else from the fields of the first batch written. Key columns come first, then
+//!   the other fields sorted by name, then `_synced_at` (RFC 3339 time of the write) and,
+//!   for streams whose delete mode is `soft_delete`, the soft-delete column
+//!   (`_deleted_at` by default). `PRIMARY KEY` is the stream's key. A batch carrying a
+//!   field the table lacks adds the column (`ALTER TABLE ADD COLUMN`); older rows read NULL.
+//! - **Idempotent writes.** Each batch is one transaction of
+//!   `INSERT .. ON CONFLICT (key) DO UPDATE SET` every column: replaying a batch leaves the
+//!   table as it was. A record is the full row, so a field it lacks is set to NULL, and a
+//!   write clears the soft-delete column.
+//! - **Exact numbers.** SQLite's INTEGER/REAL/NUMERIC affinities turn numeric text into
+//!   numbers lossily, so columns that may hold numbers have no declared type (BLOB affinity
+//!   keeps values exactly as bound). Integers that fit i64 are bound as INTEGER; other
+//!   numbers as REAL only when formatting the f64 gives back exactly the same decimal text,
+//!   else as TEXT holding the exact digits (`12345678901234567890`,
+//!   `0.123456789012345678901234567891`). Strings go to TEXT, booleans to INTEGER 0/1,
+//!   objects and arrays to TEXT holding compact JSON, null to NULL. The crate README has the full table.
+//! - **Deletes.** `delete` removes rows by key, or with `soft_delete` sets the soft-delete
+//!   column (and `_synced_at`) on rows not already soft-deleted.
+//! - **Rejects.** A record that is not an object, lacks a key field, or carries a field
+//!   whose name clashes with an existing column (SQLite names ignore case) is reported in
+//!   `WriteReport::rejected`; the rest of the batch is written.
+//!
+//! ```no_run
+//! use dovetail_core::{BuildCx, SinkConnector};
+//! use dovetail_sqlite::{SqliteConfig, SqliteSink};
+//!
+//! let sink = SqliteSink::build(SqliteConfig::new("out/warehouse.db"), &BuildCx::default())?;
+//! # Ok::<(), dovetail_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod bind;
+mod column;
+mod config;
+mod error;
+mod sink;
+mod table;
+mod write;
+
+pub use column::SYNCED_AT;
+pub use config::SqliteConfig;
+pub use sink::SqliteSink;
+
+/// The `kind` that selects this sink in pipeline config.
+pub const KIND: &str = "sqlite";

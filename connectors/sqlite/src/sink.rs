@@ -1,0 +1,193 @@
+//! [`SqliteSink`]: the `Sink` and `SinkConnector` implementations.
+//!
+//! One `rusqlite::Connection`, opened on first use, lives behind an `Arc<Mutex<_>>`; every
+//! call runs on tokio's blocking pool. The database is in WAL mode with
+//! `synchronous = NORMAL`: a committed batch survives a process crash (kill -9), and the
+//! last batches before a power loss may roll back, which at-least-once delivery replays.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dovetail_core::{
+    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkStream, WriteReport,
+};
+use rusqlite::{Connection, ErrorCode};
+
+use crate::config::SqliteConfig;
+use crate::table::Table;
+use crate::write::{self, Target};
+
+/// Writes each stream to a table of one SQLite database, upserting by primary key.
+///
+/// See the [crate docs](crate) for the table layout and how values are stored.
+#[derive(Debug, Clone)]
+pub struct SqliteSink {
+    config: Arc<SqliteConfig>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// The connection and what the sink knows about its tables, keyed by stream name.
+#[derive(Debug, Default)]
+struct Inner {
+    conn: Option<Connection>,
+    tables: HashMap<String, Table>,
+}
+
+impl Inner {
+    /// The connection, opened (and the file created) on first use.
+    fn connection(&mut self, path: &Path) -> Result<(&mut Connection, &mut HashMap<String, Table>), Error> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            none => none.insert(connect(path)?),
+        };
+        Ok((conn, &mut self.tables))
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, Error> {
+    let fail = |what: &str| Error::config(format!("cannot {what} sqlite database {}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| fail("create the folder of").with_source(e))?;
+    }
+    let conn = Connection::open(path).map_err(|e| fail("open").with_source(e))?;
+    let setup = || -> rusqlite::Result<()> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -16_384)?;
+        Ok(())
+    };
+    setup().map_err(|e| fail("set up").with_source(e))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteSink {
+    /// A sink from a config whose `path` is already resolved.
+    pub fn new(config: SqliteConfig) -> Result<Self, Error> {
+        config.validate().map_err(|m| Error::config(m).in_connector(crate::KIND))?;
+        Ok(SqliteSink { config: Arc::new(config), inner: Arc::default() })
+    }
+
+    /// The database file this sink writes to.
+    pub fn path(&self) -> &Path {
+        &self.config.path
+    }
+
+    /// The table a stream is written to.
+    pub fn table_name(&self, stream: &str) -> String {
+        self.config.table_name(stream)
+    }
+
+    /// Run `f` with the connection state on the blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Inner, &SqliteConfig) -> Result<T, Error> + Send + 'static,
+    {
+        let (inner, config) = (self.inner.clone(), self.config.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|poisoned| {
+                // A panic mid-call left the state behind; forget the cached tables
+                // (the transaction, if any, was rolled back when it was dropped).
+                inner.clear_poison();
+                let mut g = poisoned.into_inner();
+                g.tables.clear();
+                g
+            });
+            f(&mut guard, &config)
+        });
+        task.await.map_err(|e| Error::internal("sqlite worker task failed").with_source(e))?
+    }
+}
+
+fn target<'a>(config: &'a SqliteConfig, stream: &'a SinkStream) -> Target<'a> {
+    Target { table: config.table_name(&stream.name), stream, soft_col: &config.soft_delete_column }
+}
+
+fn in_stream(e: Error, stream: &str) -> Error {
+    e.in_stream(stream).in_connector(crate::KIND)
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        self.blocking(|inner, config| {
+            let (conn, _) = inner.connection(&config.path)?;
+            // Taking the write lock proves the file is writable; a database busy with another
+            // writer past the busy timeout is reported as transient, anything else as config.
+            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| {
+                let busy = matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked));
+                let kind = if busy { ErrorKind::Transient } else { ErrorKind::Config };
+                Error::new(kind, format!("cannot write to sqlite database {}", config.path.display())).with_source(e)
+            })
+        })
+        .await
+        .map_err(|e| e.in_connector(crate::KIND))
+    }
+
+    async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        let stream = stream.clone();
+        let name = stream.name.clone();
+        self.blocking(move |inner, config| {
+            let (conn, tables) = inner.connection(&config.path)?;
+            write::resolve(conn, tables, &target(config, &stream), true).map(|_| ())
+        })
+        .await
+        .map_err(|e| in_stream(e, &name))
+    }
+
+    async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
+        let name = batch.stream.name.clone();
+        let count = batch.records.len();
+        let report = self
+            .blocking(move |inner, config| {
+                let (conn, tables) = inner.connection(&config.path)?;
+                write::write_batch(conn, tables, &target(config, &batch.stream), &batch)
+            })
+            .await
+            .map_err(|e| in_stream(e, &name))?;
+        tracing::debug!(
+            stream = name.as_str(),
+            records = count,
+            written = report.written,
+            rejected = report.rejected.len(),
+            "wrote batch"
+        );
+        Ok(report)
+    }
+
+    async fn delete(&self, stream: &SinkStream, keys: &[Key], _cx: &Cx) -> Result<u64, Error> {
+        if stream.delete_mode == DeleteMode::Keep || keys.is_empty() {
+            return Ok(0);
+        }
+        let (stream, keys) = (stream.clone(), keys.to_vec());
+        let name = stream.name.clone();
+        self.blocking(move |inner, config| {
+            let (conn, tables) = inner.connection(&config.path)?;
+            match write::resolve(conn, tables, &target(config, &stream), false)? {
+                Some(table) => write::delete_keys(conn, table, &keys),
+                None => Ok(0),
+            }
+        })
+        .await
+        .map_err(|e| in_stream(e, &name))
+    }
+}
+
+impl SinkConnector for SqliteSink {
+    const KIND: &'static str = crate::KIND;
+    type Config = SqliteConfig;
+
+    fn build(config: SqliteConfig, cx: &BuildCx) -> Result<Self, Error> {
+        let path: PathBuf = cx.resolve(&config.path);
+        SqliteSink::new(SqliteConfig { path, ..config })
+    }
+}

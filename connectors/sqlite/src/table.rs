@@ -1,0 +1,317 @@
+//! Tables: DDL, added columns, and the SQL text of upserts and deletes.
+//!
+//! A table has the stream's key columns first (in key order), then the other fields sorted
+//! by name, then `_synced_at` and, for soft-deleting streams, the soft-delete column; its
+//! primary key is the stream's key. Column types are chosen in [`crate::column`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use dovetail_core::{DeleteMode, Error, SinkStream};
+use rusqlite::Connection;
+use serde_json::{Map, Value};
+
+use crate::column::{Affinity, Column, Role, SYNCED_AT, Seen, column_def, quote};
+use crate::error::db_error;
+
+/// A table as the sink knows it, with the SQL of its upsert.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub(crate) name: String,
+    pub(crate) columns: Vec<Column>,
+    /// Indices of the key columns in `columns`, in the stream's key order.
+    pub(crate) keys: Vec<usize>,
+    /// Data column names, exactly.
+    exact: HashMap<String, usize>,
+    /// Every column name, ASCII-lowercased (SQLite compares names that way).
+    folded: HashMap<String, usize>,
+    pub(crate) upsert_sql: String,
+}
+
+/// Fields of `records` that `table` (if any) has no data column for, with the types seen.
+pub(crate) fn scan_fields(records: &[dovetail_core::Record], table: Option<&Table>) -> BTreeMap<String, Seen> {
+    let mut out: BTreeMap<String, Seen> = BTreeMap::new();
+    for r in records {
+        let Some(obj) = r.data.as_object() else { continue };
+        for (k, v) in obj {
+            if table.is_some_and(|t| t.exact.contains_key(k)) || k.contains('\0') {
+                continue;
+            }
+            match out.get_mut(k) {
+                Some(seen) => seen.add(v),
+                None => {
+                    let mut seen = Seen::default();
+                    seen.add(v);
+                    out.insert(k.clone(), seen);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Table {
+    /// Read an existing table's columns, check its primary key matches the stream's, and
+    /// add the system columns it lacks. `None` when the table does not exist.
+    pub(crate) fn load(
+        conn: &Connection,
+        name: &str,
+        stream: &SinkStream,
+        soft_col: &str,
+    ) -> Result<Option<Table>, Error> {
+        let info = |e| db_error(e, format!("cannot read the columns of table `{name}`"));
+        let mut stmt = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1)").map_err(info)?;
+        let rows =
+            stmt.query_map([name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)));
+        let rows: Vec<(String, String, i64)> = rows.and_then(Iterator::collect).map_err(info)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut pk: Vec<&(String, String, i64)> = rows.iter().filter(|r| r.2 > 0).collect();
+        pk.sort_by_key(|r| r.2);
+        let mut have: Vec<&str> = pk.iter().map(|r| r.0.as_str()).collect();
+        let mut want: Vec<&str> = stream.key_columns.iter().map(String::as_str).collect();
+        have.sort_unstable();
+        want.sort_unstable();
+        if have != want {
+            return Err(Error::config(format!(
+                "table `{name}` has primary key ({}) but stream `{}` has key ({}); fix the stream's primary key or drop the table",
+                pk.iter().map(|r| r.0.as_str()).collect::<Vec<_>>().join(", "),
+                stream.name,
+                stream.key_columns.join(", ")
+            )));
+        }
+        let soft = (stream.delete_mode == DeleteMode::SoftDelete).then_some(soft_col);
+        let mut columns = Vec::with_capacity(rows.len() + 2);
+        for (col, declared, pk) in &rows {
+            let role = if col.eq_ignore_ascii_case(SYNCED_AT) {
+                Role::SyncedAt
+            } else if soft.is_some_and(|s| col.eq_ignore_ascii_case(s)) {
+                Role::SoftDelete
+            } else {
+                Role::Data
+            };
+            let affinity = Affinity::of_declared(declared);
+            if role == Role::Data && matches!(affinity, Affinity::Integer | Affinity::Real | Affinity::Numeric) {
+                tracing::warn!(
+                    table = name,
+                    column = col.as_str(),
+                    declared = declared.as_str(),
+                    "column has a numeric declared type; SQLite may round big or very precise numbers written to it"
+                );
+            }
+            columns.push(Column { name: col.clone(), affinity, role, key: *pk > 0 });
+        }
+        for (system, role) in [(Some(SYNCED_AT), Role::SyncedAt), (soft, Role::SoftDelete)] {
+            let Some(system) = system else { continue };
+            if !columns.iter().any(|c| c.role == role) {
+                let sql = format!("ALTER TABLE {} ADD COLUMN {} TEXT", quote(name), quote(system));
+                conn.execute_batch(&sql)
+                    .map_err(|e| db_error(e, format!("cannot add column `{system}` to table `{name}`")))?;
+                tracing::info!(table = name, column = system, "added column");
+                columns.push(Column { name: system.to_owned(), affinity: Affinity::Text, role, key: false });
+            }
+        }
+        Table::assemble(name, columns, &stream.key_columns).map(Some)
+    }
+
+    /// Create the table with the stream's key columns, then `fields` sorted, then the
+    /// system columns. Fields whose names clash (ignoring case) with an earlier column
+    /// are left out; records carrying them are rejected when written.
+    pub(crate) fn create(
+        conn: &Connection,
+        name: &str,
+        stream: &SinkStream,
+        mut fields: BTreeMap<String, Seen>,
+        soft_col: &str,
+    ) -> Result<Table, Error> {
+        let soft = (stream.delete_mode == DeleteMode::SoftDelete).then_some(soft_col);
+        let mut taken: Vec<String> =
+            [Some(SYNCED_AT), soft].into_iter().flatten().map(str::to_ascii_lowercase).collect();
+        let mut columns = Vec::new();
+        let mut defs = Vec::new();
+        for key in &stream.key_columns {
+            let folded = key.to_ascii_lowercase();
+            if taken.contains(&folded) || key.contains('\0') {
+                return Err(Error::config(format!(
+                    "key column `{key}` of stream `{}` is not a usable column name",
+                    stream.name
+                )));
+            }
+            taken.push(folded);
+            let seen = fields.remove(key).unwrap_or_default();
+            defs.push(column_def(key, seen, true));
+            columns.push(Column {
+                name: key.clone(),
+                affinity: Affinity::of_declared(seen.declared_type()),
+                role: Role::Data,
+                key: true,
+            });
+        }
+        for (field, seen) in fields {
+            let folded = field.to_ascii_lowercase();
+            if taken.contains(&folded) {
+                tracing::warn!(
+                    table = name,
+                    field = field.as_str(),
+                    "field clashes with another column (names ignore case); records carrying it are rejected"
+                );
+                continue;
+            }
+            taken.push(folded);
+            defs.push(column_def(&field, seen, false));
+            columns.push(Column {
+                name: field,
+                affinity: Affinity::of_declared(seen.declared_type()),
+                role: Role::Data,
+                key: false,
+            });
+        }
+        for (system, role) in [(Some(SYNCED_AT), Role::SyncedAt), (soft, Role::SoftDelete)] {
+            if let Some(system) = system {
+                defs.push(format!("{} TEXT", quote(system)));
+                columns.push(Column { name: system.to_owned(), affinity: Affinity::Text, role, key: false });
+            }
+        }
+        let keys: Vec<String> = stream.key_columns.iter().map(|k| quote(k)).collect();
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            quote(name),
+            defs.join(", "),
+            keys.join(", ")
+        );
+        conn.execute_batch(&sql).map_err(|e| db_error(e, format!("cannot create table `{name}`")))?;
+        tracing::info!(table = name, columns = columns.len(), "created table");
+        Table::assemble(name, columns, &stream.key_columns)
+    }
+
+    /// `ALTER TABLE ADD COLUMN` for each new field (skipping names that clash with an
+    /// existing column, ignoring case), then rebuild the upsert.
+    pub(crate) fn add_columns(&mut self, conn: &Connection, fields: BTreeMap<String, Seen>) -> Result<(), Error> {
+        let mut columns = std::mem::take(&mut self.columns);
+        for (field, seen) in fields {
+            let folded = field.to_ascii_lowercase();
+            if self.folded.contains_key(&folded) {
+                continue;
+            }
+            let sql = format!("ALTER TABLE {} ADD COLUMN {}", quote(&self.name), column_def(&field, seen, false));
+            conn.execute_batch(&sql)
+                .map_err(|e| db_error(e, format!("cannot add column `{field}` to table `{}`", self.name)))?;
+            tracing::info!(table = self.name.as_str(), column = field.as_str(), "added column");
+            self.folded.insert(folded, columns.len());
+            columns.push(Column {
+                name: field,
+                affinity: Affinity::of_declared(seen.declared_type()),
+                role: Role::Data,
+                key: false,
+            });
+        }
+        let keys: Vec<String> = self.keys.iter().map(|&i| columns[i].name.clone()).collect();
+        *self = Table::assemble(&self.name, columns, &keys)?;
+        Ok(())
+    }
+
+    fn assemble(name: &str, columns: Vec<Column>, key_columns: &[String]) -> Result<Table, Error> {
+        let mut exact = HashMap::new();
+        let mut folded = HashMap::new();
+        for (i, c) in columns.iter().enumerate() {
+            if c.role == Role::Data {
+                exact.insert(c.name.clone(), i);
+            }
+            folded.entry(c.name.to_ascii_lowercase()).or_insert(i);
+        }
+        let keys = key_columns
+            .iter()
+            .map(|k| {
+                exact
+                    .get(k)
+                    .copied()
+                    .ok_or_else(|| Error::config(format!("key column `{k}` is not a column of table `{name}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (mut cols, mut vals, mut set) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, c) in columns.iter().enumerate() {
+            let q = quote(&c.name);
+            if c.role == Role::SoftDelete {
+                vals.push("NULL".to_owned());
+                set.push(format!("{q} = NULL"));
+            } else {
+                vals.push(format!("?{}", vals.len() + 1));
+                if !keys.contains(&i) {
+                    set.push(format!("{q} = excluded.{q}"));
+                }
+            }
+            cols.push(q);
+        }
+        let conflict: Vec<String> = keys.iter().map(|&i| quote(&columns[i].name)).collect();
+        let upsert_sql = format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+            quote(name),
+            cols.join(", "),
+            vals.join(", "),
+            conflict.join(", "),
+            set.join(", ")
+        );
+        Ok(Table { name: name.to_owned(), columns, keys, exact, folded, upsert_sql })
+    }
+
+    /// Why a record with fields the table has no data column for cannot be written as is:
+    /// `Ok` when at least one of them can be added as a new column, else the reason.
+    pub(crate) fn check_unknown_fields(&self, obj: &Map<String, Value>) -> Result<(), String> {
+        let mut addable = false;
+        for k in obj.keys() {
+            if self.exact.contains_key(k) {
+                continue;
+            }
+            if k.contains('\0') {
+                return Err(format!("field name {k:?} contains a NUL character"));
+            }
+            if let Some(&i) = self.folded.get(&k.to_ascii_lowercase()) {
+                let col = &self.columns[i];
+                let why = if col.role == Role::Data {
+                    "SQLite column names ignore case"
+                } else {
+                    "the sink sets that column itself"
+                };
+                return Err(format!("field `{k}` clashes with column `{}` of table `{}` ({why})", col.name, self.name));
+            }
+            addable = true;
+        }
+        if addable { Ok(()) } else { Err(format!("record fields do not match the columns of table `{}`", self.name)) }
+    }
+
+    /// The soft-delete column's name, when the table has one for this stream.
+    pub(crate) fn soft_delete_column(&self) -> Option<&str> {
+        self.columns.iter().find(|c| c.role == Role::SoftDelete).map(|c| c.name.as_str())
+    }
+
+    /// `DELETE` by key (`?1..?n` are the key parts), or, with a soft-delete column,
+    /// `UPDATE` setting it and `_synced_at` to `?n+1` where it is not yet set.
+    pub(crate) fn delete_sql(&self) -> String {
+        let mut cond: Vec<String> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(p, &i)| format!("{} = ?{}", quote(&self.columns[i].name), p + 1))
+            .collect();
+        match self.soft_delete_column() {
+            None => format!("DELETE FROM {} WHERE {}", quote(&self.name), cond.join(" AND ")),
+            Some(soft) => {
+                let now = self.keys.len() + 1;
+                let synced = self
+                    .columns
+                    .iter()
+                    .find(|c| c.role == Role::SyncedAt)
+                    .map(|c| c.name.as_str())
+                    .unwrap_or(SYNCED_AT);
+                cond.push(format!("{} IS NULL", quote(soft)));
+                format!(
+                    "UPDATE {} SET {} = ?{now}, {} = ?{now} WHERE {}",
+                    quote(&self.name),
+                    quote(soft),
+                    quote(synced),
+                    cond.join(" AND ")
+                )
+            }
+        }
+    }
+}
