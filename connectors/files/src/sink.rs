@@ -1,0 +1,198 @@
+//! [`JsonlSink`]: each stream appended to `<dir>/<stream>.jsonl`, one JSON object per line.
+//!
+//! The file is an append-only log, not a table. Idempotency comes from the engine's ledger:
+//! a record whose content did not change is not written again. A crash between the file
+//! write and the engine's state commit can leave a batch in the file twice, so consumers
+//! take the **last line per key**. Deletes append a tombstone line
+//! `{"_deleted": true, <key columns>...}`. Each batch is flushed and `sync_data`ed before
+//! `write` returns; a failed write truncates the file back to where the batch began, and
+//! `open` cuts a partial last line left by a crash (a torn tail).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use dovetail_core::{Batch, BuildCx, Cx, Error, FieldPath, Key, Sink, SinkConnector, SinkStream};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::position::{READ_BUFFER, complete_lines_end, io_error};
+
+/// Config of the `jsonl` sink.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlSinkConfig {
+    /// Folder the stream files go to (`<dir>/<stream>.jsonl`); created if missing. A relative
+    /// path is resolved against the config file's folder.
+    pub dir: PathBuf,
+}
+
+/// Appends each stream's records to `<dir>/<stream>.jsonl`.
+#[derive(Debug)]
+pub struct JsonlSink {
+    dir: PathBuf,
+    /// One lock per stream file, so concurrent batches of a stream never interleave.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl JsonlSink {
+    /// The folder the stream files are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file a stream is written to; the stream name must be usable as a file name.
+    pub fn stream_path(&self, stream: &str) -> Result<PathBuf, Error> {
+        let usable = !stream.is_empty() && stream != "." && stream != ".." && !stream.contains(['/', '\\', '\0']);
+        if !usable {
+            return Err(Error::config(format!(
+                "stream name `{stream}` cannot be used as a file name in `{}`",
+                self.dir.display()
+            )));
+        }
+        Ok(self.dir.join(format!("{stream}.jsonl")))
+    }
+
+    fn lock_for(&self, stream: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        locks.entry(stream.to_owned()).or_default().clone()
+    }
+
+    /// Append `lines` (JSON values) to a stream's file as one durable unit.
+    async fn append(&self, stream: &str, lines: Vec<Value>) -> Result<u64, Error> {
+        let path = self.stream_path(stream)?;
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        let lock = self.lock_for(stream);
+        let dir = self.dir.clone();
+        let what = path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let open = || OpenOptions::new().create(true).append(true).open(&path);
+            let file = match open() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(&dir).and_then(|_| open())
+                }
+                other => other,
+            }
+            .map_err(|e| io_error(e, format!("cannot open `{what}` for writing")))?;
+            let before = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            if let Err(e) = append_lines(&file, &lines) {
+                // Leave no partial batch behind: cut back to where it began.
+                let _ = file.set_len(before);
+                return Err(io_error(e, format!("cannot write to `{what}`")));
+            }
+            Ok(lines.len() as u64)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("writing `{stream}` ended abnormally: {e}")))?
+    }
+}
+
+fn append_lines(file: &File, lines: &[Value]) -> std::io::Result<()> {
+    let mut w = BufWriter::with_capacity(READ_BUFFER, file);
+    for v in lines {
+        serde_json::to_writer(&mut w, v)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    drop(w);
+    file.sync_data()
+}
+
+/// Cut a trailing partial line (no `\n`) left by a crash; returns the bytes removed.
+fn repair_torn_tail(file: &mut File) -> std::io::Result<u64> {
+    let len = file.metadata()?.len();
+    let keep = complete_lines_end(file, 0, len)?;
+    if keep < len {
+        file.set_len(keep)?;
+        file.sync_data()?;
+    }
+    Ok(len - keep)
+}
+
+/// A tombstone line for `key`: `{"_deleted": true, <key column>: <value>, ...}`.
+fn tombstone(key_columns: &[String], key: &Key) -> Value {
+    let mut obj = Value::Object(Map::new());
+    obj["_deleted"] = Value::Bool(true);
+    for (col, part) in key_columns.iter().zip(key.parts(key_columns.len())) {
+        FieldPath::new(col.as_str()).set(&mut obj, part);
+    }
+    obj
+}
+
+#[async_trait]
+impl Sink for JsonlSink {
+    fn kind(&self) -> &'static str {
+        crate::SINK_KIND
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: std::io::Error| {
+                Error::config(format!("jsonl sink: cannot write to `{}`: {e}", dir.display())).with_source(e)
+            };
+            std::fs::create_dir_all(&dir).map_err(fail)?;
+            let probe = dir.join(format!(".dovetail-check-{}", std::process::id()));
+            let written = File::create(&probe).and_then(|mut f| f.write_all(b"ok\n"));
+            let _ = std::fs::remove_file(&probe);
+            written.map_err(fail)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("checking the jsonl sink ended abnormally: {e}")))?
+    }
+
+    async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        let path = self.stream_path(&stream.name)?;
+        let lock = self.lock_for(&stream.name);
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let what = path.display().to_string();
+            std::fs::create_dir_all(&dir).map_err(|e| io_error(e, format!("cannot create `{}`", dir.display())))?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_error(e, format!("cannot open `{what}`")))?;
+            let cut = repair_torn_tail(&mut file).map_err(|e| io_error(e, format!("cannot repair `{what}`")))?;
+            if cut > 0 {
+                tracing::warn!(file = %what, bytes = cut, "cut a partial last line left by an interrupted write");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("opening `{}` ended abnormally: {e}", stream.name)))?
+    }
+
+    async fn write(&self, batch: Batch, _cx: &Cx) -> Result<dovetail_core::WriteReport, Error> {
+        let lines: Vec<Value> = batch.records.into_iter().map(|r| r.data).collect();
+        let written = self.append(&batch.stream.name, lines).await?;
+        Ok(dovetail_core::WriteReport { written, ..Default::default() })
+    }
+
+    async fn delete(&self, stream: &SinkStream, keys: &[Key], _cx: &Cx) -> Result<u64, Error> {
+        let lines = keys.iter().map(|k| tombstone(&stream.key_columns, k)).collect();
+        self.append(&stream.name, lines).await
+    }
+}
+
+impl SinkConnector for JsonlSink {
+    const KIND: &'static str = crate::SINK_KIND;
+    type Config = JsonlSinkConfig;
+
+    fn build(config: JsonlSinkConfig, cx: &BuildCx) -> Result<Self, Error> {
+        if config.dir.as_os_str().is_empty() {
+            return Err(Error::config("jsonl sink: `dir` is empty"));
+        }
+        Ok(JsonlSink { dir: cx.resolve(&config.dir), locks: Mutex::new(HashMap::new()) })
+    }
+}
