@@ -63,20 +63,25 @@ fn rerun_writes_nothing_changes_write_exactly_ten_and_full_refresh_deletes() {
     let (_, r) = s.run_json(&[]);
     assert_eq!(stream(&r, "customers", "written"), 10);
     assert_eq!(stream(&r, "customers", "skipped_unchanged"), 490);
-    let renamed: u64 =
-        s.db("out/crm.db").query_row("SELECT count(*) FROM customers WHERE name LIKE 'renamed-%'", [], |r| r.get(0)).unwrap();
+    let renamed: u64 = s
+        .db("out/crm.db")
+        .query_row("SELECT count(*) FROM customers WHERE name LIKE 'renamed-%'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(renamed, 10);
 
     // 20 customers disappear from the source: a completed full refresh deletes their rows.
-    let kept: String = customers(500, &changed).lines().filter(|l| !l.contains("\"id\": 4")).map(|l| format!("{l}\n")).collect();
+    let kept: String =
+        customers(500, &changed).lines().filter(|l| !l.contains("\"id\": 4")).map(|l| format!("{l}\n")).collect();
     let gone = 500 - kept.lines().count() as u64;
     s.write("customers.jsonl", &kept);
     let (_, r) = s.run_json(&[]);
     assert_eq!(stream(&r, "customers", "deleted"), gone);
     let rows: u64 = s.db("out/crm.db").query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 500 - gone);
-    let left: u64 =
-        s.db("out/crm.db").query_row("SELECT count(*) FROM customers WHERE id = 4 OR id = 40", [], |r| r.get(0)).unwrap();
+    let left: u64 = s
+        .db("out/crm.db")
+        .query_row("SELECT count(*) FROM customers WHERE id = 4 OR id = 40", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(left, 0);
 }
 
@@ -127,7 +132,11 @@ cast = {{ score = "{score_cast}" }}
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 4, "{list:?}");
-    let find = |needle: &str| list.iter().find(|d| d["reason"].as_str().unwrap().contains(needle)).unwrap_or_else(|| panic!("no dead letter with {needle}: {list:?}"));
+    let find = |needle: &str| {
+        list.iter()
+            .find(|d| d["reason"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no dead letter with {needle}: {list:?}"))
+    };
     let cast = find("cannot cast");
     assert!(cast["reason"].as_str().unwrap().contains("customers.jsonl line 2"), "{cast}");
     assert_eq!(cast["path"], "score");

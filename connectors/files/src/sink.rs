@@ -174,7 +174,7 @@ impl Sink for JsonlSink {
     }
 
     async fn write(&self, batch: Batch, _cx: &Cx) -> Result<dovetail_core::WriteReport, Error> {
-        let lines: Vec<Value> = batch.records.into_iter().map(|r| r.data).collect();
+        let lines: Vec<Value> = batch.records.iter().map(|r| r.data.clone()).collect();
         let written = self.append(&batch.stream.name, lines).await?;
         Ok(dovetail_core::WriteReport { written, ..Default::default() })
     }

@@ -114,8 +114,9 @@ pub struct SinkStream {
 pub struct Batch {
     /// The stream the records belong to.
     pub stream: Arc<SinkStream>,
-    /// Mapped records, each with its key set.
-    pub records: Vec<Record>,
+    /// Mapped records, each with its key set. Shared: the engine keeps the batch to build
+    /// dead letters for records the sink rejects, so sinks only borrow it.
+    pub records: Arc<[Record]>,
 }
 
 /// What a sink did with a batch.

@@ -74,15 +74,16 @@ impl fmt::Display for Location {
     }
 }
 
-/// A primary-key value: one JSON value per key field, in key order.
+/// A primary-key value: one JSON value per key field, in key order. Cheap to clone: the
+/// engine hands the same key to the ledger, the sink and the checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(String);
+pub struct Key(Arc<str>);
 
 impl Key {
     /// Build a key from its parts. The canonical form is compact JSON: `1`, `"a"`, `[1,"a"]`.
     pub fn from_parts(parts: &[&Value]) -> Key {
         if parts.len() == 1 {
-            Key(canonical_json(parts[0]))
+            Key(canonical_json(parts[0]).into())
         } else {
             let mut s = String::from("[");
             for (i, p) in parts.iter().enumerate() {
@@ -92,12 +93,12 @@ impl Key {
                 s.push_str(&canonical_json(p));
             }
             s.push(']');
-            Key(s)
+            Key(s.into())
         }
     }
     /// Rebuild a key from its canonical text (as stored in the ledger).
     pub fn from_canonical(s: impl Into<String>) -> Key {
-        Key(s.into())
+        Key(s.into().into())
     }
     /// The canonical text of this key.
     pub fn as_str(&self) -> &str {

@@ -174,9 +174,9 @@ impl Sink for MemorySink {
         let n = batch.records.len() as u64;
         *g.writes.entry(batch.stream.name.clone()).or_default() += n;
         let table = g.rows.entry(batch.stream.name.clone()).or_default();
-        for r in batch.records {
+        for r in batch.records.iter() {
             let key = r.key.as_ref().map(|k| k.as_str().to_owned()).unwrap_or_default();
-            table.insert(key, r.data);
+            table.insert(key, r.data.clone());
         }
         Ok(WriteReport { written: n, ..Default::default() })
     }

@@ -17,6 +17,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat};
 
+// serde_json values allocate per key and per exact number, from several threads; mimalloc
+// roughly halves the allocator's share of a run and keeps fragmentation (peak RSS) down.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);

@@ -71,6 +71,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct SqliteState {
     db: Arc<Mutex<Db>>,
+    /// A second connection for the hot ledger reads: in WAL mode readers do not wait for
+    /// the writer, so the engine's mapper can look up batch n+1 while batch n commits.
+    /// (An in-memory database is private to its connection, so there it is `db` again.)
+    reader: Arc<Mutex<Db>>,
     locks: LockPlace,
     path: Option<PathBuf>,
 }
@@ -119,11 +123,13 @@ impl SqliteState {
         }
         let conn = Connection::open(&path).map_err(|e| error::open_err(&path, e))?;
         let conn = configure(conn, &path)?;
+        let reader = Connection::open(&path).map_err(|e| error::open_err(&path, e))?;
+        let reader = configure(reader, &path)?;
         let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "state".into());
         name.push(".locks");
         let locks = LockPlace::Dir(path.with_file_name(name));
         tracing::debug!(path = %path.display(), "opened state database");
-        Ok(SqliteState { db: Db::shared(conn), locks, path: Some(path) })
+        Ok(SqliteState { db: Db::shared(conn), reader: Db::shared(reader), locks, path: Some(path) })
     }
 
     /// A private in-memory state store, for tests and dry runs. Nothing survives the process,
@@ -133,7 +139,8 @@ impl SqliteState {
         let conn = Connection::open_in_memory().map_err(|e| error::open_err(path, e))?;
         let conn = configure(conn, path)?;
         let locks = LockPlace::Memory(Arc::default());
-        Ok(SqliteState { db: Db::shared(conn), locks, path: None })
+        let db = Db::shared(conn);
+        Ok(SqliteState { reader: Arc::clone(&db), db, locks, path: None })
     }
 
     /// The database file, or `None` for an in-memory store.
@@ -163,7 +170,23 @@ impl SqliteState {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, Error> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        Self::on(Arc::clone(&self.db), f).await
+    }
+
+    /// Run a read-only `f` on the reader connection on the blocking thread pool.
+    pub(crate) async fn with_reader<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, Error> + Send + 'static,
+    {
+        Self::on(Arc::clone(&self.reader), f).await
+    }
+
+    async fn on<T, F>(db: Arc<Mutex<Db>>, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, Error> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || f(&mut lock_db(&db)))
             .await
             .map_err(|e| Error::internal("state store task failed").with_source(e))?

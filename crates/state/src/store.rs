@@ -66,7 +66,7 @@ impl StateStore for SqliteState {
         keys: &[Key],
     ) -> Result<Vec<Option<ContentHash>>, Error> {
         let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
-        self.with_db(move |db| ops::ledger_hashes(db, &p, &s, &keys)).await
+        self.with_reader(move |db| ops::ledger_hashes(db, &p, &s, &keys)).await
     }
 
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error> {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::connector::{Reject, Transform};
 use crate::now_rfc3339;
-use crate::record::{ContentHash, Key, Record, canonical_json};
+use crate::record::{ContentHash, Key, Location, Record, canonical_json};
 use crate::state::DeadLetter;
 
 /// Everything needed to map records of one stream.
@@ -16,6 +16,9 @@ pub(crate) struct Preparer {
     pub stream: String,
     pub mapping: Arc<dyn Transform>,
     pub key_columns: Vec<String>,
+    /// Whether the mapping is the identity: then the mapped record is the raw input and no
+    /// copy is kept.
+    pub identity: bool,
 }
 
 /// A mapped record ready for the ledger and the sink.
@@ -23,14 +26,30 @@ pub(crate) struct Prepared {
     pub record: Record,
     pub key: Key,
     pub hash: ContentHash,
-    /// Raw input, kept for a dead letter should the sink reject the record.
-    pub raw: Value,
+    /// Raw input, kept for a dead letter should the sink reject the record (`None` when the
+    /// mapping is the identity: the record's data is the raw input).
+    pub raw: Option<Value>,
 }
 
 impl Preparer {
     /// Map a record; each output gets its key and hash. Failures become dead letters that
     /// name the location and field, with the raw input.
     pub fn prepare(&self, record: Record) -> Result<Vec<Prepared>, Box<DeadLetter>> {
+        if self.identity {
+            return match self.key_of(&record.data) {
+                Ok(key) => {
+                    let hash = ContentHash::of(&record.data);
+                    let record = Record { key: Some(key.clone()), ..record };
+                    Ok(vec![Prepared { record, key, hash, raw: None }])
+                }
+                Err(col) => Err(Box::new(self.missing_key(
+                    &col,
+                    &record.provenance.endpoint,
+                    &record.location,
+                    canonical_json(&record.data),
+                ))),
+            };
+        }
         let raw = record.data.clone();
         let outputs = match self.mapping.apply(record.data) {
             Ok(o) => o,
@@ -54,28 +73,17 @@ impl Preparer {
         };
         let mut out = Vec::with_capacity(outputs.len());
         for data in outputs {
-            let mut parts = Vec::with_capacity(self.key_columns.len());
-            for col in &self.key_columns {
-                match data.get(col) {
-                    Some(v) if !v.is_null() => parts.push(v),
-                    _ => {
-                        let msg = format!(
-                            "{}: missing primary key field `{col}`",
-                            where_of(&record.provenance.endpoint, &record.location)
-                        );
-                        return Err(Box::new(self.dead_letter(
-                            None,
-                            "data",
-                            msg,
-                            Some(col.clone()),
-                            &record.provenance.endpoint,
-                            &record.location,
-                            canonical_json(&raw),
-                        )));
-                    }
+            let key = match self.key_of(&data) {
+                Ok(k) => k,
+                Err(col) => {
+                    return Err(Box::new(self.missing_key(
+                        &col,
+                        &record.provenance.endpoint,
+                        &record.location,
+                        canonical_json(&raw),
+                    )));
                 }
-            }
-            let key = Key::from_parts(&parts);
+            };
             let hash = ContentHash::of(&data);
             let rec = Record {
                 data,
@@ -83,9 +91,26 @@ impl Preparer {
                 provenance: record.provenance.clone(),
                 key: Some(key.clone()),
             };
-            out.push(Prepared { record: rec, key, hash, raw: raw.clone() });
+            out.push(Prepared { record: rec, key, hash, raw: Some(raw.clone()) });
         }
         Ok(out)
+    }
+
+    /// The key of a mapped record, or the first key column it lacks.
+    fn key_of(&self, data: &Value) -> Result<Key, String> {
+        let mut parts = Vec::with_capacity(self.key_columns.len());
+        for col in &self.key_columns {
+            match data.get(col) {
+                Some(v) if !v.is_null() => parts.push(v),
+                _ => return Err(col.clone()),
+            }
+        }
+        Ok(Key::from_parts(&parts))
+    }
+
+    fn missing_key(&self, col: &str, endpoint: &str, location: &Option<Location>, raw: String) -> DeadLetter {
+        let msg = format!("{}: missing primary key field `{col}`", where_of(endpoint, location));
+        self.dead_letter(None, "data", msg, Some(col.to_owned()), endpoint, location, raw)
     }
 
     /// A dead letter for a record the source could not decode.

@@ -64,6 +64,7 @@ impl Pipeline {
                 stream: stream.clone(),
                 mapping: opts.mapping.clone().unwrap_or_else(|| Arc::new(Identity)),
                 key_columns: key_columns.clone(),
+                identity: opts.mapping.is_none(),
             };
             let delete_mode = if opts.sync_mode == crate::stream::SyncMode::FullRefresh {
                 opts.delete_mode
@@ -114,7 +115,7 @@ impl Pipeline {
                 let mut ledger: Vec<LedgerEntry> =
                     to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
                 if !to_write.is_empty() {
-                    let records = to_write.into_iter().map(|p| p.record).collect();
+                    let records: Arc<[Record]> = to_write.into_iter().map(|p| p.record).collect();
                     let wr = sh.sink.write(Batch { stream: sink_stream.clone(), records }, &cx).await?;
                     if !wr.rejected.is_empty() {
                         return Err(Error::permanent(format!(

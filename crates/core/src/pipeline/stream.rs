@@ -18,7 +18,7 @@ use super::{Shared, StreamOptions};
 use crate::connector::{Batch, Cx, Next, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
 use crate::failpoint;
-use crate::record::{Key, compare_cursors};
+use crate::record::{Key, Record, compare_cursors};
 use crate::report::StreamReport;
 use crate::state::{Checkpoint, Commit, CursorState, DeadLetter, LedgerEntry};
 use crate::stream::{DeleteMode, StreamSpec, SyncMode};
@@ -106,14 +106,15 @@ impl StreamRun {
         let start = starting_checkpoint(prev, incremental);
         report.resumed = !start.pass_complete && start.position.is_some();
         if report.resumed {
-            info!(stream = %name, pass = start.pass, "resuming from checkpoint");
+            let position = start.position.as_ref().map(crate::record::canonical_json).unwrap_or_default();
+            info!(stream = %name, pass = start.pass, %position, "resuming from checkpoint");
         }
         let mut cp = start.clone();
         cp.pass_complete = false;
         let need_baseline = sh.state.baseline(&sh.name, &name).await?.is_none();
 
-        let (page_tx, mut page_rx) = mpsc::channel(2);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(2);
+        let (page_tx, mut page_rx) = mpsc::channel(1);
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
 
         // Reader: pages in order until the pass is done, an error, or cancellation.
         let reader = {
@@ -159,6 +160,7 @@ impl StreamRun {
                 stream: name.clone(),
                 mapping: self.opts.mapping.clone().unwrap_or_else(|| Arc::new(crate::connector::Identity)),
                 key_columns,
+                identity: self.opts.mapping.is_none(),
             };
             let state = sh.state.clone();
             let pipeline = sh.name.clone();
@@ -220,7 +222,9 @@ impl StreamRun {
                                             Ok(false) => b.filtered += 1,
                                             Err(reason) => {
                                                 let msg = format!("{}: {reason}", super::prepare::where_of(&ep, &loc));
-                                                let raw = crate::record::canonical_json(&p.raw);
+                                                let raw = crate::record::canonical_json(
+                                                    p.raw.as_ref().unwrap_or(&p.record.data),
+                                                );
                                                 b.dead.push(preparer.dead_letter(
                                                     Some(&p.key),
                                                     "data",
@@ -282,9 +286,13 @@ impl StreamRun {
         };
 
         // Writer: sink first, then one state transaction; the checkpoint follows the sink.
+        // The commit of batch n runs while the sink writes batch n+1; commits stay in order
+        // and each starts only after its own batch was acknowledged, so a crash leaves the
+        // checkpoint at or behind what the sink holds — never ahead.
         let mut t = Timings::default();
         let mut result: Result<(), Error> = Ok(());
         let mut completed = false;
+        let mut pending: Option<tokio::task::JoinHandle<Result<u128, Error>>> = None;
         while let Some(batch) = batch_rx.recv().await {
             let b = match batch {
                 Ok(b) => b,
@@ -299,14 +307,34 @@ impl StreamRun {
             report.mapped += b.mapped;
             report.skipped_unchanged += b.skipped;
             completed = b.done;
-            if let Err(e) = self.write_batch(b, &sink_stream, report, &mut t).await {
+            let commit = match self.write_batch(b, &sink_stream, report, &mut t).await {
+                Ok(c) => c,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if let Err(e) = settle(pending.take(), &mut t).await {
                 result = Err(e);
                 break;
+            }
+            if let Some(commit) = commit {
+                failpoint::hit("after_sink_commit");
+                let state = sh.state.clone();
+                pending = Some(tokio::spawn(async move {
+                    let started = Instant::now();
+                    state.commit(commit).await?;
+                    failpoint::hit("after_checkpoint");
+                    Ok(started.elapsed().as_nanos())
+                }));
             }
             if let Err(e) = self.check_threshold(report) {
                 result = Err(e);
                 break;
             }
+        }
+        if let Err(e) = settle(pending.take(), &mut t).await {
+            result = result.and(Err(e));
         }
         drop(batch_rx);
         let read_ns = reader.await.unwrap_or(0);
@@ -342,24 +370,22 @@ impl StreamRun {
         sink_stream: &Arc<SinkStream>,
         report: &mut StreamReport,
         t: &mut Timings,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Commit>, Error> {
         let sh = &self.shared;
         let mut dead = b.dead;
         if self.dry_run {
             report.written += b.to_write.len() as u64;
             report.dead_lettered += dead.len() as u64;
-            return Ok(());
+            return Ok(None);
         }
         let mut ledger: Vec<LedgerEntry> =
             b.to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
         if !b.to_write.is_empty() {
             let started = Instant::now();
-            let raws: Vec<(Value, String)> =
-                b.to_write.iter().map(|p| (p.raw.clone(), p.record.whereabouts())).collect();
-            let records = b.to_write.into_iter().map(|p| p.record).collect();
-            let wr = sh.sink.write(Batch { stream: sink_stream.clone(), records }, &self.cx).await?;
+            let (records, mut raws): (Vec<_>, Vec<_>) = b.to_write.into_iter().map(|p| (p.record, p.raw)).unzip();
+            let records: Arc<[Record]> = records.into();
+            let wr = sh.sink.write(Batch { stream: sink_stream.clone(), records: records.clone() }, &self.cx).await?;
             t.write += started.elapsed().as_nanos();
-            failpoint::hit("after_sink_commit");
             for (i, id) in wr.dest_ids.into_iter().enumerate() {
                 if let Some(e) = ledger.get_mut(i) {
                     e.dest_id = id;
@@ -367,7 +393,9 @@ impl StreamRun {
             }
             let mut rejected: Vec<usize> = Vec::new();
             for (i, err) in wr.rejected {
-                if let Some((raw, at)) = raws.get(i) {
+                if let Some(rec) = records.get(i) {
+                    let at = rec.whereabouts();
+                    let raw = raws.get_mut(i).and_then(Option::take).unwrap_or_else(|| rec.data.clone());
                     let key = ledger.get(i).map(|e| e.key.clone());
                     dead.push(DeadLetter {
                         id: 0,
@@ -377,8 +405,8 @@ impl StreamRun {
                         kind: err.kind().name().to_owned(),
                         reason: format!("{at}: the sink rejected the record: {}", err.report()),
                         path: None,
-                        location: Some(at.clone()),
-                        raw: crate::record::canonical_json(raw),
+                        location: Some(at),
+                        raw: crate::record::canonical_json(&raw),
                         created_at: crate::now_rfc3339(),
                         seen_count: 1,
                     });
@@ -404,11 +432,7 @@ impl StreamRun {
             resolved_dead_letters: vec![],
             checkpoint: Some(b.checkpoint),
         };
-        let started = Instant::now();
-        sh.state.commit(commit).await?;
-        t.commit += started.elapsed().as_nanos();
-        failpoint::hit("after_checkpoint");
-        Ok(())
+        Ok(Some(commit))
     }
 
     fn check_threshold(&self, r: &StreamReport) -> Result<(), Error> {
@@ -461,6 +485,14 @@ impl StreamRun {
             sh.state.commit(commit).await?;
         }
     }
+}
+
+/// Wait for the previous batch's state commit, adding its time to the commit stage.
+async fn settle(pending: Option<tokio::task::JoinHandle<Result<u128, Error>>>, t: &mut Timings) -> Result<(), Error> {
+    let Some(task) = pending else { return Ok(()) };
+    let ns = task.await.map_err(|e| Error::internal(format!("state commit task ended abnormally: {e}")))??;
+    t.commit += ns;
+    Ok(())
 }
 
 /// The checkpoint a run starts from: resume inside an unfinished pass, or start the next pass.
