@@ -42,7 +42,11 @@ const STEPS: &[Step] = &[
             if crate::tidy::main(root)? { Ok(()) } else { bail!("tidy found violations (listed above)") }
         },
     },
-    Step { name: "demo", what: "dovetail run on a copy of examples/, twice; the rerun writes 0", run: demo },
+    Step {
+        name: "demo",
+        what: "dovetail run on a copy of examples/, twice (the rerun writes 0), and the pipeline_in_code example",
+        run: demo,
+    },
 ];
 
 /// Runs every step; returns whether all passed.
@@ -155,7 +159,9 @@ fn demo(root: &Path) -> Result<()> {
     if !bin.is_file() {
         bail!("{} was not built", bin.display());
     }
-    demo_runs(&bin, &examples)
+    demo_runs(&bin, &examples)?;
+    // The pipeline-in-code example must keep running, not just compiling.
+    run_cargo(root, &["run", "-q", "-p", "dovetail-runner", "--example", "pipeline_in_code"])
 }
 
 /// The demo needs the bundled example: its absence is a failure, never a skip.

@@ -114,7 +114,7 @@ impl StreamRun {
         let need_baseline = sh.state.baseline(&sh.name, &name).await?.is_none();
 
         let (page_tx, mut page_rx) = mpsc::channel(1);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(2);
 
         // Reader: pages in order until the pass is done, an error, or cancellation.
         let reader = {
