@@ -112,14 +112,24 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
         duration(report.duration_ms),
         report.run_id
     );
-    let mut t =
-        Table::new(&["stream", "#read", "#written", "#unchanged", "#deleted", "#dead-lettered", "#seconds", "outcome"]);
+    let mut t = Table::new(&[
+        "stream",
+        "#read",
+        "#written",
+        "#unchanged",
+        "#before-cursor",
+        "#deleted",
+        "#dead-lettered",
+        "#seconds",
+        "outcome",
+    ]);
     for (name, s) in &report.streams {
         t.row(vec![
             name.clone(),
             s.read.to_string(),
             s.written.to_string(),
             s.skipped_unchanged.to_string(),
+            s.filtered.to_string(),
             s.deleted.to_string(),
             s.dead_lettered.to_string(),
             // Stages overlap, so their sum can exceed wall-clock time; a stream never runs
@@ -134,6 +144,7 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
             report.total(|s| s.read).to_string(),
             report.total(|s| s.written).to_string(),
             report.total(|s| s.skipped_unchanged).to_string(),
+            report.total(|s| s.filtered).to_string(),
             report.total(|s| s.deleted).to_string(),
             report.total(|s| s.dead_lettered).to_string(),
             seconds(report.duration_ms),

@@ -102,7 +102,7 @@ fn rerun_change_status_and_dead_letter_replay() {
     let summary = text(&out.stdout);
     assert!(summary.starts_with("pipeline `orders`: succeeded"), "{summary}");
     let row: Vec<&str> = summary.lines().find(|l| l.starts_with("orders ")).unwrap().split_whitespace().collect();
-    assert_eq!(row[..6], ["orders", "102", "10", "90", "0", "2"], "{summary}");
+    assert_eq!(row[..7], ["orders", "102", "10", "90", "0", "0", "2"], "{summary}");
     assert_eq!(p.rows("SELECT count(*) FROM orders WHERE note = 'v2'"), 10);
 
     let out = p.run(&["-q", "status"]);
