@@ -57,7 +57,7 @@ fn connect(path: &Path) -> Result<Connection, Error> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "cache_size", -4_096)?;
+        conn.pragma_update(None, "cache_size", -2_048)?;
         Ok(())
     };
     setup().map_err(|e| fail("set up").with_source(e))?;

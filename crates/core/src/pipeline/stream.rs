@@ -114,7 +114,7 @@ impl StreamRun {
         let need_baseline = sh.state.baseline(&sh.name, &name).await?.is_none();
 
         let (page_tx, mut page_rx) = mpsc::channel(1);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(2);
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
 
         // Reader: pages in order until the pass is done, an error, or cancellation.
         let reader = {
@@ -286,13 +286,27 @@ impl StreamRun {
         };
 
         // Writer: sink first, then one state transaction; the checkpoint follows the sink.
-        // The commit of batch n runs while the sink writes batch n+1; commits stay in order
-        // and each starts only after its own batch was acknowledged, so a crash leaves the
-        // checkpoint at or behind what the sink holds — never ahead.
+        // Commits run in order on their own task, up to two batches behind the sink, so the
+        // sink never waits for the state store; each commit is queued only after its own
+        // batch was acknowledged, so a crash leaves the checkpoint at or behind what the sink
+        // holds — never ahead.
         let mut t = Timings::default();
         let mut result: Result<(), Error> = Ok(());
         let mut completed = false;
-        let mut pending: Option<tokio::task::JoinHandle<Result<u128, Error>>> = None;
+        let (commit_tx, mut commit_rx) = mpsc::channel::<Commit>(2);
+        let committer = {
+            let state = sh.state.clone();
+            tokio::spawn(async move {
+                let mut ns = 0u128;
+                while let Some(commit) = commit_rx.recv().await {
+                    let started = Instant::now();
+                    state.commit(commit).await?;
+                    failpoint::hit("after_checkpoint");
+                    ns += started.elapsed().as_nanos();
+                }
+                Ok::<u128, Error>(ns)
+            })
+        };
         while let Some(batch) = batch_rx.recv().await {
             let b = match batch {
                 Ok(b) => b,
@@ -314,27 +328,22 @@ impl StreamRun {
                     break;
                 }
             };
-            if let Err(e) = settle(pending.take(), &mut t).await {
-                result = Err(e);
-                break;
-            }
             if let Some(commit) = commit {
                 failpoint::hit("after_sink_commit");
-                let state = sh.state.clone();
-                pending = Some(tokio::spawn(async move {
-                    let started = Instant::now();
-                    state.commit(commit).await?;
-                    failpoint::hit("after_checkpoint");
-                    Ok(started.elapsed().as_nanos())
-                }));
+                if commit_tx.send(commit).await.is_err() {
+                    break; // the committer failed; its error is collected below
+                }
             }
             if let Err(e) = self.check_threshold(report) {
                 result = Err(e);
                 break;
             }
         }
-        if let Err(e) = settle(pending.take(), &mut t).await {
-            result = result.and(Err(e));
+        drop(commit_tx);
+        match committer.await {
+            Ok(Ok(ns)) => t.commit = ns,
+            Ok(Err(e)) => result = result.and(Err(e)),
+            Err(e) => result = result.and(Err(Error::internal(format!("state commit task ended abnormally: {e}")))),
         }
         drop(batch_rx);
         let read_ns = reader.await.unwrap_or(0);
@@ -485,14 +494,6 @@ impl StreamRun {
             sh.state.commit(commit).await?;
         }
     }
-}
-
-/// Wait for the previous batch's state commit, adding its time to the commit stage.
-async fn settle(pending: Option<tokio::task::JoinHandle<Result<u128, Error>>>, t: &mut Timings) -> Result<(), Error> {
-    let Some(task) = pending else { return Ok(()) };
-    let ns = task.await.map_err(|e| Error::internal(format!("state commit task ended abnormally: {e}")))??;
-    t.commit += ns;
-    Ok(())
 }
 
 /// The checkpoint a run starts from: resume inside an unfinished pass, or start the next pass.
