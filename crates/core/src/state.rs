@@ -136,6 +136,12 @@ pub trait StateStore: Send + Sync {
         stream: &str,
         keys: &[Key],
     ) -> Result<Vec<Option<ContentHash>>, Error>;
+    /// Whether the ledger holds any row for a stream. The default (`true`) is always safe;
+    /// `false` lets an initial load skip every lookup.
+    async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
+        let _ = (pipeline, stream);
+        Ok(true)
+    }
     /// Up to `limit` keys whose ledger pass is older than `pass` (gone from the source in a full refresh).
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error>;
     /// Apply one batch's state changes in a single transaction.

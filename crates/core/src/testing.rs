@@ -257,6 +257,9 @@ impl StateStore for MemoryState {
         let l = g.ledger.get(&k(pipeline, stream));
         Ok(keys.iter().map(|key| l.and_then(|l| l.get(key.as_str())).map(|e| e.0)).collect())
     }
+    async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
+        Ok(lock(&self.inner).ledger.get(&k(pipeline, stream)).is_some_and(|l| !l.is_empty()))
+    }
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error> {
         let g = lock(&self.inner);
         Ok(g.ledger

@@ -255,3 +255,20 @@ async fn second_concurrent_run_is_refused() {
     assert_eq!(*err.kind(), dovetail_core::ErrorKind::Config);
     assert!(err.to_string().contains("already running"));
 }
+
+#[tokio::test]
+async fn an_initial_load_skips_lookups_and_a_repeated_key_is_upserted_twice() {
+    // Same key twice in one initial load: both writes reach the sink (idempotent upsert),
+    // the last one wins, and the next run finds everything unchanged.
+    let recs = vec![json!({"id": 1, "v": "a"}), json!({"id": 2, "v": "b"}), json!({"id": 1, "v": "c"})];
+    let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
+    assert!(!dovetail_core::StateStore::has_ledger(&state, "p", "s").await.unwrap());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 10);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.streams["s"].written, 3);
+    assert_eq!(sink.rows("s"), vec![json!({"id": 1, "v": "c"}), json!({"id": 2, "v": "b"})]);
+    assert!(dovetail_core::StateStore::has_ledger(&state, "p", "s").await.unwrap());
+    src.set_records("s", vec![json!({"id": 2, "v": "b"}), json!({"id": 1, "v": "c"})]);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.streams["s"].written, r.streams["s"].skipped_unchanged), (0, 2));
+}

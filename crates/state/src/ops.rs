@@ -212,6 +212,17 @@ pub(crate) fn ledger_hashes(
 }
 
 /// Keys of a stream whose ledger pass is older than `pass`.
+/// Whether the stream has any ledger row.
+pub(crate) fn has_ledger(db: &mut Db, pipeline: &str, stream: &str) -> Result<bool, Error> {
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(false);
+    };
+    db.conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM ledger WHERE stream_id = ?1)")
+        .and_then(|mut st| st.query_row([sid], |r| r.get::<_, bool>(0)))
+        .op("checking for ledger rows")
+}
+
 pub(crate) fn stale_keys(db: &mut Db, pipeline: &str, stream: &str, pass: u64, n: usize) -> Result<Vec<Key>, Error> {
     let pass = to_i64("pass", pass)?;
     let Some(sid) = stream_id(db, pipeline, stream)? else {

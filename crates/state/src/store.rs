@@ -69,6 +69,11 @@ impl StateStore for SqliteState {
         self.with_reader(move |db| ops::ledger_hashes(db, &p, &s, &keys)).await
     }
 
+    async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_reader(move |db| ops::has_ledger(db, &p, &s)).await
+    }
+
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error> {
         let (p, s) = (pipeline.to_owned(), stream.to_owned());
         self.with_db(move |db| ops::stale_keys(db, &p, &s, pass, limit)).await

@@ -328,3 +328,15 @@ async fn the_same_dead_letter_seen_again_is_counted_not_duplicated() {
     assert_eq!(all[0].reason, "x, with a newer reason");
     assert_eq!(all[1].seen_count, 1);
 }
+
+#[tokio::test]
+async fn has_ledger_tells_an_initial_load_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteState::open(dir.path().join("state.db")).unwrap();
+    assert!(!store.has_ledger("p", "s").await.unwrap());
+    let mut c = commit(1);
+    c.ledger.push(entry("1", 7));
+    store.commit(c).await.unwrap();
+    assert!(store.has_ledger("p", "s").await.unwrap());
+    assert!(!store.has_ledger("p", "other").await.unwrap());
+}

@@ -112,6 +112,10 @@ impl StreamRun {
         let mut cp = start.clone();
         cp.pass_complete = false;
         let need_baseline = sh.state.baseline(&sh.name, &name).await?.is_none();
+        // Initial load: with an empty ledger (and the run lock held) no key can be known, so
+        // the per-batch lookups are skipped. A key repeated within this run is then written
+        // twice — an idempotent upsert — instead of being counted unchanged the second time.
+        let ledger_known = sh.state.has_ledger(&sh.name, &name).await?;
 
         let (page_tx, mut page_rx) = mpsc::channel(1);
         let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
@@ -243,8 +247,14 @@ impl StreamRun {
                     }
                     map_ns += t.elapsed().as_nanos();
                     let t = Instant::now();
-                    let keys: Vec<Key> = candidates.iter().map(|p| p.key.clone()).collect();
-                    match state.ledger_lookup(&pipeline, &stream, &keys).await {
+                    let keys: Vec<Key> =
+                        if ledger_known { candidates.iter().map(|p| p.key.clone()).collect() } else { Vec::new() };
+                    let lookup = if ledger_known {
+                        state.ledger_lookup(&pipeline, &stream, &keys).await
+                    } else {
+                        Ok(vec![None; candidates.len()])
+                    };
+                    match lookup {
                         Ok(known) => {
                             for (p, old) in candidates.into_iter().zip(known) {
                                 if old == Some(p.hash) {
