@@ -37,6 +37,7 @@ pub mod mapping;
 pub mod number;
 pub mod pipeline;
 pub mod record;
+pub mod remote;
 pub mod report;
 pub mod schema;
 pub mod secret;
