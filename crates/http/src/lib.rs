@@ -1,7 +1,49 @@
 //! dovetail-http: the resilient HTTP client every API connector stands on.
 //!
-//! (Being built: see issue 3. `auth` holds the credential providers; the client, retry,
-//! rate limiting, circuit breaker, cache and pagination modules sit beside it.)
+//! A connector builds one [`HttpClient`] (from code and its [`HttpConfig`] block) and sends
+//! [`Request`]s; each logical request goes through, outer to inner:
+//!
+//! 1. the per-host **circuit breaker** ([`CircuitPolicy`]): an open circuit fails fast with
+//!    `ErrorKind::Unavailable` (or serves the last good response, `stale`, with `use_cache`);
+//! 2. the **response cache**: GETs send `If-None-Match` / `If-Modified-Since`, a 304 is
+//!    answered from the cache (`from_cache`);
+//! 3. **retries** ([`RetryPolicy`]): connect errors, timeouts, 408/429/500/502/503/504, a
+//!    connector [`Classifier`]'s verdicts and undecodable 2xx bodies, with full-jitter
+//!    backoff overridden by `Retry-After` / rate-limit reset headers; non-idempotent methods
+//!    only with an idempotency key; the give-up error lists every attempt;
+//! 4. **rate limits** per (host, credential), shared by clones: a governor budget
+//!    ([`RateBudget`]) plus the server's `Remaining: 0` / 429 signals, and a per-host
+//!    concurrency limit;
+//! 5. **auth** ([`auth::Auth`]) applied on every attempt, one refresh-and-retry on a 401;
+//! 6. reqwest (rustls, proxies from the environment, extra CA certificates).
+//!
+//! Every wait goes through a [`Clock`], so tests run on a [`FakeClock`]. Logs never carry
+//! credentials: URLs are redacted ([`redact_url`]) and headers are not logged.
+//! [`paginate`] turns a first request into pages.
 #![warn(missing_docs)]
 
 pub mod auth;
+mod cache;
+mod circuit;
+mod client;
+pub mod clock;
+mod config;
+mod exec;
+mod limit;
+mod observe;
+pub mod paginate;
+mod request;
+mod retry;
+
+pub use cache::MemoryResponseCache;
+pub use client::{HttpClient, HttpClientBuilder};
+pub use clock::{Clock, FakeClock, TokioClock};
+pub use config::{
+    CircuitConfig, CircuitPolicy, HttpConfig, RateBudget, RateLimitConfig, ResetStyle, RetryConfig, RetryPolicy,
+};
+pub use observe::{REQUEST_ID_HEADERS, SECRET_PARAM_WORDS, redact_url};
+pub use request::{Request, Response};
+pub use reqwest::{Method, StatusCode, Url, header};
+pub use retry::{
+    Attempt, AttemptOutcome, Classifier, RETRY_STATUSES, remaining, reset_wait, retryable_status, server_wait,
+};

@@ -3,7 +3,9 @@
 //!
 //! One SQLite file holds everything a pipeline must remember between runs: stream
 //! checkpoints, the idempotency ledger (a content hash per written key), dead letters, run
-//! history and schema baselines. [`SqliteState`] is the whole public surface.
+//! history and schema baselines ([`SqliteState`]); beside it, the token store for rotated
+//! refresh tokens ([`FileTokenStore`], a separate owner-only file, encrypted with a key) and
+//! the bounded HTTP response cache ([`SqliteResponseCache`]).
 //!
 //! # Durability: why WAL with `synchronous=NORMAL`
 //!
@@ -41,12 +43,14 @@
 //! file rather than a database row.
 #![warn(missing_docs)]
 
+mod cache;
 mod error;
 mod history;
 mod lock;
 mod migrations;
 mod ops;
 mod store;
+mod tokens;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -56,9 +60,11 @@ use std::time::Duration;
 use dovetail_core::Error;
 use rusqlite::Connection;
 
+pub use cache::{DEFAULT_CACHE_ENTRIES, SqliteResponseCache};
 pub use history::{ABANDONED, RUNNING};
 pub use lock::SqliteRunLock;
 pub use migrations::SCHEMA_VERSION;
+pub use tokens::{FileTokenStore, SECRET_KEY_ENV, SecretKey};
 
 /// How long a write waits for another process's write transaction before giving up with a
 /// transient error.

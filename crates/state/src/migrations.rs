@@ -72,6 +72,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pipeline, stream)
     );
     "#,
+    // 2: HTTP response cache (bounded by the writer: see `cache.rs`).
+    r#"
+    CREATE TABLE http_cache (
+        key           TEXT PRIMARY KEY,
+        status        INTEGER NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        headers       TEXT NOT NULL,
+        body          BLOB NOT NULL,
+        stored_at     TEXT NOT NULL,
+        seq           INTEGER NOT NULL
+    );
+    CREATE INDEX http_cache_by_seq ON http_cache (seq);
+    "#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

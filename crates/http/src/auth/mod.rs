@@ -1,8 +1,24 @@
 //! Credential providers: static bearer, API key (header or query), basic, OAuth2 client
 //! credentials and OAuth2 refresh token.
+//!
+//! Every provider implements [`Auth`]; [`AuthConfig`] builds one from configuration. Secrets
+//! are held as [`dovetail_core::Secret`], header values carrying them are marked sensitive,
+//! and no provider logs a secret. [`Auth::credential_id`] is a short hash of the credential's
+//! identity, never the secret in clear.
+
+mod clock;
+mod config;
+mod oauth2;
+mod simple;
+mod token;
 
 use async_trait::async_trait;
 use dovetail_core::Error;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ApiKeyPlacement, AuthConfig};
+pub use oauth2::{ClientAuth, OAuth2ClientCredentials, OAuth2RefreshToken, OAuth2Settings};
+pub use simple::{ApiKey, Basic, StaticBearer};
 
 /// Puts credentials on requests and reacts to a 401. The client calls it for every attempt.
 #[async_trait]
@@ -21,4 +37,25 @@ pub trait Auth: Send + Sync + std::fmt::Debug {
     fn secret_query_params(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// A short (16 hex digits) xxh3 hash of `parts`, separated so `("ab", "c")` and `("a", "bc")`
+/// differ. Not a security boundary: it only has to be stable and not reveal the secret,
+/// which a 64-bit digest of a high-entropy key does not.
+pub(crate) fn short_hash(parts: &[&str]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    format!("{:016x}", h.digest())
+}
+
+/// A header value holding a secret, marked sensitive so HTTP stacks never log it.
+pub(crate) fn sensitive_header(value: &str) -> Result<reqwest::header::HeaderValue, Error> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        Error::new(dovetail_core::ErrorKind::Config, "a credential contains characters not allowed in an HTTP header")
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
 }

@@ -1,0 +1,277 @@
+//! [`HttpClient`] and [`HttpClientBuilder`]: one client per connector, cheap to clone; every
+//! clone shares the connection pool, rate limiters, circuit breakers and cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dovetail_core::Error;
+use dovetail_core::remote::ResponseCache;
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::auth::Auth;
+use crate::circuit::Circuits;
+use crate::clock::{Clock, TokioClock};
+use crate::config::{CircuitPolicy, HttpConfig, RateBudget, RetryPolicy};
+use crate::limit::Limits;
+use crate::observe::DeprecationWatch;
+use crate::retry::{Backoff, Classifier};
+
+/// The resilient HTTP client. See the crate docs for what one `send` does.
+#[derive(Clone)]
+pub struct HttpClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: Option<Url>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) classifier: Option<Classifier>,
+    pub(crate) auth: Option<Arc<dyn Auth>>,
+    pub(crate) cache: Option<Arc<dyn ResponseCache>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: Limits,
+    pub(crate) circuits: Circuits,
+    pub(crate) backoff: Backoff,
+    pub(crate) request_id_headers: Vec<String>,
+    pub(crate) secret_params: Vec<String>,
+    pub(crate) deprecations: DeprecationWatch,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("base", &self.inner.base.as_ref().map(Url::as_str))
+            .field("retry", &self.inner.retry)
+            .field("auth", &self.inner.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// A builder for `connector` (named in the user agent `dovetail/<version> (<connector>)`).
+    pub fn builder(connector: &str) -> HttpClientBuilder {
+        HttpClientBuilder {
+            connector: connector.to_owned(),
+            base_url: None,
+            headers: Vec::new(),
+            api_version: None,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            classifier: None,
+            budget: None,
+            max_concurrency: 8,
+            circuit: CircuitPolicy::default(),
+            auth: None,
+            cache: None,
+            clock: None,
+            proxy: None,
+            ca_pems: Vec::new(),
+            ca_files: Vec::new(),
+            request_id_headers: Vec::new(),
+            secret_params: Vec::new(),
+        }
+    }
+}
+
+/// Builds an [`HttpClient`] from code, from an [`HttpConfig`], or both (config last wins).
+pub struct HttpClientBuilder {
+    connector: String,
+    base_url: Option<String>,
+    headers: Vec<(String, String)>,
+    api_version: Option<(String, String)>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    retry: RetryPolicy,
+    classifier: Option<Classifier>,
+    budget: Option<RateBudget>,
+    max_concurrency: usize,
+    circuit: CircuitPolicy,
+    auth: Option<Arc<dyn Auth>>,
+    cache: Option<Arc<dyn ResponseCache>>,
+    clock: Option<Arc<dyn Clock>>,
+    proxy: Option<String>,
+    ca_pems: Vec<Vec<u8>>,
+    ca_files: Vec<std::path::PathBuf>,
+    request_id_headers: Vec<String>,
+    secret_params: Vec<String>,
+}
+
+impl HttpClientBuilder {
+    /// Base URL that relative request URLs are joined to (keep a trailing `/` on paths).
+    pub fn base_url(mut self, url: &str) -> Self {
+        self.base_url = Some(url.to_owned());
+        self
+    }
+    /// A header sent on every request.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+    /// The pinned API version and the header that carries it (e.g. `X-GitHub-Api-Version`).
+    pub fn api_version(mut self, header: &str, version: &str) -> Self {
+        self.api_version = Some((header.to_owned(), version.to_owned()));
+        self
+    }
+    /// Connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Whole-attempt timeout, body included (default 60 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+    /// Retry policy.
+    pub fn retry(mut self, p: RetryPolicy) -> Self {
+        self.retry = p;
+        self
+    }
+    /// A connector's classifier of retryable responses (see [`Classifier`]).
+    pub fn classifier(mut self, c: Classifier) -> Self {
+        self.classifier = Some(c);
+        self
+    }
+    /// Client-side budget per (host, credential).
+    pub fn rate_limit(mut self, b: RateBudget) -> Self {
+        self.budget = Some(b);
+        self
+    }
+    /// Requests in flight per host at most (default 8).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+    /// Circuit breaker policy.
+    pub fn circuit(mut self, p: CircuitPolicy) -> Self {
+        self.circuit = p;
+        self
+    }
+    /// Credential provider, applied on every attempt.
+    pub fn auth(mut self, a: Arc<dyn Auth>) -> Self {
+        self.auth = Some(a);
+        self
+    }
+    /// Response cache for conditional GETs and stale serving.
+    pub fn cache(mut self, c: Arc<dyn ResponseCache>) -> Self {
+        self.cache = Some(c);
+        self
+    }
+    /// Time source (default: tokio's); tests pass a [`crate::FakeClock`].
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.clock = Some(c);
+        self
+    }
+    /// An explicit proxy for every scheme (otherwise HTTPS_PROXY/NO_PROXY are honoured).
+    pub fn proxy(mut self, url: &str) -> Self {
+        self.proxy = Some(url.to_owned());
+        self
+    }
+    /// Trust the CA certificates in this PEM bundle too.
+    pub fn add_ca_pem(mut self, pem: &[u8]) -> Self {
+        self.ca_pems.push(pem.to_vec());
+        self
+    }
+    /// Another response header carrying the vendor's request id.
+    pub fn request_id_header(mut self, name: &str) -> Self {
+        self.request_id_headers.push(name.to_ascii_lowercase());
+        self
+    }
+    /// Another query parameter whose value is redacted in logs.
+    pub fn secret_query_param(mut self, name: &str) -> Self {
+        self.secret_params.push(name.to_owned());
+        self
+    }
+
+    /// Overlay an [`HttpConfig`] block (CA files are read by [`Self::build`]).
+    pub fn config(mut self, c: &HttpConfig) -> Result<Self, Error> {
+        if let Some(u) = &c.base_url {
+            self.base_url = Some(u.clone());
+        }
+        if let Some(v) = &c.api_version {
+            match &mut self.api_version {
+                Some((_, version)) => *version = v.clone(),
+                None => return Err(Error::config("http.api_version: this connector sends no API version")),
+            }
+        }
+        let ms = Duration::from_millis;
+        self.connect_timeout = c.connect_timeout_ms.map(ms).unwrap_or(self.connect_timeout);
+        self.timeout = c.timeout_ms.map(ms).unwrap_or(self.timeout);
+        self.proxy = c.proxy.clone().or(self.proxy);
+        self.ca_files.extend(c.ca_certificates.iter().cloned());
+        if let Some(r) = &c.retry {
+            self.retry = r.apply(self.retry);
+        }
+        if let Some(r) = &c.rate_limit {
+            self.budget = Some(r.budget()?);
+        }
+        self.max_concurrency = c.max_concurrency.map(|n| n as usize).unwrap_or(self.max_concurrency);
+        if let Some(cc) = &c.circuit {
+            self.circuit = cc.apply(self.circuit);
+        }
+        self.request_id_headers.extend(c.request_id_headers.iter().map(|h| h.to_ascii_lowercase()));
+        Ok(self)
+    }
+
+    /// Build the client; Config errors name the bad setting.
+    pub fn build(self) -> Result<HttpClient, Error> {
+        let agent = format!("dovetail/{} ({})", env!("CARGO_PKG_VERSION"), self.connector);
+        let mut b =
+            reqwest::Client::builder().user_agent(agent).connect_timeout(self.connect_timeout).timeout(self.timeout);
+        if let Some(p) = &self.proxy {
+            let proxy = reqwest::Proxy::all(p).map_err(|e| Error::config("http.proxy is not a URL").with_source(e))?;
+            b = b.proxy(proxy);
+        }
+        let mut pems = self.ca_pems;
+        for f in &self.ca_files {
+            let pem = std::fs::read(f).map_err(|e| {
+                Error::config(format!("http.ca_certificates: cannot read {}", f.display())).with_source(e)
+            })?;
+            pems.push(pem);
+        }
+        for pem in &pems {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::config("http.ca_certificates: not a PEM certificate bundle").with_source(e))?;
+            b = b.tls_certs_merge(certs);
+        }
+        let http = b.build().map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
+        let base = match &self.base_url {
+            Some(u) => Some(Url::parse(u).map_err(|e| Error::config(format!("http.base_url `{u}`")).with_source(e))?),
+            None => None,
+        };
+        let mut headers = HeaderMap::new();
+        for (k, v) in self.headers.iter().chain(self.api_version.iter()) {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| Error::config(format!("header `{k}`")).with_source(e))?;
+            let value = HeaderValue::from_str(v).map_err(|e| Error::config(format!("header `{k}`")).with_source(e))?;
+            headers.insert(name, value);
+        }
+        let clock = self.clock.unwrap_or_else(|| Arc::new(TokioClock::default()));
+        let mut secret_params = self.secret_params;
+        if let Some(a) = &self.auth {
+            secret_params.extend(a.secret_query_params());
+        }
+        Ok(HttpClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                headers,
+                backoff: Backoff::new(self.retry.jitter_seed),
+                retry: self.retry,
+                classifier: self.classifier,
+                auth: self.auth,
+                cache: self.cache,
+                limits: Limits::new(clock.clone(), self.budget, self.max_concurrency),
+                circuits: Circuits::new(self.circuit, clock.clone()),
+                clock,
+                request_id_headers: self.request_id_headers,
+                secret_params,
+                deprecations: DeprecationWatch::default(),
+            }),
+        })
+    }
+}

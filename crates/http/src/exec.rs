@@ -1,0 +1,343 @@
+//! What one logical request does, outer to inner: circuit check → cache lookup → for each
+//! attempt: rate-limit gate and budget → host concurrency slot → auth → send → read the
+//! whole body → classify (success, 304, 401, retryable, final) → wait → again.
+
+use std::time::{Duration, Instant};
+
+use dovetail_core::{Error, ErrorKind};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use crate::cache;
+use crate::circuit::Admit;
+use crate::client::HttpClient;
+use crate::observe::{self, AttemptEvent, REQUEST_ID_HEADERS};
+use crate::request::{Request, Response};
+use crate::retry::{Attempt, AttemptOutcome, fmt_duration, remaining, reset_wait, retryable_status, server_wait};
+
+/// The cause of the last failed attempt, kept as the error's source.
+#[derive(Debug, thiserror::Error)]
+enum Cause {
+    #[error(transparent)]
+    Transport(reqwest::Error),
+    #[error(transparent)]
+    Decode(Error),
+}
+
+enum Step {
+    Retry { outcome: AttemptOutcome, server: Option<Duration>, cause: Option<Cause> },
+    Fail(Error),
+}
+
+impl HttpClient {
+    /// Send `req` and return the response (2xx, or a 304 answered from the cache).
+    pub async fn send(&self, req: Request) -> Result<Response, Error> {
+        self.send_decode(req, |r| Ok(r.clone())).await
+    }
+
+    /// Send `req` and decode its JSON body; a body that fails to decode is retried.
+    pub async fn send_json<T: DeserializeOwned>(&self, req: Request) -> Result<T, Error> {
+        self.send_decode(req, Response::json).await
+    }
+
+    /// Send `req` and turn the response into `T` with `decode`. A 2xx whose `decode` fails
+    /// (e.g. a truncated body) is retried like a transient failure.
+    pub async fn send_decode<T>(
+        &self,
+        req: Request,
+        decode: impl Fn(&Response) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let inner = &*self.inner;
+        let clock = inner.clock.as_ref();
+        if let Some(e) = &req.error {
+            return Err(Error::config(e.clone()));
+        }
+        let url = self.resolve(&req)?;
+        let shown = observe::redact_url(&url, &inner.secret_params);
+        let at = format!("{} {shown}", req.method);
+        let host = format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
+        let credential = inner.auth.as_ref().map(|a| a.credential_id()).unwrap_or_default();
+        let cache_key = (req.method == Method::GET).then(|| cache::key(&req.method, &shown, &credential));
+        let cached = match (&inner.cache, &cache_key) {
+            (Some(c), Some(k)) => c.get(k).await.unwrap_or_else(|e| {
+                tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache lookup failed");
+                None
+            }),
+            _ => None,
+        };
+        let start = clock.monotonic();
+        let done = |outcome: &str, n: u32| {
+            observe::request_done(&req.method, &shown, &host, outcome, n, clock.monotonic().saturating_sub(start))
+        };
+        let admit = match inner.circuits.admit(&host) {
+            Ok(a) => a,
+            Err(e) => {
+                if req.use_cache
+                    && let Some(c) = &cached
+                {
+                    observe::cache_hit(&host, "stale");
+                    done("stale", 0);
+                    return decode(&cache::to_response(c, url, 0, true)).map_err(|e| e.at(at.clone()));
+                }
+                done(e.kind().name(), 0);
+                return Err(e.at(at));
+            }
+        };
+        let may_retry = is_idempotent(&req.method) || req.headers.contains_key(inner.retry.idempotency_header.as_str());
+        let limiter = inner.limits.limiter(&host, &credential);
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut reauthorized = false;
+        let mut last_body = String::new();
+        let mut n = 0u32;
+        loop {
+            n += 1;
+            limiter.ready(clock, &host).await;
+            let permit = inner.limits.permit(&host).await;
+            let mut rq = reqwest::Request::new(req.method.clone(), url.clone());
+            rq.headers_mut().extend(inner.headers.clone());
+            rq.headers_mut().extend(req.headers.clone());
+            if let (Some(c), true) = (&cached, inner.cache.is_some()) {
+                cache::add_validators(rq.headers_mut(), c);
+            }
+            *rq.body_mut() = req.body.clone().map(reqwest::Body::from);
+            if let Some(a) = &inner.auth
+                && let Err(e) = a.apply(&mut rq).await
+            {
+                inner.circuits.release_probe(&host);
+                done(e.kind().name(), n);
+                return Err(e.at(at));
+            }
+            let secrets = observe::secrets_of(&rq, &inner.secret_params);
+            let t0 = Instant::now();
+            let result = match inner.http.execute(rq).await {
+                Ok(r) => {
+                    let (status, headers, final_url) = (r.status(), r.headers().clone(), r.url().clone());
+                    r.bytes().await.map(|b| (status, headers, final_url, b))
+                }
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            let step = match result {
+                Err(e) => {
+                    // reqwest's Display includes the URL, which may carry secrets.
+                    let e = e.without_url();
+                    let msg = transport_message(&e);
+                    self.log_attempt(&req.method, &shown, &host, n, None, Some(&msg), t0, 0, &HeaderMap::new());
+                    if e.is_builder() || e.is_redirect() {
+                        Step::Fail(Error::permanent(msg).with_source(e))
+                    } else {
+                        Step::Retry {
+                            outcome: AttemptOutcome::Error(msg),
+                            server: None,
+                            cause: Some(Cause::Transport(e)),
+                        }
+                    }
+                }
+                Ok((status, headers, final_url, body)) => {
+                    self.log_attempt(&req.method, &shown, &host, n, Some(status), None, t0, body.len(), &headers);
+                    inner.deprecations.check(&req.method, &final_url, &headers);
+                    if remaining(&headers) == Some(0)
+                        && let Some(w) = reset_wait(&headers, clock.now(), inner.retry.reset_style)
+                    {
+                        limiter.block_for(clock, w);
+                    }
+                    if status == StatusCode::NOT_MODIFIED
+                        && let Some(c) = &cached
+                    {
+                        inner.circuits.success(&host);
+                        observe::cache_hit(&host, "not_modified");
+                        done("cache", n);
+                        return decode(&cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at));
+                    }
+                    if status == StatusCode::UNAUTHORIZED
+                        && !reauthorized
+                        && let Some(a) = &inner.auth
+                    {
+                        reauthorized = true;
+                        match a.on_unauthorized().await {
+                            Ok(true) => {
+                                attempts.push(Attempt { number: n, outcome: AttemptOutcome::Status(401), wait: None });
+                                continue;
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                done(e.kind().name(), n);
+                                return Err(e.at(at));
+                            }
+                        }
+                    }
+                    if status.is_success() {
+                        let resp = Response {
+                            status,
+                            headers,
+                            body,
+                            url: final_url,
+                            from_cache: false,
+                            stale: false,
+                            attempts: n,
+                        };
+                        match decode(&resp) {
+                            Ok(v) => {
+                                inner.circuits.success(&host);
+                                if let (Some(c), Some(k)) = (&inner.cache, &cache_key) {
+                                    let entry = cache::to_cached(resp.status, &resp.headers, &resp.body);
+                                    if let Err(e) = c.put(k, &entry).await {
+                                        tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache store failed");
+                                    }
+                                }
+                                done("ok", n);
+                                return Ok(v);
+                            }
+                            Err(e) => {
+                                last_body = observe::excerpt(&resp.body, &secrets);
+                                Step::Retry {
+                                    outcome: AttemptOutcome::Undecodable(status.as_u16()),
+                                    server: None,
+                                    cause: Some(Cause::Decode(e)),
+                                }
+                            }
+                        }
+                    } else {
+                        last_body = observe::excerpt(&body, &secrets);
+                        let verdict = inner.classifier.as_ref().and_then(|c| c(status, &headers, &body));
+                        if verdict.unwrap_or_else(|| retryable_status(status)) {
+                            let server = server_wait(status, &headers, clock.now(), inner.retry.reset_style);
+                            Step::Retry { outcome: AttemptOutcome::Status(status.as_u16()), server, cause: None }
+                        } else {
+                            inner.circuits.success(&host);
+                            Step::Fail(status_error(status, &last_body))
+                        }
+                    }
+                }
+            };
+            let (outcome, server, cause) = match step {
+                Step::Fail(e) => {
+                    if admit == Admit::Probe {
+                        inner.circuits.release_probe(&host);
+                    }
+                    done(e.kind().name(), n);
+                    return Err(e.at(at));
+                }
+                Step::Retry { outcome, server, cause } => (outcome, server, cause),
+            };
+            let wait = server.unwrap_or_else(|| inner.backoff.wait(&inner.retry, n));
+            if server.is_some() {
+                // Every request on this (host, credential) slows down, not only this one.
+                limiter.block_for(clock, wait);
+            }
+            let elapsed = clock.monotonic().saturating_sub(start);
+            if may_retry && n < inner.retry.max_attempts && elapsed + wait <= inner.retry.max_elapsed {
+                attempts.push(Attempt { number: n, outcome, wait: Some(wait) });
+                observe::retry_wait(&host, wait);
+                clock.sleep(wait).await;
+                continue;
+            }
+            let rate_limited = outcome == AttemptOutcome::Status(429);
+            attempts.push(Attempt { number: n, outcome, wait: None });
+            let list: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+            let why = if !may_retry {
+                format!("not retried ({} without an idempotency key)", req.method)
+            } else {
+                format!("gave up after {n} attempts in {}", fmt_duration(elapsed))
+            };
+            let mut message = format!("{why}: {}", list.join("; "));
+            if !last_body.is_empty() {
+                message.push_str(&format!("; last body: {last_body}"));
+            }
+            inner.circuits.failure(&host, list.last().map(String::as_str).unwrap_or(""));
+            if req.use_cache
+                && let Some(c) = &cached
+            {
+                observe::cache_hit(&host, "stale");
+                done("stale", n);
+                return decode(&cache::to_response(c, url, n, true)).map_err(|e| e.at(at));
+            }
+            let kind = if rate_limited {
+                ErrorKind::RateLimited { retry_after_ms: server.map(|w| w.as_millis() as u64) }
+            } else {
+                ErrorKind::Transient
+            };
+            let mut err = Error::new(kind, message);
+            if let Some(c) = cause {
+                err = err.with_source(c);
+            }
+            done(err.kind().name(), n);
+            return Err(err.at(at));
+        }
+    }
+
+    fn resolve(&self, req: &Request) -> Result<Url, Error> {
+        let mut url = match (Url::parse(&req.url), &self.inner.base) {
+            (Ok(u), _) => Ok(u),
+            (Err(_), Some(base)) => base.join(&req.url),
+            (Err(e), None) => Err(e),
+        }
+        .map_err(|e| Error::config(format!("bad request URL `{}`", req.url)).with_source(e))?;
+        if !req.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&req.query);
+        }
+        Ok(url)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log_attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        host: &str,
+        attempt: u32,
+        status: Option<StatusCode>,
+        error: Option<&str>,
+        t0: Instant,
+        bytes: usize,
+        headers: &HeaderMap,
+    ) {
+        let ids = REQUEST_ID_HEADERS.iter().copied().chain(self.inner.request_id_headers.iter().map(String::as_str));
+        observe::attempt(&AttemptEvent {
+            method,
+            url,
+            attempt,
+            status,
+            error,
+            latency: t0.elapsed(),
+            bytes,
+            remaining: observe::first_header(headers, ["x-ratelimit-remaining", "ratelimit-remaining"]),
+            request_id: observe::first_header(headers, ids),
+            host,
+        });
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE)
+}
+
+fn transport_message(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect error"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "transport error"
+    };
+    match std::error::Error::source(e) {
+        Some(inner) => format!("{what}: {inner}"),
+        None => what.to_owned(),
+    }
+}
+
+fn status_error(status: StatusCode, body: &str) -> Error {
+    let kind = match status.as_u16() {
+        401 | 403 | 407 => ErrorKind::Auth,
+        429 => ErrorKind::RateLimited { retry_after_ms: None },
+        _ => ErrorKind::Permanent,
+    };
+    let mut msg = format!("HTTP {status}");
+    if !body.is_empty() {
+        msg.push_str(&format!(": {body}"));
+    }
+    Error::new(kind, msg)
+}

@@ -1,0 +1,216 @@
+//! Retries over real loopback HTTP (wiremock), with waits asserted on a fake clock.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use common::{TestAuth, builder, secs};
+use dovetail_core::ErrorKind;
+use dovetail_http::{Clock, FakeClock, Request, StatusCode};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn mount(server: &MockServer, m: &str, p: &str, t: ResponseTemplate, times: Option<u64>) {
+    let mock = Mock::given(method(m)).and(path(p)).respond_with(t);
+    match times {
+        Some(n) => mock.up_to_n_times(n).mount(server).await,
+        None => mock.mount(server).await,
+    }
+}
+
+#[tokio::test]
+async fn retries_then_succeeds_with_capped_jittered_backoff() {
+    let server = MockServer::start().await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(503), Some(2)).await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(200).set_body_string("ok"), None).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).build().unwrap();
+    let r = client.send(Request::get("/x")).await.unwrap();
+    assert_eq!((r.status, r.attempts, &r.body[..]), (StatusCode::OK, 3, &b"ok"[..]));
+    let waits = clock.sleeps();
+    assert_eq!(waits.len(), 2);
+    assert!(waits[0] <= Duration::from_millis(100) && waits[1] <= Duration::from_millis(200), "{waits:?}");
+}
+
+#[tokio::test]
+async fn gives_up_listing_every_attempt_and_the_last_body() {
+    let server = MockServer::start().await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(502).set_body_string("upstream exploded"), None).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).build().unwrap();
+    let e = client.send(Request::get("/x").query("access_token", "s3cr3t-value")).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Transient);
+    let msg = e.to_string();
+    assert!(msg.contains("gave up after 4 attempts"), "{msg}");
+    for n in 1..=4 {
+        assert!(msg.contains(&format!("#{n} 502")), "{msg}");
+    }
+    assert_eq!(msg.matches("waited").count(), 3, "{msg}");
+    assert!(msg.contains("last body: upstream exploded"), "{msg}");
+    assert!(msg.contains("GET http://") && msg.contains("access_token=[redacted]") && !msg.contains("s3cr3t"));
+    assert_eq!(server.received_requests().await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn retry_after_seconds_and_http_date_are_honoured() {
+    let server = MockServer::start().await;
+    let clock = FakeClock::new();
+    let date = httpdate::fmt_http_date(clock.now() + secs(20 + 7));
+    mount(&server, "GET", "/x", ResponseTemplate::new(429).insert_header("retry-after", "7"), Some(1)).await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(503).insert_header("retry-after", date.as_str()), Some(1)).await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(200), None).await;
+    let client = builder(&server.uri(), &clock).build().unwrap();
+    client.send(Request::get("/x")).await.unwrap();
+    // 7 s, then the date 27 s after the start = 20 s after the first wait.
+    assert_eq!(clock.sleeps(), vec![secs(7), secs(20)]);
+}
+
+#[tokio::test]
+async fn a_429_past_the_budget_is_rate_limited_with_the_wait() {
+    let server = MockServer::start().await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(429).insert_header("retry-after", "3600"), None).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).build().unwrap();
+    let e = client.send(Request::get("/x")).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::RateLimited { retry_after_ms: Some(3_600_000) });
+    assert!(clock.sleeps().is_empty(), "never requests before the server's time");
+}
+
+/// A fake clock that notes how many requests the server had seen when each sleep began.
+#[derive(Debug)]
+struct WitnessClock {
+    fake: Arc<FakeClock>,
+    server: Arc<MockServer>,
+    seen_at_sleep: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl Clock for WitnessClock {
+    fn now(&self) -> SystemTime {
+        self.fake.now()
+    }
+    fn monotonic(&self) -> Duration {
+        self.fake.monotonic()
+    }
+    async fn sleep(&self, d: Duration) {
+        let n = self.server.received_requests().await.unwrap().len();
+        self.seen_at_sleep.lock().unwrap().push(n);
+        self.fake.sleep(d).await;
+    }
+}
+
+#[tokio::test]
+async fn remaining_zero_waits_for_the_reset_without_sending() {
+    let server = Arc::new(MockServer::start().await);
+    let exhausted = ResponseTemplate::new(200)
+        .insert_header("x-ratelimit-remaining", "0")
+        .insert_header("x-ratelimit-reset", "1700000030");
+    mount(&server, "GET", "/x", exhausted, Some(1)).await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(200), None).await;
+    let fake = FakeClock::new();
+    let clock = Arc::new(WitnessClock { fake: fake.clone(), server: server.clone(), seen_at_sleep: Mutex::default() });
+    let client = builder(&server.uri(), &fake).clock(clock.clone()).build().unwrap();
+    client.send(Request::get("/x")).await.unwrap();
+    // A clone shares the limiter: it waits for the reset too.
+    client.clone().send(Request::get("/x")).await.unwrap();
+    assert_eq!(fake.sleeps(), vec![secs(30)]);
+    assert_eq!(*clock.seen_at_sleep.lock().unwrap(), vec![1], "the wait began before a second request was sent");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn post_is_retried_only_with_an_idempotency_key() {
+    let server = MockServer::start().await;
+    mount(&server, "POST", "/w", ResponseTemplate::new(503), Some(1)).await;
+    mount(&server, "POST", "/w", ResponseTemplate::new(201), None).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).build().unwrap();
+    let e = client.send(Request::post("/w").json(&serde_json::json!({"a": 1}))).await.unwrap_err();
+    assert!(e.to_string().contains("not retried (POST without an idempotency key)"), "{e}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    server.reset().await;
+    mount(&server, "POST", "/w", ResponseTemplate::new(503), Some(1)).await;
+    Mock::given(method("POST"))
+        .and(header("idempotency-key", "k-1"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&server)
+        .await;
+    let r = client.send(Request::post("/w").idempotency_key("k-1").body("x")).await.unwrap();
+    assert_eq!((r.status, r.attempts), (StatusCode::CREATED, 2));
+    let sent = server.received_requests().await.unwrap();
+    assert!(sent.iter().all(|r| r.body == b"x"), "the buffered body is resent");
+}
+
+#[tokio::test]
+async fn a_200_with_a_truncated_body_is_retried() {
+    let server = MockServer::start().await;
+    mount(&server, "GET", "/j", ResponseTemplate::new(200).set_body_string(r#"{"items": [1, 2"#), Some(1)).await;
+    mount(&server, "GET", "/j", ResponseTemplate::new(200).set_body_string(r#"{"items": [1, 2]}"#), None).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).build().unwrap();
+    let v: serde_json::Value = client.send_json(Request::get("/j")).await.unwrap();
+    assert_eq!(v["items"], serde_json::json!([1, 2]));
+    assert_eq!(clock.sleeps().len(), 1);
+}
+
+#[tokio::test]
+async fn a_classifier_retries_secondary_rate_limits_and_403s_fail_as_auth() {
+    let server = MockServer::start().await;
+    let secondary = ResponseTemplate::new(403)
+        .set_body_string("You have exceeded a secondary rate limit")
+        .insert_header("retry-after", "60");
+    mount(&server, "GET", "/s", secondary, Some(1)).await;
+    mount(&server, "GET", "/s", ResponseTemplate::new(200), None).await;
+    mount(&server, "GET", "/forbidden", ResponseTemplate::new(403).set_body_string("no access"), None).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock)
+        .classifier(Arc::new(|s, _, body| {
+            (s == StatusCode::FORBIDDEN && String::from_utf8_lossy(body).contains("secondary rate limit"))
+                .then_some(true)
+        }))
+        .build()
+        .unwrap();
+    client.send(Request::get("/s")).await.unwrap();
+    assert_eq!(clock.sleeps(), vec![secs(60)]);
+    let e = client.send(Request::get("/forbidden")).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Auth);
+    assert!(e.to_string().contains("no access"));
+}
+
+#[tokio::test]
+async fn a_401_asks_the_provider_and_retries_once() {
+    let server = MockServer::start().await;
+    Mock::given(header("authorization", "Bearer t-fresh"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(401)).mount(&server).await;
+    let clock = FakeClock::new();
+    let auth = Arc::new(TestAuth { token: "t".into(), refreshable: true, ..TestAuth::default() });
+    let client = builder(&server.uri(), &clock).auth(auth.clone()).build().unwrap();
+    let r = client.send(Request::get("/me")).await.unwrap();
+    assert_eq!((r.attempts, auth.unauthorized_calls()), (2, 1));
+    assert!(clock.sleeps().is_empty());
+
+    let stubborn = TestAuth::bearer("t");
+    let client = builder(&server.uri(), &clock).auth(stubborn.clone()).build().unwrap();
+    let e = client.send(Request::get("/me")).await.unwrap_err();
+    assert_eq!((e.kind(), stubborn.unauthorized_calls()), (&ErrorKind::Auth, 1));
+}
+
+#[tokio::test]
+async fn connect_errors_are_retried_then_reported() {
+    let clock = FakeClock::new();
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let client = builder(&base, &clock).build().unwrap();
+    let e = client.send(Request::get("/x")).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Transient);
+    assert!(e.to_string().contains("#4 connect error"), "{e}");
+    assert!(std::error::Error::source(&e).is_some(), "the reqwest error is kept as the source");
+}
