@@ -137,26 +137,48 @@ pub fn canonical_json(v: &Value) -> String {
 pub struct ContentHash(pub [u8; 16]);
 
 impl ContentHash {
-    /// Hash a value's canonical JSON with xxh3-128.
+    /// Hash a value's content with xxh3-128: a walk over the value (object keys in sorted
+    /// order, every string and number length-prefixed, numbers by their exact text), so equal
+    /// values hash equal and no two different values share an encoding. Walking instead of
+    /// serializing to JSON skips escaping and formatting on the hot path.
     pub fn of(v: &Value) -> ContentHash {
-        struct W(xxhash_rust::xxh3::Xxh3);
-        impl std::io::Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.update(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut w = W(xxhash_rust::xxh3::Xxh3::new());
-        // Writing into a hasher cannot fail.
-        let _ = serde_json::to_writer(&mut w, v);
-        ContentHash(w.0.digest128().to_be_bytes())
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        feed(&mut h, v);
+        ContentHash(h.digest128().to_be_bytes())
     }
     /// Lowercase hex, for idempotency keys and display.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn feed(h: &mut xxhash_rust::xxh3::Xxh3, v: &Value) {
+    fn bytes(h: &mut xxhash_rust::xxh3::Xxh3, tag: u8, b: &[u8]) {
+        h.update(&[tag]);
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    }
+    match v {
+        Value::Null => h.update(b"n"),
+        Value::Bool(true) => h.update(b"t"),
+        Value::Bool(false) => h.update(b"f"),
+        Value::Number(n) => bytes(h, b'#', n.as_str().as_bytes()),
+        Value::String(s) => bytes(h, b's', s.as_bytes()),
+        Value::Array(items) => {
+            h.update(b"[");
+            h.update(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                feed(h, item);
+            }
+        }
+        Value::Object(map) => {
+            h.update(b"{");
+            h.update(&(map.len() as u64).to_le_bytes());
+            for (k, item) in map {
+                bytes(h, b'k', k.as_bytes());
+                feed(h, item);
+            }
+        }
     }
 }
 
@@ -335,6 +357,11 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":"x","b":1}"#).unwrap();
         assert_eq!(ContentHash::of(&a), ContentHash::of(&b));
         assert_ne!(ContentHash::of(&a), ContentHash::of(&json!({"a": "x", "b": 2})));
+        // No two different values share an encoding.
+        assert_ne!(ContentHash::of(&json!(["ab", "c"])), ContentHash::of(&json!(["a", "bc"])));
+        assert_ne!(ContentHash::of(&json!({"a": "1"})), ContentHash::of(&json!({"a": 1})));
+        assert_ne!(ContentHash::of(&json!([[], []])), ContentHash::of(&json!([[[]]])));
+        assert_ne!(ContentHash::of(&json!(null)), ContentHash::of(&json!("n")));
         let k = Key::from_parts(&[&json!(1), &json!("a")]);
         assert_eq!(k.as_str(), r#"[1,"a"]"#);
         assert_eq!(k.parts(2), vec![json!(1), json!("a")]);
