@@ -3,11 +3,14 @@
 //! - `ci`: fmt, clippy, tests, tidy and the demo smoke test, in order (`.ci/run` calls it)
 //! - `tidy`: dependency direction, secret types, connector READMEs, file sizes
 //! - `bench [--records N]... [--keep]`: JSONL → SQLite throughput and peak RSS
+//! - `bench-http [--seconds S] [--requests N]`: dovetail-http against a rate-limited local
+//!   server, and its keep-alive overhead over bare reqwest
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
 //! `dovetail` binary as a child process.
 
 mod bench;
+mod bench_http;
 mod ci;
 mod rss;
 mod tidy;
@@ -23,7 +26,11 @@ commands:
   tidy                            workspace rules: dependency direction, secret types,
                                   connector READMEs, file sizes
   bench [--records N]... [--keep] JSONL -> SQLite benchmark of the release binary
-                                  (default: --records 100000 --records 1000000)";
+                                  (default: --records 100000 --records 1000000)
+  bench-http [--seconds S] [--requests N]
+                                  dovetail-http benchmarks (release examples of crates/http):
+                                  client not told R vs a rate-limited server for S seconds
+                                  (default 20); N keep-alive GETs vs bare reqwest (10000)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +39,7 @@ fn main() -> ExitCode {
         Some("ci") if args.len() == 1 => ci::main(&root),
         Some("tidy") if args.len() == 1 => tidy::main(&root),
         Some("bench") => bench::main(&root, &args[1..]).map(|()| true),
+        Some("bench-http") => bench_http::main(&root, &args[1..]).map(|()| true),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,6 +1,13 @@
-//! Time as a dependency: every wait the client makes (backoff, `Retry-After`, rate-limit
-//! resets, circuit cool-downs) goes through a [`Clock`], so tests use [`FakeClock`], which
-//! records each requested sleep and advances a virtual clock instantly.
+//! Time as a dependency: the crate's one time source. Every wait the client makes (backoff,
+//! `Retry-After`, rate-limit resets, budgets, circuit cool-downs) and every OAuth2 token
+//! expiry goes through a [`Clock`]: [`TokioClock`] in production, [`FakeClock`] in tests,
+//! which records each requested sleep and advances a virtual clock instantly. Pass the same
+//! `Arc<FakeClock>` to the client ([`crate::HttpClientBuilder::clock`]) and to an OAuth2
+//! provider (`with_clock`) and both follow one virtual time.
+//!
+//! Two readings: [`Clock::now`] (wall time, for epoch reset headers, HTTP dates and
+//! messages) and [`Clock::monotonic`] (an `Instant`-like reading that never goes back, for
+//! everything measured as "how long since": budgets, cool-downs, token expiry).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -13,13 +20,16 @@ use async_trait::async_trait;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Wall-clock time, used for epoch reset headers and HTTP dates.
     fn now(&self) -> SystemTime;
-    /// Monotonic time since an arbitrary origin, used for budgets and cool-downs.
+    /// Monotonic time since an arbitrary origin fixed per clock, used for budgets,
+    /// cool-downs and token expiry. Only differences between readings of one clock mean
+    /// anything (like [`std::time::Instant`]).
     fn monotonic(&self) -> Duration;
     /// Wait for `d`.
     async fn sleep(&self, d: Duration);
 }
 
-/// The real clock: tokio's timer and the system wall clock.
+/// The real clock: tokio's timer, tokio's monotonic `Instant` (so a paused tokio runtime
+/// pauses it too) and the system wall clock.
 #[derive(Debug, Clone)]
 pub struct TokioClock {
     origin: tokio::time::Instant,
@@ -44,8 +54,9 @@ impl Clock for TokioClock {
     }
 }
 
-/// A virtual clock for tests: `sleep` records the duration, advances both clocks by it and
-/// returns at once (after yielding to the scheduler).
+/// A virtual clock for tests: `sleep` records the duration, advances both readings by it and
+/// returns at once (after yielding to the scheduler); [`FakeClock::advance`] moves time
+/// without a sleep (e.g. to expire an OAuth2 token).
 #[derive(Debug)]
 pub struct FakeClock {
     state: Mutex<FakeState>,

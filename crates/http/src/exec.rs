@@ -146,6 +146,7 @@ impl HttpClient {
                         && let Some(c) = &cached
                     {
                         inner.circuits.success(&host);
+                        limiter.succeeded();
                         observe::cache_hit(&host, "not_modified");
                         done("cache", n);
                         return decode(&cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at));
@@ -180,6 +181,7 @@ impl HttpClient {
                         match decode(&resp) {
                             Ok(v) => {
                                 inner.circuits.success(&host);
+                                limiter.succeeded();
                                 if let (Some(c), Some(k)) = (&inner.cache, &cache_key) {
                                     let entry = cache::to_cached(resp.status, &resp.headers, &resp.body);
                                     if let Err(e) = c.put(k, &entry).await {
@@ -225,6 +227,9 @@ impl HttpClient {
             if server.is_some() {
                 // Every request on this (host, credential) slows down, not only this one.
                 limiter.block_for(clock, wait);
+            } else if outcome == AttemptOutcome::Status(429) {
+                // "Too fast" without saying how fast is fine: hold the group and pace.
+                limiter.slow_down(clock, &host, wait);
             }
             let elapsed = clock.monotonic().saturating_sub(start);
             if may_retry && n < inner.retry.max_attempts && elapsed + wait <= inner.retry.max_elapsed {

@@ -12,12 +12,13 @@
 //!    backoff overridden by `Retry-After` / rate-limit reset headers; non-idempotent methods
 //!    only with an idempotency key; the give-up error lists every attempt;
 //! 4. **rate limits** per (host, credential), shared by clones: a governor budget
-//!    ([`RateBudget`]) plus the server's `Remaining: 0` / 429 signals, and a per-host
-//!    concurrency limit;
+//!    ([`RateBudget`]) plus the server's `Remaining: 0` / 429 signals (a 429 without a wait
+//!    header halves the rate until successes restore it), and a per-host concurrency limit;
 //! 5. **auth** ([`auth::Auth`]) applied on every attempt, one refresh-and-retry on a 401;
 //! 6. reqwest (rustls, proxies from the environment, extra CA certificates).
 //!
-//! Every wait goes through a [`Clock`], so tests run on a [`FakeClock`]. Logs never carry
+//! Every wait and every OAuth2 token expiry goes through one [`Clock`], so tests run on a
+//! [`FakeClock`]. Logs never carry
 //! credentials: URLs are redacted ([`redact_url`]) and headers are not logged.
 //! [`paginate`] turns a first request into pages.
 #![warn(missing_docs)]

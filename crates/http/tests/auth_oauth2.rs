@@ -1,5 +1,5 @@
 //! OAuth2 token manager against a wiremock token endpoint over loopback. Expiry is driven by
-//! a `ManualClock`, never by sleeping.
+//! the crate's `FakeClock`, never by sleeping.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dovetail_core::remote::TokenStore;
 use dovetail_core::{Error, ErrorKind, Secret};
-use dovetail_http::auth::{Auth, ClientAuth, ManualClock, OAuth2ClientCredentials, OAuth2RefreshToken, OAuth2Settings};
+use dovetail_http::FakeClock;
+use dovetail_http::auth::{Auth, ClientAuth, OAuth2ClientCredentials, OAuth2RefreshToken, OAuth2Settings};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -73,7 +74,7 @@ async fn fifty_concurrent_applies_on_an_expired_token_cause_one_token_request() 
         .respond_with(token("at-1", 3600).set_delay(Duration::from_millis(200)))
         .mount(&server)
         .await;
-    let clock = Arc::new(ManualClock::new());
+    let clock = FakeClock::new();
     let auth = Arc::new(OAuth2ClientCredentials::new(settings(&server)).unwrap().with_clock(clock.clone()));
     assert_eq!(bearer(auth.as_ref()).await, "Bearer at-1");
     assert_eq!(token_requests(&server).await.len(), 1);
@@ -94,7 +95,7 @@ async fn fifty_concurrent_applies_on_an_expired_token_cause_one_token_request() 
 async fn refreshes_proactively_at_expiry_minus_skew_measured_from_the_request() {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(token("at", 3600)).mount(&server).await;
-    let clock = Arc::new(ManualClock::new());
+    let clock = FakeClock::new();
     let auth = OAuth2ClientCredentials::new(settings(&server)).unwrap().with_clock(clock.clone());
     bearer(&auth).await;
     clock.advance(Duration::from_secs(3600 - 60 - 1));

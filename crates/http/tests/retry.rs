@@ -214,3 +214,32 @@ async fn connect_errors_are_retried_then_reported() {
     assert!(e.to_string().contains("#4 connect error"), "{e}");
     assert!(std::error::Error::source(&e).is_some(), "the reqwest error is kept as the source");
 }
+
+#[tokio::test]
+async fn a_bare_429_slows_every_later_request_until_successes_restore_the_rate() {
+    let server = MockServer::start().await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(429), Some(1)).await;
+    mount(&server, "GET", "/x", ResponseTemplate::new(200), None).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).build().unwrap();
+    client.send(Request::get("/x")).await.unwrap();
+    let backoff = clock.sleeps();
+    assert_eq!(backoff.len(), 1, "the 429's retry waited its backoff");
+    // Back-to-back requests from a clone are now paced (10 ms minimum spacing, as nothing
+    // was measured before the 429), and each success shortens the spacing.
+    let other = client.clone();
+    for _ in 0..3 {
+        other.send(Request::get("/x")).await.unwrap();
+    }
+    let paced = clock.sleeps()[1..].to_vec();
+    assert!(!paced.is_empty() && paced.iter().all(|d| *d <= Duration::from_millis(10)), "{paced:?}");
+    // Enough successes switch pacing off: no more waits.
+    for _ in 0..60 {
+        other.send(Request::get("/x")).await.unwrap();
+    }
+    let n = clock.sleeps().len();
+    for _ in 0..5 {
+        other.send(Request::get("/x")).await.unwrap();
+    }
+    assert_eq!(clock.sleeps().len(), n, "the rate is restored");
+}

@@ -7,6 +7,8 @@ use dovetail_core::{Error, Secret};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::clock::Clock;
+
 use super::{
     ApiKey, Auth, Basic, ClientAuth, OAuth2ClientCredentials, OAuth2RefreshToken, OAuth2Settings, StaticBearer,
 };
@@ -98,15 +100,17 @@ pub enum AuthConfig {
 impl AuthConfig {
     /// Build the provider. `tokens` keeps rotated refresh tokens (refresh-token grant only).
     pub fn build(&self, tokens: Option<Arc<dyn TokenStore>>) -> Result<Arc<dyn Auth>, Error> {
-        self.build_with(tokens, None)
+        self.build_with(tokens, None, None)
     }
 
     /// Like [`build`](Self::build), sending OAuth2 token requests through `http` when given
-    /// (so they share the client's proxy and CA settings).
+    /// (so they share the client's proxy and CA settings) and measuring token expiry on
+    /// `clock` when given (the client's clock; default [`crate::TokioClock`]).
     pub fn build_with(
         &self,
         tokens: Option<Arc<dyn TokenStore>>,
         http: Option<reqwest::Client>,
+        clock: Option<Arc<dyn Clock>>,
     ) -> Result<Arc<dyn Auth>, Error> {
         let settings = |url: &str, id: &str, secret: Option<&Secret>, ca: ClientAuth, scopes: &[String], skew: u64| {
             let mut s = OAuth2Settings::new(url, id, secret.cloned());
@@ -136,11 +140,14 @@ impl AuthConfig {
                 refresh_skew_secs,
             } => {
                 let s = settings(token_url, client_id, Some(client_secret), *client_auth, scopes, *refresh_skew_secs);
-                let p = OAuth2ClientCredentials::new(s)?;
-                Arc::new(match http {
-                    Some(h) => p.with_http_client(h),
-                    None => p,
-                })
+                let mut p = OAuth2ClientCredentials::new(s)?;
+                if let Some(h) = http {
+                    p = p.with_http_client(h);
+                }
+                if let Some(c) = clock {
+                    p = p.with_clock(c);
+                }
+                Arc::new(p)
             }
             AuthConfig::Oauth2RefreshToken {
                 token_url,
@@ -153,11 +160,14 @@ impl AuthConfig {
             } => {
                 let s =
                     settings(token_url, client_id, client_secret.as_ref(), *client_auth, scopes, *refresh_skew_secs);
-                let p = OAuth2RefreshToken::new(s, refresh_token.clone(), tokens)?;
-                Arc::new(match http {
-                    Some(h) => p.with_http_client(h),
-                    None => p,
-                })
+                let mut p = OAuth2RefreshToken::new(s, refresh_token.clone(), tokens)?;
+                if let Some(h) = http {
+                    p = p.with_http_client(h);
+                }
+                if let Some(c) = clock {
+                    p = p.with_clock(c);
+                }
+                Arc::new(p)
             }
         })
     }

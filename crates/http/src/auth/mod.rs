@@ -4,9 +4,9 @@
 //! Every provider implements [`Auth`]; [`AuthConfig`] builds one from configuration. Secrets
 //! are held as [`dovetail_core::Secret`], header values carrying them are marked sensitive,
 //! and no provider logs a secret. [`Auth::credential_id`] is a short hash of the credential's
-//! identity, never the secret in clear.
+//! identity, never the secret in clear. The OAuth2 providers measure token expiry on the
+//! crate's one time source, [`crate::clock::Clock`] (see their `with_clock`).
 
-mod clock;
 mod config;
 mod oauth2;
 mod simple;
@@ -15,7 +15,6 @@ mod token;
 use async_trait::async_trait;
 use dovetail_core::Error;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ApiKeyPlacement, AuthConfig};
 pub use oauth2::{ClientAuth, OAuth2ClientCredentials, OAuth2RefreshToken, OAuth2Settings};
 pub use simple::{ApiKey, Basic, StaticBearer};

@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dovetail_core::remote::TokenStore;
@@ -23,8 +23,8 @@ use dovetail_core::{Error, ErrorKind, Secret};
 use reqwest::header::AUTHORIZATION;
 use tracing::Instrument;
 
-use super::clock::{Clock, SystemClock};
 use super::{Auth, sensitive_header, short_hash, token};
+use crate::clock::{Clock, TokioClock};
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
@@ -71,7 +71,8 @@ impl OAuth2Settings {
 /// The current access token and when to stop using it.
 struct Token {
     access: Secret,
-    refresh_at: Option<Instant>,
+    /// [`Clock::monotonic`] reading from which the token is due for refresh (`None`: never).
+    refresh_at: Option<Duration>,
 }
 
 /// What only the holder of the refresh gate touches.
@@ -128,7 +129,7 @@ impl Manager {
             settings,
             url,
             http,
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(TokioClock::default()),
             refresh,
             current: Mutex::new(None),
             gate: Arc::default(),
@@ -169,7 +170,7 @@ impl Manager {
 
     /// The current token if it is not due for refresh.
     fn fresh(&self) -> Option<Secret> {
-        let now = self.clock.now();
+        let now = self.clock.monotonic();
         match &*self.lock_current() {
             Some(t) if t.refresh_at.is_none_or(|at| now < at) => Some(t.access.clone()),
             _ => None,
@@ -236,7 +237,7 @@ impl Manager {
         }
         tracing::debug!(token_url = %self.settings.token_url, grant, "requesting an OAuth2 token");
         metrics::counter!("dovetail_http_token_requests_total").increment(1);
-        let sent_at = self.clock.now();
+        let sent_at = self.clock.monotonic();
         let fetched = token::request(&self.http, &self.url, &self.settings, grant, params, &secrets).await?;
         let mut rotated = false;
         if let (Some(r), Some(new)) = (&self.refresh, fetched.refresh) {
@@ -271,7 +272,7 @@ impl Manager {
                 }
             }
         }
-        // A lifetime too large for `Instant` means "no known expiry".
+        // A lifetime too large to add means "no known expiry".
         let refresh_at =
             fetched.expires_in.and_then(|life| sent_at.checked_add(life - self.settings.refresh_skew.min(life / 2)));
         tracing::debug!(
@@ -310,7 +311,8 @@ impl OAuth2ClientCredentials {
     pub fn new(settings: OAuth2Settings) -> Result<Self, Error> {
         Ok(OAuth2ClientCredentials(Arc::new(Manager::new(settings, None)?)))
     }
-    /// Use `clock` for expiry (tests).
+    /// Measure token expiry on `clock` (default: [`TokioClock`]); tests pass the client's
+    /// [`crate::FakeClock`] so both follow the same virtual time.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
         Self(Manager::reconfigure(self.0, |m| m.clock = clock))
     }
@@ -342,7 +344,8 @@ impl OAuth2RefreshToken {
         let grant = RefreshGrant { configured: refresh_token, store, store_key };
         Ok(OAuth2RefreshToken(Arc::new(Manager::new(settings, Some(grant))?)))
     }
-    /// Use `clock` for expiry (tests).
+    /// Measure token expiry on `clock` (default: [`TokioClock`]); tests pass the client's
+    /// [`crate::FakeClock`] so both follow the same virtual time.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
         Self(Manager::reconfigure(self.0, |m| m.clock = clock))
     }

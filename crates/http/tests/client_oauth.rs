@@ -1,0 +1,108 @@
+//! The client and the real OAuth2 providers together, over loopback: single-flight refresh
+//! under concurrent requests and the 401 → refresh → one retry rule. Token expiry follows
+//! the same `FakeClock` as the client.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{builder, secs};
+use dovetail_core::{ErrorKind, Secret};
+use dovetail_http::auth::{OAuth2ClientCredentials, OAuth2Settings};
+use dovetail_http::{FakeClock, HttpClient, Request};
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn token(access: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600}))
+}
+
+fn provider(server: &MockServer, clock: &Arc<FakeClock>) -> Arc<OAuth2ClientCredentials> {
+    let s = OAuth2Settings::new(format!("{}/token", server.uri()), "client-1", Some(Secret::new("cs-1234")));
+    Arc::new(OAuth2ClientCredentials::new(s).unwrap().with_clock(clock.clone()))
+}
+
+async fn count(server: &MockServer, p: &str) -> usize {
+    server.received_requests().await.unwrap().iter().filter(|r| r.url.path() == p).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_requests_on_an_expired_token_cause_one_token_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("at-1")).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(token("at-2").set_delay(Duration::from_millis(200)))
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .and(header("authorization", "Bearer at-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([1])))
+        .mount(&server)
+        .await;
+    Mock::given(path("/items")).respond_with(ResponseTemplate::new(401)).mount(&server).await;
+    let clock = FakeClock::new();
+    let auth = provider(&server, &clock);
+    let client = builder(&server.uri(), &clock).auth(auth).max_concurrency(64).build().unwrap();
+    client.send(Request::get("/warm")).await.unwrap_err(); // fetches at-1 (404 from wiremock)
+    assert_eq!(count(&server, "/token").await, 1);
+
+    clock.advance(secs(3600));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let client = client.clone();
+        tasks.spawn(async move { client.send_json::<Vec<u32>>(Request::get("/items")).await });
+    }
+    let results = tasks.join_all().await;
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|v| v == &[1])), "{results:?}");
+    assert_eq!(count(&server, "/token").await, 2, "exactly one token request for the 50 requests");
+    assert_eq!(count(&server, "/items").await, 50, "no request went out with the expired token");
+}
+
+async fn client_with_401_once(server: &MockServer) -> (HttpClient, Arc<FakeClock>) {
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("at-1")).up_to_n_times(1).mount(server).await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("at-2")).mount(server).await;
+    Mock::given(path("/me"))
+        .and(header("authorization", "Bearer at-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 7})))
+        .mount(server)
+        .await;
+    Mock::given(path("/me")).respond_with(ResponseTemplate::new(401)).mount(server).await;
+    Mock::given(path("/never")).respond_with(ResponseTemplate::new(401).set_body_string("no")).mount(server).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).auth(provider(server, &clock)).build().unwrap();
+    (client, clock)
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_token_and_retries_once() {
+    let server = MockServer::start().await;
+    let (client, clock) = client_with_401_once(&server).await;
+    let me: serde_json::Value = client.send_json(Request::get("/me")).await.unwrap();
+    assert_eq!(me["id"], 7);
+    assert_eq!(count(&server, "/token").await, 2, "the 401 caused exactly one refresh");
+    assert_eq!(count(&server, "/me").await, 2);
+    let sent = server.received_requests().await.unwrap();
+    let auths: Vec<_> =
+        sent.iter().filter(|r| r.url.path() == "/me").map(|r| r.headers["authorization"].clone()).collect();
+    assert_eq!(auths, ["Bearer at-1", "Bearer at-2"]);
+    assert!(clock.sleeps().is_empty(), "a 401 retry does not back off");
+
+    // The fresh token is reused: no further token request.
+    client.send(Request::get("/me")).await.unwrap();
+    assert_eq!(count(&server, "/token").await, 2);
+}
+
+#[tokio::test]
+async fn a_second_401_after_the_refresh_is_not_retried_again() {
+    let server = MockServer::start().await;
+    let (client, _clock) = client_with_401_once(&server).await;
+    let err = client.send(Request::get("/never")).await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Auth, "{}", err.report());
+    assert!(err.report().contains("401"), "{}", err.report());
+    assert_eq!(count(&server, "/never").await, 2, "one retry after the refresh, no loop");
+    assert_eq!(count(&server, "/token").await, 2);
+}
