@@ -8,12 +8,11 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
 use crate::rss::{Measured, run_measured};
-use crate::util::{cargo, display_command, fmt_duration, target_dir};
+use crate::util::{cargo, display_command, dovetail_run, fmt_duration, target_dir};
 
 /// Record counts when none are given.
 pub const DEFAULT_RECORDS: &[u64] = &[100_000, 1_000_000, 3_000_000];
@@ -161,14 +160,7 @@ fn run_bench(bin: &Path, opts: &Options) -> Result<()> {
 fn run_dovetail(bin: &Path, dir: &Path, config: &Path, run: &str) -> Result<Measured> {
     let out_path = dir.join(format!("{run}.stdout.log"));
     let err_path = dir.join(format!("{run}.stderr.log"));
-    let mut cmd = Command::new(bin);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path)?)
-        .stderr(File::create(&err_path)?);
+    let mut cmd = dovetail_run(bin, dir, config, &out_path, &err_path)?;
     let m = run_measured(&mut cmd)?;
     let stdout = fs::read_to_string(&out_path).unwrap_or_default();
     if !m.status.success() {

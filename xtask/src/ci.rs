@@ -9,14 +9,14 @@
 //!
 //! All steps share the debug profile and one target dir.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, copy_dir, display_command, fmt_duration, plain_output, target_dir};
+use crate::util::{cargo, copy_dir, display_command, dovetail_run, fmt_duration, plain_output, target_dir};
 
 /// How long one demo run may take before it is killed.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -215,14 +215,7 @@ fn run_demo(bin: &Path, dir: &Path, config: &Path, label: &str) -> Result<DemoRu
     let logs = dir.parent().unwrap_or(dir);
     let out_path = logs.join(format!("{label}.stdout"));
     let err_path = logs.join(format!("{label}.stderr"));
-    let mut cmd = Command::new(bin);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path)?)
-        .stderr(File::create(&err_path)?);
+    let mut cmd = dovetail_run(bin, dir, config, &out_path, &err_path)?;
     plain_output(&mut cmd);
     println!("ci: running ({label}): {}", display_command(&cmd));
     let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;

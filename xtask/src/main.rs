@@ -26,7 +26,7 @@ commands:
   tidy                            workspace rules: dependency direction, secret types,
                                   connector READMEs, file sizes
   bench [--records N]... [--keep] JSONL -> SQLite benchmark of the release binary
-                                  (default: --records 100000 --records 1000000)
+                                  (default: --records 100000 --records 1000000 --records 3000000)
   bench-http [--seconds S] [--requests N]
                                   dovetail-http benchmarks (release examples of crates/http):
                                   client not told R vs a rate-limited server for S seconds

@@ -30,6 +30,19 @@ pub fn cargo(root: &Path) -> Command {
 }
 
 /// Turns colours off for a child when running under CI, so logs stay readable.
+/// `dovetail run --config CONFIG` in `dir`, stdin closed, stdout and stderr to files.
+pub fn dovetail_run(bin: &Path, dir: &Path, config: &Path, stdout: &Path, stderr: &Path) -> Result<Command> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(stdout).with_context(|| format!("creating {}", stdout.display()))?)
+        .stderr(fs::File::create(stderr).with_context(|| format!("creating {}", stderr.display()))?);
+    Ok(cmd)
+}
+
 pub fn plain_output(cmd: &mut Command) {
     if is_ci() {
         cmd.env("CARGO_TERM_COLOR", "never");
