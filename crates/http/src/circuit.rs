@@ -45,7 +45,8 @@ impl Circuits {
     /// May a request go to `host` now? `Err` is an `Unavailable` error.
     pub(crate) fn admit(&self, host: &str) -> Result<Admit, Error> {
         let mut map = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.entry(host.to_owned()).or_default();
+        // A host never seen is closed: no entry (and no key allocation) until it fails.
+        let Some(s) = map.get_mut(host) else { return Ok(Admit::Go) };
         let Some((since, opened_at)) = s.open else { return Ok(Admit::Go) };
         if !s.probing && self.clock.monotonic() >= opened_at + self.policy.cool_down {
             s.probing = true;

@@ -26,6 +26,8 @@ pub struct HttpClient {
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) base: Option<Url>,
+    /// The base URL's host, port and their key (see `exec::host_key`), built once.
+    pub(crate) base_host: Option<(String, u16, Arc<str>)>,
     pub(crate) headers: HeaderMap,
     pub(crate) retry: RetryPolicy,
     pub(crate) classifier: Option<Classifier>,
@@ -243,6 +245,11 @@ impl HttpClientBuilder {
             Some(u) => Some(Url::parse(u).map_err(|e| Error::config(format!("http.base_url `{u}`")).with_source(e))?),
             None => None,
         };
+        let base_host = base.as_ref().map(|b| {
+            let (host, port) = (b.host_str().unwrap_or("").to_owned(), b.port_or_known_default().unwrap_or(0));
+            let key = Arc::from(crate::exec::host_key(&host, port));
+            (host, port, key)
+        });
         let mut headers = HeaderMap::new();
         for (k, v) in self.headers.iter().chain(self.api_version.iter()) {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -259,6 +266,7 @@ impl HttpClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 base,
+                base_host,
                 headers,
                 backoff: Backoff::new(self.retry.jitter_seed),
                 retry: self.retry,

@@ -2,6 +2,7 @@
 //! attempt: rate-limit gate and budget → host concurrency slot → auth → send → read the
 //! whole body → classify (success, 304, 401, retryable, final) → wait → again.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dovetail_core::{Error, ErrorKind};
@@ -12,9 +13,9 @@ use serde::de::DeserializeOwned;
 use crate::cache;
 use crate::circuit::Admit;
 use crate::client::HttpClient;
-use crate::observe::{self, AttemptEvent, REQUEST_ID_HEADERS};
+use crate::observe::{self, AttemptEvent};
 use crate::request::{Request, Response};
-use crate::retry::{Attempt, AttemptOutcome, fmt_duration, remaining, reset_wait, retryable_status, server_wait};
+use crate::retry::{Attempt, AttemptOutcome, fmt_duration, retryable_status, server_wait};
 
 /// The cause of the last failed attempt, kept as the error's source.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +34,7 @@ enum Step {
 impl HttpClient {
     /// Send `req` and return the response (2xx, or a 304 answered from the cache).
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        self.send_decode(req, |r| Ok(r.clone())).await
+        self.send_inner(req, |_| Ok(()), |r, ()| r).await
     }
 
     /// Send `req` and decode its JSON body; a body that fails to decode is retried.
@@ -48,6 +49,18 @@ impl HttpClient {
         req: Request,
         decode: impl Fn(&Response) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.send_inner(req, decode, |_, v| v).await
+    }
+
+    /// The request loop; `finish` turns the decoded response into the result (so `send`
+    /// returns the response itself without cloning it).
+    async fn send_inner<T, R>(
+        &self,
+        req: Request,
+        decode: impl Fn(&Response) -> Result<T, Error>,
+        finish: impl Fn(Response, T) -> R,
+    ) -> Result<R, Error> {
+        let decode_finish = |r: Response| decode(&r).map(|v| finish(r, v));
         let inner = &*self.inner;
         let clock = inner.clock.as_ref();
         if let Some(e) = &req.error {
@@ -55,10 +68,12 @@ impl HttpClient {
         }
         let url = self.resolve(&req)?;
         let shown = observe::redact_url(&url, &inner.secret_params);
-        let at = format!("{} {shown}", req.method);
-        let host = format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
+        // Where an error happened: only built when there is one.
+        let at = || format!("{} {shown}", req.method);
+        let host = self.host_key(&url);
         let credential = inner.auth.as_ref().map(|a| a.credential_id()).unwrap_or_default();
-        let cache_key = (req.method == Method::GET).then(|| cache::key(&req.method, &shown, &credential));
+        let cache_key =
+            (inner.cache.is_some() && req.method == Method::GET).then(|| cache::key(&req.method, &shown, &credential));
         let cached = match (&inner.cache, &cache_key) {
             (Some(c), Some(k)) => c.get(k).await.unwrap_or_else(|e| {
                 tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache lookup failed");
@@ -67,7 +82,7 @@ impl HttpClient {
             _ => None,
         };
         let start = clock.monotonic();
-        let done = |outcome: &str, n: u32| {
+        let done = |outcome: &'static str, n: u32| {
             observe::request_done(&req.method, &shown, &host, outcome, n, clock.monotonic().saturating_sub(start))
         };
         let admit = match inner.circuits.admit(&host) {
@@ -78,10 +93,10 @@ impl HttpClient {
                 {
                     observe::cache_hit(&host, "stale");
                     done("stale", 0);
-                    return decode(&cache::to_response(c, url, 0, true)).map_err(|e| e.at(at.clone()));
+                    return decode_finish(cache::to_response(c, url, 0, true)).map_err(|e| e.at(at()));
                 }
                 done(e.kind().name(), 0);
-                return Err(e.at(at));
+                return Err(e.at(at()));
             }
         };
         let may_retry = is_idempotent(&req.method) || req.headers.contains_key(inner.retry.idempotency_header.as_str());
@@ -95,8 +110,11 @@ impl HttpClient {
             limiter.ready(clock, &host).await;
             let permit = inner.limits.permit(&host).await;
             let mut rq = reqwest::Request::new(req.method.clone(), url.clone());
-            rq.headers_mut().extend(inner.headers.clone());
-            rq.headers_mut().extend(req.headers.clone());
+            // A fresh request has no headers: the client's are a plain copy.
+            *rq.headers_mut() = inner.headers.clone();
+            if !req.headers.is_empty() {
+                rq.headers_mut().extend(req.headers.clone());
+            }
             if let (Some(c), true) = (&cached, inner.cache.is_some()) {
                 cache::add_validators(rq.headers_mut(), c);
             }
@@ -106,13 +124,16 @@ impl HttpClient {
             {
                 inner.circuits.release_probe(&host);
                 done(e.kind().name(), n);
-                return Err(e.at(at));
+                return Err(e.at(at()));
             }
             let secrets = observe::secrets_of(&rq, &inner.secret_params);
+            // What a 401 rejected, so the provider drops that credential only if still current.
+            let sent_headers = inner.auth.as_ref().filter(|_| !reauthorized).map(|_| rq.headers().clone());
             let t0 = Instant::now();
             let result = match inner.http.execute(rq).await {
-                Ok(r) => {
-                    let (status, headers, final_url) = (r.status(), r.headers().clone(), r.url().clone());
+                Ok(mut r) => {
+                    // Reading the body does not need the headers: take them instead of cloning.
+                    let (status, headers, final_url) = (r.status(), std::mem::take(r.headers_mut()), r.url().clone());
                     r.bytes().await.map(|b| (status, headers, final_url, b))
                 }
                 Err(e) => Err(e),
@@ -137,11 +158,7 @@ impl HttpClient {
                 Ok((status, headers, final_url, body)) => {
                     self.log_attempt(&req.method, &shown, &host, n, Some(status), None, t0, body.len(), &headers);
                     inner.deprecations.check(&req.method, &final_url, &headers);
-                    if remaining(&headers) == Some(0)
-                        && let Some(w) = reset_wait(&headers, clock.now(), inner.retry.reset_style)
-                    {
-                        limiter.block_for(clock, w);
-                    }
+                    limiter.observe(clock, &headers, inner.retry.reset_style);
                     if status == StatusCode::NOT_MODIFIED
                         && let Some(c) = &cached
                     {
@@ -149,14 +166,14 @@ impl HttpClient {
                         limiter.succeeded();
                         observe::cache_hit(&host, "not_modified");
                         done("cache", n);
-                        return decode(&cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at));
+                        return decode_finish(cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at()));
                     }
                     if status == StatusCode::UNAUTHORIZED
                         && !reauthorized
                         && let Some(a) = &inner.auth
                     {
                         reauthorized = true;
-                        match a.on_unauthorized().await {
+                        match a.on_unauthorized(&sent_headers.unwrap_or_default()).await {
                             Ok(true) => {
                                 attempts.push(Attempt { number: n, outcome: AttemptOutcome::Status(401), wait: None });
                                 continue;
@@ -164,7 +181,7 @@ impl HttpClient {
                             Ok(false) => {}
                             Err(e) => {
                                 done(e.kind().name(), n);
-                                return Err(e.at(at));
+                                return Err(e.at(at()));
                             }
                         }
                     }
@@ -189,7 +206,7 @@ impl HttpClient {
                                     }
                                 }
                                 done("ok", n);
-                                return Ok(v);
+                                return Ok(finish(resp, v));
                             }
                             Err(e) => {
                                 last_body = observe::excerpt(&resp.body, &secrets);
@@ -219,7 +236,7 @@ impl HttpClient {
                         inner.circuits.release_probe(&host);
                     }
                     done(e.kind().name(), n);
-                    return Err(e.at(at));
+                    return Err(e.at(at()));
                 }
                 Step::Retry { outcome, server, cause } => (outcome, server, cause),
             };
@@ -256,7 +273,7 @@ impl HttpClient {
             {
                 observe::cache_hit(&host, "stale");
                 done("stale", n);
-                return decode(&cache::to_response(c, url, n, true)).map_err(|e| e.at(at));
+                return decode_finish(cache::to_response(c, url, n, true)).map_err(|e| e.at(at()));
             }
             let kind = if rate_limited {
                 ErrorKind::RateLimited { retry_after_ms: server.map(|w| w.as_millis() as u64) }
@@ -268,7 +285,7 @@ impl HttpClient {
                 err = err.with_source(c);
             }
             done(err.kind().name(), n);
-            return Err(err.at(at));
+            return Err(err.at(at()));
         }
     }
 
@@ -285,12 +302,24 @@ impl HttpClient {
         Ok(url)
     }
 
+    /// `host:port` of `url`, the key of its circuit, limiter and metrics; shared (not
+    /// rebuilt) for the base URL's host.
+    fn host_key(&self, url: &Url) -> Arc<str> {
+        let (host, port) = (url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
+        if let Some((base_host, base_port, key)) = &self.inner.base_host
+            && (base_host.as_str(), *base_port) == (host, port)
+        {
+            return key.clone();
+        }
+        Arc::from(host_key(host, port))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn log_attempt(
         &self,
         method: &Method,
         url: &str,
-        host: &str,
+        host: &Arc<str>,
         attempt: u32,
         status: Option<StatusCode>,
         error: Option<&str>,
@@ -298,7 +327,6 @@ impl HttpClient {
         bytes: usize,
         headers: &HeaderMap,
     ) {
-        let ids = REQUEST_ID_HEADERS.iter().copied().chain(self.inner.request_id_headers.iter().map(String::as_str));
         observe::attempt(&AttemptEvent {
             method,
             url,
@@ -307,11 +335,16 @@ impl HttpClient {
             error,
             latency: t0.elapsed(),
             bytes,
-            remaining: observe::first_header(headers, ["x-ratelimit-remaining", "ratelimit-remaining"]),
-            request_id: observe::first_header(headers, ids),
+            headers,
+            request_id_headers: &self.inner.request_id_headers,
             host,
         });
     }
+}
+
+/// The circuit / limiter / metrics key of a host.
+pub(crate) fn host_key(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
 }
 
 fn is_idempotent(m: &Method) -> bool {

@@ -1,19 +1,57 @@
-//! Rate limiting shared by every clone of a client: one [`governor`] budget and one
-//! server-signal gate per (host, credential), plus a concurrency limit per host.
+//! Rate limiting shared by every clone of a client: one [`governor`] budget, one
+//! server-signal gate and one pacer per (host, credential), plus a concurrency limit per
+//! host.
 //!
 //! A limiter lets a request go when, in this order: the **gate** is open (the server said
-//! `Remaining: 0` with a reset, or sent `Retry-After`: nothing goes until then), the
-//! configured **budget** has a cell, and the request's **pacing** slot has come.
+//! `Remaining: 0`, or sent `Retry-After`: nothing goes until then), the configured
+//! **budget** has a cell, and the request's **pacing** slot has come. Every condition must
+//! hold, so a configured budget and the server's signals combine to the stricter of the two.
 //!
-//! Pacing is the adaptive slow-down for a 429 that carries no wait header (no
-//! `Retry-After`, no reset): the server says "too fast" without saying how fast is fine.
-//! Rule: such a 429 (1) closes the gate for the retry's computed backoff, so every request
-//! on this (host, credential) waits as a group instead of each finding out with its own
-//! 429, and (2) halves the permitted rate: the minimum spacing between sends becomes
+//! ## Pacing from the server's headers
+//!
+//! Every response carrying `X-RateLimit-Remaining` / `RateLimit-Remaining` updates the
+//! limiter ([`Limiter::observe`]) from `Remaining` (*n*), the reset distance *D* (from
+//! `X-RateLimit-Reset` per [`ResetStyle`] or `RateLimit-Reset`; whole seconds, so an
+//! *upper bound*: epoch seconds are rounded up) and, when sent, the limit *L* from
+//! `X-RateLimit-Limit` / `RateLimit-Limit` with its window *W* (`;w=` on the limit or in
+//! `RateLimit-Policy`; 1 s when not given, i.e. a per-second limit). One token interval is
+//! *i = W / L*. The server is taken to **refill continuously** (a token bucket whose reset
+//! names the next token) when *L* is known and no reset was ever farther than *i* plus the
+//! one-second grain of the header; once a farther reset is seen the reset is taken as the
+//! end of a **fixed window** (GitHub: 5000 per hour) for the rest of the limiter's life.
+//!
+//! - *n > 0*, fixed window (or no *L*): while plenty is left (*n* above a tenth of *L*, at
+//!   least 10; 10 when *L* is unknown) requests go unpaced, so a short sync uses its window
+//!   at full speed; once the budget runs low the rest is spread evenly until the reset, one
+//!   every *D / n* (GitHub, 400 left, reset in 3000 s: one request per 7.5 s), instead of
+//!   spending it at once and then sleeping to the reset.
+//! - *n > 0*, continuous: one every *min(i, D / n)*, i.e. the faster of the sustained rate
+//!   *L / W* and the remaining whole tokens over the reset (both are safe).
+//! - *n = 0*, fixed window (or no *L*): the gate closes until the reset, measured from when
+//!   the response arrived (nothing is spent to learn the reset).
+//! - *n = 0*, continuous: the gate closes for *min(D, i)* (for *i* when *D* is 0, which
+//!   only clock skew produces): the next token is at most one interval away, while the
+//!   rounded-up epoch reset may be almost a second late. Measured from the arrival of the
+//!   response, this is never before the token exists.
+//! - `Retry-After` always closes the gate for its full length (the gate only ever moves
+//!   later), so no request goes before a wait the server asked for.
+//!
+//! Limits the rule does not see: a continuous limit per minute sent without `;w=` is read
+//! as per second (too fast: the 429s' `Retry-After` then holds the group); in-flight
+//! requests of a concurrent caller are not yet counted in *n*, which pacing at *i* covers.
+//!
+//! ## Slowing down after a bare 429
+//!
+//! The adaptive slow-down is for a 429 that carries no wait header (no `Retry-After`, no
+//! reset): the server says "too fast" without saying how fast is fine. Rule: such a 429
+//! (1) closes the gate for the retry's computed backoff, so every request on this (host,
+//! credential) waits as a group instead of each finding out with its own 429, and (2)
+//! halves the permitted rate: the minimum spacing between sends becomes
 //! `max(2 × spacing, 2 × observed gap between sends, 10 ms)`, capped at 10 s. Each success
 //! (2xx or 304) then shortens the spacing by 1/16 (≈6 % more rate per success) and below
 //! 1 ms pacing is off again. A 429 with a wait header only closes the gate: the server
-//! said exactly when to come back.
+//! said exactly when to come back. The slot spacing used is the larger of this and the
+//! server-header spacing.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -23,10 +61,12 @@ use std::time::Duration;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use reqwest::header::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{Clock, GovernorClock};
-use crate::config::RateBudget;
+use crate::config::{RateBudget, ResetStyle};
+use crate::retry::{remaining, reset_wait};
 
 type Gov = RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<governor::nanos::Nanos>>;
 
@@ -36,6 +76,8 @@ const MIN_SPACING: Duration = Duration::from_millis(10);
 const MAX_SPACING: Duration = Duration::from_secs(10);
 /// Below this the spacing is dropped.
 const NO_SPACING: Duration = Duration::from_millis(1);
+/// The resolution of reset headers (whole seconds).
+const GRAIN: Duration = Duration::from_secs(1);
 
 /// The limiter of one (host, credential).
 #[derive(Debug)]
@@ -47,11 +89,16 @@ pub(crate) struct Limiter {
     pace: Mutex<Pace>,
 }
 
-/// Adaptive spacing after header-less 429s (see the module docs).
+/// Send spacing: adaptive after header-less 429s, and from the server's headers (see the
+/// module docs).
 #[derive(Debug, Default)]
 struct Pace {
-    /// Minimum time between two sends (zero: not pacing).
+    /// Minimum time between two sends after bare 429s (zero: not pacing).
     spacing: Duration,
+    /// Minimum time between two sends from the server's rate-limit headers (zero: none).
+    server: Duration,
+    /// A reset farther than one token interval was seen: resets end fixed windows.
+    windowed: bool,
     /// The next free send slot.
     next_at: Duration,
     /// When the last request was let go.
@@ -89,25 +136,26 @@ impl Limiter {
         let slot = {
             let mut p = self.lock_pace();
             let now = clock.monotonic();
+            let spacing = p.spacing.max(p.server);
             // Gaps from a closed gate or from pacing say nothing about the rate the caller
             // (or the budget) sends at: only the others are measured.
-            if let Some(last) = p.last_sent.filter(|_| !waited && p.spacing.is_zero()) {
+            if let Some(last) = p.last_sent.filter(|_| !waited && spacing.is_zero()) {
                 let gap = now.saturating_sub(last);
                 p.gap = if p.measured { (p.gap * 7 + gap) / 8 } else { gap };
                 p.measured = true;
             }
             p.last_sent = Some(now);
-            if p.spacing.is_zero() {
+            if spacing.is_zero() {
                 return;
             }
             let slot = p.next_at.max(now);
-            p.next_at = slot + p.spacing;
+            p.next_at = slot + spacing;
             slot
         };
         let now = clock.monotonic();
         if slot > now {
             tracing::debug!(target: "dovetail_http::ratelimit", host, wait_ms = (slot - now).as_millis() as u64,
-                "pacing after a 429 without a wait header");
+                "pacing requests to the rate limit");
             crate::observe::retry_wait(host, slot - now);
             clock.sleep(slot - now).await;
         }
@@ -124,6 +172,52 @@ impl Limiter {
         metrics::counter!("dovetail_http_slowdowns_total", "host" => host.to_owned()).increment(1);
     }
 
+    /// Learn from a response's rate-limit headers (`Remaining`, `Reset`, `Limit`): set the
+    /// pacing and, when nothing remains, close the gate (rules in the module docs).
+    pub(crate) fn observe(&self, clock: &dyn Clock, h: &HeaderMap, style: ResetStyle) {
+        let Some(left) = remaining(h) else { return };
+        let reset = reset_wait(h, clock.now(), style);
+        let limit = limit_of(h);
+        let interval = limit.map(|(limit, window)| window.unwrap_or(GRAIN) / limit);
+        // A fixed window is only paced once its budget runs low.
+        let low = left <= limit.map_or(10, |(l, _)| (u64::from(l) / 10).max(10));
+        let gate = {
+            let mut p = self.lock_pace();
+            if let (Some(d), Some(i)) = (reset, interval)
+                && d > i + GRAIN
+            {
+                p.windowed = true;
+            }
+            let continuous = interval.filter(|_| !p.windowed);
+            // Spread what is left evenly until the reset (D / n), or go at the sustained rate
+            // when that is faster and the bucket refills continuously.
+            // Nothing left: the gate decides; a fresh window starts unpaced.
+            let spread = reset
+                .filter(|_| left > 0 && (low || continuous.is_some()))
+                .map(|d| d / u32::try_from(left).unwrap_or(u32::MAX));
+            p.server = match (continuous, spread) {
+                (Some(i), Some(s)) => i.min(s),
+                (Some(i), None) => i,
+                (None, s) => s.unwrap_or(Duration::ZERO),
+            }
+            .min(MAX_SPACING);
+            let gate = match (left, continuous, reset) {
+                (0, Some(i), Some(d)) if !d.is_zero() => Some(d.min(i)),
+                (0, Some(i), _) => Some(i),
+                (0, None, d) => d,
+                _ => None,
+            };
+            // The first send after the gate goes when it opens, not a stale spacing later.
+            if let Some(wait) = gate {
+                p.next_at = p.next_at.min(clock.monotonic() + wait);
+            }
+            gate
+        };
+        if let Some(wait) = gate {
+            self.block_for(clock, wait);
+        }
+    }
+
     /// A request succeeded: relax the pacing a little.
     pub(crate) fn succeeded(&self) {
         let mut p = self.lock_pace();
@@ -136,10 +230,16 @@ impl Limiter {
         }
     }
 
-    /// The current spacing between sends (zero when not pacing).
+    /// The current spacing between sends after bare 429s (zero when not pacing).
     #[cfg(test)]
     pub(crate) fn spacing(&self) -> Duration {
         self.lock_pace().spacing
+    }
+
+    /// The current spacing between sends from the server's headers.
+    #[cfg(test)]
+    pub(crate) fn server_spacing(&self) -> Duration {
+        self.lock_pace().server
     }
 
     fn lock_pace(&self) -> std::sync::MutexGuard<'_, Pace> {
@@ -203,6 +303,33 @@ impl Limits {
             Err(_) => unreachable!("host semaphores are never closed"),
         }
     }
+}
+
+/// The limit `L` (requests per window) and its window `W` when given: the first quota of
+/// `X-RateLimit-Limit` / `RateLimit-Limit` (`50`, `100;w=60`, `100, 100;w=60, 1000;w=3600`)
+/// with its `w=` parameter, else the window of `RateLimit-Policy` / `X-RateLimit-Policy`.
+fn limit_of(h: &HeaderMap) -> Option<(u32, Option<Duration>)> {
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let header = text("x-ratelimit-limit").or_else(|| text("ratelimit-limit"))?;
+    let limit = first_item(header).split(';').next()?.trim().parse::<u32>().ok().filter(|l| *l > 0)?;
+    // The `w=` of a quota item: the limit's own, one repeating its number, or the policy's.
+    let window = |items: &str, any: bool| {
+        items.split(',').find_map(|item| {
+            let mut parts = item.split(';');
+            let quota = parts.next()?.trim().parse::<u32>().ok();
+            if !any && quota != Some(limit) {
+                return None;
+            }
+            parts.find_map(|p| p.trim().strip_prefix("w=")?.trim().parse::<u64>().ok().filter(|w| *w > 0))
+        })
+    };
+    let policy = || text("ratelimit-policy").or_else(|| text("x-ratelimit-policy")).map(first_item);
+    let w = window(header, false).or_else(|| window(policy()?, true));
+    Some((limit, w.map(Duration::from_secs)))
+}
+
+fn first_item(v: &str) -> &str {
+    v.split(',').next().unwrap_or_default()
 }
 
 fn quota(b: RateBudget) -> Option<Quota> {
@@ -270,5 +397,127 @@ mod tests {
             l.ready(clock.as_ref(), "h").await;
         }
         assert_eq!(clock.sleeps().len(), before, "no waits once the rate is restored");
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, reqwest::header::HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    /// `X-RateLimit-*` with the reset `in_s` seconds after the fake clock's current wall time.
+    fn x(clock: &FakeClock, limit: u32, left: u32, in_s: f64) -> HeaderMap {
+        let now = clock.now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let reset = (now + in_s).ceil() as u64;
+        headers(&[
+            ("x-ratelimit-limit", limit.to_string()),
+            ("x-ratelimit-remaining", left.to_string()),
+            ("x-ratelimit-reset", reset.to_string()),
+        ])
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test]
+    async fn a_continuous_per_second_limit_is_paced_at_its_rate_not_to_the_whole_second() {
+        let clock = FakeClock::new();
+        let limits = Limits::new(clock.clone(), None, 4);
+        let l = limits.limiter("h", "c");
+        let style = ResetStyle::EpochSeconds;
+        // L = 50 per second, 9 left, next token "at the next whole second" (rounded up): the
+        // sustained rate (one per 20 ms) beats spreading 9 over the second (one per 111 ms).
+        l.observe(clock.as_ref(), &x(&clock, 50, 9, 0.3), style);
+        assert_eq!(l.server_spacing(), ms(20));
+        for _ in 0..3 {
+            l.ready(clock.as_ref(), "h").await;
+        }
+        assert_eq!(clock.sleeps(), vec![ms(20), ms(20)]);
+        // Nothing left, reset rounded up to a whole second 0.99 s away: the next token is at
+        // most one interval (20 ms) away, so the gate closes for 20 ms, not 990 ms.
+        clock.advance(ms(10));
+        l.observe(clock.as_ref(), &x(&clock, 50, 0, 0.01), style);
+        l.ready(clock.as_ref(), "h").await;
+        assert_eq!(clock.sleeps()[2..], [ms(20)]);
+        // A 429 whose Retry-After says 1 s: the gate holds for the full second (exec closes
+        // it with `block_for`), whatever the headers' shorter wait says.
+        let mut too_many = x(&clock, 50, 0, 0.01);
+        too_many.insert("retry-after", reqwest::header::HeaderValue::from_static("1"));
+        l.observe(clock.as_ref(), &too_many, style);
+        l.block_for(clock.as_ref(), Duration::from_secs(1));
+        l.ready(clock.as_ref(), "h").await;
+        assert_eq!(clock.sleeps()[3..], [Duration::from_secs(1)]);
+        // Many left and the reset close: the remaining whole tokens may go faster than L/W.
+        clock.advance(ms(880));
+        l.observe(clock.as_ref(), &x(&clock, 50, 10, 0.01), style);
+        assert!(l.server_spacing() < ms(20), "{:?}", l.server_spacing());
+    }
+
+    #[tokio::test]
+    async fn an_hourly_window_is_spread_until_its_reset_and_waited_out_when_spent() {
+        let clock = FakeClock::new();
+        let limits = Limits::new(clock.clone(), None, 4);
+        let l = limits.limiter("h", "c");
+        let style = ResetStyle::EpochSeconds;
+        // GitHub: 5000 per hour with 4000 left goes unpaced; with 500 left, reset in 3000 s,
+        // the rest is spread: one request every 6 s.
+        l.observe(clock.as_ref(), &x(&clock, 5000, 4000, 3000.0), style);
+        assert_eq!(l.server_spacing(), Duration::ZERO);
+        l.observe(clock.as_ref(), &x(&clock, 5000, 500, 3000.0), style);
+        assert_eq!(l.server_spacing(), Duration::from_secs(6));
+        for _ in 0..3 {
+            l.ready(clock.as_ref(), "h").await;
+        }
+        assert_eq!(clock.sleeps(), vec![Duration::from_secs(6); 2]);
+        // Spent 1.5 s before the reset: the reset is a window end (a far reset was seen), so
+        // the gate holds until it, not just one token interval (0.72 s).
+        l.observe(clock.as_ref(), &x(&clock, 5000, 0, 1.5), style);
+        l.ready(clock.as_ref(), "h").await;
+        assert_eq!(clock.sleeps()[2..], [Duration::from_secs(2)]);
+        // Delta-seconds IETF headers without a limit: spread 10 over 5 s.
+        let ietf = headers(&[("ratelimit-remaining", "10".into()), ("ratelimit-reset", "5".into())]);
+        l.observe(clock.as_ref(), &ietf, ResetStyle::DeltaSeconds);
+        assert_eq!(l.server_spacing(), ms(500));
+    }
+
+    #[tokio::test]
+    async fn a_configured_budget_and_the_server_pacing_combine_to_the_stricter() {
+        let clock = FakeClock::new();
+        let budget = RateBudget { requests: 2, per: Duration::from_secs(1), burst: 1 };
+        let limits = Limits::new(clock.clone(), Some(budget), 4);
+        let l = limits.limiter("h", "c");
+        l.observe(clock.as_ref(), &x(&clock, 50, 9, 0.5), ResetStyle::EpochSeconds);
+        for _ in 0..3 {
+            l.ready(clock.as_ref(), "h").await;
+        }
+        assert_eq!(clock.sleeps(), vec![ms(500), ms(500)], "the budget is stricter than 20 ms");
+        let clock = FakeClock::new();
+        clock.advance(Duration::from_secs(1));
+        let fast = Limits::new(clock.clone(), Some(RateBudget { requests: 100, ..budget }), 4);
+        let l = fast.limiter("h", "c");
+        l.observe(clock.as_ref(), &x(&clock, 5000, 10, 50.0), ResetStyle::EpochSeconds);
+        for _ in 0..3 {
+            l.ready(clock.as_ref(), "h").await;
+        }
+        // (The budget's 10 ms comes first, then the rest of the server's 5 s.)
+        let total: Duration = clock.sleeps().iter().sum();
+        assert_eq!(total, Duration::from_secs(10), "the server is stricter than 100/s: {:?}", clock.sleeps());
+    }
+
+    #[test]
+    fn limits_and_windows_are_read_in_every_form() {
+        let h = |pairs: &[(&'static str, &str)]| {
+            headers(&pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect::<Vec<_>>())
+        };
+        assert_eq!(limit_of(&h(&[("x-ratelimit-limit", "50")])), Some((50, None)));
+        let ietf = h(&[("ratelimit-limit", "100, 100;w=60, 1000;w=3600")]);
+        assert_eq!(limit_of(&ietf), Some((100, Some(Duration::from_secs(60)))));
+        let policy = h(&[("ratelimit-limit", "100"), ("ratelimit-policy", "100;w=60;burst=10")]);
+        assert_eq!(limit_of(&policy), Some((100, Some(Duration::from_secs(60)))));
+        assert_eq!(limit_of(&h(&[("x-ratelimit-limit", "0")])), None);
+        assert_eq!(limit_of(&h(&[("x-ratelimit-limit", "many")])), None);
     }
 }

@@ -3,7 +3,7 @@
 //! `Deprecation` / `Sunset` warnings.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -21,6 +21,9 @@ const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "co
 /// `url` with the values of secret-looking query parameters (and of the names in `extra`)
 /// replaced by `[redacted]`, and any userinfo removed.
 pub fn redact_url(url: &Url, extra: &[String]) -> String {
+    if url.query().is_none() && url.username().is_empty() && url.password().is_none() {
+        return url.as_str().to_owned();
+    }
     let mut u = url.clone();
     let _ = u.set_password(None);
     let _ = u.set_username("");
@@ -83,7 +86,8 @@ pub(crate) fn first_header<'a>(h: &'a HeaderMap, names: impl IntoIterator<Item =
     names.into_iter().find_map(|n| h.get(n).and_then(|v| v.to_str().ok()))
 }
 
-/// Everything the per-attempt event reports.
+/// Everything the per-attempt event reports. Header values are looked up only when the
+/// event is enabled.
 pub(crate) struct AttemptEvent<'a> {
     pub method: &'a Method,
     pub url: &'a str,
@@ -92,9 +96,45 @@ pub(crate) struct AttemptEvent<'a> {
     pub error: Option<&'a str>,
     pub latency: Duration,
     pub bytes: usize,
-    pub remaining: Option<&'a str>,
-    pub request_id: Option<&'a str>,
-    pub host: &'a str,
+    /// The response headers (rate-limit remaining, the vendor's request id).
+    pub headers: &'a HeaderMap,
+    /// Request-id headers configured on top of [`REQUEST_ID_HEADERS`].
+    pub request_id_headers: &'a [String],
+    pub host: &'a Arc<str>,
+}
+
+impl AttemptEvent<'_> {
+    fn remaining(&self) -> Option<&str> {
+        first_header(self.headers, ["x-ratelimit-remaining", "ratelimit-remaining"])
+    }
+    fn request_id(&self) -> Option<&str> {
+        let extra = self.request_id_headers.iter().map(String::as_str);
+        first_header(self.headers, REQUEST_ID_HEADERS.iter().copied().chain(extra))
+    }
+}
+
+/// A status code as a metrics label, without allocating for the usual ones.
+fn status_label(status: Option<u16>) -> metrics::SharedString {
+    let s = match status {
+        None => "error",
+        Some(200) => "200",
+        Some(201) => "201",
+        Some(202) => "202",
+        Some(204) => "204",
+        Some(304) => "304",
+        Some(400) => "400",
+        Some(401) => "401",
+        Some(403) => "403",
+        Some(404) => "404",
+        Some(408) => "408",
+        Some(429) => "429",
+        Some(500) => "500",
+        Some(502) => "502",
+        Some(503) => "503",
+        Some(504) => "504",
+        Some(other) => return other.to_string().into(),
+    };
+    metrics::SharedString::const_str(s)
 }
 
 pub(crate) fn attempt(e: &AttemptEvent<'_>) {
@@ -106,8 +146,8 @@ pub(crate) fn attempt(e: &AttemptEvent<'_>) {
             tracing::$lvl!(
                 target: "dovetail_http::attempt",
                 method = %e.method, url = e.url, attempt = e.attempt, status, error = e.error,
-                latency_ms, bytes = e.bytes, rate_limit_remaining = e.remaining,
-                request_id = e.request_id, "http attempt"
+                latency_ms, bytes = e.bytes, rate_limit_remaining = e.remaining(),
+                request_id = e.request_id(), "http attempt"
             )
         };
     }
@@ -116,25 +156,31 @@ pub(crate) fn attempt(e: &AttemptEvent<'_>) {
     } else {
         ev!(warn)
     }
-    let status_label = status.map(|s| s.to_string()).unwrap_or_else(|| "error".into());
-    metrics::counter!("dovetail_http_attempts_total", "host" => e.host.to_owned(), "status" => status_label)
+    metrics::counter!("dovetail_http_attempts_total", "host" => e.host.clone(), "status" => status_label(status))
         .increment(1);
-    metrics::histogram!("dovetail_http_attempt_seconds", "host" => e.host.to_owned()).record(e.latency.as_secs_f64());
+    metrics::histogram!("dovetail_http_attempt_seconds", "host" => e.host.clone()).record(e.latency.as_secs_f64());
     if status == Some(429) {
-        metrics::counter!("dovetail_http_429_total", "host" => e.host.to_owned()).increment(1);
+        metrics::counter!("dovetail_http_429_total", "host" => e.host.clone()).increment(1);
     }
 }
 
-pub(crate) fn request_done(method: &Method, url: &str, host: &str, outcome: &str, attempts: u32, total: Duration) {
+pub(crate) fn request_done(
+    method: &Method,
+    url: &str,
+    host: &Arc<str>,
+    outcome: &'static str,
+    attempts: u32,
+    total: Duration,
+) {
     let total_ms = total.as_millis() as u64;
     if outcome == "ok" || outcome == "cache" {
         tracing::info!(target: "dovetail_http::request", %method, url, outcome, attempts, total_ms, "http request");
     } else {
         tracing::warn!(target: "dovetail_http::request", %method, url, outcome, attempts, total_ms, "http request");
     }
-    let labels = [("host", host.to_owned()), ("outcome", outcome.to_owned())];
-    metrics::counter!("dovetail_http_requests_total", &labels).increment(1);
-    metrics::histogram!("dovetail_http_request_seconds", &labels).record(total.as_secs_f64());
+    metrics::counter!("dovetail_http_requests_total", "host" => host.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!("dovetail_http_request_seconds", "host" => host.clone(), "outcome" => outcome)
+        .record(total.as_secs_f64());
 }
 
 pub(crate) fn retry_wait(host: &str, wait: Duration) {

@@ -75,7 +75,7 @@ async fn no_secret_appears_in_any_log_line() {
     let mut req = reqwest::Request::new(reqwest::Method::GET, "https://api.example.com/".parse().unwrap());
     auth.apply(&mut req).await.unwrap();
     tracing::info!(?auth, ?req, "applied");
-    assert!(auth.on_unauthorized().await.unwrap());
+    assert!(auth.on_unauthorized(req.headers()).await.unwrap());
     let err = auth.apply(&mut req).await.unwrap_err();
     tracing::error!(error = %err.report(), ?err, "refresh failed");
     tracing::info!(?cfg, "config");

@@ -112,9 +112,24 @@ async fn a_401_drops_the_token_and_the_next_apply_fetches_a_new_one() {
     Mock::given(method("POST")).respond_with(token("at-1", 3600)).up_to_n_times(1).mount(&server).await;
     Mock::given(method("POST")).respond_with(token("at-2", 3600)).mount(&server).await;
     let auth = OAuth2ClientCredentials::new(settings(&server)).unwrap();
-    assert_eq!(bearer(&auth).await, "Bearer at-1");
-    assert!(auth.on_unauthorized().await.unwrap(), "OAuth2 allows one retry");
+    let mut rejected = request();
+    auth.apply(&mut rejected).await.unwrap();
+    assert_eq!(rejected.headers()["authorization"], "Bearer at-1");
+    assert!(auth.on_unauthorized(rejected.headers()).await.unwrap(), "OAuth2 allows one retry");
     assert_eq!(bearer(&auth).await, "Bearer at-2");
+    // A late 401 for the old token leaves the new one alone (still allows the retry).
+    assert!(auth.on_unauthorized(rejected.headers()).await.unwrap());
+    assert_eq!(bearer(&auth).await, "Bearer at-2");
+    assert_eq!(token_requests(&server).await.len(), 2);
+    // A 401 for the current token drops it; without the rejected headers, the current one.
+    let mut current = request();
+    auth.apply(&mut current).await.unwrap();
+    auth.on_unauthorized(current.headers()).await.unwrap();
+    assert_eq!(bearer(&auth).await, "Bearer at-2");
+    assert_eq!(token_requests(&server).await.len(), 3);
+    auth.on_unauthorized(&reqwest::header::HeaderMap::new()).await.unwrap();
+    bearer(&auth).await;
+    assert_eq!(token_requests(&server).await.len(), 4);
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ async fn bearer_sets_a_sensitive_authorization_header() {
     auth.apply(&mut req).await.unwrap();
     assert_eq!(header(&req, "authorization"), "Bearer tok-123");
     assert!(req.headers()["authorization"].is_sensitive());
-    assert!(!auth.on_unauthorized().await.unwrap());
+    assert!(!auth.on_unauthorized(&reqwest::header::HeaderMap::new()).await.unwrap());
     assert!(!format!("{auth:?}").contains("tok-123"));
 }
 
@@ -31,7 +31,7 @@ async fn basic_header_is_base64_of_user_colon_password() {
     // RFC 7617's example.
     assert_eq!(header(&req, "authorization"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
     assert!(req.headers()["authorization"].is_sensitive());
-    assert!(!auth.on_unauthorized().await.unwrap());
+    assert!(!auth.on_unauthorized(&reqwest::header::HeaderMap::new()).await.unwrap());
 }
 
 #[tokio::test]

@@ -106,3 +106,35 @@ async fn a_second_401_after_the_refresh_is_not_retried_again() {
     assert_eq!(count(&server, "/never").await, 2, "one retry after the refresh, no loop");
     assert_eq!(count(&server, "/token").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_401s_for_one_old_token_cause_exactly_one_refresh() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("at-1")).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("at-2")).mount(&server).await;
+    Mock::given(path("/data"))
+        .and(header("authorization", "Bearer at-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([2])))
+        .mount(&server)
+        .await;
+    // The server revoked at-1: half the 401s come back early, half well after the refresh.
+    let revoked = |ms| ResponseTemplate::new(401).set_delay(Duration::from_millis(ms));
+    Mock::given(path("/data")).respond_with(revoked(50)).up_to_n_times(10).mount(&server).await;
+    Mock::given(path("/data")).respond_with(revoked(400)).mount(&server).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).auth(provider(&server, &clock)).max_concurrency(64).build().unwrap();
+    client.send(Request::get("/warm")).await.unwrap_err(); // fetches at-1 (404 from wiremock)
+    assert_eq!(count(&server, "/token").await, 1);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        tasks.spawn(async move { client.send_json::<Vec<u32>>(Request::get("/data")).await });
+    }
+    let results = tasks.join_all().await;
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|v| v == &[2])), "{results:?}");
+    assert_eq!(count(&server, "/token").await, 2, "exactly one refresh for the 20 rejected requests");
+    let sent = server.received_requests().await.unwrap();
+    let old = sent.iter().filter(|r| r.url.path() == "/data" && r.headers["authorization"] == "Bearer at-1").count();
+    assert_eq!((old, count(&server, "/data").await), (20, 40), "each sent once with at-1 and retried once with at-2");
+}

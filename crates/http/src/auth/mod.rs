@@ -25,10 +25,19 @@ pub trait Auth: Send + Sync + std::fmt::Debug {
     /// Add credentials to an outgoing request (headers or query parameters). May fetch or
     /// refresh a token first; many concurrent callers cause at most one token request.
     async fn apply(&self, req: &mut reqwest::Request) -> Result<(), Error>;
-    /// The server answered 401 to credentials this provider applied: drop them. Returns
-    /// whether one retry with fresh credentials can help (true for OAuth2, false for static
-    /// secrets). Errors are [`dovetail_core::ErrorKind::Auth`] and quote the vendor.
-    async fn on_unauthorized(&self) -> Result<bool, Error>;
+    /// The server answered 401 to the request that carried `rejected`, the headers the
+    /// attempt was sent with (so the credential it held, e.g. its `Authorization`). Drop
+    /// that credential *if it is still the current one*: when many requests in flight get a
+    /// 401 for the same old token, the first drops it and the others find it already
+    /// replaced, so one refresh serves them all. Returns whether one retry with fresh
+    /// credentials can help (true for OAuth2, false for static secrets). Errors are
+    /// [`dovetail_core::ErrorKind::Auth`] and quote the vendor.
+    ///
+    /// Headers, not the whole `reqwest::Request`: the client hands the request (and its
+    /// body) to reqwest, and every provider's credential is in a header or in the query
+    /// (query API keys cannot be refreshed anyway). Pass an empty map when unknown: the
+    /// current credential is then dropped.
+    async fn on_unauthorized(&self, rejected: &reqwest::header::HeaderMap) -> Result<bool, Error>;
     /// A stable, non-secret identity of the credential (a short hash), used to key rate
     /// limiters and caches per (host, credential).
     fn credential_id(&self) -> String;

@@ -6,7 +6,8 @@
 //! every call). Refreshes are single-flight: callers that find the token stale queue on one
 //! async gate, the first fetches, the rest reuse its token — or its error, so a revoked
 //! grant costs one token request, not one per waiting request. A 401 drops the token and
-//! allows one retry.
+//! allows one retry. Only the token the rejected request carried is dropped, so many
+//! requests in flight that all get a 401 for one old token cause one refresh, not one each.
 //!
 //! For the refresh-token grant, a rotated refresh token is saved through the
 //! [`TokenStore`] *before* the new access token is handed out, and a stored token is
@@ -292,9 +293,23 @@ impl Manager {
         Ok(())
     }
 
-    fn invalidate(&self) {
-        *self.lock_current() = None;
-        tracing::debug!(token_url = %self.settings.token_url, "dropped the OAuth2 access token after a 401");
+    /// A 401 for the request that carried `rejected`: drop the token it was sent with if
+    /// that is still the current one (a request that carried an older token, or none we can
+    /// read, leaves a newer token alone; no `Authorization` header at all drops the current one).
+    fn invalidate(&self, rejected: &reqwest::header::HeaderMap) {
+        let sent = rejected.get(AUTHORIZATION).map(|v| v.as_bytes().strip_prefix(b"Bearer ").unwrap_or_default());
+        let mut current = self.lock_current();
+        match (&*current, sent) {
+            (None, _) => {}
+            (Some(t), Some(sent)) if sent != t.access.expose().as_bytes() => {
+                tracing::debug!(token_url = %self.settings.token_url,
+                    "a 401 for an access token already replaced: keeping the current one");
+            }
+            _ => {
+                *current = None;
+                tracing::debug!(token_url = %self.settings.token_url, "dropped the OAuth2 access token after a 401");
+            }
+        }
     }
 
     fn credential_id(&self) -> String {
@@ -366,8 +381,8 @@ macro_rules! delegate_auth {
             async fn apply(&self, req: &mut reqwest::Request) -> Result<(), Error> {
                 self.0.apply(req).await
             }
-            async fn on_unauthorized(&self) -> Result<bool, Error> {
-                self.0.invalidate();
+            async fn on_unauthorized(&self, rejected: &reqwest::header::HeaderMap) -> Result<bool, Error> {
+                self.0.invalidate(rejected);
                 Ok(true)
             }
             fn credential_id(&self) -> String {

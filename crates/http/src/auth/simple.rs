@@ -28,7 +28,7 @@ impl Auth for StaticBearer {
         req.headers_mut().insert(AUTHORIZATION, v);
         Ok(())
     }
-    async fn on_unauthorized(&self) -> Result<bool, Error> {
+    async fn on_unauthorized(&self, _rejected: &reqwest::header::HeaderMap) -> Result<bool, Error> {
         Ok(false)
     }
     fn credential_id(&self) -> String {
@@ -91,7 +91,7 @@ impl Auth for ApiKey {
         }
         Ok(())
     }
-    async fn on_unauthorized(&self) -> Result<bool, Error> {
+    async fn on_unauthorized(&self, _rejected: &reqwest::header::HeaderMap) -> Result<bool, Error> {
         Ok(false)
     }
     fn credential_id(&self) -> String {
@@ -132,7 +132,7 @@ impl Auth for Basic {
         req.headers_mut().insert(AUTHORIZATION, v);
         Ok(())
     }
-    async fn on_unauthorized(&self) -> Result<bool, Error> {
+    async fn on_unauthorized(&self, _rejected: &reqwest::header::HeaderMap) -> Result<bool, Error> {
         Ok(false)
     }
     fn credential_id(&self) -> String {

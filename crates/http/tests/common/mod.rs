@@ -51,7 +51,7 @@ impl Auth for TestAuth {
         }
         Ok(())
     }
-    async fn on_unauthorized(&self) -> Result<bool, Error> {
+    async fn on_unauthorized(&self, _rejected: &reqwest::header::HeaderMap) -> Result<bool, Error> {
         self.unauthorized.fetch_add(1, Ordering::SeqCst);
         Ok(self.refreshable)
     }
