@@ -66,17 +66,41 @@ pub(crate) fn to_response(c: &CachedResponse, url: Url, attempts: u32, stale: bo
     }
 }
 
-/// A bounded in-memory [`ResponseCache`] that evicts the oldest entry past its capacity.
+/// A bounded in-memory [`ResponseCache`]: at most `capacity` responses (the oldest-stored
+/// entry is evicted first) of at most `max_body_bytes` each.
+///
+/// A response whose body is larger than `max_body_bytes` (default
+/// [`MemoryResponseCache::DEFAULT_MAX_BODY_BYTES`]) is **not cached**: it is simply not
+/// stored, and any older entry under the same key is dropped, so that request is sent
+/// unconditionally next time and no outdated body is ever served as stale.
 #[derive(Debug)]
 pub struct MemoryResponseCache {
     capacity: usize,
+    max_body_bytes: usize,
     inner: Mutex<(HashMap<String, CachedResponse>, VecDeque<String>)>,
 }
 
 impl MemoryResponseCache {
-    /// A cache holding at most `capacity` responses.
+    /// Default cap on one cached body: 4 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
+
+    /// A cache holding at most `capacity` responses of at most
+    /// [`Self::DEFAULT_MAX_BODY_BYTES`] each.
     pub fn new(capacity: usize) -> Self {
-        MemoryResponseCache { capacity: capacity.max(1), inner: Mutex::default() }
+        MemoryResponseCache {
+            capacity: capacity.max(1),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            inner: Mutex::default(),
+        }
+    }
+    /// Set the largest body (in bytes) that is cached; larger responses are not stored.
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+    /// The largest body (in bytes) that is cached.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
     /// Number of stored responses.
     pub fn len(&self) -> usize {
@@ -96,6 +120,13 @@ impl ResponseCache for MemoryResponseCache {
     async fn put(&self, key: &str, response: &CachedResponse) -> Result<(), Error> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *g;
+        if response.body.len() > self.max_body_bytes {
+            // Too large to keep: forget any older version too (never serve it as stale).
+            if map.remove(key).is_some() {
+                order.retain(|k| k != key);
+            }
+            return Ok(());
+        }
         if map.insert(key.to_owned(), response.clone()).is_none() {
             order.push_back(key.to_owned());
         }
@@ -108,5 +139,36 @@ impl ResponseCache for MemoryResponseCache {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(body: &[u8]) -> CachedResponse {
+        to_cached(StatusCode::OK, &HeaderMap::new(), body)
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_cap_are_not_cached_and_drop_the_older_entry() {
+        let cache = MemoryResponseCache::new(4).with_max_body_bytes(8);
+        cache.put("k", &response(b"12345678")).await.unwrap();
+        assert_eq!(cache.get("k").await.unwrap().unwrap().body, b"12345678");
+        cache.put("k", &response(b"123456789")).await.unwrap();
+        assert!(cache.get("k").await.unwrap().is_none() && cache.is_empty());
+        cache.put("other", &response(&[0; 9])).await.unwrap();
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn oldest_entry_is_evicted_past_capacity() {
+        let cache = MemoryResponseCache::new(2);
+        for k in ["a", "b", "a", "c"] {
+            cache.put(k, &response(k.as_bytes())).await.unwrap();
+        }
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("a").await.unwrap().is_none(), "a was stored first");
+        assert!(cache.get("b").await.unwrap().is_some() && cache.get("c").await.unwrap().is_some());
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) retry: RetryPolicy,
     pub(crate) classifier: Option<Classifier>,
     pub(crate) auth: Option<Arc<dyn Auth>>,
+    /// `auth`'s [`Auth::credential_id`] (stable, so worked out once), or empty.
+    pub(crate) credential: String,
     pub(crate) cache: Option<Arc<dyn ResponseCache>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
@@ -238,6 +240,9 @@ impl HttpClientBuilder {
         for pem in &pems {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| Error::config("http.ca_certificates: not a PEM certificate bundle").with_source(e))?;
+            if certs.is_empty() {
+                return Err(Error::config("http.ca_certificates: no certificate in the PEM data"));
+            }
             b = b.tls_certs_merge(certs);
         }
         let http = b.build().map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
@@ -271,6 +276,7 @@ impl HttpClientBuilder {
                 backoff: Backoff::new(self.retry.jitter_seed),
                 retry: self.retry,
                 classifier: self.classifier,
+                credential: self.auth.as_ref().map(|a| a.credential_id()).unwrap_or_default(),
                 auth: self.auth,
                 cache: self.cache,
                 limits: Limits::new(clock.clone(), self.budget, self.max_concurrency),

@@ -91,7 +91,8 @@ pub struct HttpConfig {
     pub connect_timeout_ms: Option<u64>,
     /// Whole-request timeout in milliseconds, body included (default 60000).
     pub timeout_ms: Option<u64>,
-    /// Explicit proxy URL; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured.
+    /// Explicit proxy URL for every request; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY
+    /// are honoured. An explicit proxy has no exclusion list: NO_PROXY does not apply to it.
     pub proxy: Option<String>,
     /// PEM files with extra trusted CA certificates (self-hosted vendors).
     #[serde(default)]

@@ -71,9 +71,9 @@ impl HttpClient {
         // Where an error happened: only built when there is one.
         let at = || format!("{} {shown}", req.method);
         let host = self.host_key(&url);
-        let credential = inner.auth.as_ref().map(|a| a.credential_id()).unwrap_or_default();
+        let credential = inner.credential.as_str();
         let cache_key =
-            (inner.cache.is_some() && req.method == Method::GET).then(|| cache::key(&req.method, &shown, &credential));
+            (inner.cache.is_some() && req.method == Method::GET).then(|| cache::key(&req.method, &shown, credential));
         let cached = match (&inner.cache, &cache_key) {
             (Some(c), Some(k)) => c.get(k).await.unwrap_or_else(|e| {
                 tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache lookup failed");
@@ -100,7 +100,8 @@ impl HttpClient {
             }
         };
         let may_retry = is_idempotent(&req.method) || req.headers.contains_key(inner.retry.idempotency_header.as_str());
-        let limiter = inner.limits.limiter(&host, &credential);
+        let limiter = inner.limits.limiter(&host, credential);
+        let slots = inner.limits.slots(&host);
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut reauthorized = false;
         let mut last_body = String::new();
@@ -108,7 +109,7 @@ impl HttpClient {
         loop {
             n += 1;
             limiter.ready(clock, &host).await;
-            let permit = inner.limits.permit(&host).await;
+            let permit = crate::limit::acquire(&slots).await;
             let mut rq = reqwest::Request::new(req.method.clone(), url.clone());
             // A fresh request has no headers: the client's are a plain copy.
             *rq.headers_mut() = inner.headers.clone();
@@ -126,7 +127,8 @@ impl HttpClient {
                 done(e.kind().name(), n);
                 return Err(e.at(at()));
             }
-            let secrets = observe::secrets_of(&rq, &inner.secret_params);
+            // What to scrub from a body excerpt; worked out only when one is needed.
+            let secrets = observe::SentSecrets::capture(&rq, &url);
             // What a 401 rejected, so the provider drops that credential only if still current.
             let sent_headers = inner.auth.as_ref().filter(|_| !reauthorized).map(|_| rq.headers().clone());
             let t0 = Instant::now();
@@ -209,7 +211,7 @@ impl HttpClient {
                                 return Ok(finish(resp, v));
                             }
                             Err(e) => {
-                                last_body = observe::excerpt(&resp.body, &secrets);
+                                last_body = observe::excerpt(&resp.body, &secrets.values(&url, &inner.secret_params));
                                 Step::Retry {
                                     outcome: AttemptOutcome::Undecodable(status.as_u16()),
                                     server: None,
@@ -218,7 +220,7 @@ impl HttpClient {
                             }
                         }
                     } else {
-                        last_body = observe::excerpt(&body, &secrets);
+                        last_body = observe::excerpt(&body, &secrets.values(&url, &inner.secret_params));
                         let verdict = inner.classifier.as_ref().and_then(|c| c(status, &headers, &body));
                         if verdict.unwrap_or_else(|| retryable_status(status)) {
                             let server = server_wait(status, &headers, clock.now(), inner.retry.reset_style);

@@ -21,6 +21,26 @@
 //! [`FakeClock`]. Logs never carry
 //! credentials: URLs are redacted ([`redact_url`]) and headers are not logged.
 //! [`paginate`] turns a first request into pages.
+//!
+//! # Metrics
+//!
+//! Recorded through the [`metrics`](https://docs.rs/metrics) facade (install any recorder;
+//! without one they cost nothing). `host` is `host:port`.
+//!
+//! | name | kind | labels | what |
+//! | --- | --- | --- | --- |
+//! | `dovetail_http_requests_total` | counter | `host`, `outcome` | logical requests; `outcome` is `ok`, `cache` (a 304 answered from the cache), `stale` or the error kind (`transient`, `rate_limited`, `unavailable`, `auth`, `permanent`, `data`, ...) |
+//! | `dovetail_http_request_seconds` | histogram | `host`, `outcome` | a logical request's duration, waits included |
+//! | `dovetail_http_attempts_total` | counter | `host`, `status` | attempts sent; `status` is the HTTP status or `error` (connect error, timeout) |
+//! | `dovetail_http_attempt_seconds` | histogram | `host` | one attempt's latency |
+//! | `dovetail_http_retries_total` | counter | `host` | waits before a retry (not rate-limiter waits) |
+//! | `dovetail_http_wait_seconds` | histogram | `host`, `reason` (`retry`, `rate_limit`) | the length of each retry wait and each rate-limiter wait (window reset, pacing) |
+//! | `dovetail_http_429_total` | counter | `host` | 429 responses |
+//! | `dovetail_http_slowdowns_total` | counter | `host` | 429s without a wait header, which halve the host's rate |
+//! | `dovetail_http_cache_hits_total` | counter | `host`, `kind` | responses served from the cache: `not_modified` (304) or `stale` |
+//! | `dovetail_http_circuit_open_total` | counter | `host` | times a host's circuit opened |
+//! | `dovetail_http_token_requests_total` | counter | — | OAuth2 token requests (first token and every refresh) |
+//! | `dovetail_http_deprecated_total` | counter | `endpoint` | first sighting of a `Deprecation` / `Sunset` header per endpoint |
 #![warn(missing_docs)]
 
 pub mod auth;

@@ -62,7 +62,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use reqwest::header::HeaderMap;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::clock::{Clock, GovernorClock};
 use crate::config::{RateBudget, ResetStyle};
@@ -119,7 +119,7 @@ impl Limiter {
             if until > now {
                 tracing::debug!(target: "dovetail_http::ratelimit", host, wait_ms = (until - now).as_millis() as u64,
                     "waiting for the rate-limit window to reset");
-                crate::observe::retry_wait(host, until - now);
+                crate::observe::rate_limit_wait(host, until - now);
                 clock.sleep(until - now).await;
                 waited = true;
                 continue;
@@ -156,7 +156,7 @@ impl Limiter {
         if slot > now {
             tracing::debug!(target: "dovetail_http::ratelimit", host, wait_ms = (slot - now).as_millis() as u64,
                 "pacing requests to the rate limit");
-            crate::observe::retry_wait(host, slot - now);
+            crate::observe::rate_limit_wait(host, slot - now);
             clock.sleep(slot - now).await;
         }
     }
@@ -262,7 +262,8 @@ pub(crate) struct Limits {
     clock: Arc<dyn Clock>,
     budget: Option<RateBudget>,
     max_concurrency: usize,
-    limiters: Mutex<HashMap<(String, String), Arc<Limiter>>>,
+    /// host → credential → limiter; looked up by `&str`, so only a first use allocates keys.
+    limiters: Mutex<HashMap<String, HashMap<String, Arc<Limiter>>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
@@ -280,28 +281,34 @@ impl Limits {
     /// The limiter of (host, credential), created on first use.
     pub(crate) fn limiter(&self, host: &str, credential: &str) -> Arc<Limiter> {
         let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((host.to_owned(), credential.to_owned()))
-            .or_insert_with(|| {
-                let budget = self
-                    .budget
-                    .and_then(quota)
-                    .map(|q| RateLimiter::direct_with_clock(q, GovernorClock(self.clock.clone())));
-                Arc::new(Limiter { budget, blocked_until: Mutex::new(Duration::ZERO), pace: Mutex::default() })
-            })
-            .clone()
+        if let Some(l) = map.get(host).and_then(|m| m.get(credential)) {
+            return l.clone();
+        }
+        let budget =
+            self.budget.and_then(quota).map(|q| RateLimiter::direct_with_clock(q, GovernorClock(self.clock.clone())));
+        let l = Arc::new(Limiter { budget, blocked_until: Mutex::new(Duration::ZERO), pace: Mutex::default() });
+        map.entry(host.to_owned()).or_default().insert(credential.to_owned(), l.clone());
+        l
     }
 
-    /// A slot among the host's concurrent requests, held for one attempt.
-    pub(crate) async fn permit(&self, host: &str) -> OwnedSemaphorePermit {
-        let sem = {
-            let mut map = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(host.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrency))).clone()
-        };
-        // The semaphore is never closed, so acquiring cannot fail.
-        match sem.acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => unreachable!("host semaphores are never closed"),
+    /// The semaphore of the host's concurrent requests, created on first use.
+    pub(crate) fn slots(&self, host: &str) -> Arc<Semaphore> {
+        let mut map = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(host) {
+            return s.clone();
         }
+        let s = Arc::new(Semaphore::new(self.max_concurrency));
+        map.insert(host.to_owned(), s.clone());
+        s
+    }
+}
+
+/// A slot among the host's concurrent requests (see [`Limits::slots`]), held for one attempt.
+pub(crate) async fn acquire(slots: &Semaphore) -> SemaphorePermit<'_> {
+    // The semaphore is never closed, so acquiring cannot fail.
+    match slots.acquire().await {
+        Ok(p) => p,
+        Err(_) => unreachable!("host semaphores are never closed"),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
 /// Query parameter names containing any of these (case-insensitive) are redacted in logs.
@@ -46,25 +46,46 @@ fn is_secret_param(name: &str, extra: &[String]) -> bool {
     SECRET_PARAM_WORDS.iter().any(|w| n.contains(w)) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
 }
 
-/// The secret values one prepared request carries (credential headers, secret query
-/// values), so they can be scrubbed from anything derived from the response.
-pub(crate) fn secrets_of(req: &reqwest::Request, extra: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for h in SENSITIVE_HEADERS {
-        for v in req.headers().get_all(*h) {
+/// What one prepared request carries that may be secret (credential header values, secret
+/// query values), captured cheaply before the request is handed to reqwest; the values to
+/// scrub from anything derived from the response are worked out only when needed.
+pub(crate) struct SentSecrets {
+    headers: Vec<HeaderValue>,
+    /// The request's URL when its query differs from the resolved URL's (auth added to it).
+    url: Option<Url>,
+}
+
+impl SentSecrets {
+    /// Captures `req`, which was built from `url` (then had credentials added).
+    pub(crate) fn capture(req: &reqwest::Request, url: &Url) -> Self {
+        let headers = req
+            .headers()
+            .iter()
+            .filter(|(name, _)| SENSITIVE_HEADERS.contains(&name.as_str()))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let changed = req.url().query() != url.query();
+        SentSecrets { headers, url: changed.then(|| req.url().clone()) }
+    }
+
+    /// The secret values (credential headers, and their part after a scheme such as
+    /// `Bearer `; secret query values, including the names in `extra`).
+    pub(crate) fn values(&self, url: &Url, extra: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in &self.headers {
             if let Ok(v) = v.to_str() {
                 out.push(v.to_owned());
                 out.extend(v.split_once(' ').map(|(_, t)| t.to_owned()));
             }
         }
-    }
-    for (k, v) in req.url().query_pairs() {
-        if is_secret_param(&k, extra) && !v.is_empty() {
-            out.push(v.into_owned());
+        for (k, v) in self.url.as_ref().unwrap_or(url).query_pairs() {
+            if is_secret_param(&k, extra) && !v.is_empty() {
+                out.push(v.into_owned());
+            }
         }
+        out.retain(|s| s.len() >= 4);
+        out
     }
-    out.retain(|s| s.len() >= 4);
-    out
 }
 
 /// At most 512 bytes of `body` as text, with every value in `secrets` replaced.
@@ -185,7 +206,14 @@ pub(crate) fn request_done(
 
 pub(crate) fn retry_wait(host: &str, wait: Duration) {
     metrics::counter!("dovetail_http_retries_total", "host" => host.to_owned()).increment(1);
-    metrics::histogram!("dovetail_http_wait_seconds", "host" => host.to_owned()).record(wait.as_secs_f64());
+    metrics::histogram!("dovetail_http_wait_seconds", "host" => host.to_owned(), "reason" => "retry")
+        .record(wait.as_secs_f64());
+}
+
+/// A wait imposed by rate limiting (server pacing, a closed gate), not a retry.
+pub(crate) fn rate_limit_wait(host: &str, wait: Duration) {
+    metrics::histogram!("dovetail_http_wait_seconds", "host" => host.to_owned(), "reason" => "rate_limit")
+        .record(wait.as_secs_f64());
 }
 
 pub(crate) fn cache_hit(host: &str, kind: &'static str) {
@@ -198,8 +226,10 @@ pub(crate) struct DeprecationWatch(Mutex<HashSet<String>>);
 
 impl DeprecationWatch {
     pub(crate) fn check(&self, method: &Method, url: &Url, headers: &HeaderMap) {
-        let dep = first_header(headers, ["deprecation"]);
-        let sunset = first_header(headers, ["sunset"]);
+        const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
+        const SUNSET: HeaderName = HeaderName::from_static("sunset");
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let (dep, sunset) = (text(&DEPRECATION), text(&SUNSET));
         if dep.is_none() && sunset.is_none() {
             return;
         }

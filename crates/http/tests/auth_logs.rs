@@ -1,43 +1,15 @@
 //! Every log line of OAuth2 flows (token fetch, rotation, 401, refresh failure) and of the
 //! static providers is captured at TRACE level; no secret value may appear in it.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use async_trait::async_trait;
-use dovetail_core::remote::TokenStore;
-use dovetail_core::{Error, Secret};
+use std::sync::Arc;
+
+use common::{Capture, MemoryTokenStore};
 use dovetail_http::auth::AuthConfig;
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Store(Mutex<Option<String>>);
-
-#[async_trait]
-impl TokenStore for Store {
-    async fn load(&self, _: &str) -> Result<Option<Secret>, Error> {
-        Ok(self.0.lock().unwrap().clone().map(Secret::new))
-    }
-    async fn save(&self, _: &str, token: &Secret) -> Result<(), Error> {
-        *self.0.lock().unwrap() = Some(token.expose().to_owned());
-        Ok(())
-    }
-}
 
 const SECRETS: &[&str] =
     &["client-secret-AAA", "refresh-token-BBB", "refresh-token-CCC", "access-token-DDD", "api-key-EEE", "pw-FFF"];
@@ -71,7 +43,7 @@ async fn no_secret_appears_in_any_log_line() {
         "client_id": "client-1", "client_secret": "client-secret-AAA", "refresh_token": "refresh-token-BBB"
     }))
     .unwrap();
-    let auth = cfg.build(Some(Arc::new(Store::default()))).unwrap();
+    let auth = cfg.build(Some(Arc::new(MemoryTokenStore::default()))).unwrap();
     let mut req = reqwest::Request::new(reqwest::Method::GET, "https://api.example.com/".parse().unwrap());
     auth.apply(&mut req).await.unwrap();
     tracing::info!(?auth, ?req, "applied");
@@ -91,7 +63,7 @@ async fn no_secret_appears_in_any_log_line() {
         tracing::info!(?auth, ?cfg, headers = ?req.headers(), "static provider applied");
     }
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("requesting an OAuth2 token"), "the flow was not logged:\n{logs}");
     assert!(logs.contains("saved a rotated OAuth2 refresh token"), "{logs}");
     for s in SECRETS {

@@ -1,13 +1,13 @@
 //! OAuth2 token manager against a wiremock token endpoint over loopback. Expiry is driven by
 //! the crate's `FakeClock`, never by sleeping.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use dovetail_core::remote::TokenStore;
-use dovetail_core::{Error, ErrorKind, Secret};
+use common::MemoryTokenStore;
+use dovetail_core::{ErrorKind, Secret};
 use dovetail_http::FakeClock;
 use dovetail_http::auth::{Auth, ClientAuth, OAuth2ClientCredentials, OAuth2RefreshToken, OAuth2Settings};
 use serde_json::json;
@@ -41,29 +41,6 @@ async fn bearer(auth: &dyn Auth) -> String {
 async fn token_requests(server: &MockServer) -> Vec<String> {
     let reqs = server.received_requests().await.unwrap();
     reqs.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect()
-}
-
-/// A token store in memory that survives "restarts" (shared between provider instances).
-#[derive(Default)]
-struct MapStore {
-    tokens: Mutex<HashMap<String, String>>,
-    saves: Mutex<Vec<String>>,
-    fail: bool,
-}
-
-#[async_trait]
-impl TokenStore for MapStore {
-    async fn load(&self, key: &str) -> Result<Option<Secret>, Error> {
-        Ok(self.tokens.lock().unwrap().get(key).map(Secret::new))
-    }
-    async fn save(&self, key: &str, token: &Secret) -> Result<(), Error> {
-        if self.fail {
-            return Err(Error::permanent("disk full"));
-        }
-        self.saves.lock().unwrap().push(token.expose().to_owned());
-        self.tokens.lock().unwrap().insert(key.to_owned(), token.expose().to_owned());
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,14 +147,14 @@ async fn a_rotated_refresh_token_is_saved_before_use_and_preferred_after_a_resta
         .mount(&server)
         .await;
     // A store that cannot save: the new access token must not be used.
-    let broken = Arc::new(MapStore { fail: true, ..Default::default() });
+    let broken = Arc::new(MemoryTokenStore { fail: true, ..Default::default() });
     let auth = OAuth2RefreshToken::new(settings(&server), Secret::new(REFRESH), Some(broken)).unwrap();
     let mut req = request();
     let err = auth.apply(&mut req).await.unwrap_err();
     assert!(err.message().contains("saving it failed"), "{err}");
     assert!(!req.headers().contains_key("authorization"), "used before it was saved");
 
-    let store = Arc::new(MapStore::default());
+    let store = Arc::new(MemoryTokenStore::default());
     let auth = OAuth2RefreshToken::new(settings(&server), Secret::new(REFRESH), Some(store.clone())).unwrap();
     assert_eq!(bearer(&auth).await, "Bearer at-1");
     assert_eq!(*store.saves.lock().unwrap(), vec!["rt-rotated-0002".to_owned()]);
@@ -249,7 +226,7 @@ async fn a_cancelled_apply_still_saves_and_keeps_the_rotated_token() {
         )
         .mount(&server)
         .await;
-    let store = Arc::new(MapStore::default());
+    let store = Arc::new(MemoryTokenStore::default());
     let auth = OAuth2RefreshToken::new(settings(&server), Secret::new(REFRESH), Some(store.clone())).unwrap();
     let mut req = request();
     let cancelled = tokio::time::timeout(Duration::from_millis(50), auth.apply(&mut req)).await;

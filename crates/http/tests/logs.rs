@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use common::{TestAuth, builder};
+use common::{Capture, TestAuth, builder};
 use dovetail_http::{FakeClock, Request};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const BEARER: &str = "bearer-SECRET-1111";
 const QUERY_KEY: &str = "apikey-SECRET-2222";
@@ -63,7 +49,7 @@ async fn no_secret_reaches_the_logs() {
     let e = client.send(Request::get("/b").query("access_token", TOKEN_PARAM)).await.unwrap_err();
     tracing::error!(error = %e.report(), "run failed");
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     for secret in [BEARER, QUERY_KEY, TOKEN_PARAM] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs:\n{logs}");
         assert!(!e.report().contains(secret), "{secret} leaked into the error");

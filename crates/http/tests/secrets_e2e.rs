@@ -7,13 +7,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use common::builder;
-use dovetail_core::remote::TokenStore;
-use dovetail_core::{Error, Secret};
+use common::{Capture, MemoryTokenStore, builder};
 use dovetail_http::auth::AuthConfig;
 use dovetail_http::{FakeClock, Request};
 use serde_json::json;
@@ -21,39 +17,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use wiremock::matchers::{body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-#[derive(Default)]
-struct Store(Mutex<Option<String>>);
-
-#[async_trait]
-impl TokenStore for Store {
-    async fn load(&self, _: &str) -> Result<Option<Secret>, Error> {
-        Ok(self.0.lock().unwrap().clone().map(Secret::new))
-    }
-    async fn save(&self, _: &str, token: &Secret) -> Result<(), Error> {
-        *self.0.lock().unwrap() = Some(token.expose().to_owned());
-        Ok(())
-    }
-}
 
 const CLIENT_SECRET: &str = "cs-SECRET-a1a1";
 const RT_OLD: &str = "rt-SECRET-old-b2b2";
@@ -140,7 +103,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
         "client_auth": "client_secret_post"
     }))
     .unwrap();
-    let auth = cfg.build_with(Some(Arc::new(Store::default())), None, Some(clock.clone())).unwrap();
+    let auth = cfg.build_with(Some(Arc::new(MemoryTokenStore::default())), None, Some(clock.clone())).unwrap();
     let client = builder(&server.uri(), &clock).auth(auth).build().unwrap();
     tracing::info!(?cfg, ?client, "configured");
     client.send(Request::get("/me")).await.unwrap();

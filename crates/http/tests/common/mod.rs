@@ -1,12 +1,16 @@
-//! Shared test helpers: a client on a fake clock, a static test credential.
+//! Shared test helpers: a client on a fake clock, a static test credential, a log capture
+//! and an in-memory token store.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dovetail_core::Error;
+use dovetail_core::remote::TokenStore;
+use dovetail_core::{Error, Secret};
 use dovetail_http::auth::Auth;
 use dovetail_http::{FakeClock, HttpClientBuilder, RetryPolicy};
 
@@ -65,4 +69,50 @@ impl Auth for TestAuth {
 
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// A log writer keeping everything written, for `tracing_subscriber`'s `with_writer`
+/// (`move || capture.clone()`).
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// A token store in memory that survives "restarts" (shared between provider instances):
+/// tokens by key, every saved token in order, and a switch that makes saving fail.
+#[derive(Default)]
+pub struct MemoryTokenStore {
+    pub tokens: Mutex<HashMap<String, String>>,
+    pub saves: Mutex<Vec<String>>,
+    pub fail: bool,
+}
+
+#[async_trait]
+impl TokenStore for MemoryTokenStore {
+    async fn load(&self, key: &str) -> Result<Option<Secret>, Error> {
+        Ok(self.tokens.lock().unwrap().get(key).map(Secret::new))
+    }
+    async fn save(&self, key: &str, token: &Secret) -> Result<(), Error> {
+        if self.fail {
+            return Err(Error::permanent("disk full"));
+        }
+        self.saves.lock().unwrap().push(token.expose().to_owned());
+        self.tokens.lock().unwrap().insert(key.to_owned(), token.expose().to_owned());
+        Ok(())
+    }
 }
