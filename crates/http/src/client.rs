@@ -218,6 +218,9 @@ impl HttpClientBuilder {
             self.circuit = cc.apply(self.circuit);
         }
         self.request_id_headers.extend(c.request_id_headers.iter().map(|h| h.to_ascii_lowercase()));
+        for (name, value) in &c.headers {
+            self.headers.push((name.clone(), value.clone()));
+        }
         Ok(self)
     }
 

@@ -108,6 +108,10 @@ pub struct HttpConfig {
     /// Extra response headers that carry the vendor's request id.
     #[serde(default)]
     pub request_id_headers: Vec<String>,
+    /// Headers sent on every request, after the connector's own (not for credentials: those
+    /// belong in `auth`, where they are kept secret).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Retry settings in config form.

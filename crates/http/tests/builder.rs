@@ -142,6 +142,9 @@ ca_certificates = ["CA"]
 max_concurrency = 4
 request_id_headers = ["X-Acme-Trace"]
 
+[headers]
+x-from-config = "cfg"
+
 [retry]
 max_attempts = 2
 base_delay_ms = 10
@@ -175,6 +178,7 @@ async fn every_config_field_reaches_the_wire() {
     Mock::given(method("GET"))
         .and(header("x-acme-version", "2024-06-01"))
         .and(header("x-custom", "yes"))
+        .and(header("x-from-config", "cfg"))
         .and(header("user-agent", format!("dovetail/{} (acme)", env!("CARGO_PKG_VERSION")).as_str()))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&server)
