@@ -16,14 +16,7 @@ const SECRETS: &[&str] =
 
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_appears_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace_on_this_thread();
 
     let server = MockServer::start().await;
     Mock::given(method("POST"))

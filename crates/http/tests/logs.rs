@@ -16,14 +16,7 @@ const TOKEN_PARAM: &str = "token-SECRET-3333";
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace_on_this_thread();
 
     let server = MockServer::start().await;
     let echo = format!("bad credentials {BEARER} {QUERY_KEY} {TOKEN_PARAM}");
