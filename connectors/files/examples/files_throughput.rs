@@ -47,15 +47,23 @@ async fn main() {
         streams.push(json!({ "name": name, "path": file, "primary_key": ["id"] }));
     }
     let config: FilesSourceConfig = serde_json::from_value(json!({ "streams": streams })).expect("config");
-    let src = FilesSource::build(config, &BuildCx { base_dir: dir.path().to_path_buf(), pipeline: "bench".into() })
-        .expect("build");
+    let src = FilesSource::build(
+        config,
+        &BuildCx { base_dir: dir.path().to_path_buf(), pipeline: "bench".into(), ..Default::default() },
+    )
+    .expect("build");
 
     for (stream, _, text) in &files {
         let (started, cpu_started) = (Instant::now(), cpu_seconds());
         let (mut position, mut records) = (None, 0usize);
         loop {
-            let req =
-                ReadRequest { stream: (*stream).into(), position: position.take(), since: None, batch_size: BATCH };
+            let req = ReadRequest {
+                stream: (*stream).into(),
+                position: position.take(),
+                since: None,
+                batch_size: BATCH,
+                use_cache: false,
+            };
             let page = src.read(&req, &Cx::default()).await.expect("read");
             assert!(page.rejects.is_empty());
             records += page.records.len();

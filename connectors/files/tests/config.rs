@@ -93,7 +93,7 @@ async fn paths_resolve_against_the_config_folder_and_format_can_be_explicit() {
 
 #[test]
 fn the_sink_resolves_its_dir() {
-    let cx = BuildCx { base_dir: "/etc/dovetail".into(), pipeline: "p".into() };
+    let cx = BuildCx { base_dir: "/etc/dovetail".into(), pipeline: "p".into(), ..Default::default() };
     let sink = JsonlSink::build(JsonlSinkConfig { dir: "out".into() }, &cx).unwrap();
     assert_eq!(sink.dir(), std::path::Path::new("/etc/dovetail/out"));
     assert_eq!(sink.stream_path("orders").unwrap(), std::path::Path::new("/etc/dovetail/out/orders.jsonl"));

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 fn sink(dir: &std::path::Path) -> JsonlSink {
     JsonlSink::build(
         JsonlSinkConfig { dir: "out".into() },
-        &BuildCx { base_dir: dir.to_path_buf(), pipeline: "p".into() },
+        &BuildCx { base_dir: dir.to_path_buf(), pipeline: "p".into(), ..Default::default() },
     )
     .unwrap()
 }
@@ -28,7 +28,7 @@ fn stream(name: &str, keys: &[&str]) -> Arc<SinkStream> {
 
 fn batch(s: &Arc<SinkStream>, rows: Vec<Value>) -> Batch {
     let prov = Arc::new(Provenance::default());
-    Batch { stream: s.clone(), records: rows.into_iter().map(|v| Record::new(v, prov.clone())).collect() }
+    Batch::new(s.clone(), rows.into_iter().map(|v| Record::new(v, prov.clone())).collect())
 }
 
 fn lines(path: &std::path::Path) -> Vec<String> {

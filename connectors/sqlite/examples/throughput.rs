@@ -36,7 +36,7 @@ async fn main() -> Result<(), dovetail_core::Error> {
             })
             .collect::<Vec<_>>()
             .chunks(batch_size)
-            .map(|c| Batch { stream: stream.clone(), records: c.into() })
+            .map(|c| Batch::new(stream.clone(), c.into()))
             .collect()
     };
     for (label, round) in [("insert", 1), ("update", 2)] {

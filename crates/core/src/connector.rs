@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind};
 use crate::record::{Key, Location, Record};
+use crate::remote::{ResponseCache, TokenStore};
 use crate::stream::{DeleteMode, StreamSpec};
 
 /// Context handed to connectors on every call.
@@ -34,6 +35,9 @@ pub struct ReadRequest {
     pub since: Option<Value>,
     /// Preferred number of records per page.
     pub batch_size: usize,
+    /// The stream's policy is `use_cache`: when the remote is unavailable, answer from the
+    /// last good responses (marking the records' provenance `stale`) instead of failing.
+    pub use_cache: bool,
 }
 
 /// A record the source could not decode; it goes to dead letters.
@@ -117,6 +121,28 @@ pub struct Batch {
     /// Mapped records, each with its key set. Shared: the engine keeps the batch to build
     /// dead letters for records the sink rejects, so sinks only borrow it.
     pub records: Arc<[Record]>,
+    /// For sinks in [`WriteMode::CreateWithIdempotencyKey`]: one hint per record, in order.
+    /// Empty for upsert sinks.
+    pub hints: Arc<[CreateHint]>,
+}
+
+impl Batch {
+    /// A batch without create hints (what upsert sinks get).
+    pub fn new(stream: Arc<SinkStream>, records: Arc<[Record]>) -> Self {
+        Batch { stream, records, hints: Arc::from([]) }
+    }
+}
+
+/// What a create-only sink needs to write one record exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateHint {
+    /// Deterministic idempotency key derived from (pipeline, stream, primary key, content
+    /// hash): a retry or a rerun of the same record sends the same key, so the destination
+    /// creates it once; a changed record gets a new key.
+    pub idempotency_key: String,
+    /// The id the destination gave this record on an earlier run (from the ledger): update
+    /// that record instead of creating another.
+    pub dest_id: Option<String>,
 }
 
 /// What a sink did with a batch.
@@ -205,12 +231,27 @@ impl Transform for Identity {
 }
 
 /// What a connector's `build` may know: no IO happens there.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct BuildCx {
     /// Directory relative paths in the config are resolved against (the config file's folder).
     pub base_dir: PathBuf,
     /// Pipeline the connector is built for.
     pub pipeline: String,
+    /// Where API connectors keep rotated OAuth2 refresh tokens (the runner's token store).
+    pub token_store: Option<Arc<dyn TokenStore>>,
+    /// Where API connectors keep responses for conditional requests and stale serving.
+    pub response_cache: Option<Arc<dyn ResponseCache>>,
+}
+
+impl std::fmt::Debug for BuildCx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildCx")
+            .field("base_dir", &self.base_dir)
+            .field("pipeline", &self.pipeline)
+            .field("token_store", &self.token_store.is_some())
+            .field("response_cache", &self.response_cache.is_some())
+            .finish()
+    }
 }
 
 impl BuildCx {

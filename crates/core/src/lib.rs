@@ -46,7 +46,7 @@ pub mod stream;
 pub mod testing;
 
 pub use connector::{
-    Batch, BuildCx, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector, SinkStream, Source,
+    Batch, BuildCx, CreateHint, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector, SinkStream, Source,
     SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
 pub use error::{ConnectorError, Error, ErrorContext, ErrorKind, Result};
@@ -55,7 +55,7 @@ pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};
 pub use report::{RunReport, StreamReport};
 pub use secret::Secret;
 pub use state::{Checkpoint, StateStore};
-pub use stream::{DeleteMode, StreamSpec, SyncMode};
+pub use stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
 /// Current time as RFC 3339 with millisecond precision, UTC.
 pub fn now_rfc3339() -> String {

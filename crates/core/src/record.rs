@@ -21,6 +21,10 @@ pub struct Provenance {
     /// The vendor's request id, when it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Served from the last good response because the remote was unavailable (`use_cache`):
+    /// the data may be old.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// One record flowing through a pipeline.
@@ -150,6 +154,35 @@ impl ContentHash {
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// A cursor value moved back by `d`: RFC 3339 timestamps by that duration, integers by
+/// that many seconds. `None` for any other value (no lookback is possible).
+pub fn cursor_minus(v: &Value, d: std::time::Duration) -> Option<Value> {
+    match v {
+        Value::String(s) => {
+            let t: jiff::Timestamp = s.parse().ok()?;
+            let back = jiff::SignedDuration::try_from(d).ok()?;
+            Some(Value::String(t.checked_sub(back).ok()?.to_string()))
+        }
+        Value::Number(n) => {
+            let i: i64 = n.as_i64()?;
+            Some(Value::from(i.checked_sub(i64::try_from(d.as_secs()).ok()?)?))
+        }
+        _ => None,
+    }
+}
+
+/// The idempotency key of one version of one record: `dt-` and the xxh3-128 of (pipeline,
+/// stream, primary key, content hash), each length-prefixed. The same record content always
+/// gets the same key, in any process and on any rerun; a changed record gets a new one.
+pub fn idempotency_key(pipeline: &str, stream: &str, key: &Key, hash: &ContentHash) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [pipeline.as_bytes(), stream.as_bytes(), key.as_str().as_bytes(), &hash.0[..]] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    format!("dt-{}", ContentHash(h.digest128().to_be_bytes()).to_hex())
 }
 
 fn feed(h: &mut xxhash_rust::xxh3::Xxh3, v: &Value) {

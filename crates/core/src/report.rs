@@ -23,12 +23,27 @@ pub struct StreamReport {
     pub batches: u64,
     /// Milliseconds spent per stage: `read`, `map`, `ledger`, `write`, `commit`.
     pub stage_ms: BTreeMap<String, u64>,
-    /// `succeeded`, `failed` or `interrupted`.
+    /// `succeeded`, `failed`, `paused` or `interrupted`.
     pub outcome: String,
     /// The error, with its context, if the stream failed.
     pub error: Option<String>,
     /// Whether this stream resumed from a checkpoint position (inside a pass).
     pub resumed: bool,
+    /// Pages served from the last good responses while the remote was down (`use_cache`).
+    #[serde(default)]
+    pub stale_pages: u64,
+    /// Records queued in the outbox this run because the sink was down.
+    #[serde(default)]
+    pub outbox_queued: u64,
+    /// Outbox records delivered this run (queued by earlier runs, or earlier in this one).
+    #[serde(default)]
+    pub outbox_delivered: u64,
+    /// Records still waiting in the outbox after the run.
+    #[serde(default)]
+    pub outbox_pending: u64,
+    /// Why the stream is paused, when the run paused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
 }
 
 /// Outcome of one pipeline run.

@@ -97,6 +97,40 @@ pub struct Commit {
     pub resolved_dead_letters: Vec<i64>,
     /// New checkpoint, or `None` to leave it as it is.
     pub checkpoint: Option<Checkpoint>,
+    /// Mapped records to queue in the outbox (their sink is down), in order.
+    pub outbox_add: Vec<OutboxEntry>,
+    /// Outbox entries delivered (or dead-lettered) and to remove, by id.
+    pub outbox_done: Vec<i64>,
+}
+
+/// A mapped record waiting in the durable outbox for its sink to come back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// Row id, increasing in queue order (0 before it is stored).
+    pub id: i64,
+    /// Canonical primary key.
+    pub key: Key,
+    /// Content hash of the mapped record (for the ledger once delivered).
+    pub hash: ContentHash,
+    /// The mapped record, as the sink will get it.
+    pub data: Value,
+    /// Where the record came from (`GET /v1/items item 3`), for messages and dead letters.
+    pub location: Option<String>,
+}
+
+/// A stream that does not run until it is resumed (or, for an outage, until a probe succeeds).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PausedStream {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// Why: `unavailable` (probed again by the next run) or `drift` (waits for `drift accept`).
+    pub kind: String,
+    /// The cause, in words.
+    pub reason: String,
+    /// When it was paused (RFC 3339).
+    pub since: String,
 }
 
 /// Stored outcome of one run.
@@ -127,7 +161,8 @@ pub trait StateStore: Send + Sync {
     async fn lock(&self, pipeline: &str) -> Result<Box<dyn RunLock>, Error>;
     /// The checkpoint of a stream, if any.
     async fn checkpoint(&self, pipeline: &str, stream: &str) -> Result<Option<Checkpoint>, Error>;
-    /// Forget a stream's checkpoint (or every stream's, with `stream = None`); the ledger stays.
+    /// Forget a stream's checkpoint (or every stream's, with `stream = None`) and lift its pause;
+    /// the ledger and the outbox stay (the outbox holds writes still owed to the sink).
     async fn reset(&self, pipeline: &str, stream: Option<&str>) -> Result<u64, Error>;
     /// Ledger hashes for keys, in the same order (`None` where the key was never written).
     async fn ledger_lookup(
@@ -136,6 +171,18 @@ pub trait StateStore: Send + Sync {
         stream: &str,
         keys: &[Key],
     ) -> Result<Vec<Option<ContentHash>>, Error>;
+    /// The oldest `limit` entries of a stream's outbox, in queue order.
+    async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error>;
+    /// How many entries wait in a stream's outbox.
+    async fn outbox_len(&self, pipeline: &str, stream: &str) -> Result<u64, Error>;
+    /// Mark a stream paused, replacing an earlier pause of it.
+    async fn pause(&self, pause: &PausedStream) -> Result<(), Error>;
+    /// Clear a stream's pause; returns whether it was paused.
+    async fn unpause(&self, pipeline: &str, stream: &str) -> Result<bool, Error>;
+    /// Paused streams, of one pipeline or all, ordered by pipeline and stream.
+    async fn paused(&self, pipeline: Option<&str>) -> Result<Vec<PausedStream>, Error>;
+    /// Destination ids stored with ledger rows (create-only sinks), in the order of `keys`.
+    async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error>;
     /// Whether the ledger holds any row for a stream. The default (`true`) is always safe;
     /// `false` lets an initial load skip every lookup.
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {

@@ -15,12 +15,16 @@ pub struct StreamSpec {
     pub cursor_field: Option<FieldPath>,
     /// JSON Schema of the records; `None` means it is inferred from the first batch.
     pub schema: Option<Value>,
+    /// Re-read this far behind the last cursor (timestamps that lag): the engine asks the
+    /// source for `since - lookback` and lets that margin through to the ledger, which skips
+    /// what is unchanged. Applies to RFC 3339 timestamps and integer cursors (seconds).
+    pub lookback: Option<std::time::Duration>,
 }
 
 impl StreamSpec {
     /// A stream with a name and primary key, no cursor, schema inferred.
     pub fn new(name: impl Into<String>, primary_key: Vec<FieldPath>) -> Self {
-        StreamSpec { name: name.into(), primary_key, cursor_field: None, schema: None }
+        StreamSpec { name: name.into(), primary_key, cursor_field: None, schema: None, lookback: None }
     }
     /// Set the cursor field.
     pub fn with_cursor(mut self, cursor: impl Into<FieldPath>) -> Self {
@@ -52,4 +56,17 @@ pub enum DeleteMode {
     Delete,
     /// Mark them deleted (the sink sets its soft-delete column).
     SoftDelete,
+}
+
+/// What a stream does when its remote (source or sink) stays down past the retry budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// The stream fails with the cause (records bound for a down sink wait in the outbox).
+    #[default]
+    Fail,
+    /// The stream stops at its last checkpoint and is marked paused; the next run probes it.
+    Pause,
+    /// Reference data: the source answers from its last good responses, marked stale.
+    UseCache,
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::connector::{Batch, Cx, Next, Page, ReadRequest, Sink, SinkStream, Source, WriteReport};
 use crate::error::{Error, ErrorKind};
 use crate::record::{ContentHash, FieldPath, Key, Location, Provenance, Record, compare_cursors};
-use crate::state::{Checkpoint, Commit, DeadLetter, RunLock, RunRecord, StateStore};
+use crate::state::{Checkpoint, Commit, DeadLetter, OutboxEntry, PausedStream, RunLock, RunRecord, StateStore};
 use crate::stream::{DeleteMode, StreamSpec};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,15 +198,21 @@ impl Sink for MemorySink {
     }
 }
 
+/// Ledger rows of one stream: key → (content hash, pass, destination id).
+type LedgerRows = BTreeMap<String, (ContentHash, u64, Option<String>)>;
+
 #[derive(Debug, Default)]
 struct StateInner {
     checkpoints: BTreeMap<(String, String), Checkpoint>,
-    ledger: BTreeMap<(String, String), BTreeMap<String, (ContentHash, u64)>>,
+    ledger: BTreeMap<(String, String), LedgerRows>,
     dead_letters: Vec<DeadLetter>,
     next_dead_letter: i64,
     runs: Vec<RunRecord>,
     baselines: BTreeMap<(String, String), Value>,
     locks: HashSet<String>,
+    outbox: BTreeMap<(String, String), Vec<OutboxEntry>>,
+    next_outbox: i64,
+    paused: BTreeMap<(String, String), PausedStream>,
 }
 
 /// A state store in memory: atomic commits under one mutex, run locks per pipeline.
@@ -245,6 +251,7 @@ impl StateStore for MemoryState {
         let mut g = lock(&self.inner);
         let before = g.checkpoints.len();
         g.checkpoints.retain(|(p, s), _| !(p == pipeline && stream.is_none_or(|x| x == s)));
+        g.paused.retain(|(p, s), _| !(p == pipeline && stream.is_none_or(|x| x == s)));
         Ok((before - g.checkpoints.len()) as u64)
     }
     async fn ledger_lookup(
@@ -256,6 +263,29 @@ impl StateStore for MemoryState {
         let g = lock(&self.inner);
         let l = g.ledger.get(&k(pipeline, stream));
         Ok(keys.iter().map(|key| l.and_then(|l| l.get(key.as_str())).map(|e| e.0)).collect())
+    }
+    async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error> {
+        let g = lock(&self.inner);
+        Ok(g.outbox.get(&k(pipeline, stream)).map(|q| q.iter().take(limit).cloned().collect()).unwrap_or_default())
+    }
+    async fn outbox_len(&self, pipeline: &str, stream: &str) -> Result<u64, Error> {
+        Ok(lock(&self.inner).outbox.get(&k(pipeline, stream)).map_or(0, |q| q.len() as u64))
+    }
+    async fn pause(&self, pause: &PausedStream) -> Result<(), Error> {
+        lock(&self.inner).paused.insert(k(&pause.pipeline, &pause.stream), pause.clone());
+        Ok(())
+    }
+    async fn unpause(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
+        Ok(lock(&self.inner).paused.remove(&k(pipeline, stream)).is_some())
+    }
+    async fn paused(&self, pipeline: Option<&str>) -> Result<Vec<PausedStream>, Error> {
+        let g = lock(&self.inner);
+        Ok(g.paused.values().filter(|p| pipeline.is_none_or(|x| x == p.pipeline)).cloned().collect())
+    }
+    async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error> {
+        let g = lock(&self.inner);
+        let l = g.ledger.get(&k(pipeline, stream));
+        Ok(keys.iter().map(|key| l.and_then(|l| l.get(key.as_str())).and_then(|e| e.2.clone())).collect())
     }
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
         Ok(lock(&self.inner).ledger.get(&k(pipeline, stream)).is_some_and(|l| !l.is_empty()))
@@ -278,7 +308,8 @@ impl StateStore for MemoryState {
         let id = k(&c.pipeline, &c.stream);
         let l = g.ledger.entry(id.clone()).or_default();
         for e in c.ledger {
-            l.insert(e.key.as_str().to_owned(), (e.hash, c.pass));
+            let kept = l.get(e.key.as_str()).and_then(|old| old.2.clone());
+            l.insert(e.key.as_str().to_owned(), (e.hash, c.pass, e.dest_id.or(kept)));
         }
         for key in c.touched {
             if let Some(e) = l.get_mut(key.as_str()) {
@@ -287,6 +318,17 @@ impl StateStore for MemoryState {
         }
         for key in c.forget {
             l.remove(key.as_str());
+        }
+        if !c.outbox_add.is_empty() || !c.outbox_done.is_empty() {
+            let mut next = g.next_outbox;
+            let q = g.outbox.entry(id.clone()).or_default();
+            q.retain(|e| !c.outbox_done.contains(&e.id));
+            for mut e in c.outbox_add {
+                next += 1;
+                e.id = next;
+                q.push(e);
+            }
+            g.next_outbox = next;
         }
         for mut d in c.dead_letters {
             if let Some(old) = g.dead_letters.iter_mut().find(|o| {

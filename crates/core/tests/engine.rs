@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use dovetail_core::mapping::{CastType, Mapping};
 use dovetail_core::testing::{MemorySink, MemorySource, MemoryState};
 use dovetail_core::{
-    Cx, DeleteMode, Error, Page, Pipeline, ReadRequest, RunOptions, Source, StreamOptions, StreamSpec, SyncMode,
+    Batch, CreateHint, Cx, DeleteMode, Error, OnUnavailable, Page, Pipeline, ReadRequest, RunOptions, Sink, SinkStream,
+    Source, StateStore, StreamOptions, StreamSpec, SyncMode, WriteMode, WriteReport,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -271,4 +272,176 @@ async fn an_initial_load_skips_lookups_and_a_repeated_key_is_upserted_twice() {
     src.set_records("s", vec![json!({"id": 2, "v": "b"}), json!({"id": 1, "v": "c"})]);
     let r = p.run(RunOptions::default()).await.unwrap();
     assert_eq!((r.streams["s"].written, r.streams["s"].skipped_unchanged), (0, 2));
+}
+
+#[tokio::test]
+async fn from_backfills_an_incremental_stream_and_the_ledger_absorbs_the_overlap() {
+    let src = MemorySource::new("s", &["id"], (1..=6).map(|i| at(i, i)).collect()).with_cursor("s", "updated_at");
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 2);
+    assert_eq!(p.run(RunOptions::default()).await.unwrap().streams["s"].written, 6);
+    // A normal rerun reads only from the checkpoint's cursor (the boundary record is filtered).
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.streams["s"].read, r.streams["s"].written), (1, 0));
+
+    // One old record changed without its cursor moving: only a backfill can see it.
+    let mut recs: Vec<Value> = (1..=6).map(|i| at(i, i)).collect();
+    recs[2]["name"] = json!("fixed");
+    src.set_records("s", recs);
+    let opts = RunOptions { from: Some(json!("2024-01-01T00:00:03Z")), ..Default::default() };
+    let r = p.run(opts).await.unwrap();
+    let s = &r.streams["s"];
+    assert_eq!((s.read, s.written, s.skipped_unchanged), (4, 1, 3), "{s:?}");
+    assert_eq!(sink.rows("s").iter().filter(|r| r["name"] == "fixed").count(), 1);
+    // The checkpoint is back at the maximum: the next run reads from there again.
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.streams["s"].read, r.streams["s"].written), (1, 0));
+
+    // `--from` on a stream without a cursor is refused, naming the stream.
+    let plain = MemorySource::new("s", &["id"], people(3));
+    let p = pipeline(&plain, &sink, &MemoryState::default(), StreamOptions::default(), 2);
+    let opts = RunOptions { from: Some(json!(1)), streams: vec!["s".into()], ..Default::default() };
+    let e = p.run(opts).await.expect_err("refused");
+    assert!(e.to_string().contains("stream `s`") && e.to_string().contains("cursor"), "{e}");
+}
+
+/// A create-only sink that remembers the hints it was given and answers with destination ids.
+#[derive(Clone, Default)]
+struct CreateSink {
+    seen: Arc<std::sync::Mutex<Vec<(String, CreateHint)>>>,
+}
+
+#[async_trait]
+impl Sink for CreateSink {
+    fn kind(&self) -> &'static str {
+        "create"
+    }
+    fn write_mode(&self) -> WriteMode {
+        WriteMode::CreateWithIdempotencyKey
+    }
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn open(&self, _s: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
+        assert_eq!(batch.hints.len(), batch.records.len());
+        let mut seen = self.seen.lock().unwrap();
+        let mut dest_ids = Vec::new();
+        for (r, h) in batch.records.iter().zip(batch.hints.iter()) {
+            let key = r.key.as_ref().unwrap().as_str().to_owned();
+            dest_ids.push(Some(h.dest_id.clone().unwrap_or_else(|| format!("obj-{key}"))));
+            seen.push((key, h.clone()));
+        }
+        Ok(WriteReport { written: batch.records.len() as u64, dest_ids, ..Default::default() })
+    }
+}
+
+#[tokio::test]
+async fn create_only_sinks_get_stable_idempotency_keys_and_the_destination_ids_of_earlier_runs() {
+    let src = MemorySource::new("s", &["id"], people(3));
+    let (sink, state) = (CreateSink::default(), MemoryState::default());
+    let p = Pipeline::builder("p").source(src.clone()).sink(sink.clone()).state(state.clone()).build().unwrap();
+    p.run(RunOptions::default()).await.unwrap();
+    let first: Vec<(String, CreateHint)> = sink.seen.lock().unwrap().drain(..).collect();
+    assert_eq!(first.len(), 3);
+    assert!(first.iter().all(|(_, h)| h.dest_id.is_none() && h.idempotency_key.starts_with("dt-")));
+
+    // The same content under a fresh ledger (a crash before the commit) gets the same keys.
+    let again = Pipeline::builder("p").source(src.clone()).sink(sink.clone()).state(MemoryState::default());
+    again.build().unwrap().run(RunOptions::default()).await.unwrap();
+    let replayed: Vec<(String, CreateHint)> = sink.seen.lock().unwrap().drain(..).collect();
+    assert_eq!(replayed, first);
+
+    // A changed record: a new key, and the destination id the first run stored.
+    let mut recs = people(3);
+    recs[1]["name"] = json!("changed");
+    src.set_records("s", recs);
+    p.run(RunOptions::default()).await.unwrap();
+    let changed: Vec<(String, CreateHint)> = sink.seen.lock().unwrap().drain(..).collect();
+    assert_eq!(changed.len(), 1);
+    let (key, hint) = &changed[0];
+    assert_eq!(hint.dest_id.as_deref(), Some(format!("obj-{key}").as_str()));
+    let old = &first.iter().find(|(k, _)| k == key).unwrap().1;
+    assert_ne!(hint.idempotency_key, old.idempotency_key);
+}
+
+#[tokio::test]
+async fn pause_stops_a_stream_whose_source_is_down_and_the_next_run_probes_and_resumes() {
+    let src = MemorySource::new("s", &["id"], people(10));
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let opts = StreamOptions { on_unavailable: OnUnavailable::Pause, ..Default::default() };
+    let p = pipeline(&src, &sink, &state, opts, 3);
+    src.fail_at_page("s", Some(2));
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, "paused");
+    assert_eq!(r.exit_code, dovetail_core::ErrorKind::Transient.exit_code());
+    let s = &r.streams["s"];
+    assert_eq!((s.outcome.as_str(), s.written), ("paused", 6));
+    assert!(s.paused.as_ref().unwrap().contains("injected failure"), "{s:?}");
+    let paused = state.paused(Some("p")).await.unwrap();
+    assert_eq!((paused.len(), paused[0].kind.as_str()), (1, "unavailable"));
+
+    // Still down: still paused, nothing lost. Back: resumes at the checkpoint and unpauses.
+    assert_eq!(p.run(RunOptions::default()).await.unwrap().outcome, "paused");
+    src.fail_at_page("s", None);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.outcome.as_str(), r.streams["s"].written), ("succeeded", 4));
+    assert!(r.streams["s"].resumed);
+    assert!(state.paused(None).await.unwrap().is_empty());
+    assert_eq!(sink.writes("s"), 10);
+}
+
+#[tokio::test]
+async fn records_for_a_down_sink_wait_in_the_outbox_and_the_next_run_delivers_them_first_in_order() {
+    let src = MemorySource::new("s", &["id"], people(7));
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 3);
+    sink.fail_writes(true);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, "failed");
+    let s = &r.streams["s"];
+    assert_eq!((s.written, s.outbox_queued, s.outbox_pending), (0, 7, 7), "{s:?}");
+    assert!(s.error.as_ref().unwrap().contains("7 records wait in the outbox"), "{s:?}");
+    let queued: Vec<u64> =
+        state.outbox("p", "s", 100).await.unwrap().iter().map(|e| e.data["id"].as_u64().unwrap()).collect();
+    assert_eq!(queued, (1..=7).collect::<Vec<_>>());
+    // The checkpoint passed the queued records: the source is not read again for them.
+    let cp = state.checkpoint("p", "s").await.unwrap().unwrap();
+    assert!(cp.pass_complete);
+
+    // The sink is back: the outbox is delivered first, so the new pass finds every record
+    // in the ledger and writes nothing twice.
+    sink.fail_writes(false);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    let s = &r.streams["s"];
+    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    assert_eq!((s.outbox_delivered, s.outbox_pending, s.skipped_unchanged), (7, 0, 7), "{s:?}");
+    assert_eq!(sink.writes("s"), 7, "each record written exactly once");
+    assert_eq!(sink.rows("s").len(), 7);
+}
+
+#[tokio::test]
+async fn a_full_outbox_stops_the_stream_at_its_checkpoint() {
+    let src = MemorySource::new("s", &["id"], people(10));
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let p = Pipeline::builder("p")
+        .source(src.clone())
+        .sink(sink.clone())
+        .state(state.clone())
+        .batch_size(3)
+        .outbox_max(5)
+        .stream("s", StreamOptions { on_unavailable: OnUnavailable::Pause, ..Default::default() })
+        .build()
+        .unwrap();
+    sink.fail_writes(true);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    let s = &r.streams["s"];
+    assert_eq!((r.outcome.as_str(), s.outbox_queued, s.outbox_pending), ("paused", 3, 3), "{s:?}");
+    assert!(s.paused.as_ref().unwrap().contains("outbox is full"), "{s:?}");
+    sink.fail_writes(false);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    assert_eq!((sink.rows("s").len(), sink.writes("s")), (10, 10));
 }

@@ -1,7 +1,7 @@
 //! [`HttpClient`] and [`HttpClientBuilder`]: one client per connector, cheap to clone; every
 //! clone shares the connection pool, rate limiters, circuit breakers and cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dovetail_core::Error;
@@ -14,7 +14,7 @@ use crate::circuit::Circuits;
 use crate::clock::{Clock, TokioClock};
 use crate::config::{CircuitPolicy, HttpConfig, RateBudget, RetryPolicy};
 use crate::limit::Limits;
-use crate::observe::DeprecationWatch;
+use crate::observe::{DeprecationWatch, Host};
 use crate::retry::{Backoff, Classifier};
 
 /// The resilient HTTP client. See the crate docs for what one `send` does.
@@ -26,8 +26,10 @@ pub struct HttpClient {
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) base: Option<Url>,
-    /// The base URL's host, port and their key (see `exec::host_key`), built once.
-    pub(crate) base_host: Option<(String, u16, Arc<str>)>,
+    /// The base URL's host, port and [`Host`] (see `exec::host_key`), built once.
+    pub(crate) base_host: Option<(String, u16, Arc<Host>)>,
+    /// Other hosts seen (host, port, [`Host`]), kept so requests to them allocate nothing.
+    pub(crate) hosts: Mutex<Vec<(String, u16, Arc<Host>)>>,
     pub(crate) headers: HeaderMap,
     pub(crate) retry: RetryPolicy,
     pub(crate) classifier: Option<Classifier>,
@@ -256,7 +258,7 @@ impl HttpClientBuilder {
         let base_host = base.as_ref().map(|b| {
             let (host, port) = (b.host_str().unwrap_or("").to_owned(), b.port_or_known_default().unwrap_or(0));
             let key = Arc::from(crate::exec::host_key(&host, port));
-            (host, port, key)
+            (host, port, Arc::new(Host::new(key)))
         });
         let mut headers = HeaderMap::new();
         for (k, v) in self.headers.iter().chain(self.api_version.iter()) {
@@ -275,6 +277,7 @@ impl HttpClientBuilder {
                 http,
                 base,
                 base_host,
+                hosts: Mutex::default(),
                 headers,
                 backoff: Backoff::new(self.retry.jitter_seed),
                 retry: self.retry,

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::cache;
 use crate::circuit::Admit;
 use crate::client::HttpClient;
-use crate::observe::{self, AttemptEvent};
+use crate::observe::{self, AttemptEvent, Host};
 use crate::request::{Request, Response};
 use crate::retry::{Attempt, AttemptOutcome, fmt_duration, retryable_status, server_wait};
 
@@ -34,7 +34,9 @@ enum Step {
 impl HttpClient {
     /// Send `req` and return the response (2xx, or a 304 answered from the cache).
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        self.send_inner(req, |_| Ok(()), |r, ()| r).await
+        // Boxed: the request loop's state is large and would otherwise be copied as the
+        // caller's futures are built and moved.
+        Box::pin(self.send_inner(req, |_| Ok(()), |r, ()| r)).await
     }
 
     /// Send `req` and decode its JSON body; a body that fails to decode is retried.
@@ -49,7 +51,7 @@ impl HttpClient {
         req: Request,
         decode: impl Fn(&Response) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        self.send_inner(req, decode, |_, v| v).await
+        Box::pin(self.send_inner(req, decode, |_, v| v)).await
     }
 
     /// The request loop; `finish` turns the decoded response into the result (so `send`
@@ -67,10 +69,11 @@ impl HttpClient {
             return Err(Error::config(e.clone()));
         }
         let url = self.resolve(&req)?;
-        let shown = observe::redact_url(&url, &inner.secret_params);
+        let shown = observe::redact(&url, &inner.secret_params);
         // Where an error happened: only built when there is one.
         let at = || format!("{} {shown}", req.method);
-        let host = self.host_key(&url);
+        let host_entry = self.host(&url);
+        let host = &host_entry.key;
         let credential = inner.credential.as_str();
         let cache_key =
             (inner.cache.is_some() && req.method == Method::GET).then(|| cache::key(&req.method, &shown, credential));
@@ -82,37 +85,57 @@ impl HttpClient {
             _ => None,
         };
         let start = clock.monotonic();
-        let done = |outcome: &'static str, n: u32| {
-            observe::request_done(&req.method, &shown, &host, outcome, n, clock.monotonic().saturating_sub(start))
+        // `last`: the last attempt when it succeeded (its event was only DEBUG).
+        let done = |outcome: &'static str, n: u32, last: Option<&AttemptEvent<'_>>| {
+            let total = clock.monotonic().saturating_sub(start);
+            observe::request_done(&req.method, &shown, &host_entry, outcome, n, total, last)
         };
-        let admit = match inner.circuits.admit(&host) {
+        let admit = match inner.circuits.admit(host) {
             Ok(a) => a,
             Err(e) => {
                 if req.use_cache
                     && let Some(c) = &cached
                 {
-                    observe::cache_hit(&host, "stale");
-                    done("stale", 0);
-                    return decode_finish(cache::to_response(c, url, 0, true)).map_err(|e| e.at(at()));
+                    observe::cache_hit(host, "stale");
+                    done("stale", 0, None);
+                    return decode_finish(cache::to_response(c, url.clone(), 0, true)).map_err(|e| e.at(at()));
                 }
-                done(e.kind().name(), 0);
+                done(e.kind().name(), 0, None);
                 return Err(e.at(at()));
             }
         };
         let may_retry = is_idempotent(&req.method) || req.headers.contains_key(inner.retry.idempotency_header.as_str());
-        let limiter = inner.limits.limiter(&host, credential);
-        let slots = inner.limits.slots(&host);
+        let (limiter, slots) = host_entry.limits(|| (inner.limits.limiter(host, credential), inner.limits.slots(host)));
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut reauthorized = false;
         let mut last_body = String::new();
         let mut n = 0u32;
+        // The event of attempt `n`.
+        macro_rules! event {
+            ($status:expr, $error:expr, $latency:expr, $bytes:expr, $headers:expr) => {
+                AttemptEvent {
+                    method: &req.method,
+                    url: &shown,
+                    attempt: n,
+                    status: $status,
+                    error: $error,
+                    latency: $latency,
+                    bytes: $bytes,
+                    headers: $headers,
+                    request_id_headers: &inner.request_id_headers,
+                    host: &host_entry,
+                }
+            };
+        }
         loop {
             n += 1;
-            limiter.ready(clock, &host).await;
-            let permit = crate::limit::acquire(&slots).await;
+            limiter.ready(clock, host).await;
+            let permit = crate::limit::acquire(slots).await;
             let mut rq = reqwest::Request::new(req.method.clone(), url.clone());
             // A fresh request has no headers: the client's are a plain copy.
-            *rq.headers_mut() = inner.headers.clone();
+            if !inner.headers.is_empty() {
+                *rq.headers_mut() = inner.headers.clone();
+            }
             if !req.headers.is_empty() {
                 rq.headers_mut().extend(req.headers.clone());
             }
@@ -123,8 +146,8 @@ impl HttpClient {
             if let Some(a) = &inner.auth
                 && let Err(e) = a.apply(&mut rq).await
             {
-                inner.circuits.release_probe(&host);
-                done(e.kind().name(), n);
+                inner.circuits.release_probe(host);
+                done(e.kind().name(), n, None);
                 return Err(e.at(at()));
             }
             // What to scrub from a body excerpt; worked out only when one is needed.
@@ -146,7 +169,7 @@ impl HttpClient {
                     // reqwest's Display includes the URL, which may carry secrets.
                     let e = e.without_url();
                     let msg = transport_message(&e);
-                    self.log_attempt(&req.method, &shown, &host, n, None, Some(&msg), t0, 0, &HeaderMap::new());
+                    observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
                     if e.is_builder() || e.is_redirect() {
                         Step::Fail(Error::permanent(msg).with_source(e))
                     } else {
@@ -158,16 +181,23 @@ impl HttpClient {
                     }
                 }
                 Ok((status, headers, final_url, body)) => {
-                    self.log_attempt(&req.method, &shown, &host, n, Some(status), None, t0, body.len(), &headers);
+                    let (latency, bytes) = (t0.elapsed(), body.len());
+                    // A success's event waits for the verdict on its body (see `observe`).
+                    let answered = status.is_success() || (status == StatusCode::NOT_MODIFIED && cached.is_some());
+                    if !answered {
+                        observe::attempt(&event!(Some(status), None, latency, bytes, &headers), false);
+                    }
                     inner.deprecations.check(&req.method, &final_url, &headers);
                     limiter.observe(clock, &headers, inner.retry.reset_style);
                     if status == StatusCode::NOT_MODIFIED
                         && let Some(c) = &cached
                     {
-                        inner.circuits.success(&host);
+                        let ev = event!(Some(status), None, latency, bytes, &headers);
+                        observe::attempt(&ev, true);
+                        inner.circuits.success(host);
                         limiter.succeeded();
-                        observe::cache_hit(&host, "not_modified");
-                        done("cache", n);
+                        observe::cache_hit(host, "not_modified");
+                        done("cache", n, Some(&ev));
                         return decode_finish(cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at()));
                     }
                     if status == StatusCode::UNAUTHORIZED
@@ -182,7 +212,7 @@ impl HttpClient {
                             }
                             Ok(false) => {}
                             Err(e) => {
-                                done(e.kind().name(), n);
+                                done(e.kind().name(), n, None);
                                 return Err(e.at(at()));
                             }
                         }
@@ -197,9 +227,11 @@ impl HttpClient {
                             stale: false,
                             attempts: n,
                         };
+                        let ev = event!(Some(status), None, latency, bytes, &resp.headers);
                         match decode(&resp) {
                             Ok(v) => {
-                                inner.circuits.success(&host);
+                                observe::attempt(&ev, true);
+                                inner.circuits.success(host);
                                 limiter.succeeded();
                                 if let (Some(c), Some(k)) = (&inner.cache, &cache_key) {
                                     let entry = cache::to_cached(resp.status, &resp.headers, &resp.body);
@@ -207,10 +239,11 @@ impl HttpClient {
                                         tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache store failed");
                                     }
                                 }
-                                done("ok", n);
+                                done("ok", n, Some(&ev));
                                 return Ok(finish(resp, v));
                             }
                             Err(e) => {
+                                observe::attempt(&ev, false);
                                 last_body = observe::excerpt(&resp.body, &secrets.values(&url, &inner.secret_params));
                                 Step::Retry {
                                     outcome: AttemptOutcome::Undecodable(status.as_u16()),
@@ -226,7 +259,7 @@ impl HttpClient {
                             let server = server_wait(status, &headers, clock.now(), inner.retry.reset_style);
                             Step::Retry { outcome: AttemptOutcome::Status(status.as_u16()), server, cause: None }
                         } else {
-                            inner.circuits.success(&host);
+                            inner.circuits.success(host);
                             Step::Fail(status_error(status, &last_body))
                         }
                     }
@@ -235,9 +268,9 @@ impl HttpClient {
             let (outcome, server, cause) = match step {
                 Step::Fail(e) => {
                     if admit == Admit::Probe {
-                        inner.circuits.release_probe(&host);
+                        inner.circuits.release_probe(host);
                     }
-                    done(e.kind().name(), n);
+                    done(e.kind().name(), n, None);
                     return Err(e.at(at()));
                 }
                 Step::Retry { outcome, server, cause } => (outcome, server, cause),
@@ -248,16 +281,17 @@ impl HttpClient {
                 limiter.block_for(clock, wait);
             } else if outcome == AttemptOutcome::Status(429) {
                 // "Too fast" without saying how fast is fine: hold the group and pace.
-                limiter.slow_down(clock, &host, wait);
+                limiter.slow_down(clock, host, wait);
             }
             let elapsed = clock.monotonic().saturating_sub(start);
             if may_retry && n < inner.retry.max_attempts && elapsed + wait <= inner.retry.max_elapsed {
                 attempts.push(Attempt { number: n, outcome, wait: Some(wait) });
-                observe::retry_wait(&host, wait);
+                observe::retry_wait(host, wait);
                 clock.sleep(wait).await;
                 continue;
             }
             let rate_limited = outcome == AttemptOutcome::Status(429);
+            let undecodable = matches!(outcome, AttemptOutcome::Undecodable(_));
             attempts.push(Attempt { number: n, outcome, wait: None });
             let list: Vec<String> = attempts.iter().map(ToString::to_string).collect();
             let why = if !may_retry {
@@ -269,16 +303,19 @@ impl HttpClient {
             if !last_body.is_empty() {
                 message.push_str(&format!("; last body: {last_body}"));
             }
-            inner.circuits.failure(&host, list.last().map(String::as_str).unwrap_or(""));
+            inner.circuits.failure(host, list.last().map(String::as_str).unwrap_or(""));
             if req.use_cache
                 && let Some(c) = &cached
             {
-                observe::cache_hit(&host, "stale");
-                done("stale", n);
-                return decode_finish(cache::to_response(c, url, n, true)).map_err(|e| e.at(at()));
+                observe::cache_hit(host, "stale");
+                done("stale", n, None);
+                return decode_finish(cache::to_response(c, url.clone(), n, true)).map_err(|e| e.at(at()));
             }
             let kind = if rate_limited {
                 ErrorKind::RateLimited { retry_after_ms: server.map(|w| w.as_millis() as u64) }
+            } else if undecodable {
+                // The server answers, but what it sends never decodes: bad data, not an outage.
+                ErrorKind::Data
             } else {
                 ErrorKind::Transient
             };
@@ -286,12 +323,12 @@ impl HttpClient {
             if let Some(c) = cause {
                 err = err.with_source(c);
             }
-            done(err.kind().name(), n);
+            done(err.kind().name(), n, None);
             return Err(err.at(at()));
         }
     }
 
-    fn resolve(&self, req: &Request) -> Result<Url, Error> {
+    pub(crate) fn resolve(&self, req: &Request) -> Result<Url, Error> {
         let mut url = match (Url::parse(&req.url), &self.inner.base) {
             (Ok(u), _) => Ok(u),
             (Err(_), Some(base)) => base.join(&req.url),
@@ -304,45 +341,30 @@ impl HttpClient {
         Ok(url)
     }
 
-    /// `host:port` of `url`, the key of its circuit, limiter and metrics; shared (not
-    /// rebuilt) for the base URL's host.
-    fn host_key(&self, url: &Url) -> Arc<str> {
+    /// The [`Host`] of `url` (`host:port`, the key of its circuit, limiter and metrics, and
+    /// its metrics handles): the base URL's is built once, others on first use and kept
+    /// (up to [`MAX_HOSTS`]), so a request allocates nothing for it.
+    fn host(&self, url: &Url) -> Arc<Host> {
         let (host, port) = (url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
-        if let Some((base_host, base_port, key)) = &self.inner.base_host
+        if let Some((base_host, base_port, h)) = &self.inner.base_host
             && (base_host.as_str(), *base_port) == (host, port)
         {
-            return key.clone();
+            return h.clone();
         }
-        Arc::from(host_key(host, port))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn log_attempt(
-        &self,
-        method: &Method,
-        url: &str,
-        host: &Arc<str>,
-        attempt: u32,
-        status: Option<StatusCode>,
-        error: Option<&str>,
-        t0: Instant,
-        bytes: usize,
-        headers: &HeaderMap,
-    ) {
-        observe::attempt(&AttemptEvent {
-            method,
-            url,
-            attempt,
-            status,
-            error,
-            latency: t0.elapsed(),
-            bytes,
-            headers,
-            request_id_headers: &self.inner.request_id_headers,
-            host,
-        });
+        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, h)) = hosts.iter().find(|(h, p, _)| (h.as_str(), *p) == (host, port)) {
+            return h.clone();
+        }
+        let h = Arc::new(Host::new(Arc::from(host_key(host, port))));
+        if hosts.len() < MAX_HOSTS {
+            hosts.push((host.to_owned(), port, h.clone()));
+        }
+        h
     }
 }
+
+/// Hosts (other than the base URL's) whose [`Host`] a client keeps.
+const MAX_HOSTS: usize = 64;
 
 /// The circuit / limiter / metrics key of a host.
 pub(crate) fn host_key(host: &str, port: u16) -> String {

@@ -22,10 +22,31 @@
 //! credentials: URLs are redacted ([`redact_url`]) and headers are not logged.
 //! [`paginate`] turns a first request into pages.
 //!
+//! # Logs
+//!
+//! One event per attempt (`dovetail_http::attempt`: method, redacted URL, attempt number,
+//! status or transport error, latency, response bytes, rate-limit remaining, the vendor's
+//! request id) and one per logical request (`dovetail_http::request`: outcome, attempts,
+//! total time, plus the fields of its last attempt). Levels are chosen so that INFO shows
+//! every attempt at the cost of one line per request in the common case:
+//!
+//! - the request event is INFO when it succeeded (`ok`, `cache`), WARN otherwise;
+//! - an attempt event is DEBUG only when it is the request's last, successful attempt —
+//!   everything it says is repeated in the INFO request event — and WARN otherwise (a
+//!   retried status or transport error, a 2xx whose body did not decode, a 401 before a
+//!   token refresh).
+//!
+//! Trade-off: a request that succeeds at once costs one INFO line (one formatted event and,
+//! with an unbuffered writer, one write) instead of two; a subscriber that counts attempts
+//! must listen to `dovetail_http::attempt` at DEBUG.
+//!
 //! # Metrics
 //!
 //! Recorded through the [`metrics`](https://docs.rs/metrics) facade (install any recorder;
-//! without one they cost nothing). `host` is `host:port`.
+//! without one they cost nothing). `host` is `host:port`. The handles of a host's most
+//! frequent series (200 attempts, attempt latency, `ok` requests and their duration) are
+//! registered once, at the client's first request to that host, and kept: install the
+//! recorder before sending requests.
 //!
 //! | name | kind | labels | what |
 //! | --- | --- | --- | --- |

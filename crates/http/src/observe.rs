@@ -1,13 +1,24 @@
 //! Observability without leaks: URL redaction, scrubbing of secret values from body
 //! excerpts, one tracing event per attempt and per logical request, `metrics` counters, and
 //! `Deprecation` / `Sunset` warnings.
+//!
+//! Levels: the logical-request event (`dovetail_http::request`) is INFO when it succeeded
+//! and WARN otherwise, and carries the fields of its last attempt. An attempt event
+//! (`dovetail_http::attempt`) is DEBUG when it is that last, successful attempt (everything
+//! it says is in the request event) and WARN for every other attempt. So at INFO every
+//! attempt's fields are logged, with one line for a request that succeeded at once.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use metrics::{Counter, Histogram};
+use reqwest::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
+use tokio::sync::Semaphore;
+
+use crate::limit::Limiter;
 
 /// Query parameter names containing any of these (case-insensitive) are redacted in logs.
 pub const SECRET_PARAM_WORDS: &[&str] = &["token", "key", "secret", "password", "signature", "auth"];
@@ -15,20 +26,37 @@ pub const SECRET_PARAM_WORDS: &[&str] = &["token", "key", "secret", "password", 
 /// Response headers read for the vendor's request id, before any configured ones.
 pub const REQUEST_ID_HEADERS: &[&str] = &["x-request-id", "x-github-request-id", "request-id"];
 
+/// [`REQUEST_ID_HEADERS`] as header names (no parsing per lookup).
+const REQUEST_ID_NAMES: [HeaderName; 3] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-github-request-id"),
+    HeaderName::from_static("request-id"),
+];
+
+/// The rate-limit remaining headers, most specific first.
+pub(crate) const REMAINING_NAMES: [HeaderName; 2] =
+    [HeaderName::from_static("x-ratelimit-remaining"), HeaderName::from_static("ratelimit-remaining")];
+
 /// Headers whose values are credentials: never logged, scrubbed from excerpts.
 const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"];
 
 /// `url` with the values of secret-looking query parameters (and of the names in `extra`)
 /// replaced by `[redacted]`, and any userinfo removed.
 pub fn redact_url(url: &Url, extra: &[String]) -> String {
+    redact(url, extra).into_owned()
+}
+
+/// [`redact_url`], borrowing `url`'s text when there is nothing to redact (no query, no
+/// userinfo): the common case costs no allocation.
+pub(crate) fn redact<'u>(url: &'u Url, extra: &[String]) -> Cow<'u, str> {
     if url.query().is_none() && url.username().is_empty() && url.password().is_none() {
-        return url.as_str().to_owned();
+        return Cow::Borrowed(url.as_str());
     }
     let mut u = url.clone();
     let _ = u.set_password(None);
     let _ = u.set_username("");
     if u.query().is_none() {
-        return u.to_string();
+        return Cow::Owned(u.to_string());
     }
     let pairs: Vec<(String, String)> = url
         .query_pairs()
@@ -38,7 +66,7 @@ pub fn redact_url(url: &Url, extra: &[String]) -> String {
         })
         .collect();
     u.query_pairs_mut().clear().extend_pairs(pairs);
-    u.to_string().replace("%5Bredacted%5D", "[redacted]")
+    Cow::Owned(u.to_string().replace("%5Bredacted%5D", "[redacted]"))
 }
 
 fn is_secret_param(name: &str, extra: &[String]) -> bool {
@@ -102,12 +130,57 @@ pub(crate) fn excerpt(body: &[u8], secrets: &[String]) -> String {
     s
 }
 
-/// The first header of `names` present in `h`, as text.
-pub(crate) fn first_header<'a>(h: &'a HeaderMap, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+/// The first header of `names` present in `h`, as text. (`HeaderName`s are looked up
+/// without parsing; `&str` names are parsed on every lookup.)
+pub(crate) fn first_header<K: AsHeaderName>(h: &HeaderMap, names: impl IntoIterator<Item = K>) -> Option<&str> {
     names.into_iter().find_map(|n| h.get(n).and_then(|v| v.to_str().ok()))
 }
 
-/// Everything the per-attempt event reports. Header values are looked up only when the
+/// A host a client talks to: its key (`host:port`, the key of its circuit, limiter and
+/// metrics) and the `metrics` handles of its most frequent series, registered at the
+/// host's first use of them (so labels are not rebuilt per request).
+pub(crate) struct Host {
+    pub(crate) key: Arc<str>,
+    metrics: OnceLock<HostMetrics>,
+    /// The client's limiter (for its one credential) and concurrency slots of this host.
+    limits: OnceLock<(Arc<Limiter>, Arc<Semaphore>)>,
+}
+
+/// The per-host series every successful request records.
+struct HostMetrics {
+    attempts_200: Counter,
+    attempt_seconds: Histogram,
+    requests_ok: Counter,
+    request_ok_seconds: Histogram,
+}
+
+impl Host {
+    pub(crate) fn new(key: Arc<str>) -> Self {
+        Host { key, metrics: OnceLock::new(), limits: OnceLock::new() }
+    }
+
+    /// The host's limiter and slots, looked up by `find` on first use only.
+    pub(crate) fn limits(
+        &self,
+        find: impl FnOnce() -> (Arc<Limiter>, Arc<Semaphore>),
+    ) -> &(Arc<Limiter>, Arc<Semaphore>) {
+        self.limits.get_or_init(find)
+    }
+
+    fn metrics(&self) -> &HostMetrics {
+        self.metrics.get_or_init(|| {
+            let host = self.key.clone();
+            HostMetrics {
+                attempts_200: metrics::counter!("dovetail_http_attempts_total", "host" => host.clone(), "status" => "200"),
+                attempt_seconds: metrics::histogram!("dovetail_http_attempt_seconds", "host" => host.clone()),
+                requests_ok: metrics::counter!("dovetail_http_requests_total", "host" => host.clone(), "outcome" => "ok"),
+                request_ok_seconds: metrics::histogram!("dovetail_http_request_seconds", "host" => host, "outcome" => "ok"),
+            }
+        })
+    }
+}
+
+/// Everything the per-attempt event reports. Header values are looked up only when an
 /// event is enabled.
 pub(crate) struct AttemptEvent<'a> {
     pub method: &'a Method,
@@ -121,16 +194,16 @@ pub(crate) struct AttemptEvent<'a> {
     pub headers: &'a HeaderMap,
     /// Request-id headers configured on top of [`REQUEST_ID_HEADERS`].
     pub request_id_headers: &'a [String],
-    pub host: &'a Arc<str>,
+    pub host: &'a Host,
 }
 
 impl AttemptEvent<'_> {
     fn remaining(&self) -> Option<&str> {
-        first_header(self.headers, ["x-ratelimit-remaining", "ratelimit-remaining"])
+        first_header(self.headers, &REMAINING_NAMES)
     }
     fn request_id(&self) -> Option<&str> {
-        let extra = self.request_id_headers.iter().map(String::as_str);
-        first_header(self.headers, REQUEST_ID_HEADERS.iter().copied().chain(extra))
+        first_header(self.headers, &REQUEST_ID_NAMES)
+            .or_else(|| first_header(self.headers, self.request_id_headers.iter().map(String::as_str)))
     }
 }
 
@@ -158,10 +231,11 @@ fn status_label(status: Option<u16>) -> metrics::SharedString {
     metrics::SharedString::const_str(s)
 }
 
-pub(crate) fn attempt(e: &AttemptEvent<'_>) {
+/// Logs and counts one attempt. `last_ok`: it is the request's last attempt and it
+/// succeeded, so the request event repeats its fields and this event is only DEBUG.
+pub(crate) fn attempt(e: &AttemptEvent<'_>, last_ok: bool) {
     let status = e.status.map(|s| s.as_u16());
     let latency_ms = e.latency.as_millis() as u64;
-    let ok = e.status.is_some_and(|s| s.is_success() || s == StatusCode::NOT_MODIFIED);
     macro_rules! ev {
         ($lvl:ident) => {
             tracing::$lvl!(
@@ -172,36 +246,66 @@ pub(crate) fn attempt(e: &AttemptEvent<'_>) {
             )
         };
     }
-    if ok {
+    if last_ok {
         ev!(debug)
     } else {
         ev!(warn)
     }
-    metrics::counter!("dovetail_http_attempts_total", "host" => e.host.clone(), "status" => status_label(status))
-        .increment(1);
-    metrics::histogram!("dovetail_http_attempt_seconds", "host" => e.host.clone()).record(e.latency.as_secs_f64());
+    let m = e.host.metrics();
+    if status == Some(200) {
+        m.attempts_200.increment(1);
+    } else {
+        let host = e.host.key.clone();
+        metrics::counter!("dovetail_http_attempts_total", "host" => host, "status" => status_label(status))
+            .increment(1);
+    }
+    m.attempt_seconds.record(e.latency.as_secs_f64());
     if status == Some(429) {
-        metrics::counter!("dovetail_http_429_total", "host" => e.host.clone()).increment(1);
+        metrics::counter!("dovetail_http_429_total", "host" => e.host.key.clone()).increment(1);
     }
 }
 
+/// Logs and counts one logical request; `last` is its last attempt, whose fields the event
+/// carries (none when no attempt was sent: an open circuit, an auth failure).
 pub(crate) fn request_done(
     method: &Method,
     url: &str,
-    host: &Arc<str>,
+    host: &Host,
     outcome: &'static str,
     attempts: u32,
     total: Duration,
+    last: Option<&AttemptEvent<'_>>,
 ) {
     let total_ms = total.as_millis() as u64;
-    if outcome == "ok" || outcome == "cache" {
-        tracing::info!(target: "dovetail_http::request", %method, url, outcome, attempts, total_ms, "http request");
-    } else {
-        tracing::warn!(target: "dovetail_http::request", %method, url, outcome, attempts, total_ms, "http request");
+    let status = last.and_then(|e| e.status).map(|s| s.as_u16());
+    let latency_ms = last.map(|e| e.latency.as_millis() as u64);
+    let bytes = last.map(|e| e.bytes);
+    let error = last.and_then(|e| e.error);
+    macro_rules! ev {
+        ($lvl:ident) => {
+            tracing::$lvl!(
+                target: "dovetail_http::request",
+                %method, url, outcome, attempts, total_ms, status, error, latency_ms, bytes,
+                rate_limit_remaining = last.and_then(AttemptEvent::remaining),
+                request_id = last.and_then(AttemptEvent::request_id), "http request"
+            )
+        };
     }
-    metrics::counter!("dovetail_http_requests_total", "host" => host.clone(), "outcome" => outcome).increment(1);
-    metrics::histogram!("dovetail_http_request_seconds", "host" => host.clone(), "outcome" => outcome)
-        .record(total.as_secs_f64());
+    if outcome == "ok" || outcome == "cache" {
+        ev!(info)
+    } else {
+        ev!(warn)
+    }
+    if outcome == "ok" {
+        let m = host.metrics();
+        m.requests_ok.increment(1);
+        m.request_ok_seconds.record(total.as_secs_f64());
+    } else {
+        let key = &host.key;
+        metrics::counter!("dovetail_http_requests_total", "host" => key.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("dovetail_http_request_seconds", "host" => key.clone(), "outcome" => outcome)
+            .record(total.as_secs_f64());
+    }
 }
 
 pub(crate) fn retry_wait(host: &str, wait: Duration) {

@@ -53,10 +53,30 @@ pub enum PageStyle {
 pub struct Page {
     /// The response (status, headers, raw body, cache flags).
     pub response: Response,
-    /// The decoded body.
+    /// The decoded body, with the items array taken out (left empty) when an items pointer
+    /// is set, so the page's records are not held twice.
     pub body: Value,
     /// The page's items: the array at the items pointer, or the body if it is an array.
     pub items: Vec<Value>,
+}
+
+/// Where the next page of a listing is: small, serializable, and enough to resume the
+/// listing in another process (a connector stores it in its checkpoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageState {
+    /// Absolute URL of the next page (`Link` header and next-URL styles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Cursor to send back (cursor style).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Number of the next page (page-number style).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    /// Items received so far; the next offset (offset style).
+    #[serde(default)]
+    pub received: u64,
 }
 
 /// Pulls the pages of one listing.
@@ -66,36 +86,33 @@ pub struct Paginator {
     template: Request,
     style: PageStyle,
     items_pointer: Option<String>,
-    next: Option<Request>,
+    total_pointer: Option<String>,
+    page_size: Option<usize>,
+    /// Where the next page is; `None` once the listing ended.
+    state: Option<PageState>,
     seen: HashSet<String>,
-    last_body: Option<Value>,
-    received: u64,
-    page: u64,
+    last_page: Option<u64>,
 }
 
 impl HttpClient {
     /// Pages of the listing that `first` starts, found by `style`.
     pub fn paginate(&self, first: Request, style: PageStyle) -> Paginator {
-        let mut next = first.clone();
-        match &style {
-            PageStyle::PageNumber { param, first: n } => next = with_param(next, param, &n.to_string()),
-            PageStyle::Offset { param } => next = with_param(next, param, "0"),
-            _ => {}
-        }
-        let page = match &style {
-            PageStyle::PageNumber { first, .. } => *first,
-            _ => 0,
-        };
+        self.paginate_from(first, style, PageState::default())
+    }
+
+    /// Pages of the listing that `first` starts, continuing at `state` (what
+    /// [`Paginator::state`] said after the last page a previous run finished).
+    pub fn paginate_from(&self, first: Request, style: PageStyle, state: PageState) -> Paginator {
         Paginator {
             client: self.clone(),
             template: first,
             style,
             items_pointer: None,
-            next: Some(next),
+            total_pointer: None,
+            page_size: None,
+            state: Some(state),
             seen: HashSet::new(),
-            last_body: None,
-            received: 0,
-            page,
+            last_page: None,
         }
     }
 }
@@ -108,59 +125,148 @@ impl Paginator {
         self
     }
 
+    /// End the listing after a page with fewer than `n` items (the page size asked for), saving
+    /// the request for an empty page.
+    pub fn stop_when_fewer_than(mut self, n: usize) -> Self {
+        self.page_size = Some(n).filter(|n| *n > 0);
+        self
+    }
+
+    /// End the listing once the number of items received reaches the total at `pointer`
+    /// (e.g. `/total`) in the body.
+    pub fn total_at(mut self, pointer: &str) -> Self {
+        self.total_pointer = Some(pointer.to_owned());
+        self
+    }
+
+    /// Where the next page is, or `None` when the listing has ended. Store it to resume with
+    /// [`HttpClient::paginate_from`].
+    pub fn state(&self) -> Option<&PageState> {
+        self.state.as_ref()
+    }
+
+    /// The request for the next page, when there is one.
+    pub fn next_request(&self) -> Option<Request> {
+        let state = self.state.as_ref()?;
+        let t = self.template.clone();
+        Some(match &self.style {
+            PageStyle::LinkHeader | PageStyle::NextUrl { .. } => match &state.url {
+                Some(u) => at_url(t, u.clone()),
+                None => t,
+            },
+            PageStyle::Cursor { param, .. } => match &state.cursor {
+                Some(c) => with_param(t, param, c),
+                None => t,
+            },
+            PageStyle::PageNumber { param, first } => with_param(t, param, &state.page.unwrap_or(*first).to_string()),
+            PageStyle::Offset { param } => with_param(t, param, &state.received.to_string()),
+        })
+    }
+
+    /// The next page's URL as logs show it (secret query values redacted), when there is one.
+    pub fn next_url(&self) -> Option<String> {
+        let req = self.next_request()?;
+        let url = self.client.resolve(&req).ok()?;
+        Some(crate::observe::redact_url(&url, &self.client.inner.secret_params))
+    }
+
+    /// Step over the next page without reading it (after it failed for good), when the style
+    /// allows: page numbers and offsets (`assumed_items`: the page size, for offsets) can
+    /// skip; `Link`, cursor and next-URL listings cannot, since the next position is inside
+    /// the page. Returns whether it skipped.
+    pub fn skip_page(&mut self, assumed_items: u64) -> bool {
+        let style = self.style.clone();
+        let Some(state) = self.state.as_mut() else { return false };
+        match style {
+            PageStyle::PageNumber { first, .. } => {
+                state.page = Some(state.page.unwrap_or(first) + 1);
+                true
+            }
+            PageStyle::Offset { .. } => {
+                state.received += assumed_items.max(1);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The next page, `None` after the last one.
     pub async fn next_page(&mut self) -> Result<Option<Page>, Error> {
-        let Some(req) = self.next.take() else { return Ok(None) };
-        let (response, body) = self.client.send_decode(req, |r| Ok((r.clone(), r.json::<Value>()?))).await?;
+        let Some(req) = self.next_request() else { return Ok(None) };
+        let (response, mut body) = self.client.send_decode(req, |r| Ok((r.clone(), r.json::<Value>()?))).await?;
         let items = match &self.items_pointer {
-            Some(p) => body.pointer(p).and_then(Value::as_array).cloned(),
-            None => body.as_array().cloned(),
+            Some(p) => body.pointer_mut(p).and_then(|v| v.as_array_mut()).map(std::mem::take),
+            None => match &mut body {
+                Value::Array(a) => Some(std::mem::take(a)),
+                _ => None,
+            },
         };
-        if items.as_ref().is_some_and(Vec::is_empty) {
+        let Some(items) = items.filter(|i| !i.is_empty()) else {
+            self.state = None;
             return Ok(None);
-        }
-        let items = items.unwrap_or_default();
-        self.received += items.len() as u64;
-        self.next = self.next_request(&response, &body)?;
-        self.last_body = Some(body.clone());
+        };
+        let fingerprint = fingerprint(&response.body);
+        self.advance(&response, &body, items.len(), fingerprint)?;
         Ok(Some(Page { response, body, items }))
     }
 
-    fn next_request(&mut self, resp: &Response, body: &Value) -> Result<Option<Request>, Error> {
-        let t = self.template.clone();
-        let next = match &self.style {
+    fn advance(&mut self, resp: &Response, body: &Value, count: usize, fingerprint: u64) -> Result<(), Error> {
+        let Some(mut state) = self.state.take() else { return Ok(()) };
+        state.received += count as u64;
+        let short = self.page_size.is_some_and(|n| count < n);
+        let total_reached = self
+            .total_pointer
+            .as_deref()
+            .and_then(|p| body.pointer(p))
+            .and_then(Value::as_u64)
+            .is_some_and(|total| state.received >= total);
+        let more = match &self.style {
             PageStyle::LinkHeader => {
                 let link = resp.headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).find_map(next_link);
-                link.map(|l| absolute(&resp.url, &l))
-                    .transpose()?
-                    .map(|u| self.guard(u.to_string()).map(|u| at_url(t, u)))
+                match link {
+                    Some(l) => {
+                        state.url = Some(self.guard(absolute(&resp.url, &l)?.to_string())?);
+                        true
+                    }
+                    None => false,
+                }
             }
             PageStyle::NextUrl { pointer } => {
                 match body.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                    Some(u) => Some(self.guard(absolute(&resp.url, u)?.to_string()).map(|u| at_url(t, u))),
-                    None => None,
+                    Some(u) => {
+                        state.url = Some(self.guard(absolute(&resp.url, u)?.to_string())?);
+                        true
+                    }
+                    None => false,
                 }
             }
-            PageStyle::Cursor { pointer, param } => {
+            PageStyle::Cursor { pointer, .. } => {
                 let cursor = match body.pointer(pointer) {
                     Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
                     Some(Value::Number(n)) => Some(n.to_string()),
                     _ => None,
                 };
-                let param = param.clone();
-                cursor.map(|c| self.guard(c).map(|c| with_param(t, &param, &c)))
+                match cursor {
+                    Some(c) => {
+                        state.cursor = Some(self.guard(c)?);
+                        true
+                    }
+                    None => false,
+                }
             }
-            PageStyle::PageNumber { param, .. } => {
-                self.guard_repeat(body)?;
-                self.page += 1;
-                Some(Ok(with_param(t, param, &self.page.to_string())))
+            PageStyle::PageNumber { first, .. } => {
+                self.guard_repeat(fingerprint)?;
+                state.page = Some(state.page.unwrap_or(*first) + 1);
+                true
             }
-            PageStyle::Offset { param } => {
-                self.guard_repeat(body)?;
-                Some(Ok(with_param(t, param, &self.received.to_string())))
+            PageStyle::Offset { .. } => {
+                self.guard_repeat(fingerprint)?;
+                true
             }
         };
-        next.transpose()
+        self.last_page = Some(fingerprint);
+        self.state = (more && !short && !total_reached).then_some(state);
+        Ok(())
     }
 
     /// A next URL or cursor must be new.
@@ -173,14 +279,22 @@ impl Paginator {
     }
 
     /// A numbered page identical to the previous one means the parameter is ignored.
-    fn guard_repeat(&self, body: &Value) -> Result<(), Error> {
-        if self.last_body.as_ref() == Some(body) {
+    fn guard_repeat(&self, fingerprint: u64) -> Result<(), Error> {
+        if self.last_page == Some(fingerprint) {
             return Err(Error::permanent(
                 "pagination loop: two consecutive pages are identical (page parameter ignored?)",
             ));
         }
         Ok(())
     }
+}
+
+/// A page's identity for the repeated-page guard: a hash of its raw body.
+fn fingerprint(body: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
 }
 
 /// The `rel="next"` target of one `Link` header value (RFC 8288).

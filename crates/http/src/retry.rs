@@ -102,7 +102,7 @@ pub fn reset_wait(h: &HeaderMap, now: SystemTime, style: ResetStyle) -> Option<D
 
 /// `X-RateLimit-Remaining` or `RateLimit-Remaining`.
 pub fn remaining(h: &HeaderMap) -> Option<u64> {
-    first_header(h, ["x-ratelimit-remaining", "ratelimit-remaining"]).and_then(|v| v.trim().parse().ok())
+    first_header(h, &crate::observe::REMAINING_NAMES).and_then(|v| v.trim().parse().ok())
 }
 
 /// Full-jitter exponential backoff from a seedable source.

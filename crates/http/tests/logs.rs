@@ -53,3 +53,66 @@ async fn no_secret_reaches_the_logs() {
     assert!(logs.contains("outcome=\"ok\"") && logs.contains("attempts=2"), "{logs}");
     assert!(e.report().contains("bad credentials [redacted]"), "{}", e.report());
 }
+
+/// At INFO every attempt's fields are logged: failed attempts in their own WARN events, the
+/// last successful one in the request's INFO event (its own event is DEBUG), so a request
+/// that succeeds at once is one line.
+#[tokio::test]
+async fn at_info_every_attempt_is_logged_and_a_first_time_success_is_one_line() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = MockServer::start().await;
+    let ok = || {
+        ResponseTemplate::new(200)
+            .set_body_string("hello")
+            .insert_header("x-request-id", "req-ok")
+            .insert_header("x-ratelimit-remaining", "41")
+    };
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(503).insert_header("x-request-id", "req-503"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).respond_with(ok()).mount(&server).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).build().unwrap();
+
+    client.send(Request::get("/once").query("access_token", TOKEN_PARAM)).await.unwrap();
+    let logs = capture.text();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    let line = lines[0];
+    assert!(line.contains("INFO") && line.contains("http request"), "{line}");
+    for field in [
+        "method=GET",
+        "/once?access_token=[redacted]",
+        "outcome=\"ok\"",
+        "attempts=1",
+        "status=200",
+        "latency_ms=",
+        "bytes=5",
+        "rate_limit_remaining=\"41\"",
+        "request_id=\"req-ok\"",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(!logs.contains(TOKEN_PARAM), "{logs}");
+
+    client.send(Request::get("/flaky")).await.unwrap();
+    let logs = capture.text();
+    let flaky: Vec<&str> = logs.lines().skip(1).collect();
+    assert_eq!(flaky.len(), 2, "{logs}");
+    assert!(flaky[0].contains("WARN") && flaky[0].contains("http attempt"), "{logs}");
+    assert!(flaky[0].contains("attempt=1") && flaky[0].contains("status=503"), "{logs}");
+    assert!(flaky[0].contains("request_id=\"req-503\"") && flaky[0].contains("bytes=0"), "{logs}");
+    assert!(flaky[1].contains("INFO") && flaky[1].contains("http request"), "{logs}");
+    assert!(flaky[1].contains("attempts=2") && flaky[1].contains("status=200"), "{logs}");
+    assert!(flaky[1].contains("request_id=\"req-ok\""), "{logs}");
+}

@@ -118,3 +118,65 @@ async fn offsets_advance_by_items_received_and_end_on_an_empty_page() {
     let e = all(client.paginate(Request::get("/l"), style).items_at("/rows")).await.unwrap_err();
     assert!(e.to_string().contains("identical"), "{e}");
 }
+
+#[tokio::test]
+async fn a_listing_resumes_from_its_saved_state_without_refetching_pages() {
+    let server = MockServer::start().await;
+    page(&server, None, json(json!({"data": [1], "meta": {"next": "a"}}))).await;
+    page(&server, Some(("cursor", "a")), json(json!({"data": [2], "meta": {"next": "b"}}))).await;
+    page(&server, Some(("cursor", "b")), json(json!({"data": [3], "meta": {}}))).await;
+    let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
+    let style = PageStyle::Cursor { pointer: "/meta/next".into(), param: "cursor".into() };
+    let mut p = client.paginate(Request::get("/l"), style.clone()).items_at("/data");
+    assert_eq!(p.next_page().await.unwrap().unwrap().items, vec![json!(1)]);
+    // The state survives a round trip through JSON, as it does through a checkpoint.
+    let saved = serde_json::to_value(p.state().unwrap()).unwrap();
+    assert_eq!(saved, json!({"cursor": "a", "received": 1}));
+    drop(p);
+
+    server.reset().await;
+    page(&server, Some(("cursor", "a")), json(json!({"data": [2], "meta": {"next": "b"}}))).await;
+    page(&server, Some(("cursor", "b")), json(json!({"data": [3], "meta": {}}))).await;
+    let state = serde_json::from_value(saved).unwrap();
+    let rest = all(client.paginate_from(Request::get("/l"), style, state).items_at("/data")).await.unwrap();
+    assert_eq!(rest, vec![json!(2), json!(3)]);
+    let sent = server.received_requests().await.unwrap();
+    assert_eq!(sent.len(), 2, "the first page was fetched again");
+    assert!(sent.iter().all(|r| r.url.query().is_some_and(|q| q.contains("cursor="))));
+}
+
+#[tokio::test]
+async fn short_pages_and_totals_end_a_listing_without_an_extra_request() {
+    let server = MockServer::start().await;
+    page(&server, Some(("page", "1")), json(json!([1, 2]))).await;
+    page(&server, Some(("page", "2")), json(json!([3]))).await;
+    let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
+    let style = PageStyle::PageNumber { param: "page".into(), first: 1 };
+    let items = all(client.paginate(Request::get("/l"), style).stop_when_fewer_than(2)).await.unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    server.reset().await;
+    page(&server, Some(("offset", "0")), json(json!({"rows": [1, 2], "total": 4}))).await;
+    page(&server, Some(("offset", "2")), json(json!({"rows": [3, 4], "total": 4}))).await;
+    let style = PageStyle::Offset { param: "offset".into() };
+    let items = all(client.paginate(Request::get("/l"), style).items_at("/rows").total_at("/total")).await.unwrap();
+    assert_eq!(items.len(), 4);
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn numbered_pages_can_be_skipped_but_cursor_pages_cannot() {
+    let server = MockServer::start().await;
+    let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
+    let mut p = client.paginate(Request::get("/l"), PageStyle::PageNumber { param: "page".into(), first: 1 });
+    assert!(p.skip_page(100));
+    assert_eq!(p.state().unwrap().page, Some(2));
+    let mut p = client.paginate(Request::get("/l"), PageStyle::Offset { param: "offset".into() });
+    assert!(p.skip_page(100));
+    assert_eq!(p.state().unwrap().received, 100);
+    let cursor = PageStyle::Cursor { pointer: "/next".into(), param: "cursor".into() };
+    let mut p = client.paginate(Request::get("/l"), cursor);
+    assert!(!p.skip_page(100));
+    assert_eq!(p.state(), Some(&dovetail_http::paginate::PageState::default()));
+}

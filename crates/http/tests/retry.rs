@@ -154,6 +154,12 @@ async fn a_200_with_a_truncated_body_is_retried() {
     let v: serde_json::Value = client.send_json(Request::get("/j")).await.unwrap();
     assert_eq!(v["items"], serde_json::json!([1, 2]));
     assert_eq!(clock.sleeps().len(), 1);
+
+    // A body that never decodes is bad data once the retries are spent, not an outage.
+    mount(&server, "GET", "/bad", ResponseTemplate::new(200).set_body_string("{\"items\": ["), None).await;
+    let e = client.send_json::<serde_json::Value>(Request::get("/bad")).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Data, "{e}");
+    assert!(e.to_string().contains("gave up after") && e.to_string().contains("undecodable"), "{e}");
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     std::fs::write(dir.path().join("customers.jsonl"), lines.join("\n") + "\n")?;
 
-    let cx = BuildCx { base_dir: dir.path().to_path_buf(), pipeline: "crm".into() };
+    let cx = BuildCx { base_dir: dir.path().to_path_buf(), pipeline: "crm".into(), ..Default::default() };
     let source_config = serde_json::from_value(json!({
         "streams": [{ "name": "customers", "path": "customers.jsonl", "primary_key": ["id"] }]
     }))?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use dovetail_core::remote::{ResponseCache, TokenStore};
 use dovetail_core::{BuildCx, DeleteMode, Error, Pipeline, Sink, Source, StateStore, StreamOptions, SyncMode};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -29,6 +30,8 @@ pub struct PipelineSpec {
     pub max_dead_letters: Option<u64>,
     /// Dead-letter ratio threshold.
     pub max_dead_letter_ratio: Option<f64>,
+    /// Outbox bound per stream.
+    pub outbox_max: Option<u64>,
 }
 
 impl PipelineSpec {
@@ -47,6 +50,9 @@ impl PipelineSpec {
             .max_dead_letter_ratio(self.max_dead_letter_ratio);
         if let Some(n) = self.batch_size {
             b = b.batch_size(n);
+        }
+        if let Some(n) = self.outbox_max {
+            b = b.outbox_max(n);
         }
         for (name, opts) in &self.streams {
             b = b.stream(name.clone(), opts.clone());
@@ -90,8 +96,19 @@ fn build_failed(doc: &Doc, root: &DeTable<'_>, at: usize, role: &str, name: &str
     }
 }
 
-pub fn build_pipeline(doc: &Doc, root: &DeTable<'_>, name: &str, pc: &PipelineConfig) -> Result<PipelineSpec, Error> {
-    let cx = BuildCx { base_dir: doc.base_dir.clone(), pipeline: name.to_owned() };
+pub fn build_pipeline(
+    doc: &Doc,
+    root: &DeTable<'_>,
+    name: &str,
+    pc: &PipelineConfig,
+    stores: &(Arc<dyn TokenStore>, Arc<dyn ResponseCache>),
+) -> Result<PipelineSpec, Error> {
+    let cx = BuildCx {
+        base_dir: doc.base_dir.clone(),
+        pipeline: name.to_owned(),
+        token_store: Some(stores.0.clone()),
+        response_cache: Some(stores.1.clone()),
+    };
 
     let (kind_span, table) = connector_table(doc, root, name, "source")?;
     let sources = registry::sources();
@@ -155,6 +172,7 @@ pub fn build_pipeline(doc: &Doc, root: &DeTable<'_>, name: &str, pc: &PipelineCo
             sync_mode,
             delete_mode,
             primary_key: sc.primary_key.clone(),
+            on_unavailable: sc.on_unavailable.unwrap_or_default(),
         };
         streams.insert(stream.clone(), opts);
     }
@@ -166,5 +184,6 @@ pub fn build_pipeline(doc: &Doc, root: &DeTable<'_>, name: &str, pc: &PipelineCo
         batch_size: pc.batch_size,
         max_dead_letters: pc.max_dead_letters,
         max_dead_letter_ratio: pc.max_dead_letter_ratio,
+        outbox_max: pc.outbox_max,
     })
 }

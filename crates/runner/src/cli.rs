@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// Print each run report as one JSON line instead of the summary table.
     #[arg(long)]
     pub json: bool,
+    /// Backfill: incremental streams with a cursor re-read from this cursor value (inclusive),
+    /// e.g. `--from 2026-01-01T00:00:00Z`; what is unchanged is skipped by the ledger.
+    #[arg(long, value_name = "VALUE")]
+    pub from: Option<String>,
 }
 
 /// `dovetail status`.

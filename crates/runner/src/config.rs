@@ -37,6 +37,13 @@ pub struct StateConfig {
     /// SQLite file, as a path or `sqlite://path` (relative to the config file's folder).
     /// Default: `.dovetail/state.db` next to the config file. PostgreSQL URLs are not supported yet.
     pub url: Option<String>,
+    /// Key that seals the token store (`tokens.json` next to the state file, where rotated
+    /// OAuth2 refresh tokens are kept): 32 bytes as 64 hex digits or base64, from
+    /// `${ENV}` or `${file:...}`. Default: `DOVETAIL_SECRET_KEY`; without either the file
+    /// is owner-only but not encrypted.
+    pub secret_key: Option<dovetail_core::Secret>,
+    /// HTTP responses kept for conditional requests and stale serving (default 10000).
+    pub http_cache_entries: Option<usize>,
 }
 
 /// `[pipelines.NAME]`: one source, one sink, per-stream settings.
@@ -49,6 +56,8 @@ pub struct PipelineConfig {
     pub max_dead_letters: Option<u64>,
     /// Fail the run once dead letters exceed this share (0.0–1.0) of the records read.
     pub max_dead_letter_ratio: Option<f64>,
+    /// Records a stream may queue in the outbox while its sink is down (default 100000).
+    pub outbox_max: Option<u64>,
     /// Where records come from: `kind` picks the connector, the other keys are its config.
     pub source: SourceRef,
     /// Where records go: `kind` picks the connector, the other keys are its config.
@@ -71,6 +80,11 @@ pub struct StreamSettings {
     pub primary_key: Option<Vec<String>>,
     /// Declarative mapping applied to every record of the stream.
     pub mapping: Option<Mapping>,
+    /// When the source or sink stays down past the retry budget: `fail` (default: the run
+    /// fails with the cause), `pause` (the stream stops at its checkpoint, is marked paused,
+    /// and the next run probes), or `use_cache` (serve the last good responses, marked stale).
+    /// Records for a down sink wait in the outbox either way.
+    pub on_unavailable: Option<dovetail_core::OnUnavailable>,
 }
 
 /// The `kind` of a source table; the rest of the table is the connector's own config.
@@ -215,9 +229,11 @@ fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, 
         .map_err(|e| diag::toml_error(doc, root.get_ref(), &e))?;
     let root = root.get_ref();
     let state_path = state_path(doc, root, config.state.url.as_deref())?;
+    let cache_entries = config.state.http_cache_entries.unwrap_or(dovetail_state::DEFAULT_CACHE_ENTRIES);
+    let stores = crate::stores::for_state(&state_path, config.state.secret_key.clone(), cache_entries);
     let mut pipelines = Vec::new();
     for (name, pc) in &config.pipelines {
-        pipelines.push(build_pipeline(doc, root, name, pc)?);
+        pipelines.push(build_pipeline(doc, root, name, pc, &stores)?);
     }
     Ok((state_path, pipelines, secrets))
 }

@@ -132,7 +132,7 @@ fn an_unknown_kind_lists_the_known_kinds() {
     let text = GOOD.replace("kind = \"files\"", "kind = \"ftp\"");
     assert_eq!(
         load_err(&text, &no_env()),
-        ":5: unknown source kind `ftp` in [pipelines.orders.source]; (known source kinds: `files`)"
+        ":5: unknown source kind `ftp` in [pipelines.orders.source]; (known source kinds: `files`, `rest`)"
     );
 }
 
@@ -227,7 +227,8 @@ fn the_schema_lists_every_connector() {
             .map(|s| s["properties"]["kind"]["const"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(kinds(source), ["files"]);
-    assert_eq!(kinds(&schema["$defs"]["PipelineConfig"]["properties"]["sink"]), ["sqlite", "jsonl"]);
+    assert_eq!(kinds(source), ["files", "rest"]);
+    assert_eq!(kinds(&schema["$defs"]["PipelineConfig"]["properties"]["sink"]), ["sqlite", "jsonl", "rest"]);
+    assert!(text.contains("JSON pointer to the array of records"), "the REST stream keys are documented");
     assert!(text.contains("Records per page and per sink transaction"));
 }

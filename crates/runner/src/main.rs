@@ -9,6 +9,7 @@ mod diag;
 mod interpolate;
 mod output;
 mod registry;
+mod stores;
 
 use std::io::IsTerminal;
 

@@ -16,6 +16,7 @@ use toml::de::DeTable;
 pub fn sources() -> Vec<SourceEntry> {
     vec![
         source::<dovetail_files::FilesSource>(),
+        source::<dovetail_rest::RestSource>(),
     ]
 }
 
@@ -25,6 +26,7 @@ pub fn sinks() -> Vec<SinkEntry> {
     vec![
         sink::<dovetail_sqlite::SqliteSink>(),
         sink::<dovetail_files::JsonlSink>(),
+        sink::<dovetail_rest::RestSink>(),
     ]
 }
 

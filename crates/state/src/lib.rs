@@ -2,8 +2,9 @@
 //! [`StateStore`](dovetail_core::state::StateStore).
 //!
 //! One SQLite file holds everything a pipeline must remember between runs: stream
-//! checkpoints, the idempotency ledger (a content hash per written key), dead letters, run
-//! history and schema baselines ([`SqliteState`]); beside it, the token store for rotated
+//! checkpoints, the idempotency ledger (a content hash per written key), dead letters, the
+//! durable outbox (mapped records owed to a sink that is down), paused streams, run history
+//! and schema baselines ([`SqliteState`]); beside it, the token store for rotated
 //! refresh tokens ([`FileTokenStore`], a separate owner-only file, encrypted with a key) and
 //! the bounded HTTP response cache ([`SqliteResponseCache`]).
 //!
@@ -16,7 +17,7 @@
 //! * **A killed process (`kill -9`, panic, OOM kill) loses nothing.** Committed data is in
 //!   the operating system's page cache the moment `commit` returns, and SQLite replays the
 //!   WAL on the next open. Every commit is atomic: a crash leaves either all of one batch's
-//!   ledger rows, checkpoint and dead letters, or none of them.
+//!   ledger rows, outbox changes, checkpoint and dead letters, or none of them.
 //! * **A power loss or kernel crash may roll back the last few commits**, but never
 //!   corrupts the database and never splits a transaction. Because the checkpoint and the
 //!   ledger roll back *together*, the next run re-reads those records and the sink's

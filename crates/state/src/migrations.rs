@@ -86,6 +86,29 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX http_cache_by_seq ON http_cache (seq);
     "#,
+    // 3: durable outbox (records owed to a sink that is down) and paused streams.
+    // AUTOINCREMENT: outbox ids increase in queue order and are never reused, even after the
+    // newest entry is delivered and deleted.
+    r#"
+    CREATE TABLE outbox (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id INTEGER NOT NULL REFERENCES streams (id),
+        key       TEXT NOT NULL,
+        hash      BLOB NOT NULL CHECK (length(hash) = 16),
+        data      TEXT NOT NULL,
+        location  TEXT,
+        queued_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_by_stream ON outbox (stream_id, id);
+    CREATE TABLE paused_streams (
+        pipeline TEXT NOT NULL,
+        stream   TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        since    TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream)
+    );
+    "#,
 ];
 
 /// The schema version this code writes: the number of known migrations.
@@ -181,6 +204,77 @@ mod tests {
         // Table b was created inside the failed transaction and must be gone.
         let b: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'b'", [], |r| r.get(0)).unwrap();
         assert_eq!(b, 0);
+    }
+
+    /// A database written by the previous release (migrations 1–2 only, with data in every
+    /// table) is brought to the current version by `SqliteState::open`, its data intact and the
+    /// new tables usable.
+    #[tokio::test]
+    async fn a_version_2_database_upgrades_with_its_data_intact() {
+        use dovetail_core::state::{Commit, OutboxEntry, PausedStream, StateStore};
+        use dovetail_core::{ContentHash, Key};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate_with(&mut conn, &path, &MIGRATIONS[..2]).unwrap();
+            assert_eq!(versions(&conn), vec![1, 2]);
+            conn.execute_batch(
+                r#"
+                INSERT INTO streams (id, pipeline, stream) VALUES (7, 'p', 's');
+                INSERT INTO checkpoints VALUES (7, '{"position":{"page":3},"pass":2,"floor":null,"max":null,"pass_complete":false}', 't');
+                INSERT INTO ledger VALUES (7, '"k1"', x'01010101010101010101010101010101', 2, 'dest-1');
+                INSERT INTO dead_letters (pipeline, stream, kind, reason, raw, created_at, last_seen_at)
+                    VALUES ('p', 's', 'data', 'bad', '{}', 't', 't');
+                INSERT INTO runs (pipeline, started_at, outcome) VALUES ('p', 't', 'succeeded');
+                INSERT INTO baselines VALUES ('p', 's', '{"type":"object"}', 't');
+                INSERT INTO http_cache VALUES ('u', 200, NULL, NULL, '{}', x'00', 't', 1);
+                "#,
+            )
+            .unwrap();
+        }
+
+        let st = crate::SqliteState::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+        assert_eq!(SCHEMA_VERSION, 3);
+
+        let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
+        assert_eq!(cp.position, Some(serde_json::json!({"page": 3})));
+        let k1 = Key::from_canonical("\"k1\"");
+        let ledger = st.ledger_entries("p", "s", std::slice::from_ref(&k1)).await.unwrap();
+        assert_eq!(ledger[0].as_ref().unwrap().hash, ContentHash([1; 16]));
+        assert_eq!(ledger[0].as_ref().unwrap().dest_id.as_deref(), Some("dest-1"));
+        assert_eq!(st.dead_letters(None, None, 10).await.unwrap().len(), 1);
+        assert_eq!(st.runs(None, 10).await.unwrap().len(), 1);
+        assert_eq!(st.baseline("p", "s").await.unwrap(), Some(serde_json::json!({"type": "object"})));
+        let cached: i64 = conn.query_row("SELECT count(*) FROM http_cache", [], |r| r.get(0)).unwrap();
+        assert_eq!(cached, 1);
+
+        // The new tables start empty and work for the existing stream.
+        assert_eq!(st.outbox_len("p", "s").await.unwrap(), 0);
+        assert!(st.paused(None).await.unwrap().is_empty());
+        let entry = OutboxEntry {
+            id: 0,
+            key: k1,
+            hash: ContentHash([2; 16]),
+            data: serde_json::json!({"id": 1}),
+            location: None,
+        };
+        let c = Commit { pipeline: "p".into(), stream: "s".into(), outbox_add: vec![entry], ..Commit::default() };
+        st.commit(c).await.unwrap();
+        let queued: i64 = conn.query_row("SELECT stream_id FROM outbox", [], |r| r.get(0)).unwrap();
+        assert_eq!(queued, 7, "queued under the existing stream id");
+        let pause = PausedStream {
+            pipeline: "p".into(),
+            stream: "s".into(),
+            kind: "unavailable".into(),
+            reason: "down".into(),
+            since: "t".into(),
+        };
+        st.pause(&pause).await.unwrap();
+        assert_eq!(st.paused(Some("p")).await.unwrap(), vec![pause]);
     }
 
     #[test]

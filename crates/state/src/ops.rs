@@ -3,7 +3,7 @@
 //! Every statement goes through `prepare_cached`, so a batch of 1000 ledger rows compiles
 //! its SQL once per connection, not once per row.
 
-use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry};
+use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, OutboxEntry, PausedStream};
 use dovetail_core::{ContentHash, Error, Key, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -42,13 +42,23 @@ fn cache_stream(db: &mut Db, pipeline: &str, stream: &str, id: i64) {
     db.streams.entry(pipeline.to_owned()).or_default().insert(stream.to_owned(), id);
 }
 
-/// Apply one batch in a single `IMMEDIATE` transaction (see [`Commit`] for the parts).
+/// Apply one batch in a single `IMMEDIATE` transaction (see [`Commit`] for the parts): ledger
+/// rows, outbox removals and additions, dead letters and the checkpoint commit together or
+/// not at all, so a batch moved to the outbox and the checkpoint that passes it are never
+/// split.
 pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
     let pass = to_i64("pass", c.pass)?;
     let checkpoint = match &c.checkpoint {
         Some(cp) => Some(serde_json::to_string(cp).map_err(|e| json_err("the checkpoint", e))?),
         None => None,
     };
+    // Serialized before the write lock is taken. `arbitrary_precision` keeps numbers as their
+    // exact text, so a 20-digit integer or a 30-digit decimal comes back unchanged.
+    let outbox_data = c
+        .outbox_add
+        .iter()
+        .map(|e| serde_json::to_string(&e.data).map_err(|err| json_err("an outbox record", err)))
+        .collect::<Result<Vec<_>, _>>()?;
     let now = now_rfc3339();
     let cached = db.streams.get(&c.pipeline).and_then(|m| m.get(&c.stream)).copied();
     let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).op("starting a commit")?;
@@ -88,6 +98,27 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
             .op("preparing the ledger delete")?;
         for k in &c.forget {
             st.execute(params![sid, k.as_str()]).op("deleting a ledger row")?;
+        }
+    }
+    if !c.outbox_done.is_empty() {
+        // Only this stream's rows: an id of another stream is left alone.
+        let mut st = tx
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1 AND stream_id = ?2")
+            .op("preparing the outbox delete")?;
+        for id in &c.outbox_done {
+            st.execute(params![id, sid]).op("removing a delivered outbox entry")?;
+        }
+    }
+    if !c.outbox_add.is_empty() {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO outbox (stream_id, key, hash, data, location, queued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .op("preparing the outbox insert")?;
+        for (e, data) in c.outbox_add.iter().zip(&outbox_data) {
+            st.execute(params![sid, e.key.as_str(), &e.hash.0[..], data, e.location, now])
+                .op("queueing an outbox entry")?;
         }
     }
     if !c.dead_letters.is_empty() {
@@ -149,7 +180,7 @@ fn hash_of(row: &Row<'_>, col: usize) -> rusqlite::Result<ContentHash> {
         rusqlite::Error::FromSqlConversionFailure(
             col,
             rusqlite::types::Type::Blob,
-            format!("ledger hash has {} bytes, expected 16", blob.len()).into(),
+            format!("stored hash has {} bytes, expected 16", blob.len()).into(),
         )
     })?;
     Ok(ContentHash(bytes))
@@ -211,7 +242,6 @@ pub(crate) fn ledger_hashes(
     Ok(out)
 }
 
-/// Keys of a stream whose ledger pass is older than `pass`.
 /// Whether the stream has any ledger row.
 pub(crate) fn has_ledger(db: &mut Db, pipeline: &str, stream: &str) -> Result<bool, Error> {
     let Some(sid) = stream_id(db, pipeline, stream)? else {
@@ -223,6 +253,7 @@ pub(crate) fn has_ledger(db: &mut Db, pipeline: &str, stream: &str) -> Result<bo
         .op("checking for ledger rows")
 }
 
+/// Keys of a stream whose ledger pass is older than `pass`.
 pub(crate) fn stale_keys(db: &mut Db, pipeline: &str, stream: &str, pass: u64, n: usize) -> Result<Vec<Key>, Error> {
     let pass = to_i64("pass", pass)?;
     let Some(sid) = stream_id(db, pipeline, stream)? else {
@@ -250,18 +281,21 @@ pub(crate) fn checkpoint(db: &mut Db, pipeline: &str, stream: &str) -> Result<Op
     text.map(|t| serde_json::from_str(&t).map_err(|e| json_err("the stored checkpoint", e))).transpose()
 }
 
-/// Delete the checkpoints of one stream or of every stream of a pipeline.
+/// Delete the checkpoints of one stream or of every stream of a pipeline, and clear those
+/// streams' pauses, in one transaction; returns how many checkpoints were deleted.
+///
+/// The ledger and the outbox stay: the outbox holds real writes still owed to the sink,
+/// which a re-read would not necessarily produce again.
 pub(crate) fn reset(db: &mut Db, pipeline: &str, stream: Option<&str>) -> Result<u64, Error> {
+    let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).op("starting a reset")?;
     let n = match stream {
-        Some(s) => db
-            .conn
+        Some(s) => tx
             .prepare_cached(
                 "DELETE FROM checkpoints WHERE stream_id IN
                    (SELECT id FROM streams WHERE pipeline = ?1 AND stream = ?2)",
             )
             .and_then(|mut st| st.execute((pipeline, s))),
-        None => db
-            .conn
+        None => tx
             .prepare_cached(
                 "DELETE FROM checkpoints WHERE stream_id IN
                    (SELECT id FROM streams WHERE pipeline = ?1)",
@@ -269,7 +303,101 @@ pub(crate) fn reset(db: &mut Db, pipeline: &str, stream: Option<&str>) -> Result
             .and_then(|mut st| st.execute([pipeline])),
     }
     .op("resetting checkpoints")?;
+    match stream {
+        Some(s) => tx
+            .prepare_cached("DELETE FROM paused_streams WHERE pipeline = ?1 AND stream = ?2")
+            .and_then(|mut st| st.execute((pipeline, s))),
+        None => tx
+            .prepare_cached("DELETE FROM paused_streams WHERE pipeline = ?1")
+            .and_then(|mut st| st.execute([pipeline])),
+    }
+    .op("clearing pauses on reset")?;
+    tx.commit().op("committing a reset")?;
     Ok(n as u64)
+}
+
+/// The oldest `n` outbox entries of a stream, by id, read in one statement (one snapshot).
+pub(crate) fn outbox(db: &mut Db, pipeline: &str, stream: &str, n: usize) -> Result<Vec<OutboxEntry>, Error> {
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<(i64, String, ContentHash, String, Option<String>)> = db
+        .conn
+        .prepare_cached("SELECT id, key, hash, data, location FROM outbox WHERE stream_id = ?1 ORDER BY id LIMIT ?2")
+        .and_then(|mut st| {
+            st.query_map(params![sid, limit(n)], |r| Ok((r.get(0)?, r.get(1)?, hash_of(r, 2)?, r.get(3)?, r.get(4)?)))
+                .and_then(|rows| rows.collect())
+        })
+        .op("reading the outbox")?;
+    rows.into_iter()
+        .map(|(id, key, hash, data, location)| {
+            let data = serde_json::from_str(&data).map_err(|e| json_err("a stored outbox record", e))?;
+            Ok(OutboxEntry { id, key: Key::from_canonical(key), hash, data, location })
+        })
+        .collect()
+}
+
+/// How many entries wait in a stream's outbox.
+pub(crate) fn outbox_len(db: &mut Db, pipeline: &str, stream: &str) -> Result<u64, Error> {
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(0);
+    };
+    db.conn
+        .prepare_cached("SELECT count(*) FROM outbox WHERE stream_id = ?1")
+        .and_then(|mut st| st.query_row([sid], |r| r.get::<_, u64>(0)))
+        .op("counting the outbox")
+}
+
+/// Mark a stream paused, replacing an earlier pause of it.
+pub(crate) fn pause(db: &mut Db, p: &PausedStream) -> Result<(), Error> {
+    db.conn
+        .prepare_cached(
+            "INSERT INTO paused_streams (pipeline, stream, kind, reason, since) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (pipeline, stream) DO UPDATE SET kind = excluded.kind, reason = excluded.reason,
+                 since = excluded.since",
+        )
+        .and_then(|mut st| st.execute(params![p.pipeline, p.stream, p.kind, p.reason, p.since]))
+        .op("pausing a stream")?;
+    Ok(())
+}
+
+/// Clear a stream's pause; whether there was one.
+pub(crate) fn unpause(db: &mut Db, pipeline: &str, stream: &str) -> Result<bool, Error> {
+    let n = db
+        .conn
+        .prepare_cached("DELETE FROM paused_streams WHERE pipeline = ?1 AND stream = ?2")
+        .and_then(|mut st| st.execute((pipeline, stream)))
+        .op("resuming a stream")?;
+    Ok(n > 0)
+}
+
+/// Paused streams, of one pipeline or all, ordered by pipeline and stream.
+pub(crate) fn paused(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<PausedStream>, Error> {
+    let row = |r: &Row<'_>| {
+        Ok(PausedStream {
+            pipeline: r.get(0)?,
+            stream: r.get(1)?,
+            kind: r.get(2)?,
+            reason: r.get(3)?,
+            since: r.get(4)?,
+        })
+    };
+    match pipeline {
+        Some(p) => db
+            .conn
+            .prepare_cached(
+                "SELECT pipeline, stream, kind, reason, since FROM paused_streams WHERE pipeline = ?1
+                 ORDER BY pipeline, stream",
+            )
+            .and_then(|mut st| st.query_map([p], row).and_then(|rows| rows.collect())),
+        None => db
+            .conn
+            .prepare_cached(
+                "SELECT pipeline, stream, kind, reason, since FROM paused_streams ORDER BY pipeline, stream",
+            )
+            .and_then(|mut st| st.query_map([], row).and_then(|rows| rows.collect())),
+    }
+    .op("listing paused streams")
 }
 
 const DEAD_LETTER_COLS: &str =

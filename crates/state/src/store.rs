@@ -2,7 +2,9 @@
 //! and runs one function of [`crate::ops`] or [`crate::history`] there.
 
 use async_trait::async_trait;
-use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, RunLock, RunRecord, StateStore};
+use dovetail_core::state::{
+    Checkpoint, Commit, DeadLetter, LedgerEntry, OutboxEntry, PausedStream, RunLock, RunRecord, StateStore,
+};
 use dovetail_core::{ContentHash, Error, Key};
 use serde_json::Value;
 
@@ -54,6 +56,10 @@ impl StateStore for SqliteState {
         self.with_db(move |db| ops::checkpoint(db, &p, &s)).await
     }
 
+    /// Deletes the checkpoints (returning how many) and, in the same transaction, clears the
+    /// pauses of the reset stream(s): a reset is an explicit request to run them again. The
+    /// ledger stays, and so does the outbox: its entries are real writes still owed to the
+    /// sink, drained when it is back, whatever position the source restarts from.
     async fn reset(&self, pipeline: &str, stream: Option<&str>) -> Result<u64, Error> {
         let (p, s) = (pipeline.to_owned(), stream.map(str::to_owned));
         self.with_db(move |db| ops::reset(db, &p, s.as_deref())).await
@@ -67,6 +73,38 @@ impl StateStore for SqliteState {
     ) -> Result<Vec<Option<ContentHash>>, Error> {
         let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
         self.with_reader(move |db| ops::ledger_hashes(db, &p, &s, &keys)).await
+    }
+
+    /// Read on the reader connection, like ledger lookups, so draining never queues behind a
+    /// commit; it sees every commit that has returned.
+    async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_reader(move |db| ops::outbox(db, &p, &s, limit)).await
+    }
+
+    async fn outbox_len(&self, pipeline: &str, stream: &str) -> Result<u64, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_reader(move |db| ops::outbox_len(db, &p, &s)).await
+    }
+
+    async fn pause(&self, pause: &PausedStream) -> Result<(), Error> {
+        let pause = pause.clone();
+        self.with_db(move |db| ops::pause(db, &pause)).await
+    }
+
+    async fn unpause(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_db(move |db| ops::unpause(db, &p, &s)).await
+    }
+
+    async fn paused(&self, pipeline: Option<&str>) -> Result<Vec<PausedStream>, Error> {
+        let p = pipeline.map(str::to_owned);
+        self.with_db(move |db| ops::paused(db, p.as_deref())).await
+    }
+
+    async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error> {
+        let entries = self.ledger_entries(pipeline, stream, keys).await?;
+        Ok(entries.into_iter().map(|e| e.and_then(|e| e.dest_id)).collect())
     }
 
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {

@@ -16,12 +16,12 @@ pub fn source(dir: &Path, streams: Value) -> FilesSource {
 /// Build a source, returning the build error.
 pub fn try_source(dir: &Path, streams: Value) -> Result<FilesSource, Error> {
     let config: FilesSourceConfig = serde_json::from_value(json!({ "streams": streams })).expect("config parses");
-    FilesSource::build(config, &BuildCx { base_dir: dir.to_path_buf(), pipeline: "p".into() })
+    FilesSource::build(config, &BuildCx { base_dir: dir.to_path_buf(), pipeline: "p".into(), ..Default::default() })
 }
 
 /// Read one page.
 pub async fn read(src: &FilesSource, stream: &str, position: Option<Value>, batch_size: usize) -> Result<Page, Error> {
-    let req = ReadRequest { stream: stream.into(), position, since: None, batch_size };
+    let req = ReadRequest { stream: stream.into(), position, since: None, batch_size, use_cache: false };
     src.read(&req, &Cx::default()).await
 }
 

@@ -50,7 +50,7 @@ pub fn records(keys: &[&str], rows: &[&str]) -> Vec<Record> {
 
 pub fn batch(stream: &Arc<SinkStream>, rows: &[&str]) -> Batch {
     let keys: Vec<&str> = stream.key_columns.iter().map(String::as_str).collect();
-    Batch { stream: stream.clone(), records: records(&keys, rows).into() }
+    Batch::new(stream.clone(), records(&keys, rows).into())
 }
 
 /// A second connection, as a reader of the database would open it.

@@ -1,6 +1,7 @@
 //! The pipeline engine: reads pages, maps, skips unchanged records through the ledger,
 //! writes, and advances checkpoints only after the sink acknowledged.
 
+mod outage;
 mod prepare;
 mod replay;
 mod stream;
@@ -16,7 +17,10 @@ use crate::connector::{Cx, Sink, Source, Transform};
 use crate::error::{Error, ErrorKind};
 use crate::report::RunReport;
 use crate::state::StateStore;
-use crate::stream::{DeleteMode, SyncMode};
+use crate::stream::{DeleteMode, OnUnavailable, SyncMode};
+
+/// Default bound of a stream's outbox, in records.
+pub const DEFAULT_OUTBOX_MAX: u64 = 100_000;
 
 /// Per-stream settings of a pipeline.
 #[derive(Clone, Default)]
@@ -29,6 +33,8 @@ pub struct StreamOptions {
     pub delete_mode: DeleteMode,
     /// Output primary-key columns, when the mapping cannot tell them (closures).
     pub primary_key: Option<Vec<String>>,
+    /// What the stream does when its source or sink stays down past the retry budget.
+    pub on_unavailable: OnUnavailable,
 }
 
 impl std::fmt::Debug for StreamOptions {
@@ -38,6 +44,7 @@ impl std::fmt::Debug for StreamOptions {
             .field("sync_mode", &self.sync_mode)
             .field("delete_mode", &self.delete_mode)
             .field("primary_key", &self.primary_key)
+            .field("on_unavailable", &self.on_unavailable)
             .finish()
     }
 }
@@ -51,6 +58,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Cancel to stop reading, flush what is in flight, commit, and end as interrupted.
     pub cancel: CancellationToken,
+    /// Backfill: incremental streams with a cursor start a new pass from this cursor value
+    /// (inclusive) instead of their checkpoint; the ledger absorbs what was already written.
+    pub from: Option<serde_json::Value>,
 }
 
 /// Composes a source, per-stream mappings, a sink and a state store into a [`Pipeline`].
@@ -63,6 +73,7 @@ pub struct PipelineBuilder {
     batch_size: usize,
     max_dead_letters: Option<u64>,
     max_dead_letter_ratio: Option<f64>,
+    outbox_max: u64,
 }
 
 /// What every stream task of a pipeline shares.
@@ -75,6 +86,39 @@ pub(crate) struct Shared {
     pub batch_size: usize,
     pub max_dead_letters: Option<u64>,
     pub max_dead_letter_ratio: Option<f64>,
+    pub outbox_max: u64,
+}
+
+impl Shared {
+    /// The batch for the sink: with create hints (idempotency keys and the destination ids
+    /// the ledger knows) when the sink creates records instead of upserting them.
+    pub(crate) async fn batch(
+        &self,
+        stream: &str,
+        sink_stream: Arc<crate::connector::SinkStream>,
+        records: Arc<[crate::record::Record]>,
+        hashes: &[crate::record::ContentHash],
+    ) -> Result<crate::connector::Batch, Error> {
+        let mut batch = crate::connector::Batch::new(sink_stream, records);
+        if self.sink.write_mode() != crate::connector::WriteMode::CreateWithIdempotencyKey {
+            return Ok(batch);
+        }
+        let keys: Vec<crate::record::Key> = batch.records.iter().filter_map(|r| r.key.clone()).collect();
+        if keys.len() != batch.records.len() {
+            return Err(Error::internal("a record reached the sink without its key"));
+        }
+        let dest_ids = self.state.ledger_dest_ids(&self.name, stream, &keys).await?;
+        batch.hints = keys
+            .iter()
+            .zip(hashes)
+            .zip(dest_ids)
+            .map(|((key, hash), dest_id)| crate::connector::CreateHint {
+                idempotency_key: crate::record::idempotency_key(&self.name, stream, key, hash),
+                dest_id,
+            })
+            .collect();
+        Ok(batch)
+    }
 }
 
 /// A runnable pipeline: source → per-stream mapping → sink, with durable state.
@@ -94,6 +138,7 @@ impl Pipeline {
             batch_size: 1000,
             max_dead_letters: None,
             max_dead_letter_ratio: None,
+            outbox_max: DEFAULT_OUTBOX_MAX,
         }
     }
 
@@ -139,6 +184,17 @@ impl Pipeline {
                 )));
             }
         }
+        if opts.from.is_some() {
+            for spec in specs.iter().filter(|s| opts.streams.contains(&s.name)) {
+                let incremental = sh.streams.get(&spec.name).is_none_or(|o| o.sync_mode == SyncMode::Incremental);
+                if spec.cursor_field.is_none() || !incremental {
+                    return Err(Error::config(format!(
+                        "stream `{}` of pipeline `{}` has no cursor to backfill from (`--from` applies to incremental streams with a cursor field)",
+                        spec.name, sh.name
+                    )));
+                }
+            }
+        }
         let _lock = sh.state.lock(&sh.name).await?;
         let started = Instant::now();
         let started_at = crate::now_rfc3339();
@@ -153,6 +209,7 @@ impl Pipeline {
                 opts: sh.streams.get(&spec.name).cloned().unwrap_or_default(),
                 spec,
                 dry_run: opts.dry_run,
+                from: opts.from.clone(),
                 cx: cx.clone(),
             };
             let name = run.spec.name.clone();
@@ -163,6 +220,7 @@ impl Pipeline {
             RunReport { pipeline: sh.name.clone(), run_id, started_at, dry_run: opts.dry_run, ..Default::default() };
         let mut first_err: Option<Error> = None;
         let mut interrupted = false;
+        let mut paused: Option<Error> = None;
         for (name, task) in tasks {
             let (sr, err) = match task.await {
                 Ok(x) => x,
@@ -177,6 +235,9 @@ impl Pipeline {
             };
             match err {
                 Some(e) if *e.kind() == ErrorKind::Interrupted => interrupted = true,
+                Some(e) if sr.outcome == "paused" => {
+                    paused.get_or_insert(e);
+                }
                 Some(e) => {
                     error!(parent: &span, stream = %name, kind = %e.kind(), error = %e.report(), "stream failed");
                     first_err.get_or_insert(e);
@@ -188,12 +249,15 @@ impl Pipeline {
         }
         report.finished_at = crate::now_rfc3339();
         report.duration_ms = started.elapsed().as_millis() as u64;
-        (report.outcome, report.exit_code) = match (&first_err, interrupted) {
-            (Some(e), _) => ("failed".into(), e.kind().exit_code()),
-            (None, true) => ("interrupted".into(), ErrorKind::Interrupted.exit_code()),
-            (None, false) => ("succeeded".into(), 0),
+        // A paused stream did what its policy says, but its data is not current: the run is
+        // `paused` and exits with the cause's code (Unavailable), unless something failed.
+        (report.outcome, report.exit_code) = match (&first_err, &paused, interrupted) {
+            (Some(e), _, _) => ("failed".into(), e.kind().exit_code()),
+            (None, _, true) => ("interrupted".into(), ErrorKind::Interrupted.exit_code()),
+            (None, Some(e), false) => ("paused".into(), e.kind().exit_code()),
+            (None, None, false) => ("succeeded".into(), 0),
         };
-        report.error = first_err.as_ref().map(|e| e.report());
+        report.error = first_err.as_ref().or(paused.as_ref()).map(|e| e.report());
         if !opts.dry_run {
             let json = serde_json::to_value(&report).unwrap_or_default();
             sh.state.finish_run(run_id, &report.finished_at, &report.outcome, &json).await?;
@@ -258,6 +322,12 @@ impl PipelineBuilder {
         self.max_dead_letter_ratio = r;
         self
     }
+    /// Records a stream may queue in the outbox while its sink is down (default 100,000);
+    /// past it the stream stops at its checkpoint until the sink is back.
+    pub fn outbox_max(mut self, n: u64) -> Self {
+        self.outbox_max = n;
+        self
+    }
     /// Check the composition and build the pipeline.
     pub fn build(self) -> Result<Pipeline, Error> {
         let name = self.name;
@@ -296,6 +366,7 @@ impl PipelineBuilder {
                 batch_size: self.batch_size,
                 max_dead_letters: self.max_dead_letters,
                 max_dead_letter_ratio: self.max_dead_letter_ratio,
+                outbox_max: self.outbox_max,
             }),
         })
     }

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::Pipeline;
 use super::prepare::Preparer;
-use crate::connector::{Batch, Cx, Identity, SinkStream};
+use crate::connector::{Cx, Identity, SinkStream};
 use crate::error::Error;
 use crate::record::{Provenance, Record};
 use crate::report::{RunReport, StreamReport};
@@ -56,6 +56,7 @@ impl Pipeline {
                 spec: spec.clone(),
                 opts: opts.clone(),
                 dry_run: false,
+                from: None,
                 cx: cx.clone(),
             };
             let key_columns = run.key_columns()?;
@@ -115,8 +116,10 @@ impl Pipeline {
                 let mut ledger: Vec<LedgerEntry> =
                     to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
                 if !to_write.is_empty() {
+                    let hashes: Vec<_> = to_write.iter().map(|p| p.hash).collect();
                     let records: Arc<[Record]> = to_write.into_iter().map(|p| p.record).collect();
-                    let wr = sh.sink.write(Batch { stream: sink_stream.clone(), records }, &cx).await?;
+                    let batch = sh.batch(&stream, sink_stream.clone(), records, &hashes).await?;
+                    let wr = sh.sink.write(batch, &cx).await?;
                     if !wr.rejected.is_empty() {
                         return Err(Error::permanent(format!(
                             "the sink rejected {} replayed records; they stay in dead letters",

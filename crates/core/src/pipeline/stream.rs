@@ -13,15 +13,16 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::outage::is_outage;
 use super::prepare::{Prepared, Preparer};
 use super::{Shared, StreamOptions};
-use crate::connector::{Batch, Cx, Next, ReadRequest, SinkStream};
+use crate::connector::{Cx, Next, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
 use crate::failpoint;
 use crate::record::{Key, Record, compare_cursors};
 use crate::report::StreamReport;
-use crate::state::{Checkpoint, Commit, CursorState, DeadLetter, LedgerEntry};
-use crate::stream::{DeleteMode, StreamSpec, SyncMode};
+use crate::state::{Checkpoint, Commit, CursorState, DeadLetter, LedgerEntry, OutboxEntry};
+use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
 /// A mapped batch on its way to the writer, with the checkpoint that becomes true once it is written.
 struct MappedBatch {
@@ -35,16 +36,18 @@ struct MappedBatch {
     filtered: u64,
     mapped: u64,
     done: bool,
+    /// The page came from the last good responses (`use_cache`).
+    stale: bool,
 }
 
 /// Counters kept by the tasks, merged into the report at the end.
 #[derive(Default)]
-struct Timings {
-    read: u128,
-    map: u128,
-    ledger: u128,
-    write: u128,
-    commit: u128,
+pub(super) struct Timings {
+    pub(super) read: u128,
+    pub(super) map: u128,
+    pub(super) ledger: u128,
+    pub(super) write: u128,
+    pub(super) commit: u128,
 }
 
 pub(crate) struct StreamRun {
@@ -52,6 +55,7 @@ pub(crate) struct StreamRun {
     pub spec: StreamSpec,
     pub opts: StreamOptions,
     pub dry_run: bool,
+    pub from: Option<Value>,
     pub cx: Cx,
 }
 
@@ -76,8 +80,26 @@ impl StreamRun {
     /// Run the stream to the end of its pass, an error, or cancellation.
     pub async fn run(self) -> (StreamReport, Option<Error>) {
         let mut report = StreamReport::default();
-        let err = self.run_inner(&mut report).await.err();
+        // A pause for anything but an outage (drift) holds until an operator lifts it.
+        let held = match self.shared.state.paused(Some(&self.shared.name)).await {
+            Ok(p) => p.into_iter().find(|p| p.stream == self.spec.name),
+            Err(e) => return (report, Some(e)),
+        };
+        if let Some(p) = held.as_ref().filter(|p| p.kind != "unavailable") {
+            info!(stream = %self.spec.name, kind = %p.kind, since = %p.since, "stream is paused; `dovetail resume` lifts it");
+            report.outcome = "paused".into();
+            report.paused = Some(format!("paused since {} ({}): {}", p.since, p.kind, p.reason));
+            return (report, None);
+        }
+        if let Some(p) = &held {
+            info!(stream = %self.spec.name, since = %p.since, "stream was paused by an outage; probing the remote");
+        }
+        let mut err = self.run_inner(&mut report).await.err();
+        if !self.dry_run {
+            err = self.apply_outage_policy(err, &mut report).await;
+        }
         report.outcome = match &err {
+            _ if report.paused.is_some() => "paused".into(),
             Some(e) if *e.kind() == ErrorKind::Interrupted => "interrupted".into(),
             Some(_) => "failed".into(),
             None => "succeeded".into(),
@@ -103,7 +125,17 @@ impl StreamRun {
             sh.sink.open(&sink_stream, &self.cx).await?;
         }
         let prev = sh.state.checkpoint(&sh.name, &name).await?;
-        let start = starting_checkpoint(prev, incremental);
+        let mut start = starting_checkpoint(prev, incremental);
+        if let (Some(from), Some(field)) = (&self.from, &cursor_field) {
+            info!(stream = %name, from = %from, cursor = %field, "backfilling from a cursor value");
+            start = Checkpoint {
+                position: None,
+                pass: start.pass + u64::from(!start.pass_complete),
+                floor: Some(CursorState { value: from.clone(), keys: vec![] }),
+                max: start.max,
+                pass_complete: true,
+            };
+        }
         report.resumed = !start.pass_complete && start.position.is_some();
         if report.resumed {
             let position = start.position.as_ref().map(crate::record::canonical_json).unwrap_or_default();
@@ -111,12 +143,29 @@ impl StreamRun {
         }
         let mut cp = start.clone();
         cp.pass_complete = false;
+        let mut t = Timings::default();
+        // Records queued while the sink was down go first, in order.
+        let mut sink_down =
+            if self.dry_run { None } else { self.drain_outbox(&sink_stream, cp.pass, report, &mut t).await? };
+        let mut outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, &name).await?);
         let need_baseline = sh.state.baseline(&sh.name, &name).await?.is_none();
         // Initial load: with an empty ledger (and the run lock held) no key can be known, so
         // the per-batch lookups are skipped. A key repeated within this run is then written
         // twice — an idempotent upsert — instead of being counted unchanged the second time.
         let ledger_known = sh.state.has_ledger(&sh.name, &name).await?;
 
+        // With a lookback, the source is asked for a margin before the floor and that margin
+        // passes the cursor filter: the ledger decides what is new.
+        let lookback_floor = match (&cursor_field, &cp.floor, self.spec.lookback) {
+            (Some(_), Some(floor), Some(d)) => {
+                let low = crate::record::cursor_minus(&floor.value, d);
+                if low.is_none() {
+                    warn!(stream = %name, cursor = %floor.value, "lookback needs an RFC 3339 or integer cursor; reading from the cursor itself");
+                }
+                low
+            }
+            _ => None,
+        };
         let (page_tx, mut page_rx) = mpsc::channel(1);
         let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
 
@@ -127,8 +176,11 @@ impl StreamRun {
             let mut req = ReadRequest {
                 stream: name.clone(),
                 position: cp.position.clone(),
-                since: cursor_field.as_ref().and_then(|_| cp.floor.as_ref().map(|f| f.value.clone())),
+                since: cursor_field
+                    .as_ref()
+                    .and_then(|_| lookback_floor.clone().or_else(|| cp.floor.as_ref().map(|f| f.value.clone()))),
                 batch_size: sh.batch_size,
+                use_cache: self.opts.on_unavailable == OnUnavailable::UseCache,
             };
             tokio::spawn(async move {
                 let mut read_ns = 0u128;
@@ -194,6 +246,7 @@ impl StreamRun {
                         filtered: 0,
                         mapped: 0,
                         done: false,
+                        stale: page.records.first().is_some_and(|r| r.provenance.stale),
                     };
                     if baseline_pending && !page.records.is_empty() {
                         let schema = crate::schema::infer(page.records.iter().map(|r| &r.data));
@@ -221,6 +274,7 @@ impl StreamRun {
                                             c.as_ref(),
                                             &p.key,
                                             cursor_field.as_ref().map(|f| f.as_str()).unwrap_or(""),
+                                            lookback_floor.as_ref(),
                                         ) {
                                             Ok(true) => candidates.push(p),
                                             Ok(false) => b.filtered += 1,
@@ -300,7 +354,6 @@ impl StreamRun {
         // sink never waits for the state store; each commit is queued only after its own
         // batch was acknowledged, so a crash leaves the checkpoint at or behind what the sink
         // holds — never ahead.
-        let mut t = Timings::default();
         let mut result: Result<(), Error> = Ok(());
         let mut completed = false;
         let (commit_tx, mut commit_rx) = mpsc::channel::<Commit>(2);
@@ -330,8 +383,10 @@ impl StreamRun {
             report.filtered += b.filtered;
             report.mapped += b.mapped;
             report.skipped_unchanged += b.skipped;
+            report.stale_pages += u64::from(b.stale);
             completed = b.done;
-            let commit = match self.write_batch(b, &sink_stream, report, &mut t).await {
+            let commit = match self.write_batch(b, &sink_stream, report, &mut t, &mut sink_down, &mut outbox_room).await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     result = Err(e);
@@ -373,7 +428,20 @@ impl StreamRun {
             ("write".to_owned(), ms(t.write)),
             ("commit".to_owned(), ms(t.commit)),
         ]);
+        if !self.dry_run {
+            report.outbox_pending = sh.state.outbox_len(&sh.name, &name).await.unwrap_or(report.outbox_pending);
+        }
         result?;
+        if let Some(cause) = sink_down {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the sink `{}` is unavailable ({cause}): {} records wait in the outbox and are delivered first by the next run",
+                    sh.sink.kind(),
+                    report.outbox_pending
+                ),
+            ));
+        }
         if !completed {
             if self.cx.cancel.is_cancelled() {
                 return Err(Error::new(ErrorKind::Interrupted, "stopped by signal; the checkpoint was committed"));
@@ -389,6 +457,8 @@ impl StreamRun {
         sink_stream: &Arc<SinkStream>,
         report: &mut StreamReport,
         t: &mut Timings,
+        sink_down: &mut Option<String>,
+        outbox_room: &mut u64,
     ) -> Result<Option<Commit>, Error> {
         let sh = &self.shared;
         let mut dead = b.dead;
@@ -401,10 +471,63 @@ impl StreamRun {
             b.to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
         if !b.to_write.is_empty() {
             let started = Instant::now();
+            let hashes: Vec<_> = b.to_write.iter().map(|p| p.hash).collect();
             let (records, mut raws): (Vec<_>, Vec<_>) = b.to_write.into_iter().map(|p| (p.record, p.raw)).unzip();
             let records: Arc<[Record]> = records.into();
-            let wr = sh.sink.write(Batch { stream: sink_stream.clone(), records: records.clone() }, &self.cx).await?;
+            let wr = if sink_down.is_some() {
+                None
+            } else {
+                let batch = sh.batch(&self.spec.name, sink_stream.clone(), records.clone(), &hashes).await?;
+                match sh.sink.write(batch, &self.cx).await {
+                    Ok(wr) => Some(wr),
+                    Err(e) if is_outage(&e) => {
+                        warn!(stream = %self.spec.name, sink = sh.sink.kind(), error = %e.report(), "the sink is down: records go to the outbox and are delivered when it is back");
+                        *sink_down = Some(e.report());
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             t.write += started.elapsed().as_nanos();
+            let Some(wr) = wr else {
+                // Queued with the checkpoint that passes them, in one transaction: durable either way.
+                let n = records.len() as u64;
+                if n > *outbox_room {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "the sink `{}` is unavailable and the outbox is full ({} records); the stream stops at its checkpoint",
+                            sh.sink.kind(),
+                            sh.outbox_max
+                        ),
+                    ));
+                }
+                *outbox_room -= n;
+                report.outbox_queued += n;
+                report.dead_lettered += dead.len() as u64;
+                let outbox_add = records
+                    .iter()
+                    .zip(&ledger)
+                    .map(|(r, e)| OutboxEntry {
+                        id: 0,
+                        key: e.key.clone(),
+                        hash: e.hash,
+                        data: r.data.clone(),
+                        location: Some(r.whereabouts()),
+                    })
+                    .collect();
+                let touched = if sink_stream.delete_mode != DeleteMode::Keep { b.unchanged } else { Vec::new() };
+                return Ok(Some(Commit {
+                    pipeline: sh.name.clone(),
+                    stream: self.spec.name.clone(),
+                    pass: b.checkpoint.pass,
+                    touched,
+                    dead_letters: dead,
+                    checkpoint: Some(b.checkpoint),
+                    outbox_add,
+                    ..Default::default()
+                }));
+            };
             for (i, id) in wr.dest_ids.into_iter().enumerate() {
                 if let Some(e) = ledger.get_mut(i) {
                     e.dest_id = id;
@@ -450,6 +573,8 @@ impl StreamRun {
             dead_letters: dead,
             resolved_dead_letters: vec![],
             checkpoint: Some(b.checkpoint),
+            outbox_add: vec![],
+            outbox_done: vec![],
         };
         Ok(Some(commit))
     }
@@ -523,11 +648,23 @@ fn starting_checkpoint(prev: Option<Checkpoint>, incremental: bool) -> Checkpoin
 }
 
 /// Decide whether a record passes the inclusive cursor bound, and track the pass maximum.
-fn admit(cp: &mut Checkpoint, cursor: Option<&Value>, key: &Key, field: &str) -> Result<bool, String> {
+fn admit(
+    cp: &mut Checkpoint,
+    cursor: Option<&Value>,
+    key: &Key,
+    field: &str,
+    lookback_floor: Option<&Value>,
+) -> Result<bool, String> {
     let Some(c) = cursor.filter(|c| !c.is_null()) else {
         return Err(format!("missing cursor field `{field}`"));
     };
-    if let Some(floor) = &cp.floor {
+    if let Some(low) = lookback_floor {
+        match compare_cursors(c, low) {
+            None => return Err(format!("cursor `{field}` value {c} cannot be compared with {low}")),
+            Some(Ordering::Less) => return Ok(false),
+            _ => {}
+        }
+    } else if let Some(floor) = &cp.floor {
         match compare_cursors(c, &floor.value) {
             None => {
                 return Err(format!(

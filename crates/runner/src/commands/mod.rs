@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Open the SQLite state store at `path`.
 pub fn open_state(path: &Path) -> Result<Arc<dyn StateStore>, Error> {
-    Ok(Arc::new(dovetail_state::SqliteState::open(path)?))
+    Ok(Arc::new(crate::stores::state_at(path)?))
 }
 
 /// A token cancelled by the first SIGINT or SIGTERM; a second one exits at once with 130.

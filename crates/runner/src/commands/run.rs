@@ -30,7 +30,7 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
             continue;
         }
         tracing::info!(pipeline = %spec.name, dry_run = args.dry_run, "run starting");
-        let opts = RunOptions { streams, dry_run: args.dry_run, cancel: cancel.clone() };
+        let opts = RunOptions { streams, dry_run: args.dry_run, cancel: cancel.clone(), from: from_value(args) };
         match run_one(spec, state.clone(), opts).await {
             Ok(report) => {
                 if args.json {
@@ -63,6 +63,15 @@ async fn run_one(
 ) -> Result<RunReport, Error> {
     // The engine takes the pipeline's run lock (a live holder is refused by name).
     spec.build(state)?.run(opts).await
+}
+
+/// `--from` as a cursor value: a JSON number when it reads as one (numeric cursors), else text.
+fn from_value(args: &RunArgs) -> Option<serde_json::Value> {
+    let raw = args.from.as_deref()?.trim();
+    Some(match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(v @ serde_json::Value::Number(_)) => v,
+        _ => serde_json::Value::String(raw.to_owned()),
+    })
 }
 
 /// The exit code of a finished run.

@@ -14,6 +14,7 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     let cfg = config::load_state_only(config_path)?;
     let state = super::open_state(&cfg.state_path)?;
     let runs = state.runs(args.pipeline.as_deref(), args.limit).await?;
+    let paused = state.paused(args.pipeline.as_deref()).await?;
     if args.json {
         output::out(&format!("{}\n", serde_json::to_string_pretty(&runs)?))?;
         return Ok(0);
@@ -21,9 +22,22 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     if runs.is_empty() {
         let whose = args.pipeline.as_ref().map(|p| format!(" of pipeline `{p}`")).unwrap_or_default();
         output::out(&format!("no runs{whose} yet\n"))?;
-        return Ok(0);
+    } else {
+        output::out(&table(&runs).render())?;
     }
-    output::out(&table(&runs).render())?;
+    if !paused.is_empty() {
+        let mut t = Table::new(&["pipeline", "stream", "paused", "since", "why"]);
+        for p in &paused {
+            t.row(vec![
+                p.pipeline.clone(),
+                p.stream.clone(),
+                p.kind.clone(),
+                short_time(&p.since),
+                output::truncate(&p.reason, 80),
+            ]);
+        }
+        output::out(&format!("\npaused streams (an outage pause is probed by the next run):\n{}", t.render()))?;
+    }
     Ok(0)
 }
 

@@ -1,0 +1,231 @@
+//! The REST connector's config, as written in `dovetail.toml` (every key is documented in
+//! docs/connectors/rest.md).
+
+use std::collections::BTreeMap;
+
+use dovetail_http::HttpConfig;
+use dovetail_http::auth::AuthConfig;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The REST source: one API, any number of streams.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestSourceConfig {
+    /// Base URL that stream paths are joined to, e.g. `https://api.example.com`.
+    pub base_url: String,
+    /// Credentials (secrets from `${ENV}` or `${file:...}`).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// API version pinned and sent on every request.
+    #[serde(default)]
+    pub api_version: Option<ApiVersion>,
+    /// Timeouts, retries, rate limit, circuit breaker, proxy, CA certificates, headers.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The streams this API exposes.
+    pub streams: Vec<RestStreamConfig>,
+}
+
+/// A pinned API version: the header and the value sent on every request.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiVersion {
+    /// Header name, e.g. `X-Api-Version`.
+    pub header: String,
+    /// Version, e.g. `2026-01-01`.
+    pub value: String,
+}
+
+/// One stream of the REST source.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestStreamConfig {
+    /// Stream name (the table name in a database sink).
+    pub name: String,
+    /// Path relative to `base_url`, e.g. `/v1/items`; a child stream names parent fields as
+    /// `{parent.FIELD}`, e.g. `/v1/items/{parent.id}/comments`.
+    pub path: String,
+    /// Query parameters sent on every request of the stream (page size, filters).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// JSON pointer to the array of records in each response (e.g. `/data`); omit when the
+    /// body itself is the array.
+    #[serde(default)]
+    pub records: Option<String>,
+    /// Primary-key fields (dotted paths into each record).
+    pub primary_key: Vec<String>,
+    /// How the next page is found (default: no pagination).
+    #[serde(default)]
+    pub pagination: Pagination,
+    /// Incremental sync by a cursor field.
+    #[serde(default)]
+    pub incremental: Option<Incremental>,
+    /// JSON Schema of the records; without one it is inferred from the first page.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Value>>")]
+    pub schema: Option<Value>,
+    /// Makes this a child stream: one listing per record of the parent stream.
+    #[serde(default)]
+    pub parent: Option<ParentConfig>,
+}
+
+/// A child stream's parent.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParentConfig {
+    /// Name of the parent stream (defined in the same source).
+    pub stream: String,
+    /// Fields copied from the parent record into each child record: child field → parent
+    /// field, e.g. `{ item_id = "id" }`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Incremental sync settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    /// The record field that only grows (an RFC 3339 timestamp or a number).
+    pub cursor_field: String,
+    /// Query parameter that receives the last cursor value (inclusive), e.g. `updated_since`;
+    /// without it the whole listing is read and older records are filtered out.
+    #[serde(default)]
+    pub param: Option<String>,
+    /// Value sent on the first run, before any cursor is known.
+    #[serde(default)]
+    pub initial: Option<String>,
+    /// Re-read this many seconds before the last cursor (for APIs whose timestamps lag);
+    /// the ledger skips what was already written.
+    #[serde(default)]
+    pub lookback_secs: u64,
+}
+
+/// How the next page of a listing is found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Pagination {
+    /// One request per listing.
+    #[default]
+    None,
+    /// A cursor in the body sent back as a query parameter.
+    Cursor {
+        /// JSON pointer of the cursor, e.g. `/meta/next_cursor`; missing, null or "" ends.
+        pointer: String,
+        /// Query parameter that carries it.
+        param: String,
+    },
+    /// The next page's URL in the body.
+    NextUrl {
+        /// JSON pointer of the URL, e.g. `/next`; missing, null or "" ends.
+        pointer: String,
+    },
+    /// The `Link` header's `rel="next"` URL (RFC 8288).
+    LinkHeader,
+    /// Page numbers: `param` = first, first + 1, ...
+    PageNumber {
+        /// Query parameter of the page number.
+        param: String,
+        /// Number of the first page (default 1).
+        #[serde(default = "one")]
+        first: u64,
+        /// Page size: a shorter page is the last one (also used to step over a bad page).
+        #[serde(default)]
+        page_size: Option<u64>,
+        /// JSON pointer of the total number of records, when the API sends it.
+        #[serde(default)]
+        total_pointer: Option<String>,
+    },
+    /// Offsets: `param` = records received so far.
+    Offset {
+        /// Query parameter of the offset.
+        param: String,
+        /// Page size: a shorter page is the last one, and a bad page is stepped over by it.
+        #[serde(default)]
+        page_size: Option<u64>,
+        /// JSON pointer of the total number of records, when the API sends it.
+        #[serde(default)]
+        total_pointer: Option<String>,
+    },
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// The REST sink: writes each stream's mapped records to an endpoint.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestSinkConfig {
+    /// Base URL that stream paths are joined to.
+    pub base_url: String,
+    /// Credentials.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// API version pinned and sent on every request.
+    #[serde(default)]
+    pub api_version: Option<ApiVersion>,
+    /// Timeouts, retries, rate limit, circuit breaker, proxy, CA certificates, headers.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Header that carries the idempotency key of a create (default `Idempotency-Key`).
+    #[serde(default = "default_idempotency_header")]
+    pub idempotency_header: String,
+    /// Where each stream goes, by stream name.
+    pub streams: BTreeMap<String, RestSinkStream>,
+}
+
+fn default_idempotency_header() -> String {
+    "Idempotency-Key".to_owned()
+}
+
+/// Where and how one stream is written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestSinkStream {
+    /// `create`: POST with a deterministic idempotency key, the destination id read back
+    /// into the ledger, later changes sent to `update_path`; `upsert`: PUT to a path built
+    /// from the record's fields (idempotent by itself).
+    pub mode: SinkMode,
+    /// Path for creates (`create`) or the upsert path with `{field}` placeholders
+    /// (`upsert`, e.g. `/v1/items/{id}`).
+    pub path: String,
+    /// Path for updates of an already created record, with `{dest_id}` (default
+    /// `<path>/{dest_id}`).
+    #[serde(default)]
+    pub update_path: Option<String>,
+    /// HTTP method of updates (default `PUT`).
+    #[serde(default)]
+    pub update_method: Option<String>,
+    /// Body template: a JSON value whose strings `"{{field}}"` are replaced by the record's
+    /// field (keeping its type) and `{{field}}` inside longer strings by its text; default:
+    /// the mapped record itself.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Value>>")]
+    pub body: Option<Value>,
+    /// JSON pointer of the destination id in a create's response (default `/id`).
+    #[serde(default = "default_id_pointer")]
+    pub id_pointer: String,
+    /// Send records in batches of this many as one JSON array (upsert mode only: the
+    /// endpoint must accept an array); default one request per record.
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Requests in flight at once for per-record writes (default 4).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+fn default_id_pointer() -> String {
+    "/id".to_owned()
+}
+
+/// How a REST sink makes writes idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkMode {
+    /// POST with an idempotency key; updates go to the id the destination returned.
+    Create,
+    /// PUT to a path built from the record (or the batch endpoint).
+    Upsert,
+}

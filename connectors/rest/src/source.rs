@@ -1,0 +1,455 @@
+//! The REST source: pages of JSON records from configured endpoints.
+//!
+//! Each `read` fetches one page. The position handed to the engine is small JSON:
+//! `{"page": <PageState>}` for a stream, and for a child stream
+//! `{"parents": <PageState> | null, "pending": [<parent fields>...], "child": <PageState> | null}`
+//! (the parent listing's next page, the parents of the current parent page still to visit,
+//! and where the current parent's child listing continues). A position that does not
+//! decode is a permanent error: the engine reports a corrupt checkpoint instead of guessing.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dovetail_core::{
+    BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, Provenance, ReadRequest, Record, Reject, Source,
+    SourceConnector, StreamSpec,
+};
+use dovetail_http::paginate::{PageState, PageStyle, Paginator};
+use dovetail_http::{HttpClient, REQUEST_ID_HEADERS, Request, Response, redact_url};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use crate::config::{Pagination, RestSourceConfig, RestStreamConfig};
+
+/// A JSON REST API as a dovetail source, configured entirely in TOML (`kind = "rest"`).
+#[derive(Debug, Clone)]
+pub struct RestSource {
+    client: HttpClient,
+    streams: Arc<Vec<StreamDef>>,
+    api_version: Option<String>,
+}
+
+#[derive(Debug)]
+struct StreamDef {
+    cfg: RestStreamConfig,
+    spec: StreamSpec,
+    style: Option<PageStyle>,
+    /// Index of the parent stream's definition.
+    parent: Option<usize>,
+    /// Parent fields the path and the copied fields need.
+    parent_fields: Vec<String>,
+}
+
+/// Where a child stream is.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChildPosition {
+    /// Next page of the parent listing; `None` once it is exhausted.
+    parents: Option<PageState>,
+    /// Parents of the current parent page not finished yet (the first is in progress).
+    pending: Vec<Map<String, Value>>,
+    /// Where the first pending parent's child listing continues.
+    child: Option<PageState>,
+}
+
+/// Where a stream is.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamPosition {
+    page: PageState,
+}
+
+impl SourceConnector for RestSource {
+    const KIND: &'static str = crate::SOURCE_KIND;
+    type Config = RestSourceConfig;
+
+    fn build(config: RestSourceConfig, cx: &BuildCx) -> Result<Self, Error> {
+        if config.streams.is_empty() {
+            return Err(Error::config("`streams` is empty: define at least one stream"));
+        }
+        let client = crate::client::build(
+            crate::SOURCE_KIND,
+            &config.base_url,
+            config.auth.as_ref(),
+            config.api_version.as_ref(),
+            &config.http,
+            None,
+            cx,
+        )?;
+        let names: Vec<&str> = config.streams.iter().map(|s| s.name.as_str()).collect();
+        let mut defs = Vec::with_capacity(config.streams.len());
+        for (i, s) in config.streams.iter().enumerate() {
+            if names[..i].contains(&s.name.as_str()) {
+                return Err(Error::config(format!("stream `{}` is defined twice", s.name)));
+            }
+            defs.push(define(s, &names)?);
+        }
+        Ok(RestSource { client, streams: Arc::new(defs), api_version: config.api_version.map(|v| v.value) })
+    }
+}
+
+fn define(s: &RestStreamConfig, names: &[&str]) -> Result<StreamDef, Error> {
+    let at = |what: &str| Error::config(format!("stream `{}`: {what}", s.name));
+    if s.primary_key.is_empty() || s.primary_key.iter().any(String::is_empty) {
+        return Err(at("`primary_key` must list at least one field"));
+    }
+    if !s.path.starts_with('/') && !s.path.starts_with("http://") && !s.path.starts_with("https://") {
+        return Err(at("`path` must start with `/` (it is joined to `base_url`)"));
+    }
+    if let Some(p) = &s.records
+        && !p.is_empty()
+        && !p.starts_with('/')
+    {
+        return Err(at(&format!("`records` must be a JSON pointer such as `/data`, not `{p}`")));
+    }
+    let style = match &s.pagination {
+        Pagination::None => None,
+        Pagination::Cursor { pointer, param } => {
+            Some(PageStyle::Cursor { pointer: pointer.clone(), param: param.clone() })
+        }
+        Pagination::NextUrl { pointer } => Some(PageStyle::NextUrl { pointer: pointer.clone() }),
+        Pagination::LinkHeader => Some(PageStyle::LinkHeader),
+        Pagination::PageNumber { param, first, .. } => {
+            Some(PageStyle::PageNumber { param: param.clone(), first: *first })
+        }
+        Pagination::Offset { param, .. } => Some(PageStyle::Offset { param: param.clone() }),
+    };
+    let placeholders = placeholders(&s.path);
+    let parent = match &s.parent {
+        None => {
+            if let Some(p) = placeholders.first() {
+                return Err(at(&format!("`path` uses `{{{p}}}` but the stream has no `parent`")));
+            }
+            None
+        }
+        Some(p) => {
+            let idx = names.iter().position(|n| *n == p.stream).ok_or_else(|| {
+                at(&format!("`parent.stream` names `{}`, which is not a stream of this source", p.stream))
+            })?;
+            if p.stream == s.name {
+                return Err(at("a stream cannot be its own parent"));
+            }
+            Some(idx)
+        }
+    };
+    let mut parent_fields: Vec<String> =
+        placeholders.iter().map(|p| p.trim_start_matches("parent.").to_owned()).collect();
+    if let Some(p) = &s.parent {
+        parent_fields.extend(p.fields.values().cloned());
+    }
+    parent_fields.sort();
+    parent_fields.dedup();
+    let mut spec = StreamSpec::new(s.name.clone(), s.primary_key.iter().map(FieldPath::new).collect());
+    if let Some(inc) = &s.incremental {
+        spec = spec.with_cursor(FieldPath::new(&inc.cursor_field));
+        if inc.lookback_secs > 0 {
+            spec.lookback = Some(std::time::Duration::from_secs(inc.lookback_secs));
+        }
+    }
+    spec.schema = s.schema.clone();
+    Ok(StreamDef { cfg: s.clone(), spec, style, parent, parent_fields })
+}
+
+/// `{parent.x}` placeholders of a path, without braces.
+fn placeholders(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        out.push(rest[open + 1..open + close].to_owned());
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+/// A parent field as it appears in a URL path segment.
+fn path_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Percent-encode a path segment value (RFC 3986 unreserved characters pass).
+pub(crate) fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl RestSource {
+    fn def(&self, stream: &str) -> Result<(usize, &StreamDef), Error> {
+        self.streams
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.cfg.name == stream)
+            .ok_or_else(|| Error::config(format!("the rest source has no stream `{stream}`")))
+    }
+
+    /// The first request of a listing, with the stream's query and the incremental bound.
+    fn template(
+        &self,
+        def: &StreamDef,
+        parent: Option<&Map<String, Value>>,
+        since: Option<&Value>,
+    ) -> Result<Request, Error> {
+        let mut path = def.cfg.path.clone();
+        if let Some(fields) = parent {
+            for p in placeholders(&def.cfg.path) {
+                let name = p.trim_start_matches("parent.");
+                let v = fields.get(name).filter(|v| !v.is_null()).ok_or_else(|| {
+                    Error::data(format!("stream `{}`: the parent record has no `{name}` for the path", def.cfg.name))
+                })?;
+                path = path.replace(&format!("{{{p}}}"), &encode_segment(&path_text(v)));
+            }
+        }
+        let mut req = Request::get(path);
+        for (k, v) in &def.cfg.query {
+            req = req.query(k, v);
+        }
+        if let Some(inc) = &def.cfg.incremental
+            && let Some(param) = &inc.param
+        {
+            let value = match since {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(v) if !v.is_null() => Some(v.to_string()),
+                _ => inc.initial.clone(),
+            };
+            if let Some(v) = value {
+                req = req.query(param, v);
+            }
+        }
+        Ok(req)
+    }
+
+    fn paginator(&self, def: &StreamDef, template: Request, state: PageState) -> Paginator {
+        let style = def.style.clone().unwrap_or(PageStyle::LinkHeader);
+        let mut p = self.client.paginate_from(template, style, state);
+        if let Some(ptr) = def.cfg.records.as_deref().filter(|p| !p.is_empty()) {
+            p = p.items_at(ptr);
+        }
+        match &def.cfg.pagination {
+            Pagination::PageNumber { page_size, total_pointer, .. }
+            | Pagination::Offset { page_size, total_pointer, .. } => {
+                if let Some(n) = page_size {
+                    p = p.stop_when_fewer_than(*n as usize);
+                }
+                if let Some(t) = total_pointer {
+                    p = p.total_at(t);
+                }
+            }
+            _ => {}
+        }
+        p
+    }
+
+    /// One page of a listing: its records and the listing's next state (`None`: ended).
+    /// A page that never decodes is skipped with a reject where the style allows it.
+    async fn page(
+        &self,
+        def: &StreamDef,
+        template: Request,
+        state: PageState,
+        parent: Option<&Map<String, Value>>,
+    ) -> Result<(Vec<Record>, Vec<Reject>, Option<PageState>), Error> {
+        let mut p = self.paginator(def, template, state);
+        let offset = p.state().map(|s| s.received).unwrap_or(0);
+        let url = p.next_url().unwrap_or_default();
+        let page = match p.next_page().await {
+            Ok(page) => page,
+            Err(e) if *e.kind() == ErrorKind::Data => {
+                let page_size = match &def.cfg.pagination {
+                    Pagination::PageNumber { page_size, .. } | Pagination::Offset { page_size, .. } => *page_size,
+                    _ => None,
+                };
+                let skippable = match def.style {
+                    Some(PageStyle::Offset { .. }) => page_size.is_some(),
+                    Some(PageStyle::PageNumber { .. }) => true,
+                    _ => false,
+                };
+                if skippable && p.skip_page(page_size.unwrap_or(0)) {
+                    warn!(stream = %def.cfg.name, url = %url, error = %e.report(), "a page never decoded; it is dead-lettered and the stream goes on");
+                    let reject = Reject {
+                        location: None,
+                        reason: format!("page {url} was not valid JSON after every retry: {}", e.report()),
+                        path: None,
+                        raw: url.clone(),
+                    };
+                    return Ok((vec![], vec![reject], p.state().cloned()));
+                }
+                return Err(Error::new(
+                    ErrorKind::Data,
+                    format!(
+                        "page {url} was not valid JSON after every retry; with {} pagination the next page is only known from this one, so the stream stops at its last checkpoint and the next run starts at this page",
+                        pagination_name(&def.cfg.pagination)
+                    ),
+                )
+                .with_source(e));
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(page) = page else { return Ok((vec![], vec![], None)) };
+        let prov = Arc::new(self.provenance(&page.response));
+        let mut records = Vec::with_capacity(page.items.len());
+        for (i, mut item) in page.items.into_iter().enumerate() {
+            if let (Some(fields), Some(cfg)) = (parent, def.cfg.parent.as_ref())
+                && let Value::Object(obj) = &mut item
+            {
+                for (child_field, parent_field) in &cfg.fields {
+                    if let Some(v) = fields.get(parent_field) {
+                        obj.insert(child_field.clone(), v.clone());
+                    }
+                }
+            }
+            records.push(Record::new(item, prov.clone()).at(Location::Item(offset + i as u64)));
+        }
+        let next = if def.style.is_none() { None } else { p.state().cloned() };
+        Ok((records, vec![], next))
+    }
+
+    fn provenance(&self, resp: &Response) -> Provenance {
+        let request_id = REQUEST_ID_HEADERS.iter().find_map(|h| resp.header(h)).map(str::to_owned);
+        Provenance {
+            connector: crate::SOURCE_KIND.to_owned(),
+            endpoint: redact_url(&resp.url, &[]),
+            api_version: self.api_version.clone(),
+            fetched_at: dovetail_core::now_rfc3339(),
+            request_id,
+            stale: resp.stale,
+        }
+    }
+
+    async fn read_child(&self, def: &StreamDef, parent_idx: usize, req: &ReadRequest) -> Result<Page, Error> {
+        let parent_def = &self.streams[parent_idx];
+        let mut pos: ChildPosition = match &req.position {
+            None => ChildPosition { parents: Some(PageState::default()), ..Default::default() },
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt(&def.cfg.name, v, e))?,
+        };
+        let mut rejects = Vec::new();
+        loop {
+            if let Some(fields) = pos.pending.first().cloned() {
+                let template = self.template(def, Some(&fields), req.since.as_ref())?.use_cache(req.use_cache);
+                let (records, mut rej, next) =
+                    self.page(def, template, pos.child.take().unwrap_or_default(), Some(&fields)).await?;
+                rejects.append(&mut rej);
+                match next {
+                    Some(state) => pos.child = Some(state),
+                    None => {
+                        pos.pending.remove(0);
+                    }
+                }
+                if !records.is_empty() || !rejects.is_empty() {
+                    return Ok(Page { records, rejects, next: child_next(&pos)? });
+                }
+                continue;
+            }
+            let Some(state) = pos.parents.take() else {
+                return Ok(Page { records: vec![], rejects, next: Next::Done { resume: None } });
+            };
+            let template = self.template(parent_def, None, None)?.use_cache(req.use_cache);
+            let (parents, mut rej, next) = self.page(parent_def, template, state, None).await?;
+            rejects.append(&mut rej);
+            pos.parents = next;
+            pos.pending = parents
+                .iter()
+                .map(|r| {
+                    def.parent_fields
+                        .iter()
+                        .filter_map(|f| FieldPath::new(f).get(&r.data).map(|v| (f.clone(), v.clone())))
+                        .collect()
+                })
+                .collect();
+            if !rejects.is_empty() {
+                return Ok(Page { records: vec![], rejects, next: child_next(&pos)? });
+            }
+        }
+    }
+}
+
+fn child_next(pos: &ChildPosition) -> Result<Next, Error> {
+    if pos.pending.is_empty() && pos.parents.is_none() {
+        return Ok(Next::Done { resume: None });
+    }
+    serde_json::to_value(pos).map(Next::More).map_err(|e| Error::internal("cannot encode a position").with_source(e))
+}
+
+fn corrupt(stream: &str, v: &Value, e: serde_json::Error) -> Error {
+    Error::permanent(format!(
+        "stream `{stream}`: the checkpoint position {v} is not one this connector wrote ({e}); run `dovetail reset` for the stream to start over"
+    ))
+}
+
+fn pagination_name(p: &Pagination) -> &'static str {
+    match p {
+        Pagination::None => "no",
+        Pagination::Cursor { .. } => "cursor",
+        Pagination::NextUrl { .. } => "next-URL",
+        Pagination::LinkHeader => "Link-header",
+        Pagination::PageNumber { .. } => "page-number",
+        Pagination::Offset { .. } => "offset",
+    }
+}
+
+#[async_trait]
+impl Source for RestSource {
+    fn kind(&self) -> &'static str {
+        crate::SOURCE_KIND
+    }
+
+    fn streams(&self) -> Vec<StreamSpec> {
+        self.streams.iter().map(|d| d.spec.clone()).collect()
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        let def = self.streams.iter().find(|d| d.parent.is_none()).unwrap_or(&self.streams[0]);
+        if def.parent.is_some() {
+            return Err(Error::config("every stream is a child stream: at least one needs no parent"));
+        }
+        let template = self.template(def, None, None)?;
+        self.client.send(template).await.map(|_| ()).map_err(|e| e.in_stream(&def.cfg.name))
+    }
+
+    async fn read(&self, req: &ReadRequest, cx: &Cx) -> Result<Page, Error> {
+        let (_, def) = self.def(&req.stream)?;
+        let read = async {
+            if let Some(parent) = def.parent {
+                return self.read_child(def, parent, req).await;
+            }
+            let state = match &req.position {
+                None => PageState::default(),
+                Some(v) => {
+                    serde_json::from_value::<StreamPosition>(v.clone()).map_err(|e| corrupt(&def.cfg.name, v, e))?.page
+                }
+            };
+            let template = self.template(def, None, req.since.as_ref())?.use_cache(req.use_cache);
+            let (records, rejects, next) = self.page(def, template, state, None).await?;
+            let next = match next {
+                Some(page) => Next::More(serde_json::json!({ "page": page })),
+                None => Next::Done { resume: None },
+            };
+            Ok(Page { records, rejects, next })
+        };
+        tokio::select! {
+            r = read => r,
+            () = cx.cancel.cancelled() => Err(Error::new(ErrorKind::Interrupted, "stopped while waiting for the API")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_segments() {
+        assert_eq!(placeholders("/v1/items/{parent.id}/comments/{parent.x}"), vec!["parent.id", "parent.x"]);
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+}
