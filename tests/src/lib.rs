@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub mod vendor;
+
 /// Path of the `dovetail` binary, built once per test process (a no-op when up to date).
 pub fn dovetail_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -5,7 +5,8 @@
 //! 3. `cargo test --workspace` (plain cargo test: unit, integration and doc tests)
 //! 4. tidy (in-process)
 //! 5. demo smoke test: `dovetail run` on a temp copy of `examples/`, twice; the second run
-//!    must write 0 records.
+//!    must write 0 records. Then `dovetail demo` (fake vendor with faults, REST → SQLite)
+//!    twice on the same copy: the first must report what it survived, the second 0 written.
 //!
 //! All steps share the debug profile and one target dir.
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, copy_dir, display_command, dovetail_run, fmt_duration, plain_output, target_dir};
+use crate::util::{cargo, copy_dir, display_command, dovetail_cmd, fmt_duration, plain_output, target_dir};
 
 /// How long one demo run may take before it is killed.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -44,7 +45,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "demo",
-        what: "dovetail run on a copy of examples/, twice (the rerun writes 0), and the pipeline_in_code example",
+        what: "dovetail run on a copy of examples/, twice (the rerun writes 0); dovetail demo twice (faults survived and reported, the rerun writes 0); the pipeline_in_code example",
         run: demo,
     },
 ];
@@ -160,6 +161,7 @@ fn demo(root: &Path) -> Result<()> {
         bail!("{} was not built", bin.display());
     }
     demo_runs(&bin, &examples)?;
+    vendor_demo_runs(&bin, &examples)?;
     // The pipeline-in-code example must keep running, not just compiling.
     run_cargo(root, &["run", "-q", "-p", "dovetail-runner", "--example", "pipeline_in_code"])
 }
@@ -204,6 +206,33 @@ fn demo_runs(bin: &Path, examples: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs `bin demo` twice on a temp copy of `examples/demo.toml`: the first run survives the
+/// fake vendor's faults and says so, the second writes nothing new.
+fn vendor_demo_runs(bin: &Path, examples: &Path) -> Result<()> {
+    let tmp = tempfile::Builder::new().prefix("dovetail-ci-vendor-demo-").tempdir().context("creating a temp dir")?;
+    let dir = tmp.path().join("examples");
+    copy_dir(examples, &dir, &is_local_state)?;
+    let config = dir.join("demo.toml");
+    let args = [std::ffi::OsStr::new("demo"), "--demo-config".as_ref(), config.as_os_str()];
+    let first = run_demo_with(bin, &dir, &args, "demo-first")?;
+    if !first.success {
+        bail!("first `dovetail demo` exited with {}", first.status);
+    }
+    for needle in ["What happened:", "records read", "token requests", "Detected drift", "Data: "] {
+        if !first.stdout.contains(needle) {
+            bail!("first `dovetail demo` did not report `{needle}`; see its output above");
+        }
+    }
+    let second = run_demo_with(bin, &dir, &args, "demo-second")?;
+    if !second.success {
+        bail!("second `dovetail demo` exited with {}", second.status);
+    }
+    if !second.stdout.contains("0 records written") {
+        bail!("second `dovetail demo` did not report `0 records written`; see its output above");
+    }
+    Ok(())
+}
+
 struct DemoRun {
     success: bool,
     status: String,
@@ -212,10 +241,15 @@ struct DemoRun {
 }
 
 fn run_demo(bin: &Path, dir: &Path, config: &Path, label: &str) -> Result<DemoRun> {
+    let args = [std::ffi::OsStr::new("run"), "--config".as_ref(), config.as_os_str()];
+    run_demo_with(bin, dir, &args, label)
+}
+
+fn run_demo_with(bin: &Path, dir: &Path, args: &[&std::ffi::OsStr], label: &str) -> Result<DemoRun> {
     let logs = dir.parent().unwrap_or(dir);
     let out_path = logs.join(format!("{label}.stdout"));
     let err_path = logs.join(format!("{label}.stderr"));
-    let mut cmd = dovetail_run(bin, dir, config, &out_path, &err_path)?;
+    let mut cmd = dovetail_cmd(bin, dir, args, &out_path, &err_path)?;
     plain_output(&mut cmd);
     println!("ci: running ({label}): {}", display_command(&cmd));
     let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;

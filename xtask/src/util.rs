@@ -32,10 +32,20 @@ pub fn cargo(root: &Path) -> Command {
 /// Turns colours off for a child when running under CI, so logs stay readable.
 /// `dovetail run --config CONFIG` in `dir`, stdin closed, stdout and stderr to files.
 pub fn dovetail_run(bin: &Path, dir: &Path, config: &Path, stdout: &Path, stderr: &Path) -> Result<Command> {
+    let args = [std::ffi::OsStr::new("run"), "--config".as_ref(), config.as_os_str()];
+    dovetail_cmd(bin, dir, &args, stdout, stderr)
+}
+
+/// `dovetail ARGS...` in `dir`, stdin closed, stdout and stderr to files.
+pub fn dovetail_cmd(
+    bin: &Path,
+    dir: &Path,
+    args: &[&std::ffi::OsStr],
+    stdout: &Path,
+    stderr: &Path,
+) -> Result<Command> {
     let mut cmd = Command::new(bin);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
+    cmd.args(args)
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(fs::File::create(stdout).with_context(|| format!("creating {}", stdout.display()))?)

@@ -193,6 +193,10 @@ impl Sink for RestSink {
         crate::SINK_KIND
     }
 
+    fn http_report(&self) -> Option<dovetail_core::HttpReport> {
+        Some(self.client.report())
+    }
+
     fn write_mode(&self) -> WriteMode {
         if self.streams.values().any(|s| s.mode == SinkMode::Create) {
             WriteMode::CreateWithIdempotencyKey

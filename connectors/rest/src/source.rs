@@ -403,6 +403,10 @@ impl Source for RestSource {
         crate::SOURCE_KIND
     }
 
+    fn http_report(&self) -> Option<dovetail_core::HttpReport> {
+        Some(self.client.report())
+    }
+
     fn streams(&self) -> Vec<StreamSpec> {
         self.streams.iter().map(|d| d.spec.clone()).collect()
     }

@@ -77,10 +77,22 @@ pub(crate) fn number(n: &Number, affinity: Affinity) -> Bound<'_> {
     if let Some(i) = n.as_i64() {
         return Bound::Integer(i);
     }
+    // An integer beyond i64 has no exact REAL; and SQLite renders REALs with 15 significant
+    // digits, so a REAL with more would not read back as it was written.
+    if !text.contains(['.', 'e', 'E']) || significant_digits(text) > 15 {
+        return Bound::Text(text);
+    }
     match exact_f64(text) {
         Some(f) => Bound::Real(f),
         None => Bound::Text(text),
     }
+}
+
+/// Significant digits of a decimal literal's mantissa (`0.00120` → 3, `1.5e7` → 2).
+fn significant_digits(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    digits.trim_start_matches('0').trim_end_matches('0').len().max(1)
 }
 
 /// The f64 of `text` if formatting that f64 (plainly or in exponent form) gives back
@@ -168,7 +180,12 @@ mod tests {
         assert_eq!(number(&num("1.0"), b), Bound::Text("1.0"));
         assert_eq!(number(&num("1e400"), b), Bound::Text("1e+400"));
         assert_eq!(number(&num("7"), Affinity::Text), Bound::Text("7"));
-        assert_eq!(number(&num("0.30000000000000004"), b), Bound::Real(0.30000000000000004));
+        // 17 significant digits: SQLite would print it back as 0.3.
+        assert_eq!(number(&num("0.30000000000000004"), b), Bound::Text("0.30000000000000004"));
+        // Shortest-round-trip formatting pads with zeros: equal text, different value.
+        assert_eq!(number(&num("12345678901234570000"), b), Bound::Text("12345678901234570000"));
+        assert_eq!(number(&num("123456789012345.6"), b), Bound::Text("123456789012345.6"));
+        assert_eq!(number(&num("12345678901234.5"), b), Bound::Real(12345678901234.5));
     }
 
     #[test]

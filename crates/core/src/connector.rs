@@ -88,6 +88,11 @@ pub trait Source: Send + Sync {
     async fn check(&self, cx: &Cx) -> Result<(), Error>;
     /// Read the next page of a stream.
     async fn read(&self, req: &ReadRequest, cx: &Cx) -> Result<Page, Error>;
+    /// The source's HTTP figures so far (cumulative; the engine reports the difference
+    /// over a run). `None` for sources that do not speak HTTP.
+    fn http_report(&self) -> Option<crate::report::HttpReport> {
+        None
+    }
     /// Turn a dead letter's raw input back into a record for replay (default: parse it as JSON).
     fn decode_raw(&self, stream: &str, raw: &str) -> Result<Value, Reject> {
         let _ = stream;
@@ -180,6 +185,10 @@ pub trait Sink: Send + Sync {
     async fn open(&self, stream: &SinkStream, cx: &Cx) -> Result<(), Error>;
     /// Write a batch durably; return only once it is committed.
     async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error>;
+    /// The sink's HTTP figures so far (cumulative), for sinks that speak HTTP.
+    fn http_report(&self) -> Option<crate::report::HttpReport> {
+        None
+    }
     /// Delete (or soft-delete, per the stream's delete mode) rows by key; returns how many.
     async fn delete(&self, stream: &SinkStream, keys: &[Key], cx: &Cx) -> Result<u64, Error> {
         let _ = (keys, cx);

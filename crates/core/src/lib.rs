@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod connector;
+pub mod drift;
 pub mod error;
 pub mod failpoint;
 pub mod mapping;
@@ -50,9 +51,9 @@ pub use connector::{
     SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
 pub use error::{ConnectorError, Error, ErrorContext, ErrorKind, Result};
-pub use pipeline::{Pipeline, PipelineBuilder, RunOptions, StreamOptions};
+pub use pipeline::{Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};
 pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};
-pub use report::{RunReport, StreamReport};
+pub use report::{HttpReport, RunReport, StreamReport};
 pub use secret::Secret;
 pub use state::{Checkpoint, StateStore};
 pub use stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};

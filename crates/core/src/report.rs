@@ -41,9 +41,84 @@ pub struct StreamReport {
     /// Records still waiting in the outbox after the run.
     #[serde(default)]
     pub outbox_pending: u64,
+    /// Response-shape drift against the stream's baseline: one entry per (path, change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::drift::DriftEvent>,
     /// Why the stream is paused, when the run paused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+}
+
+/// What a connector's HTTP client did during a run: the figures that explain a slow or
+/// failed sync (retries and their causes, rate-limit waits, token refreshes, cache use).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HttpReport {
+    /// Logical requests (each may take several attempts).
+    pub requests: u64,
+    /// Attempts sent.
+    pub attempts: u64,
+    /// Attempts by HTTP status, or `error` for connect errors and timeouts.
+    pub by_status: BTreeMap<String, u64>,
+    /// Waits before a retry.
+    pub retries: u64,
+    /// Retries by cause (`503`, `429`, `connection error`, `undecodable body`, ...).
+    pub retry_causes: BTreeMap<String, u64>,
+    /// Milliseconds spent waiting before retries (backoff and `Retry-After`).
+    pub retry_wait_ms: u64,
+    /// Milliseconds spent waiting for the rate limiter (budget, server resets, pacing).
+    pub rate_limit_wait_ms: u64,
+    /// OAuth2 token requests (first token and refreshes).
+    pub token_requests: u64,
+    /// 304 answers served from the response cache.
+    pub not_modified: u64,
+    /// Responses served stale from the cache because the remote was unavailable.
+    pub stale: u64,
+    /// Logical requests that failed after their retries.
+    pub failed: u64,
+    /// The pinned API version sent, when the connector pins one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Endpoints the vendor marked deprecated (`Deprecation` / `Sunset` headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deprecations: Vec<Deprecation>,
+}
+
+/// An endpoint the vendor marked deprecated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Deprecation {
+    /// `GET /v1/items`.
+    pub endpoint: String,
+    /// The `Deprecation` header, when sent.
+    pub deprecation: Option<String>,
+    /// The `Sunset` header (the date it stops working), when sent.
+    pub sunset: Option<String>,
+}
+
+impl HttpReport {
+    /// What happened since `before` (a snapshot of the same client taken earlier).
+    pub fn since(&self, before: &HttpReport) -> HttpReport {
+        let sub = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+            a.iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(b.get(k).copied().unwrap_or(0))))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        };
+        HttpReport {
+            requests: self.requests.saturating_sub(before.requests),
+            attempts: self.attempts.saturating_sub(before.attempts),
+            by_status: sub(&self.by_status, &before.by_status),
+            retries: self.retries.saturating_sub(before.retries),
+            retry_causes: sub(&self.retry_causes, &before.retry_causes),
+            retry_wait_ms: self.retry_wait_ms.saturating_sub(before.retry_wait_ms),
+            rate_limit_wait_ms: self.rate_limit_wait_ms.saturating_sub(before.rate_limit_wait_ms),
+            token_requests: self.token_requests.saturating_sub(before.token_requests),
+            not_modified: self.not_modified.saturating_sub(before.not_modified),
+            stale: self.stale.saturating_sub(before.stale),
+            failed: self.failed.saturating_sub(before.failed),
+            api_version: self.api_version.clone(),
+            deprecations: self.deprecations.iter().filter(|d| !before.deprecations.contains(d)).cloned().collect(),
+        }
+    }
 }
 
 /// Outcome of one pipeline run.
@@ -69,6 +144,10 @@ pub struct RunReport {
     pub exit_code: i32,
     /// The first error, with its context, if the run failed.
     pub error: Option<String>,
+    /// HTTP figures of the source's and the sink's clients (`source`, `sink`), for
+    /// connectors that speak HTTP.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub http: BTreeMap<String, HttpReport>,
 }
 
 impl RunReport {

@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
-/// Infer a JSON Schema (draft 2020-12 subset: type, properties) from sample records.
+/// Infer a JSON Schema (draft 2020-12 subset: type, properties, required, items) from sample
+/// records. A property is `required` when every sample object has it (null or not).
 pub fn infer<'a>(samples: impl IntoIterator<Item = &'a Value>) -> Value {
     let mut acc: Option<Value> = None;
     for s in samples {
@@ -31,7 +32,8 @@ fn of_value(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
             let props: Map<String, Value> = m.iter().map(|(k, v)| (k.clone(), of_value(v))).collect();
-            json!({"type": "object", "properties": props})
+            let required: Vec<&String> = m.keys().collect();
+            json!({"type": "object", "properties": props, "required": required})
         }
         Value::Array(items) => {
             let mut s = json!({"type": "array"});
@@ -77,6 +79,20 @@ fn merge(a: Value, b: Value) -> Value {
             props.insert(k, merged);
         }
         out.insert("properties".into(), Value::Object(props));
+    }
+    // Required in the merge: what both sides require (an object sample that lacks a key
+    // makes it optional; a non-object sample requires nothing of the object side).
+    if let (Some(ra), Some(rb)) =
+        (a.get("required").and_then(Value::as_array), b.get("required").and_then(Value::as_array))
+    {
+        let both: Vec<Value> = ra.iter().filter(|k| rb.contains(k)).cloned().collect();
+        out.insert("required".into(), Value::Array(both));
+    } else if let Some(r) = a.get("required").or(b.get("required")).filter(|_| {
+        // Only one side is an object schema: keep its requirements when the other side is
+        // not an object at all (e.g. `null`), since a null object has no fields to miss.
+        !(a.get("properties").is_some() && b.get("properties").is_some())
+    }) {
+        out.insert("required".into(), r.clone());
     }
     match (a.get("items").cloned(), b.get("items").cloned()) {
         (Some(x), Some(y)) => {

@@ -445,3 +445,32 @@ async fn a_full_outbox_stops_the_stream_at_its_checkpoint() {
     assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
     assert_eq!((sink.rows("s").len(), sink.writes("s")), (10, 10));
 }
+
+#[tokio::test]
+async fn a_field_that_changes_type_is_reported_once_with_its_path_and_count() {
+    let mut recs = people(20);
+    for r in recs.iter_mut().skip(10) {
+        r["amount"] = json!(12.5);
+        r["owner"] = json!({"login": 7});
+    }
+    for r in recs.iter_mut().take(10) {
+        r["owner"] = json!({"login": "x"});
+    }
+    let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
+    let r = pipeline(&src, &sink, &state, StreamOptions::default(), 5).run(RunOptions::default()).await.unwrap();
+    let s = &r.streams["s"];
+    assert_eq!((r.outcome.as_str(), s.written), ("succeeded", 20), "drift warns, it does not stop the stream");
+    let got: Vec<(&str, &str, &str, &str, u64)> = s
+        .drift
+        .iter()
+        .map(|e| (e.path.as_str(), e.change.as_str(), e.expected.as_str(), e.observed.as_str(), e.count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/amount", "type_changed", "string", "number", 10),
+            ("/owner/login", "type_changed", "string", "integer", 10)
+        ]
+    );
+    assert!(s.drift[0].first_at.contains("item 10"), "{:?}", s.drift[0]);
+}

@@ -44,6 +44,10 @@ pub(crate) struct Inner {
     pub(crate) request_id_headers: Vec<String>,
     pub(crate) secret_params: Vec<String>,
     pub(crate) deprecations: DeprecationWatch,
+    /// Figures for run reports, shared by clones.
+    pub(crate) stats: crate::stats::ClientStats,
+    /// The pinned API version value, for reports.
+    pub(crate) api_version: Option<String>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -57,6 +61,13 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
+    /// What this client and its clones did so far: requests, attempts by status, retries
+    /// and their causes, waits, token requests, cache use, deprecations (for run reports).
+    pub fn report(&self) -> dovetail_core::HttpReport {
+        let tokens = self.inner.auth.as_ref().map_or(0, |a| a.token_requests());
+        self.inner.stats.report(self.inner.api_version.clone(), tokens)
+    }
+
     /// A builder for `connector` (named in the user agent `dovetail/<version> (<connector>)`).
     pub fn builder(connector: &str) -> HttpClientBuilder {
         HttpClientBuilder {
@@ -291,6 +302,8 @@ impl HttpClientBuilder {
                 request_id_headers: self.request_id_headers,
                 secret_params,
                 deprecations: DeprecationWatch::default(),
+                stats: crate::stats::ClientStats::default(),
+                api_version: self.api_version.as_ref().map(|(_, v)| v.clone()),
             }),
         })
     }

@@ -87,6 +87,7 @@ impl HttpClient {
         let start = clock.monotonic();
         // `last`: the last attempt when it succeeded (its event was only DEBUG).
         let done = |outcome: &'static str, n: u32, last: Option<&AttemptEvent<'_>>| {
+            inner.stats.request(outcome);
             let total = clock.monotonic().saturating_sub(start);
             observe::request_done(&req.method, &shown, &host_entry, outcome, n, total, last)
         };
@@ -129,7 +130,12 @@ impl HttpClient {
         }
         loop {
             n += 1;
+            let ready_from = clock.monotonic();
             limiter.ready(clock, host).await;
+            let waited = clock.monotonic().saturating_sub(ready_from);
+            if !waited.is_zero() {
+                inner.stats.rate_limit_wait(waited);
+            }
             let permit = crate::limit::acquire(slots).await;
             let mut rq = reqwest::Request::new(req.method.clone(), url.clone());
             // A fresh request has no headers: the client's are a plain copy.
@@ -169,6 +175,7 @@ impl HttpClient {
                     // reqwest's Display includes the URL, which may carry secrets.
                     let e = e.without_url();
                     let msg = transport_message(&e);
+                    inner.stats.attempt(None);
                     observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
                     if e.is_builder() || e.is_redirect() {
                         Step::Fail(Error::permanent(msg).with_source(e))
@@ -182,12 +189,13 @@ impl HttpClient {
                 }
                 Ok((status, headers, final_url, body)) => {
                     let (latency, bytes) = (t0.elapsed(), body.len());
+                    inner.stats.attempt(Some(status.as_u16()));
                     // A success's event waits for the verdict on its body (see `observe`).
                     let answered = status.is_success() || (status == StatusCode::NOT_MODIFIED && cached.is_some());
                     if !answered {
                         observe::attempt(&event!(Some(status), None, latency, bytes, &headers), false);
                     }
-                    inner.deprecations.check(&req.method, &final_url, &headers);
+                    inner.deprecations.check(&req.method, &final_url, &headers, &inner.stats);
                     limiter.observe(clock, &headers, inner.retry.reset_style);
                     if status == StatusCode::NOT_MODIFIED
                         && let Some(c) = &cached
@@ -285,6 +293,7 @@ impl HttpClient {
             }
             let elapsed = clock.monotonic().saturating_sub(start);
             if may_retry && n < inner.retry.max_attempts && elapsed + wait <= inner.retry.max_elapsed {
+                inner.stats.retry(outcome.cause(), wait);
                 attempts.push(Attempt { number: n, outcome, wait: Some(wait) });
                 observe::retry_wait(host, wait);
                 clock.sleep(wait).await;

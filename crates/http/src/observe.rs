@@ -329,7 +329,7 @@ pub(crate) fn cache_hit(host: &str, kind: &'static str) {
 pub(crate) struct DeprecationWatch(Mutex<HashSet<String>>);
 
 impl DeprecationWatch {
-    pub(crate) fn check(&self, method: &Method, url: &Url, headers: &HeaderMap) {
+    pub(crate) fn check(&self, method: &Method, url: &Url, headers: &HeaderMap, stats: &crate::stats::ClientStats) {
         const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
         const SUNSET: HeaderName = HeaderName::from_static("sunset");
         let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -340,6 +340,11 @@ impl DeprecationWatch {
         let endpoint = format!("{method} {}", url.path());
         let key = format!("{endpoint} {dep:?} {sunset:?}");
         if self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+            stats.deprecated(dovetail_core::report::Deprecation {
+                endpoint: endpoint.clone(),
+                deprecation: dep.map(str::to_owned),
+                sunset: sunset.map(str::to_owned),
+            });
             tracing::warn!(target: "dovetail_http::deprecation", endpoint, deprecation = dep, sunset,
                 "vendor marked this endpoint deprecated");
             metrics::counter!("dovetail_http_deprecated_total", "endpoint" => endpoint).increment(1);

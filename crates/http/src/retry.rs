@@ -35,6 +35,20 @@ pub enum AttemptOutcome {
     Error(String),
 }
 
+impl AttemptOutcome {
+    /// The retry cause as a run report counts it: the status (`503`), `undecodable body`,
+    /// or the kind of transport error (`timeout`, `connect error`, `broken response body`,
+    /// `transport error`).
+    pub fn cause(&self) -> String {
+        match self {
+            AttemptOutcome::Status(s) => s.to_string(),
+            AttemptOutcome::Undecodable(_) => "undecodable body".to_owned(),
+            // The transport message starts with its kind (`timeout: ...`, `connect error: ...`).
+            AttemptOutcome::Error(m) => m.split(':').next().unwrap_or("transport error").trim().to_owned(),
+        }
+    }
+}
+
 /// One attempt of a logical request, for the give-up error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {

@@ -32,6 +32,17 @@ async fn retries_then_succeeds_with_capped_jittered_backoff() {
     let waits = clock.sleeps();
     assert_eq!(waits.len(), 2);
     assert!(waits[0] <= Duration::from_millis(100) && waits[1] <= Duration::from_millis(200), "{waits:?}");
+
+    // The client's own figures, for run reports.
+    let report = client.report();
+    assert_eq!((report.requests, report.attempts, report.retries, report.failed), (1, 3, 2, 0));
+    assert_eq!(report.by_status.get("503"), Some(&2));
+    assert_eq!(report.by_status.get("200"), Some(&1));
+    assert_eq!(report.retry_causes.get("503"), Some(&2));
+    let waited: Duration = waits.iter().sum();
+    assert_eq!(report.retry_wait_ms, waits.iter().map(|w| w.as_millis() as u64).sum::<u64>(), "{waited:?}");
+    let again = client.clone().report().since(&report);
+    assert_eq!((again.requests, again.attempts), (0, 0), "clones share the figures; `since` subtracts");
 }
 
 #[tokio::test]

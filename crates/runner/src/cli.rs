@@ -60,6 +60,20 @@ pub enum Command {
     Reset(ResetArgs),
     /// Print the JSON Schema of the config file.
     ConfigSchema,
+    /// Start a fake vendor with faults in-process and sync it into SQLite (examples/demo.toml).
+    Demo(DemoArgs),
+}
+
+/// `dovetail demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo pipeline (default: examples/demo.toml, else a built-in copy); the vendor's
+    /// config is `demo-vendor.toml` beside it (else built in).
+    #[arg(long = "demo-config", value_name = "FILE")]
+    pub demo_config: Option<std::path::PathBuf>,
+    /// Records the fake vendor serves (default: the vendor config's).
+    #[arg(long)]
+    pub records: Option<u64>,
 }
 
 /// `dovetail run`.

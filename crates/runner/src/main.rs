@@ -8,6 +8,7 @@ mod config;
 mod diag;
 mod interpolate;
 mod output;
+mod progress;
 mod registry;
 mod stores;
 
@@ -56,13 +57,16 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Command::DeadLetters(c) => commands::dead_letters::run(config, c).await,
             Command::Reset(a) => commands::reset::run(config, a).await,
             Command::ConfigSchema => commands::schema::run(),
+            Command::Demo(a) => commands::demo::run(a).await,
         }
     })
 }
 
 /// Logs go to stderr: text or JSON lines; `-v`/`-q` pick the level unless RUST_LOG is set.
 fn init_logging(cli: &Cli) {
-    let level = match i16::from(cli.verbose) - i16::from(cli.quiet) {
+    // The demo tells its own story; per-request lines would bury it (`-v` brings them back).
+    let demo = i16::from(matches!(cli.command, Command::Demo(_)));
+    let level = match i16::from(cli.verbose) - i16::from(cli.quiet) - demo {
         ..=-2 => "error",
         -1 => "warn",
         0 => "info",
@@ -72,7 +76,7 @@ fn init_logging(cli: &Cli) {
     let others = if level == "error" { "error" } else { "warn" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{others},dovetail={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::LogWriter);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),

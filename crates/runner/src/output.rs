@@ -162,7 +162,87 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
     if let Some(e) = report.error.as_ref().filter(|e| !report.streams.values().any(|s| s.error.as_ref() == Some(*e))) {
         out.push_str(&format!("  error: {e}\n"));
     }
+    for (name, s) in &report.streams {
+        out.push_str(&stream_notes(name, s));
+    }
+    for (role, h) in &report.http {
+        out.push_str(&http_line(role, h));
+    }
     out
+}
+
+/// What else happened to a stream, one line each: outbox, stale pages, drift.
+fn stream_notes(name: &str, s: &dovetail_core::StreamReport) -> String {
+    let mut out = String::new();
+    if s.outbox_queued > 0 || s.outbox_delivered > 0 || s.outbox_pending > 0 {
+        out.push_str(&format!(
+            "  stream `{name}` outbox: {} queued this run (sink down), {} delivered, {} waiting\n",
+            s.outbox_queued, s.outbox_delivered, s.outbox_pending
+        ));
+    }
+    if s.stale_pages > 0 {
+        out.push_str(&format!(
+            "  stream `{name}`: {} pages served from the last good responses (the remote was down; data may be old)\n",
+            s.stale_pages
+        ));
+    }
+    for d in &s.drift {
+        let what = match d.change.as_str() {
+            "type_changed" => format!("changed type: expected {}, got {}", d.expected, d.observed),
+            "null_value" => format!("null where the schema promises {} (kept as null)", d.expected),
+            "new_field" => format!("new field ({})", d.observed),
+            "missing_field" => "required field missing".to_owned(),
+            other => other.to_owned(),
+        };
+        out.push_str(&format!(
+            "  stream `{name}` drift at {}: {what} in {} records (first at {})\n",
+            d.path, d.count, d.first_at
+        ));
+    }
+    out
+}
+
+/// One line of HTTP figures for a connector role (`source`, `sink`).
+fn http_line(role: &str, h: &dovetail_core::HttpReport) -> String {
+    if h.requests == 0 && h.attempts == 0 {
+        return String::new();
+    }
+    let mut parts = vec![format!("{} requests ({} attempts)", h.requests, h.attempts)];
+    if h.retries > 0 {
+        let causes: Vec<String> = h.retry_causes.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
+        parts.push(format!("{} retries ({}) waiting {}", h.retries, causes.join(", "), duration(h.retry_wait_ms)));
+    }
+    if let Some(n) = h.by_status.get("429") {
+        parts.push(format!("{n} rate-limited (429)"));
+    }
+    if h.rate_limit_wait_ms > 0 {
+        parts.push(format!("{} waiting on rate limits", duration(h.rate_limit_wait_ms)));
+    }
+    if h.token_requests > 0 {
+        parts.push(format!("{} token requests", h.token_requests));
+    }
+    if h.not_modified > 0 {
+        parts.push(format!("{} not modified (304)", h.not_modified));
+    }
+    if h.stale > 0 {
+        parts.push(format!("{} served stale", h.stale));
+    }
+    if h.failed > 0 {
+        parts.push(format!("{} failed", h.failed));
+    }
+    if let Some(v) = &h.api_version {
+        parts.push(format!("API version {v}"));
+    }
+    let mut line = format!("  {role} http: {}\n", parts.join("; "));
+    for d in &h.deprecations {
+        line.push_str(&format!(
+            "  {role} http: {} is deprecated{}{}\n",
+            d.endpoint,
+            d.deprecation.as_ref().map(|v| format!(" (Deprecation: {v})")).unwrap_or_default(),
+            d.sunset.as_ref().map(|v| format!("; sunset {v}")).unwrap_or_default()
+        ));
+    }
+    line
 }
 
 #[cfg(test)]

@@ -61,6 +61,28 @@ pub struct RunOptions {
     /// Backfill: incremental streams with a cursor start a new pass from this cursor value
     /// (inclusive) instead of their checkpoint; the ledger absorbs what was already written.
     pub from: Option<serde_json::Value>,
+    /// Told about each stream's progress (progress bars, periodic lines).
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+/// Receives a stream's counts as batches complete (called from the stream's writer).
+pub trait Progress: Send + Sync {
+    /// A stream started.
+    fn started(&self, stream: &str) {
+        let _ = stream;
+    }
+    /// A batch was handled; `report` holds the stream's counts so far.
+    fn batch(&self, stream: &str, report: &crate::report::StreamReport);
+    /// A stream ended with `report`.
+    fn finished(&self, stream: &str, report: &crate::report::StreamReport) {
+        let _ = (stream, report);
+    }
+}
+
+impl std::fmt::Debug for dyn Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// Composes a source, per-stream mappings, a sink and a state store into a [`Pipeline`].
@@ -202,6 +224,7 @@ impl Pipeline {
         let span = info_span!("run", pipeline = %sh.name, run_id);
         info!(parent: &span, dry_run = opts.dry_run, "run started");
         let cx = Cx { pipeline: sh.name.clone(), cancel: opts.cancel.clone() };
+        let http_before = (sh.source.http_report(), sh.sink.http_report());
         let mut tasks = Vec::new();
         for spec in specs.into_iter().filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name)) {
             let run = stream::StreamRun {
@@ -210,6 +233,7 @@ impl Pipeline {
                 spec,
                 dry_run: opts.dry_run,
                 from: opts.from.clone(),
+                progress: opts.progress.clone(),
                 cx: cx.clone(),
             };
             let name = run.spec.name.clone();
@@ -249,6 +273,13 @@ impl Pipeline {
         }
         report.finished_at = crate::now_rfc3339();
         report.duration_ms = started.elapsed().as_millis() as u64;
+        for (role, before, now) in
+            [("source", http_before.0, sh.source.http_report()), ("sink", http_before.1, sh.sink.http_report())]
+        {
+            if let Some(now) = now {
+                report.http.insert(role.to_owned(), now.since(&before.unwrap_or_default()));
+            }
+        }
         // A paused stream did what its policy says, but its data is not current: the run is
         // `paused` and exits with the cause's code (Unavailable), unless something failed.
         (report.outcome, report.exit_code) = match (&first_err, &paused, interrupted) {

@@ -22,14 +22,15 @@ pub(super) fn is_outage(e: &Error) -> bool {
 }
 
 impl StreamRun {
-    /// Deliver what earlier runs queued, oldest first. Returns why the sink is still down, if it is.
+    /// Deliver what earlier runs queued, oldest first. Returns why the sink is still down (the
+    /// error's kind and text), if it is.
     pub(super) async fn drain_outbox(
         &self,
         sink_stream: &Arc<SinkStream>,
         pass: u64,
         report: &mut StreamReport,
         t: &mut Timings,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<(ErrorKind, String)>, Error> {
         let sh = &self.shared;
         let name = &self.spec.name;
         loop {
@@ -61,7 +62,7 @@ impl StreamRun {
                 Ok(wr) => wr,
                 Err(e) if is_outage(&e) => {
                     warn!(stream = %name, error = %e.report(), "the sink is still down; the outbox keeps its records");
-                    return Ok(Some(e.report()));
+                    return Ok(Some((e.kind().clone(), e.report())));
                 }
                 Err(e) => return Err(e),
             };

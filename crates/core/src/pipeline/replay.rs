@@ -57,6 +57,7 @@ impl Pipeline {
                 opts: opts.clone(),
                 dry_run: false,
                 from: None,
+                progress: None,
                 cx: cx.clone(),
             };
             let key_columns = run.key_columns()?;

@@ -56,6 +56,7 @@ pub(crate) struct StreamRun {
     pub opts: StreamOptions,
     pub dry_run: bool,
     pub from: Option<Value>,
+    pub progress: Option<Arc<dyn super::Progress>>,
     pub cx: Cx,
 }
 
@@ -94,6 +95,9 @@ impl StreamRun {
         if let Some(p) = &held {
             info!(stream = %self.spec.name, since = %p.since, "stream was paused by an outage; probing the remote");
         }
+        if let Some(p) = &self.progress {
+            p.started(&self.spec.name);
+        }
         let mut err = self.run_inner(&mut report).await.err();
         if !self.dry_run {
             err = self.apply_outage_policy(err, &mut report).await;
@@ -105,6 +109,9 @@ impl StreamRun {
             None => "succeeded".into(),
         };
         report.error = err.as_ref().filter(|e| *e.kind() != ErrorKind::Interrupted).map(|e| e.report());
+        if let Some(p) = &self.progress {
+            p.finished(&self.spec.name, &report);
+        }
         let err = err.map(|e| e.in_pipeline(&self.shared.name).in_stream(&self.spec.name));
         (report, err)
     }
@@ -148,7 +155,17 @@ impl StreamRun {
         let mut sink_down =
             if self.dry_run { None } else { self.drain_outbox(&sink_stream, cp.pass, report, &mut t).await? };
         let mut outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, &name).await?);
-        let need_baseline = sh.state.baseline(&sh.name, &name).await?.is_none();
+        // The schema a stream starts with (declared, else inferred from its first page)
+        // becomes its stored baseline; drift is measured against the stored one.
+        let mut baseline = sh.state.baseline(&sh.name, &name).await?;
+        if baseline.is_none()
+            && let Some(declared) = &self.spec.schema
+            && !self.dry_run
+        {
+            sh.state.save_baseline(&sh.name, &name, declared).await?;
+            baseline = Some(declared.clone());
+        }
+        let need_baseline = baseline.is_none();
         // Initial load: with an empty ledger (and the run lock held) no key can be known, so
         // the per-batch lookups are skipped. A key repeated within this run is then written
         // twice — an idempotent upsert — instead of being counted unchanged the second time.
@@ -226,6 +243,7 @@ impl StreamRun {
             tokio::spawn(async move {
                 let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
                 let mut baseline_pending = need_baseline;
+                let mut drift = baseline.map(crate::drift::DriftTracker::new);
                 while let Some(page) = page_rx.recv().await {
                     let page = match page {
                         Ok(p) => p,
@@ -253,7 +271,14 @@ impl StreamRun {
                         if let Err(e) = state.save_baseline(&pipeline, &stream, &schema).await {
                             warn!(stream = %stream, error = %e, "could not store the schema baseline");
                         }
+                        drift = Some(crate::drift::DriftTracker::new(schema));
                         baseline_pending = false;
+                    } else if let Some(d) = &mut drift {
+                        for rec in &page.records {
+                            for e in d.check(&rec.data, &|| rec.whereabouts()) {
+                                warn!(stream = %stream, path = %e.path, change = %e.change, expected = %e.expected, observed = %e.observed, at = %e.first_at, "response shape drifted from the stream's baseline");
+                            }
+                        }
                     }
                     for r in page.rejects {
                         b.dead.push(preparer.reject(&endpoint, r));
@@ -345,7 +370,7 @@ impl StreamRun {
                         break;
                     }
                 }
-                (map_ns, ledger_ns)
+                (map_ns, ledger_ns, drift.map(|d| d.events()).unwrap_or_default())
             })
         };
 
@@ -399,6 +424,9 @@ impl StreamRun {
                     break; // the committer failed; its error is collected below
                 }
             }
+            if let Some(p) = &self.progress {
+                p.batch(&self.spec.name, report);
+            }
             if let Err(e) = self.check_threshold(report) {
                 result = Err(e);
                 break;
@@ -412,7 +440,8 @@ impl StreamRun {
         }
         drop(batch_rx);
         let read_ns = reader.await.unwrap_or(0);
-        let (map_ns, ledger_ns) = mapper.await.unwrap_or((0, 0));
+        let (map_ns, ledger_ns, drift) = mapper.await.unwrap_or_default();
+        report.drift = drift;
         t.read = read_ns;
         t.map = map_ns;
         t.ledger = ledger_ns;
@@ -432,11 +461,12 @@ impl StreamRun {
             report.outbox_pending = sh.state.outbox_len(&sh.name, &name).await.unwrap_or(report.outbox_pending);
         }
         result?;
-        if let Some(cause) = sink_down {
+        if let Some((kind, cause)) = sink_down {
+            // The cause's kind, so a down sink exits like a down source would.
             return Err(Error::new(
-                ErrorKind::Unavailable,
+                kind,
                 format!(
-                    "the sink `{}` is unavailable ({cause}): {} records wait in the outbox and are delivered first by the next run",
+                    "the sink `{}` is down ({cause}): {} records wait in the outbox and are delivered first by the next run",
                     sh.sink.kind(),
                     report.outbox_pending
                 ),
@@ -457,7 +487,7 @@ impl StreamRun {
         sink_stream: &Arc<SinkStream>,
         report: &mut StreamReport,
         t: &mut Timings,
-        sink_down: &mut Option<String>,
+        sink_down: &mut Option<(ErrorKind, String)>,
         outbox_room: &mut u64,
     ) -> Result<Option<Commit>, Error> {
         let sh = &self.shared;
@@ -482,7 +512,7 @@ impl StreamRun {
                     Ok(wr) => Some(wr),
                     Err(e) if is_outage(&e) => {
                         warn!(stream = %self.spec.name, sink = sh.sink.kind(), error = %e.report(), "the sink is down: records go to the outbox and are delivered when it is back");
-                        *sink_down = Some(e.report());
+                        *sink_down = Some((e.kind().clone(), e.report()));
                         None
                     }
                     Err(e) => return Err(e),

@@ -41,6 +41,10 @@ pub trait Auth: Send + Sync + std::fmt::Debug {
     /// A stable, non-secret identity of the credential (a short hash), used to key rate
     /// limiters and caches per (host, credential).
     fn credential_id(&self) -> String;
+    /// Token requests made so far (first token and refreshes); 0 for static credentials.
+    fn token_requests(&self) -> u64 {
+        0
+    }
     /// Names of query parameters that carry secrets (for log redaction).
     fn secret_query_params(&self) -> Vec<String> {
         Vec::new()

@@ -388,6 +388,9 @@ macro_rules! delegate_auth {
             fn credential_id(&self) -> String {
                 self.0.credential_id()
             }
+            fn token_requests(&self) -> u64 {
+                self.0.fetches.load(Ordering::Acquire)
+            }
         }
     };
 }

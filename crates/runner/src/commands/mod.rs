@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dead_letters;
+pub mod demo;
 pub mod reset;
 pub mod run;
 pub mod schema;

@@ -30,7 +30,13 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
             continue;
         }
         tracing::info!(pipeline = %spec.name, dry_run = args.dry_run, "run starting");
-        let opts = RunOptions { streams, dry_run: args.dry_run, cancel: cancel.clone(), from: from_value(args) };
+        let opts = RunOptions {
+            streams,
+            dry_run: args.dry_run,
+            cancel: cancel.clone(),
+            from: from_value(args),
+            progress: if args.json { None } else { crate::progress::Bars::for_terminal() },
+        };
         match run_one(spec, state.clone(), opts).await {
             Ok(report) => {
                 if args.json {

@@ -1,0 +1,168 @@
+//! Issue 4, "done when": the REST sink creates each record once at the fake vendor — across a
+//! SIGKILL and a rerun, through connections dropped after the vendor created the object, and
+//! through an outage that parks the records in the outbox until the next run.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use dovetail_e2e::vendor::{FAST_HTTP, count};
+use dovetail_e2e::{Scratch, show};
+use dovetail_fake_vendor::{FakeVendor, Faults, VendorConfig};
+use serde_json::Value;
+
+const RECORDS: u64 = 300;
+
+/// The source file's ids in file order: a permutation of 1..=300, so "in source order" and
+/// "in id order" differ.
+fn file_order() -> Vec<u64> {
+    (0..RECORDS).map(|i| (i * 7) % RECORDS + 1).collect()
+}
+
+/// A JSONL file of `{id, name}` records → `POST /v1/items` with `{external_id, name}`.
+fn setup(base_url: &str, sink_extra: &str, pipeline_extra: &str) -> Scratch {
+    let s = Scratch::new();
+    let lines: String = file_order().iter().map(|id| format!("{{\"id\":{id},\"name\":\"thing {id}\"}}\n")).collect();
+    s.write("things.jsonl", &lines);
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.export]
+{pipeline_extra}
+
+[pipelines.export.source]
+kind = "files"
+[[pipelines.export.source.streams]]
+name = "things"
+path = "things.jsonl"
+primary_key = ["id"]
+
+[pipelines.export.sink]
+kind = "rest"
+base_url = "{base_url}"
+http = {FAST_HTTP}
+
+[pipelines.export.sink.streams.things]
+mode = "create"
+path = "/v1/items"
+body = {{ external_id = "{{{{id}}}}", name = "{{{{name}}}}" }}
+{sink_extra}
+"#
+        ),
+    );
+    s
+}
+
+/// Every created object's `external_id`, in creation order.
+fn created_external_ids(created: &[Value]) -> Vec<u64> {
+    created.iter().map(|o| o["external_id"].as_u64().unwrap_or_else(|| panic!("external_id of {o}"))).collect()
+}
+
+fn assert_each_created_once(created: &[Value]) {
+    let ids = created_external_ids(created);
+    let distinct: BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), RECORDS as usize, "objects created");
+    assert_eq!(distinct, (1..=RECORDS).collect(), "each record once");
+    for o in created {
+        assert_eq!(o["name"], format!("thing {}", o["external_id"]), "{o}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_way_and_rerun_creates_nothing_twice() {
+    // 10 ms per response, 4 in flight: the 300 creates take ~750 ms, so the run is still
+    // creating when the test sees the 100th creation and kills it.
+    let faults = Faults { latency_ms: 10, ..Faults::default() };
+    let vendor = FakeVendor::start(VendorConfig { faults, ..VendorConfig::default() }).await.unwrap();
+    let s = setup(&vendor.base_url(), "", "");
+
+    let mut child =
+        s.cmd(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    while vendor.stats().creations < 100 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before 100 creations");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.code().is_none(), "killed by a signal: {status:?}");
+    let first = vendor.stats().creations;
+    assert!((100..RECORDS).contains(&first), "creations before the kill: {first}");
+
+    vendor.set_faults(Faults::default());
+    let (out, report) = s.run_json_async(&[]).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    let stats = vendor.stats();
+    eprintln!(
+        "killed after {first} creations; rerun: {} replays, report {}",
+        stats.idempotent_replays, report["streams"]
+    );
+    assert_eq!(stats.duplicate_creations, 0, "{stats:?}");
+    assert_eq!(stats.creations, RECORDS, "{stats:?}");
+    // What the killed run created but never committed is sent again with the same key.
+    assert!(stats.idempotent_replays >= 1, "{stats:?}");
+    assert_each_created_once(&vendor.created());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_after_the_create_is_retried_as_a_replay() {
+    let faults = Faults { drop_after_create_ratio: 0.2, ..Faults::default() };
+    let vendor = FakeVendor::start(VendorConfig { faults, ..VendorConfig::default() }).await.unwrap();
+    let s = setup(&vendor.base_url(), "", "");
+    let (out, report) = s.run_json_async(&[]).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(count(&report, "things", "written"), RECORDS, "{report:#}");
+    let stats = vendor.stats();
+    eprintln!("dropped after create: {}, replays: {}", stats.dropped, stats.idempotent_replays);
+    assert!(stats.dropped > 0, "{stats:?}");
+    // Every dropped create was retried with its Idempotency-Key and answered from the store.
+    assert_eq!(stats.idempotent_replays, stats.dropped, "{stats:?}");
+    assert_eq!(stats.duplicate_creations, 0, "{stats:?}");
+    assert_eq!(stats.creations, RECORDS, "{stats:?}");
+    assert_each_created_once(&vendor.created());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_parks_the_records_in_the_outbox_until_the_next_run() {
+    let vendor = FakeVendor::start(VendorConfig::default()).await.unwrap();
+    vendor.set_down(true);
+    // One request at a time, so the creation order is the delivery order.
+    let s = setup(&vendor.base_url(), "concurrency = 1", "batch_size = 100");
+
+    let (out, report) = s.run_json_async(&[]).await;
+    eprintln!("sink down: exit {:?}, streams {}", out.status.code(), report["streams"]);
+    // Default policy `fail`: the run fails with the cause's code, 503s past the retry
+    // budget being Transient (6) — as a source in the same outage exits.
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    assert_eq!(report["exit_code"], 6, "{report:#}");
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("outbox") && error.contains("503"), "{error}");
+    assert_eq!(count(&report, "things", "outbox_queued"), RECORDS, "{report:#}");
+    assert_eq!(count(&report, "things", "outbox_pending"), RECORDS, "{report:#}");
+    assert_eq!(count(&report, "things", "written"), 0, "{report:#}");
+    assert_eq!(vendor.stats().creations, 0);
+
+    vendor.set_down(false);
+    vendor.reset_stats();
+    let (out, report) = s.run_json_async(&[]).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(count(&report, "things", "outbox_delivered"), RECORDS, "{report:#}");
+    assert_eq!(count(&report, "things", "outbox_pending"), 0, "{report:#}");
+    let stats = vendor.stats();
+    assert_eq!(stats.creations, RECORDS, "{stats:?}");
+    assert_eq!(stats.duplicate_creations, 0, "{stats:?}");
+    let created = vendor.created();
+    assert_each_created_once(&created);
+    // Delivered oldest first: creation order (obj_1, obj_2, ...) is the file's order.
+    assert_eq!(created_external_ids(&created), file_order());
+    let obj_ids: Vec<String> = created.iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(obj_ids, (1..=RECORDS).map(|n| format!("obj_{n}")).collect::<Vec<_>>());
+
+    // A third run has nothing left to send.
+    let (out, report) = s.run_json_async(&[]).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "things", "written"), 0, "{report:#}");
+    assert_eq!(vendor.stats().creations, RECORDS);
+}
