@@ -72,7 +72,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
     Ok(Options { records, keep })
 }
 
-fn parse_count(v: &str) -> Result<u64> {
+pub fn parse_count(v: &str) -> Result<u64> {
     let clean = v.replace('_', "").to_ascii_lowercase();
     let (digits, mult) = if let Some(d) = clean.strip_suffix('k') {
         (d, 1_000)

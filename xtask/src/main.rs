@@ -5,12 +5,14 @@
 //! - `bench [--records N]... [--keep]`: JSONL → SQLite throughput and peak RSS
 //! - `bench-http [--seconds S] [--requests N]`: dovetail-http against a rate-limited local
 //!   server, and its keep-alive overhead over bare reqwest
+//! - `bench-rest [--records N]...`: the fake vendor → REST → SQLite through `dovetail run`
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
 //! `dovetail` binary as a child process.
 
 mod bench;
 mod bench_http;
+mod bench_rest;
 mod ci;
 mod rss;
 mod tidy;
@@ -30,7 +32,9 @@ commands:
   bench-http [--seconds S] [--requests N]
                                   dovetail-http benchmarks (release examples of crates/http):
                                   client not told R vs a rate-limited server for S seconds
-                                  (default 20); N keep-alive GETs vs bare reqwest (10000)";
+                                  (default 20); N keep-alive GETs vs bare reqwest (10000)
+  bench-rest [--records N]...     fake vendor (own process) -> REST -> SQLite through
+                                  `dovetail run` (default: 200000 and 1000000 records)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         Some("tidy") if args.len() == 1 => tidy::main(&root),
         Some("bench") => bench::main(&root, &args[1..]).map(|()| true),
         Some("bench-http") => bench_http::main(&root, &args[1..]).map(|()| true),
+        Some("bench-rest") => bench_rest::main(&root, &args[1..]).map(|()| true),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -69,6 +69,13 @@ pub struct RestStreamConfig {
     /// Makes this a child stream: one listing per record of the parent stream.
     #[serde(default)]
     pub parent: Option<ParentConfig>,
+    /// Keep each page's ETag / Last-Modified in the response cache and send
+    /// `If-None-Match` / `If-Modified-Since` next time (a 304 is answered from the cache).
+    /// Worth it for small listings read often; for big listings read once per run storing
+    /// every page costs more than it saves. Default off (`on_unavailable = "use_cache"`
+    /// caches regardless, since it serves those pages when the API is down).
+    #[serde(default)]
+    pub conditional_requests: bool,
 }
 
 /// A child stream's parent.

@@ -210,7 +210,7 @@ impl RestSource {
                 path = path.replace(&format!("{{{p}}}"), &encode_segment(&path_text(v)));
             }
         }
-        let mut req = Request::get(path);
+        let mut req = Request::get(path).cacheable(def.cfg.conditional_requests);
         for (k, v) in &def.cfg.query {
             req = req.query(k, v);
         }

@@ -75,8 +75,8 @@ impl HttpClient {
         let host_entry = self.host(&url);
         let host = &host_entry.key;
         let credential = inner.credential.as_str();
-        let cache_key =
-            (inner.cache.is_some() && req.method == Method::GET).then(|| cache::key(&req.method, &shown, credential));
+        let cache_key = (inner.cache.is_some() && req.method == Method::GET && (req.cacheable || req.use_cache))
+            .then(|| cache::key(&req.method, &shown, credential));
         let cached = match (&inner.cache, &cache_key) {
             (Some(c), Some(k)) => c.get(k).await.unwrap_or_else(|e| {
                 tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache lookup failed");

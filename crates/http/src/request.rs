@@ -16,6 +16,7 @@ pub struct Request {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Option<Bytes>,
     pub(crate) use_cache: bool,
+    pub(crate) cacheable: bool,
     pub(crate) error: Option<String>,
 }
 
@@ -29,6 +30,7 @@ impl Request {
             headers: HeaderMap::new(),
             body: None,
             use_cache: false,
+            cacheable: true,
             error: None,
         }
     }
@@ -80,6 +82,14 @@ impl Request {
     /// `stale`) instead of failing; the pipeline's `use_cache` policy sets this.
     pub fn use_cache(mut self, yes: bool) -> Self {
         self.use_cache = yes;
+        self
+    }
+    /// Whether this GET goes through the client's response cache (default: yes when the
+    /// client has one): validators sent, a 304 answered from the cache, the body stored.
+    /// Turn it off for large listings read once per run, where storing every page costs
+    /// more than a conditional request can save.
+    pub fn cacheable(mut self, yes: bool) -> Self {
+        self.cacheable = yes;
         self
     }
     /// The method.

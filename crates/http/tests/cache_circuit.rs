@@ -30,6 +30,13 @@ async fn a_304_is_answered_from_the_cache() {
     assert_eq!(sent.len(), 2);
     assert!(sent[1].headers.get("if-none-match").is_some());
     assert_eq!(cache.len(), 1);
+
+    // A request kept out of the cache sends no validators and stores nothing.
+    let third = client.send(Request::get("/other").cacheable(false)).await.unwrap();
+    assert!(!third.from_cache);
+    let sent = server.received_requests().await.unwrap();
+    assert!(sent[2].headers.get("if-none-match").is_none());
+    assert_eq!(cache.len(), 1);
 }
 
 #[tokio::test]

@@ -36,8 +36,29 @@ struct MappedBatch {
     filtered: u64,
     mapped: u64,
     done: bool,
-    /// The page came from the last good responses (`use_cache`).
-    stale: bool,
+    /// Pages that came from the last good responses (`use_cache`).
+    stale: u64,
+}
+
+impl MappedBatch {
+    /// Records in the batch, whatever becomes of them.
+    fn size(&self) -> usize {
+        self.to_write.len() + self.unchanged.len() + self.dead.len() + self.filtered as usize
+    }
+
+    /// Append a later batch: its records, its counts, and its (later) checkpoint.
+    fn absorb(&mut self, later: MappedBatch) {
+        self.to_write.extend(later.to_write);
+        self.unchanged.extend(later.unchanged);
+        self.skipped += later.skipped;
+        self.dead.extend(later.dead);
+        self.checkpoint = later.checkpoint;
+        self.read += later.read;
+        self.filtered += later.filtered;
+        self.mapped += later.mapped;
+        self.done = later.done;
+        self.stale += later.stale;
+    }
 }
 
 /// Counters kept by the tasks, merged into the report at the end.
@@ -239,15 +260,24 @@ impl StreamRun {
             let pipeline = sh.name.clone();
             let stream = name.clone();
             let track_touched = delete_mode != DeleteMode::Keep;
+            let batch_size = sh.batch_size;
             let mut cp = cp.clone();
             tokio::spawn(async move {
                 let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
                 let mut baseline_pending = need_baseline;
                 let mut drift = baseline.map(crate::drift::DriftTracker::new);
+                // Pages smaller than the batch size (an API's page of 100) are merged into one
+                // sink batch, so a sink transaction and a state commit carry `batch_size`
+                // records, not one page's worth.
+                let mut pending: Option<MappedBatch> = None;
                 while let Some(page) = page_rx.recv().await {
                     let page = match page {
                         Ok(p) => p,
                         Err(e) => {
+                            // What was read before the failure is still delivered and committed.
+                            if let Some(p) = pending.take() {
+                                let _ = batch_tx.send(Ok(p)).await;
+                            }
                             let _ = batch_tx.send(Err(e)).await;
                             break;
                         }
@@ -264,7 +294,7 @@ impl StreamRun {
                         filtered: 0,
                         mapped: 0,
                         done: false,
-                        stale: page.records.first().is_some_and(|r| r.provenance.stale),
+                        stale: u64::from(page.records.first().is_some_and(|r| r.provenance.stale)),
                     };
                     if baseline_pending && !page.records.is_empty() {
                         let schema = crate::schema::infer(page.records.iter().map(|r| &r.data));
@@ -366,9 +396,24 @@ impl StreamRun {
                         }
                     }
                     b.checkpoint = cp.clone();
+                    let b = match pending.take() {
+                        Some(mut p) => {
+                            p.absorb(b);
+                            p
+                        }
+                        None => b,
+                    };
+                    if !b.done && b.size() < batch_size {
+                        pending = Some(b);
+                        continue;
+                    }
                     if batch_tx.send(Ok(b)).await.is_err() {
                         break;
                     }
+                }
+                // The reader stopped without finishing the pass (cancellation): deliver what was read.
+                if let Some(p) = pending.take() {
+                    let _ = batch_tx.send(Ok(p)).await;
                 }
                 (map_ns, ledger_ns, drift.map(|d| d.events()).unwrap_or_default())
             })
@@ -408,7 +453,7 @@ impl StreamRun {
             report.filtered += b.filtered;
             report.mapped += b.mapped;
             report.skipped_unchanged += b.skipped;
-            report.stale_pages += u64::from(b.stale);
+            report.stale_pages += b.stale;
             completed = b.done;
             let commit = match self.write_batch(b, &sink_stream, report, &mut t, &mut sink_down, &mut outbox_room).await
             {
