@@ -363,3 +363,27 @@ async fn a_cursor_page_that_never_decodes_stops_the_stream_at_its_checkpoint() {
     assert_eq!(stats.records_served, records - 200, "{stats:?}");
     assert_eq!(row_count(&s, "items"), records);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_sends_conditional_requests_and_304s_write_nothing() {
+    let vendor = FakeVendor::start(VendorConfig { records: 500, ..VendorConfig::default() }).await.unwrap();
+    let s = Scratch::new();
+    // A full refresh asks for the same pages every run; their ETags live in the state database.
+    RestPipeline::new(&vendor.base_url())
+        .stream(RestStream::items_cursor(100).line("conditional_requests = true"))
+        .option("items", "sync_mode = \"full_refresh\"")
+        .write_to(&s);
+    let (out, report) = s.run_json_async(&[]).await;
+    assert_succeeded(&out, &report);
+    assert_eq!(count(&report, "items", "written"), 500);
+    assert_eq!(vendor.stats().conditional_hits, 0);
+
+    // A new process: the validators come from the state database, not from memory.
+    let (out, report) = s.run_json_async(&[]).await;
+    assert_succeeded(&out, &report);
+    let stats = vendor.stats();
+    assert_eq!(stats.conditional_hits, 5, "every page answered 304: {stats:?}");
+    assert_eq!(report["http"]["source"]["not_modified"], 5, "{report:#}");
+    assert_eq!((count(&report, "items", "read"), count(&report, "items", "written")), (500, 0));
+    assert_eq!(count(&report, "items", "skipped_unchanged"), 500);
+}

@@ -35,17 +35,98 @@ pub struct DriftEvent {
 /// Compares records with a baseline schema and accumulates drift events.
 #[derive(Debug)]
 pub struct DriftTracker {
-    baseline: Value,
+    baseline: Node,
     events: BTreeMap<(String, &'static str), DriftEvent>,
 }
 
 /// Array elements checked per array: enough to see a type change, bounded per record.
 const ITEMS_CHECKED: usize = 8;
 
+// JSON types as bits, so a check is one AND.
+const NULL: u8 = 1;
+const BOOL: u8 = 2;
+const INT: u8 = 4;
+const NUM: u8 = 8;
+const STR: u8 = 16;
+const ARR: u8 = 32;
+const OBJ: u8 = 64;
+
+/// A baseline schema compiled for checking: type bits, properties sorted by name for
+/// binary search, and the texts an event needs, rendered once.
+#[derive(Debug, Default)]
+struct Node {
+    /// Allowed types; 0 when the schema says nothing (anything goes).
+    types: u8,
+    /// `number|null`, for events.
+    expected: String,
+    /// Properties, sorted by name (objects with `properties` only).
+    props: Option<Vec<(String, Node, bool)>>,
+    /// How many properties are required.
+    required: usize,
+    /// Element schema of arrays.
+    items: Option<Box<Node>>,
+}
+
+impl Node {
+    fn compile(schema: &Value) -> Node {
+        let names = types_of(schema);
+        let types = names.iter().map(|t| bit(t)).fold(0, |a, b| a | b);
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let props = schema.get("properties").and_then(Value::as_object).map(|p| {
+            let mut v: Vec<(String, Node, bool)> =
+                p.iter().map(|(k, s)| (k.clone(), Node::compile(s), required.contains(&k.as_str()))).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        });
+        let required = props.as_ref().map_or(0, |p| p.iter().filter(|x| x.2).count());
+        Node {
+            types,
+            expected: names.join("|"),
+            props,
+            required,
+            items: schema.get("items").map(|i| Box::new(Node::compile(i))),
+        }
+    }
+
+    fn prop(&self, key: &str) -> Option<&(String, Node, bool)> {
+        let props = self.props.as_ref()?;
+        props.binary_search_by(|p| p.0.as_str().cmp(key)).ok().map(|i| &props[i])
+    }
+}
+
+fn bit(name: &str) -> u8 {
+    match name {
+        "null" => NULL,
+        "boolean" => BOOL,
+        "integer" => INT,
+        "number" => NUM,
+        "string" => STR,
+        "array" => ARR,
+        "object" => OBJ,
+        _ => 0,
+    }
+}
+
+/// The type bit of a value; integers and numbers each count as both (one numeric type).
+fn value_bits(v: &Value) -> u8 {
+    match v {
+        Value::Null => NULL,
+        Value::Bool(_) => BOOL,
+        Value::Number(_) => INT | NUM,
+        Value::String(_) => STR,
+        Value::Array(_) => ARR,
+        Value::Object(_) => OBJ,
+    }
+}
+
 impl DriftTracker {
     /// A tracker against `baseline` (a JSON Schema as `schema::infer` writes it, or declared).
     pub fn new(baseline: Value) -> Self {
-        DriftTracker { baseline, events: BTreeMap::new() }
+        DriftTracker { baseline: Node::compile(&baseline), events: BTreeMap::new() }
     }
 
     /// Check one record; returns the events it triggered for the first time in this run
@@ -53,7 +134,7 @@ impl DriftTracker {
     pub fn check(&mut self, data: &Value, at: &dyn Fn() -> String) -> Vec<DriftEvent> {
         let mut fresh = Vec::new();
         let baseline = std::mem::take(&mut self.baseline);
-        let mut path = String::new();
+        let mut path: Vec<&str> = Vec::new();
         self.walk(&baseline, data, &mut path, at, &mut fresh);
         self.baseline = baseline;
         fresh
@@ -64,61 +145,59 @@ impl DriftTracker {
         self.events.values().cloned().collect()
     }
 
-    fn walk(
+    fn walk<'v>(
         &mut self,
-        schema: &Value,
-        v: &Value,
-        path: &mut String,
+        node: &Node,
+        v: &'v Value,
+        path: &mut Vec<&'v str>,
         at: &dyn Fn() -> String,
         fresh: &mut Vec<DriftEvent>,
     ) {
-        let observed = type_name(v);
-        let allowed = types_of(schema);
-        if observed == "null" {
-            if !allowed.is_empty() && !allowed.iter().any(|t| t == "null") {
-                self.note(path, "null_value", allowed.join("|"), "null".into(), at, fresh);
+        let observed = value_bits(v);
+        if observed == NULL {
+            if node.types != 0 && node.types & NULL == 0 {
+                self.note(path, "null_value", &node.expected, "null", at, fresh);
             }
             return;
         }
-        let known: Vec<&str> = allowed.iter().map(String::as_str).filter(|t| *t != "null").collect();
-        if !known.is_empty() && !known.iter().any(|t| compatible(t, observed)) {
-            self.note(path, "type_changed", allowed.join("|"), observed.to_owned(), at, fresh);
+        if node.types & !NULL != 0 && node.types & observed == 0 {
+            self.note(path, "type_changed", &node.expected, type_name(v), at, fresh);
             return;
         }
         match v {
             Value::Object(obj) => {
-                let Some(props) = schema.get("properties").and_then(Value::as_object) else { return };
-                let len = path.len();
+                if node.props.is_none() {
+                    return;
+                }
+                let mut required_seen = 0;
                 for (k, child) in obj {
-                    push_segment(path, k);
-                    match props.get(k) {
-                        Some(s) => self.walk(s, child, path, at, fresh),
-                        None if !child.is_null() => {
-                            self.note(path, "new_field", "absent".into(), type_name(child).to_owned(), at, fresh)
+                    path.push(k);
+                    match node.prop(k) {
+                        Some((_, n, req)) => {
+                            required_seen += usize::from(*req);
+                            self.walk(n, child, path, at, fresh);
                         }
+                        None if !child.is_null() => self.note(path, "new_field", "absent", type_name(child), at, fresh),
                         None => {}
                     }
-                    path.truncate(len);
+                    path.pop();
                 }
-                if let Some(required) = schema.get("required").and_then(Value::as_array) {
-                    for r in required.iter().filter_map(Value::as_str) {
-                        if !obj.contains_key(r) {
-                            push_segment(path, r);
-                            let expected = props.get(r).map(|s| types_of(s).join("|")).unwrap_or_default();
-                            self.note(path, "missing_field", expected, "absent".into(), at, fresh);
-                            path.truncate(len);
+                if required_seen < node.required {
+                    for (name, n, req) in node.props.iter().flatten() {
+                        if *req && !obj.contains_key(name) {
+                            let here: Vec<&str> = path.iter().copied().chain([name.as_str()]).collect();
+                            self.note(&here, "missing_field", &n.expected, "absent", at, fresh);
                         }
                     }
                 }
             }
             Value::Array(items) => {
-                let Some(item_schema) = schema.get("items") else { return };
-                let len = path.len();
-                path.push_str("/*");
-                for item in items.iter().take(ITEMS_CHECKED) {
-                    self.walk(item_schema, item, path, at, fresh);
+                let Some(item) = node.items.as_deref() else { return };
+                path.push("*");
+                for element in items.iter().take(ITEMS_CHECKED) {
+                    self.walk(item, element, path, at, fresh);
                 }
-                path.truncate(len);
+                path.pop();
             }
             _ => {}
         }
@@ -126,23 +205,27 @@ impl DriftTracker {
 
     fn note(
         &mut self,
-        path: &str,
+        path: &[&str],
         change: &'static str,
-        expected: String,
-        observed: String,
+        expected: &str,
+        observed: &str,
         at: &dyn Fn() -> String,
         fresh: &mut Vec<DriftEvent>,
     ) {
-        let key = (path.to_owned(), change);
+        let mut pointer = String::new();
+        for seg in path {
+            push_segment(&mut pointer, seg);
+        }
+        let key = (pointer, change);
         if let Some(e) = self.events.get_mut(&key) {
             e.count += 1;
             return;
         }
         let e = DriftEvent {
-            path: path.to_owned(),
+            path: key.0.clone(),
             change: change.to_owned(),
-            expected,
-            observed,
+            expected: expected.to_owned(),
+            observed: observed.to_owned(),
             count: 1,
             first_seen: crate::now_rfc3339(),
             first_at: at(),
@@ -162,10 +245,6 @@ fn push_segment(path: &mut String, key: &str) {
             c => path.push(c),
         }
     }
-}
-
-fn compatible(allowed: &str, observed: &str) -> bool {
-    allowed == observed || matches!((allowed, observed), ("number", "integer") | ("integer", "number"))
 }
 
 fn types_of(s: &Value) -> Vec<String> {
