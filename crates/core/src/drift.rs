@@ -92,9 +92,18 @@ impl Node {
         }
     }
 
-    fn prop(&self, key: &str) -> Option<&(String, Node, bool)> {
+    /// The property `key`, trying `props[*next]` first: records usually list their fields in
+    /// the baseline's (sorted) order, so walking them in step costs one comparison per
+    /// field; anything else falls back to a binary search.
+    fn prop(&self, key: &str, next: &mut usize) -> Option<&(String, Node, bool)> {
         let props = self.props.as_ref()?;
-        props.binary_search_by(|p| p.0.as_str().cmp(key)).ok().map(|i| &props[i])
+        if let Some(p) = props.get(*next).filter(|p| p.0 == key) {
+            *next += 1;
+            return Some(p);
+        }
+        let i = props.binary_search_by(|p| p.0.as_str().cmp(key)).ok()?;
+        *next = i + 1;
+        Some(&props[i])
     }
 }
 
@@ -170,9 +179,10 @@ impl DriftTracker {
                     return;
                 }
                 let mut required_seen = 0;
+                let mut next = 0;
                 for (k, child) in obj {
                     path.push(k);
-                    match node.prop(k) {
+                    match node.prop(k, &mut next) {
                         Some((_, n, req)) => {
                             required_seen += usize::from(*req);
                             self.walk(n, child, path, at, fresh);

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) stats: crate::stats::ClientStats,
     /// The pinned API version value, for reports.
     pub(crate) api_version: Option<String>,
+    /// Whole-attempt timeout, body included.
+    pub(crate) timeout: Duration,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -240,8 +242,8 @@ impl HttpClientBuilder {
     /// Build the client; Config errors name the bad setting.
     pub fn build(self) -> Result<HttpClient, Error> {
         let agent = format!("dovetail/{} ({})", env!("CARGO_PKG_VERSION"), self.connector);
-        let mut b =
-            reqwest::Client::builder().user_agent(agent).connect_timeout(self.connect_timeout).timeout(self.timeout);
+        // The whole-attempt timeout is the request loop's (`Inner::timeout`), not reqwest's.
+        let mut b = reqwest::Client::builder().user_agent(agent).connect_timeout(self.connect_timeout);
         if let Some(p) = &self.proxy {
             let proxy = reqwest::Proxy::all(p).map_err(|e| Error::config("http.proxy is not a URL").with_source(e))?;
             b = b.proxy(proxy);
@@ -304,6 +306,7 @@ impl HttpClientBuilder {
                 deprecations: DeprecationWatch::default(),
                 stats: crate::stats::ClientStats::default(),
                 api_version: self.api_version.as_ref().map(|(_, v)| v.clone()),
+                timeout: self.timeout,
             }),
         })
     }

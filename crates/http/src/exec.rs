@@ -161,17 +161,29 @@ impl HttpClient {
             // What a 401 rejected, so the provider drops that credential only if still current.
             let sent_headers = inner.auth.as_ref().filter(|_| !reauthorized).map(|_| rq.headers().clone());
             let t0 = Instant::now();
-            let result = match inner.http.execute(rq).await {
-                Ok(mut r) => {
-                    // Reading the body does not need the headers: take them instead of cloning.
-                    let (status, headers, final_url) = (r.status(), std::mem::take(r.headers_mut()), r.url().clone());
-                    r.bytes().await.map(|b| (status, headers, final_url, b))
+            let exchange = async {
+                match inner.http.execute(rq).await {
+                    Ok(mut r) => {
+                        // Reading the body does not need the headers: take them instead of cloning.
+                        let (status, headers, final_url) =
+                            (r.status(), std::mem::take(r.headers_mut()), r.url().clone());
+                        r.bytes().await.map(|b| (status, headers, final_url, b))
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
             };
+            // One timer for the whole attempt, body included (reqwest's own timeout arms one
+            // for the request and another for the body).
+            let result = tokio::time::timeout(inner.timeout, exchange).await;
             drop(permit);
             let step = match result {
-                Err(e) => {
+                Err(_elapsed) => {
+                    let msg = format!("timeout: no complete response within {}", fmt_duration(inner.timeout));
+                    inner.stats.attempt(None);
+                    observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
+                    Step::Retry { outcome: AttemptOutcome::Error(msg), server: None, cause: None }
+                }
+                Ok(Err(e)) => {
                     // reqwest's Display includes the URL, which may carry secrets.
                     let e = e.without_url();
                     let msg = transport_message(&e);
@@ -187,7 +199,7 @@ impl HttpClient {
                         }
                     }
                 }
-                Ok((status, headers, final_url, body)) => {
+                Ok(Ok((status, headers, final_url, body))) => {
                     let (latency, bytes) = (t0.elapsed(), body.len());
                     inner.stats.attempt(Some(status.as_u16()));
                     // A success's event waits for the verdict on its body (see `observe`).

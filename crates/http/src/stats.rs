@@ -25,7 +25,8 @@ pub(crate) struct ClientStats {
 
 #[derive(Debug, Default)]
 struct Maps {
-    by_status: BTreeMap<String, u64>,
+    /// By status code; 0 stands for "no response".
+    by_status: BTreeMap<u16, u64>,
     retry_causes: BTreeMap<String, u64>,
     deprecations: Vec<Deprecation>,
 }
@@ -55,8 +56,7 @@ impl ClientStats {
     /// An attempt got `status` (`None`: no response).
     pub(crate) fn attempt(&self, status: Option<u16>) {
         self.attempts.fetch_add(1, Relaxed);
-        let key = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-        *self.maps().by_status.entry(key).or_default() += 1;
+        *self.maps().by_status.entry(status.unwrap_or(0)).or_default() += 1;
     }
 
     /// A retry after `wait`, because of `cause`.
@@ -85,7 +85,11 @@ impl ClientStats {
         HttpReport {
             requests: self.requests.load(Relaxed),
             attempts: self.attempts.load(Relaxed),
-            by_status: m.by_status.clone(),
+            by_status: m
+                .by_status
+                .iter()
+                .map(|(s, n)| (if *s == 0 { "error".to_owned() } else { s.to_string() }, *n))
+                .collect(),
             retries: self.retries.load(Relaxed),
             retry_causes: m.retry_causes.clone(),
             retry_wait_ms: self.retry_wait_ms.load(Relaxed),

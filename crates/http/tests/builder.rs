@@ -208,7 +208,11 @@ async fn every_config_field_reaches_the_wire() {
     // Timeout 300 ms, 2 attempts: the slow endpoint fails as transient, naming the timeout.
     let e = client.send(Request::get("slow")).await.unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::Transient);
-    assert!(e.to_string().contains("gave up after 2 attempts") && e.to_string().contains("timed out"), "{e}");
+    assert!(
+        e.to_string().contains("gave up after 2 attempts")
+            && e.to_string().contains("timeout: no complete response within 300ms"),
+        "{e}"
+    );
     // Circuit: threshold 1 was reached by that request, so the host is now unavailable...
     let e = client.send(Request::get("down")).await.unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::Unavailable, "{e}");
