@@ -1,6 +1,7 @@
 //! `dovetail`: the command-line tool. Parses the command line, sets up logging and hands
 //! over to one module per verb; errors print with their full chain and pick the exit code.
 
+mod alloc;
 mod build;
 mod cli;
 mod commands;
@@ -19,12 +20,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat};
 
-// serde_json values allocate per key and per exact number, from several threads; mimalloc
-// roughly halves the allocator's share of a run and keeps fragmentation (peak RSS) down.
+// See `alloc.rs`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    alloc::purge_freed_memory_at_once();
     let cli = Cli::parse();
     init_logging(&cli);
     let code = match run(&cli) {
