@@ -358,6 +358,11 @@ pub fn compare_cursors(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => Some(crate::number::compare(x, y)),
         (Value::String(x), Value::String(y)) => {
+            // Two UTC timestamps written alike (`2026-01-02T03:04:05.678Z`, same length) sort
+            // as text: no parsing on the per-record path.
+            if same_utc_shape(x, y) {
+                return Some(x.cmp(y));
+            }
             if let (Ok(tx), Ok(ty)) = (x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()) {
                 Some(tx.cmp(&ty))
             } else {
@@ -368,10 +373,42 @@ pub fn compare_cursors(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
+/// Whether both are `YYYY-MM-DDTHH:MM:SS[.f…]Z` with the same length (so the same precision).
+fn same_utc_shape(x: &str, y: &str) -> bool {
+    let shaped = |s: &[u8]| {
+        s.len() >= 20
+            && s[s.len() - 1] == b'Z'
+            && s[4] == b'-'
+            && s[7] == b'-'
+            && s[10] == b'T'
+            && s[13] == b':'
+            && s[16] == b':'
+            && s[..s.len() - 1]
+                .iter()
+                .enumerate()
+                .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19) || c.is_ascii_digit())
+            && (s.len() == 20 || s[19] == b'.')
+    };
+    x.len() == y.len() && shaped(x.as_bytes()) && shaped(y.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn utc_timestamps_compare_without_parsing_and_others_still_parse() {
+        let c = |a: &str, b: &str| compare_cursors(&json!(a), &json!(b));
+        assert_eq!(c("2026-01-02T03:04:05Z", "2026-01-02T03:04:06Z"), Some(Ordering::Less));
+        assert_eq!(c("2026-01-02T03:04:05.500Z", "2026-01-02T03:04:05.250Z"), Some(Ordering::Greater));
+        assert!(same_utc_shape("2026-01-02T03:04:05.500Z", "2026-01-02T03:04:05.250Z"));
+        // Different precision or offsets: parsed, so still chronological.
+        assert!(!same_utc_shape("2026-01-02T03:04:05Z", "2026-01-02T03:04:05.1Z"));
+        assert_eq!(c("2026-01-02T03:04:05.1Z", "2026-01-02T03:04:05Z"), Some(Ordering::Greater));
+        assert_eq!(c("2026-01-02T04:04:05+01:00", "2026-01-02T03:04:05Z"), Some(Ordering::Equal));
+        assert!(!same_utc_shape("2026-01-02T03:04:0xZ", "2026-01-02T03:04:05Z"));
+    }
 
     #[test]
     fn paths_get_set_take() {
