@@ -142,6 +142,10 @@ async fn a_sink_down_parks_the_records_in_the_outbox_until_the_next_run() {
     assert_eq!(count(&report, "things", "outbox_pending"), RECORDS, "{report:#}");
     assert_eq!(count(&report, "things", "written"), 0, "{report:#}");
     assert_eq!(vendor.stats().creations, 0);
+    // `dovetail status` says what waits, and where.
+    let status = s.run_async(&["status"]).await;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("waiting in the outbox") && text.contains("things") && text.contains("300"), "{text}");
 
     vendor.set_down(false);
     vendor.reset_stats();

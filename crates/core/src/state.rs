@@ -175,6 +175,8 @@ pub trait StateStore: Send + Sync {
     async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error>;
     /// How many entries wait in a stream's outbox.
     async fn outbox_len(&self, pipeline: &str, stream: &str) -> Result<u64, Error>;
+    /// Streams with records waiting in their outbox: (pipeline, stream, records), ordered.
+    async fn outbox_depths(&self, pipeline: Option<&str>) -> Result<Vec<(String, String, u64)>, Error>;
     /// Mark a stream paused, replacing an earlier pause of it.
     async fn pause(&self, pause: &PausedStream) -> Result<(), Error>;
     /// Clear a stream's pause; returns whether it was paused.

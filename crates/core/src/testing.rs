@@ -271,6 +271,14 @@ impl StateStore for MemoryState {
     async fn outbox_len(&self, pipeline: &str, stream: &str) -> Result<u64, Error> {
         Ok(lock(&self.inner).outbox.get(&k(pipeline, stream)).map_or(0, |q| q.len() as u64))
     }
+    async fn outbox_depths(&self, pipeline: Option<&str>) -> Result<Vec<(String, String, u64)>, Error> {
+        let g = lock(&self.inner);
+        Ok(g.outbox
+            .iter()
+            .filter(|((p, _), q)| !q.is_empty() && pipeline.is_none_or(|x| x == p))
+            .map(|((p, s), q)| (p.clone(), s.clone(), q.len() as u64))
+            .collect())
+    }
     async fn pause(&self, pause: &PausedStream) -> Result<(), Error> {
         lock(&self.inner).paused.insert(k(&pause.pipeline, &pause.stream), pause.clone());
         Ok(())

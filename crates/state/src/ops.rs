@@ -348,6 +348,21 @@ pub(crate) fn outbox_len(db: &mut Db, pipeline: &str, stream: &str) -> Result<u6
         .op("counting the outbox")
 }
 
+/// Streams with records in their outbox, by pipeline and stream.
+pub(crate) fn outbox_depths(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<(String, String, u64)>, Error> {
+    let mut st = db
+        .conn
+        .prepare_cached(
+            "SELECT s.pipeline, s.stream, count(*) FROM outbox o JOIN streams s ON s.id = o.stream_id
+             WHERE ?1 IS NULL OR s.pipeline = ?1 GROUP BY s.pipeline, s.stream ORDER BY s.pipeline, s.stream",
+        )
+        .op("preparing the outbox summary")?;
+    let rows = st
+        .query_map([pipeline], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u64>(2)?)))
+        .op("summing the outbox")?;
+    rows.collect::<Result<Vec<_>, _>>().op("reading the outbox summary")
+}
+
 /// Mark a stream paused, replacing an earlier pause of it.
 pub(crate) fn pause(db: &mut Db, p: &PausedStream) -> Result<(), Error> {
     db.conn

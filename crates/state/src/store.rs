@@ -87,6 +87,11 @@ impl StateStore for SqliteState {
         self.with_reader(move |db| ops::outbox_len(db, &p, &s)).await
     }
 
+    async fn outbox_depths(&self, pipeline: Option<&str>) -> Result<Vec<(String, String, u64)>, Error> {
+        let p = pipeline.map(str::to_owned);
+        self.with_reader(move |db| ops::outbox_depths(db, p.as_deref())).await
+    }
+
     async fn pause(&self, pause: &PausedStream) -> Result<(), Error> {
         let pause = pause.clone();
         self.with_db(move |db| ops::pause(db, &pause)).await

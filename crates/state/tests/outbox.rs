@@ -387,3 +387,20 @@ async fn outbox_and_pauses_behave_like_the_memory_reference() {
     let sqlite = script(&SqliteState::open_in_memory().unwrap()).await;
     assert_eq!(sqlite, memory);
 }
+
+#[tokio::test]
+async fn outbox_depths_sum_each_stream_and_match_the_memory_reference() {
+    let sqlite = SqliteState::open_in_memory().unwrap();
+    let memory = MemoryState::default();
+    for st in [&sqlite as &dyn StateStore, &memory] {
+        st.commit(add("p", "a", &["1", "2", "3"])).await.unwrap();
+        st.commit(add("p", "b", &["1"])).await.unwrap();
+        st.commit(add("q", "a", &["1", "2"])).await.unwrap();
+        let ids = ids_of(st, "p", "b").await;
+        st.commit(done("p", "b", &ids)).await.unwrap();
+        let all = st.outbox_depths(None).await.unwrap();
+        assert_eq!(all, vec![("p".into(), "a".into(), 3), ("q".into(), "a".into(), 2)]);
+        let p = st.outbox_depths(Some("p")).await.unwrap();
+        assert_eq!(p, vec![("p".to_owned(), "a".to_owned(), 3)]);
+    }
+}

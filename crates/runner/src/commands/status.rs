@@ -15,6 +15,7 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     let state = super::open_state(&cfg.state_path)?;
     let runs = state.runs(args.pipeline.as_deref(), args.limit).await?;
     let paused = state.paused(args.pipeline.as_deref()).await?;
+    let outbox = state.outbox_depths(args.pipeline.as_deref()).await?;
     if args.json {
         output::out(&format!("{}\n", serde_json::to_string_pretty(&runs)?))?;
         return Ok(0);
@@ -37,6 +38,16 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
             ]);
         }
         output::out(&format!("\npaused streams (an outage pause is probed by the next run):\n{}", t.render()))?;
+    }
+    if !outbox.is_empty() {
+        let mut t = Table::new(&["pipeline", "stream", "#waiting"]);
+        for (p, s, n) in &outbox {
+            t.row(vec![p.clone(), s.clone(), n.to_string()]);
+        }
+        output::out(&format!(
+            "\nwaiting in the outbox (their sink was down; the next run delivers them first):\n{}",
+            t.render()
+        ))?;
     }
     Ok(0)
 }
