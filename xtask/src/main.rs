@@ -6,6 +6,7 @@
 //! - `bench-http [--seconds S] [--requests N]`: dovetail-http against a rate-limited local
 //!   server, and its keep-alive overhead over bare reqwest
 //! - `bench-rest [--records N]...`: the fake vendor → REST → SQLite through `dovetail run`
+//! - `new-connector NAME`: scaffold a connector crate and wire it into the runner
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
 //! `dovetail` binary as a child process.
@@ -14,6 +15,7 @@ mod bench;
 mod bench_http;
 mod bench_rest;
 mod ci;
+mod new_connector;
 mod rss;
 mod tidy;
 mod util;
@@ -34,7 +36,8 @@ commands:
                                   client not told R vs a rate-limited server for S seconds
                                   (default 20); N keep-alive GETs vs bare reqwest (10000)
   bench-rest [--records N]...     fake vendor (own process) -> REST -> SQLite through
-                                  `dovetail run` (default: 200000 and 1000000 records)";
+                                  `dovetail run` (default: 200000 and 1000000 records)
+  new-connector NAME              scaffold connectors/NAME and wire it into the runner";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(&root, &args[1..]).map(|()| true),
         Some("bench-http") => bench_http::main(&root, &args[1..]).map(|()| true),
         Some("bench-rest") => bench_rest::main(&root, &args[1..]).map(|()| true),
+        Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

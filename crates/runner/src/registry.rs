@@ -17,6 +17,7 @@ pub fn sources() -> Vec<SourceEntry> {
     vec![
         source::<dovetail_files::FilesSource>(),
         source::<dovetail_rest::RestSource>(),
+        source::<dovetail_github::GithubSource>(),
     ]
 }
 

@@ -1,0 +1,105 @@
+//! The HTTP client of the source: auth, pinned version, cache, and GitHub's rate-limit rules.
+//!
+//! Primary rate limits come from the `x-ratelimit-*` headers, which dovetail-http already
+//! reads (`X-RateLimit-Reset` is epoch seconds, its default). This module adds GitHub's
+//! secondary rate limits: a 403 or 429 whose body mentions the secondary rate limit (or
+//! abuse detection) is retried, honouring `retry-after` (else the reset header, else the
+//! backoff); a 403 with `x-ratelimit-remaining: 0` (the primary limit) is retried after
+//! the reset; any other 403 (missing permission, SSO not authorized) is not retried.
+
+use std::sync::Arc;
+
+use dovetail_core::{BuildCx, Error};
+use dovetail_http::auth::StaticBearer;
+use dovetail_http::header::HeaderMap;
+use dovetail_http::{Classifier, HttpClient, HttpClientBuilder, StatusCode};
+
+use crate::config::GithubConfig;
+
+/// The header that pins the REST API version.
+pub const API_VERSION_HEADER: &str = "X-GitHub-Api-Version";
+/// The media type GitHub recommends.
+pub const ACCEPT: &str = "application/vnd.github+json";
+
+/// A builder with everything the config says; `build` it (tests add a clock first).
+pub fn builder(config: &GithubConfig, cx: &BuildCx) -> Result<HttpClientBuilder, Error> {
+    if config.token.expose().trim().is_empty() {
+        return Err(Error::config("`token` is empty: give a personal access token or an app installation token"));
+    }
+    if config.owner.trim().is_empty() || config.owner.contains('/') {
+        return Err(Error::config("`owner` must be an organization or user login (no `/`)"));
+    }
+    let base = config.http.base_url.as_deref().unwrap_or(&config.base_url);
+    if !base.starts_with("https://") && !base.starts_with("http://") {
+        return Err(Error::config(format!("`base_url` must be an http(s) URL, not `{base}`")));
+    }
+    let mut b = HttpClient::builder(crate::KIND)
+        .base_url(&format!("{}/", base.trim_end_matches('/')))
+        .header("accept", ACCEPT)
+        .api_version(API_VERSION_HEADER, &config.api_version)
+        .classifier(classifier())
+        .auth(Arc::new(StaticBearer::new(config.token.clone())));
+    if let Some(cache) = &cx.response_cache {
+        b = b.cache(cache.clone());
+    }
+    b.config(&config.http)
+}
+
+/// GitHub's retry rules on top of dovetail-http's defaults (see the module docs).
+pub fn classifier() -> Classifier {
+    Arc::new(|status: StatusCode, headers: &HeaderMap, body: &[u8]| -> Option<bool> {
+        match status.as_u16() {
+            403 | 429 => {
+                if is_secondary_limit(body) || dovetail_http::remaining(headers) == Some(0) {
+                    Some(true)
+                } else if status == StatusCode::FORBIDDEN {
+                    // A plain 403 is a permission problem: retrying cannot fix it.
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Whether a body is GitHub's secondary-rate-limit (formerly "abuse detection") answer.
+pub fn is_secondary_limit(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+    text.contains("secondary rate limit") || text.contains("abuse detection")
+}
+
+/// The HTTP status an error of dovetail-http reports (`HTTP 404 Not Found: ...`), if any.
+pub fn status_of(e: &Error) -> Option<u16> {
+    let rest = e.message().strip_prefix("HTTP ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secondary_limits_are_retried_and_plain_403s_are_not() {
+        let c = classifier();
+        let h = HeaderMap::new();
+        let body = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes."}"#;
+        assert_eq!(c(StatusCode::FORBIDDEN, &h, body), Some(true));
+        assert_eq!(c(StatusCode::TOO_MANY_REQUESTS, &h, body), Some(true));
+        assert_eq!(
+            c(StatusCode::FORBIDDEN, &h, br#"{"message":"Resource not accessible by integration"}"#),
+            Some(false)
+        );
+        let mut exhausted = HeaderMap::new();
+        exhausted.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        assert_eq!(c(StatusCode::FORBIDDEN, &exhausted, b"{}"), Some(true));
+        assert_eq!(c(StatusCode::NOT_FOUND, &h, b"{}"), None);
+    }
+
+    #[test]
+    fn status_is_read_from_http_errors() {
+        assert_eq!(status_of(&Error::permanent("HTTP 404 Not Found: {}")), Some(404));
+        assert_eq!(status_of(&Error::permanent("gave up")), None);
+    }
+}

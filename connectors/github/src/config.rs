@@ -1,0 +1,118 @@
+//! [`GithubConfig`]: the `[pipelines.NAME.source]` block of `kind = "github"`.
+
+use dovetail_core::Secret;
+use dovetail_http::HttpConfig;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The GitHub REST API of github.com.
+pub const DEFAULT_BASE_URL: &str = "https://api.github.com";
+/// The pinned REST API version, sent as `X-GitHub-Api-Version`.
+pub const DEFAULT_API_VERSION: &str = "2022-11-28";
+
+/// Config of the GitHub source.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// Personal access token (classic or fine-grained) or GitHub App installation token,
+    /// sent as `Authorization: Bearer …`. Write `${GITHUB_TOKEN}` or `${file:/path}`.
+    pub token: Secret,
+    /// REST API root: `https://api.github.com` (default) or, for GitHub Enterprise Server,
+    /// `https://HOST/api/v3`.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The organization or user whose repositories are read.
+    pub owner: String,
+    /// Whether `owner` is an organization or a user; `auto` (default) tries the
+    /// organization listing and falls back to the user listing on a 404.
+    #[serde(default)]
+    pub owner_type: OwnerType,
+    /// Repositories to read, by name (`hello`) or full name (`octo/hello`), in this order.
+    /// Empty (default): every repository of `owner`, as the `repositories` stream lists them.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Streams to expose. Empty (default): all of them.
+    #[serde(default)]
+    pub streams: Vec<GithubStream>,
+    /// Pinned REST API version, sent as `X-GitHub-Api-Version` on every request.
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// RFC 3339 timestamp: the first run reads only what was updated from then on
+    /// (sent as `since` where the endpoint has it, filtered otherwise).
+    pub start_date: Option<String>,
+    /// HTTP settings: timeouts, retries, client-side rate budget, proxy, CA certificates.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// What kind of account `owner` is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerType {
+    /// Try `/orgs/{owner}/repos`, then `/users/{owner}/repos` on a 404.
+    #[default]
+    Auto,
+    /// An organization: `/orgs/{owner}/repos`.
+    Org,
+    /// A user: `/users/{owner}/repos`.
+    User,
+}
+
+/// The streams of the GitHub source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GithubStream {
+    /// Repositories of the owner.
+    Repositories,
+    /// Issues, pull requests included (`is_pull_request`).
+    Issues,
+    /// Pull requests.
+    PullRequests,
+    /// Comments on issues and pull requests.
+    IssueComments,
+    /// Commits of the default branch.
+    Commits,
+    /// Releases.
+    Releases,
+    /// GitHub Actions workflow runs.
+    WorkflowRuns,
+}
+
+impl GithubStream {
+    /// Every stream, in the order they are listed.
+    pub const ALL: [GithubStream; 7] = [
+        GithubStream::Repositories,
+        GithubStream::Issues,
+        GithubStream::PullRequests,
+        GithubStream::IssueComments,
+        GithubStream::Commits,
+        GithubStream::Releases,
+        GithubStream::WorkflowRuns,
+    ];
+
+    /// The stream's name (the table name in a database sink).
+    pub fn name(self) -> &'static str {
+        match self {
+            GithubStream::Repositories => "repositories",
+            GithubStream::Issues => "issues",
+            GithubStream::PullRequests => "pull_requests",
+            GithubStream::IssueComments => "issue_comments",
+            GithubStream::Commits => "commits",
+            GithubStream::Releases => "releases",
+            GithubStream::WorkflowRuns => "workflow_runs",
+        }
+    }
+
+    /// The stream called `name`.
+    pub fn from_name(name: &str) -> Option<GithubStream> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_api_version() -> String {
+    DEFAULT_API_VERSION.to_owned()
+}

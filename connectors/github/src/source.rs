@@ -1,0 +1,366 @@
+//! [`GithubSource`]: `impl Source` and `SourceConnector` for `kind = "github"`.
+//!
+//! Each `read` returns one page of one repository's listing (Link-header pagination, the
+//! `next` URL followed exactly as given). Positions are small JSON:
+//! `{"page": <PageState>}` for `repositories` and `{"repo": "owner/name", "page":
+//! <PageState>}` for the per-repository streams, which visit the repositories in order
+//! (the configured list, or the owner's repositories sorted by full name). A position that
+//! does not decode is a `Permanent` error: the engine reports a corrupt checkpoint.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dovetail_core::record::compare_cursors;
+use dovetail_core::{
+    BuildCx, Cx, Error, ErrorKind, Location, Next, Page, Provenance, ReadRequest, Record, Reject, Source,
+    SourceConnector, StreamSpec,
+};
+use dovetail_http::paginate::{PageState, PageStyle};
+use dovetail_http::{HttpClient, HttpClientBuilder, REQUEST_ID_HEADERS, Request, Response, redact_url};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tracing::warn;
+
+use crate::config::{GithubConfig, GithubStream, OwnerType};
+use crate::mapping;
+use crate::streams::{self, Endpoint};
+
+/// The GitHub source (`kind = "github"`).
+#[derive(Debug, Clone)]
+pub struct GithubSource {
+    client: HttpClient,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    owner: String,
+    owner_type: OwnerType,
+    /// Configured repositories as `owner/name`, in order; empty = discover.
+    configured: Vec<String>,
+    streams: Vec<GithubStream>,
+    api_version: String,
+    start_date: Option<Value>,
+    /// `orgs` or `users`, once known.
+    owner_kind: OnceCell<&'static str>,
+    /// Discovered repositories (sorted by full name), once listed.
+    discovered: OnceCell<Vec<String>>,
+}
+
+/// Where a stream is.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Position {
+    /// The repository being read (`owner/name`); absent for `repositories`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repo: Option<String>,
+    /// Where its listing continues.
+    page: PageState,
+}
+
+/// What a dead letter of this source holds: the GitHub object and its repository.
+#[derive(Debug, Serialize, Deserialize)]
+struct RawObject {
+    github_repository: String,
+    github_object: Value,
+}
+
+impl SourceConnector for GithubSource {
+    const KIND: &'static str = crate::KIND;
+    type Config = GithubConfig;
+
+    fn build(config: GithubConfig, cx: &BuildCx) -> Result<Self, Error> {
+        Self::build_with(config, cx, |b| b)
+    }
+}
+
+impl GithubSource {
+    /// Build with a hook on the HTTP client builder (tests set a `FakeClock` or a retry seed).
+    pub fn build_with(
+        config: GithubConfig,
+        cx: &BuildCx,
+        customize: impl FnOnce(HttpClientBuilder) -> HttpClientBuilder,
+    ) -> Result<Self, Error> {
+        let client = customize(crate::client::builder(&config, cx)?).build()?;
+        let mut configured = Vec::with_capacity(config.repositories.len());
+        for r in &config.repositories {
+            let full = match r.split_once('/') {
+                None if !r.is_empty() => format!("{}/{r}", config.owner),
+                Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => r.clone(),
+                _ => return Err(Error::config(format!("`repositories`: `{r}` is not `name` or `owner/name`"))),
+            };
+            if configured.contains(&full) {
+                return Err(Error::config(format!("`repositories`: `{full}` is listed twice")));
+            }
+            configured.push(full);
+        }
+        let mut streams = Vec::new();
+        for s in if config.streams.is_empty() { GithubStream::ALL.to_vec() } else { config.streams.clone() } {
+            if !streams.contains(&s) {
+                streams.push(s);
+            }
+        }
+        if let Some(d) = &config.start_date
+            && d.parse::<jiff::Timestamp>().is_err()
+        {
+            return Err(Error::config(format!("`start_date` must be an RFC 3339 timestamp, not `{d}`")));
+        }
+        let inner = Inner {
+            owner: config.owner,
+            owner_type: config.owner_type,
+            configured,
+            streams,
+            // `http.api_version` overrides the top-level key in the client too.
+            api_version: config.http.api_version.clone().unwrap_or(config.api_version),
+            start_date: config.start_date.map(Value::String),
+            owner_kind: OnceCell::new(),
+            discovered: OnceCell::new(),
+        };
+        Ok(GithubSource { client, inner: Arc::new(inner) })
+    }
+
+    fn stream(&self, name: &str) -> Result<GithubStream, Error> {
+        GithubStream::from_name(name)
+            .filter(|s| self.inner.streams.contains(s))
+            .ok_or_else(|| Error::config(format!("the github source has no stream `{name}`")))
+    }
+
+    /// The repositories listing's path, trying the organization first under `auto`.
+    async fn owner_kind(&self) -> Result<&'static str, Error> {
+        let inner = &self.inner;
+        inner
+            .owner_kind
+            .get_or_try_init(|| async {
+                match inner.owner_type {
+                    OwnerType::Org => Ok("orgs"),
+                    OwnerType::User => Ok("users"),
+                    OwnerType::Auto => {
+                        let probe = Request::get(format!("orgs/{}", streams::segment(&inner.owner)));
+                        match self.client.send(probe).await {
+                            Ok(_) => Ok("orgs"),
+                            Err(e) if crate::client::status_of(&e) == Some(404) => Ok("users"),
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            })
+            .await
+            .copied()
+    }
+
+    /// The repositories to visit, in order.
+    async fn repositories(&self) -> Result<&[String], Error> {
+        if !self.inner.configured.is_empty() {
+            return Ok(&self.inner.configured);
+        }
+        let list = self
+            .inner
+            .discovered
+            .get_or_try_init(|| async {
+                let kind = self.owner_kind().await?;
+                let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None);
+                let mut p = self.client.paginate(first, PageStyle::LinkHeader);
+                let mut names = Vec::new();
+                while let Some(page) = p.next_page().await? {
+                    names.extend(page.items.iter().filter_map(|r| r.get("full_name")?.as_str().map(str::to_owned)));
+                }
+                names.sort();
+                names.dedup();
+                Ok::<_, Error>(names)
+            })
+            .await?;
+        Ok(list)
+    }
+
+    fn provenance(&self, resp: &Response) -> Provenance {
+        Provenance {
+            connector: crate::KIND.to_owned(),
+            endpoint: redact_url(&resp.url, &[]),
+            api_version: Some(self.inner.api_version.clone()),
+            fetched_at: dovetail_core::now_rfc3339(),
+            request_id: REQUEST_ID_HEADERS.iter().find_map(|h| resp.header(h)).map(str::to_owned),
+            stale: resp.stale,
+        }
+    }
+
+    /// The lower bound of the cursor for this pass: the engine's, else `start_date`.
+    fn lower_bound(&self, req: &ReadRequest) -> Option<Value> {
+        req.since.clone().filter(|v| !v.is_null()).or_else(|| self.inner.start_date.clone())
+    }
+
+    /// One page of `repo`'s listing: rows, rejects, and where the listing continues.
+    async fn page(
+        &self,
+        stream: GithubStream,
+        repo: &str,
+        state: PageState,
+        req: &ReadRequest,
+    ) -> Result<(Vec<Record>, Vec<Reject>, Option<PageState>), Error> {
+        let ep: Endpoint = streams::endpoint(stream);
+        let bound = self.lower_bound(req);
+        let kind = if stream == GithubStream::Repositories { self.owner_kind().await? } else { "" };
+        let since = if ep.since_param { bound.as_ref().and_then(Value::as_str) } else { None };
+        let first = streams::first_request(stream, &self.inner.owner, kind, Some(repo), since).use_cache(req.use_cache);
+        let offset = state.received;
+        let mut p = self.client.paginate_from(first, PageStyle::LinkHeader, state);
+        if let Some(ptr) = ep.items {
+            p = p.items_at(ptr);
+        }
+        let page = match p.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => return Ok((vec![], vec![], None)),
+            Err(e) if ep.skip_statuses.contains(&crate::client::status_of(&e).unwrap_or(0)) => {
+                warn!(stream = stream.name(), repository = repo, error = %e.report(), "the repository has nothing to list here; skipping it");
+                return Ok((vec![], vec![], None));
+            }
+            Err(e) => return Err(e),
+        };
+        let prov = Arc::new(self.provenance(&page.response));
+        let (mut records, mut rejects) = (Vec::with_capacity(page.items.len()), Vec::new());
+        for (i, item) in page.items.into_iter().enumerate() {
+            let location = Location::Item(offset + i as u64);
+            match mapping::map(stream, repo, &item) {
+                Ok(row) => {
+                    if let (Some(field), Some(low)) = (ep.cursor, &bound)
+                        && row.get(field).and_then(|c| compare_cursors(c, low)) == Some(Ordering::Less)
+                    {
+                        continue;
+                    }
+                    records.push(Record::new(row, prov.clone()).at(location));
+                }
+                Err(e) => {
+                    let raw = RawObject { github_repository: repo.to_owned(), github_object: item };
+                    rejects.push(Reject {
+                        location: Some(location),
+                        reason: format!("{} object does not decode: {}", stream.name(), e.reason),
+                        path: e.path,
+                        raw: serde_json::to_string(&raw).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok((records, rejects, p.state().cloned()))
+    }
+
+    async fn read_stream(&self, stream: GithubStream, req: &ReadRequest) -> Result<Page, Error> {
+        let pos = match &req.position {
+            None => None,
+            Some(v) => Some(serde_json::from_value::<Position>(v.clone()).map_err(|e| corrupt(stream, v, e))?),
+        };
+        if stream == GithubStream::Repositories {
+            if let Some(Position { repo: Some(_), .. }) = &pos {
+                return Err(corrupt_msg(stream, req.position.as_ref(), "it names a repository"));
+            }
+            let state = pos.map(|p| p.page).unwrap_or_default();
+            let (records, rejects, next) = self.page(stream, "", state, req).await?;
+            let next = match next {
+                Some(page) => encode(&Position { repo: None, page })?,
+                None => Next::Done { resume: None },
+            };
+            return Ok(Page { records, rejects, next });
+        }
+        let repos = self.repositories().await?;
+        let (mut idx, mut state) = match pos {
+            None => (0, PageState::default()),
+            Some(Position { repo: None, .. }) => {
+                return Err(corrupt_msg(stream, req.position.as_ref(), "it names no repository"));
+            }
+            Some(Position { repo: Some(r), page }) => match repos.iter().position(|x| *x == r) {
+                Some(i) => (i, page),
+                // A discovered repository that is gone: go on with the next one by name.
+                None if self.inner.configured.is_empty() => (repos.partition_point(|x| *x < r), PageState::default()),
+                None => {
+                    return Err(corrupt_msg(
+                        stream,
+                        req.position.as_ref(),
+                        &format!("repository `{r}` is no longer in `repositories`"),
+                    ));
+                }
+            },
+        };
+        let mut rejects_all = Vec::new();
+        // Skip empty pages and finished repositories so each read returns records (or ends).
+        while let Some(repo) = repos.get(idx) {
+            let (records, mut rejects, next) = self.page(stream, repo, state, req).await?;
+            rejects_all.append(&mut rejects);
+            let (next_idx, next_state) = match next {
+                Some(s) => (idx, s),
+                None => (idx + 1, PageState::default()),
+            };
+            let next = match repos.get(next_idx) {
+                Some(r) => encode(&Position { repo: Some(r.clone()), page: next_state.clone() })?,
+                None => Next::Done { resume: None },
+            };
+            if !records.is_empty() || !rejects_all.is_empty() || matches!(next, Next::Done { .. }) {
+                return Ok(Page { records, rejects: rejects_all, next });
+            }
+            (idx, state) = (next_idx, next_state);
+        }
+        Ok(Page { records: vec![], rejects: rejects_all, next: Next::Done { resume: None } })
+    }
+}
+
+fn encode(p: &Position) -> Result<Next, Error> {
+    serde_json::to_value(p).map(Next::More).map_err(|e| Error::internal("cannot encode a position").with_source(e))
+}
+
+fn corrupt(stream: GithubStream, v: &Value, e: serde_json::Error) -> Error {
+    corrupt_msg(stream, Some(v), &e.to_string())
+}
+
+fn corrupt_msg(stream: GithubStream, v: Option<&Value>, why: &str) -> Error {
+    let v = v.map(Value::to_string).unwrap_or_default();
+    Error::permanent(format!(
+        "stream `{}`: the checkpoint position {v} is not one this connector wrote ({why}); run `dovetail reset` for the stream to start over",
+        stream.name()
+    ))
+}
+
+#[async_trait]
+impl Source for GithubSource {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn http_report(&self) -> Option<dovetail_core::HttpReport> {
+        Some(self.client.report())
+    }
+
+    fn streams(&self) -> Vec<StreamSpec> {
+        self.inner.streams.iter().map(|s| streams::spec(*s)).collect()
+    }
+
+    /// `GET /rate_limit` (free: it does not count against the limit) proves the token, then
+    /// the owner's repositories listing (first page) proves access to the owner.
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        self.client.send(Request::get("rate_limit").cacheable(false)).await?;
+        let kind = self.owner_kind().await?;
+        let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None);
+        self.client.send(first).await.map(|_| ())
+    }
+
+    async fn read(&self, req: &ReadRequest, cx: &Cx) -> Result<Page, Error> {
+        let stream = self.stream(&req.stream)?;
+        tokio::select! {
+            r = self.read_stream(stream, req) => r.map_err(|e| e.in_stream(stream.name())),
+            () = cx.cancel.cancelled() => Err(Error::new(ErrorKind::Interrupted, "stopped while waiting for GitHub")),
+        }
+    }
+
+    /// A dead letter of this source holds the GitHub object and its repository: map it
+    /// again (after a fix); one the engine wrote holds a row already.
+    fn decode_raw(&self, stream: &str, raw: &str) -> Result<Value, Reject> {
+        let reject =
+            |reason: String, path: Option<String>| Reject { location: None, reason, path, raw: raw.to_owned() };
+        let v: Value = serde_json::from_str(raw).map_err(|e| reject(format!("invalid JSON: {e}"), None))?;
+        if v.get("github_object").is_none() {
+            return Ok(v);
+        }
+        let s = GithubStream::from_name(stream).ok_or_else(|| reject(format!("no stream `{stream}`"), None))?;
+        let o: RawObject =
+            serde_json::from_value(v).map_err(|e| reject(format!("not a dead letter of ours: {e}"), None))?;
+        mapping::map(s, &o.github_repository, &o.github_object).map_err(|e| reject(e.reason, e.path))
+    }
+}

@@ -1,0 +1,112 @@
+//! The streams: endpoint, query, primary key, cursor and schema of each.
+
+use dovetail_core::{FieldPath, StreamSpec};
+use dovetail_http::Request;
+
+use crate::config::GithubStream;
+use crate::mapping;
+
+/// Page size asked for on every listing (GitHub's maximum).
+pub const PER_PAGE: &str = "100";
+
+/// How a stream's listing is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// JSON pointer of the items when the body is not the array itself.
+    pub items: Option<&'static str>,
+    /// The row field the stream's cursor is (also used to filter below the lower bound).
+    pub cursor: Option<&'static str>,
+    /// The listing takes `since` (else the source filters by the cursor).
+    pub since_param: bool,
+    /// Statuses that mean "nothing here" for a repository (issues disabled: 410; an empty
+    /// repository has no commits: 409): the repository is skipped with a warning.
+    pub skip_statuses: &'static [u16],
+}
+
+/// The endpoint facts of a stream.
+pub fn endpoint(s: GithubStream) -> Endpoint {
+    let e = Endpoint { items: None, cursor: Some("updated_at"), since_param: false, skip_statuses: &[] };
+    match s {
+        GithubStream::Repositories => Endpoint { cursor: None, ..e },
+        GithubStream::Issues => Endpoint { since_param: true, skip_statuses: &[410], ..e },
+        GithubStream::PullRequests => e,
+        GithubStream::IssueComments => Endpoint { since_param: true, skip_statuses: &[410], ..e },
+        GithubStream::Commits => {
+            Endpoint { cursor: Some("committed_at"), since_param: true, skip_statuses: &[409], ..e }
+        }
+        GithubStream::Releases => Endpoint { cursor: None, ..e },
+        GithubStream::WorkflowRuns => Endpoint { items: Some("/workflow_runs"), ..e },
+    }
+}
+
+/// The stream's spec: primary key, cursor, and the JSON Schema of its rows.
+pub fn spec(s: GithubStream) -> StreamSpec {
+    let pk: &[&str] = match s {
+        GithubStream::Commits => &["repository", "sha"],
+        _ => &["id"],
+    };
+    let mut spec = StreamSpec::new(s.name(), pk.iter().map(|f| FieldPath::new(*f)).collect());
+    if let Some(c) = endpoint(s).cursor {
+        spec = spec.with_cursor(FieldPath::new(c));
+    }
+    spec.schema = Some(mapping::schema(s));
+    spec
+}
+
+/// The first request of a listing (paths are relative: the base URL may carry a path,
+/// `https://HOST/api/v3/`). `owner_kind` is `orgs` or `users` (for repositories);
+/// `repo` is `owner/name`; `since` goes out as the `since` parameter.
+pub fn first_request(
+    s: GithubStream,
+    owner: &str,
+    owner_kind: &str,
+    repo: Option<&str>,
+    since: Option<&str>,
+) -> Request {
+    let base = |tail: &str| {
+        let (o, r) = repo.and_then(|r| r.split_once('/')).unwrap_or(("", ""));
+        format!("repos/{}/{}/{tail}", segment(o), segment(r))
+    };
+    let req = match s {
+        GithubStream::Repositories => {
+            Request::get(format!("{owner_kind}/{}/repos", segment(owner))).query("per_page", PER_PAGE)
+        }
+        GithubStream::Issues => Request::get(base("issues"))
+            .query("state", "all")
+            .query("sort", "updated")
+            .query("direction", "asc")
+            .query("per_page", PER_PAGE),
+        GithubStream::PullRequests => Request::get(base("pulls"))
+            .query("state", "all")
+            .query("sort", "updated")
+            .query("direction", "asc")
+            .query("per_page", PER_PAGE),
+        GithubStream::IssueComments => Request::get(base("issues/comments"))
+            .query("sort", "updated")
+            .query("direction", "asc")
+            .query("per_page", PER_PAGE),
+        GithubStream::Commits => Request::get(base("commits")).query("per_page", PER_PAGE),
+        GithubStream::Releases => Request::get(base("releases")).query("per_page", PER_PAGE),
+        GithubStream::WorkflowRuns => Request::get(base("actions/runs")).query("per_page", PER_PAGE),
+    };
+    // Listings are re-read every run; an unchanged page is a 304, which GitHub does not
+    // count against the rate limit (only effective when the runner hands in a cache).
+    let req = req.cacheable(true);
+    match since {
+        Some(v) if endpoint(s).since_param => req.query("since", v),
+        _ => req,
+    }
+}
+
+/// Percent-encode a path segment (RFC 3986 unreserved characters pass).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

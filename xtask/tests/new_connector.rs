@@ -1,0 +1,89 @@
+//! `cargo xtask new-connector acme` in a throwaway workspace, then the scaffold's own tests
+//! there: it builds and passes at once, and the real tree is untouched.
+//!
+//! The throwaway workspace names the real crates by absolute path, so their builds in the
+//! shared target directory are reused; only the new crate (and any dependency whose
+//! features differ in the smaller graph) is compiled.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// The root manifest with only `connectors/*` as members and every path dependency absolute.
+fn throwaway_manifest(root: &Path) -> String {
+    let text = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("members = ") {
+            out.push_str("members = [\"connectors/*\"]\n");
+        } else if let Some((head, rest)) = line.split_once("{ path = \"") {
+            out.push_str(&format!("{head}{{ path = \"{}/{rest}\n", root.display()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untouched() {
+    let root = root();
+    let runner_files = ["crates/runner/Cargo.toml", "crates/runner/src/registry.rs"];
+    let before: Vec<String> = runner_files.iter().map(|f| fs::read_to_string(root.join(f)).unwrap()).collect();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path();
+    fs::write(ws.join("Cargo.toml"), throwaway_manifest(&root)).unwrap();
+    for f in ["Cargo.lock", "rustfmt.toml"] {
+        fs::copy(root.join(f), ws.join(f)).unwrap();
+    }
+    for f in runner_files {
+        fs::create_dir_all(ws.join(f).parent().unwrap()).unwrap();
+        fs::copy(root.join(f), ws.join(f)).unwrap();
+    }
+    fs::create_dir_all(ws.join("connectors")).unwrap();
+
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let out = Command::new(xtask).args(["new-connector", "acme"]).env("XTASK_ROOT", ws).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Wiring: exactly one dependency line and one registry line.
+    for (f, old) in runner_files.iter().zip(&before) {
+        let new = fs::read_to_string(ws.join(f)).unwrap();
+        assert_eq!(new.lines().count(), old.lines().count() + 1, "{f}");
+        assert!(new.contains("acme"), "{f}");
+    }
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let test = Command::new(cargo)
+        .args(["test", "-q", "-p", "dovetail-acme"])
+        .current_dir(ws)
+        .env("CARGO_TARGET_DIR", target_dir(&root))
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "the scaffold's tests failed:\n{}\n{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(stdout.contains("test result: ok. 2 passed"), "{stdout}");
+
+    // The real tree is untouched.
+    assert!(!root.join("connectors/acme").exists());
+    let after: Vec<String> = runner_files.iter().map(|f| fs::read_to_string(root.join(f)).unwrap()).collect();
+    assert_eq!(before, after);
+}
