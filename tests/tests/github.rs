@@ -1,0 +1,91 @@
+//! The GitHub connector through `dovetail run` into SQLite, on its recorded fixtures
+//! (connectors/github/fixtures, replayed by the testkit's server over loopback).
+
+use std::path::PathBuf;
+
+use dovetail_e2e::vendor::count;
+use dovetail_e2e::{Scratch, show};
+use dovetail_testkit::FixtureServer;
+use serde_json::Value;
+
+const TOKEN: &str = "ghp_e2e_fixture_token_not_real";
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/github/fixtures").join(format!("{name}.json"))
+}
+
+fn config(base_url: &str, stream: &str) -> String {
+    format!(
+        r#"[pipelines.gh.source]
+kind = "github"
+token = "${{GH_TOKEN}}"
+base_url = "{base_url}"
+owner = "octo"
+owner_type = "org"
+repositories = ["hello"]
+streams = ["{stream}"]
+start_date = "2011-01-01T00:00:00Z"
+http = {{ retry = {{ max_attempts = 3, base_delay_ms = 1, max_delay_ms = 2 }} }}
+
+[pipelines.gh.sink]
+kind = "sqlite"
+path = "out.db"
+"#
+    )
+}
+
+async fn run(s: &Scratch) -> (std::process::Output, Value) {
+    let mut cmd = s.cmd(&["run", "--json"]);
+    cmd.env("GH_TOKEN", TOKEN);
+    let out = dovetail_e2e::vendor::output_async(cmd).await;
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    (out, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stream_syncs_from_its_fixtures_into_sqlite() {
+    for (stream, rows) in
+        [("pull_requests", 3), ("issue_comments", 3), ("commits", 3), ("releases", 2), ("workflow_runs", 3)]
+    {
+        let server = FixtureServer::from_file(fixture(stream)).await.unwrap();
+        let s = Scratch::new();
+        s.write("dovetail.toml", &config(&server.base_url(), stream));
+        let (out, report) = run(&s).await;
+        assert!(out.status.success(), "{stream}: {}", show(&out));
+        assert_eq!(count(&report, stream, "written"), rows, "{stream}: {report:#}");
+        let in_table: i64 =
+            s.db("out.db").query_row(&format!("SELECT count(*) FROM \"{stream}\""), [], |r| r.get(0)).unwrap();
+        assert_eq!(in_table, rows as i64, "{stream}");
+        assert!(server.unmatched().is_empty(), "{stream}: {:?}", server.unmatched());
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains(TOKEN), "{stream}: the token leaked into the output");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_sends_a_conditional_request_and_writes_nothing() {
+    let server = FixtureServer::from_file(fixture("releases_conditional")).await.unwrap();
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url(), "releases"));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "releases", "written"), 2);
+    // A new process: the ETag comes from the state database.
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "releases", "written"), 0, "{report:#}");
+    assert_eq!(report["http"]["source"]["not_modified"], 1, "{report:#}");
+    // The second exchange of the fixture requires If-None-Match.
+    assert_eq!(server.served(), [1, 1]);
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_ends_the_run_with_an_auth_error_and_no_retries() {
+    let server = FixtureServer::from_file(fixture("bad_token")).await.unwrap();
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url(), "releases"));
+    let (out, report) = run(&s).await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert_eq!(report["http"]["source"]["attempts"], 1, "{report:#}");
+}
