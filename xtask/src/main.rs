@@ -7,6 +7,7 @@
 //!   server, and its keep-alive overhead over bare reqwest
 //! - `bench-rest [--records N]...`: the fake vendor → REST → SQLite through `dovetail run`
 //! - `new-connector NAME`: scaffold a connector crate and wire it into the runner
+//! - `contract [NAME ...]`: run the connectors' contract suites and print a table
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
 //! `dovetail` binary as a child process.
@@ -15,6 +16,7 @@ mod bench;
 mod bench_http;
 mod bench_rest;
 mod ci;
+mod contract;
 mod new_connector;
 mod rss;
 mod tidy;
@@ -37,7 +39,9 @@ commands:
                                   (default 20); N keep-alive GETs vs bare reqwest (10000)
   bench-rest [--records N]...     fake vendor (own process) -> REST -> SQLite through
                                   `dovetail run` (default: 200000 and 1000000 records)
-  new-connector NAME              scaffold connectors/NAME and wire it into the runner";
+  new-connector NAME              scaffold connectors/NAME and wire it into the runner
+  contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
+                                  print a table connector x check: pass / FAIL / n/a, reasons";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(&root, &args[1..]).map(|()| true),
         Some("bench-http") => bench_http::main(&root, &args[1..]).map(|()| true),
         Some("bench-rest") => bench_rest::main(&root, &args[1..]).map(|()| true),
+        Some("contract") => contract::main(&root, &args[1..]),
         Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

@@ -17,7 +17,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("src/config.rs", include_str!("../templates/connector/src/config.rs.tmpl")),
     ("src/source.rs", include_str!("../templates/connector/src/source.rs.tmpl")),
     ("fixtures/items.json", include_str!("../templates/connector/fixtures/items.json.tmpl")),
+    ("fixtures/items_rerun.json", include_str!("../templates/connector/fixtures/items_rerun.json.tmpl")),
     ("tests/source.rs", include_str!("../templates/connector/tests/source.rs.tmpl")),
+    ("tests/contract.rs", include_str!("../templates/connector/tests/contract.rs.tmpl")),
 ];
 
 /// The names a template needs, from the connector name (`acme_crm`).

@@ -12,10 +12,14 @@
 //!   what the connector's own client sends and receives, and saves it redacted
 //!   ([`Redactor`]) with the live base URL replaced by `{{base_url}}`.
 //!
+//! - [`SourceContract`] ([`contract`]): the connector contract suite, run by each
+//!   connector's `tests/contract.rs` over its fixtures through the real engine.
+//!
 //! The format is documented in the crate's README.md.
 #![warn(missing_docs)]
 
 mod capture;
+pub mod contract;
 mod error;
 mod format;
 mod record;
@@ -23,6 +27,7 @@ mod redact;
 mod replay;
 mod server;
 
+pub use contract::{CheckResult, Outcome, SourceContract};
 pub use error::FixtureError;
 pub use format::{BASE_URL, Body, Exchange, FORMAT_VERSION, Fixture, REDACTED, RecordedRequest, RecordedResponse};
 pub use record::Recorder;

@@ -1,0 +1,323 @@
+//! The connector contract suite: what docs/design.md promises for every source, checked
+//! against the connector's own recorded fixtures through the real engine
+//! ([`dovetail_core::Pipeline`] with [`MemorySink`](dovetail_core::testing::MemorySink) and
+//! [`MemoryState`](dovetail_core::testing::MemoryState)).
+//!
+//! A connector's `tests/contract.rs` builds a [`SourceContract`] and awaits
+//! [`SourceContract::run`]. Every check prints one line
+//!
+//! ```text
+//! contract: <connector> <check> pass|fail|n/a <reason>
+//! ```
+//!
+//! (`cargo xtask contract` parses these lines), and `run` panics at the end when a check
+//! failed. A check that lacks what it needs (no scenario fixture, no pinned header, not an
+//! HTTP source) is `n/a` with the reason — never silently skipped.
+//!
+//! ```rust,ignore
+//! SourceContract::http("github", |base_url| GithubSource::build(config(base_url), &BuildCx::default()))
+//!     .fixtures_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))
+//!     .stream("releases", "releases.json")
+//!     .scenario("unauthorized", "releases", "bad_token.json")
+//!     .version_header("x-github-api-version")
+//!     .secret("ghp_fixture_token_not_real")
+//!     .example_config::<GithubConfig>(example)
+//!     .run()
+//!     .await;
+//! ```
+
+mod checks;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use dovetail_core::{Error, Source};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::format::Fixture;
+
+/// The line prefix of every check result printed by [`SourceContract::run`].
+pub const LINE_PREFIX: &str = "contract:";
+
+/// Scenario names [`SourceContract::scenario`] understands.
+pub const SCENARIOS: &[&str] = &["unauthorized", "server_error_then_ok", "rate_limited_then_ok"];
+
+/// Builds the source under test from the replay server's base URL (`""` for a source that
+/// speaks no HTTP).
+pub type BuildSource = Arc<dyn Fn(&str) -> Result<Arc<dyn Source>, Error> + Send + Sync>;
+
+/// What one check concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The promise holds.
+    Pass(String),
+    /// The promise is broken: why.
+    Fail(String),
+    /// The check does not apply to this connector (or lacks a fixture): why.
+    NotApplicable(String),
+}
+
+impl Outcome {
+    /// `pass`, `fail` or `n/a`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Pass(_) => "pass",
+            Outcome::Fail(_) => "fail",
+            Outcome::NotApplicable(_) => "n/a",
+        }
+    }
+    /// The reason (or, for a pass, what was checked).
+    pub fn reason(&self) -> &str {
+        match self {
+            Outcome::Pass(r) | Outcome::Fail(r) | Outcome::NotApplicable(r) => r,
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    /// Connector name.
+    pub connector: String,
+    /// Check name (`syncs_each_stream_to_the_last_page`, ...).
+    pub check: &'static str,
+    /// What it concluded.
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for CheckResult {
+    /// `contract: <connector> <check> pass|fail|n/a <reason>`, on one line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = self.outcome.reason().split_whitespace().collect::<Vec<_>>().join(" ");
+        write!(f, "{LINE_PREFIX} {} {} {} {reason}", self.connector, self.check, self.outcome.label())
+    }
+}
+
+/// One stream to sync: its happy-path fixture (HTTP sources) and, optionally, its own builder.
+#[derive(Clone)]
+pub(crate) struct StreamCase {
+    pub(crate) name: String,
+    pub(crate) fixture: Option<(String, Fixture)>,
+    pub(crate) build: Option<BuildSource>,
+    /// What the second run of `rerun_writes_nothing` replays, when it sends other requests
+    /// than the first (an incremental `since` from the checkpoint).
+    pub(crate) rerun: Option<(String, Fixture)>,
+}
+
+/// A scenario fixture: the stream it runs and the exchanges it replays.
+#[derive(Clone)]
+pub(crate) struct Scenario {
+    pub(crate) stream: String,
+    pub(crate) file: String,
+    pub(crate) fixture: Fixture,
+}
+
+type ParseConfig = Arc<dyn Fn(Value) -> Result<(), String> + Send + Sync>;
+
+/// The contract of one source connector, built by its `tests/contract.rs`.
+pub struct SourceContract {
+    pub(crate) connector: String,
+    pub(crate) build: BuildSource,
+    pub(crate) http: bool,
+    pub(crate) fixtures_dir: Option<PathBuf>,
+    pub(crate) streams: Vec<StreamCase>,
+    pub(crate) scenarios: BTreeMap<String, Scenario>,
+    pub(crate) version_header: Option<String>,
+    pub(crate) secrets: Vec<String>,
+    pub(crate) example_config: Option<(Value, ParseConfig)>,
+    /// Everything the runs produced that a user could see (reports, errors, dead letters),
+    /// scanned for secrets by the last check.
+    pub(crate) transcript: Mutex<Vec<String>>,
+}
+
+impl fmt::Debug for SourceContract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceContract")
+            .field("connector", &self.connector)
+            .field("http", &self.http)
+            .field("streams", &self.streams.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .field("scenarios", &self.scenarios.keys().collect::<Vec<_>>())
+            .field("version_header", &self.version_header)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wrap<S, F>(build: F) -> BuildSource
+where
+    S: Source + 'static,
+    F: Fn(&str) -> Result<S, Error> + Send + Sync + 'static,
+{
+    Arc::new(move |base_url: &str| build(base_url).map(|s| Arc::new(s) as Arc<dyn Source>))
+}
+
+impl SourceContract {
+    /// The contract of an HTTP source: `build` gets the replay server's base URL.
+    pub fn http<S, F>(connector: &str, build: F) -> SourceContract
+    where
+        S: Source + 'static,
+        F: Fn(&str) -> Result<S, Error> + Send + Sync + 'static,
+    {
+        SourceContract::new(connector, wrap(build), true)
+    }
+
+    /// The contract of a source that speaks no HTTP (files, databases): `build` makes the
+    /// source over data the test prepared; the HTTP checks are `n/a`.
+    pub fn local<S, F>(connector: &str, build: F) -> SourceContract
+    where
+        S: Source + 'static,
+        F: Fn() -> Result<S, Error> + Send + Sync + 'static,
+    {
+        SourceContract::new(connector, wrap(move |_: &str| build()), false)
+    }
+
+    fn new(connector: &str, build: BuildSource, http: bool) -> SourceContract {
+        SourceContract {
+            connector: connector.to_owned(),
+            build,
+            http,
+            fixtures_dir: None,
+            streams: Vec::new(),
+            scenarios: BTreeMap::new(),
+            version_header: None,
+            secrets: Vec::new(),
+            example_config: None,
+            transcript: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Where relative fixture file names are found (usually
+    /// `concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures")`).
+    pub fn fixtures_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.fixtures_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// A stream and its happy-path fixture (the whole first sync, to the last page).
+    ///
+    /// # Panics
+    /// When the fixture file cannot be loaded.
+    pub fn stream(mut self, name: &str, fixture: &str) -> Self {
+        let f = self.load(fixture);
+        self.streams.push(StreamCase {
+            name: name.to_owned(),
+            fixture: Some((fixture.to_owned(), f)),
+            build: None,
+            rerun: None,
+        });
+        self
+    }
+
+    /// A stream whose fixture needs a differently configured source (other repositories,
+    /// another owner type, ...).
+    ///
+    /// # Panics
+    /// When the fixture file cannot be loaded.
+    pub fn stream_with<S, F>(mut self, name: &str, fixture: &str, build: F) -> Self
+    where
+        S: Source + 'static,
+        F: Fn(&str) -> Result<S, Error> + Send + Sync + 'static,
+    {
+        let f = self.load(fixture);
+        self.streams.push(StreamCase {
+            name: name.to_owned(),
+            fixture: Some((fixture.to_owned(), f)),
+            build: Some(wrap(build)),
+            rerun: None,
+        });
+        self
+    }
+
+    /// A stream of a local source (no fixture: the data is what the builder reads).
+    pub fn local_stream(mut self, name: &str) -> Self {
+        self.streams.push(StreamCase { name: name.to_owned(), fixture: None, build: None, rerun: None });
+        self
+    }
+
+    /// The fixture the second run of a stream replays (`rerun_writes_nothing`), for a
+    /// stream whose rerun sends different requests (an incremental `since` taken from the
+    /// checkpoint). Without it the second run replays the stream's own fixture.
+    ///
+    /// # Panics
+    /// When the stream was not added before, or the fixture file cannot be loaded.
+    pub fn rerun(mut self, stream: &str, fixture: &str) -> Self {
+        let f = self.load(fixture);
+        let Some(case) = self.streams.iter_mut().find(|s| s.name == stream) else {
+            panic!("contract {}: rerun fixture for unknown stream `{stream}`", self.connector)
+        };
+        case.rerun = Some((fixture.to_owned(), f));
+        self
+    }
+
+    /// A scenario fixture for `stream`, by name: `unauthorized` (a rejected credential),
+    /// `server_error_then_ok` (a 5xx, then the page), `rate_limited_then_ok` (a 429 or the
+    /// vendor's rate-limit answer with a short wait, then the page).
+    ///
+    /// # Panics
+    /// On an unknown scenario name, or when the fixture file cannot be loaded.
+    pub fn scenario(mut self, name: &str, stream: &str, fixture: &str) -> Self {
+        assert!(SCENARIOS.contains(&name), "unknown contract scenario `{name}`; known: {SCENARIOS:?}");
+        let f = self.load(fixture);
+        self.scenarios
+            .insert(name.to_owned(), Scenario { stream: stream.to_owned(), file: fixture.to_owned(), fixture: f });
+        self
+    }
+
+    /// The request header the connector pins its API version with (`x-github-api-version`).
+    pub fn version_header(mut self, name: &str) -> Self {
+        self.version_header = Some(name.to_ascii_lowercase());
+        self
+    }
+
+    /// A credential the builder uses (a fake one): it must never appear in reports, errors,
+    /// dead letters or fixture files.
+    pub fn secret(mut self, value: &str) -> Self {
+        self.secrets.push(value.to_owned());
+        self
+    }
+
+    /// The connector's example config (as in its README) and its config type: it must
+    /// deserialize, and the same with an unknown key must not.
+    pub fn example_config<C: DeserializeOwned>(mut self, example: Value) -> Self {
+        let parse: ParseConfig =
+            Arc::new(|v: Value| serde_json::from_value::<C>(v).map(|_| ()).map_err(|e| e.to_string()));
+        self.example_config = Some((example, parse));
+        self
+    }
+
+    fn load(&self, file: &str) -> Fixture {
+        let path = match &self.fixtures_dir {
+            Some(dir) => dir.join(file),
+            None => PathBuf::from(file),
+        };
+        Fixture::load(&path).unwrap_or_else(|e| panic!("contract {}: {e}", self.connector))
+    }
+
+    /// Run every check, print one `contract:` line each, and return the results (no panic).
+    pub async fn results(&self) -> Vec<CheckResult> {
+        let mut out = Vec::new();
+        for (check, outcome) in checks::run_all(self).await {
+            let r = CheckResult { connector: self.connector.clone(), check, outcome };
+            println!("{r}");
+            out.push(r);
+        }
+        out
+    }
+
+    /// Run every check and print one `contract:` line each.
+    ///
+    /// # Panics
+    /// When any check failed (listing the failures), so `cargo test` fails.
+    pub async fn run(self) {
+        let results = self.results().await;
+        let failed: Vec<String> =
+            results.iter().filter(|r| matches!(r.outcome, Outcome::Fail(_))).map(ToString::to_string).collect();
+        assert!(failed.is_empty(), "{} contract check(s) failed:\n{}", failed.len(), failed.join("\n"));
+    }
+
+    pub(crate) fn note(&self, text: String) {
+        self.transcript.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(text);
+    }
+}
