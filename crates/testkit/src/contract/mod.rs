@@ -14,7 +14,7 @@
 //! failed. A check that lacks what it needs (no scenario fixture, no pinned header, not an
 //! HTTP source) is `n/a` with the reason — never silently skipped.
 //!
-//! ```rust,ignore
+//! ```text
 //! SourceContract::http("github", |base_url| GithubSource::build(config(base_url), &BuildCx::default()))
 //!     .fixtures_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))
 //!     .stream("releases", "releases.json")
