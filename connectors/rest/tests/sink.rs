@@ -132,3 +132,18 @@ fn sink_config_mistakes_are_named() {
     assert!(build(json!({ "a": { "mode": "create", "path": "/x", "batch": 10 } })).contains("`batch` needs"));
     assert!(build(json!({ "a": { "mode": "create", "path": "x" } })).contains("must start with `/`"));
 }
+
+#[tokio::test]
+async fn upserts_in_batches_send_arrays_of_the_rendered_records() {
+    let server = MockServer::start().await;
+    Mock::given(method("PUT")).and(path("/v1/people")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    let streams =
+        json!({ "people": { "mode": "upsert", "path": "/v1/people", "batch": 2, "body": { "key": "{{id}}" } } });
+    let src = MemorySource::new("people", &["id"], people(&["ada", "bob", "cy"]));
+    let p = Pipeline::builder("p").source(src).sink(sink(&server, streams)).state(MemoryState::default());
+    let r = p.build().unwrap().run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.outcome.as_str(), r.streams["people"].written), ("succeeded", 3), "{:?}", r.error);
+    let bodies: Vec<Value> =
+        server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    assert_eq!(bodies, vec![json!([{ "key": 1 }, { "key": 2 }]), json!([{ "key": 3 }])]);
+}

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::schema::{type_name, types_of};
+
 /// One kind of difference at one JSON path, seen `count` times in a run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DriftEvent {
@@ -254,26 +256,6 @@ fn push_segment(path: &mut String, key: &str) {
             '/' => path.push_str("~1"),
             c => path.push(c),
         }
-    }
-}
-
-fn types_of(s: &Value) -> Vec<String> {
-    match s.get("type") {
-        Some(Value::String(t)) => vec![t.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
-        _ => vec![],
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if crate::number::is_integral(n) => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

@@ -16,7 +16,8 @@ pub fn infer<'a>(samples: impl IntoIterator<Item = &'a Value>) -> Value {
     acc.unwrap_or_else(|| json!({"type": "object"}))
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// The JSON Schema type name of a value (`integer` for integral numbers).
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -46,7 +47,8 @@ fn of_value(v: &Value) -> Value {
     }
 }
 
-fn types_of(s: &Value) -> Vec<String> {
+/// The types a schema allows (`type` as a string or an array).
+pub(crate) fn types_of(s: &Value) -> Vec<String> {
     match s.get("type") {
         Some(Value::String(t)) => vec![t.clone()],
         Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),

@@ -53,6 +53,13 @@ impl MemorySource {
         }
         self
     }
+    /// Give a stream a lookback window (re-read that far behind the last cursor).
+    pub fn with_lookback(self, stream: &str, lookback: std::time::Duration) -> Self {
+        if let Some(s) = lock(&self.streams).get_mut(stream) {
+            s.spec.lookback = Some(lookback);
+        }
+        self
+    }
     /// Replace a stream's records.
     pub fn set_records(&self, stream: &str, records: Vec<Value>) {
         if let Some(s) = lock(&self.streams).get_mut(stream) {
