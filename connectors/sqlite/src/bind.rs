@@ -103,6 +103,12 @@ pub(crate) fn exact_f64(text: &str) -> Option<f64> {
     if !f.is_finite() {
         return None;
     }
+    if plain_canonical(text) && significant_digits(text) <= 15 && f.abs() >= f64::MIN_POSITIVE {
+        // Distinct decimals of at most 15 significant digits are distinct normal f64s, so
+        // the shortest round-trip formatting gives these digits back, and `{}` writes them
+        // positionally in exactly this canonical spelling: no need to format and compare.
+        return Some(f);
+    }
     let mut buf = StackText::default();
     if write!(buf, "{f}").is_ok() && buf.as_str() == text {
         return Some(f);
@@ -112,6 +118,21 @@ pub(crate) fn exact_f64(text: &str) -> Option<f64> {
         return Some(f);
     }
     None
+}
+
+/// Whether `text` is spelled as Rust's `{}` writes a float with a fraction: an optional
+/// `-`, no leading zero but a lone `0`, a `.`, and a fraction not ending in `0`.
+fn plain_canonical(text: &str) -> bool {
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let Some((int, frac)) = body.split_once('.') else {
+        return false;
+    };
+    let int_ok = int == "0" || (!int.is_empty() && !int.starts_with('0'));
+    int_ok
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && !frac.is_empty()
+        && !frac.ends_with('0')
+        && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether Rust's `{:e}` output (`2.5e-7`, `1e300`) spells the same number as `text`
@@ -186,6 +207,42 @@ mod tests {
         assert_eq!(number(&num("12345678901234570000"), b), Bound::Text("12345678901234570000"));
         assert_eq!(number(&num("123456789012345.6"), b), Bound::Text("123456789012345.6"));
         assert_eq!(number(&num("12345678901234.5"), b), Bound::Real(12345678901234.5));
+    }
+
+    #[test]
+    fn the_canonical_fast_path_agrees_with_formatting() {
+        // Every decimal the fast path accepts must be one that formatting gives back.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let digits = 1 + (next() % 17) as usize;
+            let mantissa: String = (0..digits).map(|_| char::from(b'0' + (next() % 10) as u8)).collect();
+            let point = (next() % (digits as u64 + 3)) as usize;
+            let text = if point >= digits {
+                format!("0.{}{mantissa}", "0".repeat(point - digits))
+            } else {
+                format!("{}.{}", &mantissa[..digits - point], &mantissa[digits - point..])
+            };
+            let text = if next() % 2 == 0 { format!("-{text}") } else { text };
+            if !plain_canonical(&text) || significant_digits(&text) > 15 {
+                continue;
+            }
+            let f: f64 = text.parse().unwrap();
+            if f.abs() < f64::MIN_POSITIVE {
+                continue;
+            }
+            accepted += 1;
+            assert_eq!(format!("{f}"), text, "fast path would store {text} inexactly");
+        }
+        assert!(accepted > 10_000, "the generator reached the fast path only {accepted} times");
+        assert!(!plain_canonical("1.50") && !plain_canonical("01.5") && !plain_canonical("1e5"));
+        assert!(!plain_canonical(".5") && !plain_canonical("5.") && !plain_canonical("-0.0"));
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl Table {
         }
         let keys: Vec<String> = stream.key_columns.iter().map(|k| quote(k)).collect();
         let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({})) WITHOUT ROWID",
             quote(name),
             defs.join(", "),
             keys.join(", ")

@@ -116,7 +116,11 @@ fn write_in_tx(
             }
         }
     }
-    tx.commit().map_err(|e| db_error(e, format!("cannot commit the batch to table `{}`", t.table)))
+    tx.commit().map_err(|e| db_error(e, format!("cannot commit the batch to table `{}`", t.table)))?;
+    // The bundled SQLite pools every connection's page cache in one LRU, so clean pages this
+    // sink will not read again (appends move on) would evict the state store's hot pages.
+    // Dropping them keeps the sink's share to one batch's working set.
+    conn.release_memory().map_err(|e| db_error(e, "cannot release the page cache"))
 }
 
 /// Upsert `records[from..]` until one needs new columns; returns its index, if any.
