@@ -179,3 +179,57 @@ async fn a_corrupt_checkpoint_is_reported_not_guessed() {
     assert!(err.contains("not one this connector wrote") && err.contains("dovetail reset"), "{err}");
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+/// Requests the server has received whose query has `cursor=c` (`None`: no cursor).
+async fn requests_at(server: &MockServer, cursor: Option<&str>) -> usize {
+    let sent = server.received_requests().await.unwrap_or_default();
+    sent.iter()
+        .filter(|r| r.url.query_pairs().find(|(k, _)| k == "cursor").map(|(_, v)| v.into_owned()).as_deref() == cursor)
+        .count()
+}
+
+fn ids(page: &dovetail_core::Page) -> Vec<u64> {
+    page.records.iter().map(|r| r.data["id"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn the_next_page_is_requested_while_the_current_one_is_handled_and_used_once() {
+    use dovetail_core::{Cx, Next, ReadRequest, Source};
+    let server = MockServer::start().await;
+    cursor_page(&server, None, vec![item(1, 1), item(2, 2)], Some("c2")).await;
+    cursor_page(&server, Some("c2"), vec![item(3, 3), item(4, 4)], Some("c3")).await;
+    cursor_page(&server, Some("c3"), vec![item(5, 5)], None).await;
+    let src = source(&server, cursor_stream());
+    let cx = Cx::default();
+    let start = ReadRequest { stream: "items".into(), position: None, since: None, batch_size: 2, use_cache: false };
+    let first = src.read(&start, &cx).await.unwrap();
+    assert_eq!(ids(&first), [1, 2]);
+    // Page 2 is on its way before anyone asked for it.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while requests_at(&server, Some("c2")).await == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("page 2 was not requested ahead");
+    let Next::More(at_c2) = first.next else { panic!("the listing ended after page 1") };
+    let second = src.read(&ReadRequest { position: Some(at_c2.clone()), ..start.clone() }, &cx).await.unwrap();
+    assert_eq!(ids(&second), [3, 4]);
+    assert_eq!(requests_at(&server, Some("c2")).await, 1, "the page fetched ahead was fetched again");
+
+    // A read from another position (a new pass) does not use the page fetched ahead.
+    let again = src.read(&start, &cx).await.unwrap();
+    assert_eq!(ids(&again), [1, 2]);
+    assert_eq!(requests_at(&server, None).await, 2);
+    // Nor does a read with another lower bound.
+    let since = Some(json!("2026-01-01T00:00:02Z"));
+    let other = src.read(&ReadRequest { position: Some(at_c2), since, ..start.clone() }, &cx).await.unwrap();
+    assert_eq!(ids(&other), [3, 4]);
+    let with_since = server.received_requests().await.unwrap_or_default();
+    assert!(
+        with_since
+            .iter()
+            .any(|r| r.url.query().is_some_and(|q| q.contains("cursor=c2") && q.contains("updated_since="))),
+        "the read with a new lower bound did not send it"
+    );
+}

@@ -76,6 +76,7 @@ mod observe;
 pub mod paginate;
 mod request;
 mod retry;
+mod scan;
 mod stats;
 
 pub use cache::MemoryResponseCache;
