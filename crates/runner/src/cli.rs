@@ -58,6 +58,8 @@ pub enum Command {
     DeadLetters(DeadLettersCommand),
     /// Forget the checkpoints of a pipeline (or one of its streams); the ledger is kept.
     Reset(ResetArgs),
+    /// Unpause a pipeline's paused streams (or one of them), whatever paused them.
+    Resume(ResumeArgs),
     /// Print the JSON Schema of the config file.
     ConfigSchema,
     /// Start a fake vendor with faults in-process and sync it into SQLite (examples/demo.toml).
@@ -161,6 +163,15 @@ pub struct DeadLettersReplayArgs {
     /// Print each replay report as one JSON line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `dovetail resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Pipeline whose paused streams to resume.
+    pub pipeline: String,
+    /// Only this stream.
+    pub stream: Option<String>,
 }
 
 /// `dovetail reset`.

@@ -43,7 +43,7 @@ fn help_lists_the_verbs() {
     let out = dovetail(Path::new("."), &["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for verb in ["run", "check", "status", "dead-letters", "reset", "config-schema"] {
+    for verb in ["run", "check", "status", "dead-letters", "reset", "resume", "config-schema"] {
         assert!(help.contains(&format!("\n  {verb} ")), "`{verb}` missing from:\n{help}");
     }
     let out = dovetail(Path::new("."), &["dead-letters", "--help"]);
@@ -179,4 +179,41 @@ fn postgres_state_is_refused() {
     let out = dovetail(dir.path(), &["status"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("dovetail.toml:2: PostgreSQL state is not supported yet"));
+}
+
+#[test]
+fn resume_lifts_pauses_one_stream_or_all_and_says_what_it_lifted() {
+    use dovetail_core::StateStore;
+    use dovetail_core::state::PausedStream;
+    let dir = project(CONFIG);
+    let state = dovetail_state::SqliteState::open(dir.path().join(".dovetail/state.db")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let pause = |stream: &str, kind: &str| PausedStream {
+        pipeline: "orders".into(),
+        stream: stream.into(),
+        kind: kind.into(),
+        reason: format!("{stream} went away"),
+        since: "2026-11-28T00:00:00Z".into(),
+    };
+    rt.block_on(async {
+        state.pause(&pause("orders", "unavailable")).await.unwrap();
+        state.pause(&pause("refunds", "drift")).await.unwrap();
+    });
+    let paused =
+        || rt.block_on(state.paused(Some("orders"))).unwrap().into_iter().map(|p| p.stream).collect::<Vec<_>>();
+
+    let out = dovetail(dir.path(), &["resume", "orders", "orders"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("Resumed stream `orders` of pipeline `orders`"), "{said}");
+    assert!(said.contains("unavailable: orders went away"), "{said}");
+    assert_eq!(paused(), ["refunds"]);
+
+    let out = dovetail(dir.path(), &["resume", "orders"]);
+    assert!(text(&out.stdout).contains("Resumed stream `refunds`"), "{}", text(&out.stdout));
+    assert!(paused().is_empty());
+    let out = dovetail(dir.path(), &["resume", "orders"]);
+    assert!(text(&out.stdout).contains("No stream of pipeline `orders` is paused"), "{}", text(&out.stdout));
+    let out = dovetail(dir.path(), &["resume", "ordres"]);
+    assert_eq!(out.status.code(), Some(3));
 }

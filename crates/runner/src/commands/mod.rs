@@ -4,6 +4,7 @@ pub mod check;
 pub mod dead_letters;
 pub mod demo;
 pub mod reset;
+pub mod resume;
 pub mod run;
 pub mod schema;
 pub mod status;

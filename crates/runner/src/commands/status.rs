@@ -37,7 +37,10 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
                 output::truncate(&p.reason, 80),
             ]);
         }
-        output::out(&format!("\npaused streams (an outage pause is probed by the next run):\n{}", t.render()))?;
+        output::out(&format!(
+            "\npaused streams (an outage pause is probed by the next run; `dovetail resume PIPELINE [STREAM]` lifts any pause):\n{}",
+            t.render()
+        ))?;
     }
     if !outbox.is_empty() {
         let mut t = Table::new(&["pipeline", "stream", "#waiting"]);
