@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::schema::{type_name, types_of};
 
@@ -259,6 +259,59 @@ fn push_segment(path: &mut String, key: &str) {
     }
 }
 
+/// Widen `baseline` so a drift is no longer one (`dovetail drift accept`): the observed type
+/// is allowed at `path` (`type_changed`, `null_value`), a new field becomes a known, optional
+/// property (`new_field`), a missing field stops being required (`missing_field`). A path
+/// the baseline has no place for is left alone; returns whether anything changed.
+pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let Some((last, parents)) = segments.split_last() else { return false };
+    let mut node = baseline;
+    for seg in parents {
+        let Some(next) = child(node, seg) else { return false };
+        node = next;
+    }
+    match change {
+        "new_field" => {
+            let Some(props) = node.as_object_mut().map(|o| o.entry("properties").or_insert_with(|| json!({}))) else {
+                return false;
+            };
+            let Some(props) = props.as_object_mut() else { return false };
+            props.insert((*last).to_owned(), json!({ "type": observed }));
+            true
+        }
+        "missing_field" => match node.get_mut("required").and_then(Value::as_array_mut) {
+            Some(req) => {
+                let before = req.len();
+                req.retain(|r| r.as_str() != Some(last));
+                req.len() != before
+            }
+            None => false,
+        },
+        "type_changed" | "null_value" => {
+            let Some(field) = child(node, last) else { return false };
+            let Some(obj) = field.as_object_mut() else { return false };
+            let mut types: Vec<String> = match obj.get("type") {
+                Some(Value::String(t)) => vec![t.clone()],
+                Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                _ => return false, // no type: anything is allowed already
+            };
+            if types.iter().any(|t| t == observed) {
+                return false;
+            }
+            types.push(observed.to_owned());
+            obj.insert("type".into(), json!(types));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The schema of a property (`seg`) or of array elements (`*`).
+fn child<'a>(node: &'a mut Value, seg: &str) -> Option<&'a mut Value> {
+    if seg == "*" { node.get_mut("items") } else { node.get_mut("properties")?.get_mut(seg) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +340,28 @@ mod tests {
         }
         let price = t.events().into_iter().find(|e| e.path == "/price").unwrap();
         assert_eq!((price.count, price.expected.as_str(), price.observed.as_str()), (10, "number", "string"));
+    }
+
+    #[test]
+    fn accepting_every_event_silences_it() {
+        let mut baseline = crate::schema::infer([
+            &json!({"id": 1, "price": 1.5, "name": "a", "owner": {"login": "x"}, "tags": ["a"]}),
+        ]);
+        let drifted = json!({"id": 3, "price": "12.50", "title": "b", "owner": {"login": null}, "tags": [1]});
+        let at = || "item 0".to_owned();
+        let events = DriftTracker::new(baseline.clone()).check(&drifted, &at);
+        assert_eq!(events.len(), 5, "{events:?}");
+        for e in &events {
+            assert!(accept(&mut baseline, &e.path, &e.change, &e.observed), "{e:?} changed nothing");
+        }
+        assert!(DriftTracker::new(baseline.clone()).check(&drifted, &at).is_empty(), "{baseline}");
+        // Still a baseline: the old shape passes, and a new drift is still caught.
+        let mut t = DriftTracker::new(baseline.clone());
+        assert!(
+            t.check(&json!({"id": 2, "price": 2.5, "name": "b", "owner": {"login": "y"}, "tags": ["b"]}), &at)
+                .is_empty()
+        );
+        assert_eq!(t.check(&json!({"id": true, "price": 1}), &at)[0].path, "/id");
+        assert!(!accept(&mut baseline, "/nowhere/deep", "type_changed", "string"));
     }
 }

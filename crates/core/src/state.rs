@@ -214,4 +214,44 @@ pub trait StateStore: Send + Sync {
     async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error>;
     /// Store a stream's schema baseline (replacing any previous one).
     async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error>;
+    /// Add a run's drift events to the stream's drift history: one row per (path, change,
+    /// observed shape), its count growing and its last-seen time moving with each run.
+    async fn record_drift(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        events: &[crate::drift::DriftEvent],
+    ) -> Result<(), Error>;
+    /// Drift history, newest first (all pipelines when `None`), accepted rows included.
+    async fn drift_events(&self, pipeline: Option<&str>) -> Result<Vec<StoredDrift>, Error>;
+    /// Mark a stream's open drift events accepted (`at`, RFC 3339); returns how many.
+    async fn accept_drift(&self, pipeline: &str, stream: &str, at: &str) -> Result<u64, Error>;
+}
+
+/// One drift in a stream's history: a [`DriftEvent`](crate::drift::DriftEvent) kept across
+/// runs, deduplicated by (path, change, observed shape).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredDrift {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// JSON pointer of the field.
+    pub path: String,
+    /// `type_changed`, `null_value`, `new_field` or `missing_field`.
+    pub change: String,
+    /// What the baseline allowed.
+    pub expected: String,
+    /// What arrived.
+    pub observed: String,
+    /// Records that showed it, over every run.
+    pub count: u64,
+    /// When it was first seen (RFC 3339).
+    pub first_seen: String,
+    /// When it was last seen (RFC 3339).
+    pub last_seen: String,
+    /// Where it was first seen (request and item).
+    pub first_at: String,
+    /// When an operator accepted it into the baseline (`dovetail drift accept`).
+    pub accepted_at: Option<String>,
 }

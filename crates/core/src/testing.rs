@@ -220,6 +220,7 @@ struct StateInner {
     outbox: BTreeMap<(String, String), Vec<OutboxEntry>>,
     next_outbox: i64,
     paused: BTreeMap<(String, String), PausedStream>,
+    drift: Vec<crate::state::StoredDrift>,
 }
 
 /// A state store in memory: atomic commits under one mutex, run locks per pipeline.
@@ -412,5 +413,57 @@ impl StateStore for MemoryState {
     async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error> {
         lock(&self.inner).baselines.insert(k(pipeline, stream), schema.clone());
         Ok(())
+    }
+    async fn record_drift(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        events: &[crate::drift::DriftEvent],
+    ) -> Result<(), Error> {
+        let mut inner = lock(&self.inner);
+        for e in events {
+            let same = |d: &&mut crate::state::StoredDrift| {
+                d.pipeline == pipeline
+                    && d.stream == stream
+                    && d.path == e.path
+                    && d.change == e.change
+                    && d.observed == e.observed
+            };
+            match inner.drift.iter_mut().find(same) {
+                Some(d) => {
+                    d.count += e.count;
+                    d.last_seen.clone_from(&e.first_seen);
+                    d.accepted_at = None;
+                }
+                None => inner.drift.push(crate::state::StoredDrift {
+                    pipeline: pipeline.to_owned(),
+                    stream: stream.to_owned(),
+                    path: e.path.clone(),
+                    change: e.change.clone(),
+                    expected: e.expected.clone(),
+                    observed: e.observed.clone(),
+                    count: e.count,
+                    first_seen: e.first_seen.clone(),
+                    last_seen: e.first_seen.clone(),
+                    first_at: e.first_at.clone(),
+                    accepted_at: None,
+                }),
+            }
+        }
+        Ok(())
+    }
+    async fn drift_events(&self, pipeline: Option<&str>) -> Result<Vec<crate::state::StoredDrift>, Error> {
+        let inner = lock(&self.inner);
+        Ok(inner.drift.iter().rev().filter(|d| pipeline.is_none_or(|p| d.pipeline == p)).cloned().collect())
+    }
+    async fn accept_drift(&self, pipeline: &str, stream: &str, at: &str) -> Result<u64, Error> {
+        let mut n = 0;
+        for d in lock(&self.inner).drift.iter_mut() {
+            if d.pipeline == pipeline && d.stream == stream && d.accepted_at.is_none() {
+                d.accepted_at = Some(at.to_owned());
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

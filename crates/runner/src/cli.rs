@@ -60,6 +60,8 @@ pub enum Command {
     Reset(ResetArgs),
     /// Unpause a pipeline's paused streams (or one of them), whatever paused them.
     Resume(ResumeArgs),
+    /// List response-shape drift; `drift accept` makes the observed shape the new baseline.
+    Drift(DriftArgs),
     /// Print the JSON Schema of the config file.
     ConfigSchema,
     /// Start a fake vendor with faults in-process and sync it into SQLite (examples/demo.toml).
@@ -163,6 +165,33 @@ pub struct DeadLettersReplayArgs {
     /// Print each replay report as one JSON line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `dovetail drift`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DriftArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<DriftAction>,
+    /// Only this pipeline's drift.
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// Print the history as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dovetail drift` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DriftAction {
+    /// Take a stream's open drift into its baseline, mark it accepted, and unpause the stream.
+    Accept {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stream name.
+        stream: String,
+    },
 }
 
 /// `dovetail resume`.

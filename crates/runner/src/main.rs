@@ -61,6 +61,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Command::DeadLetters(c) => commands::dead_letters::run(config, c).await,
             Command::Reset(a) => commands::reset::run(config, a).await,
             Command::Resume(a) => commands::resume::run(config, a).await,
+            Command::Drift(a) => commands::drift::run(config, a).await,
             Command::ConfigSchema => commands::schema::run(),
             Command::Demo(a) => commands::demo::run(a).await,
         }

@@ -217,3 +217,47 @@ fn resume_lifts_pauses_one_stream_or_all_and_says_what_it_lifted() {
     let out = dovetail(dir.path(), &["resume", "ordres"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn drift_is_kept_once_per_shape_listed_and_accepted_into_the_baseline() {
+    use dovetail_core::StateStore;
+    let dir = project(CONFIG);
+    let write = |rows: &[&str]| std::fs::write(dir.path().join("orders.jsonl"), rows.join("\n") + "\n").unwrap();
+    let run = || {
+        let out = dovetail(dir.path(), &["run"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    };
+    write(&[r#"{"id": 1, "price": 1.5}"#, r#"{"id": 2, "price": 2.5}"#]);
+    run();
+    let out = dovetail(dir.path(), &["drift"]);
+    assert!(text(&out.stdout).contains("no drift recorded"), "{}", text(&out.stdout));
+
+    write(&[r#"{"id": 1, "price": "1.50"}"#, r#"{"id": 2, "price": "2.50"}"#, r#"{"id": 3, "price": 3}"#]);
+    run();
+    run();
+    let out = dovetail(dir.path(), &["drift", "--json"]);
+    let events: Vec<dovetail_core::StoredDrift> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(events.len(), 1, "one row per shape, not per run or record: {events:?}");
+    let e = &events[0];
+    assert_eq!((e.path.as_str(), e.change.as_str(), e.observed.as_str()), ("/price", "type_changed", "string"));
+    assert_eq!((e.count, e.accepted_at.as_deref()), (4, None), "two records in each of two runs");
+    let listed = text(&dovetail(dir.path(), &["drift", "--pipeline", "orders"]).stdout);
+    assert!(listed.contains("/price") && listed.contains("open") && listed.contains("drift accept"), "{listed}");
+
+    let out = dovetail(dir.path(), &["drift", "accept", "orders", "orders"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 change(s) taken in"), "{}", text(&out.stdout));
+    run();
+    let events: Vec<dovetail_core::StoredDrift> =
+        serde_json::from_slice(&dovetail(dir.path(), &["drift", "--json"]).stdout).unwrap();
+    assert_eq!(events[0].count, 4, "the accepted shape drifted again: {events:?}");
+    assert!(events[0].accepted_at.is_some());
+    let state = dovetail_state::SqliteState::open(dir.path().join(".dovetail/state.db")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let baseline = rt.block_on(state.baseline("orders", "orders")).unwrap().unwrap();
+    let types = baseline.pointer("/properties/price/type").unwrap().to_string();
+    assert!(types.contains("number") && types.contains("string"), "{baseline}");
+    let out = dovetail(dir.path(), &["drift", "accept", "orders", "nosuch"]);
+    assert!(text(&out.stdout).contains("No open drift"), "{}", text(&out.stdout));
+    assert_eq!(dovetail(dir.path(), &["drift", "accept", "ordres", "orders"]).status.code(), Some(3));
+}

@@ -1,6 +1,7 @@
 //! Synchronous operations on run history and schema baselines.
 
-use dovetail_core::state::RunRecord;
+use dovetail_core::drift::DriftEvent;
+use dovetail_core::state::{RunRecord, StoredDrift};
 use dovetail_core::{Error, now_rfc3339};
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::Value;
@@ -104,4 +105,80 @@ pub(crate) fn save_baseline(db: &mut Db, pipeline: &str, stream: &str, schema: &
         .and_then(|mut st| st.execute(params![pipeline, stream, text, now_rfc3339()]))
         .op("saving a schema baseline")?;
     Ok(())
+}
+
+/// Add a run's drift events to the history (one transaction). A drift seen again after it
+/// was accepted is open again.
+pub(crate) fn record_drift(db: &mut Db, pipeline: &str, stream: &str, events: &[DriftEvent]) -> Result<(), Error> {
+    let tx = db.conn.transaction().op("starting a drift update")?;
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO drift_events
+                   (pipeline, stream, path, change, expected, observed, count, first_seen, last_seen, first_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
+                 ON CONFLICT (pipeline, stream, path, change, observed) DO UPDATE SET
+                   count = count + excluded.count, last_seen = excluded.last_seen,
+                   expected = excluded.expected, accepted_at = NULL",
+            )
+            .op("preparing the drift insert")?;
+        for e in events {
+            let count = i64::try_from(e.count).unwrap_or(i64::MAX);
+            st.execute(params![
+                pipeline,
+                stream,
+                e.path,
+                e.change,
+                e.expected,
+                e.observed,
+                count,
+                e.first_seen,
+                e.first_at
+            ])
+            .op("storing a drift event")?;
+        }
+    }
+    tx.commit().op("committing drift events")
+}
+
+/// Drift history, newest first.
+pub(crate) fn drift_events(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<StoredDrift>, Error> {
+    let mut st = db
+        .conn
+        .prepare_cached(
+            "SELECT pipeline, stream, path, change, expected, observed, count, first_seen, last_seen,
+                    first_at, accepted_at
+             FROM drift_events WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY last_seen DESC, id DESC",
+        )
+        .op("preparing the drift query")?;
+    let rows = st
+        .query_map([pipeline], |r| {
+            Ok(StoredDrift {
+                pipeline: r.get(0)?,
+                stream: r.get(1)?,
+                path: r.get(2)?,
+                change: r.get(3)?,
+                expected: r.get(4)?,
+                observed: r.get(5)?,
+                count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                first_seen: r.get(7)?,
+                last_seen: r.get(8)?,
+                first_at: r.get(9)?,
+                accepted_at: r.get(10)?,
+            })
+        })
+        .op("reading drift events")?;
+    rows.collect::<Result<Vec<_>, _>>().op("reading a drift event")
+}
+
+/// Mark a stream's open drift events accepted.
+pub(crate) fn accept_drift(db: &mut Db, pipeline: &str, stream: &str, at: &str) -> Result<u64, Error> {
+    let n = db
+        .conn
+        .prepare_cached(
+            "UPDATE drift_events SET accepted_at = ?3 WHERE pipeline = ?1 AND stream = ?2 AND accepted_at IS NULL",
+        )
+        .and_then(|mut st| st.execute(params![pipeline, stream, at]))
+        .op("accepting drift events")?;
+    Ok(n as u64)
 }

@@ -109,6 +109,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pipeline, stream)
     );
     "#,
+    // 4: drift history, one row per (stream, path, change, observed shape).
+    r#"
+    CREATE TABLE drift_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline    TEXT NOT NULL,
+        stream      TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        change      TEXT NOT NULL,
+        expected    TEXT NOT NULL,
+        observed    TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        first_at    TEXT NOT NULL,
+        accepted_at TEXT,
+        UNIQUE (pipeline, stream, path, change, observed)
+    );
+    "#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

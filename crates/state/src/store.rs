@@ -167,4 +167,24 @@ impl StateStore for SqliteState {
         let (p, s, v) = (pipeline.to_owned(), stream.to_owned(), schema.clone());
         self.with_db(move |db| history::save_baseline(db, &p, &s, &v)).await
     }
+
+    async fn record_drift(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        events: &[dovetail_core::drift::DriftEvent],
+    ) -> Result<(), Error> {
+        let (p, s, e) = (pipeline.to_owned(), stream.to_owned(), events.to_vec());
+        self.with_db(move |db| history::record_drift(db, &p, &s, &e)).await
+    }
+
+    async fn drift_events(&self, pipeline: Option<&str>) -> Result<Vec<dovetail_core::StoredDrift>, Error> {
+        let p = pipeline.map(str::to_owned);
+        self.with_db(move |db| history::drift_events(db, p.as_deref())).await
+    }
+
+    async fn accept_drift(&self, pipeline: &str, stream: &str, at: &str) -> Result<u64, Error> {
+        let (p, s, at) = (pipeline.to_owned(), stream.to_owned(), at.to_owned());
+        self.with_db(move |db| history::accept_drift(db, &p, &s, &at)).await
+    }
 }

@@ -486,6 +486,12 @@ impl StreamRun {
         drop(batch_rx);
         let read_ns = reader.await.unwrap_or(0);
         let (map_ns, ledger_ns, drift) = mapper.await.unwrap_or_default();
+        if !drift.is_empty() && !self.dry_run {
+            // The history outlives run reports; losing it must not fail a run that delivered.
+            if let Err(e) = sh.state.record_drift(&sh.name, &name, &drift).await {
+                warn!(stream = %name, error = %e.report(), "could not store drift events");
+            }
+        }
         report.drift = drift;
         t.read = read_ns;
         t.map = map_ns;

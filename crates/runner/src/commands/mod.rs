@@ -3,6 +3,7 @@
 pub mod check;
 pub mod dead_letters;
 pub mod demo;
+pub mod drift;
 pub mod reset;
 pub mod resume;
 pub mod run;

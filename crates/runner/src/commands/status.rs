@@ -109,7 +109,7 @@ fn duration(r: &RunRecord) -> String {
 }
 
 /// An RFC 3339 time to the second, in UTC.
-fn short_time(s: &str) -> String {
+pub(crate) fn short_time(s: &str) -> String {
     match s.parse::<jiff::Timestamp>() {
         Ok(t) => t
             .round(jiff::Unit::Second)
