@@ -15,13 +15,16 @@ use super::{Outcome, SourceContract, data};
 /// Compare `value` with the snapshot `name` in `dir`; a mismatch is an `Err` with insta's
 /// message (insta panics, and a check never panics on the connector's behalf).
 fn matches_snapshot(dir: &Path, name: &str, value: &Value) -> Result<(), String> {
+    // Pretty JSON text, not insta's JSON serializer: with serde_json's arbitrary_precision
+    // (exact numbers) insta would write numbers as `$serde_json::private::Number` objects.
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     let r = catch_unwind(AssertUnwindSafe(|| {
         insta::with_settings!({
             snapshot_path => dir.to_path_buf(),
             prepend_module_to_snapshot => false,
             omit_expression => true,
         }, {
-            insta::assert_json_snapshot!(name, value);
+            insta::assert_snapshot!(name, &text);
         });
     }));
     r.map_err(|panic| {
