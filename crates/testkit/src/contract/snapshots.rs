@@ -20,7 +20,7 @@ fn matches_snapshot(dir: &Path, name: &str, value: &Value) -> Result<(), String>
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     let r = catch_unwind(AssertUnwindSafe(|| {
         insta::with_settings!({
-            snapshot_path => dir.to_path_buf(),
+            snapshot_path => dir,
             prepend_module_to_snapshot => false,
             omit_expression => true,
         }, {
