@@ -1,15 +1,32 @@
 //! The connector contract suite (dovetail-testkit) for the declarative REST source, over
 //! fixtures in the testkit format written by hand (connectors/rest/fixtures/): a two-page
-//! cursor listing, and the same listing behind a 503. `cargo xtask contract rest` runs it.
+//! cursor listing, the same listing behind a 503, and behind an OAuth2 token that is
+//! refused once (401, a new token, the pages). `cargo xtask contract rest` runs it.
 
 use dovetail_core::{BuildCx, SourceConnector};
 use dovetail_rest::{RestSource, RestSourceConfig};
 use dovetail_testkit::SourceContract;
 use serde_json::json;
 
+const CLIENT_SECRET: &str = "rest-fixture-client-secret-not-real";
+
 fn build(base_url: &str) -> Result<RestSource, dovetail_core::Error> {
+    build_with(base_url, None)
+}
+
+/// The items source; with OAuth2 client credentials against the replay server's token URL.
+fn build_oauth(base_url: &str) -> Result<RestSource, dovetail_core::Error> {
+    let auth = json!({
+        "type": "oauth2_client_credentials", "token_url": format!("{base_url}/oauth/token"),
+        "client_id": "dovetail-contract", "client_secret": CLIENT_SECRET,
+    });
+    build_with(base_url, Some(auth))
+}
+
+fn build_with(base_url: &str, auth: Option<serde_json::Value>) -> Result<RestSource, dovetail_core::Error> {
     let config: RestSourceConfig = serde_json::from_value(json!({
         "base_url": base_url,
+        "auth": auth,
         "api_version": { "header": "X-Api-Version", "value": "2026-01-01" },
         "http": { "retry": { "max_attempts": 3, "base_delay_ms": 1, "max_delay_ms": 2 } },
         "streams": [{
@@ -29,7 +46,9 @@ async fn rest_source_honours_the_connector_contract() {
         .snapshots_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots"))
         .stream("items", "items.json")
         .scenario("server_error_then_ok", "items", "items_server_error.json")
+        .refreshes_on_401("items", "items_oauth_refresh.json", build_oauth)
         .version_header("x-api-version")
+        .secret(CLIENT_SECRET)
         .example_config::<RestSourceConfig>(json!({
             "base_url": "https://api.example.com",
             "streams": [{ "name": "items", "path": "/v1/items", "records": "/data", "primary_key": ["id"] }],
