@@ -130,6 +130,12 @@ pub(super) async fn fresh_start_reads_everything(c: &SourceContract) -> Outcome 
             if direct == 0 {
                 return Err("the data holds no record: the check proves nothing".into());
             }
+            // Local records are counted as given: a source losing some is caught here.
+            if let Some(given) = &case.records
+                && given.len() as u64 != direct
+            {
+                return Err(format!("{} record(s) given, a direct read of the source yields {direct}", given.len()));
+            }
             if s.read != direct || s.written + s.dead_lettered != direct || s.filtered > 0 {
                 return Err(format!(
                     "a direct read yields {direct} record(s); the run read {}, wrote {}, dead-lettered {}, filtered {}",
