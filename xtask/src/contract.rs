@@ -165,10 +165,10 @@ mod tests {
     fn lines_parse_and_the_table_marks_failures() {
         let out = "running 1 test\ncontract: gh a_check pass streams: x, y\ncontract: gh other fail it broke\n\
                    contract: gh third n/a no fixture\ncontract: gh bad maybe what\ntest x ... ok\n\
-                   ..contract: gh after_dots pass quiet test output\n";
+                   ..contract: gh dotted pass quiet test output\n";
         let lines = parse(out);
         assert_eq!(lines.len(), 4);
-        assert_eq!(lines[3].check, "after_dots");
+        assert_eq!(lines[3].check, "dotted");
         assert_eq!(lines[1].reason, "it broke");
         let t = table(&["gh".to_owned()], &lines);
         assert!(t.contains("a_check  pass"), "{t}");

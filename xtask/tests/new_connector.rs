@@ -100,7 +100,13 @@ fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untou
         String::from_utf8_lossy(&contract.stderr)
     );
     let row = |check: &str| table.lines().find(|l| l.split_whitespace().next() == Some(check)).map(str::to_owned);
-    for check in ["syncs_each_stream_to_the_last_page", "rerun_writes_nothing", "drift_on_changed_field_type"] {
+    for check in [
+        "syncs_each_stream_to_the_last_page",
+        "rerun_writes_nothing",
+        "schemas_match_snapshots",
+        "mappings_match_snapshots",
+        "drift_on_changed_field_type",
+    ] {
         let line = row(check).unwrap_or_else(|| panic!("no `{check}` row:\n{table}"));
         assert!(line.ends_with("pass"), "{line}\n{table}");
     }
