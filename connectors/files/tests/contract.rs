@@ -75,6 +75,7 @@ async fn jsonl_sink_honours_the_sink_contract() {
         |dir| JsonlSink::build(JsonlSinkConfig { dir: dir.to_path_buf() }, &BuildCx::default()),
         read_jsonl,
     )
+    .refuses_nothing("the JSONL sink appends any JSON record; it has no record it refuses")
     .run()
     .await;
 }

@@ -100,6 +100,9 @@ async fn rest_sink_honours_the_sink_contract() {
         },
         move |dir, _stream| Ok(read_vendor(&vendor, dir)),
     )
+    .refuses_nothing(
+        "the fake vendor answers every PUT with 200; a refused write (4xx → dead letter) is covered by tests/sink.rs",
+    )
     .run()
     .await;
 }

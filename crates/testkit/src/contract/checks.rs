@@ -437,6 +437,9 @@ async fn retries_scenario(c: &SourceContract, scenario: &str) -> Outcome {
 }
 
 async fn refreshes_on_401(c: &SourceContract) -> Outcome {
+    if !c.http {
+        return Outcome::NotApplicable("not an HTTP source: no credential to refresh".into());
+    }
     let Some((sc, build)) = &c.refresh else {
         return Outcome::NotApplicable(
             "the connector does not use OAuth2 (no `refreshes_on_401` given): a rejected static credential is `unauthorized_fails_clearly`".into(),

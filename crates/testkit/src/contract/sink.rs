@@ -40,6 +40,8 @@ pub struct SinkContract {
     build: BuildSink,
     read: ReadBack,
     bad_record: Option<Value>,
+    /// Why no record can be refused by this sink (`refuses_nothing`).
+    refuses_nothing: Option<String>,
 }
 
 impl std::fmt::Debug for SinkContract {
@@ -91,6 +93,7 @@ impl SinkContract {
             build: Arc::new(move |dir: &Path| build(dir).map(|s| Arc::new(s) as Arc<dyn Sink>)),
             read: Arc::new(read),
             bad_record: None,
+            refuses_nothing: None,
         }
     }
 
@@ -98,6 +101,12 @@ impl SinkContract {
     /// `rejects_bad_record_keeps_rest`; without one that check is n/a.
     pub fn bad_record(mut self, record: Value) -> Self {
         self.bad_record = Some(record);
+        self
+    }
+
+    /// The sink accepts every JSON object, so `rejects_bad_record_keeps_rest` is n/a: why.
+    pub fn refuses_nothing(mut self, why: &str) -> Self {
+        self.refuses_nothing = Some(why.to_owned());
         self
     }
 
@@ -240,7 +249,10 @@ impl SinkContract {
     /// A record the sink refuses is dead-lettered with a reason; the rest are stored.
     async fn rejects_bad_record_keeps_rest(&self) -> Outcome {
         let Some(bad) = &self.bad_record else {
-            return Outcome::NotApplicable("no record this sink refuses was given (`.bad_record(...)`)".into());
+            return Outcome::NotApplicable(match &self.refuses_nothing {
+                Some(why) => why.clone(),
+                None => "no record this sink refuses was given (`.bad_record(...)`)".into(),
+            });
         };
         let r: Result<String, String> = async {
             let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
