@@ -3,8 +3,10 @@
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`
 //! 3. `cargo test --workspace` (plain cargo test: unit, integration and doc tests)
-//! 4. tidy (in-process)
-//! 5. demo smoke test: `dovetail run` on a temp copy of `examples/`, twice; the second run
+//! 4. contract: every connector's contract suite (`cargo xtask contract`, in-process),
+//!    on the same debug build as the tests, printing the connector × check table
+//! 5. tidy (in-process)
+//! 6. demo smoke test: `dovetail run` on a temp copy of `examples/`, twice; the second run
 //!    must write 0 records. Then `dovetail demo` (fake vendor with faults, REST → SQLite)
 //!    twice on the same copy: the first must report what it survived, the second 0 written.
 //!
@@ -36,6 +38,13 @@ const STEPS: &[Step] = &[
         run: |root| run_cargo(root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     },
     Step { name: "test", what: "cargo test --workspace", run: |root| run_cargo(root, &["test", "--workspace"]) },
+    Step {
+        name: "contract",
+        what: "cargo xtask contract (every connector with a tests/contract.rs; same debug build)",
+        run: |root| {
+            if crate::contract::main(root, &[])? { Ok(()) } else { bail!("a contract check failed (table above)") }
+        },
+    },
     Step {
         name: "tidy",
         what: "cargo xtask tidy (in-process)",
@@ -379,6 +388,6 @@ echo "customers     3       $n          0"
     #[test]
     fn steps_are_in_the_documented_order() {
         let names: Vec<_> = STEPS.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["fmt", "clippy", "test", "tidy", "demo"]);
+        assert_eq!(names, ["fmt", "clippy", "test", "contract", "tidy", "demo"]);
     }
 }

@@ -29,7 +29,9 @@ pub fn parse(output: &str) -> Vec<Line> {
     output
         .lines()
         .filter_map(|l| {
-            let rest = l.trim_start().strip_prefix("contract: ")?;
+            // `cargo test -q` prints a `.` per finished test without a newline, so a line
+            // may start with dots from another test of the same file.
+            let rest = l.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).strip_prefix("contract: ")?;
             let mut parts = rest.splitn(4, ' ');
             let (connector, check, outcome) = (parts.next()?, parts.next()?, parts.next()?);
             if !matches!(outcome, "pass" | "fail" | "n/a") {
@@ -162,9 +164,11 @@ mod tests {
     #[test]
     fn lines_parse_and_the_table_marks_failures() {
         let out = "running 1 test\ncontract: gh a_check pass streams: x, y\ncontract: gh other fail it broke\n\
-                   contract: gh third n/a no fixture\ncontract: gh bad maybe what\ntest x ... ok\n";
+                   contract: gh third n/a no fixture\ncontract: gh bad maybe what\ntest x ... ok\n\
+                   ..contract: gh dotted pass quiet test output\n";
         let lines = parse(out);
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[3].check, "dotted");
         assert_eq!(lines[1].reason, "it broke");
         let t = table(&["gh".to_owned()], &lines);
         assert!(t.contains("a_check  pass"), "{t}");

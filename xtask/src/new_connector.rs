@@ -20,6 +20,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("fixtures/items_rerun.json", include_str!("../templates/connector/fixtures/items_rerun.json.tmpl")),
     ("tests/source.rs", include_str!("../templates/connector/tests/source.rs.tmpl")),
     ("tests/contract.rs", include_str!("../templates/connector/tests/contract.rs.tmpl")),
+    (
+        "tests/snapshots/contract_schema_items.snap",
+        include_str!("../templates/connector/tests/snapshots/contract_schema_items.snap.tmpl"),
+    ),
+    (
+        "tests/snapshots/contract_rows_items.snap",
+        include_str!("../templates/connector/tests/snapshots/contract_rows_items.snap.tmpl"),
+    ),
 ];
 
 /// The names a template needs, from the connector name (`acme_crm`).

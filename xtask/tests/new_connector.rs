@@ -1,5 +1,9 @@
 //! `cargo xtask new-connector acme` in a throwaway workspace, then the scaffold's own tests
-//! there: it builds and passes at once, and the real tree is untouched.
+//! and `cargo xtask contract acme` there: it builds and passes at once, every contract check
+//! is pass or n/a with a reason, and the real tree is untouched.
+//!
+//! Slow-ish: it compiles the new crate and its tests (about 10–30 s on a warm target dir;
+//! a cold one builds the workspace's dependencies first).
 //!
 //! The throwaway workspace names the real crates by absolute path, so their builds in the
 //! shared target directory are reused; only the new crate (and any dependency whose
@@ -81,6 +85,36 @@ fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untou
     );
     let stdout = String::from_utf8_lossy(&test.stdout);
     assert!(stdout.contains("test result: ok. 2 passed"), "{stdout}");
+
+    // The contract table, as a contributor would run it in the new workspace.
+    let contract = Command::new(xtask)
+        .args(["contract", "acme"])
+        .env("XTASK_ROOT", ws)
+        .env("CARGO_TARGET_DIR", target_dir(&root))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&contract.stdout);
+    assert!(
+        contract.status.success(),
+        "`xtask contract acme` failed:\n{table}\n{}",
+        String::from_utf8_lossy(&contract.stderr)
+    );
+    let row = |check: &str| table.lines().find(|l| l.split_whitespace().next() == Some(check)).map(str::to_owned);
+    for check in [
+        "syncs_each_stream_to_the_last_page",
+        "rerun_writes_nothing",
+        "schemas_match_snapshots",
+        "mappings_match_snapshots",
+        "drift_on_changed_field_type",
+    ] {
+        let line = row(check).unwrap_or_else(|| panic!("no `{check}` row:\n{table}"));
+        assert!(line.ends_with("pass"), "{line}\n{table}");
+    }
+    assert!(!table.contains("FAIL"), "{table}");
+    // Every n/a says why.
+    for l in table.lines().filter(|l| l.starts_with("acme ") && l.contains(" n/a:")) {
+        assert!(l.split(" n/a:").nth(1).is_some_and(|why| !why.trim().is_empty()), "{l}");
+    }
 
     // The real tree is untouched.
     assert!(!root.join("connectors/acme").exists());

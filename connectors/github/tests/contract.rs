@@ -30,6 +30,7 @@ fn build(base_url: &str, overrides: Value) -> Result<GithubSource, dovetail_core
 async fn github_honours_the_connector_contract() {
     SourceContract::http("github", |url| build(url, json!({})))
         .fixtures_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))
+        .snapshots_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots"))
         .stream_with("repositories", "repositories.json", |url| {
             build(url, json!({ "owner_type": "auto", "repositories": [] }))
         })

@@ -27,7 +27,7 @@ mod redact;
 mod replay;
 mod server;
 
-pub use contract::{CheckResult, Outcome, SourceContract};
+pub use contract::{CheckResult, Outcome, SinkContract, SourceContract};
 pub use error::FixtureError;
 pub use format::{BASE_URL, Body, Exchange, FORMAT_VERSION, Fixture, REDACTED, RecordedRequest, RecordedResponse};
 pub use record::Recorder;

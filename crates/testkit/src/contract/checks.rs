@@ -11,7 +11,7 @@ use crate::format::{Body, Exchange, Fixture, REDACTED, RecordedResponse};
 use crate::replay::FixtureServer;
 
 /// The pipeline name every contract run uses.
-const PIPELINE: &str = "contract";
+pub(super) const PIPELINE: &str = "contract";
 
 type Check = (&'static str, Outcome);
 
@@ -19,6 +19,10 @@ type Check = (&'static str, Outcome);
 pub(crate) async fn run_all(c: &SourceContract) -> Vec<Check> {
     vec![
         ("syncs_each_stream_to_the_last_page", syncs_each_stream(c).await),
+        ("stops_at_the_last_page", super::records::stops_at_the_last_page(c).await),
+        ("fresh_start_reads_everything", super::records::fresh_start_reads_everything(c).await),
+        ("schemas_match_snapshots", super::snapshots::schemas_match_snapshots(c)),
+        ("mappings_match_snapshots", super::snapshots::mappings_match_snapshots(c).await),
         ("rerun_writes_nothing", rerun_writes_nothing(c).await),
         ("resumes_from_a_checkpoint", resumes_from_a_checkpoint(c).await),
         ("corrupt_checkpoint_is_reported", corrupt_checkpoint_is_reported(c).await),
@@ -26,24 +30,27 @@ pub(crate) async fn run_all(c: &SourceContract) -> Vec<Check> {
         ("unauthorized_fails_clearly", unauthorized_fails_clearly(c).await),
         ("retries_a_server_error", retries_scenario(c, "server_error_then_ok").await),
         ("waits_out_a_rate_limit", retries_scenario(c, "rate_limited_then_ok").await),
+        ("refreshes_on_401", refreshes_on_401(c).await),
+        ("drift_on_changed_field_type", super::records::drift_on_changed_field_type(c).await),
+        ("bad_record_dead_lettered_rest_continue", super::records::bad_record_dead_lettered(c).await),
         ("config_rejects_an_unknown_key", config_rejects_an_unknown_key(c)),
         ("no_fixture_secret_in_output", no_fixture_secret_in_output(c).await),
     ]
 }
 
 /// One run of one stream against an optional replay server.
-struct Run {
-    report: RunReport,
-    sink: MemorySink,
-    state: MemoryState,
+pub(super) struct Run {
+    pub(super) report: RunReport,
+    pub(super) sink: MemorySink,
+    pub(super) state: MemoryState,
 }
 
-fn builder<'a>(c: &'a SourceContract, case: &'a StreamCase) -> &'a BuildSource {
+pub(super) fn builder<'a>(c: &'a SourceContract, case: &'a StreamCase) -> &'a BuildSource {
     case.build.as_ref().unwrap_or(&c.build)
 }
 
 /// Run `stream` once on `state`, noting everything user-visible in the transcript.
-async fn run_once(
+pub(super) async fn run_once(
     c: &SourceContract,
     build: &BuildSource,
     base_url: &str,
@@ -71,19 +78,19 @@ async fn run_once(
 }
 
 /// Start a replay server for a fixture (HTTP sources), or none.
-async fn serve(fixture: Option<&Fixture>) -> Result<Option<FixtureServer>, String> {
+pub(super) async fn serve(fixture: Option<&Fixture>) -> Result<Option<FixtureServer>, String> {
     match fixture {
         Some(f) => FixtureServer::start(f.clone()).await.map(Some).map_err(|e| e.to_string()),
         None => Ok(None),
     }
 }
 
-fn base_url(server: Option<&FixtureServer>) -> String {
+pub(super) fn base_url(server: Option<&FixtureServer>) -> String {
     server.map(FixtureServer::base_url).unwrap_or_default()
 }
 
 /// Unmatched requests as a failure reason, if any.
-fn unmatched(server: Option<&FixtureServer>) -> Result<(), String> {
+pub(super) fn unmatched(server: Option<&FixtureServer>) -> Result<(), String> {
     let Some(s) = server else { return Ok(()) };
     let u = s.unmatched();
     match u.first() {
@@ -92,7 +99,7 @@ fn unmatched(server: Option<&FixtureServer>) -> Result<(), String> {
     }
 }
 
-fn succeeded(stream: &str, r: &RunReport) -> Result<(), String> {
+pub(super) fn succeeded(stream: &str, r: &RunReport) -> Result<(), String> {
     if r.outcome == "succeeded" {
         Ok(())
     } else {
@@ -101,7 +108,7 @@ fn succeeded(stream: &str, r: &RunReport) -> Result<(), String> {
 }
 
 /// The stream cases, or a failure when there are none or one lacks its fixture.
-fn cases(c: &SourceContract) -> Result<&[StreamCase], String> {
+pub(super) fn cases(c: &SourceContract) -> Result<&[StreamCase], String> {
     if c.streams.is_empty() {
         return Err("no streams given to the contract".into());
     }
@@ -114,7 +121,7 @@ fn cases(c: &SourceContract) -> Result<&[StreamCase], String> {
 }
 
 /// Collect per-stream results into one outcome.
-fn combine(results: Vec<(String, Result<Option<String>, String>)>) -> Outcome {
+pub(super) fn combine(results: Vec<(String, Result<Option<String>, String>)>) -> Outcome {
     let fails: Vec<String> =
         results.iter().filter_map(|(s, r)| r.as_ref().err().map(|e| format!("{s}: {e}"))).collect();
     if !fails.is_empty() {
@@ -429,6 +436,40 @@ async fn retries_scenario(c: &SourceContract, scenario: &str) -> Outcome {
     r.map_or_else(Outcome::Fail, Outcome::Pass)
 }
 
+async fn refreshes_on_401(c: &SourceContract) -> Outcome {
+    if !c.http {
+        return Outcome::NotApplicable("not an HTTP source: no credential to refresh".into());
+    }
+    let Some((sc, build)) = &c.refresh else {
+        return Outcome::NotApplicable(
+            "the connector does not use OAuth2 (no `refreshes_on_401` given): a rejected static credential is `unauthorized_fails_clearly`".into(),
+        );
+    };
+    let r: Result<String, String> = async {
+        let server = serve(Some(&sc.fixture)).await?.ok_or("no server")?;
+        let run = run_once(c, build, &server.base_url(), &sc.stream, &MemoryState::default()).await?;
+        succeeded(&sc.stream, &run.report).map_err(|e| format!("the 401 was not survived: {e}"))?;
+        unmatched(Some(&server))?;
+        if !server.unused().is_empty() {
+            return Err(format!("exchange(s) {:?} of {} never requested", server.unused(), sc.file));
+        }
+        let http = run.report.http.get("source").cloned().unwrap_or_default();
+        let rejected = http.by_status.get("401").copied().unwrap_or(0);
+        if http.token_requests < 2 || rejected != 1 {
+            return Err(format!(
+                "expected one 401 followed by a token refresh: {} token request(s), {rejected} 401(s)",
+                http.token_requests
+            ));
+        }
+        match run.report.streams.get(&sc.stream).map_or(0, |s| s.written) {
+            0 => Err("the retried request wrote no rows".into()),
+            n => Ok(format!("{}: 401, {} token requests, then {n} record(s)", sc.stream, http.token_requests)),
+        }
+    }
+    .await;
+    r.map_or_else(Outcome::Fail, Outcome::Pass)
+}
+
 fn config_rejects_an_unknown_key(c: &SourceContract) -> Outcome {
     let Some((example, parse)) = &c.example_config else {
         return Outcome::NotApplicable("no example config given".into());
@@ -462,7 +503,7 @@ async fn no_fixture_secret_in_output(c: &SourceContract) -> Outcome {
             texts.push((file.clone(), f.to_json()));
         }
     }
-    for sc in c.scenarios.values() {
+    for sc in c.scenarios.values().chain(c.refresh.iter().map(|(sc, _)| sc)) {
         texts.push((sc.file.clone(), sc.fixture.to_json()));
     }
     // `check` errors too (an auth failure is where a token most often leaks).

@@ -27,6 +27,12 @@
 //! ```
 
 mod checks;
+mod data;
+mod records;
+mod sink;
+mod snapshots;
+
+pub use sink::{ReadBack, SinkContract};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +54,10 @@ pub const SCENARIOS: &[&str] = &["unauthorized", "server_error_then_ok", "rate_l
 /// Builds the source under test from the replay server's base URL (`""` for a source that
 /// speaks no HTTP).
 pub type BuildSource = Arc<dyn Fn(&str) -> Result<Arc<dyn Source>, Error> + Send + Sync>;
+
+/// Builds a local source over the given records of one stream (the test writes them where
+/// the source reads, e.g. a JSONL file in a temp dir): `(stream, records)`.
+pub type BuildOver = Arc<dyn Fn(&str, &[Value]) -> Result<Arc<dyn Source>, Error> + Send + Sync>;
 
 /// What one check concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +115,9 @@ pub(crate) struct StreamCase {
     /// What the second run of `rerun_writes_nothing` replays, when it sends other requests
     /// than the first (an incremental `since` from the checkpoint).
     pub(crate) rerun: Option<(String, Fixture)>,
+    /// The records a local source reads for this stream (given with
+    /// [`SourceContract::records`]), so checks can derive changed copies of them.
+    pub(crate) records: Option<Vec<Value>>,
 }
 
 /// A scenario fixture: the stream it runs and the exchanges it replays.
@@ -128,6 +141,13 @@ pub struct SourceContract {
     pub(crate) version_header: Option<String>,
     pub(crate) secrets: Vec<String>,
     pub(crate) example_config: Option<(Value, ParseConfig)>,
+    /// Where the committed insta snapshots of schemas and mappings live.
+    pub(crate) snapshots_dir: Option<PathBuf>,
+    /// How a local source is built over given records (`local_records`).
+    pub(crate) over: Option<BuildOver>,
+    /// The connector authenticates with OAuth2: the `refreshes_on_401` scenario and the
+    /// builder it needs.
+    pub(crate) refresh: Option<(Scenario, BuildSource)>,
     /// Everything the runs produced that a user could see (reports, errors, dead letters),
     /// scanned for secrets by the last check.
     pub(crate) transcript: Mutex<Vec<String>>,
@@ -184,6 +204,9 @@ impl SourceContract {
             version_header: None,
             secrets: Vec::new(),
             example_config: None,
+            snapshots_dir: None,
+            over: None,
+            refresh: None,
             transcript: Mutex::new(Vec::new()),
         }
     }
@@ -206,6 +229,7 @@ impl SourceContract {
             fixture: Some((fixture.to_owned(), f)),
             build: None,
             rerun: None,
+            records: None,
         });
         self
     }
@@ -226,13 +250,77 @@ impl SourceContract {
             fixture: Some((fixture.to_owned(), f)),
             build: Some(wrap(build)),
             rerun: None,
+            records: None,
         });
         self
     }
 
     /// A stream of a local source (no fixture: the data is what the builder reads).
     pub fn local_stream(mut self, name: &str) -> Self {
-        self.streams.push(StreamCase { name: name.to_owned(), fixture: None, build: None, rerun: None });
+        self.streams.push(StreamCase { name: name.to_owned(), fixture: None, build: None, rerun: None, records: None });
+        self
+    }
+
+    /// The contract of a local source built over records the contract hands it (`build`
+    /// gets the stream and its records and writes them where the source reads): the data
+    /// checks (drift, a bad record) then run on changed copies of each stream's records.
+    pub fn local_records<S, F>(connector: &str, build: F) -> SourceContract
+    where
+        S: Source + 'static,
+        F: Fn(&str, &[Value]) -> Result<S, Error> + Send + Sync + 'static,
+    {
+        let over: BuildOver = Arc::new(move |stream: &str, records: &[Value]| {
+            build(stream, records).map(|s| Arc::new(s) as Arc<dyn Source>)
+        });
+        let name = connector.to_owned();
+        let no_default: BuildSource = Arc::new(move |_: &str| {
+            Err(Error::config(format!("contract {name}: a local_records source is built per stream")))
+        });
+        let mut c = SourceContract::new(connector, no_default, false);
+        c.over = Some(over);
+        c
+    }
+
+    /// A stream of a [`local_records`](Self::local_records) source and the records it reads.
+    ///
+    /// # Panics
+    /// When the contract was not made with `local_records`.
+    pub fn records(mut self, stream: &str, records: Vec<Value>) -> Self {
+        let Some(over) = self.over.clone() else {
+            panic!("contract {}: `records` needs SourceContract::local_records", self.connector)
+        };
+        let (name, data) = (stream.to_owned(), records.clone());
+        let build: BuildSource = Arc::new(move |_: &str| over(&name, &data));
+        self.streams.push(StreamCase {
+            name: stream.to_owned(),
+            fixture: None,
+            build: Some(build),
+            rerun: None,
+            records: Some(records),
+        });
+        self
+    }
+
+    /// Where the committed insta snapshots of stream schemas and mappings are (usually
+    /// `concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots")`).
+    pub fn snapshots_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.snapshots_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// The connector uses OAuth2: `fixture` replays a 401, a token refresh and the page
+    /// again for `stream`, read by a source from `build` (configured for OAuth2).
+    ///
+    /// # Panics
+    /// When the fixture file cannot be loaded.
+    pub fn refreshes_on_401<S, F>(mut self, stream: &str, fixture: &str, build: F) -> Self
+    where
+        S: Source + 'static,
+        F: Fn(&str) -> Result<S, Error> + Send + Sync + 'static,
+    {
+        let f = self.load(fixture);
+        let sc = Scenario { stream: stream.to_owned(), file: fixture.to_owned(), fixture: f };
+        self.refresh = Some((sc, wrap(build)));
         self
     }
 

@@ -1,0 +1,271 @@
+//! Checks about the records a stream yields: the listing ends at the last recorded page, a
+//! fresh start reads everything, a changed field type is drift, a bad record is
+//! dead-lettered while the rest are written. The changed inputs are derived in code from
+//! the recorded ones ([`super::data`]).
+
+use std::time::Duration;
+
+use dovetail_core::testing::MemoryState;
+use dovetail_core::{Cx, Next, ReadRequest, RunReport, StateStore, StreamSpec};
+use serde_json::Value;
+
+use super::checks::{PIPELINE, Run, cases, run_once, succeeded, unmatched};
+use super::data::{self, Data, Live};
+use super::{Outcome, SourceContract, StreamCase};
+
+/// A run that has not ended after this long is a listing that never stops.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Pages a direct read follows before calling the listing endless.
+const MAX_PAGES: usize = 10_000;
+
+/// Per stream: `Ok(Ok(detail))` passed, `Ok(Err(why))` does not apply, `Err(why)` failed.
+type StreamResult = Result<Result<String, String>, String>;
+
+/// Collect per-stream results into one outcome, keeping each stream's detail.
+fn summarize(results: Vec<(String, StreamResult)>) -> Outcome {
+    let fails: Vec<String> =
+        results.iter().filter_map(|(s, r)| r.as_ref().err().map(|e| format!("{s}: {e}"))).collect();
+    if !fails.is_empty() {
+        return Outcome::Fail(fails.join("; "));
+    }
+    let pass: Vec<String> =
+        results.iter().filter_map(|(s, r)| r.as_ref().ok()?.as_ref().ok().map(|d| format!("{s} ({d})"))).collect();
+    let na: Vec<String> =
+        results.iter().filter_map(|(s, r)| r.as_ref().ok()?.as_ref().err().map(|d| format!("{s} ({d})"))).collect();
+    match (pass.is_empty(), na.is_empty()) {
+        (true, true) => Outcome::Fail("no stream to check".into()),
+        (true, false) => Outcome::NotApplicable(na.join("; ")),
+        (false, true) => Outcome::Pass(pass.join("; ")),
+        (false, false) => Outcome::Pass(format!("{}; n/a: {}", pass.join("; "), na.join("; "))),
+    }
+}
+
+/// Run `case` over `data` on `state`, within [`RUN_LIMIT`].
+async fn run_over(
+    c: &SourceContract,
+    case: &StreamCase,
+    data: Option<&Data>,
+    state: &MemoryState,
+) -> Result<(Run, Live), String> {
+    let live = data::live(c, case, data).await?;
+    let run = tokio::time::timeout(RUN_LIMIT, run_once(c, &live.build, &live.url, &case.name, state))
+        .await
+        .map_err(|_| format!("the run did not end within {}s", RUN_LIMIT.as_secs()))??;
+    Ok((run, live))
+}
+
+fn written(r: &RunReport, stream: &str) -> u64 {
+    r.streams.get(stream).map_or(0, |s| s.written)
+}
+
+/// The stream's spec as the case's source declares it.
+fn spec(live: &Live, stream: &str) -> Result<StreamSpec, String> {
+    let src = (live.build)(&live.url).map_err(|e| format!("building the source failed: {}", e.report()))?;
+    src.streams().into_iter().find(|s| s.name == stream).ok_or_else(|| format!("the source declares no `{stream}`"))
+}
+
+/// The run over the recorded fixture asks for nothing beyond it, uses every recorded page
+/// and ends.
+pub(super) async fn stops_at_the_last_page(c: &SourceContract) -> Outcome {
+    if !c.http {
+        return Outcome::NotApplicable(
+            "not an HTTP source: it reads local data to its end, there are no pages to follow".into(),
+        );
+    }
+    let cases = match cases(c) {
+        Ok(cs) => cs,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut results = Vec::new();
+    for case in cases {
+        let r = async {
+            let data = data::of(case);
+            let (run, live) = run_over(c, case, data.as_ref(), &MemoryState::default()).await?;
+            succeeded(&case.name, &run.report)?;
+            let server = live.server.as_ref().ok_or("no replay server")?;
+            unmatched(Some(server))?;
+            // Unused exchanges are no failure: a fixture may also hold a later run's requests
+            // (an incremental `since`); `syncs_each_stream` checks the pass completed.
+            let sent: usize = server.served().iter().sum();
+            Ok(Ok(format!("{sent} request(s), none beyond the recording, the run ended")))
+        }
+        .await;
+        results.push((case.name.clone(), r));
+    }
+    summarize(results)
+}
+
+/// Every record a direct read of the data yields (records and rejects).
+async fn direct_read(live: &Live, stream: &str) -> Result<u64, String> {
+    let src = (live.build)(&live.url).map_err(|e| format!("building the source failed: {}", e.report()))?;
+    let (mut position, mut total) = (None, 0u64);
+    for _ in 0..MAX_PAGES {
+        let req = ReadRequest { stream: stream.to_owned(), position, since: None, batch_size: 100, use_cache: false };
+        let page = src.read(&req, &Cx::default()).await.map_err(|e| format!("a direct read failed: {}", e.report()))?;
+        total += (page.records.len() + page.rejects.len()) as u64;
+        match page.next {
+            Next::More(p) => position = Some(p),
+            Next::Done { .. } => return Ok(total),
+        }
+    }
+    Err(format!("a direct read did not end within {MAX_PAGES} pages"))
+}
+
+/// With an empty state every record of the data arrives: as many as a direct read of the
+/// source yields, written or dead-lettered, none filtered away.
+pub(super) async fn fresh_start_reads_everything(c: &SourceContract) -> Outcome {
+    let cases = match cases(c) {
+        Ok(cs) => cs,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut results = Vec::new();
+    for case in cases {
+        let r = async {
+            let data = data::of(case);
+            let direct = direct_read(&data::live(c, case, data.as_ref()).await?, &case.name).await?;
+            let (run, _live) = run_over(c, case, data.as_ref(), &MemoryState::default()).await?;
+            succeeded(&case.name, &run.report)?;
+            let s = run.report.streams.get(&case.name).cloned().unwrap_or_default();
+            if direct == 0 {
+                return Err("the data holds no record: the check proves nothing".into());
+            }
+            // Local records are counted as given: a source losing some is caught here.
+            if let Some(given) = &case.records
+                && given.len() as u64 != direct
+            {
+                return Err(format!("{} record(s) given, a direct read of the source yields {direct}", given.len()));
+            }
+            if s.read != direct || s.written + s.dead_lettered != direct || s.filtered > 0 {
+                return Err(format!(
+                    "a direct read yields {direct} record(s); the run read {}, wrote {}, dead-lettered {}, filtered {}",
+                    s.read, s.written, s.dead_lettered, s.filtered
+                ));
+            }
+            Ok(Ok(format!("{direct} of {direct}")))
+        }
+        .await;
+        results.push((case.name.clone(), r));
+    }
+    summarize(results)
+}
+
+/// Fields of `record` whose type the check may change: strings and numbers that are
+/// neither a primary key nor the cursor (changing those tests other promises).
+fn candidates(record: &Value, spec: &StreamSpec) -> Vec<String> {
+    let reserved: Vec<String> =
+        spec.primary_key.iter().chain(spec.cursor_field.iter()).map(ToString::to_string).collect();
+    record
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, v)| (v.is_string() || v.is_number()) && !reserved.contains(k))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Fields tried before giving up: a typed connector may refuse a changed field (a dead
+/// letter, also recorded) where another field of the same record is passed through.
+const DRIFT_TRIES: usize = 8;
+
+/// A copy of a stream's data with one field's JSON type changed yields a `type_changed`
+/// drift event, measured against the baseline the unchanged data established.
+pub(super) async fn drift_on_changed_field_type(c: &SourceContract) -> Outcome {
+    let cases = match cases(c) {
+        Ok(cs) => cs,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut results = Vec::new();
+    for case in cases {
+        let r = async {
+            let Some(data) = data::of(case) else {
+                return Ok(Err("a local stream without records given to the contract: nothing to change".into()));
+            };
+            let Some(first) = data::first_record(&data) else {
+                return Err("no record found in the data (no array of objects in a successful response)".into());
+            };
+            // The unchanged data sets the baseline (declared, or inferred from the first page).
+            let state = MemoryState::default();
+            let (run, live) = run_over(c, case, Some(&data), &state).await?;
+            succeeded(&case.name, &run.report)?;
+            let spec = spec(&live, &case.name)?;
+            let baseline = state
+                .baseline(PIPELINE, &case.name)
+                .await
+                .map_err(|e| e.report())?
+                .ok_or("the run stored no schema baseline")?;
+            let mut refused = Vec::new();
+            for field in candidates(&first, &spec).into_iter().take(DRIFT_TRIES) {
+                let Some((changed, what)) = data::with_type_changed(&data, &field) else { continue };
+                let state = MemoryState::default();
+                state.save_baseline(PIPELINE, &case.name, &baseline).await.map_err(|e| e.report())?;
+                let (run, _live) = run_over(c, case, Some(&changed), &state).await?;
+                let s = run.report.streams.get(&case.name).cloned().unwrap_or_default();
+                if let Some(e) = s.drift.iter().find(|e| e.change == "type_changed") {
+                    return Ok(Ok(format!(
+                        "`{field}` {what}: type_changed at {} ({} → {})",
+                        e.path, e.expected, e.observed
+                    )));
+                }
+                refused.push(format!("`{field}`: {} dead-lettered, outcome {}", s.dead_lettered, run.report.outcome));
+            }
+            if refused.is_empty() {
+                return Err(format!("the first record has no string or number field to change: {first}"));
+            }
+            Err(format!("no type_changed drift event for any changed field: {}", refused.join(", ")))
+        }
+        .await;
+        results.push((case.name.clone(), r));
+    }
+    summarize(results)
+}
+
+/// A copy of a stream's data with its first record made permanently bad: that record is
+/// dead-lettered with a reason, every other record is written.
+pub(super) async fn bad_record_dead_lettered(c: &SourceContract) -> Outcome {
+    let cases = match cases(c) {
+        Ok(cs) => cs,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut results = Vec::new();
+    for case in cases {
+        let r = async {
+            let Some(data) = data::of(case) else {
+                return Ok(Err("a local stream without records given to the contract: nothing to break".into()));
+            };
+            let (good, live) = run_over(c, case, Some(&data), &MemoryState::default()).await?;
+            succeeded(&case.name, &good.report)?;
+            let rows = good.sink.rows(&case.name).len();
+            if rows < 2 {
+                return Err(format!("{rows} row(s): one bad record among others needs at least two"));
+            }
+            let spec = spec(&live, &case.name)?;
+            let key = spec.primary_key.first().map(ToString::to_string).filter(|k| !k.contains(['.', '[']));
+            let (broken, what) =
+                data::with_first_record_broken(&data, key.as_deref()).ok_or("no record found in the data")?;
+            let state = MemoryState::default();
+            let (bad, _live) = run_over(c, case, Some(&broken), &state).await?;
+            succeeded(&case.name, &bad.report).map_err(|e| format!("one bad record ({what}) failed the run: {e}"))?;
+            let dead = state.dead_letters(Some(PIPELINE), Some(&case.name), 100).await.map_err(|e| e.report())?;
+            let left = bad.sink.rows(&case.name).len();
+            match dead.as_slice() {
+                [d] if !d.reason.trim().is_empty() && left + 1 == rows => Ok(Ok(format!(
+                    "{what}: dead-lettered ({}), {left} of {rows} written",
+                    d.reason.chars().take(80).collect::<String>()
+                ))),
+                [d] if d.reason.trim().is_empty() => Err("the dead letter has no reason".into()),
+                _ => Err(format!(
+                    "{what}: {} dead letter(s) and {left} row(s); expected 1 and {}, written {}",
+                    dead.len(),
+                    rows - 1,
+                    written(&bad.report, &case.name)
+                )),
+            }
+        }
+        .await;
+        results.push((case.name.clone(), r));
+    }
+    summarize(results)
+}
