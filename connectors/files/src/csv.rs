@@ -90,6 +90,7 @@ pub(crate) fn read_page(
                     reason: format!("{} line {row_line}: {why}", plan.display),
                     path: None,
                     raw: encode_row(&fields, opts),
+                    drift: None,
                 }),
             }
         }
@@ -147,7 +148,7 @@ pub(crate) fn read_header(
 
 /// Turn a dead letter's raw row (CSV text) back into a record, with the file's header.
 pub(crate) fn decode_row(plan: &StreamPlan, opts: CsvOptions, raw: &str) -> Result<Value, Reject> {
-    let fail = |reason: String| Reject { location: None, reason, path: None, raw: raw.to_owned() };
+    let fail = |reason: String| Reject { location: None, reason, path: None, raw: raw.to_owned(), drift: None };
     let file = std::fs::File::open(&plan.path)
         .map_err(|e| fail(format!("cannot open `{}` to read its header: {e}", plan.display)))?;
     let header = match read_header(plan, opts, &file, u64::MAX) {

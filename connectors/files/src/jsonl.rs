@@ -71,7 +71,7 @@ pub(crate) fn read_page(
 
 /// Turn a dead letter's raw line back into a record: it must be one JSON object.
 pub(crate) fn decode_line(raw: &str) -> Result<Value, Reject> {
-    let fail = |reason: String| Reject { location: None, reason, path: None, raw: raw.to_owned() };
+    let fail = |reason: String| Reject { location: None, reason, path: None, raw: raw.to_owned(), drift: None };
     match serde_json::from_str::<Value>(raw.trim()) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(other) => Err(fail(format!("expected a JSON object, found {}", type_name(&other)))),
@@ -85,6 +85,7 @@ fn reject(plan: &StreamPlan, line: u64, why: String, text: &[u8]) -> Reject {
         reason: format!("{} line {line}: {why}", plan.display),
         path: None,
         raw: String::from_utf8_lossy(text).into_owned(),
+        drift: None,
     }
 }
 

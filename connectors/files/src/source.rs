@@ -87,6 +87,7 @@ impl Source for FilesSource {
             reason: e.message().to_owned(),
             path: None,
             raw: raw.to_owned(),
+            drift: None,
         })?;
         match plan.format {
             PlanFormat::Jsonl => crate::jsonl::decode_line(raw),

@@ -231,12 +231,14 @@ impl GithubSource {
                     records.push(Record::new(row, prov.clone()).at(location));
                 }
                 Err(e) => {
+                    let drift = drift_of(&e, &item, &location, &page.response);
                     let raw = RawObject { github_repository: repo.to_owned(), github_object: item };
                     rejects.push(Reject {
                         location: Some(location),
                         reason: format!("{} object does not decode: {}", stream.name(), e.reason),
                         path: e.path,
                         raw: serde_json::to_string(&raw).unwrap_or_default(),
+                        drift,
                     });
                 }
             }
@@ -352,8 +354,13 @@ impl Source for GithubSource {
     /// A dead letter of this source holds the GitHub object and its repository: map it
     /// again (after a fix); one the engine wrote holds a row already.
     fn decode_raw(&self, stream: &str, raw: &str) -> Result<Value, Reject> {
-        let reject =
-            |reason: String, path: Option<String>| Reject { location: None, reason, path, raw: raw.to_owned() };
+        let reject = |reason: String, path: Option<String>| Reject {
+            location: None,
+            reason,
+            path,
+            raw: raw.to_owned(),
+            drift: None,
+        };
         let v: Value = serde_json::from_str(raw).map_err(|e| reject(format!("invalid JSON: {e}"), None))?;
         if v.get("github_object").is_none() {
             return Ok(v);
@@ -363,4 +370,34 @@ impl Source for GithubSource {
             serde_json::from_value(v).map_err(|e| reject(format!("not a dead letter of ours: {e}"), None))?;
         mapping::map(s, &o.github_repository, &o.github_object).map_err(|e| reject(e.reason, e.path))
     }
+}
+
+/// The drift behind a decode failure, when it is one: a field of another JSON type than the
+/// model's (`invalid type`), or a required field gone (`missing field`).
+fn drift_of(
+    e: &mapping::MapError,
+    item: &Value,
+    at: &Location,
+    resp: &Response,
+) -> Option<Box<dovetail_core::drift::DriftEvent>> {
+    let dotted = e.path.as_deref().filter(|p| !p.is_empty() && *p != ".")?;
+    let pointer: String =
+        dotted.split('.').map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1"))).collect();
+    let (change, observed) = if e.reason.starts_with("invalid type") {
+        ("type_changed", item.pointer(&pointer).map_or("absent", dovetail_core::schema::type_name))
+    } else if e.reason.starts_with("missing field") {
+        ("missing_field", "absent")
+    } else {
+        return None;
+    };
+    let expected = e.reason.rsplit_once("expected ").map_or("the model's type", |(_, x)| x);
+    Some(Box::new(dovetail_core::drift::DriftEvent {
+        path: pointer,
+        change: change.to_owned(),
+        expected: expected.to_owned(),
+        observed: observed.to_owned(),
+        count: 1,
+        first_seen: dovetail_core::now_rfc3339(),
+        first_at: format!("{} {at}", redact_url(&resp.url, &[])),
+    }))
 }

@@ -343,6 +343,7 @@ impl RestSource {
                         reason: format!("page {url} was not valid JSON after every retry: {}", e.report()),
                         path: None,
                         raw: url.clone(),
+                        drift: None,
                     };
                     return Ok((vec![], vec![reject], p.state().cloned()));
                 }

@@ -51,6 +51,9 @@ pub struct Reject {
     pub path: Option<String>,
     /// The raw input, as text.
     pub raw: String,
+    /// When the record was refused because its shape changed (a field of another type), that
+    /// change: the engine counts it as drift as well as dead-lettering the record.
+    pub drift: Option<Box<crate::drift::DriftEvent>>,
 }
 
 /// Where the next read continues.
@@ -101,6 +104,7 @@ pub trait Source: Send + Sync {
             reason: format!("invalid JSON: {e}"),
             path: None,
             raw: raw.to_owned(),
+            drift: None,
         })
     }
 }

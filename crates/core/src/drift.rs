@@ -215,6 +215,28 @@ impl DriftTracker {
         }
     }
 
+    /// Count a drift a source found itself (a record it could not decode because a field
+    /// changed type); returns whether it is new in this run.
+    pub fn record(&mut self, event: DriftEvent) -> bool {
+        let change = match event.change.as_str() {
+            "type_changed" => "type_changed",
+            "null_value" => "null_value",
+            "new_field" => "new_field",
+            "missing_field" => "missing_field",
+            _ => "type_changed",
+        };
+        match self.events.get_mut(&(event.path.clone(), change)) {
+            Some(e) => {
+                e.count += event.count.max(1);
+                false
+            }
+            None => {
+                self.events.insert((event.path.clone(), change), event);
+                true
+            }
+        }
+    }
+
     fn note(
         &mut self,
         path: &[&str],

@@ -17,7 +17,7 @@ pub fn infer<'a>(samples: impl IntoIterator<Item = &'a Value>) -> Value {
 }
 
 /// The JSON Schema type name of a value (`integer` for integral numbers).
-pub(crate) fn type_name(v: &Value) -> &'static str {
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

@@ -310,7 +310,12 @@ impl StreamRun {
                             }
                         }
                     }
-                    for r in page.rejects {
+                    for mut r in page.rejects {
+                        if let (Some(e), Some(d)) = (r.drift.take(), &mut drift)
+                            && d.record((*e).clone())
+                        {
+                            warn!(stream = %stream, path = %e.path, change = %e.change, expected = %e.expected, observed = %e.observed, at = %e.first_at, "response shape drifted; the record is dead-lettered");
+                        }
                         b.dead.push(preparer.reject(&endpoint, r));
                     }
                     let mut candidates = Vec::with_capacity(page.records.len());
