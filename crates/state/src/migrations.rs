@@ -256,7 +256,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
         assert_eq!(cp.position, Some(serde_json::json!({"page": 3})));
@@ -293,6 +293,23 @@ mod tests {
         };
         st.pause(&pause).await.unwrap();
         assert_eq!(st.paused(Some("p")).await.unwrap(), vec![pause]);
+        // Migration 4: drift history, one row per shape whatever the number of runs.
+        let e = dovetail_core::drift::DriftEvent {
+            path: "/price".into(),
+            change: "type_changed".into(),
+            expected: "number".into(),
+            observed: "string".into(),
+            count: 2,
+            first_seen: "t1".into(),
+            first_at: "item 0".into(),
+        };
+        st.record_drift("p", "s", std::slice::from_ref(&e)).await.unwrap();
+        st.record_drift("p", "s", &[dovetail_core::drift::DriftEvent { first_seen: "t2".into(), ..e }]).await.unwrap();
+        let stored = st.drift_events(Some("p")).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!((stored[0].count, stored[0].first_seen.as_str(), stored[0].last_seen.as_str()), (4, "t1", "t2"));
+        assert_eq!(st.accept_drift("p", "s", "t3").await.unwrap(), 1);
+        assert_eq!(st.drift_events(None).await.unwrap()[0].accepted_at.as_deref(), Some("t3"));
     }
 
     #[test]
