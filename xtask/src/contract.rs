@@ -87,14 +87,24 @@ pub fn table(connectors: &[String], lines: &[Line]) -> String {
                 Some("pass") => "pass",
                 Some("fail") => "FAIL",
                 Some(_) => "n/a",
-                None => "-",
+                // The connector ran no suite of this kind (a source-only or sink-only crate).
+                None => "n/a",
             };
             out.push_str(&format!("  {v:cw$}"));
         }
         out.push('\n');
     }
     let mut out: String = out.lines().map(|l| format!("{}\n", l.trim_end())).collect();
-    let notes: Vec<&Line> = lines.iter().filter(|l| l.outcome != "pass").collect();
+    let mut notes: Vec<Line> = lines.iter().filter(|l| l.outcome != "pass").cloned().collect();
+    for check in &checks {
+        for c in connectors {
+            if !cell.contains_key(&(*check, c.as_str())) {
+                let (kind, has) = if check.starts_with("sink_") { ("sink", "source") } else { ("source", "sink") };
+                let reason = format!("{c} has no {kind}: it is a {has}-only connector");
+                notes.push(Line { connector: c.clone(), check: (*check).to_owned(), outcome: "n/a".into(), reason });
+            }
+        }
+    }
     if !notes.is_empty() {
         out.push('\n');
         for l in notes {
@@ -175,5 +185,17 @@ mod tests {
         assert!(t.contains("other    FAIL"), "{t}");
         assert!(t.contains("gh other FAIL: it broke"), "{t}");
         assert!(t.contains("gh third n/a: no fixture"), "{t}");
+        // A connector that ran no suite of a kind shows n/a with why, never a blank.
+        let mut both = lines.clone();
+        both.push(Line {
+            connector: "db".into(),
+            check: "sink_replay".into(),
+            outcome: "pass".into(),
+            reason: "".into(),
+        });
+        let t = table(&["db".to_owned(), "gh".to_owned()], &both);
+        assert!(t.contains("gh sink_replay n/a: gh has no sink: it is a source-only connector"), "{t}");
+        assert!(t.contains("db a_check n/a: db has no source: it is a sink-only connector"), "{t}");
+        assert!(!t.contains(" - "), "{t}");
     }
 }
