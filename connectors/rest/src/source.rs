@@ -7,16 +7,14 @@
 //! and where the current parent's child listing continues). A position that does not
 //! decode is a permanent error: the engine reports a corrupt checkpoint instead of guessing.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use dovetail_core::{
     BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, Provenance, ReadRequest, Record, Reject, Source,
     SourceConnector, StreamSpec,
 };
-use dovetail_http::paginate::{PageState, PageStyle, Paginator, RawPage};
+use dovetail_http::paginate::{PageState, PageStyle, Paginator};
 use dovetail_http::{HttpClient, REQUEST_ID_HEADERS, Request, Response, redact_url};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -30,45 +28,6 @@ pub struct RestSource {
     client: HttpClient,
     streams: Arc<Vec<StreamDef>>,
     api_version: Option<String>,
-    /// The next page of each stream, requested while the engine handles the current one.
-    ahead: Arc<Mutex<HashMap<String, Ahead>>>,
-}
-
-/// How long a page fetched ahead stays usable after it arrived: the engine asks for it
-/// within moments, so an older one belongs to an earlier run in this process.
-const AHEAD_FRESH: Duration = Duration::from_secs(30);
-
-/// What a fetch ahead hands back: the paginator positioned after the page, the page (or
-/// why not), and when it arrived.
-type Fetched = (Paginator, Result<Option<RawPage>, Error>, Instant);
-
-/// A request for a stream's next page, started before the engine asked for it. Dropping it
-/// cancels the request.
-struct Ahead {
-    /// The position the page was requested from; used only by a read from the same one.
-    state: PageState,
-    since: Option<Value>,
-    use_cache: bool,
-    task: tokio::task::JoinHandle<Fetched>,
-}
-
-impl Drop for Ahead {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl std::fmt::Debug for Ahead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ahead").field("state", &self.state).finish_non_exhaustive()
-    }
-}
-
-/// Which reads fetch ahead: a stream's own listing, named by the stream.
-struct Lookahead<'a> {
-    stream: &'a str,
-    since: Option<&'a Value>,
-    use_cache: bool,
 }
 
 #[derive(Debug)]
@@ -126,12 +85,7 @@ impl SourceConnector for RestSource {
             }
             defs.push(define(s, &names)?);
         }
-        Ok(RestSource {
-            client,
-            streams: Arc::new(defs),
-            api_version: config.api_version.map(|v| v.value),
-            ahead: Arc::default(),
-        })
+        Ok(RestSource { client, streams: Arc::new(defs), api_version: config.api_version.map(|v| v.value) })
     }
 }
 
@@ -298,35 +252,19 @@ impl RestSource {
 
     /// One page of a listing: its records and the listing's next state (`None`: ended).
     /// A page that never decodes is skipped with a reject where the style allows it.
-    ///
-    /// With `lookahead`, the next page is requested as soon as this one says where it is,
-    /// before this one's records are decoded, and the next call with that position takes it:
-    /// the API's latency and the decoding overlap instead of adding up.
     async fn page(
         &self,
         def: &StreamDef,
         template: Request,
         state: PageState,
         parent: Option<&Map<String, Value>>,
-        lookahead: Option<Lookahead<'_>>,
     ) -> Result<(Vec<Record>, Vec<Reject>, Option<PageState>), Error> {
-        let offset = state.received;
-        let fetched = match &lookahead {
-            Some(l) => self.take_ahead(l, &state).await,
-            None => None,
-        };
-        let (mut p, fetched) = match fetched {
-            Some(f) => f,
-            None => {
-                let mut p = self.paginator(def, template, state);
-                let r = p.next_raw_page().await;
-                (p, r)
-            }
-        };
-        let page = match fetched {
+        let mut p = self.paginator(def, template, state);
+        let offset = p.state().map(|s| s.received).unwrap_or(0);
+        let url = p.next_url().unwrap_or_default();
+        let page = match p.next_page().await {
             Ok(page) => page,
             Err(e) if *e.kind() == ErrorKind::Data => {
-                let url = p.next_url().unwrap_or_default();
                 let page_size = match &def.cfg.pagination {
                     Pagination::PageNumber { page_size, .. } | Pagination::Offset { page_size, .. } => *page_size,
                     _ => None,
@@ -358,12 +296,7 @@ impl RestSource {
             }
             Err(e) => return Err(e),
         };
-        let Some(raw) = page else { return Ok((vec![], vec![], None)) };
-        let next = if def.style.is_none() { None } else { p.state().cloned() };
-        if let (Some(l), Some(next)) = (&lookahead, &next) {
-            self.fetch_ahead(l, next.clone(), p);
-        }
-        let page = raw.decode()?;
+        let Some(page) = page else { return Ok((vec![], vec![], None)) };
         let prov = Arc::new(self.provenance(&page.response));
         let mut records = Vec::with_capacity(page.items.len());
         for (i, mut item) in page.items.into_iter().enumerate() {
@@ -378,36 +311,8 @@ impl RestSource {
             }
             records.push(Record::new(item, prov.clone()).at(Location::Item(offset + i as u64)));
         }
+        let next = if def.style.is_none() { None } else { p.state().cloned() };
         Ok((records, vec![], next))
-    }
-
-    /// Request the page at `state` in the background, for the read that will ask for it.
-    fn fetch_ahead(&self, l: &Lookahead<'_>, state: PageState, mut p: Paginator) {
-        let task = tokio::spawn(async move {
-            let r = p.next_raw_page().await;
-            (p, r, Instant::now())
-        });
-        let ahead = Ahead { state, since: l.since.cloned(), use_cache: l.use_cache, task };
-        let replaced =
-            self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(l.stream.to_owned(), ahead);
-        drop(replaced);
-    }
-
-    /// The page fetched ahead for this read, if it was requested from the same position
-    /// with the same parameters and is fresh; any other is dropped (and its request
-    /// cancelled).
-    async fn take_ahead(
-        &self,
-        l: &Lookahead<'_>,
-        state: &PageState,
-    ) -> Option<(Paginator, Result<Option<RawPage>, Error>)> {
-        let ahead = self.ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(l.stream)?;
-        if ahead.state != *state || ahead.since.as_ref() != l.since || ahead.use_cache != l.use_cache {
-            return None;
-        }
-        let mut ahead = ahead;
-        let (p, r, done) = (&mut ahead.task).await.ok()?;
-        (done.elapsed() < AHEAD_FRESH).then_some((p, r))
     }
 
     fn provenance(&self, resp: &Response) -> Provenance {
@@ -433,7 +338,7 @@ impl RestSource {
             if let Some(fields) = pos.pending.first().cloned() {
                 let template = self.template(def, Some(&fields), req.since.as_ref())?.use_cache(req.use_cache);
                 let (records, mut rej, next) =
-                    self.page(def, template, pos.child.take().unwrap_or_default(), Some(&fields), None).await?;
+                    self.page(def, template, pos.child.take().unwrap_or_default(), Some(&fields)).await?;
                 rejects.append(&mut rej);
                 match next {
                     Some(state) => pos.child = Some(state),
@@ -450,7 +355,7 @@ impl RestSource {
                 return Ok(Page { records: vec![], rejects, next: Next::Done { resume: None } });
             };
             let template = self.template(parent_def, None, None)?.use_cache(req.use_cache);
-            let (parents, mut rej, next) = self.page(parent_def, template, state, None, None).await?;
+            let (parents, mut rej, next) = self.page(parent_def, template, state, None).await?;
             rejects.append(&mut rej);
             pos.parents = next;
             pos.pending = parents
@@ -529,8 +434,7 @@ impl Source for RestSource {
                 }
             };
             let template = self.template(def, None, req.since.as_ref())?.use_cache(req.use_cache);
-            let lookahead = Lookahead { stream: &def.cfg.name, since: req.since.as_ref(), use_cache: req.use_cache };
-            let (records, rejects, next) = self.page(def, template, state, None, Some(lookahead)).await?;
+            let (records, rejects, next) = self.page(def, template, state, None).await?;
             let next = match next {
                 Some(page) => Next::More(serde_json::json!({ "page": page })),
                 None => Next::Done { resume: None },

@@ -76,7 +76,6 @@ mod observe;
 pub mod paginate;
 mod request;
 mod retry;
-mod scan;
 mod stats;
 
 pub use cache::MemoryResponseCache;

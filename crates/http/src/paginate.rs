@@ -60,30 +60,6 @@ pub struct Page {
     pub items: Vec<Value>,
 }
 
-/// A page whose body was validated but whose records are not decoded yet
-/// ([`Paginator::next_raw_page`]).
-#[derive(Debug, Clone)]
-pub struct RawPage {
-    /// The response (status, headers, raw body, cache flags).
-    pub response: Response,
-    items_pointer: Option<String>,
-}
-
-impl RawPage {
-    /// Decode the body and take its items out, as [`Paginator::next_page`] returns them.
-    pub fn decode(self) -> Result<Page, Error> {
-        let mut body: Value = self.response.json()?;
-        let items = match &self.items_pointer {
-            Some(p) => body.pointer_mut(p).and_then(|v| v.as_array_mut()).map(std::mem::take),
-            None => match &mut body {
-                Value::Array(a) => Some(std::mem::take(a)),
-                _ => None,
-            },
-        };
-        Ok(Page { response: self.response, body, items: items.unwrap_or_default() })
-    }
-}
-
 /// Where the next page of a listing is: small, serializable, and enough to resume the
 /// listing in another process (a connector stores it in its checkpoint).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -229,62 +205,21 @@ impl Paginator {
             self.state = None;
             return Ok(None);
         };
-        let next = self.next_pointer().and_then(|p| body.pointer(p));
-        let total = self.total_pointer.as_deref().and_then(|p| body.pointer(p));
-        self.advance(&response, next, total, items.len())?;
+        let fingerprint = fingerprint(&response.body);
+        self.advance(&response, &body, items.len(), fingerprint)?;
         Ok(Some(Page { response, body, items }))
     }
 
-    /// The next page with its records still undecoded, `None` after the last one.
-    ///
-    /// The body is validated (a page that is not JSON is retried like [`next_page`]
-    /// (Self::next_page) does) and the listing advanced from the few values pagination needs,
-    /// so the following page can be requested while this one's records are decoded
-    /// ([`RawPage::decode`]) elsewhere.
-    pub async fn next_raw_page(&mut self) -> Result<Option<RawPage>, Error> {
-        let Some(req) = self.next_request() else { return Ok(None) };
-        let pointers: Vec<&str> = [self.next_pointer(), self.total_pointer.as_deref()].into_iter().flatten().collect();
-        let items = self.items_pointer.as_deref().unwrap_or("");
-        let (response, found) = self
-            .client
-            .send_decode(req, |r| {
-                let found = crate::scan::scan(&r.body, &pointers, items).map_err(|e| {
-                    Error::data("response body is not the expected JSON").with_source(e).at(r.url.path())
-                })?;
-                Ok((r.clone(), found))
-            })
-            .await?;
-        let Some(count) = found.items.filter(|n| *n > 0) else {
-            self.state = None;
-            return Ok(None);
-        };
-        let mut values = found.values.iter().map(Option::as_ref);
-        let next = if self.next_pointer().is_some() { values.next().flatten() } else { None };
-        let total = if self.total_pointer.is_some() { values.next().flatten() } else { None };
-        self.advance(&response, next, total, count)?;
-        Ok(Some(RawPage { response, items_pointer: self.items_pointer.clone() }))
-    }
-
-    /// The JSON pointer of the next cursor or URL, for the styles that read one from the body.
-    fn next_pointer(&self) -> Option<&str> {
-        match &self.style {
-            PageStyle::NextUrl { pointer } | PageStyle::Cursor { pointer, .. } => Some(pointer),
-            _ => None,
-        }
-    }
-
-    fn advance(
-        &mut self,
-        resp: &Response,
-        next: Option<&Value>,
-        total: Option<&Value>,
-        count: usize,
-    ) -> Result<(), Error> {
-        let fingerprint = fingerprint(&resp.body);
+    fn advance(&mut self, resp: &Response, body: &Value, count: usize, fingerprint: u64) -> Result<(), Error> {
         let Some(mut state) = self.state.take() else { return Ok(()) };
         state.received += count as u64;
         let short = self.page_size.is_some_and(|n| count < n);
-        let total_reached = total.and_then(Value::as_u64).is_some_and(|total| state.received >= total);
+        let total_reached = self
+            .total_pointer
+            .as_deref()
+            .and_then(|p| body.pointer(p))
+            .and_then(Value::as_u64)
+            .is_some_and(|total| state.received >= total);
         let more = match &self.style {
             PageStyle::LinkHeader => {
                 let link = resp.headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).find_map(next_link);
@@ -296,15 +231,17 @@ impl Paginator {
                     None => false,
                 }
             }
-            PageStyle::NextUrl { .. } => match next.and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                Some(u) => {
-                    state.url = Some(self.guard(absolute(&resp.url, u)?.to_string())?);
-                    true
+            PageStyle::NextUrl { pointer } => {
+                match body.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                    Some(u) => {
+                        state.url = Some(self.guard(absolute(&resp.url, u)?.to_string())?);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
-            PageStyle::Cursor { .. } => {
-                let cursor = match next {
+            }
+            PageStyle::Cursor { pointer, .. } => {
+                let cursor = match body.pointer(pointer) {
                     Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
                     Some(Value::Number(n)) => Some(n.to_string()),
                     _ => None,

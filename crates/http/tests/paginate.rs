@@ -1,6 +1,4 @@
-//! Each pagination style ends, and each loop guard fires, over loopback HTTP — read both
-//! with `next_page` and with `next_raw_page` + `decode` (which advances from a scan of the
-//! body before decoding the records), which must agree.
+//! Each pagination style ends, and each loop guard fires, over loopback HTTP.
 
 mod common;
 
@@ -11,41 +9,13 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-async fn all(mut p: Paginator, raw: bool) -> Result<Vec<Value>, dovetail_core::Error> {
+async fn all(mut p: Paginator) -> Result<Vec<Value>, dovetail_core::Error> {
     let mut out = Vec::new();
-    if raw {
-        while let Some(page) = p.next_raw_page().await? {
-            out.extend(page.decode()?.items);
-        }
-    } else {
-        while let Some(page) = p.next_page().await? {
-            out.extend(page.items);
-        }
+    while let Some(page) = p.next_page().await? {
+        out.extend(page.items);
     }
     Ok(out)
 }
-
-/// Each listing test twice: records decoded with the page, and decoded after it advanced.
-macro_rules! both_ways {
-    ($($name:ident),* $(,)?) => {
-        mod decoded {
-            $(#[tokio::test] async fn $name() { super::$name(false).await })*
-        }
-        mod raw {
-            $(#[tokio::test] async fn $name() { super::$name(true).await })*
-        }
-    };
-}
-
-both_ways!(
-    link_header_pages_end_and_loop_guard_fires,
-    cursor_pages_end_and_loop_guard_fires,
-    next_url_pages_end_and_loop_guard_fires,
-    page_numbers_end_on_an_empty_page_and_a_repeated_page_is_caught,
-    offsets_advance_by_items_received_and_end_on_an_empty_page,
-    a_listing_resumes_from_its_saved_state_without_refetching_pages,
-    short_pages_and_totals_end_a_listing_without_an_extra_request,
-);
 
 async fn page(server: &MockServer, param: Option<(&str, &str)>, t: ResponseTemplate) {
     let m = Mock::given(method("GET")).and(path("/l"));
@@ -60,91 +30,97 @@ fn json(v: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(v)
 }
 
-async fn link_header_pages_end_and_loop_guard_fires(raw: bool) {
+#[tokio::test]
+async fn link_header_pages_end_and_loop_guard_fires() {
     let server = MockServer::start().await;
     let next = |p: &str| format!("<{}/l?page={p}>; rel=\"next\"", server.uri());
     page(&server, None, json(json!([1, 2])).insert_header("link", next("2").as_str())).await;
     page(&server, Some(("page", "2")), json(json!([3])).insert_header("link", next("3").as_str())).await;
     page(&server, Some(("page", "3")), json(json!([4]))).await;
     let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
-    let items = all(client.paginate(Request::get("/l"), PageStyle::LinkHeader), raw).await.unwrap();
+    let items = all(client.paginate(Request::get("/l"), PageStyle::LinkHeader)).await.unwrap();
     assert_eq!(items, vec![json!(1), json!(2), json!(3), json!(4)]);
 
     server.reset().await;
     page(&server, None, json(json!([1])).insert_header("link", next("2").as_str())).await;
     page(&server, Some(("page", "2")), json(json!([2])).insert_header("link", next("2").as_str())).await;
-    let e = all(client.paginate(Request::get("/l"), PageStyle::LinkHeader), raw).await.unwrap_err();
+    let e = all(client.paginate(Request::get("/l"), PageStyle::LinkHeader)).await.unwrap_err();
     assert!(e.to_string().contains("pagination loop"), "{e}");
 }
 
-async fn cursor_pages_end_and_loop_guard_fires(raw: bool) {
+#[tokio::test]
+async fn cursor_pages_end_and_loop_guard_fires() {
     let server = MockServer::start().await;
     page(&server, None, json(json!({"data": [1], "meta": {"next": "a"}}))).await;
     page(&server, Some(("cursor", "a")), json(json!({"data": [2], "meta": {"next": "b"}}))).await;
     page(&server, Some(("cursor", "b")), json(json!({"data": [3], "meta": {"next": null}}))).await;
     let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
     let style = PageStyle::Cursor { pointer: "/meta/next".into(), param: "cursor".into() };
-    let items = all(client.paginate(Request::get("/l"), style.clone()).items_at("/data"), raw).await.unwrap();
+    let items = all(client.paginate(Request::get("/l"), style.clone()).items_at("/data")).await.unwrap();
     assert_eq!(items, vec![json!(1), json!(2), json!(3)]);
 
     server.reset().await;
     page(&server, None, json(json!({"data": [1], "meta": {"next": "a"}}))).await;
     page(&server, Some(("cursor", "a")), json(json!({"data": [2], "meta": {"next": "a"}}))).await;
-    let e = all(client.paginate(Request::get("/l"), style).items_at("/data"), raw).await.unwrap_err();
+    let e = all(client.paginate(Request::get("/l"), style).items_at("/data")).await.unwrap_err();
     assert!(e.to_string().contains("pagination loop: the server sent `a` as next twice"), "{e}");
 }
 
-async fn next_url_pages_end_and_loop_guard_fires(raw: bool) {
+#[tokio::test]
+async fn next_url_pages_end_and_loop_guard_fires() {
     let server = MockServer::start().await;
     page(&server, None, json(json!({"items": [1], "next": "/l?cursor=2"}))).await;
     page(&server, Some(("cursor", "2")), json(json!({"items": [2], "next": ""}))).await;
     let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
     let style = PageStyle::NextUrl { pointer: "/next".into() };
-    let items = all(client.paginate(Request::get("/l"), style.clone()).items_at("/items"), raw).await.unwrap();
+    let items = all(client.paginate(Request::get("/l"), style.clone()).items_at("/items")).await.unwrap();
     assert_eq!(items, vec![json!(1), json!(2)]);
 
     server.reset().await;
     page(&server, None, json(json!({"items": [1], "next": "/l?cursor=2"}))).await;
     page(&server, Some(("cursor", "2")), json(json!({"items": [2], "next": "/l?cursor=2"}))).await;
-    let e = all(client.paginate(Request::get("/l"), style).items_at("/items"), raw).await.unwrap_err();
+    let e = all(client.paginate(Request::get("/l"), style).items_at("/items")).await.unwrap_err();
     assert!(e.to_string().contains("pagination loop"), "{e}");
 }
 
-async fn page_numbers_end_on_an_empty_page_and_a_repeated_page_is_caught(raw: bool) {
+#[tokio::test]
+async fn page_numbers_end_on_an_empty_page_and_a_repeated_page_is_caught() {
     let server = MockServer::start().await;
     page(&server, Some(("page", "1")), json(json!([1, 2]))).await;
     page(&server, Some(("page", "2")), json(json!([3]))).await;
     page(&server, Some(("page", "3")), json(json!([]))).await;
     let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
     let style = PageStyle::PageNumber { param: "page".into(), first: 1 };
-    let items = all(client.paginate(Request::get("/l").query("per_page", "2"), style.clone()), raw).await.unwrap();
+    let items = all(client.paginate(Request::get("/l").query("per_page", "2"), style.clone())).await.unwrap();
     assert_eq!(items.len(), 3);
     let sent = server.received_requests().await.unwrap();
     assert!(sent.iter().all(|r| r.url.query().unwrap().contains("per_page=2")));
 
     server.reset().await;
     Mock::given(method("GET")).respond_with(json(json!([1, 2]))).mount(&server).await;
-    let e = all(client.paginate(Request::get("/l"), style), raw).await.unwrap_err();
+    let e = all(client.paginate(Request::get("/l"), style)).await.unwrap_err();
     assert!(e.to_string().contains("identical"), "{e}");
 }
 
-async fn offsets_advance_by_items_received_and_end_on_an_empty_page(raw: bool) {
+#[tokio::test]
+async fn offsets_advance_by_items_received_and_end_on_an_empty_page() {
     let server = MockServer::start().await;
     page(&server, Some(("offset", "0")), json(json!({"rows": [1, 2]}))).await;
     page(&server, Some(("offset", "2")), json(json!({"rows": [3, 4]}))).await;
     page(&server, Some(("offset", "4")), json(json!({"rows": []}))).await;
     let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
     let style = PageStyle::Offset { param: "offset".into() };
-    let items = all(client.paginate(Request::get("/l"), style.clone()).items_at("/rows"), raw).await.unwrap();
+    let items = all(client.paginate(Request::get("/l"), style.clone()).items_at("/rows")).await.unwrap();
     assert_eq!(items.len(), 4);
 
     server.reset().await;
     Mock::given(method("GET")).respond_with(json(json!({"rows": [1]}))).mount(&server).await;
-    let e = all(client.paginate(Request::get("/l"), style).items_at("/rows"), raw).await.unwrap_err();
+    let e = all(client.paginate(Request::get("/l"), style).items_at("/rows")).await.unwrap_err();
     assert!(e.to_string().contains("identical"), "{e}");
 }
 
-async fn a_listing_resumes_from_its_saved_state_without_refetching_pages(raw: bool) {
+#[tokio::test]
+async fn a_listing_resumes_from_its_saved_state_without_refetching_pages() {
     let server = MockServer::start().await;
     page(&server, None, json(json!({"data": [1], "meta": {"next": "a"}}))).await;
     page(&server, Some(("cursor", "a")), json(json!({"data": [2], "meta": {"next": "b"}}))).await;
@@ -162,20 +138,21 @@ async fn a_listing_resumes_from_its_saved_state_without_refetching_pages(raw: bo
     page(&server, Some(("cursor", "a")), json(json!({"data": [2], "meta": {"next": "b"}}))).await;
     page(&server, Some(("cursor", "b")), json(json!({"data": [3], "meta": {}}))).await;
     let state = serde_json::from_value(saved).unwrap();
-    let rest = all(client.paginate_from(Request::get("/l"), style, state).items_at("/data"), raw).await.unwrap();
+    let rest = all(client.paginate_from(Request::get("/l"), style, state).items_at("/data")).await.unwrap();
     assert_eq!(rest, vec![json!(2), json!(3)]);
     let sent = server.received_requests().await.unwrap();
     assert_eq!(sent.len(), 2, "the first page was fetched again");
     assert!(sent.iter().all(|r| r.url.query().is_some_and(|q| q.contains("cursor="))));
 }
 
-async fn short_pages_and_totals_end_a_listing_without_an_extra_request(raw: bool) {
+#[tokio::test]
+async fn short_pages_and_totals_end_a_listing_without_an_extra_request() {
     let server = MockServer::start().await;
     page(&server, Some(("page", "1")), json(json!([1, 2]))).await;
     page(&server, Some(("page", "2")), json(json!([3]))).await;
     let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
     let style = PageStyle::PageNumber { param: "page".into(), first: 1 };
-    let items = all(client.paginate(Request::get("/l"), style).stop_when_fewer_than(2), raw).await.unwrap();
+    let items = all(client.paginate(Request::get("/l"), style).stop_when_fewer_than(2)).await.unwrap();
     assert_eq!(items.len(), 3);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 
@@ -183,8 +160,7 @@ async fn short_pages_and_totals_end_a_listing_without_an_extra_request(raw: bool
     page(&server, Some(("offset", "0")), json(json!({"rows": [1, 2], "total": 4}))).await;
     page(&server, Some(("offset", "2")), json(json!({"rows": [3, 4], "total": 4}))).await;
     let style = PageStyle::Offset { param: "offset".into() };
-    let items =
-        all(client.paginate(Request::get("/l"), style).items_at("/rows").total_at("/total"), raw).await.unwrap();
+    let items = all(client.paginate(Request::get("/l"), style).items_at("/rows").total_at("/total")).await.unwrap();
     assert_eq!(items.len(), 4);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
