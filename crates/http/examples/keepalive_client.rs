@@ -7,15 +7,15 @@
 //! Times `--requests` sequential GETs to URL over one keep-alive connection, once with a
 //! [`dovetail_http::HttpClient`] and once with a bare `reqwest::Client::new()`, per round
 //! (the order alternates between rounds, after a warm-up of 200 requests each). Tracing is
-//! on for the whole process: info level, fmt format, written to FILE through the same
-//! non-blocking, lossless writer the `dovetail` binary uses (lines are formatted on the
-//! calling thread and written by a background thread). Prints one JSON line:
+//! on for the whole process: info level, fmt format, written to FILE unbuffered (one write
+//! per event, as the `dovetail` binary writes its log to stderr). Prints one JSON line:
 //! `{"requests":..,"dovetail_s":[..],"reqwest_s":[..],"dovetail_median_s":..,"reqwest_median_s":..,"ratio":..,"log_lines":..}`
 //! where `ratio` = dovetail median / reqwest median.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use dovetail_http::{HttpClient, Request};
@@ -73,7 +73,7 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-async fn bench(a: &Args) -> Result<(Vec<f64>, Vec<f64>), String> {
+async fn bench(a: &Args) -> Result<String, String> {
     let dovetail = HttpClient::builder("bench").build().map_err(|e| e.report())?;
     let bare = reqwest::Client::new();
     run_dovetail(&dovetail, &a.url, 200).await?;
@@ -94,21 +94,16 @@ async fn bench(a: &Args) -> Result<(Vec<f64>, Vec<f64>), String> {
             rq[rq.len() - 1]
         );
     }
-    Ok((dt, rq))
-}
-
-/// The result line; the log is read after its writer flushed.
-fn result_line(a: &Args, dt: &[f64], rq: &[f64]) -> String {
-    let (d, r) = (median(dt), median(rq));
+    let (d, r) = (median(&dt), median(&rq));
     let log_lines = std::fs::read_to_string(&a.log).map(|s| s.lines().count()).unwrap_or(0);
     let list = |v: &[f64]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(",");
-    format!(
+    Ok(format!(
         r#"{{"requests":{},"dovetail_s":[{}],"reqwest_s":[{}],"dovetail_median_s":{d:.4},"reqwest_median_s":{r:.4},"ratio":{:.4},"log_lines":{log_lines}}}"#,
         a.requests,
-        list(dt),
-        list(rq),
+        list(&dt),
+        list(&rq),
         d / r
-    )
+    ))
 }
 
 #[tokio::main]
@@ -127,13 +122,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (writer, flushed) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(file);
-    tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_ansi(false).with_writer(writer).init();
-    let result = bench(&args).await;
-    drop(flushed);
-    match result {
-        Ok((dt, rq)) => {
-            println!("{}", result_line(&args, &dt, &rq));
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(Mutex::new(file))
+        .init();
+    match bench(&args).await {
+        Ok(line) => {
+            println!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -27,11 +27,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     alloc::purge_freed_memory_at_once();
     let cli = Cli::parse();
-    let logs = init_logging(&cli);
-    let outcome = run(&cli);
-    // Every queued log line is written before the final message and the exit.
-    drop(logs);
-    let code = match outcome {
+    init_logging(&cli);
+    let code = match run(&cli) {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<dovetail_core::Error>() {
             Some(e) => {
@@ -69,12 +66,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 /// Logs go to stderr: text or JSON lines; `-v`/`-q` pick the level unless RUST_LOG is set.
-/// Logs go through a lossless non-blocking writer: a line is formatted on the thread that
-/// logs it and written to stderr by a background thread, so the per-request lines at info
-/// level cost the hot path no write syscall (measured on `cargo xtask bench-http`'s
-/// keep-alive loop: the syscall was ~8% of a request). Dropping the guard writes every
-/// queued line.
-fn init_logging(cli: &Cli) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(cli: &Cli) {
     // The demo tells its own story; per-request lines would bury it (`-v` brings them back).
     let demo = i16::from(matches!(cli.command, Command::Demo(_)));
     let level = match i16::from(cli.verbose) - i16::from(cli.quiet) - demo {
@@ -87,12 +79,9 @@ fn init_logging(cli: &Cli) -> tracing_appender::non_blocking::WorkerGuard {
     let others = if level == "error" { "error" } else { "warn" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{others},dovetail={level}")));
-    let (writer, guard) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(progress::LogWriter);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::LogWriter);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-    guard
 }
