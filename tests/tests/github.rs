@@ -89,3 +89,45 @@ async fn a_bad_token_ends_the_run_with_an_auth_error_and_no_retries() {
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     assert_eq!(report["http"]["source"]["attempts"], 1, "{report:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_is_waited_out_and_the_run_continues() {
+    // A 403 whose body names the secondary rate limit, with `Retry-After: 1`, then the page.
+    let server = FixtureServer::from_file(fixture("secondary_rate_limit")).await.unwrap();
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url(), "releases"));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "releases", "written"), 2, "{report:#}");
+    let http = &report["http"]["source"];
+    assert_eq!((http["requests"].as_u64(), http["attempts"].as_u64()), (Some(1), Some(2)), "{report:#}");
+    assert_eq!(http["by_status"]["403"], 1, "{report:#}");
+    let waited = http["retry_wait_ms"].as_u64().unwrap_or(0) + http["rate_limit_wait_ms"].as_u64().unwrap_or(0);
+    assert!(waited >= 1000, "Retry-After: 1 was not honoured in full: {report:#}");
+    assert_eq!(server.served(), [1, 1]);
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_of_two_repositories_and_an_owners_repositories_sync_through_dovetail_run() {
+    // (stream, the config lines that differ, rows written)
+    let cases = [
+        ("issues", "owner_type = \"org\"\nrepositories = [\"hello\", \"octo/world\"]", 4),
+        // `octo` is no org (404): repositories come from the user listing.
+        ("repositories", "owner_type = \"auto\"\nrepositories = []", 3),
+    ];
+    for (stream, lines, rows) in cases {
+        let server = FixtureServer::from_file(fixture(stream)).await.unwrap();
+        let s = Scratch::new();
+        let cfg = config(&server.base_url(), stream).replace("owner_type = \"org\"\nrepositories = [\"hello\"]", lines);
+        assert!(cfg.contains(lines), "the base config changed shape");
+        s.write("dovetail.toml", &cfg);
+        let (out, report) = run(&s).await;
+        assert!(out.status.success(), "{stream}: {}", show(&out));
+        assert_eq!(count(&report, stream, "written"), rows, "{stream}: {report:#}");
+        let in_table: i64 =
+            s.db("out.db").query_row(&format!("SELECT count(*) FROM \"{stream}\""), [], |r| r.get(0)).unwrap();
+        assert_eq!(in_table, rows as i64, "{stream}");
+        assert!(server.unmatched().is_empty(), "{stream}: {:?}", server.unmatched());
+    }
+}
