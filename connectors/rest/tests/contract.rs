@@ -37,6 +37,18 @@ fn build_with(base_url: &str, auth: Option<serde_json::Value>) -> Result<RestSou
             "name": "items", "path": "/v1/items", "records": "/data", "primary_key": ["id"],
             "query": { "limit": "2" },
             "pagination": { "type": "cursor", "pointer": "/meta/next", "param": "cursor" },
+            // Declared, so the schema snapshot is checked and drift is measured against it.
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "id": { "type": "integer" },
+                    "name": { "type": "string" },
+                    "price": { "type": "string" },
+                    "stock": { "type": "integer" },
+                    "updated_at": { "type": "string", "format": "date-time" }
+                },
+                "required": ["id", "updated_at"]
+            },
         }],
     }))
     .map_err(|e| dovetail_core::Error::config(e.to_string()))?;
@@ -50,6 +62,8 @@ async fn rest_source_honours_the_connector_contract() {
         .snapshots_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots"))
         .stream("items", "items.json")
         .scenario("server_error_then_ok", "items", "items_server_error.json")
+        .scenario("unauthorized", "items", "items_unauthorized.json")
+        .scenario("rate_limited_then_ok", "items", "items_rate_limited.json")
         .refreshes_on_401("items", "items_oauth_refresh.json", build_oauth)
         .version_header("x-api-version")
         .secret(CLIENT_SECRET)
