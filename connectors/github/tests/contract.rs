@@ -44,6 +44,7 @@ async fn github_honours_the_connector_contract() {
         .stream("workflow_runs", "workflow_runs.json")
         .scenario("unauthorized", "releases", "bad_token.json")
         .scenario("rate_limited_then_ok", "releases", "secondary_rate_limit.json")
+        .scenario("server_error_then_ok", "releases", "releases_server_error.json")
         .version_header("x-github-api-version")
         .secret(TOKEN)
         .example_config::<GithubConfig>(json!({
