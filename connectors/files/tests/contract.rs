@@ -76,6 +76,7 @@ async fn jsonl_sink_honours_the_sink_contract() {
         read_jsonl,
     )
     .refuses_nothing("the JSONL sink appends any JSON record; it has no record it refuses")
+    .example_config::<JsonlSinkConfig>(json!({ "dir": "out" }))
     .run()
     .await;
 }

@@ -117,6 +117,10 @@ async fn rest_sink_honours_the_sink_contract() {
     .refuses_nothing(
         "the fake vendor answers every PUT with 200; a refused write (4xx → dead letter) is covered by tests/sink.rs",
     )
+    .example_config::<RestSinkConfig>(json!({
+        "base_url": "https://api.example.com",
+        "streams": { "contacts": { "mode": "create", "path": "/v1/contacts", "update_path": "/v1/contacts/{id}" } },
+    }))
     .run()
     .await;
 }

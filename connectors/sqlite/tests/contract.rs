@@ -49,6 +49,7 @@ async fn sqlite_sink_honours_the_sink_contract() {
     )
     // SQLite column names ignore case: a field `NAME` next to `name` cannot be stored.
     .bad_record(json!({ "id": 99, "name": "x", "NAME": "clashes with `name`" }))
+    .example_config::<SqliteConfig>(json!({ "path": "warehouse.db", "table_prefix": "crm_" }))
     .run()
     .await;
 }

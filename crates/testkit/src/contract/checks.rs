@@ -471,7 +471,12 @@ async fn refreshes_on_401(c: &SourceContract) -> Outcome {
 }
 
 fn config_rejects_an_unknown_key(c: &SourceContract) -> Outcome {
-    let Some((example, parse)) = &c.example_config else {
+    example_config_check(c.example_config.as_ref())
+}
+
+/// The example parses, and the same with `not_a_key` added is refused, naming it.
+pub(crate) fn example_config_check(example: Option<&(serde_json::Value, super::ParseConfig)>) -> Outcome {
+    let Some((example, parse)) = example else {
         return Outcome::NotApplicable("no example config given".into());
     };
     if let Err(e) = parse(example.clone()) {

@@ -128,7 +128,7 @@ pub(crate) struct Scenario {
     pub(crate) fixture: Fixture,
 }
 
-type ParseConfig = Arc<dyn Fn(Value) -> Result<(), String> + Send + Sync>;
+pub(crate) type ParseConfig = Arc<dyn Fn(Value) -> Result<(), String> + Send + Sync>;
 
 /// The contract of one source connector, built by its `tests/contract.rs`.
 pub struct SourceContract {

@@ -42,6 +42,7 @@ pub struct SinkContract {
     bad_record: Option<Value>,
     /// Why no record can be refused by this sink (`refuses_nothing`).
     refuses_nothing: Option<String>,
+    example_config: Option<(Value, super::ParseConfig)>,
 }
 
 impl std::fmt::Debug for SinkContract {
@@ -94,7 +95,17 @@ impl SinkContract {
             read: Arc::new(read),
             bad_record: None,
             refuses_nothing: None,
+            example_config: None,
         }
+    }
+
+    /// The sink's documented example config, for `sink_config_rejects_an_unknown_key`: it
+    /// must deserialize as `C`, and the same with an unknown key must be refused by name.
+    pub fn example_config<C: serde::de::DeserializeOwned>(mut self, example: Value) -> Self {
+        let parse: super::ParseConfig =
+            Arc::new(|v: Value| serde_json::from_value::<C>(v).map(|_| ()).map_err(|e| e.to_string()));
+        self.example_config = Some((example, parse));
+        self
     }
 
     /// A record (with an `id`) this sink refuses permanently, for
@@ -115,6 +126,7 @@ impl SinkContract {
         let checks: Vec<(&'static str, Outcome)> = vec![
             ("sink_replay_is_idempotent", self.replay_is_idempotent().await),
             ("sink_rejects_bad_record_keeps_rest", self.rejects_bad_record_keeps_rest().await),
+            ("sink_config_rejects_an_unknown_key", super::checks::example_config_check(self.example_config.as_ref())),
         ];
         checks
             .into_iter()
