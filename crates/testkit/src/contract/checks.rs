@@ -121,6 +121,28 @@ pub(super) fn cases(c: &SourceContract) -> Result<&[StreamCase], String> {
 }
 
 /// Collect per-stream results into one outcome.
+/// `check` run on every stream case, each result named by its stream; the failed outcome
+/// when the contract has no stream.
+pub(super) async fn per_case<'a, T>(
+    c: &'a SourceContract,
+    check: impl AsyncFn(&'a StreamCase) -> T,
+) -> Result<Vec<(String, T)>, Outcome> {
+    let cases = cases(c).map_err(Outcome::Fail)?;
+    let mut results = Vec::with_capacity(cases.len());
+    for case in cases {
+        results.push((case.name.clone(), check(case).await));
+    }
+    Ok(results)
+}
+
+/// `check` run on every stream case, combined (a pass lists them, a failure names its stream).
+pub(super) async fn each_case<'a>(
+    c: &'a SourceContract,
+    check: impl AsyncFn(&'a StreamCase) -> Result<Option<String>, String>,
+) -> Outcome {
+    per_case(c, check).await.map_or_else(|o| o, combine)
+}
+
 pub(super) fn combine(results: Vec<(String, Result<Option<String>, String>)>) -> Outcome {
     let fails: Vec<String> =
         results.iter().filter_map(|(s, r)| r.as_ref().err().map(|e| format!("{s}: {e}"))).collect();
@@ -177,38 +199,29 @@ async fn syncs_each_stream(c: &SourceContract) -> Outcome {
 }
 
 async fn rerun_writes_nothing(c: &SourceContract) -> Outcome {
-    let cases = match cases(c) {
-        Ok(cs) => cs,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut results = Vec::new();
-    for case in cases {
-        let r = async {
-            let server = serve(case.fixture.as_ref().map(|f| &f.1)).await?;
-            let (url, state) = (base_url(server.as_ref()), MemoryState::default());
-            let first = run_once(c, builder(c, case), &url, &case.name, &state).await?;
-            succeeded(&case.name, &first.report)?;
-            unmatched(server.as_ref())?;
-            let rerun_server = match &case.rerun {
-                Some((_, f)) => serve(Some(f)).await?,
-                None => None,
-            };
-            let (server, url) = match &rerun_server {
-                Some(s) => (Some(s), s.base_url()),
-                None => (server.as_ref(), url),
-            };
-            let second = run_once(c, builder(c, case), &url, &case.name, &state).await?;
-            succeeded(&case.name, &second.report).map_err(|e| format!("the rerun failed: {e}"))?;
-            unmatched(server)?;
-            match second.report.streams.get(&case.name).map_or(0, |s| s.written) {
-                0 => Ok(None),
-                n => Err(format!("the rerun wrote {n} record(s)")),
-            }
+    each_case(c, async |case| {
+        let server = serve(case.fixture.as_ref().map(|f| &f.1)).await?;
+        let (url, state) = (base_url(server.as_ref()), MemoryState::default());
+        let first = run_once(c, builder(c, case), &url, &case.name, &state).await?;
+        succeeded(&case.name, &first.report)?;
+        unmatched(server.as_ref())?;
+        let rerun_server = match &case.rerun {
+            Some((_, f)) => serve(Some(f)).await?,
+            None => None,
+        };
+        let (server, url) = match &rerun_server {
+            Some(s) => (Some(s), s.base_url()),
+            None => (server.as_ref(), url),
+        };
+        let second = run_once(c, builder(c, case), &url, &case.name, &state).await?;
+        succeeded(&case.name, &second.report).map_err(|e| format!("the rerun failed: {e}"))?;
+        unmatched(server)?;
+        match second.report.streams.get(&case.name).map_or(0, |s| s.written) {
+            0 => Ok(None),
+            n => Err(format!("the rerun wrote {n} record(s)")),
         }
-        .await;
-        results.push((case.name.clone(), r));
-    }
-    combine(results)
+    })
+    .await
 }
 
 /// A copy of exchange `at` answering 400 once, inserted before it.
@@ -280,51 +293,42 @@ async fn resumes_from_a_checkpoint(c: &SourceContract) -> Outcome {
 }
 
 async fn corrupt_checkpoint_is_reported(c: &SourceContract) -> Outcome {
-    let cases = match cases(c) {
-        Ok(cs) => cs,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut results = Vec::new();
-    for case in cases {
-        let r = async {
-            let server = serve(case.fixture.as_ref().map(|f| &f.1)).await?;
-            let state = MemoryState::default();
-            let nonsense = json!({ "dovetail_contract": "not a position", "page": [1, 2, 3] });
-            let cp = Checkpoint { position: Some(nonsense), pass: 1, floor: None, max: None, pass_complete: false };
-            let commit = Commit {
-                pipeline: PIPELINE.into(),
-                stream: case.name.clone(),
-                pass: 1,
-                checkpoint: Some(cp),
-                ..Commit::default()
-            };
-            state.commit(commit).await.map_err(|e| e.report())?;
-            let run = run_once(c, builder(c, case), &base_url(server.as_ref()), &case.name, &state).await?;
-            let error = run.report.error.clone().unwrap_or_default();
-            if run.report.outcome == "succeeded" {
-                return Err("a nonsense checkpoint position was accepted".into());
-            }
-            if run.report.exit_code != ErrorKind::Permanent.exit_code() {
-                return Err(format!("expected a permanent error, got exit code {}: {error}", run.report.exit_code));
-            }
-            let lower = error.to_ascii_lowercase();
-            if !["checkpoint", "position", "reset"].iter().any(|w| lower.contains(w)) {
-                return Err(format!("the error does not mention the checkpoint: {error}"));
-            }
-            if let Some(s) = &server
-                && s.served().iter().sum::<usize>() + s.unmatched().len() > 0
-            {
-                return Err(format!(
-                    "{} request(s) sent before the position was refused",
-                    s.served().iter().sum::<usize>()
-                ));
-            }
-            Ok(None)
+    each_case(c, async |case| {
+        let server = serve(case.fixture.as_ref().map(|f| &f.1)).await?;
+        let state = MemoryState::default();
+        let nonsense = json!({ "dovetail_contract": "not a position", "page": [1, 2, 3] });
+        let cp = Checkpoint { position: Some(nonsense), pass: 1, floor: None, max: None, pass_complete: false };
+        let commit = Commit {
+            pipeline: PIPELINE.into(),
+            stream: case.name.clone(),
+            pass: 1,
+            checkpoint: Some(cp),
+            ..Commit::default()
+        };
+        state.commit(commit).await.map_err(|e| e.report())?;
+        let run = run_once(c, builder(c, case), &base_url(server.as_ref()), &case.name, &state).await?;
+        let error = run.report.error.clone().unwrap_or_default();
+        if run.report.outcome == "succeeded" {
+            return Err("a nonsense checkpoint position was accepted".into());
         }
-        .await;
-        results.push((case.name.clone(), r));
-    }
-    combine(results)
+        if run.report.exit_code != ErrorKind::Permanent.exit_code() {
+            return Err(format!("expected a permanent error, got exit code {}: {error}", run.report.exit_code));
+        }
+        let lower = error.to_ascii_lowercase();
+        if !["checkpoint", "position", "reset"].iter().any(|w| lower.contains(w)) {
+            return Err(format!("the error does not mention the checkpoint: {error}"));
+        }
+        if let Some(s) = &server
+            && s.served().iter().sum::<usize>() + s.unmatched().len() > 0
+        {
+            return Err(format!(
+                "{} request(s) sent before the position was refused",
+                s.served().iter().sum::<usize>()
+            ));
+        }
+        Ok(None)
+    })
+    .await
 }
 
 async fn sends_the_pinned_version_header(c: &SourceContract) -> Outcome {

@@ -9,7 +9,7 @@ use dovetail_core::testing::MemoryState;
 use dovetail_core::{Cx, Next, ReadRequest, RunReport, StateStore, StreamSpec};
 use serde_json::Value;
 
-use super::checks::{PIPELINE, Run, cases, run_once, succeeded, unmatched};
+use super::checks::{PIPELINE, Run, per_case, run_once, succeeded, unmatched};
 use super::data::{self, Data, Live};
 use super::{Outcome, SourceContract, StreamCase};
 
@@ -73,27 +73,19 @@ pub(super) async fn stops_at_the_last_page(c: &SourceContract) -> Outcome {
             "not an HTTP source: it reads local data to its end, there are no pages to follow".into(),
         );
     }
-    let cases = match cases(c) {
-        Ok(cs) => cs,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut results = Vec::new();
-    for case in cases {
-        let r = async {
-            let data = data::of(case);
-            let (run, live) = run_over(c, case, data.as_ref(), &MemoryState::default()).await?;
-            succeeded(&case.name, &run.report)?;
-            let server = live.server.as_ref().ok_or("no replay server")?;
-            unmatched(Some(server))?;
-            // Unused exchanges are no failure: a fixture may also hold a later run's requests
-            // (an incremental `since`); `syncs_each_stream` checks the pass completed.
-            let sent: usize = server.served().iter().sum();
-            Ok(Ok(format!("{sent} request(s), none beyond the recording, the run ended")))
-        }
-        .await;
-        results.push((case.name.clone(), r));
-    }
-    summarize(results)
+    let results = per_case(c, async |case| {
+        let data = data::of(case);
+        let (run, live) = run_over(c, case, data.as_ref(), &MemoryState::default()).await?;
+        succeeded(&case.name, &run.report)?;
+        let server = live.server.as_ref().ok_or("no replay server")?;
+        unmatched(Some(server))?;
+        // Unused exchanges are no failure: a fixture may also hold a later run's requests
+        // (an incremental `since`); `syncs_each_stream` checks the pass completed.
+        let sent: usize = server.served().iter().sum();
+        Ok(Ok(format!("{sent} request(s), none beyond the recording, the run ended")))
+    })
+    .await;
+    results.map_or_else(|o| o, summarize)
 }
 
 /// Every record a direct read of the data yields (records and rejects).
@@ -115,39 +107,31 @@ async fn direct_read(live: &Live, stream: &str) -> Result<u64, String> {
 /// With an empty state every record of the data arrives: as many as a direct read of the
 /// source yields, written or dead-lettered, none filtered away.
 pub(super) async fn fresh_start_reads_everything(c: &SourceContract) -> Outcome {
-    let cases = match cases(c) {
-        Ok(cs) => cs,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut results = Vec::new();
-    for case in cases {
-        let r = async {
-            let data = data::of(case);
-            let direct = direct_read(&data::live(c, case, data.as_ref()).await?, &case.name).await?;
-            let (run, _live) = run_over(c, case, data.as_ref(), &MemoryState::default()).await?;
-            succeeded(&case.name, &run.report)?;
-            let s = run.report.streams.get(&case.name).cloned().unwrap_or_default();
-            if direct == 0 {
-                return Err("the data holds no record: the check proves nothing".into());
-            }
-            // Local records are counted as given: a source losing some is caught here.
-            if let Some(given) = &case.records
-                && given.len() as u64 != direct
-            {
-                return Err(format!("{} record(s) given, a direct read of the source yields {direct}", given.len()));
-            }
-            if s.read != direct || s.written + s.dead_lettered != direct || s.filtered > 0 {
-                return Err(format!(
-                    "a direct read yields {direct} record(s); the run read {}, wrote {}, dead-lettered {}, filtered {}",
-                    s.read, s.written, s.dead_lettered, s.filtered
-                ));
-            }
-            Ok(Ok(format!("{direct} of {direct}")))
+    let results = per_case(c, async |case| {
+        let data = data::of(case);
+        let direct = direct_read(&data::live(c, case, data.as_ref()).await?, &case.name).await?;
+        let (run, _live) = run_over(c, case, data.as_ref(), &MemoryState::default()).await?;
+        succeeded(&case.name, &run.report)?;
+        let s = run.report.streams.get(&case.name).cloned().unwrap_or_default();
+        if direct == 0 {
+            return Err("the data holds no record: the check proves nothing".into());
         }
-        .await;
-        results.push((case.name.clone(), r));
-    }
-    summarize(results)
+        // Local records are counted as given: a source losing some is caught here.
+        if let Some(given) = &case.records
+            && given.len() as u64 != direct
+        {
+            return Err(format!("{} record(s) given, a direct read of the source yields {direct}", given.len()));
+        }
+        if s.read != direct || s.written + s.dead_lettered != direct || s.filtered > 0 {
+            return Err(format!(
+                "a direct read yields {direct} record(s); the run read {}, wrote {}, dead-lettered {}, filtered {}",
+                s.read, s.written, s.dead_lettered, s.filtered
+            ));
+        }
+        Ok(Ok(format!("{direct} of {direct}")))
+    })
+    .await;
+    results.map_or_else(|o| o, summarize)
 }
 
 /// Fields of `record` whose type the check may change: strings and numbers that are
@@ -173,99 +157,83 @@ const DRIFT_TRIES: usize = 8;
 /// A copy of a stream's data with one field's JSON type changed yields a `type_changed`
 /// drift event, measured against the baseline the unchanged data established.
 pub(super) async fn drift_on_changed_field_type(c: &SourceContract) -> Outcome {
-    let cases = match cases(c) {
-        Ok(cs) => cs,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut results = Vec::new();
-    for case in cases {
-        let r = async {
-            let Some(data) = data::of(case) else {
-                return Ok(Err("a local stream without records given to the contract: nothing to change".into()));
-            };
-            let Some(first) = data::first_record(&data) else {
-                return Err("no record found in the data (no array of objects in a successful response)".into());
-            };
-            // The unchanged data sets the baseline (declared, or inferred from the first page).
+    let results = per_case(c, async |case| {
+        let Some(data) = data::of(case) else {
+            return Ok(Err("a local stream without records given to the contract: nothing to change".into()));
+        };
+        let Some(first) = data::first_record(&data) else {
+            return Err("no record found in the data (no array of objects in a successful response)".into());
+        };
+        // The unchanged data sets the baseline (declared, or inferred from the first page).
+        let state = MemoryState::default();
+        let (run, live) = run_over(c, case, Some(&data), &state).await?;
+        succeeded(&case.name, &run.report)?;
+        let spec = spec(&live, &case.name)?;
+        let baseline = state
+            .baseline(PIPELINE, &case.name)
+            .await
+            .map_err(|e| e.report())?
+            .ok_or("the run stored no schema baseline")?;
+        let mut refused = Vec::new();
+        for field in candidates(&first, &spec).into_iter().take(DRIFT_TRIES) {
+            let Some((changed, what)) = data::with_type_changed(&data, &field) else { continue };
             let state = MemoryState::default();
-            let (run, live) = run_over(c, case, Some(&data), &state).await?;
-            succeeded(&case.name, &run.report)?;
-            let spec = spec(&live, &case.name)?;
-            let baseline = state
-                .baseline(PIPELINE, &case.name)
-                .await
-                .map_err(|e| e.report())?
-                .ok_or("the run stored no schema baseline")?;
-            let mut refused = Vec::new();
-            for field in candidates(&first, &spec).into_iter().take(DRIFT_TRIES) {
-                let Some((changed, what)) = data::with_type_changed(&data, &field) else { continue };
-                let state = MemoryState::default();
-                state.save_baseline(PIPELINE, &case.name, &baseline).await.map_err(|e| e.report())?;
-                let (run, _live) = run_over(c, case, Some(&changed), &state).await?;
-                let s = run.report.streams.get(&case.name).cloned().unwrap_or_default();
-                if let Some(e) = s.drift.iter().find(|e| e.change == "type_changed") {
-                    return Ok(Ok(format!(
-                        "`{field}` {what}: type_changed at {} ({} → {})",
-                        e.path, e.expected, e.observed
-                    )));
-                }
-                refused.push(format!("`{field}`: {} dead-lettered, outcome {}", s.dead_lettered, run.report.outcome));
+            state.save_baseline(PIPELINE, &case.name, &baseline).await.map_err(|e| e.report())?;
+            let (run, _live) = run_over(c, case, Some(&changed), &state).await?;
+            let s = run.report.streams.get(&case.name).cloned().unwrap_or_default();
+            if let Some(e) = s.drift.iter().find(|e| e.change == "type_changed") {
+                return Ok(Ok(format!(
+                    "`{field}` {what}: type_changed at {} ({} → {})",
+                    e.path, e.expected, e.observed
+                )));
             }
-            if refused.is_empty() {
-                return Err(format!("the first record has no string or number field to change: {first}"));
-            }
-            Err(format!("no type_changed drift event for any changed field: {}", refused.join(", ")))
+            refused.push(format!("`{field}`: {} dead-lettered, outcome {}", s.dead_lettered, run.report.outcome));
         }
-        .await;
-        results.push((case.name.clone(), r));
-    }
-    summarize(results)
+        if refused.is_empty() {
+            return Err(format!("the first record has no string or number field to change: {first}"));
+        }
+        Err(format!("no type_changed drift event for any changed field: {}", refused.join(", ")))
+    })
+    .await;
+    results.map_or_else(|o| o, summarize)
 }
 
 /// A copy of a stream's data with its first record made permanently bad: that record is
 /// dead-lettered with a reason, every other record is written.
 pub(super) async fn bad_record_dead_lettered(c: &SourceContract) -> Outcome {
-    let cases = match cases(c) {
-        Ok(cs) => cs,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut results = Vec::new();
-    for case in cases {
-        let r = async {
-            let Some(data) = data::of(case) else {
-                return Ok(Err("a local stream without records given to the contract: nothing to break".into()));
-            };
-            let (good, live) = run_over(c, case, Some(&data), &MemoryState::default()).await?;
-            succeeded(&case.name, &good.report)?;
-            let rows = good.sink.rows(&case.name).len();
-            if rows < 2 {
-                return Err(format!("{rows} row(s): one bad record among others needs at least two"));
-            }
-            let spec = spec(&live, &case.name)?;
-            let key = spec.primary_key.first().map(ToString::to_string).filter(|k| !k.contains(['.', '[']));
-            let (broken, what) =
-                data::with_first_record_broken(&data, key.as_deref()).ok_or("no record found in the data")?;
-            let state = MemoryState::default();
-            let (bad, _live) = run_over(c, case, Some(&broken), &state).await?;
-            succeeded(&case.name, &bad.report).map_err(|e| format!("one bad record ({what}) failed the run: {e}"))?;
-            let dead = state.dead_letters(Some(PIPELINE), Some(&case.name), 100).await.map_err(|e| e.report())?;
-            let left = bad.sink.rows(&case.name).len();
-            match dead.as_slice() {
-                [d] if !d.reason.trim().is_empty() && left + 1 == rows => Ok(Ok(format!(
-                    "{what}: dead-lettered ({}), {left} of {rows} written",
-                    d.reason.chars().take(80).collect::<String>()
-                ))),
-                [d] if d.reason.trim().is_empty() => Err("the dead letter has no reason".into()),
-                _ => Err(format!(
-                    "{what}: {} dead letter(s) and {left} row(s); expected 1 and {}, written {}",
-                    dead.len(),
-                    rows - 1,
-                    written(&bad.report, &case.name)
-                )),
-            }
+    let results = per_case(c, async |case| {
+        let Some(data) = data::of(case) else {
+            return Ok(Err("a local stream without records given to the contract: nothing to break".into()));
+        };
+        let (good, live) = run_over(c, case, Some(&data), &MemoryState::default()).await?;
+        succeeded(&case.name, &good.report)?;
+        let rows = good.sink.rows(&case.name).len();
+        if rows < 2 {
+            return Err(format!("{rows} row(s): one bad record among others needs at least two"));
         }
-        .await;
-        results.push((case.name.clone(), r));
-    }
-    summarize(results)
+        let spec = spec(&live, &case.name)?;
+        let key = spec.primary_key.first().map(ToString::to_string).filter(|k| !k.contains(['.', '[']));
+        let (broken, what) =
+            data::with_first_record_broken(&data, key.as_deref()).ok_or("no record found in the data")?;
+        let state = MemoryState::default();
+        let (bad, _live) = run_over(c, case, Some(&broken), &state).await?;
+        succeeded(&case.name, &bad.report).map_err(|e| format!("one bad record ({what}) failed the run: {e}"))?;
+        let dead = state.dead_letters(Some(PIPELINE), Some(&case.name), 100).await.map_err(|e| e.report())?;
+        let left = bad.sink.rows(&case.name).len();
+        match dead.as_slice() {
+            [d] if !d.reason.trim().is_empty() && left + 1 == rows => Ok(Ok(format!(
+                "{what}: dead-lettered ({}), {left} of {rows} written",
+                d.reason.chars().take(80).collect::<String>()
+            ))),
+            [d] if d.reason.trim().is_empty() => Err("the dead letter has no reason".into()),
+            _ => Err(format!(
+                "{what}: {} dead letter(s) and {left} row(s); expected 1 and {}, written {}",
+                dead.len(),
+                rows - 1,
+                written(&bad.report, &case.name)
+            )),
+        }
+    })
+    .await;
+    results.map_or_else(|o| o, summarize)
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use dovetail_core::testing::MemoryState;
 use serde_json::Value;
 
-use super::checks::{builder, cases, combine, run_once, succeeded};
+use super::checks::{builder, cases, combine, each_case, run_once, succeeded};
 use super::{Outcome, SourceContract, data};
 
 /// Compare `value` with the snapshot `name` in `dir`; a mismatch is an `Err` with insta's
@@ -77,24 +77,15 @@ pub(super) fn schemas_match_snapshots(c: &SourceContract) -> Outcome {
 /// `contract_rows_<stream>.snap`.
 pub(super) async fn mappings_match_snapshots(c: &SourceContract) -> Outcome {
     let Some(dir) = &c.snapshots_dir else { return no_dir() };
-    let cases = match cases(c) {
-        Ok(cs) => cs,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let mut results = Vec::new();
-    for case in cases {
-        let r = async {
-            let d = data::of(case);
-            let live = data::live(c, case, d.as_ref()).await?;
-            let run = run_once(c, &live.build, &live.url, &case.name, &MemoryState::default()).await?;
-            succeeded(&case.name, &run.report)?;
-            let rows = Value::Array(run.sink.rows(&case.name));
-            // Snapshots are committed: the secret scan reads them too.
-            c.note(rows.to_string());
-            matches_snapshot(dir, &format!("contract_rows_{}", case.name), &rows).map(|()| None)
-        }
-        .await;
-        results.push((case.name.clone(), r));
-    }
-    combine(results)
+    each_case(c, async |case| {
+        let d = data::of(case);
+        let live = data::live(c, case, d.as_ref()).await?;
+        let run = run_once(c, &live.build, &live.url, &case.name, &MemoryState::default()).await?;
+        succeeded(&case.name, &run.report)?;
+        let rows = Value::Array(run.sink.rows(&case.name));
+        // Snapshots are committed: the secret scan reads them too.
+        c.note(rows.to_string());
+        matches_snapshot(dir, &format!("contract_rows_{}", case.name), &rows).map(|()| None)
+    })
+    .await
 }
