@@ -172,6 +172,10 @@ async fn a_revoked_refresh_token_fails_the_run_as_an_auth_error() {
     assert!(error.contains("revoked"), "report error lacks the vendor's description: {error}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("invalid_grant") && stderr.contains("revoked"), "{}", show(&out));
+    // The error ends with what to do about it, in the report and on stderr.
+    let next = report["next_step"].as_str().unwrap_or_default();
+    assert!(next.starts_with("re-authorize with the vendor"), "report next_step: {report:#}");
+    assert!(stderr.contains(&format!("what to do: {next}")), "{}", show(&out));
     let stats = vendor.stats();
     assert!(stats.invalid_grants >= 1, "{stats:?}");
     assert_eq!(stats.pages_served, 0, "{stats:?}");

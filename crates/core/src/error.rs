@@ -105,6 +105,8 @@ struct Inner {
     message: String,
     context: ErrorContext,
     source: Option<Source>,
+    /// What the operator should do next, when the code that failed knows better than the kind.
+    hint: Option<String>,
 }
 
 /// Errors returned by connectors are ordinary dovetail errors.
@@ -116,7 +118,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a human message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error(Box::new(Inner { kind, message: message.into(), context: ErrorContext::default(), source: None }))
+        Error(Box::new(Inner { kind, message: message.into(), context: ErrorContext::default(), source: None, hint: None }))
     }
     /// Shorthand for a [`ErrorKind::Config`] error.
     pub fn config(message: impl Into<String>) -> Self {
@@ -165,6 +167,19 @@ impl Error {
         }
         self
     }
+    /// Say what the operator should do next (replaces the kind's generic advice).
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.0.hint = Some(hint.into());
+        self
+    }
+    /// What to do next: the hint set where the error arose, else advice for its kind that
+    /// names the pipeline and stream from the context.
+    pub fn next_step(&self) -> String {
+        if let Some(h) = &self.0.hint {
+            return h.clone();
+        }
+        next_step_for(&self.0.kind, &self.0.context)
+    }
     /// The kind that decides what happens next.
     pub fn kind(&self) -> &ErrorKind {
         &self.0.kind
@@ -211,6 +226,37 @@ impl fmt::Display for Error {
         } else {
             write!(f, "{} error in {}: {}", self.0.kind, parts.join(", "), self.0.message)
         }
+    }
+}
+
+/// Generic advice for a kind of failure, naming the pipeline and stream when known.
+pub fn next_step_for(kind: &ErrorKind, c: &ErrorContext) -> String {
+    let p = c.pipeline.as_deref().unwrap_or("PIPELINE");
+    let only_stream = c.stream.as_deref().map(|s| format!(" --stream {s}")).unwrap_or_default();
+    match kind {
+        ErrorKind::Config => "fix the config file where the message points, then run `dovetail check`".into(),
+        ErrorKind::Auth => "check the credentials this connector uses (the environment variable or file the config \
+                            names); the next run starts from the last checkpoint"
+            .into(),
+        ErrorKind::RateLimited { retry_after_ms: Some(ms) } => {
+            format!("the remote asked to wait {}s; run `dovetail run {p}{only_stream}` again after that", ms.div_ceil(1000))
+        }
+        ErrorKind::RateLimited { retry_after_ms: None } | ErrorKind::Transient => {
+            format!("run `dovetail run {p}{only_stream}` again; it resumes from the last checkpoint")
+        }
+        ErrorKind::Unavailable => format!(
+            "the remote is down; run `dovetail run {p}` again later (it resumes from the last checkpoint), \
+             or set `on_unavailable = \"pause\"` for the stream so runs go on without it"
+        ),
+        ErrorKind::Permanent => {
+            "the remote refused the request and retrying will not help; read the cause above, fix it, then run again".into()
+        }
+        ErrorKind::Data => format!(
+            "see the bad records with `dovetail dead-letters list --pipeline {p}`, fix the mapping or the data, \
+             then `dovetail dead-letters replay {p}`"
+        ),
+        ErrorKind::Internal => "this is a bug in dovetail: please report it with the log of a run with `-v`".into(),
+        ErrorKind::Interrupted => format!("run `dovetail run {p}` again; it continues from the last checkpoint"),
     }
 }
 
@@ -263,5 +309,17 @@ mod tests {
             Error::permanent("cannot open source").with_source(io).in_pipeline("p").in_stream("s").at("a.jsonl line 3");
         assert_eq!(e.to_string(), "permanent error in pipeline `p`, stream `s`, a.jsonl line 3: cannot open source");
         assert!(e.report().ends_with(": no such file"));
+    }
+
+    #[test]
+    fn next_step_names_the_pipeline_and_prefers_an_explicit_hint() {
+        let e = Error::transient("connection reset").in_pipeline("orders").in_stream("items");
+        assert_eq!(e.next_step(), "run `dovetail run orders --stream items` again; it resumes from the last checkpoint");
+        let e = Error::data("bad").in_pipeline("orders");
+        assert!(e.next_step().contains("dovetail dead-letters list --pipeline orders"), "{}", e.next_step());
+        let e = Error::new(ErrorKind::RateLimited { retry_after_ms: Some(1500) }, "slow down").in_pipeline("p");
+        assert!(e.next_step().starts_with("the remote asked to wait 2s"), "{}", e.next_step());
+        let e = Error::data("bad").with_hint("run `dovetail drift accept p s`");
+        assert_eq!(e.next_step(), "run `dovetail drift accept p s`");
     }
 }

@@ -144,6 +144,9 @@ pub struct RunReport {
     pub exit_code: i32,
     /// The first error, with its context, if the run failed.
     pub error: Option<String>,
+    /// What the operator should do about `error` (see `Error::next_step`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<String>,
     /// HTTP figures of the source's and the sink's clients (`source`, `sink`), for
     /// connectors that speak HTTP.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

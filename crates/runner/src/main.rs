@@ -32,7 +32,7 @@ fn main() {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<dovetail_core::Error>() {
             Some(e) => {
-                eprintln!("dovetail: {}", e.report());
+                output::error(e);
                 e.kind().exit_code()
             }
             None => {

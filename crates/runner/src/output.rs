@@ -13,6 +13,11 @@ pub fn out(text: &str) -> std::io::Result<()> {
     }
 }
 
+/// An error on stderr: its full chain, then what to do about it.
+pub fn error(e: &dovetail_core::Error) {
+    eprintln!("dovetail: {}\n  what to do: {}", e.report(), e.next_step());
+}
+
 /// A text table with left-aligned text and right-aligned numbers.
 #[derive(Debug)]
 pub struct Table {

@@ -289,6 +289,7 @@ impl Pipeline {
             (None, None, false) => ("succeeded".into(), 0),
         };
         report.error = first_err.as_ref().or(paused.as_ref()).map(|e| e.report());
+        report.next_step = first_err.as_ref().or(paused.as_ref()).map(|e| e.next_step());
         if !opts.dry_run {
             let json = serde_json::to_value(&report).unwrap_or_default();
             sh.state.finish_run(run_id, &report.finished_at, &report.outcome, &json).await?;

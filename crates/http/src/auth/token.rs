@@ -134,13 +134,21 @@ fn vendor_error(
         Some(d) => format!(" ({:?})", scrub(d, secrets)),
         None => String::new(),
     };
-    Error::new(
+    let err = Error::new(
         ErrorKind::Auth,
         format!(
             "the OAuth2 token endpoint {endpoint} refused the {grant} grant with {status}: {}{desc}: {hint}",
             scrub(&e.error, secrets)
         ),
-    )
+    );
+    match (e.error.as_str(), grant) {
+        ("invalid_grant", "refresh_token") => err.with_hint(
+            "re-authorize with the vendor, put the new refresh token where the config's `refresh_token` points \
+             (a changed configured token replaces the stored rotated one), then run again",
+        ),
+        ("invalid_client", _) => err.with_hint("check client_id, client_secret and client_auth in the config, then run again"),
+        _ => err,
+    }
 }
 
 /// At most 200 characters of a body, secrets replaced.

@@ -32,7 +32,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                 output::out(&format!("pipeline `{}`: OK ({} → {})\n", spec.name, spec.source.kind(), spec.sink.kind()))?
             }
             Err(e) => {
-                output::out(&format!("pipeline `{}`: FAILED: {}\n", spec.name, e.report()))?;
+                output::out(&format!(
+                    "pipeline `{}`: FAILED: {}\n  what to do: {}\n",
+                    spec.name,
+                    e.report(),
+                    e.next_step()
+                ))?;
                 if code == 0 {
                     code = e.kind().exit_code();
                 }

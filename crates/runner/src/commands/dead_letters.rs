@@ -159,7 +159,7 @@ async fn replay(config_path: &Path, args: &DeadLettersReplayArgs) -> anyhow::Res
                 }
             }
             Err(e) => {
-                eprintln!("dovetail: {}", e.report());
+                output::error(&e);
                 if code == 0 {
                     code = e.kind().exit_code();
                 }

@@ -47,6 +47,9 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
                 let c = report_code(&report);
                 if let Some(e) = report.error.as_ref().filter(|_| c != 0) {
                     eprintln!("dovetail: pipeline `{}` {}: {e}", report.pipeline, report.outcome);
+                    if let Some(next) = &report.next_step {
+                        eprintln!("  what to do: {next}");
+                    }
                 }
                 code = first(code, c);
                 if report.outcome == "interrupted" || c == ErrorKind::Interrupted.exit_code() {
@@ -54,7 +57,7 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
                 }
             }
             Err(e) => {
-                eprintln!("dovetail: {}", e.report());
+                output::error(&e);
                 code = first(code, e.kind().exit_code());
             }
         }
