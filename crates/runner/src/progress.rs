@@ -1,13 +1,14 @@
-//! Progress on a terminal: one line per stream, redrawn in place (indicatif), with log lines
-//! printed above the bars instead of through them. Off a terminal there are no bars: the
-//! logs and the final summary say what happened.
+//! Progress: on a terminal, one bar per stream redrawn in place (indicatif) plus one line of
+//! the source's HTTP figures (retries, waits, refreshes), with log lines printed above the bars
+//! instead of through them. Off a terminal (CI, a service, a file), a plain `progress` log line
+//! per stream every `DOVETAIL_PROGRESS_SECS` seconds (default 10; 0 turns them off).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use dovetail_core::{Progress, StreamReport};
+use dovetail_core::{HttpReport, Progress, Source, StreamReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The bars on screen, shared with the log writer so logs do not tear them.
@@ -33,18 +34,60 @@ impl Write for LogWriter {
     }
 }
 
-/// One bar per stream.
-#[derive(Debug, Default)]
-pub struct Bars {
+/// Where a run's progress goes: bars on a terminal, periodic log lines elsewhere.
+pub fn for_run(source: Option<Arc<dyn Source>>) -> Option<Arc<dyn Progress>> {
+    let http = source.map(HttpFigures::new);
+    if std::io::stderr().is_terminal() {
+        return Some(Arc::new(Bars { bars: Mutex::default(), http, http_bar: OnceLock::new() }));
+    }
+    let secs = std::env::var("DOVETAIL_PROGRESS_SECS").ok().and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(10.0);
+    let every = Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero())?;
+    Some(Arc::new(Lines::new(every, http)))
+}
+
+/// The source's HTTP figures since the run started (its client outlives single runs).
+struct HttpFigures {
+    source: Arc<dyn Source>,
+    before: HttpReport,
+}
+
+impl HttpFigures {
+    fn new(source: Arc<dyn Source>) -> Self {
+        let before = source.http_report().unwrap_or_default();
+        HttpFigures { source, before }
+    }
+
+    /// `340 requests, 12 retries (503 ×10, 429 ×2), waited 3.2 s on rate limits, 2 token requests`,
+    /// or `None` for a source that does not speak HTTP.
+    fn summary(&self) -> Option<String> {
+        let r = self.source.http_report()?.since(&self.before);
+        let mut s = format!("{} requests", r.requests);
+        if r.retries > 0 {
+            let causes: Vec<String> = r.retry_causes.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
+            s.push_str(&format!(", {} retries ({})", r.retries, causes.join(", ")));
+        }
+        let waited = r.retry_wait_ms + r.rate_limit_wait_ms;
+        if waited > 0 {
+            s.push_str(&format!(", waited {}", crate::output::duration(waited)));
+        }
+        if r.token_requests > 0 {
+            s.push_str(&format!(", {} token requests", r.token_requests));
+        }
+        if r.stale > 0 {
+            s.push_str(&format!(", {} served stale", r.stale));
+        }
+        Some(s)
+    }
+}
+
+/// One bar per stream and one line of HTTP figures.
+struct Bars {
     bars: Mutex<HashMap<String, ProgressBar>>,
+    http: Option<HttpFigures>,
+    http_bar: OnceLock<ProgressBar>,
 }
 
 impl Bars {
-    /// Bars when stderr is a terminal, else `None`.
-    pub fn for_terminal() -> Option<Arc<dyn Progress>> {
-        std::io::stderr().is_terminal().then(|| Arc::new(Bars::default()) as Arc<dyn Progress>)
-    }
-
     fn bar(&self, stream: &str) -> ProgressBar {
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         bars.entry(stream.to_owned())
@@ -56,6 +99,15 @@ impl Bars {
                 bar
             })
             .clone()
+    }
+
+    fn draw_http(&self) {
+        let Some(text) = self.http.as_ref().and_then(HttpFigures::summary) else { return };
+        let bar = self.http_bar.get_or_init(|| {
+            let style = ProgressStyle::with_template("  {prefix:.dim} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+            multi().add(ProgressBar::new_spinner().with_style(style).with_prefix("http"))
+        });
+        bar.set_message(text);
     }
 }
 
@@ -70,14 +122,72 @@ fn counts(r: &StreamReport) -> String {
     s
 }
 
+fn rate(read: u64, since: Instant) -> String {
+    let secs = since.elapsed().as_secs_f64();
+    if secs < 0.001 { "-".into() } else { format!("{:.0}/s", read as f64 / secs) }
+}
+
 impl Progress for Bars {
     fn started(&self, stream: &str) {
         self.bar(stream).set_message("starting");
     }
     fn batch(&self, stream: &str, report: &StreamReport) {
-        self.bar(stream).set_message(counts(report));
+        let bar = self.bar(stream);
+        let per_sec = report.read as f64 / bar.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!("{} ({per_sec:.0} records/s)", counts(report)));
+        self.draw_http();
     }
     fn finished(&self, stream: &str, report: &StreamReport) {
         self.bar(stream).finish_with_message(format!("{} — {}", counts(report), report.outcome));
+        self.draw_http();
+        if let Some(b) = self.http_bar.get()
+            && self.bars.lock().unwrap_or_else(|p| p.into_inner()).values().all(ProgressBar::is_finished)
+        {
+            b.finish();
+        }
+    }
+}
+
+/// Periodic `progress` log lines, at most one per stream per interval.
+struct Lines {
+    every: Duration,
+    http: Option<HttpFigures>,
+    /// Per stream: when it started and when its last line was written.
+    streams: Mutex<HashMap<String, (Instant, Instant)>>,
+}
+
+impl Lines {
+    fn new(every: Duration, http: Option<HttpFigures>) -> Self {
+        Lines { every, http, streams: Mutex::default() }
+    }
+}
+
+impl Progress for Lines {
+    fn started(&self, stream: &str) {
+        let now = Instant::now();
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).insert(stream.to_owned(), (now, now));
+    }
+    fn batch(&self, stream: &str, report: &StreamReport) {
+        let started = {
+            let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let entry = streams.entry(stream.to_owned()).or_insert((now, now));
+            if now.duration_since(entry.1) < self.every {
+                return;
+            }
+            entry.1 = now;
+            entry.0
+        };
+        let http = self.http.as_ref().and_then(HttpFigures::summary).unwrap_or_default();
+        tracing::info!(
+            stream,
+            read = report.read,
+            written = report.written,
+            unchanged = report.skipped_unchanged,
+            dead_lettered = report.dead_lettered,
+            rate = %rate(report.read, started),
+            http = %http,
+            "progress"
+        );
     }
 }

@@ -162,6 +162,29 @@ fn json_logs_go_to_stderr() {
     }
 }
 
+/// Off a terminal, progress is a `progress` log line per stream and interval, with growing counts.
+#[test]
+fn progress_lines_off_a_terminal_report_growing_counts() {
+    let p = Project::new(CONFIG, &records(200, "v1"));
+    let out = p.cmd(&["--log-format", "json", "run"]).env("DOVETAIL_PROGRESS_SECS", "0.000001").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let reads: Vec<u64> = text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "progress")
+        .map(|v| {
+            assert_eq!(v["fields"]["stream"], "orders", "{v}");
+            assert!(v["fields"]["rate"].as_str().is_some_and(|r| r.ends_with("/s")), "{v}");
+            v["fields"]["read"].as_u64().unwrap()
+        })
+        .collect();
+    // 200 records in batches of 25: a line per batch at this interval, counts rising to 200.
+    assert_eq!(reads, (1..=8).map(|b| b * 25).collect::<Vec<u64>>());
+    // 0 turns them off.
+    let out = p.cmd(&["--log-format", "json", "run"]).env("DOVETAIL_PROGRESS_SECS", "0").output().unwrap();
+    assert!(!text(&out.stderr).contains("\"progress\""), "{}", text(&out.stderr));
+}
+
 /// Start `dovetail run` and return once the sink table holds some rows.
 fn start(p: &Project) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
     let mut child = p.cmd(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();

@@ -174,6 +174,11 @@ impl Pipeline {
         &self.shared.state
     }
 
+    /// The source, e.g. to show its HTTP figures while a run is going.
+    pub fn source(&self) -> Arc<dyn Source> {
+        self.shared.source.clone()
+    }
+
     /// Probe the source and the sink.
     pub async fn check(&self) -> Result<(), Error> {
         let cx = Cx { pipeline: self.shared.name.clone(), cancel: CancellationToken::new() };

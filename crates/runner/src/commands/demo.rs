@@ -66,12 +66,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let cancel = super::cancel_on_signal();
     let mut code = 0;
     for spec in &project.pipelines {
+        let pipeline = spec.build(state.clone())?;
         let opts = RunOptions {
             cancel: cancel.clone(),
-            progress: crate::progress::Bars::for_terminal(),
+            progress: crate::progress::for_run(Some(pipeline.source())),
             ..Default::default()
         };
-        let report = spec.build(state.clone())?.run(opts).await?;
+        let report = pipeline.run(opts).await?;
         output::out(&output::run_summary(&report, "pipeline"))?;
         let dead = state.dead_letters(Some(&report.pipeline), None, 1000).await?;
         let stats = vendor.stats();

@@ -35,9 +35,9 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
             dry_run: args.dry_run,
             cancel: cancel.clone(),
             from: from_value(args),
-            progress: if args.json { None } else { crate::progress::Bars::for_terminal() },
+            progress: None,
         };
-        match run_one(spec, state.clone(), opts).await {
+        match run_one(spec, state.clone(), opts, !args.json).await {
             Ok(report) => {
                 if args.json {
                     output::out(&format!("{}\n", serde_json::to_string(&report)?))?;
@@ -68,10 +68,15 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
 async fn run_one(
     spec: &PipelineSpec,
     state: std::sync::Arc<dyn dovetail_core::StateStore>,
-    opts: RunOptions,
+    mut opts: RunOptions,
+    show_progress: bool,
 ) -> Result<RunReport, Error> {
+    let pipeline = spec.build(state)?;
+    if show_progress {
+        opts.progress = crate::progress::for_run(Some(pipeline.source()));
+    }
     // The engine takes the pipeline's run lock (a live holder is refused by name).
-    spec.build(state)?.run(opts).await
+    pipeline.run(opts).await
 }
 
 /// `--from` as a cursor value: a JSON number when it reads as one (numeric cursors), else text.
