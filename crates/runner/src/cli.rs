@@ -51,7 +51,7 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the config, warn about literal secrets and probe every source and sink.
     Check,
-    /// Show the latest runs with their counts and errors.
+    /// Show each pipeline's latest runs, paused streams and the outbox.
     Status(StatusArgs),
     /// Inspect and replay records that could not be delivered.
     #[command(subcommand)]
@@ -110,8 +110,8 @@ pub struct StatusArgs {
     /// Print the stored runs as JSON.
     #[arg(long)]
     pub json: bool,
-    /// How many runs to show, newest first.
-    #[arg(long, short = 'n', default_value_t = 20)]
+    /// How many runs to show per pipeline, newest first.
+    #[arg(long, short = 'n', default_value_t = 5)]
     pub limit: usize,
 }
 

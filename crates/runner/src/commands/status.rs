@@ -9,15 +9,35 @@ use crate::cli::StatusArgs;
 use crate::config;
 use crate::output::{self, Table};
 
-/// Print the latest runs.
+/// Print the latest runs of each pipeline, paused streams and the outbox.
 pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     let cfg = config::load_state_only(config_path)?;
     let state = super::open_state(&cfg.state_path)?;
-    let runs = state.runs(args.pipeline.as_deref(), args.limit).await?;
+    // Pipelines in the config, then any that only the history knows (renamed or removed).
+    let mut names: Vec<String> = match &args.pipeline {
+        Some(p) => vec![p.clone()],
+        None => cfg.pipelines.clone(),
+    };
+    if args.pipeline.is_none() {
+        for r in state.runs(None, 1000).await? {
+            if !names.contains(&r.pipeline) {
+                names.push(r.pipeline);
+            }
+        }
+    }
+    let mut runs = Vec::new();
+    for name in &names {
+        runs.extend(state.runs(Some(name), args.limit).await?);
+    }
     let paused = state.paused(args.pipeline.as_deref()).await?;
     let outbox = state.outbox_depths(args.pipeline.as_deref()).await?;
     if args.json {
-        output::out(&format!("{}\n", serde_json::to_string_pretty(&runs)?))?;
+        let outbox: Vec<Value> = outbox
+            .iter()
+            .map(|(p, s, n)| serde_json::json!({"pipeline": p, "stream": s, "waiting": n}))
+            .collect();
+        let doc = serde_json::json!({"runs": runs, "paused": paused, "outbox": outbox});
+        output::out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
         return Ok(0);
     }
     if runs.is_empty() {
@@ -25,6 +45,12 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
         output::out(&format!("no runs{whose} yet\n"))?;
     } else {
         output::out(&table(&runs).render())?;
+        for name in &names {
+            let mine: Vec<&RunRecord> = runs.iter().filter(|r| &r.pipeline == name).collect();
+            if let Some(next) = mine.first().and_then(|r| r.report.as_ref()).and_then(|v| v["next_step"].as_str()) {
+                output::out(&format!("\n`{name}`: what to do: {next}\n"))?;
+            }
+        }
     }
     if !paused.is_empty() {
         let mut t = Table::new(&["pipeline", "stream", "paused", "since", "why"]);
@@ -55,7 +81,7 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The runs as a table, newest first.
+/// The runs as a table, in the order given (per pipeline, newest first).
 pub fn table(runs: &[RunRecord]) -> Table {
     let mut t = Table::new(&[
         "#id",
@@ -67,18 +93,38 @@ pub fn table(runs: &[RunRecord]) -> Table {
         "#written",
         "#unchanged",
         "#dead-lettered",
+        "#retries",
+        "#waited",
+        "#refreshes",
+        "drift",
         "error",
     ]);
     for r in runs {
         let report = r.report.as_ref();
+        let streams = report.and_then(|v| v.get("streams")).and_then(Value::as_object);
         let sum = |field: &str| -> String {
-            match report.and_then(|v| v.get("streams")).and_then(Value::as_object) {
+            match streams {
                 Some(streams) => {
                     streams.values().map(|s| s.get(field).and_then(Value::as_u64).unwrap_or(0)).sum::<u64>().to_string()
                 }
                 None => "-".into(),
             }
         };
+        let http = report.and_then(|v| v.get("http")).and_then(Value::as_object);
+        let http_sum = |field: &str| -> u64 {
+            http.map(|h| h.values().map(|c| c.get(field).and_then(Value::as_u64).unwrap_or(0)).sum()).unwrap_or(0)
+        };
+        let waited = http_sum("retry_wait_ms") + http_sum("rate_limit_wait_ms");
+        // Drift: the distinct JSON paths that drifted this run.
+        let mut drift: Vec<&str> = streams
+            .into_iter()
+            .flat_map(|s| s.values())
+            .filter_map(|s| s.get("drift").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|e| e.get("path").and_then(Value::as_str))
+            .collect();
+        drift.sort_unstable();
+        drift.dedup();
         let dry = report.and_then(|v| v.get("dry_run")).and_then(Value::as_bool).unwrap_or(false);
         let error = report.and_then(|v| v.get("error")).and_then(Value::as_str).unwrap_or("");
         t.row(vec![
@@ -91,6 +137,10 @@ pub fn table(runs: &[RunRecord]) -> Table {
             sum("written"),
             sum("skipped_unchanged"),
             sum("dead_lettered"),
+            http_sum("retries").to_string(),
+            if waited == 0 { "0".into() } else { output::duration(waited) },
+            http_sum("token_requests").to_string(),
+            output::truncate(&drift.join(" "), 30),
             output::truncate(error, 60),
         ]);
     }
@@ -133,13 +183,20 @@ mod tests {
             outcome: "failed".into(),
             report: Some(serde_json::json!({
                 "duration_ms": 1877, "error": "boom",
-                "streams": {"a": {"read": 3, "written": 2, "skipped_unchanged": 1, "dead_lettered": 0},
-                            "b": {"read": 4, "written": 0, "skipped_unchanged": 4, "dead_lettered": 1}}
+                "streams": {"a": {"read": 3, "written": 2, "skipped_unchanged": 1, "dead_lettered": 0,
+                                  "drift": [{"path": "/price"}]},
+                            "b": {"read": 4, "written": 0, "skipped_unchanged": 4, "dead_lettered": 1,
+                                  "drift": [{"path": "/price"}, {"path": "/tags"}]}},
+                "http": {"source": {"retries": 3, "retry_wait_ms": 1000, "rate_limit_wait_ms": 500, "token_requests": 2},
+                         "sink": {"retries": 1, "token_requests": 0}}
             })),
         };
         let text = table(&[r]).render();
         let line = text.lines().nth(1).unwrap();
         let cells: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(cells, ["7", "orders", "2026-11-03", "10:15:02", "1.8s", "failed", "7", "2", "5", "1", "boom"]);
+        assert_eq!(
+            cells,
+            ["7", "orders", "2026-11-03", "10:15:02", "1.8s", "failed", "7", "2", "5", "1", "4", "1.5s", "2", "/price", "/tags", "boom"]
+        );
     }
 }
