@@ -118,7 +118,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a human message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error(Box::new(Inner { kind, message: message.into(), context: ErrorContext::default(), source: None, hint: None }))
+        Error(Box::new(Inner {
+            kind,
+            message: message.into(),
+            context: ErrorContext::default(),
+            source: None,
+            hint: None,
+        }))
     }
     /// Shorthand for a [`ErrorKind::Config`] error.
     pub fn config(message: impl Into<String>) -> Self {
@@ -239,7 +245,10 @@ pub fn next_step_for(kind: &ErrorKind, c: &ErrorContext) -> String {
                             names); the next run starts from the last checkpoint"
             .into(),
         ErrorKind::RateLimited { retry_after_ms: Some(ms) } => {
-            format!("the remote asked to wait {}s; run `dovetail run {p}{only_stream}` again after that", ms.div_ceil(1000))
+            format!(
+                "the remote asked to wait {}s; run `dovetail run {p}{only_stream}` again after that",
+                ms.div_ceil(1000)
+            )
         }
         ErrorKind::RateLimited { retry_after_ms: None } | ErrorKind::Transient => {
             format!("run `dovetail run {p}{only_stream}` again; it resumes from the last checkpoint")
@@ -249,7 +258,8 @@ pub fn next_step_for(kind: &ErrorKind, c: &ErrorContext) -> String {
              or set `on_unavailable = \"pause\"` for the stream so runs go on without it"
         ),
         ErrorKind::Permanent => {
-            "the remote refused the request and retrying will not help; read the cause above, fix it, then run again".into()
+            "the remote refused the request and retrying will not help; read the cause above, fix it, then run again"
+                .into()
         }
         ErrorKind::Data => format!(
             "see the bad records with `dovetail dead-letters list --pipeline {p}`, fix the mapping or the data, \
@@ -314,7 +324,10 @@ mod tests {
     #[test]
     fn next_step_names_the_pipeline_and_prefers_an_explicit_hint() {
         let e = Error::transient("connection reset").in_pipeline("orders").in_stream("items");
-        assert_eq!(e.next_step(), "run `dovetail run orders --stream items` again; it resumes from the last checkpoint");
+        assert_eq!(
+            e.next_step(),
+            "run `dovetail run orders --stream items` again; it resumes from the last checkpoint"
+        );
         let e = Error::data("bad").in_pipeline("orders");
         assert!(e.next_step().contains("dovetail dead-letters list --pipeline orders"), "{}", e.next_step());
         let e = Error::new(ErrorKind::RateLimited { retry_after_ms: Some(1500) }, "slow down").in_pipeline("p");

@@ -34,6 +34,7 @@ pub mod connector;
 pub mod drift;
 pub mod error;
 pub mod failpoint;
+pub mod logbuf;
 pub mod mapping;
 pub mod number;
 pub mod pipeline;

@@ -7,16 +7,19 @@
 //! Times `--requests` sequential GETs to URL over one keep-alive connection, once with a
 //! [`dovetail_http::HttpClient`] and once with a bare `reqwest::Client::new()`, per round
 //! (the order alternates between rounds, after a warm-up of 200 requests each). Tracing is
-//! on for the whole process: info level, fmt format, written to FILE unbuffered (one write
-//! per event, as the `dovetail` binary writes its log to stderr). Prints one JSON line:
+//! on for the whole process: info level, fmt format, written to FILE through
+//! `dovetail_core::logbuf::BufferedLog` with a 100 ms interval — what the `dovetail` binary
+//! does when its stderr is a file or a pipe. Prints one JSON line:
 //! `{"requests":..,"dovetail_s":[..],"reqwest_s":[..],"dovetail_median_s":..,"reqwest_median_s":..,"ratio":..,"log_lines":..}`
 //! where `ratio` = dovetail median / reqwest median.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dovetail_core::logbuf::BufferedLog;
 
 use dovetail_http::{HttpClient, Request};
 
@@ -73,7 +76,7 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-async fn bench(a: &Args) -> Result<String, String> {
+async fn bench(a: &Args, log: &Arc<BufferedLog>) -> Result<String, String> {
     let dovetail = HttpClient::builder("bench").build().map_err(|e| e.report())?;
     let bare = reqwest::Client::new();
     run_dovetail(&dovetail, &a.url, 200).await?;
@@ -95,6 +98,7 @@ async fn bench(a: &Args) -> Result<String, String> {
         );
     }
     let (d, r) = (median(&dt), median(&rq));
+    log.flush_now();
     let log_lines = std::fs::read_to_string(&a.log).map(|s| s.lines().count()).unwrap_or(0);
     let list = |v: &[f64]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(",");
     Ok(format!(
@@ -122,12 +126,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(Mutex::new(file))
-        .init();
-    match bench(&args).await {
+    let log = BufferedLog::new(file, Duration::from_millis(100));
+    tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_ansi(false).with_writer(log.clone()).init();
+    match bench(&args, &log).await {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS

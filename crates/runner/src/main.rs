@@ -28,6 +28,11 @@ fn main() {
     alloc::purge_freed_memory_at_once();
     let cli = Cli::parse();
     init_logging(&cli);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        progress::flush_logs();
+        default_hook(info);
+    }));
     let code = match run(&cli) {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<dovetail_core::Error>() {
@@ -36,11 +41,13 @@ fn main() {
                 e.kind().exit_code()
             }
             None => {
+                progress::flush_logs();
                 eprintln!("dovetail: {err:#}");
                 dovetail_core::ErrorKind::Internal.exit_code()
             }
         },
     };
+    progress::flush_logs();
     std::process::exit(code);
 }
 
@@ -79,7 +86,7 @@ fn init_logging(cli: &Cli) {
     let others = if level == "error" { "error" } else { "warn" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{others},dovetail={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| progress::LogWriter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress::LogSink::stderr());
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),

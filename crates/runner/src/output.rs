@@ -15,6 +15,7 @@ pub fn out(text: &str) -> std::io::Result<()> {
 
 /// An error on stderr: its full chain, then what to do about it.
 pub fn error(e: &dovetail_core::Error) {
+    crate::progress::flush_logs();
     eprintln!("dovetail: {}\n  what to do: {}", e.report(), e.next_step());
 }
 

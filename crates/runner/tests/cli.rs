@@ -89,7 +89,10 @@ fn check_on_a_bad_config_exits_3_naming_the_line() {
     let out = dovetail(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
-    assert!(err.contains("what to do: fix the config file where the message points, then run `dovetail check`"), "{err}");
+    assert!(
+        err.contains("what to do: fix the config file where the message points, then run `dovetail check`"),
+        "{err}"
+    );
     assert!(
         err.contains(
             "dovetail.toml:12: unknown field `table_prefx` in [pipelines.orders.sink]; did you mean `table_prefix`?"

@@ -146,7 +146,9 @@ fn vendor_error(
             "re-authorize with the vendor, put the new refresh token where the config's `refresh_token` points \
              (a changed configured token replaces the stored rotated one), then run again",
         ),
-        ("invalid_client", _) => err.with_hint("check client_id, client_secret and client_auth in the config, then run again"),
+        ("invalid_client", _) => {
+            err.with_hint("check client_id, client_secret and client_auth in the config, then run again")
+        }
         _ => err,
     }
 }

@@ -30,6 +30,7 @@ pub fn cancel_on_signal() -> CancellationToken {
         tracing::warn!("stopping: finishing the batches in flight and committing (signal again to abort)");
         t.cancel();
         signal().await;
+        crate::progress::flush_logs();
         eprintln!("dovetail: aborted");
         std::process::exit(dovetail_core::ErrorKind::Interrupted.exit_code());
     });

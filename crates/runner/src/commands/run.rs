@@ -46,6 +46,7 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
                 }
                 let c = report_code(&report);
                 if let Some(e) = report.error.as_ref().filter(|_| c != 0) {
+                    crate::progress::flush_logs();
                     eprintln!("dovetail: pipeline `{}` {}: {e}", report.pipeline, report.outcome);
                     if let Some(next) = &report.next_step {
                         eprintln!("  what to do: {next}");

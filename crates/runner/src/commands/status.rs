@@ -32,10 +32,8 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     let paused = state.paused(args.pipeline.as_deref()).await?;
     let outbox = state.outbox_depths(args.pipeline.as_deref()).await?;
     if args.json {
-        let outbox: Vec<Value> = outbox
-            .iter()
-            .map(|(p, s, n)| serde_json::json!({"pipeline": p, "stream": s, "waiting": n}))
-            .collect();
+        let outbox: Vec<Value> =
+            outbox.iter().map(|(p, s, n)| serde_json::json!({"pipeline": p, "stream": s, "waiting": n})).collect();
         let doc = serde_json::json!({"runs": runs, "paused": paused, "outbox": outbox});
         output::out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
         return Ok(0);
@@ -196,7 +194,24 @@ mod tests {
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(
             cells,
-            ["7", "orders", "2026-11-03", "10:15:02", "1.8s", "failed", "7", "2", "5", "1", "4", "1.5s", "2", "/price", "/tags", "boom"]
+            [
+                "7",
+                "orders",
+                "2026-11-03",
+                "10:15:02",
+                "1.8s",
+                "failed",
+                "7",
+                "2",
+                "5",
+                "1",
+                "4",
+                "1.5s",
+                "2",
+                "/price",
+                "/tags",
+                "boom"
+            ]
         );
     }
 }
