@@ -289,8 +289,14 @@ fn sunset_time(v: &str) -> Option<jiff::Timestamp> {
     jiff::Timestamp::try_from(t).ok()
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+/// The first line of an error, cut to 200 characters: a summary is read in a chat message;
+/// the whole error is in `details`.
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_owned(),
+    }
 }
 
 fn list(what: &str, names: &[String]) -> String {

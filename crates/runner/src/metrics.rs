@@ -28,8 +28,11 @@ const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 /// Buckets (seconds) of whole runs: 1 s to 2 hours.
 const RUN_BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0];
 
+/// Reads one counter of a stream report.
+type Count = fn(&StreamReport) -> u64;
+
 /// The stage labels of `dovetail_records_total`, with the report counter each one follows.
-const STAGES: [(&str, fn(&StreamReport) -> u64); 7] = [
+const STAGES: [(&str, Count); 7] = [
     ("read", |r| r.read),
     ("filtered", |r| r.filtered),
     ("mapped", |r| r.mapped),
@@ -123,7 +126,7 @@ struct StreamCounters {
 
 impl PipelineProgress {
     /// Progress for one run of `pipeline`, forwarding to `inner` when given.
-    pub fn new(pipeline: &str, inner: Option<Arc<dyn Progress>>) -> Arc<dyn Progress> {
+    pub fn shared(pipeline: &str, inner: Option<Arc<dyn Progress>>) -> Arc<dyn Progress> {
         Arc::new(PipelineProgress { pipeline: pipeline.to_owned(), inner, streams: Mutex::default() })
     }
 
@@ -231,7 +234,7 @@ mod tests {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            let p = PipelineProgress::new("pl", None);
+            let p = PipelineProgress::shared("pl", None);
             p.started("items");
             p.batch("items", &StreamReport { read: 100, mapped: 90, dead_lettered: 10, ..Default::default() });
             p.batch("items", &StreamReport { read: 250, mapped: 240, dead_lettered: 10, ..Default::default() });

@@ -64,7 +64,7 @@ impl Batch<'_> {
             tracing::info!(pipeline = %spec.name, dry_run = args.dry_run, "run starting");
             let mut progress = if args.json { None } else { crate::progress::Bars::for_terminal() };
             if self.metrics {
-                progress = Some(crate::metrics::PipelineProgress::new(&spec.name, progress));
+                progress = Some(crate::metrics::PipelineProgress::shared(&spec.name, progress));
             }
             let opts =
                 RunOptions { streams, dry_run: args.dry_run, cancel: cancel.clone(), from: from_value(args), progress };
