@@ -51,9 +51,9 @@ pub async fn serve(addr: &str) -> anyhow::Result<SocketAddr> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     describe();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for metrics on `{addr}` (--metrics-addr)"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        dovetail_core::Error::config(format!("cannot serve metrics on `{addr}` (--metrics-addr)")).with_source(e)
+    })?;
     let bound = listener.local_addr()?;
     tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
     let upkeep = handle.clone();

@@ -43,6 +43,8 @@ pub async fn run_every(batch: &Batch<'_>, every: Duration) -> anyhow::Result<i32
         tokio::pin!(run);
         let code = loop {
             tokio::select! {
+                // A run that ends as a tick comes did not overlap it.
+                biased;
                 code = &mut run => break code,
                 _ = ticks.tick() => {
                     crate::metrics::skipped_tick();
