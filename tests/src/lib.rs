@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 pub mod vendor;
+pub mod watch;
 
 /// Path of the `dovetail` binary, built once per test process (a no-op when up to date).
 pub fn dovetail_bin() -> PathBuf {

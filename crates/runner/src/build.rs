@@ -32,6 +32,8 @@ pub struct PipelineSpec {
     pub max_dead_letter_ratio: Option<f64>,
     /// Outbox bound per stream.
     pub outbox_max: Option<u64>,
+    /// Where and when alerts go (`[pipelines.NAME.alerts]`).
+    pub alerts: Option<crate::alerts::AlertsConfig>,
 }
 
 impl PipelineSpec {
@@ -103,6 +105,9 @@ pub fn build_pipeline(
     pc: &PipelineConfig,
     stores: &(Arc<dyn TokenStore>, Arc<dyn ResponseCache>),
 ) -> Result<PipelineSpec, Error> {
+    if let Some(a) = &pc.alerts {
+        a.validate(doc, root, name)?;
+    }
     let cx = BuildCx {
         base_dir: doc.base_dir.clone(),
         pipeline: name.to_owned(),
@@ -185,5 +190,6 @@ pub fn build_pipeline(
         max_dead_letters: pc.max_dead_letters,
         max_dead_letter_ratio: pc.max_dead_letter_ratio,
         outbox_max: pc.outbox_max,
+        alerts: pc.alerts.clone(),
     })
 }

@@ -99,6 +99,14 @@ pub struct RunArgs {
     /// e.g. `--from 2026-01-01T00:00:00Z`; what is unchanged is skipped by the ledger.
     #[arg(long, value_name = "VALUE")]
     pub from: Option<String>,
+    /// Serve Prometheus metrics on this address (`127.0.0.1:9185`; port 0 picks a free one,
+    /// logged as `metrics on http://…`). See docs/metrics.md.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Keep running: run the selected pipelines every DURATION (`30s`, `15m`, `1h`), skipping
+    /// a tick while a run is still going; SIGTERM or ctrl-c stops. See docs/operations.md.
+    #[arg(long, value_name = "DURATION", value_parser = crate::schedule::parse_every)]
+    pub every: Option<std::time::Duration>,
 }
 
 /// `dovetail status`.

@@ -65,6 +65,8 @@ pub struct PipelineConfig {
     /// Per-stream settings by stream name (streams not listed run with defaults).
     #[serde(default)]
     pub streams: BTreeMap<String, StreamSettings>,
+    /// Alerts after a run: a webhook and/or a command, and the conditions that fire them.
+    pub alerts: Option<crate::alerts::AlertsConfig>,
 }
 
 /// `[pipelines.NAME.streams.STREAM]`: how one stream is synced and mapped.

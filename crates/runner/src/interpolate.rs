@@ -52,7 +52,8 @@ pub fn is_secret_key(key: &str) -> bool {
     if NOT_SECRET.contains(&k.as_str()) {
         return false;
     }
-    ["token", "secret", "password", "passwd", "key", "credential"].iter().any(|w| k.contains(w))
+    // `webhook`: alert webhook URLs carry their token in the path or query.
+    ["token", "secret", "password", "passwd", "key", "credential", "webhook"].iter().any(|w| k.contains(w))
 }
 
 /// Interpolate every string value of `table` in place; return the literal secrets found.
@@ -189,7 +190,7 @@ mod tests {
 
     #[test]
     fn secret_keys() {
-        for k in ["api_key", "token", "client_secret", "password", "credentials", "apiKey"] {
+        for k in ["api_key", "token", "client_secret", "password", "credentials", "apiKey", "webhook"] {
             assert!(is_secret_key(k), "{k}");
         }
         for k in ["primary_key", "key_columns", "path", "name", "kind"] {

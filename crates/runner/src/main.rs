@@ -1,6 +1,7 @@
 //! `dovetail`: the command-line tool. Parses the command line, sets up logging and hands
 //! over to one module per verb; errors print with their full chain and pick the exit code.
 
+mod alerts;
 mod alloc;
 mod build;
 mod cli;
@@ -8,9 +9,11 @@ mod commands;
 mod config;
 mod diag;
 mod interpolate;
+mod metrics;
 mod output;
 mod progress;
 mod registry;
+mod schedule;
 mod stores;
 
 use std::io::IsTerminal;

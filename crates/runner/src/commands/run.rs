@@ -2,80 +2,145 @@
 //! lock) and print what each did.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use dovetail_core::{Error, ErrorKind, RunOptions, RunReport};
+use dovetail_core::{Error, ErrorKind, RunOptions, RunReport, StateStore};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
 use crate::config::{self, PipelineSpec, Project};
 use crate::{diag, output};
 
-/// Run the selected pipelines; the exit code is the first failure's (0 if all succeeded).
+/// Run the selected pipelines (once, or every `--every`); the exit code is the first
+/// failure's (0 if all succeeded).
 pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
+    // Before the config is loaded: connectors build HTTP clients that cache metric handles.
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(crate::metrics::serve(addr).await?),
+        None => None,
+    };
     let project = config::load(config_path)?;
     let selected = select(&project, &args.pipelines)?;
     check_streams(&project, &selected, &args.streams)?;
     let state = super::open_state(&project.state_path)?;
     let cancel = super::cancel_on_signal();
+    let batch = Batch { selected, args, state, cancel, metrics: metrics.is_some() };
+    match args.every {
+        Some(every) => crate::schedule::run_every(&batch, every).await,
+        None => Ok(batch.run().await),
+    }
+}
 
-    let mut code = 0;
-    for spec in selected {
-        if cancel.is_cancelled() {
-            code = first(code, ErrorKind::Interrupted.exit_code());
-            break;
-        }
-        let names = spec.stream_names();
-        let streams: Vec<String> = args.streams.iter().filter(|s| names.contains(s)).cloned().collect();
-        if !args.streams.is_empty() && streams.is_empty() {
-            tracing::info!(pipeline = %spec.name, "skipped: none of the requested streams belongs to it");
-            continue;
-        }
-        tracing::info!(pipeline = %spec.name, dry_run = args.dry_run, "run starting");
-        let opts = RunOptions {
-            streams,
-            dry_run: args.dry_run,
-            cancel: cancel.clone(),
-            from: from_value(args),
-            progress: None,
-        };
-        match run_one(spec, state.clone(), opts, !args.json).await {
-            Ok(report) => {
-                if args.json {
-                    output::out(&format!("{}\n", serde_json::to_string(&report)?))?;
-                } else {
-                    output::out(&output::run_summary(&report, "pipeline"))?;
-                }
-                let c = report_code(&report);
-                if let Some(e) = report.error.as_ref().filter(|_| c != 0) {
-                    crate::progress::flush_logs();
-                    eprintln!("dovetail: pipeline `{}` {}: {e}", report.pipeline, report.outcome);
-                    if let Some(next) = &report.next_step {
-                        eprintln!("  what to do: {next}");
+/// The pipelines one `dovetail run` runs, with what each run needs.
+pub struct Batch<'a> {
+    /// Pipelines, in order.
+    pub selected: Vec<&'a PipelineSpec>,
+    /// The command line.
+    pub args: &'a RunArgs,
+    /// The state store.
+    pub state: Arc<dyn StateStore>,
+    /// Cancelled by SIGTERM / ctrl-c.
+    pub cancel: CancellationToken,
+    /// Whether `--metrics-addr` is on (progress is then counted into metrics).
+    pub metrics: bool,
+}
+
+impl Batch<'_> {
+    /// Runs each pipeline once, in order; the exit code is the first failure's (0 if all succeeded).
+    pub async fn run(&self) -> i32 {
+        let (args, cancel) = (self.args, &self.cancel);
+        let mut code = 0;
+        for &spec in &self.selected {
+            if cancel.is_cancelled() {
+                code = first(code, ErrorKind::Interrupted.exit_code());
+                break;
+            }
+            let names = spec.stream_names();
+            let streams: Vec<String> = args.streams.iter().filter(|s| names.contains(s)).cloned().collect();
+            if !args.streams.is_empty() && streams.is_empty() {
+                tracing::info!(pipeline = %spec.name, "skipped: none of the requested streams belongs to it");
+                continue;
+            }
+            tracing::info!(pipeline = %spec.name, dry_run = args.dry_run, "run starting");
+            let (show, metrics) = (!args.json, self.metrics);
+            let progress = move |source| {
+                let bars = if show { crate::progress::for_run(Some(source)) } else { None };
+                if metrics { Some(crate::metrics::PipelineProgress::shared(&spec.name, bars)) } else { bars }
+            };
+            let opts = RunOptions {
+                streams,
+                dry_run: args.dry_run,
+                cancel: cancel.clone(),
+                from: from_value(args),
+                progress: None,
+            };
+            let alerts = spec.alerts.as_ref().filter(|_| !args.dry_run);
+            let before = match alerts {
+                Some(a) => crate::alerts::before(a, &spec.name, &self.state).await,
+                None => Default::default(),
+            };
+            let started_at = dovetail_core::now_rfc3339();
+            crate::metrics::in_progress(&spec.name, true);
+            let result = run_one(spec, self.state.clone(), opts, progress).await;
+            crate::metrics::in_progress(&spec.name, false);
+            match result {
+                Ok(report) => {
+                    crate::metrics::run_finished(&report);
+                    if let Err(e) = print_report(args, &report) {
+                        tracing::error!(error = %e, "cannot print the run report");
+                    }
+                    let c = report_code(&report);
+                    if let Some(e) = report.error.as_ref().filter(|_| c != 0) {
+                        crate::progress::flush_logs();
+                        eprintln!("dovetail: pipeline `{}` {}: {e}", report.pipeline, report.outcome);
+                        if let Some(next) = &report.next_step {
+                            eprintln!("  what to do: {next}");
+                        }
+                    }
+                    if let Some(a) = alerts {
+                        crate::alerts::send(a, crate::alerts::evaluate(a, &report, &before, jiff::Timestamp::now()))
+                            .await;
+                    }
+                    code = first(code, c);
+                    if report.outcome == "interrupted" || c == ErrorKind::Interrupted.exit_code() {
+                        break;
                     }
                 }
-                code = first(code, c);
-                if report.outcome == "interrupted" || c == ErrorKind::Interrupted.exit_code() {
-                    break;
+                Err(e) => {
+                    crate::metrics::run_not_started(&spec.name);
+                    output::error(&e);
+                    if let Some(a) = alerts {
+                        crate::alerts::send(
+                            a,
+                            crate::alerts::not_started(a, &spec.name, &e, &started_at).into_iter().collect(),
+                        )
+                        .await;
+                    }
+                    code = first(code, e.kind().exit_code());
                 }
             }
-            Err(e) => {
-                output::error(&e);
-                code = first(code, e.kind().exit_code());
-            }
         }
+        code
     }
-    Ok(code)
+}
+
+fn print_report(args: &RunArgs, report: &RunReport) -> anyhow::Result<()> {
+    if args.json {
+        output::out(&format!("{}\n", serde_json::to_string(report)?))?;
+    } else {
+        output::out(&output::run_summary(report, "pipeline"))?;
+    }
+    Ok(())
 }
 
 async fn run_one(
     spec: &PipelineSpec,
     state: std::sync::Arc<dyn dovetail_core::StateStore>,
     mut opts: RunOptions,
-    show_progress: bool,
+    progress: impl FnOnce(Arc<dyn dovetail_core::Source>) -> Option<Arc<dyn dovetail_core::Progress>>,
 ) -> Result<RunReport, Error> {
     let pipeline = spec.build(state)?;
-    if show_progress {
-        opts.progress = crate::progress::for_run(Some(pipeline.source()));
-    }
+    opts.progress = progress(pipeline.source());
     // The engine takes the pipeline's run lock (a live holder is refused by name).
     pipeline.run(opts).await
 }
