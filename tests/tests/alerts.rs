@@ -78,6 +78,8 @@ async fn a_failed_run_sends_exactly_one_failure_alert_to_the_webhook_and_the_com
     assert_eq!(a["streams"], serde_json::json!(["items"]));
     assert_eq!(a["started_at"], report["started_at"]);
     assert_eq!(a["finished_at"], report["finished_at"]);
+    assert_eq!(a["next_step"], report["next_step"], "the alert says what to do: {a:#}");
+    assert!(a["next_step"].as_str().is_some_and(|n| n.contains("dovetail run vendor")), "{a:#}");
     assert_eq!(a["dovetail_version"], env!("CARGO_PKG_VERSION"));
     let summary = a["summary"].as_str().unwrap();
     assert!(summary.starts_with("pipeline `vendor` failed (exit code 6): transient error"), "{summary}");

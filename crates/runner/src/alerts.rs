@@ -147,6 +147,9 @@ pub struct Alert {
     pub streams: Vec<String>,
     /// What happened, per condition (see docs/alerts.md).
     pub details: Value,
+    /// What to do about it, when dovetail knows (failures and pauses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<String>,
     /// Run start (RFC 3339).
     pub started_at: Option<String>,
     /// Run end (RFC 3339).
@@ -165,6 +168,7 @@ pub fn evaluate(cfg: &AlertsConfig, report: &RunReport, before: &Before, now: ji
         outcome: report.outcome.clone(),
         streams,
         details,
+        next_step: matches!(condition, Condition::Failure | Condition::Pause).then(|| report.next_step.clone()).flatten(),
         started_at: Some(report.started_at.clone()),
         finished_at: Some(report.finished_at.clone()),
         dovetail_version: env!("CARGO_PKG_VERSION"),
@@ -277,6 +281,7 @@ pub fn not_started(cfg: &AlertsConfig, pipeline: &str, err: &Error, started_at: 
         outcome: "not_started".into(),
         streams: Vec::new(),
         details: json!({ "error": err.report(), "exit_code": err.kind().exit_code() }),
+        next_step: Some(err.next_step()),
         started_at: Some(started_at.to_owned()),
         finished_at: Some(dovetail_core::now_rfc3339()),
         dovetail_version: env!("CARGO_PKG_VERSION"),
