@@ -168,7 +168,9 @@ pub fn evaluate(cfg: &AlertsConfig, report: &RunReport, before: &Before, now: ji
         outcome: report.outcome.clone(),
         streams,
         details,
-        next_step: matches!(condition, Condition::Failure | Condition::Pause).then(|| report.next_step.clone()).flatten(),
+        next_step: matches!(condition, Condition::Failure | Condition::Pause)
+            .then(|| report.next_step.clone())
+            .flatten(),
         started_at: Some(report.started_at.clone()),
         finished_at: Some(report.finished_at.clone()),
         dovetail_version: env!("CARGO_PKG_VERSION"),

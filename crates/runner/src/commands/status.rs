@@ -93,7 +93,7 @@ pub fn table(runs: &[RunRecord]) -> Table {
         "#dead-lettered",
         "#retries",
         "#waited",
-        "#refreshes",
+        "#tokens",
         "drift",
         "error",
     ]);
