@@ -39,12 +39,14 @@ mod bind;
 mod column;
 mod config;
 mod error;
+mod notes;
 mod sink;
 mod table;
 mod write;
 
 pub use column::SYNCED_AT;
 pub use config::SqliteConfig;
+pub use notes::NOTES_TABLE;
 pub use sink::SqliteSink;
 
 /// The `kind` that selects this sink in pipeline config.

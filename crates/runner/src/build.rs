@@ -32,6 +32,8 @@ pub struct PipelineSpec {
     pub max_dead_letter_ratio: Option<f64>,
     /// Outbox bound per stream.
     pub outbox_max: Option<u64>,
+    /// What drifting records get, per change class.
+    pub drift: dovetail_core::DriftPolicy,
 }
 
 impl PipelineSpec {
@@ -47,7 +49,8 @@ impl PipelineSpec {
             .sink_arc(self.sink.clone())
             .state_arc(state)
             .max_dead_letters(self.max_dead_letters)
-            .max_dead_letter_ratio(self.max_dead_letter_ratio);
+            .max_dead_letter_ratio(self.max_dead_letter_ratio)
+            .drift_policy(self.drift);
         if let Some(n) = self.batch_size {
             b = b.batch_size(n);
         }
@@ -185,5 +188,6 @@ pub fn build_pipeline(
         max_dead_letters: pc.max_dead_letters,
         max_dead_letter_ratio: pc.max_dead_letter_ratio,
         outbox_max: pc.outbox_max,
+        drift: pc.drift,
     })
 }
