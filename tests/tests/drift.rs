@@ -75,7 +75,8 @@ async fn a_drift_under_pause_stops_the_stream_until_drift_accept_and_the_next_ru
     assert_eq!((open[0]["path"].as_str(), open[0]["change"].as_str()), (Some("/price"), Some("column_type")));
 
     // Accept again: the column takes strings; the next run delivers the rest, exit 0.
-    accept(&s).await;
+    let said = accept(&s).await;
+    assert!(said.contains("1 sink column change(s) take effect"), "{said}");
     let (out, report) = s.run_json_async(&[]).await;
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(report["outcome"], "succeeded", "{report:#}");

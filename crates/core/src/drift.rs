@@ -395,6 +395,43 @@ impl DriftTracker {
         out
     }
 
+    /// Count a coercion the source's decoding made ([`crate::Record::coerced`]: a null or a
+    /// missing value read as a default) — unless the baseline allows what the vendor sent
+    /// (a null where null is allowed, an absent field that is optional), as it does once
+    /// such a drift is accepted.
+    pub fn record_coercion(&mut self, event: &DriftEvent) -> Checked {
+        if self.baseline_allows(&event.path, &event.change) {
+            return Checked::default();
+        }
+        self.record(event.clone())
+    }
+
+    fn baseline_allows(&self, path: &str, change: &str) -> bool {
+        let mut node = &self.baseline;
+        let mut required = false;
+        for seg in path.split('/').skip(1) {
+            let seg = seg.replace("~1", "/").replace("~0", "~");
+            let next = if seg == "*" {
+                required = false;
+                node.items.as_deref()
+            } else {
+                node.prop(&seg, &mut 0).map(|(_, n, req)| {
+                    required = *req;
+                    n
+                })
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        match change {
+            "null_value" => node.types == 0 || node.types & NULL != 0,
+            "missing_field" => !required,
+            _ => false,
+        }
+    }
+
     fn note(
         &mut self,
         path: &[&str],
@@ -478,6 +515,8 @@ fn push_segment(path: &mut String, key: &str) {
 /// the sink's columns, not to this baseline (the engine hands accepted ones to the sink).
 /// A path the baseline has no place for is left alone; returns whether anything changed.
 pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) -> bool {
+    // A coercion's observed shape is `null (read as [])`: the type is the first word.
+    let observed = if change == "enum_value" { observed } else { observed.split(' ').next().unwrap_or(observed) };
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let Some((last, parents)) = segments.split_last() else { return false };
     let mut node = baseline;
@@ -714,5 +753,33 @@ mod tests {
         // Already seen: no fresh events, the same action.
         let c = t.check(&json!({"id": 1, "name": "a", "price": "3"}), &at);
         assert_eq!((c.fresh.len(), c.action), (0, DriftAction::Pause));
+    }
+
+    #[test]
+    fn a_coercion_is_drift_until_the_baseline_allows_what_the_vendor_sent() {
+        let mut baseline = json!({"type": "object", "required": ["id", "tags"], "properties": {
+            "id": {"type": "integer"}, "tags": {"type": "array"}, "labels": {"type": "array"}
+        }});
+        let coercion = |path: &str, change: &str, observed: &str| DriftEvent {
+            path: path.into(),
+            change: change.into(),
+            expected: "array".into(),
+            observed: observed.into(),
+            count: 1,
+            first_seen: "t".into(),
+            first_at: "item 0".into(),
+        };
+        let null_tags = coercion("/tags", "null_value", "null (read as [])");
+        let absent_labels = coercion("/labels", "missing_field", "absent (read as [])");
+        let mut t = DriftTracker::with_policy(baseline.clone(), DriftPolicy::all(DriftAction::Quarantine));
+        let c = t.record_coercion(&null_tags);
+        assert_eq!((c.fresh.len(), c.action), (1, DriftAction::Quarantine));
+        assert!(t.record_coercion(&absent_labels).fresh.is_empty(), "an optional field may be absent");
+        assert!(t.record_coercion(&null_tags).fresh.is_empty(), "counted once per run");
+        assert_eq!(t.events()[0].count, 2);
+        assert!(accept(&mut baseline, &null_tags.path, &null_tags.change, &null_tags.observed));
+        assert_eq!(baseline["properties"]["tags"]["type"], json!(["array", "null"]));
+        let c = DriftTracker::with_policy(baseline, DriftPolicy::all(DriftAction::Pause)).record_coercion(&null_tags);
+        assert_eq!((c.fresh.len(), c.action), (0, DriftAction::Warn));
     }
 }

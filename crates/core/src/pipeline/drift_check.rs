@@ -58,6 +58,7 @@ impl DriftCheck {
         endpoint: &str,
         dead: &mut Vec<DeadLetter>,
     ) -> Result<(), Error> {
+        let mut checks = true;
         if self.baseline_pending && !page.records.is_empty() {
             let schema = crate::schema::infer(page.records.iter().map(|r| &r.data));
             if let Err(e) = self.state.save_baseline(&self.pipeline, &self.stream, &schema).await {
@@ -65,11 +66,21 @@ impl DriftCheck {
             }
             self.tracker = Some(DriftTracker::with_policy(schema, self.policy));
             self.baseline_pending = false;
-        } else if let Some(d) = &mut self.tracker {
+            // The page the baseline was made from fits it; only its coercions are counted.
+            checks = false;
+        }
+        if let Some(d) = &mut self.tracker {
             let mut quarantined: Vec<(usize, DriftEvent)> = Vec::new();
             let mut pause = None;
             for (i, rec) in page.records.iter().enumerate() {
-                let c = d.check(&rec.data, &|| rec.whereabouts());
+                let mut c = if checks { d.check(&rec.data, &|| rec.whereabouts()) } else { Checked::default() };
+                for e in rec.coerced.iter().flatten() {
+                    let more = d.record_coercion(e);
+                    c.fresh.extend(more.fresh);
+                    if more.action > c.action {
+                        (c.action, c.cause) = (more.action, more.cause);
+                    }
+                }
                 log_fresh(&self.stream, &c, "response shape drifted from the stream's baseline");
                 match (c.action, c.cause) {
                     (DriftAction::Pause, Some(cause)) => {
