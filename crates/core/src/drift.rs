@@ -67,7 +67,7 @@ pub struct Checked {
     pub action: DriftAction,
     /// The drift that decided `action`, when it is stricter than `Warn` (for the dead
     /// letter's reason or the pause's).
-    pub cause: Option<DriftEvent>,
+    pub cause: Option<Box<DriftEvent>>,
 }
 
 /// Compares records with a baseline schema and accumulates drift events.
@@ -110,10 +110,9 @@ struct Node {
     required: usize,
     /// Element schema of arrays.
     items: Option<Box<Node>>,
-    /// Allowed non-null values (`enum`, `const`), when the schema lists them.
-    values: Option<Vec<Value>>,
-    /// `"open"|"closed"`, for events.
-    expected_values: String,
+    /// Allowed non-null values (`enum`, `const`) when the schema lists them, and their
+    /// text for events (`"open"|"closed"`); boxed, so nodes without stay small.
+    values: Option<Box<(Vec<Value>, String)>>,
 }
 
 impl Node {
@@ -159,7 +158,6 @@ impl Node {
             required,
             items: schema.get("items").map(|i| Box::new(Node::compile(i, root, depth))),
             values: None,
-            expected_values: String::new(),
         };
         node.set_values(values);
         node
@@ -175,12 +173,13 @@ impl Node {
         let mut open = false;
         for b in &branches {
             open |= b.types == 0 && b.values.is_none();
+            let listed = b.values.as_deref().map(|v| &v.0);
             for name in b.expected.split('|').filter(|n| !n.is_empty()) {
                 if !names.contains(&name) {
                     names.push(name);
                 }
             }
-            match (&b.values, &mut values) {
+            match (listed, &mut values) {
                 (Some(v), Some(acc)) => acc.extend(v.iter().cloned()),
                 (None, _) if b.types & !NULL == 0 && b.types != 0 => {} // a null branch lists nothing
                 _ => values = None,
@@ -203,11 +202,11 @@ impl Node {
     }
 
     fn set_values(&mut self, values: Option<Vec<Value>>) {
-        if let Some(v) = &values {
+        self.values = values.map(|v| {
             let shown: Vec<String> = v.iter().map(crate::record::canonical_json).collect();
-            self.expected_values = shorten(&shown.join("|"));
-        }
-        self.values = values;
+            let text = shorten(&shown.join("|"));
+            Box::new((v, text))
+        });
     }
 
     /// The property `key`, trying `props[*next]` first: records usually list their fields in
@@ -324,11 +323,10 @@ impl DriftTracker {
             self.note(path, "type_changed", &node.expected, type_name(v), at, out);
             return;
         }
-        if let Some(values) = &node.values
-            && !listed(values, v)
+        if let Some(values) = node.values.as_deref()
+            && !listed(&values.0, v)
         {
-            let shown = shorten(&crate::record::canonical_json(v));
-            self.note(path, "enum_value", &node.expected_values, &shown, at, out);
+            self.note_value(path, &values.1, v, at, out);
             return;
         }
         match v {
@@ -390,7 +388,7 @@ impl DriftTracker {
         let action = self.policy.action(change);
         if action > DriftAction::Warn {
             out.action = action;
-            out.cause = Some(event);
+            out.cause = Some(Box::new(event));
         }
         out
     }
@@ -432,6 +430,16 @@ impl DriftTracker {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn note_value(&mut self, path: &[&str], expected: &str, v: &Value, at: &dyn Fn() -> String, out: &mut Checked) {
+        let shown = shorten(&crate::record::canonical_json(v));
+        self.note(path, "enum_value", expected, &shown, at, out);
+    }
+
+    // Off the hot path: only a drifting value gets here.
+    #[cold]
+    #[inline(never)]
     fn note(
         &mut self,
         path: &[&str],
@@ -478,7 +486,7 @@ impl DriftTracker {
         };
         if action > out.action {
             out.action = action;
-            out.cause = Some(DriftEvent { count: 1, ..e.clone() });
+            out.cause = Some(Box::new(DriftEvent { count: 1, ..e.clone() }));
         }
     }
 }

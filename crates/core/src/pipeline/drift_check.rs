@@ -87,7 +87,7 @@ impl DriftCheck {
                         pause = Some(cause);
                         break;
                     }
-                    (DriftAction::Quarantine, Some(cause)) => quarantined.push((i, cause)),
+                    (DriftAction::Quarantine, Some(cause)) => quarantined.push((i, *cause)),
                     _ => {}
                 }
             }
