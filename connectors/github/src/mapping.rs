@@ -335,6 +335,43 @@ pub fn map(stream: GithubStream, repository: &str, raw: &Value) -> Result<Value,
     }
 }
 
+/// Arrays a row of `stream` reads as `[]` when GitHub sends null or nothing.
+fn defaulted_arrays(stream: GithubStream) -> &'static [&'static str] {
+    match stream {
+        GithubStream::Repositories => &["topics"],
+        GithubStream::Issues => &["labels", "assignees"],
+        GithubStream::PullRequests => &["labels", "assignees", "requested_reviewers"],
+        GithubStream::Commits => &["parents"],
+        GithubStream::Releases => &["assets"],
+        GithubStream::IssueComments | GithubStream::WorkflowRuns => &[],
+    }
+}
+
+/// The coercions [`map`] makes on `raw`: each array GitHub sent as null (or left out) that
+/// the row holds as `[]`, as a drift event at the row's field (`null_value` or
+/// `missing_field`), so the engine records it instead of the default passing silently.
+/// `at` names the object (`GET …/issues item 3`).
+pub fn coercions(stream: GithubStream, raw: &Value, at: &dyn Fn() -> String) -> Vec<dovetail_core::drift::DriftEvent> {
+    let mut out = Vec::new();
+    for field in defaulted_arrays(stream) {
+        let (change, observed) = match raw.get(*field) {
+            Some(Value::Null) => ("null_value", "null (read as [])"),
+            None => ("missing_field", "absent (read as [])"),
+            Some(_) => continue,
+        };
+        out.push(dovetail_core::drift::DriftEvent {
+            path: format!("/{field}"),
+            change: change.to_owned(),
+            expected: "array".to_owned(),
+            observed: observed.to_owned(),
+            count: 1,
+            first_seen: dovetail_core::now_rfc3339(),
+            first_at: at(),
+        });
+    }
+    out
+}
+
 fn decode<T: DeserializeOwned>(raw: &Value) -> Result<T, MapError> {
     serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
@@ -532,6 +569,15 @@ mod tests {
         assert_eq!(row["user_login"], Value::Null);
         assert_eq!(row["is_pull_request"], json!(true));
         assert_eq!(row["repository"], json!("o/r"));
+        // The `[]` read for `"assignees": null` is recorded, not silent.
+        let c = coercions(GithubStream::Issues, &raw, &|| "item 0".into());
+        let got: Vec<(&str, &str, &str)> =
+            c.iter().map(|e| (e.path.as_str(), e.change.as_str(), e.observed.as_str())).collect();
+        assert_eq!(got, [("/assignees", "null_value", "null (read as [])")]);
+        let mut no_labels = raw.clone();
+        no_labels.as_object_mut().unwrap().remove("labels");
+        let c = coercions(GithubStream::Issues, &no_labels, &|| "item 0".into());
+        assert_eq!((c[0].path.as_str(), c[0].change.as_str()), ("/labels", "missing_field"));
     }
 
     #[test]

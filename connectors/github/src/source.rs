@@ -228,7 +228,9 @@ impl GithubSource {
                     {
                         continue;
                     }
-                    records.push(Record::new(row, prov.clone()).at(location));
+                    let at = || format!("{} {location}", prov.endpoint);
+                    let coerced = mapping::coercions(stream, &item, &at);
+                    records.push(Record::new(row, prov.clone()).at(location).coerced(coerced));
                 }
                 Err(e) => {
                     let drift = drift_of(&e, &item, &location, &page.response);

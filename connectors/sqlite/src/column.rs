@@ -59,42 +59,100 @@ impl Affinity {
     }
 }
 
-/// The JSON types seen for one field, as bit flags.
+/// The JSON types seen for one field (or that a column was made for), as bit flags.
+/// No non-null bit means "not known": anything fits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Seen(u8);
+pub(crate) struct Seen(pub(crate) u8);
+
+/// JSON type names and their bits (integers and numbers are one type).
+const NAMES: [(&str, u8); 6] = [
+    ("null", Seen::NULL),
+    ("boolean", Seen::BOOL),
+    ("number", Seen::NUM),
+    ("string", Seen::STR),
+    ("array", Seen::ARR),
+    ("object", Seen::OBJ),
+];
 
 impl Seen {
     const NULL: u8 = 1;
-    const SCALAR: u8 = 2; // boolean or number
-    const TEXTUAL: u8 = 4; // string, object or array
+    const BOOL: u8 = 2;
+    const NUM: u8 = 4;
+    const STR: u8 = 8;
+    const ARR: u8 = 16;
+    const OBJ: u8 = 32;
+    const TEXTUAL: u8 = Self::STR | Self::ARR | Self::OBJ;
+    const SCALAR: u8 = Self::BOOL | Self::NUM;
+
+    /// The bit of one value.
+    pub(crate) fn bit(v: &Value) -> u8 {
+        match v {
+            Value::Null => Self::NULL,
+            Value::Bool(_) => Self::BOOL,
+            Value::Number(_) => Self::NUM,
+            Value::String(_) => Self::STR,
+            Value::Array(_) => Self::ARR,
+            Value::Object(_) => Self::OBJ,
+        }
+    }
 
     /// Note one value of the field.
     pub(crate) fn add(&mut self, v: &Value) {
-        self.0 |= match v {
-            Value::Null => Self::NULL,
-            Value::Bool(_) | Value::Number(_) => Self::SCALAR,
-            Value::String(_) | Value::Array(_) | Value::Object(_) => Self::TEXTUAL,
-        };
+        self.0 |= Self::bit(v);
     }
 
     /// The types a JSON Schema property allows (`["string","null"]`); an unknown or
     /// missing type counts as anything.
     pub(crate) fn from_schema(types: &[String]) -> Seen {
-        let mut s = Seen(0);
-        for t in types {
-            s.0 |= match t.as_str() {
-                "null" => Self::NULL,
-                "string" | "object" | "array" => Self::TEXTUAL,
-                _ => Self::SCALAR,
-            };
+        Seen::from_names(types.iter().map(|t| if t == "integer" { "number" } else { t.as_str() }))
+    }
+
+    /// From type names (`number|null` split), unknown names ignored.
+    pub(crate) fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Seen {
+        let bits = names.into_iter().filter_map(|n| NAMES.iter().find(|x| x.0 == n)).fold(0, |a, x| a | x.1);
+        Seen(bits)
+    }
+
+    /// What a column of a table the sink did not describe was made for, from its affinity:
+    /// TEXT for strings, objects and arrays, INTEGER/REAL/NUMERIC for numbers and booleans;
+    /// a column without a declared type takes anything.
+    pub(crate) fn of_affinity(a: Affinity) -> Seen {
+        match a {
+            Affinity::Text => Seen(Self::TEXTUAL),
+            Affinity::Integer | Affinity::Real | Affinity::Numeric => Seen(Self::SCALAR),
+            Affinity::Blob => Seen(0),
         }
-        if s.0 & !Self::NULL == 0 { Seen(s.0 | Self::SCALAR) } else { s }
+    }
+
+    /// Whether anything is known (a non-null type).
+    pub(crate) fn known(self) -> bool {
+        self.0 & !Self::NULL != 0
+    }
+
+    /// Whether a value of bit `bit` fits: null always does, anything does when nothing is known.
+    #[inline]
+    pub(crate) fn fits(self, bit: u8) -> bool {
+        bit == Self::NULL || !self.known() || self.0 & bit != 0
+    }
+
+    /// Allow one more type (by name); whether that changed anything.
+    pub(crate) fn widen(&mut self, name: &str) -> bool {
+        let before = self.0;
+        self.0 |= Seen::from_names([if name == "integer" { "number" } else { name }]).0;
+        self.0 != before
+    }
+
+    /// `number|string`: the non-null types, for events and the sink's column notes.
+    pub(crate) fn names(self) -> String {
+        let names: Vec<&str> = NAMES.iter().filter(|x| x.1 != Self::NULL && self.0 & x.1 != 0).map(|x| x.0).collect();
+        names.join("|")
     }
 
     /// `TEXT` when the field only ever holds strings, objects or arrays; else no declared
     /// type, so numbers are kept exactly as bound.
     pub(crate) fn declared_type(self) -> &'static str {
-        if self.0 & !Self::NULL == Self::TEXTUAL { "TEXT" } else { "" }
+        let t = self.0 & !Self::NULL;
+        if t != 0 && t & !Self::TEXTUAL == 0 { "TEXT" } else { "" }
     }
 }
 
@@ -114,6 +172,9 @@ pub(crate) enum Role {
 pub(crate) struct Column {
     pub(crate) name: String,
     pub(crate) affinity: Affinity,
+    /// The JSON types the column was made for (a value of another type is `column_type`
+    /// drift); nothing known for columns without a note and without a declared type.
+    pub(crate) fits: Seen,
     pub(crate) role: Role,
     /// Part of the primary key.
     pub(crate) key: bool,
@@ -160,5 +221,12 @@ mod tests {
         assert_eq!(Seen::from_schema(&["integer".into()]).declared_type(), "");
         assert_eq!(Seen::from_schema(&[]).declared_type(), "");
         assert_eq!(Seen::from_schema(&["null".into()]).declared_type(), "");
+        let n = Seen::from_schema(&["integer".into(), "null".into()]);
+        assert_eq!(
+            (n.names(), n.fits(Seen::NUM), n.fits(Seen::STR), n.fits(Seen::NULL)),
+            ("number".into(), true, false, true)
+        );
+        assert!(Seen::from_schema(&[]).fits(Seen::OBJ), "nothing known: anything fits");
+        assert_eq!(Seen::of_affinity(Affinity::Text).names(), "string|array|object");
     }
 }

@@ -21,6 +21,9 @@
 //!   objects and arrays to TEXT holding compact JSON, null to NULL. The crate README has the full table.
 //! - **Deletes.** `delete` removes rows by key, or with `soft_delete` sets the soft-delete
 //!   column (and `_synced_at`) on rows not already soft-deleted.
+//! - **Column drift.** Each column remembers the JSON types it was made for (noted in
+//!   [`NOTES_TABLE`]); a value of another type is `column_type` drift, reported in
+//!   `WriteReport::drift` and written or left out as the batch's `ColumnDrift` says.
 //! - **Rejects.** A record that is not an object, lacks a key field, or carries a field
 //!   whose name clashes with an existing column (SQLite names ignore case) is reported in
 //!   `WriteReport::rejected`; the rest of the batch is written.
@@ -39,12 +42,14 @@ mod bind;
 mod column;
 mod config;
 mod error;
+mod notes;
 mod sink;
 mod table;
 mod write;
 
 pub use column::SYNCED_AT;
 pub use config::SqliteConfig;
+pub use notes::NOTES_TABLE;
 pub use sink::SqliteSink;
 
 /// The `kind` that selects this sink in pipeline config.

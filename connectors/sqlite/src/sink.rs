@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dovetail_core::drift::DriftEvent;
 use dovetail_core::{
     Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkStream, WriteReport,
 };
@@ -162,6 +163,30 @@ impl Sink for SqliteSink {
             "wrote batch"
         );
         Ok(report)
+    }
+
+    async fn accept_drift(&self, stream: &SinkStream, accepted: &[DriftEvent], _cx: &Cx) -> Result<(), Error> {
+        let (stream, accepted) = (stream.clone(), accepted.to_vec());
+        let name = stream.name.clone();
+        self.blocking(move |inner, config| {
+            let (conn, tables) = inner.connection(&config.path)?;
+            let Some(table) = write::resolve(conn, tables, &target(config, &stream), false)? else { return Ok(()) };
+            for e in accepted.iter().filter(|e| e.change == "column_type") {
+                let Some(column) = e.path.strip_prefix('/') else { continue };
+                let column = column.replace("~1", "/").replace("~0", "~");
+                if table.widen(conn, &column, &e.observed)? {
+                    tracing::info!(
+                        table = table.name.as_str(),
+                        column = column.as_str(),
+                        observed = e.observed.as_str(),
+                        "column takes the accepted type from now on"
+                    );
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| in_stream(e, &name))
     }
 
     async fn delete(&self, stream: &SinkStream, keys: &[Key], _cx: &Cx) -> Result<u64, Error> {

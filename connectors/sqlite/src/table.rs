@@ -81,6 +81,7 @@ impl Table {
             )));
         }
         let soft = (stream.delete_mode == DeleteMode::SoftDelete).then_some(soft_col);
+        let notes = crate::notes::load(conn, name)?;
         let mut columns = Vec::with_capacity(rows.len() + 2);
         for (col, declared, pk) in &rows {
             let role = if col.eq_ignore_ascii_case(SYNCED_AT) {
@@ -99,7 +100,8 @@ impl Table {
                     "column has a numeric declared type; SQLite may round big or very precise numbers written to it"
                 );
             }
-            columns.push(Column { name: col.clone(), affinity, role, key: *pk > 0 });
+            let fits = notes.get(col).copied().unwrap_or_else(|| Seen::of_affinity(affinity));
+            columns.push(Column { name: col.clone(), affinity, fits, role, key: *pk > 0 });
         }
         for (system, role) in [(Some(SYNCED_AT), Role::SyncedAt), (soft, Role::SoftDelete)] {
             let Some(system) = system else { continue };
@@ -108,7 +110,13 @@ impl Table {
                 conn.execute_batch(&sql)
                     .map_err(|e| db_error(e, format!("cannot add column `{system}` to table `{name}`")))?;
                 tracing::info!(table = name, column = system, "added column");
-                columns.push(Column { name: system.to_owned(), affinity: Affinity::Text, role, key: false });
+                columns.push(Column {
+                    name: system.to_owned(),
+                    affinity: Affinity::Text,
+                    fits: Seen::default(),
+                    role,
+                    key: false,
+                });
             }
         }
         Table::assemble(name, columns, &stream.key_columns).map(Some)
@@ -143,6 +151,7 @@ impl Table {
             columns.push(Column {
                 name: key.clone(),
                 affinity: Affinity::of_declared(seen.declared_type()),
+                fits: seen,
                 role: Role::Data,
                 key: true,
             });
@@ -162,6 +171,7 @@ impl Table {
             columns.push(Column {
                 name: field,
                 affinity: Affinity::of_declared(seen.declared_type()),
+                fits: seen,
                 role: Role::Data,
                 key: false,
             });
@@ -169,7 +179,13 @@ impl Table {
         for (system, role) in [(Some(SYNCED_AT), Role::SyncedAt), (soft, Role::SoftDelete)] {
             if let Some(system) = system {
                 defs.push(format!("{} TEXT", quote(system)));
-                columns.push(Column { name: system.to_owned(), affinity: Affinity::Text, role, key: false });
+                columns.push(Column {
+                    name: system.to_owned(),
+                    affinity: Affinity::Text,
+                    fits: Seen::default(),
+                    role,
+                    key: false,
+                });
             }
         }
         let keys: Vec<String> = stream.key_columns.iter().map(|k| quote(k)).collect();
@@ -180,6 +196,9 @@ impl Table {
             keys.join(", ")
         );
         conn.execute_batch(&sql).map_err(|e| db_error(e, format!("cannot create table `{name}`")))?;
+        for c in columns.iter().filter(|c| c.role == Role::Data) {
+            crate::notes::save(conn, name, &c.name, c.fits)?;
+        }
         tracing::info!(table = name, columns = columns.len(), "created table");
         Table::assemble(name, columns, &stream.key_columns)
     }
@@ -197,10 +216,12 @@ impl Table {
             conn.execute_batch(&sql)
                 .map_err(|e| db_error(e, format!("cannot add column `{field}` to table `{}`", self.name)))?;
             tracing::info!(table = self.name.as_str(), column = field.as_str(), "added column");
+            crate::notes::save(conn, &self.name, &field, seen)?;
             self.folded.insert(folded, columns.len());
             columns.push(Column {
                 name: field,
                 affinity: Affinity::of_declared(seen.declared_type()),
+                fits: seen,
                 role: Role::Data,
                 key: false,
             });
@@ -277,6 +298,18 @@ impl Table {
             addable = true;
         }
         if addable { Ok(()) } else { Err(format!("record fields do not match the columns of table `{}`", self.name)) }
+    }
+
+    /// Let data column `column` take values of JSON type `observed` from now on (an accepted
+    /// `column_type` drift), noting it; whether anything changed.
+    pub(crate) fn widen(&mut self, conn: &Connection, column: &str, observed: &str) -> Result<bool, Error> {
+        let Some(&i) = self.exact.get(column) else { return Ok(false) };
+        let col = &mut self.columns[i];
+        if !col.fits.known() || !col.fits.widen(observed) {
+            return Ok(false);
+        }
+        crate::notes::save(conn, &self.name, &col.name, col.fits)?;
+        Ok(true)
     }
 
     /// The soft-delete column's name, when the table has one for this stream.

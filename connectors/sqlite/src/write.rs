@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use dovetail_core::{Batch, DeleteMode, Error, Key, Record, SinkStream, WriteReport};
+use dovetail_core::drift::DriftEvent;
+use dovetail_core::{Batch, ColumnDrift, DeleteMode, Error, Key, Record, SinkStream, WriteReport};
 use rusqlite::{CachedStatement, Connection, TransactionBehavior};
 
 use crate::bind::{Bound, bind};
-use crate::column::{self, Role};
+use crate::column::{self, Role, Seen};
 use crate::error::{db_error, is_row_error};
 use crate::table::{self, Table};
 
@@ -105,7 +106,8 @@ fn write_in_tx(
             let mut stmt = tx
                 .prepare_cached(&table.upsert_sql)
                 .map_err(|e| db_error(e, format!("cannot prepare the upsert into table `{}`", table.name)))?;
-            upsert_run(&tx, &mut stmt, table, &batch.records, next, &synced_at, report)?
+            let run = Run { records: &batch.records, synced_at: &synced_at, mode: batch.column_drift };
+            upsert_run(&tx, &mut stmt, table, &run, next, report)?
         };
         match stopped {
             None => break,
@@ -123,29 +125,46 @@ fn write_in_tx(
     conn.release_memory().map_err(|e| db_error(e, "cannot release the page cache"))
 }
 
+/// What one upsert run writes, and how.
+struct Run<'a> {
+    records: &'a [Record],
+    synced_at: &'a str,
+    /// What a value that does not fit its column gets.
+    mode: ColumnDrift,
+}
+
 /// Upsert `records[from..]` until one needs new columns; returns its index, if any.
 fn upsert_run(
     conn: &Connection,
     stmt: &mut CachedStatement<'_>,
     table: &Table,
-    records: &[Record],
+    run: &Run<'_>,
     from: usize,
-    synced_at: &str,
     report: &mut WriteReport,
 ) -> Result<Option<usize>, Error> {
+    let records = run.records;
     let half = records.len() / 2;
     for (i, record) in records.iter().enumerate().skip(from) {
         if i == half {
             // Crash tests abort here: half the batch is inside an uncommitted transaction.
             dovetail_core::failpoint::hit("mid_batch");
         }
-        let outcome = bind_record(stmt, table, record, synced_at).and_then(|fit| match fit {
-            Fit::NeedsColumns => Ok(false),
-            Fit::Bound => stmt.raw_execute().map(|_| true).map_err(Reject::Db),
-        });
+        let mut misfit = None;
+        let outcome = match bind_record(stmt, table, record, run.synced_at, &mut misfit) {
+            Ok(Fit::NeedsColumns) => return Ok(Some(i)),
+            Ok(Fit::Bound) => {
+                if let Some(col) = misfit {
+                    report.drift.push((i, misfit_event(table, col, record)));
+                    if run.mode == ColumnDrift::Refuse {
+                        continue;
+                    }
+                }
+                stmt.raw_execute().map(|_| ()).map_err(Reject::Db)
+            }
+            Err(r) => Err(r),
+        };
         match outcome {
-            Ok(true) => report.written += 1,
-            Ok(false) => return Ok(Some(i)),
+            Ok(()) => report.written += 1,
             Err(Reject::Db(e)) if !is_row_error(&e) || conn.is_autocommit() => {
                 // Not about this row, or the database rolled the transaction back
                 // (a trigger's RAISE(ROLLBACK)): the whole batch fails.
@@ -164,6 +183,23 @@ fn upsert_run(
     Ok(None)
 }
 
+/// The `column_type` drift of `record` in column `col` of `table`.
+fn misfit_event(table: &Table, col: usize, record: &Record) -> DriftEvent {
+    let column = &table.columns[col];
+    let value = record.data.get(&column.name).unwrap_or(&serde_json::Value::Null);
+    let mut path = String::from("/");
+    path.push_str(&column.name.replace('~', "~0").replace('/', "~1"));
+    DriftEvent {
+        path,
+        change: "column_type".into(),
+        expected: column.fits.names(),
+        observed: Seen(Seen::bit(value)).names(),
+        count: 1,
+        first_seen: dovetail_core::now_rfc3339(),
+        first_at: format!("{} (table `{}`)", record.whereabouts(), table.name),
+    }
+}
+
 /// Why a record is not written.
 enum Reject {
     /// Its data cannot be mapped to the table.
@@ -172,14 +208,21 @@ enum Reject {
     Db(rusqlite::Error),
 }
 
-/// Bind every column of the upsert from one record.
-fn bind_record(stmt: &mut CachedStatement<'_>, table: &Table, record: &Record, synced_at: &str) -> Result<Fit, Reject> {
+/// Bind every column of the upsert from one record; `misfit` is set to the first column
+/// whose value's JSON type is not one the column was made for.
+fn bind_record(
+    stmt: &mut CachedStatement<'_>,
+    table: &Table,
+    record: &Record,
+    synced_at: &str,
+    misfit: &mut Option<usize>,
+) -> Result<Fit, Reject> {
     let Some(obj) = record.data.as_object() else {
         return Err(Reject::Data("record data is not a JSON object".into()));
     };
     let mut matched = 0;
     let mut param = 0;
-    for col in &table.columns {
+    for (ci, col) in table.columns.iter().enumerate() {
         let value = match col.role {
             Role::SoftDelete => continue,
             Role::SyncedAt => Bound::Text(synced_at),
@@ -190,6 +233,12 @@ fn bind_record(stmt: &mut CachedStatement<'_>, table: &Table, record: &Record, s
                 }
                 if v.is_none_or(serde_json::Value::is_null) && col.key {
                     return Err(Reject::Data(format!("key column `{}` is missing or null", col.name)));
+                }
+                if let Some(v) = v
+                    && misfit.is_none()
+                    && !col.fits.fits(Seen::bit(v))
+                {
+                    *misfit = Some(ci);
                 }
                 bind(v, col.affinity).map_err(Reject::Data)?
             }

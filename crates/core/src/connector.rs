@@ -133,13 +133,33 @@ pub struct Batch {
     /// For sinks in [`WriteMode::CreateWithIdempotencyKey`]: one hint per record, in order.
     /// Empty for upsert sinks.
     pub hints: Arc<[CreateHint]>,
+    /// What to do with a record whose value no longer fits its destination column.
+    pub column_drift: ColumnDrift,
 }
 
 impl Batch {
-    /// A batch without create hints (what upsert sinks get).
+    /// A batch without create hints (what upsert sinks get), writing drifting records.
     pub fn new(stream: Arc<SinkStream>, records: Arc<[Record]>) -> Self {
-        Batch { stream, records, hints: Arc::from([]) }
+        Batch { stream, records, hints: Arc::from([]), column_drift: ColumnDrift::Write }
     }
+
+    /// The same batch with another [`ColumnDrift`].
+    pub fn with_column_drift(mut self, column_drift: ColumnDrift) -> Self {
+        self.column_drift = column_drift;
+        self
+    }
+}
+
+/// What a sink does with a record whose value no longer fits the destination column made
+/// for its field (an object arriving in a column created for numbers): `column_type` drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColumnDrift {
+    /// Write it as the destination allows and report the drift (the policy is `warn`).
+    #[default]
+    Write,
+    /// Leave it out of the write and report the drift; the engine dead-letters it or pauses
+    /// the stream, per the pipeline's drift policy.
+    Refuse,
 }
 
 /// What a create-only sink needs to write one record exactly once.
@@ -163,6 +183,11 @@ pub struct WriteReport {
     pub rejected: Vec<(usize, Error)>,
     /// Destination ids by index in the batch, for sinks that create records elsewhere.
     pub dest_ids: Vec<Option<String>>,
+    /// Records with a value that does not fit its destination column (class `column_type`:
+    /// path = the field, expected = what the column was made for), by index in the batch:
+    /// written anyway under [`ColumnDrift::Write`]; under [`ColumnDrift::Refuse`] not written,
+    /// not counted in `written` and not in `rejected`. One entry per record (its first misfit).
+    pub drift: Vec<(usize, crate::drift::DriftEvent)>,
 }
 
 /// How a sink makes writes idempotent.
@@ -192,6 +217,18 @@ pub trait Sink: Send + Sync {
     /// The sink's HTTP figures so far (cumulative), for sinks that speak HTTP.
     fn http_report(&self) -> Option<crate::report::HttpReport> {
         None
+    }
+    /// `dovetail drift accept` took these `column_type` drifts of the stream into its
+    /// baseline: from now on the sink takes such values without reporting them (called after
+    /// `open`, every run, with every accepted one; the default ignores them).
+    async fn accept_drift(
+        &self,
+        stream: &SinkStream,
+        accepted: &[crate::drift::DriftEvent],
+        cx: &Cx,
+    ) -> Result<(), Error> {
+        let _ = (stream, accepted, cx);
+        Ok(())
     }
     /// Delete (or soft-delete, per the stream's delete mode) rows by key; returns how many.
     async fn delete(&self, stream: &SinkStream, keys: &[Key], cx: &Cx) -> Result<u64, Error> {

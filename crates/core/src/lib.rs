@@ -32,6 +32,7 @@
 
 pub mod connector;
 pub mod drift;
+pub mod drift_policy;
 pub mod error;
 pub mod failpoint;
 pub mod logbuf;
@@ -48,9 +49,10 @@ pub mod stream;
 pub mod testing;
 
 pub use connector::{
-    Batch, BuildCx, CreateHint, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector, SinkStream, Source,
-    SourceConnector, Transform, TransformError, WriteMode, WriteReport,
+    Batch, BuildCx, ColumnDrift, CreateHint, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector,
+    SinkStream, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
+pub use drift_policy::{DriftAction, DriftPolicy};
 pub use error::{ConnectorError, Error, ErrorContext, ErrorKind, Result};
 pub use pipeline::{Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};
 pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};

@@ -38,12 +38,21 @@ pub struct Record {
     pub provenance: Arc<Provenance>,
     /// Primary key of the mapped record; filled by the engine after mapping.
     pub key: Option<Key>,
+    /// Where the source's tolerant decoding filled in a value the vendor did not send (a
+    /// null or missing array read as `[]`): each is counted as drift unless the stream's
+    /// baseline allows what the vendor sent, so a coercion is recorded, never silent.
+    pub coerced: Option<Box<[crate::drift::DriftEvent]>>,
 }
 
 impl Record {
     /// A record with data and provenance, no location and no key yet.
     pub fn new(data: Value, provenance: Arc<Provenance>) -> Self {
-        Record { data, location: None, provenance, key: None }
+        Record { data, location: None, provenance, key: None, coerced: None }
+    }
+    /// Note the coercions the source's decoding made on this record (none: unchanged).
+    pub fn coerced(mut self, coercions: Vec<crate::drift::DriftEvent>) -> Self {
+        self.coerced = (!coercions.is_empty()).then(|| coercions.into_boxed_slice());
+        self
     }
     /// Set the record's location.
     pub fn at(mut self, location: Location) -> Self {

@@ -34,6 +34,8 @@ pub struct PipelineSpec {
     pub outbox_max: Option<u64>,
     /// Where and when alerts go (`[pipelines.NAME.alerts]`).
     pub alerts: Option<crate::alerts::AlertsConfig>,
+    /// What drifting records get, per change class.
+    pub drift: dovetail_core::DriftPolicy,
 }
 
 impl PipelineSpec {
@@ -49,7 +51,8 @@ impl PipelineSpec {
             .sink_arc(self.sink.clone())
             .state_arc(state)
             .max_dead_letters(self.max_dead_letters)
-            .max_dead_letter_ratio(self.max_dead_letter_ratio);
+            .max_dead_letter_ratio(self.max_dead_letter_ratio)
+            .drift_policy(self.drift);
         if let Some(n) = self.batch_size {
             b = b.batch_size(n);
         }
@@ -191,5 +194,6 @@ pub fn build_pipeline(
         max_dead_letter_ratio: pc.max_dead_letter_ratio,
         outbox_max: pc.outbox_max,
         alerts: pc.alerts.clone(),
+        drift: pc.drift,
     })
 }

@@ -58,6 +58,10 @@ pub struct PipelineConfig {
     pub max_dead_letter_ratio: Option<f64>,
     /// Records a stream may queue in the outbox while its sink is down (default 100000).
     pub outbox_max: Option<u64>,
+    /// What a record that drifted from its stream's baseline gets, per change class:
+    /// `warn` (default), `quarantine` or `pause` (docs/drift.md).
+    #[serde(default)]
+    pub drift: dovetail_core::DriftPolicy,
     /// Where records come from: `kind` picks the connector, the other keys are its config.
     pub source: SourceRef,
     /// Where records go: `kind` picks the connector, the other keys are its config.

@@ -243,3 +243,24 @@ fn the_schema_lists_every_connector() {
     assert!(text.contains("JSON pointer to the array of records"), "the REST stream keys are documented");
     assert!(text.contains("Records per page and per sink transaction"));
 }
+
+#[test]
+fn a_drift_table_sets_the_policy_per_class_and_a_typo_is_named() {
+    let text = format!("{GOOD}\n[pipelines.orders.drift]\ndefault = \"quarantine\"\ntype_changed = \"pause\"\n");
+    let (_dir, path) = write(&text);
+    let p = load_with(&path, &no_env()).unwrap();
+    let policy = p.pipelines[0].drift;
+    use dovetail_core::DriftAction;
+    assert_eq!(
+        (
+            policy.action("type_changed"),
+            policy.action("new_field"),
+            dovetail_core::DriftPolicy::default().action("enum_value")
+        ),
+        (DriftAction::Pause, DriftAction::Quarantine, DriftAction::Warn)
+    );
+    let err = load_err(&format!("{GOOD}\n[pipelines.orders.drift]\ntype_change = \"pause\"\n"), &no_env());
+    assert!(err.starts_with(":23:") && err.contains("did you mean `type_changed`"), "{err}");
+    let err = load_err(&format!("{GOOD}\n[pipelines.orders.drift]\nnew_field = \"stop\"\n"), &no_env());
+    assert!(err.contains("stop") && err.contains("pause"), "{err}");
+}

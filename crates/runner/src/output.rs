@@ -195,9 +195,16 @@ fn stream_notes(name: &str, s: &dovetail_core::StreamReport) -> String {
     for d in &s.drift {
         let what = match d.change.as_str() {
             "type_changed" => format!("changed type: expected {}, got {}", d.expected, d.observed),
-            "null_value" => format!("null where the schema promises {} (kept as null)", d.expected),
+            "null_value" if d.observed == "null" => {
+                format!("null where the schema promises {} (kept as null)", d.expected)
+            }
+            // A coercion: `null (read as [])`.
+            "null_value" => format!("{} where the schema promises {}", d.observed, d.expected),
             "new_field" => format!("new field ({})", d.observed),
-            "missing_field" => "required field missing".to_owned(),
+            "missing_field" if d.observed == "absent" => "required field missing".to_owned(),
+            "missing_field" => format!("required field missing, {}", d.observed),
+            "enum_value" => format!("value {} not among {}", d.observed, d.expected),
+            "column_type" => format!("{} no longer fits its sink column (made for {})", d.observed, d.expected),
             other => other.to_owned(),
         };
         out.push_str(&format!(

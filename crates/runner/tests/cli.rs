@@ -240,22 +240,28 @@ fn drift_is_kept_once_per_shape_listed_and_accepted_into_the_baseline() {
     run();
     run();
     let out = dovetail(dir.path(), &["drift", "--json"]);
-    let events: Vec<dovetail_core::StoredDrift> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(events.len(), 1, "one row per shape, not per run or record: {events:?}");
+    let mut events: Vec<dovetail_core::StoredDrift> = serde_json::from_slice(&out.stdout).unwrap();
+    events.sort_by(|a, b| b.change.cmp(&a.change));
+    assert_eq!(events.len(), 2, "one row per shape, not per run or record: {events:?}");
     let e = &events[0];
     assert_eq!((e.path.as_str(), e.change.as_str(), e.observed.as_str()), ("/price", "type_changed", "string"));
     assert_eq!((e.count, e.accepted_at.as_deref()), (4, None), "two records in each of two runs");
+    // The SQLite column made for numbers got strings (written: the policy is warn); the
+    // second run wrote nothing (unchanged), so the sink saw them once.
+    let e = &events[1];
+    assert_eq!((e.path.as_str(), e.change.as_str(), e.count), ("/price", "column_type", 2));
     let listed = text(&dovetail(dir.path(), &["drift", "--pipeline", "orders"]).stdout);
     assert!(listed.contains("/price") && listed.contains("open") && listed.contains("drift accept"), "{listed}");
 
     let out = dovetail(dir.path(), &["drift", "accept", "orders", "orders"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("1 change(s) taken in"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("1 sink column change(s)"), "{}", text(&out.stdout));
     run();
     let events: Vec<dovetail_core::StoredDrift> =
         serde_json::from_slice(&dovetail(dir.path(), &["drift", "--json"]).stdout).unwrap();
-    assert_eq!(events[0].count, 4, "the accepted shape drifted again: {events:?}");
-    assert!(events[0].accepted_at.is_some());
+    assert!(events.iter().all(|e| e.accepted_at.is_some()), "the accepted shape drifted again: {events:?}");
+    assert_eq!(events.iter().map(|e| e.count).sum::<u64>(), 6, "{events:?}");
     let state = dovetail_state::SqliteState::open(dir.path().join(".dovetail/state.db")).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let baseline = rt.block_on(state.baseline("orders", "orders")).unwrap().unwrap();

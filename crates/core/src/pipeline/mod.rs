@@ -1,6 +1,7 @@
 //! The pipeline engine: reads pages, maps, skips unchanged records through the ledger,
 //! writes, and advances checkpoints only after the sink acknowledged.
 
+mod drift_check;
 mod outage;
 mod prepare;
 mod replay;
@@ -96,6 +97,7 @@ pub struct PipelineBuilder {
     max_dead_letters: Option<u64>,
     max_dead_letter_ratio: Option<f64>,
     outbox_max: u64,
+    drift_policy: crate::drift::DriftPolicy,
 }
 
 /// What every stream task of a pipeline shares.
@@ -109,6 +111,7 @@ pub(crate) struct Shared {
     pub max_dead_letters: Option<u64>,
     pub max_dead_letter_ratio: Option<f64>,
     pub outbox_max: u64,
+    pub drift_policy: crate::drift::DriftPolicy,
 }
 
 impl Shared {
@@ -161,6 +164,7 @@ impl Pipeline {
             max_dead_letters: None,
             max_dead_letter_ratio: None,
             outbox_max: DEFAULT_OUTBOX_MAX,
+            drift_policy: Default::default(),
         }
     }
 
@@ -365,6 +369,12 @@ impl PipelineBuilder {
         self.outbox_max = n;
         self
     }
+    /// What records that drift from their stream's baseline get, per change class (default:
+    /// `warn` for every class).
+    pub fn drift_policy(mut self, policy: crate::drift::DriftPolicy) -> Self {
+        self.drift_policy = policy;
+        self
+    }
     /// Check the composition and build the pipeline.
     pub fn build(self) -> Result<Pipeline, Error> {
         let name = self.name;
@@ -404,6 +414,7 @@ impl PipelineBuilder {
                 max_dead_letters: self.max_dead_letters,
                 max_dead_letter_ratio: self.max_dead_letter_ratio,
                 outbox_max: self.outbox_max,
+                drift_policy: self.drift_policy,
             }),
         })
     }

@@ -90,6 +90,7 @@ impl Preparer {
                 location: record.location,
                 provenance: record.provenance.clone(),
                 key: Some(key.clone()),
+                coerced: None,
             };
             out.push(Prepared { record: rec, key, hash, raw: Some(raw.clone()) });
         }

@@ -150,7 +150,7 @@ impl StreamRun {
         let sink_stream =
             Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema: None, delete_mode });
         if !self.dry_run {
-            sh.sink.open(&sink_stream, &self.cx).await?;
+            self.open_sink(&sink_stream).await?;
         }
         let prev = sh.state.checkpoint(&sh.name, &name).await?;
         let mut start = starting_checkpoint(prev, incremental);
@@ -186,7 +186,6 @@ impl StreamRun {
             sh.state.save_baseline(&sh.name, &name, declared).await?;
             baseline = Some(declared.clone());
         }
-        let need_baseline = baseline.is_none();
         // Initial load: with an empty ledger (and the run lock held) no key can be known, so
         // the per-batch lookups are skipped. A key repeated within this run is then written
         // twice — an idempotent upsert — instead of being counted unchanged the second time.
@@ -262,16 +261,16 @@ impl StreamRun {
             let track_touched = delete_mode != DeleteMode::Keep;
             let batch_size = sh.batch_size;
             let mut cp = cp.clone();
+            let mut drift =
+                super::drift_check::DriftCheck::new(baseline, sh.drift_policy, &pipeline, &stream, state.clone());
             tokio::spawn(async move {
                 let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
-                let mut baseline_pending = need_baseline;
-                let mut drift = baseline.map(crate::drift::DriftTracker::new);
                 // Pages smaller than the batch size (an API's page of 100) are merged into one
                 // sink batch, so a sink transaction and a state commit carry `batch_size`
                 // records, not one page's worth.
                 let mut pending: Option<MappedBatch> = None;
                 while let Some(page) = page_rx.recv().await {
-                    let page = match page {
+                    let mut page = match page {
                         Ok(p) => p,
                         Err(e) => {
                             // What was read before the failure is still delivered and committed.
@@ -296,27 +295,13 @@ impl StreamRun {
                         done: false,
                         stale: u64::from(page.records.first().is_some_and(|r| r.provenance.stale)),
                     };
-                    if baseline_pending && !page.records.is_empty() {
-                        let schema = crate::schema::infer(page.records.iter().map(|r| &r.data));
-                        if let Err(e) = state.save_baseline(&pipeline, &stream, &schema).await {
-                            warn!(stream = %stream, error = %e, "could not store the schema baseline");
+                    if let Err(e) = drift.page(&mut page, &preparer, &endpoint, &mut b.dead).await {
+                        // The policy pauses: what came before this page is still delivered.
+                        if let Some(p) = pending.take() {
+                            let _ = batch_tx.send(Ok(p)).await;
                         }
-                        drift = Some(crate::drift::DriftTracker::new(schema));
-                        baseline_pending = false;
-                    } else if let Some(d) = &mut drift {
-                        for rec in &page.records {
-                            for e in d.check(&rec.data, &|| rec.whereabouts()) {
-                                warn!(stream = %stream, path = %e.path, change = %e.change, expected = %e.expected, observed = %e.observed, at = %e.first_at, "response shape drifted from the stream's baseline");
-                            }
-                        }
-                    }
-                    for mut r in page.rejects {
-                        if let (Some(e), Some(d)) = (r.drift.take(), &mut drift)
-                            && d.record((*e).clone())
-                        {
-                            warn!(stream = %stream, path = %e.path, change = %e.change, expected = %e.expected, observed = %e.observed, at = %e.first_at, "response shape drifted; the record is dead-lettered");
-                        }
-                        b.dead.push(preparer.reject(&endpoint, r));
+                        let _ = batch_tx.send(Err(e)).await;
+                        break;
                     }
                     let mut candidates = Vec::with_capacity(page.records.len());
                     for rec in page.records {
@@ -420,7 +405,7 @@ impl StreamRun {
                 if let Some(p) = pending.take() {
                     let _ = batch_tx.send(Ok(p)).await;
                 }
-                (map_ns, ledger_ns, drift.map(|d| d.events()).unwrap_or_default())
+                (map_ns, ledger_ns, drift.finish())
             })
         };
 
@@ -490,14 +475,8 @@ impl StreamRun {
         }
         drop(batch_rx);
         let read_ns = reader.await.unwrap_or(0);
-        let (map_ns, ledger_ns, drift) = mapper.await.unwrap_or_default();
-        if !drift.is_empty() && !self.dry_run {
-            // The history outlives run reports; losing it must not fail a run that delivered.
-            if let Err(e) = sh.state.record_drift(&sh.name, &name, &drift).await {
-                warn!(stream = %name, error = %e.report(), "could not store drift events");
-            }
-        }
-        report.drift = drift;
+        let (map_ns, ledger_ns, (drift, pause)) = mapper.await.unwrap_or_default();
+        self.store_drift(drift, pause, report).await;
         t.read = read_ns;
         t.map = map_ns;
         t.ledger = ledger_ns;
@@ -564,6 +543,7 @@ impl StreamRun {
                 None
             } else {
                 let batch = sh.batch(&self.spec.name, sink_stream.clone(), records.clone(), &hashes).await?;
+                let batch = batch.with_column_drift(self.column_drift());
                 match sh.sink.write(batch, &self.cx).await {
                     Ok(wr) => Some(wr),
                     Err(e) if is_outage(&e) => {
@@ -575,7 +555,7 @@ impl StreamRun {
                 }
             };
             t.write += started.elapsed().as_nanos();
-            let Some(wr) = wr else {
+            let Some(mut wr) = wr else {
                 // Queued with the checkpoint that passes them, in one transaction: durable either way.
                 let n = records.len() as u64;
                 if n > *outbox_room {
@@ -614,12 +594,12 @@ impl StreamRun {
                     ..Default::default()
                 }));
             };
+            let mut rejected = self.sink_drift(&mut wr, &records, &mut raws, &ledger, &mut dead, report)?;
             for (i, id) in wr.dest_ids.into_iter().enumerate() {
                 if let Some(e) = ledger.get_mut(i) {
                     e.dest_id = id;
                 }
             }
-            let mut rejected: Vec<usize> = Vec::new();
             for (i, err) in wr.rejected {
                 if let Some(rec) = records.get(i) {
                     let at = rec.whereabouts();

@@ -214,6 +214,8 @@ fn story(
                 "type_changed" => format!("arrived as {} where the schema says {}", d.observed, d.expected),
                 "new_field" => "is a field the schema does not know".to_owned(),
                 "missing_field" => "was missing".to_owned(),
+                "enum_value" => format!("took the new value {} (the schema lists {})", d.observed, d.expected),
+                "column_type" => format!("arrived as {} in a SQLite column made for {}", d.observed, d.expected),
                 other => other.to_owned(),
             };
             out.push_str(&format!(

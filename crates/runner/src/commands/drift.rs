@@ -77,7 +77,8 @@ fn table(events: &[StoredDrift]) -> Table {
     t
 }
 
-/// Widen the baseline by every open drift of the stream, mark them accepted, unpause.
+/// Widen the baseline by every open drift of the stream (`column_type` drift: the sink's
+/// columns, at the next run), mark them accepted, unpause.
 async fn accept(state: &dyn StateStore, pipeline: &str, stream: &str) -> anyhow::Result<i32> {
     // Never change a baseline under a run that is checking against it.
     let _lock = state.lock(pipeline).await?;
@@ -96,6 +97,11 @@ async fn accept(state: &dyn StateStore, pipeline: &str, stream: &str) -> anyhow:
             state.save_baseline(pipeline, stream, &baseline).await?;
         }
         text.push_str(&format!("Baseline of stream `{stream}` of pipeline `{pipeline}`: {n} change(s) taken in.\n"));
+    }
+    // Sink columns are widened by the sink itself, which the next run hands accepted drift to.
+    let columns = open.iter().filter(|e| e.change == "column_type").count();
+    if columns > 0 {
+        text.push_str(&format!("{columns} sink column change(s) take effect when the next run opens the sink.\n"));
     }
     let now = dovetail_core::now_rfc3339();
     let accepted = state.accept_drift(pipeline, stream, &now).await?;
