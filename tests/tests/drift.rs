@@ -60,6 +60,10 @@ async fn a_drift_under_pause_stops_the_stream_until_drift_accept_and_the_next_ru
     let (out, report) = s.run_json_async(&[]).await;
     assert_eq!(report["streams"]["items"]["outcome"], "paused", "{}", show(&out));
     assert_eq!((count(&report, "items", "read"), row_count(&s, "items")), (0, 100));
+    // ... and the run says so every time, with what lifts the pause.
+    assert_eq!((out.status.code(), report["outcome"].as_str()), (Some(9), Some("paused")), "{}", show(&out));
+    let next = report["next_step"].as_str().unwrap_or_default();
+    assert!(next.contains("dovetail drift accept vendor items"), "{report:#}");
 
     // Accept: the baseline takes strings at /price and the stream is unpaused. The sink's
     // column was made for numbers, so the next run pauses for `column_type` drift instead.

@@ -111,7 +111,21 @@ impl StreamRun {
             info!(stream = %self.spec.name, kind = %p.kind, since = %p.since, "stream is paused; `dovetail resume` lifts it");
             report.outcome = "paused".into();
             report.paused = Some(format!("paused since {} ({}): {}", p.since, p.kind, p.reason));
-            return (report, None);
+            // Still paused is still not current: the run says so (outcome `paused`, the
+            // cause's exit code) and what lifts it, every run until someone does.
+            let (pipeline, stream) = (&self.shared.name, &self.spec.name);
+            let (kind, hint) = match p.kind.as_str() {
+                "drift" => (
+                    ErrorKind::Data,
+                    format!("review the drift with `dovetail drift --pipeline {pipeline}`, then `dovetail drift accept {pipeline} {stream}` (or fix the policy) and run again"),
+                ),
+                _ => (ErrorKind::Permanent, format!("`dovetail resume {pipeline} {stream}` lifts the pause")),
+            };
+            let err = Error::new(kind, format!("the stream is paused since {} ({}): {}", p.since, p.kind, p.reason))
+                .with_hint(hint)
+                .in_pipeline(pipeline)
+                .in_stream(stream);
+            return (report, Some(err));
         }
         if let Some(p) = &held {
             info!(stream = %self.spec.name, since = %p.since, "stream was paused by an outage; probing the remote");
