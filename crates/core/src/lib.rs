@@ -33,6 +33,7 @@
 pub mod connector;
 pub mod drift;
 pub mod error;
+pub mod explain;
 pub mod failpoint;
 pub mod mapping;
 pub mod number;

@@ -32,6 +32,10 @@ pub struct PipelineSpec {
     pub max_dead_letter_ratio: Option<f64>,
     /// Outbox bound per stream.
     pub outbox_max: Option<u64>,
+    /// What runs keep for `dovetail explain` (`[state] explain`).
+    pub explain: dovetail_core::explain::ExplainCapture,
+    /// History retention (`[state.retention]`; `None`: never prune).
+    pub retention: Option<dovetail_core::explain::Retention>,
 }
 
 impl PipelineSpec {
@@ -53,6 +57,10 @@ impl PipelineSpec {
         }
         if let Some(n) = self.outbox_max {
             b = b.outbox_max(n);
+        }
+        b = b.explain(self.explain);
+        if let Some(r) = &self.retention {
+            b = b.retention(r.clone());
         }
         for (name, opts) in &self.streams {
             b = b.stream(name.clone(), opts.clone());
@@ -185,5 +193,7 @@ pub fn build_pipeline(
         max_dead_letters: pc.max_dead_letters,
         max_dead_letter_ratio: pc.max_dead_letter_ratio,
         outbox_max: pc.outbox_max,
+        explain: Default::default(),
+        retention: None,
     })
 }

@@ -11,6 +11,7 @@ mod interpolate;
 mod output;
 mod progress;
 mod registry;
+mod retention;
 mod stores;
 
 use std::io::IsTerminal;
@@ -59,6 +60,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Command::Reset(a) => commands::reset::run(config, a).await,
             Command::Resume(a) => commands::resume::run(config, a).await,
             Command::Drift(a) => commands::drift::run(config, a).await,
+            Command::Explain(a) => commands::explain::run(config, a).await,
             Command::ConfigSchema => commands::schema::run(),
             Command::Demo(a) => commands::demo::run(a).await,
         }

@@ -1,6 +1,8 @@
 //! The pipeline engine: reads pages, maps, skips unchanged records through the ledger,
 //! writes, and advances checkpoints only after the sink acknowledged.
 
+mod cursor;
+mod explain;
 mod outage;
 mod prepare;
 mod replay;
@@ -96,6 +98,8 @@ pub struct PipelineBuilder {
     max_dead_letters: Option<u64>,
     max_dead_letter_ratio: Option<f64>,
     outbox_max: u64,
+    explain: crate::explain::ExplainCapture,
+    retention: Option<crate::explain::Retention>,
 }
 
 /// What every stream task of a pipeline shares.
@@ -109,6 +113,8 @@ pub(crate) struct Shared {
     pub max_dead_letters: Option<u64>,
     pub max_dead_letter_ratio: Option<f64>,
     pub outbox_max: u64,
+    pub explain: crate::explain::ExplainCapture,
+    pub retention: Option<crate::explain::Retention>,
 }
 
 impl Shared {
@@ -161,6 +167,8 @@ impl Pipeline {
             max_dead_letters: None,
             max_dead_letter_ratio: None,
             outbox_max: DEFAULT_OUTBOX_MAX,
+            explain: Default::default(),
+            retention: None,
         }
     }
 
@@ -172,6 +180,29 @@ impl Pipeline {
     /// The state store this pipeline commits to.
     pub fn state(&self) -> &Arc<dyn StateStore> {
         &self.shared.state
+    }
+
+    /// Names of the source's streams.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.shared.source.streams().into_iter().map(|s| s.name).collect()
+    }
+
+    /// The output primary-key columns of a stream (what `dovetail explain` matches keys on).
+    pub fn key_columns(&self, stream: &str) -> Result<Vec<String>, Error> {
+        let sh = &self.shared;
+        let spec = sh.source.streams().into_iter().find(|s| s.name == stream).ok_or_else(|| {
+            Error::config(format!(
+                "pipeline `{}` has no stream `{stream}` (streams: {})",
+                sh.name,
+                self.stream_names().join(", ")
+            ))
+        })?;
+        explain::key_columns(&spec, &sh.streams.get(stream).cloned().unwrap_or_default())
+    }
+
+    /// The mapping config of a stream as JSON (`None`: identity, or a mapping in code).
+    pub fn mapping_config(&self, stream: &str) -> Option<serde_json::Value> {
+        self.shared.streams.get(stream)?.mapping.as_ref()?.describe()
     }
 
     /// Probe the source and the sink.
@@ -235,6 +266,7 @@ impl Pipeline {
                 from: opts.from.clone(),
                 progress: opts.progress.clone(),
                 cx: cx.clone(),
+                run_id,
             };
             let name = run.spec.name.clone();
             let stream_span = info_span!(parent: &span, "stream", stream = %name);
@@ -292,6 +324,14 @@ impl Pipeline {
         if !opts.dry_run {
             let json = serde_json::to_value(&report).unwrap_or_default();
             sh.state.finish_run(run_id, &report.finished_at, &report.outcome, &json).await?;
+            if let Some(r) = &sh.retention {
+                // After the run, in small transactions; a failure costs nothing but a warning.
+                match sh.state.prune(&sh.name, r).await {
+                    Ok(p) if !p.is_empty() => info!(parent: &span, pruned = ?p, "pruned history past retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(parent: &span, error = %e.report(), "could not prune history"),
+                }
+            }
         }
         info!(parent: &span, outcome = %report.outcome, duration_ms = report.duration_ms, "run finished");
         Ok(report)
@@ -359,6 +399,16 @@ impl PipelineBuilder {
         self.outbox_max = n;
         self
     }
+    /// How much of each record's story to keep for `dovetail explain` (default `full`).
+    pub fn explain(mut self, capture: crate::explain::ExplainCapture) -> Self {
+        self.explain = capture;
+        self
+    }
+    /// Prune history past `retention` after each run (default: never).
+    pub fn retention(mut self, retention: crate::explain::Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
     /// Check the composition and build the pipeline.
     pub fn build(self) -> Result<Pipeline, Error> {
         let name = self.name;
@@ -398,6 +448,8 @@ impl PipelineBuilder {
                 max_dead_letters: self.max_dead_letters,
                 max_dead_letter_ratio: self.max_dead_letter_ratio,
                 outbox_max: self.outbox_max,
+                explain: self.explain,
+                retention: self.retention,
             }),
         })
     }
