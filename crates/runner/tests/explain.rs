@@ -177,3 +177,60 @@ fn an_unknown_key_is_a_clear_error_with_the_expected_form() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("no stream `nope`"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn retention_from_config_prunes_run_history_after_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("explain = \"full\"", "explain = \"full\"\n\n[state.retention]\nruns = 2");
+    std::fs::write(dir.path().join("dovetail.toml"), config).unwrap();
+    for name in ["a", "b", "c", "d"] {
+        run(
+            dir.path(),
+            &[&format!(r#"{{"id": 1, "name": "{name}", "amount": "1"}}"#), r#"{"id": 2, "name": "x", "amount": "1"}"#],
+        );
+    }
+    let out = dovetail(dir.path(), &["status", "--json"]);
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<i64> = runs.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [4, 3], "only the newest two runs are kept");
+    // Key 1 was updated by run 4: its whole story is kept. Key 2 was inserted by run 1,
+    // whose page is gone; the outcome on its ledger row survives, and run 4 read it unchanged.
+    let one = explain_json(dir.path(), "1");
+    assert_eq!((one["write"]["outcome"].as_str(), one["raw"]["name"].as_str()), (Some("updated"), Some("d")));
+    let two = explain_json(dir.path(), "2");
+    assert_eq!(two["write"]["outcome"], "inserted");
+    assert_eq!(two["write"]["run_id"], 1);
+    assert!(two["raw"].is_null());
+    assert_eq!(two["write"]["unchanged_since"]["run_id"], 4);
+}
+
+#[test]
+fn a_bad_retention_age_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("explain = \"full\"", "explain = \"full\"\n\n[state.retention]\nmax_age = \"3 days\"");
+    std::fs::write(dir.path().join("dovetail.toml"), config).unwrap();
+    std::fs::write(dir.path().join("customers.jsonl"), "").unwrap();
+    let out = dovetail(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("state.retention.max_age") && err.contains("\"30d\"") && err.contains("dovetail.toml:5:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_replayed_dead_letter_is_explained_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dovetail.toml"), CONFIG).unwrap();
+    run(dir.path(), &[r#"{"id": 1, "name": "Ada", "amount": "oops"}"#]);
+    assert_eq!(explain_json(dir.path(), "1")["write"]["outcome"], "dead_lettered");
+    // The fix: no cast any more; the replay delivers it.
+    std::fs::write(dir.path().join("dovetail.toml"), CONFIG.replace("cast = { amount = \"number\" }\n", "")).unwrap();
+    let out = dovetail(dir.path(), &["dead-letters", "replay"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let one = explain_json(dir.path(), "1");
+    assert_eq!(one["write"]["outcome"], "written", "{one:#}");
+    assert!(one["write"]["ledger"]["hash"].is_string());
+    assert!(one["write"]["dead_letter_id"].is_null());
+}

@@ -162,9 +162,18 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
         }
     }
     if !c.resolved_dead_letters.is_empty() {
+        // A replayed record's dead-letter story goes with it: explain then tells the ledger's
+        // write, not a failure that was fixed.
+        let mut story = tx
+            .prepare_cached(
+                "DELETE FROM explain_stories WHERE stream_id = ?2
+                   AND key = (SELECT key FROM dead_letters WHERE id = ?1)",
+            )
+            .op("preparing the story delete")?;
         let mut st =
             tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1").op("preparing the dead-letter delete")?;
         for id in &c.resolved_dead_letters {
+            story.execute(params![id, sid]).op("removing a replayed record's story")?;
             st.execute([id]).op("removing a resolved dead letter")?;
         }
     }

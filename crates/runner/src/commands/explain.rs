@@ -255,6 +255,14 @@ fn render(e: &Explained) -> String {
     let w = &e.write;
     let run = w.run_id.map(|r| format!(" in run #{r}")).unwrap_or_default();
     line(&mut t, "outcome", &format!("{}{run}", w.outcome.replace('_', "-")));
+    if w.outcome == "written" {
+        line(
+            &mut t,
+            "note",
+            "the ledger holds it, but no run story: delivered by `dead-letters replay` or from the outbox, \
+             written with `[state] explain = \"off\"`, or before explain history began",
+        );
+    }
     if let Some(r) = &w.reason {
         line(&mut t, "reason", r);
     }
