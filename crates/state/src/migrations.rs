@@ -310,6 +310,10 @@ mod tests {
         let ledger = st.ledger_entries("p", "s", std::slice::from_ref(&k1)).await.unwrap();
         assert_eq!(ledger[0].as_ref().unwrap().hash, ContentHash([1; 16]));
         assert_eq!(ledger[0].as_ref().unwrap().dest_id.as_deref(), Some("dest-1"));
+        // Migration 5: an old ledger row has no story; explain still finds its hash and pass.
+        let h = st.key_history("p", "s", &k1).await.unwrap();
+        assert!(h.story.is_none());
+        assert_eq!(h.ledger.map(|l| l.pass), Some(2));
         assert_eq!(st.dead_letters(None, None, 10).await.unwrap().len(), 1);
         assert_eq!(st.runs(None, 10).await.unwrap().len(), 1);
         assert_eq!(st.baseline("p", "s").await.unwrap(), Some(serde_json::json!({"type": "object"})));
