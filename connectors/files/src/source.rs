@@ -69,6 +69,7 @@ impl Source for FilesSource {
             api_version: None,
             fetched_at: dovetail_core::now_rfc3339(),
             request_id: None,
+            status: None,
             stale: false,
         });
         let task_plan = plan.clone();

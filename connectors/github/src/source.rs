@@ -181,6 +181,7 @@ impl GithubSource {
             api_version: Some(self.inner.api_version.clone()),
             fetched_at: dovetail_core::now_rfc3339(),
             request_id: REQUEST_ID_HEADERS.iter().find_map(|h| resp.header(h)).map(str::to_owned),
+            status: Some(resp.status.as_u16()),
             stale: resp.stale,
         }
     }

@@ -323,6 +323,7 @@ impl RestSource {
             api_version: self.api_version.clone(),
             fetched_at: dovetail_core::now_rfc3339(),
             request_id,
+            status: Some(resp.status.as_u16()),
             stale: resp.stale,
         }
     }

@@ -249,6 +249,11 @@ pub trait Transform: Send + Sync {
     fn output_path(&self, input: &str) -> Option<String> {
         Some(input.to_owned())
     }
+    /// The transform's config as JSON, stored with each run's records so `dovetail explain`
+    /// can show and re-apply it (`None`: a transform in code, not describable).
+    fn describe(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// A transform failed on one record.

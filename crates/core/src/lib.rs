@@ -34,6 +34,7 @@ pub mod connector;
 pub mod drift;
 pub mod drift_policy;
 pub mod error;
+pub mod explain;
 pub mod failpoint;
 pub mod logbuf;
 pub mod mapping;

@@ -211,6 +211,10 @@ impl Transform for Mapping {
         }
         Some(name)
     }
+
+    fn describe(&self) -> Option<Value> {
+        serde_json::to_value(self).ok()
+    }
 }
 
 fn kind(v: &Value) -> &'static str {

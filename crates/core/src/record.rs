@@ -21,6 +21,9 @@ pub struct Provenance {
     /// The vendor's request id, when it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// HTTP status of the response, for connectors that speak HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// Served from the last good response because the remote was unavailable (`use_cache`):
     /// the data may be old.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

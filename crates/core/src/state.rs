@@ -101,6 +101,8 @@ pub struct Commit {
     pub outbox_add: Vec<OutboxEntry>,
     /// Outbox entries delivered (or dead-lettered) and to remove, by id.
     pub outbox_done: Vec<i64>,
+    /// What `dovetail explain` needs about this batch's records, committed with them.
+    pub explain: Option<crate::explain::ExplainBatch>,
 }
 
 /// A mapped record waiting in the durable outbox for its sink to come back.
@@ -226,6 +228,22 @@ pub trait StateStore: Send + Sync {
     async fn drift_events(&self, pipeline: Option<&str>) -> Result<Vec<StoredDrift>, Error>;
     /// Mark a stream's open drift events accepted (`at`, RFC 3339); returns how many.
     async fn accept_drift(&self, pipeline: &str, stream: &str, at: &str) -> Result<u64, Error>;
+    /// What is known about one key of a stream, for `dovetail explain`. The default knows
+    /// nothing (stores that keep no stories).
+    async fn key_history(&self, pipeline: &str, stream: &str, key: &Key) -> Result<crate::explain::KeyHistory, Error> {
+        let _ = (pipeline, stream, key);
+        Ok(crate::explain::KeyHistory::default())
+    }
+    /// Remove run history, stories, accepted drift and (if configured) old dead letters of
+    /// a pipeline past `retention`, in small transactions. The default prunes nothing.
+    async fn prune(
+        &self,
+        pipeline: &str,
+        retention: &crate::explain::Retention,
+    ) -> Result<crate::explain::Pruned, Error> {
+        let _ = (pipeline, retention);
+        Ok(crate::explain::Pruned::default())
+    }
 }
 
 /// One drift in a stream's history: a [`DriftEvent`](crate::drift::DriftEvent) kept across

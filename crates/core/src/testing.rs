@@ -221,6 +221,20 @@ struct StateInner {
     next_outbox: i64,
     paused: BTreeMap<(String, String), PausedStream>,
     drift: Vec<crate::state::StoredDrift>,
+    /// Explain stories: (pipeline, stream) → key → (story, later unchanged read).
+    stories: BTreeMap<(String, String), BTreeMap<String, MemStory>>,
+    /// (pipeline, stream, run) → (mapping config, key columns).
+    explain_runs: BTreeMap<(String, String, i64), RunMapping>,
+}
+
+/// The mapping config and key columns a stream ran with.
+type RunMapping = (Option<Value>, Vec<String>);
+
+/// A key's stored story and the latest unchanged read after it.
+#[derive(Debug, Clone, Default)]
+struct MemStory {
+    story: Option<crate::explain::StoredStory>,
+    unchanged: Option<crate::explain::StoredFetch>,
 }
 
 /// A state store in memory: atomic commits under one mutex, run locks per pipeline.
@@ -359,6 +373,31 @@ impl StateStore for MemoryState {
             g.dead_letters.push(d);
         }
         g.dead_letters.retain(|d| !c.resolved_dead_letters.contains(&d.id));
+        if let Some(x) = &c.explain {
+            use crate::explain::{StoredFetch, StoredStory};
+            let mapping = x.mapping.as_deref().and_then(|m| serde_json::from_str(m).ok());
+            let run = (c.pipeline.clone(), c.stream.clone(), x.run_id);
+            g.explain_runs.entry(run).or_insert_with(|| (mapping, x.key_columns.to_vec()));
+            let stories = g.stories.entry(id.clone()).or_default();
+            for f in &x.fetches {
+                for key in &f.unchanged {
+                    let e = stories.entry(key.as_str().to_owned()).or_default();
+                    e.unchanged = Some(StoredFetch::of(x.run_id, &f.provenance));
+                }
+            }
+            for s in &x.stories {
+                let fetch = s.fetch.and_then(|i| x.fetches.get(i)).map(|f| StoredFetch::of(x.run_id, &f.provenance));
+                let story = StoredStory {
+                    run_id: x.run_id,
+                    outcome: s.outcome,
+                    reason: s.reason.clone(),
+                    raw: x.raw_text(s),
+                    location: x.location(s).map(|l| l.to_string()).or_else(|| s.location.clone()),
+                    fetch,
+                };
+                stories.insert(s.key.as_str().to_owned(), MemStory { story: Some(story), unchanged: None });
+            }
+        }
         if let Some(cp) = c.checkpoint {
             g.checkpoints.insert(id, cp);
         }
@@ -455,6 +494,33 @@ impl StateStore for MemoryState {
     async fn drift_events(&self, pipeline: Option<&str>) -> Result<Vec<crate::state::StoredDrift>, Error> {
         let inner = lock(&self.inner);
         Ok(inner.drift.iter().rev().filter(|d| pipeline.is_none_or(|p| d.pipeline == p)).cloned().collect())
+    }
+    async fn key_history(&self, pipeline: &str, stream: &str, key: &Key) -> Result<crate::explain::KeyHistory, Error> {
+        let g = lock(&self.inner);
+        let id = k(pipeline, stream);
+        let m = g.stories.get(&id).and_then(|s| s.get(key.as_str())).cloned().unwrap_or_default();
+        let run = m.story.as_ref().map(|s| s.run_id).or(m.unchanged.as_ref().map(|f| f.run_id));
+        let (mapping, key_columns) =
+            run.and_then(|r| g.explain_runs.get(&(id.0.clone(), id.1.clone(), r)).cloned()).unwrap_or_default();
+        let ledger = g.ledger.get(&id).and_then(|l| l.get(key.as_str())).map(|e| crate::explain::LedgerView {
+            hash: e.0.to_hex(),
+            pass: e.1,
+            dest_id: e.2.clone(),
+        });
+        let dead_letter = g
+            .dead_letters
+            .iter()
+            .rev()
+            .find(|d| d.pipeline == pipeline && d.stream == stream && d.key.as_deref() == Some(key.as_str()))
+            .cloned();
+        Ok(crate::explain::KeyHistory {
+            story: m.story,
+            unchanged: m.unchanged,
+            ledger,
+            mapping,
+            key_columns,
+            dead_letter,
+        })
     }
     async fn accept_drift(&self, pipeline: &str, stream: &str, at: &str) -> Result<u64, Error> {
         let mut n = 0;

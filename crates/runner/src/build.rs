@@ -36,6 +36,10 @@ pub struct PipelineSpec {
     pub alerts: Option<crate::alerts::AlertsConfig>,
     /// What drifting records get, per change class.
     pub drift: dovetail_core::DriftPolicy,
+    /// What runs keep for `dovetail explain` (`[state] explain`).
+    pub explain: dovetail_core::explain::ExplainCapture,
+    /// History retention (`[state.retention]`; `None`: never prune).
+    pub retention: Option<dovetail_core::explain::Retention>,
 }
 
 impl PipelineSpec {
@@ -58,6 +62,10 @@ impl PipelineSpec {
         }
         if let Some(n) = self.outbox_max {
             b = b.outbox_max(n);
+        }
+        b = b.explain(self.explain);
+        if let Some(r) = &self.retention {
+            b = b.retention(r.clone());
         }
         for (name, opts) in &self.streams {
             b = b.stream(name.clone(), opts.clone());
@@ -195,5 +203,7 @@ pub fn build_pipeline(
         outbox_max: pc.outbox_max,
         alerts: pc.alerts.clone(),
         drift: pc.drift,
+        explain: Default::default(),
+        retention: None,
     })
 }

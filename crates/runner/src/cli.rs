@@ -62,6 +62,9 @@ pub enum Command {
     Resume(ResumeArgs),
     /// List response-shape drift; `drift accept` makes the observed shape the new baseline.
     Drift(DriftArgs),
+    /// Show one record's story: the request that fetched it, its raw data, the mapping, the
+    /// output diff and the write outcome.
+    Explain(ExplainArgs),
     /// Print the JSON Schema of the config file.
     ConfigSchema,
     /// Start a fake vendor with faults in-process and sync it into SQLite (examples/demo.toml).
@@ -209,6 +212,21 @@ pub struct ResumeArgs {
     pub pipeline: String,
     /// Only this stream.
     pub stream: Option<String>,
+}
+
+/// `dovetail explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// The record's primary key as you would type it: `42`, `abc`, `{"id":42}`; a composite
+    /// key as a JSON array `["acme",42]` or object.
+    pub key: String,
+    /// Print the story as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `dovetail reset`.

@@ -44,6 +44,12 @@ pub struct StateConfig {
     pub secret_key: Option<dovetail_core::Secret>,
     /// HTTP responses kept for conditional requests and stale serving (default 10000).
     pub http_cache_entries: Option<usize>,
+    /// What runs keep for `dovetail explain`: `metadata` (default: request and outcome),
+    /// `full` (also each written record's raw data, for the Raw and Output diff sections;
+    /// costs more on big loads) or `off`. See docs/explain.md.
+    pub explain: Option<dovetail_core::explain::ExplainCapture>,
+    /// How long run history, explain stories and accepted drift events are kept.
+    pub retention: Option<crate::retention::RetentionConfig>,
 }
 
 /// `[pipelines.NAME]`: one source, one sink, per-stream settings.
@@ -238,8 +244,11 @@ fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, 
     let cache_entries = config.state.http_cache_entries.unwrap_or(dovetail_state::DEFAULT_CACHE_ENTRIES);
     let stores = crate::stores::for_state(&state_path, config.state.secret_key.clone(), cache_entries);
     let mut pipelines = Vec::new();
+    let retention = crate::retention::resolve(doc, root, config.state.retention.as_ref())?;
     for (name, pc) in &config.pipelines {
-        pipelines.push(build_pipeline(doc, root, name, pc, &stores)?);
+        let mut spec = build_pipeline(doc, root, name, pc, &stores)?;
+        (spec.explain, spec.retention) = (config.state.explain.unwrap_or_default(), retention.clone());
+        pipelines.push(spec);
     }
     Ok((state_path, pipelines, secrets))
 }

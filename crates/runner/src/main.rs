@@ -14,6 +14,7 @@ mod output;
 mod progress;
 mod registry;
 mod schedule;
+mod retention;
 mod stores;
 
 use std::io::IsTerminal;
@@ -69,6 +70,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Command::Reset(a) => commands::reset::run(config, a).await,
             Command::Resume(a) => commands::resume::run(config, a).await,
             Command::Drift(a) => commands::drift::run(config, a).await,
+            Command::Explain(a) => commands::explain::run(config, a).await,
             Command::ConfigSchema => commands::schema::run(),
             Command::Demo(a) => commands::demo::run(a).await,
         }

@@ -46,6 +46,7 @@
 
 mod cache;
 mod error;
+mod explain;
 mod history;
 mod lock;
 mod migrations;
@@ -215,7 +216,7 @@ impl Db {
 
 /// Lock the connection. A panic while it was held cannot leave a transaction open (the
 /// `Transaction` guard rolls back on unwind), so a poisoned mutex is safe to reuse.
-fn lock_db(db: &Mutex<Db>) -> MutexGuard<'_, Db> {
+pub(crate) fn lock_db(db: &Mutex<Db>) -> MutexGuard<'_, Db> {
     db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -127,6 +127,52 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (pipeline, stream, path, change, observed)
     );
     "#,
+    // 5: what `dovetail explain` needs, written in the commit that writes the ledger rows.
+    // A written record's story is four small columns on its ledger row (no second B-tree per
+    // record): the run, the page (`explain_fetches`), its line in that page's `records` text,
+    // and the outcome (1 inserted, 2 updated). A page row holds, one line per written record,
+    // `location<TAB>raw JSON`, and its unchanged keys one per line, so a skipped record
+    // costs no row. Dead-lettered records (rare) get a row in `explain_stories`; each stream
+    // and run records the mapping applied.
+    r#"
+    ALTER TABLE ledger ADD COLUMN run_id INTEGER;
+    ALTER TABLE ledger ADD COLUMN fetch_id INTEGER;
+    ALTER TABLE ledger ADD COLUMN item INTEGER;
+    ALTER TABLE ledger ADD COLUMN outcome INTEGER;
+    CREATE TABLE explain_fetches (
+        id          INTEGER PRIMARY KEY,
+        stream_id   INTEGER NOT NULL REFERENCES streams (id),
+        run_id      INTEGER NOT NULL,
+        url         TEXT NOT NULL,
+        status      INTEGER,
+        request_id  TEXT,
+        api_version TEXT,
+        fetched_at  TEXT NOT NULL,
+        stale       INTEGER NOT NULL DEFAULT 0,
+        connector   TEXT NOT NULL,
+        records     TEXT,
+        unchanged   TEXT
+    );
+    CREATE INDEX explain_fetches_by_run ON explain_fetches (stream_id, run_id);
+    CREATE TABLE explain_stories (
+        stream_id INTEGER NOT NULL REFERENCES streams (id),
+        key       TEXT NOT NULL,
+        run_id    INTEGER NOT NULL,
+        fetch_id  INTEGER,
+        location  TEXT,
+        outcome   TEXT NOT NULL,
+        reason    TEXT,
+        raw       TEXT,
+        PRIMARY KEY (stream_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE explain_runs (
+        stream_id   INTEGER NOT NULL REFERENCES streams (id),
+        run_id      INTEGER NOT NULL,
+        mapping     TEXT,
+        key_columns TEXT NOT NULL,
+        PRIMARY KEY (stream_id, run_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this code writes: the number of known migrations.
@@ -256,7 +302,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
         assert_eq!(cp.position, Some(serde_json::json!({"page": 3})));
@@ -264,6 +310,10 @@ mod tests {
         let ledger = st.ledger_entries("p", "s", std::slice::from_ref(&k1)).await.unwrap();
         assert_eq!(ledger[0].as_ref().unwrap().hash, ContentHash([1; 16]));
         assert_eq!(ledger[0].as_ref().unwrap().dest_id.as_deref(), Some("dest-1"));
+        // Migration 5: an old ledger row has no story; explain still finds its hash and pass.
+        let h = st.key_history("p", "s", &k1).await.unwrap();
+        assert!(h.story.is_none());
+        assert_eq!(h.ledger.map(|l| l.pass), Some(2));
         assert_eq!(st.dead_letters(None, None, 10).await.unwrap().len(), 1);
         assert_eq!(st.runs(None, 10).await.unwrap().len(), 1);
         assert_eq!(st.baseline("p", "s").await.unwrap(), Some(serde_json::json!({"type": "object"})));

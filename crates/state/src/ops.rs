@@ -60,6 +60,7 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
         .map(|e| serde_json::to_string(&e.data).map_err(|err| json_err("an outbox record", err)))
         .collect::<Result<Vec<_>, _>>()?;
     let now = now_rfc3339();
+    let explain = c.explain.as_ref().map(|x| (x, crate::explain::encode(c, x)));
     let cached = db.streams.get(&c.pipeline).and_then(|m| m.get(&c.stream)).copied();
     let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).op("starting a commit")?;
     let sid = match cached {
@@ -72,16 +73,26 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
                 .op("registering a stream")?,
         },
     };
+    // Pages first: each ledger row names its page's id (the record's story, see `explain`).
+    let stories = match explain {
+        Some((x, enc)) => crate::explain::write(&tx, sid, x, enc)?,
+        None => Vec::new(),
+    };
     if !c.ledger.is_empty() {
         let mut st = tx
             .prepare_cached(
-                "INSERT INTO ledger (stream_id, key, hash, pass, dest_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO ledger (stream_id, key, hash, pass, dest_id, run_id, fetch_id, item, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash,
-                     pass = excluded.pass, dest_id = coalesce(excluded.dest_id, ledger.dest_id)",
+                     pass = excluded.pass, dest_id = coalesce(excluded.dest_id, ledger.dest_id),
+                     run_id = excluded.run_id, fetch_id = excluded.fetch_id, item = excluded.item,
+                     outcome = excluded.outcome",
             )
             .op("preparing the ledger upsert")?;
-        for e in &c.ledger {
-            st.execute(params![sid, e.key.as_str(), &e.hash.0[..], pass, e.dest_id]).op("writing a ledger row")?;
+        for (i, e) in c.ledger.iter().enumerate() {
+            let (run, fetch, item, outcome) = stories.get(i).copied().flatten().unzip4();
+            st.execute(params![sid, e.key.as_str(), &e.hash.0[..], pass, e.dest_id, run, fetch, item, outcome])
+                .op("writing a ledger row")?;
         }
     }
     if !c.touched.is_empty() {
@@ -151,9 +162,18 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
         }
     }
     if !c.resolved_dead_letters.is_empty() {
+        // A replayed record's dead-letter story goes with it: explain then tells the ledger's
+        // write, not a failure that was fixed.
+        let mut story = tx
+            .prepare_cached(
+                "DELETE FROM explain_stories WHERE stream_id = ?2
+                   AND key = (SELECT key FROM dead_letters WHERE id = ?1)",
+            )
+            .op("preparing the story delete")?;
         let mut st =
             tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1").op("preparing the dead-letter delete")?;
         for id in &c.resolved_dead_letters {
+            story.execute(params![id, sid]).op("removing a replayed record's story")?;
             st.execute([id]).op("removing a resolved dead letter")?;
         }
     }
@@ -415,10 +435,10 @@ pub(crate) fn paused(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<PausedSt
     .op("listing paused streams")
 }
 
-const DEAD_LETTER_COLS: &str =
+pub(crate) const DEAD_LETTER_COLS: &str =
     "id, pipeline, stream, key, kind, reason, path, NULLIF(location, ''), raw, created_at, seen_count";
 
-fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+pub(crate) fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {
         id: r.get(0)?,
         pipeline: r.get(1)?,
@@ -462,4 +482,18 @@ pub(crate) fn dead_letter(db: &mut Db, id: i64) -> Result<Option<DeadLetter>, Er
         .prepare_cached(&sql)
         .and_then(|mut st| st.query_row([id], dead_letter_row).optional())
         .op("reading a dead letter")
+}
+
+/// `Option<(a, b, c, d)>` → four options.
+trait Unzip4<A, B, C, D> {
+    fn unzip4(self) -> (Option<A>, Option<B>, Option<C>, Option<D>);
+}
+
+impl<A, B, C, D> Unzip4<A, B, C, D> for Option<(A, B, C, D)> {
+    fn unzip4(self) -> (Option<A>, Option<B>, Option<C>, Option<D>) {
+        match self {
+            Some((a, b, c, d)) => (Some(a), Some(b), Some(c), Some(d)),
+            None => (None, None, None, None),
+        }
+    }
 }

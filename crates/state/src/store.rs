@@ -2,6 +2,7 @@
 //! and runs one function of [`crate::ops`] or [`crate::history`] there.
 
 use async_trait::async_trait;
+use dovetail_core::explain::{KeyHistory, Pruned, Retention};
 use dovetail_core::state::{
     Checkpoint, Commit, DeadLetter, LedgerEntry, OutboxEntry, PausedStream, RunLock, RunRecord, StateStore,
 };
@@ -186,5 +187,20 @@ impl StateStore for SqliteState {
     async fn accept_drift(&self, pipeline: &str, stream: &str, at: &str) -> Result<u64, Error> {
         let (p, s, at) = (pipeline.to_owned(), stream.to_owned(), at.to_owned());
         self.with_db(move |db| history::accept_drift(db, &p, &s, &at)).await
+    }
+
+    /// Read on the reader connection: explaining a key never waits for a run's commits.
+    async fn key_history(&self, pipeline: &str, stream: &str, key: &Key) -> Result<KeyHistory, Error> {
+        let (p, s, k) = (pipeline.to_owned(), stream.to_owned(), key.clone());
+        self.with_reader(move |db| crate::explain::key_history(db, &p, &s, &k)).await
+    }
+
+    /// Batches of `retention.batch` rows, each its own short write transaction, with the
+    /// writer's lock released between them (so a concurrent run's commits interleave).
+    async fn prune(&self, pipeline: &str, retention: &Retention) -> Result<Pruned, Error> {
+        let (st, p, r) = (self.clone(), pipeline.to_owned(), retention.clone());
+        tokio::task::spawn_blocking(move || crate::explain::prune(&st, &p, &r))
+            .await
+            .map_err(|e| Error::internal("state store task failed").with_source(e))?
     }
 }

@@ -2,6 +2,8 @@
 //! writes, and advances checkpoints only after the sink acknowledged.
 
 mod drift_check;
+mod cursor;
+mod explain;
 mod outage;
 mod prepare;
 mod replay;
@@ -98,6 +100,8 @@ pub struct PipelineBuilder {
     max_dead_letter_ratio: Option<f64>,
     outbox_max: u64,
     drift_policy: crate::drift::DriftPolicy,
+    explain: crate::explain::ExplainCapture,
+    retention: Option<crate::explain::Retention>,
 }
 
 /// What every stream task of a pipeline shares.
@@ -112,6 +116,8 @@ pub(crate) struct Shared {
     pub max_dead_letter_ratio: Option<f64>,
     pub outbox_max: u64,
     pub drift_policy: crate::drift::DriftPolicy,
+    pub explain: crate::explain::ExplainCapture,
+    pub retention: Option<crate::explain::Retention>,
 }
 
 impl Shared {
@@ -165,6 +171,8 @@ impl Pipeline {
             max_dead_letter_ratio: None,
             outbox_max: DEFAULT_OUTBOX_MAX,
             drift_policy: Default::default(),
+            explain: Default::default(),
+            retention: None,
         }
     }
 
@@ -181,6 +189,29 @@ impl Pipeline {
     /// The source, e.g. to show its HTTP figures while a run is going.
     pub fn source(&self) -> Arc<dyn Source> {
         self.shared.source.clone()
+    }
+
+    /// Names of the source's streams.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.shared.source.streams().into_iter().map(|s| s.name).collect()
+    }
+
+    /// The output primary-key columns of a stream (what `dovetail explain` matches keys on).
+    pub fn key_columns(&self, stream: &str) -> Result<Vec<String>, Error> {
+        let sh = &self.shared;
+        let spec = sh.source.streams().into_iter().find(|s| s.name == stream).ok_or_else(|| {
+            Error::config(format!(
+                "pipeline `{}` has no stream `{stream}` (streams: {})",
+                sh.name,
+                self.stream_names().join(", ")
+            ))
+        })?;
+        explain::key_columns(&spec, &sh.streams.get(stream).cloned().unwrap_or_default())
+    }
+
+    /// The mapping config of a stream as JSON (`None`: identity, or a mapping in code).
+    pub fn mapping_config(&self, stream: &str) -> Option<serde_json::Value> {
+        self.shared.streams.get(stream)?.mapping.as_ref()?.describe()
     }
 
     /// Probe the source and the sink.
@@ -244,6 +275,7 @@ impl Pipeline {
                 from: opts.from.clone(),
                 progress: opts.progress.clone(),
                 cx: cx.clone(),
+                run_id,
             };
             let name = run.spec.name.clone();
             let stream_span = info_span!(parent: &span, "stream", stream = %name);
@@ -302,6 +334,14 @@ impl Pipeline {
         if !opts.dry_run {
             let json = serde_json::to_value(&report).unwrap_or_default();
             sh.state.finish_run(run_id, &report.finished_at, &report.outcome, &json).await?;
+            if let Some(r) = &sh.retention {
+                // After the run, in small transactions; a failure costs nothing but a warning.
+                match sh.state.prune(&sh.name, r).await {
+                    Ok(p) if !p.is_empty() => info!(parent: &span, pruned = ?p, "pruned history past retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(parent: &span, error = %e.report(), "could not prune history"),
+                }
+            }
         }
         info!(parent: &span, outcome = %report.outcome, duration_ms = report.duration_ms, "run finished");
         Ok(report)
@@ -375,6 +415,16 @@ impl PipelineBuilder {
         self.drift_policy = policy;
         self
     }
+    /// How much of each record's story to keep for `dovetail explain` (default `metadata`).
+    pub fn explain(mut self, capture: crate::explain::ExplainCapture) -> Self {
+        self.explain = capture;
+        self
+    }
+    /// Prune history past `retention` after each run (default: never).
+    pub fn retention(mut self, retention: crate::explain::Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
     /// Check the composition and build the pipeline.
     pub fn build(self) -> Result<Pipeline, Error> {
         let name = self.name;
@@ -415,6 +465,8 @@ impl PipelineBuilder {
                 max_dead_letter_ratio: self.max_dead_letter_ratio,
                 outbox_max: self.outbox_max,
                 drift_policy: self.drift_policy,
+                explain: self.explain,
+                retention: self.retention,
             }),
         })
     }

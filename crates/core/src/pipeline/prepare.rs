@@ -29,6 +29,8 @@ pub(crate) struct Prepared {
     /// Raw input, kept for a dead letter should the sink reject the record (`None` when the
     /// mapping is the identity: the record's data is the raw input).
     pub raw: Option<Value>,
+    /// The ledger knew the key (with another hash): writing it is an update.
+    pub known: bool,
 }
 
 impl Preparer {
@@ -40,7 +42,7 @@ impl Preparer {
                 Ok(key) => {
                     let hash = ContentHash::of(&record.data);
                     let record = Record { key: Some(key.clone()), ..record };
-                    Ok(vec![Prepared { record, key, hash, raw: None }])
+                    Ok(vec![Prepared { record, key, hash, raw: None, known: false }])
                 }
                 Err(col) => Err(Box::new(self.missing_key(
                     &col,
@@ -60,8 +62,11 @@ impl Preparer {
                     e.path,
                     e.reason
                 );
+                // The key as the raw record has it (unless the mapping renames it), so
+                // `dovetail explain` finds the record by the key a user knows.
+                let key = self.key_of(&raw).ok();
                 return Err(Box::new(self.dead_letter(
-                    None,
+                    key.as_ref(),
                     "data",
                     msg,
                     Some(e.path),
@@ -92,7 +97,7 @@ impl Preparer {
                 key: Some(key.clone()),
                 coerced: None,
             };
-            out.push(Prepared { record: rec, key, hash, raw: Some(raw.clone()) });
+            out.push(Prepared { record: rec, key, hash, raw: Some(raw.clone()), known: false });
         }
         Ok(out)
     }

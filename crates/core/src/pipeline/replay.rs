@@ -59,6 +59,7 @@ impl Pipeline {
                 from: None,
                 progress: None,
                 cx: cx.clone(),
+                run_id: 0,
             };
             let key_columns = run.key_columns()?;
             let preparer = Preparer {

@@ -4,7 +4,6 @@
 //! ledger, dead letters and the checkpoint computed for that batch in one state transaction.
 //! So a checkpoint never runs ahead of what the sink acknowledged.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,13 +12,15 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::cursor::{admit, starting_checkpoint};
+use super::explain::{Ctx, Trail};
 use super::outage::is_outage;
 use super::prepare::{Prepared, Preparer};
 use super::{Shared, StreamOptions};
 use crate::connector::{Cx, Next, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
 use crate::failpoint;
-use crate::record::{Key, Record, compare_cursors};
+use crate::record::{Key, Record};
 use crate::report::StreamReport;
 use crate::state::{Checkpoint, Commit, CursorState, DeadLetter, LedgerEntry, OutboxEntry};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
@@ -38,6 +39,7 @@ struct MappedBatch {
     done: bool,
     /// Pages that came from the last good responses (`use_cache`).
     stale: u64,
+    trail: Trail,
 }
 
 impl MappedBatch {
@@ -58,6 +60,7 @@ impl MappedBatch {
         self.mapped += later.mapped;
         self.done = later.done;
         self.stale += later.stale;
+        self.trail.absorb(later.trail);
     }
 }
 
@@ -79,24 +82,12 @@ pub(crate) struct StreamRun {
     pub from: Option<Value>,
     pub progress: Option<Arc<dyn super::Progress>>,
     pub cx: Cx,
+    pub run_id: i64,
 }
 
 impl StreamRun {
     pub(crate) fn key_columns(&self) -> Result<Vec<String>, Error> {
-        if let Some(pk) = &self.opts.primary_key {
-            return Ok(pk.clone());
-        }
-        let mapping = self.opts.mapping.as_deref();
-        self.spec
-            .primary_key
-            .iter()
-            .map(|p| match mapping {
-                None => Ok(p.as_str().to_owned()),
-                Some(m) => m.output_path(p.as_str()).ok_or_else(|| {
-                    Error::config(format!("the mapping drops primary key field `{p}`; keep it or set `primary_key` for the stream to the output column"))
-                }),
-            })
-            .collect()
+        super::explain::key_columns(&self.spec, &self.opts)
     }
 
     /// Run the stream to the end of its pass, an error, or cancellation.
@@ -161,6 +152,7 @@ impl StreamRun {
         }
         let cursor_field = if incremental { self.spec.cursor_field.clone() } else { None };
         let key_columns = self.key_columns()?;
+        let xcx = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
         let sink_stream =
             Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema: None, delete_mode });
         if !self.dry_run {
@@ -277,6 +269,7 @@ impl StreamRun {
             let mut cp = cp.clone();
             let mut drift =
                 super::drift_check::DriftCheck::new(baseline, sh.drift_policy, &pipeline, &stream, state.clone());
+            let xcx = xcx.clone();
             tokio::spawn(async move {
                 let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
                 // Pages smaller than the batch size (an API's page of 100) are merged into one
@@ -308,7 +301,9 @@ impl StreamRun {
                         mapped: 0,
                         done: false,
                         stale: u64::from(page.records.first().is_some_and(|r| r.provenance.stale)),
+                        trail: xcx.trail(),
                     };
+                    b.trail.page(&page.records);
                     if let Err(e) = drift.page(&mut page, &preparer, &endpoint, &mut b.dead).await {
                         // The policy pauses: what came before this page is still delivered.
                         if let Some(p) = pending.take() {
@@ -371,9 +366,10 @@ impl StreamRun {
                         Ok(known) => {
                             for (p, old) in candidates.into_iter().zip(known) {
                                 if old == Some(p.hash) {
+                                    b.trail.unchanged(&p);
                                     b.unchanged.push(p.key);
                                 } else {
-                                    b.to_write.push(p);
+                                    b.to_write.push(Prepared { known: old.is_some(), ..p });
                                 }
                             }
                         }
@@ -546,6 +542,7 @@ impl StreamRun {
             report.dead_lettered += dead.len() as u64;
             return Ok(None);
         }
+        let mut cap = b.trail.capture(&b.to_write);
         let mut ledger: Vec<LedgerEntry> =
             b.to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
         if !b.to_write.is_empty() {
@@ -636,6 +633,7 @@ impl StreamRun {
                 }
             }
             rejected.sort_unstable();
+            cap.written(&records, raws, &rejected);
             for i in rejected.into_iter().rev() {
                 ledger.remove(i);
             }
@@ -643,6 +641,7 @@ impl StreamRun {
         }
         report.dead_lettered += dead.len() as u64;
         let touched = if sink_stream.delete_mode != DeleteMode::Keep { b.unchanged } else { Vec::new() };
+        let explain = cap.finish(&dead);
         let commit = Commit {
             pipeline: sh.name.clone(),
             stream: self.spec.name.clone(),
@@ -655,6 +654,7 @@ impl StreamRun {
             checkpoint: Some(b.checkpoint),
             outbox_add: vec![],
             outbox_done: vec![],
+            explain,
         };
         Ok(Some(commit))
     }
@@ -709,70 +709,4 @@ impl StreamRun {
             sh.state.commit(commit).await?;
         }
     }
-}
-
-/// The checkpoint a run starts from: resume inside an unfinished pass, or start the next pass.
-fn starting_checkpoint(prev: Option<Checkpoint>, incremental: bool) -> Checkpoint {
-    let prev = prev.unwrap_or(Checkpoint { pass_complete: true, ..Default::default() });
-    if !prev.pass_complete {
-        return prev;
-    }
-    Checkpoint {
-        // A follow position survives passes only for incremental reads; a full refresh starts over.
-        position: if incremental { prev.position } else { None },
-        pass: prev.pass + 1,
-        floor: if incremental { prev.floor } else { None },
-        max: if incremental { prev.max } else { None },
-        pass_complete: true,
-    }
-}
-
-/// Decide whether a record passes the inclusive cursor bound, and track the pass maximum.
-fn admit(
-    cp: &mut Checkpoint,
-    cursor: Option<&Value>,
-    key: &Key,
-    field: &str,
-    lookback_floor: Option<&Value>,
-) -> Result<bool, String> {
-    let Some(c) = cursor.filter(|c| !c.is_null()) else {
-        return Err(format!("missing cursor field `{field}`"));
-    };
-    if let Some(low) = lookback_floor {
-        match compare_cursors(c, low) {
-            None => return Err(format!("cursor `{field}` value {c} cannot be compared with {low}")),
-            Some(Ordering::Less) => return Ok(false),
-            _ => {}
-        }
-    } else if let Some(floor) = &cp.floor {
-        match compare_cursors(c, &floor.value) {
-            None => {
-                return Err(format!(
-                    "cursor `{field}` value {c} cannot be compared with the checkpoint's {}",
-                    floor.value
-                ));
-            }
-            Some(Ordering::Less) => return Ok(false),
-            Some(Ordering::Equal) if floor.keys.iter().any(|k| k == key.as_str()) => {
-                return Ok(false);
-            }
-            _ => {}
-        }
-    }
-    match &mut cp.max {
-        None => cp.max = Some(CursorState { value: c.clone(), keys: vec![key.as_str().to_owned()] }),
-        Some(max) => match compare_cursors(c, &max.value) {
-            Some(Ordering::Greater) => *max = CursorState { value: c.clone(), keys: vec![key.as_str().to_owned()] },
-            Some(Ordering::Equal) => {
-                if !max.keys.iter().any(|k| k == key.as_str()) {
-                    max.keys.push(key.as_str().to_owned());
-                }
-            }
-            Some(Ordering::Less) => {}
-            None => {
-                return Err(format!("cursor `{field}` value {c} cannot be compared with {}", max.value));
-            }
-        },
-    }
-    Ok(true)
 }

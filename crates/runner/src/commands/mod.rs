@@ -4,6 +4,7 @@ pub mod check;
 pub mod dead_letters;
 pub mod demo;
 pub mod drift;
+pub mod explain;
 pub mod reset;
 pub mod resume;
 pub mod run;
