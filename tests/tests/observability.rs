@@ -60,7 +60,7 @@ async fn vendor() -> MockServer {
     Mock::given(method("GET"))
         .and(path("/v1/items"))
         .and(query_param("page", "1"))
-        .respond_with(ResponseTemplate::new(503))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "1"))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
@@ -108,7 +108,10 @@ async fn vendor() -> MockServer {
 
 fn config(vendor: &str, hook: &str) -> String {
     format!(
-        r#"[pipelines.shop]
+        r#"[state]
+explain = "full"
+
+[pipelines.shop]
 alerts = {{ webhook = "${{HOOK_URL}}", on = ["drift", "dead_letters"] }}
 
 [pipelines.shop.source]
@@ -196,6 +199,25 @@ fn regex_lite_time() -> impl Fn(&str) -> String {
     }
 }
 
+/// Explain output with times, the vendor's port and content hashes redacted.
+fn redact_explain(text: &str, vendor: &str) -> String {
+    let time = regex_lite_time();
+    text.replace(vendor, "http://[vendor]")
+        .lines()
+        .map(|l| {
+            let l = time(l);
+            match l.find("hash ") {
+                Some(i) => {
+                    let rest = &l[i + 5..];
+                    format!("{}hash [hash]{}", &l[..i], rest.find(' ').map(|j| &rest[j..]).unwrap_or(""))
+                }
+                None => l,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn assert_no_secret(what: &str, text: &str) {
     for secret in secrets() {
         assert!(!text.contains(secret), "{what} contains the secret {secret}:\n{text}");
@@ -254,10 +276,22 @@ async fn status_and_explain_tell_the_story_and_no_secret_leaks() {
     let sj: Value = serde_json::from_slice(&status_json.stdout).unwrap();
     assert_eq!(sj["runs"][0]["report"]["streams"]["items"]["written"], 3, "{sj:#}");
 
-    let mut texts = vec![
-        ("status".to_owned(), status_text),
-        ("status --json".to_owned(), String::from_utf8_lossy(&status_json.stdout).into_owned()),
-    ];
+    // explain: the drifted record fetched after the refresh, and the dead-lettered one.
+    let mut texts = Vec::new();
+    for key in ["3", "4"] {
+        let o = output_async(cmd(&s, &hook, &["explain", "shop", "items", key])).await;
+        assert!(o.status.success(), "explain {key}: {}", show(&o));
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        insta::assert_snapshot!(format!("explain_item_{key}"), redact_explain(&text, &vendor.uri()));
+        texts.push((format!("explain {key}"), text));
+        let o = output_async(cmd(&s, &hook, &["explain", "shop", "items", key, "--json"])).await;
+        assert!(o.status.success(), "explain {key} --json: {}", show(&o));
+        texts.push((format!("explain {key} --json"), String::from_utf8_lossy(&o.stdout).into_owned()));
+    }
+    let story: Value = serde_json::from_str(&texts[1].1).unwrap();
+    assert_eq!(story["fetched_by"]["request_id"], "req-page-2", "{story:#}");
+    texts.push(("status".to_owned(), status_text));
+    texts.push(("status --json".to_owned(), String::from_utf8_lossy(&status_json.stdout).into_owned()));
     for args in [&["drift", "--json"][..], &["drift"], &["dead-letters", "list", "--json"]] {
         let o = output_async(cmd(&s, &hook, args)).await;
         assert!(o.status.success(), "{args:?}: {}", show(&o));

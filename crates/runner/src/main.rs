@@ -13,8 +13,8 @@ mod metrics;
 mod output;
 mod progress;
 mod registry;
-mod schedule;
 mod retention;
+mod schedule;
 mod stores;
 
 use std::io::IsTerminal;

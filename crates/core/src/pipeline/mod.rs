@@ -1,8 +1,8 @@
 //! The pipeline engine: reads pages, maps, skips unchanged records through the ledger,
 //! writes, and advances checkpoints only after the sink acknowledged.
 
-mod drift_check;
 mod cursor;
+mod drift_check;
 mod explain;
 mod outage;
 mod prepare;

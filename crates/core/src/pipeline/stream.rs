@@ -108,7 +108,9 @@ impl StreamRun {
             let (kind, hint) = match p.kind.as_str() {
                 "drift" => (
                     ErrorKind::Data,
-                    format!("review the drift with `dovetail drift --pipeline {pipeline}`, then `dovetail drift accept {pipeline} {stream}` (or fix the policy) and run again"),
+                    format!(
+                        "review the drift with `dovetail drift --pipeline {pipeline}`, then `dovetail drift accept {pipeline} {stream}` (or fix the policy) and run again"
+                    ),
                 ),
                 _ => (ErrorKind::Permanent, format!("`dovetail resume {pipeline} {stream}` lifts the pause")),
             };
