@@ -191,7 +191,7 @@ fn retention_from_config_prunes_run_history_after_each_run() {
     }
     let out = dovetail(dir.path(), &["status", "--json"]);
     let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<i64> = runs.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = runs["runs"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, [4, 3], "only the newest two runs are kept");
     // Key 1 was updated by run 4: its whole story is kept. Key 2 was inserted by run 1,
     // whose page is gone; the outcome on its ledger row survives, and run 4 read it unchanged.
