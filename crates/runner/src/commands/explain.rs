@@ -215,7 +215,9 @@ fn render(e: &Explained) -> String {
         None => line(&mut t, "request", "not kept (a dead letter the source could not decode, or pruned)"),
     }
     if let Some(l) = &e.location {
-        line(&mut t, "at", l);
+        // A dead letter's location names its endpoint too; the request line above already does.
+        let short = e.fetched_by.as_ref().and_then(|f| l.strip_prefix(f.url.as_str())).map(str::trim_start);
+        line(&mut t, "at", short.filter(|s| !s.is_empty()).unwrap_or(l));
     }
     t.push_str("\nRaw\n");
     match &e.raw {
