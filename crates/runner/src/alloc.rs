@@ -3,10 +3,11 @@
 //! serde_json values allocate per key and per exact number, from several threads; mimalloc
 //! roughly halves the allocator's share of a run and keeps fragmentation down. By default it
 //! returns freed memory to the OS only after a delay (1 s in the bundled v3), which keeps the
-//! pages of every batch that was in flight resident. Measured on the REST → SQLite bench
-//! (1M records, interleaved runs): a 1 s delay costs ~36 MiB peak RSS; no delay ~25.5 MiB but
-//! every batch's pages are faulted in again (2.7–2.8 s of system time); 20 ms keeps the pages
-//! of the batches in flight, ~28 MiB and 2.0–2.3 s of system time (−7 % CPU for the process).
+//! pages of every batch that was in flight resident. Measured (interleaved runs, release):
+//! a 1 s delay costs ~36 MiB peak RSS on the 1M REST bench; no delay ~25.5 MiB. A 20 ms
+//! delay saved ~7 % CPU on the REST bench (fewer page faults) but added 2–3 MiB of peak RSS
+//! and made the JSONL bench's peak grow from 100k to 1M records beyond its allowance
+//! (+3.5 MiB), so freed memory goes back at once.
 #![allow(unsafe_code)] // FFI calls into mimalloc's option API, before any thread starts
 
 use std::ffi::c_long;
@@ -19,11 +20,11 @@ const PURGE_DELAY: mi_option_t = 15;
 const OS_TAG: mi_option_t = 18;
 
 /// Freed memory goes back to the OS after this many milliseconds (see the module docs).
-const PURGE_DELAY_MS: c_long = 20;
+const PURGE_DELAY_MS: c_long = 0;
 
-/// Purge freed memory soon (after [`PURGE_DELAY_MS`]). Does nothing, and says so, when
+/// Purge freed memory at once ([`PURGE_DELAY_MS`]). Does nothing, and says so, when
 /// mimalloc's options are not numbered as expected (another version).
-pub fn purge_freed_memory_soon() -> bool {
+pub fn purge_freed_memory_at_once() -> bool {
     // SAFETY: option get/set are plain reads and writes of mimalloc's option table; this runs
     // at the start of `main`, before the runtime starts any thread.
     unsafe {
@@ -47,7 +48,7 @@ mod tests {
     #[test]
     fn the_purge_delay_option_is_found_and_set() {
         // Fails loudly if a mimalloc upgrade renumbers its options: the RSS figure would regress.
-        assert!(super::purge_freed_memory_soon());
+        assert!(super::purge_freed_memory_at_once());
         assert_eq!(super::purge_delay(), super::PURGE_DELAY_MS);
     }
 }

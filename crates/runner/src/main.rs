@@ -29,7 +29,7 @@ use crate::cli::{Cli, Command, LogFormat};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    alloc::purge_freed_memory_soon();
+    alloc::purge_freed_memory_at_once();
     let cli = Cli::parse();
     init_logging(&cli);
     let default_hook = std::panic::take_hook();
