@@ -254,4 +254,55 @@ mod tests {
         assert_eq!(value("dead_lettered"), "10");
         assert_eq!(value("deleted"), "0");
     }
+
+    #[test]
+    fn a_finished_run_sets_drift_outbox_pause_outcome_and_last_success() {
+        use dovetail_core::drift::DriftEvent;
+        let drift = |path: &str, change: &str| DriftEvent {
+            path: path.into(),
+            change: change.into(),
+            expected: "number".into(),
+            observed: "string".into(),
+            count: 7,
+            first_seen: String::new(),
+            first_at: String::new(),
+        };
+        let mut report =
+            RunReport { pipeline: "pl".into(), outcome: "paused".into(), duration_ms: 2500, ..Default::default() };
+        report.streams.insert(
+            "a".into(),
+            StreamReport {
+                outcome: "paused".into(),
+                outbox_pending: 12,
+                drift: vec![drift("/price", "type_changed"), drift("/tags", "type_changed"), drift("/x", "new_field")],
+                ..Default::default()
+            },
+        );
+        report.streams.insert("b".into(), StreamReport { outcome: "succeeded".into(), ..Default::default() });
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            run_finished(&report);
+            run_finished(&RunReport { pipeline: "ok".into(), outcome: "succeeded".into(), ..Default::default() });
+        });
+        let text = handle.render();
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+                .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        };
+        // One event per (path, change) per run, not per record.
+        assert_eq!(value(r#"dovetail_drift_events_total{pipeline="pl",stream="a",change="type_changed"}"#), 2.0);
+        assert_eq!(value(r#"dovetail_drift_events_total{pipeline="pl",stream="a",change="new_field"}"#), 1.0);
+        assert_eq!(value(r#"dovetail_outbox_pending{pipeline="pl",stream="a"}"#), 12.0);
+        assert_eq!(value(r#"dovetail_outbox_pending{pipeline="pl",stream="b"}"#), 0.0);
+        assert_eq!(value(r#"dovetail_paused_streams{pipeline="pl"}"#), 1.0);
+        assert_eq!(value(r#"dovetail_runs_total{pipeline="pl",outcome="paused"}"#), 1.0);
+        assert_eq!(value(r#"dovetail_run_duration_seconds_sum{pipeline="pl"}"#), 2.5);
+        // Only a successful run sets the last-success time.
+        assert!(!text.contains(r#"dovetail_last_success_timestamp_seconds{pipeline="pl"}"#), "{text}");
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        let last = value(r#"dovetail_last_success_timestamp_seconds{pipeline="ok"}"#);
+        assert!((now - 60.0..=now + 1.0).contains(&last), "{last} vs {now}");
+    }
 }
