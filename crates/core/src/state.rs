@@ -203,6 +203,14 @@ pub trait StateStore: Send + Sync {
     async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error>;
     /// The latest runs, newest first, optionally of one pipeline.
     async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error>;
+    /// Every pipeline with a run in the history, by name. The default reads the runs; a
+    /// store should answer from an index instead of loading every report.
+    async fn run_pipelines(&self) -> Result<Vec<String>, Error> {
+        let mut names: Vec<String> = self.runs(None, usize::MAX).await?.into_iter().map(|r| r.pipeline).collect();
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
     /// Dead letters, oldest first, optionally filtered by pipeline and stream.
     async fn dead_letters(
         &self,

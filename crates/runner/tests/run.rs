@@ -128,6 +128,14 @@ fn rerun_change_status_and_dead_letter_replay() {
     assert_eq!(p.rows("SELECT count(*) FROM orders WHERE order_id = 101"), 1);
     let out = p.run(&["-q", "dead-letters", "list", "--json"]);
     assert_eq!(serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap().len(), 1);
+
+    // A pipeline renamed in the config keeps its history in `status`, newest first, `--limit` per pipeline.
+    std::fs::write(p.path("dovetail.toml"), CONFIG.replace("pipelines.orders", "pipelines.shop")).unwrap();
+    let out = p.run(&["-q", "status", "--limit", "2"]);
+    let status = text(&out.stdout);
+    let ids: Vec<&str> = status.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(ids, ["3", "2"], "{status}");
+    assert!(status.lines().skip(1).all(|l| l.split_whitespace().nth(1) == Some("orders")), "{status}");
 }
 
 #[test]

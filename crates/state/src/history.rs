@@ -58,6 +58,14 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRecord, Option<String>)> {
     Ok((run, r.get(5)?))
 }
 
+/// Every pipeline with a run, by name (from the `runs_by_pipeline` index, no report is read).
+pub(crate) fn run_pipelines(db: &mut Db) -> Result<Vec<String>, Error> {
+    db.conn
+        .prepare_cached("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .op("listing the pipelines in the run history")
+}
+
 /// The latest runs, newest first.
 pub(crate) fn runs(db: &mut Db, pipeline: Option<&str>, n: usize) -> Result<Vec<RunRecord>, Error> {
     const COLS: &str = "SELECT id, pipeline, started_at, finished_at, outcome, report FROM runs";

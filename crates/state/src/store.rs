@@ -145,6 +145,10 @@ impl StateStore for SqliteState {
         self.with_db(move |db| history::runs(db, p.as_deref(), limit)).await
     }
 
+    async fn run_pipelines(&self) -> Result<Vec<String>, Error> {
+        self.with_db(history::run_pipelines).await
+    }
+
     async fn dead_letters(
         &self,
         pipeline: Option<&str>,

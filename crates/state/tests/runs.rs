@@ -23,6 +23,13 @@ async fn runs_are_listed_newest_first_with_their_report() {
     let p = st.runs(Some("p"), 10).await.unwrap();
     assert_eq!(p.iter().map(|r| r.id).collect::<Vec<_>>(), vec![c, a]);
     assert_eq!(st.runs(Some("p"), 1).await.unwrap()[0].id, c);
+    // The pipelines in the history, each once, by name; the in-memory store agrees.
+    assert_eq!(st.run_pipelines().await.unwrap(), ["p", "q"]);
+    let mem = dovetail_core::testing::MemoryState::default();
+    for name in ["q", "p", "q"] {
+        mem.begin_run(name, "2024-01-01T00:00:00Z").await.unwrap();
+    }
+    assert_eq!(mem.run_pipelines().await.unwrap(), ["p", "q"]);
 
     let (running, done) = (&p[0], &p[1]);
     assert_eq!(running.outcome, RUNNING);

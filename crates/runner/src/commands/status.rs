@@ -19,9 +19,9 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
         None => cfg.pipelines.clone(),
     };
     if args.pipeline.is_none() {
-        for r in state.runs(None, 1000).await? {
-            if !names.contains(&r.pipeline) {
-                names.push(r.pipeline);
+        for p in state.run_pipelines().await? {
+            if !names.contains(&p) {
+                names.push(p);
             }
         }
     }
