@@ -180,6 +180,13 @@ pub(crate) struct Column {
     pub(crate) key: bool,
 }
 
+impl Column {
+    /// A TEXT column the sink keeps itself (`_synced_at`, the soft-delete marker).
+    pub(crate) fn system(name: &str, role: Role) -> Column {
+        Column { name: name.to_owned(), affinity: Affinity::Text, fits: Seen::default(), role, key: false }
+    }
+}
+
 /// Field types from a schema's top-level `properties`, if it has them.
 pub(crate) fn schema_fields(schema: Option<&Value>) -> Option<BTreeMap<String, Seen>> {
     let schema = schema?;

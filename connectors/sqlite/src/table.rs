@@ -110,13 +110,7 @@ impl Table {
                 conn.execute_batch(&sql)
                     .map_err(|e| db_error(e, format!("cannot add column `{system}` to table `{name}`")))?;
                 tracing::info!(table = name, column = system, "added column");
-                columns.push(Column {
-                    name: system.to_owned(),
-                    affinity: Affinity::Text,
-                    fits: Seen::default(),
-                    role,
-                    key: false,
-                });
+                columns.push(Column::system(system, role));
             }
         }
         Table::assemble(name, columns, &stream.key_columns).map(Some)
@@ -179,13 +173,7 @@ impl Table {
         for (system, role) in [(Some(SYNCED_AT), Role::SyncedAt), (soft, Role::SoftDelete)] {
             if let Some(system) = system {
                 defs.push(format!("{} TEXT", quote(system)));
-                columns.push(Column {
-                    name: system.to_owned(),
-                    affinity: Affinity::Text,
-                    fits: Seen::default(),
-                    role,
-                    key: false,
-                });
+                columns.push(Column::system(system, role));
             }
         }
         let keys: Vec<String> = stream.key_columns.iter().map(|k| quote(k)).collect();
