@@ -264,7 +264,7 @@ pub struct StoredDrift {
     pub stream: String,
     /// JSON pointer of the field.
     pub path: String,
-    /// `type_changed`, `null_value`, `new_field` or `missing_field`.
+    /// The change class, as in [`DriftEvent::change`](crate::drift::DriftEvent::change).
     pub change: String,
     /// What the baseline allowed.
     pub expected: String,
