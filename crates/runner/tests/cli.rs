@@ -2,21 +2,11 @@
 //! usage and config errors with their exit codes.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn dovetail(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dovetail"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("DOVETAIL_CONFIG")
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{dovetail, text};
 
 const CONFIG: &str = r#"[pipelines.orders.source]
 kind = "files"

@@ -3,23 +3,12 @@
 //! and an unknown key's error.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-fn dovetail(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dovetail"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("DOVETAIL_CONFIG")
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{dovetail, text};
 
 const CONFIG: &str = r#"[state]
 explain = "full"
