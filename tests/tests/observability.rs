@@ -161,51 +161,41 @@ fn cmd(s: &Scratch, hook: &str, args: &[&str]) -> std::process::Command {
 /// Lines split on runs of 2+ spaces and joined with ` | `: tables compare without depending
 /// on column widths (which follow the redacted values' original widths).
 fn cells(text: &str) -> String {
-    let time = regex_lite_time();
     text.lines()
         .map(|l| {
-            let l = time(l);
+            let l = redact_times(l);
             l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" | ")
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// Redacts `2026-11-28 06:38:01` / RFC 3339 times and `35ms` / `1.2s` durations.
-fn regex_lite_time() -> impl Fn(&str) -> String {
-    |line: &str| {
-        let mut out = String::with_capacity(line.len());
-        for word in line.split(' ') {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            let is_date =
-                word.len() == 10 && word.as_bytes().get(4) == Some(&b'-') && word.as_bytes().get(7) == Some(&b'-');
-            let is_clock =
-                word.len() == 8 && word.as_bytes().get(2) == Some(&b':') && word.as_bytes().get(5) == Some(&b':');
-            let is_rfc3339 = word.len() >= 20 && word.as_bytes().get(10) == Some(&b'T') && word.contains(':');
-            let is_duration = !word.is_empty()
-                && (word.ends_with("ms") || word.ends_with('s'))
-                && word.trim_end_matches("ms").trim_end_matches('s').parse::<f64>().is_ok();
-            out.push_str(match () {
-                _ if is_date => "[date]",
-                _ if is_clock => "[time]",
-                _ if is_rfc3339 => "[timestamp]",
-                _ if is_duration => "[duration]",
-                _ => word,
-            });
+/// Redacts `2026-11-28 06:38:01` / RFC 3339 times and `35ms` / `1.2s` durations, word by word.
+fn redact_times(line: &str) -> String {
+    fn redact(word: &str) -> &str {
+        let b = word.as_bytes();
+        let is_date = word.len() == 10 && b.get(4) == Some(&b'-') && b.get(7) == Some(&b'-');
+        let is_clock = word.len() == 8 && b.get(2) == Some(&b':') && b.get(5) == Some(&b':');
+        let is_rfc3339 = word.len() >= 20 && b.get(10) == Some(&b'T') && word.contains(':');
+        let is_duration =
+            word.ends_with('s') && word.trim_end_matches("ms").trim_end_matches('s').parse::<f64>().is_ok();
+        match () {
+            _ if is_date => "[date]",
+            _ if is_clock => "[time]",
+            _ if is_rfc3339 => "[timestamp]",
+            _ if is_duration => "[duration]",
+            _ => word,
         }
-        out
     }
+    line.split(' ').map(redact).collect::<Vec<_>>().join(" ")
 }
 
 /// Explain output with times, the vendor's port and content hashes redacted.
 fn redact_explain(text: &str, vendor: &str) -> String {
-    let time = regex_lite_time();
     text.replace(vendor, "http://[vendor]")
         .lines()
         .map(|l| {
-            let l = time(l);
+            let l = redact_times(l);
             match l.find("hash ") {
                 Some(i) => {
                     let rest = &l[i + 5..];
