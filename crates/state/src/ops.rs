@@ -79,21 +79,7 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
         None => Vec::new(),
     };
     if !c.ledger.is_empty() {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT INTO ledger (stream_id, key, hash, pass, dest_id, run_id, fetch_id, item, outcome)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash,
-                     pass = excluded.pass, dest_id = coalesce(excluded.dest_id, ledger.dest_id),
-                     run_id = excluded.run_id, fetch_id = excluded.fetch_id, item = excluded.item,
-                     outcome = excluded.outcome",
-            )
-            .op("preparing the ledger upsert")?;
-        for (i, e) in c.ledger.iter().enumerate() {
-            let (run, fetch, item, outcome) = stories.get(i).copied().flatten().unzip4();
-            st.execute(params![sid, e.key.as_str(), &e.hash.0[..], pass, e.dest_id, run, fetch, item, outcome])
-                .op("writing a ledger row")?;
-        }
+        write_ledger(&tx, sid, pass, c, &stories)?;
     }
     if !c.touched.is_empty() {
         let mut st = tx
@@ -482,6 +468,55 @@ pub(crate) fn dead_letter(db: &mut Db, id: i64) -> Result<Option<DeadLetter>, Er
         .prepare_cached(&sql)
         .and_then(|mut st| st.query_row([id], dead_letter_row).optional())
         .op("reading a dead letter")
+}
+
+/// Ledger rows per multi-row upsert: one statement step per this many rows instead of one
+/// per row (9 parameters each, far under SQLite's limit of 32,766).
+const LEDGER_ROWS_PER_STATEMENT: usize = 50;
+
+/// The ledger upsert for `rows` rows.
+fn ledger_upsert_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO ledger (stream_id, key, hash, pass, dest_id, run_id, fetch_id, item, outcome)
+         VALUES {values}
+         ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash,
+             pass = excluded.pass, dest_id = coalesce(excluded.dest_id, ledger.dest_id),
+             run_id = excluded.run_id, fetch_id = excluded.fetch_id, item = excluded.item,
+             outcome = excluded.outcome"
+    )
+}
+
+static LEDGER_UPSERT_MANY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| ledger_upsert_sql(LEDGER_ROWS_PER_STATEMENT));
+static LEDGER_UPSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| ledger_upsert_sql(1));
+
+/// The commit's ledger rows, in order (a key written twice keeps its last row), each with
+/// its explain story.
+fn write_ledger(
+    tx: &Connection,
+    sid: i64,
+    pass: i64,
+    c: &Commit,
+    stories: &[Option<(i64, i64, i64, i64)>],
+) -> Result<(), Error> {
+    let mut i = 0;
+    while i < c.ledger.len() {
+        let rows = if c.ledger.len() - i >= LEDGER_ROWS_PER_STATEMENT { LEDGER_ROWS_PER_STATEMENT } else { 1 };
+        let sql = if rows == 1 { &*LEDGER_UPSERT_ONE } else { &*LEDGER_UPSERT_MANY };
+        let mut st = tx.prepare_cached(sql).op("preparing the ledger upsert")?;
+        for (r, e) in c.ledger[i..i + rows].iter().enumerate() {
+            let (run, fetch, item, outcome) = stories.get(i + r).copied().flatten().unzip4();
+            let values: [&dyn rusqlite::ToSql; 9] =
+                [&sid, &e.key.as_str(), &&e.hash.0[..], &pass, &e.dest_id, &run, &fetch, &item, &outcome];
+            for (k, v) in values.into_iter().enumerate() {
+                st.raw_bind_parameter(r * 9 + k + 1, v).op("binding a ledger row")?;
+            }
+        }
+        st.raw_execute().op("writing ledger rows")?;
+        i += rows;
+    }
+    Ok(())
 }
 
 /// `Option<(a, b, c, d)>` → four options.

@@ -207,6 +207,38 @@ async fn upsert_replaces_hash_and_keeps_a_known_destination_id() {
 }
 
 #[tokio::test]
+async fn a_large_commit_writes_every_ledger_row_in_order_whatever_statement_carries_it() {
+    // 123 rows: two multi-row statements of 50 and 23 single rows. Key "7" comes again in
+    // the second statement and key "110" again in the single rows: the later row wins, as
+    // it would one row at a time.
+    let st = SqliteState::open_in_memory().unwrap();
+    let mut c = commit(1);
+    c.ledger = (0..121).map(|i| entry(&i.to_string(), (i % 200) as u8)).collect();
+    c.ledger[60] = LedgerEntry { key: key("7"), hash: hash(250), dest_id: Some("d7".into()) };
+    c.ledger.push(entry("110", 251));
+    c.ledger.push(entry("121", 121));
+    st.commit(c).await.unwrap();
+    let keys: Vec<Key> = (0..123).map(|i| key(&i.to_string())).collect();
+    let got = st.ledger_entries("p", "s", &keys).await.unwrap();
+    for (i, e) in got.iter().enumerate() {
+        let want = match i {
+            7 => LedgerEntry { key: key("7"), hash: hash(250), dest_id: Some("d7".into()) },
+            60 => {
+                assert_eq!(*e, None, "row 60 was replaced by key 7");
+                continue;
+            }
+            110 => entry("110", 251),
+            122 => {
+                assert_eq!(*e, None);
+                continue;
+            }
+            _ => entry(&i.to_string(), i as u8),
+        };
+        assert_eq!(e.as_ref(), Some(&want), "key {i}");
+    }
+}
+
+#[tokio::test]
 async fn touched_forget_and_stale_keys_across_passes() {
     let st = SqliteState::open_in_memory().unwrap();
     let mut c = commit(1);
