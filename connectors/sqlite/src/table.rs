@@ -13,6 +13,12 @@ use serde_json::{Map, Value};
 use crate::column::{Affinity, Column, Role, SYNCED_AT, Seen, column_def, quote};
 use crate::error::db_error;
 
+/// Rows per multi-row upsert: per-statement work (reset, bind checks, the VDBE program's
+/// start and end) is paid once per this many rows.
+const ROWS_PER_UPSERT: usize = 10;
+/// SQLite's default limit on parameters per statement (`SQLITE_MAX_VARIABLE_NUMBER`).
+const MAX_PARAMS: usize = 32_766;
+
 /// A table as the sink knows it, with the SQL of its upsert.
 #[derive(Debug)]
 pub(crate) struct Table {
@@ -25,6 +31,15 @@ pub(crate) struct Table {
     /// Every column name, ASCII-lowercased (SQLite compares names that way).
     folded: HashMap<String, usize>,
     pub(crate) upsert_sql: String,
+    /// The same upsert for [`Table::rows_per_upsert`] rows at once (row r's parameters
+    /// follow row r−1's), so a batch takes one statement step per that many rows.
+    pub(crate) upsert_many_sql: String,
+    /// Rows per multi-row upsert (1: the single-row statement only).
+    pub(crate) rows_per_upsert: usize,
+    /// The bound columns sorted by name (byte order, as a record's fields are), each with
+    /// its 1-based parameter in a row of the upsert: binding walks a record's fields and
+    /// these together instead of looking each column up.
+    pub(crate) by_name: Vec<(usize, usize)>,
 }
 
 /// Fields of `records` that `table` (if any) has no data column for, with the types seen.
@@ -252,15 +267,47 @@ impl Table {
             cols.push(q);
         }
         let conflict: Vec<String> = keys.iter().map(|&i| quote(&columns[i].name)).collect();
-        let upsert_sql = format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
-            quote(name),
-            cols.join(", "),
-            vals.join(", "),
-            conflict.join(", "),
-            set.join(", ")
-        );
-        Ok(Table { name: name.to_owned(), columns, keys, exact, folded, upsert_sql })
+        let params = vals.iter().filter(|v| v.starts_with('?')).count();
+        let rows_per_upsert = (MAX_PARAMS / params.max(1)).clamp(1, ROWS_PER_UPSERT);
+        let upsert = |rows: usize| {
+            let groups: Vec<String> = (0..rows)
+                .map(|r| {
+                    let row: Vec<String> = vals
+                        .iter()
+                        .map(|v| match v.strip_prefix('?').and_then(|n| n.parse::<usize>().ok()) {
+                            Some(n) => format!("?{}", r * params + n),
+                            None => v.clone(),
+                        })
+                        .collect();
+                    format!("({})", row.join(", "))
+                })
+                .collect();
+            format!(
+                "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+                quote(name),
+                cols.join(", "),
+                groups.join(", "),
+                conflict.join(", "),
+                set.join(", ")
+            )
+        };
+        let (upsert_sql, upsert_many_sql) = (upsert(1), upsert(rows_per_upsert));
+        let mut by_name: Vec<(usize, usize)> = Vec::with_capacity(params);
+        for (ci, _) in columns.iter().enumerate().filter(|(_, c)| c.role != Role::SoftDelete) {
+            by_name.push((ci, by_name.len() + 1));
+        }
+        by_name.sort_by(|a, b| columns[a.0].name.cmp(&columns[b.0].name));
+        Ok(Table {
+            name: name.to_owned(),
+            columns,
+            keys,
+            exact,
+            folded,
+            upsert_sql,
+            upsert_many_sql,
+            rows_per_upsert,
+            by_name,
+        })
     }
 
     /// Why a record with fields the table has no data column for cannot be written as is:

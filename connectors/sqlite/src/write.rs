@@ -103,11 +103,16 @@ fn write_in_tx(
     let mut next = 0;
     while next < batch.records.len() {
         let stopped = {
-            let mut stmt = tx
-                .prepare_cached(&table.upsert_sql)
-                .map_err(|e| db_error(e, format!("cannot prepare the upsert into table `{}`", table.name)))?;
+            let prepare = |sql: &str| {
+                tx.prepare_cached(sql)
+                    .map_err(|e| db_error(e, format!("cannot prepare the upsert into table `{}`", table.name)))
+            };
+            let mut stmts = Stmts { one: prepare(&table.upsert_sql)?, many: None };
+            if table.rows_per_upsert > 1 && batch.records.len() - next >= table.rows_per_upsert {
+                stmts.many = Some(prepare(&table.upsert_many_sql)?);
+            }
             let run = Run { records: &batch.records, synced_at: &synced_at, mode: batch.column_drift };
-            upsert_run(&tx, &mut stmt, table, &run, next, report)?
+            upsert_run(&tx, &mut stmts, table, &run, next, report)?
         };
         match stopped {
             None => break,
@@ -133,10 +138,23 @@ struct Run<'a> {
     mode: ColumnDrift,
 }
 
+/// The upsert statements of one run: one row at a time, and `rows_per_upsert` rows at once.
+struct Stmts<'c> {
+    one: CachedStatement<'c>,
+    many: Option<CachedStatement<'c>>,
+}
+
 /// Upsert `records[from..]` until one needs new columns; returns its index, if any.
+///
+/// Records are bound into the multi-row statement as they come and it runs once full. A
+/// record refused while binding (bad key, unbindable value, a misfit under `Refuse`) never
+/// takes a slot. If a full statement fails on a row, SQLite undoes that statement alone and
+/// its records are upserted one at a time, so the bad row is refused and the others
+/// written, as without the multi-row statement. Records bound when the run stops (end of
+/// batch, new columns needed) are upserted one at a time too.
 fn upsert_run(
     conn: &Connection,
-    stmt: &mut CachedStatement<'_>,
+    stmts: &mut Stmts<'_>,
     table: &Table,
     run: &Run<'_>,
     from: usize,
@@ -144,14 +162,21 @@ fn upsert_run(
 ) -> Result<Option<usize>, Error> {
     let records = run.records;
     let half = records.len() / 2;
+    let params = table.columns.iter().filter(|c| c.role != Role::SoftDelete).count();
+    let mut slots: Vec<usize> = Vec::with_capacity(table.rows_per_upsert);
     for (i, record) in records.iter().enumerate().skip(from) {
         if i == half {
             // Crash tests abort here: half the batch is inside an uncommitted transaction.
             dovetail_core::failpoint::hit("mid_batch");
         }
         let mut misfit = None;
-        let outcome = match bind_record(stmt, table, record, run.synced_at, &mut misfit) {
-            Ok(Fit::NeedsColumns) => return Ok(Some(i)),
+        let offset = if stmts.many.is_some() { slots.len() * params } else { 0 };
+        let stmt = stmts.many.as_mut().unwrap_or(&mut stmts.one);
+        match bind_record(stmt, offset, table, record, run.synced_at, &mut misfit) {
+            Ok(Fit::NeedsColumns) => {
+                one_by_one(conn, stmts, table, run, &slots, report)?;
+                return Ok(Some(i));
+            }
             Ok(Fit::Bound) => {
                 if let Some(col) = misfit {
                     report.drift.push((i, misfit_event(table, col, record)));
@@ -159,28 +184,104 @@ fn upsert_run(
                         continue;
                     }
                 }
-                stmt.raw_execute().map(|_| ()).map_err(Reject::Db)
             }
-            Err(r) => Err(r),
+            Err(r) => {
+                refuse(conn, table, record, i, r, report)?;
+                continue;
+            }
+        }
+        let Some(many) = stmts.many.as_mut() else {
+            let outcome = stmts.one.raw_execute().map(|_| ()).map_err(Reject::Db);
+            settle(conn, table, record, i, outcome, report)?;
+            continue;
         };
-        match outcome {
-            Ok(()) => report.written += 1,
-            Err(Reject::Db(e)) if !is_row_error(&e) || conn.is_autocommit() => {
-                // Not about this row, or the database rolled the transaction back
-                // (a trigger's RAISE(ROLLBACK)): the whole batch fails.
-                return Err(db_error(e, format!("cannot write to table `{}`", table.name)).at(record.whereabouts()));
+        slots.push(i);
+        if slots.len() == table.rows_per_upsert {
+            match many.raw_execute() {
+                Ok(_) => report.written += slots.len() as u64,
+                Err(e) if is_row_error(&e) && !conn.is_autocommit() => {
+                    one_by_one(conn, stmts, table, run, &slots, report)?
+                }
+                Err(e) => {
+                    let at = records[slots[0]].whereabouts();
+                    return Err(db_error(e, format!("cannot write to table `{}`", table.name)).at(at));
+                }
             }
-            Err(Reject::Db(e)) => {
-                let err = db_error(e, format!("row refused by table `{}`", table.name));
-                report.rejected.push((i, err.at(record.whereabouts())));
-            }
-            Err(Reject::Data(reason)) => {
-                let err = Error::data(reason).in_connector(crate::KIND).at(record.whereabouts());
-                report.rejected.push((i, err));
+            slots.clear();
+            if records.len() - i - 1 < table.rows_per_upsert {
+                stmts.many = None; // too few left to fill it again
             }
         }
     }
+    one_by_one(conn, stmts, table, run, &slots, report)?;
     Ok(None)
+}
+
+/// Upsert `slots` (record indices already bound once, their drift already reported) one
+/// row at a time.
+fn one_by_one(
+    conn: &Connection,
+    stmts: &mut Stmts<'_>,
+    table: &Table,
+    run: &Run<'_>,
+    slots: &[usize],
+    report: &mut WriteReport,
+) -> Result<(), Error> {
+    for &i in slots {
+        let record = &run.records[i];
+        let outcome = match bind_record(&mut stmts.one, 0, table, record, run.synced_at, &mut None) {
+            Ok(_) => stmts.one.raw_execute().map(|_| ()).map_err(Reject::Db),
+            Err(r) => Err(r),
+        };
+        settle(conn, table, record, i, outcome, report)?;
+    }
+    Ok(())
+}
+
+/// Count a record's upsert as written, or refused (the batch goes on), or fail the batch.
+fn settle(
+    conn: &Connection,
+    table: &Table,
+    record: &Record,
+    i: usize,
+    outcome: Result<(), Reject>,
+    report: &mut WriteReport,
+) -> Result<(), Error> {
+    match outcome {
+        Ok(()) => {
+            report.written += 1;
+            Ok(())
+        }
+        Err(r) => refuse(conn, table, record, i, r, report),
+    }
+}
+
+/// Record why record `i` was not written, or fail the batch when the cause is not the row.
+fn refuse(
+    conn: &Connection,
+    table: &Table,
+    record: &Record,
+    i: usize,
+    why: Reject,
+    report: &mut WriteReport,
+) -> Result<(), Error> {
+    match why {
+        Reject::Db(e) if !is_row_error(&e) || conn.is_autocommit() => {
+            // Not about this row, or the database rolled the transaction back
+            // (a trigger's RAISE(ROLLBACK)): the whole batch fails.
+            Err(db_error(e, format!("cannot write to table `{}`", table.name)).at(record.whereabouts()))
+        }
+        Reject::Db(e) => {
+            let err = db_error(e, format!("row refused by table `{}`", table.name));
+            report.rejected.push((i, err.at(record.whereabouts())));
+            Ok(())
+        }
+        Reject::Data(reason) => {
+            let err = Error::data(reason).in_connector(crate::KIND).at(record.whereabouts());
+            report.rejected.push((i, err));
+            Ok(())
+        }
+    }
 }
 
 /// The `column_type` drift of `record` in column `col` of `table`.
@@ -208,10 +309,12 @@ enum Reject {
     Db(rusqlite::Error),
 }
 
-/// Bind every column of the upsert from one record; `misfit` is set to the first column
+/// Bind every column of the upsert from one record, from parameter `offset + 1` on (its
+/// slot in a multi-row upsert); `misfit` is set to the first column
 /// whose value's JSON type is not one the column was made for.
 fn bind_record(
     stmt: &mut CachedStatement<'_>,
+    offset: usize,
     table: &Table,
     record: &Record,
     synced_at: &str,
@@ -220,32 +323,65 @@ fn bind_record(
     let Some(obj) = record.data.as_object() else {
         return Err(Reject::Data("record data is not a JSON object".into()));
     };
+    for col in table.columns.iter().filter(|c| c.key) {
+        if obj.get(&col.name).is_none_or(serde_json::Value::is_null) {
+            return Err(Reject::Data(format!("key column `{}` is missing or null", col.name)));
+        }
+    }
+    // The record's fields and the table's columns are both sorted by name: one merge walk
+    // finds each column's value. A problem is reported for the first column in table order,
+    // as a lookup per column in that order would.
+    let mut fields = obj.iter().peekable();
     let mut matched = 0;
-    let mut param = 0;
-    for (ci, col) in table.columns.iter().enumerate() {
+    let mut failed: Option<(usize, String)> = None;
+    for &(ci, param) in &table.by_name {
+        let col = &table.columns[ci];
         let value = match col.role {
             Role::SoftDelete => continue,
             Role::SyncedAt => Bound::Text(synced_at),
             Role::Data => {
-                let v = obj.get(&col.name);
+                let mut v = None;
+                while let Some((k, value)) = fields.peek() {
+                    match k.as_str().cmp(col.name.as_str()) {
+                        std::cmp::Ordering::Less => {
+                            fields.next();
+                        }
+                        std::cmp::Ordering::Equal => {
+                            v = Some(*value);
+                            fields.next();
+                            break;
+                        }
+                        std::cmp::Ordering::Greater => break,
+                    }
+                }
                 if v.is_some() {
                     matched += 1;
                 }
-                if v.is_none_or(serde_json::Value::is_null) && col.key {
-                    return Err(Reject::Data(format!("key column `{}` is missing or null", col.name)));
-                }
                 if let Some(v) = v
-                    && misfit.is_none()
                     && !col.fits.fits(Seen::bit(v))
+                    && misfit.is_none_or(|m| ci < m)
                 {
                     *misfit = Some(ci);
                 }
-                bind(v, col.affinity).map_err(Reject::Data)?
+                match bind(v, col.affinity) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        if failed.as_ref().is_none_or(|(f, _)| ci < *f) {
+                            failed = Some((ci, e));
+                        }
+                        continue;
+                    }
+                }
             }
         };
-        param += 1;
-        stmt.raw_bind_parameter(param, value)
-            .map_err(|e| Reject::Data(format!("cannot bind field `{}`: {e}", col.name)))?;
+        if let Err(e) = stmt.raw_bind_parameter(offset + param, value)
+            && failed.as_ref().is_none_or(|(f, _)| ci < *f)
+        {
+            failed = Some((ci, format!("cannot bind field `{}`: {e}", col.name)));
+        }
+    }
+    if let Some((_, reason)) = failed {
+        return Err(Reject::Data(reason));
     }
     if matched < obj.len() {
         table.check_unknown_fields(obj).map_err(Reject::Data)?;

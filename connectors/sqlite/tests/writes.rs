@@ -198,3 +198,62 @@ fn config_defaults_unknown_fields_and_relative_paths() {
     assert_eq!(schema["additionalProperties"], json!(false));
     assert!(schema["properties"]["path"]["description"].as_str().unwrap().contains("database file"));
 }
+
+#[tokio::test]
+async fn large_batches_go_many_rows_per_statement_and_still_refuse_only_the_bad_rows() {
+    // 173 records, so the multi-row upsert (50 rows per statement) carries most of them:
+    // records refused while binding (no key), a row the database refuses inside a full
+    // statement (the statement is undone and its rows go one at a time), a new field
+    // half-way (rows bound so far are written, the column added, the run goes on), and the
+    // tail after the last full statement.
+    let (_dir, path, sink) = sink();
+    let st = stream("t", &["id"], None, DeleteMode::Keep);
+    sink.write(batch(&st, &[r#"{"id": 0, "name": "seed"}"#]), &cx()).await.unwrap();
+    read(&path)
+        .execute_batch("CREATE TRIGGER guard BEFORE INSERT ON t WHEN NEW.name = 'forbidden' BEGIN SELECT RAISE(ABORT, 'forbidden name'); END;")
+        .unwrap();
+    let lines: Vec<String> = (1..=173)
+        .map(|i| match i {
+            7 | 31 => format!(r#"{{"name": "no key {i}"}}"#),
+            77 => format!(r#"{{"id": {i}, "name": "forbidden"}}"#),
+            120 => format!(r#"{{"id": {i}, "name": "n{i}", "extra": {i}}}"#),
+            _ => format!(r#"{{"id": {i}, "name": "n{i}"}}"#),
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let report = sink.write(batch(&st, &refs), &cx()).await.unwrap();
+    let rejected: Vec<usize> = report.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, [6, 30, 76], "record indexes in the batch");
+    assert!(report.rejected[2].1.report().contains("forbidden name"));
+    assert_eq!(report.written, 170);
+    let want: Vec<Vec<String>> = std::iter::once(s(&["0", "seed", "NULL"]))
+        .chain((1..=173).filter(|i| ![7, 31, 77].contains(i)).map(|i| {
+            let extra = if i == 120 { "120".to_owned() } else { "NULL".to_owned() };
+            vec![i.to_string(), format!("n{i}"), extra]
+        }))
+        .collect();
+    assert_eq!(rows(&path, "SELECT id, name, extra FROM t ORDER BY id"), want);
+
+    // Rewriting the same batch changes nothing but the refusals stay the same.
+    let report = sink.write(batch(&st, &refs), &cx()).await.unwrap();
+    assert_eq!((report.written, report.rejected.len()), (170, 3));
+    assert_eq!(rows(&path, "SELECT id, name, extra FROM t ORDER BY id"), want);
+}
+
+#[tokio::test]
+async fn a_rollback_inside_a_multi_row_statement_fails_the_whole_batch() {
+    let (_dir, path, sink) = sink();
+    let st = stream("t", &["id"], None, DeleteMode::Keep);
+    sink.write(batch(&st, &[r#"{"id": 0, "v": "seed"}"#]), &cx()).await.unwrap();
+    read(&path)
+        .execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
+        )
+        .unwrap();
+    let lines: Vec<String> =
+        (1..=120).map(|i| format!(r#"{{"id": {i}, "v": "{}"}}"#, if i == 90 { "boom" } else { "x" })).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let err = sink.write(batch(&st, &refs), &cx()).await.unwrap_err();
+    assert!(err.report().contains("boom"), "{}", err.report());
+    assert_eq!(rows(&path, "SELECT id, v FROM t"), vec![s(&["0", "seed"])], "no record of the batch is kept");
+}
