@@ -252,31 +252,37 @@ impl Table {
                     .ok_or_else(|| Error::config(format!("key column `{k}` is not a column of table `{name}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (mut cols, mut vals, mut set) = (Vec::new(), Vec::new(), Vec::new());
+        // Each bound column's 1-based parameter within one row; the soft-delete column is
+        // written as NULL and takes none.
+        let mut by_name: Vec<(usize, usize)> = Vec::with_capacity(columns.len());
+        let (mut cols, mut set) = (Vec::new(), Vec::new());
         for (i, c) in columns.iter().enumerate() {
             let q = quote(&c.name);
             if c.role == Role::SoftDelete {
-                vals.push("NULL".to_owned());
                 set.push(format!("{q} = NULL"));
             } else {
-                vals.push(format!("?{}", vals.len() + 1));
+                by_name.push((i, by_name.len() + 1));
                 if !keys.contains(&i) {
                     set.push(format!("{q} = excluded.{q}"));
                 }
             }
             cols.push(q);
         }
+        let params = by_name.len();
         let conflict: Vec<String> = keys.iter().map(|&i| quote(&columns[i].name)).collect();
-        let params = vals.iter().filter(|v| v.starts_with('?')).count();
         let rows_per_upsert = (MAX_PARAMS / params.max(1)).clamp(1, ROWS_PER_UPSERT);
         let upsert = |rows: usize| {
             let groups: Vec<String> = (0..rows)
                 .map(|r| {
-                    let row: Vec<String> = vals
+                    let mut next = r * params;
+                    let row: Vec<String> = columns
                         .iter()
-                        .map(|v| match v.strip_prefix('?').and_then(|n| n.parse::<usize>().ok()) {
-                            Some(n) => format!("?{}", r * params + n),
-                            None => v.clone(),
+                        .map(|c| {
+                            if c.role == Role::SoftDelete {
+                                return "NULL".to_owned();
+                            }
+                            next += 1;
+                            format!("?{next}")
                         })
                         .collect();
                     format!("({})", row.join(", "))
@@ -292,10 +298,6 @@ impl Table {
             )
         };
         let (upsert_sql, upsert_many_sql) = (upsert(1), upsert(rows_per_upsert));
-        let mut by_name: Vec<(usize, usize)> = Vec::with_capacity(params);
-        for (ci, _) in columns.iter().enumerate().filter(|(_, c)| c.role != Role::SoftDelete) {
-            by_name.push((ci, by_name.len() + 1));
-        }
         by_name.sort_by(|a, b| columns[a.0].name.cmp(&columns[b.0].name));
         Ok(Table {
             name: name.to_owned(),

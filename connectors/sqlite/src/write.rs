@@ -162,7 +162,7 @@ fn upsert_run(
 ) -> Result<Option<usize>, Error> {
     let records = run.records;
     let half = records.len() / 2;
-    let params = table.columns.iter().filter(|c| c.role != Role::SoftDelete).count();
+    let params = table.by_name.len();
     let mut slots: Vec<usize> = Vec::with_capacity(table.rows_per_upsert);
     for (i, record) in records.iter().enumerate().skip(from) {
         if i == half {

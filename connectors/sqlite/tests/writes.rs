@@ -16,6 +16,25 @@ fn key(parts: &[serde_json::Value]) -> Key {
     Key::from_parts(&parts.iter().collect::<Vec<_>>())
 }
 
+/// A sink whose table `t` of `st` holds `seed` and has `trigger` installed by hand.
+async fn seeded_with_trigger(
+    st: &std::sync::Arc<dovetail_core::SinkStream>,
+    seed: &str,
+    trigger: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, SqliteSink) {
+    let (dir, path, sink) = sink();
+    sink.write(batch(st, &[seed]), &cx()).await.unwrap();
+    read(&path).execute_batch(trigger).unwrap();
+    (dir, path, sink)
+}
+
+/// Aborts the statement that inserts a row named `forbidden`.
+const GUARD: &str = "CREATE TRIGGER guard BEFORE INSERT ON t WHEN NEW.name = 'forbidden' BEGIN SELECT RAISE(ABORT, 'forbidden name'); END;";
+/// Rolls back the whole transaction that inserts a row whose `v` is `boom`, as a failing
+/// disk or a DBA's guard would.
+const BOOM: &str =
+    "CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;";
+
 #[tokio::test]
 async fn delete_removes_rows_by_key_and_counts_them() {
     let (_dir, path, sink) = sink();
@@ -66,6 +85,25 @@ async fn soft_delete_marks_rows_and_a_later_write_revives_them() {
 }
 
 #[tokio::test]
+async fn multi_row_upserts_revive_soft_deleted_rows_with_the_right_values_in_each_slot() {
+    // 25 rows: two 10-row statements (whose soft-delete column is a literal NULL, not a
+    // parameter) and 5 single rows; each row's values must land in its own row.
+    let (_dir, path, sink) = sink();
+    let st = stream("users", &["id"], None, DeleteMode::SoftDelete);
+    let lines: Vec<String> = (1..=25).map(|i| format!(r#"{{"id": {i}, "name": "u{i}"}}"#)).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(sink.write(batch(&st, &refs), &cx()).await.unwrap().written, 25);
+    let deleted: Vec<Key> = (1..=25).map(|i| key(&[json!(i)])).collect();
+    assert_eq!(sink.delete(&st, &deleted, &cx()).await.unwrap(), 25);
+
+    let lines: Vec<String> = (1..=25).map(|i| format!(r#"{{"id": {i}, "name": "again {i}"}}"#)).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(sink.write(batch(&st, &refs), &cx()).await.unwrap().written, 25);
+    let want: Vec<Vec<String>> = (1..=25).map(|i| vec![i.to_string(), format!("again {i}"), "NULL".into()]).collect();
+    assert_eq!(rows(&path, "SELECT id, name, _deleted_at FROM users ORDER BY id"), want);
+}
+
+#[tokio::test]
 async fn soft_delete_uses_the_configured_column_and_adds_it_to_existing_tables() {
     let dir = tempfile::tempdir().unwrap();
     let cfg: SqliteConfig =
@@ -85,15 +123,8 @@ async fn soft_delete_uses_the_configured_column_and_adds_it_to_existing_tables()
 
 #[tokio::test]
 async fn a_failing_batch_writes_nothing_and_the_next_one_works() {
-    let (_dir, path, sink) = sink();
     let st = stream("t", &["id"], None, DeleteMode::Keep);
-    sink.write(batch(&st, &[r#"{"id": 0, "v": "seed"}"#]), &cx()).await.unwrap();
-    // A trigger that aborts the whole transaction, as a failing disk or a DBA's guard would.
-    read(&path)
-        .execute_batch(
-            "CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
-        )
-        .unwrap();
+    let (_dir, path, sink) = seeded_with_trigger(&st, r#"{"id": 0, "v": "seed"}"#, BOOM).await;
     let b = batch(
         &st,
         &[
@@ -118,12 +149,8 @@ async fn a_failing_batch_writes_nothing_and_the_next_one_works() {
 
 #[tokio::test]
 async fn bad_records_are_rejected_and_the_rest_is_written() {
-    let (_dir, path, sink) = sink();
     let st = stream("t", &["id"], None, DeleteMode::SoftDelete);
-    sink.write(batch(&st, &[r#"{"id": 0, "name": "seed"}"#]), &cx()).await.unwrap();
-    read(&path)
-        .execute_batch("CREATE TRIGGER guard BEFORE INSERT ON t WHEN NEW.name = 'forbidden' BEGIN SELECT RAISE(ABORT, 'forbidden name'); END;")
-        .unwrap();
+    let (_dir, path, sink) = seeded_with_trigger(&st, r#"{"id": 0, "name": "seed"}"#, GUARD).await;
     let b = batch(
         &st,
         &[
@@ -201,17 +228,13 @@ fn config_defaults_unknown_fields_and_relative_paths() {
 
 #[tokio::test]
 async fn large_batches_go_many_rows_per_statement_and_still_refuse_only_the_bad_rows() {
-    // 173 records, so the multi-row upsert (50 rows per statement) carries most of them:
+    // 173 records, so the multi-row upsert (10 rows per statement) carries most of them:
     // records refused while binding (no key), a row the database refuses inside a full
     // statement (the statement is undone and its rows go one at a time), a new field
     // half-way (rows bound so far are written, the column added, the run goes on), and the
     // tail after the last full statement.
-    let (_dir, path, sink) = sink();
     let st = stream("t", &["id"], None, DeleteMode::Keep);
-    sink.write(batch(&st, &[r#"{"id": 0, "name": "seed"}"#]), &cx()).await.unwrap();
-    read(&path)
-        .execute_batch("CREATE TRIGGER guard BEFORE INSERT ON t WHEN NEW.name = 'forbidden' BEGIN SELECT RAISE(ABORT, 'forbidden name'); END;")
-        .unwrap();
+    let (_dir, path, sink) = seeded_with_trigger(&st, r#"{"id": 0, "name": "seed"}"#, GUARD).await;
     let lines: Vec<String> = (1..=173)
         .map(|i| match i {
             7 | 31 => format!(r#"{{"name": "no key {i}"}}"#),
@@ -242,14 +265,8 @@ async fn large_batches_go_many_rows_per_statement_and_still_refuse_only_the_bad_
 
 #[tokio::test]
 async fn a_rollback_inside_a_multi_row_statement_fails_the_whole_batch() {
-    let (_dir, path, sink) = sink();
     let st = stream("t", &["id"], None, DeleteMode::Keep);
-    sink.write(batch(&st, &[r#"{"id": 0, "v": "seed"}"#]), &cx()).await.unwrap();
-    read(&path)
-        .execute_batch(
-            "CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
-        )
-        .unwrap();
+    let (_dir, path, sink) = seeded_with_trigger(&st, r#"{"id": 0, "v": "seed"}"#, BOOM).await;
     let lines: Vec<String> =
         (1..=120).map(|i| format!(r#"{{"id": {i}, "v": "{}"}}"#, if i == 90 { "boom" } else { "x" })).collect();
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
