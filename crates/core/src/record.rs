@@ -81,6 +81,19 @@ pub enum Location {
     Item(u64),
 }
 
+impl Location {
+    /// Append the same text as `Display` (`item 17`) without the formatting machinery,
+    /// which cost ~0.8 % of a REST sync when the state store wrote one per record.
+    pub fn push_to(&self, out: &mut String) {
+        let (word, n) = match self {
+            Location::Line(n) => ("line ", n),
+            Location::Item(n) => ("item ", n),
+        };
+        out.push_str(word);
+        out.push_str(itoa::Buffer::new().format(*n));
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -422,6 +435,15 @@ fn same_utc_shape(x: &str, y: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_to_writes_what_display_writes() {
+        for loc in [Location::Item(0), Location::Item(17), Location::Line(1), Location::Line(u64::MAX)] {
+            let mut s = String::from("x ");
+            loc.push_to(&mut s);
+            assert_eq!(s, format!("x {loc}"));
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -55,11 +55,27 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Async worker threads: one more than the cores (unless `TOKIO_WORKER_THREADS` says
+/// otherwise). A stream's reader, mapper, writer and committer are tasks that each run a
+/// page or a batch at a time without yielding; with one worker per core, an HTTP response
+/// that arrives while every worker is mapping waits for one of them, and that wait is on
+/// the reader's critical path. A spare worker lets the OS scheduler preempt instead:
+/// `bench-rest` on 2 cores, 7 interleaved 300k runs, median 2.36 s → 2.12 s (4 workers:
+/// 2.17 s and +2.7 MiB peak RSS).
+fn worker_threads(cores: usize, env_override: bool) -> Option<usize> {
+    (!env_override).then_some(cores + 1)
+}
+
 fn run(cli: &Cli) -> anyhow::Result<i32> {
     if let Command::ConfigSchema = cli.command {
         return commands::schema::run();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(n) = worker_threads(cores, std::env::var_os("TOKIO_WORKER_THREADS").is_some()) {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build()?;
     let config = cli.config.as_path();
     runtime.block_on(async {
         match &cli.command {
@@ -95,5 +111,15 @@ fn init_logging(cli: &Cli) {
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_spare_worker_unless_the_environment_sets_the_count() {
+        assert_eq!(super::worker_threads(2, false), Some(3));
+        assert_eq!(super::worker_threads(1, false), Some(2));
+        assert_eq!(super::worker_threads(2, true), None);
     }
 }

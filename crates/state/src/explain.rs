@@ -2,7 +2,6 @@
 //! transaction, read back per key, and pruned past retention in small transactions.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use dovetail_core::explain::{
@@ -45,9 +44,7 @@ pub(crate) fn encode(c: &Commit, x: &ExplainBatch) -> Encoded {
         let Some(f) = s.fetch.filter(|f| *f < x.fetches.len()) else { continue };
         let text = records[f].get_or_insert_with(String::new);
         match (x.location(s), &s.location) {
-            (Some(l), _) => {
-                let _ = write!(text, "{l}");
-            }
+            (Some(l), _) => l.push_to(text),
             (None, Some(l)) => text.push_str(l),
             (None, None) => {}
         }

@@ -316,26 +316,28 @@ impl StreamRun {
                     }
                     let mut candidates = Vec::with_capacity(page.records.len());
                     for rec in page.records {
-                        let cursor = cursor_field.as_ref().map(|f| f.get(&rec.data).cloned());
-                        let (ep, loc) = (rec.provenance.endpoint.clone(), rec.location);
+                        // No per-record copies: the provenance is shared and the cursor is
+                        // read from the raw input each prepared record still holds.
+                        let (prov, loc) = (rec.provenance.clone(), rec.location);
+                        let ep = &prov.endpoint;
                         match preparer.prepare(rec) {
                             Err(dl) => b.dead.push(*dl),
                             Ok(items) => {
                                 for p in items {
                                     b.mapped += 1;
-                                    match &cursor {
+                                    match &cursor_field {
                                         None => candidates.push(p),
-                                        Some(c) => match admit(
+                                        Some(field) => match admit(
                                             &mut cp,
-                                            c.as_ref(),
+                                            field.get(p.raw.as_ref().unwrap_or(&p.record.data)),
                                             &p.key,
-                                            cursor_field.as_ref().map(|f| f.as_str()).unwrap_or(""),
+                                            field.as_str(),
                                             lookback_floor.as_ref(),
                                         ) {
                                             Ok(true) => candidates.push(p),
                                             Ok(false) => b.filtered += 1,
                                             Err(reason) => {
-                                                let msg = format!("{}: {reason}", super::prepare::where_of(&ep, &loc));
+                                                let msg = format!("{}: {reason}", super::prepare::where_of(ep, &loc));
                                                 let raw = crate::record::canonical_json(
                                                     p.raw.as_ref().unwrap_or(&p.record.data),
                                                 );
@@ -343,8 +345,8 @@ impl StreamRun {
                                                     Some(&p.key),
                                                     "data",
                                                     msg,
-                                                    cursor_field.as_ref().map(|f| f.to_string()),
-                                                    &ep,
+                                                    Some(field.to_string()),
+                                                    ep,
                                                     &loc,
                                                     raw,
                                                 ));
