@@ -99,7 +99,10 @@ async fn sigterm() {
     std::future::pending().await
 }
 
-#[tokio::main]
+// One thread: a loopback fake serves a handful of connections, and on a small machine the
+// client it is measured against needs the cores more (a second worker's wake-ups cost
+// more than they parallelise).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
