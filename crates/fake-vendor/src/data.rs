@@ -388,6 +388,59 @@ pub(crate) struct Created {
 mod tests {
     use super::*;
 
+    /// The exact bytes of records under each fault shape, as the `write!`-based writer
+    /// produced them (taken from the binary before the byte writer replaced it): the
+    /// writer is hand-built, so a slip in a quote, a comma or zero padding shows here.
+    #[test]
+    fn records_are_written_byte_for_byte_as_before() {
+        let mut d = Dataset::new(9, 3000);
+        d.touch(&[5]);
+        let write = |id: u64, faults: &Faults| {
+            let mut out = Vec::new();
+            d.write_record(&mut out, id, faults);
+            String::from_utf8(out).unwrap()
+        };
+        let plain = Faults::default();
+        let nulls_and_type =
+            Faults { null_ratio: 0.3, drift_after: Some(1500), drift: DriftKind::TypeChange, ..Faults::default() };
+        let rename = Faults { drift_after: Some(10), drift: DriftKind::Rename, ..Faults::default() };
+        let cases = [
+            (
+                1,
+                &plain,
+                r#"{"id":1,"updated_at":"2024-01-01T00:00:37Z","name":"Brave Nugget 1","price":473.44,"quantity":182,"active":true,"tags":["sale","fragile"],"owner":{"id":33,"login":"user33"},"notes":"Note 1: handle with care","big":12345678901234567891}"#,
+            ),
+            (
+                5,
+                &plain,
+                r#"{"id":5,"updated_at":"2024-01-02T03:45:01Z","name":"Mellow Orbit 5 rev1","price":459.63,"quantity":201,"active":false,"tags":["new"],"owner":{"id":26,"login":"user26"},"notes":"Note 5: handle with care","big":12345678901234567895}"#,
+            ),
+            (
+                3,
+                &nulls_and_type,
+                r#"{"id":3,"updated_at":"2024-01-01T00:01:51Z","name":null,"price":null,"quantity":87,"active":false,"tags":null,"owner":{"id":49,"login":"user49"},"notes":null,"big":12345678901234567893}"#,
+            ),
+            (
+                4,
+                &nulls_and_type,
+                r#"{"id":4,"updated_at":"2024-01-01T00:02:28Z","name":"Mellow Jigsaw 4","price":162.00,"quantity":439,"active":true,"tags":["red","sale","fragile"],"owner":{"id":47,"login":"user47"},"notes":"Note 4: handle with care","big":12345678901234567894}"#,
+            ),
+            (
+                2000,
+                &nulls_and_type,
+                r#"{"id":2000,"updated_at":"2024-01-01T18:30:00Z","name":"Gentle Badger 2000","price":"548.15","quantity":159,"active":false,"tags":["new","eco","blue"],"owner":{"id":50,"login":"user50"},"notes":"Note 2000: handle with care","big":12345678901234569890}"#,
+            ),
+            (
+                20,
+                &rename,
+                r#"{"id":20,"updated_at":"2024-01-01T00:11:06Z","title":"Happy Lantern 20","price":302.02,"quantity":255,"active":true,"tags":[],"owner":{"id":17,"login":"user17"},"notes":"Note 20: handle with care","big":12345678901234567910}"#,
+            ),
+        ];
+        for (id, faults, expected) in cases {
+            assert_eq!(write(id, faults), expected, "record {id}");
+        }
+    }
+
     #[test]
     fn timestamps_format_as_rfc3339() {
         let mut out = Vec::new();

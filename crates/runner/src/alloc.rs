@@ -55,7 +55,7 @@ pub fn tune(workers: usize) -> bool {
         }
         mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
         WORKERS_TO_START.store(workers, Ordering::SeqCst);
-        mi_option_set(PAGE_FULL_RETAIN, if workers > 0 { PAGE_FULL_RETAIN_PAGES } else { PAGE_FULL_RETAIN_DEFAULT });
+        mi_option_set(PAGE_FULL_RETAIN, PAGE_FULL_RETAIN_PAGES);
         mi_option_get(PURGE_DELAY) == PURGE_DELAY_MS
     }
 }
