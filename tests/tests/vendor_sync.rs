@@ -129,6 +129,31 @@ async fn oauth2_tokens_expiring_every_second_are_refreshed_and_the_rotated_token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_answering_503_mid_sync_is_retried_and_the_sync_completes() {
+    let records = 3000;
+    let mut config = oauth_vendor(records, 1.0, true);
+    config.faults.latency_ms = 40;
+    // The first token is granted; the first refresh, the third, ... are answered 503.
+    config.faults.token_error_503_every = 2;
+    let vendor = FakeVendor::start(config).await.unwrap();
+    let base = vendor.base_url();
+    let s = Scratch::new();
+    RestPipeline::new(&base).auth(&oauth_auth(&base)).stream(RestStream::items_cursor(50)).write_to(&s);
+
+    let (out, report) = s.run_json_async(&[]).await;
+    assert_succeeded(&out, &report);
+    assert_eq!(count(&report, "items", "written"), records);
+    assert_eq!(row_count(&s, "items"), records);
+    let stats = vendor.stats();
+    let failed = stats.by_status.get(&503).copied().unwrap_or(0);
+    assert!(failed >= 1, "the sync never refreshed, so the fault never fired: {stats:?}");
+    assert_eq!(stats.invalid_grants, 0, "a retried refresh sent a used refresh token: {stats:?}");
+    let causes = &report["http"]["source"]["retry_causes"];
+    assert_eq!(causes["token endpoint"].as_u64(), Some(failed), "each 503 retried, by its cause: {report:#}");
+    eprintln!("token 503s: {failed}, report http: {}", report["http"]["source"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unannounced_rate_limit_is_respected_from_the_response_headers() {
     let records = 3000;
     let vendor = FakeVendor::start(VendorConfig {

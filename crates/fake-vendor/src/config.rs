@@ -117,6 +117,10 @@ pub struct Faults {
     pub error_503_ratio: f64,
     /// Fraction of requests whose connection is closed without any response.
     pub drop_ratio: f64,
+    /// Every Nth token request (the Nth, the 2Nth, ...) is answered 503 before its grant is
+    /// looked at, counting from the server's start; 0 is off. Deterministic, unlike the
+    /// ratios, so a test can count on it.
+    pub token_error_503_every: u64,
     /// Fraction of `POST /v1/items` that create the object, then close the connection without a response.
     pub drop_after_create_ratio: f64,
     /// Added delay before every API and token response.

@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) buckets: Option<Buckets>,
     pub(crate) rec: Recorder,
     pub(crate) created: Created,
+    /// Token requests that got past the ratio faults, for `token_error_503_every`.
+    token_requests: u64,
     rng: fastrand::Rng,
 }
 
@@ -75,6 +77,7 @@ impl Shared {
                 buckets: config.rate_limit.map(Buckets::new),
                 rec: Recorder::default(),
                 created: Created::default(),
+                token_requests: 0,
                 rng: fastrand::Rng::with_seed(config.seed),
             }),
         }
@@ -345,6 +348,11 @@ async fn token(shared: &Shared, req: Request<Incoming>) -> Reply {
     let Some(body) = read_body(body).await else { return Reply::error(413, "too_large", "request body too large") };
     let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let mut g = shared.lock();
+    g.token_requests += 1;
+    let every = g.faults.token_error_503_every;
+    if every > 0 && g.token_requests.is_multiple_of(every) {
+        return Reply::error(503, "unavailable", "injected token-endpoint fault");
+    }
     let r = g.auth.token(&parts.headers, &form, Instant::now());
     if let Some(grant) = r.granted {
         *g.rec.stats.token_grants.entry(grant).or_default() += 1;

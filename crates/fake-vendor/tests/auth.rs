@@ -91,6 +91,35 @@ async fn client_credentials_in_the_form_or_basic() {
 }
 
 #[tokio::test]
+async fn every_nth_token_request_is_answered_503_without_using_up_the_refresh_token() {
+    let c = client();
+    let mut config = oauth(3600.0, true);
+    config.faults.token_error_503_every = 2;
+    let vendor = start_with(config).await;
+    let base = vendor.base_url();
+    let form = |rt: &str| {
+        [("client_id", "cid"), ("client_secret", "shh"), ("grant_type", "refresh_token"), ("refresh_token", rt)]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    };
+    let mut rt = "rt0".to_owned();
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        let resp = c.post(format!("{base}/oauth/token")).form(&form(&rt)).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        let body: Value = resp.json().await.unwrap();
+        if let Some(next) = body["refresh_token"].as_str() {
+            rt = next.to_owned();
+        } else {
+            assert_eq!(body["error"], "unavailable", "{body}");
+        }
+    }
+    assert_eq!(statuses, [200, 503, 200, 503, 200], "the 2nd and 4th fail; the token they carried still works");
+    let stats = vendor.stats();
+    assert_eq!((stats.token_grants.get("refresh_token"), stats.invalid_grants), (Some(&3), 0));
+    assert_eq!(stats.by_status.get(&503), Some(&2));
+}
+
+#[tokio::test]
 async fn refresh_tokens_rotate_and_die_on_revocation() {
     let c = client();
     let vendor = start_with(oauth(3600.0, true)).await;

@@ -24,6 +24,8 @@ enum Cause {
     Transport(reqwest::Error),
     #[error(transparent)]
     Decode(Error),
+    #[error(transparent)]
+    Credential(Error),
 }
 
 enum Step {
@@ -149,138 +151,154 @@ impl HttpClient {
                 cache::add_validators(rq.headers_mut(), c);
             }
             *rq.body_mut() = req.body.clone().map(reqwest::Body::from);
-            if let Some(a) = &inner.auth
-                && let Err(e) = a.apply(&mut rq).await
-            {
-                inner.circuits.release_probe(host);
-                done(e.kind().name(), n, None);
-                return Err(e.at(at()));
-            }
-            // What to scrub from a body excerpt; worked out only when one is needed.
-            let secrets = observe::SentSecrets::capture(&rq, &url);
-            // What a 401 rejected, so the provider drops that credential only if still current.
-            let sent_headers = inner.auth.as_ref().filter(|_| !reauthorized).map(|_| rq.headers().clone());
-            let t0 = Instant::now();
-            let exchange = async {
-                match inner.http.execute(rq).await {
-                    Ok(mut r) => {
-                        // Reading the body does not need the headers: take them instead of cloning.
-                        let (status, headers, final_url) =
-                            (r.status(), std::mem::take(r.headers_mut()), r.url().clone());
-                        r.bytes().await.map(|b| (status, headers, final_url, b))
-                    }
-                    Err(e) => Err(e),
-                }
+            let credential_error = match &inner.auth {
+                Some(a) => a.apply(&mut rq).await.err(),
+                None => None,
             };
-            // One timer for the whole attempt, body included (reqwest's own timeout arms one
-            // for the request and another for the body).
-            let result = tokio::time::timeout(inner.timeout, exchange).await;
-            drop(permit);
-            let step = match result {
-                Err(_elapsed) => {
-                    let msg = format!("timeout: no complete response within {}", fmt_duration(inner.timeout));
-                    inner.stats.attempt(None);
-                    observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
-                    Step::Retry { outcome: AttemptOutcome::Error(msg), server: None, cause: None }
+            let step = if let Some(e) = credential_error {
+                drop(permit);
+                if e.kind().is_retryable() {
+                    // Nothing was sent, so even a request that may not be repeated can wait
+                    // for the token endpoint to answer again.
+                    let msg = format!("not sent: {}", e.message());
+                    observe::attempt(&event!(None, Some(&msg), Duration::ZERO, 0, &HeaderMap::new()), false);
+                    let outcome = AttemptOutcome::Credential(e.message().to_owned());
+                    Step::Retry { outcome, server: None, cause: Some(Cause::Credential(e)) }
+                } else {
+                    Step::Fail(e)
                 }
-                Ok(Err(e)) => {
-                    // reqwest's Display includes the URL, which may carry secrets.
-                    let e = e.without_url();
-                    let msg = transport_message(&e);
-                    inner.stats.attempt(None);
-                    observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
-                    if e.is_builder() || e.is_redirect() {
-                        Step::Fail(Error::permanent(msg).with_source(e))
-                    } else {
-                        Step::Retry {
-                            outcome: AttemptOutcome::Error(msg),
-                            server: None,
-                            cause: Some(Cause::Transport(e)),
+            } else {
+                // What to scrub from a body excerpt; worked out only when one is needed.
+                let secrets = observe::SentSecrets::capture(&rq, &url);
+                // What a 401 rejected, so the provider drops that credential only if still current.
+                let sent_headers = inner.auth.as_ref().filter(|_| !reauthorized).map(|_| rq.headers().clone());
+                let t0 = Instant::now();
+                let exchange = async {
+                    match inner.http.execute(rq).await {
+                        Ok(mut r) => {
+                            // Reading the body does not need the headers: take them instead of cloning.
+                            let (status, headers, final_url) =
+                                (r.status(), std::mem::take(r.headers_mut()), r.url().clone());
+                            r.bytes().await.map(|b| (status, headers, final_url, b))
                         }
+                        Err(e) => Err(e),
                     }
-                }
-                Ok(Ok((status, headers, final_url, body))) => {
-                    let (latency, bytes) = (t0.elapsed(), body.len());
-                    inner.stats.attempt(Some(status.as_u16()));
-                    // A success's event waits for the verdict on its body (see `observe`).
-                    let answered = status.is_success() || (status == StatusCode::NOT_MODIFIED && cached.is_some());
-                    if !answered {
-                        observe::attempt(&event!(Some(status), None, latency, bytes, &headers), false);
+                };
+                // One timer for the whole attempt, body included (reqwest's own timeout arms one
+                // for the request and another for the body).
+                let result = tokio::time::timeout(inner.timeout, exchange).await;
+                drop(permit);
+                match result {
+                    Err(_elapsed) => {
+                        let msg = format!("timeout: no complete response within {}", fmt_duration(inner.timeout));
+                        inner.stats.attempt(None);
+                        observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
+                        Step::Retry { outcome: AttemptOutcome::Error(msg), server: None, cause: None }
                     }
-                    inner.deprecations.check(&req.method, &final_url, &headers, &inner.stats);
-                    limiter.observe(clock, &headers, inner.retry.reset_style);
-                    if status == StatusCode::NOT_MODIFIED
-                        && let Some(c) = &cached
-                    {
-                        let ev = event!(Some(status), None, latency, bytes, &headers);
-                        observe::attempt(&ev, true);
-                        inner.circuits.success(host);
-                        limiter.succeeded();
-                        observe::cache_hit(host, "not_modified");
-                        done("cache", n, Some(&ev));
-                        return decode_finish(cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at()));
-                    }
-                    if status == StatusCode::UNAUTHORIZED
-                        && !reauthorized
-                        && let Some(a) = &inner.auth
-                    {
-                        reauthorized = true;
-                        match a.on_unauthorized(&sent_headers.unwrap_or_default()).await {
-                            Ok(true) => {
-                                attempts.push(Attempt { number: n, outcome: AttemptOutcome::Status(401), wait: None });
-                                continue;
-                            }
-                            Ok(false) => {}
-                            Err(e) => {
-                                done(e.kind().name(), n, None);
-                                return Err(e.at(at()));
+                    Ok(Err(e)) => {
+                        // reqwest's Display includes the URL, which may carry secrets.
+                        let e = e.without_url();
+                        let msg = transport_message(&e);
+                        inner.stats.attempt(None);
+                        observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
+                        if e.is_builder() || e.is_redirect() {
+                            Step::Fail(Error::permanent(msg).with_source(e))
+                        } else {
+                            Step::Retry {
+                                outcome: AttemptOutcome::Error(msg),
+                                server: None,
+                                cause: Some(Cause::Transport(e)),
                             }
                         }
                     }
-                    if status.is_success() {
-                        let resp = Response {
-                            status,
-                            headers,
-                            body,
-                            url: final_url,
-                            from_cache: false,
-                            stale: false,
-                            attempts: n,
-                        };
-                        let ev = event!(Some(status), None, latency, bytes, &resp.headers);
-                        match decode(&resp) {
-                            Ok(v) => {
-                                observe::attempt(&ev, true);
-                                inner.circuits.success(host);
-                                limiter.succeeded();
-                                if let (Some(c), Some(k)) = (&inner.cache, &cache_key) {
-                                    let entry = cache::to_cached(resp.status, &resp.headers, &resp.body);
-                                    if let Err(e) = c.put(k, &entry).await {
-                                        tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache store failed");
+                    Ok(Ok((status, headers, final_url, body))) => {
+                        let (latency, bytes) = (t0.elapsed(), body.len());
+                        inner.stats.attempt(Some(status.as_u16()));
+                        // A success's event waits for the verdict on its body (see `observe`).
+                        let answered = status.is_success() || (status == StatusCode::NOT_MODIFIED && cached.is_some());
+                        if !answered {
+                            observe::attempt(&event!(Some(status), None, latency, bytes, &headers), false);
+                        }
+                        inner.deprecations.check(&req.method, &final_url, &headers, &inner.stats);
+                        limiter.observe(clock, &headers, inner.retry.reset_style);
+                        if status == StatusCode::NOT_MODIFIED
+                            && let Some(c) = &cached
+                        {
+                            let ev = event!(Some(status), None, latency, bytes, &headers);
+                            observe::attempt(&ev, true);
+                            inner.circuits.success(host);
+                            limiter.succeeded();
+                            observe::cache_hit(host, "not_modified");
+                            done("cache", n, Some(&ev));
+                            return decode_finish(cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at()));
+                        }
+                        if status == StatusCode::UNAUTHORIZED
+                            && !reauthorized
+                            && let Some(a) = &inner.auth
+                        {
+                            reauthorized = true;
+                            match a.on_unauthorized(&sent_headers.unwrap_or_default()).await {
+                                Ok(true) => {
+                                    attempts.push(Attempt {
+                                        number: n,
+                                        outcome: AttemptOutcome::Status(401),
+                                        wait: None,
+                                    });
+                                    continue;
+                                }
+                                Ok(false) => {}
+                                Err(e) => {
+                                    done(e.kind().name(), n, None);
+                                    return Err(e.at(at()));
+                                }
+                            }
+                        }
+                        if status.is_success() {
+                            let resp = Response {
+                                status,
+                                headers,
+                                body,
+                                url: final_url,
+                                from_cache: false,
+                                stale: false,
+                                attempts: n,
+                            };
+                            let ev = event!(Some(status), None, latency, bytes, &resp.headers);
+                            match decode(&resp) {
+                                Ok(v) => {
+                                    observe::attempt(&ev, true);
+                                    inner.circuits.success(host);
+                                    limiter.succeeded();
+                                    if let (Some(c), Some(k)) = (&inner.cache, &cache_key) {
+                                        let entry = cache::to_cached(resp.status, &resp.headers, &resp.body);
+                                        if let Err(e) = c.put(k, &entry).await {
+                                            tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache store failed");
+                                        }
+                                    }
+                                    done("ok", n, Some(&ev));
+                                    return Ok(finish(resp, v));
+                                }
+                                Err(e) => {
+                                    observe::attempt(&ev, false);
+                                    last_body =
+                                        observe::excerpt(&resp.body, &secrets.values(&url, &inner.secret_params));
+                                    Step::Retry {
+                                        outcome: AttemptOutcome::Undecodable(status.as_u16()),
+                                        server: None,
+                                        cause: Some(Cause::Decode(e)),
                                     }
                                 }
-                                done("ok", n, Some(&ev));
-                                return Ok(finish(resp, v));
                             }
-                            Err(e) => {
-                                observe::attempt(&ev, false);
-                                last_body = observe::excerpt(&resp.body, &secrets.values(&url, &inner.secret_params));
-                                Step::Retry {
-                                    outcome: AttemptOutcome::Undecodable(status.as_u16()),
-                                    server: None,
-                                    cause: Some(Cause::Decode(e)),
-                                }
-                            }
-                        }
-                    } else {
-                        last_body = observe::excerpt(&body, &secrets.values(&url, &inner.secret_params));
-                        let verdict = inner.classifier.as_ref().and_then(|c| c(status, &headers, &body));
-                        if verdict.unwrap_or_else(|| retryable_status(status)) {
-                            let server = server_wait(status, &headers, clock.now(), inner.retry.reset_style);
-                            Step::Retry { outcome: AttemptOutcome::Status(status.as_u16()), server, cause: None }
                         } else {
-                            inner.circuits.success(host);
-                            Step::Fail(status_error(status, &last_body))
+                            last_body = observe::excerpt(&body, &secrets.values(&url, &inner.secret_params));
+                            let verdict = inner.classifier.as_ref().and_then(|c| c(status, &headers, &body));
+                            if verdict.unwrap_or_else(|| retryable_status(status)) {
+                                let server = server_wait(status, &headers, clock.now(), inner.retry.reset_style);
+                                Step::Retry { outcome: AttemptOutcome::Status(status.as_u16()), server, cause: None }
+                            } else {
+                                inner.circuits.success(host);
+                                Step::Fail(status_error(status, &last_body))
+                            }
                         }
                     }
                 }
@@ -304,7 +322,8 @@ impl HttpClient {
                 limiter.slow_down(clock, host, wait);
             }
             let elapsed = clock.monotonic().saturating_sub(start);
-            if may_retry && n < inner.retry.max_attempts && elapsed + wait <= inner.retry.max_elapsed {
+            let repeatable = may_retry || matches!(outcome, AttemptOutcome::Credential(_));
+            if repeatable && n < inner.retry.max_attempts && elapsed + wait <= inner.retry.max_elapsed {
                 inner.stats.retry(outcome.cause(), wait);
                 attempts.push(Attempt { number: n, outcome, wait: Some(wait) });
                 observe::retry_wait(host, wait);
@@ -315,7 +334,7 @@ impl HttpClient {
             let undecodable = matches!(outcome, AttemptOutcome::Undecodable(_));
             attempts.push(Attempt { number: n, outcome, wait: None });
             let list: Vec<String> = attempts.iter().map(ToString::to_string).collect();
-            let why = if !may_retry {
+            let why = if !repeatable {
                 format!("not retried ({} without an idempotency key)", req.method)
             } else {
                 format!("gave up after {n} attempts in {}", fmt_duration(elapsed))

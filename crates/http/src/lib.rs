@@ -88,5 +88,6 @@ pub use observe::{REQUEST_ID_HEADERS, SECRET_PARAM_WORDS, redact_url};
 pub use request::{Request, Response};
 pub use reqwest::{Method, StatusCode, Url, header};
 pub use retry::{
-    Attempt, AttemptOutcome, Classifier, RETRY_STATUSES, remaining, reset_wait, retryable_status, server_wait,
+    Attempt, AttemptOutcome, CREDENTIAL_CAUSE, Classifier, RETRY_STATUSES, remaining, reset_wait, retryable_status,
+    server_wait,
 };

@@ -33,7 +33,12 @@ pub enum AttemptOutcome {
     Undecodable(u16),
     /// No response: connect error, timeout, broken body.
     Error(String),
+    /// Not sent: the credential could not be obtained (the token endpoint failed, transiently).
+    Credential(String),
 }
+
+/// The retry cause of an attempt that was not sent because the token endpoint failed.
+pub const CREDENTIAL_CAUSE: &str = "token endpoint";
 
 impl AttemptOutcome {
     /// The retry cause as a run report counts it: the status (`503`), `undecodable body`,
@@ -45,6 +50,7 @@ impl AttemptOutcome {
             AttemptOutcome::Undecodable(_) => "undecodable body".to_owned(),
             // The transport message starts with its kind (`timeout: ...`, `connect error: ...`).
             AttemptOutcome::Error(m) => m.split(':').next().unwrap_or("transport error").trim().to_owned(),
+            AttemptOutcome::Credential(_) => CREDENTIAL_CAUSE.to_owned(),
         }
     }
 }
@@ -67,6 +73,7 @@ impl fmt::Display for Attempt {
             AttemptOutcome::Status(s) => write!(f, "{s}")?,
             AttemptOutcome::Undecodable(s) => write!(f, "{s} with an undecodable body")?,
             AttemptOutcome::Error(e) => write!(f, "{e}")?,
+            AttemptOutcome::Credential(e) => write!(f, "not sent: {e}")?,
         }
         if let Some(w) = self.wait {
             write!(f, " (waited {})", fmt_duration(w))?;

@@ -138,3 +138,78 @@ async fn twenty_concurrent_401s_for_one_old_token_cause_exactly_one_refresh() {
     let old = sent.iter().filter(|r| r.url.path() == "/data" && r.headers["authorization"] == "Bearer at-1").count();
     assert_eq!((old, count(&server, "/data").await), (20, 40), "each sent once with at-1 and retried once with at-2");
 }
+
+/// A client whose token endpoint answers `failures` × 503 before granting `at-1`; `/me` and
+/// `POST /things` answer 200 to that token.
+async fn client_with_flaky_token_endpoint(server: &MockServer, failures: Option<u64>) -> (HttpClient, Arc<FakeClock>) {
+    let unavailable = ResponseTemplate::new(503).set_body_json(json!({"error": "unavailable"}));
+    let flaky = Mock::given(method("POST")).and(path("/token")).respond_with(unavailable);
+    match failures {
+        Some(n) => flaky.up_to_n_times(n).mount(server).await,
+        None => flaky.mount(server).await,
+    }
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("at-1")).mount(server).await;
+    for (m, p) in [("GET", "/me"), ("POST", "/things")] {
+        Mock::given(method(m))
+            .and(path(p))
+            .and(header("authorization", "Bearer at-1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 7})))
+            .mount(server)
+            .await;
+    }
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).auth(provider(server, &clock)).build().unwrap();
+    (client, clock)
+}
+
+#[tokio::test]
+async fn a_token_endpoint_503_is_retried_with_backoff_and_the_request_then_goes_out_once() {
+    let server = MockServer::start().await;
+    let (client, clock) = client_with_flaky_token_endpoint(&server, Some(2)).await;
+    let me: serde_json::Value = client.send_json(Request::get("/me")).await.unwrap();
+    assert_eq!(me["id"], 7);
+    assert_eq!(count(&server, "/token").await, 3, "two 503s, then the grant");
+    assert_eq!(count(&server, "/me").await, 1, "nothing was sent without a token");
+    assert_eq!(clock.sleeps().len(), 2, "each failed token request was followed by a backoff wait");
+    let report = client.report();
+    assert_eq!(report.retry_causes.get(dovetail_http::CREDENTIAL_CAUSE), Some(&2), "{:?}", report.retry_causes);
+    assert_eq!((report.requests, report.attempts, report.failed), (1, 1, 0), "one attempt reached the API");
+}
+
+#[tokio::test]
+async fn a_post_without_an_idempotency_key_still_waits_for_the_token_endpoint() {
+    let server = MockServer::start().await;
+    let (client, _clock) = client_with_flaky_token_endpoint(&server, Some(1)).await;
+    let created: serde_json::Value = client.send_json(Request::post("/things").json(&json!({"a": 1}))).await.unwrap();
+    assert_eq!(created["id"], 7);
+    assert_eq!(count(&server, "/things").await, 1, "the POST went out once, after the token came");
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_stays_down_fails_the_request_as_transient_naming_it() {
+    let server = MockServer::start().await;
+    let (client, clock) = client_with_flaky_token_endpoint(&server, None).await;
+    let err = client.send(Request::get("/me")).await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Transient, "{}", err.report());
+    let msg = err.report();
+    assert!(msg.contains("gave up after 4 attempts"), "{msg}");
+    assert!(msg.contains("#1 not sent: the OAuth2 token endpoint") && msg.contains("503"), "{msg}");
+    assert!(!msg.contains("cs-1234"), "no client secret in the error: {msg}");
+    assert_eq!((count(&server, "/token").await, count(&server, "/me").await), (4, 0));
+    assert_eq!(clock.sleeps().len(), 3);
+    assert_eq!(client.report().failed, 1);
+}
+
+#[tokio::test]
+async fn a_refused_grant_is_not_retried() {
+    let server = MockServer::start().await;
+    let refused = ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
+    Mock::given(method("POST")).and(path("/token")).respond_with(refused).mount(&server).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).auth(provider(&server, &clock)).build().unwrap();
+    let err = client.send(Request::get("/me")).await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Auth, "{}", err.report());
+    assert!(err.report().contains("invalid_client"), "{}", err.report());
+    assert_eq!(count(&server, "/token").await, 1, "an Auth error is final");
+    assert!(clock.sleeps().is_empty());
+}

@@ -175,7 +175,15 @@ fn story(
                 "  - Survived {server_errors} server errors (5xx): each retried with backoff and jitter.\n"
             ));
         }
-        let other: u64 = h.retries - server_errors - by("429");
+        // dovetail-http's retry cause for an attempt held back because no token could be had.
+        let token_failures = by("token endpoint");
+        if token_failures > 0 {
+            out.push_str(&format!(
+                "  - Survived {token_failures} failed token request{} (the token endpoint answered 5xx or nothing): the requests waiting for a token were retried with backoff.\n",
+                if token_failures == 1 { "" } else { "s" }
+            ));
+        }
+        let other: u64 = h.retries - server_errors - by("429") - token_failures;
         if other > 0 {
             out.push_str(&format!("  - Retried {other} more attempts (connection errors, broken bodies).\n"));
         }
