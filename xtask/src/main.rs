@@ -5,7 +5,7 @@
 //! - `bench [--records N]... [--keep]`: JSONL → SQLite throughput and peak RSS
 //! - `bench-http [--seconds S] [--requests N]`: dovetail-http against a rate-limited local
 //!   server, and its keep-alive overhead over bare reqwest
-//! - `bench-rest [--records N]...`: the fake vendor → REST → SQLite through `dovetail run`
+//! - `bench-rest [--records N]... [--runs K]`: the fake vendor → REST → SQLite through `dovetail run`
 //! - `new-connector NAME`: scaffold a connector crate and wire it into the runner
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
 //!
@@ -37,8 +37,10 @@ commands:
                                   dovetail-http benchmarks (release examples of crates/http):
                                   client not told R vs a rate-limited server for S seconds
                                   (default 20); N keep-alive GETs vs bare reqwest (10000)
-  bench-rest [--records N]...     fake vendor (own process) -> REST -> SQLite through
-                                  `dovetail run` (default: 200000 and 1000000 records)
+  bench-rest [--records N]... [--runs K]
+                                  fake vendor (own process) -> REST -> SQLite through
+                                  `dovetail run` (default: 200000 and 1000000 records, 3 runs
+                                  each; the verdict is on the median)
   new-connector NAME              scaffold connectors/NAME and wire it into the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
                                   print a table connector x check: pass / FAIL / n/a, reasons";
