@@ -227,7 +227,7 @@ fn vendor_demo_runs(bin: &Path, examples: &Path) -> Result<()> {
     if !first.success {
         bail!("first `dovetail demo` exited with {}", first.status);
     }
-    for needle in ["What happened:", "records read", "token requests", "Detected drift", "Data: "] {
+    for needle in ["What happened:", "records read", "token request", "Detected drift", "Data: "] {
         if !first.stdout.contains(needle) {
             bail!("first `dovetail demo` did not report `{needle}`; see its output above");
         }

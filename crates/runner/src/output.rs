@@ -98,6 +98,11 @@ pub fn seconds(ms: u64) -> String {
     format!("{}.{:02}", ms / 1000, (ms % 1000) / 10)
 }
 
+/// `n` with its noun, singular for one: `1 request`, `3 requests`, `1 retry`, `2 retries`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Milliseconds as a short human duration (`850ms`, `12.3s`, `4m05s`, `2h03m`).
 pub fn duration(ms: u64) -> String {
     match ms {
@@ -220,10 +225,12 @@ fn http_line(role: &str, h: &dovetail_core::HttpReport) -> String {
     if h.requests == 0 && h.attempts == 0 {
         return String::new();
     }
-    let mut parts = vec![format!("{} requests ({} attempts)", h.requests, h.attempts)];
+    let mut parts =
+        vec![format!("{} ({})", count(h.requests, "request", "requests"), count(h.attempts, "attempt", "attempts"))];
     if h.retries > 0 {
         let causes: Vec<String> = h.retry_causes.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
-        parts.push(format!("{} retries ({}) waiting {}", h.retries, causes.join(", "), duration(h.retry_wait_ms)));
+        let retries = count(h.retries, "retry", "retries");
+        parts.push(format!("{retries} ({}) waiting {}", causes.join(", "), duration(h.retry_wait_ms)));
     }
     if let Some(n) = h.by_status.get("429") {
         parts.push(format!("{n} rate-limited (429)"));
@@ -232,7 +239,7 @@ fn http_line(role: &str, h: &dovetail_core::HttpReport) -> String {
         parts.push(format!("{} waiting on rate limits", duration(h.rate_limit_wait_ms)));
     }
     if h.token_requests > 0 {
-        parts.push(format!("{} token requests", h.token_requests));
+        parts.push(count(h.token_requests, "token request", "token requests"));
     }
     if h.not_modified > 0 {
         parts.push(format!("{} not modified (304)", h.not_modified));
@@ -278,5 +285,17 @@ mod tests {
         assert_eq!(seconds(1234), "1.23");
         assert_eq!(truncate("abc\ndef", 10), "abc def");
         assert_eq!(truncate("abcdefghij", 5), "abcd…");
+    }
+
+    #[test]
+    fn counts_take_the_singular_for_one_only() {
+        assert_eq!(count(1, "retry", "retries"), "1 retry");
+        assert_eq!(count(0, "retry", "retries"), "0 retries");
+        assert_eq!(count(2, "token request", "token requests"), "2 token requests");
+        let mut h =
+            dovetail_core::HttpReport { requests: 1, attempts: 2, retries: 1, token_requests: 1, ..Default::default() };
+        h.retry_causes.insert("503".into(), 1);
+        let line = "  source http: 1 request (2 attempts); 1 retry (503 ×1) waiting 0ms; 1 token request\n";
+        assert_eq!(http_line("source", &h), line);
     }
 }

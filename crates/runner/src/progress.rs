@@ -13,6 +13,8 @@ use dovetail_core::{HttpReport, Progress, Source, StreamReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::output::count;
+
 /// The bars on screen, shared with the log writer so logs do not tear them.
 static MULTI: OnceLock<MultiProgress> = OnceLock::new();
 
@@ -118,17 +120,17 @@ impl HttpFigures {
     /// or `None` for a source that does not speak HTTP.
     fn summary(&self) -> Option<String> {
         let r = self.source.http_report()?.since(&self.before);
-        let mut s = format!("{} requests", r.requests);
+        let mut s = count(r.requests, "request", "requests");
         if r.retries > 0 {
             let causes: Vec<String> = r.retry_causes.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
-            s.push_str(&format!(", {} retries ({})", r.retries, causes.join(", ")));
+            s.push_str(&format!(", {} ({})", count(r.retries, "retry", "retries"), causes.join(", ")));
         }
         let waited = r.retry_wait_ms + r.rate_limit_wait_ms;
         if waited > 0 {
             s.push_str(&format!(", waited {}", crate::output::duration(waited)));
         }
         if r.token_requests > 0 {
-            s.push_str(&format!(", {} token requests", r.token_requests));
+            s.push_str(&format!(", {}", count(r.token_requests, "token request", "token requests")));
         }
         if r.stale > 0 {
             s.push_str(&format!(", {} served stale", r.stale));

@@ -10,6 +10,7 @@ use dovetail_fake_vendor::{AuthMode, FakeVendor, VendorConfig};
 
 use crate::cli::DemoArgs;
 use crate::interpolate::Lookup;
+use crate::output::count;
 use crate::{config, output};
 
 /// The demo pipeline, for a binary run outside the repository.
@@ -167,34 +168,37 @@ fn story(
         let by = |c: &str| h.retry_causes.get(c).copied().unwrap_or(0);
         let server_errors: u64 = h.retry_causes.iter().filter(|(c, _)| c.starts_with('5')).map(|(_, n)| n).sum();
         out.push_str(&format!(
-            "  - {} HTTP requests ({} attempts; the vendor counted {vendor_requests}, token requests included).\n",
-            h.requests, h.attempts
+            "  - {} ({}; the vendor counted {vendor_requests}, token requests included).\n",
+            count(h.requests, "HTTP request", "HTTP requests"),
+            count(h.attempts, "attempt", "attempts")
         ));
         if server_errors > 0 {
             out.push_str(&format!(
-                "  - Survived {server_errors} server errors (5xx): each retried with backoff and jitter.\n"
+                "  - Survived {} (5xx): each retried with backoff and jitter.\n",
+                count(server_errors, "server error", "server errors")
             ));
         }
         // dovetail-http's retry cause for an attempt held back because no token could be had.
         let token_failures = by("token endpoint");
         if token_failures > 0 {
             out.push_str(&format!(
-                "  - Survived {token_failures} failed token request{} (the token endpoint answered 5xx or nothing): the requests waiting for a token were retried with backoff.\n",
-                if token_failures == 1 { "" } else { "s" }
+                "  - Survived {} (the token endpoint answered 5xx or nothing): the requests waiting for a token were retried with backoff.\n",
+                count(token_failures, "failed token request", "failed token requests")
             ));
         }
         let other: u64 = h.retries - server_errors - by("429") - token_failures;
         if other > 0 {
-            out.push_str(&format!("  - Retried {other} more attempts (connection errors, broken bodies).\n"));
+            let more = count(other, "more attempt", "more attempts");
+            out.push_str(&format!("  - Retried {more} (connection errors, broken bodies).\n"));
         }
         out.push_str(&format!(
-            "  - Rate limit: {} waiting for the vendor's budget to refill, {} requests refused with 429.\n",
+            "  - Rate limit: {} waiting for the vendor's budget to refill, {} refused with 429.\n",
             output::duration(h.rate_limit_wait_ms),
-            h.by_status.get("429").copied().unwrap_or(0)
+            count(h.by_status.get("429").copied().unwrap_or(0), "request", "requests")
         ));
         out.push_str(&format!(
-            "  - OAuth2: {} token requests (the first token and refreshes before each expiry); rotated refresh tokens saved before use.\n",
-            h.token_requests
+            "  - OAuth2: {} (the first token and refreshes before each expiry); rotated refresh tokens saved before use.\n",
+            count(h.token_requests, "token request", "token requests")
         ));
         if h.not_modified > 0 {
             out.push_str(&format!(
