@@ -175,6 +175,20 @@ fn killed_runs_lose_nothing_and_duplicate_nothing() {
 }
 
 #[test]
+fn a_failpoint_abort_keeps_the_log_lines_written_before_it() {
+    let s = setup();
+    // The first batch comes well inside the interval at which buffered log lines are written
+    // out, so without a flush before the abort these lines would be lost.
+    let out = s.cmd(&["run"]).env("DOVETAIL_FAILPOINT", "mid_batch:1").output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let starting = stderr.find("run starting").unwrap_or_else(|| panic!("no `run starting` line:\n{stderr}"));
+    let started = stderr.find("run started").unwrap_or_else(|| panic!("no `run started` line:\n{stderr}"));
+    let abort = stderr.find("failpoint `mid_batch` reached").unwrap_or_else(|| panic!("no abort line:\n{stderr}"));
+    assert!(starting < started && started < abort, "lines out of order:\n{stderr}");
+}
+
+#[test]
 fn a_second_run_while_one_is_live_is_refused_naming_the_process() {
     let s = setup();
     let (mut live, _) = spawn_until(s.cmd(&["run"]), "run started");

@@ -6,6 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
+static BEFORE_ABORT: OnceLock<fn()> = OnceLock::new();
+
+/// Have `f` run just before a failpoint aborts the process; the first call wins. The binary
+/// flushes its buffered log here: a failpoint crashes the data path at a chosen point, and
+/// the test that reads the log must see every line written before it, not lose the last
+/// flush interval's lines as a SIGKILL would.
+pub fn before_abort(f: fn()) {
+    let _ = BEFORE_ABORT.set(f);
+}
 
 fn spec() -> &'static Option<(String, u64)> {
     SPEC.get_or_init(|| {
@@ -24,6 +33,9 @@ pub fn hit(name: &str) {
         && armed == name
         && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n
     {
+        if let Some(f) = BEFORE_ABORT.get() {
+            f();
+        }
         eprintln!("dovetail: failpoint `{name}` reached, aborting");
         std::process::abort();
     }

@@ -4,8 +4,8 @@
 //!
 //! On the HTTP keep-alive benchmark the per-line `write` was about 8 % of the client's time.
 //! Trade-off: a process killed with SIGKILL loses at most one interval of lines. The
-//! `dovetail` binary flushes at once after every warning or error line, on exit and on panic,
-//! and draws on a terminal unbuffered.
+//! `dovetail` binary flushes at once after every warning or error line, on exit, on panic and
+//! before a failpoint aborts (`failpoint::before_abort`), and draws on a terminal unbuffered.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, Weak};

@@ -31,6 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
+    dovetail_core::failpoint::before_abort(progress::flush_logs);
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         progress::flush_logs();
