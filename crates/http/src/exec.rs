@@ -160,8 +160,7 @@ impl HttpClient {
                 if e.kind().is_retryable() {
                     // Nothing was sent, so even a request that may not be repeated can wait
                     // for the token endpoint to answer again.
-                    let msg = format!("not sent: {}", e.message());
-                    observe::attempt(&event!(None, Some(&msg), Duration::ZERO, 0, &HeaderMap::new()), false);
+                    observe::attempt_not_sent(&req.method, &shown, n, e.message());
                     let outcome = AttemptOutcome::Credential(e.message().to_owned());
                     Step::Retry { outcome, server: None, cause: Some(Cause::Credential(e)) }
                 } else {

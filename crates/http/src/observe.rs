@@ -265,6 +265,15 @@ pub(crate) fn attempt(e: &AttemptEvent<'_>, last_ok: bool) {
     }
 }
 
+/// Logs an attempt that was not sent because no credential could be had (the token endpoint
+/// failed). Not counted in the attempt metrics: those count what reached the vendor's API.
+pub(crate) fn attempt_not_sent(method: &Method, url: &str, attempt: u32, error: &str) {
+    tracing::warn!(
+        target: "dovetail_http::attempt",
+        method = %method, url, attempt, error, "http attempt not sent: no credential"
+    );
+}
+
 /// Logs and counts one logical request; `last` is its last attempt, whose fields the event
 /// carries (none when no attempt was sent: an open circuit, an auth failure).
 pub(crate) fn request_done(

@@ -169,3 +169,26 @@ async fn counters_match_a_run_with_a_retry_a_429_a_cache_hit_and_a_token_refresh
     assert_eq!(rec.samples("dovetail_http_attempt_seconds").len(), 7);
     assert_eq!(rec.samples("dovetail_http_request_seconds").len(), 5);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_attempt_held_back_by_the_token_endpoint_is_a_retry_but_not_an_attempt_sent() {
+    let rec = Capture::default();
+    let _guard = metrics::set_default_local_recorder(&rec);
+    let server = MockServer::start().await;
+    let down = ResponseTemplate::new(503).set_body_json(json!({"error": "unavailable"}));
+    Mock::given(method("POST")).and(path("/token")).respond_with(down).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("at-1")).mount(&server).await;
+    Mock::given(path("/me")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    let clock = FakeClock::new();
+    let settings = OAuth2Settings::new(format!("{}/token", server.uri()), "client-1", Some(Secret::new("cs-1")));
+    let auth = Arc::new(OAuth2ClientCredentials::new(settings).unwrap().with_clock(clock.clone()));
+    let client = builder(&server.uri(), &clock).auth(auth).build().unwrap();
+
+    client.send(Request::get("/me")).await.unwrap();
+    let c = |name: &str| rec.counter(name, &[]);
+    assert_eq!(c("dovetail_http_attempts_total"), 1, "only the attempt that reached the API: {:?}", rec.names());
+    assert_eq!(rec.samples("dovetail_http_attempt_seconds").len(), 1);
+    assert_eq!(c("dovetail_http_retries_total"), 1, "the held-back attempt was retried after a backoff");
+    assert_eq!(c("dovetail_http_token_requests_total"), 2, "the failed token request and the one that worked");
+    assert_eq!(c("dovetail_http_requests_total"), 1);
+}
