@@ -50,29 +50,12 @@ const USAGE: &str = "usage: cargo xtask bench-http [--seconds 20] [--requests 10
 /// Parses `[--seconds S] [--requests N]`.
 pub fn parse_args(args: &[String]) -> Result<Options> {
     let mut o = Options { seconds: 20.0, requests: 10_000 };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<&str> {
-            match inline {
-                Some(v) => Ok(v),
-                None => it.next().map(String::as_str).with_context(|| format!("{name} needs a value")),
-            }
-        };
-        match name {
-            "--seconds" => {
-                let v = value()?;
-                o.seconds = v.parse().ok().filter(|s: &f64| *s > 0.0).with_context(|| format!("--seconds: `{v}`"))?;
-            }
-            "--requests" => {
-                let v = value()?;
-                o.requests =
-                    v.replace('_', "").parse().ok().filter(|n| *n > 0).with_context(|| format!("--requests: `{v}`"))?;
-            }
-            _ => bail!("bench-http: unknown argument `{arg}` ({USAGE})"),
+    for (name, v) in crate::util::flag_values(args, &["--seconds", "--requests"], USAGE)? {
+        if name == "--seconds" {
+            o.seconds = v.parse().ok().filter(|s: &f64| *s > 0.0).with_context(|| format!("--seconds: `{v}`"))?;
+        } else {
+            o.requests =
+                v.replace('_', "").parse().ok().filter(|n| *n > 0).with_context(|| format!("--requests: `{v}`"))?;
         }
     }
     Ok(o)

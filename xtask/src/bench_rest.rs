@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench::parse_count;
 use crate::rss::{Measured, run_measured};
-use crate::util::{cargo, display_command, dovetail_run, fmt_duration, target_dir};
+use crate::util::{cargo, display_command, dovetail_run, flag_values, fmt_duration, target_dir};
 
 /// Record counts when none are given.
 pub const DEFAULT_RECORDS: &[u64] = &[200_000, 1_000_000];
@@ -63,31 +63,13 @@ pub struct Args {
 pub fn parse_args(args: &[String]) -> Result<Args> {
     let mut records = Vec::new();
     let mut runs = DEFAULT_RUNS;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<&str> {
-            match inline {
-                Some(v) => Ok(v),
-                None => it.next().map(String::as_str).with_context(|| format!("{name} needs a number")),
-            }
-        };
-        match name {
-            "--records" => records.push(parse_count(value()?)?),
-            "--runs" => {
-                let v = value()?;
-                runs = v
-                    .parse()
-                    .ok()
-                    .filter(|k| *k > 0)
-                    .with_context(|| format!("--runs: `{v}` is not a positive number"))?;
-            }
-            _ => bail!(
-                "bench-rest: unknown argument `{arg}` (usage: cargo xtask bench-rest [--records N]... [--runs K])"
-            ),
+    let usage = "usage: cargo xtask bench-rest [--records N]... [--runs K]";
+    for (name, v) in flag_values(args, &["--records", "--runs"], usage)? {
+        if name == "--records" {
+            records.push(parse_count(v)?);
+        } else {
+            runs =
+                v.parse().ok().filter(|k| *k > 0).with_context(|| format!("--runs: `{v}` is not a positive number"))?;
         }
     }
     Ok(Args { records: if records.is_empty() { DEFAULT_RECORDS.to_vec() } else { records }, runs })

@@ -5,9 +5,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// The workspace root (the directory above `xtask/`).
+/// `--name VALUE` and `--name=VALUE` pairs from a bench's arguments, in order; a name not
+/// in `names`, or one without its value, is an error quoting `usage`.
+pub fn flag_values<'a>(args: &'a [String], names: &[&str], usage: &str) -> Result<Vec<(&'a str, &'a str)>> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (arg.as_str(), None),
+        };
+        if !names.contains(&name) {
+            bail!("unknown argument `{arg}` ({usage})");
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().map(String::as_str).with_context(|| format!("{name} needs a value ({usage})"))?,
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 pub fn workspace_root() -> PathBuf {
     // `XTASK_ROOT` points a command at another workspace (new-connector's test uses it).
     if let Some(root) = std::env::var_os("XTASK_ROOT").filter(|r| !r.is_empty()) {
@@ -121,6 +143,17 @@ pub fn rel(root: &Path, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flag_values_take_both_forms_in_order_and_refuse_the_rest() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let given = args(&["--a", "1", "--b=2", "--a=3"]);
+        assert_eq!(flag_values(&given, &["--a", "--b"], "u").unwrap(), [("--a", "1"), ("--b", "2"), ("--a", "3")]);
+        let unknown = flag_values(&args(&["--c", "1"]), &["--a"], "usage: x").unwrap_err().to_string();
+        assert_eq!(unknown, "unknown argument `--c` (usage: x)");
+        let bare = flag_values(&args(&["--a"]), &["--a"], "usage: x").unwrap_err().to_string();
+        assert_eq!(bare, "--a needs a value (usage: x)");
+    }
 
     #[test]
     fn durations_read_well() {
