@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use dovetail_e2e::vendor::{RestPipeline, RestStream, count, expected_items, fetch_all_items, row_count, sink_items};
 use dovetail_e2e::{Scratch, show};
-use dovetail_fake_vendor::{AuthMode, FakeVendor, Faults, RateLimit, VendorConfig};
+use dovetail_fake_vendor::{AuthMode, FakeVendor, Faults, RateLimit, VendorConfig, VendorHandle};
 use serde_json::Value;
 
 fn assert_succeeded(out: &std::process::Output, report: &Value) {
@@ -85,21 +85,31 @@ fn oauth_auth(base_url: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oauth2_tokens_expiring_every_second_are_refreshed_and_the_rotated_token_persists() {
-    let records = 3000;
-    let mut config = oauth_vendor(records, 1.0, true);
-    // 60 pages × 40 ms: the sync outlives several 1-second access tokens.
+/// Records in a sync that outlives several 1-second access tokens (60 pages × 40 ms).
+const LONG_SYNC_RECORDS: u64 = 3000;
+
+/// Syncs [`LONG_SYNC_RECORDS`] through 1-second rotating tokens with `token_error_503_every`,
+/// asserts that the run succeeded and wrote every record, and returns the vendor, the project
+/// and the run report.
+async fn long_oauth_sync(token_error_503_every: u64) -> (VendorHandle, Scratch, Value) {
+    let mut config = oauth_vendor(LONG_SYNC_RECORDS, 1.0, true);
     config.faults.latency_ms = 40;
+    config.faults.token_error_503_every = token_error_503_every;
     let vendor = FakeVendor::start(config).await.unwrap();
     let base = vendor.base_url();
     let s = Scratch::new();
     RestPipeline::new(&base).auth(&oauth_auth(&base)).stream(RestStream::items_cursor(50)).write_to(&s);
-
     let (out, report) = s.run_json_async(&[]).await;
     assert_succeeded(&out, &report);
-    assert_eq!(count(&report, "items", "written"), records);
-    assert_eq!(row_count(&s, "items"), records);
+    assert_eq!(count(&report, "items", "written"), LONG_SYNC_RECORDS);
+    assert_eq!(row_count(&s, "items"), LONG_SYNC_RECORDS);
+    (vendor, s, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_tokens_expiring_every_second_are_refreshed_and_the_rotated_token_persists() {
+    let records = LONG_SYNC_RECORDS;
+    let (vendor, s, _) = long_oauth_sync(0).await;
     let stats = vendor.stats();
     let grants = stats.token_grants.get("refresh_token").copied().unwrap_or(0);
     assert!(grants >= 2, "the access token was not refreshed during the sync: {stats:?}");
@@ -130,20 +140,8 @@ async fn oauth2_tokens_expiring_every_second_are_refreshed_and_the_rotated_token
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_endpoint_answering_503_mid_sync_is_retried_and_the_sync_completes() {
-    let records = 3000;
-    let mut config = oauth_vendor(records, 1.0, true);
-    config.faults.latency_ms = 40;
     // The first token is granted; the first refresh, the third, ... are answered 503.
-    config.faults.token_error_503_every = 2;
-    let vendor = FakeVendor::start(config).await.unwrap();
-    let base = vendor.base_url();
-    let s = Scratch::new();
-    RestPipeline::new(&base).auth(&oauth_auth(&base)).stream(RestStream::items_cursor(50)).write_to(&s);
-
-    let (out, report) = s.run_json_async(&[]).await;
-    assert_succeeded(&out, &report);
-    assert_eq!(count(&report, "items", "written"), records);
-    assert_eq!(row_count(&s, "items"), records);
+    let (vendor, _s, report) = long_oauth_sync(2).await;
     let stats = vendor.stats();
     let failed = stats.by_status.get(&503).copied().unwrap_or(0);
     assert!(failed >= 1, "the sync never refreshed, so the fault never fired: {stats:?}");

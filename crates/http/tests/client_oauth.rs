@@ -25,6 +25,23 @@ fn provider(server: &MockServer, clock: &Arc<FakeClock>) -> Arc<OAuth2ClientCred
     Arc::new(OAuth2ClientCredentials::new(s).unwrap().with_clock(clock.clone()))
 }
 
+/// A client on a fake clock whose OAuth2 provider uses `server`'s `/token`.
+fn oauth_client(server: &MockServer) -> (HttpClient, Arc<FakeClock>) {
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).auth(provider(server, &clock)).build().unwrap();
+    (client, clock)
+}
+
+/// `m p` answers 200 `{"id": 7}` to `Bearer <access>`.
+async fn ok_with(server: &MockServer, access: &str, m: &str, p: &str) {
+    Mock::given(method(m))
+        .and(path(p))
+        .and(header("authorization", format!("Bearer {access}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 7})))
+        .mount(server)
+        .await;
+}
+
 async fn count(server: &MockServer, p: &str) -> usize {
     server.received_requests().await.unwrap().iter().filter(|r| r.url.path() == p).count()
 }
@@ -65,16 +82,10 @@ async fn fifty_concurrent_requests_on_an_expired_token_cause_one_token_request()
 async fn client_with_401_once(server: &MockServer) -> (HttpClient, Arc<FakeClock>) {
     Mock::given(method("POST")).and(path("/token")).respond_with(token("at-1")).up_to_n_times(1).mount(server).await;
     Mock::given(method("POST")).and(path("/token")).respond_with(token("at-2")).mount(server).await;
-    Mock::given(path("/me"))
-        .and(header("authorization", "Bearer at-2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 7})))
-        .mount(server)
-        .await;
+    ok_with(server, "at-2", "GET", "/me").await;
     Mock::given(path("/me")).respond_with(ResponseTemplate::new(401)).mount(server).await;
     Mock::given(path("/never")).respond_with(ResponseTemplate::new(401).set_body_string("no")).mount(server).await;
-    let clock = FakeClock::new();
-    let client = builder(&server.uri(), &clock).auth(provider(server, &clock)).build().unwrap();
-    (client, clock)
+    oauth_client(server)
 }
 
 #[tokio::test]
@@ -149,17 +160,9 @@ async fn client_with_flaky_token_endpoint(server: &MockServer, failures: Option<
         None => flaky.mount(server).await,
     }
     Mock::given(method("POST")).and(path("/token")).respond_with(token("at-1")).mount(server).await;
-    for (m, p) in [("GET", "/me"), ("POST", "/things")] {
-        Mock::given(method(m))
-            .and(path(p))
-            .and(header("authorization", "Bearer at-1"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 7})))
-            .mount(server)
-            .await;
-    }
-    let clock = FakeClock::new();
-    let client = builder(&server.uri(), &clock).auth(provider(server, &clock)).build().unwrap();
-    (client, clock)
+    ok_with(server, "at-1", "GET", "/me").await;
+    ok_with(server, "at-1", "POST", "/things").await;
+    oauth_client(server)
 }
 
 #[tokio::test]
@@ -205,8 +208,7 @@ async fn a_refused_grant_is_not_retried() {
     let server = MockServer::start().await;
     let refused = ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
     Mock::given(method("POST")).and(path("/token")).respond_with(refused).mount(&server).await;
-    let clock = FakeClock::new();
-    let client = builder(&server.uri(), &clock).auth(provider(&server, &clock)).build().unwrap();
+    let (client, clock) = oauth_client(&server);
     let err = client.send(Request::get("/me")).await.unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Auth, "{}", err.report());
     assert!(err.report().contains("invalid_client"), "{}", err.report());
