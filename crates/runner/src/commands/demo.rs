@@ -265,3 +265,36 @@ fn story(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_story_names_each_retry_cause_once_and_in_its_own_words() {
+        let mut h = dovetail_core::HttpReport {
+            requests: 30,
+            attempts: 33,
+            retries: 6,
+            token_requests: 5,
+            ..Default::default()
+        };
+        for (cause, n) in [("503", 2), ("500", 1), ("429", 1), ("token endpoint", 1), ("timeout", 1)] {
+            h.retry_causes.insert(cause.into(), n);
+        }
+        h.by_status.insert("429".into(), 1);
+        let r =
+            RunReport { outcome: "succeeded".into(), http: [("source".to_owned(), h)].into(), ..Default::default() };
+        let text = story(&r, &[], 0, Path::new("state.db"), &[], 36);
+        for line in [
+            "  - 30 HTTP requests (33 attempts; the vendor counted 36, token requests included).\n",
+            "  - Survived 3 server errors (5xx): each retried with backoff and jitter.\n",
+            "  - Survived 1 failed token request (the token endpoint answered 5xx or nothing): the requests waiting for a token were retried with backoff.\n",
+            "  - Retried 1 more attempt (connection errors, broken bodies).\n",
+            "  - Rate limit: 0ms waiting for the vendor's budget to refill, 1 request refused with 429.\n",
+            "  - OAuth2: 5 token requests",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+}
