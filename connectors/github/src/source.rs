@@ -1,7 +1,7 @@
 //! [`GithubSource`]: `impl Source` and `SourceConnector` for `kind = "github"`.
 //!
 //! Each `read` returns one page of one repository's listing (Link-header pagination, the
-//! `next` URL followed exactly as given). Positions are small JSON:
+//! `next` URL followed only within the client's origins: dovetail-http's rule). Positions are small JSON:
 //! `{"page": <PageState>}` for `repositories` and `{"repo": "owner/name", "page":
 //! <PageState>}` for the per-repository streams, which visit the repositories in order
 //! (the configured list, or the owner's repositories sorted by full name). A position that

@@ -45,7 +45,10 @@ pub struct RestStreamConfig {
     /// Stream name (the table name in a database sink).
     pub name: String,
     /// Path relative to `base_url`, e.g. `/v1/items`; a child stream names parent fields as
-    /// `{parent.FIELD}`, e.g. `/v1/items/{parent.id}/comments`.
+    /// `{parent.FIELD}`, e.g. `/v1/items/{parent.id}/comments` (each value one path segment),
+    /// or takes its whole URL from one parent field, `path = "{parent.links.comments}"`
+    /// (absolute or relative to `base_url`). An absolute URL, configured or from a parent,
+    /// must be on `base_url`'s origin or in `http.allowed_origins`.
     pub path: String,
     /// Query parameters sent on every request of the stream (page size, filters).
     #[serde(default)]

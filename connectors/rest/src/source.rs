@@ -84,6 +84,7 @@ impl SourceConnector for RestSource {
                 return Err(Error::config(format!("stream `{}` is defined twice", s.name)));
             }
             defs.push(define(s, &names)?);
+            check_configured_origin(&client, s)?;
         }
         Ok(RestSource { client, streams: Arc::new(defs), api_version: config.api_version.map(|v| v.value) })
     }
@@ -94,8 +95,15 @@ fn define(s: &RestStreamConfig, names: &[&str]) -> Result<StreamDef, Error> {
     if s.primary_key.is_empty() || s.primary_key.iter().any(String::is_empty) {
         return Err(at("`primary_key` must list at least one field"));
     }
-    if !s.path.starts_with('/') && !s.path.starts_with("http://") && !s.path.starts_with("https://") {
-        return Err(at("`path` must start with `/` (it is joined to `base_url`)"));
+    let whole_url = whole_url_field(&s.path);
+    if whole_url.is_some() && s.parent.is_none() {
+        return Err(at(&format!("`path` takes its URL from `{}` but the stream has no `parent`", s.path)));
+    }
+    if !s.path.starts_with('/') && !is_absolute(&s.path) && whole_url.is_none() {
+        return Err(at(
+            "`path` must start with `/` (it is joined to `base_url`), be an absolute URL, or be one parent field \
+             such as `{parent.url}`",
+        ));
     }
     if let Some(p) = &s.records
         && !p.is_empty()
@@ -151,6 +159,34 @@ fn define(s: &RestStreamConfig, names: &[&str]) -> Result<StreamDef, Error> {
     Ok(StreamDef { cfg: s.clone(), spec, style, parent, parent_fields })
 }
 
+fn is_absolute(path: &str) -> bool {
+    path.starts_with("http://") || path.starts_with("https://")
+}
+
+/// The parent field of a path that is one placeholder (`{parent.links.next}`): the child's
+/// URL is that field's value, not a segment of a path.
+fn whole_url_field(path: &str) -> Option<&str> {
+    let inner = path.strip_prefix("{parent.")?.strip_suffix('}')?;
+    (!inner.is_empty() && !inner.contains(['{', '}'])).then_some(inner)
+}
+
+/// An absolute configured path must be one the client may request. Only the part before
+/// the first placeholder is checked here (a placeholder inside the host is checked when
+/// the request is built from a parent's data).
+fn check_configured_origin(client: &HttpClient, s: &RestStreamConfig) -> Result<(), Error> {
+    if !is_absolute(&s.path) {
+        return Ok(());
+    }
+    let fixed = &s.path[..s.path.find('{').unwrap_or(s.path.len())];
+    let authority_done = fixed.split_once("://").is_some_and(|(_, rest)| rest.contains('/'));
+    if !authority_done {
+        return Ok(());
+    }
+    client
+        .check_url(fixed, &format!("the path of stream `{}`", s.name))
+        .map_err(|e| Error::config(format!("stream `{}`: {}", s.name, e.message())).with_hint(e.next_step()))
+}
+
 /// `{parent.x}` placeholders of a path, without braces.
 fn placeholders(path: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -201,7 +237,19 @@ impl RestSource {
         since: Option<&Value>,
     ) -> Result<Request, Error> {
         let mut path = def.cfg.path.clone();
-        if let Some(fields) = parent {
+        if let (Some(fields), Some(field)) = (parent, whole_url_field(&def.cfg.path)) {
+            path = match fields.get(field) {
+                Some(Value::String(u)) if !u.is_empty() => u.clone(),
+                _ => {
+                    return Err(Error::data(format!(
+                        "stream `{}`: the parent record's `{field}` is not a URL for the child listing",
+                        def.cfg.name
+                    )));
+                }
+            };
+            let what = format!("the URL of child stream `{}` from the parent's `{field}`", def.cfg.name);
+            self.client.check_url(&path, &what)?;
+        } else if let Some(fields) = parent {
             for p in placeholders(&def.cfg.path) {
                 let name = p.trim_start_matches("parent.");
                 let v = fields.get(name).filter(|v| !v.is_null()).ok_or_else(|| {

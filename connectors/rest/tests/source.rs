@@ -61,7 +61,7 @@ async fn cursor_pages_arrive_once_with_the_version_header_and_a_failed_page_resu
     assert_eq!(r.outcome, "failed");
     assert_eq!(r.streams["items"].written, 4);
     let cp = state.checkpoint("p", "items").await.unwrap().unwrap();
-    assert_eq!(cp.position, Some(json!({ "page": { "cursor": "c3", "received": 4 } })));
+    assert_eq!(cp.position, Some(json!({ "page": { "cursor": "c3", "received": 4, "origin": server.uri() } })));
     let sent = server.received_requests().await.unwrap();
     assert!(sent.iter().all(|r| r.headers.get("x-api-version").is_some_and(|v| v == "2026-01-01")));
     assert!(sent[0].url.query().unwrap().contains("updated_since=2000-01-01T00%3A00%3A00Z"), "{}", sent[0].url);
@@ -122,7 +122,7 @@ async fn a_malformed_cursor_page_stops_the_stream_at_its_checkpoint_naming_the_u
     assert!(err.contains("cursor=c2") && err.contains("next run starts at this page"), "{err}");
     assert_eq!(r.exit_code, dovetail_core::ErrorKind::Data.exit_code());
     let cp = state.checkpoint("p", "items").await.unwrap().unwrap();
-    assert_eq!(cp.position, Some(json!({ "page": { "cursor": "c2", "received": 2 } })));
+    assert_eq!(cp.position, Some(json!({ "page": { "cursor": "c2", "received": 2, "origin": server.uri() } })));
 }
 
 #[tokio::test]
@@ -155,6 +155,63 @@ async fn child_streams_read_every_parents_children_with_the_parent_id() {
         rows.iter().map(|r| (r["item_id"].as_u64().unwrap(), r["id"].as_u64().unwrap())).collect();
     pairs.sort();
     assert_eq!(pairs, vec![(1, 10), (1, 11), (1, 12), (3, 30)]);
+}
+
+#[tokio::test]
+async fn a_child_stream_takes_its_url_from_a_parent_field_within_the_allowed_origins() {
+    let (server, other) = (MockServer::start().await, MockServer::start().await);
+    // Item 1 links to its comments relatively, item 2 absolutely, item 3 on another host.
+    let parents = json!({ "data": [
+        { "id": 1, "links": { "comments": "/v1/items/1/comments" } },
+        { "id": 2, "links": { "comments": format!("{}/v1/items/2/comments", server.uri()) } },
+        { "id": 3, "links": { "comments": format!("{}/v1/items/3/comments", other.uri()) } },
+    ] });
+    Mock::given(method("GET"))
+        .and(path("/v1/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(parents))
+        .mount(&server)
+        .await;
+    for id in [1u64, 2, 3] {
+        let t = ResponseTemplate::new(200).set_body_json(json!([{ "id": id * 10 }]));
+        Mock::given(path(format!("/v1/items/{id}/comments"))).respond_with(t.clone()).mount(&server).await;
+        Mock::given(path(format!("/v1/items/{id}/comments"))).respond_with(t).mount(&other).await;
+    }
+    let streams = json!([
+        { "name": "items", "path": "/v1/items", "records": "/data", "primary_key": ["id"] },
+        { "name": "comments", "path": "{parent.links.comments}", "primary_key": ["id"],
+          "parent": { "stream": "items", "fields": { "item_id": "id" } } }
+    ]);
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let r = pipeline(source(&server, streams), &sink, &state).run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, "failed");
+    let err = r.streams["comments"].error.clone().unwrap();
+    assert!(err.contains(&format!("refused to send a request to {}", other.uri())), "{err}");
+    assert!(err.contains("the URL of child stream `comments` from the parent's `links.comments`"), "{err}");
+    let mut got: Vec<u64> = sink.rows("comments").iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, vec![10, 20], "the children on the base URL's origin arrived");
+    assert!(other.received_requests().await.unwrap().is_empty(), "nothing went to the other origin");
+}
+
+#[test]
+fn a_configured_path_on_another_origin_is_a_config_error() {
+    let cfg = |allowed: Value| -> RestSourceConfig {
+        serde_json::from_value(json!({
+            "base_url": "https://api.example.com",
+            "auth": { "type": "bearer", "token": "t" },
+            "http": { "allowed_origins": allowed },
+            "streams": [{ "name": "files", "path": "https://files.example.com/v1/{parent.id}", "primary_key": ["id"],
+                          "parent": { "stream": "items" } },
+                        { "name": "items", "path": "/v1/items", "primary_key": ["id"] }],
+        }))
+        .unwrap()
+    };
+    let e = RestSource::build(cfg(json!([])), &BuildCx::default()).unwrap_err();
+    assert_eq!(*e.kind(), dovetail_core::ErrorKind::Config);
+    assert!(e.message().contains("stream `files`: refused to send a request to https://files.example.com"), "{e}");
+    assert!(e.message().contains("https://api.example.com (the base URL)"), "{e}");
+    assert!(e.next_step().contains("`http.allowed_origins`"), "{}", e.next_step());
+    RestSource::build(cfg(json!(["https://files.example.com"])), &BuildCx::default()).unwrap();
 }
 
 #[tokio::test]

@@ -173,7 +173,9 @@ impl Error {
         }
         self
     }
-    /// Say what the operator should do next (replaces the kind's generic advice).
+    /// Say what the operator should do next (replaces the kind's generic advice). `{pipeline}`
+    /// and `{stream}` in it become the context's names (`PIPELINE` / `STREAM` when unknown), so
+    /// code that does not know them (an HTTP client) can still name the command to run.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.0.hint = Some(hint.into());
         self
@@ -182,7 +184,10 @@ impl Error {
     /// names the pipeline and stream from the context.
     pub fn next_step(&self) -> String {
         if let Some(h) = &self.0.hint {
-            return h.clone();
+            let c = &self.0.context;
+            return h
+                .replace("{pipeline}", c.pipeline.as_deref().unwrap_or("PIPELINE"))
+                .replace("{stream}", c.stream.as_deref().unwrap_or("STREAM"));
         }
         next_step_for(&self.0.kind, &self.0.context)
     }
@@ -310,6 +315,13 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
         assert!(!codes.contains(&0) && !codes.contains(&1) && !codes.contains(&2));
+    }
+
+    #[test]
+    fn a_hint_names_the_pipeline_and_stream_it_failed_in() {
+        let e = Error::permanent("x").with_hint("run `dovetail reset {pipeline} {stream}`");
+        assert_eq!(e.next_step(), "run `dovetail reset PIPELINE STREAM`");
+        assert_eq!(e.in_pipeline("p").in_stream("items").next_step(), "run `dovetail reset p items`");
     }
 
     #[test]

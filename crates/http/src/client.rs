@@ -11,10 +11,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Auth;
 use crate::circuit::Circuits;
-use crate::clock::{Clock, TokioClock};
+use crate::clock::Clock;
 use crate::config::{CircuitPolicy, HttpConfig, RateBudget, RetryPolicy};
 use crate::limit::Limits;
 use crate::observe::{DeprecationWatch, Host};
+use crate::origin::{AllowedOrigin, Scope};
 use crate::retry::{Backoff, Classifier};
 
 /// The resilient HTTP client. See the crate docs for what one `send` does.
@@ -50,6 +51,10 @@ pub(crate) struct Inner {
     pub(crate) api_version: Option<String>,
     /// Whole-attempt timeout, body included.
     pub(crate) timeout: Duration,
+    /// Where requests may go (`None`: unscoped; see [`crate::origin`]).
+    pub(crate) scope: Option<Scope>,
+    /// Query parameters the auth provider adds (kept out of stored next-page URLs).
+    pub(crate) auth_query_params: Vec<String>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -92,6 +97,24 @@ impl HttpClient {
             ca_files: Vec::new(),
             request_id_headers: Vec::new(),
             secret_params: Vec::new(),
+            allowed_origins: Vec::new(),
+        }
+    }
+
+    /// Whether this client may send a request to `url` (see [`crate::origin`]): its base
+    /// URL's origin or one of `http.allowed_origins`; any URL when the client is unscoped.
+    pub fn permits(&self, url: &Url) -> bool {
+        self.inner.scope.as_ref().is_none_or(|s| s.permits(url))
+    }
+
+    /// `Ok` when `url` (absolute, or relative to the base URL) may be requested; else the
+    /// error a refused request gets, saying that `what` (e.g. "the stream's path") points
+    /// outside the permitted origins.
+    pub fn check_url(&self, url: &str, what: &str) -> Result<(), Error> {
+        let resolved = self.resolve(&crate::Request::get(url))?;
+        match &self.inner.scope {
+            Some(s) if !s.permits(&resolved) => Err(crate::origin::refused(s, &resolved, what)),
+            _ => Ok(()),
         }
     }
 }
@@ -117,6 +140,7 @@ pub struct HttpClientBuilder {
     ca_files: Vec<std::path::PathBuf>,
     request_id_headers: Vec<String>,
     secret_params: Vec<String>,
+    allowed_origins: Vec<String>,
 }
 
 impl HttpClientBuilder {
@@ -205,6 +229,12 @@ impl HttpClientBuilder {
         self.secret_params.push(name.to_owned());
         self
     }
+    /// Another origin (`https://host[:port]`) requests and credentials may go to besides the
+    /// base URL's (see [`crate::origin`]); checked by [`Self::build`].
+    pub fn allowed_origin(mut self, origin: &str) -> Self {
+        self.allowed_origins.push(origin.to_owned());
+        self
+    }
 
     /// Overlay an [`HttpConfig`] block (CA files are read by [`Self::build`]).
     pub fn config(mut self, c: &HttpConfig) -> Result<Self, Error> {
@@ -236,14 +266,30 @@ impl HttpClientBuilder {
         for (name, value) in &c.headers {
             self.headers.push((name.clone(), value.clone()));
         }
+        self.allowed_origins.extend(c.allowed_origins.iter().map(|o| o.origin().to_string()));
         Ok(self)
     }
 
     /// Build the client; Config errors name the bad setting.
     pub fn build(self) -> Result<HttpClient, Error> {
         let agent = format!("dovetail/{} ({})", env!("CARGO_PKG_VERSION"), self.connector);
+        let base = match &self.base_url {
+            Some(u) => Some(Url::parse(u).map_err(|e| Error::config(format!("http.base_url `{u}`")).with_source(e))?),
+            None => None,
+        };
+        let allowed = self
+            .allowed_origins
+            .iter()
+            .map(|o| o.parse::<AllowedOrigin>().map_err(|e| Error::config(format!("http.allowed_origins: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scope = Scope::new(base.as_ref(), &allowed, self.auth.is_some())?;
         // The whole-attempt timeout is the request loop's (`Inner::timeout`), not reqwest's.
-        let mut b = reqwest::Client::builder().user_agent(agent).connect_timeout(self.connect_timeout);
+        // No `Referer`: it would carry the previous URL's query (an API key) to the next host.
+        let mut b = reqwest::Client::builder()
+            .user_agent(agent)
+            .connect_timeout(self.connect_timeout)
+            .referer(false)
+            .redirect(crate::origin::redirect_policy(scope.is_some()));
         if let Some(p) = &self.proxy {
             let proxy = reqwest::Proxy::all(p).map_err(|e| Error::config("http.proxy is not a URL").with_source(e))?;
             b = b.proxy(proxy);
@@ -264,10 +310,6 @@ impl HttpClientBuilder {
             b = b.tls_certs_merge(certs);
         }
         let http = b.build().map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
-        let base = match &self.base_url {
-            Some(u) => Some(Url::parse(u).map_err(|e| Error::config(format!("http.base_url `{u}`")).with_source(e))?),
-            None => None,
-        };
         let base_host = base.as_ref().map(|b| {
             let (host, port) = (b.host_str().unwrap_or("").to_owned(), b.port_or_known_default().unwrap_or(0));
             let key = Arc::from(crate::exec::host_key(&host, port));
@@ -280,10 +322,16 @@ impl HttpClientBuilder {
             let value = HeaderValue::from_str(v).map_err(|e| Error::config(format!("header `{k}`")).with_source(e))?;
             headers.insert(name, value);
         }
-        let clock = self.clock.unwrap_or_else(|| Arc::new(TokioClock::default()));
+        let clock = self.clock.unwrap_or_else(crate::shared::default_clock);
         let mut secret_params = self.secret_params;
-        if let Some(a) = &self.auth {
-            secret_params.extend(a.secret_query_params());
+        let auth_query_params = self.auth.as_ref().map(|a| a.secret_query_params()).unwrap_or_default();
+        secret_params.extend(auth_query_params.iter().cloned());
+        let credential = self.auth.as_ref().map(|a| a.credential_id()).unwrap_or_default();
+        let limits = Limits::new(&self.connector, clock.clone(), self.budget, self.max_concurrency);
+        if let Some((_, _, host)) = &base_host {
+            // Joined now rather than at the first request, so the start of a run logs which
+            // budget applies when connectors share one (see `Limiter::join`).
+            host.limits(|| (limits.limiter(&host.key, &credential), limits.slots(&host.key)));
         }
         Ok(HttpClient {
             inner: Arc::new(Inner {
@@ -295,10 +343,10 @@ impl HttpClientBuilder {
                 backoff: Backoff::new(self.retry.jitter_seed),
                 retry: self.retry,
                 classifier: self.classifier,
-                credential: self.auth.as_ref().map(|a| a.credential_id()).unwrap_or_default(),
+                credential,
                 auth: self.auth,
                 cache: self.cache,
-                limits: Limits::new(clock.clone(), self.budget, self.max_concurrency),
+                limits,
                 circuits: Circuits::new(self.circuit, clock.clone()),
                 clock,
                 request_id_headers: self.request_id_headers,
@@ -307,6 +355,8 @@ impl HttpClientBuilder {
                 stats: crate::stats::ClientStats::default(),
                 api_version: self.api_version.as_ref().map(|(_, v)| v.clone()),
                 timeout: self.timeout,
+                scope,
+                auth_query_params,
             }),
         })
     }

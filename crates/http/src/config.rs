@@ -63,6 +63,17 @@ pub struct RateBudget {
     pub burst: u32,
 }
 
+impl std::fmt::Display for RateBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = match self.per.as_secs() {
+            1 if self.per.subsec_nanos() == 0 => "s".to_owned(),
+            60 if self.per.subsec_nanos() == 0 => "min".to_owned(),
+            _ => format!("{:?}", self.per),
+        };
+        write!(f, "{}/{per} (burst {})", self.requests, self.burst)
+    }
+}
+
 /// When a host is declared unavailable, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitPolicy {
@@ -112,6 +123,12 @@ pub struct HttpConfig {
     /// belong in `auth`, where they are kept secret).
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Origins besides the base URL's that requests — and so credentials — may go to, e.g.
+    /// `["https://uploads.example.com"]`: exact origins (scheme, host, optional port), no
+    /// wildcards. A pagination link, body URL, child URL or stored position pointing
+    /// anywhere else stops the stream; a redirect to another origin is never followed.
+    #[serde(default)]
+    pub allowed_origins: Vec<crate::origin::AllowedOrigin>,
 }
 
 /// Retry settings in config form.

@@ -74,6 +74,13 @@ impl HttpClient {
         let shown = observe::redact(&url, &inner.secret_params);
         // Where an error happened: only built when there is one.
         let at = || format!("{} {shown}", req.method);
+        if let Some(scope) = &inner.scope
+            && !scope.permits(&url)
+        {
+            tracing::warn!(target: "dovetail_http::request", method = %req.method, url = %shown,
+                "refused: the URL is outside the origins this client may send to");
+            return Err(crate::origin::refused(scope, &url, "the request's URL").at(at()));
+        }
         let host_entry = self.host(&url);
         let host = &host_entry.key;
         let credential = inner.credential.as_str();
@@ -291,7 +298,14 @@ impl HttpClient {
                         } else {
                             last_body = observe::excerpt(&body, &secrets.values(&url, &inner.secret_params));
                             let verdict = inner.classifier.as_ref().and_then(|c| c(status, &headers, &body));
-                            if verdict.unwrap_or_else(|| retryable_status(status)) {
+                            let location = headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
+                            if let (true, Some(location), true) =
+                                (status.is_redirection(), location, inner.scope.is_some())
+                            {
+                                // The redirect policy stopped at another origin (see `origin`).
+                                inner.circuits.success(host);
+                                Step::Fail(crate::origin::redirect_refused(&final_url, status, location))
+                            } else if verdict.unwrap_or_else(|| retryable_status(status)) {
                                 let server = server_wait(status, &headers, clock.now(), inner.retry.reset_style);
                                 Step::Retry { outcome: AttemptOutcome::Status(status.as_u16()), server, cause: None }
                             } else {

@@ -3,6 +3,10 @@
 //! A connector builds one [`HttpClient`] (from code and its [`HttpConfig`] block) and sends
 //! [`Request`]s; each logical request goes through, outer to inner:
 //!
+//! 0. the **origin scope** ([`origin`]): a request — and the credential it would carry —
+//!    goes only to the base URL's origin or one in `http.allowed_origins`; anything else is
+//!    refused before a byte is sent, redirects are followed only within one origin, and
+//!    [`paginate`] refuses next-page links and stored positions for other origins;
 //! 1. the per-host **circuit breaker** ([`CircuitPolicy`]): an open circuit fails fast with
 //!    `ErrorKind::Unavailable` (or serves the last good response, `stale`, with `use_cache`);
 //! 2. the **response cache**: GETs send `If-None-Match` / `If-Modified-Since`, a 304 is
@@ -11,10 +15,12 @@
 //!    connector [`Classifier`]'s verdicts and undecodable 2xx bodies, with full-jitter
 //!    backoff overridden by `Retry-After` / rate-limit reset headers; non-idempotent methods
 //!    only with an idempotency key; the give-up error lists every attempt;
-//! 4. **rate limits** per (host, credential), shared by clones: a governor budget
+//! 4. **rate limits** per (host, credential), shared by every client of the process on that
+//!    host and credential (the strictest configured budget applies): a governor budget
 //!    ([`RateBudget`]) plus the server's `Remaining: 0` / 429 signals (a 429 without a wait
 //!    header halves the rate until successes restore it), and a per-host concurrency limit;
 //! 5. **auth** ([`auth::Auth`]) applied on every attempt, one refresh-and-retry on a 401;
+//!    OAuth2 providers built from config are shared per credential in the process;
 //! 6. reqwest (rustls, proxies from the environment, extra CA certificates).
 //!
 //! Every wait and every OAuth2 token expiry goes through one [`Clock`], so tests run on a
@@ -73,9 +79,11 @@ mod config;
 mod exec;
 mod limit;
 mod observe;
+pub mod origin;
 pub mod paginate;
 mod request;
 mod retry;
+mod shared;
 mod stats;
 
 pub use cache::MemoryResponseCache;
@@ -85,6 +93,7 @@ pub use config::{
     CircuitConfig, CircuitPolicy, HttpConfig, RateBudget, RateLimitConfig, ResetStyle, RetryConfig, RetryPolicy,
 };
 pub use observe::{REQUEST_ID_HEADERS, SECRET_PARAM_WORDS, redact_url};
+pub use origin::{AllowedOrigin, Origin};
 pub use request::{Request, Response};
 pub use reqwest::{Method, StatusCode, Url, header};
 pub use retry::{

@@ -79,10 +79,14 @@ const NO_SPACING: Duration = Duration::from_millis(1);
 /// The resolution of reset headers (whole seconds).
 const GRAIN: Duration = Duration::from_secs(1);
 
-/// The limiter of one (host, credential).
+/// The limiter of one (host, credential), shared by every client of the process on the
+/// same clock (see [`crate::shared`]).
 #[derive(Debug)]
 pub(crate) struct Limiter {
-    budget: Option<Gov>,
+    /// The configured budget in force: the strictest of the sharing clients' (see [`Limiter::join`]).
+    budget: std::sync::RwLock<Option<(RateBudget, Gov)>>,
+    /// The connectors that joined this limiter and the budget each configured.
+    users: Mutex<Vec<(String, Option<RateBudget>)>>,
     /// Monotonic time before which nothing may be sent (server said the budget is spent, or
     /// asked us to back off).
     blocked_until: Mutex<Duration>,
@@ -110,6 +114,41 @@ struct Pace {
 }
 
 impl Limiter {
+    /// A limiter with no budget yet (connectors bring theirs with [`Limiter::join`]).
+    pub(crate) fn new() -> Self {
+        Limiter {
+            budget: std::sync::RwLock::new(None),
+            users: Mutex::default(),
+            blocked_until: Mutex::new(Duration::ZERO),
+            pace: Mutex::default(),
+        }
+    }
+
+    /// `connector`, configured with `budget`, sends through this limiter from now on. The
+    /// budget in force becomes the strictest configured by any connector that joined (a
+    /// lower sustained rate, and the smaller burst); when connectors disagree it is logged,
+    /// once per connector joining, so the start of a run says which budget applies.
+    pub(crate) fn join(&self, connector: &str, budget: Option<RateBudget>, clock: &Arc<dyn Clock>, host: &str) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.push((connector.to_owned(), budget));
+        let strictest = users.iter().filter_map(|(_, b)| *b).reduce(stricter);
+        let mut current = self.budget.write().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().map(|(b, _)| *b) != strictest {
+            *current = strictest
+                .and_then(|b| quota(b).map(|q| (b, RateLimiter::direct_with_clock(q, GovernorClock(clock.clone())))));
+        }
+        let differ = users.iter().any(|(_, b)| *b != strictest);
+        if users.len() > 1 && differ {
+            let each: Vec<String> = users
+                .iter()
+                .map(|(c, b)| format!("{c}: {}", b.map_or_else(|| "none".to_owned(), |b| b.to_string())))
+                .collect();
+            tracing::info!(target: "dovetail_http::ratelimit", host, connectors = %each.join(", "),
+                using = %strictest.map_or_else(|| "none".to_owned(), |b| b.to_string()),
+                "connectors share one rate budget for this host and credential; the strictest applies to all");
+        }
+    }
+
     /// Wait until a request may be sent: first the server's gate, then the budget.
     pub(crate) async fn ready(&self, clock: &dyn Clock, host: &str) {
         let mut waited = false;
@@ -124,10 +163,11 @@ impl Limiter {
                 waited = true;
                 continue;
             }
-            if let Some(g) = &self.budget
-                && let Err(not_until) = g.check()
-            {
-                let wait = not_until.wait_time_from(clock.monotonic().into());
+            let over = match &*self.budget.read().unwrap_or_else(|p| p.into_inner()) {
+                Some((_, g)) => g.check().err().map(|not_until| not_until.wait_time_from(clock.monotonic().into())),
+                None => None,
+            };
+            if let Some(wait) = over {
                 clock.sleep(wait.max(Duration::from_millis(1))).await;
                 continue;
             }
@@ -256,9 +296,11 @@ impl Limiter {
     }
 }
 
-/// All limiters and host semaphores of a client and its clones.
+/// All limiters and host semaphores of a client and its clones. The limiters themselves are
+/// the process's (one per host, credential and clock; see [`crate::shared`]).
 #[derive(Debug)]
 pub(crate) struct Limits {
+    connector: String,
     clock: Arc<dyn Clock>,
     budget: Option<RateBudget>,
     max_concurrency: usize,
@@ -268,8 +310,14 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    pub(crate) fn new(clock: Arc<dyn Clock>, budget: Option<RateBudget>, max_concurrency: usize) -> Self {
+    pub(crate) fn new(
+        connector: &str,
+        clock: Arc<dyn Clock>,
+        budget: Option<RateBudget>,
+        max_concurrency: usize,
+    ) -> Self {
         Limits {
+            connector: connector.to_owned(),
             clock,
             budget,
             max_concurrency: max_concurrency.max(1),
@@ -284,9 +332,8 @@ impl Limits {
         if let Some(l) = map.get(host).and_then(|m| m.get(credential)) {
             return l.clone();
         }
-        let budget =
-            self.budget.and_then(quota).map(|q| RateLimiter::direct_with_clock(q, GovernorClock(self.clock.clone())));
-        let l = Arc::new(Limiter { budget, blocked_until: Mutex::new(Duration::ZERO), pace: Mutex::default() });
+        let l = crate::shared::limiter(host, credential, &self.clock);
+        l.join(&self.connector, self.budget, &self.clock, host);
         map.entry(host.to_owned()).or_default().insert(credential.to_owned(), l.clone());
         l
     }
@@ -339,6 +386,15 @@ fn first_item(v: &str) -> &str {
     v.split(',').next().unwrap_or_default()
 }
 
+/// The stricter of two budgets: the lower sustained rate, with the smaller burst.
+fn stricter(a: RateBudget, b: RateBudget) -> RateBudget {
+    // a.requests / a.per <= b.requests / b.per, without division.
+    let a_slower = u128::from(a.requests) * b.per.as_nanos() <= u128::from(b.requests) * a.per.as_nanos();
+    let mut s = if a_slower { a } else { b };
+    s.burst = a.burst.min(b.burst);
+    s
+}
+
 fn quota(b: RateBudget) -> Option<Quota> {
     let period = b.per.checked_div(b.requests.max(1))?;
     let burst = NonZeroU32::new(b.burst.max(1))?;
@@ -354,7 +410,7 @@ mod tests {
     async fn budget_spaces_requests_in_virtual_time() {
         let clock = FakeClock::new();
         let budget = RateBudget { requests: 2, per: Duration::from_secs(1), burst: 2 };
-        let limits = Limits::new(clock.clone(), Some(budget), 4);
+        let limits = Limits::new("test", clock.clone(), Some(budget), 4);
         let l = limits.limiter("h", "c");
         for _ in 0..4 {
             l.ready(clock.as_ref(), "h").await;
@@ -371,7 +427,7 @@ mod tests {
     #[tokio::test]
     async fn a_bare_429_holds_the_group_then_paces_and_successes_restore_the_rate() {
         let clock = FakeClock::new();
-        let limits = Limits::new(clock.clone(), None, 4);
+        let limits = Limits::new("test", clock.clone(), None, 4);
         let l = limits.limiter("h", "c");
         // Requests every 40 ms, then a 429 without a wait header whose retry waits 2 s.
         for _ in 0..8 {
@@ -432,7 +488,7 @@ mod tests {
     #[tokio::test]
     async fn a_continuous_per_second_limit_is_paced_at_its_rate_not_to_the_whole_second() {
         let clock = FakeClock::new();
-        let limits = Limits::new(clock.clone(), None, 4);
+        let limits = Limits::new("test", clock.clone(), None, 4);
         let l = limits.limiter("h", "c");
         let style = ResetStyle::EpochSeconds;
         // L = 50 per second, 9 left, next token "at the next whole second" (rounded up): the
@@ -466,7 +522,7 @@ mod tests {
     #[tokio::test]
     async fn an_hourly_window_is_spread_until_its_reset_and_waited_out_when_spent() {
         let clock = FakeClock::new();
-        let limits = Limits::new(clock.clone(), None, 4);
+        let limits = Limits::new("test", clock.clone(), None, 4);
         let l = limits.limiter("h", "c");
         let style = ResetStyle::EpochSeconds;
         // GitHub: 5000 per hour with 4000 left goes unpaced; with 500 left, reset in 3000 s,
@@ -494,7 +550,7 @@ mod tests {
     async fn a_configured_budget_and_the_server_pacing_combine_to_the_stricter() {
         let clock = FakeClock::new();
         let budget = RateBudget { requests: 2, per: Duration::from_secs(1), burst: 1 };
-        let limits = Limits::new(clock.clone(), Some(budget), 4);
+        let limits = Limits::new("test", clock.clone(), Some(budget), 4);
         let l = limits.limiter("h", "c");
         l.observe(clock.as_ref(), &x(&clock, 50, 9, 0.5), ResetStyle::EpochSeconds);
         for _ in 0..3 {
@@ -503,7 +559,7 @@ mod tests {
         assert_eq!(clock.sleeps(), vec![ms(500), ms(500)], "the budget is stricter than 20 ms");
         let clock = FakeClock::new();
         clock.advance(Duration::from_secs(1));
-        let fast = Limits::new(clock.clone(), Some(RateBudget { requests: 100, ..budget }), 4);
+        let fast = Limits::new("test", clock.clone(), Some(RateBudget { requests: 100, ..budget }), 4);
         let l = fast.limiter("h", "c");
         l.observe(clock.as_ref(), &x(&clock, 5000, 10, 50.0), ResetStyle::EpochSeconds);
         for _ in 0..3 {

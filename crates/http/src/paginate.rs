@@ -15,6 +15,7 @@ use reqwest::Url;
 use serde_json::Value;
 
 use crate::client::HttpClient;
+use crate::origin::Origin;
 use crate::request::{Request, Response};
 
 /// How the next page is found.
@@ -77,6 +78,12 @@ pub struct PageState {
     /// Items received so far; the next offset (offset style).
     #[serde(default)]
     pub received: u64,
+    /// The origin (`https://host[:port]`) of the listing this position belongs to. A
+    /// position resumed against another origin (the base URL changed) is refused instead of
+    /// carrying one server's cursor, page or URL — and the credential — to another.
+    /// Positions written before it existed have none and are checked by their URL alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Pulls the pages of one listing.
@@ -92,6 +99,8 @@ pub struct Paginator {
     state: Option<PageState>,
     seen: HashSet<String>,
     last_page: Option<u64>,
+    /// Whether the resumed position was checked against the listing's origin.
+    resumed_checked: bool,
 }
 
 impl HttpClient {
@@ -113,6 +122,7 @@ impl HttpClient {
             state: Some(state),
             seen: HashSet::new(),
             last_page: None,
+            resumed_checked: false,
         }
     }
 }
@@ -192,6 +202,10 @@ impl Paginator {
 
     /// The next page, `None` after the last one.
     pub async fn next_page(&mut self) -> Result<Option<Page>, Error> {
+        if !self.resumed_checked {
+            self.check_resumed()?;
+            self.resumed_checked = true;
+        }
         let Some(req) = self.next_request() else { return Ok(None) };
         let (response, mut body) = self.client.send_decode(req, |r| Ok((r.clone(), r.json::<Value>()?))).await?;
         let items = match &self.items_pointer {
@@ -227,7 +241,8 @@ impl Paginator {
                 let link = resp.headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).find_map(next_link);
                 match link {
                     Some(l) => {
-                        state.url = Some(self.guard(absolute(&resp.url, &l)?.to_string())?);
+                        let next = self.next_url_from(&resp.url, &l, "the `Link` header's next page")?;
+                        state.url = Some(self.guard(next)?);
                         true
                     }
                     None => false,
@@ -236,7 +251,9 @@ impl Paginator {
             PageStyle::NextUrl { pointer } => {
                 match body.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty()) {
                     Some(u) => {
-                        state.url = Some(self.guard(absolute(&resp.url, u)?.to_string())?);
+                        let what = format!("the next-page URL in the body at `{pointer}`");
+                        let next = self.next_url_from(&resp.url, u, &what)?;
+                        state.url = Some(self.guard(next)?);
                         true
                     }
                     None => false,
@@ -267,7 +284,76 @@ impl Paginator {
             }
         };
         self.last_page = fingerprint;
+        if state.origin.is_none() {
+            state.origin = self.listing_origin().map(|o| o.to_string());
+        }
         self.state = (more && !short && !total_reached).then_some(state);
+        Ok(())
+    }
+
+    /// The origin of the listing's first request (what positions are stamped with).
+    fn listing_origin(&self) -> Option<Origin> {
+        self.client.resolve(&self.template).ok().as_ref().and_then(Origin::of)
+    }
+
+    /// A next-page URL the server sent (`link`, relative to `page`) as it is stored: refused
+    /// outside the client's origins, and without the query parameters the auth provider
+    /// adds (an API key echoed back in the link must not land in a checkpoint).
+    fn next_url_from(&self, page: &Url, link: &str, what: &str) -> Result<String, Error> {
+        let mut url = absolute(page, link)?;
+        if let Some(scope) = &self.client.inner.scope
+            && !scope.permits(&url)
+        {
+            return Err(crate::origin::refused(scope, &url, what)
+                .with_hint(format!(
+                    "if {} is the vendor's own and trusted, add it to `http.allowed_origins`; the stream stops at its \
+                     last checkpoint and the next run re-reads this page",
+                    crate::origin::shown(&url)
+                ))
+                .at(crate::observe::redact_url(page, &self.client.inner.secret_params)));
+        }
+        let secret = &self.client.inner.auth_query_params;
+        if !secret.is_empty() && url.query_pairs().any(|(k, _)| secret.iter().any(|s| *s == k)) {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| !secret.iter().any(|s| *s == *k))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.set_query(None);
+            if !kept.is_empty() {
+                url.query_pairs_mut().extend_pairs(&kept);
+            }
+        }
+        Ok(url.to_string())
+    }
+
+    /// A position from an earlier run must belong to this listing's origin, and a stored
+    /// next URL must be one this client may request: no silent rebasing onto a new base URL.
+    fn check_resumed(&self) -> Result<(), Error> {
+        let Some(state) = &self.state else { return Ok(()) };
+        let reset = "run `dovetail reset {pipeline} {stream}` to read the stream from the start at its configured \
+                     origin (the sink keeps what it has; unchanged records are not written again)";
+        if let (Some(stored), Some(now)) = (&state.origin, self.listing_origin())
+            && stored != now.as_str()
+        {
+            return Err(Error::permanent(format!(
+                "the stored position of this listing was written for {stored}, but the listing is now at {now} (the \
+                 base URL or the path changed); a position is never carried from one origin to another"
+            ))
+            .with_hint(reset));
+        }
+        if let Some(u) = &state.url
+            && let Ok(url) = Url::parse(u)
+            && !self.client.permits(&url)
+        {
+            let now = self.listing_origin().map(|o| o.to_string()).unwrap_or_default();
+            return Err(Error::permanent(format!(
+                "the stored position of this listing points at {}, outside the origins this connector sends requests \
+                 and credentials to (now {now})",
+                crate::origin::shown(&url)
+            ))
+            .with_hint(reset));
+        }
         Ok(())
     }
 

@@ -131,7 +131,7 @@ async fn a_listing_resumes_from_its_saved_state_without_refetching_pages() {
     assert_eq!(p.next_page().await.unwrap().unwrap().items, vec![json!(1)]);
     // The state survives a round trip through JSON, as it does through a checkpoint.
     let saved = serde_json::to_value(p.state().unwrap()).unwrap();
-    assert_eq!(saved, json!({"cursor": "a", "received": 1}));
+    assert_eq!(saved, json!({"cursor": "a", "received": 1, "origin": server.uri()}));
     drop(p);
 
     server.reset().await;

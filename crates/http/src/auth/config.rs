@@ -106,7 +106,46 @@ impl AuthConfig {
     /// Like [`build`](Self::build), sending OAuth2 token requests through `http` when given
     /// (so they share the client's proxy and CA settings) and measuring token expiry on
     /// `clock` when given (the client's clock; default [`crate::TokioClock`]).
+    ///
+    /// OAuth2 providers are the process's: every connector configured with the same token
+    /// endpoint, client, secret, refresh token and scopes (and the same token store and
+    /// clock) gets the one provider already built, so there is one in-memory refresh token
+    /// and one single-flight refresh per credential. The first
+    /// connector's `http`, skew and client authentication settings are the ones it keeps.
     pub fn build_with(
+        &self,
+        tokens: Option<Arc<dyn TokenStore>>,
+        http: Option<reqwest::Client>,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Result<Arc<dyn Auth>, Error> {
+        let Some(identity) = self.oauth2_identity() else { return self.build_private(tokens, http, clock) };
+        let key = format!(
+            "{identity}:{}:{}",
+            tokens.as_ref().map_or(0, crate::shared::identity),
+            clock.as_ref().map_or(0, crate::shared::identity)
+        );
+        crate::shared::provider(key, || self.build_private(tokens, http, clock))
+    }
+
+    /// What makes two OAuth2 configurations one credential (a hash: it covers the secrets);
+    /// `None` for static credentials, which have no state to share.
+    fn oauth2_identity(&self) -> Option<String> {
+        let (grant, url, id, secret, refresh, scopes) = match self {
+            AuthConfig::Oauth2ClientCredentials { token_url, client_id, client_secret, scopes, .. } => {
+                ("client_credentials", token_url, client_id, Some(client_secret), None, scopes)
+            }
+            AuthConfig::Oauth2RefreshToken { token_url, client_id, client_secret, refresh_token, scopes, .. } => {
+                ("refresh_token", token_url, client_id, client_secret.as_ref(), Some(refresh_token), scopes)
+            }
+            _ => return None,
+        };
+        let secret = secret.map(Secret::expose).unwrap_or_default();
+        let refresh = refresh.map(Secret::expose).unwrap_or_default();
+        Some(super::short_hash(&[grant, url, id, secret, refresh, &scopes.join(" ")]))
+    }
+
+    /// A provider of this client's own, shared with nobody.
+    fn build_private(
         &self,
         tokens: Option<Arc<dyn TokenStore>>,
         http: Option<reqwest::Client>,

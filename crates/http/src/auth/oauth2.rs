@@ -122,8 +122,11 @@ impl Manager {
         let url = reqwest::Url::parse(&settings.token_url).map_err(|e| {
             Error::config(format!("the OAuth2 token_url `{}` is not a URL", settings.token_url)).with_source(e)
         })?;
+        // No redirects: a token request carries the client secret and the refresh token.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .build()
             .map_err(|e| Error::internal("cannot build the HTTP client for OAuth2 token requests").with_source(e))?;
         Ok(Manager {

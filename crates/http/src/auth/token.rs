@@ -62,6 +62,13 @@ pub(crate) async fn request(
         Error::transient(format!("cannot reach the OAuth2 token endpoint {endpoint}")).with_source(e.without_url())
     })?;
     let status = resp.status();
+    // Only the target's origin: its path or query could quote something of ours.
+    let resp_location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| url.join(l).ok())
+        .map(|u| u.origin().ascii_serialization());
     let body = resp.bytes().await.map_err(|e| {
         Error::transient(format!("reading the response of the OAuth2 token endpoint {endpoint} failed"))
             .with_source(e.without_url())
@@ -79,6 +86,17 @@ pub(crate) async fn request(
             expires_in: r.expires_in.as_ref().and_then(seconds).map(Duration::from_secs),
             refresh: r.refresh_token.filter(|t| !t.expose().is_empty()),
         });
+    }
+    if status.is_redirection() {
+        let to = resp_location.map(|l| format!(" to {l}")).unwrap_or_default();
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!(
+                "the OAuth2 token endpoint {endpoint} answered {status}, redirecting{to}: token requests carry the \
+                 client secret and refresh token, so dovetail does not follow redirects from the token endpoint"
+            ),
+        )
+        .with_hint("set `token_url` to the endpoint's final URL (as the vendor documents it), then run again"));
     }
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         return Err(Error::transient(format!("the OAuth2 token endpoint {endpoint} answered {status}")));
