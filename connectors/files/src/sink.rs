@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use dovetail_core::{Batch, BuildCx, Cx, Error, FieldPath, Key, Sink, SinkConnector, SinkStream};
+use dovetail_core::{Batch, BuildCx, Cx, Error, FieldPath, Key, Sink, SinkConnector, SinkStream, SinkTarget};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -130,6 +130,12 @@ fn tombstone(key_columns: &[String], key: &Key) -> Value {
 impl Sink for JsonlSink {
     fn kind(&self) -> &'static str {
         crate::SINK_KIND
+    }
+
+    fn targets(&self, streams: &[String]) -> Vec<SinkTarget> {
+        // A name `stream_path` refuses is never written, so it has no target.
+        let files = streams.iter().filter_map(|s| self.stream_path(s).ok());
+        files.map(|path| SinkTarget::File { key: "dir", path }).collect()
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {

@@ -4,7 +4,7 @@ use std::fs;
 use std::sync::Arc;
 
 use dovetail_core::{
-    Batch, BuildCx, Cx, DeleteMode, ErrorKind, Key, Provenance, Record, Sink, SinkConnector, SinkStream,
+    Batch, BuildCx, Cx, DeleteMode, ErrorKind, Key, Provenance, Record, Sink, SinkConnector, SinkStream, SinkTarget,
 };
 use dovetail_files::{JsonlSink, JsonlSinkConfig};
 use serde_json::{Value, json};
@@ -121,4 +121,15 @@ async fn stream_names_that_are_not_file_names_are_refused() {
     let e = sink.write(batch(&stream("../escape", &["id"]), vec![json!({"id": 1})]), &Cx::default()).await.unwrap_err();
     assert_eq!(*e.kind(), ErrorKind::Config);
     assert!(!dir.path().join("escape.jsonl").exists());
+}
+
+#[test]
+fn targets_are_the_stream_files_named_by_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(dir.path());
+    let streams = ["orders".to_owned(), "../escape".to_owned(), "runs".to_owned()];
+    let file = |name: &str| SinkTarget::File { key: "dir", path: dir.path().join("out").join(name) };
+    // A stream name that cannot be a file name is never written, so it has no target.
+    assert_eq!(sink.targets(&streams), [file("orders.jsonl"), file("runs.jsonl")]);
+    assert!(!dir.path().join("out").exists(), "targets does no IO");
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::{
-    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkStream, WriteReport,
+    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkStream, SinkTarget, WriteReport,
 };
 use rusqlite::{Connection, ErrorCode};
 
@@ -117,6 +117,10 @@ fn in_stream(e: Error, stream: &str) -> Error {
 impl Sink for SqliteSink {
     fn kind(&self) -> &'static str {
         crate::KIND
+    }
+
+    fn targets(&self, _streams: &[String]) -> Vec<SinkTarget> {
+        vec![SinkTarget::File { key: "path", path: self.config.path.clone() }]
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use dovetail_core::{BuildCx, DeleteMode, ErrorKind, Key, Sink, SinkConnector};
+use dovetail_core::{BuildCx, DeleteMode, ErrorKind, Key, Sink, SinkConnector, SinkTarget};
 use dovetail_sqlite::{SqliteConfig, SqliteSink};
 use serde_json::json;
 
@@ -217,6 +217,11 @@ fn config_defaults_unknown_fields_and_relative_paths() {
     assert_eq!(sink.path(), std::path::Path::new("/etc/dovetail/out/w.db"));
     assert!(!sink.path().exists(), "build does no IO");
     assert_eq!(<SqliteSink as SinkConnector>::KIND, "sqlite");
+    // Every stream goes to the one file, named by `path`, so the runner can keep it apart
+    // from dovetail's own state database.
+    let want = vec![SinkTarget::File { key: "path", path: "/etc/dovetail/out/w.db".into() }];
+    assert_eq!(sink.targets(&s(&["users", "runs"])), want);
+    assert_eq!(sink.targets(&[]), want);
 
     let bad = SqliteConfig { soft_delete_column: "_SYNCED_AT".into(), ..SqliteConfig::new("w.db") };
     assert_eq!(SqliteSink::new(bad).unwrap_err().kind(), &ErrorKind::Config);

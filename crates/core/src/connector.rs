@@ -199,11 +199,29 @@ pub enum WriteMode {
     CreateWithIdempotencyKey,
 }
 
+/// A local place a sink writes to: the runner refuses a sink aimed at dovetail's own state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SinkTarget {
+    /// A local file the sink creates or writes.
+    File {
+        /// The key of the sink's config table that names it (`path`), for messages.
+        key: &'static str,
+        /// The file as the connector resolved it ([`BuildCx::resolve`]), not canonicalized.
+        path: PathBuf,
+    },
+}
+
 /// Writes mapped records somewhere.
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// Connector kind, e.g. `sqlite`.
     fn kind(&self) -> &'static str;
+    /// Where this sink would write these streams (the source's), without IO; default: nowhere local.
+    fn targets(&self, streams: &[String]) -> Vec<SinkTarget> {
+        let _ = streams;
+        Vec::new()
+    }
     /// How writes are made idempotent.
     fn write_mode(&self) -> WriteMode {
         WriteMode::Upsert

@@ -51,7 +51,7 @@ pub mod testing;
 
 pub use connector::{
     Batch, BuildCx, ColumnDrift, CreateHint, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector,
-    SinkStream, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
+    SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
 pub use drift_policy::{DriftAction, DriftPolicy};
 pub use error::{ConnectorError, Error, ErrorContext, ErrorKind, Result};

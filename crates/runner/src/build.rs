@@ -12,6 +12,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::config::PipelineConfig;
 use crate::diag::{self, Doc, lookup, offset_of};
+use crate::own_files::OwnFiles;
 use crate::registry::{self, BuildError};
 
 /// One pipeline, ready to be handed a state store.
@@ -115,6 +116,7 @@ pub fn build_pipeline(
     name: &str,
     pc: &PipelineConfig,
     stores: &(Arc<dyn TokenStore>, Arc<dyn ResponseCache>),
+    own: &OwnFiles,
 ) -> Result<PipelineSpec, Error> {
     if let Some(a) = &pc.alerts {
         a.validate(doc, root, name)?;
@@ -158,6 +160,7 @@ pub fn build_pipeline(
     }
 
     let available: Vec<String> = source.streams().into_iter().map(|s| s.name).collect();
+    own.check_sink(doc, root, name, sink.as_ref(), &available)?;
     let mut streams = BTreeMap::new();
     for (stream, sc) in &pc.streams {
         let here = |key: Option<&str>| match key {

@@ -16,6 +16,7 @@ pub use crate::build::PipelineSpec;
 use crate::build::build_pipeline;
 use crate::diag::{self, Doc, offset_of};
 use crate::interpolate::{self, LiteralSecret, Lookup, ProcessEnv};
+use crate::own_files::{OwnFiles, StateStorage};
 use crate::registry;
 
 /// A dovetail config file.
@@ -36,6 +37,7 @@ pub struct Config {
 pub struct StateConfig {
     /// SQLite file, as a path or `sqlite://path` (relative to the config file's folder).
     /// Default: `.dovetail/state.db` next to the config file. PostgreSQL URLs are not supported yet.
+    /// No sink may write to it, its companion files, its run locks or `tokens.json`.
     pub url: Option<String>,
     /// Key that seals the token store (`tokens.json` next to the state file, where rotated
     /// OAuth2 refresh tokens are kept): 32 bytes as 64 hex digits or base64, from
@@ -243,10 +245,11 @@ fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, 
     let state_path = state_path(doc, root, config.state.url.as_deref())?;
     let cache_entries = config.state.http_cache_entries.unwrap_or(dovetail_state::DEFAULT_CACHE_ENTRIES);
     let stores = crate::stores::for_state(&state_path, config.state.secret_key.clone(), cache_entries);
+    let own = OwnFiles::new(&StateStorage::Sqlite(state_path.clone()), config.state.url.is_none());
     let mut pipelines = Vec::new();
     let retention = crate::retention::resolve(doc, root, config.state.retention.as_ref())?;
     for (name, pc) in &config.pipelines {
-        let mut spec = build_pipeline(doc, root, name, pc, &stores)?;
+        let mut spec = build_pipeline(doc, root, name, pc, &stores, &own)?;
         (spec.explain, spec.retention) = (config.state.explain.unwrap_or_default(), retention.clone());
         pipelines.push(spec);
     }

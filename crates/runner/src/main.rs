@@ -11,6 +11,7 @@ mod diag;
 mod interpolate;
 mod metrics;
 mod output;
+mod own_files;
 mod progress;
 mod registry;
 mod retention;

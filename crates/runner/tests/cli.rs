@@ -261,3 +261,94 @@ fn drift_is_kept_once_per_shape_listed_and_accepted_into_the_baseline() {
     assert!(text(&out.stdout).contains("No open drift"), "{}", text(&out.stdout));
     assert_eq!(dovetail(dir.path(), &["drift", "accept", "ordres", "orders"]).status.code(), Some(3));
 }
+
+/// A project whose one pipeline reads `orders.jsonl` into `sink` (the lines of its table),
+/// with `state` (a `[state]` table, or nothing for the default) first.
+fn sink_project(state: &str, sink: &str) -> (tempfile::TempDir, String) {
+    let config = format!(
+        "{state}[pipelines.orders.source]\nkind = \"files\"\n\n[[pipelines.orders.source.streams]]\n\
+         name = \"orders\"\npath = \"orders.jsonl\"\nprimary_key = [\"id\"]\n\n[pipelines.orders.sink]\n{sink}\n"
+    );
+    (project(&config), config)
+}
+
+/// `check` and `run` both refuse the config (exit 3) at the line of `sink_line`, naming
+/// `state.url`, the sink's `key` and the state file `file`; the run wrote nothing into `state`.
+fn assert_refused(dir: &Path, config: &str, sink_line: &str, key: &str, file: &Path, state: &Path) {
+    let line = config.lines().position(|l| l == sink_line).unwrap() + 1;
+    let file = file.display().to_string();
+    for verb in ["check", "run"] {
+        let out = dovetail(dir, &[verb]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "`{verb}`: {err}");
+        for want in
+            [&format!("dovetail.toml:{line}: "), "`state.url`", &format!("`pipelines.orders.sink.{key}`"), &file]
+        {
+            assert!(err.contains(want), "`{verb}` does not name {want}: {err}");
+        }
+        assert!(err.contains("a sink may not write into dovetail's own"), "{err}");
+    }
+    if state.exists() {
+        let db = rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let tables: i64 = db
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'orders'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "the run wrote the stream's table into the state database");
+    }
+}
+
+#[test]
+fn a_sqlite_sink_at_the_default_state_database_is_refused() {
+    let line = "path = \".dovetail/state.db\"";
+    let (dir, config) = sink_project("", &format!("kind = \"sqlite\"\n{line}"));
+    let state = dir.path().canonicalize().unwrap().join(".dovetail/state.db");
+    assert_refused(dir.path(), &config, line, "path", &state, &state);
+    let err = text(&dovetail(dir.path(), &["check"]).stderr);
+    assert!(err.contains("is the state database (`state.url`, default `.dovetail/state.db`)"), "{err}");
+}
+
+#[test]
+fn a_sqlite_sink_reaching_an_explicit_state_url_through_dots_is_refused() {
+    let line = "path = \"x/../x/state.db\"";
+    let (dir, config) =
+        sink_project("[state]\nurl = \"sqlite://x/state.db\"\n\n", &format!("kind = \"sqlite\"\n{line}"));
+    let state = dir.path().canonicalize().unwrap().join("x/state.db");
+    assert_refused(dir.path(), &config, line, "path", &state, &state);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_sqlite_sink_through_a_symlink_to_the_state_database_is_refused() {
+    let line = "path = \"link.db\"";
+    let (dir, config) = sink_project("", &format!("kind = \"sqlite\"\n{line}"));
+    let state = dir.path().canonicalize().unwrap().join(".dovetail/state.db");
+    // Before the first run the link points at nothing yet; afterwards at the real file.
+    std::os::unix::fs::symlink(".dovetail/state.db", dir.path().join("link.db")).unwrap();
+    assert_refused(dir.path(), &config, line, "path", &state, &state);
+    drop(dovetail_state::SqliteState::open(&state).unwrap());
+    assert_refused(dir.path(), &config, line, "path", &state, &state);
+}
+
+#[test]
+fn a_jsonl_sink_writing_a_stream_file_onto_the_state_database_is_refused() {
+    // The jsonl sink writes `<dir>/<stream>.jsonl`; here that is the state file.
+    let line = "dir = \"out\"";
+    let (dir, config) =
+        sink_project("[state]\nurl = \"sqlite://out/orders.jsonl\"\n\n", &format!("kind = \"jsonl\"\n{line}"));
+    let state = dir.path().canonicalize().unwrap().join("out/orders.jsonl");
+    assert_refused(dir.path(), &config, line, "dir", &state, &state);
+}
+
+#[test]
+fn a_sink_in_another_file_next_to_the_state_database_is_accepted() {
+    let (dir, _) = sink_project("", "kind = \"sqlite\"\npath = \".dovetail/warehouse.db\"");
+    let out = dovetail(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = dovetail(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let count = |db: &str, table: &str| -> i64 {
+        let c = rusqlite::Connection::open(dir.path().join(".dovetail").join(db)).unwrap();
+        c.query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0)).unwrap()
+    };
+    assert_eq!((count("warehouse.db", "orders"), count("state.db", "orders")), (1, 0));
+}
