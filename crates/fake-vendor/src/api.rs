@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Faults;
 use crate::data::{Dataset, Key, dedup_key, parse_ts};
+use crate::redirect;
 use crate::server::{Inner, Reply, Rolls, Route, Shared};
 
 /// How a listing paginates.
@@ -127,7 +128,8 @@ fn list(g: &Inner, shared: &Shared, style: Style, call: &Call<'_>) -> Result<Rep
                 }
                 (Style::Cursor, None) => out.extend_from_slice(b",\"meta\":{\"next_cursor\":null}}"),
                 (_, Some(c)) => {
-                    let _ = write!(out, ",\"next\":\"{}/v1/items/next?limit={n}&cursor={c}\"}}", shared.base_url);
+                    let origin = redirect::origin(call.faults.link_origin.as_deref(), &shared.base_url);
+                    let _ = write!(out, ",\"next\":\"{origin}/v1/items/next?limit={n}&cursor={c}\"}}");
                 }
                 (_, None) => out.extend_from_slice(b",\"next\":null}"),
             }
@@ -152,7 +154,8 @@ fn list(g: &Inner, shared: &Shared, style: Style, call: &Call<'_>) -> Result<Rep
                             )
                         })
                         .unwrap_or_default();
-                    let url = format!("{}/v1/items/link?per_page={n}&page={}{since}", shared.base_url, page + 1);
+                    let origin = redirect::origin(call.faults.link_origin.as_deref(), &shared.base_url);
+                    let url = format!("{origin}/v1/items/link?per_page={n}&page={}{since}", page + 1);
                     headers.push(("link", format!("<{url}>; rel=\"next\"")));
                 }
             } else {

@@ -21,6 +21,8 @@ pub(crate) struct TokenReply {
     /// The grant type of a successful grant, for stats.
     pub(crate) granted: Option<String>,
     pub(crate) invalid_grant: bool,
+    /// The refresh token presented had been rotated away by an earlier use.
+    pub(crate) reused_refresh: bool,
 }
 
 pub(crate) struct AuthState {
@@ -51,8 +53,8 @@ impl AuthState {
         }
     }
 
-    /// Checks an API call's credentials; `Ok` holds the rate-limit bucket key.
-    pub(crate) fn check(&self, headers: &HeaderMap, now: Instant) -> Result<String, Denied> {
+    /// Checks an API call's credentials (`query` is the raw query string); `Ok` holds the rate-limit bucket key.
+    pub(crate) fn check(&self, headers: &HeaderMap, query: Option<&str>, now: Instant) -> Result<String, Denied> {
         let bearer = || {
             headers
                 .get(AUTHORIZATION)
@@ -71,6 +73,20 @@ impl AuthState {
                 None => Err("missing API key"),
                 Some(v) if v == value => Ok(v.to_owned()),
                 Some(_) => Err("invalid API key"),
+            },
+            AuthMode::ApiKeyQuery { param, value } => {
+                let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+                match pairs.filter(|(k, _)| k == param).map(|(_, v)| v).next() {
+                    None => Err("missing API key"),
+                    Some(v) if v == value.as_str() => Ok(v.into_owned()),
+                    Some(_) => Err("invalid API key"),
+                }
+            }
+            AuthMode::Basic { username, password } => match basic_pair(headers) {
+                None => Err("missing basic credentials"),
+                // Per user name, like the other modes' per-credential buckets.
+                Some((u, p)) if u == *username && p == *password => Ok(u),
+                Some(_) => Err("invalid basic credentials"),
             },
             AuthMode::OAuth2 { .. } => {
                 let t = bearer().ok_or("missing bearer token")?;
@@ -129,6 +145,7 @@ impl AuthState {
                 if let Some(why) = why {
                     let mut r = reply(400, json!({"error": "invalid_grant", "error_description": why}));
                     r.invalid_grant = true;
+                    r.reused_refresh = why == "refresh token already used";
                     return r;
                 }
                 if rotate_refresh_tokens {
@@ -153,20 +170,26 @@ impl AuthState {
         if let Some(r) = new_refresh {
             body["refresh_token"] = Value::String(r);
         }
-        TokenReply { status: 200, body, granted: Some(grant.to_owned()), invalid_grant: false }
+        TokenReply { status: 200, body, granted: Some(grant.to_owned()), invalid_grant: false, reused_refresh: false }
     }
 }
 
 fn reply(status: u16, body: Value) -> TokenReply {
-    TokenReply { status, body, granted: None, invalid_grant: false }
+    TokenReply { status, body, granted: None, invalid_grant: false, reused_refresh: false }
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+/// The user name and password of an `Authorization: Basic` header, as sent (RFC 7617).
+fn basic_pair(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let encoded = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let (id, secret) = basic_pair(headers)?;
     // RFC 6749 §2.3.1: both parts are form-urlencoded inside Basic.
     let unescape = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-    Some((unescape(id)?, unescape(secret)?))
+    Some((unescape(&id)?, unescape(&secret)?))
 }

@@ -42,6 +42,9 @@ impl Default for VendorConfig {
 impl VendorConfig {
     /// Parses a config file's text: JSON when it starts with `{`, TOML otherwise.
     pub fn parse(text: &str) -> Result<VendorConfig, String> {
+        // Invalid fault values (a redirect status that is no redirect, an origin that is no
+        // origin) are refused by the field deserializers below, so this and
+        // `POST /_control/faults` both reject them.
         if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| e.to_string())
         } else {
@@ -71,6 +74,22 @@ pub enum AuthMode {
         header: String,
         /// The one accepted value.
         value: String,
+    },
+    /// A fixed key in a named query parameter, e.g. `?api_key=<value>`.
+    #[serde(rename = "api_key_query")]
+    ApiKeyQuery {
+        /// Query parameter name, e.g. `api_key`.
+        param: String,
+        /// The one accepted value (compared after percent-decoding).
+        value: String,
+    },
+    /// HTTP Basic (`Authorization: Basic base64(username:password)`) with one fixed pair.
+    #[serde(rename = "basic")]
+    Basic {
+        /// The one accepted user name.
+        username: String,
+        /// The one accepted password.
+        password: String, // tidy: not-secret (a fake credential the server checks)
     },
     /// Bearer access tokens minted by `POST /oauth/token`.
     #[serde(rename = "oauth2")]
@@ -108,7 +127,7 @@ pub struct RateLimit {
 /// Misbehaviour, all off by default; every field can change at runtime.
 ///
 /// Ratios are probabilities in `0.0..=1.0`, rolled per request with the seeded PRNG.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Fraction of requests answered 500.
@@ -139,6 +158,82 @@ pub struct Faults {
     pub sunset: Option<String>,
     /// Fraction of listing and single-record responses that promise a full body, send half, then close the connection.
     pub truncate_ratio: f64,
+    /// Origin (`scheme://host[:port]`) written into next-page URLs (`Link` header, `next` field) instead of the vendor's own.
+    #[serde(deserialize_with = "de_origin")]
+    pub link_origin: Option<String>,
+    /// Status of the answer to `/moved/...` requests: 301, 302, 303, 307 (the default) or 308.
+    #[serde(deserialize_with = "de_redirect_status")]
+    pub redirect_status: u16,
+    /// Origin the `/moved/...` redirects point to; `None` is the vendor's own (a same-origin redirect).
+    #[serde(deserialize_with = "de_origin")]
+    pub redirect_origin: Option<String>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            error_500_ratio: 0.0,
+            error_503_ratio: 0.0,
+            drop_ratio: 0.0,
+            token_error_503_every: 0,
+            drop_after_create_ratio: 0.0,
+            latency_ms: 0,
+            malformed_page: None,
+            null_ratio: 0.0,
+            drift_after: None,
+            drift: DriftKind::default(),
+            deprecation: false,
+            sunset: None,
+            truncate_ratio: 0.0,
+            link_origin: None,
+            redirect_status: 307,
+            redirect_origin: None,
+        }
+    }
+}
+
+impl Faults {
+    /// The first invalid value, for a `Faults` built in code rather than deserialized.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        check_redirect_status(self.redirect_status)?;
+        for origin in [&self.link_origin, &self.redirect_origin].into_iter().flatten() {
+            check_origin(origin)?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses statuses that are not redirects a client follows with a `Location`.
+pub(crate) fn check_redirect_status(status: u16) -> Result<(), String> {
+    match status {
+        301 | 302 | 303 | 307 | 308 => Ok(()),
+        _ => Err(format!("redirect_status {status} is not one of 301, 302, 303, 307, 308")),
+    }
+}
+
+/// Refuses anything but `scheme://authority` (a trailing `/` allowed): the path is the vendor's.
+pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
+    let bad = || format!("{origin:?} is not an origin such as \"http://127.0.0.1:4098\"");
+    let uri: hyper::Uri = origin.parse().map_err(|_| bad())?;
+    let bare = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    if uri.scheme().is_none() || uri.authority().is_none() || !bare {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn de_redirect_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let status = u16::deserialize(d)?;
+    check_redirect_status(status).map_err(serde::de::Error::custom)?;
+    Ok(status)
+}
+
+fn de_origin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let origin = Option::<String>::deserialize(d)?;
+    if let Some(o) = &origin {
+        check_origin(o).map_err(serde::de::Error::custom)?;
+    }
+    Ok(origin)
 }
 
 /// A silent API change.

@@ -4,9 +4,12 @@
 mod api;
 mod auth;
 mod config;
+mod conn;
 mod control;
 mod data;
 mod ratelimit;
+mod recorder;
+mod redirect;
 mod server;
 mod stats;
 
@@ -17,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use crate::config::{AuthMode, DriftKind, Faults, RateLimit, VendorConfig};
+pub use crate::recorder::{RecordedRequest, Recorder};
 use crate::server::Shared;
 pub use crate::stats::Stats;
 
@@ -25,8 +29,9 @@ pub use crate::stats::Stats;
 pub struct FakeVendor;
 
 impl FakeVendor {
-    /// Binds `127.0.0.1:<config.port>` and serves in a background task of the current tokio runtime.
+    /// Binds `127.0.0.1:<config.port>` and serves in a background task of the current tokio runtime; invalid faults are `InvalidInput`.
     pub async fn start(config: VendorConfig) -> std::io::Result<VendorHandle> {
+        config.faults.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(&config, format!("http://{addr}")));
@@ -70,7 +75,7 @@ impl VendorHandle {
         self.shared.reset_stats();
     }
 
-    /// Replaces the active faults.
+    /// Replaces the active faults, unchecked: a redirect with an invalid status or origin answers 500 `invalid_fault`.
     pub fn set_faults(&self, faults: Faults) {
         self.shared.set_faults(faults);
     }

@@ -1,36 +1,24 @@
-//! Connections and the request pipeline: down switch, latency, dice, auth, rate limit, handler, response shaping.
-//!
-//! Connections are served with hyper directly (not a router framework) because a dropped
-//! connection must really close the socket with no response: each connection task races the
-//! hyper connection against a per-connection [`Notify`], and a handler that wants the client
-//! to see an IO error fires it and never returns; the task then drops the socket.
+//! The request pipeline: down switch, redirects, latency, dice, auth, rate limit, handler, response shaping.
 
-use std::convert::Infallible;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthState;
 use crate::config::{Faults, VendorConfig};
+use crate::conn::{self, Body};
 use crate::data::{Created, Dataset};
 use crate::ratelimit::Buckets;
-use crate::stats::Recorder;
-use crate::{api, control};
+use crate::stats::Counters;
+use crate::{api, control, redirect};
 
 /// Largest request body accepted (writes and token requests are small).
 const MAX_BODY: usize = 1 << 20;
@@ -55,7 +43,7 @@ pub(crate) struct Inner {
     pub(crate) down: bool,
     pub(crate) auth: AuthState,
     pub(crate) buckets: Option<Buckets>,
-    pub(crate) rec: Recorder,
+    pub(crate) rec: Counters,
     pub(crate) created: Created,
     /// Token requests that got past the ratio faults, for `token_error_503_every`.
     token_requests: u64,
@@ -75,7 +63,7 @@ impl Shared {
                 down: false,
                 auth: AuthState::new(config.auth.clone(), config.seed),
                 buckets: config.rate_limit.map(Buckets::new),
-                rec: Recorder::default(),
+                rec: Counters::default(),
                 created: Created::default(),
                 token_requests: 0,
                 rng: fastrand::Rng::with_seed(config.seed),
@@ -92,95 +80,7 @@ impl Shared {
 /// Accepts connections until shutdown.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let cancel = shared.shutdown.clone();
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    // Out of file descriptors is the usual cause; do not spin on it.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            () = cancel.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let kill = Arc::new(Notify::new());
-            let svc = {
-                let kill = kill.clone();
-                service_fn(move |req| {
-                    let (shared, kill) = (shared.clone(), kill.clone());
-                    async move { Ok::<_, Infallible>(handle(shared, req, kill).await) }
-                })
-            };
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                () = kill.notified() => return,
-                () = cancel.cancelled() => {}
-            }
-            // Let the in-flight request (say, `/_control/shutdown` itself) answer, then close.
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                _ = conn => {}
-                () = kill.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        });
-    }
-}
-
-/// The response body: whole, or cut short by an error so hyper aborts the connection mid-body.
-pub(crate) struct Body {
-    data: Option<Bytes>,
-    fail: bool,
-    yielded: bool,
-}
-
-impl Body {
-    fn full(data: Bytes) -> Body {
-        Body { data: Some(data), fail: false, yielded: false }
-    }
-}
-
-impl http_body::Body for Body {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        if let Some(d) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(d))));
-        }
-        if self.fail {
-            if !self.yielded {
-                // hyper flushes what it has while the body is pending; erroring right away would
-                // discard the status line too, and the client would see no response at all.
-                self.yielded = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            self.fail = false;
-            return Poll::Ready(Some(Err(io::Error::other("injected truncation"))));
-        }
-        Poll::Ready(None)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.data.is_none() && !self.fail
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.data, self.fail) {
-            (Some(d), false) => SizeHint::with_exact(d.len() as u64),
-            (None, false) => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
-        }
-    }
+    conn::serve(listener, cancel, move |req, kill| handle(shared.clone(), req, kill)).await;
 }
 
 /// A handler's answer before the pipeline shapes it into a response.
@@ -305,7 +205,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, kill: Arc<Notify>) 
         let reply = control::handle(&shared, req).await;
         return build(reply.status, reply.headers, Body::full(reply.body));
     }
-    let (route, template) = Route::of(req.method(), path);
+    let moved = redirect::is_moved(path);
+    let (route, template) = if moved { (Route::NotFound, redirect::TEMPLATE) } else { Route::of(req.method(), path) };
     let if_none_match: Vec<String> =
         req.headers().get_all(IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
     let (faults, rolls) = {
@@ -314,6 +215,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, kill: Arc<Notify>) 
         if g.down {
             g.rec.status(503);
             let r = Reply::error(503, "unavailable", "the service is down");
+            return build(r.status, r.headers, Body::full(r.body));
+        }
+        if moved {
+            // Before the dice, so a redirect leaves the fault sequence of the requests it leads to alone.
+            let r = redirect::reply(req.uri(), &g.faults, &shared.base_url);
+            if (300..400).contains(&r.status) {
+                g.rec.stats.redirects += 1;
+            }
+            g.rec.status(r.status);
             return build(r.status, r.headers, Body::full(r.body));
         }
         let rng = &mut g.rng;
@@ -360,6 +270,9 @@ async fn token(shared: &Shared, req: Request<Incoming>) -> Reply {
     if r.invalid_grant {
         g.rec.stats.invalid_grants += 1;
     }
+    if r.reused_refresh {
+        g.rec.stats.reused_refresh_tokens += 1;
+    }
     Reply::json(r.status, r.body.to_string()).header("cache-control", "no-store")
 }
 
@@ -367,7 +280,7 @@ async fn api_call(shared: &Shared, req: Request<Incoming>, route: Route, faults:
     let now = Instant::now();
     let limit = {
         let mut g = shared.lock();
-        let key = match g.auth.check(req.headers(), now) {
+        let key = match g.auth.check(req.headers(), req.uri().query(), now) {
             Ok(key) => key,
             Err(why) => {
                 return Reply::error(401, "unauthorized", why)
@@ -464,7 +377,7 @@ async fn finish(
         let full = reply.body.len();
         let half = reply.body.slice(..full / 2);
         reply.headers.push(("content-length", full.to_string()));
-        return build(200, reply.headers, Body { data: Some(half), fail: true, yielded: false });
+        return build(200, reply.headers, Body::truncated(half));
     }
     build(reply.status, reply.headers, Body::full(reply.body))
 }

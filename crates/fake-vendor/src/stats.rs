@@ -23,8 +23,11 @@ pub struct Stats {
     pub dropped: u64,
     /// Successful token grants by `grant_type`.
     pub token_grants: BTreeMap<String, u64>,
-    /// Token requests refused with `invalid_grant`.
+    /// Token requests refused with `invalid_grant` (unknown, already used or revoked refresh token).
     pub invalid_grants: u64,
+    /// Token requests that presented a refresh token already rotated away by an earlier use
+    /// ("refresh token already used"); also counted in `invalid_grants`.
+    pub reused_refresh_tokens: u64,
     /// Records in well-formed listing pages answered 200.
     pub records_served: u64,
     /// Well-formed listing pages answered 200.
@@ -41,16 +44,18 @@ pub struct Stats {
     pub max_requests_in_1s: u64,
     /// 304 answers to `If-None-Match`.
     pub conditional_hits: u64,
+    /// Requests answered with a redirect (`/moved/...`).
+    pub redirects: u64,
 }
 
 /// The live counters behind [`Stats`].
 #[derive(Default)]
-pub(crate) struct Recorder {
+pub(crate) struct Counters {
     pub(crate) stats: Stats,
     window: VecDeque<Instant>,
 }
 
-impl Recorder {
+impl Counters {
     pub(crate) fn request(&mut self, template: &str) {
         self.stats.requests += 1;
         *self.stats.by_path.entry(template.to_owned()).or_default() += 1;
@@ -77,6 +82,6 @@ impl Recorder {
     }
 
     pub(crate) fn reset(&mut self) {
-        *self = Recorder::default();
+        *self = Counters::default();
     }
 }

@@ -1,11 +1,11 @@
-//! Bearer, API key and OAuth2 (client credentials, rotating refresh tokens, revocation, expiry).
+//! Bearer, API key (header or query), HTTP Basic and OAuth2 (client credentials, rotating refresh tokens, revocation, expiry).
 
 mod common;
 
 use std::time::Duration;
 
 use common::{client, header, start_with};
-use dovetail_fake_vendor::{AuthMode, VendorConfig};
+use dovetail_fake_vendor::{AuthMode, RateLimit, VendorConfig};
 use serde_json::Value;
 
 fn oauth(lifetime: f64, rotate: bool) -> VendorConfig {
@@ -161,6 +161,7 @@ async fn refresh_tokens_rotate_and_die_on_revocation() {
     let stats = vendor.stats();
     assert_eq!(stats.token_grants["refresh_token"], 2);
     assert_eq!(stats.invalid_grants, 3);
+    assert_eq!(stats.reused_refresh_tokens, 1, "only the second use of rt0; unknown and revoked are not reuse");
 }
 
 #[tokio::test]
@@ -191,4 +192,95 @@ async fn access_tokens_expire_in_real_time() {
     let (status, body, www) = items_status(&c, &base, access).await;
     assert_eq!((status, body["message"].as_str()), (401, Some("token expired")));
     assert!(www.is_some());
+}
+
+/// A config with this auth, 5 records, and a bucket of 2 that does not refill within a test.
+fn with_auth(auth: AuthMode) -> VendorConfig {
+    let rate_limit = Some(RateLimit { per_second: 0.001, burst: 2 });
+    VendorConfig { records: 5, auth, rate_limit, ..VendorConfig::default() }
+}
+
+async fn status_and_message(req: reqwest::RequestBuilder) -> (u16, Option<String>) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    (status, body["message"].as_str().filter(|_| status == 401).map(str::to_owned))
+}
+
+#[tokio::test]
+async fn api_key_in_a_query_parameter() {
+    let c = client();
+    let key = "k/1+2 3";
+    let vendor = start_with(with_auth(AuthMode::ApiKeyQuery { param: "api_key".into(), value: key.into() })).await;
+    let url = format!("{}/v1/items/link", vendor.base_url());
+    let (status, _) = status_and_message(c.get(&url).query(&[("per_page", "2"), ("api_key", key)])).await;
+    assert_eq!(status, 200, "the key is compared percent-decoded");
+    let denied = [
+        (c.get(&url), "missing API key"),
+        (c.get(&url).header("api_key", key), "missing API key"),
+        (c.get(&url).query(&[("apikey", key)]), "missing API key"),
+        (c.get(&url).query(&[("api_key", "k/1+2")]), "invalid API key"),
+    ];
+    for (req, why) in denied {
+        assert_eq!(status_and_message(req).await, (401, Some(why.to_owned())));
+    }
+    let resp = c.get(&url).query(&[("api_key", key)]).send().await.unwrap();
+    assert_eq!(header(resp.headers(), "x-ratelimit-remaining"), Some("0"), "one bucket for the key");
+    let resp = c.get(&url).query(&[("api_key", key)]).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(vendor.stats().unauthorized, 4);
+}
+
+#[tokio::test]
+async fn http_basic() {
+    let c = client();
+    let vendor = start_with(with_auth(AuthMode::Basic { username: "ann".into(), password: "p:ss%20".into() })).await;
+    let url = format!("{}/v1/items/1", vendor.base_url());
+    assert_eq!(status_and_message(c.get(&url).basic_auth("ann", Some("p:ss%20"))).await, (200, None));
+    let denied = [
+        (c.get(&url), "missing basic credentials"),
+        (c.get(&url).bearer_auth("p:ss%20"), "missing basic credentials"),
+        (c.get(&url).header("authorization", "Basic !!!"), "missing basic credentials"),
+        (c.get(&url).basic_auth("ann", Some("p:ss ")), "invalid basic credentials"),
+        (c.get(&url).basic_auth("bob", Some("p:ss%20")), "invalid basic credentials"),
+    ];
+    for (req, why) in denied {
+        assert_eq!(status_and_message(req).await, (401, Some(why.to_owned())));
+    }
+    let resp = c.get(&url).basic_auth("ann", Some("p:ss%20")).send().await.unwrap();
+    assert_eq!(header(resp.headers(), "x-ratelimit-remaining"), Some("0"));
+    assert_eq!(vendor.stats().unauthorized, 5);
+}
+
+#[test]
+fn the_new_auth_modes_load_from_toml_and_json() {
+    let toml = "auth = { type = \"api_key_query\", param = \"api_key\", value = \"k\" }\n";
+    let expected = AuthMode::ApiKeyQuery { param: "api_key".into(), value: "k".into() };
+    assert_eq!(VendorConfig::parse(toml).unwrap().auth, expected);
+    let json = r#"{"auth": {"type": "basic", "username": "u", "password": "p"}}"#;
+    let expected = AuthMode::Basic { username: "u".into(), password: "p".into() };
+    assert_eq!(VendorConfig::parse(json).unwrap().auth, expected);
+    assert!(VendorConfig::parse("auth = { type = \"basic\", username = \"u\" }\n").is_err());
+}
+
+async fn refresh_with(c: &reqwest::Client, base: &str, rt: &str) -> Value {
+    let form = [("client_id", "cid"), ("client_secret", "shh"), ("grant_type", "refresh_token"), ("refresh_token", rt)];
+    token(c, base, &form).await.1
+}
+
+#[tokio::test]
+async fn reused_refresh_tokens_are_counted_apart_from_other_invalid_grants() {
+    let c = client();
+    let vendor = start_with(oauth(3600.0, true)).await;
+    let base = vendor.base_url();
+    let rt1 = refresh_with(&c, &base, "rt0").await["refresh_token"].as_str().unwrap().to_owned();
+    for (rt, why) in
+        [("rt0", "refresh token already used"), ("rt0", "refresh token already used"), ("x", "unknown refresh token")]
+    {
+        assert_eq!(refresh_with(&c, &base, rt).await["error_description"], why);
+    }
+    vendor.revoke_refresh_tokens();
+    assert_eq!(refresh_with(&c, &base, &rt1).await["error_description"], "refresh token revoked");
+    let stats = vendor.stats();
+    assert_eq!((stats.reused_refresh_tokens, stats.invalid_grants), (2, 4));
 }
