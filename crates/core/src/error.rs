@@ -191,6 +191,10 @@ impl Error {
         }
         next_step_for(&self.0.kind, &self.0.context)
     }
+    /// The hint set where the error arose, if any (placeholders not yet filled in).
+    pub fn hint(&self) -> Option<&str> {
+        self.0.hint.as_deref()
+    }
     /// The kind that decides what happens next.
     pub fn kind(&self) -> &ErrorKind {
         &self.0.kind

@@ -67,7 +67,9 @@ pub struct HttpReport {
     pub retry_wait_ms: u64,
     /// Milliseconds spent waiting for the rate limiter (budget, server resets, pacing).
     pub rate_limit_wait_ms: u64,
-    /// OAuth2 token requests (first token and refreshes).
+    /// OAuth2 token requests (first token and refreshes) of the connector's credential: a
+    /// provider is shared by every connector of the process on that credential, so a source
+    /// and a sink on one OAuth client both count the same requests.
     pub token_requests: u64,
     /// 304 answers served from the response cache.
     pub not_modified: u64,

@@ -103,10 +103,17 @@ fn unknown_kind(doc: &Doc, at: usize, role: &str, name: &str, kind: &str, known:
 fn build_failed(doc: &Doc, root: &DeTable<'_>, at: usize, role: &str, name: &str, kind: &str, e: BuildError) -> Error {
     match e {
         BuildError::Toml(e) => diag::toml_error(doc, root, &e),
-        BuildError::Build(e) => Error::new(
-            e.kind().clone(),
-            format!("{}: {role} `{kind}` of [pipelines.{name}]: {}", doc.at(at), e.report()),
-        ),
+        BuildError::Build(e) => {
+            let wrapped = Error::new(
+                e.kind().clone(),
+                format!("{}: {role} `{kind}` of [pipelines.{name}]: {}", doc.at(at), e.report()),
+            );
+            // The connector knows better than the kind what to change.
+            match e.hint() {
+                Some(h) => wrapped.with_hint(h),
+                None => wrapped,
+            }
+        }
     }
 }
 
