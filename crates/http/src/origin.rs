@@ -114,6 +114,16 @@ fn parse_origin(text: &str) -> Result<Origin, String> {
 pub(crate) struct Scope {
     base: Option<Origin>,
     allowed: Vec<Origin>,
+    /// (scheme, host, port) of every permitted origin: what `permits` compares without
+    /// building an origin string per request.
+    tuples: Vec<(String, String, u16)>,
+}
+
+/// (scheme, host, port) of an http(s) URL.
+fn tuple(url: &Url) -> Option<(&str, &str, u16)> {
+    let scheme = url.scheme();
+    matches!(scheme, "http" | "https").then_some(())?;
+    Some((scheme, url.host_str()?, url.port_or_known_default()?))
 }
 
 impl Scope {
@@ -140,12 +150,18 @@ impl Scope {
             }
             return Ok(None);
         }
-        Ok(Some(Scope { base, allowed }))
+        let tuples = base
+            .iter()
+            .chain(&allowed)
+            .filter_map(|o| Url::parse(o.as_str()).ok())
+            .filter_map(|u| tuple(&u).map(|(s, h, p)| (s.to_owned(), h.to_owned(), p)))
+            .collect();
+        Ok(Some(Scope { base, allowed, tuples }))
     }
 
     /// Whether a request to `url` may be sent.
     pub(crate) fn permits(&self, url: &Url) -> bool {
-        Origin::of(url).is_some_and(|o| self.base.as_ref() == Some(&o) || self.allowed.contains(&o))
+        tuple(url).is_some_and(|t| self.tuples.iter().any(|(s, h, p)| (s.as_str(), h.as_str(), *p) == t))
     }
 
     /// The permitted origins as a sentence fragment: "http://a:1 (the base_url) and https://b".
@@ -259,6 +275,9 @@ mod tests {
         assert!(!s.permits(&url("http://api.example.com/v3/")), "another scheme is another origin");
         assert!(!s.permits(&url("https://api.example.com:8443/v3/")));
         assert!(!s.permits(&url("https://api.github.com/v3/")));
+        assert!(s.permits(&url("https://API.Example.com:443/x")), "hosts and default ports are normalized");
+        let v6 = Scope::new(Some(&url("http://[::1]:8080/")), &[], true).unwrap().unwrap();
+        assert!(v6.permits(&url("http://[0:0::1]:8080/next")) && !v6.permits(&url("http://[::2]:8080/")));
         assert!(Scope::new(None, &[], false).unwrap().is_none(), "no base, no list, no credential: unscoped");
         let e = Scope::new(None, &[], true).unwrap_err();
         assert!(e.message().contains("needs a base_url"), "{}", e.message());
