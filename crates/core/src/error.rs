@@ -63,9 +63,54 @@ impl ErrorKind {
         }
     }
 
+    /// What the engine, the HTTP client, sinks and alerting do with a failure of this kind:
+    /// the one table every caller consults instead of matching kinds itself.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            ErrorKind::Transient | ErrorKind::RateLimited { .. } => Disposition::Retry,
+            ErrorKind::Unavailable => Disposition::Outage,
+            ErrorKind::Permanent | ErrorKind::Data => Disposition::Reject,
+            ErrorKind::Config | ErrorKind::Auth | ErrorKind::Internal => Disposition::Abort,
+            ErrorKind::Interrupted => Disposition::Stop,
+        }
+    }
+
     /// Whether an operation failing with this kind may be retried.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ErrorKind::Transient | ErrorKind::RateLimited { .. })
+        self.disposition().retries()
+    }
+}
+
+/// What happens after a failure, decided by [`ErrorKind::disposition`] alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Try the same operation again after a backoff (or the wait the remote asked for); once
+    /// the retry budget is spent, the remote counts as down ([`Disposition::Outage`]).
+    Retry,
+    /// The remote is down: a sink's records go to the outbox, a source's stream follows its
+    /// `on_unavailable` policy (fail, pause, serve cached pages).
+    Outage,
+    /// This record or request was refused and retrying will not change that: a record is
+    /// dead-lettered and its batch goes on; anything else fails the run.
+    Reject,
+    /// Stop the run: a person must act (config, credentials, a bug). Nothing is queued.
+    Abort,
+    /// Stop the run after committing what was delivered (a signal).
+    Stop,
+}
+
+impl Disposition {
+    /// Whether the failed operation is tried again.
+    pub fn retries(self) -> bool {
+        self == Disposition::Retry
+    }
+    /// Whether, once retries are spent, this means the remote is down (outbox, pause, cache).
+    pub fn is_outage(self) -> bool {
+        matches!(self, Disposition::Retry | Disposition::Outage)
+    }
+    /// Whether a sink dead-letters the one record that failed this way and keeps going.
+    pub fn rejects_record(self) -> bool {
+        self == Disposition::Reject
     }
 }
 
@@ -107,6 +152,27 @@ struct Inner {
     source: Option<Source>,
     /// What the operator should do next, when the code that failed knows better than the kind.
     hint: Option<String>,
+    /// What the HTTP response that failed said, when one did.
+    http: Option<Box<HttpFailure>>,
+}
+
+/// What a failed HTTP exchange said, as data, so no caller parses an error message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpFailure {
+    /// The response status (`None` when no response came: connect error, timeout).
+    pub status: Option<u16>,
+    /// How long the remote asked to wait (Retry-After, a rate-limit reset), in milliseconds.
+    pub retry_after_ms: Option<u64>,
+    /// Response headers that explain the failure (rate-limit, request id), names lowercase;
+    /// never a credential.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpFailure {
+    /// The value of header `name` (lowercase), if the response had it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 /// Errors returned by connectors are ordinary dovetail errors.
@@ -124,6 +190,7 @@ impl Error {
             context: ErrorContext::default(),
             source: None,
             hint: None,
+            http: None,
         }))
     }
     /// Shorthand for a [`ErrorKind::Config`] error.
@@ -190,6 +257,19 @@ impl Error {
                 .replace("{stream}", c.stream.as_deref().unwrap_or("STREAM"));
         }
         next_step_for(&self.0.kind, &self.0.context)
+    }
+    /// Attach what the failed HTTP exchange said (status, wait, headers of interest).
+    pub fn with_http(mut self, http: HttpFailure) -> Self {
+        self.0.http = Some(Box::new(http));
+        self
+    }
+    /// What the failed HTTP exchange said, if this error came from one.
+    pub fn http(&self) -> Option<&HttpFailure> {
+        self.0.http.as_deref()
+    }
+    /// The HTTP status of the response that failed, if any.
+    pub fn status(&self) -> Option<u16> {
+        self.0.http.as_ref().and_then(|h| h.status)
     }
     /// The hint set where the error arose, if any (placeholders not yet filled in).
     pub fn hint(&self) -> Option<&str> {
@@ -319,6 +399,30 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
         assert!(!codes.contains(&0) && !codes.contains(&1) && !codes.contains(&2));
+    }
+
+    #[test]
+    fn every_kind_has_one_disposition() {
+        use Disposition::*;
+        let table = [
+            (ErrorKind::Config, Abort, false, false, false),
+            (ErrorKind::Auth, Abort, false, false, false),
+            (ErrorKind::RateLimited { retry_after_ms: Some(1) }, Retry, true, true, false),
+            (ErrorKind::RateLimited { retry_after_ms: None }, Retry, true, true, false),
+            (ErrorKind::Transient, Retry, true, true, false),
+            (ErrorKind::Unavailable, Outage, false, true, false),
+            (ErrorKind::Permanent, Reject, false, false, true),
+            (ErrorKind::Data, Reject, false, false, true),
+            (ErrorKind::Internal, Abort, false, false, false),
+            (ErrorKind::Interrupted, Stop, false, false, false),
+        ];
+        for (kind, d, retries, outage, rejects) in table {
+            assert_eq!(kind.disposition(), d, "{kind}");
+            assert_eq!(d.retries(), retries, "{kind} retries");
+            assert_eq!(kind.is_retryable(), retries, "{kind} is_retryable");
+            assert_eq!(d.is_outage(), outage, "{kind} outage");
+            assert_eq!(d.rejects_record(), rejects, "{kind} rejects a record");
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub use connector::{
     SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
 pub use drift_policy::{DriftAction, DriftPolicy};
-pub use error::{ConnectorError, Error, ErrorContext, ErrorKind, Result};
+pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result};
 pub use pipeline::{Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};
 pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};
 pub use report::{HttpReport, RunReport, StreamReport};
