@@ -36,7 +36,6 @@ pub mod drift_policy;
 pub mod error;
 pub mod explain;
 pub mod failpoint;
-pub mod logbuf;
 pub mod mapping;
 pub mod number;
 pub mod pipeline;

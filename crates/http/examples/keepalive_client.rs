@@ -8,7 +8,7 @@
 //! [`dovetail_http::HttpClient`] and once with a bare `reqwest::Client::new()`, per round
 //! (the order alternates between rounds, after a warm-up of 200 requests each). Tracing is
 //! on for the whole process: info level, fmt format, written to FILE through
-//! `dovetail_core::logbuf::BufferedLog` with a 100 ms interval — what the `dovetail` binary
+//! the `dovetail` binary's `BufferedLog` (crates/runner/src/logbuf.rs, compiled in here) with a 100 ms interval — what the `dovetail` binary
 //! does when its stderr is a file or a pipe. Prints one JSON line:
 //! `{"requests":..,"dovetail_s":[..],"reqwest_s":[..],"dovetail_median_s":..,"reqwest_median_s":..,"ratio":..,"log_lines":..}`
 //! where `ratio` = dovetail median / reqwest median.
@@ -19,7 +19,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dovetail_core::logbuf::BufferedLog;
+// The binary's own buffered log, so the benchmark measures what `dovetail` runs.
+#[path = "../../runner/src/logbuf.rs"]
+mod logbuf;
+use logbuf::BufferedLog;
 
 use dovetail_http::{HttpClient, Request};
 

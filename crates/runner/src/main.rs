@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod diag;
 mod interpolate;
+mod logbuf;
 mod metrics;
 mod output;
 mod own_files;

@@ -3,10 +3,12 @@
 //! - dependency direction between our crates ([`deps`]);
 //! - secrets never typed as plain `String` ([`secrets`]);
 //! - every connector has a README.md;
+//! - ARCHITECTURE.md names only paths that exist ([`codemap`]);
 //! - source files stay small: over [`WARN_LINES`] is a warning, over [`MAX_LINES`] a violation.
 //!
 //! Also run as a `#[test]`, so `cargo test` enforces it.
 
+pub mod codemap;
 pub mod deps;
 pub mod secrets;
 
@@ -109,6 +111,9 @@ pub fn check_workspace(root: &Path) -> Result<Report> {
         .filter(|m| m.dir.starts_with("connectors/"))
         .map(|m| (m.dir.as_str(), root.join(&m.dir).join("README.md").is_file()));
     report.violations.extend(check_connector_readmes(connectors));
+
+    let map = fs::read_to_string(root.join("ARCHITECTURE.md")).context("reading ARCHITECTURE.md")?;
+    report.violations.extend(codemap::check(root, "ARCHITECTURE.md", &map));
 
     let mut files = Vec::new();
     for dir in ["crates", "connectors", "xtask", "tests"] {
