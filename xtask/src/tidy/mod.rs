@@ -4,12 +4,14 @@
 //! - secrets never typed as plain `String` ([`secrets`]);
 //! - every connector has a README.md;
 //! - ARCHITECTURE.md names only paths that exist ([`codemap`]);
+//! - functions in the engine and the HTTP request loop stay under 100 lines ([`fn_len`]);
 //! - source files stay small: over [`WARN_LINES`] is a warning, over [`MAX_LINES`] a violation.
 //!
 //! Also run as a `#[test]`, so `cargo test` enforces it.
 
 pub mod codemap;
 pub mod deps;
+pub mod fn_len;
 pub mod secrets;
 
 use std::fmt;
@@ -128,6 +130,7 @@ pub fn check_workspace(root: &Path) -> Result<Report> {
         if scan_secrets {
             report.violations.extend(secrets::check(&path, &src));
         }
+        report.violations.extend(fn_len::check(&path, &src));
         match check_size(&path, src.lines().count()) {
             Some(Size::Warn(f)) => report.warnings.push(f),
             Some(Size::Violation(f)) => report.violations.push(f),
