@@ -3,12 +3,14 @@
 //! - dependency direction between our crates ([`deps`]);
 //! - secrets never typed as plain `String` ([`secrets`]);
 //! - every connector has a README.md;
+//! - connectors and the scaffold templates call the shared helpers instead of copies ([`shared`]);
 //! - source files stay small: over [`WARN_LINES`] is a warning, over [`MAX_LINES`] a violation.
 //!
 //! Also run as a `#[test]`, so `cargo test` enforces it.
 
 pub mod deps;
 pub mod secrets;
+pub mod shared;
 
 use std::fmt;
 use std::fs;
@@ -109,6 +111,7 @@ pub fn check_workspace(root: &Path) -> Result<Report> {
         .filter(|m| m.dir.starts_with("connectors/"))
         .map(|m| (m.dir.as_str(), root.join(&m.dir).join("README.md").is_file()));
     report.violations.extend(check_connector_readmes(connectors));
+    report.violations.extend(shared::check_tree(root)?);
 
     let mut files = Vec::new();
     for dir in ["crates", "connectors", "xtask", "tests"] {
