@@ -1,12 +1,13 @@
 //! `cargo xtask`: developer tasks for the dovetail workspace.
 //!
 //! - `ci`: fmt, clippy, tests, tidy and the demo smoke test, in order (`.ci/run` calls it)
-//! - `tidy`: dependency direction, secret types, connector READMEs, file sizes
+//! - `tidy`: dependency direction, secret types, connector READMEs, file sizes, no copies of
+//!   the shared connector helpers
 //! - `bench [--records N]... [--keep]`: JSONL → SQLite throughput and peak RSS
 //! - `bench-http [--seconds S] [--requests N]`: dovetail-http against a rate-limited local
 //!   server, and its keep-alive overhead over bare reqwest
 //! - `bench-rest [--records N]... [--runs K]`: the fake vendor → REST → SQLite through `dovetail run`
-//! - `new-connector NAME`: scaffold a connector crate and wire it into the runner
+//! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
@@ -30,7 +31,8 @@ usage: cargo xtask <command>
 commands:
   ci                              fmt check, clippy -D warnings, tests, tidy, demo smoke test
   tidy                            workspace rules: dependency direction, secret types,
-                                  connector READMEs, file sizes
+                                  connector READMEs, file sizes, no copies of the shared
+                                  connector helpers
   bench [--records N]... [--keep] JSONL -> SQLite benchmark of the release binary
                                   (default: --records 100000 --records 1000000 --records 3000000)
   bench-http [--seconds S] [--requests N]
@@ -41,7 +43,8 @@ commands:
                                   fake vendor (own process) -> REST -> SQLite through
                                   `dovetail run` (default: 200000 and 1000000 records, 3 runs
                                   each; the verdict is on the median)
-  new-connector NAME              scaffold connectors/NAME and wire it into the runner
+  new-connector NAME              scaffold connectors/NAME (a source and a sink) and wire it
+                                  into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
                                   print a table connector x check: pass / FAIL / n/a, reasons";
 

@@ -1,6 +1,7 @@
 //! `cargo xtask new-connector acme` in a throwaway workspace, then the scaffold's own tests
-//! and `cargo xtask contract acme` there: it builds and passes at once, every contract check
-//! is pass or n/a with a reason, and the real tree is untouched.
+//! (source and sink) and `cargo xtask contract acme` there: it builds and passes at once,
+//! every contract check (the sink's included) is pass or n/a with a reason, it is wired like
+//! the other connectors, and the real tree is untouched.
 //!
 //! Slow-ish: it compiles the new crate and its tests (about 10–30 s on a warm target dir;
 //! a cold one builds the workspace's dependencies first).
@@ -44,8 +45,11 @@ fn throwaway_manifest(root: &Path) -> String {
 #[test]
 fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untouched() {
     let root = root();
+    // Each with the lines the scaffold adds to it.
+    let wired: [(&str, usize); 3] =
+        [("Cargo.toml", 1), ("crates/runner/Cargo.toml", 1), ("crates/runner/src/registry.rs", 2)];
     let runner_files = ["crates/runner/Cargo.toml", "crates/runner/src/registry.rs"];
-    let before: Vec<String> = runner_files.iter().map(|f| fs::read_to_string(root.join(f)).unwrap()).collect();
+    let before: Vec<String> = wired.iter().map(|(f, _)| fs::read_to_string(root.join(f)).unwrap()).collect();
 
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path();
@@ -63,12 +67,22 @@ fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untou
     let out = Command::new(xtask).args(["new-connector", "acme"]).env("XTASK_ROOT", ws).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    // Wiring: exactly one dependency line and one registry line.
-    for (f, old) in runner_files.iter().zip(&before) {
+    // Wiring, as the other connectors are: a workspace dependency, the runner's
+    // `.workspace = true` line, a source and a sink in the registry.
+    let manifest = throwaway_manifest(&root);
+    for ((f, added), old) in wired.iter().zip(&before) {
+        let old = if *f == "Cargo.toml" { &manifest } else { old };
         let new = fs::read_to_string(ws.join(f)).unwrap();
-        assert_eq!(new.lines().count(), old.lines().count() + 1, "{f}");
-        assert!(new.contains("acme"), "{f}");
+        assert_eq!(new.lines().count(), old.lines().count() + added, "{f}");
     }
+    let text = |f: &str| fs::read_to_string(ws.join(f)).unwrap();
+    assert!(text("Cargo.toml").contains("\ndovetail-acme = { path = \"connectors/acme\" }\n"));
+    assert!(text("crates/runner/Cargo.toml").contains("\ndovetail-acme.workspace = true\n"));
+    let registry = text("crates/runner/src/registry.rs");
+    assert!(
+        registry.contains("source::<dovetail_acme::AcmeSource>()")
+            && registry.contains("sink::<dovetail_acme::AcmeSink>()")
+    );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let test = Command::new(cargo)
@@ -84,7 +98,12 @@ fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untou
         String::from_utf8_lossy(&test.stderr)
     );
     let stdout = String::from_utf8_lossy(&test.stdout);
-    assert!(stdout.contains("test result: ok. 2 passed"), "{stdout}");
+    // tests/source.rs 2, tests/sink.rs 2, tests/contract.rs 2 (source and sink), the doctest 1.
+    let passed: usize = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. ")?.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(passed, 7, "{stdout}");
 
     // The contract table, as a contributor would run it in the new workspace.
     let contract = Command::new(xtask)
@@ -106,6 +125,8 @@ fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untou
         "schemas_match_snapshots",
         "mappings_match_snapshots",
         "drift_on_changed_field_type",
+        "sink_replay_is_idempotent",
+        "sink_config_rejects_an_unknown_key",
     ] {
         let line = row(check).unwrap_or_else(|| panic!("no `{check}` row:\n{table}"));
         assert!(line.ends_with("pass"), "{line}\n{table}");
@@ -118,6 +139,6 @@ fn a_scaffolded_connector_builds_and_passes_its_tests_and_the_real_tree_is_untou
 
     // The real tree is untouched.
     assert!(!root.join("connectors/acme").exists());
-    let after: Vec<String> = runner_files.iter().map(|f| fs::read_to_string(root.join(f)).unwrap()).collect();
+    let after: Vec<String> = wired.iter().map(|(f, _)| fs::read_to_string(root.join(f)).unwrap()).collect();
     assert_eq!(before, after);
 }

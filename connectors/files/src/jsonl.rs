@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
-use dovetail_core::{Error, Location, Next, Page, Provenance, Record, Reject};
+use dovetail_core::{Error, Location, Next, Page, Provenance, Record, Reject, json_type_phrase};
 use serde_json::Value;
 
 use crate::config::StreamPlan;
@@ -54,7 +54,7 @@ pub(crate) fn read_page(
                 Ok(other) => rejects.push(reject(
                     plan,
                     line,
-                    format!("expected a JSON object, found {}", type_name(&other)),
+                    format!("expected a JSON object, found {}", json_type_phrase(&other)),
                     text,
                 )),
                 Err(why) => rejects.push(reject(plan, line, why, text)),
@@ -74,7 +74,7 @@ pub(crate) fn decode_line(raw: &str) -> Result<Value, Reject> {
     let fail = |reason: String| Reject { location: None, reason, path: None, raw: raw.to_owned(), drift: None };
     match serde_json::from_str::<Value>(raw.trim()) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(other) => Err(fail(format!("expected a JSON object, found {}", type_name(&other)))),
+        Ok(other) => Err(fail(format!("expected a JSON object, found {}", json_type_phrase(&other)))),
         Err(e) => Err(fail(format!("invalid JSON: {e}"))),
     }
 }
@@ -93,15 +93,4 @@ fn reject(plan: &StreamPlan, line: u64, why: String, text: &[u8]) -> Reject {
 pub(crate) fn trim_line_end(buf: &[u8]) -> &[u8] {
     let b = buf.strip_suffix(b"\n").unwrap_or(buf);
     b.strip_suffix(b"\r").unwrap_or(b)
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dovetail_core::record::compare_cursors;
 use dovetail_core::{
-    BuildCx, Cx, Error, ErrorKind, Location, Next, Page, Provenance, ReadRequest, Record, Reject, Source,
-    SourceConnector, StreamSpec,
+    BuildCx, Cx, Error, ErrorKind, Location, Next, Page, ReadRequest, Record, Reject, Source, SourceConnector,
+    StreamSpec, position,
 };
 use dovetail_http::paginate::{PageState, PageStyle};
-use dovetail_http::{HttpClient, HttpClientBuilder, REQUEST_ID_HEADERS, Request, Response, redact_url};
+use dovetail_http::{HttpClient, HttpClientBuilder, Request, Response, encode_segment, redact_url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -137,7 +137,7 @@ impl GithubSource {
                     OwnerType::Org => Ok("orgs"),
                     OwnerType::User => Ok("users"),
                     OwnerType::Auto => {
-                        let probe = Request::get(format!("orgs/{}", streams::segment(&inner.owner)));
+                        let probe = Request::get(format!("orgs/{}", encode_segment(&inner.owner)));
                         match self.client.send(probe).await {
                             Ok(_) => Ok("orgs"),
                             Err(e) if crate::client::status_of(&e) == Some(404) => Ok("users"),
@@ -174,18 +174,6 @@ impl GithubSource {
         Ok(list)
     }
 
-    fn provenance(&self, resp: &Response) -> Provenance {
-        Provenance {
-            connector: crate::KIND.to_owned(),
-            endpoint: redact_url(&resp.url, &[]),
-            api_version: Some(self.inner.api_version.clone()),
-            fetched_at: dovetail_core::now_rfc3339(),
-            request_id: REQUEST_ID_HEADERS.iter().find_map(|h| resp.header(h)).map(str::to_owned),
-            status: Some(resp.status.as_u16()),
-            stale: resp.stale,
-        }
-    }
-
     /// The lower bound of the cursor for this pass: the engine's, else `start_date`.
     fn lower_bound(&self, req: &ReadRequest) -> Option<Value> {
         req.since.clone().filter(|v| !v.is_null()).or_else(|| self.inner.start_date.clone())
@@ -218,7 +206,7 @@ impl GithubSource {
             }
             Err(e) => return Err(e),
         };
-        let prov = Arc::new(self.provenance(&page.response));
+        let prov = Arc::new(page.response.provenance(crate::KIND, Some(&self.inner.api_version)));
         let (mut records, mut rejects) = (Vec::with_capacity(page.items.len()), Vec::new());
         for (i, item) in page.items.into_iter().enumerate() {
             let location = Location::Item(offset + i as u64);
@@ -252,16 +240,16 @@ impl GithubSource {
     async fn read_stream(&self, stream: GithubStream, req: &ReadRequest) -> Result<Page, Error> {
         let pos = match &req.position {
             None => None,
-            Some(v) => Some(serde_json::from_value::<Position>(v.clone()).map_err(|e| corrupt(stream, v, e))?),
+            Some(v) => Some(position::decode::<Position>(stream.name(), v)?),
         };
         if stream == GithubStream::Repositories {
             if let Some(Position { repo: Some(_), .. }) = &pos {
-                return Err(corrupt_msg(stream, req.position.as_ref(), "it names a repository"));
+                return Err(position::not_ours(stream.name(), req.position.as_ref(), "it names a repository"));
             }
             let state = pos.map(|p| p.page).unwrap_or_default();
             let (records, rejects, next) = self.page(stream, "", state, req).await?;
             let next = match next {
-                Some(page) => encode(&Position { repo: None, page })?,
+                Some(page) => position::encode(&Position { repo: None, page })?,
                 None => Next::Done { resume: None },
             };
             return Ok(Page { records, rejects, next });
@@ -270,17 +258,17 @@ impl GithubSource {
         let (mut idx, mut state) = match pos {
             None => (0, PageState::default()),
             Some(Position { repo: None, .. }) => {
-                return Err(corrupt_msg(stream, req.position.as_ref(), "it names no repository"));
+                return Err(position::not_ours(stream.name(), req.position.as_ref(), "it names no repository"));
             }
             Some(Position { repo: Some(r), page }) => match repos.iter().position(|x| *x == r) {
                 Some(i) => (i, page),
                 // A discovered repository that is gone: go on with the next one by name.
                 None if self.inner.configured.is_empty() => (repos.partition_point(|x| *x < r), PageState::default()),
                 None => {
-                    return Err(corrupt_msg(
-                        stream,
+                    return Err(position::not_ours(
+                        stream.name(),
                         req.position.as_ref(),
-                        &format!("repository `{r}` is no longer in `repositories`"),
+                        format_args!("repository `{r}` is no longer in `repositories`"),
                     ));
                 }
             },
@@ -295,7 +283,7 @@ impl GithubSource {
                 None => (idx + 1, PageState::default()),
             };
             let next = match repos.get(next_idx) {
-                Some(r) => encode(&Position { repo: Some(r.clone()), page: next_state.clone() })?,
+                Some(r) => position::encode(&Position { repo: Some(r.clone()), page: next_state.clone() })?,
                 None => Next::Done { resume: None },
             };
             if !records.is_empty() || !rejects_all.is_empty() || matches!(next, Next::Done { .. }) {
@@ -305,22 +293,6 @@ impl GithubSource {
         }
         Ok(Page { records: vec![], rejects: rejects_all, next: Next::Done { resume: None } })
     }
-}
-
-fn encode(p: &Position) -> Result<Next, Error> {
-    serde_json::to_value(p).map(Next::More).map_err(|e| Error::internal("cannot encode a position").with_source(e))
-}
-
-fn corrupt(stream: GithubStream, v: &Value, e: serde_json::Error) -> Error {
-    corrupt_msg(stream, Some(v), &e.to_string())
-}
-
-fn corrupt_msg(stream: GithubStream, v: Option<&Value>, why: &str) -> Error {
-    let v = v.map(Value::to_string).unwrap_or_default();
-    Error::permanent(format!(
-        "stream `{}`: the checkpoint position {v} is not one this connector wrote ({why}); run `dovetail reset` for the stream to start over",
-        stream.name()
-    ))
 }
 
 #[async_trait]
@@ -387,7 +359,7 @@ fn drift_of(
     let pointer: String =
         dotted.split('.').map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1"))).collect();
     let (change, observed) = if e.reason.starts_with("invalid type") {
-        ("type_changed", item.pointer(&pointer).map_or("absent", dovetail_core::schema::type_name))
+        ("type_changed", item.pointer(&pointer).map_or("absent", dovetail_core::json_type_name))
     } else if e.reason.starts_with("missing field") {
         ("missing_field", "absent")
     } else {

@@ -1,7 +1,7 @@
 //! The streams: endpoint, query, primary key, cursor and schema of each.
 
 use dovetail_core::{FieldPath, StreamSpec};
-use dovetail_http::Request;
+use dovetail_http::{Request, encode_segment};
 
 use crate::config::GithubStream;
 use crate::mapping;
@@ -65,11 +65,11 @@ pub fn first_request(
 ) -> Request {
     let base = |tail: &str| {
         let (o, r) = repo.and_then(|r| r.split_once('/')).unwrap_or(("", ""));
-        format!("repos/{}/{}/{tail}", segment(o), segment(r))
+        format!("repos/{}/{}/{tail}", encode_segment(o), encode_segment(r))
     };
     let req = match s {
         GithubStream::Repositories => {
-            Request::get(format!("{owner_kind}/{}/repos", segment(owner))).query("per_page", PER_PAGE)
+            Request::get(format!("{owner_kind}/{}/repos", encode_segment(owner))).query("per_page", PER_PAGE)
         }
         GithubStream::Issues => Request::get(base("issues"))
             .query("state", "all")
@@ -96,17 +96,4 @@ pub fn first_request(
         Some(v) if endpoint(s).since_param => req.query("since", v),
         _ => req,
     }
-}
-
-/// Percent-encode a path segment (RFC 3986 unreserved characters pass).
-pub fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

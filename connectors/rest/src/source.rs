@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dovetail_core::{
-    BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, Provenance, ReadRequest, Record, Reject, Source,
-    SourceConnector, StreamSpec,
+    BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, ReadRequest, Record, Reject, Source,
+    SourceConnector, StreamSpec, position,
 };
 use dovetail_http::paginate::{PageState, PageStyle, Paginator};
-use dovetail_http::{HttpClient, REQUEST_ID_HEADERS, Request, Response, redact_url};
+// The sink builds its paths with the same encoder (`crate::source::encode_segment`).
+pub(crate) use dovetail_http::encode_segment;
+use dovetail_http::{HttpClient, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::warn;
@@ -207,19 +209,6 @@ fn path_text(v: &Value) -> String {
     }
 }
 
-/// Percent-encode a path segment value (RFC 3986 unreserved characters pass).
-pub(crate) fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl RestSource {
     fn def(&self, stream: &str) -> Result<(usize, &StreamDef), Error> {
         self.streams
@@ -345,7 +334,7 @@ impl RestSource {
             Err(e) => return Err(e),
         };
         let Some(page) = page else { return Ok((vec![], vec![], None)) };
-        let prov = Arc::new(self.provenance(&page.response));
+        let prov = Arc::new(page.response.provenance(crate::SOURCE_KIND, self.api_version.as_deref()));
         let mut records = Vec::with_capacity(page.items.len());
         for (i, mut item) in page.items.into_iter().enumerate() {
             if let (Some(fields), Some(cfg)) = (parent, def.cfg.parent.as_ref())
@@ -363,24 +352,11 @@ impl RestSource {
         Ok((records, vec![], next))
     }
 
-    fn provenance(&self, resp: &Response) -> Provenance {
-        let request_id = REQUEST_ID_HEADERS.iter().find_map(|h| resp.header(h)).map(str::to_owned);
-        Provenance {
-            connector: crate::SOURCE_KIND.to_owned(),
-            endpoint: redact_url(&resp.url, &[]),
-            api_version: self.api_version.clone(),
-            fetched_at: dovetail_core::now_rfc3339(),
-            request_id,
-            status: Some(resp.status.as_u16()),
-            stale: resp.stale,
-        }
-    }
-
     async fn read_child(&self, def: &StreamDef, parent_idx: usize, req: &ReadRequest) -> Result<Page, Error> {
         let parent_def = &self.streams[parent_idx];
         let mut pos: ChildPosition = match &req.position {
             None => ChildPosition { parents: Some(PageState::default()), ..Default::default() },
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt(&def.cfg.name, v, e))?,
+            Some(v) => position::decode(&def.cfg.name, v)?,
         };
         let mut rejects = Vec::new();
         loop {
@@ -427,13 +403,7 @@ fn child_next(pos: &ChildPosition) -> Result<Next, Error> {
     if pos.pending.is_empty() && pos.parents.is_none() {
         return Ok(Next::Done { resume: None });
     }
-    serde_json::to_value(pos).map(Next::More).map_err(|e| Error::internal("cannot encode a position").with_source(e))
-}
-
-fn corrupt(stream: &str, v: &Value, e: serde_json::Error) -> Error {
-    Error::permanent(format!(
-        "stream `{stream}`: the checkpoint position {v} is not one this connector wrote ({e}); run `dovetail reset` for the stream to start over"
-    ))
+    position::encode(pos)
 }
 
 fn pagination_name(p: &Pagination) -> &'static str {
@@ -478,14 +448,12 @@ impl Source for RestSource {
             }
             let state = match &req.position {
                 None => PageState::default(),
-                Some(v) => {
-                    serde_json::from_value::<StreamPosition>(v.clone()).map_err(|e| corrupt(&def.cfg.name, v, e))?.page
-                }
+                Some(v) => position::decode::<StreamPosition>(&def.cfg.name, v)?.page,
             };
             let template = self.template(def, None, req.since.as_ref())?.use_cache(req.use_cache);
             let (records, rejects, next) = self.page(def, template, state, None).await?;
             let next = match next {
-                Some(page) => Next::More(serde_json::json!({ "page": page })),
+                Some(page) => position::encode(&StreamPosition { page })?,
                 None => Next::Done { resume: None },
             };
             Ok(Page { records, rejects, next })

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::connector::{Transform, TransformError};
+use crate::json::json_type_phrase;
 use crate::number;
 use crate::record::FieldPath;
 
@@ -114,7 +115,7 @@ impl Mapping {
         if !data.is_object() {
             return Err(TransformError {
                 path: "$".into(),
-                reason: format!("expected a JSON object, found {}", kind(&data)),
+                reason: format!("expected a JSON object, found {}", json_type_phrase(&data)),
             });
         }
         let mut created: Vec<&str> = Vec::new();
@@ -217,17 +218,6 @@ impl Transform for Mapping {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn show(v: &Value) -> String {
     let s = crate::record::canonical_json(v);
     if s.len() > 60 { format!("{}…", &s[..s.floor_char_boundary(60)]) } else { s }
@@ -238,7 +228,7 @@ pub fn cast(v: Value, to: CastType) -> Result<Value, String> {
     if v.is_null() {
         return Ok(v);
     }
-    let fail = |v: &Value, what: &str| Err(format!("cannot cast {} {} to {what}", kind(v), show(v)));
+    let fail = |v: &Value, what: &str| Err(format!("cannot cast {} {} to {what}", json_type_phrase(v), show(v)));
     match to {
         CastType::String => Ok(match v {
             Value::String(_) => v,

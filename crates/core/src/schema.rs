@@ -16,18 +16,9 @@ pub fn infer<'a>(samples: impl IntoIterator<Item = &'a Value>) -> Value {
     acc.unwrap_or_else(|| json!({"type": "object"}))
 }
 
-/// The JSON Schema type name of a value (`integer` for integral numbers).
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if crate::number::is_integral(n) => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
+/// The JSON Schema type name of a value (`integer` for integral numbers): the shared
+/// [`crate::json::json_type_name`], under the name drift and older callers use.
+pub use crate::json::json_type_name as type_name;
 
 fn of_value(v: &Value) -> Value {
     match v {

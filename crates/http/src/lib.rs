@@ -26,7 +26,9 @@
 //! Every wait and every OAuth2 token expiry goes through one [`Clock`], so tests run on a
 //! [`FakeClock`]. Logs never carry
 //! credentials: URLs are redacted ([`redact_url`]) and headers are not logged.
-//! [`paginate`] turns a first request into pages.
+//! [`paginate`] turns a first request into pages. What every connector would otherwise copy
+//! lives here once: [`encode_segment`] (a value as one URL path segment) and
+//! [`Response::provenance`] (the provenance of the records read from a response).
 //!
 //! # Logs
 //!
@@ -81,8 +83,10 @@ mod limit;
 mod observe;
 pub mod origin;
 pub mod paginate;
+mod provenance;
 mod request;
 mod retry;
+mod segment;
 mod shared;
 mod stats;
 
@@ -100,3 +104,4 @@ pub use retry::{
     Attempt, AttemptOutcome, CREDENTIAL_CAUSE, Classifier, RETRY_STATUSES, remaining, reset_wait, retryable_status,
     server_wait,
 };
+pub use segment::encode_segment;

@@ -5,6 +5,7 @@
 //! - every connector has a README.md;
 //! - ARCHITECTURE.md names only paths that exist ([`codemap`]);
 //! - functions in the engine and the HTTP request loop stay under 100 lines ([`fn_len`]);
+//! - connectors and the scaffold templates call the shared helpers instead of copies ([`shared`]);
 //! - source files stay small: over [`WARN_LINES`] is a warning, over [`MAX_LINES`] a violation.
 //!
 //! Also run as a `#[test]`, so `cargo test` enforces it.
@@ -13,6 +14,7 @@ pub mod codemap;
 pub mod deps;
 pub mod fn_len;
 pub mod secrets;
+pub mod shared;
 
 use std::fmt;
 use std::fs;
@@ -113,6 +115,7 @@ pub fn check_workspace(root: &Path) -> Result<Report> {
         .filter(|m| m.dir.starts_with("connectors/"))
         .map(|m| (m.dir.as_str(), root.join(&m.dir).join("README.md").is_file()));
     report.violations.extend(check_connector_readmes(connectors));
+    report.violations.extend(shared::check_tree(root)?);
 
     let map = fs::read_to_string(root.join("ARCHITECTURE.md")).context("reading ARCHITECTURE.md")?;
     report.violations.extend(codemap::check(root, "ARCHITECTURE.md", &map));
