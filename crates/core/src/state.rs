@@ -7,7 +7,10 @@
 //! - [`HistoryStore`]: what is read after the fact — runs, dead letters, drift history,
 //!   explain stories and retention.
 //!
-//! [`StateStore`] is both, and is what the engine and the runner hold.
+//! [`StateStore`] is both, and is what the engine and the runner hold. A method belongs to
+//! delivery when a stream's run cannot deliver correctly without it (that is what a new
+//! backend must get right first), to history when it only tells what happened. The state
+//! conformance suite in `dovetail-testkit` checks every method of both on every backend.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -72,7 +75,7 @@ pub struct DeadLetter {
     pub location: Option<String>,
     /// The raw input, unchanged.
     pub raw: String,
-    /// When it was first stored (RFC 3339).
+    /// When it was first stored (RFC 3339); the store fills it in when a commit leaves it empty.
     pub created_at: String,
     /// How many times this same raw input at this same place failed (re-reads of a file
     /// see it again; it is stored once).
