@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use dovetail_core::testing::{MemorySink, MemoryState};
 use dovetail_core::{
-    BuildCx, Cx, ErrorKind, Next, Pipeline, ReadRequest, RunOptions, Source, SourceConnector, StateStore,
+    BuildCx, Cx, DeliveryStore, ErrorKind, HistoryStore, Next, Pipeline, ReadRequest, RunOptions, Source,
+    SourceConnector,
 };
 use dovetail_github::{GithubConfig, GithubSource};
 use dovetail_http::FakeClock;

@@ -98,7 +98,7 @@ async fn a_rejected_record_is_dead_lettered_and_a_down_api_fails_the_batch() {
     let p = Pipeline::builder("p").source(src).sink(sink(&server, streams.clone())).state(state.clone());
     let r = p.build().unwrap().run(RunOptions::default()).await.unwrap();
     assert_eq!((r.streams["people"].written, r.streams["people"].dead_lettered), (2, 1));
-    let dl = dovetail_core::StateStore::dead_letters(&state, Some("p"), Some("people"), 10).await.unwrap();
+    let dl = dovetail_core::HistoryStore::dead_letters(&state, Some("p"), Some("people"), 10).await.unwrap();
     assert!(dl[0].reason.contains("name too short"), "{}", dl[0].reason);
 
     server.reset().await;

@@ -1,7 +1,7 @@
 //! The REST source over loopback HTTP (wiremock), driven by the real engine.
 
 use dovetail_core::testing::{MemorySink, MemoryState};
-use dovetail_core::{BuildCx, Pipeline, RunOptions, SourceConnector, StateStore};
+use dovetail_core::{BuildCx, DeliveryStore, HistoryStore, Pipeline, RunOptions, SourceConnector};
 use dovetail_rest::{RestSource, RestSourceConfig};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};

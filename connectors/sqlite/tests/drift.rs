@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use dovetail_core::drift::{DriftAction, DriftPolicy};
 use dovetail_core::testing::{MemorySource, MemoryState};
-use dovetail_core::{ColumnDrift, DeleteMode, Pipeline, RunOptions, Sink, StateStore};
+use dovetail_core::{ColumnDrift, DeleteMode, DeliveryStore, HistoryStore, Pipeline, RunOptions, Sink};
 use serde_json::json;
 
 #[tokio::test]

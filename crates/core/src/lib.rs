@@ -61,7 +61,7 @@ pub use pipeline::{Pipeline, PipelineBuilder, Progress, RunOptions, StreamOption
 pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};
 pub use report::{HttpReport, RunReport, StreamReport};
 pub use secret::Secret;
-pub use state::{Checkpoint, StateStore, StoredDrift};
+pub use state::{Checkpoint, DeliveryStore, HistoryStore, StateStore, StoredDrift};
 pub use stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
 /// Current time as RFC 3339 with millisecond precision, UTC.

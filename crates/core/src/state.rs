@@ -1,5 +1,16 @@
-//! The state-store contract: checkpoints, idempotency ledger, dead letters, run history,
-//! schema baselines and the per-pipeline run lock. `dovetail-state` implements it.
+//! The state-store contract and the types it stores. `dovetail-state` implements it.
+//!
+//! It is two traits, so a new backend can be brought up delivery-first:
+//! - [`DeliveryStore`]: what a run of a stream needs to deliver exactly once — run lock,
+//!   checkpoints, idempotency ledger, the atomic per-batch [`Commit`], outbox, pauses and
+//!   the stream's schema baseline;
+//! - [`HistoryStore`]: what is read after the fact — runs, dead letters, drift history,
+//!   explain stories and retention.
+//!
+//! [`StateStore`] is both, and is what the engine and the runner hold. A method belongs to
+//! delivery when a stream's run cannot deliver correctly without it (that is what a new
+//! backend must get right first), to history when it only tells what happened. The state
+//! conformance suite in `dovetail-testkit` checks every method of both on every backend.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -64,7 +75,7 @@ pub struct DeadLetter {
     pub location: Option<String>,
     /// The raw input, unchanged.
     pub raw: String,
-    /// When it was first stored (RFC 3339).
+    /// When it was first stored (RFC 3339); the store fills it in when a commit leaves it empty.
     pub created_at: String,
     /// How many times this same raw input at this same place failed (re-reads of a file
     /// see it again; it is stored once).
@@ -155,9 +166,17 @@ pub struct RunRecord {
 /// Held while a pipeline runs; dropping it releases the lock.
 pub trait RunLock: Send + Sync + std::fmt::Debug {}
 
-/// Durable state of dovetail. Implementations must make [`StateStore::commit`] atomic.
+/// The delivery contract: everything one run of a stream reads and writes to deliver
+/// records exactly once — the run lock, checkpoints, the idempotency ledger, the one
+/// transaction per batch ([`DeliveryStore::commit`]), the durable outbox, pauses, and the
+/// stream's schema baseline (read and saved as the stream starts).
+///
+/// A new backend implements this first: with it (and a [`HistoryStore`] that may still be
+/// thin) pipelines run with their full delivery guarantee. Implementations must make
+/// [`DeliveryStore::commit`] atomic: a commit that fails at any point leaves nothing of
+/// itself behind. `dovetail-testkit`'s state conformance suite checks every method.
 #[async_trait]
-pub trait StateStore: Send + Sync {
+pub trait DeliveryStore: Send + Sync {
     /// Take the run lock of a pipeline. A lock held by a live process is refused with a
     /// [`crate::ErrorKind::Config`] error naming that process; a dead process never holds it.
     async fn lock(&self, pipeline: &str) -> Result<Box<dyn RunLock>, Error>;
@@ -165,6 +184,8 @@ pub trait StateStore: Send + Sync {
     async fn checkpoint(&self, pipeline: &str, stream: &str) -> Result<Option<Checkpoint>, Error>;
     /// Forget a stream's checkpoint (or every stream's, with `stream = None`) and lift its pause;
     /// the ledger and the outbox stay (the outbox holds writes still owed to the sink).
+    /// Returns how many checkpoints were forgotten. Here rather than in history because it
+    /// changes where the next run starts.
     async fn reset(&self, pipeline: &str, stream: Option<&str>) -> Result<u64, Error>;
     /// Ledger hashes for keys, in the same order (`None` where the key was never written).
     async fn ledger_lookup(
@@ -173,6 +194,23 @@ pub trait StateStore: Send + Sync {
         stream: &str,
         keys: &[Key],
     ) -> Result<Vec<Option<ContentHash>>, Error>;
+    /// Destination ids stored with ledger rows (create-only sinks), in the order of `keys`.
+    async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error>;
+    /// Whether the ledger holds any row for a stream. The default (`true`) is always safe;
+    /// `false` lets an initial load skip every lookup, so it must never be answered for a
+    /// stream that has rows.
+    async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
+        let _ = (pipeline, stream);
+        Ok(true)
+    }
+    /// Up to `limit` keys whose ledger pass is older than `pass` (gone from the source in a
+    /// full refresh), in no particular order.
+    async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error>;
+    /// Apply one batch's state changes in a single transaction: all of [`Commit`]'s parts or
+    /// none. Its dead letters and explain stories are written here, with the batch, and read
+    /// back through [`HistoryStore`]; a store that keeps no stories may ignore
+    /// [`Commit::explain`].
+    async fn commit(&self, commit: Commit) -> Result<(), Error>;
     /// The oldest `limit` entries of a stream's outbox, in queue order.
     async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error>;
     /// How many entries wait in a stream's outbox.
@@ -185,21 +223,25 @@ pub trait StateStore: Send + Sync {
     async fn unpause(&self, pipeline: &str, stream: &str) -> Result<bool, Error>;
     /// Paused streams, of one pipeline or all, ordered by pipeline and stream.
     async fn paused(&self, pipeline: Option<&str>) -> Result<Vec<PausedStream>, Error>;
-    /// Destination ids stored with ledger rows (create-only sinks), in the order of `keys`.
-    async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error>;
-    /// Whether the ledger holds any row for a stream. The default (`true`) is always safe;
-    /// `false` lets an initial load skip every lookup.
-    async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
-        let _ = (pipeline, stream);
-        Ok(true)
-    }
-    /// Up to `limit` keys whose ledger pass is older than `pass` (gone from the source in a full refresh).
-    async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error>;
-    /// Apply one batch's state changes in a single transaction.
-    async fn commit(&self, commit: Commit) -> Result<(), Error>;
-    /// Record the start of a run and return its id.
+    /// The stored schema baseline of a stream.
+    async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error>;
+    /// Store a stream's schema baseline (replacing any previous one).
+    async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error>;
+}
+
+/// The history contract: what operators and reports read after the fact — run records,
+/// dead letters (written by [`DeliveryStore::commit`], listed and fetched here), drift
+/// history, each key's story for `dovetail explain`, and retention.
+///
+/// No stream needs any of it to deliver a record (a run records its start and end, but its
+/// delivery does not depend on them), which is why it is apart from [`DeliveryStore`]: a
+/// backend can bring delivery up first. One trait rather than one per table because every
+/// method answers the same question ("what happened?") and retention prunes them together.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    /// Record the start of a run and return its id (ids increase).
     async fn begin_run(&self, pipeline: &str, started_at: &str) -> Result<i64, Error>;
-    /// Record the end of a run with its outcome and report.
+    /// Record the end of a run with its outcome and report; an unknown id is an error.
     async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error>;
     /// The latest runs, newest first, optionally of one pipeline.
     async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error>;
@@ -220,10 +262,6 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Vec<DeadLetter>, Error>;
     /// One dead letter by id.
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error>;
-    /// The stored schema baseline of a stream.
-    async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error>;
-    /// Store a stream's schema baseline (replacing any previous one).
-    async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error>;
     /// Add a run's drift events to the stream's drift history: one row per (path, change,
     /// observed shape), its count growing and its last-seen time moving with each run.
     async fn record_drift(
@@ -253,6 +291,14 @@ pub trait StateStore: Send + Sync {
         Ok(crate::explain::Pruned::default())
     }
 }
+
+/// Durable state of dovetail: both contracts, which is what the engine and the runner hold
+/// (`Arc<dyn StateStore>`). Implemented for every type that implements [`DeliveryStore`]
+/// and [`HistoryStore`]; `dovetail-state` does, and so does
+/// [`MemoryState`](crate::testing::MemoryState).
+pub trait StateStore: DeliveryStore + HistoryStore {}
+
+impl<T: DeliveryStore + HistoryStore + ?Sized> StateStore for T {}
 
 /// One drift in a stream's history: a [`DriftEvent`](crate::drift::DriftEvent) kept across
 /// runs, deduplicated by (path, change, observed shape).

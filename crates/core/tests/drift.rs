@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use dovetail_core::drift::{DriftAction, DriftPolicy};
 use dovetail_core::testing::{MemorySink, MemorySource, MemoryState};
 use dovetail_core::{
-    Batch, ColumnDrift, Cx, Error, Pipeline, RunOptions, Sink, SinkStream, StateStore, StreamOptions, WriteReport,
+    Batch, ColumnDrift, Cx, DeliveryStore, Error, HistoryStore, Pipeline, RunOptions, Sink, SinkStream, StreamOptions,
+    WriteReport,
 };
 use serde_json::{Value, json};
 

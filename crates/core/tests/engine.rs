@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use dovetail_core::mapping::{CastType, Mapping};
 use dovetail_core::testing::{MemorySink, MemorySource, MemoryState};
 use dovetail_core::{
-    Batch, CreateHint, Cx, DeleteMode, Error, OnUnavailable, Page, Pipeline, ReadRequest, RunOptions, Sink, SinkStream,
-    Source, StateStore, StreamOptions, StreamSpec, SyncMode, WriteMode, WriteReport,
+    Batch, CreateHint, Cx, DeleteMode, DeliveryStore, Error, OnUnavailable, Page, Pipeline, ReadRequest, RunOptions,
+    Sink, SinkStream, Source, StreamOptions, StreamSpec, SyncMode, WriteMode, WriteReport,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -125,7 +125,7 @@ async fn bad_records_go_to_dead_letters_and_replay_after_a_mapping_fix() {
     let r = p.run(RunOptions::default()).await.unwrap();
     assert_eq!((r.streams["s"].written, r.streams["s"].dead_lettered), (7, 3));
     assert_eq!(r.outcome, "succeeded");
-    let dls = dovetail_core::StateStore::dead_letters(&state, Some("p"), None, 100).await.unwrap();
+    let dls = dovetail_core::HistoryStore::dead_letters(&state, Some("p"), None, 100).await.unwrap();
     assert_eq!(dls.len(), 3);
     let cast = dls.iter().find(|d| d.raw.contains("12,50")).unwrap();
     assert_eq!(cast.path.as_deref(), Some("amount"));
@@ -143,7 +143,7 @@ async fn bad_records_go_to_dead_letters_and_replay_after_a_mapping_fix() {
         pipeline(&src, &sink, &state, StreamOptions { mapping: Some(Arc::new(lenient)), ..Default::default() }, 4);
     let rr = fixed.replay_dead_letters(None, CancellationToken::new()).await.unwrap();
     assert_eq!((rr.streams["s"].written, rr.streams["s"].dead_lettered), (2, 1));
-    let left = dovetail_core::StateStore::dead_letters(&state, Some("p"), None, 100).await.unwrap();
+    let left = dovetail_core::HistoryStore::dead_letters(&state, Some("p"), None, 100).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].path.as_deref(), Some("id"));
     assert_eq!(sink.rows("s").len(), 9);
@@ -180,8 +180,8 @@ async fn dry_run_writes_and_commits_nothing() {
     let r = p.run(RunOptions { dry_run: true, ..Default::default() }).await.unwrap();
     assert_eq!(r.streams["s"].written, 12);
     assert_eq!(sink.writes("s"), 0);
-    assert!(dovetail_core::StateStore::checkpoint(&state, "p", "s").await.unwrap().is_none());
-    assert!(dovetail_core::StateStore::runs(&state, None, 10).await.unwrap().is_empty());
+    assert!(dovetail_core::DeliveryStore::checkpoint(&state, "p", "s").await.unwrap().is_none());
+    assert!(dovetail_core::HistoryStore::runs(&state, None, 10).await.unwrap().is_empty());
     assert_eq!(p.run(RunOptions::default()).await.unwrap().streams["s"].written, 12);
 }
 
@@ -251,7 +251,7 @@ async fn second_concurrent_run_is_refused() {
     let (src, sink, state) =
         (MemorySource::new("s", &["id"], people(1)), MemorySink::default(), MemoryState::default());
     let p = pipeline(&src, &sink, &state, StreamOptions::default(), 5);
-    let _held = dovetail_core::StateStore::lock(&state, "p").await.unwrap();
+    let _held = dovetail_core::DeliveryStore::lock(&state, "p").await.unwrap();
     let err = p.run(RunOptions::default()).await.err().unwrap();
     assert_eq!(*err.kind(), dovetail_core::ErrorKind::Config);
     assert!(err.to_string().contains("already running"));
@@ -263,12 +263,12 @@ async fn an_initial_load_skips_lookups_and_a_repeated_key_is_upserted_twice() {
     // the last one wins, and the next run finds everything unchanged.
     let recs = vec![json!({"id": 1, "v": "a"}), json!({"id": 2, "v": "b"}), json!({"id": 1, "v": "c"})];
     let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
-    assert!(!dovetail_core::StateStore::has_ledger(&state, "p", "s").await.unwrap());
+    assert!(!dovetail_core::DeliveryStore::has_ledger(&state, "p", "s").await.unwrap());
     let p = pipeline(&src, &sink, &state, StreamOptions::default(), 10);
     let r = p.run(RunOptions::default()).await.unwrap();
     assert_eq!(r.streams["s"].written, 3);
     assert_eq!(sink.rows("s"), vec![json!({"id": 1, "v": "c"}), json!({"id": 2, "v": "b"})]);
-    assert!(dovetail_core::StateStore::has_ledger(&state, "p", "s").await.unwrap());
+    assert!(dovetail_core::DeliveryStore::has_ledger(&state, "p", "s").await.unwrap());
     src.set_records("s", vec![json!({"id": 2, "v": "b"}), json!({"id": 1, "v": "c"})]);
     let r = p.run(RunOptions::default()).await.unwrap();
     assert_eq!((r.streams["s"].written, r.streams["s"].skipped_unchanged), (0, 2));

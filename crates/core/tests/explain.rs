@@ -5,7 +5,7 @@
 use dovetail_core::explain::{ExplainCapture, Outcome};
 use dovetail_core::mapping::{CastType, Mapping};
 use dovetail_core::testing::{MemorySink, MemorySource, MemoryState};
-use dovetail_core::{Key, Pipeline, RunOptions, StateStore, StreamOptions};
+use dovetail_core::{HistoryStore, Key, Pipeline, RunOptions, StreamOptions};
 use serde_json::{Value, json};
 
 fn rows(names: &[&str]) -> Vec<Value> {

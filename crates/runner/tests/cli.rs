@@ -177,7 +177,7 @@ fn postgres_state_is_refused() {
 
 #[test]
 fn resume_lifts_pauses_one_stream_or_all_and_says_what_it_lifted() {
-    use dovetail_core::StateStore;
+    use dovetail_core::DeliveryStore;
     use dovetail_core::state::PausedStream;
     let dir = project(CONFIG);
     let state = dovetail_state::SqliteState::open(dir.path().join(".dovetail/state.db")).unwrap();
@@ -214,7 +214,7 @@ fn resume_lifts_pauses_one_stream_or_all_and_says_what_it_lifted() {
 
 #[test]
 fn drift_is_kept_once_per_shape_listed_and_accepted_into_the_baseline() {
-    use dovetail_core::StateStore;
+    use dovetail_core::DeliveryStore;
     let dir = project(CONFIG);
     let write = |rows: &[&str]| std::fs::write(dir.path().join("orders.jsonl"), rows.join("\n") + "\n").unwrap();
     let run = || {

@@ -1,5 +1,7 @@
 //! dovetail-state: the embedded SQLite implementation of dovetail's
-//! [`StateStore`](dovetail_core::state::StateStore).
+//! [`StateStore`](dovetail_core::state::StateStore) — both its delivery contract
+//! ([`DeliveryStore`](dovetail_core::state::DeliveryStore)) and its history contract
+//! ([`HistoryStore`](dovetail_core::state::HistoryStore)).
 //!
 //! One SQLite file holds everything a pipeline must remember between runs: stream
 //! checkpoints, the idempotency ledger (a content hash per written key), dead letters, the
@@ -39,7 +41,7 @@
 //!
 //! # Run lock
 //!
-//! [`StateStore::lock`](dovetail_core::state::StateStore::lock) takes an OS advisory lock
+//! [`DeliveryStore::lock`](dovetail_core::state::DeliveryStore::lock) takes an OS advisory lock
 //! (`flock`) on a file beside the database; [`SqliteState::lock_dir`] explains why a lock
 //! file rather than a database row.
 #![warn(missing_docs)]

@@ -275,7 +275,7 @@ mod tests {
     /// new tables usable.
     #[tokio::test]
     async fn a_version_2_database_upgrades_with_its_data_intact() {
-        use dovetail_core::state::{Commit, OutboxEntry, PausedStream, StateStore};
+        use dovetail_core::state::{Commit, DeliveryStore, HistoryStore, OutboxEntry, PausedStream};
         use dovetail_core::{ContentHash, Key};
 
         let dir = tempfile::tempdir().unwrap();

@@ -1,10 +1,12 @@
-//! [`StateStore`] for [`SqliteState`]: each method moves its arguments onto the blocking pool
-//! and runs one function of [`crate::ops`] or [`crate::history`] there.
+//! [`DeliveryStore`] and [`HistoryStore`] (together core's `StateStore`) for [`SqliteState`]:
+//! each method moves its arguments onto the blocking pool and runs one function of
+//! [`crate::ops`], [`crate::history`] or [`crate::explain`] there.
 
 use async_trait::async_trait;
 use dovetail_core::explain::{KeyHistory, Pruned, Retention};
 use dovetail_core::state::{
-    Checkpoint, Commit, DeadLetter, LedgerEntry, OutboxEntry, PausedStream, RunLock, RunRecord, StateStore,
+    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerEntry, OutboxEntry, PausedStream, RunLock,
+    RunRecord,
 };
 use dovetail_core::{ContentHash, Error, Key};
 use serde_json::Value;
@@ -29,7 +31,7 @@ impl SqliteState {
 }
 
 #[async_trait]
-impl StateStore for SqliteState {
+impl DeliveryStore for SqliteState {
     /// Takes the `flock` on `<db>.locks/<pipeline>.lock` (see [`SqliteState::lock_dir`]), then
     /// marks the pipeline's runs still `running` as [`ABANDONED`](crate::ABANDONED): whoever
     /// started them no longer holds the lock, so they can never finish.
@@ -130,6 +132,19 @@ impl StateStore for SqliteState {
         .await
     }
 
+    async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_db(move |db| history::baseline(db, &p, &s)).await
+    }
+
+    async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error> {
+        let (p, s, v) = (pipeline.to_owned(), stream.to_owned(), schema.clone());
+        self.with_db(move |db| history::save_baseline(db, &p, &s, &v)).await
+    }
+}
+
+#[async_trait]
+impl HistoryStore for SqliteState {
     async fn begin_run(&self, pipeline: &str, started_at: &str) -> Result<i64, Error> {
         let (p, t) = (pipeline.to_owned(), started_at.to_owned());
         self.with_db(move |db| history::begin_run(db, &p, &t)).await
@@ -161,16 +176,6 @@ impl StateStore for SqliteState {
 
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error> {
         self.with_db(move |db| ops::dead_letter(db, id)).await
-    }
-
-    async fn baseline(&self, pipeline: &str, stream: &str) -> Result<Option<Value>, Error> {
-        let (p, s) = (pipeline.to_owned(), stream.to_owned());
-        self.with_db(move |db| history::baseline(db, &p, &s)).await
-    }
-
-    async fn save_baseline(&self, pipeline: &str, stream: &str, schema: &Value) -> Result<(), Error> {
-        let (p, s, v) = (pipeline.to_owned(), stream.to_owned(), schema.clone());
-        self.with_db(move |db| history::save_baseline(db, &p, &s, &v)).await
     }
 
     async fn record_drift(

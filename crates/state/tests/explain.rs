@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dovetail_core::explain::{ExplainBatch, Fetch, Outcome, Retention, Story};
-use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, StateStore};
+use dovetail_core::state::{Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerEntry};
 use dovetail_core::{ContentHash, Key, Provenance};
 use dovetail_state::SqliteState;
 use serde_json::json;

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use dovetail_core::ErrorKind;
-use dovetail_core::state::StateStore;
+use dovetail_core::state::{DeliveryStore, HistoryStore};
 use dovetail_state::{ABANDONED, SqliteState};
 
 const CHILD_READY: &str = "DOVETAIL_CHILD_HOLDS_LOCK";

@@ -1,6 +1,6 @@
 //! The durable outbox and paused streams of `SqliteState` (schema migration 3).
 
-use dovetail_core::state::{Checkpoint, Commit, LedgerEntry, OutboxEntry, PausedStream, StateStore};
+use dovetail_core::state::{Checkpoint, Commit, DeliveryStore, LedgerEntry, OutboxEntry, PausedStream, StateStore};
 use dovetail_core::testing::MemoryState;
 use dovetail_core::{ContentHash, ErrorKind, Key};
 use dovetail_state::SqliteState;

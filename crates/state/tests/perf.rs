@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use dovetail_core::state::{Checkpoint, Commit, LedgerEntry, StateStore};
+use dovetail_core::state::{Checkpoint, Commit, DeliveryStore, LedgerEntry};
 use dovetail_core::{ContentHash, Key};
 use dovetail_state::SqliteState;
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! Run history.
 
 use dovetail_core::ErrorKind;
-use dovetail_core::state::StateStore;
+use dovetail_core::state::{DeliveryStore, HistoryStore};
 use dovetail_state::{ABANDONED, RUNNING, SqliteState};
 use serde_json::json;
 

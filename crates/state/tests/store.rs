@@ -1,6 +1,6 @@
 //! Behaviour of `SqliteState` against real SQLite files.
 
-use dovetail_core::state::{Checkpoint, Commit, CursorState, DeadLetter, LedgerEntry, StateStore};
+use dovetail_core::state::{Checkpoint, Commit, CursorState, DeadLetter, DeliveryStore, HistoryStore, LedgerEntry};
 use dovetail_core::{ContentHash, ErrorKind, Key};
 use dovetail_state::{SCHEMA_VERSION, SqliteState};
 use serde_json::json;

@@ -15,6 +15,10 @@
 //! - [`SourceContract`] ([`contract`]): the connector contract suite, run by each
 //!   connector's `tests/contract.rs` over its fixtures through the real engine.
 //!
+//! - [`state_conformance`](mod@state_conformance): the state conformance suite, run by every state store
+//!   (`dovetail-state`'s `tests/conformance.rs`, the in-memory store from this crate's
+//!   tests) through [`state_conformance!`].
+//!
 //! The format is documented in the crate's README.md.
 #![warn(missing_docs)]
 
@@ -26,6 +30,7 @@ mod record;
 mod redact;
 mod replay;
 mod server;
+pub mod state_conformance;
 
 pub use contract::{CheckResult, Outcome, SinkContract, SourceContract};
 pub use error::FixtureError;

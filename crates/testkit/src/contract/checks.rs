@@ -3,7 +3,7 @@
 
 use dovetail_core::state::Commit;
 use dovetail_core::testing::{MemorySink, MemoryState};
-use dovetail_core::{Checkpoint, ErrorKind, Pipeline, RunOptions, RunReport, StateStore};
+use dovetail_core::{Checkpoint, DeliveryStore, ErrorKind, HistoryStore, Pipeline, RunOptions, RunReport};
 use serde_json::json;
 
 use super::{BuildSource, Outcome, SourceContract, StreamCase};

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use dovetail_core::testing::MemoryState;
-use dovetail_core::{Cx, Next, ReadRequest, RunReport, StateStore, StreamSpec};
+use dovetail_core::{Cx, DeliveryStore, HistoryStore, Next, ReadRequest, RunReport, StreamSpec};
 use serde_json::Value;
 
 use super::checks::{PIPELINE, Run, per_case, run_once, succeeded, unmatched};

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use dovetail_core::testing::{MemorySource, MemoryState};
 use dovetail_core::{
-    Batch, Cx, DeleteMode, Error, Key, Pipeline, Provenance, Record, RunOptions, Sink, SinkStream, StateStore,
+    Batch, Cx, DeleteMode, Error, HistoryStore, Key, Pipeline, Provenance, Record, RunOptions, Sink, SinkStream,
 };
 use serde_json::{Value, json};
 
