@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use dovetail_core::state::StateStore;
+use dovetail_core::state::{DeliveryStore, HistoryStore};
 use dovetail_state::SqliteState;
 use serde_json::json;
 
