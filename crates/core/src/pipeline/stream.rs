@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::cursor::{admit, starting_checkpoint};
+use super::drift_check::{DriftCheck, StreamDrift};
 use super::explain::{Ctx, Trail};
 use super::prepare::{Prepared, Preparer};
 use super::{Shared, StreamOptions};
@@ -87,6 +88,11 @@ pub(crate) struct StreamRun {
 }
 
 impl StreamRun {
+    /// The drift policy of this stream, for the writer and the end of the run.
+    fn drift(&self) -> StreamDrift<'_> {
+        StreamDrift { policy: self.shared.drift_policy, pipeline: &self.shared.name, stream: &self.spec.name }
+    }
+
     pub(crate) fn key_columns(&self) -> Result<Vec<String>, Error> {
         super::explain::key_columns(&self.spec, &self.opts)
     }
@@ -270,8 +276,7 @@ impl StreamRun {
             let track_touched = delete_mode != DeleteMode::Keep;
             let batch_size = sh.batch_size;
             let mut cp = cp.clone();
-            let mut drift =
-                super::drift_check::DriftCheck::new(baseline, sh.drift_policy, &pipeline, &stream, state.clone());
+            let mut drift = DriftCheck::new(baseline, sh.drift_policy, &pipeline, &stream, state.clone());
             let xcx = xcx.clone();
             tokio::spawn(async move {
                 let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
@@ -491,7 +496,7 @@ impl StreamRun {
         drop(batch_rx);
         let read_ns = reader.await.unwrap_or(0);
         let (map_ns, ledger_ns, (drift, pause)) = mapper.await.unwrap_or_default();
-        self.store_drift(drift, pause, report).await;
+        self.drift().store(sh.state.as_ref(), self.dry_run, drift, pause, report).await;
         t.read = read_ns;
         t.map = map_ns;
         t.ledger = ledger_ns;

@@ -9,6 +9,7 @@ use tracing::warn;
 
 use super::{MappedBatch, StreamRun, Timings};
 use crate::connector::SinkStream;
+use crate::drift::DriftEvent;
 use crate::error::{Error, ErrorKind};
 use crate::pipeline::outage::is_outage;
 use crate::record::Record;
@@ -17,6 +18,29 @@ use crate::state::{Commit, DeadLetter, LedgerEntry, OutboxEntry};
 use crate::stream::DeleteMode;
 
 impl StreamRun {
+    /// Open the sink for the stream and hand it the `column_type` drifts accepted so far.
+    pub(super) async fn open_sink(&self, sink_stream: &SinkStream) -> Result<(), Error> {
+        let sh = &self.shared;
+        sh.sink.open(sink_stream, &self.cx).await?;
+        let accepted: Vec<DriftEvent> = sh
+            .state
+            .drift_events(Some(&sh.name))
+            .await?
+            .into_iter()
+            .filter(|d| d.stream == self.spec.name && d.change == "column_type" && d.accepted_at.is_some())
+            .map(|d| DriftEvent {
+                path: d.path,
+                change: d.change,
+                expected: d.expected,
+                observed: d.observed,
+                count: d.count,
+                first_seen: d.first_seen,
+                first_at: d.first_at,
+            })
+            .collect();
+        if accepted.is_empty() { Ok(()) } else { sh.sink.accept_drift(sink_stream, &accepted, &self.cx).await }
+    }
+
     pub(super) async fn write_batch(
         &self,
         b: MappedBatch,
@@ -45,7 +69,7 @@ impl StreamRun {
                 None
             } else {
                 let batch = sh.batch(&self.spec.name, sink_stream.clone(), records.clone(), &hashes).await?;
-                let batch = batch.with_column_drift(self.column_drift());
+                let batch = batch.with_column_drift(self.drift().column_drift());
                 match sh.sink.write(batch, &self.cx).await {
                     Ok(wr) => Some(wr),
                     Err(e) if is_outage(&e) => {
@@ -96,7 +120,7 @@ impl StreamRun {
                     ..Default::default()
                 }));
             };
-            let mut rejected = self.sink_drift(&mut wr, &records, &mut raws, &ledger, &mut dead, report)?;
+            let mut rejected = self.drift().sink(&mut wr, &records, &mut raws, &ledger, &mut dead, report)?;
             for (i, id) in wr.dest_ids.into_iter().enumerate() {
                 if let Some(e) = ledger.get_mut(i) {
                     e.dest_id = id;
