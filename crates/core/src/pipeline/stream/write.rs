@@ -11,7 +11,6 @@ use super::{MappedBatch, StreamRun, Timings};
 use crate::connector::SinkStream;
 use crate::drift::DriftEvent;
 use crate::error::{Error, ErrorKind};
-use crate::pipeline::outage::is_outage;
 use crate::record::Record;
 use crate::report::StreamReport;
 use crate::state::{Commit, DeadLetter, LedgerEntry, OutboxEntry};
@@ -72,7 +71,7 @@ impl StreamRun {
                 let batch = batch.with_column_drift(self.drift().column_drift());
                 match sh.sink.write(batch, &self.cx).await {
                     Ok(wr) => Some(wr),
-                    Err(e) if is_outage(&e) => {
+                    Err(e) if e.kind().disposition().is_outage() => {
                         warn!(stream = %self.spec.name, sink = sh.sink.kind(), error = %e.report(), "the sink is down: records go to the outbox and are delivered when it is back");
                         *sink_down = Some((e.kind().clone(), e.report()));
                         None
