@@ -25,7 +25,10 @@ use crate::report::StreamReport;
 use crate::state::{Checkpoint, Commit, CursorState, DeadLetter};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
+mod committer;
 mod write;
+
+use committer::Committer;
 
 /// A mapped batch on its way to the writer, with the checkpoint that becomes true once it is written.
 struct MappedBatch {
@@ -436,20 +439,8 @@ impl StreamRun {
         // holds — never ahead.
         let mut result: Result<(), Error> = Ok(());
         let mut completed = false;
-        let (commit_tx, mut commit_rx) = mpsc::channel::<Commit>(2);
-        let committer = {
-            let state = sh.state.clone();
-            tokio::spawn(async move {
-                let mut ns = 0u128;
-                while let Some(commit) = commit_rx.recv().await {
-                    let started = Instant::now();
-                    state.commit(commit).await?;
-                    failpoint::hit("after_checkpoint");
-                    ns += started.elapsed().as_nanos();
-                }
-                Ok::<u128, Error>(ns)
-            })
-        };
+        let (commit_tx, commit_rx) = mpsc::channel::<Commit>(2);
+        let committer = Committer { state: sh.state.clone(), commits: commit_rx }.spawn();
         while let Some(batch) = batch_rx.recv().await {
             let b = match batch {
                 Ok(b) => b,
