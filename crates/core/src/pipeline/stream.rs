@@ -26,9 +26,11 @@ use crate::state::{Checkpoint, Commit, CursorState, DeadLetter};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
 mod committer;
+mod reader;
 mod write;
 
 use committer::Committer;
+use reader::Reader;
 
 /// A mapped batch on its way to the writer, with the checkpoint that becomes true once it is written.
 struct MappedBatch {
@@ -224,45 +226,16 @@ impl StreamRun {
         let (page_tx, mut page_rx) = mpsc::channel(1);
         let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
 
-        // Reader: pages in order until the pass is done, an error, or cancellation.
-        let reader = {
-            let source = sh.source.clone();
-            let cx = self.cx.clone();
-            let mut req = ReadRequest {
-                stream: name.clone(),
-                position: cp.position.clone(),
-                since: cursor_field
-                    .as_ref()
-                    .and_then(|_| lookback_floor.clone().or_else(|| cp.floor.as_ref().map(|f| f.value.clone()))),
-                batch_size: sh.batch_size,
-                use_cache: self.opts.on_unavailable == OnUnavailable::UseCache,
-            };
-            tokio::spawn(async move {
-                let mut read_ns = 0u128;
-                loop {
-                    if cx.cancel.is_cancelled() {
-                        break;
-                    }
-                    let t = Instant::now();
-                    let page = source.read(&req, &cx).await;
-                    read_ns += t.elapsed().as_nanos();
-                    let stop = match &page {
-                        Ok(p) => match &p.next {
-                            Next::More(pos) => {
-                                req.position = Some(pos.clone());
-                                false
-                            }
-                            Next::Done { .. } => true,
-                        },
-                        Err(_) => true,
-                    };
-                    if page_tx.send(page).await.is_err() || stop {
-                        break;
-                    }
-                }
-                read_ns
-            })
+        let request = ReadRequest {
+            stream: name.clone(),
+            position: cp.position.clone(),
+            since: cursor_field
+                .as_ref()
+                .and_then(|_| lookback_floor.clone().or_else(|| cp.floor.as_ref().map(|f| f.value.clone()))),
+            batch_size: sh.batch_size,
+            use_cache: self.opts.on_unavailable == OnUnavailable::UseCache,
         };
+        let reader = Reader { source: sh.source.clone(), cx: self.cx.clone(), request, pages: page_tx }.spawn();
 
         // Mapper: map, key, filter by cursor, hash, look up the ledger; compute each batch's checkpoint.
         let mapper = {
