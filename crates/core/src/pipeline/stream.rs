@@ -6,70 +6,31 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::cursor::{admit, starting_checkpoint};
+use super::cursor::starting_checkpoint;
 use super::drift_check::{DriftCheck, StreamDrift};
-use super::explain::{Ctx, Trail};
-use super::prepare::{Prepared, Preparer};
+use super::explain::Ctx;
+use super::prepare::Preparer;
 use super::{Shared, StreamOptions};
-use crate::connector::{Cx, Next, ReadRequest, SinkStream};
+use crate::connector::{Cx, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
 use crate::failpoint;
-use crate::record::Key;
 use crate::report::StreamReport;
-use crate::state::{Checkpoint, Commit, CursorState, DeadLetter};
+use crate::state::{Checkpoint, Commit, CursorState};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
 mod committer;
+mod mapper;
 mod reader;
 mod write;
 
 use committer::Committer;
+use mapper::{Mapped, MappedBatch, Mapper};
 use reader::Reader;
-
-/// A mapped batch on its way to the writer, with the checkpoint that becomes true once it is written.
-struct MappedBatch {
-    to_write: Vec<Prepared>,
-    /// Keys to stamp with the current pass (read unchanged, or dead-lettered with a key).
-    unchanged: Vec<Key>,
-    skipped: u64,
-    dead: Vec<DeadLetter>,
-    checkpoint: Checkpoint,
-    read: u64,
-    filtered: u64,
-    mapped: u64,
-    done: bool,
-    /// Pages that came from the last good responses (`use_cache`).
-    stale: u64,
-    trail: Trail,
-}
-
-impl MappedBatch {
-    /// Records in the batch, whatever becomes of them.
-    fn size(&self) -> usize {
-        self.to_write.len() + self.unchanged.len() + self.dead.len() + self.filtered as usize
-    }
-
-    /// Append a later batch: its records, its counts, and its (later) checkpoint.
-    fn absorb(&mut self, later: MappedBatch) {
-        self.to_write.extend(later.to_write);
-        self.unchanged.extend(later.unchanged);
-        self.skipped += later.skipped;
-        self.dead.extend(later.dead);
-        self.checkpoint = later.checkpoint;
-        self.read += later.read;
-        self.filtered += later.filtered;
-        self.mapped += later.mapped;
-        self.done = later.done;
-        self.stale += later.stale;
-        self.trail.absorb(later.trail);
-    }
-}
 
 /// Counters kept by the tasks, merged into the report at the end.
 #[derive(Default)]
@@ -223,7 +184,7 @@ impl StreamRun {
             }
             _ => None,
         };
-        let (page_tx, mut page_rx) = mpsc::channel(1);
+        let (page_tx, page_rx) = mpsc::channel(1);
         let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
 
         let request = ReadRequest {
@@ -237,173 +198,27 @@ impl StreamRun {
         };
         let reader = Reader { source: sh.source.clone(), cx: self.cx.clone(), request, pages: page_tx }.spawn();
 
-        // Mapper: map, key, filter by cursor, hash, look up the ledger; compute each batch's checkpoint.
-        let mapper = {
-            let preparer = Preparer {
+        let mapper = Mapper {
+            pages: page_rx,
+            batches: batch_tx,
+            preparer: Preparer {
                 pipeline: sh.name.clone(),
                 stream: name.clone(),
                 mapping: self.opts.mapping.clone().unwrap_or_else(|| Arc::new(crate::connector::Identity)),
                 key_columns,
                 identity: self.opts.mapping.is_none(),
-            };
-            let state = sh.state.clone();
-            let pipeline = sh.name.clone();
-            let stream = name.clone();
-            let track_touched = delete_mode != DeleteMode::Keep;
-            let batch_size = sh.batch_size;
-            let mut cp = cp.clone();
-            let mut drift = DriftCheck::new(baseline, sh.drift_policy, &pipeline, &stream, state.clone());
-            let xcx = xcx.clone();
-            tokio::spawn(async move {
-                let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
-                // Pages smaller than the batch size (an API's page of 100) are merged into one
-                // sink batch, so a sink transaction and a state commit carry `batch_size`
-                // records, not one page's worth.
-                let mut pending: Option<MappedBatch> = None;
-                while let Some(page) = page_rx.recv().await {
-                    let mut page = match page {
-                        Ok(p) => p,
-                        Err(e) => {
-                            // What was read before the failure is still delivered and committed.
-                            if let Some(p) = pending.take() {
-                                let _ = batch_tx.send(Ok(p)).await;
-                            }
-                            let _ = batch_tx.send(Err(e)).await;
-                            break;
-                        }
-                    };
-                    let t = Instant::now();
-                    let endpoint = page.records.first().map(|r| r.provenance.endpoint.clone()).unwrap_or_default();
-                    let mut b = MappedBatch {
-                        to_write: Vec::with_capacity(page.records.len()),
-                        unchanged: vec![],
-                        skipped: 0,
-                        dead: vec![],
-                        checkpoint: Checkpoint::default(),
-                        read: (page.records.len() + page.rejects.len()) as u64,
-                        filtered: 0,
-                        mapped: 0,
-                        done: false,
-                        stale: u64::from(page.records.first().is_some_and(|r| r.provenance.stale)),
-                        trail: xcx.trail(),
-                    };
-                    b.trail.page(&page.records);
-                    if let Err(e) = drift.page(&mut page, &preparer, &endpoint, &mut b.dead).await {
-                        // The policy pauses: what came before this page is still delivered.
-                        if let Some(p) = pending.take() {
-                            let _ = batch_tx.send(Ok(p)).await;
-                        }
-                        let _ = batch_tx.send(Err(e)).await;
-                        break;
-                    }
-                    let mut candidates = Vec::with_capacity(page.records.len());
-                    for rec in page.records {
-                        // No per-record copies: the provenance is shared and the cursor is
-                        // read from the raw input each prepared record still holds.
-                        let (prov, loc) = (rec.provenance.clone(), rec.location);
-                        let ep = &prov.endpoint;
-                        match preparer.prepare(rec) {
-                            Err(dl) => b.dead.push(*dl),
-                            Ok(items) => {
-                                for p in items {
-                                    b.mapped += 1;
-                                    match &cursor_field {
-                                        None => candidates.push(p),
-                                        Some(field) => match admit(
-                                            &mut cp,
-                                            field.get(p.raw.as_ref().unwrap_or(&p.record.data)),
-                                            &p.key,
-                                            field.as_str(),
-                                            lookback_floor.as_ref(),
-                                        ) {
-                                            Ok(true) => candidates.push(p),
-                                            Ok(false) => b.filtered += 1,
-                                            Err(reason) => {
-                                                let msg = format!("{}: {reason}", super::prepare::where_of(ep, &loc));
-                                                let raw = crate::record::canonical_json(
-                                                    p.raw.as_ref().unwrap_or(&p.record.data),
-                                                );
-                                                b.dead.push(preparer.dead_letter(
-                                                    Some(&p.key),
-                                                    "data",
-                                                    msg,
-                                                    Some(field.to_string()),
-                                                    ep,
-                                                    &loc,
-                                                    raw,
-                                                ));
-                                            }
-                                        },
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    map_ns += t.elapsed().as_nanos();
-                    let t = Instant::now();
-                    let keys: Vec<Key> =
-                        if ledger_known { candidates.iter().map(|p| p.key.clone()).collect() } else { Vec::new() };
-                    let lookup = if ledger_known {
-                        state.ledger_lookup(&pipeline, &stream, &keys).await
-                    } else {
-                        Ok(vec![None; candidates.len()])
-                    };
-                    match lookup {
-                        Ok(known) => {
-                            for (p, old) in candidates.into_iter().zip(known) {
-                                if old == Some(p.hash) {
-                                    b.trail.unchanged(&p);
-                                    b.unchanged.push(p.key);
-                                } else {
-                                    b.to_write.push(Prepared { known: old.is_some(), ..p });
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            let _ = batch_tx.send(Err(e)).await;
-                            break;
-                        }
-                    }
-                    b.skipped = b.unchanged.len() as u64;
-                    if track_touched {
-                        // Dead-lettered records still exist at the source: keep their rows.
-                        b.unchanged.extend(b.dead.iter().filter_map(|d| d.key.clone().map(Key::from_canonical)));
-                    }
-                    ledger_ns += t.elapsed().as_nanos();
-                    match page.next {
-                        Next::More(pos) => cp.position = Some(pos),
-                        Next::Done { resume } => {
-                            cp.position = resume;
-                            cp.pass_complete = true;
-                            if cp.max.is_some() {
-                                cp.floor = cp.max.clone();
-                            }
-                            b.done = true;
-                        }
-                    }
-                    b.checkpoint = cp.clone();
-                    let b = match pending.take() {
-                        Some(mut p) => {
-                            p.absorb(b);
-                            p
-                        }
-                        None => b,
-                    };
-                    if !b.done && b.size() < batch_size {
-                        pending = Some(b);
-                        continue;
-                    }
-                    if batch_tx.send(Ok(b)).await.is_err() {
-                        break;
-                    }
-                }
-                // The reader stopped without finishing the pass (cancellation): deliver what was read.
-                if let Some(p) = pending.take() {
-                    let _ = batch_tx.send(Ok(p)).await;
-                }
-                (map_ns, ledger_ns, drift.finish())
-            })
-        };
+            },
+            state: sh.state.clone(),
+            cursor_field,
+            lookback_floor,
+            checkpoint: cp.clone(),
+            drift: DriftCheck::new(baseline, sh.drift_policy, &sh.name, &name, sh.state.clone()),
+            explain: xcx,
+            ledger_known,
+            track_touched: delete_mode != DeleteMode::Keep,
+            batch_size: sh.batch_size,
+        }
+        .spawn();
 
         // Writer: sink first, then one state transaction; the checkpoint follows the sink.
         // Commits run in order on their own task, up to two batches behind the sink, so the
@@ -459,7 +274,7 @@ impl StreamRun {
         }
         drop(batch_rx);
         let read_ns = reader.await.unwrap_or(0);
-        let (map_ns, ledger_ns, (drift, pause)) = mapper.await.unwrap_or_default();
+        let Mapped { map_ns, ledger_ns, drift, pause } = mapper.await.unwrap_or_default();
         self.drift().store(sh.state.as_ref(), self.dry_run, drift, pause, report).await;
         t.read = read_ns;
         t.map = map_ns;
