@@ -18,7 +18,6 @@ use super::prepare::Preparer;
 use super::{Shared, StreamOptions};
 use crate::connector::{Cx, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
-use crate::failpoint;
 use crate::report::StreamReport;
 use crate::state::{Checkpoint, Commit, CursorState};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
@@ -26,11 +25,12 @@ use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 mod committer;
 mod mapper;
 mod reader;
-mod write;
+mod writer;
 
 use committer::Committer;
 use mapper::{Mapped, MappedBatch, Mapper};
 use reader::Reader;
+use writer::{Writer, Written};
 
 /// Counters kept by the tasks, merged into the report at the end.
 #[derive(Default)]
@@ -154,9 +154,9 @@ impl StreamRun {
         cp.pass_complete = false;
         let mut t = Timings::default();
         // Records queued while the sink was down go first, in order.
-        let mut sink_down =
+        let sink_down =
             if self.dry_run { None } else { self.drain_outbox(&sink_stream, cp.pass, report, &mut t).await? };
-        let mut outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, &name).await?);
+        let outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, &name).await?);
         // The schema a stream starts with (declared, else inferred from its first page)
         // becomes its stored baseline; drift is measured against the stored one.
         let mut baseline = sh.state.baseline(&sh.name, &name).await?;
@@ -220,53 +220,17 @@ impl StreamRun {
         }
         .spawn();
 
-        // Writer: sink first, then one state transaction; the checkpoint follows the sink.
-        // Commits run in order on their own task, up to two batches behind the sink, so the
-        // sink never waits for the state store; each commit is queued only after its own
-        // batch was acknowledged, so a crash leaves the checkpoint at or behind what the sink
-        // holds — never ahead.
-        let mut result: Result<(), Error> = Ok(());
-        let mut completed = false;
         let (commit_tx, commit_rx) = mpsc::channel::<Commit>(2);
         let committer = Committer { state: sh.state.clone(), commits: commit_rx }.spawn();
-        while let Some(batch) = batch_rx.recv().await {
-            let b = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            report.batches += 1;
-            report.read += b.read;
-            report.filtered += b.filtered;
-            report.mapped += b.mapped;
-            report.skipped_unchanged += b.skipped;
-            report.stale_pages += b.stale;
-            completed = b.done;
-            let commit = match self.write_batch(b, &sink_stream, report, &mut t, &mut sink_down, &mut outbox_room).await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            if let Some(commit) = commit {
-                failpoint::hit("after_sink_commit");
-                if commit_tx.send(commit).await.is_err() {
-                    break; // the committer failed; its error is collected below
-                }
-            }
-            if let Some(p) = &self.progress {
-                p.batch(&self.spec.name, report);
-            }
-            if let Err(e) = self.check_threshold(report) {
-                result = Err(e);
-                break;
-            }
-        }
-        drop(commit_tx);
+        let writer = Writer {
+            run: self,
+            sink_stream: &sink_stream,
+            batches: &mut batch_rx,
+            commits: commit_tx,
+            sink_down,
+            outbox_room,
+        };
+        let Written { mut result, completed, sink_down } = writer.run(report, &mut t).await;
         match committer.await {
             Ok(Ok(ns)) => t.commit = ns,
             Ok(Err(e)) => result = result.and(Err(e)),
