@@ -1,5 +1,5 @@
 //! What a stream does about remotes that stay down: the durable outbox of a sink that is
-//! down (queued by the writer in `stream.rs`, drained here before the next read) and the
+//! down (queued by the writer in `stream/writer.rs`, drained here before the next read) and the
 //! `on_unavailable` policy applied to a stream's outcome.
 
 use std::collections::BTreeMap;

@@ -1,8 +1,16 @@
-//! One stream's run: a reader task, a mapper task and a writer loop joined by bounded channels.
+//! One stream's run: the stages of the delivery guarantee, wired and joined here.
 //!
-//! The writer is the only place that commits: it writes a batch to the sink, then commits the
-//! ledger, dead letters and the checkpoint computed for that batch in one state transaction.
-//! So a checkpoint never runs ahead of what the sink acknowledged.
+//! [`Reader`] → [`Mapper`] → [`Writer`] → [`Committer`], joined by bounded channels: the
+//! reader pulls pages, the mapper turns them into batches, the writer (on the stream's own
+//! task) writes each batch to the sink — or the outbox — and only then queues its commit,
+//! and the committer applies the commits (ledger, dead letters, stories and the batch's
+//! checkpoint) one state transaction per batch, in order. So a checkpoint never runs ahead
+//! of what the sink acknowledged. Cancellation stops the reader; what was read is still
+//! written and committed.
+//!
+//! This file owns what comes before the stages (the pause gate, opening the sink, the
+//! starting checkpoint, the outbox drained first, the baseline) and after them (drift
+//! stored, deletes after a full refresh, stage times, the run's outcome).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +26,7 @@ use super::prepare::Preparer;
 use super::{Shared, StreamOptions};
 use crate::connector::{Cx, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
+use crate::record::FieldPath;
 use crate::report::StreamReport;
 use crate::state::{Checkpoint, Commit, CursorState};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
@@ -42,6 +51,33 @@ pub(super) struct Timings {
     pub(super) commit: u128,
 }
 
+/// What the stages of a run start from, read before any of them runs.
+struct Setup {
+    /// What a completed pass does with rows gone from the source (`Keep` when incremental).
+    delete_mode: DeleteMode,
+    /// The cursor field, for an incremental stream that has one.
+    cursor_field: Option<FieldPath>,
+    /// The stream's output primary-key columns.
+    key_columns: Vec<String>,
+    /// What `dovetail explain` captures in this run.
+    explain: Arc<Ctx>,
+    /// The stream as the sink knows it (opened, unless a dry run).
+    sink_stream: Arc<SinkStream>,
+    /// Where the run starts, marked unfinished.
+    checkpoint: Checkpoint,
+    /// Why the sink is down, when draining the outbox found it so.
+    sink_down: Option<(ErrorKind, String)>,
+    /// Records the outbox can still take.
+    outbox_room: u64,
+    /// The stream's stored schema baseline (`None`: the first page becomes it).
+    baseline: Option<Value>,
+    /// Whether the ledger holds any key of the stream.
+    ledger_known: bool,
+    /// With a lookback: the low end of the re-read margin.
+    lookback_floor: Option<Value>,
+}
+
+/// One stream's run in a pipeline run (or, for dead-letter replay, its settings).
 pub(crate) struct StreamRun {
     pub shared: Arc<Shared>,
     pub spec: StreamSpec,
@@ -59,6 +95,7 @@ impl StreamRun {
         StreamDrift { policy: self.shared.drift_policy, pipeline: &self.shared.name, stream: &self.spec.name }
     }
 
+    /// The stream's output primary-key columns.
     pub(crate) fn key_columns(&self) -> Result<Vec<String>, Error> {
         super::explain::key_columns(&self.spec, &self.opts)
     }
@@ -117,93 +154,37 @@ impl StreamRun {
         (report, err)
     }
 
+    /// Wire reader → mapper → writer → committer, join them, conclude.
     async fn run_inner(&self, report: &mut StreamReport) -> Result<(), Error> {
         let sh = &self.shared;
-        let name = self.spec.name.clone();
-        let incremental = self.opts.sync_mode == SyncMode::Incremental;
-        let delete_mode = if incremental { DeleteMode::Keep } else { self.opts.delete_mode };
-        if incremental && self.opts.delete_mode != DeleteMode::Keep {
-            return Err(Error::config(format!("stream `{name}`: `delete` needs `sync_mode = \"full_refresh\"`")));
-        }
-        let cursor_field = if incremental { self.spec.cursor_field.clone() } else { None };
-        let key_columns = self.key_columns()?;
-        let xcx = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
-        let sink_stream =
-            Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema: None, delete_mode });
-        if !self.dry_run {
-            self.open_sink(&sink_stream).await?;
-        }
-        let prev = sh.state.checkpoint(&sh.name, &name).await?;
-        let mut start = starting_checkpoint(prev, incremental);
-        if let (Some(from), Some(field)) = (&self.from, &cursor_field) {
-            info!(stream = %name, from = %from, cursor = %field, "backfilling from a cursor value");
-            start = Checkpoint {
-                position: None,
-                pass: start.pass + u64::from(!start.pass_complete),
-                floor: Some(CursorState { value: from.clone(), keys: vec![] }),
-                max: start.max,
-                pass_complete: true,
-            };
-        }
-        report.resumed = !start.pass_complete && start.position.is_some();
-        if report.resumed {
-            let position = start.position.as_ref().map(crate::record::canonical_json).unwrap_or_default();
-            info!(stream = %name, pass = start.pass, %position, "resuming from checkpoint");
-        }
-        let mut cp = start.clone();
-        cp.pass_complete = false;
         let mut t = Timings::default();
-        // Records queued while the sink was down go first, in order.
-        let sink_down =
-            if self.dry_run { None } else { self.drain_outbox(&sink_stream, cp.pass, report, &mut t).await? };
-        let outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, &name).await?);
-        // The schema a stream starts with (declared, else inferred from its first page)
-        // becomes its stored baseline; drift is measured against the stored one.
-        let mut baseline = sh.state.baseline(&sh.name, &name).await?;
-        if baseline.is_none()
-            && let Some(declared) = &self.spec.schema
-            && !self.dry_run
-        {
-            sh.state.save_baseline(&sh.name, &name, declared).await?;
-            baseline = Some(declared.clone());
-        }
-        // Initial load: with an empty ledger (and the run lock held) no key can be known, so
-        // the per-batch lookups are skipped. A key repeated within this run is then written
-        // twice — an idempotent upsert — instead of being counted unchanged the second time.
-        let ledger_known = sh.state.has_ledger(&sh.name, &name).await?;
+        let Setup {
+            delete_mode,
+            cursor_field,
+            key_columns,
+            explain,
+            sink_stream,
+            checkpoint: cp,
+            sink_down,
+            outbox_room,
+            baseline,
+            ledger_known,
+            lookback_floor,
+        } = self.setup(report, &mut t).await?;
 
-        // With a lookback, the source is asked for a margin before the floor and that margin
-        // passes the cursor filter: the ledger decides what is new.
-        let lookback_floor = match (&cursor_field, &cp.floor, self.spec.lookback) {
-            (Some(_), Some(floor), Some(d)) => {
-                let low = crate::record::cursor_minus(&floor.value, d);
-                if low.is_none() {
-                    warn!(stream = %name, cursor = %floor.value, "lookback needs an RFC 3339 or integer cursor; reading from the cursor itself");
-                }
-                low
-            }
-            _ => None,
-        };
+        // One page and one batch in flight between the stages, and commits at most two
+        // batches behind the sink: the bounds are the backpressure on the source.
         let (page_tx, page_rx) = mpsc::channel(1);
         let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
-
-        let request = ReadRequest {
-            stream: name.clone(),
-            position: cp.position.clone(),
-            since: cursor_field
-                .as_ref()
-                .and_then(|_| lookback_floor.clone().or_else(|| cp.floor.as_ref().map(|f| f.value.clone()))),
-            batch_size: sh.batch_size,
-            use_cache: self.opts.on_unavailable == OnUnavailable::UseCache,
-        };
+        let (commit_tx, commit_rx) = mpsc::channel::<Commit>(2);
+        let request = self.first_request(&cp, cursor_field.is_some(), lookback_floor.as_ref());
         let reader = Reader { source: sh.source.clone(), cx: self.cx.clone(), request, pages: page_tx }.spawn();
-
         let mapper = Mapper {
             pages: page_rx,
             batches: batch_tx,
             preparer: Preparer {
                 pipeline: sh.name.clone(),
-                stream: name.clone(),
+                stream: self.spec.name.clone(),
                 mapping: self.opts.mapping.clone().unwrap_or_else(|| Arc::new(crate::connector::Identity)),
                 key_columns,
                 identity: self.opts.mapping.is_none(),
@@ -212,15 +193,13 @@ impl StreamRun {
             cursor_field,
             lookback_floor,
             checkpoint: cp.clone(),
-            drift: DriftCheck::new(baseline, sh.drift_policy, &sh.name, &name, sh.state.clone()),
-            explain: xcx,
+            drift: DriftCheck::new(baseline, sh.drift_policy, &sh.name, &self.spec.name, sh.state.clone()),
+            explain,
             ledger_known,
             track_touched: delete_mode != DeleteMode::Keep,
             batch_size: sh.batch_size,
         }
         .spawn();
-
-        let (commit_tx, commit_rx) = mpsc::channel::<Commit>(2);
         let committer = Committer { state: sh.state.clone(), commits: commit_rx }.spawn();
         let writer = Writer {
             run: self,
@@ -237,16 +216,146 @@ impl StreamRun {
             Err(e) => result = result.and(Err(Error::internal(format!("state commit task ended abnormally: {e}")))),
         }
         drop(batch_rx);
-        let read_ns = reader.await.unwrap_or(0);
+        t.read = reader.await.unwrap_or(0);
         let Mapped { map_ns, ledger_ns, drift, pause } = mapper.await.unwrap_or_default();
         self.drift().store(sh.state.as_ref(), self.dry_run, drift, pause, report).await;
-        t.read = read_ns;
         t.map = map_ns;
         t.ledger = ledger_ns;
 
         if result.is_ok() && completed && delete_mode != DeleteMode::Keep && !self.dry_run {
             result = self.propagate_deletes(&sink_stream, cp.pass, report, &mut t).await;
         }
+        self.conclude(result, completed, sink_down, report, &t).await
+    }
+
+    /// Everything before the stages start: the stream's settings checked, the sink opened,
+    /// the starting checkpoint, the outbox drained (records queued while the sink was down
+    /// go first, in order), the baseline and the ledger's state.
+    async fn setup(&self, report: &mut StreamReport, t: &mut Timings) -> Result<Setup, Error> {
+        let sh = &self.shared;
+        let name = &self.spec.name;
+        let incremental = self.opts.sync_mode == SyncMode::Incremental;
+        let delete_mode = if incremental { DeleteMode::Keep } else { self.opts.delete_mode };
+        if incremental && self.opts.delete_mode != DeleteMode::Keep {
+            return Err(Error::config(format!("stream `{name}`: `delete` needs `sync_mode = \"full_refresh\"`")));
+        }
+        let cursor_field = if incremental { self.spec.cursor_field.clone() } else { None };
+        let key_columns = self.key_columns()?;
+        let explain = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
+        let sink_stream =
+            Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema: None, delete_mode });
+        if !self.dry_run {
+            self.open_sink(&sink_stream).await?;
+        }
+        let checkpoint = self.start_checkpoint(incremental, cursor_field.as_ref(), report).await?;
+        let sink_down =
+            if self.dry_run { None } else { self.drain_outbox(&sink_stream, checkpoint.pass, report, t).await? };
+        let outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, name).await?);
+        let baseline = self.baseline().await?;
+        // Initial load: with an empty ledger (and the run lock held) no key can be known, so
+        // the per-batch lookups are skipped. A key repeated within this run is then written
+        // twice — an idempotent upsert — instead of being counted unchanged the second time.
+        let ledger_known = sh.state.has_ledger(&sh.name, name).await?;
+        let lookback_floor = self.lookback_floor(cursor_field.is_some(), &checkpoint);
+        Ok(Setup {
+            delete_mode,
+            cursor_field,
+            key_columns,
+            explain,
+            sink_stream,
+            checkpoint,
+            sink_down,
+            outbox_room,
+            baseline,
+            ledger_known,
+            lookback_floor,
+        })
+    }
+
+    /// The checkpoint the run starts from, marked unfinished: where the last run left off,
+    /// the next pass, or (a backfill's `--from`) a new pass from a cursor value.
+    async fn start_checkpoint(
+        &self,
+        incremental: bool,
+        cursor_field: Option<&FieldPath>,
+        report: &mut StreamReport,
+    ) -> Result<Checkpoint, Error> {
+        let (sh, name) = (&self.shared, &self.spec.name);
+        let prev = sh.state.checkpoint(&sh.name, name).await?;
+        let mut start = starting_checkpoint(prev, incremental);
+        if let (Some(from), Some(field)) = (&self.from, cursor_field) {
+            info!(stream = %name, from = %from, cursor = %field, "backfilling from a cursor value");
+            start = Checkpoint {
+                position: None,
+                pass: start.pass + u64::from(!start.pass_complete),
+                floor: Some(CursorState { value: from.clone(), keys: vec![] }),
+                max: start.max,
+                pass_complete: true,
+            };
+        }
+        report.resumed = !start.pass_complete && start.position.is_some();
+        if report.resumed {
+            let position = start.position.as_ref().map(crate::record::canonical_json).unwrap_or_default();
+            info!(stream = %name, pass = start.pass, %position, "resuming from checkpoint");
+        }
+        start.pass_complete = false;
+        Ok(start)
+    }
+
+    /// The stored schema baseline. The schema a stream starts with (declared, else inferred
+    /// from its first page by the mapper) becomes it; drift is measured against the stored one.
+    async fn baseline(&self) -> Result<Option<Value>, Error> {
+        let (sh, name) = (&self.shared, &self.spec.name);
+        let baseline = sh.state.baseline(&sh.name, name).await?;
+        if baseline.is_none()
+            && let Some(declared) = &self.spec.schema
+            && !self.dry_run
+        {
+            sh.state.save_baseline(&sh.name, name, declared).await?;
+            return Ok(Some(declared.clone()));
+        }
+        Ok(baseline)
+    }
+
+    /// With a lookback, the source is asked for a margin before the floor and that margin
+    /// passes the cursor filter: the ledger decides what is new. This is the margin's low end.
+    fn lookback_floor(&self, has_cursor: bool, cp: &Checkpoint) -> Option<Value> {
+        match (has_cursor, &cp.floor, self.spec.lookback) {
+            (true, Some(floor), Some(d)) => {
+                let low = crate::record::cursor_minus(&floor.value, d);
+                if low.is_none() {
+                    warn!(stream = %self.spec.name, cursor = %floor.value, "lookback needs an RFC 3339 or integer cursor; reading from the cursor itself");
+                }
+                low
+            }
+            _ => None,
+        }
+    }
+
+    /// The reader's first request: the checkpoint's position, and for a stream with a
+    /// cursor the lower bound (the lookback margin, else the floor).
+    fn first_request(&self, cp: &Checkpoint, has_cursor: bool, lookback_floor: Option<&Value>) -> ReadRequest {
+        let floor = || lookback_floor.cloned().or_else(|| cp.floor.as_ref().map(|f| f.value.clone()));
+        ReadRequest {
+            stream: self.spec.name.clone(),
+            position: cp.position.clone(),
+            since: if has_cursor { floor() } else { None },
+            batch_size: self.shared.batch_size,
+            use_cache: self.opts.on_unavailable == OnUnavailable::UseCache,
+        }
+    }
+
+    /// The end of a run: per-stage times and the outbox's depth into the report, then the
+    /// run's error — its own, a sink left down, or a pass that did not finish.
+    async fn conclude(
+        &self,
+        result: Result<(), Error>,
+        completed: bool,
+        sink_down: Option<(ErrorKind, String)>,
+        report: &mut StreamReport,
+        t: &Timings,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
         let ms = |ns: u128| (ns / 1_000_000) as u64;
         report.stage_ms = BTreeMap::from([
             ("read".to_owned(), ms(t.read)),
@@ -256,7 +365,8 @@ impl StreamRun {
             ("commit".to_owned(), ms(t.commit)),
         ]);
         if !self.dry_run {
-            report.outbox_pending = sh.state.outbox_len(&sh.name, &name).await.unwrap_or(report.outbox_pending);
+            report.outbox_pending =
+                sh.state.outbox_len(&sh.name, &self.spec.name).await.unwrap_or(report.outbox_pending);
         }
         result?;
         if let Some((kind, cause)) = sink_down {
