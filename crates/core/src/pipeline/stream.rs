@@ -96,7 +96,7 @@ impl StreamRun {
     }
 
     /// The stream's output primary-key columns.
-    pub(crate) fn key_columns(&self) -> Result<Vec<String>, Error> {
+    fn key_columns(&self) -> Result<Vec<String>, Error> {
         super::explain::key_columns(&self.spec, &self.opts)
     }
 
