@@ -8,8 +8,7 @@ use serde_json::Value;
 use tracing::{error, warn};
 
 use super::prepare::{Preparer, where_of};
-use super::stream::StreamRun;
-use crate::connector::{ColumnDrift, Page, SinkStream, WriteReport};
+use crate::connector::{ColumnDrift, Page, WriteReport};
 use crate::drift::{Checked, DriftAction, DriftEvent, DriftPolicy, DriftTracker};
 use crate::error::Error;
 use crate::record::{Record, canonical_json};
@@ -171,42 +170,27 @@ fn count_in(events: &mut Vec<DriftEvent>, e: DriftEvent) -> bool {
     }
 }
 
-impl StreamRun {
+/// The drift policy of one stream as the writer applies it to what the sink reports, and as
+/// the end of a run stores what was seen.
+pub(super) struct StreamDrift<'a> {
+    pub policy: DriftPolicy,
+    pub pipeline: &'a str,
+    pub stream: &'a str,
+}
+
+impl StreamDrift<'_> {
     /// What the sink does with `column_type` drift, from the policy.
-    pub(super) fn column_drift(&self) -> ColumnDrift {
-        match self.shared.drift_policy.action("column_type") {
+    pub fn column_drift(&self) -> ColumnDrift {
+        match self.policy.action("column_type") {
             DriftAction::Warn => ColumnDrift::Write,
             _ => ColumnDrift::Refuse,
         }
     }
 
-    /// Open the sink for the stream and hand it the `column_type` drifts accepted so far.
-    pub(super) async fn open_sink(&self, sink_stream: &SinkStream) -> Result<(), Error> {
-        let sh = &self.shared;
-        sh.sink.open(sink_stream, &self.cx).await?;
-        let accepted: Vec<DriftEvent> = sh
-            .state
-            .drift_events(Some(&sh.name))
-            .await?
-            .into_iter()
-            .filter(|d| d.stream == self.spec.name && d.change == "column_type" && d.accepted_at.is_some())
-            .map(|d| DriftEvent {
-                path: d.path,
-                change: d.change,
-                expected: d.expected,
-                observed: d.observed,
-                count: d.count,
-                first_seen: d.first_seen,
-                first_at: d.first_at,
-            })
-            .collect();
-        if accepted.is_empty() { Ok(()) } else { sh.sink.accept_drift(sink_stream, &accepted, &self.cx).await }
-    }
-
     /// Apply the policy to the sink's `column_type` drift of one batch: count and log it;
     /// refused records become dead letters (their indices are returned, to leave the
     /// ledger); `Err` when the policy pauses (the batch is then not committed).
-    pub(super) fn sink_drift(
+    pub fn sink(
         &self,
         wr: &mut WriteReport,
         records: &[Record],
@@ -215,16 +199,16 @@ impl StreamRun {
         dead: &mut Vec<DeadLetter>,
         report: &mut StreamReport,
     ) -> Result<Vec<usize>, Error> {
-        let action = self.shared.drift_policy.action("column_type");
+        let action = self.policy.action("column_type");
         let mut refused = Vec::new();
         for (i, e) in std::mem::take(&mut wr.drift) {
             if count_in(&mut report.drift, e.clone()) {
-                warn!(stream = %self.spec.name, path = %e.path, change = %e.change, expected = %e.expected, observed = %e.observed, at = %e.first_at, policy = action.name(), "a value no longer fits its sink column");
+                warn!(stream = %self.stream, path = %e.path, change = %e.change, expected = %e.expected, observed = %e.observed, at = %e.first_at, policy = action.name(), "a value no longer fits its sink column");
             }
             match action {
                 DriftAction::Warn => {}
                 DriftAction::Pause => {
-                    let reason = pause_reason(&self.shared.name, &self.spec.name, &e);
+                    let reason = pause_reason(self.pipeline, self.stream, &e);
                     report.paused = Some(reason.clone());
                     return Err(Error::data(reason));
                 }
@@ -234,8 +218,8 @@ impl StreamRun {
                     let raw = raws.get_mut(i).and_then(Option::take).unwrap_or_else(|| rec.data.clone());
                     dead.push(DeadLetter {
                         id: 0,
-                        pipeline: self.shared.name.clone(),
-                        stream: self.spec.name.clone(),
+                        pipeline: self.pipeline.to_owned(),
+                        stream: self.stream.to_owned(),
                         key: ledger.get(i).map(|l| l.key.as_str().to_owned()),
                         kind: "drift".into(),
                         reason: format!(
@@ -257,8 +241,14 @@ impl StreamRun {
 
     /// Store the run's drift (the mapper's events and the sink's, already in
     /// `report.drift`) and, when the policy paused the stream, the pause (kind `drift`).
-    pub(super) async fn store_drift(&self, events: Vec<DriftEvent>, pause: Option<String>, report: &mut StreamReport) {
-        let sh = &self.shared;
+    pub async fn store(
+        &self,
+        state: &dyn StateStore,
+        dry_run: bool,
+        events: Vec<DriftEvent>,
+        pause: Option<String>,
+        report: &mut StreamReport,
+    ) {
         let mut all = events;
         for e in std::mem::take(&mut report.drift) {
             count_in(&mut all, e);
@@ -267,28 +257,28 @@ impl StreamRun {
         if let Some(reason) = pause {
             report.paused = Some(reason);
         }
-        if self.dry_run {
+        if dry_run {
             return;
         }
         // The history outlives run reports; losing it must not fail a run that delivered.
         if !report.drift.is_empty()
-            && let Err(e) = sh.state.record_drift(&sh.name, &self.spec.name, &report.drift).await
+            && let Err(e) = state.record_drift(self.pipeline, self.stream, &report.drift).await
         {
-            warn!(stream = %self.spec.name, error = %e.report(), "could not store drift events");
+            warn!(stream = %self.stream, error = %e.report(), "could not store drift events");
         }
         if let Some(reason) = &report.paused {
-            error!(stream = %self.spec.name, reason = %reason, "stream paused for drift: it stopped at its last checkpoint");
+            error!(stream = %self.stream, reason = %reason, "stream paused for drift: it stopped at its last checkpoint");
             let pause = PausedStream {
-                pipeline: sh.name.clone(),
-                stream: self.spec.name.clone(),
+                pipeline: self.pipeline.to_owned(),
+                stream: self.stream.to_owned(),
                 kind: "drift".into(),
                 reason: reason.clone(),
                 since: crate::now_rfc3339(),
             };
-            if let Err(e) = sh.state.pause(&pause).await {
+            if let Err(e) = state.pause(&pause).await {
                 // The run still reports the stream paused; the next run re-reads the page
                 // and pauses again.
-                warn!(stream = %self.spec.name, error = %e.report(), "could not store the pause");
+                warn!(stream = %self.stream, error = %e.report(), "could not store the pause");
             }
         }
     }

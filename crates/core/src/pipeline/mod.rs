@@ -1,5 +1,9 @@
 //! The pipeline engine: reads pages, maps, skips unchanged records through the ledger,
 //! writes, and advances checkpoints only after the sink acknowledged.
+//!
+//! This file owns the composition ([`PipelineBuilder`], [`Pipeline`], the pieces every
+//! stream shares) and a run of all selected streams, each on its own task, into one
+//! [`RunReport`]. One stream's run is in `stream` and its stages under `stream/`.
 
 mod cursor;
 mod drift_check;
@@ -235,28 +239,7 @@ impl Pipeline {
     /// stream failures are in the report, whose `exit_code` says how the process should end.
     pub async fn run(&self, opts: RunOptions) -> Result<RunReport, Error> {
         let sh = &self.shared;
-        let specs = sh.source.streams();
-        for s in &opts.streams {
-            if !specs.iter().any(|sp| &sp.name == s) {
-                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-                return Err(Error::config(format!(
-                    "pipeline `{}` has no stream `{s}` (streams: {})",
-                    sh.name,
-                    known.join(", ")
-                )));
-            }
-        }
-        if opts.from.is_some() {
-            for spec in specs.iter().filter(|s| opts.streams.contains(&s.name)) {
-                let incremental = sh.streams.get(&spec.name).is_none_or(|o| o.sync_mode == SyncMode::Incremental);
-                if spec.cursor_field.is_none() || !incremental {
-                    return Err(Error::config(format!(
-                        "stream `{}` of pipeline `{}` has no cursor to backfill from (`--from` applies to incremental streams with a cursor field)",
-                        spec.name, sh.name
-                    )));
-                }
-            }
-        }
+        let specs = self.selected(&opts)?;
         let _lock = sh.state.lock(&sh.name).await?;
         let started = Instant::now();
         let started_at = crate::now_rfc3339();
@@ -266,7 +249,7 @@ impl Pipeline {
         let cx = Cx { pipeline: sh.name.clone(), cancel: opts.cancel.clone() };
         let http_before = (sh.source.http_report(), sh.sink.http_report());
         let mut tasks = Vec::new();
-        for spec in specs.into_iter().filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name)) {
+        for spec in specs {
             let run = stream::StreamRun {
                 shared: sh.clone(),
                 opts: sh.streams.get(&spec.name).cloned().unwrap_or_default(),
@@ -321,31 +304,71 @@ impl Pipeline {
                 report.http.insert(role.to_owned(), now.since(&before.unwrap_or_default()));
             }
         }
-        // A paused stream did what its policy says, but its data is not current: the run is
-        // `paused` and exits with the cause's code (Unavailable), unless something failed.
-        (report.outcome, report.exit_code) = match (&first_err, &paused, interrupted) {
-            (Some(e), _, _) => ("failed".into(), e.kind().exit_code()),
-            (None, _, true) => ("interrupted".into(), ErrorKind::Interrupted.exit_code()),
-            (None, Some(e), false) => ("paused".into(), e.kind().exit_code()),
-            (None, None, false) => ("succeeded".into(), 0),
-        };
-        report.error = first_err.as_ref().or(paused.as_ref()).map(|e| e.report());
-        report.next_step = first_err.as_ref().or(paused.as_ref()).map(|e| e.next_step());
+        settle(&mut report, first_err, paused, interrupted);
         if !opts.dry_run {
             let json = serde_json::to_value(&report).unwrap_or_default();
             sh.state.finish_run(run_id, &report.finished_at, &report.outcome, &json).await?;
-            if let Some(r) = &sh.retention {
-                // After the run, in small transactions; a failure costs nothing but a warning.
-                match sh.state.prune(&sh.name, r).await {
-                    Ok(p) if !p.is_empty() => info!(parent: &span, pruned = ?p, "pruned history past retention"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(parent: &span, error = %e.report(), "could not prune history"),
-                }
-            }
+            self.prune(&span).await;
         }
         info!(parent: &span, outcome = %report.outcome, duration_ms = report.duration_ms, "run finished");
         Ok(report)
     }
+
+    /// The streams a run selects (all when `opts.streams` is empty), in the source's order;
+    /// `Err` for an unknown stream, or a backfill of a stream without a cursor.
+    fn selected(&self, opts: &RunOptions) -> Result<Vec<crate::stream::StreamSpec>, Error> {
+        let sh = &self.shared;
+        let specs = sh.source.streams();
+        for s in &opts.streams {
+            if !specs.iter().any(|sp| &sp.name == s) {
+                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                return Err(Error::config(format!(
+                    "pipeline `{}` has no stream `{s}` (streams: {})",
+                    sh.name,
+                    known.join(", ")
+                )));
+            }
+        }
+        if opts.from.is_some() {
+            for spec in specs.iter().filter(|s| opts.streams.contains(&s.name)) {
+                let incremental = sh.streams.get(&spec.name).is_none_or(|o| o.sync_mode == SyncMode::Incremental);
+                if spec.cursor_field.is_none() || !incremental {
+                    return Err(Error::config(format!(
+                        "stream `{}` of pipeline `{}` has no cursor to backfill from (`--from` applies to incremental streams with a cursor field)",
+                        spec.name, sh.name
+                    )));
+                }
+            }
+        }
+        Ok(specs.into_iter().filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name)).collect())
+    }
+
+    /// Prune history past retention, after the run and in small transactions; a failure
+    /// costs nothing but a warning.
+    async fn prune(&self, span: &tracing::Span) {
+        let sh = &self.shared;
+        if let Some(r) = &sh.retention {
+            match sh.state.prune(&sh.name, r).await {
+                Ok(p) if !p.is_empty() => info!(parent: span, pruned = ?p, "pruned history past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(parent: span, error = %e.report(), "could not prune history"),
+            }
+        }
+    }
+}
+
+/// The run's outcome, exit code, error and next step from its streams' ends. A paused stream
+/// did what its policy says, but its data is not current: the run is `paused` and exits with
+/// the cause's code (Unavailable), unless something failed.
+fn settle(report: &mut RunReport, first_err: Option<Error>, paused: Option<Error>, interrupted: bool) {
+    (report.outcome, report.exit_code) = match (&first_err, &paused, interrupted) {
+        (Some(e), _, _) => ("failed".into(), e.kind().exit_code()),
+        (None, _, true) => ("interrupted".into(), ErrorKind::Interrupted.exit_code()),
+        (None, Some(e), false) => ("paused".into(), e.kind().exit_code()),
+        (None, None, false) => ("succeeded".into(), 0),
+    };
+    report.error = first_err.as_ref().or(paused.as_ref()).map(|e| e.report());
+    report.next_step = first_err.as_ref().or(paused.as_ref()).map(|e| e.next_step());
 }
 
 impl PipelineBuilder {

@@ -1,5 +1,5 @@
 //! What a stream does about remotes that stay down: the durable outbox of a sink that is
-//! down (queued by the writer in `stream.rs`, drained here before the next read) and the
+//! down (queued by the writer in `stream/writer.rs`, drained here before the next read) and the
 //! `on_unavailable` policy applied to a stream's outcome.
 
 use std::collections::BTreeMap;
@@ -15,11 +15,6 @@ use crate::record::Record;
 use crate::report::StreamReport;
 use crate::state::{Commit, DeadLetter, LedgerEntry, PausedStream};
 use crate::stream::OnUnavailable;
-
-/// Errors that mean "the remote is down" once the retry budget is spent.
-pub(super) fn is_outage(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Transient | ErrorKind::RateLimited { .. })
-}
 
 impl StreamRun {
     /// Deliver what earlier runs queued, oldest first. Returns why the sink is still down (the
@@ -60,7 +55,7 @@ impl StreamRun {
             let batch = sh.batch(name, sink_stream.clone(), records, &hashes).await?;
             let wr = match sh.sink.write(batch, &self.cx).await {
                 Ok(wr) => wr,
-                Err(e) if is_outage(&e) => {
+                Err(e) if e.kind().disposition().is_outage() => {
                     warn!(stream = %name, error = %e.report(), "the sink is still down; the outbox keeps its records");
                     return Ok(Some((e.kind().clone(), e.report())));
                 }
@@ -116,7 +111,7 @@ impl StreamRun {
         let sh = &self.shared;
         let name = &self.spec.name;
         match err {
-            Some(e) if is_outage(&e) && self.opts.on_unavailable == OnUnavailable::Pause => {
+            Some(e) if e.kind().disposition().is_outage() && self.opts.on_unavailable == OnUnavailable::Pause => {
                 let reason = e.report();
                 error!(stream = %name, reason = %reason, "stream paused: it stopped at its last checkpoint and the next run probes the remote");
                 let pause = PausedStream {

@@ -1,5 +1,5 @@
 //! Turning one source record into a mapped, keyed, hashed record — or a dead letter.
-//! Shared by the run loop and dead-letter replay so both treat records identically.
+//! Shared by a stream's mapper and dead-letter replay so both treat records identically.
 
 use std::sync::Arc;
 

@@ -8,13 +8,22 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::Pipeline;
-use super::prepare::Preparer;
+use super::prepare::{Prepared, Preparer};
 use crate::connector::{Cx, Identity, SinkStream};
 use crate::error::Error;
 use crate::record::{Provenance, Record};
 use crate::report::{RunReport, StreamReport};
-use crate::state::{Commit, LedgerEntry};
-use crate::stream::DeleteMode;
+use crate::state::{Commit, DeadLetter, LedgerEntry};
+use crate::stream::{DeleteMode, StreamSpec};
+
+/// What replaying one stream's dead letters needs for every batch.
+struct Replay<'a> {
+    preparer: Preparer,
+    sink_stream: Arc<SinkStream>,
+    /// The stream's checkpoint pass, stamped on the ledger rows (checkpoints do not move).
+    pass: u64,
+    cx: &'a Cx,
+}
 
 impl Pipeline {
     /// Re-process this pipeline's dead letters (all, or those with `ids`) through the current
@@ -42,112 +51,17 @@ impl Pipeline {
             by_stream.entry(d.stream.clone()).or_default().push(d);
         }
         for (stream, letters) in by_stream {
-            let mut sr = StreamReport::default();
             let Some(spec) = specs.iter().find(|s| s.name == stream) else {
-                sr.dead_lettered = letters.len() as u64;
-                sr.outcome = "failed".into();
-                sr.error = Some(format!("the source no longer has stream `{stream}`"));
+                let sr = StreamReport {
+                    dead_lettered: letters.len() as u64,
+                    outcome: "failed".into(),
+                    error: Some(format!("the source no longer has stream `{stream}`")),
+                    ..Default::default()
+                };
                 report.streams.insert(stream, sr);
                 continue;
             };
-            let opts = sh.streams.get(&stream).cloned().unwrap_or_default();
-            let run = super::stream::StreamRun {
-                shared: sh.clone(),
-                spec: spec.clone(),
-                opts: opts.clone(),
-                dry_run: false,
-                from: None,
-                progress: None,
-                cx: cx.clone(),
-                run_id: 0,
-            };
-            let key_columns = run.key_columns()?;
-            let preparer = Preparer {
-                pipeline: sh.name.clone(),
-                stream: stream.clone(),
-                mapping: opts.mapping.clone().unwrap_or_else(|| Arc::new(Identity)),
-                key_columns: key_columns.clone(),
-                identity: opts.mapping.is_none(),
-            };
-            let delete_mode = if opts.sync_mode == crate::stream::SyncMode::FullRefresh {
-                opts.delete_mode
-            } else {
-                DeleteMode::Keep
-            };
-            let sink_stream = Arc::new(SinkStream { name: stream.clone(), key_columns, schema: None, delete_mode });
-            sh.sink.open(&sink_stream, &cx).await?;
-            let checkpoint_pass = sh.state.checkpoint(&sh.name, &stream).await?.map(|c| c.pass).unwrap_or(0);
-            for chunk in letters.chunks(sh.batch_size) {
-                let mut prepared = Vec::new();
-                let mut resolved = Vec::new();
-                for d in chunk {
-                    sr.read += 1;
-                    let data = match sh.source.decode_raw(&stream, &d.raw) {
-                        Ok(v) => v,
-                        Err(_) => {
-                            sr.dead_lettered += 1;
-                            continue;
-                        }
-                    };
-                    let endpoint = d.location.clone().unwrap_or_else(|| format!("dead letter #{}", d.id));
-                    let prov = Arc::new(Provenance {
-                        connector: sh.source.kind().to_owned(),
-                        endpoint,
-                        fetched_at: crate::now_rfc3339(),
-                        ..Default::default()
-                    });
-                    match preparer.prepare(Record::new(data, prov)) {
-                        Ok(items) => {
-                            sr.mapped += items.len() as u64;
-                            prepared.extend(items);
-                            resolved.push(d.id);
-                        }
-                        Err(_) => sr.dead_lettered += 1,
-                    }
-                }
-                let keys: Vec<_> = prepared.iter().map(|p| p.key.clone()).collect();
-                let known = sh.state.ledger_lookup(&sh.name, &stream, &keys).await?;
-                let mut to_write = Vec::new();
-                for (p, old) in prepared.into_iter().zip(known) {
-                    if old == Some(p.hash) {
-                        sr.skipped_unchanged += 1;
-                    } else {
-                        to_write.push(p);
-                    }
-                }
-                let mut ledger: Vec<LedgerEntry> =
-                    to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
-                if !to_write.is_empty() {
-                    let hashes: Vec<_> = to_write.iter().map(|p| p.hash).collect();
-                    let records: Arc<[Record]> = to_write.into_iter().map(|p| p.record).collect();
-                    let batch = sh.batch(&stream, sink_stream.clone(), records, &hashes).await?;
-                    let wr = sh.sink.write(batch, &cx).await?;
-                    if !wr.rejected.is_empty() {
-                        return Err(Error::permanent(format!(
-                            "the sink rejected {} replayed records; they stay in dead letters",
-                            wr.rejected.len()
-                        ))
-                        .in_stream(&stream));
-                    }
-                    for (i, id) in wr.dest_ids.into_iter().enumerate() {
-                        if let Some(e) = ledger.get_mut(i) {
-                            e.dest_id = id;
-                        }
-                    }
-                    sr.written += wr.written;
-                }
-                let commit = Commit {
-                    pipeline: sh.name.clone(),
-                    stream: stream.clone(),
-                    pass: checkpoint_pass,
-                    ledger,
-                    resolved_dead_letters: resolved,
-                    ..Default::default()
-                };
-                sh.state.commit(commit).await?;
-            }
-            sr.outcome = if sr.dead_lettered == 0 { "succeeded".into() } else { "failed".into() };
-            info!(pipeline = %sh.name, stream = %stream, delivered = sr.written, unchanged = sr.skipped_unchanged, still_failing = sr.dead_lettered, "dead letters replayed");
+            let sr = self.replay_stream(spec, &letters, &cx).await?;
             report.streams.insert(stream, sr);
         }
         report.finished_at = crate::now_rfc3339();
@@ -155,5 +69,125 @@ impl Pipeline {
         report.outcome = if report.total(|s| s.dead_lettered) == 0 { "succeeded".into() } else { "failed".into() };
         report.exit_code = if report.outcome == "succeeded" { 0 } else { crate::ErrorKind::Data.exit_code() };
         Ok(report)
+    }
+
+    /// Replay one stream's dead letters, a batch at a time.
+    async fn replay_stream(&self, spec: &StreamSpec, letters: &[DeadLetter], cx: &Cx) -> Result<StreamReport, Error> {
+        let sh = &self.shared;
+        let stream = &spec.name;
+        let mut sr = StreamReport::default();
+        let opts = sh.streams.get(stream).cloned().unwrap_or_default();
+        let key_columns = super::explain::key_columns(spec, &opts)?;
+        let preparer = Preparer {
+            pipeline: sh.name.clone(),
+            stream: stream.clone(),
+            mapping: opts.mapping.clone().unwrap_or_else(|| Arc::new(Identity)),
+            key_columns: key_columns.clone(),
+            identity: opts.mapping.is_none(),
+        };
+        let delete_mode =
+            if opts.sync_mode == crate::stream::SyncMode::FullRefresh { opts.delete_mode } else { DeleteMode::Keep };
+        let sink_stream = Arc::new(SinkStream { name: stream.clone(), key_columns, schema: None, delete_mode });
+        sh.sink.open(&sink_stream, cx).await?;
+        let checkpoint_pass = sh.state.checkpoint(&sh.name, stream).await?.map(|c| c.pass).unwrap_or(0);
+        let replay = Replay { preparer, sink_stream, pass: checkpoint_pass, cx };
+        for chunk in letters.chunks(sh.batch_size) {
+            self.replay_batch(&replay, chunk, &mut sr).await?;
+        }
+        sr.outcome = if sr.dead_lettered == 0 { "succeeded".into() } else { "failed".into() };
+        info!(pipeline = %sh.name, stream = %stream, delivered = sr.written, unchanged = sr.skipped_unchanged, still_failing = sr.dead_lettered, "dead letters replayed");
+        Ok(sr)
+    }
+
+    /// Replay one batch of a stream's dead letters: those that map now are delivered (or
+    /// found unchanged) and resolved in the same commit as their ledger rows.
+    async fn replay_batch(
+        &self,
+        replay: &Replay<'_>,
+        chunk: &[DeadLetter],
+        sr: &mut StreamReport,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
+        let stream = &replay.preparer.stream;
+        let (prepared, resolved) = self.prepare_letters(&replay.preparer, chunk, sr);
+        let keys: Vec<_> = prepared.iter().map(|p| p.key.clone()).collect();
+        let known = sh.state.ledger_lookup(&sh.name, stream, &keys).await?;
+        let mut to_write = Vec::new();
+        for (p, old) in prepared.into_iter().zip(known) {
+            if old == Some(p.hash) {
+                sr.skipped_unchanged += 1;
+            } else {
+                to_write.push(p);
+            }
+        }
+        let mut ledger: Vec<LedgerEntry> =
+            to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
+        if !to_write.is_empty() {
+            let hashes: Vec<_> = to_write.iter().map(|p| p.hash).collect();
+            let records: Arc<[Record]> = to_write.into_iter().map(|p| p.record).collect();
+            let batch = sh.batch(stream, replay.sink_stream.clone(), records, &hashes).await?;
+            let wr = sh.sink.write(batch, replay.cx).await?;
+            if !wr.rejected.is_empty() {
+                return Err(Error::permanent(format!(
+                    "the sink rejected {} replayed records; they stay in dead letters",
+                    wr.rejected.len()
+                ))
+                .in_stream(stream));
+            }
+            for (i, id) in wr.dest_ids.into_iter().enumerate() {
+                if let Some(e) = ledger.get_mut(i) {
+                    e.dest_id = id;
+                }
+            }
+            sr.written += wr.written;
+        }
+        let commit = Commit {
+            pipeline: sh.name.clone(),
+            stream: stream.clone(),
+            pass: replay.pass,
+            ledger,
+            resolved_dead_letters: resolved,
+            ..Default::default()
+        };
+        sh.state.commit(commit).await
+    }
+
+    /// Decode and map stored raw inputs again; returns the mapped records and the ids of the
+    /// dead letters they resolve (those that still fail are counted in `sr`).
+    fn prepare_letters(
+        &self,
+        preparer: &Preparer,
+        chunk: &[DeadLetter],
+        sr: &mut StreamReport,
+    ) -> (Vec<Prepared>, Vec<i64>) {
+        let sh = &self.shared;
+        let mut prepared = Vec::new();
+        let mut resolved = Vec::new();
+        for d in chunk {
+            sr.read += 1;
+            let data = match sh.source.decode_raw(&preparer.stream, &d.raw) {
+                Ok(v) => v,
+                Err(_) => {
+                    sr.dead_lettered += 1;
+                    continue;
+                }
+            };
+            let endpoint = d.location.clone().unwrap_or_else(|| format!("dead letter #{}", d.id));
+            let prov = Arc::new(Provenance {
+                connector: sh.source.kind().to_owned(),
+                endpoint,
+                fetched_at: crate::now_rfc3339(),
+                ..Default::default()
+            });
+            match preparer.prepare(Record::new(data, prov)) {
+                Ok(items) => {
+                    sr.mapped += items.len() as u64;
+                    prepared.extend(items);
+                    resolved.push(d.id);
+                }
+                Err(_) => sr.dead_lettered += 1,
+            }
+        }
+        (prepared, resolved)
     }
 }

@@ -1,69 +1,45 @@
-//! One stream's run: a reader task, a mapper task and a writer loop joined by bounded channels.
+//! One stream's run: the stages of the delivery guarantee, wired and joined here.
 //!
-//! The writer is the only place that commits: it writes a batch to the sink, then commits the
-//! ledger, dead letters and the checkpoint computed for that batch in one state transaction.
-//! So a checkpoint never runs ahead of what the sink acknowledged.
+//! [`Reader`] → [`Mapper`] → [`Writer`] → [`Committer`], joined by bounded channels: the
+//! reader pulls pages, the mapper turns them into batches, the writer (on the stream's own
+//! task) writes each batch to the sink — or the outbox — and only then queues its commit,
+//! and the committer applies the commits (ledger, dead letters, stories and the batch's
+//! checkpoint) one state transaction per batch, in order. So a checkpoint never runs ahead
+//! of what the sink acknowledged. Cancellation stops the reader; what was read is still
+//! written and committed.
+//!
+//! This file owns what comes before the stages (the pause gate, opening the sink, the
+//! starting checkpoint, the outbox drained first, the baseline) and after them (drift
+//! stored, deletes after a full refresh, stage times, the run's outcome).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::cursor::{admit, starting_checkpoint};
-use super::explain::{Ctx, Trail};
-use super::prepare::{Prepared, Preparer};
+use super::cursor::starting_checkpoint;
+use super::drift_check::{DriftCheck, StreamDrift};
+use super::explain::Ctx;
+use super::prepare::Preparer;
 use super::{Shared, StreamOptions};
-use crate::connector::{Cx, Next, ReadRequest, SinkStream};
+use crate::connector::{Cx, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
-use crate::failpoint;
-use crate::record::Key;
+use crate::record::FieldPath;
 use crate::report::StreamReport;
-use crate::state::{Checkpoint, Commit, CursorState, DeadLetter};
+use crate::state::{Checkpoint, Commit, CursorState};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
-mod write;
+mod committer;
+mod mapper;
+mod reader;
+mod writer;
 
-/// A mapped batch on its way to the writer, with the checkpoint that becomes true once it is written.
-struct MappedBatch {
-    to_write: Vec<Prepared>,
-    /// Keys to stamp with the current pass (read unchanged, or dead-lettered with a key).
-    unchanged: Vec<Key>,
-    skipped: u64,
-    dead: Vec<DeadLetter>,
-    checkpoint: Checkpoint,
-    read: u64,
-    filtered: u64,
-    mapped: u64,
-    done: bool,
-    /// Pages that came from the last good responses (`use_cache`).
-    stale: u64,
-    trail: Trail,
-}
-
-impl MappedBatch {
-    /// Records in the batch, whatever becomes of them.
-    fn size(&self) -> usize {
-        self.to_write.len() + self.unchanged.len() + self.dead.len() + self.filtered as usize
-    }
-
-    /// Append a later batch: its records, its counts, and its (later) checkpoint.
-    fn absorb(&mut self, later: MappedBatch) {
-        self.to_write.extend(later.to_write);
-        self.unchanged.extend(later.unchanged);
-        self.skipped += later.skipped;
-        self.dead.extend(later.dead);
-        self.checkpoint = later.checkpoint;
-        self.read += later.read;
-        self.filtered += later.filtered;
-        self.mapped += later.mapped;
-        self.done = later.done;
-        self.stale += later.stale;
-        self.trail.absorb(later.trail);
-    }
-}
+use committer::Committer;
+use mapper::{Mapped, MappedBatch, Mapper};
+use reader::Reader;
+use writer::{Writer, Written};
 
 /// Counters kept by the tasks, merged into the report at the end.
 #[derive(Default)]
@@ -75,6 +51,33 @@ pub(super) struct Timings {
     pub(super) commit: u128,
 }
 
+/// What the stages of a run start from, read before any of them runs.
+struct Setup {
+    /// What a completed pass does with rows gone from the source (`Keep` when incremental).
+    delete_mode: DeleteMode,
+    /// The cursor field, for an incremental stream that has one.
+    cursor_field: Option<FieldPath>,
+    /// The stream's output primary-key columns.
+    key_columns: Vec<String>,
+    /// What `dovetail explain` captures in this run.
+    explain: Arc<Ctx>,
+    /// The stream as the sink knows it (opened, unless a dry run).
+    sink_stream: Arc<SinkStream>,
+    /// Where the run starts, marked unfinished.
+    checkpoint: Checkpoint,
+    /// Why the sink is down, when draining the outbox found it so.
+    sink_down: Option<(ErrorKind, String)>,
+    /// Records the outbox can still take.
+    outbox_room: u64,
+    /// The stream's stored schema baseline (`None`: the first page becomes it).
+    baseline: Option<Value>,
+    /// Whether the ledger holds any key of the stream.
+    ledger_known: bool,
+    /// With a lookback: the low end of the re-read margin.
+    lookback_floor: Option<Value>,
+}
+
+/// One stream's run in a pipeline run (or, for dead-letter replay, its settings).
 pub(crate) struct StreamRun {
     pub shared: Arc<Shared>,
     pub spec: StreamSpec,
@@ -87,7 +90,13 @@ pub(crate) struct StreamRun {
 }
 
 impl StreamRun {
-    pub(crate) fn key_columns(&self) -> Result<Vec<String>, Error> {
+    /// The drift policy of this stream, for the writer and the end of the run.
+    fn drift(&self) -> StreamDrift<'_> {
+        StreamDrift { policy: self.shared.drift_policy, pipeline: &self.shared.name, stream: &self.spec.name }
+    }
+
+    /// The stream's output primary-key columns.
+    fn key_columns(&self) -> Result<Vec<String>, Error> {
         super::explain::key_columns(&self.spec, &self.opts)
     }
 
@@ -145,9 +154,86 @@ impl StreamRun {
         (report, err)
     }
 
+    /// Wire reader → mapper → writer → committer, join them, conclude.
     async fn run_inner(&self, report: &mut StreamReport) -> Result<(), Error> {
         let sh = &self.shared;
-        let name = self.spec.name.clone();
+        let mut t = Timings::default();
+        let Setup {
+            delete_mode,
+            cursor_field,
+            key_columns,
+            explain,
+            sink_stream,
+            checkpoint: cp,
+            sink_down,
+            outbox_room,
+            baseline,
+            ledger_known,
+            lookback_floor,
+        } = self.setup(report, &mut t).await?;
+
+        // One page and one batch in flight between the stages, and commits at most two
+        // batches behind the sink: the bounds are the backpressure on the source.
+        let (page_tx, page_rx) = mpsc::channel(1);
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
+        let (commit_tx, commit_rx) = mpsc::channel::<Commit>(2);
+        let request = self.first_request(&cp, cursor_field.is_some(), lookback_floor.as_ref());
+        let reader = Reader { source: sh.source.clone(), cx: self.cx.clone(), request, pages: page_tx }.spawn();
+        let mapper = Mapper {
+            pages: page_rx,
+            batches: batch_tx,
+            preparer: Preparer {
+                pipeline: sh.name.clone(),
+                stream: self.spec.name.clone(),
+                mapping: self.opts.mapping.clone().unwrap_or_else(|| Arc::new(crate::connector::Identity)),
+                key_columns,
+                identity: self.opts.mapping.is_none(),
+            },
+            state: sh.state.clone(),
+            cursor_field,
+            lookback_floor,
+            checkpoint: cp.clone(),
+            drift: DriftCheck::new(baseline, sh.drift_policy, &sh.name, &self.spec.name, sh.state.clone()),
+            explain,
+            ledger_known,
+            track_touched: delete_mode != DeleteMode::Keep,
+            batch_size: sh.batch_size,
+        }
+        .spawn();
+        let committer = Committer { state: sh.state.clone(), commits: commit_rx }.spawn();
+        let writer = Writer {
+            run: self,
+            sink_stream: &sink_stream,
+            batches: &mut batch_rx,
+            commits: commit_tx,
+            sink_down,
+            outbox_room,
+        };
+        let Written { mut result, completed, sink_down } = writer.run(report, &mut t).await;
+        match committer.await {
+            Ok(Ok(ns)) => t.commit = ns,
+            Ok(Err(e)) => result = result.and(Err(e)),
+            Err(e) => result = result.and(Err(Error::internal(format!("state commit task ended abnormally: {e}")))),
+        }
+        drop(batch_rx);
+        t.read = reader.await.unwrap_or(0);
+        let Mapped { map_ns, ledger_ns, drift, pause } = mapper.await.unwrap_or_default();
+        self.drift().store(sh.state.as_ref(), self.dry_run, drift, pause, report).await;
+        t.map = map_ns;
+        t.ledger = ledger_ns;
+
+        if result.is_ok() && completed && delete_mode != DeleteMode::Keep && !self.dry_run {
+            result = self.propagate_deletes(&sink_stream, cp.pass, report, &mut t).await;
+        }
+        self.conclude(result, completed, sink_down, report, &t).await
+    }
+
+    /// Everything before the stages start: the stream's settings checked, the sink opened,
+    /// the starting checkpoint, the outbox drained (records queued while the sink was down
+    /// go first, in order), the baseline and the ledger's state.
+    async fn setup(&self, report: &mut StreamReport, t: &mut Timings) -> Result<Setup, Error> {
+        let sh = &self.shared;
+        let name = &self.spec.name;
         let incremental = self.opts.sync_mode == SyncMode::Incremental;
         let delete_mode = if incremental { DeleteMode::Keep } else { self.opts.delete_mode };
         if incremental && self.opts.delete_mode != DeleteMode::Keep {
@@ -155,15 +241,49 @@ impl StreamRun {
         }
         let cursor_field = if incremental { self.spec.cursor_field.clone() } else { None };
         let key_columns = self.key_columns()?;
-        let xcx = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
+        let explain = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
         let sink_stream =
             Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema: None, delete_mode });
         if !self.dry_run {
             self.open_sink(&sink_stream).await?;
         }
-        let prev = sh.state.checkpoint(&sh.name, &name).await?;
+        let checkpoint = self.start_checkpoint(incremental, cursor_field.as_ref(), report).await?;
+        let sink_down =
+            if self.dry_run { None } else { self.drain_outbox(&sink_stream, checkpoint.pass, report, t).await? };
+        let outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, name).await?);
+        let baseline = self.baseline().await?;
+        // Initial load: with an empty ledger (and the run lock held) no key can be known, so
+        // the per-batch lookups are skipped. A key repeated within this run is then written
+        // twice — an idempotent upsert — instead of being counted unchanged the second time.
+        let ledger_known = sh.state.has_ledger(&sh.name, name).await?;
+        let lookback_floor = self.lookback_floor(cursor_field.is_some(), &checkpoint);
+        Ok(Setup {
+            delete_mode,
+            cursor_field,
+            key_columns,
+            explain,
+            sink_stream,
+            checkpoint,
+            sink_down,
+            outbox_room,
+            baseline,
+            ledger_known,
+            lookback_floor,
+        })
+    }
+
+    /// The checkpoint the run starts from, marked unfinished: where the last run left off,
+    /// the next pass, or (a backfill's `--from`) a new pass from a cursor value.
+    async fn start_checkpoint(
+        &self,
+        incremental: bool,
+        cursor_field: Option<&FieldPath>,
+        report: &mut StreamReport,
+    ) -> Result<Checkpoint, Error> {
+        let (sh, name) = (&self.shared, &self.spec.name);
+        let prev = sh.state.checkpoint(&sh.name, name).await?;
         let mut start = starting_checkpoint(prev, incremental);
-        if let (Some(from), Some(field)) = (&self.from, &cursor_field) {
+        if let (Some(from), Some(field)) = (&self.from, cursor_field) {
             info!(stream = %name, from = %from, cursor = %field, "backfilling from a cursor value");
             start = Checkpoint {
                 position: None,
@@ -178,327 +298,64 @@ impl StreamRun {
             let position = start.position.as_ref().map(crate::record::canonical_json).unwrap_or_default();
             info!(stream = %name, pass = start.pass, %position, "resuming from checkpoint");
         }
-        let mut cp = start.clone();
-        cp.pass_complete = false;
-        let mut t = Timings::default();
-        // Records queued while the sink was down go first, in order.
-        let mut sink_down =
-            if self.dry_run { None } else { self.drain_outbox(&sink_stream, cp.pass, report, &mut t).await? };
-        let mut outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, &name).await?);
-        // The schema a stream starts with (declared, else inferred from its first page)
-        // becomes its stored baseline; drift is measured against the stored one.
-        let mut baseline = sh.state.baseline(&sh.name, &name).await?;
+        start.pass_complete = false;
+        Ok(start)
+    }
+
+    /// The stored schema baseline. The schema a stream starts with (declared, else inferred
+    /// from its first page by the mapper) becomes it; drift is measured against the stored one.
+    async fn baseline(&self) -> Result<Option<Value>, Error> {
+        let (sh, name) = (&self.shared, &self.spec.name);
+        let baseline = sh.state.baseline(&sh.name, name).await?;
         if baseline.is_none()
             && let Some(declared) = &self.spec.schema
             && !self.dry_run
         {
-            sh.state.save_baseline(&sh.name, &name, declared).await?;
-            baseline = Some(declared.clone());
+            sh.state.save_baseline(&sh.name, name, declared).await?;
+            return Ok(Some(declared.clone()));
         }
-        // Initial load: with an empty ledger (and the run lock held) no key can be known, so
-        // the per-batch lookups are skipped. A key repeated within this run is then written
-        // twice — an idempotent upsert — instead of being counted unchanged the second time.
-        let ledger_known = sh.state.has_ledger(&sh.name, &name).await?;
+        Ok(baseline)
+    }
 
-        // With a lookback, the source is asked for a margin before the floor and that margin
-        // passes the cursor filter: the ledger decides what is new.
-        let lookback_floor = match (&cursor_field, &cp.floor, self.spec.lookback) {
-            (Some(_), Some(floor), Some(d)) => {
+    /// With a lookback, the source is asked for a margin before the floor and that margin
+    /// passes the cursor filter: the ledger decides what is new. This is the margin's low end.
+    fn lookback_floor(&self, has_cursor: bool, cp: &Checkpoint) -> Option<Value> {
+        match (has_cursor, &cp.floor, self.spec.lookback) {
+            (true, Some(floor), Some(d)) => {
                 let low = crate::record::cursor_minus(&floor.value, d);
                 if low.is_none() {
-                    warn!(stream = %name, cursor = %floor.value, "lookback needs an RFC 3339 or integer cursor; reading from the cursor itself");
+                    warn!(stream = %self.spec.name, cursor = %floor.value, "lookback needs an RFC 3339 or integer cursor; reading from the cursor itself");
                 }
                 low
             }
             _ => None,
-        };
-        let (page_tx, mut page_rx) = mpsc::channel(1);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
-
-        // Reader: pages in order until the pass is done, an error, or cancellation.
-        let reader = {
-            let source = sh.source.clone();
-            let cx = self.cx.clone();
-            let mut req = ReadRequest {
-                stream: name.clone(),
-                position: cp.position.clone(),
-                since: cursor_field
-                    .as_ref()
-                    .and_then(|_| lookback_floor.clone().or_else(|| cp.floor.as_ref().map(|f| f.value.clone()))),
-                batch_size: sh.batch_size,
-                use_cache: self.opts.on_unavailable == OnUnavailable::UseCache,
-            };
-            tokio::spawn(async move {
-                let mut read_ns = 0u128;
-                loop {
-                    if cx.cancel.is_cancelled() {
-                        break;
-                    }
-                    let t = Instant::now();
-                    let page = source.read(&req, &cx).await;
-                    read_ns += t.elapsed().as_nanos();
-                    let stop = match &page {
-                        Ok(p) => match &p.next {
-                            Next::More(pos) => {
-                                req.position = Some(pos.clone());
-                                false
-                            }
-                            Next::Done { .. } => true,
-                        },
-                        Err(_) => true,
-                    };
-                    if page_tx.send(page).await.is_err() || stop {
-                        break;
-                    }
-                }
-                read_ns
-            })
-        };
-
-        // Mapper: map, key, filter by cursor, hash, look up the ledger; compute each batch's checkpoint.
-        let mapper = {
-            let preparer = Preparer {
-                pipeline: sh.name.clone(),
-                stream: name.clone(),
-                mapping: self.opts.mapping.clone().unwrap_or_else(|| Arc::new(crate::connector::Identity)),
-                key_columns,
-                identity: self.opts.mapping.is_none(),
-            };
-            let state = sh.state.clone();
-            let pipeline = sh.name.clone();
-            let stream = name.clone();
-            let track_touched = delete_mode != DeleteMode::Keep;
-            let batch_size = sh.batch_size;
-            let mut cp = cp.clone();
-            let mut drift =
-                super::drift_check::DriftCheck::new(baseline, sh.drift_policy, &pipeline, &stream, state.clone());
-            let xcx = xcx.clone();
-            tokio::spawn(async move {
-                let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
-                // Pages smaller than the batch size (an API's page of 100) are merged into one
-                // sink batch, so a sink transaction and a state commit carry `batch_size`
-                // records, not one page's worth.
-                let mut pending: Option<MappedBatch> = None;
-                while let Some(page) = page_rx.recv().await {
-                    let mut page = match page {
-                        Ok(p) => p,
-                        Err(e) => {
-                            // What was read before the failure is still delivered and committed.
-                            if let Some(p) = pending.take() {
-                                let _ = batch_tx.send(Ok(p)).await;
-                            }
-                            let _ = batch_tx.send(Err(e)).await;
-                            break;
-                        }
-                    };
-                    let t = Instant::now();
-                    let endpoint = page.records.first().map(|r| r.provenance.endpoint.clone()).unwrap_or_default();
-                    let mut b = MappedBatch {
-                        to_write: Vec::with_capacity(page.records.len()),
-                        unchanged: vec![],
-                        skipped: 0,
-                        dead: vec![],
-                        checkpoint: Checkpoint::default(),
-                        read: (page.records.len() + page.rejects.len()) as u64,
-                        filtered: 0,
-                        mapped: 0,
-                        done: false,
-                        stale: u64::from(page.records.first().is_some_and(|r| r.provenance.stale)),
-                        trail: xcx.trail(),
-                    };
-                    b.trail.page(&page.records);
-                    if let Err(e) = drift.page(&mut page, &preparer, &endpoint, &mut b.dead).await {
-                        // The policy pauses: what came before this page is still delivered.
-                        if let Some(p) = pending.take() {
-                            let _ = batch_tx.send(Ok(p)).await;
-                        }
-                        let _ = batch_tx.send(Err(e)).await;
-                        break;
-                    }
-                    let mut candidates = Vec::with_capacity(page.records.len());
-                    for rec in page.records {
-                        // No per-record copies: the provenance is shared and the cursor is
-                        // read from the raw input each prepared record still holds.
-                        let (prov, loc) = (rec.provenance.clone(), rec.location);
-                        let ep = &prov.endpoint;
-                        match preparer.prepare(rec) {
-                            Err(dl) => b.dead.push(*dl),
-                            Ok(items) => {
-                                for p in items {
-                                    b.mapped += 1;
-                                    match &cursor_field {
-                                        None => candidates.push(p),
-                                        Some(field) => match admit(
-                                            &mut cp,
-                                            field.get(p.raw.as_ref().unwrap_or(&p.record.data)),
-                                            &p.key,
-                                            field.as_str(),
-                                            lookback_floor.as_ref(),
-                                        ) {
-                                            Ok(true) => candidates.push(p),
-                                            Ok(false) => b.filtered += 1,
-                                            Err(reason) => {
-                                                let msg = format!("{}: {reason}", super::prepare::where_of(ep, &loc));
-                                                let raw = crate::record::canonical_json(
-                                                    p.raw.as_ref().unwrap_or(&p.record.data),
-                                                );
-                                                b.dead.push(preparer.dead_letter(
-                                                    Some(&p.key),
-                                                    "data",
-                                                    msg,
-                                                    Some(field.to_string()),
-                                                    ep,
-                                                    &loc,
-                                                    raw,
-                                                ));
-                                            }
-                                        },
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    map_ns += t.elapsed().as_nanos();
-                    let t = Instant::now();
-                    let keys: Vec<Key> =
-                        if ledger_known { candidates.iter().map(|p| p.key.clone()).collect() } else { Vec::new() };
-                    let lookup = if ledger_known {
-                        state.ledger_lookup(&pipeline, &stream, &keys).await
-                    } else {
-                        Ok(vec![None; candidates.len()])
-                    };
-                    match lookup {
-                        Ok(known) => {
-                            for (p, old) in candidates.into_iter().zip(known) {
-                                if old == Some(p.hash) {
-                                    b.trail.unchanged(&p);
-                                    b.unchanged.push(p.key);
-                                } else {
-                                    b.to_write.push(Prepared { known: old.is_some(), ..p });
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            let _ = batch_tx.send(Err(e)).await;
-                            break;
-                        }
-                    }
-                    b.skipped = b.unchanged.len() as u64;
-                    if track_touched {
-                        // Dead-lettered records still exist at the source: keep their rows.
-                        b.unchanged.extend(b.dead.iter().filter_map(|d| d.key.clone().map(Key::from_canonical)));
-                    }
-                    ledger_ns += t.elapsed().as_nanos();
-                    match page.next {
-                        Next::More(pos) => cp.position = Some(pos),
-                        Next::Done { resume } => {
-                            cp.position = resume;
-                            cp.pass_complete = true;
-                            if cp.max.is_some() {
-                                cp.floor = cp.max.clone();
-                            }
-                            b.done = true;
-                        }
-                    }
-                    b.checkpoint = cp.clone();
-                    let b = match pending.take() {
-                        Some(mut p) => {
-                            p.absorb(b);
-                            p
-                        }
-                        None => b,
-                    };
-                    if !b.done && b.size() < batch_size {
-                        pending = Some(b);
-                        continue;
-                    }
-                    if batch_tx.send(Ok(b)).await.is_err() {
-                        break;
-                    }
-                }
-                // The reader stopped without finishing the pass (cancellation): deliver what was read.
-                if let Some(p) = pending.take() {
-                    let _ = batch_tx.send(Ok(p)).await;
-                }
-                (map_ns, ledger_ns, drift.finish())
-            })
-        };
-
-        // Writer: sink first, then one state transaction; the checkpoint follows the sink.
-        // Commits run in order on their own task, up to two batches behind the sink, so the
-        // sink never waits for the state store; each commit is queued only after its own
-        // batch was acknowledged, so a crash leaves the checkpoint at or behind what the sink
-        // holds — never ahead.
-        let mut result: Result<(), Error> = Ok(());
-        let mut completed = false;
-        let (commit_tx, mut commit_rx) = mpsc::channel::<Commit>(2);
-        let committer = {
-            let state = sh.state.clone();
-            tokio::spawn(async move {
-                let mut ns = 0u128;
-                while let Some(commit) = commit_rx.recv().await {
-                    let started = Instant::now();
-                    state.commit(commit).await?;
-                    failpoint::hit("after_checkpoint");
-                    ns += started.elapsed().as_nanos();
-                }
-                Ok::<u128, Error>(ns)
-            })
-        };
-        while let Some(batch) = batch_rx.recv().await {
-            let b = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            report.batches += 1;
-            report.read += b.read;
-            report.filtered += b.filtered;
-            report.mapped += b.mapped;
-            report.skipped_unchanged += b.skipped;
-            report.stale_pages += b.stale;
-            completed = b.done;
-            let commit = match self.write_batch(b, &sink_stream, report, &mut t, &mut sink_down, &mut outbox_room).await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            if let Some(commit) = commit {
-                failpoint::hit("after_sink_commit");
-                if commit_tx.send(commit).await.is_err() {
-                    break; // the committer failed; its error is collected below
-                }
-            }
-            if let Some(p) = &self.progress {
-                p.batch(&self.spec.name, report);
-            }
-            if let Err(e) = self.check_threshold(report) {
-                result = Err(e);
-                break;
-            }
         }
-        drop(commit_tx);
-        match committer.await {
-            Ok(Ok(ns)) => t.commit = ns,
-            Ok(Err(e)) => result = result.and(Err(e)),
-            Err(e) => result = result.and(Err(Error::internal(format!("state commit task ended abnormally: {e}")))),
-        }
-        drop(batch_rx);
-        let read_ns = reader.await.unwrap_or(0);
-        let (map_ns, ledger_ns, (drift, pause)) = mapper.await.unwrap_or_default();
-        self.store_drift(drift, pause, report).await;
-        t.read = read_ns;
-        t.map = map_ns;
-        t.ledger = ledger_ns;
+    }
 
-        if result.is_ok() && completed && delete_mode != DeleteMode::Keep && !self.dry_run {
-            result = self.propagate_deletes(&sink_stream, cp.pass, report, &mut t).await;
+    /// The reader's first request: the checkpoint's position, and for a stream with a
+    /// cursor the lower bound (the lookback margin, else the floor).
+    fn first_request(&self, cp: &Checkpoint, has_cursor: bool, lookback_floor: Option<&Value>) -> ReadRequest {
+        let floor = || lookback_floor.cloned().or_else(|| cp.floor.as_ref().map(|f| f.value.clone()));
+        ReadRequest {
+            stream: self.spec.name.clone(),
+            position: cp.position.clone(),
+            since: if has_cursor { floor() } else { None },
+            batch_size: self.shared.batch_size,
+            use_cache: self.opts.on_unavailable == OnUnavailable::UseCache,
         }
+    }
+
+    /// The end of a run: per-stage times and the outbox's depth into the report, then the
+    /// run's error — its own, a sink left down, or a pass that did not finish.
+    async fn conclude(
+        &self,
+        result: Result<(), Error>,
+        completed: bool,
+        sink_down: Option<(ErrorKind, String)>,
+        report: &mut StreamReport,
+        t: &Timings,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
         let ms = |ns: u128| (ns / 1_000_000) as u64;
         report.stage_ms = BTreeMap::from([
             ("read".to_owned(), ms(t.read)),
@@ -508,7 +365,8 @@ impl StreamRun {
             ("commit".to_owned(), ms(t.commit)),
         ]);
         if !self.dry_run {
-            report.outbox_pending = sh.state.outbox_len(&sh.name, &name).await.unwrap_or(report.outbox_pending);
+            report.outbox_pending =
+                sh.state.outbox_len(&sh.name, &self.spec.name).await.unwrap_or(report.outbox_pending);
         }
         result?;
         if let Some((kind, cause)) = sink_down {

@@ -1,0 +1,58 @@
+//! The reader: a stream's pages from the source, in order, from the position the run
+//! starts at (the last committed one, or the start of a pass) until the pass is done, the
+//! source fails, or the run is cancelled. Each page goes to the mapper as it arrives; the
+//! bounded channel between them is the backpressure on the source.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::connector::{Cx, Next, Page, ReadRequest, Source};
+use crate::error::Error;
+
+/// Reads one stream's pages into the mapper's channel.
+pub(super) struct Reader {
+    /// The pipeline's source.
+    pub source: Arc<dyn Source>,
+    /// The run's context; cancelling it stops the reader before its next page.
+    pub cx: Cx,
+    /// The first page's request; its position moves to each page's `next`.
+    pub request: ReadRequest,
+    /// Pages (or the failure that ends the read) for the mapper.
+    pub pages: mpsc::Sender<Result<Page, Error>>,
+}
+
+impl Reader {
+    /// Start reading. The task returns the time spent waiting on the source (ns).
+    pub fn spawn(self) -> JoinHandle<u128> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(mut self) -> u128 {
+        let mut read_ns = 0u128;
+        loop {
+            if self.cx.cancel.is_cancelled() {
+                break;
+            }
+            let t = Instant::now();
+            let page = self.source.read(&self.request, &self.cx).await;
+            read_ns += t.elapsed().as_nanos();
+            let stop = match &page {
+                Ok(p) => match &p.next {
+                    Next::More(pos) => {
+                        self.request.position = Some(pos.clone());
+                        false
+                    }
+                    Next::Done { .. } => true,
+                },
+                Err(_) => true,
+            };
+            if self.pages.send(page).await.is_err() || stop {
+                break;
+            }
+        }
+        read_ns
+    }
+}

@@ -1,0 +1,333 @@
+//! The writer: each mapped batch to the sink — or, while the sink is down, to the outbox —
+//! and then the batch's [`Commit`] (ledger rows, dead letters, stories, the batch's
+//! checkpoint) queued for the committer, only once the sink acknowledged the batch. It runs
+//! on the stream's own task. Also here: opening the sink, the dead-letter thresholds, and
+//! deletes after a completed full refresh.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::mapper::MappedBatch;
+use super::{StreamRun, Timings};
+use crate::connector::{SinkStream, WriteReport};
+use crate::drift::DriftEvent;
+use crate::error::{Error, ErrorKind};
+use crate::failpoint;
+use crate::record::{ContentHash, Key, Record};
+use crate::report::StreamReport;
+use crate::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, OutboxEntry};
+use crate::stream::DeleteMode;
+
+/// Writes one stream's batches and queues their commits, in order.
+pub(super) struct Writer<'a> {
+    /// The stream's run: the sink, names, options and progress.
+    pub run: &'a StreamRun,
+    /// The stream as the sink knows it.
+    pub sink_stream: &'a Arc<SinkStream>,
+    /// The mapper's batches. Borrowed, not owned: the receiver lives until the committer
+    /// is joined, so a mapper blocked on a full channel stays parked until then.
+    pub batches: &'a mut mpsc::Receiver<Result<MappedBatch, Error>>,
+    /// Commits for the committer; dropped when the writer ends, which ends the committer.
+    pub commits: mpsc::Sender<Commit>,
+    /// Why the sink is down (its error's kind and text), once it is: batches then go to the outbox.
+    pub sink_down: Option<(ErrorKind, String)>,
+    /// Records the outbox can still take.
+    pub outbox_room: u64,
+}
+
+/// How the writer ended.
+pub(super) struct Written {
+    /// The first failure: a mapper's error, the sink's, or a threshold crossed.
+    pub result: Result<(), Error>,
+    /// Whether the last batch written finished the pass.
+    pub completed: bool,
+    /// Why the sink is down, if it went down (or was still down after the outbox).
+    pub sink_down: Option<(ErrorKind, String)>,
+}
+
+impl Writer<'_> {
+    /// Write batches until the mapper is done or something fails. A batch's commit is queued
+    /// only after the sink acknowledged it (or the outbox took it), so a crash leaves the
+    /// checkpoint at or behind what the sink holds — never ahead.
+    pub async fn run(mut self, report: &mut StreamReport, t: &mut Timings) -> Written {
+        let run = self.run;
+        let mut result: Result<(), Error> = Ok(());
+        let mut completed = false;
+        while let Some(batch) = self.batches.recv().await {
+            let b = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            report.batches += 1;
+            report.read += b.read;
+            report.filtered += b.filtered;
+            report.mapped += b.mapped;
+            report.skipped_unchanged += b.skipped;
+            report.stale_pages += b.stale;
+            completed = b.done;
+            let commit = match self.write_batch(b, report, t).await {
+                Ok(c) => c,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if let Some(commit) = commit {
+                failpoint::hit("after_sink_commit");
+                if self.commits.send(commit).await.is_err() {
+                    break; // the committer failed; its error is collected when it is joined
+                }
+            }
+            if let Some(p) = &run.progress {
+                p.batch(&run.spec.name, report);
+            }
+            if let Err(e) = run.check_threshold(report) {
+                result = Err(e);
+                break;
+            }
+        }
+        Written { result, completed, sink_down: self.sink_down }
+    }
+
+    /// One batch to the sink (or the outbox); the commit that goes with it (`None` in a dry run).
+    async fn write_batch(
+        &mut self,
+        b: MappedBatch,
+        report: &mut StreamReport,
+        t: &mut Timings,
+    ) -> Result<Option<Commit>, Error> {
+        let run = self.run;
+        let mut dead = b.dead;
+        if run.dry_run {
+            report.written += b.to_write.len() as u64;
+            report.dead_lettered += dead.len() as u64;
+            return Ok(None);
+        }
+        let mut cap = b.trail.capture(&b.to_write);
+        let mut ledger: Vec<LedgerEntry> =
+            b.to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
+        if !b.to_write.is_empty() {
+            let started = Instant::now();
+            let hashes: Vec<_> = b.to_write.iter().map(|p| p.hash).collect();
+            let (records, mut raws): (Vec<_>, Vec<_>) = b.to_write.into_iter().map(|p| (p.record, p.raw)).unzip();
+            let records: Arc<[Record]> = records.into();
+            let wr = self.send(&records, &hashes).await?;
+            t.write += started.elapsed().as_nanos();
+            let Some(mut wr) = wr else {
+                return self.queue(&records, &ledger, b.unchanged, dead, b.checkpoint, report).map(Some);
+            };
+            let mut rejected = run.drift().sink(&mut wr, &records, &mut raws, &ledger, &mut dead, report)?;
+            for (i, id) in wr.dest_ids.into_iter().enumerate() {
+                if let Some(e) = ledger.get_mut(i) {
+                    e.dest_id = id;
+                }
+            }
+            for (i, err) in wr.rejected {
+                if let Some(rec) = records.get(i) {
+                    let raw = raws.get_mut(i).and_then(Option::take).unwrap_or_else(|| rec.data.clone());
+                    dead.push(self.rejection(rec, raw, ledger.get(i).map(|e| &e.key), &err));
+                    rejected.push(i);
+                }
+            }
+            rejected.sort_unstable();
+            cap.written(&records, raws, &rejected);
+            for i in rejected.into_iter().rev() {
+                ledger.remove(i);
+            }
+            report.written += wr.written;
+        }
+        report.dead_lettered += dead.len() as u64;
+        let explain = cap.finish(&dead);
+        Ok(Some(Commit {
+            pipeline: run.shared.name.clone(),
+            stream: run.spec.name.clone(),
+            pass: b.checkpoint.pass,
+            ledger,
+            touched: self.touched(b.unchanged),
+            forget: vec![],
+            dead_letters: dead,
+            resolved_dead_letters: vec![],
+            checkpoint: Some(b.checkpoint),
+            outbox_add: vec![],
+            outbox_done: vec![],
+            explain,
+        }))
+    }
+
+    /// The records to the sink, unless it is down. `None`: they go to the outbox (the sink
+    /// was down already, or this write found it down).
+    async fn send(&mut self, records: &Arc<[Record]>, hashes: &[ContentHash]) -> Result<Option<WriteReport>, Error> {
+        if self.sink_down.is_some() {
+            return Ok(None);
+        }
+        let (run, sh) = (self.run, &self.run.shared);
+        let batch = sh.batch(&run.spec.name, self.sink_stream.clone(), records.clone(), hashes).await?;
+        let batch = batch.with_column_drift(run.drift().column_drift());
+        match sh.sink.write(batch, &run.cx).await {
+            Ok(wr) => Ok(Some(wr)),
+            Err(e) if e.kind().disposition().is_outage() => {
+                warn!(stream = %run.spec.name, sink = sh.sink.kind(), error = %e.report(), "the sink is down: records go to the outbox and are delivered when it is back");
+                self.sink_down = Some((e.kind().clone(), e.report()));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The commit of a batch whose sink is down: its records queued in the outbox with the
+    /// checkpoint that passes them, in one transaction — durable either way.
+    fn queue(
+        &mut self,
+        records: &[Record],
+        ledger: &[LedgerEntry],
+        unchanged: Vec<Key>,
+        dead: Vec<DeadLetter>,
+        checkpoint: Checkpoint,
+        report: &mut StreamReport,
+    ) -> Result<Commit, Error> {
+        let sh = &self.run.shared;
+        let n = records.len() as u64;
+        if n > self.outbox_room {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the sink `{}` is unavailable and the outbox is full ({} records); the stream stops at its checkpoint",
+                    sh.sink.kind(),
+                    sh.outbox_max
+                ),
+            ));
+        }
+        self.outbox_room -= n;
+        report.outbox_queued += n;
+        report.dead_lettered += dead.len() as u64;
+        let outbox_add = records
+            .iter()
+            .zip(ledger)
+            .map(|(r, e)| OutboxEntry {
+                id: 0,
+                key: e.key.clone(),
+                hash: e.hash,
+                data: r.data.clone(),
+                location: Some(r.whereabouts()),
+            })
+            .collect();
+        Ok(Commit {
+            pipeline: sh.name.clone(),
+            stream: self.run.spec.name.clone(),
+            pass: checkpoint.pass,
+            touched: self.touched(unchanged),
+            dead_letters: dead,
+            checkpoint: Some(checkpoint),
+            outbox_add,
+            ..Default::default()
+        })
+    }
+
+    /// The dead letter of a record the sink rejected.
+    fn rejection(&self, rec: &Record, raw: serde_json::Value, key: Option<&Key>, err: &Error) -> DeadLetter {
+        let at = rec.whereabouts();
+        DeadLetter {
+            id: 0,
+            pipeline: self.run.shared.name.clone(),
+            stream: self.run.spec.name.clone(),
+            key: key.map(|k| k.as_str().to_owned()),
+            kind: err.kind().name().to_owned(),
+            reason: format!("{at}: the sink rejected the record: {}", err.report()),
+            path: None,
+            location: Some(at),
+            raw: crate::record::canonical_json(&raw),
+            created_at: crate::now_rfc3339(),
+            seen_count: 1,
+        }
+    }
+
+    /// Keys to stamp with the pass: only a stream that deletes what a full refresh missed needs them.
+    fn touched(&self, unchanged: Vec<Key>) -> Vec<Key> {
+        if self.sink_stream.delete_mode != DeleteMode::Keep { unchanged } else { Vec::new() }
+    }
+}
+
+impl StreamRun {
+    /// Open the sink for the stream and hand it the `column_type` drifts accepted so far.
+    pub(super) async fn open_sink(&self, sink_stream: &SinkStream) -> Result<(), Error> {
+        let sh = &self.shared;
+        sh.sink.open(sink_stream, &self.cx).await?;
+        let accepted: Vec<DriftEvent> = sh
+            .state
+            .drift_events(Some(&sh.name))
+            .await?
+            .into_iter()
+            .filter(|d| d.stream == self.spec.name && d.change == "column_type" && d.accepted_at.is_some())
+            .map(|d| DriftEvent {
+                path: d.path,
+                change: d.change,
+                expected: d.expected,
+                observed: d.observed,
+                count: d.count,
+                first_seen: d.first_seen,
+                first_at: d.first_at,
+            })
+            .collect();
+        if accepted.is_empty() { Ok(()) } else { sh.sink.accept_drift(sink_stream, &accepted, &self.cx).await }
+    }
+
+    /// `Err` once the stream's dead letters pass `max_dead_letters` or `max_dead_letter_ratio`.
+    pub(super) fn check_threshold(&self, r: &StreamReport) -> Result<(), Error> {
+        let sh = &self.shared;
+        if let Some(max) = sh.max_dead_letters
+            && r.dead_lettered > max
+        {
+            return Err(Error::data(format!(
+                "{} records were dead-lettered, more than max_dead_letters = {max}; the good records so far are committed — see `dovetail dead-letters list`",
+                r.dead_lettered
+            )));
+        }
+        if let Some(ratio) = sh.max_dead_letter_ratio
+            && r.read >= 100
+            && (r.dead_lettered as f64) > ratio * r.read as f64
+        {
+            return Err(Error::data(format!(
+                "{} of {} records were dead-lettered ({:.1}%), more than max_dead_letter_ratio = {ratio}; see `dovetail dead-letters list`",
+                r.dead_lettered,
+                r.read,
+                100.0 * r.dead_lettered as f64 / r.read as f64
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a completed full refresh: delete from the sink the keys this pass did not
+    /// touch, and forget them in the ledger, a thousand at a time.
+    pub(super) async fn propagate_deletes(
+        &self,
+        sink_stream: &SinkStream,
+        pass: u64,
+        report: &mut StreamReport,
+        t: &mut Timings,
+    ) -> Result<(), Error> {
+        let sh = &self.shared;
+        loop {
+            let keys = sh.state.stale_keys(&sh.name, &self.spec.name, pass, 1000).await?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let started = Instant::now();
+            report.deleted += sh.sink.delete(sink_stream, &keys, &self.cx).await?;
+            t.write += started.elapsed().as_nanos();
+            let commit = Commit {
+                pipeline: sh.name.clone(),
+                stream: self.spec.name.clone(),
+                pass,
+                forget: keys,
+                ..Default::default()
+            };
+            sh.state.commit(commit).await?;
+        }
+    }
+}
