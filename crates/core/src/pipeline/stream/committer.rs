@@ -15,12 +15,12 @@ use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::failpoint;
-use crate::state::{Commit, StateStore};
+use crate::state::{Commit, DeliveryStore};
 
 /// Commits a stream's batches in order until the writer is done or a commit fails.
 pub(super) struct Committer {
     /// The store every commit goes to.
-    pub state: Arc<dyn StateStore>,
+    pub state: Arc<dyn DeliveryStore>,
     /// The writer's commits, in batch order.
     pub commits: mpsc::Receiver<Commit>,
 }
@@ -52,9 +52,8 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::drift::DriftEvent;
     use crate::record::{ContentHash, Key};
-    use crate::state::{Checkpoint, DeadLetter, OutboxEntry, PausedStream, RunLock, RunRecord, StoredDrift};
+    use crate::state::{Checkpoint, OutboxEntry, PausedStream, RunLock};
 
     /// Keeps the pass of every commit it is asked for, in call order; the commit of pass
     /// `fail_at` fails. The committer calls nothing else.
@@ -64,7 +63,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl StateStore for Recorder {
+    impl DeliveryStore for Recorder {
         async fn commit(&self, commit: Commit) -> Result<(), Error> {
             self.attempts.lock().unwrap().push(commit.pass);
             if commit.pass == self.fail_at {
@@ -108,34 +107,10 @@ mod tests {
         async fn stale_keys(&self, _: &str, _: &str, _: u64, _: usize) -> Result<Vec<Key>, Error> {
             unreachable!()
         }
-        async fn begin_run(&self, _: &str, _: &str) -> Result<i64, Error> {
-            unreachable!()
-        }
-        async fn finish_run(&self, _: i64, _: &str, _: &str, _: &Value) -> Result<(), Error> {
-            unreachable!()
-        }
-        async fn runs(&self, _: Option<&str>, _: usize) -> Result<Vec<RunRecord>, Error> {
-            unreachable!()
-        }
-        async fn dead_letters(&self, _: Option<&str>, _: Option<&str>, _: usize) -> Result<Vec<DeadLetter>, Error> {
-            unreachable!()
-        }
-        async fn dead_letter(&self, _: i64) -> Result<Option<DeadLetter>, Error> {
-            unreachable!()
-        }
         async fn baseline(&self, _: &str, _: &str) -> Result<Option<Value>, Error> {
             unreachable!()
         }
         async fn save_baseline(&self, _: &str, _: &str, _: &Value) -> Result<(), Error> {
-            unreachable!()
-        }
-        async fn record_drift(&self, _: &str, _: &str, _: &[DriftEvent]) -> Result<(), Error> {
-            unreachable!()
-        }
-        async fn drift_events(&self, _: Option<&str>) -> Result<Vec<StoredDrift>, Error> {
-            unreachable!()
-        }
-        async fn accept_drift(&self, _: &str, _: &str, _: &str) -> Result<u64, Error> {
             unreachable!()
         }
     }

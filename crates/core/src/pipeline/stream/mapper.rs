@@ -290,7 +290,7 @@ mod tests {
     use super::*;
     use crate::connector::Identity;
     use crate::record::{ContentHash, Provenance};
-    use crate::state::{Commit, CursorState, LedgerEntry};
+    use crate::state::{Commit, CursorState, DeliveryStore, LedgerEntry};
     use crate::testing::MemoryState;
 
     fn page(records: &[Value], next: Next) -> Result<Page, Error> {
