@@ -1,21 +1,31 @@
 //! What one logical request does, outer to inner: circuit check → cache lookup → for each
 //! attempt: rate-limit gate and budget → host concurrency slot → auth → send → read the
-//! whole body → classify (success, 304, 401, retryable, final) → wait → again.
+//! whole body → follow [`classify`]'s step (success, 304 from the cache, 401 refresh,
+//! retry, rate limit, failure) → wait → again.
+//!
+//! The decisions are `classify`'s (what a response means, whether the budget allows another
+//! attempt); this file does the IO, the logs and the figures, and follows them. A [`Call`]
+//! is one logical request in flight: what every attempt needs and what the attempts said.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dovetail_core::{Error, ErrorKind};
+use bytes::Bytes;
+use dovetail_core::remote::CachedResponse;
+use dovetail_core::{Error, ErrorKind, HttpFailure};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 
 use crate::cache;
 use crate::circuit::Admit;
-use crate::client::HttpClient;
-use crate::observe::{self, AttemptEvent, Host};
+use crate::classify::{Context, Step, classify, http_failure, retry_allowed, status_error, status_kind};
+use crate::client::{HttpClient, Inner};
+use crate::limit::Limiter;
+use crate::observe::{self, AttemptEvent, Host, SentSecrets};
 use crate::request::{Request, Response};
-use crate::retry::{Attempt, AttemptOutcome, fmt_duration, retryable_status, server_wait};
+use crate::retry::{Attempt, AttemptOutcome, fmt_duration, server_wait};
 
 /// The cause of the last failed attempt, kept as the error's source.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +38,50 @@ enum Cause {
     Credential(Error),
 }
 
-enum Step {
-    Retry { outcome: AttemptOutcome, server: Option<Duration>, cause: Option<Cause> },
+/// An attempt that failed in a way another attempt may fix.
+struct Failed {
+    outcome: AttemptOutcome,
+    /// The wait the remote asked for; the backoff applies without one.
+    server: Option<Duration>,
+    /// The kind the request fails as if this was its last attempt.
+    kind: ErrorKind,
+    cause: Option<Cause>,
+    /// What the response said (status `None`: none came), for that error.
+    http: Option<HttpFailure>,
+}
+
+/// What one attempt led to.
+enum Next<T> {
+    /// A 2xx whose body decoded.
+    Answered(Response, T),
+    /// A 304 answered from the cache (not yet decoded).
+    Cached(Response),
+    /// Send again at once: the credential was refreshed after a 401.
+    Again,
+    /// The attempt failed; the budget decides whether another follows.
+    Failed(Failed),
+    /// The request fails with this error.
     Fail(Error),
+}
+
+/// What follows a failed attempt.
+enum After {
+    /// The wait is over: attempt again.
+    Retry,
+    /// Retries are spent, and the last good response is served instead (`use_cache`);
+    /// boxed, as this is rare and the response large.
+    Stale(Box<Response>),
+    /// Retries are spent: the request fails with this error.
+    Fail(Error),
+}
+
+/// A whole response, as read.
+struct Received {
+    status: StatusCode,
+    headers: HeaderMap,
+    url: Url,
+    body: Bytes,
+    latency: Duration,
 }
 
 impl HttpClient {
@@ -64,28 +115,25 @@ impl HttpClient {
         decode: impl Fn(&Response) -> Result<T, Error>,
         finish: impl Fn(Response, T) -> R,
     ) -> Result<R, Error> {
-        let decode_finish = |r: Response| decode(&r).map(|v| finish(r, v));
         let inner = &*self.inner;
-        let clock = inner.clock.as_ref();
         if let Some(e) = &req.error {
             return Err(Error::config(e.clone()));
         }
         let url = self.resolve(&req)?;
-        let shown = observe::redact(&url, &inner.secret_params);
-        // Where an error happened: only built when there is one.
-        let at = || format!("{} {shown}", req.method);
+        let redacted = observe::redact(&url, &inner.secret_params);
+        // A client whose URLs hold a secret in their path shows only their origin.
+        let hidden = inner.secret_path.then(|| observe::origin_only(&url));
+        let shown = hidden.as_deref().unwrap_or(&redacted);
         if let Some(scope) = &inner.scope
             && !scope.permits(&url)
         {
             tracing::warn!(target: "dovetail_http::request", method = %req.method, url = %shown,
                 "refused: the URL is outside the origins this client may send to");
-            return Err(crate::origin::refused(scope, &url, "the request's URL").at(at()));
+            return Err(crate::origin::refused(scope, &url, "the request's URL").at(format!("{} {shown}", req.method)));
         }
-        let host_entry = self.host(&url);
-        let host = &host_entry.key;
-        let credential = inner.credential.as_str();
+        let host = self.host(&url);
         let cache_key = (inner.cache.is_some() && req.method == Method::GET && (req.cacheable || req.use_cache))
-            .then(|| cache::key(&req.method, &shown, credential));
+            .then(|| cache::key(&req.method, &redacted, &inner.credential));
         let cached = match (&inner.cache, &cache_key) {
             (Some(c), Some(k)) => c.get(k).await.unwrap_or_else(|e| {
                 tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache lookup failed");
@@ -93,291 +141,51 @@ impl HttpClient {
             }),
             _ => None,
         };
-        let start = clock.monotonic();
-        // `last`: the last attempt when it succeeded (its event was only DEBUG).
-        let done = |outcome: &'static str, n: u32, last: Option<&AttemptEvent<'_>>| {
-            inner.stats.request(outcome);
-            let total = clock.monotonic().saturating_sub(start);
-            observe::request_done(&req.method, &shown, &host_entry, outcome, n, total, last)
+        let mut call = Call {
+            inner,
+            req: &req,
+            url: &url,
+            shown,
+            host: &host,
+            cached: cached.as_ref(),
+            cache_key: cache_key.as_deref(),
+            start: inner.clock.monotonic(),
+            admit: Admit::Go,
+            may_retry: req.repeatable
+                || is_idempotent(&req.method)
+                || req.headers.contains_key(inner.retry.idempotency_header.as_str()),
+            n: 0,
+            attempts: Vec::new(),
+            reauthorized: false,
+            last_body: String::new(),
         };
-        let admit = match inner.circuits.admit(host) {
+        let decode_finish = |r: Response| decode(&r).map(|v| finish(r, v));
+        call.admit = match inner.circuits.admit(&host.key) {
             Ok(a) => a,
             Err(e) => {
-                if req.use_cache
-                    && let Some(c) = &cached
-                {
-                    observe::cache_hit(host, "stale");
-                    done("stale", 0, None);
-                    return decode_finish(cache::to_response(c, url.clone(), 0, true)).map_err(|e| e.at(at()));
-                }
-                done(e.kind().name(), 0, None);
-                return Err(e.at(at()));
-            }
-        };
-        let may_retry = is_idempotent(&req.method) || req.headers.contains_key(inner.retry.idempotency_header.as_str());
-        let (limiter, slots) = host_entry.limits(|| (inner.limits.limiter(host, credential), inner.limits.slots(host)));
-        let mut attempts: Vec<Attempt> = Vec::new();
-        let mut reauthorized = false;
-        let mut last_body = String::new();
-        let mut n = 0u32;
-        // The event of attempt `n`.
-        macro_rules! event {
-            ($status:expr, $error:expr, $latency:expr, $bytes:expr, $headers:expr) => {
-                AttemptEvent {
-                    method: &req.method,
-                    url: &shown,
-                    attempt: n,
-                    status: $status,
-                    error: $error,
-                    latency: $latency,
-                    bytes: $bytes,
-                    headers: $headers,
-                    request_id_headers: &inner.request_id_headers,
-                    host: &host_entry,
-                }
-            };
-        }
-        loop {
-            n += 1;
-            let ready_from = clock.monotonic();
-            limiter.ready(clock, host).await;
-            let waited = clock.monotonic().saturating_sub(ready_from);
-            if !waited.is_zero() {
-                inner.stats.rate_limit_wait(waited);
-            }
-            let permit = crate::limit::acquire(slots).await;
-            let mut rq = reqwest::Request::new(req.method.clone(), url.clone());
-            // A fresh request has no headers: the client's are a plain copy.
-            if !inner.headers.is_empty() {
-                *rq.headers_mut() = inner.headers.clone();
-            }
-            if !req.headers.is_empty() {
-                rq.headers_mut().extend(req.headers.clone());
-            }
-            if let (Some(c), true) = (&cached, inner.cache.is_some()) {
-                cache::add_validators(rq.headers_mut(), c);
-            }
-            *rq.body_mut() = req.body.clone().map(reqwest::Body::from);
-            let credential_error = match &inner.auth {
-                Some(a) => a.apply(&mut rq).await.err(),
-                None => None,
-            };
-            let step = if let Some(e) = credential_error {
-                drop(permit);
-                if e.kind().is_retryable() {
-                    // Nothing was sent, so even a request that may not be repeated can wait
-                    // for the token endpoint to answer again.
-                    observe::attempt_not_sent(&req.method, &shown, n, e.message());
-                    let outcome = AttemptOutcome::Credential(e.message().to_owned());
-                    Step::Retry { outcome, server: None, cause: Some(Cause::Credential(e)) }
-                } else {
-                    Step::Fail(e)
-                }
-            } else {
-                // What to scrub from a body excerpt; worked out only when one is needed.
-                let secrets = observe::SentSecrets::capture(&rq, &url);
-                // What a 401 rejected, so the provider drops that credential only if still current.
-                let sent_headers = inner.auth.as_ref().filter(|_| !reauthorized).map(|_| rq.headers().clone());
-                let t0 = Instant::now();
-                let exchange = async {
-                    match inner.http.execute(rq).await {
-                        Ok(mut r) => {
-                            // Reading the body does not need the headers: take them instead of cloning.
-                            let (status, headers, final_url) =
-                                (r.status(), std::mem::take(r.headers_mut()), r.url().clone());
-                            r.bytes().await.map(|b| (status, headers, final_url, b))
-                        }
-                        Err(e) => Err(e),
+                return match call.stale(0) {
+                    Some(r) => decode_finish(r).map_err(|e| e.at(call.at())),
+                    None => {
+                        call.done(e.kind().name(), 0, None);
+                        Err(e.at(call.at()))
                     }
                 };
-                // One timer for the whole attempt, body included (reqwest's own timeout arms one
-                // for the request and another for the body).
-                let result = tokio::time::timeout(inner.timeout, exchange).await;
-                drop(permit);
-                match result {
-                    Err(_elapsed) => {
-                        let msg = format!("timeout: no complete response within {}", fmt_duration(inner.timeout));
-                        inner.stats.attempt(None);
-                        observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
-                        Step::Retry { outcome: AttemptOutcome::Error(msg), server: None, cause: None }
-                    }
-                    Ok(Err(e)) => {
-                        // reqwest's Display includes the URL, which may carry secrets.
-                        let e = e.without_url();
-                        let msg = transport_message(&e);
-                        inner.stats.attempt(None);
-                        observe::attempt(&event!(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
-                        if e.is_builder() || e.is_redirect() {
-                            Step::Fail(Error::permanent(msg).with_source(e))
-                        } else {
-                            Step::Retry {
-                                outcome: AttemptOutcome::Error(msg),
-                                server: None,
-                                cause: Some(Cause::Transport(e)),
-                            }
-                        }
-                    }
-                    Ok(Ok((status, headers, final_url, body))) => {
-                        let (latency, bytes) = (t0.elapsed(), body.len());
-                        inner.stats.attempt(Some(status.as_u16()));
-                        // A success's event waits for the verdict on its body (see `observe`).
-                        let answered = status.is_success() || (status == StatusCode::NOT_MODIFIED && cached.is_some());
-                        if !answered {
-                            observe::attempt(&event!(Some(status), None, latency, bytes, &headers), false);
-                        }
-                        inner.deprecations.check(&req.method, &final_url, &headers, &inner.stats);
-                        limiter.observe(clock, &headers, inner.retry.reset_style);
-                        if status == StatusCode::NOT_MODIFIED
-                            && let Some(c) = &cached
-                        {
-                            let ev = event!(Some(status), None, latency, bytes, &headers);
-                            observe::attempt(&ev, true);
-                            inner.circuits.success(host);
-                            limiter.succeeded();
-                            observe::cache_hit(host, "not_modified");
-                            done("cache", n, Some(&ev));
-                            return decode_finish(cache::to_response(c, final_url, n, false)).map_err(|e| e.at(at()));
-                        }
-                        if status == StatusCode::UNAUTHORIZED
-                            && !reauthorized
-                            && let Some(a) = &inner.auth
-                        {
-                            reauthorized = true;
-                            match a.on_unauthorized(&sent_headers.unwrap_or_default()).await {
-                                Ok(true) => {
-                                    attempts.push(Attempt {
-                                        number: n,
-                                        outcome: AttemptOutcome::Status(401),
-                                        wait: None,
-                                    });
-                                    continue;
-                                }
-                                Ok(false) => {}
-                                Err(e) => {
-                                    done(e.kind().name(), n, None);
-                                    return Err(e.at(at()));
-                                }
-                            }
-                        }
-                        if status.is_success() {
-                            let resp = Response {
-                                status,
-                                headers,
-                                body,
-                                url: final_url,
-                                from_cache: false,
-                                stale: false,
-                                attempts: n,
-                            };
-                            let ev = event!(Some(status), None, latency, bytes, &resp.headers);
-                            match decode(&resp) {
-                                Ok(v) => {
-                                    observe::attempt(&ev, true);
-                                    inner.circuits.success(host);
-                                    limiter.succeeded();
-                                    if let (Some(c), Some(k)) = (&inner.cache, &cache_key) {
-                                        let entry = cache::to_cached(resp.status, &resp.headers, &resp.body);
-                                        if let Err(e) = c.put(k, &entry).await {
-                                            tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache store failed");
-                                        }
-                                    }
-                                    done("ok", n, Some(&ev));
-                                    return Ok(finish(resp, v));
-                                }
-                                Err(e) => {
-                                    observe::attempt(&ev, false);
-                                    last_body =
-                                        observe::excerpt(&resp.body, &secrets.values(&url, &inner.secret_params));
-                                    Step::Retry {
-                                        outcome: AttemptOutcome::Undecodable(status.as_u16()),
-                                        server: None,
-                                        cause: Some(Cause::Decode(e)),
-                                    }
-                                }
-                            }
-                        } else {
-                            last_body = observe::excerpt(&body, &secrets.values(&url, &inner.secret_params));
-                            let verdict = inner.classifier.as_ref().and_then(|c| c(status, &headers, &body));
-                            let location = headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
-                            if let (true, Some(location), true) =
-                                (status.is_redirection(), location, inner.scope.is_some())
-                            {
-                                // The redirect policy stopped at another origin (see `origin`).
-                                inner.circuits.success(host);
-                                Step::Fail(crate::origin::redirect_refused(&final_url, status, location))
-                            } else if verdict.unwrap_or_else(|| retryable_status(status)) {
-                                let server = server_wait(status, &headers, clock.now(), inner.retry.reset_style);
-                                Step::Retry { outcome: AttemptOutcome::Status(status.as_u16()), server, cause: None }
-                            } else {
-                                inner.circuits.success(host);
-                                Step::Fail(status_error(status, &last_body))
-                            }
-                        }
-                    }
-                }
+            }
+        };
+        loop {
+            call.n += 1;
+            let failed = match call.attempt(&decode).await {
+                Next::Answered(r, v) => return Ok(finish(r, v)),
+                Next::Cached(r) => return decode_finish(r).map_err(|e| e.at(call.at())),
+                Next::Again => continue,
+                Next::Fail(e) => return Err(call.fail(e)),
+                Next::Failed(f) => f,
             };
-            let (outcome, server, cause) = match step {
-                Step::Fail(e) => {
-                    if admit == Admit::Probe {
-                        inner.circuits.release_probe(host);
-                    }
-                    done(e.kind().name(), n, None);
-                    return Err(e.at(at()));
-                }
-                Step::Retry { outcome, server, cause } => (outcome, server, cause),
-            };
-            let wait = server.unwrap_or_else(|| inner.backoff.wait(&inner.retry, n));
-            if server.is_some() {
-                // Every request on this (host, credential) slows down, not only this one.
-                limiter.block_for(clock, wait);
-            } else if outcome == AttemptOutcome::Status(429) {
-                // "Too fast" without saying how fast is fine: hold the group and pace.
-                limiter.slow_down(clock, host, wait);
+            match call.after(failed).await {
+                After::Retry => {}
+                After::Stale(r) => return decode_finish(*r).map_err(|e| e.at(call.at())),
+                After::Fail(e) => return Err(e),
             }
-            let elapsed = clock.monotonic().saturating_sub(start);
-            let repeatable = may_retry || matches!(outcome, AttemptOutcome::Credential(_));
-            if repeatable && n < inner.retry.max_attempts && elapsed + wait <= inner.retry.max_elapsed {
-                inner.stats.retry(outcome.cause(), wait);
-                attempts.push(Attempt { number: n, outcome, wait: Some(wait) });
-                observe::retry_wait(host, wait);
-                clock.sleep(wait).await;
-                continue;
-            }
-            let rate_limited = outcome == AttemptOutcome::Status(429);
-            let undecodable = matches!(outcome, AttemptOutcome::Undecodable(_));
-            attempts.push(Attempt { number: n, outcome, wait: None });
-            let list: Vec<String> = attempts.iter().map(ToString::to_string).collect();
-            let why = if !repeatable {
-                format!("not retried ({} without an idempotency key)", req.method)
-            } else {
-                format!("gave up after {n} attempts in {}", fmt_duration(elapsed))
-            };
-            let mut message = format!("{why}: {}", list.join("; "));
-            if !last_body.is_empty() {
-                message.push_str(&format!("; last body: {last_body}"));
-            }
-            inner.circuits.failure(host, list.last().map(String::as_str).unwrap_or(""));
-            if req.use_cache
-                && let Some(c) = &cached
-            {
-                observe::cache_hit(host, "stale");
-                done("stale", n, None);
-                return decode_finish(cache::to_response(c, url.clone(), n, true)).map_err(|e| e.at(at()));
-            }
-            let kind = if rate_limited {
-                ErrorKind::RateLimited { retry_after_ms: server.map(|w| w.as_millis() as u64) }
-            } else if undecodable {
-                // The server answers, but what it sends never decodes: bad data, not an outage.
-                ErrorKind::Data
-            } else {
-                ErrorKind::Transient
-            };
-            let mut err = Error::new(kind, message);
-            if let Some(c) = cause {
-                err = err.with_source(c);
-            }
-            done(err.kind().name(), n, None);
-            return Err(err.at(at()));
         }
     }
 
@@ -416,6 +224,423 @@ impl HttpClient {
     }
 }
 
+/// One logical request in flight: what every attempt needs, and what the attempts so far
+/// said.
+struct Call<'a> {
+    inner: &'a Inner,
+    req: &'a Request,
+    url: &'a Url,
+    /// The URL as logs and errors show it (secrets redacted).
+    shown: &'a str,
+    host: &'a Host,
+    cached: Option<&'a CachedResponse>,
+    cache_key: Option<&'a str>,
+    /// When the request began (monotonic).
+    start: Duration,
+    admit: Admit,
+    /// The request may be sent more than once (idempotent, keyed or marked repeatable).
+    may_retry: bool,
+    /// The current attempt, 1-based.
+    n: u32,
+    attempts: Vec<Attempt>,
+    /// The credential was refreshed after a 401 (once per request).
+    reauthorized: bool,
+    /// The last error response's body excerpt, secrets scrubbed.
+    last_body: String,
+}
+
+impl<'a> Call<'a> {
+    /// Where an error happened: only built when there is one.
+    fn at(&self) -> String {
+        format!("{} {}", self.req.method, self.shown)
+    }
+
+    /// The host's limiter (for this client's credential) and concurrency slots, joined on
+    /// first use.
+    fn limits(&self) -> (&'a Limiter, &'a Semaphore) {
+        let (inner, host) = (self.inner, self.host);
+        let (limiter, slots) =
+            host.limits(|| (inner.limits.limiter(&host.key, &inner.credential), inner.limits.slots(&host.key)));
+        (&**limiter, &**slots)
+    }
+
+    /// Logs and counts the logical request; `last` is its last attempt when it succeeded
+    /// (that attempt's event was only DEBUG).
+    fn done(&self, outcome: &'static str, n: u32, last: Option<&AttemptEvent<'_>>) {
+        self.inner.stats.request(outcome);
+        let total = self.inner.clock.monotonic().saturating_sub(self.start);
+        observe::request_done(&self.req.method, self.shown, self.host, outcome, n, total, last)
+    }
+
+    /// The event of the current attempt.
+    fn event<'e>(
+        &self,
+        status: Option<StatusCode>,
+        error: Option<&'e str>,
+        latency: Duration,
+        bytes: usize,
+        headers: &'e HeaderMap,
+    ) -> AttemptEvent<'e>
+    where
+        'a: 'e,
+    {
+        AttemptEvent {
+            method: &self.req.method,
+            url: self.shown,
+            attempt: self.n,
+            status,
+            error,
+            latency,
+            bytes,
+            headers,
+            request_id_headers: &self.inner.request_id_headers,
+            host: self.host,
+        }
+    }
+
+    /// The request fails with `e`: a probe that ended without a verdict lets another through.
+    fn fail(&self, e: Error) -> Error {
+        if self.admit == Admit::Probe {
+            self.inner.circuits.release_probe(&self.host.key);
+        }
+        self.done(e.kind().name(), self.n, None);
+        e.at(self.at())
+    }
+
+    /// The last good response, when the request asked for one instead of failing
+    /// (`use_cache`) and one is cached; logged as a `stale` request of `n` attempts.
+    fn stale(&self, n: u32) -> Option<Response> {
+        let c = self.cached.filter(|_| self.req.use_cache)?;
+        observe::cache_hit(&self.host.key, "stale");
+        self.done("stale", n, None);
+        Some(cache::to_response(c, self.url.clone(), n, true))
+    }
+
+    /// One attempt: wait for the rate limiter and a slot, add credentials, send, read the
+    /// whole response, and say what it led to.
+    async fn attempt<T>(&mut self, decode: &impl Fn(&Response) -> Result<T, Error>) -> Next<T> {
+        let inner = self.inner;
+        let clock = inner.clock.as_ref();
+        let (limiter, slots) = self.limits();
+        let ready_from = clock.monotonic();
+        limiter.ready(clock, &self.host.key).await;
+        let waited = clock.monotonic().saturating_sub(ready_from);
+        if !waited.is_zero() {
+            inner.stats.rate_limit_wait(waited);
+        }
+        let permit = crate::limit::acquire(slots).await;
+        let mut rq = self.prepare();
+        if let Some(a) = &inner.auth
+            && let Err(e) = a.apply(&mut rq).await
+        {
+            drop(permit);
+            return self.not_sent(e);
+        }
+        // What to scrub from a body excerpt; worked out only when one is needed.
+        let secrets = SentSecrets::capture(&rq, self.url);
+        // What a 401 rejected, so the provider drops that credential only if still current.
+        let sent_headers = inner.auth.as_ref().filter(|_| !self.reauthorized).map(|_| rq.headers().clone());
+        let t0 = Instant::now();
+        let result = exchange(inner, rq).await;
+        drop(permit);
+        match result {
+            Ok(Ok((status, headers, url, body))) => {
+                let r = Received { status, headers, url, body, latency: t0.elapsed() };
+                self.on_response(r, &secrets, sent_headers, decode).await
+            }
+            Ok(Err(e)) => self.transport_failed(e, t0.elapsed()),
+            Err(_elapsed) => {
+                let msg = format!("timeout: no complete response within {}", fmt_duration(inner.timeout));
+                inner.stats.attempt(None);
+                observe::attempt(&self.event(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
+                Next::Failed(Failed {
+                    outcome: AttemptOutcome::Error(msg),
+                    server: None,
+                    kind: ErrorKind::Transient,
+                    cause: None,
+                    http: Some(HttpFailure::default()),
+                })
+            }
+        }
+    }
+
+    /// The request as reqwest sends it, credentials not yet added.
+    fn prepare(&self) -> reqwest::Request {
+        let (inner, req) = (self.inner, self.req);
+        let mut rq = reqwest::Request::new(req.method.clone(), self.url.clone());
+        // A fresh request has no headers: the client's are a plain copy.
+        if !inner.headers.is_empty() {
+            *rq.headers_mut() = inner.headers.clone();
+        }
+        if !req.headers.is_empty() {
+            rq.headers_mut().extend(req.headers.clone());
+        }
+        if let Some(c) = self.cached {
+            cache::add_validators(rq.headers_mut(), c);
+        }
+        *rq.body_mut() = req.body.clone().map(reqwest::Body::from);
+        rq
+    }
+
+    /// No credential could be had: a token endpoint that may answer later is waited for
+    /// like a failed attempt (nothing was sent, so even a request that may not be repeated
+    /// can wait); anything else fails the request.
+    fn not_sent<T>(&self, e: Error) -> Next<T> {
+        if !e.kind().disposition().retries() {
+            return Next::Fail(e);
+        }
+        observe::attempt_not_sent(&self.req.method, self.shown, self.n, e.message());
+        Next::Failed(Failed {
+            outcome: AttemptOutcome::Credential(e.message().to_owned()),
+            server: None,
+            kind: ErrorKind::Transient,
+            cause: Some(Cause::Credential(e)),
+            http: None,
+        })
+    }
+
+    /// No response: a connect error or a broken body is retried, a request reqwest could
+    /// not build or a redirect loop is not.
+    fn transport_failed<T>(&self, e: reqwest::Error, latency: Duration) -> Next<T> {
+        // reqwest's Display includes the URL, which may carry secrets.
+        let e = e.without_url();
+        let msg = transport_message(&e);
+        self.inner.stats.attempt(None);
+        observe::attempt(&self.event(None, Some(&msg), latency, 0, &HeaderMap::new()), false);
+        if e.is_builder() || e.is_redirect() {
+            return Next::Fail(Error::permanent(msg).with_source(e).with_http(HttpFailure::default()));
+        }
+        Next::Failed(Failed {
+            outcome: AttemptOutcome::Error(msg),
+            server: None,
+            kind: ErrorKind::Transient,
+            cause: Some(Cause::Transport(e)),
+            http: Some(HttpFailure::default()),
+        })
+    }
+
+    /// A response: log and learn from it, then follow its [`Step`].
+    async fn on_response<T>(
+        &mut self,
+        r: Received,
+        secrets: &SentSecrets,
+        sent_headers: Option<HeaderMap>,
+        decode: &impl Fn(&Response) -> Result<T, Error>,
+    ) -> Next<T> {
+        let inner = self.inner;
+        let clock = inner.clock.as_ref();
+        let (limiter, _) = self.limits();
+        inner.stats.attempt(Some(r.status.as_u16()));
+        let cx = Context {
+            cached: self.cached.is_some(),
+            reauthorize: inner.auth.is_some() && !self.reauthorized,
+            scoped: inner.scope.is_some(),
+            classifier: inner.classifier.as_ref(),
+            clock,
+            reset_style: inner.retry.reset_style,
+        };
+        let step = classify(r.status, &r.headers, &r.body, &cx);
+        // A success's event waits for the verdict on its body (see `observe`).
+        if !matches!(step, Step::Success | Step::NotModified) {
+            observe::attempt(&self.event(Some(r.status), None, r.latency, r.body.len(), &r.headers), false);
+        }
+        inner.deprecations.check(&self.req.method, &r.url, &r.headers, &inner.stats);
+        limiter.observe(clock, &r.headers, inner.retry.reset_style);
+        let step = match step {
+            Step::Reauthorize => match self.reauthorize(sent_headers).await {
+                Ok(true) => return Next::Again,
+                Ok(false) => classify(r.status, &r.headers, &r.body, &Context { reauthorize: false, ..cx }),
+                Err(e) => return Next::Fail(e),
+            },
+            step => step,
+        };
+        match step {
+            Step::Success => self.succeeded(r, secrets, decode).await,
+            Step::NotModified => self.not_modified(r),
+            step => self.refused(step, &r, secrets),
+        }
+    }
+
+    /// A 401: the provider drops the credential the attempt carried; `Ok(true)` when a
+    /// fresh one is worth an immediate retry (recorded as this attempt's outcome).
+    async fn reauthorize(&mut self, sent_headers: Option<HeaderMap>) -> Result<bool, Error> {
+        self.reauthorized = true;
+        let Some(a) = &self.inner.auth else { return Ok(false) };
+        let retry = a.on_unauthorized(&sent_headers.unwrap_or_default()).await?;
+        if retry {
+            self.attempts.push(Attempt { number: self.n, outcome: AttemptOutcome::Status(401), wait: None });
+        }
+        Ok(retry)
+    }
+
+    /// A 304 answered from the cached copy.
+    fn not_modified<T>(&self, r: Received) -> Next<T> {
+        let Some(c) = self.cached else { return Next::Fail(Error::internal("a 304 was answered without a cache")) };
+        let ev = self.event(Some(r.status), None, r.latency, r.body.len(), &r.headers);
+        observe::attempt(&ev, true);
+        self.inner.circuits.success(&self.host.key);
+        self.limits().0.succeeded();
+        observe::cache_hit(&self.host.key, "not_modified");
+        self.done("cache", self.n, Some(&ev));
+        Next::Cached(cache::to_response(c, r.url, self.n, false))
+    }
+
+    /// A 2xx: decode it (and store it in the cache), or retry a body that does not decode.
+    async fn succeeded<T>(
+        &mut self,
+        r: Received,
+        secrets: &SentSecrets,
+        decode: &impl Fn(&Response) -> Result<T, Error>,
+    ) -> Next<T> {
+        let inner = self.inner;
+        let (latency, bytes) = (r.latency, r.body.len());
+        let resp = Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+            url: r.url,
+            from_cache: false,
+            stale: false,
+            attempts: self.n,
+        };
+        let ev = self.event(Some(resp.status), None, latency, bytes, &resp.headers);
+        match decode(&resp) {
+            Ok(v) => {
+                observe::attempt(&ev, true);
+                inner.circuits.success(&self.host.key);
+                self.limits().0.succeeded();
+                if let (Some(c), Some(k)) = (&inner.cache, self.cache_key) {
+                    let entry = cache::to_cached(resp.status, &resp.headers, &resp.body);
+                    if let Err(e) = c.put(k, &entry).await {
+                        tracing::warn!(target: "dovetail_http::cache", error = %e.report(), "response cache store failed");
+                    }
+                }
+                self.done("ok", self.n, Some(&ev));
+                Next::Answered(resp, v)
+            }
+            Err(e) => {
+                observe::attempt(&ev, false);
+                self.last_body = self.excerpt(&resp.body, secrets);
+                Next::Failed(Failed {
+                    outcome: AttemptOutcome::Undecodable(resp.status.as_u16()),
+                    server: None,
+                    // The server answers, but what it sends never decodes: bad data, not an outage.
+                    kind: ErrorKind::Data,
+                    cause: Some(Cause::Decode(e)),
+                    http: Some(http_failure(Some(resp.status), &resp.headers, None, &inner.request_id_headers)),
+                })
+            }
+        }
+    }
+
+    /// A response that is not an answer: retried, or the request's error.
+    fn refused<T>(&mut self, step: Step<'_>, r: &Received, secrets: &SentSecrets) -> Next<T> {
+        let inner = self.inner;
+        self.last_body = self.excerpt(&r.body, secrets);
+        let http = |wait| http_failure(Some(r.status), &r.headers, wait, &inner.request_id_headers);
+        let retry = |server: Option<Duration>, kind: ErrorKind| {
+            let outcome = AttemptOutcome::Status(r.status.as_u16());
+            Next::Failed(Failed { outcome, server, kind, cause: None, http: Some(http(server)) })
+        };
+        // A second 401 (the credential was refreshed once) is what a 401 is.
+        let kind = step.failure_kind().unwrap_or_else(|| status_kind(r.status));
+        match step {
+            Step::Retry { wait } | Step::RateLimited { wait } => retry(wait, kind),
+            Step::RedirectRefused { location } => {
+                inner.circuits.success(&self.host.key);
+                let e = crate::origin::redirect_refused(&r.url, r.status, location);
+                Next::Fail(e.with_http(http(None)))
+            }
+            Step::Fail(_) | Step::Reauthorize | Step::Success | Step::NotModified => self.final_status(kind, r),
+        }
+    }
+
+    /// A status that is not retried: the host is up, the request fails as `kind`.
+    fn final_status<T>(&self, kind: ErrorKind, r: &Received) -> Next<T> {
+        let inner = self.inner;
+        inner.circuits.success(&self.host.key);
+        let wait = server_wait(r.status, &r.headers, inner.clock.now(), inner.retry.reset_style);
+        let http = http_failure(Some(r.status), &r.headers, wait, &inner.request_id_headers);
+        Next::Fail(status_error(kind, r.status, &self.last_body, http))
+    }
+
+    /// At most 512 bytes of `body`, every secret the attempt sent scrubbed.
+    fn excerpt(&self, body: &[u8], secrets: &SentSecrets) -> String {
+        let inner = self.inner;
+        observe::excerpt(body, &secrets.values(self.url, &inner.secret_params, inner.secret_path))
+    }
+
+    /// After a failed attempt: wait and let another follow if the budget allows, else give up.
+    async fn after(&mut self, f: Failed) -> After {
+        let inner = self.inner;
+        let clock = inner.clock.as_ref();
+        let (limiter, _) = self.limits();
+        let wait = f.server.unwrap_or_else(|| inner.backoff.wait(&inner.retry, self.n));
+        if f.server.is_some() {
+            // Every request on this (host, credential) slows down, not only this one.
+            limiter.block_for(clock, wait);
+        } else if matches!(f.kind, ErrorKind::RateLimited { .. }) {
+            // "Too fast" without saying how fast is fine: hold the group and pace.
+            limiter.slow_down(clock, &self.host.key, wait);
+        }
+        let elapsed = clock.monotonic().saturating_sub(self.start);
+        let repeatable = self.may_retry || matches!(f.outcome, AttemptOutcome::Credential(_));
+        if retry_allowed(&inner.retry, repeatable, self.n, elapsed, wait) {
+            inner.stats.retry(f.outcome.cause(), wait);
+            self.attempts.push(Attempt { number: self.n, outcome: f.outcome, wait: Some(wait) });
+            observe::retry_wait(&self.host.key, wait);
+            clock.sleep(wait).await;
+            return After::Retry;
+        }
+        self.give_up(f, repeatable, elapsed)
+    }
+
+    /// The retries are spent (or not allowed): an error listing every attempt and the last
+    /// body, or the last good response when the request asked for it.
+    fn give_up(&mut self, f: Failed, repeatable: bool, elapsed: Duration) -> After {
+        let n = self.n;
+        self.attempts.push(Attempt { number: n, outcome: f.outcome, wait: None });
+        let list: Vec<String> = self.attempts.iter().map(ToString::to_string).collect();
+        let why = if repeatable {
+            format!("gave up after {n} attempts in {}", fmt_duration(elapsed))
+        } else {
+            format!("not retried ({} without an idempotency key)", self.req.method)
+        };
+        let mut message = format!("{why}: {}", list.join("; "));
+        if !self.last_body.is_empty() {
+            message.push_str(&format!("; last body: {}", self.last_body));
+        }
+        self.inner.circuits.failure(&self.host.key, list.last().map(String::as_str).unwrap_or(""));
+        if let Some(stale) = self.stale(n) {
+            return After::Stale(Box::new(stale));
+        }
+        let mut err = Error::new(f.kind, message);
+        if let Some(c) = f.cause {
+            err = err.with_source(c);
+        }
+        if let Some(http) = f.http {
+            err = err.with_http(http);
+        }
+        self.done(err.kind().name(), n, None);
+        After::Fail(err.at(self.at()))
+    }
+}
+
+/// Send `rq` and read the whole body, under one timer for the whole attempt, body included
+/// (reqwest's own timeout arms one for the request and another for the body).
+async fn exchange(
+    inner: &Inner,
+    rq: reqwest::Request,
+) -> Result<Result<(StatusCode, HeaderMap, Url, Bytes), reqwest::Error>, tokio::time::error::Elapsed> {
+    let exchange = async {
+        let mut r = inner.http.execute(rq).await?;
+        // Reading the body does not need the headers: take them instead of cloning.
+        let (status, headers, url) = (r.status(), std::mem::take(r.headers_mut()), r.url().clone());
+        r.bytes().await.map(|b| (status, headers, url, b))
+    };
+    tokio::time::timeout(inner.timeout, exchange).await
+}
+
 /// Hosts (other than the base URL's) whose [`Host`] a client keeps.
 const MAX_HOSTS: usize = 64;
 
@@ -442,17 +667,4 @@ fn transport_message(e: &reqwest::Error) -> String {
         Some(inner) => format!("{what}: {inner}"),
         None => what.to_owned(),
     }
-}
-
-fn status_error(status: StatusCode, body: &str) -> Error {
-    let kind = match status.as_u16() {
-        401 | 403 | 407 => ErrorKind::Auth,
-        429 => ErrorKind::RateLimited { retry_after_ms: None },
-        _ => ErrorKind::Permanent,
-    };
-    let mut msg = format!("HTTP {status}");
-    if !body.is_empty() {
-        msg.push_str(&format!(": {body}"));
-    }
-    Error::new(kind, msg)
 }
