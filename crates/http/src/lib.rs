@@ -76,6 +76,7 @@
 
 pub mod auth;
 mod cache;
+mod call;
 mod circuit;
 mod classify;
 mod client;
