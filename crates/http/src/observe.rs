@@ -104,8 +104,8 @@ impl SentSecrets {
     }
 
     /// The secret values (credential headers, and their part after a scheme such as
-    /// `Bearer `; secret query values, including the names in `extra`; with `path`, the
-    /// URL's path segments, for a client whose URLs hold a secret there).
+    /// `Bearer `; secret query values, including the names in `extra`; with `path`, every
+    /// path segment and query value, for a client whose URLs hold a secret there).
     pub(crate) fn values(&self, url: &Url, extra: &[String], path: bool) -> Vec<String> {
         let mut out = Vec::new();
         for v in &self.headers {
@@ -120,7 +120,9 @@ impl SentSecrets {
             }
         }
         if path {
+            let url = self.url.as_ref().unwrap_or(url);
             out.extend(url.path_segments().into_iter().flatten().map(str::to_owned));
+            out.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
         }
         out.retain(|s| s.len() >= 4);
         out

@@ -125,20 +125,20 @@ async fn a_secret_path_is_never_shown() {
     const TOKEN: &str = "T000-hook-s3cr3t";
     let (capture, _guard) = Capture::trace_on_this_thread();
     let server = MockServer::start().await;
-    let echo = format!("no hook at /hooks/{TOKEN}");
+    let echo = format!("no hook at /hooks/{TOKEN} signed abcd");
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(404).set_body_string(echo)).mount(&server).await;
     let clock = FakeClock::new();
     let client = builder(&server.uri(), &clock).secret_path().build().unwrap();
-    let url = format!("{}/hooks/{TOKEN}?sig=abc", server.uri());
+    let url = format!("{}/hooks/{TOKEN}?sig=abcd", server.uri());
     let e = client.send(Request::post(url).body("{}")).await.unwrap_err();
     assert_eq!(e.status(), Some(404));
     let report = e.report();
     assert!(report.contains(&format!("POST {}/[redacted]", server.uri())), "{report}");
-    // Every path segment is scrubbed from the body excerpt, not only the token.
-    assert!(report.contains("no hook at /[redacted]/[redacted]"), "{report}");
+    // Every path segment and query value is scrubbed from the body excerpt, not only the token.
+    assert!(report.contains("no hook at /[redacted]/[redacted] signed [redacted]"), "{report}");
     let logs = capture.text();
     assert!(logs.contains("status=404") && logs.contains("/[redacted]"), "{logs}");
     for text in [&report, &logs] {
-        assert!(!text.contains(TOKEN) && !text.contains("sig=abc"), "{text}");
+        assert!(!text.contains(TOKEN) && !text.contains("abcd"), "{text}");
     }
 }
