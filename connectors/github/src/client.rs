@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
-use dovetail_core::{BuildCx, Error};
+use dovetail_core::{BuildCx, Error, ErrorKind};
 use dovetail_http::auth::StaticBearer;
 use dovetail_http::header::HeaderMap;
-use dovetail_http::{Classifier, HttpClient, HttpClientBuilder, StatusCode};
+use dovetail_http::{Classifier, HttpClient, HttpClientBuilder, StatusCode, Verdict};
 
 use crate::config::GithubConfig;
 
@@ -45,21 +45,19 @@ pub fn builder(config: &GithubConfig, cx: &BuildCx) -> Result<HttpClientBuilder,
     b.config(&config.http)
 }
 
-/// GitHub's retry rules on top of dovetail-http's defaults (see the module docs).
+/// GitHub's retry rules on top of dovetail-http's defaults (see the module docs): a 403
+/// that is a secondary limit or an exhausted primary limit is retried (after `retry-after`
+/// or the reset), a plain 403 fails as `Auth`; a 429 keeps the default (a rate limit).
 pub fn classifier() -> Classifier {
-    Arc::new(|status: StatusCode, headers: &HeaderMap, body: &[u8]| -> Option<bool> {
-        match status.as_u16() {
-            403 | 429 => {
-                if is_secondary_limit(body) || dovetail_http::remaining(headers) == Some(0) {
-                    Some(true)
-                } else if status == StatusCode::FORBIDDEN {
-                    // A plain 403 is a permission problem: retrying cannot fix it.
-                    Some(false)
-                } else {
-                    None
-                }
-            }
-            _ => None,
+    Arc::new(|status: StatusCode, headers: &HeaderMap, body: &[u8]| -> Option<Verdict> {
+        if status != StatusCode::FORBIDDEN {
+            return None;
+        }
+        if is_secondary_limit(body) || dovetail_http::remaining(headers) == Some(0) {
+            Some(Verdict::Retry)
+        } else {
+            // A plain 403 is a permission problem: retrying cannot fix it.
+            Some(Verdict::Fail(ErrorKind::Auth))
         }
     })
 }
@@ -70,14 +68,10 @@ pub fn is_secondary_limit(body: &[u8]) -> bool {
     text.contains("secondary rate limit") || text.contains("abuse detection")
 }
 
-/// The HTTP status an error of dovetail-http reports (`HTTP 404 Not Found: ...`), if any.
-pub fn status_of(e: &Error) -> Option<u16> {
-    let rest = e.message().strip_prefix("HTTP ")?;
-    rest.get(..3)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
+    use dovetail_http::Wait;
+
     use super::*;
 
     #[test]
@@ -85,21 +79,19 @@ mod tests {
         let c = classifier();
         let h = HeaderMap::new();
         let body = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes."}"#;
-        assert_eq!(c(StatusCode::FORBIDDEN, &h, body), Some(true));
-        assert_eq!(c(StatusCode::TOO_MANY_REQUESTS, &h, body), Some(true));
+        assert_eq!(c(StatusCode::FORBIDDEN, &h, body), Some(Verdict::Retry));
+        let abuse = br#"{"message":"You have triggered an abuse detection mechanism."}"#;
+        assert_eq!(c(StatusCode::FORBIDDEN, &h, abuse), Some(Verdict::Retry));
+        // A 429 is a rate limit by default, secondary or not: retried after its wait.
+        assert_eq!(c(StatusCode::TOO_MANY_REQUESTS, &h, body), None);
+        assert_eq!(dovetail_http::default_verdict(StatusCode::TOO_MANY_REQUESTS), Verdict::RateLimited(Wait::Headers));
         assert_eq!(
             c(StatusCode::FORBIDDEN, &h, br#"{"message":"Resource not accessible by integration"}"#),
-            Some(false)
+            Some(Verdict::Fail(ErrorKind::Auth))
         );
         let mut exhausted = HeaderMap::new();
         exhausted.insert("x-ratelimit-remaining", "0".parse().unwrap());
-        assert_eq!(c(StatusCode::FORBIDDEN, &exhausted, b"{}"), Some(true));
+        assert_eq!(c(StatusCode::FORBIDDEN, &exhausted, b"{}"), Some(Verdict::Retry));
         assert_eq!(c(StatusCode::NOT_FOUND, &h, b"{}"), None);
-    }
-
-    #[test]
-    fn status_is_read_from_http_errors() {
-        assert_eq!(status_of(&Error::permanent("HTTP 404 Not Found: {}")), Some(404));
-        assert_eq!(status_of(&Error::permanent("gave up")), None);
     }
 }

@@ -140,7 +140,7 @@ impl GithubSource {
                         let probe = Request::get(format!("orgs/{}", encode_segment(&inner.owner)));
                         match self.client.send(probe).await {
                             Ok(_) => Ok("orgs"),
-                            Err(e) if crate::client::status_of(&e) == Some(404) => Ok("users"),
+                            Err(e) if e.status() == Some(404) => Ok("users"),
                             Err(e) => Err(e),
                         }
                     }
@@ -200,7 +200,7 @@ impl GithubSource {
         let page = match p.next_page().await {
             Ok(Some(page)) => page,
             Ok(None) => return Ok((vec![], vec![], None)),
-            Err(e) if ep.skip_statuses.contains(&crate::client::status_of(&e).unwrap_or(0)) => {
+            Err(e) if e.status().is_some_and(|s| ep.skip_statuses.contains(&s)) => {
                 warn!(stream = stream.name(), repository = repo, error = %e.report(), "the repository has nothing to list here; skipping it");
                 return Ok((vec![], vec![], None));
             }

@@ -104,6 +104,20 @@ async fn issues_visit_each_repository_and_the_next_run_sends_since_from_the_chec
 }
 
 #[tokio::test]
+async fn a_repository_with_issues_disabled_answers_410_and_is_skipped() {
+    let srv = server("issues_disabled").await;
+    let (sink, state) = (MemorySink::default(), MemoryState::default());
+    let overrides = json!({ "streams": ["issues"], "repositories": ["hello", "octo/world"] });
+    let r = pipeline(source(&srv, overrides), &sink, &state).run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    let rows = sink.rows("issues");
+    let repos: Vec<&str> = rows.iter().map(|r| r["repository"].as_str().unwrap()).collect();
+    assert!(!repos.is_empty() && repos.iter().all(|r| *r == "octo/world"), "{repos:?}");
+    assert_eq!(srv.served(), [1, 1], "the 410 was not retried");
+    assert_replayed_exactly(&srv);
+}
+
+#[tokio::test]
 async fn repositories_fall_back_to_the_user_listing_when_the_owner_is_no_org() {
     let srv = server("repositories").await;
     let (sink, state) = (MemorySink::default(), MemoryState::default());

@@ -126,7 +126,7 @@ impl RestSink {
                 };
                 Ok(Sent::Ok(id))
             }
-            Err(e) if matches!(e.kind(), ErrorKind::Permanent | ErrorKind::Data) => Ok(Sent::Rejected(e)),
+            Err(e) if e.kind().disposition().rejects_record() => Ok(Sent::Rejected(e)),
             Err(e) => Err(e),
         }
     }
@@ -227,7 +227,7 @@ impl Sink for RestSink {
                 let req = Request::new(Method::PUT, cfg.path.clone()).json(&body);
                 match self.client.send(req).await {
                     Ok(_) => report.written += chunk.len() as u64,
-                    Err(e) if matches!(e.kind(), ErrorKind::Permanent | ErrorKind::Data) => {
+                    Err(e) if e.kind().disposition().rejects_record() => {
                         for i in 0..chunk.len() {
                             report.rejected.push((chunk_no * size + i, Error::new(e.kind().clone(), e.report())));
                         }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::{
-    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkStream, SinkTarget, WriteReport,
+    Batch, BuildCx, Cx, DeleteMode, Error, Key, Sink, SinkConnector, SinkStream, SinkTarget, WriteReport,
 };
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::Connection;
 
 use crate::config::SqliteConfig;
 use crate::table::Table;
@@ -128,11 +128,7 @@ impl Sink for SqliteSink {
             let (conn, _) = inner.connection(&config.path)?;
             // Taking the write lock proves the file is writable; a database busy with another
             // writer past the busy timeout is reported as transient, anything else as config.
-            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| {
-                let busy = matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked));
-                let kind = if busy { ErrorKind::Transient } else { ErrorKind::Config };
-                Error::new(kind, format!("cannot write to sqlite database {}", config.path.display())).with_source(e)
-            })
+            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| crate::error::lock_error(e, &config.path))
         })
         .await
         .map_err(|e| e.in_connector(crate::KIND))

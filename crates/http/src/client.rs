@@ -11,12 +11,13 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Auth;
 use crate::circuit::Circuits;
+use crate::classify::Classifier;
 use crate::clock::Clock;
 use crate::config::{CircuitPolicy, HttpConfig, RateBudget, RetryPolicy};
 use crate::limit::Limits;
 use crate::observe::{DeprecationWatch, Host};
 use crate::origin::{AllowedOrigin, Scope};
-use crate::retry::{Backoff, Classifier};
+use crate::retry::Backoff;
 
 /// The resilient HTTP client. See the crate docs for what one `send` does.
 #[derive(Clone)]
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     pub(crate) scope: Option<Scope>,
     /// Query parameters the auth provider adds (kept out of stored next-page URLs).
     pub(crate) auth_query_params: Vec<String>,
+    /// URL paths hold a secret: logs and errors show only the origin.
+    pub(crate) secret_path: bool,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -98,6 +101,7 @@ impl HttpClient {
             request_id_headers: Vec::new(),
             secret_params: Vec::new(),
             allowed_origins: Vec::new(),
+            secret_path: false,
         }
     }
 
@@ -141,6 +145,7 @@ pub struct HttpClientBuilder {
     request_id_headers: Vec<String>,
     secret_params: Vec<String>,
     allowed_origins: Vec<String>,
+    secret_path: bool,
 }
 
 impl HttpClientBuilder {
@@ -174,7 +179,7 @@ impl HttpClientBuilder {
         self.retry = p;
         self
     }
-    /// A connector's classifier of retryable responses (see [`Classifier`]).
+    /// A connector's say on what a non-2xx response means (see [`Classifier`]).
     pub fn classifier(mut self, c: Classifier) -> Self {
         self.classifier = Some(c);
         self
@@ -227,6 +232,12 @@ impl HttpClientBuilder {
     /// Another query parameter whose value is redacted in logs.
     pub fn secret_query_param(mut self, name: &str) -> Self {
         self.secret_params.push(name.to_owned());
+        self
+    }
+    /// The URLs this client sends to hold a secret in their path (a webhook's token): logs
+    /// and errors show only their origin, and body excerpts are scrubbed of the path.
+    pub fn secret_path(mut self) -> Self {
+        self.secret_path = true;
         self
     }
     /// Another origin (`https://host[:port]`) requests and credentials may go to besides the
@@ -357,6 +368,7 @@ impl HttpClientBuilder {
                 timeout: self.timeout,
                 scope,
                 auth_query_params,
+                secret_path: self.secret_path,
             }),
         })
     }

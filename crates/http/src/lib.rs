@@ -12,9 +12,13 @@
 //! 2. the **response cache**: GETs send `If-None-Match` / `If-Modified-Since`, a 304 is
 //!    answered from the cache (`from_cache`);
 //! 3. **retries** ([`RetryPolicy`]): connect errors, timeouts, 408/429/500/502/503/504, a
-//!    connector [`Classifier`]'s verdicts and undecodable 2xx bodies, with full-jitter
-//!    backoff overridden by `Retry-After` / rate-limit reset headers; non-idempotent methods
-//!    only with an idempotency key; the give-up error lists every attempt;
+//!    connector [`Classifier`]'s [`Verdict`]s (retry, a rate limit with its wait, fail as a
+//!    kind) and undecodable 2xx bodies, with full-jitter backoff overridden by
+//!    `Retry-After` / rate-limit reset headers; non-idempotent methods only with an
+//!    idempotency key (or marked [`Request::repeatable`]); the give-up error lists every
+//!    attempt. What a response means is decided without IO (`classify`), and every error
+//!    for a response (or a transport failure) carries it as data
+//!    ([`dovetail_core::HttpFailure`]: status, the remote's wait, headers of interest);
 //! 4. **rate limits** per (host, credential), shared by every client of the process on that
 //!    host and credential (the strictest configured budget applies): a governor budget
 //!    ([`RateBudget`]) plus the server's `Remaining: 0` / 429 signals (a 429 without a wait
@@ -74,7 +78,9 @@
 
 pub mod auth;
 mod cache;
+mod call;
 mod circuit;
+mod classify;
 mod client;
 pub mod clock;
 mod config;
@@ -91,6 +97,7 @@ mod shared;
 mod stats;
 
 pub use cache::MemoryResponseCache;
+pub use classify::{Classifier, Verdict, Wait, default_verdict, status_kind};
 pub use client::{HttpClient, HttpClientBuilder};
 pub use clock::{Clock, FakeClock, TokioClock};
 pub use config::{
@@ -101,7 +108,6 @@ pub use origin::{AllowedOrigin, Origin};
 pub use request::{Request, Response};
 pub use reqwest::{Method, StatusCode, Url, header};
 pub use retry::{
-    Attempt, AttemptOutcome, CREDENTIAL_CAUSE, Classifier, RETRY_STATUSES, remaining, reset_wait, retryable_status,
-    server_wait,
+    Attempt, AttemptOutcome, CREDENTIAL_CAUSE, RETRY_STATUSES, remaining, reset_wait, retryable_status, server_wait,
 };
 pub use segment::encode_segment;

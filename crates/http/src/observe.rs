@@ -38,7 +38,8 @@ pub(crate) const REMAINING_NAMES: [HeaderName; 2] =
     [HeaderName::from_static("x-ratelimit-remaining"), HeaderName::from_static("ratelimit-remaining")];
 
 /// Headers whose values are credentials: never logged, scrubbed from excerpts.
-const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"];
+pub(crate) const SENSITIVE_HEADERS: &[&str] =
+    &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"];
 
 /// `url` with the values of secret-looking query parameters (and of the names in `extra`)
 /// replaced by `[redacted]`, and any userinfo removed.
@@ -69,6 +70,12 @@ pub(crate) fn redact<'u>(url: &'u Url, extra: &[String]) -> Cow<'u, str> {
     Cow::Owned(u.to_string().replace("%5Bredacted%5D", "[redacted]"))
 }
 
+/// `scheme://host[:port]/[redacted]`: all a log shows of a URL whose path holds a secret
+/// (a webhook's token).
+pub(crate) fn origin_only(url: &Url) -> String {
+    format!("{}/[redacted]", url.origin().ascii_serialization())
+}
+
 fn is_secret_param(name: &str, extra: &[String]) -> bool {
     let n = name.to_ascii_lowercase();
     SECRET_PARAM_WORDS.iter().any(|w| n.contains(w)) || extra.iter().any(|e| e.eq_ignore_ascii_case(name))
@@ -97,8 +104,9 @@ impl SentSecrets {
     }
 
     /// The secret values (credential headers, and their part after a scheme such as
-    /// `Bearer `; secret query values, including the names in `extra`).
-    pub(crate) fn values(&self, url: &Url, extra: &[String]) -> Vec<String> {
+    /// `Bearer `; secret query values, including the names in `extra`; with `path`, every
+    /// path segment and query value, for a client whose URLs hold a secret there).
+    pub(crate) fn values(&self, url: &Url, extra: &[String], path: bool) -> Vec<String> {
         let mut out = Vec::new();
         for v in &self.headers {
             if let Ok(v) = v.to_str() {
@@ -110,6 +118,11 @@ impl SentSecrets {
             if is_secret_param(&k, extra) && !v.is_empty() {
                 out.push(v.into_owned());
             }
+        }
+        if path {
+            let url = self.url.as_ref().unwrap_or(url);
+            out.extend(url.path_segments().into_iter().flatten().map(str::to_owned));
+            out.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
         }
         out.retain(|s| s.len() >= 4);
         out

@@ -17,6 +17,7 @@ pub struct Request {
     pub(crate) body: Option<Bytes>,
     pub(crate) use_cache: bool,
     pub(crate) cacheable: bool,
+    pub(crate) repeatable: bool,
     pub(crate) error: Option<String>,
 }
 
@@ -31,6 +32,7 @@ impl Request {
             body: None,
             use_cache: false,
             cacheable: true,
+            repeatable: false,
             error: None,
         }
     }
@@ -62,6 +64,13 @@ impl Request {
     /// and names it in [`crate::RetryPolicy::idempotency_header`]).
     pub fn idempotency_key(self, key: &str) -> Self {
         self.header("idempotency-key", key)
+    }
+    /// Mark the request safe to send again although its method is not idempotent and it
+    /// carries no idempotency key: for a receiver that tolerates a duplicate (an alert
+    /// webhook). Retried like a GET.
+    pub fn repeatable(mut self, yes: bool) -> Self {
+        self.repeatable = yes;
+        self
     }
     /// A raw body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {

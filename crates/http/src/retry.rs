@@ -1,9 +1,9 @@
-//! Retry decisions: which failures are retried, how long to wait (full-jitter exponential
-//! backoff, overridden by `Retry-After` and rate-limit reset headers), and the error that
-//! lists every attempt once the budget is spent.
+//! Retry mechanics: which statuses are retried by default, how long to wait (full-jitter
+//! exponential backoff, overridden by `Retry-After` and rate-limit reset headers), and the
+//! attempts the give-up error lists. What a response means is `classify`'s.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
@@ -12,11 +12,8 @@ use reqwest::header::HeaderMap;
 use crate::config::{ResetStyle, RetryPolicy};
 use crate::observe::first_header;
 
-/// A connector's extra say on whether a response is worth retrying: `Some(true)` retry,
-/// `Some(false)` do not, `None` use the defaults. Sees status, headers and body.
-pub type Classifier = Arc<dyn Fn(StatusCode, &HeaderMap, &[u8]) -> Option<bool> + Send + Sync>;
-
-/// Statuses retried unless a classifier says otherwise.
+/// Statuses retried unless a classifier says otherwise (429 among them, as a rate limit:
+/// see [`crate::classify::default_verdict`]).
 pub const RETRY_STATUSES: &[u16] = &[408, 429, 500, 502, 503, 504];
 
 /// Whether a response status is retried by default.

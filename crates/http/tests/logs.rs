@@ -1,5 +1,6 @@
 //! Everything logged during a run with secrets (bearer header, API-key query parameter,
-//! secret query values echoed in bodies) is captured and searched for those secrets.
+//! secret query values echoed in bodies, a secret URL path) is captured and searched for
+//! those secrets.
 
 mod common;
 
@@ -115,4 +116,29 @@ async fn at_info_every_attempt_is_logged_and_a_first_time_success_is_one_line() 
     assert!(flaky[1].contains("INFO") && flaky[1].contains("http request"), "{logs}");
     assert!(flaky[1].contains("attempts=2") && flaky[1].contains("status=200"), "{logs}");
     assert!(flaky[1].contains("request_id=\"req-ok\""), "{logs}");
+}
+
+/// A client whose URLs hold a secret in their path (an alert webhook): logs and errors
+/// show only the origin, and body excerpts are scrubbed of the path.
+#[tokio::test]
+async fn a_secret_path_is_never_shown() {
+    const TOKEN: &str = "T000-hook-s3cr3t";
+    let (capture, _guard) = Capture::trace_on_this_thread();
+    let server = MockServer::start().await;
+    let echo = format!("no hook at /hooks/{TOKEN} signed abcd");
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(404).set_body_string(echo)).mount(&server).await;
+    let clock = FakeClock::new();
+    let client = builder(&server.uri(), &clock).secret_path().build().unwrap();
+    let url = format!("{}/hooks/{TOKEN}?sig=abcd", server.uri());
+    let e = client.send(Request::post(url).body("{}")).await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    let report = e.report();
+    assert!(report.contains(&format!("POST {}/[redacted]", server.uri())), "{report}");
+    // Every path segment and query value is scrubbed from the body excerpt, not only the token.
+    assert!(report.contains("no hook at /[redacted]/[redacted] signed [redacted]"), "{report}");
+    let logs = capture.text();
+    assert!(logs.contains("status=404") && logs.contains("/[redacted]"), "{logs}");
+    for text in [&report, &logs] {
+        assert!(!text.contains(TOKEN) && !text.contains("abcd"), "{text}");
+    }
 }

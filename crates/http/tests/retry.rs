@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use common::{TestAuth, builder, secs};
 use dovetail_core::ErrorKind;
-use dovetail_http::{Clock, FakeClock, Request, StatusCode};
+use dovetail_http::{Clock, FakeClock, Request, StatusCode, Verdict};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -186,7 +186,7 @@ async fn a_classifier_retries_secondary_rate_limits_and_403s_fail_as_auth() {
     let client = builder(&server.uri(), &clock)
         .classifier(Arc::new(|s, _, body| {
             (s == StatusCode::FORBIDDEN && String::from_utf8_lossy(body).contains("secondary rate limit"))
-                .then_some(true)
+                .then_some(Verdict::Retry)
         }))
         .build()
         .unwrap();

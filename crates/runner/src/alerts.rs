@@ -2,15 +2,20 @@
 //! a new pause, new drift, dead letters over a threshold, a `Sunset` date close by — each
 //! become one JSON alert, POSTed to a webhook and/or piped into a command's stdin. At most
 //! one alert per condition per run; a hook that fails is logged and never fails the run.
-//! docs/alerts.md describes the body.
+//! The webhook is POSTed through dovetail-http (a client scoped to the webhook's origin, its
+//! path treated as a secret, `proxy` / `ca_certificates` as a connector's `http` block, its
+//! retries and `Retry-After` handling). docs/alerts.md describes the body.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dovetail_core::{Error, RunReport, Secret, StateStore};
+use dovetail_http::auth::Basic;
+use dovetail_http::{Clock, HttpClient, HttpConfig, Request, RetryPolicy, Verdict};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -34,6 +39,13 @@ pub struct AlertsConfig {
     /// `sunset` alerts when an endpoint's `Sunset` date is at most this many days away,
     /// or past (default 30).
     pub sunset_within_days: Option<u64>,
+    /// Explicit proxy URL for the webhook, as a connector's `http.proxy`; without it
+    /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured.
+    pub proxy: Option<String>,
+    /// PEM files with extra trusted CA certificates for the webhook, as a connector's
+    /// `http.ca_certificates` (a receiver behind a private CA).
+    #[serde(default)]
+    pub ca_certificates: Vec<PathBuf>,
 }
 
 /// What an alert is about.
@@ -88,11 +100,41 @@ impl AlertsConfig {
         if self.command.as_ref().is_some_and(|c| c.first().is_none_or(|p| p.trim().is_empty())) {
             return Err(doc.error(at("command"), "`alerts.command` must name a program: [\"/path/to/hook\", \"arg\"]"));
         }
+        self.validate_transport(doc, &at)?;
         if self.webhook.is_none() && self.command.is_none() {
             return Err(doc.error(
                 offset_of(root, &["pipelines", pipeline, "alerts"]),
                 "[alerts] needs a `webhook` or a `command` to send alerts to",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl AlertsConfig {
+    /// Checks the webhook's `proxy` and `ca_certificates` now rather than when an alert is
+    /// due (the message never repeats the proxy URL: it may hold a password).
+    fn validate_transport(&self, doc: &Doc, at: &dyn Fn(&str) -> usize) -> Result<(), Error> {
+        if self.webhook.is_none() && (self.proxy.is_some() || !self.ca_certificates.is_empty()) {
+            let key = if self.proxy.is_some() { "proxy" } else { "ca_certificates" };
+            return Err(doc.error(at(key), format!("`alerts.{key}` applies to the webhook: set `alerts.webhook`")));
+        }
+        if let Some(p) = &self.proxy
+            && reqwest::Proxy::all(p).is_err()
+        {
+            return Err(doc.error(at("proxy"), "`alerts.proxy` is not a proxy URL (e.g. `http://proxy.internal:3128`)"));
+        }
+        for f in &self.ca_certificates {
+            let what = match std::fs::read(f) {
+                Err(e) => Some(format!("cannot read {} ({e})", f.display())),
+                Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => None,
+                    _ => Some(format!("{} holds no PEM certificate", f.display())),
+                },
+            };
+            if let Some(what) = what {
+                return Err(doc.error(at("ca_certificates"), format!("`alerts.ca_certificates`: {what}")));
+            }
         }
         Ok(())
     }
@@ -314,6 +356,19 @@ fn list(what: &str, names: &[String]) -> String {
 
 /// Sends each alert to the webhook and the command; failures are logged, never returned.
 pub async fn send(cfg: &AlertsConfig, alerts: Vec<Alert>) {
+    send_with(cfg, alerts, None).await
+}
+
+/// [`send`], on `clock` (tests) or tokio's.
+async fn send_with(cfg: &AlertsConfig, alerts: Vec<Alert>, clock: Option<Arc<dyn Clock>>) {
+    if alerts.is_empty() {
+        return;
+    }
+    let webhook = cfg.webhook.as_ref().map(|url| {
+        Webhook::new(url, cfg, clock).map_err(|e| {
+            tracing::warn!(webhook = %webhook_origin(url), error = %e.report(), "alert webhook: no HTTP client");
+        })
+    });
     for alert in alerts {
         let body = match serde_json::to_vec(&alert) {
             Ok(b) => b,
@@ -324,8 +379,10 @@ pub async fn send(cfg: &AlertsConfig, alerts: Vec<Alert>) {
         };
         tracing::info!(pipeline = %alert.pipeline, condition = alert.condition, run_id = alert.run_id, summary = %alert.summary, "alert");
         let mut ok = true;
-        if let Some(url) = &cfg.webhook {
-            ok &= post(url, &body, &alert).await;
+        match &webhook {
+            Some(Ok(w)) => ok &= w.post(&body, &alert).await,
+            Some(Err(())) => ok = false,
+            None => {}
         }
         if let Some(cmd) = &cfg.command {
             ok &= run_command(cmd, body, &alert).await;
@@ -334,54 +391,113 @@ pub async fn send(cfg: &AlertsConfig, alerts: Vec<Alert>) {
     }
 }
 
-/// Attempts per webhook alert (connect errors, 429 and 5xx are retried).
+/// Attempts per webhook alert.
 const WEBHOOK_ATTEMPTS: u32 = 3;
+/// Whole-attempt timeout of a webhook POST.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest an alert waits for its webhook, waits included: a receiver asking for a
+/// longer `Retry-After` gets the alert logged as not delivered instead.
+const WEBHOOK_MAX_ELAPSED: Duration = Duration::from_secs(60);
 
 /// `scheme://host[:port]` of a webhook, the most a log line shows of it.
 fn webhook_origin(url: &Secret) -> String {
     reqwest::Url::parse(url.expose()).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "[invalid]".into())
 }
 
-async fn post(url: &Secret, body: &[u8], alert: &Alert) -> bool {
-    let origin = webhook_origin(url);
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e.without_url(), "alert webhook: no HTTP client");
-            return false;
-        }
-    };
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1..=WEBHOOK_ATTEMPTS {
-        let res = client
-            .post(url.expose())
-            .header("content-type", "application/json")
-            .header("user-agent", concat!("dovetail/", env!("CARGO_PKG_VERSION")))
-            .body(body.to_vec())
-            .send()
-            .await;
-        let retry = match res {
-            Ok(r) if r.status().is_success() => return true,
-            Ok(r) => {
-                let status = r.status().as_u16();
-                tracing::warn!(webhook = %origin, status, attempt, condition = alert.condition, "alert webhook refused the alert");
-                status == 429 || status >= 500
-            }
-            Err(e) => {
-                // `without_url`: reqwest's message would otherwise repeat the whole URL.
-                tracing::warn!(webhook = %origin, error = %e.without_url(), attempt, condition = alert.condition, "alert webhook unreachable");
-                true
-            }
+/// A webhook and the dovetail-http client that POSTs to it: scoped to the webhook's origin
+/// (no redirect to another), its path and query treated as secrets in logs and errors,
+/// user info in the URL sent as basic auth.
+struct Webhook {
+    client: HttpClient,
+    /// The URL to POST to, without user info (a secret: never logged).
+    url: Secret,
+    origin: String,
+}
+
+impl Webhook {
+    fn new(url: &Secret, cfg: &AlertsConfig, clock: Option<Arc<dyn Clock>>) -> Result<Webhook, Error> {
+        let mut parsed = reqwest::Url::parse(url.expose())
+            .map_err(|e| Error::config("`alerts.webhook` is not a URL").with_source(e))?;
+        let origin = parsed.origin().ascii_serialization();
+        let retry = RetryPolicy {
+            max_attempts: WEBHOOK_ATTEMPTS,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(2),
+            max_elapsed: WEBHOOK_MAX_ELAPSED,
+            ..RetryPolicy::default()
         };
-        if !retry {
-            break;
+        let transport = HttpConfig {
+            proxy: cfg.proxy.clone(),
+            ca_certificates: cfg.ca_certificates.clone(),
+            ..HttpConfig::default()
+        };
+        let mut b = HttpClient::builder("alerts")
+            .base_url(&origin)
+            // The user agent alerts have always sent, without the connector's name.
+            .header("user-agent", concat!("dovetail/", env!("CARGO_PKG_VERSION")))
+            .timeout(WEBHOOK_TIMEOUT)
+            .retry(retry)
+            // Every 5xx is worth another attempt for an alert, not only the usual ones.
+            .classifier(Arc::new(|status, _, _| status.is_server_error().then_some(Verdict::Retry)))
+            .secret_path()
+            .config(&transport)?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            let user = percent_decoded(parsed.username());
+            let password = Secret::new(percent_decoded(parsed.password().unwrap_or("")));
+            b = b.auth(Arc::new(Basic::new(user, password)));
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
         }
-        if attempt < WEBHOOK_ATTEMPTS {
-            tokio::time::sleep(delay).await;
-            delay *= 4;
+        if let Some(c) = clock {
+            b = b.clock(c);
+        }
+        Ok(Webhook { client: b.build()?, url: Secret::new(parsed.to_string()), origin })
+    }
+
+    /// POSTs one alert (retried on connect errors, timeouts, 408, 429 and 5xx, after the
+    /// receiver's `Retry-After` when it gives one); whether it was delivered.
+    async fn post(&self, body: &[u8], alert: &Alert) -> bool {
+        let req = Request::post(self.url.expose())
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            // A receiver may see an alert twice; it must not miss one.
+            .repeatable(true);
+        match self.client.send(req).await {
+            Ok(_) => true,
+            Err(e) => {
+                // The report lists every attempt; URL path and query are redacted in it.
+                let error = e.report();
+                match e.status() {
+                    Some(status) => tracing::warn!(webhook = %self.origin, status, condition = alert.condition, %error,
+                        "alert webhook refused the alert"),
+                    None => tracing::warn!(webhook = %self.origin, condition = alert.condition, %error,
+                        "alert webhook unreachable"),
+                }
+                false
+            }
         }
     }
-    false
+}
+
+/// `s` with `%XX` escapes decoded (user info of a URL), invalid escapes kept as they are.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long an alert command may run before it is killed.

@@ -1,6 +1,10 @@
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::report::Deprecation;
 use dovetail_core::{HttpReport, StreamReport};
+use dovetail_fake_vendor::Recorder;
+use dovetail_http::FakeClock;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
 
@@ -208,4 +212,143 @@ fn bad_alerts_config_names_the_line_and_the_field() {
     assert!(err.starts_with(":14: `alerts.command` must name a program"), "{err}");
     let err = load_err("on = [\"failure\"]");
     assert!(err.contains("needs a `webhook` or a `command`"), "{err}");
+    let err = load_err("webhook = \"https://x.test/h\"\nproxy = \"http://user:pw@not a host\"");
+    assert_eq!(
+        err, ":15: `alerts.proxy` is not a proxy URL (e.g. `http://proxy.internal:3128`)",
+        "never the URL: {err}"
+    );
+    let err = load_err("webhook = \"https://x.test/h\"\nca_certificates = [\"/nonexistent/ca.pem\"]");
+    assert!(err.starts_with(":15: `alerts.ca_certificates`: cannot read /nonexistent/ca.pem"), "{err}");
+    let err = load_err("webhook = \"https://x.test/h\"\nca_certificates = [\"Cargo.toml\"]");
+    assert_eq!(err, ":15: `alerts.ca_certificates`: Cargo.toml holds no PEM certificate", "{err}");
+    let err = load_err("command = [\"/bin/true\"]\nproxy = \"http://proxy.test:3128\"");
+    assert_eq!(err, ":15: `alerts.proxy` applies to the webhook: set `alerts.webhook`");
+}
+
+/// The http crate's test CA (a valid PEM certificate).
+const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../http/tests/fixtures/test-ca.pem");
+
+#[test]
+fn the_webhook_takes_a_proxy_and_ca_certificates_like_a_connector() {
+    let p = load(&format!(
+        "webhook = \"${{HOOK_URL}}\"\nproxy = \"http://proxy.internal:3128\"\nca_certificates = [{TEST_CA:?}]"
+    ))
+    .unwrap();
+    let a = p.pipelines[0].alerts.as_ref().unwrap();
+    assert_eq!(a.proxy.as_deref(), Some("http://proxy.internal:3128"));
+    assert_eq!(a.ca_certificates, [PathBuf::from(TEST_CA)]);
+    Webhook::new(a.webhook.as_ref().unwrap(), a, None).expect("a client with that proxy and CA");
+}
+
+fn hook(url: &str) -> AlertsConfig {
+    AlertsConfig { webhook: Some(Secret::new(url)), ..Default::default() }
+}
+
+fn failure_alert() -> Alert {
+    let mut r = report("failed", &[]);
+    r.error = Some("transient: 503".into());
+    evaluate(&AlertsConfig::default(), &r, &Before::default(), now()).remove(0)
+}
+
+/// POSTs the failure alert to `cfg`'s webhook on `clock`; whether it was delivered, and the body.
+async fn deliver(cfg: &AlertsConfig, clock: Option<Arc<dyn Clock>>) -> (bool, Vec<u8>) {
+    let alert = failure_alert();
+    let body = serde_json::to_vec(&alert).unwrap();
+    let webhook = Webhook::new(cfg.webhook.as_ref().unwrap(), cfg, clock).unwrap();
+    (webhook.post(&body, &alert).await, body)
+}
+
+async fn receiver(answers: &[(u16, Option<&str>)]) -> MockServer {
+    let server = MockServer::start().await;
+    for (status, retry_after) in answers {
+        let mut t = ResponseTemplate::new(*status);
+        if let Some(v) = retry_after {
+            t = t.insert_header("retry-after", *v);
+        }
+        Mock::given(method("POST")).respond_with(t).up_to_n_times(1).mount(&server).await;
+    }
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    server
+}
+
+#[tokio::test]
+async fn a_webhook_answering_429_with_retry_after_gets_the_alert_once_after_the_wait() {
+    let server = receiver(&[(429, Some("7"))]).await;
+    let clock = FakeClock::new();
+    let cfg = hook(&format!("{}/hook/T000/s3cr3t?token=q", server.uri()));
+    let (delivered, body) = deliver(&cfg, Some(clock.clone())).await;
+    assert!(delivered);
+    assert_eq!(clock.sleeps(), [Duration::from_secs(7)], "the receiver's wait, not a backoff");
+    let got = server.received_requests().await.unwrap();
+    assert_eq!(got.len(), 2, "the 429, then the one delivery");
+    for r in &got {
+        assert_eq!((r.url.path(), r.url.query(), &r.body), ("/hook/T000/s3cr3t", Some("token=q"), &body));
+        assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
+        assert_eq!(r.headers.get("user-agent").unwrap(), concat!("dovetail/", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[tokio::test]
+async fn a_wait_past_the_alerts_budget_is_not_waited_and_a_4xx_is_not_retried() {
+    let server = receiver(&[(429, Some("3600"))]).await;
+    let clock = FakeClock::new();
+    let (delivered, _) = deliver(&hook(&format!("{}/hook", server.uri())), Some(clock.clone())).await;
+    assert!(!delivered && clock.sleeps().is_empty());
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    let server = receiver(&[(400, None)]).await;
+    let (delivered, _) = deliver(&hook(&format!("{}/hook", server.uri())), Some(clock.clone())).await;
+    assert!(!delivered);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn every_5xx_and_a_lost_connection_are_retried_up_to_three_attempts() {
+    // 501 and 505 too, not only dovetail-http's usual 500/502/503/504.
+    let server = receiver(&[(501, None), (505, None)]).await;
+    let clock = FakeClock::new();
+    let (delivered, _) = deliver(&hook(&format!("{}/hook", server.uri())), Some(clock.clone())).await;
+    assert!(delivered);
+    assert_eq!((server.received_requests().await.unwrap().len(), clock.sleeps().len()), (3, 2));
+    let ceilings = [Duration::from_millis(500), Duration::from_secs(1)];
+    assert!(clock.sleeps().iter().zip(ceilings).all(|(w, c)| *w <= c), "{:?}", clock.sleeps());
+
+    let server = receiver(&[(503, None), (503, None), (503, None)]).await;
+    let (delivered, _) = deliver(&hook(&format!("{}/hook", server.uri())), Some(clock.clone())).await;
+    assert!(!delivered);
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}/hook", listener.local_addr().unwrap());
+    drop(listener);
+    let before = clock.sleeps().len();
+    let (delivered, _) = deliver(&hook(&nowhere), Some(clock.clone())).await;
+    assert!(!delivered);
+    assert_eq!(clock.sleeps().len() - before, 2, "connect errors are retried");
+}
+
+#[tokio::test]
+async fn the_webhook_goes_through_the_configured_proxy() {
+    // The Recorder stands in for a forward proxy: it receives the absolute-form request.
+    let proxy = Recorder::start().await.unwrap();
+    let cfg = AlertsConfig { proxy: Some(proxy.base_url()), ..hook("http://hooks.example.invalid/hook/T000/s3cr3t") };
+    let (delivered, body) = deliver(&cfg, None).await;
+    assert!(delivered, "the proxy answered 200");
+    let got = proxy.requests();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].method, "POST");
+    assert_eq!(got[0].target, "http://hooks.example.invalid/hook/T000/s3cr3t");
+    assert_eq!(got[0].body.as_bytes(), body);
+}
+
+#[tokio::test]
+async fn user_info_in_the_webhook_url_is_sent_as_basic_auth_not_in_the_url() {
+    let server = Recorder::start().await.unwrap();
+    let url = server.base_url().replace("http://", "http://alert-user:p%40ss@") + "/hook";
+    let (delivered, _) = deliver(&hook(&url), None).await;
+    assert!(delivered);
+    let got = server.requests();
+    assert_eq!((got.len(), got[0].target.as_str()), (1, "/hook"));
+    assert_eq!(server.requests_containing("alert-user:p@ss").len(), 1, "{got:?}");
+    assert!(got[0].headers.iter().any(|(k, v)| k == "authorization" && v.starts_with("Basic ")), "{got:?}");
 }
