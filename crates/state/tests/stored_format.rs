@@ -3,6 +3,10 @@
 //! run outcomes, stream outcomes in run reports, pause kinds and drift classes are stored as
 //! strings, and whatever types the code uses for them must keep those strings.
 
+// `stored(&value)` is written to hold whatever type the code keeps a value in (a `String`
+// then, a `Copy` enum now), so the borrow clippy calls needless stays.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
 use std::collections::BTreeSet;
 
 use dovetail_core::state::{DeliveryStore, HistoryStore};

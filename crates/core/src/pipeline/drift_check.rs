@@ -10,11 +10,11 @@ use tracing::{error, warn};
 use super::prepare::{Preparer, where_of};
 use super::stream::StreamRun;
 use crate::connector::{ColumnDrift, Page, SinkStream, WriteReport};
-use crate::drift::{Checked, DriftAction, DriftEvent, DriftPolicy, DriftTracker};
+use crate::drift::{Checked, DriftAction, DriftClass, DriftEvent, DriftPolicy, DriftTracker};
 use crate::error::Error;
 use crate::record::{Record, canonical_json};
 use crate::report::StreamReport;
-use crate::state::{DeadLetter, LedgerEntry, PausedStream, StateStore};
+use crate::state::{DeadLetter, LedgerEntry, PauseKind, PausedStream, StateStore};
 
 /// The mapper's drift state for one stream run.
 pub(super) struct DriftCheck {
@@ -174,7 +174,7 @@ fn count_in(events: &mut Vec<DriftEvent>, e: DriftEvent) -> bool {
 impl StreamRun {
     /// What the sink does with `column_type` drift, from the policy.
     pub(super) fn column_drift(&self) -> ColumnDrift {
-        match self.shared.drift_policy.action("column_type") {
+        match self.shared.drift_policy.action(DriftClass::ColumnType) {
             DriftAction::Warn => ColumnDrift::Write,
             _ => ColumnDrift::Refuse,
         }
@@ -189,7 +189,7 @@ impl StreamRun {
             .drift_events(Some(&sh.name))
             .await?
             .into_iter()
-            .filter(|d| d.stream == self.spec.name && d.change == "column_type" && d.accepted_at.is_some())
+            .filter(|d| d.stream == self.spec.name && d.change == DriftClass::ColumnType && d.accepted_at.is_some())
             .map(|d| DriftEvent {
                 path: d.path,
                 change: d.change,
@@ -215,7 +215,7 @@ impl StreamRun {
         dead: &mut Vec<DeadLetter>,
         report: &mut StreamReport,
     ) -> Result<Vec<usize>, Error> {
-        let action = self.shared.drift_policy.action("column_type");
+        let action = self.shared.drift_policy.action(DriftClass::ColumnType);
         let mut refused = Vec::new();
         for (i, e) in std::mem::take(&mut wr.drift) {
             if count_in(&mut report.drift, e.clone()) {
@@ -281,7 +281,7 @@ impl StreamRun {
             let pause = PausedStream {
                 pipeline: sh.name.clone(),
                 stream: self.spec.name.clone(),
-                kind: "drift".into(),
+                kind: PauseKind::Drift,
                 reason: reason.clone(),
                 since: crate::now_rfc3339(),
             };

@@ -12,7 +12,7 @@ use super::prepare::Preparer;
 use crate::connector::{Cx, Identity, SinkStream};
 use crate::error::Error;
 use crate::record::{Provenance, Record};
-use crate::report::{RunReport, StreamReport};
+use crate::report::{RunOutcome, RunReport, StreamReport};
 use crate::state::{Commit, LedgerEntry};
 use crate::stream::DeleteMode;
 
@@ -45,7 +45,7 @@ impl Pipeline {
             let mut sr = StreamReport::default();
             let Some(spec) = specs.iter().find(|s| s.name == stream) else {
                 sr.dead_lettered = letters.len() as u64;
-                sr.outcome = "failed".into();
+                sr.outcome = RunOutcome::Failed;
                 sr.error = Some(format!("the source no longer has stream `{stream}`"));
                 report.streams.insert(stream, sr);
                 continue;
@@ -146,14 +146,15 @@ impl Pipeline {
                 };
                 sh.state.commit(commit).await?;
             }
-            sr.outcome = if sr.dead_lettered == 0 { "succeeded".into() } else { "failed".into() };
+            sr.outcome = if sr.dead_lettered == 0 { RunOutcome::Succeeded } else { RunOutcome::Failed };
             info!(pipeline = %sh.name, stream = %stream, delivered = sr.written, unchanged = sr.skipped_unchanged, still_failing = sr.dead_lettered, "dead letters replayed");
             report.streams.insert(stream, sr);
         }
         report.finished_at = crate::now_rfc3339();
         report.duration_ms = started.elapsed().as_millis() as u64;
-        report.outcome = if report.total(|s| s.dead_lettered) == 0 { "succeeded".into() } else { "failed".into() };
-        report.exit_code = if report.outcome == "succeeded" { 0 } else { crate::ErrorKind::Data.exit_code() };
+        report.outcome =
+            if report.total(|s| s.dead_lettered) == 0 { RunOutcome::Succeeded } else { RunOutcome::Failed };
+        report.exit_code = if report.outcome == RunOutcome::Succeeded { 0 } else { crate::ErrorKind::Data.exit_code() };
         Ok(report)
     }
 }
