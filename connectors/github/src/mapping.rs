@@ -6,6 +6,7 @@
 //! detection therefore watches the rows, whose shape is this file's; a GitHub object that no
 //! longer decodes into its model is dead-lettered with the field path and the raw object.
 
+use dovetail_core::DriftClass;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -355,13 +356,13 @@ pub fn coercions(stream: GithubStream, raw: &Value, at: &dyn Fn() -> String) -> 
     let mut out = Vec::new();
     for field in defaulted_arrays(stream) {
         let (change, observed) = match raw.get(*field) {
-            Some(Value::Null) => ("null_value", "null (read as [])"),
-            None => ("missing_field", "absent (read as [])"),
+            Some(Value::Null) => (DriftClass::NullValue, "null (read as [])"),
+            None => (DriftClass::MissingField, "absent (read as [])"),
             Some(_) => continue,
         };
         out.push(dovetail_core::drift::DriftEvent {
             path: format!("/{field}"),
-            change: change.to_owned(),
+            change,
             expected: "array".to_owned(),
             observed: observed.to_owned(),
             count: 1,
@@ -571,13 +572,13 @@ mod tests {
         assert_eq!(row["repository"], json!("o/r"));
         // The `[]` read for `"assignees": null` is recorded, not silent.
         let c = coercions(GithubStream::Issues, &raw, &|| "item 0".into());
-        let got: Vec<(&str, &str, &str)> =
-            c.iter().map(|e| (e.path.as_str(), e.change.as_str(), e.observed.as_str())).collect();
-        assert_eq!(got, [("/assignees", "null_value", "null (read as [])")]);
+        let got: Vec<(&str, DriftClass, &str)> =
+            c.iter().map(|e| (e.path.as_str(), e.change, e.observed.as_str())).collect();
+        assert_eq!(got, [("/assignees", DriftClass::NullValue, "null (read as [])")]);
         let mut no_labels = raw.clone();
         no_labels.as_object_mut().unwrap().remove("labels");
         let c = coercions(GithubStream::Issues, &no_labels, &|| "item 0".into());
-        assert_eq!((c[0].path.as_str(), c[0].change.as_str()), ("/labels", "missing_field"));
+        assert_eq!((c[0].path.as_str(), c[0].change), ("/labels", DriftClass::MissingField));
     }
 
     #[test]

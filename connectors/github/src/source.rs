@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dovetail_core::record::compare_cursors;
 use dovetail_core::{
-    BuildCx, Cx, Error, ErrorKind, Location, Next, Page, ReadRequest, Record, Reject, Source, SourceConnector,
-    StreamSpec, position,
+    BuildCx, Cx, DriftClass, Error, ErrorKind, Location, Next, Page, ReadRequest, Record, Reject, Source,
+    SourceConnector, StreamSpec, position,
 };
 use dovetail_http::paginate::{PageState, PageStyle};
 use dovetail_http::{HttpClient, HttpClientBuilder, Request, Response, encode_segment, redact_url};
@@ -359,16 +359,16 @@ fn drift_of(
     let pointer: String =
         dotted.split('.').map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1"))).collect();
     let (change, observed) = if e.reason.starts_with("invalid type") {
-        ("type_changed", item.pointer(&pointer).map_or("absent", dovetail_core::json_type_name))
+        (DriftClass::TypeChanged, item.pointer(&pointer).map_or("absent", dovetail_core::json_type_name))
     } else if e.reason.starts_with("missing field") {
-        ("missing_field", "absent")
+        (DriftClass::MissingField, "absent")
     } else {
         return None;
     };
     let expected = e.reason.rsplit_once("expected ").map_or("the model's type", |(_, x)| x);
     Some(Box::new(dovetail_core::drift::DriftEvent {
         path: pointer,
-        change: change.to_owned(),
+        change,
         expected: expected.to_owned(),
         observed: observed.to_owned(),
         count: 1,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use dovetail_core::testing::{MemorySink, MemoryState};
 use dovetail_core::{
-    BuildCx, Cx, DeliveryStore, ErrorKind, HistoryStore, Next, Pipeline, ReadRequest, RunOptions, Source,
-    SourceConnector,
+    BuildCx, Cx, DeliveryStore, DriftClass, ErrorKind, HistoryStore, Next, Pipeline, ReadRequest, RunOptions,
+    RunOutcome, Source, SourceConnector,
 };
 use dovetail_github::{GithubConfig, GithubSource};
 use dovetail_http::FakeClock;
@@ -63,15 +63,17 @@ async fn each_stream_syncs_its_fixture_pages_to_the_last_one() {
         let (sink, state) = (MemorySink::default(), MemoryState::default());
         let src = source(&srv, json!({ "streams": [stream] }));
         let r = pipeline(src, &sink, &state).run(RunOptions::default()).await.unwrap();
-        assert_eq!(r.outcome, "succeeded", "{stream}: {:?}", r.error);
+        assert_eq!(r.outcome, RunOutcome::Succeeded, "{stream}: {:?}", r.error);
         assert_eq!(r.streams[stream].written, rows, "{stream}");
         // The rows match the declared schema (the stored baseline): no drift, no dead letters —
         // except the coercions the fixtures really hold (a pull request whose `assignees` and
         // `requested_reviewers` are null, read as `[]`), which are recorded, not silent.
-        let drift: Vec<(&str, &str)> =
-            r.streams[stream].drift.iter().map(|e| (e.path.as_str(), e.change.as_str())).collect();
-        let coerced: &[(&str, &str)] = match stream {
-            "pull_requests" => &[("/assignees", "null_value"), ("/requested_reviewers", "null_value")],
+        let drift: Vec<(&str, DriftClass)> =
+            r.streams[stream].drift.iter().map(|e| (e.path.as_str(), e.change)).collect();
+        let coerced: &[(&str, DriftClass)] = match stream {
+            "pull_requests" => {
+                &[("/assignees", DriftClass::NullValue), ("/requested_reviewers", DriftClass::NullValue)]
+            }
             _ => &[],
         };
         assert_eq!(drift, coerced, "{stream}");
@@ -89,7 +91,7 @@ async fn issues_visit_each_repository_and_the_next_run_sends_since_from_the_chec
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let overrides = json!({ "streams": ["issues"], "repositories": ["hello", "octo/world"] });
     let r = pipeline(source(&srv, overrides.clone()), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["issues"].written), ("succeeded", 4), "{:?}", r.error);
+    assert_eq!((r.outcome, r.streams["issues"].written), (RunOutcome::Succeeded, 4), "{:?}", r.error);
     let rows = sink.rows("issues");
     let prs: Vec<bool> = rows.iter().map(|r| r["is_pull_request"].as_bool().unwrap()).collect();
     assert_eq!(prs.iter().filter(|p| **p).count(), 1, "{prs:?}");
@@ -99,7 +101,7 @@ async fn issues_visit_each_repository_and_the_next_run_sends_since_from_the_chec
     // and writes nothing: issue 7 sits on the cursor and was delivered already.
     assert_eq!(srv.served()[..4], [1, 1, 1, 0]);
     let r = pipeline(source(&srv, overrides), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["issues"].written), ("succeeded", 0), "{:?}", r.error);
+    assert_eq!((r.outcome, r.streams["issues"].written), (RunOutcome::Succeeded, 0), "{:?}", r.error);
     assert_replayed_exactly(&srv);
 }
 
@@ -109,7 +111,7 @@ async fn a_repository_with_issues_disabled_answers_410_and_is_skipped() {
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let overrides = json!({ "streams": ["issues"], "repositories": ["hello", "octo/world"] });
     let r = pipeline(source(&srv, overrides), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    assert_eq!(r.outcome, dovetail_core::RunOutcome::Succeeded, "{:?}", r.error);
     let rows = sink.rows("issues");
     let repos: Vec<&str> = rows.iter().map(|r| r["repository"].as_str().unwrap()).collect();
     assert!(!repos.is_empty() && repos.iter().all(|r| *r == "octo/world"), "{repos:?}");
@@ -123,7 +125,7 @@ async fn repositories_fall_back_to_the_user_listing_when_the_owner_is_no_org() {
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let src = source(&srv, json!({ "streams": ["repositories"], "owner_type": "auto", "repositories": [] }));
     let r = pipeline(src, &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["repositories"].written), ("succeeded", 3), "{:?}", r.error);
+    assert_eq!((r.outcome, r.streams["repositories"].written), (RunOutcome::Succeeded, 3), "{:?}", r.error);
     assert_replayed_exactly(&srv);
 }
 
@@ -139,7 +141,7 @@ async fn a_secondary_rate_limit_is_waited_out_and_the_stream_continues() {
         .unwrap();
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let r = pipeline(src, &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["releases"].written), ("succeeded", 2), "{:?}", r.error);
+    assert_eq!((r.outcome, r.streams["releases"].written), (RunOutcome::Succeeded, 2), "{:?}", r.error);
     assert_eq!(srv.served(), [1, 1]);
     assert!(clock.sleeps().contains(&Duration::from_secs(1)), "{:?}", clock.sleeps());
     assert_replayed_exactly(&srv);
@@ -159,7 +161,7 @@ async fn a_bad_token_fails_with_an_auth_error_after_exactly_one_request() {
         .run(RunOptions::default())
         .await
         .unwrap();
-    assert_eq!((r.outcome.as_str(), r.exit_code), ("failed", ErrorKind::Auth.exit_code()));
+    assert_eq!((r.outcome, r.exit_code), (RunOutcome::Failed, ErrorKind::Auth.exit_code()));
     assert_eq!(srv.served(), [2, 0], "one request per run, no retries");
     assert!(!format!("{:?}", r.error).contains("ghp_fixture_token_not_real"));
 
@@ -216,7 +218,7 @@ async fn a_rerun_revalidates_with_the_etag_and_a_304_writes_nothing() {
     for (run, written) in [(1, 2), (2, 0)] {
         let src = GithubSource::build(config(&srv, json!({ "streams": ["releases"] })), &cx).unwrap();
         let r = pipeline(src, &sink, &state).run(RunOptions::default()).await.unwrap();
-        assert_eq!((r.outcome.as_str(), r.streams["releases"].written), ("succeeded", written), "run {run}");
+        assert_eq!((r.outcome, r.streams["releases"].written), (RunOutcome::Succeeded, written), "run {run}");
     }
     // The second request carried If-None-Match (the fixture's second exchange requires it).
     assert_eq!(srv.served(), [1, 1]);
@@ -246,6 +248,6 @@ async fn without_configured_repositories_the_owners_are_discovered_and_read_by_n
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let src = source(&srv, json!({ "streams": ["releases"], "repositories": [] }));
     let r = pipeline(src, &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["releases"].written), ("succeeded", 2), "{:?}", r.error);
+    assert_eq!((r.outcome, r.streams["releases"].written), (RunOutcome::Succeeded, 2), "{:?}", r.error);
     assert_replayed_exactly(&srv);
 }

@@ -1,7 +1,7 @@
 //! The REST sink over loopback HTTP (wiremock), driven by the real engine.
 
 use dovetail_core::testing::{MemorySource, MemoryState};
-use dovetail_core::{BuildCx, Pipeline, RunOptions, SinkConnector};
+use dovetail_core::{BuildCx, Pipeline, RunOptions, RunOutcome, SinkConnector};
 use dovetail_rest::{RestSink, RestSinkConfig};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -45,7 +45,7 @@ async fn creates_carry_stable_idempotency_keys_and_changes_update_the_created_re
     let p = Pipeline::builder("p").source(src.clone()).sink(sink(&server, streams.clone())).state(state.clone());
     let p = p.build().unwrap();
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["people"].written), ("succeeded", 3), "{:?}", r.error);
+    assert_eq!((r.outcome, r.streams["people"].written), (RunOutcome::Succeeded, 3), "{:?}", r.error);
     let first = server.received_requests().await.unwrap();
     let keys: Vec<String> =
         first.iter().map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap().to_owned()).collect();
@@ -107,7 +107,7 @@ async fn a_rejected_record_is_dead_lettered_and_a_down_api_fails_the_batch() {
     let p = Pipeline::builder("q").source(src).sink(sink(&server, streams)).state(state);
     let p = p.build().unwrap();
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     let err = r.streams["people"].error.clone().unwrap();
     assert!(err.contains("503") && err.contains("1 records wait in the outbox"), "{err}");
 
@@ -115,7 +115,7 @@ async fn a_rejected_record_is_dead_lettered_and_a_down_api_fails_the_batch() {
     server.reset().await;
     Mock::given(method("PUT")).respond_with(ResponseTemplate::new(204)).mount(&server).await;
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["people"].outbox_delivered), ("succeeded", 1));
+    assert_eq!((r.outcome, r.streams["people"].outbox_delivered), (RunOutcome::Succeeded, 1));
     let sent = server.received_requests().await.unwrap();
     assert_eq!(sent.len(), 1, "delivered once; the source's re-read is unchanged");
     assert_eq!(sent[0].url.path(), "/v1/people/1");
@@ -142,7 +142,7 @@ async fn upserts_in_batches_send_arrays_of_the_rendered_records() {
     let src = MemorySource::new("people", &["id"], people(&["ada", "bob", "cy"]));
     let p = Pipeline::builder("p").source(src).sink(sink(&server, streams)).state(MemoryState::default());
     let r = p.build().unwrap().run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["people"].written), ("succeeded", 3), "{:?}", r.error);
+    assert_eq!((r.outcome, r.streams["people"].written), (RunOutcome::Succeeded, 3), "{:?}", r.error);
     let bodies: Vec<Value> =
         server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
     assert_eq!(bodies, vec![json!([{ "key": 1 }, { "key": 2 }]), json!([{ "key": 3 }])]);

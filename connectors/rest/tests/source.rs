@@ -1,7 +1,7 @@
 //! The REST source over loopback HTTP (wiremock), driven by the real engine.
 
 use dovetail_core::testing::{MemorySink, MemoryState};
-use dovetail_core::{BuildCx, DeliveryStore, HistoryStore, Pipeline, RunOptions, SourceConnector};
+use dovetail_core::{BuildCx, DeliveryStore, HistoryStore, Pipeline, RunOptions, RunOutcome, SourceConnector};
 use dovetail_rest::{RestSource, RestSourceConfig};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
@@ -58,7 +58,7 @@ async fn cursor_pages_arrive_once_with_the_version_header_and_a_failed_page_resu
         .await;
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let r = pipeline(source(&server, cursor_stream()), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     assert_eq!(r.streams["items"].written, 4);
     let cp = state.checkpoint("p", "items").await.unwrap().unwrap();
     assert_eq!(cp.position, Some(json!({ "page": { "cursor": "c3", "received": 4, "origin": server.uri() } })));
@@ -70,7 +70,7 @@ async fn cursor_pages_arrive_once_with_the_version_header_and_a_failed_page_resu
     server.reset().await;
     cursor_page(&server, Some("c3"), vec![item(5, 5)], None).await;
     let r = pipeline(source(&server, cursor_stream()), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["items"].written), ("succeeded", 1));
+    assert_eq!((r.outcome, r.streams["items"].written), (RunOutcome::Succeeded, 1));
     assert!(r.streams["items"].resumed);
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
     assert_eq!(sink.rows("items").len(), 5);
@@ -99,7 +99,7 @@ async fn a_malformed_numbered_page_is_dead_lettered_and_the_stream_goes_on() {
     }]);
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let r = pipeline(source(&server, streams), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{:?}", r.error);
     assert_eq!((r.streams["rows"].written, r.streams["rows"].dead_lettered), (3, 1));
     let dl = state.dead_letters(Some("p"), Some("rows"), 10).await.unwrap();
     assert_eq!(dl.len(), 1);
@@ -117,7 +117,7 @@ async fn a_malformed_cursor_page_stops_the_stream_at_its_checkpoint_naming_the_u
         .await;
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let r = pipeline(source(&server, cursor_stream()), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     let err = r.streams["items"].error.clone().unwrap();
     assert!(err.contains("cursor=c2") && err.contains("next run starts at this page"), "{err}");
     assert_eq!(r.exit_code, dovetail_core::ErrorKind::Data.exit_code());
@@ -148,7 +148,7 @@ async fn child_streams_read_every_parents_children_with_the_parent_id() {
     ]);
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let r = pipeline(source(&server, streams), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{:?}", r.error);
     let rows = sink.rows("comments");
     assert_eq!(rows.len(), 4);
     let mut pairs: Vec<(u64, u64)> =
@@ -183,7 +183,7 @@ async fn a_child_stream_takes_its_url_from_a_parent_field_within_the_allowed_ori
     ]);
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     let r = pipeline(source(&server, streams), &sink, &state).run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     let err = r.streams["comments"].error.clone().unwrap();
     assert!(err.contains(&format!("refused to send a request to {}", other.uri())), "{err}");
     assert!(err.contains("the URL of child stream `comments` from the parent's `links.comments`"), "{err}");

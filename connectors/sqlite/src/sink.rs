@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dovetail_core::drift::DriftEvent;
+use dovetail_core::drift::{DriftClass, DriftEvent};
 use dovetail_core::{
     Batch, BuildCx, Cx, DeleteMode, Error, Key, Sink, SinkConnector, SinkStream, SinkTarget, WriteReport,
 };
@@ -171,7 +171,7 @@ impl Sink for SqliteSink {
         self.blocking(move |inner, config| {
             let (conn, tables) = inner.connection(&config.path)?;
             let Some(table) = write::resolve(conn, tables, &target(config, &stream), false)? else { return Ok(()) };
-            for e in accepted.iter().filter(|e| e.change == "column_type") {
+            for e in accepted.iter().filter(|e| e.change == DriftClass::ColumnType) {
                 let Some(column) = e.path.strip_prefix('/') else { continue };
                 let column = column.replace("~1", "/").replace("~0", "~");
                 if table.widen(conn, &column, &e.observed)? {

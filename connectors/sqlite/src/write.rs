@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use dovetail_core::drift::DriftEvent;
+use dovetail_core::drift::{DriftClass, DriftEvent};
 use dovetail_core::{Batch, ColumnDrift, DeleteMode, Error, Key, Record, SinkStream, WriteReport};
 use rusqlite::{CachedStatement, Connection, TransactionBehavior};
 
@@ -292,7 +292,7 @@ fn misfit_event(table: &Table, col: usize, record: &Record) -> DriftEvent {
     path.push_str(&column.name.replace('~', "~0").replace('/', "~1"));
     DriftEvent {
         path,
-        change: "column_type".into(),
+        change: DriftClass::ColumnType,
         expected: column.fits.names(),
         observed: Seen(Seen::bit(value)).names(),
         count: 1,

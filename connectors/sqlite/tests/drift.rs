@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use dovetail_core::drift::{DriftAction, DriftPolicy};
+use dovetail_core::drift::{DriftAction, DriftClass, DriftPolicy};
 use dovetail_core::testing::{MemorySource, MemoryState};
-use dovetail_core::{ColumnDrift, DeleteMode, DeliveryStore, HistoryStore, Pipeline, RunOptions, Sink};
+use dovetail_core::{ColumnDrift, DeleteMode, DeliveryStore, HistoryStore, Pipeline, RunOptions, RunOutcome, Sink};
 use serde_json::json;
 
 #[tokio::test]
@@ -27,17 +27,17 @@ async fn a_value_that_no_longer_fits_its_column_is_reported_and_written_or_refus
         r#"{"id": 5, "price": 5, "tags": [], "name": "e"}"#,
     ];
     let wr = sink.write(batch(&st, &drifting), &cx()).await.unwrap();
-    let got: Vec<(usize, &str, &str, &str, &str)> = wr
+    let got: Vec<(usize, &str, DriftClass, &str, &str)> = wr
         .drift
         .iter()
-        .map(|(i, e)| (*i, e.path.as_str(), e.change.as_str(), e.expected.as_str(), e.observed.as_str()))
+        .map(|(i, e)| (*i, e.path.as_str(), e.change, e.expected.as_str(), e.observed.as_str()))
         .collect();
     assert_eq!(
         got,
         [
-            (0, "/price", "column_type", "number", "object"),
-            (1, "/tags", "column_type", "array", "string"),
-            (2, "/name", "column_type", "string", "number")
+            (0, "/price", DriftClass::ColumnType, "number", "object"),
+            (1, "/tags", DriftClass::ColumnType, "array", "string"),
+            (2, "/name", DriftClass::ColumnType, "string", "number")
         ]
     );
     assert!(wr.drift[0].1.first_at.contains("table `items`"), "{:?}", wr.drift[0].1);
@@ -116,16 +116,16 @@ async fn through_the_engine_column_drift_follows_the_pipeline_policy() {
         }
     };
     let (_d, path, state, r) = run(DriftPolicy::default()).await;
-    assert_eq!((r.outcome.as_str(), count(&path, "items")), ("succeeded", 4));
+    assert_eq!((r.outcome, count(&path, "items")), (RunOutcome::Succeeded, 4));
     assert_eq!(r.streams["items"].drift[0].describe(), "/n: column_type (expected number, observed object)");
     assert_eq!(state.drift_events(Some("p")).await.unwrap()[0].count, 1);
 
     let (_d, path, state, r) = run(DriftPolicy::all(DriftAction::Quarantine)).await;
-    assert_eq!((r.outcome.as_str(), r.streams["items"].dead_lettered, count(&path, "items")), ("succeeded", 1, 3));
+    assert_eq!((r.outcome, r.streams["items"].dead_lettered, count(&path, "items")), (RunOutcome::Succeeded, 1, 3));
     assert_eq!(state.dead_letters(Some("p"), None, 5).await.unwrap()[0].kind, "drift");
 
-    let (_d, path, state, r) = run(DriftPolicy::default().with("column_type", DriftAction::Pause)).await;
-    assert_eq!((r.outcome.as_str(), r.streams["items"].outcome.as_str()), ("paused", "paused"));
+    let (_d, path, state, r) = run(DriftPolicy::default().with(DriftClass::ColumnType, DriftAction::Pause)).await;
+    assert_eq!((r.outcome, r.streams["items"].outcome), (RunOutcome::Paused, RunOutcome::Paused));
     // The first batch is committed; the second (with the drift) is not, so it is re-read.
     assert_eq!(state.checkpoint("p", "items").await.unwrap().unwrap().position, Some(json!({"offset": 2})));
     assert!(count(&path, "items") >= 2);

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use crate::drift_policy::{DriftAction, DriftPolicy};
+pub use crate::names::DriftClass;
 use crate::schema::{type_name, types_of};
 
 /// Distinct values kept as their own `enum_value` event per path and run; later ones are
@@ -35,7 +36,7 @@ pub struct DriftEvent {
     /// JSON pointer of the field, e.g. `/price` or `/owner/login`.
     pub path: String,
     /// `type_changed`, `null_value`, `new_field`, `missing_field`, `enum_value` or `column_type`.
-    pub change: String,
+    pub change: DriftClass,
     /// What the baseline allows (`number`, `string|null`, `"open"|"closed"`), or `absent` for
     /// a new field.
     pub expected: String,
@@ -79,7 +80,7 @@ pub struct DriftTracker {
 }
 
 /// (JSON pointer, class, observed value for `enum_value` else empty).
-type EventKey = (String, &'static str, String);
+type EventKey = (String, DriftClass, String);
 
 /// Array elements checked per array: enough to see a type change, bounded per record.
 const ITEMS_CHECKED: usize = 8;
@@ -315,12 +316,12 @@ impl DriftTracker {
         let observed = value_bits(v);
         if observed == NULL {
             if node.types != 0 && node.types & NULL == 0 {
-                self.note(path, "null_value", &node.expected, "null", at, out);
+                self.note(path, DriftClass::NullValue, &node.expected, "null", at, out);
             }
             return;
         }
         if node.types & !NULL != 0 && node.types & observed == 0 {
-            self.note(path, "type_changed", &node.expected, type_name(v), at, out);
+            self.note(path, DriftClass::TypeChanged, &node.expected, type_name(v), at, out);
             return;
         }
         if let Some(values) = node.values.as_deref()
@@ -343,7 +344,9 @@ impl DriftTracker {
                             required_seen += usize::from(*req);
                             self.walk(n, child, path, at, out);
                         }
-                        None if !child.is_null() => self.note(path, "new_field", "absent", type_name(child), at, out),
+                        None if !child.is_null() => {
+                            self.note(path, DriftClass::NewField, "absent", type_name(child), at, out)
+                        }
                         None => {}
                     }
                     path.pop();
@@ -352,7 +355,7 @@ impl DriftTracker {
                     for (name, n, req) in node.props.iter().flatten() {
                         if *req && !obj.contains_key(name) {
                             let here: Vec<&str> = path.iter().copied().chain([name.as_str()]).collect();
-                            self.note(&here, "missing_field", &n.expected, "absent", at, out);
+                            self.note(&here, DriftClass::MissingField, &n.expected, "absent", at, out);
                         }
                     }
                 }
@@ -374,8 +377,8 @@ impl DriftTracker {
     /// longer fits — and say what the policy does with its record. `fresh` in the result
     /// holds the event when it is new in this run.
     pub fn record(&mut self, event: DriftEvent) -> Checked {
-        let change = class(&event.change);
-        let value = if change == "enum_value" { event.observed.clone() } else { String::new() };
+        let change = event.change;
+        let value = if change == DriftClass::EnumValue { event.observed.clone() } else { String::new() };
         let key = (event.path.clone(), change, value);
         let mut out = Checked::default();
         match self.events.get_mut(&key) {
@@ -398,13 +401,13 @@ impl DriftTracker {
     /// (a null where null is allowed, an absent field that is optional), as it does once
     /// such a drift is accepted.
     pub fn record_coercion(&mut self, event: &DriftEvent) -> Checked {
-        if self.baseline_allows(&event.path, &event.change) {
+        if self.baseline_allows(&event.path, event.change) {
             return Checked::default();
         }
         self.record(event.clone())
     }
 
-    fn baseline_allows(&self, path: &str, change: &str) -> bool {
+    fn baseline_allows(&self, path: &str, change: DriftClass) -> bool {
         let mut node = &self.baseline;
         let mut required = false;
         for seg in path.split('/').skip(1) {
@@ -424,8 +427,8 @@ impl DriftTracker {
             }
         }
         match change {
-            "null_value" => node.types == 0 || node.types & NULL != 0,
-            "missing_field" => !required,
+            DriftClass::NullValue => node.types == 0 || node.types & NULL != 0,
+            DriftClass::MissingField => !required,
             _ => false,
         }
     }
@@ -434,7 +437,7 @@ impl DriftTracker {
     #[inline(never)]
     fn note_value(&mut self, path: &[&str], expected: &str, v: &Value, at: &dyn Fn() -> String, out: &mut Checked) {
         let shown = shorten(&crate::record::canonical_json(v));
-        self.note(path, "enum_value", expected, &shown, at, out);
+        self.note(path, DriftClass::EnumValue, expected, &shown, at, out);
     }
 
     // Off the hot path: only a drifting value gets here.
@@ -443,7 +446,7 @@ impl DriftTracker {
     fn note(
         &mut self,
         path: &[&str],
-        change: &'static str,
+        change: DriftClass,
         expected: &str,
         observed: &str,
         at: &dyn Fn() -> String,
@@ -455,7 +458,7 @@ impl DriftTracker {
         }
         let mut observed = observed;
         let mut value = String::new();
-        if change == "enum_value" {
+        if change == DriftClass::EnumValue {
             value = observed.to_owned();
             let known = self.events.contains_key(&(pointer.clone(), change, value.clone()));
             if !known && self.events.keys().filter(|k| k.0 == pointer && k.1 == change).count() >= ENUM_VALUES_KEPT {
@@ -473,7 +476,7 @@ impl DriftTracker {
             None => {
                 let e = DriftEvent {
                     path: key.0.clone(),
-                    change: change.to_owned(),
+                    change,
                     expected: expected.to_owned(),
                     observed: observed.to_owned(),
                     count: 1,
@@ -488,18 +491,6 @@ impl DriftTracker {
             out.action = action;
             out.cause = Some(Box::new(DriftEvent { count: 1, ..e.clone() }));
         }
-    }
-}
-
-/// The class names the tracker knows, as `'static` keys (an unknown one counts as `type_changed`).
-fn class(change: &str) -> &'static str {
-    match change {
-        "null_value" => "null_value",
-        "new_field" => "new_field",
-        "missing_field" => "missing_field",
-        "enum_value" => "enum_value",
-        "column_type" => "column_type",
-        _ => "type_changed",
     }
 }
 

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use crate::names::DriftClass;
+
 /// Widen `baseline` so a drift is no longer one (`dovetail drift accept`): the observed type
 /// is allowed at `path` (`type_changed`, `null_value`), a new field becomes a known, optional
 /// property (`new_field`), a missing field stops being required (`missing_field`), an
@@ -9,9 +11,10 @@ use serde_json::{Value, json};
 /// `(other values)`, lifts the field's value list instead). `column_type` drift belongs to
 /// the sink's columns, not to this baseline (the engine hands accepted ones to the sink).
 /// A path the baseline has no place for is left alone; returns whether anything changed.
-pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) -> bool {
+pub fn accept(baseline: &mut Value, path: &str, change: DriftClass, observed: &str) -> bool {
     // A coercion's observed shape is `null (read as [])`: the type is the first word.
-    let observed = if change == "enum_value" { observed } else { observed.split(' ').next().unwrap_or(observed) };
+    let observed =
+        if change == DriftClass::EnumValue { observed } else { observed.split(' ').next().unwrap_or(observed) };
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let Some((last, parents)) = segments.split_last() else { return false };
     let mut node = baseline;
@@ -20,7 +23,7 @@ pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) ->
         node = next;
     }
     match change {
-        "new_field" => {
+        DriftClass::NewField => {
             let Some(props) = node.as_object_mut().map(|o| o.entry("properties").or_insert_with(|| json!({}))) else {
                 return false;
             };
@@ -28,7 +31,7 @@ pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) ->
             props.insert((*last).to_owned(), json!({ "type": observed }));
             true
         }
-        "missing_field" => match node.get_mut("required").and_then(Value::as_array_mut) {
+        DriftClass::MissingField => match node.get_mut("required").and_then(Value::as_array_mut) {
             Some(req) => {
                 let before = req.len();
                 req.retain(|r| r.as_str() != Some(last));
@@ -36,7 +39,7 @@ pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) ->
             }
             None => false,
         },
-        "type_changed" | "null_value" => {
+        DriftClass::TypeChanged | DriftClass::NullValue => {
             let Some(field) = child(node, last) else { return false };
             let Some(obj) = field.as_object_mut() else { return false };
             let mut types: Vec<String> = match obj.get("type") {
@@ -56,7 +59,7 @@ pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) ->
             obj.insert("type".into(), json!(types));
             true
         }
-        "enum_value" => {
+        DriftClass::EnumValue => {
             let Some(field) = child(node, last) else { return false };
             let value: Option<Value> = serde_json::from_str(observed).ok().filter(|_| !observed.ends_with('…'));
             match (value, field.get_mut("enum").and_then(Value::as_array_mut)) {
@@ -72,7 +75,7 @@ pub fn accept(baseline: &mut Value, path: &str, change: &str, observed: &str) ->
             }
             true
         }
-        _ => false,
+        DriftClass::ColumnType => false,
     }
 }
 

@@ -1,6 +1,8 @@
 //! What a pipeline does with a record that drifted from its stream's baseline, per change
 //! class: `[pipelines.NAME.drift]` in config, [`crate::PipelineBuilder::drift_policy`] in code.
 
+use crate::names::DriftClass;
+
 /// What happens to a record showing one class of drift.
 #[derive(
     Debug,
@@ -68,36 +70,39 @@ impl DriftPolicy {
         DriftPolicy { default: Some(action), ..Default::default() }
     }
 
-    /// Set one class's action (`new_field`, `missing_field`, `type_changed`, `null_value`,
-    /// `enum_value`, `column_type`; anything else sets `default`).
-    pub fn with(mut self, class: &str, action: DriftAction) -> Self {
+    /// Set one class's action (the `default` is [`DriftPolicy::all`]'s).
+    pub fn with(mut self, class: DriftClass, action: DriftAction) -> Self {
         *self.slot(class) = Some(action);
         self
     }
 
-    /// The action for a class (`type_changed`, ...).
-    pub fn action(&self, class: &str) -> DriftAction {
-        let set = match class {
-            "new_field" => self.new_field,
-            "missing_field" => self.missing_field,
-            "type_changed" => self.type_changed,
-            "null_value" => self.null_value,
-            "enum_value" => self.enum_value,
-            "column_type" => self.column_type,
-            _ => None,
-        };
+    /// The action for a class: its own, else `default`, else `warn`.
+    pub fn action(&self, class: DriftClass) -> DriftAction {
+        let set = *self.slot_ref(class);
         set.or(self.default).unwrap_or_default()
     }
 
-    fn slot(&mut self, class: &str) -> &mut Option<DriftAction> {
+    // One field per class (not a map) so the config keys are the class names, each with its
+    // own doc in the JSON schema, and an unknown key is refused.
+    fn slot(&mut self, class: DriftClass) -> &mut Option<DriftAction> {
         match class {
-            "new_field" => &mut self.new_field,
-            "missing_field" => &mut self.missing_field,
-            "type_changed" => &mut self.type_changed,
-            "null_value" => &mut self.null_value,
-            "enum_value" => &mut self.enum_value,
-            "column_type" => &mut self.column_type,
-            _ => &mut self.default,
+            DriftClass::NewField => &mut self.new_field,
+            DriftClass::MissingField => &mut self.missing_field,
+            DriftClass::TypeChanged => &mut self.type_changed,
+            DriftClass::NullValue => &mut self.null_value,
+            DriftClass::EnumValue => &mut self.enum_value,
+            DriftClass::ColumnType => &mut self.column_type,
+        }
+    }
+
+    fn slot_ref(&self, class: DriftClass) -> &Option<DriftAction> {
+        match class {
+            DriftClass::NewField => &self.new_field,
+            DriftClass::MissingField => &self.missing_field,
+            DriftClass::TypeChanged => &self.type_changed,
+            DriftClass::NullValue => &self.null_value,
+            DriftClass::EnumValue => &self.enum_value,
+            DriftClass::ColumnType => &self.column_type,
         }
     }
 }
@@ -108,12 +113,26 @@ mod tests {
 
     #[test]
     fn unset_classes_take_the_default_and_the_default_is_warn() {
-        assert_eq!(DriftPolicy::default().action("type_changed"), DriftAction::Warn);
+        assert_eq!(DriftPolicy::default().action(DriftClass::TypeChanged), DriftAction::Warn);
         let p: DriftPolicy =
             serde_json::from_value(serde_json::json!({"default": "quarantine", "new_field": "warn"})).unwrap();
-        assert_eq!((p.action("new_field"), p.action("enum_value")), (DriftAction::Warn, DriftAction::Quarantine));
+        assert_eq!(
+            (p.action(DriftClass::NewField), p.action(DriftClass::EnumValue)),
+            (DriftAction::Warn, DriftAction::Quarantine)
+        );
         assert!(DriftAction::Pause > DriftAction::Quarantine && DriftAction::Quarantine > DriftAction::Warn);
         let bad = serde_json::from_value::<DriftPolicy>(serde_json::json!({"type_change": "pause"}));
         assert!(bad.unwrap_err().to_string().contains("type_change"));
+    }
+
+    #[test]
+    fn the_config_key_of_each_class_is_its_name() {
+        for class in DriftClass::ALL {
+            let p: DriftPolicy = serde_json::from_value(serde_json::json!({ class.as_str(): "pause" })).unwrap();
+            assert_eq!(p.action(class), DriftAction::Pause, "{class}");
+            assert_eq!(p, DriftPolicy::default().with(class, DriftAction::Pause), "{class}");
+            let others = DriftClass::ALL.into_iter().filter(|c| *c != class);
+            assert!(others.map(|c| p.action(c)).all(|a| a == DriftAction::Warn), "{class}");
+        }
     }
 }

@@ -9,16 +9,16 @@ fn type_changes_new_and_missing_fields_are_one_event_each_with_a_count() {
     let mut t = DriftTracker::new(baseline);
     let at = || "item 0".to_owned();
     let nulls = t.check(&json!({"id": 2, "price": 3, "name": null, "owner": {"login": "y"}}), &at).fresh;
-    assert_eq!((nulls.len(), nulls[0].path.as_str(), nulls[0].change.as_str()), (1, "/name", "null_value"));
+    assert_eq!((nulls.len(), nulls[0].path.as_str(), nulls[0].change), (1, "/name", DriftClass::NullValue));
     let fresh = t.check(&json!({"id": 3, "price": "12.50", "title": "b", "owner": {"login": 7}}), &at).fresh;
-    let got: Vec<(&str, &str)> = fresh.iter().map(|e| (e.path.as_str(), e.change.as_str())).collect();
+    let got: Vec<(&str, DriftClass)> = fresh.iter().map(|e| (e.path.as_str(), e.change)).collect();
     assert_eq!(
         got,
         [
-            ("/owner/login", "type_changed"),
-            ("/price", "type_changed"),
-            ("/title", "new_field"),
-            ("/name", "missing_field")
+            ("/owner/login", DriftClass::TypeChanged),
+            ("/price", DriftClass::TypeChanged),
+            ("/title", DriftClass::NewField),
+            ("/name", DriftClass::MissingField)
         ]
     );
     for _ in 0..9 {
@@ -39,7 +39,7 @@ fn accepting_every_event_silences_it() {
     let events = DriftTracker::new(baseline.clone()).check(&drifted, &at).fresh;
     assert_eq!(events.len(), 5, "{events:?}");
     for e in &events {
-        assert!(accept(&mut baseline, &e.path, &e.change, &e.observed), "{e:?} changed nothing");
+        assert!(accept(&mut baseline, &e.path, e.change, &e.observed), "{e:?} changed nothing");
     }
     assert!(DriftTracker::new(baseline.clone()).check(&drifted, &at).fresh.is_empty(), "{baseline}");
     // Still a baseline: the old shape passes, and a new drift is still caught.
@@ -50,7 +50,7 @@ fn accepting_every_event_silences_it() {
             .is_empty()
     );
     assert_eq!(t.check(&json!({"id": true, "price": 1}), &at).fresh[0].path, "/id");
-    assert!(!accept(&mut baseline, "/nowhere/deep", "type_changed", "string"));
+    assert!(!accept(&mut baseline, "/nowhere/deep", DriftClass::TypeChanged, "string"));
 }
 
 #[test]
@@ -64,13 +64,13 @@ fn a_value_outside_a_declared_enum_is_an_enum_value_event_per_value() {
     let at = || "item 0".to_owned();
     assert!(t.check(&json!({"state": "open", "tags": ["a"], "n": 2.0}), &at).fresh.is_empty());
     let got = t.check(&json!({"state": "archived", "tags": ["b", "c"], "n": 1}), &at).fresh;
-    let got: Vec<(&str, &str, &str, &str)> =
-        got.iter().map(|e| (e.path.as_str(), e.change.as_str(), e.expected.as_str(), e.observed.as_str())).collect();
+    let got: Vec<(&str, DriftClass, &str, &str)> =
+        got.iter().map(|e| (e.path.as_str(), e.change, e.expected.as_str(), e.observed.as_str())).collect();
     assert_eq!(
         got,
         [
-            ("/state", "enum_value", r#""open"|"closed""#, r#""archived""#),
-            ("/tags/*", "enum_value", r#""a"|"b""#, r#""c""#)
+            ("/state", DriftClass::EnumValue, r#""open"|"closed""#, r#""archived""#),
+            ("/tags/*", DriftClass::EnumValue, r#""a"|"b""#, r#""c""#)
         ]
     );
     t.check(&json!({"state": "archived"}), &at);
@@ -81,7 +81,7 @@ fn a_value_outside_a_declared_enum_is_an_enum_value_event_per_value() {
     // Accepting takes each value into the baseline; other values still drift.
     let mut accepted = baseline.clone();
     for e in t.events() {
-        assert!(accept(&mut accepted, &e.path, &e.change, &e.observed), "{e:?}");
+        assert!(accept(&mut accepted, &e.path, e.change, &e.observed), "{e:?}");
     }
     let mut t = DriftTracker::new(accepted);
     assert!(t.check(&json!({"state": "merged", "tags": ["c"]}), &at).fresh.is_empty());
@@ -93,7 +93,7 @@ fn a_value_outside_a_declared_enum_is_an_enum_value_event_per_value() {
     // A value known only cut short (or `(other values)`) cannot join the list: accepting it
     // stops checking the field's values.
     let mut lifted = baseline.clone();
-    assert!(accept(&mut lifted, &e.path, &e.change, &e.observed));
+    assert!(accept(&mut lifted, &e.path, e.change, &e.observed));
     assert!(DriftTracker::new(lifted).check(&json!({"state": "anything"}), &at).fresh.is_empty());
 }
 
@@ -132,7 +132,7 @@ fn schemars_enums_are_checked_through_refs_and_one_of() {
     assert_eq!(paths, ["/plain enum_value", "/previous enum_value", "/state enum_value"], "{baseline}");
     let mut accepted = baseline;
     for e in t.events() {
-        assert!(accept(&mut accepted, &e.path, &e.change, &e.observed), "{e:?}");
+        assert!(accept(&mut accepted, &e.path, e.change, &e.observed), "{e:?}");
     }
     assert!(DriftTracker::new(accepted).check(&bad, &at).fresh.is_empty());
 }
@@ -140,8 +140,9 @@ fn schemars_enums_are_checked_through_refs_and_one_of() {
 #[test]
 fn a_record_gets_the_strictest_action_of_its_drifts() {
     let baseline = crate::schema::infer([&json!({"id": 1, "name": "a", "price": 2})]);
-    let policy =
-        DriftPolicy::default().with("new_field", DriftAction::Quarantine).with("type_changed", DriftAction::Pause);
+    let policy = DriftPolicy::default()
+        .with(DriftClass::NewField, DriftAction::Quarantine)
+        .with(DriftClass::TypeChanged, DriftAction::Pause);
     let mut t = DriftTracker::with_policy(baseline, policy);
     let at = || "item 0".to_owned();
     let c = t.check(&json!({"id": 1, "name": null, "price": 2}), &at);
@@ -161,24 +162,24 @@ fn a_coercion_is_drift_until_the_baseline_allows_what_the_vendor_sent() {
     let mut baseline = json!({"type": "object", "required": ["id", "tags"], "properties": {
         "id": {"type": "integer"}, "tags": {"type": "array"}, "labels": {"type": "array"}
     }});
-    let coercion = |path: &str, change: &str, observed: &str| DriftEvent {
+    let coercion = |path: &str, change: DriftClass, observed: &str| DriftEvent {
         path: path.into(),
-        change: change.into(),
+        change,
         expected: "array".into(),
         observed: observed.into(),
         count: 1,
         first_seen: "t".into(),
         first_at: "item 0".into(),
     };
-    let null_tags = coercion("/tags", "null_value", "null (read as [])");
-    let absent_labels = coercion("/labels", "missing_field", "absent (read as [])");
+    let null_tags = coercion("/tags", DriftClass::NullValue, "null (read as [])");
+    let absent_labels = coercion("/labels", DriftClass::MissingField, "absent (read as [])");
     let mut t = DriftTracker::with_policy(baseline.clone(), DriftPolicy::all(DriftAction::Quarantine));
     let c = t.record_coercion(&null_tags);
     assert_eq!((c.fresh.len(), c.action), (1, DriftAction::Quarantine));
     assert!(t.record_coercion(&absent_labels).fresh.is_empty(), "an optional field may be absent");
     assert!(t.record_coercion(&null_tags).fresh.is_empty(), "counted once per run");
     assert_eq!(t.events()[0].count, 2);
-    assert!(accept(&mut baseline, &null_tags.path, &null_tags.change, &null_tags.observed));
+    assert!(accept(&mut baseline, &null_tags.path, null_tags.change, &null_tags.observed));
     assert_eq!(baseline["properties"]["tags"]["type"], json!(["array", "null"]));
     let c = DriftTracker::with_policy(baseline, DriftPolicy::all(DriftAction::Pause)).record_coercion(&null_tags);
     assert_eq!((c.fresh.len(), c.action), (0, DriftAction::Warn));

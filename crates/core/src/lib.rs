@@ -38,6 +38,7 @@ pub mod explain;
 pub mod failpoint;
 pub mod json;
 pub mod mapping;
+pub mod names;
 pub mod number;
 pub mod pipeline;
 pub mod position;
@@ -57,6 +58,7 @@ pub use connector::{
 pub use drift_policy::{DriftAction, DriftPolicy};
 pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result};
 pub use json::{JsonType, json_type_name, json_type_phrase};
+pub use names::{DriftClass, PauseKind, RunOutcome, UnknownName};
 pub use pipeline::{Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};
 pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};
 pub use report::{HttpReport, RunReport, StreamReport};

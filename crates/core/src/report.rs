@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::names::RunOutcome;
+
 /// Counts and timings of one stream in one run.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StreamReport {
@@ -23,8 +25,9 @@ pub struct StreamReport {
     pub batches: u64,
     /// Milliseconds spent per stage: `read`, `map`, `ledger`, `write`, `commit`.
     pub stage_ms: BTreeMap<String, u64>,
-    /// `succeeded`, `failed`, `paused` or `interrupted`.
-    pub outcome: String,
+    /// `succeeded`, `failed`, `paused` or `interrupted` once the stream ended (`running`
+    /// before).
+    pub outcome: RunOutcome,
     /// The error, with its context, if the stream failed.
     pub error: Option<String>,
     /// Whether this stream resumed from a checkpoint position (inside a pass).
@@ -136,8 +139,8 @@ pub struct RunReport {
     pub finished_at: String,
     /// Whole run in milliseconds.
     pub duration_ms: u64,
-    /// `succeeded`, `failed` or `interrupted`.
-    pub outcome: String,
+    /// `succeeded`, `failed`, `paused` or `interrupted`.
+    pub outcome: RunOutcome,
     /// True when nothing was written or committed.
     pub dry_run: bool,
     /// Per-stream reports by stream name.

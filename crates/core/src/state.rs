@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::Error;
+pub use crate::names::{DriftClass, PauseKind, RunOutcome};
 use crate::record::{ContentHash, Key};
 
 /// Inclusive cursor bound plus the keys already delivered at exactly that value, so records
@@ -139,7 +140,7 @@ pub struct PausedStream {
     /// Stream name.
     pub stream: String,
     /// Why: `unavailable` (probed again by the next run) or `drift` (waits for `drift accept`).
-    pub kind: String,
+    pub kind: PauseKind,
     /// The cause, in words.
     pub reason: String,
     /// When it was paused (RFC 3339).
@@ -157,8 +158,9 @@ pub struct RunRecord {
     pub started_at: String,
     /// End (RFC 3339), `None` while running or if the process died.
     pub finished_at: Option<String>,
-    /// `running`, `succeeded`, `failed`, `interrupted`.
-    pub outcome: String,
+    /// `running` until it ends, then `succeeded`, `failed`, `interrupted` or `paused` (the
+    /// run's report's outcome), or `abandoned` when its process died before it ended.
+    pub outcome: RunOutcome,
     /// The full [`crate::report::RunReport`] as JSON, once finished.
     pub report: Option<Value>,
 }
@@ -242,7 +244,13 @@ pub trait HistoryStore: Send + Sync {
     /// Record the start of a run and return its id (ids increase).
     async fn begin_run(&self, pipeline: &str, started_at: &str) -> Result<i64, Error>;
     /// Record the end of a run with its outcome and report; an unknown id is an error.
-    async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error>;
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        finished_at: &str,
+        outcome: RunOutcome,
+        report: &Value,
+    ) -> Result<(), Error>;
     /// The latest runs, newest first, optionally of one pipeline.
     async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error>;
     /// Every pipeline with a run in the history, by name. The default reads the runs; a
@@ -311,7 +319,7 @@ pub struct StoredDrift {
     /// JSON pointer of the field.
     pub path: String,
     /// The change class, as in [`DriftEvent::change`](crate::drift::DriftEvent::change).
-    pub change: String,
+    pub change: DriftClass,
     /// What the baseline allowed.
     pub expected: String,
     /// What arrived.

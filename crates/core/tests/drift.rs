@@ -6,11 +6,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dovetail_core::drift::{DriftAction, DriftPolicy};
+use dovetail_core::drift::{DriftAction, DriftClass, DriftPolicy};
 use dovetail_core::testing::{MemorySink, MemorySource, MemoryState};
 use dovetail_core::{
-    Batch, ColumnDrift, Cx, DeliveryStore, Error, HistoryStore, Pipeline, RunOptions, Sink, SinkStream, StreamOptions,
-    WriteReport,
+    Batch, ColumnDrift, Cx, DeliveryStore, Error, HistoryStore, PauseKind, Pipeline, RunOptions, RunOutcome, Sink,
+    SinkStream, StreamOptions, WriteReport,
 };
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ fn people_schema() -> Value {
 async fn accept(state: &MemoryState) {
     let mut baseline = state.baseline("p", "s").await.unwrap().unwrap();
     for e in state.drift_events(Some("p")).await.unwrap().iter().filter(|e| e.accepted_at.is_none()) {
-        dovetail_core::drift::accept(&mut baseline, &e.path, &e.change, &e.observed);
+        dovetail_core::drift::accept(&mut baseline, &e.path, e.change, &e.observed);
     }
     state.save_baseline("p", "s", &baseline).await.unwrap();
     state.accept_drift("p", "s", &dovetail_core::now_rfc3339()).await.unwrap();
@@ -92,13 +92,11 @@ async fn one_field_drifting_in_100_000_records_is_one_stored_event_and_one_log_l
         .unwrap();
     drop(guard);
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.written), ("succeeded", 100_000), "{:?}", r.error);
+    assert_eq!((r.outcome, s.written), (RunOutcome::Succeeded, 100_000), "{:?}", r.error);
     let stored = state.drift_events(Some("p")).await.unwrap();
-    let got: Vec<(&str, &str, &str, &str, u64)> = stored
-        .iter()
-        .map(|e| (e.path.as_str(), e.change.as_str(), e.expected.as_str(), e.observed.as_str(), e.count))
-        .collect();
-    assert_eq!(got, [("/amount", "type_changed", "number", "string", 100_000)]);
+    let got: Vec<(&str, DriftClass, &str, &str, u64)> =
+        stored.iter().map(|e| (e.path.as_str(), e.change, e.expected.as_str(), e.observed.as_str(), e.count)).collect();
+    assert_eq!(got, [("/amount", DriftClass::TypeChanged, "number", "string", 100_000)]);
     assert_eq!(s.drift.len(), 1);
     let lines = logs.lines_with("response shape drifted");
     assert_eq!(lines.len(), 1, "{lines:#?}");
@@ -126,24 +124,24 @@ async fn each_class_is_found_at_its_json_path_and_warn_lets_every_record_through
     let (src, sink, state) = (MemorySource::new("s", &["id"], records), MemorySink::default(), MemoryState::default());
     with_baseline(&state, schema).await;
     let r = pipeline(&src, sink.clone(), &state, DriftPolicy::default(), 3).run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["s"].written, sink.rows("s").len()), ("succeeded", 7, 7));
-    let mut got: Vec<(String, String, String, String)> = r.streams["s"]
+    assert_eq!((r.outcome, r.streams["s"].written, sink.rows("s").len()), (RunOutcome::Succeeded, 7, 7));
+    let mut got: Vec<(String, DriftClass, String, String)> = r.streams["s"]
         .drift
         .iter()
-        .map(|e| (e.path.clone(), e.change.clone(), e.observed.clone(), e.first_at.clone()))
+        .map(|e| (e.path.clone(), e.change, e.observed.clone(), e.first_at.clone()))
         .collect();
     got.sort();
     let want = [
-        ("/name", "null_value", "null", "item 1"),
-        ("/name", "type_changed", "integer", "item 5"),
-        ("/owner/avatar", "new_field", "string", "item 4"),
-        ("/owner/login", "missing_field", "absent", "item 3"),
-        ("/state", "enum_value", "\"archived\"", "item 2"),
-        ("/tags/*/k", "type_changed", "string", "item 6"),
+        ("/name", DriftClass::NullValue, "null", "item 1"),
+        ("/name", DriftClass::TypeChanged, "integer", "item 5"),
+        ("/owner/avatar", DriftClass::NewField, "string", "item 4"),
+        ("/owner/login", DriftClass::MissingField, "absent", "item 3"),
+        ("/state", DriftClass::EnumValue, "\"archived\"", "item 2"),
+        ("/tags/*/k", DriftClass::TypeChanged, "string", "item 6"),
     ];
     assert_eq!(got.len(), want.len(), "{got:#?}");
     for ((path, change, observed, at), w) in got.iter().zip(want) {
-        assert_eq!((path.as_str(), change.as_str(), observed.as_str()), (w.0, w.1, w.2));
+        assert_eq!((path.as_str(), *change, observed.as_str()), (w.0, w.1, w.2));
         assert!(at.ends_with(w.3), "{path}: first seen at {at}, expected {}", w.3);
     }
 }
@@ -155,10 +153,10 @@ async fn quarantine_dead_letters_the_drifting_records_with_the_drift_as_reason_a
     records[6]["extra"] = json!("x");
     let (src, sink, state) = (MemorySource::new("s", &["id"], records), MemorySink::default(), MemoryState::default());
     with_baseline(&state, people_schema()).await;
-    let policy = DriftPolicy::default().with("new_field", DriftAction::Quarantine);
+    let policy = DriftPolicy::default().with(DriftClass::NewField, DriftAction::Quarantine);
     let r = pipeline(&src, sink.clone(), &state, policy, 3).run(RunOptions::default()).await.unwrap();
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.written, s.dead_lettered), ("succeeded", 8, 2), "{:?}", r.error);
+    assert_eq!((r.outcome, s.written, s.dead_lettered), (RunOutcome::Succeeded, 8, 2), "{:?}", r.error);
     assert!(sink.rows("s").iter().all(|row| row.get("extra").is_none()));
     let dead = state.dead_letters(Some("p"), Some("s"), 10).await.unwrap();
     assert_eq!(dead.len(), 2);
@@ -187,7 +185,7 @@ async fn quarantine_dead_letters_the_drifting_records_with_the_drift_as_reason_a
         .build()
         .unwrap();
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     assert!(r.error.as_deref().unwrap_or("").contains("max_dead_letters"), "{:?}", r.error);
 }
 
@@ -197,11 +195,11 @@ async fn pause_stops_at_the_last_checkpoint_and_drift_accept_lets_the_next_run_t
     records[4]["name"] = json!(5);
     let (src, sink, state) = (MemorySource::new("s", &["id"], records), MemorySink::default(), MemoryState::default());
     with_baseline(&state, people_schema()).await;
-    let policy = DriftPolicy::default().with("type_changed", DriftAction::Pause);
+    let policy = DriftPolicy::default().with(DriftClass::TypeChanged, DriftAction::Pause);
     let p = pipeline(&src, sink.clone(), &state, policy, 3);
     let r = p.run(RunOptions::default()).await.unwrap();
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.outcome.as_str(), r.exit_code), ("paused", "paused", 9), "{r:?}");
+    assert_eq!((r.outcome, s.outcome, r.exit_code), (RunOutcome::Paused, RunOutcome::Paused, 9), "{r:?}");
     let why = s.paused.as_deref().unwrap();
     assert!(why.contains("item 4") && why.contains("/name: type_changed (expected string, observed integer)"), "{why}");
     assert!(why.contains("dovetail drift accept p s"), "{why}");
@@ -210,15 +208,15 @@ async fn pause_stops_at_the_last_checkpoint_and_drift_accept_lets_the_next_run_t
     let cp = state.checkpoint("p", "s").await.unwrap().unwrap();
     assert_eq!(cp.position, Some(json!({"offset": 3})));
     let paused = state.paused(Some("p")).await.unwrap();
-    assert_eq!((paused.len(), paused[0].kind.as_str()), (1, "drift"));
+    assert_eq!((paused.len(), paused[0].kind), (1, PauseKind::Drift));
     assert_eq!(state.drift_events(Some("p")).await.unwrap().len(), 1, "the drift seen is stored");
     // Held until accepted.
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.streams["s"].outcome.as_str(), sink.rows("s").len()), ("paused", 3));
+    assert_eq!((r.streams["s"].outcome, sink.rows("s").len()), (RunOutcome::Paused, 3));
     accept(&state).await;
     let r = p.run(RunOptions::default()).await.unwrap();
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.written, sink.rows("s").len()), ("succeeded", 7, 10), "{:?}", r.error);
+    assert_eq!((r.outcome, s.written, sink.rows("s").len()), (RunOutcome::Succeeded, 7, 10), "{:?}", r.error);
     assert!(s.drift.is_empty(), "{:?}", s.drift);
     assert!(state.paused(Some("p")).await.unwrap().is_empty());
 }
@@ -231,15 +229,15 @@ async fn a_record_drifting_in_several_classes_gets_the_strictest_policy() {
     records[2]["name"] = json!(null); // and null_value: pause wins
     let (src, sink, state) = (MemorySource::new("s", &["id"], records), MemorySink::default(), MemoryState::default());
     with_baseline(&state, people_schema()).await;
-    let policy = DriftPolicy::all(DriftAction::Quarantine).with("null_value", DriftAction::Pause);
+    let policy = DriftPolicy::all(DriftAction::Quarantine).with(DriftClass::NullValue, DriftAction::Pause);
     let r = pipeline(&src, sink.clone(), &state, policy, 10).run(RunOptions::default()).await.unwrap();
     let s = &r.streams["s"];
-    assert_eq!((s.outcome.as_str(), s.written, sink.rows("s").len()), ("paused", 0, 0), "{s:?}");
+    assert_eq!((s.outcome, s.written, sink.rows("s").len()), (RunOutcome::Paused, 0, 0), "{s:?}");
     assert!(s.paused.as_deref().unwrap().contains("/name: null_value"), "{s:?}");
     // Warn for null values: record 3 is quarantined for its new field instead.
     let (sink, state) = (MemorySink::default(), MemoryState::default());
     with_baseline(&state, people_schema()).await;
-    let policy = DriftPolicy::all(DriftAction::Quarantine).with("null_value", DriftAction::Warn);
+    let policy = DriftPolicy::all(DriftAction::Quarantine).with(DriftClass::NullValue, DriftAction::Warn);
     let r = pipeline(&src, sink.clone(), &state, policy, 10).run(RunOptions::default()).await.unwrap();
     assert_eq!((r.streams["s"].written, r.streams["s"].dead_lettered), (2, 2));
 }
@@ -266,7 +264,7 @@ impl Sink for NumberColumnSink {
             if r.data.get("n").is_some_and(Value::is_string) {
                 let e = dovetail_core::drift::DriftEvent {
                     path: "/n".into(),
-                    change: "column_type".into(),
+                    change: DriftClass::ColumnType,
                     expected: "number".into(),
                     observed: "string".into(),
                     count: 1,
@@ -302,13 +300,13 @@ async fn a_value_that_no_longer_fits_its_sink_column_is_drift_handled_per_policy
     };
     let (r, rows, state) = run(DriftPolicy::default()).await;
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.written, rows), ("succeeded", 6, 6));
+    assert_eq!((r.outcome, s.written, rows), (RunOutcome::Succeeded, 6, 6));
     let stored = state.drift_events(Some("p")).await.unwrap();
-    assert_eq!((stored.len(), stored[0].change.as_str(), stored[0].count), (1, "column_type", 2));
+    assert_eq!((stored.len(), stored[0].change, stored[0].count), (1, DriftClass::ColumnType, 2));
 
-    let (r, rows, state) = run(DriftPolicy::default().with("column_type", DriftAction::Quarantine)).await;
+    let (r, rows, state) = run(DriftPolicy::default().with(DriftClass::ColumnType, DriftAction::Quarantine)).await;
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.written, s.dead_lettered, rows), ("succeeded", 4, 2, 4));
+    assert_eq!((r.outcome, s.written, s.dead_lettered, rows), (RunOutcome::Succeeded, 4, 2, 4));
     let dead = state.dead_letters(Some("p"), None, 10).await.unwrap();
     assert_eq!((dead[0].kind.as_str(), dead[0].path.as_deref()), ("drift", Some("/n")));
     assert!(dead[0].reason.contains("/n: column_type (expected number, observed string)"), "{}", dead[0].reason);
@@ -322,9 +320,9 @@ async fn a_value_that_no_longer_fits_its_sink_column_is_drift_handled_per_policy
     );
 
     let (r, _, state) = run(DriftPolicy::all(DriftAction::Pause)).await;
-    assert_eq!((r.outcome.as_str(), r.exit_code), ("paused", 9));
+    assert_eq!((r.outcome, r.exit_code), (RunOutcome::Paused, 9));
     assert!(r.streams["s"].paused.as_deref().unwrap().contains("/n: column_type"), "{r:?}");
     assert!(state.checkpoint("p", "s").await.unwrap().is_none(), "the batch with the drift is not committed");
-    assert_eq!(state.paused(Some("p")).await.unwrap()[0].kind, "drift");
+    assert_eq!(state.paused(Some("p")).await.unwrap()[0].kind, PauseKind::Drift);
     assert_eq!(state.drift_events(Some("p")).await.unwrap()[0].count, 1);
 }

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use dovetail_core::mapping::{CastType, Mapping};
 use dovetail_core::testing::{MemorySink, MemorySource, MemoryState};
 use dovetail_core::{
-    Batch, CreateHint, Cx, DeleteMode, DeliveryStore, Error, OnUnavailable, Page, Pipeline, ReadRequest, RunOptions,
-    Sink, SinkStream, Source, StreamOptions, StreamSpec, SyncMode, WriteMode, WriteReport,
+    Batch, CreateHint, Cx, DeleteMode, DeliveryStore, DriftClass, Error, OnUnavailable, Page, PauseKind, Pipeline,
+    ReadRequest, RunOptions, RunOutcome, Sink, SinkStream, Source, StreamOptions, StreamSpec, SyncMode, WriteMode,
+    WriteReport,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +47,7 @@ async fn rerun_writes_nothing_and_changes_write_exactly_what_changed() {
     assert_eq!((r3.streams["s"].written, r3.streams["s"].skipped_unchanged), (10, 90));
     assert_eq!(sink.writes("s"), 110);
     assert_eq!(sink.rows("s").iter().filter(|r| r["name"] == "changed").count(), 10);
-    assert_eq!(r3.outcome, "succeeded");
+    assert_eq!(r3.outcome, RunOutcome::Succeeded);
 }
 
 #[tokio::test]
@@ -101,7 +102,7 @@ async fn records_sharing_a_cursor_value_across_checkpoints_are_neither_lost_nor_
     src.set_records("s", all);
     src.fail_at_page("s", Some(1));
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     assert_eq!(r.streams["s"].written, 1, "{:?}", r.streams["s"]);
     src.fail_at_page("s", None);
     let r = p.run(RunOptions::default()).await.unwrap();
@@ -124,7 +125,7 @@ async fn bad_records_go_to_dead_letters_and_replay_after_a_mapping_fix() {
     let p = pipeline(&src, &sink, &state, StreamOptions { mapping: Some(Arc::new(strict)), ..Default::default() }, 4);
     let r = p.run(RunOptions::default()).await.unwrap();
     assert_eq!((r.streams["s"].written, r.streams["s"].dead_lettered), (7, 3));
-    assert_eq!(r.outcome, "succeeded");
+    assert_eq!(r.outcome, RunOutcome::Succeeded);
     let dls = dovetail_core::HistoryStore::dead_letters(&state, Some("p"), None, 100).await.unwrap();
     assert_eq!(dls.len(), 3);
     let cast = dls.iter().find(|d| d.raw.contains("12,50")).unwrap();
@@ -165,7 +166,7 @@ async fn dead_letter_threshold_fails_the_run_but_keeps_good_records() {
         .build()
         .unwrap();
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     assert_eq!(r.exit_code, dovetail_core::ErrorKind::Data.exit_code());
     assert!(r.error.as_deref().unwrap().contains("max_dead_letters = 3"));
     assert_eq!(r.streams["s"].dead_lettered, 4);
@@ -235,7 +236,7 @@ async fn cancellation_flushes_commits_and_resumes() {
         .build()
         .unwrap();
     let r = p.run(RunOptions { cancel, ..Default::default() }).await.unwrap();
-    assert_eq!(r.outcome, "interrupted");
+    assert_eq!(r.outcome, RunOutcome::Interrupted);
     assert_eq!(r.exit_code, 130);
     let first = r.streams["s"].written;
     assert!((20..50).contains(&first), "pages read before the stop are flushed: {first}");
@@ -375,19 +376,19 @@ async fn pause_stops_a_stream_whose_source_is_down_and_the_next_run_probes_and_r
     let p = pipeline(&src, &sink, &state, opts, 3);
     src.fail_at_page("s", Some(2));
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "paused");
+    assert_eq!(r.outcome, RunOutcome::Paused);
     assert_eq!(r.exit_code, dovetail_core::ErrorKind::Transient.exit_code());
     let s = &r.streams["s"];
-    assert_eq!((s.outcome.as_str(), s.written), ("paused", 6));
+    assert_eq!((s.outcome, s.written), (RunOutcome::Paused, 6));
     assert!(s.paused.as_ref().unwrap().contains("injected failure"), "{s:?}");
     let paused = state.paused(Some("p")).await.unwrap();
-    assert_eq!((paused.len(), paused[0].kind.as_str()), (1, "unavailable"));
+    assert_eq!((paused.len(), paused[0].kind), (1, PauseKind::Unavailable));
 
     // Still down: still paused, nothing lost. Back: resumes at the checkpoint and unpauses.
-    assert_eq!(p.run(RunOptions::default()).await.unwrap().outcome, "paused");
+    assert_eq!(p.run(RunOptions::default()).await.unwrap().outcome, RunOutcome::Paused);
     src.fail_at_page("s", None);
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!((r.outcome.as_str(), r.streams["s"].written), ("succeeded", 4));
+    assert_eq!((r.outcome, r.streams["s"].written), (RunOutcome::Succeeded, 4));
     assert!(r.streams["s"].resumed);
     assert!(state.paused(None).await.unwrap().is_empty());
     assert_eq!(sink.writes("s"), 10);
@@ -400,7 +401,7 @@ async fn records_for_a_down_sink_wait_in_the_outbox_and_the_next_run_delivers_th
     let p = pipeline(&src, &sink, &state, StreamOptions::default(), 3);
     sink.fail_writes(true);
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "failed");
+    assert_eq!(r.outcome, RunOutcome::Failed);
     let s = &r.streams["s"];
     assert_eq!((s.written, s.outbox_queued, s.outbox_pending), (0, 7, 7), "{s:?}");
     assert!(s.error.as_ref().unwrap().contains("7 records wait in the outbox"), "{s:?}");
@@ -416,7 +417,7 @@ async fn records_for_a_down_sink_wait_in_the_outbox_and_the_next_run_delivers_th
     sink.fail_writes(false);
     let r = p.run(RunOptions::default()).await.unwrap();
     let s = &r.streams["s"];
-    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{:?}", r.error);
     assert_eq!((s.outbox_delivered, s.outbox_pending, s.skipped_unchanged), (7, 0, 7), "{s:?}");
     assert_eq!(sink.writes("s"), 7, "each record written exactly once");
     assert_eq!(sink.rows("s").len(), 7);
@@ -438,11 +439,11 @@ async fn a_full_outbox_stops_the_stream_at_its_checkpoint() {
     sink.fail_writes(true);
     let r = p.run(RunOptions::default()).await.unwrap();
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.outbox_queued, s.outbox_pending), ("paused", 3, 3), "{s:?}");
+    assert_eq!((r.outcome, s.outbox_queued, s.outbox_pending), (RunOutcome::Paused, 3, 3), "{s:?}");
     assert!(s.paused.as_ref().unwrap().contains("outbox is full"), "{s:?}");
     sink.fail_writes(false);
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.outcome, "succeeded", "{:?}", r.error);
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{:?}", r.error);
     assert_eq!((sink.rows("s").len(), sink.writes("s")), (10, 10));
 }
 
@@ -459,17 +460,17 @@ async fn a_field_that_changes_type_is_reported_once_with_its_path_and_count() {
     let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
     let r = pipeline(&src, &sink, &state, StreamOptions::default(), 5).run(RunOptions::default()).await.unwrap();
     let s = &r.streams["s"];
-    assert_eq!((r.outcome.as_str(), s.written), ("succeeded", 20), "drift warns, it does not stop the stream");
-    let got: Vec<(&str, &str, &str, &str, u64)> = s
+    assert_eq!((r.outcome, s.written), (RunOutcome::Succeeded, 20), "drift warns, it does not stop the stream");
+    let got: Vec<(&str, DriftClass, &str, &str, u64)> = s
         .drift
         .iter()
-        .map(|e| (e.path.as_str(), e.change.as_str(), e.expected.as_str(), e.observed.as_str(), e.count))
+        .map(|e| (e.path.as_str(), e.change, e.expected.as_str(), e.observed.as_str(), e.count))
         .collect();
     assert_eq!(
         got,
         [
-            ("/amount", "type_changed", "string", "number", 10),
-            ("/owner/login", "type_changed", "string", "integer", 10)
+            ("/amount", DriftClass::TypeChanged, "string", "number", 10),
+            ("/owner/login", DriftClass::TypeChanged, "string", "integer", 10)
         ]
     );
     assert!(s.drift[0].first_at.contains("item 10"), "{:?}", s.drift[0]);

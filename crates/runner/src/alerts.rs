@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dovetail_core::{Error, RunReport, Secret, StateStore};
+use dovetail_core::{DriftClass, Error, RunOutcome, RunReport, Secret, StateStore};
 use dovetail_http::auth::Basic;
 use dovetail_http::{Clock, HttpClient, HttpConfig, Request, RetryPolicy, Verdict};
 use schemars::JsonSchema;
@@ -145,7 +145,7 @@ impl AlertsConfig {
 #[derive(Debug, Default)]
 pub struct Before {
     paused: BTreeSet<String>,
-    open_drift: BTreeSet<(String, String, String, String)>,
+    open_drift: BTreeSet<(String, String, DriftClass, String)>,
 }
 
 /// Reads [`Before`] for `pipeline` (nothing when the conditions that need it are off).
@@ -184,7 +184,7 @@ pub struct Alert {
     /// One sentence saying what happened.
     pub summary: String,
     /// The run's outcome (`succeeded`, `failed`, `paused`, `interrupted`, `not_started`).
-    pub outcome: String,
+    pub outcome: RunOutcome,
     /// Streams the condition concerns.
     pub streams: Vec<String>,
     /// What happened, per condition (see docs/alerts.md).
@@ -207,7 +207,7 @@ pub fn evaluate(cfg: &AlertsConfig, report: &RunReport, before: &Before, now: ji
         run_id: Some(report.run_id),
         condition: condition.name(),
         summary,
-        outcome: report.outcome.clone(),
+        outcome: report.outcome,
         streams,
         details,
         next_step: matches!(condition, Condition::Failure | Condition::Pause)
@@ -220,9 +220,13 @@ pub fn evaluate(cfg: &AlertsConfig, report: &RunReport, before: &Before, now: ji
     let p = &report.pipeline;
     let mut out = Vec::new();
     let want = |c| cfg.wants(c);
-    if want(Condition::Failure) && report.outcome == "failed" {
-        let failed: BTreeMap<&String, &Option<String>> =
-            report.streams.iter().filter(|(_, s)| s.outcome == "failed").map(|(n, s)| (n, &s.error)).collect();
+    if want(Condition::Failure) && report.outcome == RunOutcome::Failed {
+        let failed: BTreeMap<&String, &Option<String>> = report
+            .streams
+            .iter()
+            .filter(|(_, s)| s.outcome == RunOutcome::Failed)
+            .map(|(n, s)| (n, &s.error))
+            .collect();
         let error = report.error.clone().unwrap_or_default();
         out.push(base(
             Condition::Failure,
@@ -235,7 +239,7 @@ pub fn evaluate(cfg: &AlertsConfig, report: &RunReport, before: &Before, now: ji
         let paused: BTreeMap<&String, &Option<String>> = report
             .streams
             .iter()
-            .filter(|(n, s)| s.outcome == "paused" && !before.paused.contains(*n))
+            .filter(|(n, s)| s.outcome == RunOutcome::Paused && !before.paused.contains(*n))
             .map(|(n, s)| (n, &s.paused))
             .collect();
         if !paused.is_empty() {
@@ -252,7 +256,7 @@ pub fn evaluate(cfg: &AlertsConfig, report: &RunReport, before: &Before, now: ji
         let mut events = Vec::new();
         for (stream, s) in &report.streams {
             for d in &s.drift {
-                let key = (stream.clone(), d.path.clone(), d.change.clone(), d.observed.clone());
+                let key = (stream.clone(), d.path.clone(), d.change, d.observed.clone());
                 if !before.open_drift.contains(&key) {
                     events.push(json!({ "stream": stream, "path": d.path, "change": d.change, "expected": d.expected,
                         "observed": d.observed, "count": d.count, "first_at": d.first_at }));
@@ -322,7 +326,7 @@ pub fn not_started(cfg: &AlertsConfig, pipeline: &str, err: &Error, started_at: 
         run_id: None,
         condition: Condition::Failure.name(),
         summary: format!("pipeline `{pipeline}` could not start: {}", first_line(&err.report())),
-        outcome: "not_started".into(),
+        outcome: RunOutcome::NotStarted,
         streams: Vec::new(),
         details: json!({ "error": err.report(), "exit_code": err.kind().exit_code() }),
         next_step: Some(err.next_step()),

@@ -1,6 +1,6 @@
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::report::Deprecation;
-use dovetail_core::{HttpReport, StreamReport};
+use dovetail_core::{DriftClass, HttpReport, RunOutcome, StreamReport};
 use dovetail_fake_vendor::Recorder;
 use dovetail_http::FakeClock;
 use wiremock::matchers::method;
@@ -8,13 +8,13 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
 
-fn report(outcome: &str, streams: &[(&str, StreamReport)]) -> RunReport {
+fn report(outcome: RunOutcome, streams: &[(&str, StreamReport)]) -> RunReport {
     RunReport {
         pipeline: "crm".into(),
         run_id: 7,
         started_at: "2026-11-28T06:00:00Z".into(),
         finished_at: "2026-11-28T06:01:00Z".into(),
-        outcome: outcome.into(),
+        outcome,
         streams: streams.iter().map(|(n, s)| (n.to_string(), s.clone())).collect(),
         ..Default::default()
     }
@@ -23,7 +23,7 @@ fn report(outcome: &str, streams: &[(&str, StreamReport)]) -> RunReport {
 fn drift(path: &str) -> DriftEvent {
     DriftEvent {
         path: path.into(),
-        change: "type_changed".into(),
+        change: DriftClass::TypeChanged,
         expected: "number".into(),
         observed: "string".into(),
         count: 3,
@@ -43,13 +43,17 @@ fn conditions(alerts: &[Alert]) -> Vec<&str> {
 #[test]
 fn a_failed_run_raises_one_failure_alert_naming_the_run_and_the_failed_stream() {
     let mut r = report(
-        "failed",
+        RunOutcome::Failed,
         &[
             (
                 "items",
-                StreamReport { outcome: "failed".into(), error: Some("transient: 503".into()), ..Default::default() },
+                StreamReport {
+                    outcome: RunOutcome::Failed,
+                    error: Some("transient: 503".into()),
+                    ..Default::default()
+                },
             ),
-            ("users", StreamReport { outcome: "succeeded".into(), ..Default::default() }),
+            ("users", StreamReport { outcome: RunOutcome::Succeeded, ..Default::default() }),
         ],
     );
     r.error = Some("transient: 503 from GET /v1/items\ncaused by: x".into());
@@ -57,7 +61,8 @@ fn a_failed_run_raises_one_failure_alert_naming_the_run_and_the_failed_stream() 
     let alerts = evaluate(&AlertsConfig::default(), &r, &Before::default(), now());
     assert_eq!(conditions(&alerts), ["failure"]);
     let a = &alerts[0];
-    assert_eq!((a.pipeline.as_str(), a.run_id, a.outcome.as_str()), ("crm", Some(7), "failed"));
+    assert_eq!((a.pipeline.as_str(), a.run_id, a.outcome), ("crm", Some(7), RunOutcome::Failed));
+    assert_eq!(serde_json::to_value(a).unwrap()["outcome"], "failed", "the webhook's JSON");
     assert_eq!(a.streams, ["items"]);
     assert_eq!(a.summary, "pipeline `crm` failed (exit code 6): transient: 503 from GET /v1/items");
     assert_eq!(a.details["stream_errors"]["items"], "transient: 503");
@@ -66,8 +71,8 @@ fn a_failed_run_raises_one_failure_alert_naming_the_run_and_the_failed_stream() 
 
 #[test]
 fn only_a_pause_the_run_added_alerts() {
-    let paused = StreamReport { outcome: "paused".into(), paused: Some("down".into()), ..Default::default() };
-    let r = report("paused", &[("items", paused.clone()), ("users", paused)]);
+    let paused = StreamReport { outcome: RunOutcome::Paused, paused: Some("down".into()), ..Default::default() };
+    let r = report(RunOutcome::Paused, &[("items", paused.clone()), ("users", paused)]);
     let before = Before { paused: ["users".to_owned()].into(), ..Default::default() };
     let alerts = evaluate(&AlertsConfig::default(), &r, &before, now());
     assert_eq!(conditions(&alerts), ["pause"]);
@@ -79,11 +84,14 @@ fn only_a_pause_the_run_added_alerts() {
 
 #[test]
 fn only_drift_not_already_open_alerts() {
-    let s =
-        StreamReport { outcome: "succeeded".into(), drift: vec![drift("/price"), drift("/qty")], ..Default::default() };
-    let r = report("succeeded", &[("items", s)]);
+    let s = StreamReport {
+        outcome: RunOutcome::Succeeded,
+        drift: vec![drift("/price"), drift("/qty")],
+        ..Default::default()
+    };
+    let r = report(RunOutcome::Succeeded, &[("items", s)]);
     let before = Before {
-        open_drift: [("items".into(), "/price".into(), "type_changed".into(), "string".into())].into(),
+        open_drift: [("items".into(), "/price".into(), DriftClass::TypeChanged, "string".into())].into(),
         ..Default::default()
     };
     let alerts = evaluate(&AlertsConfig::default(), &r, &before, now());
@@ -96,8 +104,8 @@ fn only_drift_not_already_open_alerts() {
 
 #[test]
 fn dead_letters_alert_from_the_threshold_on() {
-    let s = StreamReport { outcome: "succeeded".into(), dead_lettered: 4, ..Default::default() };
-    let r = report("succeeded", &[("items", s)]);
+    let s = StreamReport { outcome: RunOutcome::Succeeded, dead_lettered: 4, ..Default::default() };
+    let r = report(RunOutcome::Succeeded, &[("items", s)]);
     let cfg = |n| AlertsConfig { dead_letter_threshold: Some(n), ..Default::default() };
     assert!(evaluate(&cfg(5), &r, &Before::default(), now()).is_empty());
     let alerts = evaluate(&cfg(4), &r, &Before::default(), now());
@@ -107,7 +115,7 @@ fn dead_letters_alert_from_the_threshold_on() {
 
 #[test]
 fn a_sunset_within_the_window_or_past_alerts_once_for_all_endpoints() {
-    let mut r = report("succeeded", &[]);
+    let mut r = report(RunOutcome::Succeeded, &[]);
     let dep = |endpoint: &str, sunset: &str| Deprecation {
         endpoint: endpoint.into(),
         deprecation: None,
@@ -137,8 +145,8 @@ fn a_sunset_within_the_window_or_past_alerts_once_for_all_endpoints() {
 
 #[test]
 fn on_limits_the_conditions() {
-    let s = StreamReport { outcome: "failed".into(), dead_lettered: 9, ..Default::default() };
-    let r = report("failed", &[("items", s)]);
+    let s = StreamReport { outcome: RunOutcome::Failed, dead_lettered: 9, ..Default::default() };
+    let r = report(RunOutcome::Failed, &[("items", s)]);
     let all = evaluate(&AlertsConfig::default(), &r, &Before::default(), now());
     assert_eq!(conditions(&all), ["failure", "dead_letters"]);
     let only = AlertsConfig { on: Some(vec![Condition::DeadLetters]), ..Default::default() };
@@ -245,7 +253,7 @@ fn hook(url: &str) -> AlertsConfig {
 }
 
 fn failure_alert() -> Alert {
-    let mut r = report("failed", &[]);
+    let mut r = report(RunOutcome::Failed, &[]);
     r.error = Some("transient: 503".into());
     evaluate(&AlertsConfig::default(), &r, &Before::default(), now()).remove(0)
 }

@@ -250,12 +250,12 @@ fn a_drift_table_sets_the_policy_per_class_and_a_typo_is_named() {
     let (_dir, path) = write(&text);
     let p = load_with(&path, &no_env()).unwrap();
     let policy = p.pipelines[0].drift;
-    use dovetail_core::DriftAction;
+    use dovetail_core::{DriftAction, DriftClass};
     assert_eq!(
         (
-            policy.action("type_changed"),
-            policy.action("new_field"),
-            dovetail_core::DriftPolicy::default().action("enum_value")
+            policy.action(DriftClass::TypeChanged),
+            policy.action(DriftClass::NewField),
+            dovetail_core::DriftPolicy::default().action(DriftClass::EnumValue)
         ),
         (DriftAction::Pause, DriftAction::Quarantine, DriftAction::Warn)
     );

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use dovetail_core::{Progress, RunReport, StreamReport};
+use dovetail_core::{Progress, RunOutcome, RunReport, StreamReport};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -183,24 +183,25 @@ pub fn in_progress(pipeline: &str, running: bool) {
 /// last success time.
 pub fn run_finished(report: &RunReport) {
     let p = report.pipeline.clone();
-    metrics::counter!("dovetail_runs_total", "pipeline" => p.clone(), "outcome" => report.outcome.clone()).increment(1);
+    metrics::counter!("dovetail_runs_total", "pipeline" => p.clone(), "outcome" => report.outcome.as_str())
+        .increment(1);
     metrics::histogram!("dovetail_run_duration_seconds", "pipeline" => p.clone())
         .record(report.duration_ms as f64 / 1000.0);
     let mut paused = 0.0;
     for (stream, s) in &report.streams {
         for d in &s.drift {
             metrics::counter!("dovetail_drift_events_total", "pipeline" => p.clone(), "stream" => stream.clone(),
-                "change" => d.change.clone())
+                "change" => d.change.as_str())
             .increment(1);
         }
         metrics::gauge!("dovetail_outbox_pending", "pipeline" => p.clone(), "stream" => stream.clone())
             .set(s.outbox_pending as f64);
-        if s.outcome == "paused" {
+        if s.outcome == RunOutcome::Paused {
             paused += 1.0;
         }
     }
     metrics::gauge!("dovetail_paused_streams", "pipeline" => p.clone()).set(paused);
-    if report.outcome == "succeeded" && !report.dry_run {
+    if report.outcome == RunOutcome::Succeeded && !report.dry_run {
         let at = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
         metrics::gauge!("dovetail_last_success_timestamp_seconds", "pipeline" => p).set(at);
     }
@@ -208,7 +209,7 @@ pub fn run_finished(report: &RunReport) {
 
 /// A run of `pipeline` that could not start (lock held, state store down).
 pub fn run_not_started(pipeline: &str) {
-    metrics::counter!("dovetail_runs_total", "pipeline" => pipeline.to_owned(), "outcome" => "not_started")
+    metrics::counter!("dovetail_runs_total", "pipeline" => pipeline.to_owned(), "outcome" => RunOutcome::NotStarted.as_str())
         .increment(1);
 }
 
@@ -257,10 +258,10 @@ mod tests {
 
     #[test]
     fn a_finished_run_sets_drift_outbox_pause_outcome_and_last_success() {
-        use dovetail_core::drift::DriftEvent;
-        let drift = |path: &str, change: &str| DriftEvent {
+        use dovetail_core::drift::{DriftClass, DriftEvent};
+        let drift = |path: &str, change| DriftEvent {
             path: path.into(),
-            change: change.into(),
+            change,
             expected: "number".into(),
             observed: "string".into(),
             count: 7,
@@ -268,22 +269,26 @@ mod tests {
             first_at: String::new(),
         };
         let mut report =
-            RunReport { pipeline: "pl".into(), outcome: "paused".into(), duration_ms: 2500, ..Default::default() };
+            RunReport { pipeline: "pl".into(), outcome: RunOutcome::Paused, duration_ms: 2500, ..Default::default() };
         report.streams.insert(
             "a".into(),
             StreamReport {
-                outcome: "paused".into(),
+                outcome: RunOutcome::Paused,
                 outbox_pending: 12,
-                drift: vec![drift("/price", "type_changed"), drift("/tags", "type_changed"), drift("/x", "new_field")],
+                drift: vec![
+                    drift("/price", DriftClass::TypeChanged),
+                    drift("/tags", DriftClass::TypeChanged),
+                    drift("/x", DriftClass::NewField),
+                ],
                 ..Default::default()
             },
         );
-        report.streams.insert("b".into(), StreamReport { outcome: "succeeded".into(), ..Default::default() });
+        report.streams.insert("b".into(), StreamReport { outcome: RunOutcome::Succeeded, ..Default::default() });
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             run_finished(&report);
-            run_finished(&RunReport { pipeline: "ok".into(), outcome: "succeeded".into(), ..Default::default() });
+            run_finished(&RunReport { pipeline: "ok".into(), outcome: RunOutcome::Succeeded, ..Default::default() });
         });
         let text = handle.render();
         let value = |series: &str| -> f64 {

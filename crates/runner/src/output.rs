@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use dovetail_core::RunReport;
+use dovetail_core::{DriftClass, RunReport};
 
 /// Write to stdout; a closed pipe (`dovetail status | head`) is not an error.
 pub fn out(text: &str) -> std::io::Result<()> {
@@ -159,7 +159,7 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
             report.total(|s| s.deleted).to_string(),
             report.total(|s| s.dead_lettered).to_string(),
             seconds(report.duration_ms),
-            report.outcome.clone(),
+            report.outcome.to_string(),
         ]);
     }
     if !t.is_empty() {
@@ -198,19 +198,20 @@ fn stream_notes(name: &str, s: &dovetail_core::StreamReport) -> String {
         ));
     }
     for d in &s.drift {
-        let what = match d.change.as_str() {
-            "type_changed" => format!("changed type: expected {}, got {}", d.expected, d.observed),
-            "null_value" if d.observed == "null" => {
+        let what = match d.change {
+            DriftClass::TypeChanged => format!("changed type: expected {}, got {}", d.expected, d.observed),
+            DriftClass::NullValue if d.observed == "null" => {
                 format!("null where the schema promises {} (kept as null)", d.expected)
             }
             // A coercion: `null (read as [])`.
-            "null_value" => format!("{} where the schema promises {}", d.observed, d.expected),
-            "new_field" => format!("new field ({})", d.observed),
-            "missing_field" if d.observed == "absent" => "required field missing".to_owned(),
-            "missing_field" => format!("required field missing, {}", d.observed),
-            "enum_value" => format!("value {} not among {}", d.observed, d.expected),
-            "column_type" => format!("{} no longer fits its sink column (made for {})", d.observed, d.expected),
-            other => other.to_owned(),
+            DriftClass::NullValue => format!("{} where the schema promises {}", d.observed, d.expected),
+            DriftClass::NewField => format!("new field ({})", d.observed),
+            DriftClass::MissingField if d.observed == "absent" => "required field missing".to_owned(),
+            DriftClass::MissingField => format!("required field missing, {}", d.observed),
+            DriftClass::EnumValue => format!("value {} not among {}", d.observed, d.expected),
+            DriftClass::ColumnType => {
+                format!("{} no longer fits its sink column (made for {})", d.observed, d.expected)
+            }
         };
         out.push_str(&format!(
             "  stream `{name}` drift at {}: {what} in {} records (first at {})\n",

@@ -178,20 +178,20 @@ fn postgres_state_is_refused() {
 #[test]
 fn resume_lifts_pauses_one_stream_or_all_and_says_what_it_lifted() {
     use dovetail_core::DeliveryStore;
-    use dovetail_core::state::PausedStream;
+    use dovetail_core::state::{PauseKind, PausedStream};
     let dir = project(CONFIG);
     let state = dovetail_state::SqliteState::open(dir.path().join(".dovetail/state.db")).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let pause = |stream: &str, kind: &str| PausedStream {
+    let pause = |stream: &str, kind| PausedStream {
         pipeline: "orders".into(),
         stream: stream.into(),
-        kind: kind.into(),
+        kind,
         reason: format!("{stream} went away"),
         since: "2026-11-28T00:00:00Z".into(),
     };
     rt.block_on(async {
-        state.pause(&pause("orders", "unavailable")).await.unwrap();
-        state.pause(&pause("refunds", "drift")).await.unwrap();
+        state.pause(&pause("orders", PauseKind::Unavailable)).await.unwrap();
+        state.pause(&pause("refunds", PauseKind::Drift)).await.unwrap();
     });
     let paused =
         || rt.block_on(state.paused(Some("orders"))).unwrap().into_iter().map(|p| p.stream).collect::<Vec<_>>();
@@ -231,7 +231,7 @@ fn drift_is_kept_once_per_shape_listed_and_accepted_into_the_baseline() {
     run();
     let out = dovetail(dir.path(), &["drift", "--json"]);
     let mut events: Vec<dovetail_core::StoredDrift> = serde_json::from_slice(&out.stdout).unwrap();
-    events.sort_by(|a, b| b.change.cmp(&a.change));
+    events.sort_by_key(|e| std::cmp::Reverse(e.change));
     assert_eq!(events.len(), 2, "one row per shape, not per run or record: {events:?}");
     let e = &events[0];
     assert_eq!((e.path.as_str(), e.change.as_str(), e.observed.as_str()), ("/price", "type_changed", "string"));

@@ -35,6 +35,20 @@ pub(crate) fn json_err(what: &str, e: serde_json::Error) -> Error {
     Error::internal(format!("state store: {what} is not valid JSON")).with_source(e)
 }
 
+/// A name read back from `table`.`column` ([`dovetail_core::RunOutcome`], `PauseKind`,
+/// `DriftClass`): one this dovetail does not know (a database written by a newer one, or
+/// edited by hand) is an internal error naming the table, the column and the value.
+pub(crate) fn stored_name<T>(table: &str, column: &str, value: &str) -> Result<T, Error>
+where
+    T: std::str::FromStr<Err = dovetail_core::UnknownName>,
+{
+    value.parse().map_err(|e| {
+        Error::internal(format!(
+            "state store: table `{table}`, column `{column}`: {e}; was the database written by a newer dovetail?"
+        ))
+    })
+}
+
 /// Extension to attach an operation name to rusqlite results.
 pub(crate) trait DbResultExt<T> {
     /// Map the error with [`db_err`].

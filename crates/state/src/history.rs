@@ -2,35 +2,41 @@
 
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::state::{RunRecord, StoredDrift};
-use dovetail_core::{Error, now_rfc3339};
+use dovetail_core::{Error, RunOutcome, now_rfc3339};
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::Value;
 
 use crate::Db;
-use crate::error::{DbResultExt, json_err};
+use crate::error::{DbResultExt, json_err, stored_name};
 use crate::ops::limit;
 
 /// Outcome of a run that has not finished (yet).
-pub const RUNNING: &str = "running";
+pub const RUNNING: RunOutcome = RunOutcome::Running;
 /// Outcome given to a `running` run once its pipeline's lock is taken again: the process that
 /// started it is gone and can never finish it.
-pub const ABANDONED: &str = "abandoned";
+pub const ABANDONED: RunOutcome = RunOutcome::Abandoned;
 
 /// Insert a `running` run and return its id.
 pub(crate) fn begin_run(db: &mut Db, pipeline: &str, started_at: &str) -> Result<i64, Error> {
     db.conn
         .prepare_cached("INSERT INTO runs (pipeline, started_at, outcome) VALUES (?1, ?2, ?3)")
-        .and_then(|mut st| st.insert((pipeline, started_at, RUNNING)))
+        .and_then(|mut st| st.insert((pipeline, started_at, RUNNING.as_str())))
         .op("recording the start of a run")
 }
 
 /// Store a run's end, outcome and report.
-pub(crate) fn finish_run(db: &mut Db, id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error> {
+pub(crate) fn finish_run(
+    db: &mut Db,
+    id: i64,
+    finished_at: &str,
+    outcome: RunOutcome,
+    report: &Value,
+) -> Result<(), Error> {
     let report = serde_json::to_string(report).map_err(|e| json_err("the run report", e))?;
     let n = db
         .conn
         .prepare_cached("UPDATE runs SET finished_at = ?2, outcome = ?3, report = ?4 WHERE id = ?1")
-        .and_then(|mut st| st.execute(params![id, finished_at, outcome, report]))
+        .and_then(|mut st| st.execute(params![id, finished_at, outcome.as_str(), report]))
         .op("recording the end of a run")?;
     if n == 0 {
         return Err(Error::internal(format!("state store: there is no run with id {id} to finish")));
@@ -42,20 +48,26 @@ pub(crate) fn finish_run(db: &mut Db, id: i64, finished_at: &str, outcome: &str,
 pub(crate) fn abandon_runs(db: &mut Db, pipeline: &str) -> Result<usize, Error> {
     db.conn
         .prepare_cached("UPDATE runs SET outcome = ?3 WHERE pipeline = ?1 AND outcome = ?2")
-        .and_then(|mut st| st.execute((pipeline, RUNNING, ABANDONED)))
+        .and_then(|mut st| st.execute((pipeline, RUNNING.as_str(), ABANDONED.as_str())))
         .op("marking abandoned runs")
 }
 
-fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRecord, Option<String>)> {
+/// A run without its report, and the stored report's text; `Err` for an outcome this
+/// dovetail does not know.
+fn run_row(r: &Row<'_>) -> rusqlite::Result<Result<(RunRecord, Option<String>), Error>> {
+    let outcome = match stored_name("runs", "outcome", &r.get::<_, String>(4)?) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
+    };
     let run = RunRecord {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         started_at: r.get(2)?,
         finished_at: r.get(3)?,
-        outcome: r.get(4)?,
+        outcome,
         report: None,
     };
-    Ok((run, r.get(5)?))
+    Ok(Ok((run, r.get(5)?)))
 }
 
 /// Every pipeline with a run, by name (from the `runs_by_pipeline` index, no report is read).
@@ -69,7 +81,7 @@ pub(crate) fn run_pipelines(db: &mut Db) -> Result<Vec<String>, Error> {
 /// The latest runs, newest first.
 pub(crate) fn runs(db: &mut Db, pipeline: Option<&str>, n: usize) -> Result<Vec<RunRecord>, Error> {
     const COLS: &str = "SELECT id, pipeline, started_at, finished_at, outcome, report FROM runs";
-    let rows: Vec<(RunRecord, Option<String>)> = match pipeline {
+    let rows: Vec<Result<(RunRecord, Option<String>), Error>> = match pipeline {
         Some(p) => db
             .conn
             .prepare_cached(&format!("{COLS} WHERE pipeline = ?2 ORDER BY id DESC LIMIT ?1"))
@@ -81,7 +93,8 @@ pub(crate) fn runs(db: &mut Db, pipeline: Option<&str>, n: usize) -> Result<Vec<
     }
     .op("listing runs")?;
     rows.into_iter()
-        .map(|(mut run, report)| {
+        .map(|row| {
+            let (mut run, report) = row?;
             if let Some(text) = report {
                 let v = serde_json::from_str(&text).map_err(|e| json_err("a stored run report", e))?;
                 run.report = Some(v);
@@ -136,7 +149,7 @@ pub(crate) fn record_drift(db: &mut Db, pipeline: &str, stream: &str, events: &[
                 pipeline,
                 stream,
                 e.path,
-                e.change,
+                e.change.as_str(),
                 e.expected,
                 e.observed,
                 count,
@@ -161,11 +174,15 @@ pub(crate) fn drift_events(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<St
         .op("preparing the drift query")?;
     let rows = st
         .query_map([pipeline], |r| {
-            Ok(StoredDrift {
+            let change = match stored_name("drift_events", "change", &r.get::<_, String>(3)?) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(Ok(StoredDrift {
                 pipeline: r.get(0)?,
                 stream: r.get(1)?,
                 path: r.get(2)?,
-                change: r.get(3)?,
+                change,
                 expected: r.get(4)?,
                 observed: r.get(5)?,
                 count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
@@ -173,10 +190,10 @@ pub(crate) fn drift_events(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<St
                 last_seen: r.get(8)?,
                 first_at: r.get(9)?,
                 accepted_at: r.get(10)?,
-            })
+            }))
         })
         .op("reading drift events")?;
-    rows.collect::<Result<Vec<_>, _>>().op("reading a drift event")
+    rows.collect::<Result<Vec<_>, _>>().op("reading a drift event")?.into_iter().collect()
 }
 
 /// Mark a stream's open drift events accepted.

@@ -337,7 +337,7 @@ mod tests {
         let pause = PausedStream {
             pipeline: "p".into(),
             stream: "s".into(),
-            kind: "unavailable".into(),
+            kind: dovetail_core::PauseKind::Unavailable,
             reason: "down".into(),
             since: "t".into(),
         };
@@ -346,7 +346,7 @@ mod tests {
         // Migration 4: drift history, one row per shape whatever the number of runs.
         let e = dovetail_core::drift::DriftEvent {
             path: "/price".into(),
-            change: "type_changed".into(),
+            change: dovetail_core::DriftClass::TypeChanged,
             expected: "number".into(),
             observed: "string".into(),
             count: 2,

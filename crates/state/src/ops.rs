@@ -8,7 +8,7 @@ use dovetail_core::{ContentHash, Error, Key, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::Db;
-use crate::error::{DbResultExt, json_err};
+use crate::error::{DbResultExt, json_err, stored_name};
 
 /// A `u64` as SQLite's signed 64-bit integer.
 pub(crate) fn to_i64(what: &str, v: u64) -> Result<i64, Error> {
@@ -377,7 +377,7 @@ pub(crate) fn pause(db: &mut Db, p: &PausedStream) -> Result<(), Error> {
              ON CONFLICT (pipeline, stream) DO UPDATE SET kind = excluded.kind, reason = excluded.reason,
                  since = excluded.since",
         )
-        .and_then(|mut st| st.execute(params![p.pipeline, p.stream, p.kind, p.reason, p.since]))
+        .and_then(|mut st| st.execute(params![p.pipeline, p.stream, p.kind.as_str(), p.reason, p.since]))
         .op("pausing a stream")?;
     Ok(())
 }
@@ -394,16 +394,15 @@ pub(crate) fn unpause(db: &mut Db, pipeline: &str, stream: &str) -> Result<bool,
 
 /// Paused streams, of one pipeline or all, ordered by pipeline and stream.
 pub(crate) fn paused(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<PausedStream>, Error> {
-    let row = |r: &Row<'_>| {
-        Ok(PausedStream {
-            pipeline: r.get(0)?,
-            stream: r.get(1)?,
-            kind: r.get(2)?,
-            reason: r.get(3)?,
-            since: r.get(4)?,
-        })
+    // `Err` inside: a kind this dovetail does not know.
+    let row = |r: &Row<'_>| -> rusqlite::Result<Result<PausedStream, Error>> {
+        let kind = match stored_name("paused_streams", "kind", &r.get::<_, String>(2)?) {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(PausedStream { pipeline: r.get(0)?, stream: r.get(1)?, kind, reason: r.get(3)?, since: r.get(4)? }))
     };
-    match pipeline {
+    let rows: Vec<Result<PausedStream, Error>> = match pipeline {
         Some(p) => db
             .conn
             .prepare_cached(
@@ -418,7 +417,8 @@ pub(crate) fn paused(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<PausedSt
             )
             .and_then(|mut st| st.query_map([], row).and_then(|rows| rows.collect())),
     }
-    .op("listing paused streams")
+    .op("listing paused streams")?;
+    rows.into_iter().collect()
 }
 
 pub(crate) const DEAD_LETTER_COLS: &str =

@@ -8,7 +8,7 @@ use dovetail_core::state::{
     Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerEntry, OutboxEntry, PausedStream, RunLock,
     RunRecord,
 };
-use dovetail_core::{ContentHash, Error, Key};
+use dovetail_core::{ContentHash, Error, Key, RunOutcome};
 use serde_json::Value;
 
 use crate::{LockPlace, SqliteState, history, lock, ops};
@@ -150,9 +150,15 @@ impl HistoryStore for SqliteState {
         self.with_db(move |db| history::begin_run(db, &p, &t)).await
     }
 
-    async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error> {
-        let (t, o, r) = (finished_at.to_owned(), outcome.to_owned(), report.clone());
-        self.with_db(move |db| history::finish_run(db, run_id, &t, &o, &r)).await
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        finished_at: &str,
+        outcome: RunOutcome,
+        report: &Value,
+    ) -> Result<(), Error> {
+        let (t, r) = (finished_at.to_owned(), report.clone());
+        self.with_db(move |db| history::finish_run(db, run_id, &t, outcome, &r)).await
     }
 
     async fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, Error> {

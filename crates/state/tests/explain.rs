@@ -184,7 +184,9 @@ async fn pruning_by_count_keeps_the_newest_runs_their_stories_and_the_whole_ledg
             }
         }
         st.commit(c).await.unwrap();
-        st.finish_run(id, &dovetail_core::now_rfc3339(), "succeeded", &json!({})).await.unwrap();
+        st.finish_run(id, &dovetail_core::now_rfc3339(), dovetail_core::RunOutcome::Succeeded, &json!({}))
+            .await
+            .unwrap();
     }
     // Another pipeline's runs are not touched.
     st.begin_run("other", &dovetail_core::now_rfc3339()).await.unwrap();
@@ -234,7 +236,7 @@ async fn pruning_by_age_keeps_the_latest_run_open_drift_and_owed_dead_letters() 
     st.commit(dl).await.unwrap();
     let e = |path: &str, seen: &str| dovetail_core::drift::DriftEvent {
         path: path.into(),
-        change: "new_field".into(),
+        change: dovetail_core::DriftClass::NewField,
         expected: "absent".into(),
         observed: "string".into(),
         count: 1,

@@ -2,7 +2,7 @@
 
 use dovetail_core::state::{Checkpoint, Commit, DeliveryStore, LedgerEntry, OutboxEntry, PausedStream, StateStore};
 use dovetail_core::testing::MemoryState;
-use dovetail_core::{ContentHash, ErrorKind, Key};
+use dovetail_core::{ContentHash, ErrorKind, Key, PauseKind};
 use dovetail_state::SqliteState;
 use serde_json::{Value, json};
 
@@ -41,11 +41,11 @@ fn checkpoint(pos: Value) -> Checkpoint {
     Checkpoint { position: Some(pos), pass: 1, ..Checkpoint::default() }
 }
 
-fn pause(pipeline: &str, stream: &str, kind: &str) -> PausedStream {
+fn pause(pipeline: &str, stream: &str, kind: PauseKind) -> PausedStream {
     PausedStream {
         pipeline: pipeline.into(),
         stream: stream.into(),
-        kind: kind.into(),
+        kind,
         reason: format!("{pipeline}/{stream}: sink down"),
         since: "2025-01-02T03:04:05Z".into(),
     }
@@ -269,13 +269,13 @@ async fn outbox_and_pauses_survive_reopening_the_database() {
         let ids = ids_of(&st, "p", "s").await;
         // Deliver the newest before closing: its id must still not come back after reopening.
         st.commit(done("p", "s", &[ids[2]])).await.unwrap();
-        st.pause(&pause("p", "s", "unavailable")).await.unwrap();
+        st.pause(&pause("p", "s", PauseKind::Unavailable)).await.unwrap();
         (st.outbox("p", "s", 10).await.unwrap(), ids[2])
     };
     let st = SqliteState::open(&path).unwrap();
     assert_eq!(st.outbox("p", "s", 10).await.unwrap(), before);
     assert_eq!(st.outbox_len("p", "s").await.unwrap(), 2);
-    assert_eq!(st.paused(None).await.unwrap(), vec![pause("p", "s", "unavailable")]);
+    assert_eq!(st.paused(None).await.unwrap(), vec![pause("p", "s", PauseKind::Unavailable)]);
     st.commit(add("p", "s", &["4"])).await.unwrap();
     let ids = ids_of(&st, "p", "s").await;
     assert!(ids[2] > newest, "ids are not reused across reopen: {ids:?}, deleted {newest}");
@@ -287,7 +287,7 @@ async fn pause_upserts_unpause_reports_and_paused_filters_in_order() {
     let st = SqliteState::open(dir.path().join("state.db")).unwrap();
     assert!(st.paused(None).await.unwrap().is_empty());
     for (p, s) in [("q", "b"), ("p", "z"), ("q", "a"), ("p", "a"), ("P", "a")] {
-        st.pause(&pause(p, s, "unavailable")).await.unwrap();
+        st.pause(&pause(p, s, PauseKind::Unavailable)).await.unwrap();
     }
     let names =
         |v: Vec<PausedStream>| v.into_iter().map(|p| format!("{}/{}", p.pipeline, p.stream)).collect::<Vec<_>>();
@@ -300,10 +300,10 @@ async fn pause_upserts_unpause_reports_and_paused_filters_in_order() {
     let drift = PausedStream {
         reason: "new field `x`".into(),
         since: "2025-02-01T00:00:00Z".into(),
-        ..pause("p", "z", "drift")
+        ..pause("p", "z", PauseKind::Drift)
     };
     st.pause(&drift).await.unwrap();
-    assert_eq!(st.paused(Some("p")).await.unwrap(), vec![pause("p", "a", "unavailable"), drift]);
+    assert_eq!(st.paused(Some("p")).await.unwrap(), vec![pause("p", "a", PauseKind::Unavailable), drift]);
 
     assert!(st.unpause("p", "z").await.unwrap());
     assert!(!st.unpause("p", "z").await.unwrap(), "already resumed");
@@ -323,10 +323,10 @@ async fn reset_clears_the_pause_but_keeps_the_outbox() {
         let mut c = add(p, s, &["1", "2"]);
         c.checkpoint = Some(checkpoint(json!(s)));
         st.commit(c).await.unwrap();
-        st.pause(&pause(p, s, "unavailable")).await.unwrap();
+        st.pause(&pause(p, s, PauseKind::Unavailable)).await.unwrap();
     }
     // Paused without ever committing (no checkpoint, no stream row).
-    st.pause(&pause("p", "fresh", "drift")).await.unwrap();
+    st.pause(&pause("p", "fresh", PauseKind::Drift)).await.unwrap();
     let outbox_s = st.outbox("p", "s", 10).await.unwrap();
 
     assert_eq!(st.reset("p", Some("s")).await.unwrap(), 1);
@@ -371,9 +371,12 @@ async fn outbox_and_pauses_behave_like_the_memory_reference() {
         for (p, s) in [("p", "s"), ("p", "t"), ("p", "u"), ("q", "s")] {
             log(format!("{p}/{s}: {}", st.outbox_len(p, s).await.unwrap()));
         }
-        for (p, s, k) in
-            [("q", "b", "drift"), ("p", "z", "unavailable"), ("p", "a", "unavailable"), ("p", "z", "drift")]
-        {
+        for (p, s, k) in [
+            ("q", "b", PauseKind::Drift),
+            ("p", "z", PauseKind::Unavailable),
+            ("p", "a", PauseKind::Unavailable),
+            ("p", "z", PauseKind::Drift),
+        ] {
             st.pause(&pause(p, s, k)).await.unwrap();
         }
         log(format!("{:?}", st.paused(None).await.unwrap()));

@@ -1,7 +1,7 @@
 //! Run history.
 
-use dovetail_core::ErrorKind;
 use dovetail_core::state::{DeliveryStore, HistoryStore};
+use dovetail_core::{ErrorKind, RunOutcome};
 use dovetail_state::{ABANDONED, RUNNING, SqliteState};
 use serde_json::json;
 
@@ -16,7 +16,7 @@ async fn runs_are_listed_newest_first_with_their_report() {
 
     let report: serde_json::Value =
         serde_json::from_str(r#"{"streams": {"users": {"written": 3, "amount": 1.10}}, "ok": true}"#).unwrap();
-    st.finish_run(a, "2024-01-01T00:00:30Z", "succeeded", &report).await.unwrap();
+    st.finish_run(a, "2024-01-01T00:00:30Z", RunOutcome::Succeeded, &report).await.unwrap();
 
     let all = st.runs(None, 10).await.unwrap();
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), vec![c, b, a]);
@@ -35,7 +35,7 @@ async fn runs_are_listed_newest_first_with_their_report() {
     assert_eq!(running.outcome, RUNNING);
     assert_eq!(running.finished_at, None);
     assert_eq!(running.report, None);
-    assert_eq!(done.outcome, "succeeded");
+    assert_eq!(done.outcome, RunOutcome::Succeeded);
     assert_eq!(done.started_at, "2024-01-01T00:00:00Z");
     assert_eq!(done.finished_at.as_deref(), Some("2024-01-01T00:00:30Z"));
     assert_eq!(done.report.as_ref(), Some(&report));
@@ -46,7 +46,7 @@ async fn runs_are_listed_newest_first_with_their_report() {
 #[tokio::test]
 async fn finishing_an_unknown_run_is_an_error() {
     let st = SqliteState::open_in_memory().unwrap();
-    let err = st.finish_run(42, "t", "failed", &json!({})).await.unwrap_err();
+    let err = st.finish_run(42, "t", RunOutcome::Failed, &json!({})).await.unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Internal);
     assert!(err.message().contains("42"), "{err}");
 }
@@ -60,7 +60,7 @@ async fn taking_the_lock_marks_runs_of_a_dead_process_abandoned() {
         let st = SqliteState::open(&path).unwrap();
         let lock = st.lock("p").await.unwrap();
         let finished = st.begin_run("p", "t1").await.unwrap();
-        st.finish_run(finished, "t2", "failed", &json!({"error": "x"})).await.unwrap();
+        st.finish_run(finished, "t2", RunOutcome::Failed, &json!({"error": "x"})).await.unwrap();
         let crashed = st.begin_run("p", "t3").await.unwrap();
         let other = st.begin_run("q", "t4").await.unwrap();
         drop(lock);
@@ -70,9 +70,9 @@ async fn taking_the_lock_marks_runs_of_a_dead_process_abandoned() {
     let st = SqliteState::open(&path).unwrap();
     let _lock = st.lock("p").await.unwrap();
     let runs = st.runs(None, 10).await.unwrap();
-    let outcome = |id| runs.iter().find(|r| r.id == id).unwrap().outcome.clone();
+    let outcome = |id| runs.iter().find(|r| r.id == id).unwrap().outcome;
     assert_eq!(outcome(crashed), ABANDONED);
-    assert_eq!(outcome(finished), "failed");
+    assert_eq!(outcome(finished), RunOutcome::Failed);
     assert_eq!(outcome(other), RUNNING, "another pipeline's run is not ours to judge");
     assert_eq!(runs.iter().find(|r| r.id == crashed).unwrap().finished_at, None);
 

@@ -9,11 +9,11 @@ use tracing::{error, warn};
 
 use super::prepare::{Preparer, where_of};
 use crate::connector::{ColumnDrift, Page, WriteReport};
-use crate::drift::{Checked, DriftAction, DriftEvent, DriftPolicy, DriftTracker};
+use crate::drift::{Checked, DriftAction, DriftClass, DriftEvent, DriftPolicy, DriftTracker};
 use crate::error::Error;
 use crate::record::{Record, canonical_json};
 use crate::report::StreamReport;
-use crate::state::{DeadLetter, LedgerEntry, PausedStream, StateStore};
+use crate::state::{DeadLetter, LedgerEntry, PauseKind, PausedStream, StateStore};
 
 /// The mapper's drift state for one stream run.
 pub(super) struct DriftCheck {
@@ -181,7 +181,7 @@ pub(super) struct StreamDrift<'a> {
 impl StreamDrift<'_> {
     /// What the sink does with `column_type` drift, from the policy.
     pub fn column_drift(&self) -> ColumnDrift {
-        match self.policy.action("column_type") {
+        match self.policy.action(DriftClass::ColumnType) {
             DriftAction::Warn => ColumnDrift::Write,
             _ => ColumnDrift::Refuse,
         }
@@ -199,7 +199,7 @@ impl StreamDrift<'_> {
         dead: &mut Vec<DeadLetter>,
         report: &mut StreamReport,
     ) -> Result<Vec<usize>, Error> {
-        let action = self.policy.action("column_type");
+        let action = self.policy.action(DriftClass::ColumnType);
         let mut refused = Vec::new();
         for (i, e) in std::mem::take(&mut wr.drift) {
             if count_in(&mut report.drift, e.clone()) {
@@ -271,7 +271,7 @@ impl StreamDrift<'_> {
             let pause = PausedStream {
                 pipeline: self.pipeline.to_owned(),
                 stream: self.stream.to_owned(),
-                kind: "drift".into(),
+                kind: PauseKind::Drift,
                 reason: reason.clone(),
                 since: crate::now_rfc3339(),
             };

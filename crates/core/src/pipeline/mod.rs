@@ -22,7 +22,7 @@ use tracing::{Instrument, error, info, info_span};
 
 use crate::connector::{Cx, Sink, Source, Transform};
 use crate::error::{Error, ErrorKind};
-use crate::report::RunReport;
+use crate::report::{RunOutcome, RunReport, StreamReport};
 use crate::state::StateStore;
 use crate::stream::{DeleteMode, OnUnavailable, SyncMode};
 
@@ -273,7 +273,7 @@ impl Pipeline {
             let (sr, err) = match task.await {
                 Ok(x) => x,
                 Err(e) => (
-                    Default::default(),
+                    StreamReport { outcome: RunOutcome::Failed, ..Default::default() },
                     Some(
                         Error::internal(format!("stream task ended abnormally: {e}"))
                             .in_pipeline(&sh.name)
@@ -283,7 +283,7 @@ impl Pipeline {
             };
             match err {
                 Some(e) if *e.kind() == ErrorKind::Interrupted => interrupted = true,
-                Some(e) if sr.outcome == "paused" => {
+                Some(e) if sr.outcome == RunOutcome::Paused => {
                     paused.get_or_insert(e);
                 }
                 Some(e) => {
@@ -307,7 +307,7 @@ impl Pipeline {
         settle(&mut report, first_err, paused, interrupted);
         if !opts.dry_run {
             let json = serde_json::to_value(&report).unwrap_or_default();
-            sh.state.finish_run(run_id, &report.finished_at, &report.outcome, &json).await?;
+            sh.state.finish_run(run_id, &report.finished_at, report.outcome, &json).await?;
             self.prune(&span).await;
         }
         info!(parent: &span, outcome = %report.outcome, duration_ms = report.duration_ms, "run finished");
@@ -362,10 +362,10 @@ impl Pipeline {
 /// the cause's code (Unavailable), unless something failed.
 fn settle(report: &mut RunReport, first_err: Option<Error>, paused: Option<Error>, interrupted: bool) {
     (report.outcome, report.exit_code) = match (&first_err, &paused, interrupted) {
-        (Some(e), _, _) => ("failed".into(), e.kind().exit_code()),
-        (None, _, true) => ("interrupted".into(), ErrorKind::Interrupted.exit_code()),
-        (None, Some(e), false) => ("paused".into(), e.kind().exit_code()),
-        (None, None, false) => ("succeeded".into(), 0),
+        (Some(e), _, _) => (RunOutcome::Failed, e.kind().exit_code()),
+        (None, _, true) => (RunOutcome::Interrupted, ErrorKind::Interrupted.exit_code()),
+        (None, Some(e), false) => (RunOutcome::Paused, e.kind().exit_code()),
+        (None, None, false) => (RunOutcome::Succeeded, 0),
     };
     report.error = first_err.as_ref().or(paused.as_ref()).map(|e| e.report());
     report.next_step = first_err.as_ref().or(paused.as_ref()).map(|e| e.next_step());

@@ -13,7 +13,7 @@ use crate::connector::SinkStream;
 use crate::error::{Error, ErrorKind};
 use crate::record::Record;
 use crate::report::StreamReport;
-use crate::state::{Commit, DeadLetter, LedgerEntry, PausedStream};
+use crate::state::{Commit, DeadLetter, LedgerEntry, PauseKind, PausedStream};
 use crate::stream::OnUnavailable;
 
 impl StreamRun {
@@ -117,7 +117,7 @@ impl StreamRun {
                 let pause = PausedStream {
                     pipeline: sh.name.clone(),
                     stream: name.clone(),
-                    kind: "unavailable".into(),
+                    kind: PauseKind::Unavailable,
                     reason: reason.clone(),
                     since: crate::now_rfc3339(),
                 };

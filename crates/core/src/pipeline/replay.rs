@@ -12,7 +12,7 @@ use super::prepare::{Prepared, Preparer};
 use crate::connector::{Cx, Identity, SinkStream};
 use crate::error::Error;
 use crate::record::{Provenance, Record};
-use crate::report::{RunReport, StreamReport};
+use crate::report::{RunOutcome, RunReport, StreamReport};
 use crate::state::{Commit, DeadLetter, LedgerEntry};
 use crate::stream::{DeleteMode, StreamSpec};
 
@@ -54,7 +54,7 @@ impl Pipeline {
             let Some(spec) = specs.iter().find(|s| s.name == stream) else {
                 let sr = StreamReport {
                     dead_lettered: letters.len() as u64,
-                    outcome: "failed".into(),
+                    outcome: RunOutcome::Failed,
                     error: Some(format!("the source no longer has stream `{stream}`")),
                     ..Default::default()
                 };
@@ -66,8 +66,9 @@ impl Pipeline {
         }
         report.finished_at = crate::now_rfc3339();
         report.duration_ms = started.elapsed().as_millis() as u64;
-        report.outcome = if report.total(|s| s.dead_lettered) == 0 { "succeeded".into() } else { "failed".into() };
-        report.exit_code = if report.outcome == "succeeded" { 0 } else { crate::ErrorKind::Data.exit_code() };
+        report.outcome =
+            if report.total(|s| s.dead_lettered) == 0 { RunOutcome::Succeeded } else { RunOutcome::Failed };
+        report.exit_code = if report.outcome == RunOutcome::Succeeded { 0 } else { crate::ErrorKind::Data.exit_code() };
         Ok(report)
     }
 
@@ -94,7 +95,7 @@ impl Pipeline {
         for chunk in letters.chunks(sh.batch_size) {
             self.replay_batch(&replay, chunk, &mut sr).await?;
         }
-        sr.outcome = if sr.dead_lettered == 0 { "succeeded".into() } else { "failed".into() };
+        sr.outcome = if sr.dead_lettered == 0 { RunOutcome::Succeeded } else { RunOutcome::Failed };
         info!(pipeline = %sh.name, stream = %stream, delivered = sr.written, unchanged = sr.skipped_unchanged, still_failing = sr.dead_lettered, "dead letters replayed");
         Ok(sr)
     }

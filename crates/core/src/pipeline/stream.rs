@@ -27,8 +27,8 @@ use super::{Shared, StreamOptions};
 use crate::connector::{Cx, ReadRequest, SinkStream};
 use crate::error::{Error, ErrorKind};
 use crate::record::FieldPath;
-use crate::report::StreamReport;
-use crate::state::{Checkpoint, Commit, CursorState};
+use crate::report::{RunOutcome, StreamReport};
+use crate::state::{Checkpoint, Commit, CursorState, PauseKind};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
 mod committer;
@@ -106,17 +106,17 @@ impl StreamRun {
         // A pause for anything but an outage (drift) holds until an operator lifts it.
         let held = match self.shared.state.paused(Some(&self.shared.name)).await {
             Ok(p) => p.into_iter().find(|p| p.stream == self.spec.name),
-            Err(e) => return (report, Some(e)),
+            Err(e) => return (StreamReport { outcome: RunOutcome::Failed, ..report }, Some(e)),
         };
-        if let Some(p) = held.as_ref().filter(|p| p.kind != "unavailable") {
+        if let Some(p) = held.as_ref().filter(|p| p.kind != PauseKind::Unavailable) {
             info!(stream = %self.spec.name, kind = %p.kind, since = %p.since, "stream is paused; `dovetail resume` lifts it");
-            report.outcome = "paused".into();
+            report.outcome = RunOutcome::Paused;
             report.paused = Some(format!("paused since {} ({}): {}", p.since, p.kind, p.reason));
             // Still paused is still not current: the run says so (outcome `paused`, the
             // cause's exit code) and what lifts it, every run until someone does.
             let (pipeline, stream) = (&self.shared.name, &self.spec.name);
-            let (kind, hint) = match p.kind.as_str() {
-                "drift" => (
+            let (kind, hint) = match p.kind {
+                PauseKind::Drift => (
                     ErrorKind::Data,
                     format!(
                         "review the drift with `dovetail drift --pipeline {pipeline}`, then `dovetail drift accept {pipeline} {stream}` (or fix the policy) and run again"
@@ -141,10 +141,10 @@ impl StreamRun {
             err = self.apply_outage_policy(err, &mut report).await;
         }
         report.outcome = match &err {
-            _ if report.paused.is_some() => "paused".into(),
-            Some(e) if *e.kind() == ErrorKind::Interrupted => "interrupted".into(),
-            Some(_) => "failed".into(),
-            None => "succeeded".into(),
+            _ if report.paused.is_some() => RunOutcome::Paused,
+            Some(e) if *e.kind() == ErrorKind::Interrupted => RunOutcome::Interrupted,
+            Some(_) => RunOutcome::Failed,
+            None => RunOutcome::Succeeded,
         };
         report.error = err.as_ref().filter(|e| *e.kind() != ErrorKind::Interrupted).map(|e| e.report());
         if let Some(p) = &self.progress {

@@ -11,8 +11,8 @@ use super::lock;
 use crate::error::Error;
 use crate::record::{ContentHash, Key};
 use crate::state::{
-    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, OutboxEntry, PausedStream, RunLock, RunRecord,
-    StoredDrift,
+    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, OutboxEntry, PausedStream, RunLock, RunOutcome,
+    RunRecord, StoredDrift,
 };
 
 /// Ledger rows of one stream: key → (content hash, pass, destination id).
@@ -309,12 +309,18 @@ impl HistoryStore for MemoryState {
             pipeline: pipeline.into(),
             started_at: started_at.into(),
             finished_at: None,
-            outcome: "running".into(),
+            outcome: RunOutcome::Running,
             report: None,
         });
         Ok(id)
     }
-    async fn finish_run(&self, run_id: i64, finished_at: &str, outcome: &str, report: &Value) -> Result<(), Error> {
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        finished_at: &str,
+        outcome: RunOutcome,
+        report: &Value,
+    ) -> Result<(), Error> {
         let mut g = lock(&self.inner);
         let r = g
             .runs
@@ -322,7 +328,7 @@ impl HistoryStore for MemoryState {
             .find(|r| r.id == run_id)
             .ok_or_else(|| Error::internal(format!("state store: there is no run with id {run_id} to finish")))?;
         r.finished_at = Some(finished_at.into());
-        r.outcome = outcome.into();
+        r.outcome = outcome;
         r.report = Some(report.clone());
         Ok(())
     }
@@ -374,7 +380,7 @@ impl HistoryStore for MemoryState {
                     pipeline: pipeline.to_owned(),
                     stream: stream.to_owned(),
                     path: e.path.clone(),
-                    change: e.change.clone(),
+                    change: e.change,
                     expected: e.expected.clone(),
                     observed: e.observed.clone(),
                     count: e.count,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dovetail_core::{ErrorKind, RunOptions, RunReport};
+use dovetail_core::{DriftClass, ErrorKind, RunOptions, RunOutcome, RunReport};
 use dovetail_fake_vendor::{AuthMode, FakeVendor, VendorConfig};
 
 use crate::cli::DemoArgs;
@@ -153,7 +153,7 @@ fn story(
     let mut out = String::from("\nWhat happened:\n");
     let written = r.total(|s| s.written);
     let unchanged = r.total(|s| s.skipped_unchanged) + r.total(|s| s.filtered);
-    if written == 0 && r.outcome == "succeeded" {
+    if written == 0 && r.outcome == RunOutcome::Succeeded {
         out.push_str(&format!(
             "  - Nothing new at the vendor: 0 records written ({unchanged} already delivered were skipped). This rerun changed nothing.\n"
         ));
@@ -215,20 +215,22 @@ fn story(
         }
     }
     for (stream, s) in &r.streams {
-        let nulls: u64 = s.drift.iter().filter(|d| d.change == "null_value").map(|d| d.count).sum();
+        let nulls: u64 = s.drift.iter().filter(|d| d.change == DriftClass::NullValue).map(|d| d.count).sum();
         if nulls > 0 {
             out.push_str(&format!(
                 "  - Survived nulls where the schema promises values ({nulls} values in `{stream}`): kept as null and reported by path above, not dropped.\n"
             ));
         }
-        for d in s.drift.iter().filter(|d| d.change != "null_value") {
-            let what = match d.change.as_str() {
-                "type_changed" => format!("arrived as {} where the schema says {}", d.observed, d.expected),
-                "new_field" => "is a field the schema does not know".to_owned(),
-                "missing_field" => "was missing".to_owned(),
-                "enum_value" => format!("took the new value {} (the schema lists {})", d.observed, d.expected),
-                "column_type" => format!("arrived as {} in a SQLite column made for {}", d.observed, d.expected),
-                other => other.to_owned(),
+        for d in s.drift.iter().filter(|d| d.change != DriftClass::NullValue) {
+            let what = match d.change {
+                DriftClass::TypeChanged => format!("arrived as {} where the schema says {}", d.observed, d.expected),
+                DriftClass::NewField => "is a field the schema does not know".to_owned(),
+                DriftClass::MissingField => "was missing".to_owned(),
+                DriftClass::EnumValue => format!("took the new value {} (the schema lists {})", d.observed, d.expected),
+                DriftClass::ColumnType => {
+                    format!("arrived as {} in a SQLite column made for {}", d.observed, d.expected)
+                }
+                DriftClass::NullValue => d.change.to_string(), // told above, with the other nulls
             };
             out.push_str(&format!(
                 "  - Detected drift in `{stream}`: {} {what} in {} records, from {}; kept and reported, not dropped.\n",
@@ -261,7 +263,10 @@ fn story(
         out.push_str("  Run `dovetail demo` again: dovetail resumes from its checkpoint and writes nothing new.\n");
     }
     if r.exit_code != 0 && r.exit_code != ErrorKind::Interrupted.exit_code() {
-        out.push_str(&format!("  The run did not succeed: {}\n", r.error.as_deref().unwrap_or(&r.outcome)));
+        out.push_str(&format!(
+            "  The run did not succeed: {}\n",
+            r.error.clone().unwrap_or_else(|| r.outcome.to_string())
+        ));
     }
     out
 }
@@ -284,7 +289,7 @@ mod tests {
         }
         h.by_status.insert("429".into(), 1);
         let r =
-            RunReport { outcome: "succeeded".into(), http: [("source".to_owned(), h)].into(), ..Default::default() };
+            RunReport { outcome: RunOutcome::Succeeded, http: [("source".to_owned(), h)].into(), ..Default::default() };
         let text = story(&r, &[], 0, Path::new("state.db"), &[], 36);
         for line in [
             "  - 30 HTTP requests (33 attempts; the vendor counted 36, token requests included).\n",

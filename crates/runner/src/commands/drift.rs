@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use dovetail_core::{StateStore, StoredDrift};
+use dovetail_core::{DriftClass, StateStore, StoredDrift};
 
 use crate::cli::{DriftAction, DriftArgs};
 use crate::commands::status::short_time;
@@ -62,7 +62,7 @@ fn table(events: &[StoredDrift]) -> Table {
             e.pipeline.clone(),
             e.stream.clone(),
             e.path.clone(),
-            e.change.clone(),
+            e.change.to_string(),
             e.expected.clone(),
             e.observed.clone(),
             e.count.to_string(),
@@ -91,7 +91,7 @@ async fn accept(state: &dyn StateStore, pipeline: &str, stream: &str) -> anyhow:
     let mut text = String::new();
     if let Some(mut baseline) = state.baseline(pipeline, stream).await? {
         let widened =
-            open.iter().filter(|e| dovetail_core::drift::accept(&mut baseline, &e.path, &e.change, &e.observed));
+            open.iter().filter(|e| dovetail_core::drift::accept(&mut baseline, &e.path, e.change, &e.observed));
         let n = widened.count();
         if n > 0 {
             state.save_baseline(pipeline, stream, &baseline).await?;
@@ -99,7 +99,7 @@ async fn accept(state: &dyn StateStore, pipeline: &str, stream: &str) -> anyhow:
         text.push_str(&format!("Baseline of stream `{stream}` of pipeline `{pipeline}`: {n} change(s) taken in.\n"));
     }
     // Sink columns are widened by the sink itself, which the next run hands accepted drift to.
-    let columns = open.iter().filter(|e| e.change == "column_type").count();
+    let columns = open.iter().filter(|e| e.change == DriftClass::ColumnType).count();
     if columns > 0 {
         text.push_str(&format!("{columns} sink column change(s) take effect when the next run opens the sink.\n"));
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use dovetail_core::{Error, ErrorKind, RunOptions, RunReport, StateStore};
+use dovetail_core::{Error, ErrorKind, RunOptions, RunOutcome, RunReport, StateStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
@@ -102,7 +102,7 @@ impl Batch<'_> {
                             .await;
                     }
                     code = first(code, c);
-                    if report.outcome == "interrupted" || c == ErrorKind::Interrupted.exit_code() {
+                    if report.outcome == RunOutcome::Interrupted || c == ErrorKind::Interrupted.exit_code() {
                         break;
                     }
                 }
@@ -156,10 +156,10 @@ fn from_value(args: &RunArgs) -> Option<serde_json::Value> {
 
 /// The exit code of a finished run.
 pub fn report_code(report: &RunReport) -> i32 {
-    match (report.exit_code, report.outcome.as_str()) {
+    match (report.exit_code, report.outcome) {
         (c, _) if c != 0 => c,
-        (_, "succeeded") => 0,
-        (_, "interrupted") => ErrorKind::Interrupted.exit_code(),
+        (_, RunOutcome::Succeeded) => 0,
+        (_, RunOutcome::Interrupted) => ErrorKind::Interrupted.exit_code(),
         _ => ErrorKind::Internal.exit_code(),
     }
 }

@@ -56,7 +56,7 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
             t.row(vec![
                 p.pipeline.clone(),
                 p.stream.clone(),
-                p.kind.clone(),
+                p.kind.to_string(),
                 short_time(&p.since),
                 output::truncate(&p.reason, 80),
             ]);
@@ -130,7 +130,7 @@ pub fn table(runs: &[RunRecord]) -> Table {
             r.pipeline.clone(),
             short_time(&r.started_at),
             duration(r),
-            if dry { format!("{} (dry run)", r.outcome) } else { r.outcome.clone() },
+            if dry { format!("{} (dry run)", r.outcome) } else { r.outcome.to_string() },
             sum("read"),
             sum("written"),
             sum("skipped_unchanged"),
@@ -178,7 +178,7 @@ mod tests {
             pipeline: "orders".into(),
             started_at: "2026-11-03T10:15:02.123Z".into(),
             finished_at: Some("2026-11-03T10:15:04.000Z".into()),
-            outcome: "failed".into(),
+            outcome: dovetail_core::RunOutcome::Failed,
             report: Some(serde_json::json!({
                 "duration_ms": 1877, "error": "boom",
                 "streams": {"a": {"read": 3, "written": 2, "skipped_unchanged": 1, "dead_lettered": 0,

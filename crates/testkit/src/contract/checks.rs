@@ -3,7 +3,7 @@
 
 use dovetail_core::state::Commit;
 use dovetail_core::testing::{MemorySink, MemoryState};
-use dovetail_core::{Checkpoint, DeliveryStore, ErrorKind, HistoryStore, Pipeline, RunOptions, RunReport};
+use dovetail_core::{Checkpoint, DeliveryStore, ErrorKind, HistoryStore, Pipeline, RunOptions, RunOutcome, RunReport};
 use serde_json::json;
 
 use super::{BuildSource, Outcome, SourceContract, StreamCase};
@@ -100,7 +100,7 @@ pub(super) fn unmatched(server: Option<&FixtureServer>) -> Result<(), String> {
 }
 
 pub(super) fn succeeded(stream: &str, r: &RunReport) -> Result<(), String> {
-    if r.outcome == "succeeded" {
+    if r.outcome == RunOutcome::Succeeded {
         Ok(())
     } else {
         Err(format!("{stream}: run {}: {}", r.outcome, r.error.as_deref().unwrap_or("(no error)")))
@@ -261,7 +261,7 @@ async fn resumes_from_a_checkpoint(c: &SourceContract) -> Outcome {
             let server = serve(Some(&fail_once_at(fixture, last))).await?.ok_or("no server")?;
             let state = MemoryState::default();
             let first = run_once(c, builder(c, case), &server.base_url(), &case.name, &state).await?;
-            if first.report.outcome == "succeeded" {
+            if first.report.outcome == RunOutcome::Succeeded {
                 return Err("the run succeeded although its last page failed with a 400".into());
             }
             let cp = state.checkpoint(PIPELINE, &case.name).await.map_err(|e| e.report())?;
@@ -308,7 +308,7 @@ async fn corrupt_checkpoint_is_reported(c: &SourceContract) -> Outcome {
         state.commit(commit).await.map_err(|e| e.report())?;
         let run = run_once(c, builder(c, case), &base_url(server.as_ref()), &case.name, &state).await?;
         let error = run.report.error.clone().unwrap_or_default();
-        if run.report.outcome == "succeeded" {
+        if run.report.outcome == RunOutcome::Succeeded {
             return Err("a nonsense checkpoint position was accepted".into());
         }
         if run.report.exit_code != ErrorKind::Permanent.exit_code() {

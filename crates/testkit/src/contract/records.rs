@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use dovetail_core::testing::MemoryState;
-use dovetail_core::{Cx, DeliveryStore, HistoryStore, Next, ReadRequest, RunReport, StreamSpec};
+use dovetail_core::{Cx, DeliveryStore, DriftClass, HistoryStore, Next, ReadRequest, RunReport, StreamSpec};
 use serde_json::Value;
 
 use super::checks::{PIPELINE, Run, per_case, run_once, succeeded, unmatched};
@@ -181,10 +181,10 @@ pub(super) async fn drift_on_changed_field_type(c: &SourceContract) -> Outcome {
             state.save_baseline(PIPELINE, &case.name, &baseline).await.map_err(|e| e.report())?;
             let (run, _live) = run_over(c, case, Some(&changed), &state).await?;
             let s = run.report.streams.get(&case.name).cloned().unwrap_or_default();
-            if let Some(e) = s.drift.iter().find(|e| e.change == "type_changed") {
+            if let Some(e) = s.drift.iter().find(|e| e.change == DriftClass::TypeChanged) {
                 return Ok(Ok(format!(
-                    "`{field}` {what}: type_changed at {} ({} → {})",
-                    e.path, e.expected, e.observed
+                    "`{field}` {what}: {} at {} ({} → {})",
+                    e.change, e.path, e.expected, e.observed
                 )));
             }
             refused.push(format!("`{field}`: {} dead-lettered, outcome {}", s.dead_lettered, run.report.outcome));

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use dovetail_core::testing::{MemorySource, MemoryState};
 use dovetail_core::{
-    Batch, Cx, DeleteMode, Error, HistoryStore, Key, Pipeline, Provenance, Record, RunOptions, Sink, SinkStream,
+    Batch, Cx, DeleteMode, Error, HistoryStore, Key, Pipeline, Provenance, Record, RunOptions, RunOutcome, Sink,
+    SinkStream,
 };
 use serde_json::{Value, json};
 
@@ -236,7 +237,7 @@ impl SinkContract {
             self.write_directly(&crashed, &records()).await?;
             let state = MemoryState::default();
             let report = self.run_pipeline(&crashed, records(), &state, 100).await?;
-            if report.outcome != "succeeded" {
+            if report.outcome != RunOutcome::Succeeded {
                 return Err(format!("the run after the crash: {}", report.error.unwrap_or_default()));
             }
             let replayed = self.read(&crashed)?;
@@ -274,7 +275,7 @@ impl SinkContract {
             // Batches of two: the destination is set up from good records before the bad one
             // (a sink deriving its table from the first batch sees the bad record later).
             let report = self.run_pipeline(tmp.path(), input, &state, 2).await?;
-            if report.outcome != "succeeded" {
+            if report.outcome != RunOutcome::Succeeded {
                 return Err(format!("one refused record failed the run: {}", report.error.unwrap_or_default()));
             }
             let dead = state.dead_letters(Some(PIPELINE), Some(STREAM), 100).await.map_err(|e| e.report())?;

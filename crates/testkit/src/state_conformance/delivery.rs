@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use dovetail_core::state::{Checkpoint, Commit, LedgerEntry};
-use dovetail_core::{DeliveryStore, ErrorKind, Key};
+use dovetail_core::{DeliveryStore, ErrorKind, Key, PauseKind};
 use serde_json::{Value, json};
 
 use super::{Subject, checkpoint, commit, entry, hash, key, pause, queued};
@@ -66,7 +66,7 @@ pub async fn reset_forgets_checkpoints_and_pauses_in_its_scope_only(s: Subject) 
         c.outbox_add = vec![queued("1", json!({"id": 1}))];
         c.checkpoint = Some(checkpoint(json!(format!("{p}/{s_}"))));
         st.commit(c).await.unwrap();
-        st.pause(&pause(p, s_, "unavailable", "down")).await.unwrap();
+        st.pause(&pause(p, s_, PauseKind::Unavailable, "down")).await.unwrap();
     }
     assert_eq!(st.reset("p", Some("s")).await.unwrap(), 1);
     assert_eq!(st.checkpoint("p", "s").await.unwrap(), None);
@@ -327,9 +327,9 @@ pub async fn outbox_depths_list_waiting_streams_in_order(s: Subject) {
 /// touches no other stream.
 pub async fn pause_replaces_and_unpause_says_whether_it_was_paused(s: Subject) {
     let st = s.delivery();
-    st.pause(&pause("p", "s", "unavailable", "sink down")).await.unwrap();
-    st.pause(&pause("p", "t", "unavailable", "sink down")).await.unwrap();
-    let drift = pause("p", "s", "drift", "price changed type");
+    st.pause(&pause("p", "s", PauseKind::Unavailable, "sink down")).await.unwrap();
+    st.pause(&pause("p", "t", PauseKind::Unavailable, "sink down")).await.unwrap();
+    let drift = pause("p", "s", PauseKind::Drift, "price changed type");
     st.pause(&drift).await.unwrap();
     let now = st.paused(Some("p")).await.unwrap();
     assert_eq!(now.len(), 2, "replaced, not added: {now:?}");
@@ -337,14 +337,18 @@ pub async fn pause_replaces_and_unpause_says_whether_it_was_paused(s: Subject) {
     assert!(st.unpause("p", "s").await.unwrap());
     assert!(!st.unpause("p", "s").await.unwrap(), "already resumed");
     assert!(!st.unpause("q", "t").await.unwrap(), "never paused");
-    assert_eq!(st.paused(None).await.unwrap(), [pause("p", "t", "unavailable", "sink down")]);
+    assert_eq!(st.paused(None).await.unwrap(), [pause("p", "t", PauseKind::Unavailable, "sink down")]);
 }
 
 /// `paused` returns every field, ordered by pipeline then stream, of one pipeline or all.
 pub async fn paused_lists_by_pipeline_and_stream(s: Subject) {
     let st = s.delivery();
     assert_eq!(st.paused(None).await.unwrap(), []);
-    let rows = [pause("q", "a", "drift", "x"), pause("p", "t", "unavailable", "y"), pause("p", "s", "drift", "z")];
+    let rows = [
+        pause("q", "a", PauseKind::Drift, "x"),
+        pause("p", "t", PauseKind::Unavailable, "y"),
+        pause("p", "s", PauseKind::Drift, "z"),
+    ];
     for r in &rows {
         st.pause(r).await.unwrap();
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::explain::{Outcome, Retention, Story};
 use dovetail_core::state::{Checkpoint, Commit, LedgerEntry};
-use dovetail_core::{StateStore, now_rfc3339};
+use dovetail_core::{DriftClass, RunOutcome, StateStore, now_rfc3339};
 use serde_json::{Value, json};
 
 use super::{Subject, commit, dead, entry, explained, hash, key};
@@ -15,7 +15,7 @@ use super::{Subject, commit, dead, entry, explained, hash, key};
 fn drift(path: &str, observed: &str, count: u64, seen: &str) -> DriftEvent {
     DriftEvent {
         path: path.into(),
-        change: "type_changed".into(),
+        change: DriftClass::TypeChanged,
         expected: "number".into(),
         observed: observed.into(),
         count,
@@ -42,7 +42,7 @@ pub async fn runs_are_listed_newest_first_filtered_and_limited(s: Subject) {
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[2], ids[1], ids[0]]);
     let newest = &all[0];
     assert_eq!((newest.pipeline.as_str(), newest.started_at.as_str()), ("p", "2026-01-03T00:00:00Z"));
-    assert_eq!((newest.outcome.as_str(), &newest.finished_at, &newest.report), ("running", &None, &None));
+    assert_eq!((newest.outcome, &newest.finished_at, &newest.report), (RunOutcome::Running, &None, &None));
     let p: Vec<i64> = st.runs(Some("p"), 10).await.unwrap().iter().map(|r| r.id).collect();
     assert_eq!(p, [ids[2], ids[0]]);
     let one: Vec<i64> = st.runs(None, 1).await.unwrap().iter().map(|r| r.id).collect();
@@ -58,14 +58,14 @@ pub async fn finish_run_stores_the_outcome_and_refuses_an_unknown_run(s: Subject
     let b = st.begin_run("p", "2026-01-01T00:01:00Z").await.unwrap();
     let report: Value =
         serde_json::from_str(r#"{"streams":{"s":{"written":3}},"bytes":123456789012345678901234567890}"#).unwrap();
-    st.finish_run(a, "2026-01-01T00:00:09Z", "succeeded", &report).await.unwrap();
+    st.finish_run(a, "2026-01-01T00:00:09Z", RunOutcome::Succeeded, &report).await.unwrap();
     let runs = st.runs(Some("p"), 10).await.unwrap();
     let (done, running) = (runs.iter().find(|r| r.id == a).unwrap(), runs.iter().find(|r| r.id == b).unwrap());
     assert_eq!(done.finished_at.as_deref(), Some("2026-01-01T00:00:09Z"));
-    assert_eq!(done.outcome, "succeeded");
+    assert_eq!(done.outcome, RunOutcome::Succeeded);
     assert_eq!(done.report.as_ref().map(Value::to_string), Some(report.to_string()));
-    assert_eq!((running.outcome.as_str(), &running.report), ("running", &None));
-    assert!(st.finish_run(b + 1000, "2026-01-01T00:00:09Z", "failed", &json!({})).await.is_err());
+    assert_eq!((running.outcome, &running.report), (RunOutcome::Running, &None));
+    assert!(st.finish_run(b + 1000, "2026-01-01T00:00:09Z", RunOutcome::Failed, &json!({})).await.is_err());
 }
 
 /// Each pipeline with a run, once, by name.
@@ -234,7 +234,7 @@ pub async fn record_drift_counts_repeats_and_reopens_accepted_rows(s: Subject) {
         (5, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
     );
     assert_eq!((price.expected.as_str(), price.first_at.as_str()), ("number|null", "GET /v1/items /price"));
-    assert_eq!((price.pipeline.as_str(), price.stream.as_str(), price.change.as_str()), ("p", "s", "type_changed"));
+    assert_eq!((price.pipeline.as_str(), price.stream.as_str(), price.change), ("p", "s", DriftClass::TypeChanged));
     assert_eq!(price.accepted_at, None);
 
     st.accept_drift("p", "s", "2026-01-03T00:00:00Z").await.unwrap();
@@ -365,7 +365,7 @@ pub async fn prune_by_count_keeps_the_newest_runs_and_the_whole_ledger(s: Subjec
             x.fetches[0].unchanged.clear();
         }
         st.commit(c).await.unwrap();
-        st.finish_run(run, &now_rfc3339(), "succeeded", &json!({})).await.unwrap();
+        st.finish_run(run, &now_rfc3339(), RunOutcome::Succeeded, &json!({})).await.unwrap();
         runs.push(run);
     }
     st.begin_run("other", &now_rfc3339()).await.unwrap();

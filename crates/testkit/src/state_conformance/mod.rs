@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use dovetail_core::explain::{ExplainBatch, Fetch, Outcome, Story};
 use dovetail_core::state::{Checkpoint, Commit, CursorState, DeadLetter, LedgerEntry, OutboxEntry, PausedStream};
-use dovetail_core::{ContentHash, DeliveryStore, Key, Provenance, StateStore};
+use dovetail_core::{ContentHash, DeliveryStore, Key, PauseKind, Provenance, StateStore};
 use serde_json::{Value, json};
 
 /// Arms a store so commits whose checkpoint position equals the value fail midway.
@@ -326,11 +326,11 @@ pub(crate) fn queued(k: &str, data: Value) -> OutboxEntry {
     OutboxEntry { id: 0, key: key(k), hash: hash(7), data, location: Some(format!("item {k}")) }
 }
 
-pub(crate) fn pause(pipeline: &str, stream: &str, kind: &str, reason: &str) -> PausedStream {
+pub(crate) fn pause(pipeline: &str, stream: &str, kind: PauseKind, reason: &str) -> PausedStream {
     PausedStream {
         pipeline: pipeline.into(),
         stream: stream.into(),
-        kind: kind.into(),
+        kind,
         reason: reason.into(),
         since: "2026-01-01T00:00:00Z".into(),
     }

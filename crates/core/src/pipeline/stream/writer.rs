@@ -13,7 +13,7 @@ use tracing::warn;
 use super::mapper::MappedBatch;
 use super::{StreamRun, Timings};
 use crate::connector::{SinkStream, WriteReport};
-use crate::drift::DriftEvent;
+use crate::drift::{DriftClass, DriftEvent};
 use crate::error::{Error, ErrorKind};
 use crate::failpoint;
 use crate::record::{ContentHash, Key, Record};
@@ -263,7 +263,7 @@ impl StreamRun {
             .drift_events(Some(&sh.name))
             .await?
             .into_iter()
-            .filter(|d| d.stream == self.spec.name && d.change == "column_type" && d.accepted_at.is_some())
+            .filter(|d| d.stream == self.spec.name && d.change == DriftClass::ColumnType && d.accepted_at.is_some())
             .map(|d| DriftEvent {
                 path: d.path,
                 change: d.change,
