@@ -126,19 +126,30 @@ pub fn main(root: &Path, args: &[String]) -> Result<()> {
 /// The root manifest with `dovetail-NAME = { path = "connectors/NAME" }` in
 /// `[workspace.dependencies]`, after the last connector there (how the others are declared).
 pub fn add_workspace_dependency(toml_text: &str, n: &Names) -> Result<String> {
-    const TABLE: &str = "[workspace.dependencies]\n";
-    let Some(start) = toml_text.find(TABLE) else { bail!("Cargo.toml has no [workspace.dependencies] table") };
-    let body_start = start + TABLE.len();
+    let line = format!("dovetail-{} = {{ path = \"connectors/{}\" }}\n", n.name, n.name);
+    insert_after_last(toml_text, "[workspace.dependencies]\n", "Cargo.toml", is_connector_dependency, &line)
+}
+
+/// `toml_text` with `line` inserted in `table` after the last line `matches` accepts (at the
+/// table's start when none does); `file` names the manifest in the error.
+fn insert_after_last(
+    toml_text: &str,
+    table: &str,
+    file: &str,
+    matches: impl Fn(&str) -> bool,
+    line: &str,
+) -> Result<String> {
+    let Some(start) = toml_text.find(table) else { bail!("{file} has no {} table", table.trim_end()) };
+    let body_start = start + table.len();
     let body_end = toml_text[body_start..].find("\n[").map_or(toml_text.len(), |i| body_start + i + 1);
     let mut at = body_start;
     let mut offset = body_start;
-    for line in toml_text[body_start..body_end].split_inclusive('\n') {
-        offset += line.len();
-        if is_connector_dependency(line) {
+    for l in toml_text[body_start..body_end].split_inclusive('\n') {
+        offset += l.len();
+        if matches(l) {
             at = offset;
         }
     }
-    let line = format!("dovetail-{} = {{ path = \"connectors/{}\" }}\n", n.name, n.name);
     Ok(format!("{}{line}{}", &toml_text[..at], &toml_text[at..]))
 }
 
@@ -162,21 +173,12 @@ pub fn connector_packages(root_toml: &str) -> Vec<String> {
 /// The runner's manifest with `dovetail-NAME.workspace = true` in `[dependencies]`, after the
 /// last connector there (`connectors`: the connector packages of the workspace).
 pub fn add_dependency(toml_text: &str, connectors: &[String], n: &Names) -> Result<String> {
-    const TABLE: &str = "[dependencies]\n";
-    let Some(start) = toml_text.find(TABLE) else { bail!("crates/runner/Cargo.toml has no [dependencies] table") };
-    let body_start = start + TABLE.len();
-    let body_end = toml_text[body_start..].find("\n[").map_or(toml_text.len(), |i| body_start + i + 1);
-    let mut at = body_start;
-    let mut offset = body_start;
-    for line in toml_text[body_start..body_end].split_inclusive('\n') {
-        offset += line.len();
-        let name = line.split(['.', ' ', '=']).next().unwrap_or("");
-        if connectors.iter().any(|c| c == name) {
-            at = offset;
-        }
-    }
+    let is_connector = |l: &str| {
+        let name = l.split(['.', ' ', '=']).next().unwrap_or("");
+        connectors.iter().any(|c| c == name)
+    };
     let line = format!("dovetail-{}.workspace = true\n", n.name);
-    Ok(format!("{}{line}{}", &toml_text[..at], &toml_text[at..]))
+    insert_after_last(toml_text, "[dependencies]\n", "crates/runner/Cargo.toml", is_connector, &line)
 }
 
 /// The registry with the new source as the last line of `sources()` and the new sink as the
