@@ -3,7 +3,8 @@
 //!
 //! - **Tables.** [`Sink::open`](dovetail_core::Sink::open) creates the stream's table when
 //!   it is missing: columns from the stream schema's top-level `properties` when there is a
-//!   schema, else from the fields of the first batch written. Key columns come first, then
+//!   schema, else from the fields of the first batch's records that can be written (see
+//!   Rejects). Key columns come first, then
 //!   the other fields sorted by name, then `_synced_at` (RFC 3339 time of the write) and,
 //!   for streams whose delete mode is `soft_delete`, the soft-delete column
 //!   (`_deleted_at` by default). `PRIMARY KEY` is the stream's key. A batch carrying a
@@ -24,9 +25,12 @@
 //! - **Column drift.** Each column remembers the JSON types it was made for (noted in
 //!   [`NOTES_TABLE`]); a value of another type is `column_type` drift, reported in
 //!   `WriteReport::drift` and written or left out as the batch's `ColumnDrift` says.
-//! - **Rejects.** A record that is not an object, lacks a key field, or carries a field
-//!   whose name clashes with an existing column (SQLite names ignore case) is reported in
-//!   `WriteReport::rejected`; the rest of the batch is written.
+//! - **Rejects.** A record that is not an object, lacks a key field, carries a field
+//!   whose name clashes with a column or another of its fields (SQLite names ignore case),
+//!   needs more columns than SQLite allows a table, or holds a value or row over SQLite's
+//!   size limit is reported in `WriteReport::rejected`, naming the limit; the rest of the
+//!   batch is written. Records are checked before their new fields become columns, so a
+//!   refused record leaves no column behind.
 //!
 //! ```no_run
 //! use dovetail_core::{BuildCx, SinkConnector};
@@ -38,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+mod admit;
 mod bind;
 mod column;
 mod config;

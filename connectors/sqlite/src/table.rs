@@ -42,28 +42,6 @@ pub(crate) struct Table {
     pub(crate) by_name: Vec<(usize, usize)>,
 }
 
-/// Fields of `records` that `table` (if any) has no data column for, with the types seen.
-pub(crate) fn scan_fields(records: &[dovetail_core::Record], table: Option<&Table>) -> BTreeMap<String, Seen> {
-    let mut out: BTreeMap<String, Seen> = BTreeMap::new();
-    for r in records {
-        let Some(obj) = r.data.as_object() else { continue };
-        for (k, v) in obj {
-            if table.is_some_and(|t| t.exact.contains_key(k)) || k.contains('\0') {
-                continue;
-            }
-            match out.get_mut(k) {
-                Some(seen) => seen.add(v),
-                None => {
-                    let mut seen = Seen::default();
-                    seen.add(v);
-                    out.insert(k.clone(), seen);
-                }
-            }
-        }
-    }
-    out
-}
-
 impl Table {
     /// Read an existing table's columns, check its primary key matches the stream's, and
     /// add the system columns it lacks. `None` when the table does not exist.

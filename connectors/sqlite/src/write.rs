@@ -5,12 +5,14 @@ use std::collections::HashMap;
 
 use dovetail_core::drift::{DriftClass, DriftEvent};
 use dovetail_core::{Batch, ColumnDrift, DeleteMode, Error, Key, Record, SinkStream, WriteReport};
-use rusqlite::{CachedStatement, Connection, TransactionBehavior};
+use rusqlite::limits::Limit;
+use rusqlite::{CachedStatement, Connection, ErrorCode, TransactionBehavior};
 
+use crate::admit::{self, Shape};
 use crate::bind::{Bound, bind};
 use crate::column::{self, Role, Seen};
 use crate::error::{db_error, is_row_error};
-use crate::table::{self, Table};
+use crate::table::Table;
 
 /// How one record fared when bound to the upsert.
 enum Fit {
@@ -91,9 +93,13 @@ fn write_in_tx(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| db_error(e, format!("cannot start a transaction on table `{}`", t.table)))?;
+    // Records refused before they could shape the table (see `admit`), ascending.
+    let mut refused = Vec::new();
     if resolve(&tx, tables, t, false)?.is_none() {
-        let fields = table::scan_fields(&batch.records, None);
-        let created = Table::create(&tx, &t.table, t.stream, fields, t.soft_col)?;
+        let shape = Shape::new_table(&t.table, t.stream, t.soft_col, admit::column_limit(&tx));
+        let plan = shape.plan(&batch.records, 0);
+        refused = plan.refused;
+        let created = Table::create(&tx, &t.table, t.stream, plan.fields, t.soft_col)?;
         tables.insert(t.stream.name.clone(), created);
     }
     let Some(table) = tables.get_mut(&t.stream.name) else {
@@ -112,13 +118,19 @@ fn write_in_tx(
                 stmts.many = Some(prepare(&table.upsert_many_sql)?);
             }
             let run = Run { records: &batch.records, synced_at: &synced_at, mode: batch.column_drift };
-            upsert_run(&tx, &mut stmts, table, &run, next, report)?
+            upsert_run(&tx, &mut stmts, table, &run, next, &mut refused, report)?
         };
         match stopped {
             None => break,
             Some(at) => {
-                let fields = table::scan_fields(&batch.records[at..], Some(table));
-                table.add_columns(&tx, fields)?;
+                let plan = Shape::of(table, &t.stream.key_columns, admit::column_limit(&tx)).plan(&batch.records, at);
+                if plan.fields.is_empty() && plan.refused.first().is_none_or(|r| r.0 != at) {
+                    // Nothing to add for the record that asked: stop rather than ask again.
+                    let at = batch.records[at].whereabouts();
+                    return Err(Error::internal(format!("no column could be added to table `{}`", table.name)).at(at));
+                }
+                refused = plan.refused;
+                table.add_columns(&tx, plan.fields)?;
                 next = at;
             }
         }
@@ -158,16 +170,23 @@ fn upsert_run(
     table: &Table,
     run: &Run<'_>,
     from: usize,
+    refused: &mut [(usize, String)],
     report: &mut WriteReport,
 ) -> Result<Option<usize>, Error> {
     let records = run.records;
     let half = records.len() / 2;
     let params = table.by_name.len();
     let mut slots: Vec<usize> = Vec::with_capacity(table.rows_per_upsert);
+    let mut next_refused = refused.partition_point(|r| r.0 < from);
     for (i, record) in records.iter().enumerate().skip(from) {
         if i == half {
             // Crash tests abort here: half the batch is inside an uncommitted transaction.
             dovetail_core::failpoint::hit("mid_batch");
+        }
+        if let Some((_, why)) = refused.get_mut(next_refused).filter(|r| r.0 == i) {
+            next_refused += 1;
+            refuse(conn, table, record, i, Reject::Data(std::mem::take(why)), report)?;
+            continue;
         }
         let mut misfit = None;
         let offset = if stmts.many.is_some() { slots.len() * params } else { 0 };
@@ -272,8 +291,21 @@ fn refuse(
             Err(db_error(e, format!("cannot write to table `{}`", table.name)).at(record.whereabouts()))
         }
         Reject::Db(e) => {
-            let err = db_error(e, format!("row refused by table `{}`", table.name));
+            let mut doing = format!("row refused by table `{}`", table.name);
+            if e.sqlite_error_code() == Some(ErrorCode::TooBig) {
+                let limit = length_limit(conn);
+                doing.push_str(&format!(": a SQLite row holds at most {limit} bytes (SQLITE_MAX_LENGTH)"));
+            }
+            let err = db_error(e, doing);
             report.rejected.push((i, err.at(record.whereabouts())));
+            Ok(())
+        }
+        Reject::TooBig(field, bytes) => {
+            let (bytes, limit) = (admit::thousands(bytes), length_limit(conn));
+            let why = format!(
+                "field `{field}` holds {bytes} bytes; a SQLite value holds at most {limit} bytes (SQLITE_MAX_LENGTH)"
+            );
+            report.rejected.push((i, Error::data(why).in_connector(crate::KIND).at(record.whereabouts())));
             Ok(())
         }
         Reject::Data(reason) => {
@@ -281,6 +313,14 @@ fn refuse(
             report.rejected.push((i, err));
             Ok(())
         }
+    }
+}
+
+/// SQLite's most bytes in a value or row on this connection (`SQLITE_LIMIT_LENGTH`), grouped.
+fn length_limit(conn: &Connection) -> String {
+    match conn.limit(Limit::SQLITE_LIMIT_LENGTH).ok().and_then(|n| usize::try_from(n).ok()) {
+        Some(n) => admit::thousands(n),
+        None => "1,000,000,000".to_owned(),
     }
 }
 
@@ -305,6 +345,8 @@ fn misfit_event(table: &Table, col: usize, record: &Record) -> DriftEvent {
 enum Reject {
     /// Its data cannot be mapped to the table.
     Data(String),
+    /// A field's value (name, bytes) is longer than SQLite holds.
+    TooBig(String, usize),
     /// SQLite refused it (or failed).
     Db(rusqlite::Error),
 }
@@ -333,7 +375,7 @@ fn bind_record(
     // as a lookup per column in that order would.
     let mut fields = obj.iter().peekable();
     let mut matched = 0;
-    let mut failed: Option<(usize, String)> = None;
+    let mut failed: Option<(usize, Reject)> = None;
     for &(ci, param) in &table.by_name {
         let col = &table.columns[ci];
         let value = match col.role {
@@ -367,21 +409,26 @@ fn bind_record(
                     Ok(b) => b,
                     Err(e) => {
                         if failed.as_ref().is_none_or(|(f, _)| ci < *f) {
-                            failed = Some((ci, e));
+                            failed = Some((ci, Reject::Data(e)));
                         }
                         continue;
                     }
                 }
             }
         };
-        if let Err(e) = stmt.raw_bind_parameter(offset + param, value)
+        if let Err(e) = stmt.raw_bind_parameter(offset + param, &value)
             && failed.as_ref().is_none_or(|(f, _)| ci < *f)
         {
-            failed = Some((ci, format!("cannot bind field `{}`: {e}", col.name)));
+            let why = match (e.sqlite_error_code(), &value) {
+                (Some(ErrorCode::TooBig), Bound::Text(s)) => Reject::TooBig(col.name.clone(), s.len()),
+                (Some(ErrorCode::TooBig), Bound::Json(s)) => Reject::TooBig(col.name.clone(), s.len()),
+                _ => Reject::Data(format!("cannot bind field `{}`: {e}", col.name)),
+            };
+            failed = Some((ci, why));
         }
     }
-    if let Some((_, reason)) = failed {
-        return Err(Reject::Data(reason));
+    if let Some((_, why)) = failed {
+        return Err(why);
     }
     if matched < obj.len() {
         table.check_unknown_fields(obj).map_err(Reject::Data)?;
