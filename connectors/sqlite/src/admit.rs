@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::column::{Role, SYNCED_AT, Seen};
 use crate::table::Table;
+use crate::write::Target;
 
 /// The fields to add as columns, and the records refused instead of shaping the table.
 #[derive(Debug, Default)]
@@ -182,6 +183,27 @@ impl<'a> Shape<'a> {
     }
 }
 
+/// Whether a table with a column per schema property fits SQLite's column limit; if not,
+/// warns that the table will be made from the records written instead (each refused if it
+/// brings too many fields), so a wide schema never stops the stream.
+pub(crate) fn schema_fits(conn: &Connection, t: &Target<'_>, fields: &BTreeMap<String, Seen>) -> bool {
+    let limit = column_limit(conn);
+    let shape = Shape::new_table(&t.table, t.stream, t.soft_col, limit);
+    let columns = shape.columns + fields.keys().filter(|f| !shape.planned.contains_key(*f)).count();
+    if columns <= limit {
+        return true;
+    }
+    tracing::warn!(
+        table = t.table.as_str(),
+        stream = t.stream.name.as_str(),
+        columns,
+        limit,
+        "the stream's schema needs more columns than a SQLite table holds (SQLITE_MAX_COLUMN); \
+         the table is made from the records written instead"
+    );
+    false
+}
+
 /// `2100` as `2,100`.
 pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
@@ -216,10 +238,19 @@ mod tests {
     }
 
     fn write(db: &mut (Connection, HashMap<String, Table>), rows: Vec<Value>) -> Result<WriteReport, Error> {
+        write_to(db, None, rows)
+    }
+
+    /// Write `rows` to table `t` of a stream with `schema`.
+    fn write_to(
+        db: &mut (Connection, HashMap<String, Table>),
+        schema: Option<Value>,
+        rows: Vec<Value>,
+    ) -> Result<WriteReport, Error> {
         let stream = Arc::new(SinkStream {
             name: "t".into(),
             key_columns: vec!["id".into()],
-            schema: None,
+            schema,
             delete_mode: dovetail_core::DeleteMode::Keep,
         });
         let prov = Arc::new(Provenance::default());
@@ -324,6 +355,17 @@ mod tests {
         assert!(rejected[1].1.contains(row), "{rejected:?}");
         assert!(rejected[2].1.contains("field `s` holds 2,013 bytes"), "{rejected:?}");
         assert_eq!(ids(&db.0), [2]);
+    }
+
+    #[test]
+    fn a_schema_wider_than_a_table_holds_leaves_the_table_to_the_records() {
+        let mut db = db(Limit::SQLITE_LIMIT_COLUMN, 10);
+        let props: serde_json::Map<String, Value> =
+            (0..12).map(|i| (format!("p{i:02}"), json!({"type": "integer"}))).collect();
+        let schema = json!({"type": "object", "properties": props});
+        let report = write_to(&mut db, Some(schema), vec![json!({"id": 1, "p00": 1}), wide(2, "q", 10)]).unwrap();
+        assert_eq!((report.written, reasons(&report)[0].0), (1, 1));
+        assert_eq!(columns(&db.0), ["id", "p00", "_synced_at"]);
     }
 
     #[test]

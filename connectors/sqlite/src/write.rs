@@ -53,8 +53,11 @@ pub(crate) fn resolve<'t>(
         let table = match Table::load(conn, &t.table, t.stream, t.soft_col)? {
             Some(table) => Some(table),
             None => match column::schema_fields(t.stream.schema.as_ref()) {
-                Some(fields) => Some(Table::create(conn, &t.table, t.stream, fields, t.soft_col)?),
-                None => None,
+                Some(fields) if admit::schema_fits(conn, t, &fields) => {
+                    Some(Table::create(conn, &t.table, t.stream, fields, t.soft_col)?)
+                }
+                // Too many properties for one table: the records written shape it instead.
+                _ => None,
             },
         };
         if let Some(table) = table {
