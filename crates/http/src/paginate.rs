@@ -470,4 +470,28 @@ mod tests {
         assert_eq!(next_link(v).as_deref(), Some("https://a.test/x?page=3"));
         assert_eq!(next_link(r#"<https://a.test/x?page=1>; rel="prev""#), None);
     }
+
+    #[test]
+    fn a_records_pointer_that_finds_no_array_says_what_the_body_is() {
+        use serde_json::json;
+        let hundred = Value::Array((0..100).map(|i| json!({ "id": i })).collect());
+        assert_eq!(
+            items_missed(&hundred, "/data").as_deref(),
+            Some("found nothing: the body is an array of 100 items")
+        );
+        assert_eq!(
+            items_missed(&json!({"error": "x", "items": []}), "/data").as_deref(),
+            Some("found nothing: the body is an object with keys `error`, `items`")
+        );
+        assert_eq!(
+            items_missed(&json!({"data": {"id": 1}}), "/data").as_deref(),
+            Some("is an object, not an array of records")
+        );
+        assert_eq!(items_missed(&json!("text"), "/data").as_deref(), Some("found nothing: the body is a string"));
+        for fine in
+            [json!({"data": [1]}), json!({"data": []}), json!({"data": null}), json!({}), json!([]), json!(null)]
+        {
+            assert_eq!(items_missed(&fine, "/data"), None, "{fine}");
+        }
+    }
 }

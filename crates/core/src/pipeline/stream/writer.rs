@@ -312,7 +312,8 @@ impl StreamRun {
     /// Checked once the stream read everything, so a bad first batch among good ones passes.
     pub(super) fn check_all_dead_lettered(&self, r: &StreamReport) -> Result<(), Error> {
         let min = crate::pipeline::ALL_DEAD_LETTERED_MIN;
-        if self.opts.allow_all_dead_lettered || r.read < min || r.dead_lettered < r.read {
+        let delivered = r.written + r.skipped_unchanged + r.outbox_queued;
+        if self.opts.allow_all_dead_lettered || r.read < min || r.dead_lettered < r.read || delivered > 0 {
             return Ok(());
         }
         Err(Error::data(format!(
