@@ -333,7 +333,12 @@ impl RestSource {
             }
             Err(e) => return Err(e),
         };
-        let Some(page) = page else { return Ok((vec![], vec![], None)) };
+        let Some(page) = page else {
+            if let Some(what) = p.missed_items() {
+                return Err(records_missed(def, what, &url));
+            }
+            return Ok((vec![], vec![], None));
+        };
         let prov = Arc::new(page.response.provenance(crate::SOURCE_KIND, self.api_version.as_deref()));
         let mut records = Vec::with_capacity(page.items.len());
         for (i, mut item) in page.items.into_iter().enumerate() {
@@ -399,6 +404,15 @@ impl RestSource {
     }
 }
 
+/// The error of a page whose body holds no array where `records` points: a wrong pointer
+/// would otherwise read as an empty listing and succeed with nothing.
+fn records_missed(def: &StreamDef, what: &str, url: &str) -> Error {
+    let ptr = def.cfg.records.as_deref().unwrap_or_default();
+    Error::data(format!("stream `{}`: `records = {ptr:?}` {what} ({url})", def.cfg.name)).with_hint(
+        "set `records` to the JSON pointer of the array of records in the body (leave it out when the body is the array itself)",
+    )
+}
+
 fn child_next(pos: &ChildPosition) -> Result<Next, Error> {
     if pos.pending.is_empty() && pos.parents.is_none() {
         return Ok(Next::Done { resume: None });
@@ -437,7 +451,14 @@ impl Source for RestSource {
             return Err(Error::config("every stream is a child stream: at least one needs no parent"));
         }
         let template = self.template(def, None, None)?;
-        self.client.send(template).await.map(|_| ()).map_err(|e| e.in_stream(&def.cfg.name))
+        let response = self.client.send(template).await.map_err(|e| e.in_stream(&def.cfg.name))?;
+        if let Some(ptr) = def.cfg.records.as_deref().filter(|p| !p.is_empty()) {
+            let body: Value = response.json().map_err(|e| e.in_stream(&def.cfg.name))?;
+            if let Some(what) = dovetail_http::paginate::items_missed(&body, ptr) {
+                return Err(records_missed(def, &what, response.url.path()));
+            }
+        }
+        Ok(())
     }
 
     async fn read(&self, req: &ReadRequest, cx: &Cx) -> Result<Page, Error> {

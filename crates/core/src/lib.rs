@@ -59,7 +59,7 @@ pub use drift_policy::{DriftAction, DriftPolicy};
 pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result};
 pub use json::{JsonType, json_type_name, json_type_phrase};
 pub use names::{DriftClass, PauseKind, RunOutcome, UnknownName};
-pub use pipeline::{Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};
+pub use pipeline::{ALL_DEAD_LETTERED_MIN, Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};
 pub use record::{ContentHash, FieldPath, Key, Location, Provenance, Record};
 pub use report::{HttpReport, RunReport, StreamReport};
 pub use secret::Secret;

@@ -74,8 +74,13 @@ pub struct DeadLetter {
     pub path: Option<String>,
     /// Where it came from (`orders.jsonl line 17`).
     pub location: Option<String>,
-    /// The raw input, unchanged.
+    /// The raw input, unchanged — or, when [`DeadLetter::raw_len`] is set, its first
+    /// [`DEAD_LETTER_RAW_MAX`] bytes.
     pub raw: String,
+    /// The full length in bytes of a raw input longer than [`DEAD_LETTER_RAW_MAX`], whose
+    /// stored `raw` was cut to bound the state; such a record cannot be replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_len: Option<u64>,
     /// When it was first stored (RFC 3339); the store fills it in when a commit leaves it empty.
     pub created_at: String,
     /// How many times this same raw input at this same place failed (re-reads of a file
@@ -86,6 +91,48 @@ pub struct DeadLetter {
 
 fn one() -> u64 {
     1
+}
+
+/// The most of a dead letter's raw input a store keeps: 1 MiB. A longer input (a 50 MB bad
+/// line) is cut to this, with its full length in [`DeadLetter::raw_len`].
+pub const DEAD_LETTER_RAW_MAX: usize = 1 << 20;
+
+impl DeadLetter {
+    /// What dead letters are deduplicated by, with pipeline, stream and location: xxh3-128 of
+    /// the full raw input. Stores index this instead of the raw text, which would store a
+    /// large input twice. Take it before [`DeadLetter::bound_raw`].
+    pub fn raw_hash(&self) -> [u8; 16] {
+        raw_hash(&self.raw)
+    }
+
+    /// Cut `raw` to at most [`DEAD_LETTER_RAW_MAX`] bytes, recording its full length in
+    /// `raw_len`; a no-op for a shorter input.
+    pub fn bound_raw(&mut self) {
+        let (kept, full) = bounded_raw(&self.raw);
+        if let Some(full) = full {
+            let end = kept.len();
+            self.raw.truncate(end);
+            self.raw_len = Some(full);
+        }
+    }
+}
+
+/// xxh3-128 of a raw input: see [`DeadLetter::raw_hash`].
+pub fn raw_hash(raw: &str) -> [u8; 16] {
+    xxhash_rust::xxh3::xxh3_128(raw.as_bytes()).to_le_bytes()
+}
+
+/// A raw input as a store keeps it: at most [`DEAD_LETTER_RAW_MAX`] bytes (cut at a
+/// character boundary), with its full length when it was cut.
+pub fn bounded_raw(raw: &str) -> (&str, Option<u64>) {
+    if raw.len() <= DEAD_LETTER_RAW_MAX {
+        return (raw, None);
+    }
+    let mut end = DEAD_LETTER_RAW_MAX;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&raw[..end], Some(raw.len() as u64))
 }
 
 /// Everything one batch changes in the state store, committed in one transaction.

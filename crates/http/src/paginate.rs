@@ -101,6 +101,9 @@ pub struct Paginator {
     last_page: Option<u64>,
     /// Whether the resumed position was checked against the listing's origin.
     resumed_checked: bool,
+    /// Why the last page ended the listing when the items pointer found no array in a body
+    /// that was not empty (the body's shape): a wrong pointer, not an empty listing.
+    missed: Option<String>,
 }
 
 impl HttpClient {
@@ -123,6 +126,7 @@ impl HttpClient {
             seen: HashSet::new(),
             last_page: None,
             resumed_checked: false,
+            missed: None,
         }
     }
 }
@@ -147,6 +151,12 @@ impl Paginator {
     pub fn total_at(mut self, pointer: &str) -> Self {
         self.total_pointer = Some(pointer.to_owned());
         self
+    }
+
+    /// When the last [`Paginator::next_page`] ended the listing because the items pointer
+    /// found no array in a body that was not empty: what it found (see [`items_missed`]).
+    pub fn missed_items(&self) -> Option<&str> {
+        self.missed.as_deref()
     }
 
     /// Where the next page is, or `None` when the listing has ended. Store it to resume with
@@ -208,6 +218,9 @@ impl Paginator {
         }
         let Some(req) = self.next_request() else { return Ok(None) };
         let (response, mut body) = self.client.send_decode(req, |r| Ok((r.clone(), r.json::<Value>()?))).await?;
+        if let Some(p) = &self.items_pointer {
+            self.missed = items_missed(&body, p);
+        }
         let items = match &self.items_pointer {
             Some(p) => body.pointer_mut(p).and_then(|v| v.as_array_mut()).map(std::mem::take),
             None => match &mut body {
@@ -414,6 +427,39 @@ fn with_param(mut t: Request, name: &str, value: &str) -> Request {
     t
 }
 
+/// What the items `pointer` found in `body` when it is not an array of items, as a message
+/// continues after naming the pointer: `found nothing: the body is an array of 100 items` or
+/// `is an object, not an array of records`. `None` when it found an array, `null`, or the body
+/// is empty (`null`, `{}`, `[]`, `""`): those are an empty page, not a wrong pointer.
+pub fn items_missed(body: &Value, pointer: &str) -> Option<String> {
+    let empty = match body {
+        Value::Null => true,
+        Value::Object(o) => o.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    };
+    match body.pointer(pointer) {
+        Some(Value::Array(_) | Value::Null) => None,
+        Some(other) => Some(format!("is {}, not an array of records", dovetail_core::json::json_type_phrase(other))),
+        None if empty => None,
+        None => Some(format!("found nothing: the body is {}", body_shape(body))),
+    }
+}
+
+/// The shape of a body in a message: an array of N items, an object with its first keys.
+fn body_shape(body: &Value) -> String {
+    match body {
+        Value::Array(a) => format!("an array of {} item{}", a.len(), if a.len() == 1 { "" } else { "s" }),
+        Value::Object(o) => {
+            let keys: Vec<String> = o.keys().take(5).map(|k| format!("`{k}`")).collect();
+            let more = if o.len() > 5 { format!(" and {} more", o.len() - 5) } else { String::new() };
+            format!("an object with keys {}{more}", keys.join(", "))
+        }
+        other => dovetail_core::json::json_type_phrase(other).to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +469,29 @@ mod tests {
         let v = r#"<https://a.test/x?page=1>; rel="prev", <https://a.test/x?page=3>; rel="next last""#;
         assert_eq!(next_link(v).as_deref(), Some("https://a.test/x?page=3"));
         assert_eq!(next_link(r#"<https://a.test/x?page=1>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn a_records_pointer_that_finds_no_array_says_what_the_body_is() {
+        use serde_json::json;
+        let hundred = Value::Array((0..100).map(|i| json!({ "id": i })).collect());
+        assert_eq!(
+            items_missed(&hundred, "/data").as_deref(),
+            Some("found nothing: the body is an array of 100 items")
+        );
+        assert_eq!(
+            items_missed(&json!({"error": "x", "items": []}), "/data").as_deref(),
+            Some("found nothing: the body is an object with keys `error`, `items`")
+        );
+        assert_eq!(
+            items_missed(&json!({"data": {"id": 1}}), "/data").as_deref(),
+            Some("is an object, not an array of records")
+        );
+        assert_eq!(items_missed(&json!("text"), "/data").as_deref(), Some("found nothing: the body is a string"));
+        for fine in
+            [json!({"data": [1]}), json!({"data": []}), json!({"data": null}), json!({}), json!([]), json!(null)]
+        {
+            assert_eq!(items_missed(&fine, "/data"), None, "{fine}");
+        }
     }
 }

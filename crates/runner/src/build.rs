@@ -199,6 +199,7 @@ pub fn build_pipeline(
             delete_mode,
             primary_key: sc.primary_key.clone(),
             on_unavailable: sc.on_unavailable.unwrap_or_default(),
+            allow_all_dead_lettered: !sc.fail_when_all_dead_lettered.unwrap_or(true),
         };
         streams.insert(stream.clone(), opts);
     }

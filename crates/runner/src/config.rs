@@ -99,6 +99,9 @@ pub struct StreamSettings {
     /// and the next run probes), or `use_cache` (serve the last good responses, marked stale).
     /// Records for a down sink wait in the outbox either way.
     pub on_unavailable: Option<dovetail_core::OnUnavailable>,
+    /// Fail the stream (exit 9) when every one of at least 10 records it read was
+    /// dead-lettered (default `true`); `false` lets such a run succeed.
+    pub fail_when_all_dead_lettered: Option<bool>,
 }
 
 /// The `kind` of a source table; the rest of the table is the connector's own config.

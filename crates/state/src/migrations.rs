@@ -173,17 +173,81 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (stream_id, run_id)
     ) WITHOUT ROWID;
     "#,
+    // 6: dead letters deduplicated by a hash of the raw input instead of the raw text (a
+    // unique index on the text stored a large input twice), and a raw input longer than
+    // `DEAD_LETTER_RAW_MAX` kept cut, with its full length. SQLite cannot drop a table's
+    // UNIQUE constraint, so the table is rebuilt; `raw_hash` is backfilled by
+    // `backfill_dead_letters` in the same transaction.
+    r#"
+    CREATE TABLE dead_letters_v2 (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline   TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        key        TEXT,
+        kind       TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        path       TEXT,
+        location   TEXT NOT NULL DEFAULT '',
+        raw        TEXT NOT NULL,
+        raw_len    INTEGER,
+        raw_hash   BLOB CHECK (raw_hash IS NULL OR length(raw_hash) = 16),
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        seen_count INTEGER NOT NULL DEFAULT 1
+    );
+    INSERT INTO dead_letters_v2
+        (id, pipeline, stream, key, kind, reason, path, location, raw, created_at, last_seen_at, seen_count)
+        SELECT id, pipeline, stream, key, kind, reason, path, location, raw, created_at, last_seen_at, seen_count
+        FROM dead_letters;
+    DELETE FROM sqlite_sequence WHERE name = 'dead_letters_v2';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'dead_letters_v2', seq FROM sqlite_sequence WHERE name = 'dead_letters';
+    DROP TABLE dead_letters;
+    ALTER TABLE dead_letters_v2 RENAME TO dead_letters;
+    CREATE INDEX dead_letters_by_stream ON dead_letters (pipeline, stream, id);
+    CREATE UNIQUE INDEX dead_letters_dedup ON dead_letters (pipeline, stream, location, raw_hash);
+    "#,
 ];
+
+/// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
+/// past the bound, cuts) the raw input of every dead letter stored before it.
+fn after_migration(version: i64, tx: &Connection) -> Result<(), Error> {
+    if version == 6 {
+        backfill_dead_letters(tx)?;
+    }
+    Ok(())
+}
+
+fn backfill_dead_letters(tx: &Connection) -> Result<(), Error> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare("SELECT id, raw FROM dead_letters WHERE raw_hash IS NULL")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .op("reading dead letters to hash")?;
+    let mut st = tx
+        .prepare("UPDATE dead_letters SET raw = ?2, raw_len = ?3, raw_hash = ?4 WHERE id = ?1")
+        .op("preparing the dead-letter backfill")?;
+    for (id, raw) in rows {
+        let hash = dovetail_core::state::raw_hash(&raw);
+        let (kept, full) = dovetail_core::state::bounded_raw(&raw);
+        st.execute(rusqlite::params![id, kept, full.map(|n| n as i64), &hash[..]])
+            .op("hashing a stored dead letter")?;
+    }
+    Ok(())
+}
 
 /// The schema version this code writes: the number of known migrations.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Bring the database at `path` up to [`SCHEMA_VERSION`].
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
-    migrate_with(conn, path, MIGRATIONS)
+    migrate_with(conn, path, MIGRATIONS, after_migration)
 }
 
-fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), Error> {
+fn migrate_with(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[&str],
+    after: fn(i64, &Connection) -> Result<(), Error>,
+) -> Result<(), Error> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_version (
             version    INTEGER PRIMARY KEY,
@@ -205,6 +269,7 @@ fn migrate_with(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Resu
             continue;
         }
         tx.execute_batch(sql).op(&format!("applying schema migration {version}"))?;
+        after(version, &tx)?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
             (version, jiff::Timestamp::now().to_string()),
@@ -235,6 +300,10 @@ fn too_new(path: &Path, found: i64, known: i64) -> Error {
 mod tests {
     use super::*;
 
+    fn no_steps(_: i64, _: &Connection) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn versions(conn: &Connection) -> Vec<i64> {
         let mut st = conn.prepare("SELECT version FROM schema_version ORDER BY version").unwrap();
         st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
@@ -246,12 +315,12 @@ mod tests {
         let path = dir.path().join("m.db");
         let mut conn = Connection::open(&path).unwrap();
         let one = ["CREATE TABLE a (x INTEGER)"];
-        migrate_with(&mut conn, &path, &one).unwrap();
+        migrate_with(&mut conn, &path, &one, no_steps).unwrap();
         assert_eq!(versions(&conn), vec![1]);
         // Re-running CREATE TABLE a would fail, so success proves migration 1 was skipped.
         let two = ["CREATE TABLE a (x INTEGER)", "ALTER TABLE a ADD COLUMN y TEXT"];
-        migrate_with(&mut conn, &path, &two).unwrap();
-        migrate_with(&mut conn, &path, &two).unwrap();
+        migrate_with(&mut conn, &path, &two, no_steps).unwrap();
+        migrate_with(&mut conn, &path, &two, no_steps).unwrap();
         assert_eq!(versions(&conn), vec![1, 2]);
         conn.execute("INSERT INTO a (x, y) VALUES (1, 'b')", []).unwrap();
     }
@@ -262,7 +331,7 @@ mod tests {
         let path = dir.path().join("m.db");
         let mut conn = Connection::open(&path).unwrap();
         let bad = ["CREATE TABLE a (x INTEGER)", "CREATE TABLE b (y); SELECT * FROM nope"];
-        let err = migrate_with(&mut conn, &path, &bad).unwrap_err();
+        let err = migrate_with(&mut conn, &path, &bad, no_steps).unwrap_err();
         assert!(err.message().contains("schema migration 2"), "{err}");
         assert_eq!(versions(&conn), vec![1]);
         // Table b was created inside the failed transaction and must be gone.
@@ -282,7 +351,7 @@ mod tests {
         let path = dir.path().join("state.db");
         {
             let mut conn = Connection::open(&path).unwrap();
-            migrate_with(&mut conn, &path, &MIGRATIONS[..2]).unwrap();
+            migrate_with(&mut conn, &path, &MIGRATIONS[..2], no_steps).unwrap();
             assert_eq!(versions(&conn), vec![1, 2]);
             conn.execute_batch(
                 r#"
@@ -302,7 +371,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
         assert_eq!(cp.position, Some(serde_json::json!({"page": 3})));
@@ -315,6 +384,9 @@ mod tests {
         assert!(h.story.is_none());
         assert_eq!(h.ledger.map(|l| l.pass), Some(2));
         assert_eq!(st.dead_letters(None, None, 10).await.unwrap().len(), 1);
+        // Migration 6: the old dead letter got the hash it is deduplicated by.
+        let hash: Vec<u8> = conn.query_row("SELECT raw_hash FROM dead_letters", [], |r| r.get(0)).unwrap();
+        assert_eq!(hash.len(), 16);
         assert_eq!(st.runs(None, 10).await.unwrap().len(), 1);
         assert_eq!(st.baseline("p", "s").await.unwrap(), Some(serde_json::json!({"type": "object"})));
         let cached: i64 = conn.query_row("SELECT count(*) FROM http_cache", [], |r| r.get(0)).unwrap();
@@ -367,8 +439,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         let mut conn = Connection::open(&path).unwrap();
-        migrate_with(&mut conn, &path, &["SELECT 1", "SELECT 2"]).unwrap();
-        let err = migrate_with(&mut conn, &path, &["SELECT 1"]).unwrap_err();
+        migrate_with(&mut conn, &path, &["SELECT 1", "SELECT 2"], no_steps).unwrap();
+        let err = migrate_with(&mut conn, &path, &["SELECT 1"], no_steps).unwrap_err();
         assert_eq!(err.kind(), &dovetail_core::ErrorKind::Config);
         assert!(err.message().contains("schema version 2"), "{err}");
         assert!(err.message().contains("up to 1"), "{err}");

@@ -123,16 +123,21 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
             .prepare_cached(
                 // The same raw input at the same place is one dead letter seen again, not a new one:
                 // sources that re-read a file on every run would otherwise pile up copies.
+                // By the hash of the raw input, which is stored once and bounded (`bound_raw`).
                 "INSERT INTO dead_letters
-                   (pipeline, stream, key, kind, reason, path, location, raw, created_at, last_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
-                 ON CONFLICT (pipeline, stream, location, raw) DO UPDATE SET
+                   (pipeline, stream, key, kind, reason, path, location, raw, created_at, last_seen_at,
+                    raw_len, raw_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
+                 ON CONFLICT (pipeline, stream, location, raw_hash) DO UPDATE SET
                    key = excluded.key, kind = excluded.kind, reason = excluded.reason, path = excluded.path,
                    last_seen_at = excluded.last_seen_at, seen_count = seen_count + 1",
             )
             .op("preparing the dead-letter insert")?;
         for d in &c.dead_letters {
             let created = if d.created_at.is_empty() { &now } else { &d.created_at };
+            let hash = d.raw_hash();
+            let (raw, cut) = dovetail_core::state::bounded_raw(&d.raw);
+            let raw_len = cut.or(d.raw_len);
             st.execute(params![
                 d.pipeline,
                 d.stream,
@@ -141,8 +146,10 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
                 d.reason,
                 d.path,
                 d.location.as_deref().unwrap_or(""),
-                d.raw,
-                created
+                raw,
+                created,
+                raw_len.map(|n| n as i64),
+                &hash[..]
             ])
             .op("storing a dead letter")?;
         }
@@ -422,7 +429,7 @@ pub(crate) fn paused(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<PausedSt
 }
 
 pub(crate) const DEAD_LETTER_COLS: &str =
-    "id, pipeline, stream, key, kind, reason, path, NULLIF(location, ''), raw, created_at, seen_count";
+    "id, pipeline, stream, key, kind, reason, path, NULLIF(location, ''), raw, created_at, seen_count, raw_len";
 
 pub(crate) fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {
@@ -437,6 +444,7 @@ pub(crate) fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
         raw: r.get(8)?,
         created_at: r.get(9)?,
         seen_count: r.get(10)?,
+        raw_len: r.get::<_, Option<i64>>(11)?.map(|n| n as u64),
     })
 }
 

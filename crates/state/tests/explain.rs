@@ -134,6 +134,7 @@ async fn dead_lettered_stories_carry_their_reason_and_the_dead_letter() {
         location: Some("item 7".into()),
         raw: r#"{"id":7}"#.into(),
         created_at: String::new(),
+        raw_len: None,
         seen_count: 1,
     });
     c.explain.as_mut().unwrap().stories.push(Story {
@@ -231,6 +232,7 @@ async fn pruning_by_age_keeps_the_latest_run_open_drift_and_owed_dead_letters() 
         location: None,
         raw: "x".into(),
         created_at: "2020-01-01T00:00:00Z".into(),
+        raw_len: None,
         seen_count: 1,
     });
     st.commit(dl).await.unwrap();

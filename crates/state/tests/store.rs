@@ -33,6 +33,7 @@ fn dead(stream: &str, reason: &str) -> DeadLetter {
         location: Some("orders.jsonl line 17".into()),
         raw: format!(r#"{{"id":1,"amount":"{reason}"}}"#),
         created_at: String::new(),
+        raw_len: None,
         seen_count: 1,
     }
 }

@@ -230,6 +230,7 @@ impl StreamDrift<'_> {
                         location: Some(at),
                         raw: canonical_json(&raw),
                         created_at: crate::now_rfc3339(),
+                        raw_len: None,
                         seen_count: 1,
                     });
                     refused.push(i);

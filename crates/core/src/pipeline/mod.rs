@@ -29,6 +29,10 @@ use crate::stream::{DeleteMode, OnUnavailable, SyncMode};
 /// Default bound of a stream's outbox, in records.
 pub const DEFAULT_OUTBOX_MAX: u64 = 100_000;
 
+/// Records a stream must read before "every one was dead-lettered" fails it: fewer could be
+/// a handful of bad test records rather than a source that changed under the config.
+pub const ALL_DEAD_LETTERED_MIN: u64 = 10;
+
 /// Per-stream settings of a pipeline.
 #[derive(Clone, Default)]
 pub struct StreamOptions {
@@ -42,6 +46,9 @@ pub struct StreamOptions {
     pub primary_key: Option<Vec<String>>,
     /// What the stream does when its source or sink stays down past the retry budget.
     pub on_unavailable: OnUnavailable,
+    /// Let the stream succeed when every one of at least [`ALL_DEAD_LETTERED_MIN`] records it
+    /// read was dead-lettered (default `false`: that fails the stream with a Data error).
+    pub allow_all_dead_lettered: bool,
 }
 
 impl std::fmt::Debug for StreamOptions {
@@ -52,6 +59,7 @@ impl std::fmt::Debug for StreamOptions {
             .field("delete_mode", &self.delete_mode)
             .field("primary_key", &self.primary_key)
             .field("on_unavailable", &self.on_unavailable)
+            .field("allow_all_dead_lettered", &self.allow_all_dead_lettered)
             .finish()
     }
 }

@@ -84,6 +84,7 @@ impl StreamRun {
                         location: e.location.clone(),
                         raw: crate::record::canonical_json(&e.data),
                         created_at: crate::now_rfc3339(),
+                        raw_len: None,
                         seen_count: 1,
                     }),
                     None => ledger.push(LedgerEntry { key: e.key.clone(), hash: e.hash, dest_id: dest_ids[i].take() }),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::connector::{Reject, Transform};
+use crate::json::json_type_phrase;
 use crate::now_rfc3339;
 use crate::record::{ContentHash, Key, Location, Record, canonical_json};
 use crate::state::DeadLetter;
@@ -38,14 +39,18 @@ impl Preparer {
     /// name the location and field, with the raw input.
     pub fn prepare(&self, record: Record) -> Result<Vec<Prepared>, Box<DeadLetter>> {
         if self.identity {
+            // (A mapping refuses a non-object itself, naming what it found.)
+            if !record.data.is_object() {
+                return Err(Box::new(self.not_an_object(&record)));
+            }
             return match self.key_of(&record.data) {
                 Ok(key) => {
                     let hash = ContentHash::of(&record.data);
                     let record = Record { key: Some(key.clone()), ..record };
                     Ok(vec![Prepared { record, key, hash, raw: None, known: false }])
                 }
-                Err(col) => Err(Box::new(self.missing_key(
-                    &col,
+                Err(bad) => Err(Box::new(self.bad_key(
+                    &bad,
                     &record.provenance.endpoint,
                     &record.location,
                     canonical_json(&record.data),
@@ -80,9 +85,9 @@ impl Preparer {
         for data in outputs {
             let key = match self.key_of(&data) {
                 Ok(k) => k,
-                Err(col) => {
-                    return Err(Box::new(self.missing_key(
-                        &col,
+                Err(bad) => {
+                    return Err(Box::new(self.bad_key(
+                        &bad,
                         &record.provenance.endpoint,
                         &record.location,
                         canonical_json(&raw),
@@ -102,21 +107,41 @@ impl Preparer {
         Ok(out)
     }
 
-    /// The key of a mapped record, or the first key column it lacks.
-    fn key_of(&self, data: &Value) -> Result<Key, String> {
+    /// The key of a mapped record, or the first key column it lacks or holds a non-scalar in.
+    /// Keys are scalars (string, number, boolean): an object or array as a key would make
+    /// the key's identity depend on a whole document, and null is no key at all.
+    fn key_of(&self, data: &Value) -> Result<Key, BadKey> {
         let mut parts = Vec::with_capacity(self.key_columns.len());
         for col in &self.key_columns {
             match data.get(col) {
+                Some(v) if v.is_object() || v.is_array() => {
+                    return Err(BadKey { column: col.clone(), found: Some(json_type_phrase(v)) });
+                }
                 Some(v) if !v.is_null() => parts.push(v),
-                _ => return Err(col.clone()),
+                _ => return Err(BadKey { column: col.clone(), found: None }),
             }
         }
         Ok(Key::from_parts(&parts))
     }
 
-    fn missing_key(&self, col: &str, endpoint: &str, location: &Option<Location>, raw: String) -> DeadLetter {
-        let msg = format!("{}: missing primary key field `{col}`", where_of(endpoint, location));
-        self.dead_letter(None, "data", msg, Some(col.to_owned()), endpoint, location, raw)
+    fn bad_key(&self, bad: &BadKey, endpoint: &str, location: &Option<Location>, raw: String) -> DeadLetter {
+        let at = where_of(endpoint, location);
+        let col = &bad.column;
+        let msg = match bad.found {
+            None => format!("{at}: missing primary key field `{col}`"),
+            Some(found) => {
+                format!("{at}: primary key field `{col}` is {found}; a key must be a string, a number or a boolean")
+            }
+        };
+        self.dead_letter(None, "data", msg, Some(col.clone()), endpoint, location, raw)
+    }
+
+    /// The dead letter of a record that is not a JSON object (e.g. a string in the array of
+    /// records): it has no fields, so it has no key to miss.
+    fn not_an_object(&self, record: &Record) -> DeadLetter {
+        let (endpoint, location) = (&record.provenance.endpoint, &record.location);
+        let msg = format!("{} is {}, not an object", where_of(endpoint, location), json_type_phrase(&record.data));
+        self.dead_letter(None, "data", msg, None, endpoint, location, canonical_json(&record.data))
     }
 
     /// A dead letter for a record the source could not decode.
@@ -147,9 +172,16 @@ impl Preparer {
             location: Some(where_of(endpoint, location)),
             raw,
             created_at: now_rfc3339(),
+            raw_len: None,
             seen_count: 1,
         }
     }
+}
+
+/// A key column a record lacks (`found: None`) or holds a non-scalar in (its type phrase).
+struct BadKey {
+    column: String,
+    found: Option<&'static str>,
 }
 
 /// `orders.jsonl line 17`, or just the endpoint.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Pipeline;
 use super::prepare::{Prepared, Preparer};
@@ -166,6 +166,19 @@ impl Pipeline {
         let mut resolved = Vec::new();
         for d in chunk {
             sr.read += 1;
+            if let Some(len) = d.raw_len {
+                // Only the start of the input was kept: replaying it would deliver garbage.
+                let msg = format!(
+                    "dead letter #{}: its raw input was {len} bytes and only the first {} were kept, so it cannot be replayed; `dovetail dead-letters show {}` shows its start — fix the record at the source",
+                    d.id,
+                    crate::state::DEAD_LETTER_RAW_MAX,
+                    d.id
+                );
+                warn!(pipeline = %sh.name, stream = %preparer.stream, id = d.id, "{msg}");
+                sr.error.get_or_insert(msg);
+                sr.dead_lettered += 1;
+                continue;
+            }
             let data = match sh.source.decode_raw(&preparer.stream, &d.raw) {
                 Ok(v) => v,
                 Err(_) => {

@@ -22,8 +22,9 @@ type LedgerRows = BTreeMap<String, (ContentHash, u64, Option<String>)>;
 struct StateInner {
     checkpoints: BTreeMap<(String, String), Checkpoint>,
     ledger: BTreeMap<(String, String), LedgerRows>,
-    /// Dead letters in id order, each with when it was last seen (retention prunes by it).
-    dead_letters: Vec<(DeadLetter, String)>,
+    /// Dead letters in id order, each with when it was last seen (retention prunes by it) and
+    /// the hash of its full raw input (dedup; the stored raw may be cut, as in SQLite).
+    dead_letters: Vec<(DeadLetter, String, [u8; 16])>,
     next_dead_letter: i64,
     runs: Vec<RunRecord>,
     next_run: i64,
@@ -136,7 +137,7 @@ impl StateInner {
 
     /// Remove replayed dead letters, and with each its dead-letter story in `id`'s stream.
     fn resolve_dead_letters(&mut self, id: &(String, String), resolved: &[i64]) {
-        for (d, _) in self.dead_letters.iter().filter(|(d, _)| resolved.contains(&d.id)) {
+        for (d, _, _) in self.dead_letters.iter().filter(|(d, _, _)| resolved.contains(&d.id)) {
             let Some(key) = &d.key else { continue };
             if let Some(m) = self.stories.get_mut(id).and_then(|s| s.get_mut(key))
                 && m.story.as_ref().is_some_and(|s| !written(s.outcome))
@@ -144,7 +145,7 @@ impl StateInner {
                 m.story = None;
             }
         }
-        self.dead_letters.retain(|(d, _)| !resolved.contains(&d.id));
+        self.dead_letters.retain(|(d, _, _)| !resolved.contains(&d.id));
     }
 }
 
@@ -237,8 +238,9 @@ impl DeliveryStore for MemoryState {
         for mut d in c.dead_letters {
             let seen = if d.created_at.is_empty() { now.clone() } else { d.created_at.clone() };
             // The same raw input at the same place is one dead letter seen again.
-            if let Some((old, last)) = g.dead_letters.iter_mut().find(|(o, _)| {
-                (&o.pipeline, &o.stream, &o.location, &o.raw) == (&d.pipeline, &d.stream, &d.location, &d.raw)
+            let hash = d.raw_hash();
+            if let Some((old, last, _)) = g.dead_letters.iter_mut().find(|(o, _, h)| {
+                (&o.pipeline, &o.stream, &o.location, h) == (&d.pipeline, &d.stream, &d.location, &hash)
             }) {
                 old.seen_count += 1;
                 (old.key, old.kind, old.reason, old.path) = (d.key, d.kind, d.reason, d.path);
@@ -249,7 +251,8 @@ impl DeliveryStore for MemoryState {
             d.id = g.next_dead_letter;
             d.created_at.clone_from(&seen);
             d.seen_count = 1;
-            g.dead_letters.push((d, seen));
+            d.bound_raw();
+            g.dead_letters.push((d, seen, hash));
         }
         g.resolve_dead_letters(&id, &c.resolved_dead_letters);
         if let Some(before) = before {
@@ -345,14 +348,14 @@ impl HistoryStore for MemoryState {
         let g = lock(&self.inner);
         Ok(g.dead_letters
             .iter()
-            .map(|(d, _)| d)
+            .map(|(d, _, _)| d)
             .filter(|d| pipeline.is_none_or(|p| p == d.pipeline) && stream.is_none_or(|s| s == d.stream))
             .take(limit)
             .cloned()
             .collect())
     }
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error> {
-        Ok(lock(&self.inner).dead_letters.iter().map(|(d, _)| d).find(|d| d.id == id).cloned())
+        Ok(lock(&self.inner).dead_letters.iter().map(|(d, _, _)| d).find(|d| d.id == id).cloned())
     }
     async fn record_drift(
         &self,
@@ -427,7 +430,7 @@ impl HistoryStore for MemoryState {
             .dead_letters
             .iter()
             .rev()
-            .map(|(d, _)| d)
+            .map(|(d, _, _)| d)
             .find(|d| d.pipeline == pipeline && d.stream == stream && d.key.as_deref() == Some(key.as_str()))
             .cloned();
         Ok(crate::explain::KeyHistory {
@@ -494,7 +497,7 @@ impl HistoryStore for MemoryState {
         if let Some(d) = r.dead_letters_max_age {
             let a = cutoff(d);
             let before = g.dead_letters.len();
-            g.dead_letters.retain(|(dl, last)| !(dl.pipeline == pipeline && *last < a));
+            g.dead_letters.retain(|(dl, last, _)| !(dl.pipeline == pipeline && *last < a));
             out.dead_letters = (before - g.dead_letters.len()) as u64;
         }
         Ok(out)

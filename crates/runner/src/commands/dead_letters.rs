@@ -71,7 +71,13 @@ async fn show(config_path: &Path, id: i64, json: bool) -> anyhow::Result<i32> {
     ] {
         text.push_str(&format!("{k:<9} {v}\n"));
     }
-    text.push_str("raw:\n");
+    match d.raw_len {
+        Some(full) => text.push_str(&format!(
+            "raw (the first {} of {full} bytes: a longer input is kept cut, and cannot be replayed):\n",
+            d.raw.len()
+        )),
+        None => text.push_str("raw:\n"),
+    }
     text.push_str(&d.raw);
     if !d.raw.ends_with('\n') {
         text.push('\n');

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::explain::{Outcome, Retention, Story};
-use dovetail_core::state::{Checkpoint, Commit, LedgerEntry};
+use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry};
 use dovetail_core::{DriftClass, RunOutcome, StateStore, now_rfc3339};
 use serde_json::{Value, json};
 
@@ -143,6 +143,36 @@ pub async fn the_same_dead_letter_seen_again_is_counted_not_duplicated(s: Subjec
         .await
         .unwrap();
     assert_eq!(reasons(st, None, None).await, ["again", "elsewhere", "other stream"]);
+}
+
+/// A raw input longer than `DEAD_LETTER_RAW_MAX` is stored cut to it, with its full length;
+/// a shorter one is kept whole. Two long inputs that share their first MiB are two dead
+/// letters (deduplicated by the whole text), the same one again is one seen twice.
+pub async fn a_huge_raw_input_is_kept_cut_and_deduplicated_by_its_whole_text(s: Subject) {
+    use dovetail_core::state::DEAD_LETTER_RAW_MAX;
+    let st = s.state();
+    let big = |tail: &str| {
+        // A multi-byte character across the cut: it is kept whole or not at all.
+        let mut raw = "x".repeat(DEAD_LETTER_RAW_MAX - 1);
+        raw.push('é');
+        raw.push_str(tail);
+        raw
+    };
+    let letter = |raw: String| DeadLetter { raw, ..dead("p", "s", "line 1", "too big") };
+    let (a, b) = (big("first tail"), big("other tail"));
+    st.commit(Commit { dead_letters: vec![letter(a.clone())], ..commit("p", "s", 1) }).await.unwrap();
+    st.commit(Commit { dead_letters: vec![letter(b)], ..commit("p", "s", 1) }).await.unwrap();
+    st.commit(Commit { dead_letters: vec![letter(a.clone())], ..commit("p", "s", 1) }).await.unwrap();
+    let all = st.dead_letters(None, None, 10).await.unwrap();
+    assert_eq!(all.len(), 2, "two texts, two dead letters");
+    assert_eq!(all.iter().map(|d| d.seen_count).collect::<Vec<_>>(), [2, 1]);
+    let got = st.dead_letter(all[0].id).await.unwrap().unwrap();
+    assert_eq!(got.raw.len(), DEAD_LETTER_RAW_MAX - 1, "cut at a character boundary, within the bound");
+    assert!(a.starts_with(&got.raw));
+    assert_eq!(got.raw_len, Some(a.len() as u64));
+    st.commit(Commit { dead_letters: vec![letter("{\"small\":1}".into())], ..commit("p", "s", 1) }).await.unwrap();
+    let small = st.dead_letters(None, None, 10).await.unwrap().pop().unwrap();
+    assert_eq!((small.raw.as_str(), small.raw_len), ("{\"small\":1}", None));
 }
 
 /// A replayed dead letter named in `resolved_dead_letters` is gone, with its dead-letter

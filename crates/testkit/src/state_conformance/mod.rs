@@ -166,6 +166,11 @@ pub const CHECKS: &[Check] = &[
     check(Group::History, "dead_letters_commit_with_their_batch_and_list_oldest_first", &["dead_letters", "commit"]),
     check(Group::History, "dead_letter_fetches_one_by_id", &["dead_letter"]),
     check(Group::History, "the_same_dead_letter_seen_again_is_counted_not_duplicated", &["commit", "dead_letters"]),
+    check(
+        Group::History,
+        "a_huge_raw_input_is_kept_cut_and_deduplicated_by_its_whole_text",
+        &["commit", "dead_letter"],
+    ),
     check(Group::History, "resolved_dead_letters_go_with_their_story", &["commit", "dead_letter", "key_history"]),
     check(Group::History, "a_commit_failing_midway_leaves_no_dead_letter_or_story", &["commit"]),
     check(Group::History, "record_drift_counts_repeats_and_reopens_accepted_rows", &["record_drift"]),
@@ -219,6 +224,7 @@ macro_rules! state_conformance {
                     dead_letters_commit_with_their_batch_and_list_oldest_first,
                     dead_letter_fetches_one_by_id,
                     the_same_dead_letter_seen_again_is_counted_not_duplicated,
+                    a_huge_raw_input_is_kept_cut_and_deduplicated_by_its_whole_text,
                     resolved_dead_letters_go_with_their_story,
                     a_commit_failing_midway_leaves_no_dead_letter_or_story,
                     record_drift_counts_repeats_and_reopens_accepted_rows,
@@ -350,6 +356,7 @@ pub(crate) fn dead(pipeline: &str, stream: &str, location: &str, reason: &str) -
         location: Some(location.into()),
         raw: r#"{"id":7,"amount":"seven"}"#.into(),
         created_at: "2026-01-02T03:04:05Z".into(),
+        raw_len: None,
         seen_count: 1,
     }
 }

@@ -92,6 +92,9 @@ impl Writer<'_> {
                 break;
             }
         }
+        if result.is_ok() {
+            result = run.check_all_dead_lettered(report);
+        }
         Written { result, completed, sink_down: self.sink_down }
     }
 
@@ -243,6 +246,7 @@ impl Writer<'_> {
             location: Some(at),
             raw: crate::record::canonical_json(&raw),
             created_at: crate::now_rfc3339(),
+            raw_len: None,
             seen_count: 1,
         }
     }
@@ -300,6 +304,22 @@ impl StreamRun {
             )));
         }
         Ok(())
+    }
+
+    /// `Err` when the stream read at least [`ALL_DEAD_LETTERED_MIN`](crate::pipeline::ALL_DEAD_LETTERED_MIN)
+    /// records and dead-lettered every one (unless the stream allows it): a source or mapping
+    /// that no longer fits its data, which must not end as a success that wrote nothing.
+    /// Checked once the stream read everything, so a bad first batch among good ones passes.
+    pub(super) fn check_all_dead_lettered(&self, r: &StreamReport) -> Result<(), Error> {
+        let min = crate::pipeline::ALL_DEAD_LETTERED_MIN;
+        let delivered = r.written + r.skipped_unchanged + r.outbox_queued;
+        if self.opts.allow_all_dead_lettered || r.read < min || r.dead_lettered < r.read || delivered > 0 {
+            return Ok(());
+        }
+        Err(Error::data(format!(
+            "every one of the {} records read was dead-lettered; the dead letters are committed — see `dovetail dead-letters list`, or set `fail_when_all_dead_lettered = false` for the stream",
+            r.read
+        )))
     }
 
     /// After a completed full refresh: delete from the sink the keys this pass did not
