@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dovetail_e2e::vendor::{FAST_HTTP, count};
 use dovetail_e2e::{Scratch, show};
-use dovetail_fake_vendor::{FakeVendor, Faults, VendorConfig};
+use dovetail_fake_vendor::{AuthMode, FakeVendor, Faults, VendorConfig};
 use serde_json::Value;
 
 const RECORDS: u64 = 300;
@@ -169,4 +169,93 @@ async fn a_sink_down_parks_the_records_in_the_outbox_until_the_next_run() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(count(&report, "things", "written"), 0, "{report:#}");
     assert_eq!(vendor.stats().creations, RECORDS);
+}
+
+/// A files → REST sink pipeline whose sink has `sink_lines` (auth, `check_path`).
+fn check_setup(base_url: &str, sink_lines: &str) -> Scratch {
+    let s = Scratch::new();
+    s.write("things.jsonl", "{\"id\":1,\"name\":\"one\"}\n");
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.export.source]
+kind = "files"
+[[pipelines.export.source.streams]]
+name = "things"
+path = "things.jsonl"
+primary_key = ["id"]
+
+[pipelines.export.sink]
+kind = "rest"
+base_url = "{base_url}"
+http = {FAST_HTTP}
+{sink_lines}
+
+[pipelines.export.sink.streams.things]
+mode = "create"
+path = "/v1/items"
+"#
+        ),
+    );
+    s
+}
+
+async fn check(s: &Scratch) -> std::process::Output {
+    let mut cmd = s.cmd(&["check"]);
+    cmd.env("SINK_SECRET", "sek");
+    dovetail_e2e::vendor::output_async(cmd).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_gets_a_token_and_probes_the_api_and_refused_credentials_fail_it() {
+    // Issue 16: the sink's `check` said OK without contacting the API.
+    let auth = AuthMode::Bearer { token: "right".into() };
+    let vendor = FakeVendor::start(VendorConfig { auth, ..VendorConfig::default() }).await.unwrap();
+    let base = vendor.base_url();
+    let good = check_setup(&base, "auth = { type = \"bearer\", token = \"right\" }\ncheck_path = \"/v1/items\"");
+    let out = check(&good).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(vendor.stats().by_path.get("/v1/items").copied(), Some(1), "one GET to the check path");
+    // A refused token fails the check as Auth (exit 4), at the default check path: the base URL.
+    let bad = check_setup(&base, "auth = { type = \"bearer\", token = \"wrong\" }");
+    let out = check(&bad).await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("401"), "{}", show(&out));
+
+    // OAuth2: the check fetches a token first; a rejected client secret fails it as Auth.
+    let auth = AuthMode::OAuth2 {
+        client_id: "cid".into(),
+        client_secret: "sek".into(),
+        refresh_token: None,
+        token_lifetime_secs: 3600.0,
+        rotate_refresh_tokens: false,
+    };
+    let vendor = FakeVendor::start(VendorConfig { auth, ..VendorConfig::default() }).await.unwrap();
+    let base = vendor.base_url();
+    let oauth = |secret: &str| {
+        format!(
+            "auth = {{ type = \"oauth2_client_credentials\", token_url = \"{base}/oauth/token\", client_id = \"cid\", client_secret = \"{secret}\" }}\ncheck_path = \"/v1/items\""
+        )
+    };
+    let out = check(&check_setup(&base, &oauth("${SINK_SECRET}"))).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(vendor.stats().token_grants.get("client_credentials").copied(), Some(1), "{}", show(&out));
+    // `token_url` merely contains "token": it is no literal secret.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("literal secret"), "{}", show(&out));
+    let out = check(&check_setup(&base, &oauth("wrong"))).await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`client_secret` is a literal secret") && !err.contains("`token_url`"), "{err}");
+}
+
+#[test]
+fn check_refuses_an_out_of_range_key_naming_file_line_and_key() {
+    let s = check_setup("https://crm.example.com", "http = { timeout_ms = 0 }");
+    let text = std::fs::read_to_string(s.path("dovetail.toml")).unwrap();
+    s.write("dovetail.toml", &text.replace(&format!("http = {FAST_HTTP}\n"), ""));
+    let out = s.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dovetail.toml:11:") && err.contains("must be between 1 and 3600000, found 0"), "{err}");
+    assert!(err.contains("`timeout_ms`"), "{err}");
 }

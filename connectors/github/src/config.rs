@@ -19,7 +19,7 @@ pub struct GithubConfig {
     pub token: Secret,
     /// REST API root: `https://api.github.com` (default) or, for GitHub Enterprise Server,
     /// `https://HOST/api/v3`.
-    #[serde(default = "default_base_url")]
+    #[serde(default = "default_base_url", deserialize_with = "dovetail_http::http_url")]
     pub base_url: String,
     /// The organization or user whose repositories are read.
     pub owner: String,

@@ -91,12 +91,17 @@ fn config_defaults_unknown_keys_and_secrets() {
         (json!({ "token": "t", "owner": "o", "repositories": ["a/b/c"] }), "repositories"),
         (json!({ "token": "t", "owner": "o", "repositories": ["a", "o/a"] }), "twice"),
         (json!({ "token": "t", "owner": "o", "start_date": "yesterday" }), "start_date"),
-        (json!({ "token": "t", "owner": "o", "base_url": "api.github.com" }), "base_url"),
     ] {
         let cfg: GithubConfig = serde_json::from_value(bad).unwrap();
         let err = GithubSource::build(cfg, &BuildCx::default()).unwrap_err();
         assert_eq!(*err.kind(), dovetail_core::ErrorKind::Config);
         assert!(err.to_string().contains(what), "{err}");
+    }
+    // A base URL that is not http(s) is refused while the config is read.
+    for bad in ["api.github.com", "ftp://api.github.com"] {
+        let err =
+            serde_json::from_value::<GithubConfig>(json!({ "token": "t", "owner": "o", "base_url": bad })).unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
     }
 }
 

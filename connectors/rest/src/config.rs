@@ -14,6 +14,7 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct RestSourceConfig {
     /// Base URL that stream paths are joined to, e.g. `https://api.example.com`.
+    #[serde(deserialize_with = "dovetail_http::http_url")]
     pub base_url: String,
     /// Credentials (secrets from `${ENV}` or `${file:...}`).
     #[serde(default)]
@@ -108,7 +109,8 @@ pub struct Incremental {
     pub initial: Option<String>,
     /// Re-read this many seconds before the last cursor (for APIs whose timestamps lag);
     /// the ledger skips what was already written.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "dovetail_http::in_range_req::<_, _, 0, 31_536_000>")]
+    #[schemars(range(min = 0, max = 31_536_000))]
     pub lookback_secs: u64,
 }
 
@@ -138,10 +140,12 @@ pub enum Pagination {
         /// Query parameter of the page number.
         param: String,
         /// Number of the first page (default 1).
-        #[serde(default = "one")]
+        #[serde(default = "one", deserialize_with = "dovetail_http::in_range_req::<_, _, 0, 1_000_000>")]
+        #[schemars(range(min = 0, max = 1_000_000))]
         first: u64,
         /// Page size: a shorter page is the last one (also used to step over a bad page).
-        #[serde(default)]
+        #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 100_000>")]
+        #[schemars(range(min = 1, max = 100_000))]
         page_size: Option<u64>,
         /// JSON pointer of the total number of records, when the API sends it.
         #[serde(default)]
@@ -152,7 +156,8 @@ pub enum Pagination {
         /// Query parameter of the offset.
         param: String,
         /// Page size: a shorter page is the last one, and a bad page is stepped over by it.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 100_000>")]
+        #[schemars(range(min = 1, max = 100_000))]
         page_size: Option<u64>,
         /// JSON pointer of the total number of records, when the API sends it.
         #[serde(default)]
@@ -169,6 +174,7 @@ fn one() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RestSinkConfig {
     /// Base URL that stream paths are joined to.
+    #[serde(deserialize_with = "dovetail_http::http_url")]
     pub base_url: String,
     /// Credentials.
     #[serde(default)]
@@ -179,6 +185,11 @@ pub struct RestSinkConfig {
     /// Timeouts, retries, rate limit, circuit breaker, proxy, CA certificates, headers.
     #[serde(default)]
     pub http: HttpConfig,
+    /// What `dovetail check` sends `GET` to, after fetching a token when `auth` has one:
+    /// a path joined to `base_url` or an absolute http(s) URL on its origin (default:
+    /// `base_url` itself). 401/403 fail the check as an auth error.
+    #[serde(default)]
+    pub check_path: Option<String>,
     /// Header that carries the idempotency key of a create (default `Idempotency-Key`).
     #[serde(default = "default_idempotency_header")]
     pub idempotency_header: String,
@@ -219,10 +230,12 @@ pub struct RestSinkStream {
     pub id_pointer: String,
     /// Send records in batches of this many as one JSON array (upsert mode only: the
     /// endpoint must accept an array); default one request per record.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 10_000>")]
+    #[schemars(range(min = 1, max = 10_000))]
     pub batch: Option<usize>,
     /// Requests in flight at once for per-record writes (default 4).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 256>")]
+    #[schemars(range(min = 1, max = 256))]
     pub concurrency: Option<usize>,
 }
 

@@ -5,7 +5,64 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// Serde `deserialize_with` for an optional integer key allowed in `MIN..=MAX`: a value
+/// outside is refused while deserializing, so the loader's error names the file, line and
+/// key. Pair it with `#[schemars(range(min = MIN, max = MAX))]` so `config-schema` says the same.
+pub fn in_range<'de, D, T, const MIN: i64, const MAX: i64>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    Option::<i64>::deserialize(d)?.map(|n| checked::<D::Error, T, MIN, MAX>(n)).transpose()
+}
+
+/// [`in_range`] for a key that is not optional (its default comes from `#[serde(default)]`).
+pub fn in_range_req<'de, D, T, const MIN: i64, const MAX: i64>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    checked::<D::Error, T, MIN, MAX>(i64::deserialize(d)?)
+}
+
+fn checked<E: serde::de::Error, T: TryFrom<i64>, const MIN: i64, const MAX: i64>(n: i64) -> Result<T, E> {
+    if !(MIN..=MAX).contains(&n) {
+        return Err(E::custom(format!("must be between {MIN} and {MAX}, found {n}")));
+    }
+    T::try_from(n).map_err(|_| E::custom(format!("must be between {MIN} and {MAX}, found {n}")))
+}
+
+/// Serde `deserialize_with` for a URL key: it must be an absolute `http://` or `https://` URL.
+pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    check_http_url(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+/// [`http_url`] for an optional URL key.
+pub fn opt_http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    if let Some(s) = &s {
+        check_http_url(s).map_err(serde::de::Error::custom)?;
+    }
+    Ok(s)
+}
+
+/// Ok when `s` is an absolute http or https URL with a host; else why not.
+pub fn check_http_url(s: &str) -> Result<(), String> {
+    // The value is never echoed: a URL may carry credentials in its user info.
+    let url =
+        reqwest::Url::parse(s.trim()).map_err(|e| format!("not an absolute URL ({e}); use http:// or https://"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("URL scheme `{}` is not allowed; use http:// or https://", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL names no host".to_owned());
+    }
+    Ok(())
+}
 
 /// How `X-RateLimit-Reset` is read: vendors disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
@@ -95,12 +152,17 @@ impl Default for CircuitPolicy {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Base URL that relative request paths are joined to (e.g. a GitHub Enterprise host).
+    #[serde(default, deserialize_with = "opt_http_url")]
     pub base_url: Option<String>,
     /// Pinned API version sent in the connector's version header.
     pub api_version: Option<String>,
     /// Connect timeout in milliseconds (default 10000).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 600_000>")]
+    #[schemars(range(min = 1, max = 600_000))]
     pub connect_timeout_ms: Option<u64>,
     /// Whole-request timeout in milliseconds, body included (default 60000).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 3_600_000>")]
+    #[schemars(range(min = 1, max = 3_600_000))]
     pub timeout_ms: Option<u64>,
     /// Explicit proxy URL for every request; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY
     /// are honoured. An explicit proxy has no exclusion list: NO_PROXY does not apply to it.
@@ -113,6 +175,8 @@ pub struct HttpConfig {
     /// Client-side rate budget per (host, credential); none by default.
     pub rate_limit: Option<RateLimitConfig>,
     /// Requests in flight per host at most (default 8).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 1024>")]
+    #[schemars(range(min = 1, max = 1024))]
     pub max_concurrency: Option<u32>,
     /// Circuit breaker settings.
     pub circuit: Option<CircuitConfig>,
@@ -136,12 +200,20 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts in total, the first included (default 5).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 100>")]
+    #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
     /// First backoff ceiling in milliseconds (default 500).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 600_000>")]
+    #[schemars(range(min = 1, max = 600_000))]
     pub base_delay_ms: Option<u64>,
     /// Cap on one computed backoff wait in milliseconds (default 30000).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 3_600_000>")]
+    #[schemars(range(min = 1, max = 3_600_000))]
     pub max_delay_ms: Option<u64>,
     /// Cap on a whole logical request in milliseconds (default 300000).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 86_400_000>")]
+    #[schemars(range(min = 1, max = 86_400_000))]
     pub max_elapsed_ms: Option<u64>,
     /// How `X-RateLimit-Reset` is read: `epoch_seconds` (default) or `delta_seconds`.
     pub reset_style: Option<ResetStyle>,
@@ -152,10 +224,16 @@ pub struct RetryConfig {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained requests per second.
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 100_000>")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub per_second: Option<u32>,
     /// Sustained requests per minute.
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 6_000_000>")]
+    #[schemars(range(min = 1, max = 6_000_000))]
     pub per_minute: Option<u32>,
     /// Back-to-back requests allowed (default 1).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 100_000>")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub burst: Option<u32>,
 }
 
@@ -164,8 +242,12 @@ pub struct RateLimitConfig {
 #[serde(deny_unknown_fields)]
 pub struct CircuitConfig {
     /// Consecutive exhausted requests before the host is marked unavailable (default 5).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 1000>")]
+    #[schemars(range(min = 1, max = 1000))]
     pub failure_threshold: Option<u32>,
     /// Cool-down in milliseconds before a probe (default 60000).
+    #[serde(default, deserialize_with = "in_range::<_, _, 1, 86_400_000>")]
+    #[schemars(range(min = 1, max = 86_400_000))]
     pub cool_down_ms: Option<u64>,
 }
 

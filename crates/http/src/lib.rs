@@ -102,6 +102,7 @@ pub use client::{HttpClient, HttpClientBuilder};
 pub use clock::{Clock, FakeClock, TokioClock};
 pub use config::{
     CircuitConfig, CircuitPolicy, HttpConfig, RateBudget, RateLimitConfig, ResetStyle, RetryConfig, RetryPolicy,
+    check_http_url, http_url, in_range, in_range_req, opt_http_url,
 };
 pub use observe::{REQUEST_ID_HEADERS, SECRET_PARAM_WORDS, redact_url};
 pub use origin::{AllowedOrigin, Origin};

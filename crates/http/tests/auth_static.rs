@@ -101,10 +101,13 @@ fn config_rejects_unknown_fields_and_bad_combinations() {
     let cfg: AuthConfig =
         serde_json::from_value(json!({"type": "api_key", "key": "k", "in": {"query": "key"}, "prefix": "T "})).unwrap();
     assert!(cfg.build(None).is_err());
-    let cfg: AuthConfig = serde_json::from_value(json!({"type": "oauth2_client_credentials",
-        "token_url": "not a url", "client_id": "c", "client_secret": "s"}))
-    .unwrap();
-    assert_eq!(cfg.build(None).unwrap_err().kind(), &dovetail_core::ErrorKind::Config);
+    // A token URL that is not http(s) is refused while the config is read.
+    for bad in ["not a url", "ftp://x/token"] {
+        let err = serde_json::from_value::<AuthConfig>(json!({"type": "oauth2_client_credentials",
+            "token_url": bad, "client_id": "c", "client_secret": "s"}))
+        .unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+    }
 }
 
 #[test]

@@ -244,9 +244,14 @@ fn config_errors_name_the_setting() {
     let cfg: HttpConfig = toml::from_str("[rate_limit]\nburst = 3").unwrap();
     let e = HttpClient::builder("test").config(&cfg).err().unwrap();
     assert!(e.to_string().contains("http.rate_limit"), "{e}");
-    let cfg: HttpConfig = toml::from_str("base_url = \"no scheme\"").unwrap();
-    let e = HttpClient::builder("test").config(&cfg).unwrap().build().unwrap_err();
-    assert!(e.to_string().contains("http.base_url `no scheme`"), "{e}");
+    // Refused while the config is read, naming the key (issue 16: an ftp:// base URL passed).
+    for bad in ["no scheme", "ftp://example.com"] {
+        let e = toml::from_str::<HttpConfig>(&format!("base_url = \"{bad}\"")).unwrap_err();
+        assert!(e.to_string().contains("use http:// or https://") && e.to_string().contains("base_url"), "{e}");
+    }
+    // Numbers out of range likewise (issue 16: `timeout_ms = 0` was accepted and failed later).
+    let e = toml::from_str::<HttpConfig>("timeout_ms = 0").unwrap_err();
+    assert!(e.to_string().contains("must be between 1 and 3600000, found 0"), "{e}");
 }
 
 // ---------------------------------------------------------------- cache body cap

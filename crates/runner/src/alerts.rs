@@ -35,9 +35,13 @@ pub struct AlertsConfig {
     /// Conditions that alert: `failure`, `pause`, `drift`, `dead_letters`, `sunset` (default: all).
     pub on: Option<Vec<Condition>>,
     /// `dead_letters` alerts when a run dead-letters at least this many records (default 1).
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 1_000_000_000>")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub dead_letter_threshold: Option<u64>,
     /// `sunset` alerts when an endpoint's `Sunset` date is at most this many days away,
     /// or past (default 30).
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 0, 3650>")]
+    #[schemars(range(min = 0, max = 3650))]
     pub sunset_within_days: Option<u64>,
     /// Explicit proxy URL for the webhook, as a connector's `http.proxy`; without it
     /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured.

@@ -156,9 +156,6 @@ pub fn build_pipeline(
         (entry.build)(table, &cx).map_err(|e| build_failed(doc, root, kind_span.start, "sink", name, entry.kind, e))?;
 
     let at = |key: &str| offset_of(root, &["pipelines", name, key]);
-    if pc.batch_size == Some(0) {
-        return Err(doc.error(at("batch_size"), format!("`batch_size` in [pipelines.{name}] must be at least 1")));
-    }
     if let Some(r) = pc.max_dead_letter_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
         return Err(doc.error(
             at("max_dead_letter_ratio"),

@@ -45,6 +45,8 @@ pub struct StateConfig {
     /// is owner-only but not encrypted.
     pub secret_key: Option<dovetail_core::Secret>,
     /// HTTP responses kept for conditional requests and stale serving (default 10000).
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 10_000_000>")]
+    #[schemars(range(min = 1, max = 10_000_000))]
     pub http_cache_entries: Option<usize>,
     /// What runs keep for `dovetail explain`: `metadata` (default: request and outcome),
     /// `full` (also each written record's raw data, for the Raw and Output diff sections;
@@ -59,12 +61,19 @@ pub struct StateConfig {
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Records per page and per sink transaction (default 1000).
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 100_000>")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub batch_size: Option<usize>,
     /// Fail the run once more than this many records were dead-lettered in it.
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 0, 1_000_000_000>")]
+    #[schemars(range(min = 0, max = 1_000_000_000))]
     pub max_dead_letters: Option<u64>,
     /// Fail the run once dead letters exceed this share (0.0–1.0) of the records read.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_dead_letter_ratio: Option<f64>,
     /// Records a stream may queue in the outbox while its sink is down (default 100000).
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 100_000_000>")]
+    #[schemars(range(min = 1, max = 100_000_000))]
     pub outbox_max: Option<u64>,
     /// What a record that drifted from its stream's baseline gets, per change class:
     /// `warn` (default), `quarantine` or `pause` (docs/drift.md).
@@ -286,3 +295,7 @@ fn state_path(doc: &Doc, root: &DeTable<'_>, url: Option<&str>) -> Result<PathBu
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "config_range_tests.rs"]
+mod range_tests;

@@ -182,6 +182,11 @@ pub fn toml_error(doc: &Doc, root: &DeTable<'_>, err: &toml::de::Error) -> Error
             return doc.error(span.start, format!("{prefix} `{word}`{place}{}", suggestion(&word, &expected)));
         }
     }
+    if let Some(Hit::Value(path)) = &hit
+        && let Some((at, inner)) = refine(root, path, &message)
+    {
+        return doc.error(at, format!("{message} for {}", show_key(&inner)));
+    }
     let place = match &hit {
         Some(Hit::Value(path)) if message.starts_with("missing field") => format!(" in {}", show_path(path)),
         Some(Hit::Value(path)) => format!(" for {}", show_key(path)),
@@ -189,6 +194,46 @@ pub fn toml_error(doc: &Doc, root: &DeTable<'_>, err: &toml::de::Error) -> Error
         None => String::new(),
     };
     doc.error(span.start, format!("{message}{place}"))
+}
+
+/// serde buffers an internally tagged enum (`auth`, `pagination`), so an error raised by one
+/// of its fields spans the whole table. For a range or URL error, find the one key inside
+/// that table holding the refused value, so the message names it and its line.
+fn refine(root: &DeTable<'_>, path: &[Seg], message: &str) -> Option<(usize, Vec<Seg>)> {
+    let mut v: &DeValue<'_> = root.get(key_of(path.first()?)?)?.get_ref();
+    for seg in &path[1..] {
+        v = match (v, seg) {
+            (DeValue::Table(t), Seg::Key(k)) => t.get(k.as_str())?.get_ref(),
+            (DeValue::Array(a), Seg::Index(i)) => a.get(*i)?.get_ref(),
+            _ => return None,
+        };
+    }
+    let DeValue::Table(table) = v else { return None };
+    let found: Option<i64> = message.rsplit_once("found ").and_then(|(_, n)| n.parse().ok());
+    let is_url_error = message.ends_with("use http:// or https://") || message == "the URL names no host";
+    let refused = |key: &str, v: &DeValue<'_>| match v {
+        DeValue::Integer(i) => {
+            found.is_some() && i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok() == found
+        }
+        DeValue::String(s) => is_url_error && key.ends_with("url") && dovetail_http::check_http_url(s).is_err(),
+        _ => false,
+    };
+    let mut hits = Vec::new();
+    for (k, item) in table.iter() {
+        if refused(k.get_ref(), item.get_ref()) {
+            let mut p = path.to_vec();
+            p.push(Seg::Key(k.get_ref().to_string()));
+            hits.push((k.span().start, p));
+        }
+    }
+    if hits.len() == 1 { hits.pop() } else { None }
+}
+
+fn key_of(seg: &Seg) -> Option<&str> {
+    match seg {
+        Seg::Key(k) => Some(k),
+        Seg::Index(_) => None,
+    }
 }
 
 /// `key` in [table] for a value path.

@@ -45,15 +45,43 @@ impl Lookup for ProcessEnv {
     }
 }
 
-/// Whether a key names a secret (`token`, `secret`, `password`, `key`, `credential`).
+/// Whether a key names a secret: its last word (snake, kebab or camel case) is `token`,
+/// `secret`, `password`, `key`, `credential(s)` or `webhook`. Only the last word counts, so
+/// `token_url`, `token_lifetime` or `secret_header` (what a secret is *about*) are not
+/// flagged while `refresh_token`, `client_secret` and `apiKey` are.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     const NOT_SECRET: &[&str] = &["primary_key", "primary_keys", "key_columns", "key_column", "key_field", "keys"];
     if NOT_SECRET.contains(&k.as_str()) {
         return false;
     }
+    let Some(last) = words(key).pop() else { return false };
     // `webhook`: alert webhook URLs carry their token in the path or query.
-    ["token", "secret", "password", "passwd", "key", "credential", "webhook"].iter().any(|w| k.contains(w))
+    const SECRET_WORDS: &[&str] =
+        &["token", "secret", "password", "passwd", "key", "apikey", "credential", "credentials", "webhook"];
+    SECRET_WORDS.contains(&last.as_str())
+}
+
+/// The lowercase words of a key: split at `_`, `-`, `.` and lower-to-upper case changes.
+fn words(key: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if !c.is_ascii_alphanumeric() {
+            prev_lower = false;
+            out.push(String::new());
+            continue;
+        }
+        if out.is_empty() || (c.is_ascii_uppercase() && prev_lower) {
+            out.push(String::new());
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        if let Some(w) = out.last_mut() {
+            w.push(c.to_ascii_lowercase());
+        }
+    }
+    out.retain(|w| !w.is_empty());
+    out
 }
 
 /// Interpolate every string value of `table` in place; return the literal secrets found.
@@ -190,10 +218,37 @@ mod tests {
 
     #[test]
     fn secret_keys() {
-        for k in ["api_key", "token", "client_secret", "password", "credentials", "apiKey", "webhook"] {
+        for k in [
+            "api_key",
+            "token",
+            "client_secret",
+            "password",
+            "credentials",
+            "apiKey",
+            "webhook",
+            "refresh_token",
+            "secret_key",
+            "key",
+            "ACCESS_TOKEN",
+            "x-api-key",
+        ] {
             assert!(is_secret_key(k), "{k}");
         }
-        for k in ["primary_key", "key_columns", "path", "name", "kind"] {
+        // Keys that merely mention a secret word describe something else (issue 16).
+        for k in [
+            "primary_key",
+            "key_columns",
+            "path",
+            "name",
+            "kind",
+            "token_url",
+            "token_lifetime",
+            "tokenUrl",
+            "refresh_skew_secs",
+            "secret_header",
+            "idempotency_header",
+            "webhook_timeout_ms",
+        ] {
             assert!(!is_secret_key(k), "{k}");
         }
     }

@@ -16,6 +16,8 @@ use crate::diag::{Doc, offset_of};
 pub struct RetentionConfig {
     /// Runs kept per pipeline, newest first, with their explain stories and fetched pages
     /// (default 50; the newest run is always kept).
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 1_000_000>")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub runs: Option<u64>,
     /// Runs, explain stories and accepted drift events older than this go: a number and a
     /// unit `s`, `m`, `h`, `d` or `w`, e.g. `"30d"` (the default).

@@ -59,6 +59,7 @@ pub enum AuthConfig {
     /// OAuth2 client credentials grant.
     Oauth2ClientCredentials {
         /// The token endpoint URL.
+        #[serde(deserialize_with = "crate::config::http_url")]
         token_url: String,
         /// The client id.
         client_id: String,
@@ -71,12 +72,14 @@ pub enum AuthConfig {
         #[serde(default)]
         scopes: Vec<String>,
         /// Refresh this many seconds before the token expires (default 60).
-        #[serde(default = "default_skew_secs")]
+        #[serde(default = "default_skew_secs", deserialize_with = "crate::config::in_range_req::<_, _, 0, 86_400>")]
+        #[schemars(range(min = 0, max = 86_400))]
         refresh_skew_secs: u64,
     },
     /// OAuth2 refresh token grant; rotated refresh tokens are kept in the token store.
     Oauth2RefreshToken {
         /// The token endpoint URL.
+        #[serde(deserialize_with = "crate::config::http_url")]
         token_url: String,
         /// The client id.
         client_id: String,
@@ -92,7 +95,8 @@ pub enum AuthConfig {
         #[serde(default)]
         scopes: Vec<String>,
         /// Refresh this many seconds before the token expires (default 60).
-        #[serde(default = "default_skew_secs")]
+        #[serde(default = "default_skew_secs", deserialize_with = "crate::config::in_range_req::<_, _, 0, 86_400>")]
+        #[schemars(range(min = 0, max = 86_400))]
         refresh_skew_secs: u64,
     },
 }
