@@ -20,7 +20,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
 
-use crate::connector::{Cx, Sink, Source, Transform};
+use crate::connector::{Cx, Sink, SinkRecall, SinkStream, Source, Transform};
 use crate::error::{Error, ErrorKind};
 use crate::report::{RunOutcome, RunReport, StreamReport};
 use crate::state::StateStore;
@@ -231,6 +231,35 @@ impl Pipeline {
             .check(&cx)
             .await
             .map_err(|e| e.in_pipeline(&self.shared.name).in_connector(self.shared.sink.kind()))
+    }
+
+    /// What `dovetail check` says about each stream whose ledger has rows but whose sink
+    /// no longer holds them (a table gone or rebuilt, a file gone or cut short): one line per
+    /// stream. Changes nothing; the next run voids that ledger and refills the sink.
+    pub async fn lost_sinks(&self) -> Result<Vec<String>, Error> {
+        let sh = &self.shared;
+        let cx = Cx { pipeline: sh.name.clone(), cancel: CancellationToken::new() };
+        let mut lost = Vec::new();
+        for spec in sh.source.streams() {
+            let remembered = sh.state.sink_mark(&sh.name, &spec.name).await?;
+            if remembered.is_none() && !sh.state.has_ledger(&sh.name, &spec.name).await? {
+                continue;
+            }
+            // Sinks recall by the stream's name alone; the rest is not needed to look.
+            let stream = SinkStream {
+                name: spec.name.clone(),
+                key_columns: vec![],
+                schema: None,
+                delete_mode: DeleteMode::Keep,
+            };
+            if let SinkRecall::Lost(why) = sh.sink.recall(&stream, remembered.as_deref(), &cx).await? {
+                lost.push(format!(
+                    "stream `{}`: {why}; the next run voids its ledger and writes it all again",
+                    spec.name
+                ));
+            }
+        }
+        Ok(lost)
     }
 
     /// Run once: every selected stream concurrently, each to the end of its pass.

@@ -148,6 +148,7 @@ impl Pipeline {
             pass: replay.pass,
             ledger,
             resolved_dead_letters: resolved,
+            sink_mark: sh.sink.mark(stream),
             ..Default::default()
         };
         sh.state.commit(commit).await
