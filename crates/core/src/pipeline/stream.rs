@@ -272,31 +272,12 @@ impl StreamRun {
         })
     }
 
-    /// Ask the sink whether what the ledger remembers is still there, then open it. A
-    /// destination gone or rebuilt voids the stream's ledger, mark and checkpoint (the outbox
-    /// stays): the stream re-syncs from its start, since the ledger is a memory of the sink,
-    /// not a substitute. Without a stored mark, the opened sink's is stored before any write,
-    /// so a batch written and never committed is cut back (JSONL) even in the first run.
+    /// Ask the sink whether what the ledger remembers is still there ([`Shared::recall_sink`]),
+    /// open it, and store its mark when none is stored.
     async fn recall_and_open_sink(&self, sink_stream: &SinkStream) -> Result<(), Error> {
-        let (sh, name) = (&self.shared, &self.spec.name);
-        let mut remembered = sh.state.sink_mark(&sh.name, name).await?;
-        let recall = sh.sink.recall(sink_stream, remembered.as_deref(), &self.cx).await?;
-        if let crate::connector::SinkRecall::Lost(why) = recall
-            && (remembered.is_some() || sh.state.has_ledger(&sh.name, name).await?)
-        {
-            let rows = sh.state.forget_ledger(&sh.name, Some(name), false).await?;
-            warn!(stream = %name, sink = sh.sink.kind(), ledger_rows = rows, "{why}: the stream's ledger is void and it re-syncs from the start");
-            remembered = None;
-        }
+        let remembered = self.shared.recall_sink(sink_stream, &self.cx).await?;
         self.open_sink(sink_stream).await?;
-        if remembered.is_none()
-            && let Some(mark) = sh.sink.mark(name)
-        {
-            let commit =
-                Commit { pipeline: sh.name.clone(), stream: name.clone(), sink_mark: Some(mark), ..Default::default() };
-            sh.state.commit(commit).await?;
-        }
-        Ok(())
+        self.shared.adopt_mark(&self.spec.name, remembered).await
     }
 
     /// The checkpoint the run starts from, marked unfinished: where the last run left off,
