@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 
-use dovetail_e2e::vendor::{FAST_HTTP, count};
+use dovetail_e2e::vendor::{FAST_HTTP, RestPipeline, RestStream, count, row_count};
 use dovetail_e2e::{Scratch, show};
-use dovetail_fake_vendor::{FakeVendor, VendorConfig};
+use dovetail_fake_vendor::{FakeVendor, Faults, VendorConfig};
 use serde_json::Value;
 
 /// `n` records `{id, name}` in `items.jsonl`, read in batches of `batch`, into `sink`.
@@ -197,4 +197,55 @@ body = {{ external_id = "{{{{id}}}}", name = "{{{{name}}}}" }}"#,
     // The ledger is whole again.
     let (_, report) = s.run_json_async(&[]).await;
     assert_eq!(count(&report, "items", "written"), 0, "{report:#}");
+}
+
+/// A 600-record vendor listing written 10 at a time into `sink` (a `[pipelines.vendor.sink]`
+/// body): `files` are deleted once `written` sees the first records, while the run goes on.
+/// That run must fail with exit 8 and the next one write all 600 again.
+async fn delete_during_a_run(sink: &str, files: &[&str], written: fn(&Scratch) -> bool) -> Scratch {
+    // 60 pages of 10, 40 ms each: the run is still writing when the test deletes the sink.
+    let faults = Faults { latency_ms: 40, ..Faults::default() };
+    let vendor = FakeVendor::start(VendorConfig { records: 600, faults, ..VendorConfig::default() }).await.unwrap();
+    let s = Scratch::new();
+    let toml = RestPipeline::new(&vendor.base_url())
+        .pipeline_line("batch_size = 10")
+        .stream(RestStream::items_cursor(10))
+        .toml()
+        .replace("kind = \"sqlite\"\npath = \"out.db\"", sink);
+    s.write("dovetail.toml", &toml);
+    let run = s.cmd(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !written(&s) {
+        assert!(started.elapsed().as_secs() < 30, "the run never wrote a record");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for f in files {
+        let _ = std::fs::remove_file(s.path(f));
+    }
+    let out = tokio::task::spawn_blocking(move || run.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(8), "a run that lost its sink does not succeed: {}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was deleted during the run"), "{}", show(&out));
+
+    let (out, report) = s.run_json_async(&[]).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "items", "written"), 600, "{report:#}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_sink_deleted_during_a_run_fails_the_run_and_the_next_refills_it() {
+    let written = |s: &Scratch| {
+        s.path("out.db").exists()
+            && s.db("out.db").query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0)).unwrap_or(0) > 0
+    };
+    let sink = "kind = \"sqlite\"\npath = \"out.db\"";
+    let s = delete_during_a_run(sink, &["out.db", "out.db-wal", "out.db-shm"], written).await;
+    assert_eq!(row_count(&s, "items"), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jsonl_file_deleted_during_a_run_fails_the_run_and_the_next_refills_it() {
+    let written = |s: &Scratch| std::fs::metadata(s.path("out/items.jsonl")).is_ok_and(|m| m.len() > 0);
+    let s = delete_during_a_run(JSONL, &["out/items.jsonl"], written).await;
+    assert_eq!(lines_by_id(&s), each_once(600));
 }

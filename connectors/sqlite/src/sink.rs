@@ -173,6 +173,17 @@ impl Sink for SqliteSink {
         let markers = self.markers.clone();
         let report = self
             .blocking(move |inner, config| {
+                // A database deleted under an open connection still takes writes (into the
+                // unlinked file): say so instead of reporting them written. The next run
+                // finds its tables gone and writes the streams again.
+                if inner.conn.is_some() && !config.path.exists() {
+                    inner.conn = None;
+                    inner.tables.clear();
+                    return Err(Error::permanent(format!(
+                        "the sqlite database {} was deleted during the run; the next run writes the stream again",
+                        config.path.display()
+                    )));
+                }
                 let (conn, tables) = inner.connection(&config.path)?;
                 let t = target(config, &batch.stream);
                 let report = write::write_batch(conn, tables, &t, &batch)?;
