@@ -154,9 +154,14 @@ impl Sink for SqliteSink {
             let (conn, _) = inner.connection(&config.path)?;
             let table = config.table_name(&stream.name);
             let found = crate::marker::read(conn, &table)?;
-            if let Some(Some(m)) = &found {
-                markers.lock().unwrap_or_else(PoisonError::into_inner).insert(stream.name.clone(), m.clone());
-            }
+            // Replaced or forgotten every run: a table dropped between two scheduled runs
+            // (`--every`) gets a new marker when it is created again.
+            let mut cached = markers.lock().unwrap_or_else(PoisonError::into_inner);
+            match &found {
+                Some(Some(m)) => cached.insert(stream.name.clone(), m.clone()),
+                _ => cached.remove(&stream.name),
+            };
+            drop(cached);
             Ok(crate::marker::recall(found, &table, remembered.as_deref()))
         })
         .await
