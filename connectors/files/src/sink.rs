@@ -1,12 +1,16 @@
 //! [`JsonlSink`]: each stream appended to `<dir>/<stream>.jsonl`, one JSON object per line.
 //!
 //! The file is an append-only log, not a table. Idempotency comes from the engine's ledger:
-//! a record whose content did not change is not written again. A crash between the file
-//! write and the engine's state commit can leave a batch in the file twice, so consumers
-//! take the **last line per key**. Deletes append a tombstone line
-//! `{"_deleted": true, <key columns>...}`. Each batch is flushed and `sync_data`ed before
-//! `write` returns; a failed write truncates the file back to where the batch began, and
-//! `open` cuts a partial last line left by a crash (a torn tail).
+//! a record whose content did not change is not written again. The file's length after each
+//! batch is the sink's [mark](Sink::mark), committed with the batch: `recall` cuts the file
+//! back to it (a batch written before a crash but never committed is written again by the
+//! next run, so it appears once), and a file missing or shorter than it is a lost sink the
+//! engine refills. A record changed at the source appears again (consumers take the **last
+//! line per key**). Deletes append a tombstone line `{"_deleted": true, <key columns>...}`.
+//! Each batch is flushed and `sync_data`ed before `write` returns; a failed write truncates
+//! the file back to where the batch began, and `open` cuts a partial last line left by a
+//! crash (a torn tail). A file deleted during a run fails the next batch instead of being
+//! recreated with only the rest of the run.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -15,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use dovetail_core::{Batch, BuildCx, Cx, Error, FieldPath, Key, Sink, SinkConnector, SinkStream, SinkTarget};
+use dovetail_core::{
+    Batch, BuildCx, Cx, Error, FieldPath, Key, Sink, SinkConnector, SinkRecall, SinkStream, SinkTarget,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -37,6 +43,10 @@ pub struct JsonlSink {
     dir: PathBuf,
     /// One lock per stream file, so concurrent batches of a stream never interleave.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Each opened stream file's length after its last batch: the mark committed with it.
+    lengths: Arc<Mutex<HashMap<String, u64>>>,
+    /// Committed lengths `recall` found exceeded, for `open` to cut the files back to.
+    cuts: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl JsonlSink {
@@ -71,10 +81,19 @@ impl JsonlSink {
         let lock = self.lock_for(stream);
         let dir = self.dir.clone();
         let what = path.display().to_string();
+        let (lengths, name) = (self.lengths.clone(), stream.to_owned());
         tokio::task::spawn_blocking(move || {
             let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            let open = || OpenOptions::new().create(true).append(true).open(&path);
+            let known = lengths.lock().unwrap_or_else(PoisonError::into_inner).get(&name).copied();
+            // An opened file is never created again: one deleted during the run would
+            // otherwise hold only the rest of the run while the ledger remembers it all.
+            let open = || OpenOptions::new().create(known.is_none()).append(true).open(&path);
             let file = match open() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && known.is_some() => {
+                    return Err(Error::permanent(format!(
+                        "`{what}` was deleted during the run; the next run finds it gone and writes the stream again"
+                    )));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     std::fs::create_dir_all(&dir).and_then(|_| open())
                 }
@@ -87,6 +106,8 @@ impl JsonlSink {
                 let _ = file.set_len(before);
                 return Err(io_error(e, format!("cannot write to `{what}`")));
             }
+            let after = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            lengths.lock().unwrap_or_else(PoisonError::into_inner).insert(name, after);
             Ok(lines.len() as u64)
         })
         .await
@@ -154,10 +175,49 @@ impl Sink for JsonlSink {
         .map_err(|e| Error::internal(format!("checking the jsonl sink ended abnormally: {e}")))?
     }
 
+    async fn recall(&self, stream: &SinkStream, remembered: Option<&str>, _cx: &Cx) -> Result<SinkRecall, Error> {
+        let path = self.stream_path(&stream.name)?;
+        let lock = self.lock_for(&stream.name);
+        let committed = remembered.and_then(|m| m.parse::<u64>().ok());
+        let (cuts, name) = (self.cuts.clone(), stream.name.clone());
+        tokio::task::spawn_blocking(move || {
+            let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let what = path.display().to_string();
+            let file = match File::open(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(SinkRecall::Lost(format!("the sink's file `{what}` is gone")));
+                }
+                other => other.map_err(|e| io_error(e, format!("cannot open `{what}`")))?,
+            };
+            let Some(committed) = committed else { return Ok(SinkRecall::Unknown) };
+            let len = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            if len < committed {
+                return Ok(SinkRecall::Lost(format!(
+                    "the sink's file `{what}` is shorter ({len} bytes) than its committed length ({committed} bytes)"
+                )));
+            }
+            if len > committed {
+                // Written after the last commit (a crash in between): the run writes those
+                // records again, so `open` cuts them to have them once. Not cut here: `check`
+                // asks too, and must change nothing.
+                cuts.lock().unwrap_or_else(PoisonError::into_inner).insert(name, committed);
+            }
+            Ok(SinkRecall::Intact)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("checking `{}` ended abnormally: {e}", stream.name)))?
+    }
+
+    fn mark(&self, stream: &str) -> Option<String> {
+        self.lengths.lock().unwrap_or_else(PoisonError::into_inner).get(stream).map(u64::to_string)
+    }
+
     async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
         let path = self.stream_path(&stream.name)?;
         let lock = self.lock_for(&stream.name);
         let dir = self.dir.clone();
+        let (lengths, name) = (self.lengths.clone(), stream.name.clone());
+        let cut_to = self.cuts.lock().unwrap_or_else(PoisonError::into_inner).remove(&stream.name);
         tokio::task::spawn_blocking(move || {
             let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
             let what = path.display().to_string();
@@ -169,10 +229,19 @@ impl Sink for JsonlSink {
                 .write(true)
                 .open(&path)
                 .map_err(|e| io_error(e, format!("cannot open `{what}`")))?;
+            if let Some(committed) = cut_to {
+                let len = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+                file.set_len(committed)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| io_error(e, format!("cannot cut `{what}` back to its committed length")))?;
+                tracing::warn!(file = %what, bytes = len.saturating_sub(committed), "cut lines written after the last commit; the run writes them again");
+            }
             let cut = repair_torn_tail(&mut file).map_err(|e| io_error(e, format!("cannot repair `{what}`")))?;
             if cut > 0 {
                 tracing::warn!(file = %what, bytes = cut, "cut a partial last line left by an interrupted write");
             }
+            let len = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            lengths.lock().unwrap_or_else(PoisonError::into_inner).insert(name, len);
             Ok(())
         })
         .await
@@ -199,6 +268,11 @@ impl SinkConnector for JsonlSink {
         if config.dir.as_os_str().is_empty() {
             return Err(Error::config("jsonl sink: `dir` is empty"));
         }
-        Ok(JsonlSink { dir: cx.resolve(&config.dir), locks: Mutex::new(HashMap::new()) })
+        Ok(JsonlSink {
+            dir: cx.resolve(&config.dir),
+            locks: Mutex::new(HashMap::new()),
+            lengths: Arc::default(),
+            cuts: Arc::default(),
+        })
     }
 }

@@ -47,6 +47,7 @@ mod bind;
 mod column;
 mod config;
 mod error;
+mod marker;
 mod notes;
 mod sink;
 mod table;

@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dovetail_core::drift::{DriftClass, DriftEvent};
 use dovetail_core::{
-    Batch, BuildCx, Cx, DeleteMode, Error, Key, Sink, SinkConnector, SinkStream, SinkTarget, WriteReport,
+    Batch, BuildCx, Cx, DeleteMode, Error, Key, Sink, SinkConnector, SinkRecall, SinkStream, SinkTarget, WriteReport,
 };
 use rusqlite::Connection;
 
@@ -28,6 +28,8 @@ use crate::write::{self, Target};
 pub struct SqliteSink {
     config: Arc<SqliteConfig>,
     inner: Arc<Mutex<Inner>>,
+    /// Each stream's table marker, once its table has one ([`crate::marker`]).
+    markers: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// The connection and what the sink knows about its tables, keyed by stream name.
@@ -70,7 +72,7 @@ impl SqliteSink {
     /// A sink from a config whose `path` is already resolved.
     pub fn new(config: SqliteConfig) -> Result<Self, Error> {
         config.validate().map_err(|m| Error::config(m).in_connector(crate::KIND))?;
-        Ok(SqliteSink { config: Arc::new(config), inner: Arc::default() })
+        Ok(SqliteSink { config: Arc::new(config), inner: Arc::default(), markers: Arc::default() })
     }
 
     /// The database file this sink writes to.
@@ -145,13 +147,59 @@ impl Sink for SqliteSink {
         .map_err(|e| in_stream(e, &name))
     }
 
+    async fn recall(&self, stream: &SinkStream, remembered: Option<&str>, _cx: &Cx) -> Result<SinkRecall, Error> {
+        let (stream, remembered) = (stream.clone(), remembered.map(str::to_owned));
+        let markers = self.markers.clone();
+        self.blocking(move |inner, config| {
+            let (conn, _) = inner.connection(&config.path)?;
+            let table = config.table_name(&stream.name);
+            let found = crate::marker::read(conn, &table)?;
+            // Replaced or forgotten every run: a table dropped between two scheduled runs
+            // (`--every`) gets a new marker when it is created again.
+            let mut cached = markers.lock().unwrap_or_else(PoisonError::into_inner);
+            match &found {
+                Some(Some(m)) => cached.insert(stream.name.clone(), m.clone()),
+                _ => cached.remove(&stream.name),
+            };
+            drop(cached);
+            Ok(crate::marker::recall(found, &table, remembered.as_deref()))
+        })
+        .await
+        .map_err(|e| e.in_connector(crate::KIND))
+    }
+
+    fn mark(&self, stream: &str) -> Option<String> {
+        self.markers.lock().unwrap_or_else(PoisonError::into_inner).get(stream).cloned()
+    }
+
     async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
         let name = batch.stream.name.clone();
         let count = batch.records.len();
+        let markers = self.markers.clone();
         let report = self
             .blocking(move |inner, config| {
+                // A database deleted under an open connection still takes writes (into the
+                // unlinked file): say so instead of reporting them written. The next run
+                // finds its tables gone and writes the streams again.
+                if inner.conn.is_some() && !config.path.exists() {
+                    inner.conn = None;
+                    inner.tables.clear();
+                    return Err(Error::permanent(format!(
+                        "the sqlite database {} was deleted during the run; the next run writes the stream again",
+                        config.path.display()
+                    )));
+                }
                 let (conn, tables) = inner.connection(&config.path)?;
-                write::write_batch(conn, tables, &target(config, &batch.stream), &batch)
+                let t = target(config, &batch.stream);
+                let report = write::write_batch(conn, tables, &t, &batch)?;
+                // The table may be new: its marker goes with this batch's commit.
+                let mut markers = markers.lock().unwrap_or_else(PoisonError::into_inner);
+                if !markers.contains_key(&batch.stream.name)
+                    && let Some(Some(m)) = crate::marker::read(conn, &t.table)?
+                {
+                    markers.insert(batch.stream.name.clone(), m);
+                }
+                Ok(report)
             })
             .await
             .map_err(|e| in_stream(e, &name))?;

@@ -171,8 +171,9 @@ impl Table {
         }
         let keys: Vec<String> = stream.key_columns.iter().map(|k| quote(k)).collect();
         let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({})) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS {} ({}{}, PRIMARY KEY ({})) WITHOUT ROWID",
             quote(name),
+            crate::marker::comment(),
             defs.join(", "),
             keys.join(", ")
         );

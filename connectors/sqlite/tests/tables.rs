@@ -254,3 +254,38 @@ async fn an_existing_table_with_another_primary_key_is_a_config_error() {
     let keyless = stream("nokey", &[], None, DeleteMode::Keep);
     assert_eq!(sink.open(&keyless, &cx()).await.unwrap_err().kind(), &ErrorKind::Config);
 }
+
+/// The table's marker comes with each write (`mark`) and is what `recall` compares: a table
+/// gone or created again (a new marker, the same sink object, as `--every` keeps it) is lost;
+/// the one committed is intact; without a committed one the sink cannot tell.
+#[tokio::test]
+async fn recall_tells_a_table_gone_or_rebuilt_from_the_one_remembered() {
+    use dovetail_core::SinkRecall;
+    let (_dir, path, sink) = sink();
+    let items = stream("items", &["id"], None, DeleteMode::Keep);
+    assert!(
+        matches!(sink.recall(&items, None, &cx()).await.unwrap(), SinkRecall::Lost(w) if w.contains("`items` is gone"))
+    );
+    sink.open(&items, &cx()).await.unwrap();
+    assert_eq!(sink.mark("items"), None, "no table yet");
+    sink.write(batch(&items, &[r#"{"id": 1}"#]), &cx()).await.unwrap();
+    let first = sink.mark("items").expect("a created table has a marker");
+    assert_eq!(sink.recall(&items, Some(&first), &cx()).await.unwrap(), SinkRecall::Intact);
+    assert_eq!(sink.recall(&items, None, &cx()).await.unwrap(), SinkRecall::Unknown);
+
+    read(&path).execute_batch("DROP TABLE items").unwrap();
+    assert!(
+        matches!(sink.recall(&items, Some(&first), &cx()).await.unwrap(), SinkRecall::Lost(w) if w.contains("is gone"))
+    );
+    sink.open(&items, &cx()).await.unwrap();
+    sink.write(batch(&items, &[r#"{"id": 1}"#]), &cx()).await.unwrap();
+    let second = sink.mark("items").expect("the new table's marker");
+    assert_ne!(first, second, "a table created again has a new marker");
+    let rebuilt = sink.recall(&items, Some(&first), &cx()).await.unwrap();
+    assert!(matches!(&rebuilt, SinkRecall::Lost(w) if w.contains("was rebuilt")), "{rebuilt:?}");
+    assert_eq!(sink.recall(&items, Some(&second), &cx()).await.unwrap(), SinkRecall::Intact);
+
+    // Columns added later keep the marker (SQLite edits the statement around the comment).
+    sink.write(batch(&items, &[r#"{"id": 2, "extra": "x"}"#]), &cx()).await.unwrap();
+    assert_eq!(sink.recall(&items, Some(&second), &cx()).await.unwrap(), SinkRecall::Intact);
+}

@@ -212,6 +212,19 @@ pub enum SinkTarget {
     },
 }
 
+/// What a sink found of a stream's destination at [`Sink::recall`], against the mark the
+/// state stored with the stream's last commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkRecall {
+    /// The sink cannot tell (the default; a REST API): the ledger is trusted.
+    Unknown,
+    /// What the last commit left is there (a longer JSONL file was cut back to it).
+    Intact,
+    /// The destination is gone or was rebuilt, in words that name it and say how: what the
+    /// ledger remembers is no longer there.
+    Lost(String),
+}
+
 /// Writes mapped records somewhere.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -230,6 +243,22 @@ pub trait Sink: Send + Sync {
     async fn check(&self, cx: &Cx) -> Result<(), Error>;
     /// Prepare a stream's destination (create a table, open a file).
     async fn open(&self, stream: &SinkStream, cx: &Cx) -> Result<(), Error>;
+    /// Called before [`Sink::open`] with the mark stored with the stream's last commit
+    /// (`None`: none stored): is what the ledger remembers still at the destination? A sink
+    /// that can tell answers `Lost` for a missing (or rebuilt) destination — the engine then
+    /// voids the stream's ledger and re-syncs it when the ledger has rows — and may cut back
+    /// what was written after the last commit. The default cannot tell.
+    async fn recall(&self, stream: &SinkStream, remembered: Option<&str>, cx: &Cx) -> Result<SinkRecall, Error> {
+        let _ = (stream, remembered, cx);
+        Ok(SinkRecall::Unknown)
+    }
+    /// The stream's mark after the last write or delete (a table's creation marker, a file's
+    /// length), committed with the batch and handed back to [`Sink::recall`] by the next run.
+    /// The default has none.
+    fn mark(&self, stream: &str) -> Option<String> {
+        let _ = stream;
+        None
+    }
     /// Write a batch durably; return only once it is committed.
     async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error>;
     /// The sink's HTTP figures so far (cumulative), for sinks that speak HTTP.

@@ -53,7 +53,7 @@ pub mod testing;
 
 pub use connector::{
     Batch, BuildCx, ColumnDrift, CreateHint, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector,
-    SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
+    SinkRecall, SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
 pub use drift_policy::{DriftAction, DriftPolicy};
 pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result};

@@ -166,6 +166,10 @@ pub fn canonical_json(v: &Value) -> String {
 pub struct ContentHash(pub [u8; 16]);
 
 impl ContentHash {
+    /// A hash no record has (in practice: 2^-128): what `forget_ledger` leaves on a row that
+    /// keeps its destination id, so the record is written again, as an update.
+    pub const VOID: ContentHash = ContentHash([0; 16]);
+
     /// Hash a value's content with xxh3-128: a walk over the value (object keys in sorted
     /// order, every string and number length-prefixed, numbers by their exact text), so equal
     /// values hash equal and no two different values share an encoding. Walking instead of

@@ -162,6 +162,9 @@ pub struct Commit {
     pub outbox_done: Vec<i64>,
     /// What `dovetail explain` needs about this batch's records, committed with them.
     pub explain: Option<crate::explain::ExplainBatch>,
+    /// The sink's mark after this batch's write ([`crate::Sink::mark`]), stored for the
+    /// stream with the batch, or `None` to leave the stored one as it is.
+    pub sink_mark: Option<String>,
 }
 
 /// A mapped record waiting in the durable outbox for its sink to come back.
@@ -252,6 +255,16 @@ pub trait DeliveryStore: Send + Sync {
         let _ = (pipeline, stream);
         Ok(true)
     }
+    /// The sink's mark stored with the stream's last commit that carried one
+    /// ([`Commit::sink_mark`]); `None` when none was ever stored or it was forgotten.
+    async fn sink_mark(&self, pipeline: &str, stream: &str) -> Result<Option<String>, Error>;
+    /// Forget what the ledger remembers of the sink for one stream (or every stream of the
+    /// pipeline): its content hashes, its stored sink mark and its checkpoint, so the next
+    /// run re-reads the stream from its start and writes every record again. With
+    /// `keep_dest_ids` the rows that hold a destination id keep it (with a hash that matches
+    /// no record), so a create-only sink updates them instead of creating them again; else
+    /// the rows go. The outbox and pauses stay. Returns how many ledger rows were changed.
+    async fn forget_ledger(&self, pipeline: &str, stream: Option<&str>, keep_dest_ids: bool) -> Result<u64, Error>;
     /// Up to `limit` keys whose ledger pass is older than `pass` (gone from the source in a
     /// full refresh), in no particular order.
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error>;

@@ -236,4 +236,9 @@ pub struct ResetArgs {
     pub pipeline: String,
     /// Only this stream's checkpoint.
     pub stream: Option<String>,
+    /// Also forget the ledger's content hashes, so the next run writes every record again
+    /// (for a sink that lost data dovetail cannot detect); destination ids are kept, so a
+    /// create-only sink updates its records instead of creating them again.
+    #[arg(long)]
+    pub ledger: bool,
 }

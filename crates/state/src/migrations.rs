@@ -206,6 +206,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX dead_letters_by_stream ON dead_letters (pipeline, stream, id);
     CREATE UNIQUE INDEX dead_letters_dedup ON dead_letters (pipeline, stream, location, raw_hash);
     "#,
+    // 7: the sink's mark per stream (a table's creation marker, a file's committed length),
+    // written in the commit of the batch it follows; a stream without a row is "unknown".
+    r#"
+    CREATE TABLE sink_marks (
+        stream_id INTEGER PRIMARY KEY REFERENCES streams (id),
+        mark      TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
@@ -371,7 +379,8 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 6);
+        assert_eq!(SCHEMA_VERSION, 7);
+        assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "an old stream's sink mark is unknown");
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
         assert_eq!(cp.position, Some(serde_json::json!({"page": 3})));

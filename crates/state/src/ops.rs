@@ -170,6 +170,14 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
             st.execute([id]).op("removing a resolved dead letter")?;
         }
     }
+    if let Some(mark) = &c.sink_mark {
+        tx.prepare_cached(
+            "INSERT INTO sink_marks (stream_id, mark) VALUES (?1, ?2)
+             ON CONFLICT (stream_id) DO UPDATE SET mark = excluded.mark WHERE mark <> excluded.mark",
+        )
+        .and_then(|mut st| st.execute(params![sid, mark]))
+        .op("saving the sink mark")?;
+    }
     if let Some(cp) = &checkpoint {
         tx.prepare_cached(
             "INSERT INTO checkpoints (stream_id, checkpoint, updated_at) VALUES (?1, ?2, ?3)
@@ -279,6 +287,53 @@ pub(crate) fn stale_keys(db: &mut Db, pipeline: &str, stream: &str, pass: u64, n
     st.query_map(params![sid, pass, limit(n)], |r| r.get::<_, String>(0).map(Key::from_canonical))
         .and_then(|rows| rows.collect())
         .op("listing stale ledger keys")
+}
+
+/// The sink mark stored with a stream's last commit that carried one.
+pub(crate) fn sink_mark(db: &mut Db, pipeline: &str, stream: &str) -> Result<Option<String>, Error> {
+    let Some(sid) = stream_id(db, pipeline, stream)? else {
+        return Ok(None);
+    };
+    db.conn
+        .prepare_cached("SELECT mark FROM sink_marks WHERE stream_id = ?1")
+        .and_then(|mut st| st.query_row([sid], |r| r.get(0)).optional())
+        .op("reading a sink mark")
+}
+
+/// Forget the ledger hashes (rows with a destination id keep it when `keep_dest_ids`, with a
+/// hash no record has), the sink marks and the checkpoints of one stream or of every stream
+/// of a pipeline, in one transaction; returns how many ledger rows changed. Outbox and
+/// pauses stay.
+pub(crate) fn forget_ledger(
+    db: &mut Db,
+    pipeline: &str,
+    stream: Option<&str>,
+    keep_dest_ids: bool,
+) -> Result<u64, Error> {
+    let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).op("starting to forget a ledger")?;
+    let ids: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM streams WHERE pipeline = ?1 AND (?2 IS NULL OR stream = ?2)")
+        .and_then(|mut st| st.query_map(params![pipeline, stream], |r| r.get(0))?.collect())
+        .op("finding the streams to forget")?;
+    let mut changed = 0;
+    for sid in ids {
+        let gone = if keep_dest_ids {
+            "DELETE FROM ledger WHERE stream_id = ?1 AND dest_id IS NULL"
+        } else {
+            "DELETE FROM ledger WHERE stream_id = ?1"
+        };
+        changed += tx.prepare_cached(gone).and_then(|mut st| st.execute([sid])).op("forgetting ledger rows")?;
+        changed += tx
+            .prepare_cached("UPDATE ledger SET hash = ?2 WHERE stream_id = ?1")
+            .and_then(|mut st| st.execute(params![sid, &ContentHash::VOID.0[..]]))
+            .op("forgetting ledger hashes")?;
+        for table in ["sink_marks", "checkpoints"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE stream_id = ?1"), [sid])
+                .op("forgetting a stream's position")?;
+        }
+    }
+    tx.commit().op("committing a forgotten ledger")?;
+    Ok(changed as u64)
 }
 
 /// The stored checkpoint of a stream.

@@ -120,6 +120,16 @@ impl DeliveryStore for SqliteState {
         self.with_reader(move |db| ops::has_ledger(db, &p, &s)).await
     }
 
+    async fn sink_mark(&self, pipeline: &str, stream: &str) -> Result<Option<String>, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.to_owned());
+        self.with_db(move |db| ops::sink_mark(db, &p, &s)).await
+    }
+
+    async fn forget_ledger(&self, pipeline: &str, stream: Option<&str>, keep_dest_ids: bool) -> Result<u64, Error> {
+        let (p, s) = (pipeline.to_owned(), stream.map(str::to_owned));
+        self.with_db(move |db| ops::forget_ledger(db, &p, s.as_deref(), keep_dest_ids)).await
+    }
+
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error> {
         let (p, s) = (pipeline.to_owned(), stream.to_owned());
         self.with_db(move |db| ops::stale_keys(db, &p, &s, pass, limit)).await

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span};
+use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::connector::{Cx, Sink, Source, Transform};
+use crate::connector::{Cx, Sink, SinkRecall, SinkStream, Source, Transform};
 use crate::error::{Error, ErrorKind};
 use crate::report::{RunOutcome, RunReport, StreamReport};
 use crate::state::StateStore;
@@ -133,6 +133,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Before a stream's sink is opened: is what the ledger remembers still there? A
+    /// destination gone or rebuilt voids the stream's ledger, mark and checkpoint (the outbox
+    /// stays), with a warning: the stream re-syncs from its start, since the ledger is a
+    /// memory of the sink, not a substitute. Returns whether a mark is (still) stored.
+    pub(super) async fn recall_sink(&self, sink_stream: &SinkStream, cx: &Cx) -> Result<bool, Error> {
+        let name = &sink_stream.name;
+        let remembered = self.state.sink_mark(&self.name, name).await?;
+        let recall = self.sink.recall(sink_stream, remembered.as_deref(), cx).await?;
+        if let SinkRecall::Lost(why) = recall
+            && (remembered.is_some() || self.state.has_ledger(&self.name, name).await?)
+        {
+            let rows = self.state.forget_ledger(&self.name, Some(name), false).await?;
+            warn!(stream = %name, sink = self.sink.kind(), ledger_rows = rows, "{why}: the stream's ledger is void and it re-syncs from the start");
+            return Ok(false);
+        }
+        Ok(remembered.is_some())
+    }
+
+    /// After the sink was opened: without a stored mark, store the opened sink's before any
+    /// write, so a batch written and never committed is cut back (JSONL) even the first time.
+    pub(super) async fn adopt_mark(&self, stream: &str, remembered: bool) -> Result<(), Error> {
+        let Some(mark) = self.sink.mark(stream).filter(|_| !remembered) else { return Ok(()) };
+        let commit = crate::state::Commit {
+            pipeline: self.name.clone(),
+            stream: stream.to_owned(),
+            sink_mark: Some(mark),
+            ..Default::default()
+        };
+        self.state.commit(commit).await
+    }
+
     /// The batch for the sink: with create hints (idempotency keys and the destination ids
     /// the ledger knows) when the sink creates records instead of upserting them.
     pub(crate) async fn batch(
@@ -239,6 +270,35 @@ impl Pipeline {
             .check(&cx)
             .await
             .map_err(|e| e.in_pipeline(&self.shared.name).in_connector(self.shared.sink.kind()))
+    }
+
+    /// What `dovetail check` says about each stream whose ledger has rows but whose sink
+    /// no longer holds them (a table gone or rebuilt, a file gone or cut short): one line per
+    /// stream. Changes nothing; the next run voids that ledger and refills the sink.
+    pub async fn lost_sinks(&self) -> Result<Vec<String>, Error> {
+        let sh = &self.shared;
+        let cx = Cx { pipeline: sh.name.clone(), cancel: CancellationToken::new() };
+        let mut lost = Vec::new();
+        for spec in sh.source.streams() {
+            let remembered = sh.state.sink_mark(&sh.name, &spec.name).await?;
+            if remembered.is_none() && !sh.state.has_ledger(&sh.name, &spec.name).await? {
+                continue;
+            }
+            // Sinks recall by the stream's name alone; the rest is not needed to look.
+            let stream = SinkStream {
+                name: spec.name.clone(),
+                key_columns: vec![],
+                schema: None,
+                delete_mode: DeleteMode::Keep,
+            };
+            if let SinkRecall::Lost(why) = sh.sink.recall(&stream, remembered.as_deref(), &cx).await? {
+                lost.push(format!(
+                    "stream `{}`: {why}; the next run voids its ledger and writes it all again",
+                    spec.name
+                ));
+            }
+        }
+        Ok(lost)
     }
 
     /// Run once: every selected stream concurrently, each to the end of its pass.

@@ -100,6 +100,7 @@ impl StreamRun {
                 ledger,
                 dead_letters: dead,
                 outbox_done: entries.iter().map(|e| e.id).collect(),
+                sink_mark: sh.sink.mark(name),
                 ..Default::default()
             };
             sh.state.commit(commit).await?;

@@ -89,7 +89,11 @@ impl Pipeline {
         let delete_mode =
             if opts.sync_mode == crate::stream::SyncMode::FullRefresh { opts.delete_mode } else { DeleteMode::Keep };
         let sink_stream = Arc::new(SinkStream { name: stream.clone(), key_columns, schema: None, delete_mode });
+        // A sink that lost what the ledger remembers is found so here too: else this replay's
+        // commit would store the lost sink's new mark and the next run would trust it.
+        let remembered = sh.recall_sink(&sink_stream, cx).await?;
         sh.sink.open(&sink_stream, cx).await?;
+        sh.adopt_mark(stream, remembered).await?;
         let checkpoint_pass = sh.state.checkpoint(&sh.name, stream).await?.map(|c| c.pass).unwrap_or(0);
         let replay = Replay { preparer, sink_stream, pass: checkpoint_pass, cx };
         for chunk in letters.chunks(sh.batch_size) {
@@ -148,6 +152,7 @@ impl Pipeline {
             pass: replay.pass,
             ledger,
             resolved_dead_letters: resolved,
+            sink_mark: sh.sink.mark(stream),
             ..Default::default()
         };
         sh.state.commit(commit).await

@@ -245,7 +245,7 @@ impl StreamRun {
         let sink_stream =
             Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema: None, delete_mode });
         if !self.dry_run {
-            self.open_sink(&sink_stream).await?;
+            self.recall_and_open_sink(&sink_stream).await?;
         }
         let checkpoint = self.start_checkpoint(incremental, cursor_field.as_ref(), report).await?;
         let sink_down =
@@ -270,6 +270,14 @@ impl StreamRun {
             ledger_known,
             lookback_floor,
         })
+    }
+
+    /// Ask the sink whether what the ledger remembers is still there ([`Shared::recall_sink`]),
+    /// open it, and store its mark when none is stored.
+    async fn recall_and_open_sink(&self, sink_stream: &SinkStream) -> Result<(), Error> {
+        let remembered = self.shared.recall_sink(sink_stream, &self.cx).await?;
+        self.open_sink(sink_stream).await?;
+        self.shared.adopt_mark(&self.spec.name, remembered).await
     }
 
     /// The checkpoint the run starts from, marked unfinished: where the last run left off,

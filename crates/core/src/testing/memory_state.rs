@@ -41,6 +41,8 @@ struct StateInner {
     explain_runs: BTreeMap<(String, String, i64), RunMapping>,
     /// Pages fetched per (pipeline, stream, run): what pruning a run removes with it.
     pages: BTreeMap<(String, String, i64), u64>,
+    /// The sink mark stored with each stream's last commit that carried one.
+    sink_marks: BTreeMap<(String, String), String>,
     /// Commits whose checkpoint position equals this fail at the checkpoint (a test hook).
     fail_at_position: Option<Value>,
 }
@@ -185,6 +187,26 @@ impl DeliveryStore for MemoryState {
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
         Ok(lock(&self.inner).ledger.get(&k(pipeline, stream)).is_some_and(|l| !l.is_empty()))
     }
+    async fn sink_mark(&self, pipeline: &str, stream: &str) -> Result<Option<String>, Error> {
+        Ok(lock(&self.inner).sink_marks.get(&k(pipeline, stream)).cloned())
+    }
+    async fn forget_ledger(&self, pipeline: &str, stream: Option<&str>, keep_dest_ids: bool) -> Result<u64, Error> {
+        let mut g = lock(&self.inner);
+        let ours = |(p, s): &(String, String)| p == pipeline && stream.is_none_or(|x| x == s);
+        g.checkpoints.retain(|id, _| !ours(id));
+        g.sink_marks.retain(|id, _| !ours(id));
+        let mut changed = 0;
+        for (_, rows) in g.ledger.iter_mut().filter(|(id, _)| ours(id)) {
+            let before = rows.len();
+            rows.retain(|_, e| keep_dest_ids && e.2.is_some());
+            changed += before - rows.len();
+            for e in rows.values_mut() {
+                e.0 = ContentHash::VOID;
+                changed += 1;
+            }
+        }
+        Ok(changed as u64)
+    }
     async fn stale_keys(&self, pipeline: &str, stream: &str, pass: u64, limit: usize) -> Result<Vec<Key>, Error> {
         let g = lock(&self.inner);
         Ok(g.ledger
@@ -260,6 +282,9 @@ impl DeliveryStore for MemoryState {
             return Err(Error::internal("state store: injected failure at the checkpoint; the commit was rolled back")
                 .in_pipeline(&c.pipeline)
                 .in_stream(&c.stream));
+        }
+        if let Some(mark) = c.sink_mark {
+            g.sink_marks.insert(id.clone(), mark);
         }
         if let Some(cp) = c.checkpoint {
             g.checkpoints.insert(id, cp);

@@ -19,17 +19,31 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
         project.state_path.display()
     ))?;
     // Probing needs no durable state: check against a private in-memory store so `check`
-    // leaves nothing behind.
+    // leaves nothing behind. An existing state is read to find sinks that lost what the
+    // ledger remembers.
     let state: Arc<dyn dovetail_core::StateStore> = Arc::new(dovetail_state::SqliteState::open_in_memory()?);
+    let recorded = if project.state_path.exists() { Some(super::open_state(&project.state_path)?) } else { None };
     let mut code = 0;
     for spec in &project.pipelines {
         let result = match spec.build(state.clone()) {
             Ok(p) => p.check().await,
             Err(e) => Err(e),
         };
+        let lost = match (&result, &recorded) {
+            (Ok(()), Some(st)) => spec.build(st.clone())?.lost_sinks().await?,
+            _ => Vec::new(),
+        };
         match result {
             Ok(()) => {
-                output::out(&format!("pipeline `{}`: OK ({} → {})\n", spec.name, spec.source.kind(), spec.sink.kind()))?
+                output::out(&format!(
+                    "pipeline `{}`: OK ({} → {})\n",
+                    spec.name,
+                    spec.source.kind(),
+                    spec.sink.kind()
+                ))?;
+                for line in lost {
+                    output::out(&format!("  warning: {line}\n"))?;
+                }
             }
             Err(e) => {
                 output::out(&format!(

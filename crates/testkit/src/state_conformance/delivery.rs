@@ -86,6 +86,64 @@ pub async fn reset_forgets_checkpoints_and_pauses_in_its_scope_only(s: Subject) 
     assert_eq!(st.reset("nobody", None).await.unwrap(), 0);
 }
 
+/// A commit's sink mark is stored for its stream (a commit without one leaves it), per
+/// pipeline and stream; a stream that never had one answers `None`.
+pub async fn sink_mark_is_the_last_one_committed_for_its_stream(s: Subject) {
+    let st = s.delivery();
+    assert_eq!(st.sink_mark("p", "s").await.unwrap(), None);
+    st.commit(Commit { sink_mark: Some("m1".into()), ..commit("p", "s", 1) }).await.unwrap();
+    st.commit(Commit { sink_mark: Some("other".into()), ..commit("q", "s", 1) }).await.unwrap();
+    assert_eq!(st.sink_mark("p", "s").await.unwrap().as_deref(), Some("m1"));
+    st.commit(Commit { ledger: vec![entry("1", 1)], ..commit("p", "s", 1) }).await.unwrap();
+    assert_eq!(st.sink_mark("p", "s").await.unwrap().as_deref(), Some("m1"), "a commit without a mark leaves it");
+    st.commit(Commit { sink_mark: Some("m2".into()), ..commit("p", "s", 1) }).await.unwrap();
+    assert_eq!(st.sink_mark("p", "s").await.unwrap().as_deref(), Some("m2"));
+    assert_eq!(st.sink_mark("q", "s").await.unwrap().as_deref(), Some("other"));
+    assert_eq!(st.sink_mark("p", "t").await.unwrap(), None);
+    assert_eq!(st.reset("p", None).await.unwrap(), 0);
+    assert_eq!(st.sink_mark("p", "s").await.unwrap().as_deref(), Some("m2"), "reset keeps the mark");
+}
+
+/// `forget_ledger` voids what the ledger remembers in its scope only: hashes (rows with a
+/// destination id keep it when asked to, with a hash that matches nothing), the sink mark
+/// and the checkpoint; the outbox and pauses stay.
+pub async fn forget_ledger_voids_hashes_marks_and_checkpoints_in_its_scope(s: Subject) {
+    let st = s.delivery();
+    let with_id = |k: &str| LedgerEntry { key: key(k), hash: hash(7), dest_id: Some(format!("d-{k}")) };
+    for (p, s_) in [("p", "s"), ("p", "t"), ("q", "s")] {
+        st.commit(Commit {
+            ledger: vec![entry("1", 1), with_id("2")],
+            outbox_add: vec![queued("o", json!({"id": 1}))],
+            checkpoint: Some(checkpoint(json!(format!("{p}/{s_}")))),
+            sink_mark: Some(format!("{p}/{s_}")),
+            ..commit(p, s_, 1)
+        })
+        .await
+        .unwrap();
+    }
+    st.pause(&pause("p", "s", PauseKind::Unavailable, "down")).await.unwrap();
+    let keys = [key("1"), key("2")];
+    assert_eq!(st.forget_ledger("p", Some("s"), true).await.unwrap(), 2, "one row gone, one voided");
+    let voided = st.ledger_lookup("p", "s", &keys).await.unwrap();
+    assert_eq!(voided[0], None);
+    assert!(voided[1].is_some_and(|h| h != hash(7)), "the kept row's hash matches nothing: {voided:?}");
+    assert_eq!(st.ledger_dest_ids("p", "s", &keys).await.unwrap(), [None, Some("d-2".into())]);
+    assert_eq!(st.checkpoint("p", "s").await.unwrap(), None);
+    assert_eq!(st.sink_mark("p", "s").await.unwrap(), None);
+    assert_eq!(st.outbox_len("p", "s").await.unwrap(), 1, "the outbox stays");
+    assert_eq!(st.paused(Some("p")).await.unwrap().len(), 1, "pauses stay");
+    assert_eq!(st.ledger_lookup("p", "t", &keys).await.unwrap(), [Some(hash(1)), Some(hash(7))]);
+    assert_eq!(st.sink_mark("p", "t").await.unwrap().as_deref(), Some("p/t"));
+
+    assert_eq!(st.forget_ledger("p", None, false).await.unwrap(), 3, "p/s's kept row and p/t's two rows");
+    assert!(!st.has_ledger("p", "s").await.unwrap() && !st.has_ledger("p", "t").await.unwrap());
+    assert_eq!(st.ledger_dest_ids("p", "t", &keys).await.unwrap(), [None, None]);
+    assert_eq!(st.checkpoint("p", "t").await.unwrap(), None);
+    assert_eq!(st.ledger_lookup("q", "s", &keys).await.unwrap(), [Some(hash(1)), Some(hash(7))], "q is untouched");
+    assert_eq!(st.checkpoint("q", "s").await.unwrap(), Some(checkpoint(json!("q/s"))));
+    assert_eq!(st.sink_mark("q", "s").await.unwrap().as_deref(), Some("q/s"));
+}
+
 /// Lookups answer in the order of the keys asked (repeats and misses included), from
 /// their own pipeline and stream only.
 pub async fn ledger_lookup_answers_in_key_order_within_its_stream(s: Subject) {
@@ -215,6 +273,7 @@ pub async fn a_commit_failing_midway_leaves_nothing_behind(s: Subject) {
             outbox_add: vec![queued("o3", json!({"n": 3}))],
             outbox_done: queue.iter().map(|e| e.id).take(1).collect(),
             checkpoint: Some(Checkpoint { position: Some(poison.clone()), pass: 2, ..Checkpoint::default() }),
+            sink_mark: Some("poisoned".into()),
             ..commit("p", stream, 2)
         };
         assert!(st.commit(c).await.is_err(), "the armed commit to {stream} must fail");
@@ -227,6 +286,7 @@ pub async fn a_commit_failing_midway_leaves_nothing_behind(s: Subject) {
     assert_eq!(st.checkpoint("p", "s").await.unwrap(), Some(before));
     assert_eq!(st.ledger_lookup("p", "fresh", &keys).await.unwrap(), [None, None, None]);
     assert_eq!(st.checkpoint("p", "fresh").await.unwrap(), None);
+    assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "no sink mark was stored");
     assert_eq!(st.outbox_len("p", "fresh").await.unwrap(), 0);
     assert_eq!(st.outbox_depths(Some("p")).await.unwrap(), [("p".into(), "s".into(), 2)]);
 

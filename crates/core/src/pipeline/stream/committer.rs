@@ -107,6 +107,12 @@ mod tests {
         async fn stale_keys(&self, _: &str, _: &str, _: u64, _: usize) -> Result<Vec<Key>, Error> {
             unreachable!()
         }
+        async fn sink_mark(&self, _: &str, _: &str) -> Result<Option<String>, Error> {
+            unreachable!()
+        }
+        async fn forget_ledger(&self, _: &str, _: Option<&str>, _: bool) -> Result<u64, Error> {
+            unreachable!()
+        }
         async fn baseline(&self, _: &str, _: &str) -> Result<Option<Value>, Error> {
             unreachable!()
         }

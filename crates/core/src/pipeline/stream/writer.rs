@@ -160,6 +160,7 @@ impl Writer<'_> {
             outbox_add: vec![],
             outbox_done: vec![],
             explain,
+            sink_mark: run.shared.sink.mark(&run.spec.name),
         }))
     }
 
@@ -345,6 +346,7 @@ impl StreamRun {
                 stream: self.spec.name.clone(),
                 pass,
                 forget: keys,
+                sink_mark: sh.sink.mark(&self.spec.name),
                 ..Default::default()
             };
             sh.state.commit(commit).await?;
