@@ -15,12 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use dovetail_core::{Batch, BuildCx, Cx, Error, FieldPath, Key, Sink, SinkConnector, SinkStream, SinkTarget};
+use dovetail_core::{
+    Batch, BuildCx, Cx, Error, ErrorKind, FieldPath, Key, Sink, SinkConnector, SinkStream, SinkTarget,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::position::{READ_BUFFER, complete_lines_end, io_error};
+use crate::position::{READ_BUFFER, complete_lines_end};
 
 /// Config of the `jsonl` sink.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -80,12 +82,12 @@ impl JsonlSink {
                 }
                 other => other,
             }
-            .map_err(|e| io_error(e, format!("cannot open `{what}` for writing")))?;
-            let before = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            .map_err(|e| Error::io(e, format!("cannot open `{what}` for writing"), &path))?;
+            let before = file.metadata().map_err(|e| Error::io(e, format!("cannot read `{what}`"), &path))?.len();
             if let Err(e) = append_lines(&file, &lines) {
                 // Leave no partial batch behind: cut back to where it began.
                 let _ = file.set_len(before);
-                return Err(io_error(e, format!("cannot write to `{what}`")));
+                return Err(Error::io(e, format!("cannot write to `{what}`"), &path));
             }
             Ok(lines.len() as u64)
         })
@@ -103,6 +105,11 @@ fn append_lines(file: &File, lines: &[Value]) -> std::io::Result<()> {
     w.flush()?;
     drop(w);
     file.sync_data()
+}
+
+/// Whether an IO error is a missing write permission (or a read-only file system).
+fn denied(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
 }
 
 /// Cut a trailing partial line (no `\n`) left by a crash; returns the bytes removed.
@@ -142,7 +149,13 @@ impl Sink for JsonlSink {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             let fail = |e: std::io::Error| {
-                Error::config(format!("jsonl sink: cannot write to `{}`: {e}", dir.display())).with_source(e)
+                let doing = format!("jsonl sink: cannot write to `{}`", dir.display());
+                // No permission or no space is the file system's; anything else (a file
+                // where the folder should be, ...) is the config's `dir`.
+                match dovetail_core::io_kind(&e) {
+                    ErrorKind::Permanent if !denied(&e) => Error::config(format!("{doing}: {e}")).with_source(e),
+                    _ => Error::io(e, doing, &dir),
+                }
             };
             std::fs::create_dir_all(&dir).map_err(fail)?;
             let probe = dir.join(format!(".dovetail-check-{}", std::process::id()));
@@ -161,15 +174,17 @@ impl Sink for JsonlSink {
         tokio::task::spawn_blocking(move || {
             let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
             let what = path.display().to_string();
-            std::fs::create_dir_all(&dir).map_err(|e| io_error(e, format!("cannot create `{}`", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(e, format!("cannot create `{}`", dir.display()), &dir))?;
             let mut file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .read(true)
                 .write(true)
                 .open(&path)
-                .map_err(|e| io_error(e, format!("cannot open `{what}`")))?;
-            let cut = repair_torn_tail(&mut file).map_err(|e| io_error(e, format!("cannot repair `{what}`")))?;
+                .map_err(|e| Error::io(e, format!("cannot open `{what}`"), &path))?;
+            let cut =
+                repair_torn_tail(&mut file).map_err(|e| Error::io(e, format!("cannot repair `{what}`"), &path))?;
             if cut > 0 {
                 tracing::warn!(file = %what, bytes = cut, "cut a partial last line left by an interrupted write");
             }

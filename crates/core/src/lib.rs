@@ -56,7 +56,7 @@ pub use connector::{
     SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
 pub use drift_policy::{DriftAction, DriftPolicy};
-pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result};
+pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result, io_kind};
 pub use json::{JsonType, json_type_name, json_type_phrase};
 pub use names::{DriftClass, PauseKind, RunOutcome, UnknownName};
 pub use pipeline::{Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};

@@ -37,7 +37,7 @@
 //! [`tokio::task::spawn_blocking`], so the async runtime never blocks on disk. Several
 //! processes may share a file: write transactions start `IMMEDIATE` and wait up to
 //! [`BUSY_TIMEOUT`] for another writer; a timeout surfaces as a
-//! [`Transient`](dovetail_core::ErrorKind::Transient) error.
+//! [`Busy`](dovetail_core::ErrorKind::Busy) error (exit 11) saying to wait for the other process.
 //!
 //! # Run lock
 //!
@@ -234,7 +234,22 @@ fn configure(mut conn: Connection, path: &Path) -> Result<Connection, Error> {
         conn.set_prepared_statement_cache_capacity(64);
         Ok(mode)
     };
-    let mode = setup(&conn).map_err(|e| error::open_err(path, e))?;
+    // Switching a new file to WAL takes an exclusive lock, and SQLite does not wait for a
+    // competing open doing the same (it would deadlock): two first runs on a fresh state
+    // directory would see `database is busy` at once. Retry that for the busy timeout.
+    let started = std::time::Instant::now();
+    let mode = loop {
+        match setup(&conn) {
+            Ok(mode) => break mode,
+            Err(e) if error::is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(error::open_err(path, e)),
+        }
+    };
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(error::read_only(path));
+    }
     if mode != "wal" && path != Path::new(":memory:") {
         tracing::warn!(path = %path.display(), mode, "state database is not in WAL mode");
     }
