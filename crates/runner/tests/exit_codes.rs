@@ -169,3 +169,30 @@ fn two_first_runs_on_a_fresh_state_both_finish_or_the_loser_is_busy() {
         assert!(outs.iter().any(|o| o.status.success()), "round {round}: one of them ran");
     }
 }
+
+#[test]
+fn a_state_database_locked_past_the_busy_timeout_exits_11_naming_it() {
+    let dir = project(SQLITE_SINK, 2);
+    let first = dovetail(dir.path(), &["run"]);
+    assert_eq!(first.status.code(), Some(0), "{}", both(&first));
+    let state = dir.path().join(".dovetail/state.db");
+    // Another process holds the database's write lock for longer than the 5 s busy timeout.
+    let hold = "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN \
+                IMMEDIATE')\nprint('held', flush=True)\ntime.sleep(30)\n";
+    let mut holder = Command::new("python3")
+        .args(["-c", hold, state.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 holds the state database's write lock");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    let out = dovetail(dir.path(), &["run"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{}", both(&out));
+    assert!(err.contains("the state database is busy"), "{err}");
+    assert!(err.contains(&format!("state database {}", state.display())), "names the file: {err}");
+    assert!(err.contains("what to do: another process is writing the state database"), "{err}");
+}

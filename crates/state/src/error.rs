@@ -26,8 +26,8 @@ pub(crate) fn db_err(op: &str, e: rusqlite::Error) -> Error {
         )
         .with_source(e)
         .with_hint(
-            "another dovetail process is writing the same state database (`dovetail status` shows running runs); \
-             wait for it to finish, or stop it, then run `dovetail run {pipeline}` again",
+            "another process is writing the state database (another dovetail run: `dovetail status` shows running \
+             runs); wait for it to finish, or stop it, then run `dovetail run {pipeline}` again",
         ),
         Some(ErrorCode::DiskFull) => Error::new(
             ErrorKind::Unavailable,

@@ -61,7 +61,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use dovetail_core::Error;
+use dovetail_core::{Error, ErrorKind};
 use rusqlite::Connection;
 
 pub use cache::{DEFAULT_CACHE_ENTRIES, SqliteResponseCache};
@@ -187,7 +187,7 @@ impl SqliteState {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, Error> + Send + 'static,
     {
-        Self::on(Arc::clone(&self.db), f).await
+        Self::on(Arc::clone(&self.db), f).await.map_err(|e| self.name_file(e))
     }
 
     /// Run a read-only `f` on the reader connection on the blocking thread pool.
@@ -196,7 +196,17 @@ impl SqliteState {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, Error> + Send + 'static,
     {
-        Self::on(Arc::clone(&self.reader), f).await
+        Self::on(Arc::clone(&self.reader), f).await.map_err(|e| self.name_file(e))
+    }
+
+    /// A failure the operator fixes at the file (busy, full, read-only) names the database
+    /// file as its location.
+    fn name_file(&self, e: Error) -> Error {
+        let at_file = matches!(e.kind(), ErrorKind::Busy | ErrorKind::Unavailable | ErrorKind::Permanent);
+        match &self.path {
+            Some(path) if at_file => e.at(format!("state database {}", path.display())),
+            _ => e,
+        }
     }
 
     async fn on<T, F>(db: Arc<Mutex<Db>>, f: F) -> Result<T, Error>
