@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use dovetail_core::{
-    Batch, BuildCx, Cx, Error, ErrorKind, FieldPath, Key, Sink, SinkConnector, SinkStream, SinkTarget,
-};
+use dovetail_core::{Batch, BuildCx, Cx, Error, FieldPath, Key, Sink, SinkConnector, SinkStream, SinkTarget};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -107,11 +105,6 @@ fn append_lines(file: &File, lines: &[Value]) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Whether an IO error is a missing write permission (or a read-only file system).
-fn denied(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
-}
-
 /// Cut a trailing partial line (no `\n`) left by a crash; returns the bytes removed.
 fn repair_torn_tail(file: &mut File) -> std::io::Result<u64> {
     let len = file.metadata()?.len();
@@ -148,15 +141,8 @@ impl Sink for JsonlSink {
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let fail = |e: std::io::Error| {
-                let doing = format!("jsonl sink: cannot write to `{}`", dir.display());
-                // No permission or no space is the file system's; anything else (a file
-                // where the folder should be, ...) is the config's `dir`.
-                match dovetail_core::io_kind(&e) {
-                    ErrorKind::Permanent if !denied(&e) => Error::config(format!("{doing}: {e}")).with_source(e),
-                    _ => Error::io(e, doing, &dir),
-                }
-            };
+            let fail =
+                |e: std::io::Error| Error::io(e, format!("jsonl sink: cannot write to `{}`", dir.display()), &dir);
             std::fs::create_dir_all(&dir).map_err(fail)?;
             let probe = dir.join(format!(".dovetail-check-{}", std::process::id()));
             let written = File::create(&probe).and_then(|mut f| f.write_all(b"ok\n"));

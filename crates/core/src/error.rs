@@ -399,7 +399,8 @@ pub fn io_kind(e: &std::io::Error) -> ErrorKind {
 
 impl Error {
     /// A failed file operation on `path`: `doing` says what ("cannot write to `x`"); a full
-    /// disk and a missing permission are named as such, with the path and what to do.
+    /// disk and a missing permission are named as such, with the path and what to do; a
+    /// missing path or one of the wrong type (file or folder) is [`ErrorKind::Config`].
     pub fn io(e: std::io::Error, doing: impl Into<String>, path: &std::path::Path) -> Error {
         use std::io::ErrorKind as Io;
         let doing = doing.into();
@@ -424,7 +425,13 @@ impl Error {
             ),
             _ => (doing, None),
         };
-        let err = Error::new(io_kind(&e), message).with_source(e);
+        // A path that is not there or not the right thing (a file where a folder should be)
+        // is the config's to fix.
+        let kind = match e.kind() {
+            Io::NotFound | Io::NotADirectory | Io::IsADirectory | Io::AlreadyExists => ErrorKind::Config,
+            _ => io_kind(&e),
+        };
+        let err = Error::new(kind, message).with_source(e);
         match hint {
             Some(h) => err.with_hint(h),
             None => err,
@@ -497,6 +504,8 @@ mod tests {
             assert!(e.message().contains("permission denied: `out/a.jsonl` is not writable"), "{e}");
             assert!(e.next_step().starts_with("give the user running dovetail write permission"), "{e}");
         }
+        let wrong = Error::io(IoError::from(Io::NotADirectory), "cannot create `out`", file);
+        assert_eq!(wrong.kind(), &ErrorKind::Config);
         let other = Error::io(IoError::from(Io::TimedOut), "cannot read `x`", file);
         assert_eq!((other.kind(), other.message(), other.hint()), (&ErrorKind::Transient, "cannot read `x`", None));
         assert_eq!(Error::from(IoError::from(Io::StorageFull)).kind(), &ErrorKind::Unavailable);
