@@ -196,9 +196,12 @@ fn a_second_run_while_one_is_live_is_refused_naming_the_process() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let _ = live.kill();
     let _ = live.wait();
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(11), "a held lock is Busy: {}", show(&out));
     assert!(stderr.contains("already running"), "{stderr}");
     assert!(stderr.contains(&live.id().to_string()), "the message names the live process {}: {stderr}", live.id());
+    let next = stderr.lines().find(|l| l.contains("what to do:")).unwrap_or_default();
+    assert!(next.contains(&format!("wait for process {}", live.id())) && next.contains("or stop it"), "{stderr}");
+    assert!(!next.contains("config"), "{stderr}");
 }
 
 #[test]

@@ -90,8 +90,15 @@ pub(crate) struct Opened {
 impl Opened {
     /// Open the stream's file, check `from` against it, and settle the window.
     pub(crate) fn open(plan: &StreamPlan, from: Option<Position>) -> Result<Opened, Error> {
-        let mut file = File::open(&plan.path)
-            .map_err(|e| io_error(e, format!("cannot open `{}` ({})", plan.display, plan.path.display())))?;
+        let mut file = File::open(&plan.path).map_err(|e| {
+            let message = format!("cannot open `{}` ({})", plan.display, plan.path.display());
+            // A file that is not there is the config's `path` (as `check` says), not a failure
+            // of the file system.
+            match e.kind() {
+                io::ErrorKind::NotFound => Error::new(ErrorKind::Config, message).with_source(e),
+                _ => io_error(e, message),
+            }
+        })?;
         let read_err = |e| io_error(e, format!("cannot read `{}`", plan.display));
         let len = file.metadata().map_err(read_err)?.len();
         let mut head = Vec::with_capacity(len.min(PREFIX_MAX) as usize);
@@ -156,13 +163,9 @@ fn last_byte(file: &mut File, end: u64) -> io::Result<u8> {
     Ok(b[0])
 }
 
-/// An IO error with a message naming the file; interrupted or timed-out IO is transient.
+/// An IO error with a message naming the file, of the kind [`dovetail_core::io_kind`] says.
 pub(crate) fn io_error(e: io::Error, message: String) -> Error {
-    let kind = match e.kind() {
-        io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Transient,
-        _ => ErrorKind::Permanent,
-    };
-    Error::new(kind, message).with_source(e)
+    Error::new(dovetail_core::io_kind(&e), message).with_source(e)
 }
 
 #[cfg(test)]

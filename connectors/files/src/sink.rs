@@ -26,7 +26,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::position::{READ_BUFFER, complete_lines_end, io_error};
+use crate::position::{READ_BUFFER, complete_lines_end};
 
 /// Config of the `jsonl` sink.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -99,14 +99,14 @@ impl JsonlSink {
                 }
                 other => other,
             }
-            .map_err(|e| io_error(e, format!("cannot open `{what}` for writing")))?;
-            let before = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            .map_err(|e| Error::io(e, format!("cannot open `{what}` for writing"), &path))?;
+            let before = file.metadata().map_err(|e| Error::io(e, format!("cannot read `{what}`"), &path))?.len();
             if let Err(e) = append_lines(&file, &lines) {
                 // Leave no partial batch behind: cut back to where it began.
                 let _ = file.set_len(before);
-                return Err(io_error(e, format!("cannot write to `{what}`")));
+                return Err(Error::io(e, format!("cannot write to `{what}`"), &path));
             }
-            let after = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            let after = file.metadata().map_err(|e| Error::io(e, format!("cannot read `{what}`"), &path))?.len();
             lengths.lock().unwrap_or_else(PoisonError::into_inner).insert(name, after);
             Ok(lines.len() as u64)
         })
@@ -162,9 +162,8 @@ impl Sink for JsonlSink {
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let fail = |e: std::io::Error| {
-                Error::config(format!("jsonl sink: cannot write to `{}`: {e}", dir.display())).with_source(e)
-            };
+            let fail =
+                |e: std::io::Error| Error::io(e, format!("jsonl sink: cannot write to `{}`", dir.display()), &dir);
             std::fs::create_dir_all(&dir).map_err(fail)?;
             let probe = dir.join(format!(".dovetail-check-{}", std::process::id()));
             let written = File::create(&probe).and_then(|mut f| f.write_all(b"ok\n"));
@@ -187,10 +186,10 @@ impl Sink for JsonlSink {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Ok(SinkRecall::Lost(format!("the sink's file `{what}` is gone")));
                 }
-                other => other.map_err(|e| io_error(e, format!("cannot open `{what}`")))?,
+                other => other.map_err(|e| Error::io(e, format!("cannot open `{what}`"), &path))?,
             };
             let Some(committed) = committed else { return Ok(SinkRecall::Unknown) };
-            let len = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            let len = file.metadata().map_err(|e| Error::io(e, format!("cannot read `{what}`"), &path))?.len();
             if len < committed {
                 return Ok(SinkRecall::Lost(format!(
                     "the sink's file `{what}` is shorter ({len} bytes) than its committed length ({committed} bytes)"
@@ -221,26 +220,28 @@ impl Sink for JsonlSink {
         tokio::task::spawn_blocking(move || {
             let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
             let what = path.display().to_string();
-            std::fs::create_dir_all(&dir).map_err(|e| io_error(e, format!("cannot create `{}`", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(e, format!("cannot create `{}`", dir.display()), &dir))?;
             let mut file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .read(true)
                 .write(true)
                 .open(&path)
-                .map_err(|e| io_error(e, format!("cannot open `{what}`")))?;
+                .map_err(|e| Error::io(e, format!("cannot open `{what}`"), &path))?;
             if let Some(committed) = cut_to {
-                let len = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
-                file.set_len(committed)
-                    .and_then(|()| file.sync_data())
-                    .map_err(|e| io_error(e, format!("cannot cut `{what}` back to its committed length")))?;
+                let len = file.metadata().map_err(|e| Error::io(e, format!("cannot read `{what}`"), &path))?.len();
+                file.set_len(committed).and_then(|()| file.sync_data()).map_err(|e| {
+                    Error::io(e, format!("cannot cut `{what}` back to its committed length"), &path)
+                })?;
                 tracing::warn!(file = %what, bytes = len.saturating_sub(committed), "cut lines written after the last commit; the run writes them again");
             }
-            let cut = repair_torn_tail(&mut file).map_err(|e| io_error(e, format!("cannot repair `{what}`")))?;
+            let cut =
+                repair_torn_tail(&mut file).map_err(|e| Error::io(e, format!("cannot repair `{what}`"), &path))?;
             if cut > 0 {
                 tracing::warn!(file = %what, bytes = cut, "cut a partial last line left by an interrupted write");
             }
-            let len = file.metadata().map_err(|e| io_error(e, format!("cannot read `{what}`")))?.len();
+            let len = file.metadata().map_err(|e| Error::io(e, format!("cannot read `{what}`"), &path))?.len();
             lengths.lock().unwrap_or_else(PoisonError::into_inner).insert(name, len);
             Ok(())
         })

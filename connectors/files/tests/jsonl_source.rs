@@ -225,7 +225,8 @@ async fn a_file_missing_at_read_time_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path(), orders(false));
     let e = read(&src, "orders", None, 10).await.unwrap_err();
-    assert_eq!(*e.kind(), ErrorKind::Permanent);
+    // A missing file is the config's `path`, as `check` says (exit 3 in both).
+    assert_eq!(*e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("cannot open `orders.jsonl`"), "{e}");
     assert_eq!(e.context().stream.as_deref(), Some("orders"));
 }

@@ -329,6 +329,10 @@ impl RestSource {
                         pagination_name(&def.cfg.pagination)
                     ),
                 )
+                .with_hint(format!(
+                    "nothing was dead-lettered: the page {url} must decode before the stream can go on; fix \
+                     the API's answer (see the cause above), then run `dovetail run {{pipeline}}` again"
+                ))
                 .with_source(e));
             }
             Err(e) => return Err(e),

@@ -4,17 +4,16 @@
 use dovetail_core::{Error, ErrorKind};
 use rusqlite::ErrorCode;
 
-/// What a SQLite failure means, by its result code: busy/locked/full/IO are worth a retry,
-/// permission and open failures are configuration, constraint and size failures are about
-/// the data, the rest is permanent.
+/// What a SQLite failure means, by its result code: busy/locked/IO are worth a retry, a full
+/// disk is an outage (it frees up without a config change), a read-only or unwritable file
+/// is permanent, a file that is not a database is configuration, constraint and size
+/// failures are about the data, the rest is permanent.
 pub(crate) fn kind_of(e: &rusqlite::Error) -> ErrorKind {
     match e.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull | ErrorCode::SystemIoFailure,
-        ) => ErrorKind::Transient,
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly | ErrorCode::NotADatabase) => {
-            ErrorKind::Config
-        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::SystemIoFailure) => ErrorKind::Transient,
+        Some(ErrorCode::DiskFull) => ErrorKind::Unavailable,
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => ErrorKind::Permanent,
+        Some(ErrorCode::NotADatabase) => ErrorKind::Config,
         Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig) => ErrorKind::Data,
         _ => ErrorKind::Permanent,
     }
@@ -25,6 +24,38 @@ pub(crate) fn db_error(e: rusqlite::Error, doing: impl Into<String>) -> Error {
     Error::new(kind_of(&e), doing).with_source(e).in_connector(crate::KIND)
 }
 
+/// A failure of the database file at `path` as a whole: a full disk or a missing write
+/// permission names the path (and the file system) and says what to do; anything else is
+/// [`db_error`].
+pub(crate) fn file_error(e: rusqlite::Error, doing: impl Into<String>, path: &std::path::Path) -> Error {
+    let doing = doing.into();
+    let fs = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(path).display();
+    let file = path.display();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => {
+            db_error(e, format!("{doing}: the file system holding `{fs}` is full")).with_hint(format!(
+                "free space on the file system holding `{fs}`, then run `dovetail run {{pipeline}}` again; it resumes \
+                 from the last checkpoint"
+            ))
+        }
+        // A folder where the database file should be is the config's `path`.
+        Some(ErrorCode::CannotOpen) if path.is_dir() => {
+            Error::new(ErrorKind::Config, format!("{doing}: `{file}` is a folder, not a database file"))
+                .with_source(e)
+                .in_connector(crate::KIND)
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => db_error(
+            e,
+            format!("{doing}: permission denied: `{file}` (or its folder `{fs}`) is not writable by this user"),
+        )
+        .with_hint(format!(
+            "give the user running dovetail write permission on `{file}` and `{fs}` (or point the sink's `path` \
+             elsewhere), then run again"
+        )),
+        _ => db_error(e, doing),
+    }
+}
+
 /// Whether an error executing one row's statement is about that row alone (the row goes
 /// to dead letters and the batch continues) rather than about the database: a `Data`
 /// failure of the table, or a value that does not convert to SQL.
@@ -33,12 +64,15 @@ pub(crate) fn is_row_error(e: &rusqlite::Error) -> bool {
 }
 
 /// The error of `check` when the write lock cannot be taken: a database busy with another
-/// writer past the busy timeout may free itself (transient); anything else — a full disk
-/// included — means the configured file cannot be written (config).
+/// writer past the busy timeout may free itself (transient); a full disk or a read-only file
+/// is what [`file_error`] says; anything else means the configured file cannot be used
+/// (config).
 pub(crate) fn lock_error(e: rusqlite::Error, path: &std::path::Path) -> Error {
-    let busy = matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked));
-    let kind = if busy { ErrorKind::Transient } else { ErrorKind::Config };
-    Error::new(kind, format!("cannot write to sqlite database {}", path.display())).with_source(e)
+    let doing = format!("cannot write to sqlite database {}", path.display());
+    match kind_of(&e) {
+        ErrorKind::Transient | ErrorKind::Unavailable | ErrorKind::Permanent => file_error(e, doing, path),
+        _ => Error::new(ErrorKind::Config, doing).with_source(e),
+    }
 }
 
 #[cfg(test)]
@@ -56,9 +90,11 @@ mod tests {
         let table = [
             (ErrorCode::DatabaseBusy, ErrorKind::Transient, Retry, false),
             (ErrorCode::DatabaseLocked, ErrorKind::Transient, Retry, false),
-            (ErrorCode::DiskFull, ErrorKind::Transient, Retry, false),
-            (ErrorCode::CannotOpen, ErrorKind::Config, Abort, false),
-            (ErrorCode::ReadOnly, ErrorKind::Config, Abort, false),
+            (ErrorCode::DiskFull, ErrorKind::Unavailable, Outage, false),
+            (ErrorCode::CannotOpen, ErrorKind::Permanent, Reject, false),
+            (ErrorCode::ReadOnly, ErrorKind::Permanent, Reject, false),
+            (ErrorCode::PermissionDenied, ErrorKind::Permanent, Reject, false),
+            (ErrorCode::NotADatabase, ErrorKind::Config, Abort, false),
             (ErrorCode::ConstraintViolation, ErrorKind::Data, Reject, true),
             (ErrorCode::TypeMismatch, ErrorKind::Data, Reject, true),
             (ErrorCode::TooBig, ErrorKind::Data, Reject, true),
@@ -72,6 +108,12 @@ mod tests {
         }
         let path = std::path::Path::new("out.db");
         assert_eq!(lock_error(sqlite(ErrorCode::DatabaseBusy), path).kind(), &ErrorKind::Transient);
-        assert_eq!(lock_error(sqlite(ErrorCode::DiskFull), path).kind(), &ErrorKind::Config);
+        let full = lock_error(sqlite(ErrorCode::DiskFull), path);
+        assert_eq!(full.kind(), &ErrorKind::Unavailable);
+        assert!(full.message().contains("file system holding `out.db` is full"), "{full}");
+        let ro = lock_error(sqlite(ErrorCode::ReadOnly), path);
+        assert_eq!(ro.kind(), &ErrorKind::Permanent);
+        assert!(ro.message().contains("permission denied: `out.db`"), "{ro}");
+        assert_eq!(lock_error(sqlite(ErrorCode::NotADatabase), path).kind(), &ErrorKind::Config);
     }
 }

@@ -18,6 +18,7 @@ use dovetail_core::{
 use rusqlite::Connection;
 
 use crate::config::SqliteConfig;
+use crate::error;
 use crate::table::Table;
 use crate::write::{self, Target};
 
@@ -51,11 +52,13 @@ impl Inner {
 }
 
 fn connect(path: &Path) -> Result<Connection, Error> {
-    let fail = |what: &str| Error::config(format!("cannot {what} sqlite database {}", path.display()));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| fail("create the folder of").with_source(e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::io(e, format!("cannot create the folder of sqlite database {}", path.display()), dir)
+        })?;
     }
-    let conn = Connection::open(path).map_err(|e| fail("open").with_source(e))?;
+    let conn = Connection::open(path)
+        .map_err(|e| error::file_error(e, format!("cannot open sqlite database {}", path.display()), path))?;
     let setup = || -> rusqlite::Result<()> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
@@ -63,7 +66,13 @@ fn connect(path: &Path) -> Result<Connection, Error> {
         conn.pragma_update(None, "cache_size", -2_048)?;
         Ok(())
     };
-    setup().map_err(|e| fail("set up").with_source(e))?;
+    setup().map_err(|e| error::file_error(e, format!("cannot set up sqlite database {}", path.display()), path))?;
+    // SQLite opens a file it may not write read-only without a word; say so now, naming
+    // it, rather than at the first insert.
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY), None);
+        return Err(error::file_error(e, format!("cannot write to sqlite database {}", path.display()), path));
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

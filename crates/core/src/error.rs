@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Internal,
     /// The run was stopped by a signal; state was committed.
     Interrupted,
+    /// Someone else holds what this needs: the pipeline's run lock, or the state database
+    /// past its busy timeout. Nothing is wrong; wait for the holder or stop it.
+    Busy,
 }
 
 impl ErrorKind {
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::Permanent => 8,
             ErrorKind::Data => 9,
             ErrorKind::Internal => 10,
+            ErrorKind::Busy => 11,
             ErrorKind::Interrupted => 130,
         }
     }
@@ -60,6 +64,7 @@ impl ErrorKind {
             ErrorKind::Data => "data",
             ErrorKind::Internal => "internal",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Busy => "busy",
         }
     }
 
@@ -70,7 +75,9 @@ impl ErrorKind {
             ErrorKind::Transient | ErrorKind::RateLimited { .. } => Disposition::Retry,
             ErrorKind::Unavailable => Disposition::Outage,
             ErrorKind::Permanent | ErrorKind::Data => Disposition::Reject,
-            ErrorKind::Config | ErrorKind::Auth | ErrorKind::Internal => Disposition::Abort,
+            // Busy aborts rather than retries: the holder may run for hours, so a person (or
+            // the scheduler's next tick) decides when to try again.
+            ErrorKind::Config | ErrorKind::Auth | ErrorKind::Internal | ErrorKind::Busy => Disposition::Abort,
             ErrorKind::Interrupted => Disposition::Stop,
         }
     }
@@ -93,7 +100,8 @@ pub enum Disposition {
     /// This record or request was refused and retrying will not change that: a record is
     /// dead-lettered and its batch goes on; anything else fails the run.
     Reject,
-    /// Stop the run: a person must act (config, credentials, a bug). Nothing is queued.
+    /// Stop the run: a person (or time) must act (config, credentials, a bug, another run
+    /// holding the lock). Nothing is queued.
     Abort,
     /// Stop the run after committing what was delivered (a signal).
     Stop,
@@ -343,11 +351,13 @@ pub fn next_step_for(kind: &ErrorKind, c: &ErrorContext) -> String {
             format!("run `dovetail run {p}{only_stream}` again; it resumes from the last checkpoint")
         }
         ErrorKind::Unavailable => format!(
-            "the remote is down; run `dovetail run {p}` again later (it resumes from the last checkpoint), \
-             or set `on_unavailable = \"pause\"` for the stream so runs go on without it"
+            "a source or sink is unavailable (the cause above says which: a remote that is down, a full disk); \
+             run `dovetail run {p}` again once it is back (it resumes from the last checkpoint), or set \
+             `on_unavailable = \"pause\"` for the stream so runs go on without it"
         ),
         ErrorKind::Permanent => {
-            "the remote refused the request and retrying will not help; read the cause above, fix it, then run again"
+            "retrying will not help (a remote refused the request, a file cannot be written, ...); read the cause \
+             above, fix it, then run again"
                 .into()
         }
         ErrorKind::Data => format!(
@@ -356,6 +366,10 @@ pub fn next_step_for(kind: &ErrorKind, c: &ErrorContext) -> String {
         ),
         ErrorKind::Internal => "this is a bug in dovetail: please report it with the log of a run with `-v`".into(),
         ErrorKind::Interrupted => format!("run `dovetail run {p}` again; it continues from the last checkpoint"),
+        ErrorKind::Busy => format!(
+            "another dovetail process holds it (the message names it); wait for it to finish, or stop it, then \
+             run `dovetail run {p}` again"
+        ),
     }
 }
 
@@ -367,13 +381,61 @@ impl std::error::Error for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        let kind = match e.kind() {
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                ErrorKind::Transient
+        Error::new(io_kind(&e), "I/O error").with_source(e)
+    }
+}
+
+/// The kind of a failed file operation: a full disk is [`ErrorKind::Unavailable`] (it frees
+/// up without a config change), an interrupted or timed-out call is transient, anything
+/// else (no permission, a read-only file system, ...) is permanent.
+pub fn io_kind(e: &std::io::Error) -> ErrorKind {
+    use std::io::ErrorKind as Io;
+    match e.kind() {
+        Io::Interrupted | Io::TimedOut | Io::WouldBlock => ErrorKind::Transient,
+        Io::StorageFull | Io::QuotaExceeded => ErrorKind::Unavailable,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+impl Error {
+    /// A failed file operation on `path`: `doing` says what ("cannot write to `x`"); a full
+    /// disk and a missing permission are named as such, with the path and what to do; a
+    /// missing path or one of the wrong type (file or folder) is [`ErrorKind::Config`].
+    pub fn io(e: std::io::Error, doing: impl Into<String>, path: &std::path::Path) -> Error {
+        use std::io::ErrorKind as Io;
+        let doing = doing.into();
+        let shown = path.display();
+        let (message, hint) = match e.kind() {
+            Io::StorageFull | Io::QuotaExceeded => {
+                let fs = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(path).display();
+                (
+                    format!("{doing}: the file system holding `{fs}` is full"),
+                    Some(format!(
+                        "free space on the file system holding `{fs}` (or point the config elsewhere), then run \
+                         `dovetail run {{pipeline}}` again; it resumes from the last checkpoint"
+                    )),
+                )
             }
-            _ => ErrorKind::Permanent,
+            Io::PermissionDenied | Io::ReadOnlyFilesystem => (
+                format!("{doing}: permission denied: `{shown}` is not writable by this user ({e})"),
+                Some(format!(
+                    "give the user running dovetail write permission on `{shown}` and its folder (or \
+                     point the config at a writable path), then run again"
+                )),
+            ),
+            _ => (doing, None),
         };
-        Error::new(kind, "I/O error").with_source(e)
+        // A path that is not there or not the right thing (a file where a folder should be)
+        // is the config's to fix.
+        let kind = match e.kind() {
+            Io::NotFound | Io::NotADirectory | Io::IsADirectory | Io::AlreadyExists => ErrorKind::Config,
+            _ => io_kind(&e),
+        };
+        let err = Error::new(kind, message).with_source(e);
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
     }
 }
 
@@ -393,6 +455,7 @@ mod tests {
             ErrorKind::Data,
             ErrorKind::Internal,
             ErrorKind::Interrupted,
+            ErrorKind::Busy,
         ];
         let mut codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort();
@@ -415,6 +478,7 @@ mod tests {
             (ErrorKind::Data, Reject, false, false, true),
             (ErrorKind::Internal, Abort, false, false, false),
             (ErrorKind::Interrupted, Stop, false, false, false),
+            (ErrorKind::Busy, Abort, false, false, false),
         ];
         for (kind, d, retries, outage, rejects) in table {
             assert_eq!(kind.disposition(), d, "{kind}");
@@ -423,6 +487,35 @@ mod tests {
             assert_eq!(d.is_outage(), outage, "{kind} outage");
             assert_eq!(d.rejects_record(), rejects, "{kind} rejects a record");
         }
+    }
+
+    #[test]
+    fn a_full_disk_and_a_missing_permission_are_named_with_what_to_do() {
+        use std::io::{Error as IoError, ErrorKind as Io};
+        let file = std::path::Path::new("out/a.jsonl");
+        let full = Error::io(IoError::from(Io::StorageFull), "cannot write to `out/a.jsonl`", file).in_pipeline("p");
+        assert_eq!(full.kind(), &ErrorKind::Unavailable);
+        assert_eq!(full.message(), "cannot write to `out/a.jsonl`: the file system holding `out` is full");
+        assert!(full.next_step().starts_with("free space on the file system holding `out`"), "{}", full.next_step());
+        assert!(full.next_step().contains("dovetail run p"), "{}", full.next_step());
+        for denied in [Io::PermissionDenied, Io::ReadOnlyFilesystem] {
+            let e = Error::io(IoError::from(denied), "cannot open `out/a.jsonl`", file);
+            assert_eq!(e.kind(), &ErrorKind::Permanent, "{denied:?}");
+            assert!(e.message().contains("permission denied: `out/a.jsonl` is not writable"), "{e}");
+            assert!(e.next_step().starts_with("give the user running dovetail write permission"), "{e}");
+        }
+        let wrong = Error::io(IoError::from(Io::NotADirectory), "cannot create `out`", file);
+        assert_eq!(wrong.kind(), &ErrorKind::Config);
+        let other = Error::io(IoError::from(Io::TimedOut), "cannot read `x`", file);
+        assert_eq!((other.kind(), other.message(), other.hint()), (&ErrorKind::Transient, "cannot read `x`", None));
+        assert_eq!(Error::from(IoError::from(Io::StorageFull)).kind(), &ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn busy_says_to_wait_for_the_holder_not_to_fix_the_config() {
+        let step = Error::new(ErrorKind::Busy, "held").in_pipeline("p").next_step();
+        assert!(step.contains("wait for it to finish, or stop it") && step.contains("dovetail run p"), "{step}");
+        assert!(!step.contains("config"), "{step}");
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub use connector::{
     SinkRecall, SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
 };
 pub use drift_policy::{DriftAction, DriftPolicy};
-pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result};
+pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result, io_kind};
 pub use json::{JsonType, json_type_name, json_type_phrase};
 pub use names::{DriftClass, PauseKind, RunOutcome, UnknownName};
 pub use pipeline::{ALL_DEAD_LETTERED_MIN, Pipeline, PipelineBuilder, Progress, RunOptions, StreamOptions};

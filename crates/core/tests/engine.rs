@@ -254,7 +254,7 @@ async fn second_concurrent_run_is_refused() {
     let p = pipeline(&src, &sink, &state, StreamOptions::default(), 5);
     let _held = dovetail_core::DeliveryStore::lock(&state, "p").await.unwrap();
     let err = p.run(RunOptions::default()).await.err().unwrap();
-    assert_eq!(*err.kind(), dovetail_core::ErrorKind::Config);
+    assert_eq!(*err.kind(), dovetail_core::ErrorKind::Busy);
     assert!(err.to_string().contains("already running"));
 }
 

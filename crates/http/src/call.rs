@@ -406,7 +406,11 @@ impl<'a> Call<'a> {
                 Next::Answered(resp, v)
             }
             Err(e) => {
-                observe::attempt(&ev, false);
+                // A success status with a body that is not what was asked for is an error
+                // worth its own line, with the cause (not a WARN that only says `200`).
+                let cause = e.report();
+                let ev = AttemptEvent { error: Some(&cause), ..ev };
+                observe::attempt_undecodable(&ev);
                 self.last_body = self.excerpt(&resp.body, secrets);
                 Next::Failed(Failed {
                     outcome: AttemptOutcome::Undecodable(resp.status.as_u16()),
@@ -486,6 +490,10 @@ impl<'a> Call<'a> {
     /// body, or the last good response when the request asked for it.
     fn give_up(&mut self, f: Failed, repeatable: bool, elapsed: Duration) -> After {
         let n = self.n;
+        let undecodable = match f.outcome {
+            AttemptOutcome::Undecodable(status) => Some(status),
+            _ => None,
+        };
         self.attempts.push(Attempt { number: n, outcome: f.outcome, wait: None });
         let list: Vec<String> = self.attempts.iter().map(ToString::to_string).collect();
         let why = if repeatable {
@@ -502,6 +510,15 @@ impl<'a> Call<'a> {
             return After::Stale(Box::new(stale));
         }
         let mut err = Error::new(f.kind, message);
+        if let Some(status) = undecodable {
+            // Whether the page becomes a dead letter is the connector's call; say only what
+            // happened (a connector that dead-letters it says so instead).
+            err = err.with_hint(format!(
+                "the API answered {status} with a body that did not decode (the cause is above); nothing \
+                 was dead-lettered for it: fix the API's answer or the connector's config for it, then run \
+                 `dovetail run {{pipeline}}` again"
+            ));
+        }
         if let Some(c) = f.cause {
             err = err.with_source(c);
         }

@@ -5,8 +5,10 @@
 //! Levels: the logical-request event (`dovetail_http::request`) is INFO when it succeeded
 //! and WARN otherwise, and carries the fields of its last attempt. An attempt event
 //! (`dovetail_http::attempt`) is DEBUG when it is that last, successful attempt (everything
-//! it says is in the request event) and WARN for every other attempt. So at INFO every
-//! attempt's fields are logged, with one line for a request that succeeded at once.
+//! it says is in the request event), ERROR for a 2xx whose body did not decode (with the
+//! decode error in `error`: the status alone says nothing went wrong) and WARN for every other
+//! attempt. So at INFO every attempt's fields are logged, with one line for a request that
+//! succeeded at once.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -264,6 +266,24 @@ pub(crate) fn attempt(e: &AttemptEvent<'_>, last_ok: bool) {
     } else {
         ev!(warn)
     }
+    count_attempt(e);
+}
+
+/// Logs (at ERROR, with the decode error in `error`) and counts an attempt whose 2xx body did
+/// not decode.
+pub(crate) fn attempt_undecodable(e: &AttemptEvent<'_>) {
+    tracing::error!(
+        target: "dovetail_http::attempt",
+        method = %e.method, url = e.url, attempt = e.attempt, status = e.status.map(|s| s.as_u16()),
+        error = e.error, latency_ms = e.latency.as_millis() as u64, bytes = e.bytes,
+        rate_limit_remaining = e.remaining(), request_id = e.request_id(), "http attempt: the body did not decode"
+    );
+    count_attempt(e);
+}
+
+/// Counts one attempt in the per-host metrics.
+fn count_attempt(e: &AttemptEvent<'_>) {
+    let status = e.status.map(|s| s.as_u16());
     let m = e.host.metrics();
     if status == Some(200) {
         m.attempts_200.increment(1);

@@ -230,7 +230,7 @@ fn sigint_commits_and_exits_130_and_a_live_run_is_never_joined() {
     let (child, _err) = start(&p);
 
     let second = p.run(&["run"]);
-    assert_eq!(second.status.code(), Some(3), "{}", text(&second.stderr));
+    assert_eq!(second.status.code(), Some(11), "a held lock is Busy: {}", text(&second.stderr));
     let refusal = text(&second.stderr);
     assert!(refusal.contains(&format!("process {}", child.id())), "the refusal names the live process: {refusal}");
 

@@ -37,7 +37,7 @@
 //! [`tokio::task::spawn_blocking`], so the async runtime never blocks on disk. Several
 //! processes may share a file: write transactions start `IMMEDIATE` and wait up to
 //! [`BUSY_TIMEOUT`] for another writer; a timeout surfaces as a
-//! [`Transient`](dovetail_core::ErrorKind::Transient) error.
+//! [`Busy`](dovetail_core::ErrorKind::Busy) error (exit 11) saying to wait for the other process.
 //!
 //! # Run lock
 //!
@@ -61,7 +61,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use dovetail_core::Error;
+use dovetail_core::{Error, ErrorKind};
 use rusqlite::Connection;
 
 pub use cache::{DEFAULT_CACHE_ENTRIES, SqliteResponseCache};
@@ -187,7 +187,7 @@ impl SqliteState {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, Error> + Send + 'static,
     {
-        Self::on(Arc::clone(&self.db), f).await
+        Self::on(Arc::clone(&self.db), f).await.map_err(|e| self.name_file(e))
     }
 
     /// Run a read-only `f` on the reader connection on the blocking thread pool.
@@ -196,7 +196,17 @@ impl SqliteState {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, Error> + Send + 'static,
     {
-        Self::on(Arc::clone(&self.reader), f).await
+        Self::on(Arc::clone(&self.reader), f).await.map_err(|e| self.name_file(e))
+    }
+
+    /// A failure the operator fixes at the file (busy, full, read-only) names the database
+    /// file as its location.
+    fn name_file(&self, e: Error) -> Error {
+        let at_file = matches!(e.kind(), ErrorKind::Busy | ErrorKind::Unavailable | ErrorKind::Permanent);
+        match &self.path {
+            Some(path) if at_file => e.at(format!("state database {}", path.display())),
+            _ => e,
+        }
     }
 
     async fn on<T, F>(db: Arc<Mutex<Db>>, f: F) -> Result<T, Error>
@@ -234,7 +244,22 @@ fn configure(mut conn: Connection, path: &Path) -> Result<Connection, Error> {
         conn.set_prepared_statement_cache_capacity(64);
         Ok(mode)
     };
-    let mode = setup(&conn).map_err(|e| error::open_err(path, e))?;
+    // Switching a new file to WAL takes an exclusive lock, and SQLite does not wait for a
+    // competing open doing the same (it would deadlock): two first runs on a fresh state
+    // directory would see `database is busy` at once. Retry that for the busy timeout.
+    let started = std::time::Instant::now();
+    let mode = loop {
+        match setup(&conn) {
+            Ok(mode) => break mode,
+            Err(e) if error::is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(error::open_err(path, e)),
+        }
+    };
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(error::read_only(path));
+    }
     if mode != "wal" && path != Path::new(":memory:") {
         tracing::warn!(path = %path.display(), mode, "state database is not in WAL mode");
     }

@@ -108,9 +108,17 @@ pub(crate) fn lock_file(dir: &Path, pipeline: &str) -> Result<SqliteRunLock, Err
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
+            // The holder writes its details right after locking: give it a moment, so the
+            // refusal can name it (best effort; a refusal without them still explains).
             let mut text = String::new();
-            // Best effort: the holder may not have written its details yet.
-            let _ = file.read_to_string(&mut text);
+            for _ in 0..50 {
+                text.clear();
+                let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut text));
+                if read.is_ok() && text.ends_with('\n') {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             return Err(held_error(pipeline, &path, &text));
         }
         Err(TryLockError::Error(e)) => return Err(io_err("lock", e)),
@@ -136,7 +144,7 @@ pub(crate) fn lock_memory(set: &Arc<Mutex<HashSet<String>>>, pipeline: &str) -> 
     let mut held = set.lock().unwrap_or_else(|p| p.into_inner());
     if !held.insert(pipeline.to_owned()) {
         return Err(Error::new(
-            ErrorKind::Config,
+            ErrorKind::Busy,
             format!(
                 "pipeline `{pipeline}` is already running in this process (process {}); wait \
                  for it to finish",
@@ -164,7 +172,14 @@ fn held_error(pipeline: &str, path: &Path, text: &str) -> Error {
             path.display()
         ),
     };
-    Error::new(ErrorKind::Config, msg)
+    let hint = match pid {
+        Some(pid) => format!(
+            "wait for process {pid} on host {host} (running `{pipeline}` since {since}) to finish, or stop it \
+             (`kill {pid}` on {host}); then run `dovetail run {pipeline}` again"
+        ),
+        None => format!("wait for the other run of `{pipeline}` to finish, or stop it; then run it again"),
+    };
+    Error::new(ErrorKind::Busy, msg).with_hint(hint)
 }
 
 /// This machine's name, best effort: `/etc/hostname`, then `$HOSTNAME`, then `unknown`.
@@ -199,7 +214,7 @@ mod tests {
     #[test]
     fn refusal_without_holder_details_still_explains() {
         let e = held_error("p", Path::new("/x/p.lock"), "");
-        assert_eq!(e.kind(), &ErrorKind::Config);
+        assert_eq!(e.kind(), &ErrorKind::Busy);
         assert!(e.message().contains("pipeline `p` is already running in another process"));
         let e = held_error("p", Path::new("/x/p.lock"), r#"{"pid":42,"host":"h","started_at":"T"}"#);
         assert_eq!(

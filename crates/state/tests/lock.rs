@@ -27,11 +27,12 @@ async fn a_held_lock_is_refused_naming_the_holder_and_released_on_drop() {
     let other = SqliteState::open(&path).unwrap();
     for store in [&st, &other] {
         let err = store.lock("crm sync").await.unwrap_err();
-        assert_eq!(err.kind(), &ErrorKind::Config);
+        assert_eq!(err.kind(), &ErrorKind::Busy);
         let msg = err.message();
         let pid = std::process::id();
         assert!(msg.starts_with(&format!("pipeline `crm sync` is already running in process {pid} on host ")), "{msg}");
         assert!(msg.ends_with("; wait for it to finish or stop that process"), "{msg}");
+        assert!(err.next_step().starts_with(&format!("wait for process {pid} on host ")), "{}", err.next_step());
     }
     // The refused attempt did not clobber the holder's details.
     assert_eq!(std::fs::read_to_string(&lock_file).unwrap(), content);
@@ -53,7 +54,7 @@ async fn in_memory_store_locks_within_the_process() {
     assert_eq!(st.lock_dir(), None);
     let guard = st.lock("p").await.unwrap();
     let err = st.clone().lock("p").await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Config);
+    assert_eq!(err.kind(), &ErrorKind::Busy);
     assert!(err.message().contains("pipeline `p` is already running in this process"), "{err}");
     let q = st.lock("q").await.unwrap();
     drop(guard);
@@ -89,7 +90,7 @@ async fn lock_is_free_right_after_the_holder_is_killed() {
     assert!(ready, "child never reported holding the lock");
 
     let err = st.lock("p").await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Config);
+    assert_eq!(err.kind(), &ErrorKind::Busy);
     assert!(err.message().contains(&format!("already running in process {pid} on host ")), "{err}");
 
     child.kill().unwrap(); // SIGKILL: no destructor, no unlock, no cleanup.

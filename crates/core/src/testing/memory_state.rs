@@ -155,7 +155,10 @@ impl StateInner {
 impl DeliveryStore for MemoryState {
     async fn lock(&self, pipeline: &str) -> Result<Box<dyn RunLock>, Error> {
         if !lock(&self.inner).locks.insert(pipeline.to_owned()) {
-            return Err(Error::config(format!("pipeline `{pipeline}` is already running in this process")));
+            return Err(Error::new(
+                crate::ErrorKind::Busy,
+                format!("pipeline `{pipeline}` is already running in this process"),
+            ));
         }
         Ok(Box::new(MemLock(self.inner.clone(), pipeline.to_owned())))
     }

@@ -8,6 +8,8 @@ use crate::{config, output};
 /// Validate and probe; non-zero exit when anything fails.
 pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let project = config::load(config_path)?;
+    // A config with nothing to run is refused here exactly as `run` refuses it.
+    super::run::select(&project, &[])?;
     for s in &project.literal_secrets {
         eprintln!("warning: {}", s.warning(&project.doc));
     }

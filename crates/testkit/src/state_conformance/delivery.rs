@@ -21,13 +21,13 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
     keys.iter().map(|k| (*k).to_owned()).collect()
 }
 
-/// A pipeline's run lock is refused (as a config error naming the pipeline) while held,
+/// A pipeline's run lock is refused (as a Busy error naming the pipeline) while held,
 /// other pipelines lock freely, and dropping the lock frees it.
 pub async fn lock_excludes_a_second_holder_until_released(s: Subject) {
     let st = s.delivery();
     let held = st.lock("p").await.expect("a free lock is taken");
     let err = st.lock("p").await.expect_err("a held lock is refused");
-    assert_eq!(err.kind(), &ErrorKind::Config, "{err}");
+    assert_eq!(err.kind(), &ErrorKind::Busy, "{err}");
     assert!(err.message().contains("`p`"), "the refusal names the pipeline: {err}");
     let other = st.lock("q").await.expect("another pipeline's lock is independent");
     drop(held);
