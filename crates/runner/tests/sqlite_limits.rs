@@ -3,7 +3,10 @@
 //! refused record leaves no column behind.
 
 use std::path::Path;
-use std::process::Command;
+
+mod common;
+
+use common::{dovetail, text};
 
 use serde_json::{Map, Value, json};
 
@@ -31,16 +34,9 @@ fn write_lines(dir: &Path, lines: &[Value]) {
     std::fs::write(dir.join("orders.jsonl"), text).unwrap();
 }
 
-fn dovetail(dir: &Path, args: &[&str]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dovetail"));
-    c.current_dir(dir).args(args).env_remove("RUST_LOG").env_remove("DOVETAIL_CONFIG");
-    c.output().unwrap()
-}
-
 /// `dovetail run --json`: the exit code and the stream's report.
 fn run(dir: &Path) -> (i32, Value) {
     let out = dovetail(dir, &["-q", "run", "--json"]);
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)));
     (out.status.code().unwrap(), report["streams"]["orders"].clone())
