@@ -173,6 +173,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (stream_id, run_id)
     ) WITHOUT ROWID;
     "#,
+    // 6: a key written twice in one pass (the source repeats it) is marked for good, so later
+    // runs hold back its earlier records until the pass shows whether a later one follows.
+    r#"
+    ALTER TABLE ledger ADD COLUMN repeated INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this code writes: the number of known migrations.
@@ -302,7 +307,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
         assert_eq!(cp.position, Some(serde_json::json!({"page": 3})));
@@ -314,6 +319,9 @@ mod tests {
         let h = st.key_history("p", "s", &k1).await.unwrap();
         assert!(h.story.is_none());
         assert_eq!(h.ledger.map(|l| l.pass), Some(2));
+        // Migration 6: an old ledger row is not marked repeated.
+        let v = st.ledger_versions("p", "s", std::slice::from_ref(&k1)).await.unwrap();
+        assert_eq!(v[0].map(|v| v.repeated), Some(false));
         assert_eq!(st.dead_letters(None, None, 10).await.unwrap().len(), 1);
         assert_eq!(st.runs(None, 10).await.unwrap().len(), 1);
         assert_eq!(st.baseline("p", "s").await.unwrap(), Some(serde_json::json!({"type": "object"})));
