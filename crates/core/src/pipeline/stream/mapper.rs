@@ -1,7 +1,7 @@
 //! The mapper: turns the reader's pages into the writer's batches. Per page: the drift
 //! check against the stream's baseline (quarantine, pause), mapping, keys, the cursor
 //! filter, content hashes, the ledger lookup that sorts new and changed records from
-//! unchanged ones, the notes `dovetail explain` needs, and the checkpoint that becomes true
+//! unchanged and superseded ones (a key repeated in the pass: `versions.rs`), the notes `dovetail explain` needs, and the checkpoint that becomes true
 //! once the batch is written. Pages smaller than the batch size are merged, so a sink
 //! transaction and a state commit carry `batch_size` records, not one page's worth.
 
