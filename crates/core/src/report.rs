@@ -17,6 +17,10 @@ pub struct StreamReport {
     pub written: u64,
     /// Records skipped because the ledger had the same content.
     pub skipped_unchanged: u64,
+    /// Records not written because a later record of their key in the same pass replaced
+    /// them (the source repeats the key; the last one wins).
+    #[serde(default)]
+    pub superseded: u64,
     /// Rows deleted by delete propagation.
     pub deleted: u64,
     /// Records sent to dead letters.

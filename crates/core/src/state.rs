@@ -55,6 +55,18 @@ pub struct LedgerEntry {
     pub dest_id: Option<String>,
 }
 
+/// What the ledger knows of a key when a batch is sorted: the hash of what the sink holds,
+/// and whether the key ever came more than once in one pass of the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerVersion {
+    /// Content hash of the mapped record last written.
+    pub hash: ContentHash,
+    /// Set for good once a row is written twice in one pass (two records of the key): a
+    /// later run then holds back a record of the key that differs from `hash` until it
+    /// knows whether a later record of the key follows in the pass.
+    pub repeated: bool,
+}
+
 /// A record that could not be delivered, with everything needed to explain and replay it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
@@ -246,6 +258,19 @@ pub trait DeliveryStore: Send + Sync {
         stream: &str,
         keys: &[Key],
     ) -> Result<Vec<Option<ContentHash>>, Error>;
+    /// Ledger hashes for keys with whether each key repeated in a pass (see
+    /// [`LedgerVersion`]), in the same order. A store that implements only
+    /// [`ledger_lookup`](Self::ledger_lookup) answers `repeated: false`: a source that repeats
+    /// a key across batches then writes its versions again on every run, never skips wrongly.
+    async fn ledger_versions(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<LedgerVersion>>, Error> {
+        let hashes = self.ledger_lookup(pipeline, stream, keys).await?;
+        Ok(hashes.into_iter().map(|h| h.map(|hash| LedgerVersion { hash, repeated: false })).collect())
+    }
     /// Destination ids stored with ledger rows (create-only sinks), in the order of `keys`.
     async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error>;
     /// Whether the ledger holds any row for a stream. The default (`true`) is always safe;
@@ -271,7 +296,8 @@ pub trait DeliveryStore: Send + Sync {
     /// Apply one batch's state changes in a single transaction: all of [`Commit`]'s parts or
     /// none. Its dead letters and explain stories are written here, with the batch, and read
     /// back through [`HistoryStore`]; a store that keeps no stories may ignore
-    /// [`Commit::explain`].
+    /// [`Commit::explain`]. A ledger row written again in the pass that last wrote or
+    /// touched it is marked [`LedgerVersion::repeated`], for good.
     async fn commit(&self, commit: Commit) -> Result<(), Error>;
     /// The oldest `limit` entries of a stream's outbox, in queue order.
     async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error>;

@@ -259,20 +259,104 @@ async fn second_concurrent_run_is_refused() {
 }
 
 #[tokio::test]
-async fn an_initial_load_skips_lookups_and_a_repeated_key_is_upserted_twice() {
-    // Same key twice in one initial load: both writes reach the sink (idempotent upsert),
-    // the last one wins, and the next run finds everything unchanged.
+async fn an_initial_load_skips_lookups_and_a_repeated_key_keeps_its_last_record() {
+    // Same key twice in one batch of an initial load: the earlier record is superseded (not
+    // written), the last one wins, and the next run finds everything unchanged.
     let recs = vec![json!({"id": 1, "v": "a"}), json!({"id": 2, "v": "b"}), json!({"id": 1, "v": "c"})];
     let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
     assert!(!dovetail_core::DeliveryStore::has_ledger(&state, "p", "s").await.unwrap());
     let p = pipeline(&src, &sink, &state, StreamOptions::default(), 10);
     let r = p.run(RunOptions::default()).await.unwrap();
-    assert_eq!(r.streams["s"].written, 3);
+    assert_eq!((r.streams["s"].written, r.streams["s"].superseded), (2, 1));
     assert_eq!(sink.rows("s"), vec![json!({"id": 1, "v": "c"}), json!({"id": 2, "v": "b"})]);
     assert!(dovetail_core::DeliveryStore::has_ledger(&state, "p", "s").await.unwrap());
     src.set_records("s", vec![json!({"id": 2, "v": "b"}), json!({"id": 1, "v": "c"})]);
     let r = p.run(RunOptions::default()).await.unwrap();
     assert_eq!((r.streams["s"].written, r.streams["s"].skipped_unchanged), (0, 2));
+}
+
+#[tokio::test]
+async fn more_repeated_keys_than_can_be_held_still_end_with_their_last_records() {
+    // Six keys, each twice, the second versions after all the first ones, in batches of 2:
+    // a rerun holds at most one batch's worth of earlier records, writes the overflow, and
+    // the sink still ends with every key's last record; nothing is ever left behind.
+    let recs: Vec<Value> =
+        ["a", "b"].iter().flat_map(|v| (1..=6).map(move |i| json!({"id": i, "v": format!("{v}{i}")}))).collect();
+    let (src, sink, state) = (MemorySource::new("s", &["id"], recs), MemorySink::default(), MemoryState::default());
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 2);
+    for run in 1..=4 {
+        let r = p.run(RunOptions::default()).await.unwrap();
+        let last: Vec<Value> = (1..=6).map(|i| json!({"id": i, "v": format!("b{i}")})).collect();
+        assert_eq!(sink.rows("s"), last, "run {run}: {:?}", r.streams["s"]);
+        assert_eq!(r.streams["s"].read, 12);
+    }
+}
+
+#[tokio::test]
+async fn a_key_that_starts_repeating_ends_with_its_last_record_and_then_writes_nothing() {
+    // The ledger knows key 1 as `second`; the source now has `first` three batches before it.
+    let (src, sink, state) = (
+        MemorySource::new("s", &["id"], vec![json!({"id": 1, "v": "second"})]),
+        MemorySink::default(),
+        MemoryState::default(),
+    );
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 2);
+    p.run(RunOptions::default()).await.unwrap();
+    let mut recs = vec![json!({"id": 1, "v": "first"})];
+    recs.extend((2..=7).map(|i| json!({"id": i, "v": "x"})));
+    recs.push(json!({"id": 1, "v": "second"}));
+    src.set_records("s", recs);
+    for run in 1..=3 {
+        let r = p.run(RunOptions::default()).await.unwrap();
+        let s = &r.streams["s"];
+        assert_eq!(sink.rows("s")[0], json!({"id": 1, "v": "second"}), "run {run}: {s:?}");
+        if run > 1 {
+            assert_eq!((s.written, s.superseded, s.skipped_unchanged), (0, 1, 7), "run {run}: {s:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_checkpoint_passes_a_held_record_of_an_incremental_stream() {
+    // Key 1 repeats in the first pass (t=1 and t=8), so the ledger marks it repeated. In the
+    // next pass its new version (t=10) is held back while later records are written; the
+    // run fails at a later page. The committed checkpoint must not pass the held record: the
+    // next run reads it again and, it being the last version, writes it.
+    let v =
+        |id: u64, t: u64, name: &str| json!({"id": id, "updated_at": format!("2024-01-01T00:00:{t:02}Z"), "v": name});
+    let mut first = vec![v(1, 1, "first")];
+    first.extend((2..=7).map(|i| v(i, i, "x")));
+    first.push(v(1, 8, "second"));
+    let (src, sink, state) = (
+        MemorySource::new("s", &["id"], first.clone()).with_cursor("s", "updated_at"),
+        MemorySink::default(),
+        MemoryState::default(),
+    );
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 2);
+    p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(sink.rows("s")[0]["v"], "second");
+
+    let mut second = first;
+    second.push(v(1, 10, "third"));
+    second.extend((20..=27).map(|i| v(i, i + 1, "y")));
+    src.set_records("s", second);
+    // Pages of 2 after the floor (t=8, inclusive): [1@8, 1@10], [20, 21], [22, 23], [24, 25]…
+    src.fail_at_page("s", Some(3));
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.streams["s"].outcome, RunOutcome::Failed, "{:?}", r.streams["s"]);
+    assert_eq!(sink.rows("s")[0]["v"], "second", "a held record is not written by a run that stops early");
+    assert!(sink.rows("s").iter().any(|r| r["id"] == 23), "the records after it were delivered");
+    let cp = state.checkpoint("p", "s").await.unwrap().unwrap();
+    assert!(!cp.pass_complete);
+    assert_eq!(cp.position, None, "the checkpoint stays before the held record's page: {cp:?}");
+
+    src.fail_at_page("s", None);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.streams["s"].outcome, RunOutcome::Succeeded);
+    assert_eq!(sink.rows("s")[0]["v"], "third", "{:?}", r.streams["s"]);
+    assert_eq!(sink.rows("s").len(), 7 + 8);
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.streams["s"].written, 0, "{:?}", r.streams["s"]);
 }
 
 #[tokio::test]

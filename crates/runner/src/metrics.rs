@@ -32,12 +32,13 @@ const RUN_BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 type Count = fn(&StreamReport) -> u64;
 
 /// The stage labels of `dovetail_records_total`, with the report counter each one follows.
-const STAGES: [(&str, Count); 7] = [
+const STAGES: [(&str, Count); 8] = [
     ("read", |r| r.read),
     ("filtered", |r| r.filtered),
     ("mapped", |r| r.mapped),
     ("written", |r| r.written),
     ("skipped_unchanged", |r| r.skipped_unchanged),
+    ("superseded", |r| r.superseded),
     ("dead_lettered", |r| r.dead_lettered),
     ("deleted", |r| r.deleted),
 ];

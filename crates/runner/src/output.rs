@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use dovetail_core::{DriftClass, RunReport};
+use dovetail_core::{DriftClass, RunReport, StreamReport};
 
 /// Write to stdout; a closed pipe (`dovetail status | head`) is not an error.
 pub fn out(text: &str) -> std::io::Result<()> {
@@ -123,44 +123,37 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
         duration(report.duration_ms),
         report.run_id
     );
-    let mut t = Table::new(&[
-        "stream",
-        "#read",
-        "#written",
-        "#unchanged",
-        "#before-cursor",
-        "#deleted",
-        "#dead-lettered",
-        "#seconds",
-        "outcome",
+    // The counts, in column order; superseded only when a source repeated a key (most never do).
+    type Col = (&'static str, fn(&StreamReport) -> u64);
+    let mut cols: Vec<Col> =
+        vec![("#read", |s| s.read), ("#written", |s| s.written), ("#unchanged", |s| s.skipped_unchanged)];
+    if report.total(|s| s.superseded) > 0 {
+        cols.push(("#superseded", |s| s.superseded));
+    }
+    cols.extend::<[Col; 3]>([
+        ("#before-cursor", |s| s.filtered),
+        ("#deleted", |s| s.deleted),
+        ("#dead-lettered", |s| s.dead_lettered),
     ]);
+    let mut headers = vec!["stream"];
+    headers.extend(cols.iter().map(|c| c.0));
+    headers.extend(["#seconds", "outcome"]);
+    let mut t = Table::new(&headers);
     for (name, s) in &report.streams {
-        t.row(vec![
-            name.clone(),
-            s.read.to_string(),
-            s.written.to_string(),
-            s.skipped_unchanged.to_string(),
-            s.filtered.to_string(),
-            s.deleted.to_string(),
-            s.dead_lettered.to_string(),
-            // Stages overlap, so their sum can exceed wall-clock time; a stream never runs
-            // longer than its run.
-            seconds(s.stage_ms.values().sum::<u64>().min(report.duration_ms)),
-            format!("{}{}", s.outcome, if s.resumed { " (resumed)" } else { "" }),
-        ]);
+        let mut row = vec![name.clone()];
+        row.extend(cols.iter().map(|c| c.1(s).to_string()));
+        // Stages overlap, so their sum can exceed wall-clock time; a stream never runs
+        // longer than its run.
+        row.push(seconds(s.stage_ms.values().sum::<u64>().min(report.duration_ms)));
+        row.push(format!("{}{}", s.outcome, if s.resumed { " (resumed)" } else { "" }));
+        t.row(row);
     }
     if report.streams.len() > 1 {
-        t.row(vec![
-            "total".into(),
-            report.total(|s| s.read).to_string(),
-            report.total(|s| s.written).to_string(),
-            report.total(|s| s.skipped_unchanged).to_string(),
-            report.total(|s| s.filtered).to_string(),
-            report.total(|s| s.deleted).to_string(),
-            report.total(|s| s.dead_lettered).to_string(),
-            seconds(report.duration_ms),
-            report.outcome.to_string(),
-        ]);
+        let mut row = vec!["total".to_owned()];
+        row.extend(cols.iter().map(|c| report.total(c.1).to_string()));
+        row.push(seconds(report.duration_ms));
+        row.push(report.outcome.to_string());
+        t.row(row);
     }
     if !t.is_empty() {
         out.push_str(&t.render());

@@ -173,6 +173,9 @@ impl Bars {
 
 fn counts(r: &StreamReport) -> String {
     let mut s = format!("{} read, {} written, {} unchanged", r.read, r.written, r.skipped_unchanged);
+    if r.superseded > 0 {
+        s.push_str(&format!(", {} superseded", r.superseded));
+    }
     if r.dead_lettered > 0 {
         s.push_str(&format!(", {} dead-lettered", r.dead_lettered));
     }

@@ -214,6 +214,11 @@ const MIGRATIONS: &[&str] = &[
         mark      TEXT NOT NULL
     );
     "#,
+    // 8: a key written twice in one pass (the source repeats it) is marked for good, so later
+    // runs hold back its earlier records until the pass shows whether a later one follows.
+    r#"
+    ALTER TABLE ledger ADD COLUMN repeated INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
@@ -379,7 +384,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 7);
+        assert_eq!(SCHEMA_VERSION, 8);
         assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "an old stream's sink mark is unknown");
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
@@ -392,6 +397,9 @@ mod tests {
         let h = st.key_history("p", "s", &k1).await.unwrap();
         assert!(h.story.is_none());
         assert_eq!(h.ledger.map(|l| l.pass), Some(2));
+        // Migration 8: an old ledger row is not marked repeated.
+        let v = st.ledger_versions("p", "s", std::slice::from_ref(&k1)).await.unwrap();
+        assert_eq!(v[0].map(|v| v.repeated), Some(false));
         assert_eq!(st.dead_letters(None, None, 10).await.unwrap().len(), 1);
         // Migration 6: the old dead letter got the hash it is deduplicated by.
         let hash: Vec<u8> = conn.query_row("SELECT raw_hash FROM dead_letters", [], |r| r.get(0)).unwrap();

@@ -3,7 +3,7 @@
 //! Every statement goes through `prepare_cached`, so a batch of 1000 ledger rows compiles
 //! its SQL once per connection, not once per row.
 
-use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, OutboxEntry, PausedStream};
+use dovetail_core::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, LedgerVersion, OutboxEntry, PausedStream};
 use dovetail_core::{ContentHash, Error, Key, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -244,6 +244,16 @@ pub(crate) fn ledger_hashes(
     stream: &str,
     keys: &[Key],
 ) -> Result<Vec<Option<ContentHash>>, Error> {
+    Ok(ledger_versions(db, pipeline, stream, keys)?.into_iter().map(|v| v.map(|v| v.hash)).collect())
+}
+
+/// Ledger hashes and repeat marks for `keys`, in order, read in one snapshot.
+pub(crate) fn ledger_versions(
+    db: &mut Db,
+    pipeline: &str,
+    stream: &str,
+    keys: &[Key],
+) -> Result<Vec<Option<LedgerVersion>>, Error> {
     let Some(sid) = stream_id(db, pipeline, stream)? else {
         return Ok(vec![None; keys.len()]);
     };
@@ -251,12 +261,16 @@ pub(crate) fn ledger_hashes(
     let mut out = Vec::with_capacity(keys.len());
     {
         let mut st = tx
-            .prepare_cached("SELECT hash FROM ledger WHERE stream_id = ?1 AND key = ?2")
+            .prepare_cached("SELECT hash, repeated FROM ledger WHERE stream_id = ?1 AND key = ?2")
             .op("preparing the ledger lookup")?;
         for k in keys {
-            let h =
-                st.query_row(params![sid, k.as_str()], |r| hash_of(r, 0)).optional().op("looking up a ledger hash")?;
-            out.push(h);
+            let v = st
+                .query_row(params![sid, k.as_str()], |r| {
+                    Ok(LedgerVersion { hash: hash_of(r, 0)?, repeated: r.get(1)? })
+                })
+                .optional()
+                .op("looking up a ledger hash")?;
+            out.push(v);
         }
     }
     tx.finish().op("ending a ledger read")?;
@@ -546,7 +560,7 @@ fn ledger_upsert_sql(rows: usize) -> String {
          ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash,
              pass = excluded.pass, dest_id = coalesce(excluded.dest_id, ledger.dest_id),
              run_id = excluded.run_id, fetch_id = excluded.fetch_id, item = excluded.item,
-             outcome = excluded.outcome"
+             outcome = excluded.outcome, repeated = ledger.repeated OR ledger.pass = excluded.pass"
     )
 }
 

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use dovetail_core::explain::{KeyHistory, Pruned, Retention};
 use dovetail_core::state::{
-    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerEntry, OutboxEntry, PausedStream, RunLock,
-    RunRecord,
+    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerEntry, LedgerVersion, OutboxEntry, PausedStream,
+    RunLock, RunRecord,
 };
 use dovetail_core::{ContentHash, Error, Key, RunOutcome};
 use serde_json::Value;
@@ -76,6 +76,16 @@ impl DeliveryStore for SqliteState {
     ) -> Result<Vec<Option<ContentHash>>, Error> {
         let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
         self.with_reader(move |db| ops::ledger_hashes(db, &p, &s, &keys)).await
+    }
+
+    async fn ledger_versions(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<LedgerVersion>>, Error> {
+        let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
+        self.with_reader(move |db| ops::ledger_versions(db, &p, &s, &keys)).await
     }
 
     /// Read on the reader connection, like ledger lookups, so draining never queues behind a

@@ -360,7 +360,7 @@ impl Pipeline {
                 }
                 None => {}
             }
-            info!(parent: &span, stream = %name, read = sr.read, written = sr.written, unchanged = sr.skipped_unchanged, deleted = sr.deleted, dead_lettered = sr.dead_lettered, outcome = %sr.outcome, "stream finished");
+            info!(parent: &span, stream = %name, read = sr.read, written = sr.written, unchanged = sr.skipped_unchanged, superseded = sr.superseded, deleted = sr.deleted, dead_lettered = sr.dead_lettered, outcome = %sr.outcome, "stream finished");
             report.streams.insert(name, sr);
         }
         report.finished_at = crate::now_rfc3339();

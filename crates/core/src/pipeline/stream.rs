@@ -34,6 +34,7 @@ use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 mod committer;
 mod mapper;
 mod reader;
+mod versions;
 mod writer;
 
 use committer::Committer;

@@ -11,12 +11,12 @@ use super::lock;
 use crate::error::Error;
 use crate::record::{ContentHash, Key};
 use crate::state::{
-    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, OutboxEntry, PausedStream, RunLock, RunOutcome,
-    RunRecord, StoredDrift,
+    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerVersion, OutboxEntry, PausedStream, RunLock,
+    RunOutcome, RunRecord, StoredDrift,
 };
 
-/// Ledger rows of one stream: key → (content hash, pass, destination id).
-type LedgerRows = BTreeMap<String, (ContentHash, u64, Option<String>)>;
+/// Ledger rows of one stream: key → (content hash, pass, destination id, repeated).
+type LedgerRows = BTreeMap<String, (ContentHash, u64, Option<String>, bool)>;
 
 #[derive(Debug, Clone, Default)]
 struct StateInner {
@@ -182,6 +182,19 @@ impl DeliveryStore for MemoryState {
         let l = g.ledger.get(&k(pipeline, stream));
         Ok(keys.iter().map(|key| l.and_then(|l| l.get(key.as_str())).map(|e| e.0)).collect())
     }
+    async fn ledger_versions(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<LedgerVersion>>, Error> {
+        let g = lock(&self.inner);
+        let l = g.ledger.get(&k(pipeline, stream));
+        Ok(keys
+            .iter()
+            .map(|key| l.and_then(|l| l.get(key.as_str())).map(|e| LedgerVersion { hash: e.0, repeated: e.3 }))
+            .collect())
+    }
     async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error> {
         let g = lock(&self.inner);
         let l = g.ledger.get(&k(pipeline, stream));
@@ -237,8 +250,10 @@ impl DeliveryStore for MemoryState {
         }
         let l = g.ledger.entry(id.clone()).or_default();
         for e in c.ledger {
-            let kept = l.get(e.key.as_str()).and_then(|old| old.2.clone());
-            l.insert(e.key.as_str().to_owned(), (e.hash, c.pass, e.dest_id.or(kept)));
+            let old = l.get(e.key.as_str());
+            let kept = old.and_then(|old| old.2.clone());
+            let repeated = old.is_some_and(|old| old.3 || old.1 == c.pass);
+            l.insert(e.key.as_str().to_owned(), (e.hash, c.pass, e.dest_id.or(kept), repeated));
         }
         for key in c.touched {
             if let Some(e) = l.get_mut(key.as_str()) {

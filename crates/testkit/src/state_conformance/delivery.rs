@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use dovetail_core::state::{Checkpoint, Commit, LedgerEntry};
+use dovetail_core::state::{Checkpoint, Commit, LedgerEntry, LedgerVersion};
 use dovetail_core::{DeliveryStore, ErrorKind, Key, PauseKind};
 use serde_json::{Value, json};
 
@@ -432,4 +432,29 @@ pub async fn baselines_round_trip_per_stream_and_are_replaced(s: Subject) {
     st.save_baseline("q", "s", &one).await.unwrap();
     assert_eq!(st.baseline("p", "s").await.unwrap(), Some(two));
     assert_eq!(st.baseline("q", "s").await.unwrap(), Some(one));
+}
+
+/// A key written again in the pass that wrote (or touched) it is marked repeated, for good;
+/// one written once per pass is not. Lookups answer in key order, misses included.
+pub async fn ledger_versions_mark_a_key_written_twice_in_one_pass(s: Subject) {
+    let st = s.delivery();
+    st.commit(Commit { ledger: vec![entry("1", 1), entry("2", 2), entry("3", 3)], ..commit("p", "s", 1) })
+        .await
+        .unwrap();
+    // Pass 1 again: key 1 in a later batch, key 2 twice in one commit, key 3 touched then written.
+    st.commit(Commit { ledger: vec![entry("1", 11)], ..commit("p", "s", 1) }).await.unwrap();
+    st.commit(Commit { ledger: vec![entry("2", 12), entry("2", 22)], ..commit("p", "s", 2) }).await.unwrap();
+    st.commit(Commit { touched: vec![key("3")], ..commit("p", "s", 3) }).await.unwrap();
+    st.commit(Commit { ledger: vec![entry("3", 13)], ..commit("p", "s", 3) }).await.unwrap();
+    st.commit(Commit { ledger: vec![entry("4", 4)], ..commit("p", "s", 3) }).await.unwrap();
+    let keys = [key("1"), key("2"), key("3"), key("4"), key("9")];
+    let got = st.ledger_versions("p", "s", &keys).await.unwrap();
+    let want = |n: u8, repeated: bool| Some(LedgerVersion { hash: hash(n), repeated });
+    assert_eq!(got, [want(11, true), want(22, true), want(13, true), want(4, false), None]);
+    // Written once in a later pass: still marked (the source repeated the key once).
+    st.commit(Commit { ledger: vec![entry("1", 21), entry("4", 14)], ..commit("p", "s", 4) }).await.unwrap();
+    let got = st.ledger_versions("p", "s", &keys[..4]).await.unwrap();
+    assert_eq!(got, [want(21, true), want(22, true), want(13, true), want(14, false)]);
+    assert_eq!(st.ledger_versions("q", "s", &keys[..1]).await.unwrap(), [None], "another pipeline");
+    assert_eq!(st.ledger_lookup("p", "s", &keys[..1]).await.unwrap(), [Some(hash(21))]);
 }

@@ -1,7 +1,7 @@
 //! The mapper: turns the reader's pages into the writer's batches. Per page: the drift
 //! check against the stream's baseline (quarantine, pause), mapping, keys, the cursor
 //! filter, content hashes, the ledger lookup that sorts new and changed records from
-//! unchanged ones, the notes `dovetail explain` needs, and the checkpoint that becomes true
+//! unchanged and superseded ones (a key repeated in the pass: `versions.rs`), the notes `dovetail explain` needs, and the checkpoint that becomes true
 //! once the batch is written. Pages smaller than the batch size are merged, so a sink
 //! transaction and a state commit carry `batch_size` records, not one page's worth.
 
@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::versions::Versions;
 use crate::connector::{Next, Page};
 use crate::drift::DriftEvent;
 use crate::error::Error;
@@ -28,6 +29,8 @@ pub(super) struct MappedBatch {
     /// Keys to stamp with the current pass (read unchanged, or dead-lettered with a key).
     pub unchanged: Vec<Key>,
     pub skipped: u64,
+    /// Records a later record of their key replaced in this run (not written).
+    pub superseded: u64,
     pub dead: Vec<DeadLetter>,
     pub checkpoint: Checkpoint,
     pub read: u64,
@@ -50,6 +53,7 @@ impl MappedBatch {
         self.to_write.extend(later.to_write);
         self.unchanged.extend(later.unchanged);
         self.skipped += later.skipped;
+        self.superseded += later.superseded;
         self.dead.extend(later.dead);
         self.checkpoint = later.checkpoint;
         self.read += later.read;
@@ -111,49 +115,56 @@ impl Mapper {
     async fn run(mut self) -> Mapped {
         let (mut map_ns, mut ledger_ns) = (0u128, 0u128);
         let mut pending: Option<MappedBatch> = None;
+        // Which record of a repeated key wins; holds at most one batch's worth of records.
+        let mut versions = Versions::new(self.ledger_known, self.batch_size);
         while let Some(page) = self.pages.recv().await {
             let mut page = match page {
                 Ok(p) => p,
                 Err(e) => {
                     // What was read before the failure is still delivered and committed.
-                    self.fail(pending.take(), e).await;
+                    self.fail(&mut versions, pending.take(), e).await;
                     break;
                 }
             };
             let t = Instant::now();
+            versions.begin_page(&self.checkpoint);
             let endpoint = page.records.first().map(|r| r.provenance.endpoint.clone()).unwrap_or_default();
             let mut b = self.batch_of(&page);
             if let Err(e) = self.drift.page(&mut page, &self.preparer, &endpoint, &mut b.dead).await {
                 // The policy pauses: what came before this page is still delivered.
-                self.fail(pending.take(), e).await;
+                self.fail(&mut versions, pending.take(), e).await;
                 break;
             }
             let candidates = self.map(page.records, &mut b);
+            let page_dead = b.dead.len();
             map_ns += t.elapsed().as_nanos();
-            let t = Instant::now();
-            if let Err(e) = self.sort_by_ledger(candidates, &mut b).await {
-                let _ = self.batches.send(Err(e)).await;
-                break;
-            }
-            ledger_ns += t.elapsed().as_nanos();
-            self.advance(page.next, &mut b);
-            let b = match pending.take() {
+            // The page joins the pending batch before it is sorted: a key repeated within the
+            // batch keeps only its last record.
+            let mut b = match pending.take() {
                 Some(mut p) => {
                     p.absorb(b);
                     p
                 }
                 None => b,
             };
+            let t = Instant::now();
+            if let Err(e) = self.sort_by_ledger(&mut versions, candidates, page_dead, &mut b).await {
+                let _ = self.batches.send(Err(e)).await;
+                break;
+            }
+            ledger_ns += t.elapsed().as_nanos();
+            self.advance(page.next, &mut b);
             if !b.done && b.size() < self.batch_size {
                 pending = Some(b);
                 continue;
             }
+            versions.finish(&mut b);
             if self.batches.send(Ok(b)).await.is_err() {
                 break;
             }
         }
         // The reader stopped without finishing the pass (cancellation): deliver what was read.
-        if let Some(p) = pending.take() {
+        if let Some(p) = self.release(&mut versions, pending.take()) {
             let _ = self.batches.send(Ok(p)).await;
         }
         let (drift, pause) = self.drift.finish();
@@ -161,11 +172,20 @@ impl Mapper {
     }
 
     /// Send what was merged so far, then the error that ends the run.
-    async fn fail(&self, pending: Option<MappedBatch>, e: Error) {
-        if let Some(p) = pending {
+    async fn fail(&self, versions: &mut Versions, pending: Option<MappedBatch>, e: Error) {
+        if let Some(p) = self.release(versions, pending) {
             let _ = self.batches.send(Ok(p)).await;
         }
         let _ = self.batches.send(Err(e)).await;
+    }
+
+    /// The last batch of a run that ends before its pass does: what was merged so far. Held
+    /// records are dropped with the run: its checkpoint stays before them, so the next run
+    /// reads them again and the rest of the pass can still supersede them.
+    fn release(&self, versions: &mut Versions, pending: Option<MappedBatch>) -> Option<MappedBatch> {
+        let mut b = pending?;
+        versions.finish(&mut b);
+        Some(b)
     }
 
     /// An empty batch for a page, with its read count and its explain trail.
@@ -174,6 +194,7 @@ impl Mapper {
             to_write: Vec::with_capacity(page.records.len()),
             unchanged: vec![],
             skipped: 0,
+            superseded: 0,
             dead: vec![],
             checkpoint: Checkpoint::default(),
             read: (page.records.len() + page.rejects.len()) as u64,
@@ -238,29 +259,31 @@ impl Mapper {
         }
     }
 
-    /// Look the candidates up in the ledger: a known key with the same hash is unchanged,
-    /// the rest is written (`known`: an update).
-    async fn sort_by_ledger(&self, candidates: Vec<Prepared>, b: &mut MappedBatch) -> Result<(), Error> {
+    /// Look the candidates up in the ledger and sort them into the pending batch (see
+    /// `versions.rs`): a key with the same hash is unchanged, an earlier record of a key
+    /// repeated in the pass is superseded, the rest is written (`known`: an update).
+    async fn sort_by_ledger(
+        &self,
+        versions: &mut Versions,
+        candidates: Vec<Prepared>,
+        page_dead: usize,
+        b: &mut MappedBatch,
+    ) -> Result<(), Error> {
         let (pipeline, stream) = (&self.preparer.pipeline, &self.preparer.stream);
-        let keys: Vec<Key> =
-            if self.ledger_known { candidates.iter().map(|p| p.key.clone()).collect() } else { Vec::new() };
         let known = if self.ledger_known {
-            self.state.ledger_lookup(pipeline, stream, &keys).await?
+            let keys: Vec<Key> = candidates.iter().map(|p| p.key.clone()).collect();
+            self.state.ledger_versions(pipeline, stream, &keys).await?
         } else {
             vec![None; candidates.len()]
         };
         for (p, old) in candidates.into_iter().zip(known) {
-            if old == Some(p.hash) {
-                b.trail.unchanged(&p);
-                b.unchanged.push(p.key);
-            } else {
-                b.to_write.push(Prepared { known: old.is_some(), ..p });
-            }
+            versions.sort(p, old, b);
         }
-        b.skipped = b.unchanged.len() as u64;
         if self.track_touched {
             // Dead-lettered records still exist at the source: keep their rows.
-            b.unchanged.extend(b.dead.iter().filter_map(|d| d.key.clone().map(Key::from_canonical)));
+            b.unchanged.extend(
+                b.dead[b.dead.len() - page_dead..].iter().filter_map(|d| d.key.clone().map(Key::from_canonical)),
+            );
         }
         Ok(())
     }

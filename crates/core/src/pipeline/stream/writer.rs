@@ -69,6 +69,7 @@ impl Writer<'_> {
             report.filtered += b.filtered;
             report.mapped += b.mapped;
             report.skipped_unchanged += b.skipped;
+            report.superseded += b.superseded;
             report.stale_pages += b.stale;
             completed = b.done;
             let commit = match self.write_batch(b, report, t).await {
