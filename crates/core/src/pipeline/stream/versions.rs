@@ -61,6 +61,8 @@ pub(super) struct Versions {
     seq: u64,
     /// Most records held at once.
     hold_max: usize,
+    /// Whether the hold overflowed in this run (warned once).
+    overflowed: bool,
 }
 
 impl Versions {
@@ -76,6 +78,7 @@ impl Versions {
             page_start: None,
             seq: 0,
             hold_max: hold_max.max(1),
+            overflowed: false,
         }
     }
 
@@ -174,6 +177,15 @@ impl Versions {
             && let Some((_, (oldest, _))) = self.held.pop_first()
         {
             self.held_keys.remove(&oldest.key);
+            if !self.overflowed {
+                self.overflowed = true;
+                tracing::warn!(
+                    held = self.hold_max,
+                    "more changed records of repeated keys are pending than can be held (batch_size): \
+                     writing the oldest; the sink still ends with each key's last record, but this \
+                     run writes versions a later record supersedes"
+                );
+            }
             self.write(oldest, b);
         }
     }
