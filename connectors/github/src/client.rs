@@ -1,18 +1,22 @@
 //! The HTTP client of the source: auth, pinned version, cache, and GitHub's rate-limit rules.
 //!
 //! Primary rate limits come from the `x-ratelimit-*` headers, which dovetail-http already
-//! reads (`X-RateLimit-Reset` is epoch seconds, its default). This module adds GitHub's
-//! secondary rate limits: a 403 or 429 whose body mentions the secondary rate limit (or
-//! abuse detection) is retried, honouring `retry-after` (else the reset header, else the
-//! backoff); a 403 with `x-ratelimit-remaining: 0` (the primary limit) is retried after
-//! the reset; any other 403 (missing permission, SSO not authorized) is not retried.
+//! reads (`X-RateLimit-Reset` is epoch seconds, its default). This module classifies
+//! GitHub's 403 and 429 answers as GitHub documents them: each is a rate limit — waited
+//! out, or (longer than `http.retry.max_rate_limit_wait_ms`) the stream stops as rate
+//! limited with the time to come back — when it carries `retry-after` (wait that long),
+//! `x-ratelimit-remaining: 0` (the primary limit: wait for `x-ratelimit-reset`), or a body
+//! naming the secondary rate limit or abuse detection, or is a 429 (wait at least a
+//! minute, then back off exponentially). Any other 403 (missing permission, SSO not
+//! authorized) is an Auth error, not retried.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dovetail_core::{BuildCx, Error, ErrorKind};
 use dovetail_http::auth::StaticBearer;
 use dovetail_http::header::HeaderMap;
-use dovetail_http::{Classifier, HttpClient, HttpClientBuilder, StatusCode, Verdict};
+use dovetail_http::{Classifier, HttpClient, HttpClientBuilder, StatusCode, Verdict, Wait};
 
 use crate::config::GithubConfig;
 
@@ -45,22 +49,27 @@ pub fn builder(config: &GithubConfig, cx: &BuildCx) -> Result<HttpClientBuilder,
     b.config(&config.http)
 }
 
-/// GitHub's retry rules on top of dovetail-http's defaults (see the module docs): a 403
-/// that is a secondary limit or an exhausted primary limit is retried (after `retry-after`
-/// or the reset), a plain 403 fails as `Auth`; a 429 keeps the default (a rate limit).
+/// GitHub's rate-limit rules on top of dovetail-http's defaults (see the module docs).
 pub fn classifier() -> Classifier {
     Arc::new(|status: StatusCode, headers: &HeaderMap, body: &[u8]| -> Option<Verdict> {
-        if status != StatusCode::FORBIDDEN {
+        if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
             return None;
         }
-        if is_secondary_limit(body) || dovetail_http::remaining(headers) == Some(0) {
-            Some(Verdict::Retry)
-        } else {
-            // A plain 403 is a permission problem: retrying cannot fix it.
-            Some(Verdict::Fail(ErrorKind::Auth))
+        let told = headers.contains_key("retry-after") || dovetail_http::remaining(headers) == Some(0);
+        if told {
+            return Some(Verdict::RateLimited(Wait::Headers));
         }
+        if status == StatusCode::TOO_MANY_REQUESTS || is_secondary_limit(body) {
+            return Some(Verdict::RateLimited(Wait::Backoff { first: SECONDARY_FLOOR }));
+        }
+        // A plain 403 is a permission problem: retrying cannot fix it.
+        Some(Verdict::Fail(ErrorKind::Auth))
     })
 }
+
+/// GitHub: "if you receive a secondary rate limit without `retry-after` or
+/// `x-ratelimit-remaining: 0`, wait at least one minute before retrying", then longer.
+pub const SECONDARY_FLOOR: Duration = Duration::from_secs(60);
 
 /// Whether a body is GitHub's secondary-rate-limit (formerly "abuse detection") answer.
 pub fn is_secondary_limit(body: &[u8]) -> bool {
@@ -70,28 +79,42 @@ pub fn is_secondary_limit(body: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use dovetail_http::Wait;
-
     use super::*;
 
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (dovetail_http::header::HeaderName::from_static(k), v.parse().unwrap())).collect()
+    }
+
     #[test]
-    fn secondary_limits_are_retried_and_plain_403s_are_not() {
+    fn rate_limits_are_rate_limits_in_every_form_github_sends_and_plain_403s_are_auth() {
         let c = classifier();
-        let h = HeaderMap::new();
-        let body = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes."}"#;
-        assert_eq!(c(StatusCode::FORBIDDEN, &h, body), Some(Verdict::Retry));
+        let none = h(&[]);
+        let secondary = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes."}"#;
         let abuse = br#"{"message":"You have triggered an abuse detection mechanism."}"#;
-        assert_eq!(c(StatusCode::FORBIDDEN, &h, abuse), Some(Verdict::Retry));
-        // A 429 is a rate limit by default, secondary or not: retried after its wait.
-        assert_eq!(c(StatusCode::TOO_MANY_REQUESTS, &h, body), None);
-        assert_eq!(dovetail_http::default_verdict(StatusCode::TOO_MANY_REQUESTS), Verdict::RateLimited(Wait::Headers));
-        assert_eq!(
-            c(StatusCode::FORBIDDEN, &h, br#"{"message":"Resource not accessible by integration"}"#),
-            Some(Verdict::Fail(ErrorKind::Auth))
-        );
-        let mut exhausted = HeaderMap::new();
-        exhausted.insert("x-ratelimit-remaining", "0".parse().unwrap());
-        assert_eq!(c(StatusCode::FORBIDDEN, &exhausted, b"{}"), Some(Verdict::Retry));
-        assert_eq!(c(StatusCode::NOT_FOUND, &h, b"{}"), None);
+        let denied = br#"{"message":"Resource not accessible by integration"}"#;
+        let sso = br#"{"message":"Resource protected by organization SAML enforcement."}"#;
+        let after = h(&[("retry-after", "30"), ("x-ratelimit-remaining", "4990")]);
+        let primary = h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1700000000")]);
+        let floor = Some(Verdict::RateLimited(Wait::Backoff { first: SECONDARY_FLOOR }));
+        let headers = Some(Verdict::RateLimited(Wait::Headers));
+        let (s403, s429) = (StatusCode::FORBIDDEN, StatusCode::TOO_MANY_REQUESTS);
+        #[rustfmt::skip]
+        let table: Vec<(StatusCode, &HeaderMap, &[u8], Option<Verdict>)> = vec![
+            (s403, &after, secondary, headers.clone()),
+            (s403, &none, secondary, floor.clone()),
+            (s403, &none, abuse, floor.clone()),
+            (s403, &primary, b"{}", headers.clone()),
+            (s429, &primary, b"{}", headers.clone()),
+            (s429, &after, b"{}", headers.clone()),
+            (s429, &none, secondary, floor.clone()),
+            (s429, &none, b"{}", floor.clone()),
+            (s403, &none, denied, Some(Verdict::Fail(ErrorKind::Auth))),
+            (s403, &none, sso, Some(Verdict::Fail(ErrorKind::Auth))),
+            (StatusCode::NOT_FOUND, &none, b"{}", None),
+            (StatusCode::SERVICE_UNAVAILABLE, &after, b"{}", None),
+        ];
+        for (status, headers, body, want) in table {
+            assert_eq!(c(status, headers, body), want, "{status} {headers:?} {}", String::from_utf8_lossy(body));
+        }
     }
 }

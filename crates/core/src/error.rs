@@ -13,10 +13,10 @@ pub enum ErrorKind {
     Config,
     /// Credentials were rejected or could not be obtained.
     Auth,
-    /// The remote asked us to slow down; `retry_after_ms` is how long it asked for.
+    /// The remote asked us to slow down; `until` is when it allows requests again.
     RateLimited {
-        /// Wait the remote asked for, in milliseconds, when it said.
-        retry_after_ms: Option<u64>,
+        /// When the remote allows requests again, when it said (or a vendor rule implies it).
+        until: Option<std::time::SystemTime>,
     },
     /// A failure that may succeed when retried.
     Transient,
@@ -332,6 +332,23 @@ impl fmt::Display for Error {
     }
 }
 
+/// A time ahead, for a person: `14:32 UTC, in 28 min` (the date too when it is not within
+/// the next 24 hours).
+pub fn when(t: std::time::SystemTime, now: std::time::SystemTime) -> String {
+    let Ok(at) = jiff::Timestamp::try_from(t) else { return "an unknown time".into() };
+    // Rounded up: "in 60 s" for a minute that began a few milliseconds ago.
+    let ahead = t.duration_since(now).unwrap_or_default().as_millis().div_ceil(1000) as u64;
+    let format = if ahead < 86_400 { "%H:%M:%S UTC" } else { "%Y-%m-%d %H:%M UTC" };
+    let at = at.to_zoned(jiff::tz::TimeZone::UTC).strftime(format).to_string();
+    let rel = match ahead {
+        0 => "now".to_owned(),
+        s if s < 120 => format!("in {s} s"),
+        s if s < 7200 => format!("in {} min", s.div_ceil(60)),
+        s => format!("in {} h {} min", s / 3600, (s % 3600) / 60),
+    };
+    format!("{at}, {rel}")
+}
+
 /// Generic advice for a kind of failure, naming the pipeline and stream when known.
 pub fn next_step_for(kind: &ErrorKind, c: &ErrorContext) -> String {
     let p = c.pipeline.as_deref().unwrap_or("PIPELINE");
@@ -341,13 +358,12 @@ pub fn next_step_for(kind: &ErrorKind, c: &ErrorContext) -> String {
         ErrorKind::Auth => "check the credentials this connector uses (the environment variable or file the config \
                             names); the next run starts from the last checkpoint"
             .into(),
-        ErrorKind::RateLimited { retry_after_ms: Some(ms) } => {
-            format!(
-                "the remote asked to wait {}s; run `dovetail run {p}{only_stream}` again after that",
-                ms.div_ceil(1000)
-            )
-        }
-        ErrorKind::RateLimited { retry_after_ms: None } | ErrorKind::Transient => {
+        ErrorKind::RateLimited { until: Some(t) } => format!(
+            "the API allows requests again at {}; the stream stopped at its checkpoint: run `dovetail run \
+             {p}{only_stream}` after that (a run before then skips the stream without calling the API)",
+            when(*t, std::time::SystemTime::now())
+        ),
+        ErrorKind::RateLimited { until: None } | ErrorKind::Transient => {
             format!("run `dovetail run {p}{only_stream}` again; it resumes from the last checkpoint")
         }
         ErrorKind::Unavailable => format!(
@@ -448,7 +464,7 @@ mod tests {
         let kinds = [
             ErrorKind::Config,
             ErrorKind::Auth,
-            ErrorKind::RateLimited { retry_after_ms: None },
+            ErrorKind::RateLimited { until: None },
             ErrorKind::Transient,
             ErrorKind::Unavailable,
             ErrorKind::Permanent,
@@ -470,8 +486,8 @@ mod tests {
         let table = [
             (ErrorKind::Config, Abort, false, false, false),
             (ErrorKind::Auth, Abort, false, false, false),
-            (ErrorKind::RateLimited { retry_after_ms: Some(1) }, Retry, true, true, false),
-            (ErrorKind::RateLimited { retry_after_ms: None }, Retry, true, true, false),
+            (ErrorKind::RateLimited { until: Some(std::time::UNIX_EPOCH) }, Retry, true, true, false),
+            (ErrorKind::RateLimited { until: None }, Retry, true, true, false),
             (ErrorKind::Transient, Retry, true, true, false),
             (ErrorKind::Unavailable, Outage, false, true, false),
             (ErrorKind::Permanent, Reject, false, false, true),
@@ -535,6 +551,17 @@ mod tests {
     }
 
     #[test]
+    fn a_time_ahead_is_said_in_utc_with_how_far() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20 UTC
+        let at = |s: u64| when(now + std::time::Duration::from_secs(s), now);
+        assert_eq!(at(0), "22:13:20 UTC, now");
+        assert_eq!(at(45), "22:14:05 UTC, in 45 s");
+        assert_eq!(at(28 * 60), "22:41:20 UTC, in 28 min");
+        assert_eq!(at(3 * 3600 + 120), "01:15:20 UTC, in 3 h 2 min");
+        assert_eq!(at(2 * 86_400), "2023-11-16 22:13 UTC, in 48 h 0 min");
+    }
+
+    #[test]
     fn next_step_names_the_pipeline_and_prefers_an_explicit_hint() {
         let e = Error::transient("connection reset").in_pipeline("orders").in_stream("items");
         assert_eq!(
@@ -543,8 +570,15 @@ mod tests {
         );
         let e = Error::data("bad").in_pipeline("orders");
         assert!(e.next_step().contains("dovetail dead-letters list --pipeline orders"), "{}", e.next_step());
-        let e = Error::new(ErrorKind::RateLimited { retry_after_ms: Some(1500) }, "slow down").in_pipeline("p");
-        assert!(e.next_step().starts_with("the remote asked to wait 2s"), "{}", e.next_step());
+        let until = std::time::SystemTime::now() + std::time::Duration::from_secs(28 * 60 - 5);
+        let e = Error::new(ErrorKind::RateLimited { until: Some(until) }, "slow down").in_pipeline("p");
+        let at = jiff::Timestamp::try_from(until).unwrap().to_zoned(jiff::tz::TimeZone::UTC).strftime("%H:%M:%S");
+        assert!(
+            e.next_step().starts_with(&format!("the API allows requests again at {at} UTC, in 28 min;")),
+            "{}",
+            e.next_step()
+        );
+        assert!(e.next_step().contains("a run before then skips the stream"), "{}", e.next_step());
         let e = Error::data("bad").with_hint("run `dovetail drift accept p s`");
         assert_eq!(e.next_step(), "run `dovetail drift accept p s`");
     }

@@ -179,17 +179,21 @@ pub enum PauseKind {
     Unavailable,
     /// A drift policy paused it; it waits for `dovetail drift accept` or `dovetail resume`.
     Drift,
+    /// Its API is rate-limited past the longest wait taken; runs skip it until the time the
+    /// API allows requests again (or `dovetail resume`).
+    RateLimited,
 }
 
 impl PauseKind {
     /// Every kind, in declaration order.
-    pub const ALL: [PauseKind; 2] = [PauseKind::Unavailable, PauseKind::Drift];
+    pub const ALL: [PauseKind; 3] = [PauseKind::Unavailable, PauseKind::Drift, PauseKind::RateLimited];
 
-    /// The stored and printed name: `unavailable` or `drift`.
+    /// The stored and printed name: `unavailable`, `drift` or `rate_limited`.
     pub fn as_str(self) -> &'static str {
         match self {
             PauseKind::Unavailable => "unavailable",
             PauseKind::Drift => "drift",
+            PauseKind::RateLimited => "rate_limited",
         }
     }
 }
@@ -261,7 +265,11 @@ mod tests {
             (RunOutcome::Abandoned, "abandoned"),
             (RunOutcome::NotStarted, "not_started"),
         ]);
-        pins(&[(PauseKind::Unavailable, "unavailable"), (PauseKind::Drift, "drift")]);
+        pins(&[
+            (PauseKind::Unavailable, "unavailable"),
+            (PauseKind::Drift, "drift"),
+            (PauseKind::RateLimited, "rate_limited"),
+        ]);
         assert_eq!(format!("[{:<9}]", RunOutcome::Failed), "[failed   ]", "width and alignment apply");
     }
 
@@ -288,7 +296,11 @@ mod tests {
             "unknown run outcome `done` (known: running, succeeded, failed, interrupted, paused, abandoned, not_started)"
         );
         let e = "Drift".parse::<PauseKind>().unwrap_err();
-        assert_eq!(e.to_string(), "unknown pause kind `Drift` (known: unavailable, drift)", "names are exact");
+        assert_eq!(
+            e.to_string(),
+            "unknown pause kind `Drift` (known: unavailable, drift, rate_limited)",
+            "names are exact"
+        );
         let e = serde_json::from_value::<PauseKind>(serde_json::json!("outage")).unwrap_err();
         assert!(e.to_string().contains("unknown variant `outage`"), "{e}");
     }

@@ -90,6 +90,10 @@ pub struct HttpReport {
     /// Endpoints the vendor marked deprecated (`Deprecation` / `Sunset` headers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deprecations: Vec<Deprecation>,
+    /// While a request waits out a rate limit of a second or more: until when (RFC 3339),
+    /// for a progress line to say why nothing moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_until: Option<String>,
 }
 
 /// An endpoint the vendor marked deprecated.
@@ -126,6 +130,7 @@ impl HttpReport {
             failed: self.failed.saturating_sub(before.failed),
             api_version: self.api_version.clone(),
             deprecations: self.deprecations.iter().filter(|d| !before.deprecations.contains(d)).cloned().collect(),
+            rate_limited_until: self.rate_limited_until.clone(),
         }
     }
 }

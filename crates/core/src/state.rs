@@ -201,12 +201,16 @@ pub struct PausedStream {
     pub pipeline: String,
     /// Stream name.
     pub stream: String,
-    /// Why: `unavailable` (probed again by the next run) or `drift` (waits for `drift accept`).
+    /// Why: `unavailable` (probed again by the next run), `drift` (waits for `drift
+    /// accept`) or `rate_limited` (skipped until `until`).
     pub kind: PauseKind,
     /// The cause, in words.
     pub reason: String,
     /// When it was paused (RFC 3339).
     pub since: String,
+    /// When it lifts by itself (RFC 3339): the time a rate-limited API allows requests again.
+    #[serde(default)]
+    pub until: Option<String>,
 }
 
 /// Stored outcome of one run.

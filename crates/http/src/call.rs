@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::cache;
 use crate::circuit::Admit;
-use crate::classify::{Context, Step, classify, http_failure, retry_allowed, status_error, status_kind};
+use crate::classify::{Context, Step, classify, floor_wait, http_failure, retry_allowed, status_error, status_kind};
 use crate::client::Inner;
 use crate::limit::Limiter;
 use crate::observe::{self, AttemptEvent, Host, SentSecrets};
@@ -39,6 +39,8 @@ pub(crate) struct Failed {
     outcome: AttemptOutcome,
     /// The wait the remote asked for; the backoff applies without one.
     server: Option<Duration>,
+    /// A rate limit's vendor floor when no header gave a wait (doubles per attempt).
+    floor: Option<Duration>,
     /// The kind the request fails as if this was its last attempt.
     kind: ErrorKind,
     cause: Option<Cause>,
@@ -210,7 +212,17 @@ impl<'a> Call<'a> {
         let clock = inner.clock.as_ref();
         let (limiter, slots) = self.limits();
         let ready_from = clock.monotonic();
-        limiter.ready(clock, &self.host.key).await;
+        let gate = limiter.gate(clock).filter(|g| *g >= Duration::from_secs(1));
+        if let Some(g) = gate {
+            inner.stats.waiting(Some(clock.now() + g));
+        }
+        let ready = limiter.ready(clock, &self.host.key, inner.retry.max_rate_limit_wait).await;
+        if gate.is_some() {
+            inner.stats.waiting(None);
+        }
+        if let Err(gate) = ready {
+            return Next::Fail(self.spent(gate));
+        }
         let waited = clock.monotonic().saturating_sub(ready_from);
         if !waited.is_zero() {
             inner.stats.rate_limit_wait(waited);
@@ -243,12 +255,33 @@ impl<'a> Call<'a> {
                 Next::Failed(Failed {
                     outcome: AttemptOutcome::Error(msg),
                     server: None,
+                    floor: None,
                     kind: ErrorKind::Transient,
                     cause: None,
                     http: Some(HttpFailure::default()),
                 })
             }
         }
+    }
+
+    /// The API said its budget is spent for `gate` more (a response with nothing remaining
+    /// and a reset that far away), longer than the longest rate-limit wait taken: the
+    /// request is not sent, and fails as rate-limited until then.
+    fn spent(&self, gate: Duration) -> Error {
+        let inner = self.inner;
+        let until = inner.clock.now() + gate;
+        let e = Error::new(
+            ErrorKind::RateLimited { until: Some(until) },
+            format!(
+                "rate limited: the API's budget is spent and allows requests again in {} (at {}), longer than \
+                 `http.retry.max_rate_limit_wait_ms` ({}); not sent",
+                fmt_duration(gate),
+                observe::rfc3339(until),
+                fmt_duration(inner.retry.max_rate_limit_wait)
+            ),
+        );
+        self.done(e.kind().name(), self.n.saturating_sub(1), None);
+        e.at(self.at())
     }
 
     /// The request as reqwest sends it, credentials not yet added.
@@ -280,6 +313,7 @@ impl<'a> Call<'a> {
         Next::Failed(Failed {
             outcome: AttemptOutcome::Credential(e.message().to_owned()),
             server: None,
+            floor: None,
             kind: ErrorKind::Transient,
             cause: Some(Cause::Credential(e)),
             http: None,
@@ -300,6 +334,7 @@ impl<'a> Call<'a> {
         Next::Failed(Failed {
             outcome: AttemptOutcome::Error(msg),
             server: None,
+            floor: None,
             kind: ErrorKind::Transient,
             cause: Some(Cause::Transport(e)),
             http: Some(HttpFailure::default()),
@@ -415,6 +450,7 @@ impl<'a> Call<'a> {
                 Next::Failed(Failed {
                     outcome: AttemptOutcome::Undecodable(resp.status.as_u16()),
                     server: None,
+                    floor: None,
                     // The server answers, but what it sends never decodes: bad data, not an outage.
                     kind: ErrorKind::Data,
                     cause: Some(Cause::Decode(e)),
@@ -429,14 +465,15 @@ impl<'a> Call<'a> {
         let inner = self.inner;
         self.last_body = self.excerpt(&r.body, secrets);
         let http = |wait| http_failure(Some(r.status), &r.headers, wait, &inner.request_id_headers);
-        let retry = |server: Option<Duration>, kind: ErrorKind| {
+        let retry = |server: Option<Duration>, floor: Option<Duration>, kind: ErrorKind| {
             let outcome = AttemptOutcome::Status(r.status.as_u16());
-            Next::Failed(Failed { outcome, server, kind, cause: None, http: Some(http(server)) })
+            Next::Failed(Failed { outcome, server, floor, kind, cause: None, http: Some(http(server)) })
         };
         // A second 401 (the credential was refreshed once) is what a 401 is.
         let kind = step.failure_kind().unwrap_or_else(|| status_kind(r.status));
         match step {
-            Step::Retry { wait } | Step::RateLimited { wait } => retry(wait, kind),
+            Step::Retry { wait } => retry(wait, None, kind),
+            Step::RateLimited { wait, floor } => retry(wait, floor, kind),
             Step::RedirectRefused { location } => {
                 inner.circuits.success(&self.host.key);
                 let e = crate::origin::redirect_refused(&r.url, r.status, location);
@@ -452,6 +489,12 @@ impl<'a> Call<'a> {
         inner.circuits.success(&self.host.key);
         let wait = server_wait(r.status, &r.headers, inner.clock.now(), inner.retry.reset_style);
         let http = http_failure(Some(r.status), &r.headers, wait, &inner.request_id_headers);
+        let kind = match (kind, wait) {
+            (ErrorKind::RateLimited { until: None }, Some(w)) => {
+                ErrorKind::RateLimited { until: Some(inner.clock.now() + w) }
+            }
+            (kind, _) => kind,
+        };
         Next::Fail(status_error(kind, r.status, &self.last_body, http))
     }
 
@@ -466,37 +509,64 @@ impl<'a> Call<'a> {
         let inner = self.inner;
         let clock = inner.clock.as_ref();
         let (limiter, _) = self.limits();
-        let wait = f.server.unwrap_or_else(|| inner.backoff.wait(&inner.retry, self.n));
-        if f.server.is_some() {
-            // Every request on this (host, credential) slows down, not only this one.
+        let rate_limited = matches!(f.kind, ErrorKind::RateLimited { .. });
+        let wait = match (f.server, f.floor) {
+            (Some(w), _) => w,
+            (None, Some(first)) => floor_wait(first, self.n),
+            (None, None) => inner.backoff.wait(&inner.retry, self.n),
+        };
+        if f.server.is_some() || f.floor.is_some() {
+            // Every request on this (host, credential) waits too, not only this one.
             limiter.block_for(clock, wait);
-        } else if matches!(f.kind, ErrorKind::RateLimited { .. }) {
+        } else if rate_limited {
             // "Too fast" without saying how fast is fine: hold the group and pace.
             limiter.slow_down(clock, &self.host.key, wait);
         }
         let elapsed = clock.monotonic().saturating_sub(self.start);
         let repeatable = self.may_retry || matches!(f.outcome, AttemptOutcome::Credential(_));
-        if retry_allowed(&inner.retry, repeatable, self.n, elapsed, wait) {
-            inner.stats.retry(f.outcome.cause(), wait);
+        if retry_allowed(&inner.retry, repeatable, self.n, elapsed, wait, rate_limited) {
+            if rate_limited {
+                inner.stats.rate_limited_retry(f.outcome.cause(), wait);
+                observe::rate_limited_wait(&self.host.key, self.shown, self.n, wait, clock.now() + wait);
+                inner.stats.waiting(Some(clock.now() + wait));
+            } else {
+                inner.stats.retry(f.outcome.cause(), wait);
+            }
             self.attempts.push(Attempt { number: self.n, outcome: f.outcome, wait: Some(wait) });
             observe::retry_wait(&self.host.key, wait);
             clock.sleep(wait).await;
+            if rate_limited {
+                inner.stats.waiting(None);
+            }
             return After::Retry;
         }
-        self.give_up(f, repeatable, elapsed)
+        self.give_up(f, repeatable, elapsed, wait)
     }
 
     /// The retries are spent (or not allowed): an error listing every attempt and the last
     /// body, or the last good response when the request asked for it.
-    fn give_up(&mut self, f: Failed, repeatable: bool, elapsed: Duration) -> After {
+    fn give_up(&mut self, f: Failed, repeatable: bool, elapsed: Duration, wait: Duration) -> After {
         let n = self.n;
+        let inner = self.inner;
         let undecodable = match f.outcome {
             AttemptOutcome::Undecodable(status) => Some(status),
             _ => None,
         };
         self.attempts.push(Attempt { number: n, outcome: f.outcome, wait: None });
         let list: Vec<String> = self.attempts.iter().map(ToString::to_string).collect();
-        let why = if repeatable {
+        let until = inner.clock.now() + wait;
+        let why = if let ErrorKind::RateLimited { .. } = f.kind
+            && repeatable
+            && wait > inner.retry.max_rate_limit_wait
+        {
+            format!(
+                "rate limited: the API allows requests again in {} (at {}), longer than \
+                 `http.retry.max_rate_limit_wait_ms` ({}), so the stream stops here; {n} attempts",
+                fmt_duration(wait),
+                crate::observe::rfc3339(until),
+                fmt_duration(inner.retry.max_rate_limit_wait)
+            )
+        } else if repeatable {
             format!("gave up after {n} attempts in {}", fmt_duration(elapsed))
         } else {
             format!("not retried ({} without an idempotency key)", self.req.method)
@@ -509,7 +579,11 @@ impl<'a> Call<'a> {
         if let Some(stale) = self.stale(n) {
             return After::Stale(Box::new(stale));
         }
-        let mut err = Error::new(f.kind, message);
+        let kind = match f.kind {
+            ErrorKind::RateLimited { .. } => ErrorKind::RateLimited { until: Some(until) },
+            other => other,
+        };
+        let mut err = Error::new(kind, message);
         if let Some(status) = undecodable {
             // Whether the page becomes a dead letter is the connector's call; say only what
             // happened (a connector that dead-letters it says so instead).

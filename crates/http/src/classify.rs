@@ -32,9 +32,9 @@ pub enum Verdict {
     /// [`ErrorKind::Transient`].
     Retry,
     /// A rate limit: another attempt after `Wait`. Without a known wait the host is also
-    /// slowed down (every request to it, not only this one). Once the budget is spent — or
-    /// when the wait would cross it — the request fails as [`ErrorKind::RateLimited`] with
-    /// the wait.
+    /// slowed down (every request to it, not only this one). A wait longer than
+    /// `max_rate_limit_wait`, or the attempts spent, fail the request as
+    /// [`ErrorKind::RateLimited`] with the time the API allows requests again.
     RateLimited(Wait),
     /// Not worth another attempt: the request fails as this kind.
     Fail(ErrorKind),
@@ -50,6 +50,12 @@ pub enum Wait {
     For(Duration),
     /// Until this time (now if it is past).
     Until(SystemTime),
+    /// No header says: `first` after the first attempt, doubling with each one after (a
+    /// vendor's documented floor, e.g. GitHub's minute for a secondary limit).
+    Backoff {
+        /// The wait after the first attempt.
+        first: Duration,
+    },
 }
 
 /// The default verdict on a non-2xx status: 429 is a rate limit (its wait from the
@@ -67,7 +73,7 @@ pub fn default_verdict(status: StatusCode) -> Verdict {
 pub fn status_kind(status: StatusCode) -> ErrorKind {
     match status.as_u16() {
         401 | 403 | 407 => ErrorKind::Auth,
-        429 => ErrorKind::RateLimited { retry_after_ms: None },
+        429 => ErrorKind::RateLimited { until: None },
         _ => ErrorKind::Permanent,
     }
 }
@@ -100,8 +106,9 @@ pub(crate) enum Step<'h> {
     Reauthorize,
     /// Try again after `wait` (the remote's), or after the backoff when `None`.
     Retry { wait: Option<Duration> },
-    /// A rate limit: try again after `wait`, or slow the host down and back off when `None`.
-    RateLimited { wait: Option<Duration> },
+    /// A rate limit: try again after `wait`; when `None`, after `floor` doubling per attempt
+    /// if set, else slow the host down and back off.
+    RateLimited { wait: Option<Duration>, floor: Option<Duration> },
     /// A redirect to another origin that the client did not follow (`location` as sent).
     RedirectRefused { location: &'h str },
     /// Fail as this kind.
@@ -117,9 +124,7 @@ impl Step<'_> {
         match self {
             Step::Success | Step::NotModified | Step::Reauthorize => None,
             Step::Retry { .. } => Some(ErrorKind::Transient),
-            Step::RateLimited { wait } => {
-                Some(ErrorKind::RateLimited { retry_after_ms: wait.map(|w| w.as_millis() as u64) })
-            }
+            Step::RateLimited { .. } => Some(ErrorKind::RateLimited { until: None }),
             Step::RedirectRefused { .. } => Some(ErrorKind::Permanent),
             Step::Fail(kind) => Some(kind.clone()),
         }
@@ -146,29 +151,43 @@ pub(crate) fn classify<'h>(status: StatusCode, headers: &'h HeaderMap, body: &[u
         // The redirect policy stopped at another origin (see `origin`).
         return Step::RedirectRefused { location };
     }
-    let wait = |w: Wait| match w {
-        Wait::Headers => server_wait(status, headers, cx.clock.now(), cx.reset_style),
-        Wait::For(d) => Some(d),
-        Wait::Until(t) => Some(t.duration_since(cx.clock.now()).unwrap_or_default()),
-    };
+    let headers_wait = || server_wait(status, headers, cx.clock.now(), cx.reset_style);
     match verdict.unwrap_or_else(|| default_verdict(status)) {
-        Verdict::Retry => Step::Retry { wait: wait(Wait::Headers) },
-        Verdict::RateLimited(w) => Step::RateLimited { wait: wait(w) },
+        Verdict::Retry => Step::Retry { wait: headers_wait() },
+        Verdict::RateLimited(w) => match w {
+            Wait::Headers => Step::RateLimited { wait: headers_wait(), floor: None },
+            Wait::For(d) => Step::RateLimited { wait: Some(d), floor: None },
+            Wait::Until(t) => {
+                Step::RateLimited { wait: Some(t.duration_since(cx.clock.now()).unwrap_or_default()), floor: None }
+            }
+            Wait::Backoff { first } => Step::RateLimited { wait: None, floor: Some(first) },
+        },
         Verdict::Fail(kind) => Step::Fail(kind),
     }
 }
 
 /// Whether attempt `attempt` (1-based), which failed after `elapsed` and would wait `wait`,
 /// is followed by another: the request may be repeated, attempts are left, and the wait
-/// ends within the request's time budget.
+/// ends within the request's time budget — or, for a rate limit (`rate_limited`), the wait
+/// is no longer than `max_rate_limit_wait` (taken even past the time budget: the API said
+/// when, and stopping early would only move the wait to the next run).
 pub(crate) fn retry_allowed(
     policy: &RetryPolicy,
     repeatable: bool,
     attempt: u32,
     elapsed: Duration,
     wait: Duration,
+    rate_limited: bool,
 ) -> bool {
-    repeatable && attempt < policy.max_attempts && elapsed + wait <= policy.max_elapsed
+    let in_budget =
+        if rate_limited { wait <= policy.max_rate_limit_wait } else { elapsed + wait <= policy.max_elapsed };
+    repeatable && attempt < policy.max_attempts && in_budget
+}
+
+/// The wait after failed attempt `attempt` (1-based) of a rate limit with a vendor floor
+/// and no header: `first`, doubling per attempt.
+pub(crate) fn floor_wait(first: Duration, attempt: u32) -> Duration {
+    first.saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
 }
 
 /// Whether a response header explains a failure (rate-limit state, the vendor's request

@@ -46,7 +46,7 @@ fn every_main_status_without_and_with_the_remotes_wait() {
     let exhausted = h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &(NOW + 30).to_string())]);
     let reset_only = h(&[("x-ratelimit-remaining", "5"), ("x-ratelimit-reset", &(NOW + 30).to_string())]);
     let retry = |wait| Step::Retry { wait };
-    let limited = |wait| Step::RateLimited { wait };
+    let limited = |wait| Step::RateLimited { wait, floor: None };
     #[rustfmt::skip]
     let table: Vec<(u16, &HeaderMap, Step<'_>)> = vec![
         (200, &none, Step::Success),
@@ -97,10 +97,13 @@ fn delta_reset_headers_and_a_date_in_the_past() {
     let exhausted = h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "5")]);
     assert_eq!(classify(StatusCode::SERVICE_UNAVAILABLE, &exhausted, b"", &delta), Step::Retry { wait: Some(secs(5)) });
     let ietf = h(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "9")]);
-    assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, &ietf, b"", &delta), Step::RateLimited { wait: Some(secs(9)) });
+    assert_eq!(
+        classify(StatusCode::TOO_MANY_REQUESTS, &ietf, b"", &delta),
+        Step::RateLimited { wait: Some(secs(9)), floor: None }
+    );
     let past = h(&[("retry-after", &httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + secs(NOW - 60)))]);
     let step = classify(StatusCode::TOO_MANY_REQUESTS, &past, b"", &cx(&clock, None));
-    assert_eq!(step, Step::RateLimited { wait: Some(Duration::ZERO) }, "a date already past: no wait");
+    assert_eq!(step, Step::RateLimited { wait: Some(Duration::ZERO), floor: None }, "a date already past: no wait");
 }
 
 #[test]
@@ -143,6 +146,7 @@ fn a_classifiers_verdict_overrides_the_default() {
         }
         403 if headers.contains_key("x-limit") => Some(Verdict::RateLimited(Wait::Headers)),
         403 if body.starts_with(b"pause") => Some(Verdict::RateLimited(Wait::For(secs(3)))),
+        403 if body.starts_with(b"floor") => Some(Verdict::RateLimited(Wait::Backoff { first: secs(60) })),
         404 => Some(Verdict::Retry),
         503 => Some(Verdict::Fail(ErrorKind::Permanent)),
         200 | 304 | 401 => Some(Verdict::Fail(ErrorKind::Internal)),
@@ -151,18 +155,23 @@ fn a_classifiers_verdict_overrides_the_default() {
     let cx = Context { cached: true, reauthorize: true, ..cx(&clock, Some(&c)) };
     let none = h(&[]);
     let forbidden = StatusCode::FORBIDDEN;
-    assert_eq!(classify(forbidden, &none, b"slow down", &cx), Step::RateLimited { wait: Some(secs(45)) });
-    assert_eq!(classify(forbidden, &none, b"pause", &cx), Step::RateLimited { wait: Some(secs(3)) });
+    assert_eq!(classify(forbidden, &none, b"slow down", &cx), Step::RateLimited { wait: Some(secs(45)), floor: None });
+    assert_eq!(classify(forbidden, &none, b"pause", &cx), Step::RateLimited { wait: Some(secs(3)), floor: None });
     let limit = h(&[("x-limit", "1"), ("retry-after", "20")]);
-    assert_eq!(classify(forbidden, &limit, b"", &cx), Step::RateLimited { wait: Some(secs(20)) });
-    assert_eq!(classify(forbidden, &h(&[("x-limit", "1")]), b"", &cx), Step::RateLimited { wait: None });
+    assert_eq!(classify(forbidden, &limit, b"", &cx), Step::RateLimited { wait: Some(secs(20)), floor: None });
+    assert_eq!(classify(forbidden, &h(&[("x-limit", "1")]), b"", &cx), Step::RateLimited { wait: None, floor: None });
+    assert_eq!(
+        classify(forbidden, &h(&[("retry-after", "20")]), b"floor", &cx),
+        Step::RateLimited { wait: None, floor: Some(secs(60)) },
+        "a vendor floor is the classifier's answer when it gives one, headers or not"
+    );
     assert_eq!(classify(forbidden, &none, b"no", &cx), Step::Fail(ErrorKind::Auth), "None keeps the default");
     assert_eq!(
         classify(StatusCode::NOT_FOUND, &h(&[("retry-after", "2")]), b"", &cx),
         Step::Retry { wait: Some(secs(2)) }
     );
     assert_eq!(classify(StatusCode::SERVICE_UNAVAILABLE, &none, b"", &cx), Step::Fail(ErrorKind::Permanent));
-    assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, &none, b"", &cx), Step::RateLimited { wait: None });
+    assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, &none, b"", &cx), Step::RateLimited { wait: None, floor: None });
     // Never asked about a success, a cached 304 or the first 401.
     assert_eq!(classify(StatusCode::OK, &none, b"", &cx), Step::Success);
     assert_eq!(classify(StatusCode::NOT_MODIFIED, &none, b"", &cx), Step::NotModified);
@@ -185,11 +194,40 @@ fn the_budget_counts_attempts_and_time_and_needs_a_repeatable_request() {
     ];
     for (repeatable, attempt, elapsed, wait, want) in table {
         assert_eq!(
-            retry_allowed(&p, repeatable, attempt, secs(elapsed), secs(wait)),
+            retry_allowed(&p, repeatable, attempt, secs(elapsed), secs(wait), false),
             want,
             "{attempt} {elapsed} {wait}"
         );
     }
+}
+
+#[test]
+fn a_rate_limit_wait_is_bounded_by_its_own_cap_not_the_time_budget() {
+    let p = RetryPolicy {
+        max_attempts: 3,
+        max_elapsed: secs(60),
+        max_rate_limit_wait: secs(300),
+        ..RetryPolicy::default()
+    };
+    #[rustfmt::skip]
+    let table = [
+        // (repeatable, attempt, elapsed, wait, another attempt)
+        (true, 1, 50, 200, true),   // past max_elapsed: taken all the same
+        (true, 1, 0, 300, true),
+        (true, 1, 0, 301, false),   // longer than the cap: stop, come back later
+        (true, 3, 0, 1, false),     // attempts still count
+        (false, 1, 0, 1, false),
+    ];
+    for (repeatable, attempt, elapsed, wait, want) in table {
+        assert_eq!(
+            retry_allowed(&p, repeatable, attempt, secs(elapsed), secs(wait), true),
+            want,
+            "{attempt} {elapsed} {wait}"
+        );
+    }
+    // A vendor floor doubles per attempt: GitHub's minute, then 2, 4, 8 minutes.
+    let floors: Vec<u64> = (1..=4).map(|n| floor_wait(secs(60), n).as_secs()).collect();
+    assert_eq!(floors, [60, 120, 240, 480]);
 }
 
 #[test]
@@ -210,7 +248,7 @@ fn status_to_kind_to_disposition() {
         (409, ErrorKind::Permanent, Reject),
         (410, ErrorKind::Permanent, Reject),
         (422, ErrorKind::Permanent, Reject),
-        (429, ErrorKind::RateLimited { retry_after_ms: None }, Retry),
+        (429, ErrorKind::RateLimited { until: None }, Retry),
         (500, ErrorKind::Transient, Retry),
         (501, ErrorKind::Permanent, Reject),
         (502, ErrorKind::Transient, Retry),
@@ -225,8 +263,10 @@ fn status_to_kind_to_disposition() {
     }
     let after_7 = h(&[("retry-after", "7")]);
     let waited = classify(StatusCode::TOO_MANY_REQUESTS, &after_7, b"", &cx(&clock, None));
-    assert_eq!(waited.failure_kind(), Some(ErrorKind::RateLimited { retry_after_ms: Some(7000) }));
-    assert_eq!(status_kind(StatusCode::TOO_MANY_REQUESTS), ErrorKind::RateLimited { retry_after_ms: None });
+    // The time to come back is set when the request gives up (the wait it would take next).
+    assert_eq!(waited, Step::RateLimited { wait: Some(secs(7)), floor: None });
+    assert_eq!(waited.failure_kind(), Some(ErrorKind::RateLimited { until: None }));
+    assert_eq!(status_kind(StatusCode::TOO_MANY_REQUESTS), ErrorKind::RateLimited { until: None });
     assert_eq!(classify(StatusCode::OK, &none, b"", &cx(&clock, None)).failure_kind(), None);
 }
 

@@ -84,9 +84,13 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Cap on one computed backoff wait.
     pub max_delay: Duration,
-    /// Cap on the whole logical request, waits included. A server-requested wait that
-    /// would cross it ends the request instead (as `RateLimited`), never an early request.
+    /// Cap on the whole logical request, waits included — rate-limit waits excepted (see
+    /// `max_rate_limit_wait`).
     pub max_elapsed: Duration,
+    /// The longest rate-limit wait taken: a wait the API asks for (a `Retry-After`, a reset,
+    /// a vendor's floor) up to this long is waited out, even past `max_elapsed`; a longer
+    /// one stops the request as `RateLimited` with the time the API allows requests again.
+    pub max_rate_limit_wait: Duration,
     /// How `X-RateLimit-Reset` is read.
     pub reset_style: ResetStyle,
     /// Header that makes a non-idempotent request safe to retry.
@@ -102,6 +106,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_elapsed: Duration::from_secs(300),
+            max_rate_limit_wait: Duration::from_secs(300),
             reset_style: ResetStyle::EpochSeconds,
             idempotency_header: "idempotency-key".into(),
             jitter_seed: None,
@@ -215,6 +220,11 @@ pub struct RetryConfig {
     #[serde(default, deserialize_with = "in_range::<_, _, 1, 86_400_000>")]
     #[schemars(range(min = 1, max = 86_400_000))]
     pub max_elapsed_ms: Option<u64>,
+    /// The longest rate-limit wait taken, in milliseconds (default 300000): longer ones stop
+    /// the stream at its checkpoint as rate-limited, with the time to come back.
+    #[serde(default, deserialize_with = "in_range::<_, _, 0, 86_400_000>")]
+    #[schemars(range(min = 0, max = 86_400_000))]
+    pub max_rate_limit_wait_ms: Option<u64>,
     /// How `X-RateLimit-Reset` is read: `epoch_seconds` (default) or `delta_seconds`.
     pub reset_style: Option<ResetStyle>,
 }
@@ -259,6 +269,7 @@ impl RetryConfig {
         p.base_delay = self.base_delay_ms.map(ms).unwrap_or(p.base_delay);
         p.max_delay = self.max_delay_ms.map(ms).unwrap_or(p.max_delay);
         p.max_elapsed = self.max_elapsed_ms.map(ms).unwrap_or(p.max_elapsed);
+        p.max_rate_limit_wait = self.max_rate_limit_wait_ms.map(ms).unwrap_or(p.max_rate_limit_wait);
         p.reset_style = self.reset_style.unwrap_or(p.reset_style);
         p
     }

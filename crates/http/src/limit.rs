@@ -90,6 +90,8 @@ pub(crate) struct Limiter {
     /// Monotonic time before which nothing may be sent (server said the budget is spent, or
     /// asked us to back off).
     blocked_until: Mutex<Duration>,
+    /// The gate (`blocked_until`) last announced in the log.
+    announced: Mutex<Duration>,
     pace: Mutex<Pace>,
 }
 
@@ -120,6 +122,7 @@ impl Limiter {
             budget: std::sync::RwLock::new(None),
             users: Mutex::default(),
             blocked_until: Mutex::new(Duration::ZERO),
+            announced: Mutex::new(Duration::ZERO),
             pace: Mutex::default(),
         }
     }
@@ -149,17 +152,22 @@ impl Limiter {
         }
     }
 
-    /// Wait until a request may be sent: first the server's gate, then the budget.
-    pub(crate) async fn ready(&self, clock: &dyn Clock, host: &str) {
+    /// Wait until a request may be sent: first the server's gate, then the budget. A gate
+    /// closed for longer than `max_gate` (the API's budget is spent until a reset that far
+    /// away) is not waited for: `Err` with how long it stays closed.
+    pub(crate) async fn ready(&self, clock: &dyn Clock, host: &str, max_gate: Duration) -> Result<(), Duration> {
         let mut waited = false;
         loop {
             let until = *self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
             let now = clock.monotonic();
             if until > now {
-                tracing::debug!(target: "dovetail_http::ratelimit", host, wait_ms = (until - now).as_millis() as u64,
-                    "waiting for the rate-limit window to reset");
-                crate::observe::rate_limit_wait(host, until - now);
-                clock.sleep(until - now).await;
+                let wait = until - now;
+                if wait > max_gate {
+                    return Err(wait);
+                }
+                self.announce_gate(clock, host, until, wait);
+                crate::observe::rate_limit_wait(host, wait);
+                clock.sleep(wait).await;
                 waited = true;
                 continue;
             }
@@ -186,7 +194,7 @@ impl Limiter {
             }
             p.last_sent = Some(now);
             if spacing.is_zero() {
-                return;
+                return Ok(());
             }
             let slot = p.next_at.max(now);
             p.next_at = slot + spacing;
@@ -198,6 +206,31 @@ impl Limiter {
                 "pacing requests to the rate limit");
             crate::observe::rate_limit_wait(host, slot - now);
             clock.sleep(slot - now).await;
+        }
+        Ok(())
+    }
+
+    /// How long the server's gate stays closed from now, if it is.
+    pub(crate) fn gate(&self, clock: &dyn Clock) -> Option<Duration> {
+        let until = *self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.checked_sub(clock.monotonic()).filter(|w| !w.is_zero())
+    }
+
+    /// Say once per closed gate (not once per waiting request) how long and until when:
+    /// INFO from a second up, as a person watching a run wants to know why it stands still.
+    fn announce_gate(&self, clock: &dyn Clock, host: &str, until: Duration, wait: Duration) {
+        let mut said = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        if *said == until {
+            return;
+        }
+        *said = until;
+        let at = crate::observe::rfc3339(clock.now() + wait);
+        if wait >= GRAIN {
+            tracing::info!(target: "dovetail_http::ratelimit", host, wait_ms = wait.as_millis() as u64, until = %at,
+                "waiting for the API's rate limit: its budget is spent or it asked to wait");
+        } else {
+            tracing::debug!(target: "dovetail_http::ratelimit", host, wait_ms = wait.as_millis() as u64,
+                "waiting for the rate-limit window to reset");
         }
     }
 
@@ -413,14 +446,14 @@ mod tests {
         let limits = Limits::new("test", clock.clone(), Some(budget), 4);
         let l = limits.limiter("h", "c");
         for _ in 0..4 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         }
         // Two in the burst, then one every 500 ms.
         let total: Duration = clock.sleeps().iter().sum();
         assert_eq!(total, Duration::from_millis(1000));
         assert!(Arc::ptr_eq(&l, &limits.limiter("h", "c")));
         l.block_for(clock.as_ref(), Duration::from_secs(30));
-        l.ready(clock.as_ref(), "h").await;
+        l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         assert_eq!(clock.sleeps().last(), Some(&Duration::from_secs(30)));
     }
 
@@ -431,7 +464,7 @@ mod tests {
         let l = limits.limiter("h", "c");
         // Requests every 40 ms, then a 429 without a wait header whose retry waits 2 s.
         for _ in 0..8 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
             clock.advance(Duration::from_millis(40));
         }
         assert!(clock.sleeps().is_empty());
@@ -441,7 +474,7 @@ mod tests {
         // A burst of 5 back-to-back requests (any clone, any stream: one limiter): the first
         // waits out the cool-down, the others then go one spacing apart.
         for _ in 0..5 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         }
         assert_eq!(clock.sleeps(), vec![Duration::from_secs(2), spacing, spacing, spacing, spacing]);
         // A second bare 429 halves the rate again.
@@ -457,7 +490,7 @@ mod tests {
         clock.advance(Duration::from_secs(5));
         let before = clock.sleeps().len();
         for _ in 0..5 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         }
         assert_eq!(clock.sleeps().len(), before, "no waits once the rate is restored");
     }
@@ -496,14 +529,14 @@ mod tests {
         l.observe(clock.as_ref(), &x(&clock, 50, 9, 0.3), style);
         assert_eq!(l.server_spacing(), ms(20));
         for _ in 0..3 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         }
         assert_eq!(clock.sleeps(), vec![ms(20), ms(20)]);
         // Nothing left, reset rounded up to a whole second 0.99 s away: the next token is at
         // most one interval (20 ms) away, so the gate closes for 20 ms, not 990 ms.
         clock.advance(ms(10));
         l.observe(clock.as_ref(), &x(&clock, 50, 0, 0.01), style);
-        l.ready(clock.as_ref(), "h").await;
+        l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         assert_eq!(clock.sleeps()[2..], [ms(20)]);
         // A 429 whose Retry-After says 1 s: the gate holds for the full second (exec closes
         // it with `block_for`), whatever the headers' shorter wait says.
@@ -511,7 +544,7 @@ mod tests {
         too_many.insert("retry-after", reqwest::header::HeaderValue::from_static("1"));
         l.observe(clock.as_ref(), &too_many, style);
         l.block_for(clock.as_ref(), Duration::from_secs(1));
-        l.ready(clock.as_ref(), "h").await;
+        l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         assert_eq!(clock.sleeps()[3..], [Duration::from_secs(1)]);
         // Many left and the reset close: the remaining whole tokens may go faster than L/W.
         clock.advance(ms(880));
@@ -532,13 +565,13 @@ mod tests {
         l.observe(clock.as_ref(), &x(&clock, 5000, 500, 3000.0), style);
         assert_eq!(l.server_spacing(), Duration::from_secs(6));
         for _ in 0..3 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         }
         assert_eq!(clock.sleeps(), vec![Duration::from_secs(6); 2]);
         // Spent 1.5 s before the reset: the reset is a window end (a far reset was seen), so
         // the gate holds until it, not just one token interval (0.72 s).
         l.observe(clock.as_ref(), &x(&clock, 5000, 0, 1.5), style);
-        l.ready(clock.as_ref(), "h").await;
+        l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         assert_eq!(clock.sleeps()[2..], [Duration::from_secs(2)]);
         // Delta-seconds IETF headers without a limit: spread 10 over 5 s.
         let ietf = headers(&[("ratelimit-remaining", "10".into()), ("ratelimit-reset", "5".into())]);
@@ -554,7 +587,7 @@ mod tests {
         let l = limits.limiter("h", "c");
         l.observe(clock.as_ref(), &x(&clock, 50, 9, 0.5), ResetStyle::EpochSeconds);
         for _ in 0..3 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         }
         assert_eq!(clock.sleeps(), vec![ms(500), ms(500)], "the budget is stricter than 20 ms");
         let clock = FakeClock::new();
@@ -563,7 +596,7 @@ mod tests {
         let l = fast.limiter("h", "c");
         l.observe(clock.as_ref(), &x(&clock, 5000, 10, 50.0), ResetStyle::EpochSeconds);
         for _ in 0..3 {
-            l.ready(clock.as_ref(), "h").await;
+            l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
         }
         // (The budget's 10 ms comes first, then the rest of the server's 5 s.)
         let total: Duration = clock.sleeps().iter().sum();

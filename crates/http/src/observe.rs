@@ -356,6 +356,20 @@ pub(crate) fn retry_wait(host: &str, wait: Duration) {
         .record(wait.as_secs_f64());
 }
 
+/// A time as RFC 3339 UTC to the second, for logs and errors.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+        .unwrap_or_else(|_| "an unknown time".into())
+}
+
+/// A rate-limited attempt is waited out: one INFO line with how long, until when and why
+/// (the status line of the attempt came just before it).
+pub(crate) fn rate_limited_wait(host: &str, url: &str, attempt: u32, wait: Duration, until: std::time::SystemTime) {
+    tracing::info!(target: "dovetail_http::ratelimit", host, url, attempt, wait_ms = wait.as_millis() as u64,
+        until = %rfc3339(until), "rate limited by the API: waiting before the next attempt");
+}
+
 /// A wait imposed by rate limiting (server pacing, a closed gate), not a retry.
 pub(crate) fn rate_limit_wait(host: &str, wait: Duration) {
     metrics::histogram!("dovetail_http_wait_seconds", "host" => host.to_owned(), "reason" => "rate_limit")

@@ -21,6 +21,8 @@ pub(crate) struct ClientStats {
     stale: AtomicU64,
     failed: AtomicU64,
     maps: Mutex<Maps>,
+    /// The end of the rate-limit wait under way, if one of a second or more is.
+    waiting: Mutex<Option<std::time::SystemTime>>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +68,14 @@ impl ClientStats {
         *self.maps().retry_causes.entry(cause).or_default() += 1;
     }
 
+    /// A rate-limited attempt is followed by another after `wait`: a retry, whose wait counts
+    /// as rate-limit wait (the API set it), not retry wait.
+    pub(crate) fn rate_limited_retry(&self, cause: String, wait: Duration) {
+        self.retries.fetch_add(1, Relaxed);
+        self.rate_limit_wait_ms.fetch_add(wait.as_millis() as u64, Relaxed);
+        *self.maps().retry_causes.entry(cause).or_default() += 1;
+    }
+
     /// Time spent waiting for the rate limiter before an attempt.
     pub(crate) fn rate_limit_wait(&self, wait: Duration) {
         self.rate_limit_wait_ms.fetch_add(wait.as_millis() as u64, Relaxed);
@@ -77,6 +87,11 @@ impl ClientStats {
         if !m.deprecations.contains(&d) {
             m.deprecations.push(d);
         }
+    }
+
+    /// A rate-limit wait of a second or more began (`Some(until)`) or ended (`None`).
+    pub(crate) fn waiting(&self, until: Option<std::time::SystemTime>) {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = until;
     }
 
     /// The figures so far.
@@ -100,6 +115,7 @@ impl ClientStats {
             failed: self.failed.load(Relaxed),
             api_version,
             deprecations: m.deprecations.clone(),
+            rate_limited_until: self.waiting.lock().unwrap_or_else(|p| p.into_inner()).map(crate::observe::rfc3339),
         }
     }
 }

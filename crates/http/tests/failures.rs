@@ -59,8 +59,13 @@ async fn a_spent_budget_carries_the_last_response_and_a_transport_failure_no_sta
     assert_eq!(clock.sleeps(), vec![secs(2); 3]);
 
     let e = client.send(Request::get("/slow")).await.unwrap_err();
-    assert_eq!(e.kind(), &ErrorKind::RateLimited { retry_after_ms: Some(3_600_000) });
+    assert_eq!(e.kind(), &ErrorKind::RateLimited { until: Some(clock.now() + secs(3600)) });
     assert_eq!((e.status(), e.http().unwrap().retry_after_ms), (Some(429), Some(3_600_000)));
+    // The host's gate stays closed for the hour: nothing is sent to it before then.
+    let e = client.send(Request::get("/bad")).await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (&ErrorKind::RateLimited { until: Some(clock.now() + secs(3600)) }, None));
+    assert!(e.message().contains("not sent"), "{e}");
+    clock.advance(secs(3600));
 
     let e = client.send_json::<serde_json::Value>(Request::get("/bad")).await.unwrap_err();
     assert_eq!((e.kind(), e.status()), (&ErrorKind::Data, Some(200)), "{e}");
@@ -95,7 +100,7 @@ async fn a_classifier_can_say_this_403_is_a_rate_limit_until_t() {
 
     // Still limited at T, and T is now past: the wait is 0, then the budget is spent.
     let e = client.send(Request::get("/always")).await.unwrap_err();
-    assert_eq!(e.kind(), &ErrorKind::RateLimited { retry_after_ms: Some(0) }, "{e}");
+    assert_eq!(e.kind(), &ErrorKind::RateLimited { until: Some(clock.now()) }, "{e}");
     assert_eq!(e.status(), Some(403));
 
     let e = client.send(Request::get("/gone")).await.unwrap_err();

@@ -74,6 +74,7 @@ fn rows() -> Vec<Row> {
         row("pipelines.p.source.http.retry", "base_delay_ms", "RetryConfig", 1, 600_000),
         row("pipelines.p.source.http.retry", "max_delay_ms", "RetryConfig", 1, 3_600_000),
         row("pipelines.p.source.http.retry", "max_elapsed_ms", "RetryConfig", 1, 86_400_000),
+        row("pipelines.p.source.http.retry", "max_rate_limit_wait_ms", "RetryConfig", 0, 86_400_000),
         row("pipelines.p.source.http.rate_limit", "per_second", "RateLimitConfig", 1, 100_000),
         row("pipelines.p.source.http.rate_limit", "per_minute", "RateLimitConfig", 1, 6_000_000),
         Row {

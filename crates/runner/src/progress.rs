@@ -97,7 +97,9 @@ impl Write for LogLine<'_> {
 pub fn for_run(source: Option<Arc<dyn Source>>) -> Option<Arc<dyn Progress>> {
     let http = source.map(HttpFigures::new);
     if std::io::stderr().is_terminal() {
-        return Some(Arc::new(Bars { bars: Mutex::default(), http, http_bar: OnceLock::new() }));
+        let bars = Arc::new(Bars { bars: Mutex::default(), http, http_bar: OnceLock::new() });
+        redraw_http_while_running(&bars);
+        return Some(bars);
     }
     let secs = std::env::var("DOVETAIL_PROGRESS_SECS").ok().and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(10.0);
     let every = Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero())?;
@@ -135,8 +137,30 @@ impl HttpFigures {
         if r.stale > 0 {
             s.push_str(&format!(", {} served stale", r.stale));
         }
+        if let Some(until) = &r.rate_limited_until {
+            s.push_str(&format!(" — rate-limited, waiting until {}", crate::commands::status::short_time(until)));
+        }
         Some(s)
     }
+}
+
+/// Redraw the HTTP line every second until the run drops its bars: a rate-limit wait has no
+/// batches to redraw it, and the line is where it says what the run waits for.
+fn redraw_http_while_running(bars: &Arc<Bars>) {
+    if bars.http.is_none() {
+        return;
+    }
+    let weak = Arc::downgrade(bars);
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some(bars) = weak.upgrade() else { return };
+            if bars.http_bar.get().is_some_and(ProgressBar::is_finished) {
+                return;
+            }
+            bars.draw_http();
+        }
+    });
 }
 
 /// One bar per stream and one line of HTTP figures.

@@ -219,6 +219,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE ledger ADD COLUMN repeated INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 9: a pause that lifts by itself at a time (a rate-limited API's "come back at T").
+    r#"
+    ALTER TABLE paused_streams ADD COLUMN until TEXT;
+    "#,
 ];
 
 /// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
@@ -384,7 +388,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 8);
+        assert_eq!(SCHEMA_VERSION, 9);
         assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "an old stream's sink mark is unknown");
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
@@ -429,6 +433,7 @@ mod tests {
             kind: dovetail_core::PauseKind::Unavailable,
             reason: "down".into(),
             since: "t".into(),
+            until: None,
         };
         st.pause(&pause).await.unwrap();
         assert_eq!(st.paused(Some("p")).await.unwrap(), vec![pause]);

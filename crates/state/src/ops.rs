@@ -449,11 +449,11 @@ pub(crate) fn outbox_depths(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<(
 pub(crate) fn pause(db: &mut Db, p: &PausedStream) -> Result<(), Error> {
     db.conn
         .prepare_cached(
-            "INSERT INTO paused_streams (pipeline, stream, kind, reason, since) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO paused_streams (pipeline, stream, kind, reason, since, until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (pipeline, stream) DO UPDATE SET kind = excluded.kind, reason = excluded.reason,
-                 since = excluded.since",
+                 since = excluded.since, until = excluded.until",
         )
-        .and_then(|mut st| st.execute(params![p.pipeline, p.stream, p.kind.as_str(), p.reason, p.since]))
+        .and_then(|mut st| st.execute(params![p.pipeline, p.stream, p.kind.as_str(), p.reason, p.since, p.until]))
         .op("pausing a stream")?;
     Ok(())
 }
@@ -476,20 +476,27 @@ pub(crate) fn paused(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<PausedSt
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(PausedStream { pipeline: r.get(0)?, stream: r.get(1)?, kind, reason: r.get(3)?, since: r.get(4)? }))
+        Ok(Ok(PausedStream {
+            pipeline: r.get(0)?,
+            stream: r.get(1)?,
+            kind,
+            reason: r.get(3)?,
+            since: r.get(4)?,
+            until: r.get(5)?,
+        }))
     };
     let rows: Vec<Result<PausedStream, Error>> = match pipeline {
         Some(p) => db
             .conn
             .prepare_cached(
-                "SELECT pipeline, stream, kind, reason, since FROM paused_streams WHERE pipeline = ?1
+                "SELECT pipeline, stream, kind, reason, since, until FROM paused_streams WHERE pipeline = ?1
                  ORDER BY pipeline, stream",
             )
             .and_then(|mut st| st.query_map([p], row).and_then(|rows| rows.collect())),
         None => db
             .conn
             .prepare_cached(
-                "SELECT pipeline, stream, kind, reason, since FROM paused_streams ORDER BY pipeline, stream",
+                "SELECT pipeline, stream, kind, reason, since, until FROM paused_streams ORDER BY pipeline, stream",
             )
             .and_then(|mut st| st.query_map([], row).and_then(|rows| rows.collect())),
     }

@@ -10,6 +10,7 @@ mod drift_check;
 mod explain;
 mod outage;
 mod prepare;
+mod rate_pause;
 mod replay;
 mod stream;
 

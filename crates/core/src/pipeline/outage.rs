@@ -122,6 +122,7 @@ impl StreamRun {
                     kind: PauseKind::Unavailable,
                     reason: reason.clone(),
                     since: crate::now_rfc3339(),
+                    until: None,
                 };
                 if let Err(e) = sh.state.pause(&pause).await {
                     return Some(e);

@@ -109,6 +109,15 @@ impl StreamRun {
             Ok(p) => p.into_iter().find(|p| p.stream == self.spec.name),
             Err(e) => return (StreamReport { outcome: RunOutcome::Failed, ..report }, Some(e)),
         };
+        match self.rate_limit_pause(held.as_ref()).await {
+            Ok(super::rate_pause::Held::Skip(skip)) => {
+                let (report, err) = *skip;
+                return (report, Some(err));
+            }
+            Ok(super::rate_pause::Held::Run) => {}
+            Err(e) => return (StreamReport { outcome: RunOutcome::Failed, ..report }, Some(e)),
+        }
+        let held = held.filter(|p| p.kind != PauseKind::RateLimited);
         if let Some(p) = held.as_ref().filter(|p| p.kind != PauseKind::Unavailable) {
             info!(stream = %self.spec.name, kind = %p.kind, since = %p.since, "stream is paused; `dovetail resume` lifts it");
             report.outcome = RunOutcome::Paused;
@@ -139,7 +148,14 @@ impl StreamRun {
         }
         let mut err = self.run_inner(&mut report).await.err();
         if !self.dry_run {
-            err = self.apply_outage_policy(err, &mut report).await;
+            err = match &err {
+                Some(e) => match self.record_rate_limit(e, &mut report).await {
+                    Ok(true) => err,
+                    Ok(false) => self.apply_outage_policy(err, &mut report).await,
+                    Err(store) => Some(store),
+                },
+                None => self.apply_outage_policy(err, &mut report).await,
+            };
         }
         report.outcome = match &err {
             _ if report.paused.is_some() => RunOutcome::Paused,

@@ -51,18 +51,20 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
         }
     }
     if !paused.is_empty() {
-        let mut t = Table::new(&["pipeline", "stream", "paused", "since", "why"]);
+        let mut t = Table::new(&["pipeline", "stream", "paused", "since", "until", "why"]);
         for p in &paused {
             t.row(vec![
                 p.pipeline.clone(),
                 p.stream.clone(),
                 p.kind.to_string(),
                 short_time(&p.since),
+                p.until.as_deref().map(short_time).unwrap_or_else(|| "-".into()),
                 output::truncate(&p.reason, 80),
             ]);
         }
         output::out(&format!(
-            "\npaused streams (an outage pause is probed by the next run; `dovetail resume PIPELINE [STREAM]` lifts any pause):\n{}",
+            "\npaused streams (an outage pause is probed by the next run, a rate-limited one lifts at its time; \
+             `dovetail resume PIPELINE [STREAM]` lifts any pause):\n{}",
             t.render()
         ))?;
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use dovetail_core::state::{Checkpoint, Commit, LedgerEntry, LedgerVersion};
+use dovetail_core::state::{Checkpoint, Commit, LedgerEntry, LedgerVersion, PausedStream};
 use dovetail_core::{DeliveryStore, ErrorKind, Key, PauseKind};
 use serde_json::{Value, json};
 
@@ -398,6 +398,15 @@ pub async fn pause_replaces_and_unpause_says_whether_it_was_paused(s: Subject) {
     assert!(!st.unpause("p", "s").await.unwrap(), "already resumed");
     assert!(!st.unpause("q", "t").await.unwrap(), "never paused");
     assert_eq!(st.paused(None).await.unwrap(), [pause("p", "t", PauseKind::Unavailable, "sink down")]);
+    // A pause that lifts by itself keeps its time, and a later pause without one drops it.
+    let limited = PausedStream {
+        until: Some("2026-01-01T00:30:00Z".into()),
+        ..pause("p", "t", PauseKind::RateLimited, "rate limited")
+    };
+    st.pause(&limited).await.unwrap();
+    assert_eq!(st.paused(Some("p")).await.unwrap(), [limited]);
+    st.pause(&pause("p", "t", PauseKind::Unavailable, "sink down")).await.unwrap();
+    assert_eq!(st.paused(Some("p")).await.unwrap()[0].until, None);
 }
 
 /// `paused` returns every field, ordered by pipeline then stream, of one pipeline or all.

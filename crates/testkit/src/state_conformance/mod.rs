@@ -345,6 +345,7 @@ pub(crate) fn pause(pipeline: &str, stream: &str, kind: PauseKind, reason: &str)
         kind,
         reason: reason.into(),
         since: "2026-01-01T00:00:00Z".into(),
+        until: None,
     }
 }
 
