@@ -5,13 +5,18 @@
 //! It rides in [`super::PageState`], so in every checkpoint: a connector that builds a new
 //! paginator per page, and a listing resumed by another process, remember what came before.
 //! Serialized it is a few hundred bytes at most: `{"recent": "<base64>", "mark": …, "steps":
-//! …, "power": …}`.
+//! …, "power": …}`. The [`Paginator`]'s loop guard is here too: how a page's position is
+//! hashed and the error a repeat ends with.
 
 use std::collections::VecDeque;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use dovetail_core::{Error, ErrorKind};
+use reqwest::Url;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{PageStyle, Paginator};
 
 /// How many positions are remembered exactly: a loop back into them stops before the
 /// repeated page is fetched (or, for numbered pages, before its records are handed on).
@@ -98,6 +103,131 @@ pub(crate) fn records_hash(items: &[serde_json::Value]) -> u64 {
     // Writing JSON values to a sink that cannot fail does not fail.
     let _ = serde_json::to_writer(&mut w, items);
     w.0.digest()
+}
+
+/// The loop guard of a [`Paginator`]: a listing's next page checked against its trail.
+impl Paginator {
+    /// A URL's position: without the fragment and the auth provider's query parameters,
+    /// the query sorted (a next link that reorders the first page's query is that page).
+    pub(super) fn url_hash(&self, url: &Url) -> u64 {
+        let secret = &self.client.inner.auth_query_params;
+        let mut pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !secret.iter().any(|s| *s == *k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        pairs.sort();
+        let mut u = url.clone();
+        u.set_fragment(None);
+        u.set_query(None);
+        if !pairs.is_empty() {
+            u.query_pairs_mut().extend_pairs(&pairs);
+        }
+        hash("url", u.as_str().as_bytes())
+    }
+
+    /// The next page, at `h`, must be one the listing has not fetched.
+    pub(super) fn refuse_seen(&mut self, h: u64) -> Result<(), Error> {
+        let Some(ago) = self.state.as_ref().and_then(|s| s.fetched.seen(h)) else { return Ok(()) };
+        self.looped = true;
+        Err(self.loop_error(ago))
+    }
+
+    /// The error of a listing whose next page is one it fetched `ago` pages before (0:
+    /// further back than the exact memory reaches).
+    fn loop_error(&self, ago: usize) -> Error {
+        let url = self.next_url().unwrap_or_default();
+        let when = match ago {
+            0 => "earlier in this listing".to_owned(),
+            n => format!("{n} pages before"),
+        };
+        let state = self.state.as_ref();
+        let (what, numbered_param) = match &self.style {
+            PageStyle::LinkHeader | PageStyle::NextUrl { .. } => {
+                let link = match &self.style {
+                    PageStyle::NextUrl { pointer } => format!("the next-page URL at `{pointer}`"),
+                    _ => "the `Link` header's next page".to_owned(),
+                };
+                let what = match ago {
+                    1 => format!("{link} is {url}, the page that sent it"),
+                    _ => format!("{link} is {url}, which this listing already fetched ({when})"),
+                };
+                (what, None)
+            }
+            PageStyle::Cursor { pointer, param } => {
+                let cursor = shorten(state.and_then(|s| s.cursor.as_deref()).unwrap_or_default());
+                let what = match ago {
+                    1 => format!(
+                        "the cursor at `{pointer}` is `{cursor}` again, the one its page was fetched with ({url})"
+                    ),
+                    _ => format!(
+                        "the cursor at `{pointer}` is `{cursor}`, which this listing already sent as `{param}` ({when}: {url})"
+                    ),
+                };
+                (what, None)
+            }
+            PageStyle::PageNumber { param, first } => {
+                let n = state.and_then(|s| s.page).unwrap_or(*first);
+                let earlier = match ago {
+                    0 => "a page read earlier".to_owned(),
+                    a => format!("page {}", n.saturating_sub(a as u64)),
+                };
+                (format!("page {n} ({url}) holds the same records as {earlier}"), Some(("page", param)))
+            }
+            PageStyle::Offset { param } => {
+                let at = state.map_or(0, |s| s.received);
+                let earlier = match ago {
+                    0 => "a page read earlier".to_owned(),
+                    1 => "the page before".to_owned(),
+                    a => format!("the page {a} pages before"),
+                };
+                let what = format!("the page at offset {at} ({url}) holds the same records as {earlier}");
+                (what, Some(("offset", param)))
+            }
+        };
+        let check = match numbered_param {
+            Some((noun, param)) => format!(
+                "check that `{param}` is the API's {noun} parameter (an API that ignores it answers the same page \
+                 again)"
+            ),
+            None => "check the stream's pagination settings against the API's documentation, and report the loop \
+                     to the API's owner"
+                .to_owned(),
+        };
+        Error::new(
+            ErrorKind::Data,
+            format!(
+                "pagination loop ({} pagination): {what}; the stream stops here instead of reading the same \
+                 records again",
+                self.style.name()
+            ),
+        )
+        .with_hint(format!(
+            "every record before this page was kept, and a rerun stops here again while the API answers the same: \
+             {check}, or run `dovetail reset {{pipeline}} {{stream}}` to read the stream from the start"
+        ))
+    }
+}
+
+impl PageStyle {
+    /// The style as messages name it (`Link-header`, `cursor`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PageStyle::LinkHeader => "Link-header",
+            PageStyle::Cursor { .. } => "cursor",
+            PageStyle::NextUrl { .. } => "next-URL",
+            PageStyle::PageNumber { .. } => "page-number",
+            PageStyle::Offset { .. } => "offset",
+        }
+    }
+}
+
+/// A cursor as a message shows it: long opaque cursors cut to their first 60 characters.
+fn shorten(cursor: &str) -> String {
+    match cursor.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &cursor[..i]),
+        None => cursor.to_owned(),
+    }
 }
 
 /// `recent` as base64 of its little-endian hashes: 11 characters a position.
