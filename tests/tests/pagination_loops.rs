@@ -205,3 +205,30 @@ async fn a_rest_page_number_listing_whose_pages_repeat_stops_the_stream() {
     assert_eq!((count(&report, "items", "read"), count(&report, "items", "dead_lettered")), (4, 0), "{report:#}");
     assert_eq!(rows(&s, "items"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_killed_after_a_checkpoint_still_sees_a_loop_back_to_a_page_read_before_the_kill() {
+    let server = MockServer::start().await;
+    let body = |ids: &[u64], next: &str| {
+        let data: Vec<Value> = ids.iter().map(|i| item(*i)).collect();
+        ResponseTemplate::new(200).set_body_json(json!({ "data": data, "meta": { "next_cursor": next } }))
+    };
+    let m = || Mock::given(method("GET")).and(path("/v1/items"));
+    m().and(query_param_is_missing("cursor")).respond_with(body(&[1, 2], "c1")).mount(&server).await;
+    m().and(query_param("cursor", "c1")).respond_with(body(&[3, 4], "c2")).mount(&server).await;
+    // The third page's cursor leads back to the second.
+    m().and(query_param("cursor", "c2")).respond_with(body(&[5, 6], "c1")).mount(&server).await;
+    let s = Scratch::new();
+    RestPipeline::new(&server.uri()).pipeline_line("batch_size = 2").stream(RestStream::items_cursor(2)).write_to(&s);
+    // Killed right after the second page's checkpoint: the position is `c2`.
+    let mut cmd = s.cmd(&["run"]);
+    cmd.env("DOVETAIL_FAILPOINT", "after_checkpoint:2");
+    let out = tokio::task::spawn_blocking(move || bounded(cmd, Duration::from_secs(60))).await.unwrap();
+    assert!(!out.status.success(), "the failpoint did not fire: {}", show(&out));
+    // A new process resumes at `c2` (it reads 2 records); `c1` was fetched by the killed one.
+    let (out, report) = run(&s).await;
+    assert!(report["streams"]["items"]["resumed"].as_bool().unwrap_or(false), "{report:#}");
+    assert_loop(&out, &report, "items", "the cursor at `/meta/next_cursor` is `c1`, which this listing already sent");
+    assert_eq!(count(&report, "items", "read"), 2, "{report:#}");
+    assert_eq!(rows(&s, "items"), 6);
+}
