@@ -301,7 +301,8 @@ impl RestSource {
         let url = p.next_url().unwrap_or_default();
         let page = match p.next_page().await {
             Ok(page) => page,
-            Err(e) if *e.kind() == ErrorKind::Data => {
+            // A loop is bad data too, but no page to skip: the error stands as it is.
+            Err(e) if *e.kind() == ErrorKind::Data && !p.looped() => {
                 let page_size = match &def.cfg.pagination {
                     Pagination::PageNumber { page_size, .. } | Pagination::Offset { page_size, .. } => *page_size,
                     _ => None,

@@ -46,6 +46,14 @@ fn cursor_stream() -> Value {
     }])
 }
 
+/// A stored position without the listing's trail of fetched pages (checked present: it is
+/// what lets a resumed listing see a loop; its bytes are opaque hashes).
+fn without_trail(mut position: Option<Value>) -> Option<Value> {
+    let page = position.as_mut().and_then(|p| p.get_mut("page")).and_then(Value::as_object_mut);
+    assert!(page.and_then(|p| p.remove("fetched")).is_some(), "no `fetched` in {position:?}");
+    position
+}
+
 #[tokio::test]
 async fn cursor_pages_arrive_once_with_the_version_header_and_a_failed_page_resumes_there() {
     let server = MockServer::start().await;
@@ -61,7 +69,10 @@ async fn cursor_pages_arrive_once_with_the_version_header_and_a_failed_page_resu
     assert_eq!(r.outcome, RunOutcome::Failed);
     assert_eq!(r.streams["items"].written, 4);
     let cp = state.checkpoint("p", "items").await.unwrap().unwrap();
-    assert_eq!(cp.position, Some(json!({ "page": { "cursor": "c3", "received": 4, "origin": server.uri() } })));
+    assert_eq!(
+        without_trail(cp.position),
+        Some(json!({ "page": { "cursor": "c3", "received": 4, "origin": server.uri() } }))
+    );
     let sent = server.received_requests().await.unwrap();
     assert!(sent.iter().all(|r| r.headers.get("x-api-version").is_some_and(|v| v == "2026-01-01")));
     assert!(sent[0].url.query().unwrap().contains("updated_since=2000-01-01T00%3A00%3A00Z"), "{}", sent[0].url);
@@ -122,7 +133,10 @@ async fn a_malformed_cursor_page_stops_the_stream_at_its_checkpoint_naming_the_u
     assert!(err.contains("cursor=c2") && err.contains("next run starts at this page"), "{err}");
     assert_eq!(r.exit_code, dovetail_core::ErrorKind::Data.exit_code());
     let cp = state.checkpoint("p", "items").await.unwrap().unwrap();
-    assert_eq!(cp.position, Some(json!({ "page": { "cursor": "c2", "received": 2, "origin": server.uri() } })));
+    assert_eq!(
+        without_trail(cp.position),
+        Some(json!({ "page": { "cursor": "c2", "received": 2, "origin": server.uri() } }))
+    );
 }
 
 #[tokio::test]

@@ -4,11 +4,16 @@
 //!
 //! Styles: RFC 8288 `Link: <…>; rel="next"`, a cursor at a JSON pointer sent back as a query
 //! parameter, a next URL at a JSON pointer, a page number and an offset. Each stops at an
-//! empty page or when there is no next, and each has a loop guard: a next URL or cursor
-//! already seen, or (page number / offset) a page identical to the one before, ends with
-//! an error instead of looping forever.
-
-use std::collections::HashSet;
+//! empty page or when there is no next.
+//!
+//! A listing cannot loop: [`PageState::fetched`] remembers what it fetched (see [`Trail`]) and
+//! travels with the position, so a connector that builds a paginator per page and a listing
+//! resumed from a checkpoint remember too. A `Link`, next-URL or cursor listing whose next
+//! request is one it already sent (the URL with its query sorted, the first page included)
+//! stops before sending it; a page-number or offset listing whose page holds the same records
+//! as a page it already read stops before handing them on. Either way the error is
+//! [`dovetail_core::ErrorKind::Data`] naming the URL (and the cursor), and nothing of the
+//! pages before is lost.
 
 use dovetail_core::Error;
 use reqwest::Url;
@@ -17,6 +22,9 @@ use serde_json::Value;
 use crate::client::HttpClient;
 use crate::origin::Origin;
 use crate::request::{Request, Response};
+
+mod trail;
+pub use trail::{RECENT, Trail};
 
 /// How the next page is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +92,10 @@ pub struct PageState {
     /// Positions written before it existed have none and are checked by their URL alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// What the listing fetched so far, for its loop guard; positions written before it
+    /// existed have none and start remembering from where they are.
+    #[serde(default, skip_serializing_if = "Trail::is_empty")]
+    pub fetched: Trail,
 }
 
 /// Pulls the pages of one listing.
@@ -97,8 +109,8 @@ pub struct Paginator {
     page_size: Option<usize>,
     /// Where the next page is; `None` once the listing ended.
     state: Option<PageState>,
-    seen: HashSet<String>,
-    last_page: Option<u64>,
+    /// Whether the last [`Paginator::next_page`] stopped at a pagination loop.
+    looped: bool,
     /// Whether the resumed position was checked against the listing's origin.
     resumed_checked: bool,
     /// Why the last page ended the listing when the items pointer found no array in a body
@@ -123,8 +135,7 @@ impl HttpClient {
             total_pointer: None,
             page_size: None,
             state: Some(state),
-            seen: HashSet::new(),
-            last_page: None,
+            looped: false,
             resumed_checked: false,
             missed: None,
         }
@@ -157,6 +168,12 @@ impl Paginator {
     /// found no array in a body that was not empty: what it found (see [`items_missed`]).
     pub fn missed_items(&self) -> Option<&str> {
         self.missed.as_deref()
+    }
+
+    /// Whether the last [`Paginator::next_page`] failed because the listing looped (a Data
+    /// error, but not a page that failed to decode: there is nothing to skip).
+    pub fn looped(&self) -> bool {
+        self.looped
     }
 
     /// Where the next page is, or `None` when the listing has ended. Store it to resume with
@@ -217,6 +234,13 @@ impl Paginator {
             self.resumed_checked = true;
         }
         let Some(req) = self.next_request() else { return Ok(None) };
+        // Link, next-URL and cursor listings are positioned by the URL they ask for, so a
+        // repeat is refused before it is sent; numbered pages are known by their records.
+        let numbered = matches!(self.style, PageStyle::PageNumber { .. } | PageStyle::Offset { .. });
+        let at = if numbered { None } else { Some(self.client.resolve(&req).map(|u| self.url_hash(&u))?) };
+        if let Some(h) = at {
+            self.refuse_seen(h)?;
+        }
         let (response, mut body) = self.client.send_decode(req, |r| Ok((r.clone(), r.json::<Value>()?))).await?;
         if let Some(p) = &self.items_pointer {
             self.missed = items_missed(&body, p);
@@ -232,16 +256,23 @@ impl Paginator {
             self.state = None;
             return Ok(None);
         };
-        // Only numbered listings compare pages; hashing every body costs ~0.4 % of a sync.
-        let fingerprint = matches!(self.style, PageStyle::PageNumber { .. } | PageStyle::Offset { .. })
-            .then(|| fingerprint(&response.body));
-        self.advance(&response, &body, items.len(), fingerprint)?;
+        let at = match at {
+            Some(h) => h,
+            None => {
+                let h = trail::records_hash(&items);
+                self.refuse_seen(h)?;
+                h
+            }
+        };
+        self.advance(&response, &body, items.len(), at)?;
         Ok(Some(Page { response, body, items }))
     }
 
-    fn advance(&mut self, resp: &Response, body: &Value, count: usize, fingerprint: Option<u64>) -> Result<(), Error> {
+    /// `at`: the hash of the page just read (its URL, or its records when numbered).
+    fn advance(&mut self, resp: &Response, body: &Value, count: usize, at: u64) -> Result<(), Error> {
         let Some(mut state) = self.state.take() else { return Ok(()) };
         state.received += count as u64;
+        state.fetched.push(at);
         let short = self.page_size.is_some_and(|n| count < n);
         let total_reached = self
             .total_pointer
@@ -255,7 +286,7 @@ impl Paginator {
                 match link {
                     Some(l) => {
                         let next = self.next_url_from(&resp.url, &l, "the `Link` header's next page")?;
-                        state.url = Some(self.guard(next)?);
+                        state.url = Some(next);
                         true
                     }
                     None => false,
@@ -266,7 +297,7 @@ impl Paginator {
                     Some(u) => {
                         let what = format!("the next-page URL in the body at `{pointer}`");
                         let next = self.next_url_from(&resp.url, u, &what)?;
-                        state.url = Some(self.guard(next)?);
+                        state.url = Some(next);
                         true
                     }
                     None => false,
@@ -280,23 +311,18 @@ impl Paginator {
                 };
                 match cursor {
                     Some(c) => {
-                        state.cursor = Some(self.guard(c)?);
+                        state.cursor = Some(c);
                         true
                     }
                     None => false,
                 }
             }
             PageStyle::PageNumber { first, .. } => {
-                self.guard_repeat(fingerprint)?;
                 state.page = Some(state.page.unwrap_or(*first) + 1);
                 true
             }
-            PageStyle::Offset { .. } => {
-                self.guard_repeat(fingerprint)?;
-                true
-            }
+            PageStyle::Offset { .. } => true,
         };
-        self.last_page = fingerprint;
         if state.origin.is_none() {
             state.origin = self.listing_origin().map(|o| o.to_string());
         }
@@ -369,33 +395,6 @@ impl Paginator {
         }
         Ok(())
     }
-
-    /// A next URL or cursor must be new.
-    fn guard(&mut self, next: String) -> Result<String, Error> {
-        if self.seen.insert(next.clone()) {
-            return Ok(next);
-        }
-        let shown = Url::parse(&next).map(|u| crate::observe::redact_url(&u, &[])).unwrap_or(next);
-        Err(Error::permanent(format!("pagination loop: the server sent `{shown}` as next twice")))
-    }
-
-    /// A numbered page identical to the previous one means the parameter is ignored.
-    fn guard_repeat(&self, fingerprint: Option<u64>) -> Result<(), Error> {
-        if fingerprint.is_some() && self.last_page == fingerprint {
-            return Err(Error::permanent(
-                "pagination loop: two consecutive pages are identical (page parameter ignored?)",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// A page's identity for the repeated-page guard: a hash of its raw body.
-fn fingerprint(body: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut h);
-    h.finish()
 }
 
 /// The `rel="next"` target of one `Link` header value (RFC 8288).
