@@ -36,8 +36,34 @@ const IN_FLIGHT: usize = 6;
 enum Slot {
     /// In `to_write`, at this index.
     Write(usize),
-    /// Counted unchanged.
-    Unchanged,
+    /// Counted unchanged, at this index of `unchanged`.
+    Unchanged(usize),
+}
+
+/// A hasher for keys that are already hashes (the pending batch's 64-bit key hashes): one
+/// multiply instead of SipHash over a `Key` cloned per record.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The pending batch's keys by a 64-bit hash of the key; a hit is checked against the key.
+type Pending = HashMap<u64, Slot, std::hash::BuildHasherDefault<Prehashed>>;
+
+fn key_hash(k: &Key) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(k.as_str().as_bytes())
 }
 
 /// One stream's record versions in a run (see the module docs).
@@ -47,8 +73,8 @@ pub(super) struct Versions {
     window: VecDeque<HashMap<Key, ContentHash>>,
     /// Whether to keep the window (the run looks the ledger up).
     lookups: bool,
-    /// The pending batch's keys.
-    pending: HashMap<Key, Slot>,
+    /// The pending batch's keys (checked against the record when a hash matches).
+    pending: Pending,
     /// Indices in the pending batch's `to_write` of records a later one superseded.
     dropped: Vec<usize>,
     /// Records held back, by arrival, each with the checkpoint from before its page.
@@ -71,7 +97,7 @@ impl Versions {
         Versions {
             window: VecDeque::new(),
             lookups,
-            pending: HashMap::new(),
+            pending: Pending::default(),
             dropped: Vec::new(),
             held: BTreeMap::new(),
             held_keys: HashMap::new(),
@@ -94,32 +120,39 @@ impl Versions {
     /// or held, then unchanged, held, or to write. `ledger`: the key's row (`None` when absent
     /// or not looked up).
     pub fn sort(&mut self, p: Prepared, ledger: Option<LedgerVersion>, b: &mut MappedBatch) {
-        if let Some(seq) = self.held_keys.remove(&p.key) {
+        if !self.held_keys.is_empty()
+            && let Some(seq) = self.held_keys.remove(&p.key)
+        {
             self.held.remove(&seq);
             b.superseded += 1;
         }
-        match self.pending.remove(&p.key) {
-            Some(Slot::Write(i)) => {
-                self.dropped.push(i);
+        let kh = key_hash(&p.key);
+        match self.pending.get(&kh) {
+            Some(Slot::Write(i)) if b.to_write[*i].key == p.key => {
+                self.dropped.push(*i);
                 b.superseded += 1;
             }
-            Some(Slot::Unchanged) => {
+            Some(Slot::Unchanged(i)) if b.unchanged[*i] == p.key => {
                 b.skipped -= 1;
                 b.superseded += 1;
             }
-            None => {}
+            _ => {}
         }
-        let in_flight = self.window.iter().rev().find_map(|m| m.get(&p.key)).copied();
+        let in_flight = match self.window.iter().all(HashMap::is_empty) {
+            true => None,
+            false => self.window.iter().rev().find_map(|m| m.get(&p.key)).copied(),
+        };
         let (old, repeated) = match in_flight {
             Some(h) => (Some(h), false),
             None => (ledger.map(|v| v.hash), ledger.is_some_and(|v| v.repeated)),
         };
         if old == Some(p.hash) {
             b.trail.unchanged(&p);
-            self.pending.insert(p.key.clone(), Slot::Unchanged);
+            self.pending.insert(kh, Slot::Unchanged(b.unchanged.len()));
             b.unchanged.push(p.key);
             b.skipped += 1;
         } else if repeated {
+            self.pending.remove(&kh);
             self.hold(Prepared { known: true, ..p }, b);
         } else {
             self.write(Prepared { known: old.is_some(), ..p }, b);
@@ -159,7 +192,7 @@ impl Versions {
     }
 
     fn write(&mut self, p: Prepared, b: &mut MappedBatch) {
-        self.pending.insert(p.key.clone(), Slot::Write(b.to_write.len()));
+        self.pending.insert(key_hash(&p.key), Slot::Write(b.to_write.len()));
         b.to_write.push(p);
     }
 
