@@ -8,7 +8,8 @@
 //! does not decode is a `Permanent` error: the engine reports a corrupt checkpoint.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dovetail_core::record::compare_cursors;
@@ -23,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::warn;
 
-use crate::config::{GithubConfig, GithubStream, OwnerType};
+use crate::config::{GithubConfig, GithubStream, OwnerType, StreamSettings};
 use crate::mapping;
 use crate::streams::{self, Endpoint};
 
@@ -41,6 +42,9 @@ struct Inner {
     /// Configured repositories as `owner/name`, in order; empty = discover.
     configured: Vec<String>,
     streams: Vec<GithubStream>,
+    settings: BTreeMap<GithubStream, StreamSettings>,
+    /// Listing pages read per stream in this run, for `max_pages`.
+    pages_read: Mutex<HashMap<GithubStream, u32>>,
     api_version: String,
     start_date: Option<Value>,
     /// `orgs` or `users`, once known.
@@ -102,6 +106,15 @@ impl GithubSource {
                 streams.push(s);
             }
         }
+        for (s, set) in &config.stream_options {
+            if !streams.contains(s) {
+                return Err(Error::config(format!(
+                    "`stream_options.{0}`: `{0}` is not among the source's `streams`",
+                    s.name()
+                )));
+            }
+            streams::validate(*s, set).map_err(Error::config)?;
+        }
         if let Some(d) = &config.start_date
             && d.parse::<jiff::Timestamp>().is_err()
         {
@@ -112,6 +125,8 @@ impl GithubSource {
             owner_type: config.owner_type,
             configured,
             streams,
+            settings: config.stream_options,
+            pages_read: Mutex::default(),
             // `http.api_version` overrides the top-level key in the client too.
             api_version: config.http.api_version.clone().unwrap_or(config.api_version),
             start_date: config.start_date.map(Value::String),
@@ -119,6 +134,21 @@ impl GithubSource {
             discovered: OnceCell::new(),
         };
         Ok(GithubSource { client, inner: Arc::new(inner) })
+    }
+
+    fn settings(&self, s: GithubStream) -> &StreamSettings {
+        static NONE: StreamSettings =
+            StreamSettings { state: None, per_page: None, query: BTreeMap::new(), max_pages: None };
+        self.inner.settings.get(&s).unwrap_or(&NONE)
+    }
+
+    /// Count a listing page read; `true` once the stream's `max_pages` is reached.
+    fn page_limit_reached(&self, s: GithubStream) -> bool {
+        let Some(max) = self.settings(s).max_pages else { return false };
+        let mut read = self.inner.pages_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = read.entry(s).or_default();
+        *n += 1;
+        *n >= max
     }
 
     fn stream(&self, name: &str) -> Result<GithubStream, Error> {
@@ -160,7 +190,9 @@ impl GithubSource {
             .discovered
             .get_or_try_init(|| async {
                 let kind = self.owner_kind().await?;
-                let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None);
+                let set = self.settings(GithubStream::Repositories);
+                let first =
+                    streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None, set);
                 let mut p = self.client.paginate(first, PageStyle::LinkHeader);
                 let mut names = Vec::new();
                 while let Some(page) = p.next_page().await? {
@@ -191,7 +223,9 @@ impl GithubSource {
         let bound = self.lower_bound(req);
         let kind = if stream == GithubStream::Repositories { self.owner_kind().await? } else { "" };
         let since = if ep.since_param { bound.as_ref().and_then(Value::as_str) } else { None };
-        let first = streams::first_request(stream, &self.inner.owner, kind, Some(repo), since).use_cache(req.use_cache);
+        let set = self.settings(stream);
+        let first =
+            streams::first_request(stream, &self.inner.owner, kind, Some(repo), since, set).use_cache(req.use_cache);
         let offset = state.received;
         let mut p = self.client.paginate_from(first, PageStyle::LinkHeader, state);
         if let Some(ptr) = ep.items {
@@ -237,6 +271,14 @@ impl GithubSource {
         Ok((records, rejects, p.state().cloned()))
     }
 
+    /// `next`, or [`Next::Later`] once the stream's `max_pages` is reached in this run.
+    fn limit(&self, stream: GithubStream, next: Next) -> Next {
+        match next {
+            Next::More(pos) if self.page_limit_reached(stream) => Next::Later(pos),
+            next => next,
+        }
+    }
+
     async fn read_stream(&self, stream: GithubStream, req: &ReadRequest) -> Result<Page, Error> {
         let pos = match &req.position {
             None => None,
@@ -252,6 +294,7 @@ impl GithubSource {
                 Some(page) => position::encode(&Position { repo: None, page })?,
                 None => Next::Done { resume: None },
             };
+            let next = self.limit(stream, next);
             return Ok(Page { records, rejects, next });
         }
         let repos = self.repositories().await?;
@@ -286,7 +329,8 @@ impl GithubSource {
                 Some(r) => position::encode(&Position { repo: Some(r.clone()), page: next_state.clone() })?,
                 None => Next::Done { resume: None },
             };
-            if !records.is_empty() || !rejects_all.is_empty() || matches!(next, Next::Done { .. }) {
+            let next = self.limit(stream, next);
+            if !records.is_empty() || !rejects_all.is_empty() || !matches!(next, Next::More(_)) {
                 return Ok(Page { records, rejects: rejects_all, next });
             }
             (idx, state) = (next_idx, next_state);
@@ -314,7 +358,8 @@ impl Source for GithubSource {
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
         self.client.send(Request::get("rate_limit").cacheable(false)).await?;
         let kind = self.owner_kind().await?;
-        let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None);
+        let set = self.settings(GithubStream::Repositories);
+        let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None, set);
         self.client.send(first).await.map(|_| ())
     }
 
