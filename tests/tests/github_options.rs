@@ -15,7 +15,8 @@ const TOKEN: &str = "ghp_e2e_fixture_token_not_real";
 fn template(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../connectors/github/fixtures/{name}.json"));
     let f: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    f["exchanges"][0]["response"]["body"][0].clone()
+    let body = &f["exchanges"][0]["response"]["body"];
+    body.get("workflow_runs").unwrap_or(body)[0].clone()
 }
 
 /// An issue (or pull request) `id` updated at `updated_at`.
@@ -171,5 +172,153 @@ async fn max_pages_previews_without_completing_the_pass() {
     assert_eq!(count(&report, "issues", "read"), 2, "{report:#}");
     assert_eq!(server.served(), [2, 2, 2]);
     assert_eq!(rows(&s, "issues"), 3);
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+}
+
+const PULLS: &str = "/repos/octo/hello/pulls";
+
+/// The pulls listing's query, newest first: `per_page`, then `page` when given.
+fn pulls_q(per_page: &'static str, page: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+    let mut q = vec![("state", "all"), ("sort", "updated"), ("direction", "desc"), ("per_page", per_page)];
+    q.extend(page.map(|p| ("page", p)));
+    q
+}
+
+/// `2024-01-01T00:00:00Z` plus `minutes`.
+fn at(minutes: u64) -> String {
+    let (d, h, m) = (1 + minutes / 1440, (minutes % 1440) / 60, minutes % 60);
+    format!("2024-01-{d:02}T{h:02}:{m:02}:00Z")
+}
+
+/// The issue's measure: a rerun over a repository with 5,000 closed pull requests and 3
+/// new ones asks for one page (≤ 2 requests), and writes the 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_over_5000_pull_requests_reads_only_the_newest_page() {
+    let mut t = template("pull_requests");
+    t["state"] = json!("closed");
+    // Newest first: PR n was updated n minutes into 2024.
+    let old: Vec<Value> = (1..=5000u64).rev().map(|n| item(&t, n, &at(n))).collect();
+    let pages: Vec<String> = (1..=50).map(|p| p.to_string()).collect();
+    let page_q = |p: usize| {
+        let mut q = pulls_q("100", None);
+        if p > 1 {
+            q.push(("page", pages[p - 1].as_str()));
+        }
+        q
+    };
+    let mut exchanges: Vec<Value> = (1..=50)
+        .map(|p| {
+            let next = (p < 50).then(|| page_q(p + 1));
+            get(PULLS, &page_q(p), json!(old[(p - 1) * 100..p * 100]), next.as_deref())
+        })
+        .collect();
+    // The second run's first page: three new pull requests on top.
+    let new: Vec<Value> = (5001..=5003u64).rev().map(|n| item(&template("pull_requests"), n, &at(n))).collect();
+    let first: Vec<Value> = new.into_iter().chain(old[..97].iter().cloned()).collect();
+    exchanges.push(get(PULLS, &page_q(1), json!(first), Some(&page_q(2))));
+    let server = serve(exchanges).await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url(), "pull_requests", "", ""));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "pull_requests", "written"), 5000);
+    assert_eq!(report["http"]["source"]["requests"], 50, "{report:#}");
+
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "pull_requests", "written"), 3, "{report:#}");
+    let requests = report["http"]["source"]["requests"].as_u64().unwrap();
+    assert!(requests <= 2, "{requests} requests for pulls on a rerun: {report:#}");
+    assert_eq!(requests, 1, "{report:#}");
+    assert_eq!(rows(&s, "pull_requests"), 5003);
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+}
+
+/// Pull requests sharing the cursor's timestamp: a new one at exactly the stored cursor is
+/// written (not lost), the ones already delivered at it are not read again as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_requests_at_the_boundary_timestamp_are_neither_lost_nor_repeated() {
+    let t = template("pull_requests");
+    let (t1, t2) = (at(1), at(2));
+    let server = serve(vec![
+        get(PULLS, &pulls_q("100", None), json!([item(&t, 3, &t2), item(&t, 2, &t2), item(&t, 1, &t1)]), None),
+        get(
+            PULLS,
+            &pulls_q("100", None),
+            json!([item(&t, 4, &t2), item(&t, 3, &t2), item(&t, 2, &t2), item(&t, 1, &t1)]),
+            None,
+        ),
+    ])
+    .await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url(), "pull_requests", "", ""));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "pull_requests", "written"), 3);
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "pull_requests", "written"), 1, "{report:#}");
+    assert_eq!(count(&report, "pull_requests", "skipped_unchanged"), 0, "{report:#}");
+    assert_eq!(rows(&s, "pull_requests"), 4);
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+}
+
+/// A descent that stopped midway (here a page that keeps failing) starts over at the
+/// newest page on the next run, which picks up what changed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descent_cut_short_restarts_at_the_newest_page() {
+    let t = template("pull_requests");
+    let page2 = pulls_q("2", Some("2"));
+    let failing = |mut x: Value| {
+        x["response"] = json!({"status": 500, "headers": {"content-type": "application/json"}, "body": {"message": "Server Error"}});
+        x
+    };
+    let server = serve(vec![
+        get(PULLS, &pulls_q("2", None), json!([item(&t, 3, &at(3)), item(&t, 2, &at(2))]), Some(&page2)),
+        get(PULLS, &pulls_q("2", None), json!([item(&t, 4, &at(4)), item(&t, 3, &at(3))]), Some(&page2)),
+        failing(get(PULLS, &page2, json!([]), None)),
+        failing(get(PULLS, &page2, json!([]), None)),
+        get(PULLS, &page2, json!([item(&t, 2, &at(2)), item(&t, 1, &at(1))]), None),
+    ])
+    .await;
+    let s = Scratch::new();
+    let opts = "[pipelines.gh.source.stream_options.pull_requests]\nper_page = 2";
+    s.write("dovetail.toml", &config(&server.base_url(), "pull_requests", opts, ""));
+    let (out, report) = run(&s).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "pull_requests", "written"), 2, "{report:#}");
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    // The newest page again (with PR 4 on top), then page 2.
+    assert_eq!(server.served(), [1, 1, 1, 1, 1]);
+    assert_eq!(count(&report, "pull_requests", "written"), 2, "{report:#}");
+    assert_eq!(rows(&s, "pull_requests"), 4);
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+}
+
+/// Workflow runs are bounded on the server by `created>=` the cursor less 30 days (runs can
+/// be re-run for 30 days): `start_date` on the first run, the stored cursor after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_runs_are_bounded_by_created_30_days_before_the_cursor() {
+    let t = template("workflow_runs");
+    let runs = |ids: &[u64]| {
+        let items: Vec<Value> = ids.iter().map(|id| item(&t, *id, "2024-02-10T00:00:00Z")).collect();
+        json!({"total_count": items.len(), "workflow_runs": items})
+    };
+    let path = "/repos/octo/hello/actions/runs";
+    let server = serve(vec![
+        get(path, &[("per_page", "100"), ("created", ">=2024-01-02T00:00:00Z")], runs(&[7, 8]), None),
+        get(path, &[("per_page", "100"), ("created", ">=2024-01-11T00:00:00Z")], runs(&[7, 8]), None),
+    ])
+    .await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url(), "workflow_runs", "start_date = \"2024-02-01T00:00:00Z\"", ""));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "workflow_runs", "written"), 2, "{report:#}");
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "workflow_runs", "written"), 0, "{report:#}");
+    assert_eq!(server.served(), [1, 1]);
     assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
 }

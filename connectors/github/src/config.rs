@@ -43,7 +43,8 @@ pub struct GithubConfig {
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// RFC 3339 timestamp: the first run reads only what was updated from then on
-    /// (sent as `since` where the endpoint has it, filtered otherwise).
+    /// (sent as `since`, as the end of the pull requests' descent, or as `created` for
+    /// workflow runs).
     pub start_date: Option<String>,
     /// HTTP settings: timeouts, retries, client-side rate budget, proxy, CA certificates.
     #[serde(default)]

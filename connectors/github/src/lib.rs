@@ -5,8 +5,8 @@
 //! `pull_requests`, `issue_comments`, `commits`, `releases`, `workflow_runs`. Token auth
 //! (`Authorization: Bearer`), GitHub Enterprise Server through `base_url`, the pinned
 //! `X-GitHub-Api-Version`, Link-header pagination (`per_page=100`, the `next` URL followed as
-//! given), incremental sync with `since` where the endpoint has it (filtered otherwise),
-//! conditional requests through the runner's response cache, and GitHub's primary and
+//! given), incremental sync bounded on the server (`since`; pull requests newest first down
+//! to the cursor; workflow runs by `created`), per-stream settings, conditional requests through the runner's response cache, and GitHub's primary and
 //! secondary rate limits. README.md documents config, streams and token permissions.
 //!
 //! ```

@@ -8,7 +8,7 @@
 //! does not decode is a `Permanent` error: the engine reports a corrupt checkpoint.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,7 +22,7 @@ use dovetail_http::{HttpClient, HttpClientBuilder, Request, Response, encode_seg
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::{GithubConfig, GithubStream, OwnerType, StreamSettings};
 use crate::mapping;
@@ -45,6 +45,9 @@ struct Inner {
     settings: BTreeMap<GithubStream, StreamSettings>,
     /// Listing pages read per stream in this run, for `max_pages`.
     pages_read: Mutex<HashMap<GithubStream, u32>>,
+    /// Streams read in this run so far: a newest-first stream's first read restarts its
+    /// descent at the newest page.
+    started: Mutex<HashSet<GithubStream>>,
     api_version: String,
     start_date: Option<Value>,
     /// `orgs` or `users`, once known.
@@ -62,6 +65,10 @@ struct Position {
     repo: Option<String>,
     /// Where its listing continues.
     page: PageState,
+    /// The run that stored it was cut short by `max_pages`: the next run continues here
+    /// (a newest-first descent otherwise restarts at the newest page).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    preview: bool,
 }
 
 /// What a dead letter of this source holds: the GitHub object and its repository.
@@ -127,6 +134,7 @@ impl GithubSource {
             streams,
             settings: config.stream_options,
             pages_read: Mutex::default(),
+            started: Mutex::default(),
             // `http.api_version` overrides the top-level key in the client too.
             api_version: config.http.api_version.clone().unwrap_or(config.api_version),
             start_date: config.start_date.map(Value::String),
@@ -222,7 +230,7 @@ impl GithubSource {
         let ep: Endpoint = streams::endpoint(stream);
         let bound = self.lower_bound(req);
         let kind = if stream == GithubStream::Repositories { self.owner_kind().await? } else { "" };
-        let since = if ep.since_param { bound.as_ref().and_then(Value::as_str) } else { None };
+        let since = bound.as_ref().and_then(Value::as_str);
         let set = self.settings(stream);
         let first =
             streams::first_request(stream, &self.inner.owner, kind, Some(repo), since, set).use_cache(req.use_cache);
@@ -242,6 +250,8 @@ impl GithubSource {
         };
         let prov = Arc::new(page.response.provenance(crate::KIND, Some(&self.inner.api_version)));
         let (mut records, mut rejects) = (Vec::with_capacity(page.items.len()), Vec::new());
+        // A newest-first listing is done once it goes below the lower bound.
+        let mut reached = false;
         for (i, item) in page.items.into_iter().enumerate() {
             let location = Location::Item(offset + i as u64);
             match mapping::map(stream, repo, &item) {
@@ -249,6 +259,7 @@ impl GithubSource {
                     if let (Some(field), Some(low)) = (ep.cursor, &bound)
                         && row.get(field).and_then(|c| compare_cursors(c, low)) == Some(Ordering::Less)
                     {
+                        reached |= ep.newest_first;
                         continue;
                     }
                     let at = || format!("{} {location}", prov.endpoint);
@@ -268,22 +279,40 @@ impl GithubSource {
                 }
             }
         }
-        Ok((records, rejects, p.state().cloned()))
+        let next = if reached { None } else { p.state().cloned() };
+        Ok((records, rejects, next))
     }
 
-    /// `next`, or [`Next::Later`] once the stream's `max_pages` is reached in this run.
+    /// `next`, or [`Next::Later`] (marked `preview`) once the stream's `max_pages` is
+    /// reached in this run.
     fn limit(&self, stream: GithubStream, next: Next) -> Next {
         match next {
-            Next::More(pos) if self.page_limit_reached(stream) => Next::Later(pos),
+            Next::More(mut pos) if self.page_limit_reached(stream) => {
+                pos["preview"] = Value::Bool(true);
+                Next::Later(pos)
+            }
             next => next,
         }
     }
 
+    /// Whether this is the stream's first read in this run (and remember that it is not).
+    fn first_read(&self, stream: GithubStream) -> bool {
+        self.inner.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stream)
+    }
+
     async fn read_stream(&self, stream: GithubStream, req: &ReadRequest) -> Result<Page, Error> {
-        let pos = match &req.position {
+        let mut pos = match &req.position {
             None => None,
             Some(v) => Some(position::decode::<Position>(stream.name(), v)?),
         };
+        // A descent that stopped for anything but `max_pages` (a crash, a failed page)
+        // starts over at the newest page: what changed meanwhile is on top, and the pass
+        // keeps its lower bound, so the ledger absorbs what is read twice.
+        if streams::endpoint(stream).newest_first && self.first_read(stream) && pos.as_ref().is_some_and(|p| !p.preview)
+        {
+            info!(stream = stream.name(), "restarting the newest-first listing at its newest page");
+            pos = None;
+        }
         if stream == GithubStream::Repositories {
             if let Some(Position { repo: Some(_), .. }) = &pos {
                 return Err(position::not_ours(stream.name(), req.position.as_ref(), "it names a repository"));
@@ -291,7 +320,7 @@ impl GithubSource {
             let state = pos.map(|p| p.page).unwrap_or_default();
             let (records, rejects, next) = self.page(stream, "", state, req).await?;
             let next = match next {
-                Some(page) => position::encode(&Position { repo: None, page })?,
+                Some(page) => position::encode(&Position { repo: None, page, preview: false })?,
                 None => Next::Done { resume: None },
             };
             let next = self.limit(stream, next);
@@ -303,7 +332,7 @@ impl GithubSource {
             Some(Position { repo: None, .. }) => {
                 return Err(position::not_ours(stream.name(), req.position.as_ref(), "it names no repository"));
             }
-            Some(Position { repo: Some(r), page }) => match repos.iter().position(|x| *x == r) {
+            Some(Position { repo: Some(r), page, .. }) => match repos.iter().position(|x| *x == r) {
                 Some(i) => (i, page),
                 // A discovered repository that is gone: go on with the next one by name.
                 None if self.inner.configured.is_empty() => (repos.partition_point(|x| *x < r), PageState::default()),
@@ -326,7 +355,9 @@ impl GithubSource {
                 None => (idx + 1, PageState::default()),
             };
             let next = match repos.get(next_idx) {
-                Some(r) => position::encode(&Position { repo: Some(r.clone()), page: next_state.clone() })?,
+                Some(r) => {
+                    position::encode(&Position { repo: Some(r.clone()), page: next_state.clone(), preview: false })?
+                }
                 None => Next::Done { resume: None },
             };
             let next = self.limit(stream, next);

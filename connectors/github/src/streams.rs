@@ -21,6 +21,8 @@ pub struct Endpoint {
     pub cursor: Option<&'static str>,
     /// The listing takes `since` (else the source filters by the cursor).
     pub since_param: bool,
+    /// The listing is read newest-first and the descent stops at the lower bound.
+    pub newest_first: bool,
     /// Statuses that mean "nothing here" for a repository (issues disabled: 410; an empty
     /// repository has no commits: 409): the repository is skipped with a warning.
     pub skip_statuses: &'static [u16],
@@ -28,11 +30,17 @@ pub struct Endpoint {
 
 /// The endpoint facts of a stream.
 pub fn endpoint(s: GithubStream) -> Endpoint {
-    let e = Endpoint { items: None, cursor: Some("updated_at"), since_param: false, skip_statuses: &[] };
+    let e = Endpoint {
+        items: None,
+        cursor: Some("updated_at"),
+        since_param: false,
+        newest_first: false,
+        skip_statuses: &[],
+    };
     match s {
         GithubStream::Repositories => Endpoint { cursor: None, ..e },
         GithubStream::Issues => Endpoint { since_param: true, skip_statuses: &[410], ..e },
-        GithubStream::PullRequests => e,
+        GithubStream::PullRequests => Endpoint { newest_first: true, ..e },
         GithubStream::IssueComments => Endpoint { since_param: true, skip_statuses: &[410], ..e },
         GithubStream::Commits => {
             Endpoint { cursor: Some("committed_at"), since_param: true, skip_statuses: &[409], ..e }
@@ -84,10 +92,11 @@ pub fn first_request(
             .query("sort", "updated")
             .query("direction", "asc")
             .query("per_page", per_page),
+        // No `since` here: newest first, and the source stops at the lower bound.
         GithubStream::PullRequests => Request::get(base("pulls"))
             .query("state", state)
             .query("sort", "updated")
-            .query("direction", "asc")
+            .query("direction", "desc")
             .query("per_page", per_page),
         GithubStream::IssueComments => Request::get(base("issues/comments"))
             .query("sort", "updated")
@@ -105,8 +114,23 @@ pub fn first_request(
     }
     match since {
         Some(v) if endpoint(s).since_param => req.query("since", v),
+        Some(v) if s == GithubStream::WorkflowRuns => match created_bound(v) {
+            Some(low) => req.query("created", format!(">={low}")),
+            None => req,
+        },
         _ => req,
     }
+}
+
+/// How long after its creation a workflow run can still change (re-runs): GitHub allows
+/// re-running a workflow for 30 days.
+const RERUN_WINDOW_HOURS: i64 = 30 * 24;
+
+/// The `created` lower bound of the workflow runs listing: the cursor (`updated_at`) less
+/// the re-run window, since a run created before the cursor may have been updated after it.
+fn created_bound(since: &str) -> Option<jiff::Timestamp> {
+    let t: jiff::Timestamp = since.parse().ok()?;
+    t.checked_sub(jiff::SignedDuration::from_hours(RERUN_WINDOW_HOURS)).ok()
 }
 
 /// Check one stream's settings, naming the offending key.
