@@ -16,9 +16,13 @@ pub const DEFAULT_API_VERSION: &str = "2022-11-28";
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GithubConfig {
-    /// Personal access token (classic or fine-grained) or GitHub App installation token,
-    /// sent as `Authorization: Bearer …`. Write `${GITHUB_TOKEN}` or `${file:/path}`.
-    pub token: Secret,
+    /// Personal access token (classic or fine-grained) or a pre-minted GitHub App
+    /// installation token, sent as `Authorization: Bearer …`. Write `${GITHUB_TOKEN}` or
+    /// `${file:/path}`. Exactly one of `token` and `app`.
+    pub token: Option<Secret>,
+    /// Authenticate as a GitHub App installation (installation tokens minted and refreshed
+    /// by the source). Exactly one of `token` and `app`.
+    pub app: Option<AppConfig>,
     /// REST API root: `https://api.github.com` (default) or, for GitHub Enterprise Server,
     /// `https://HOST/api/v3`.
     #[serde(default = "default_base_url", deserialize_with = "dovetail_http::http_url")]
@@ -49,6 +53,21 @@ pub struct GithubConfig {
     /// HTTP settings: timeouts, retries, client-side rate budget, proxy, CA certificates.
     #[serde(default)]
     pub http: HttpConfig,
+}
+
+/// A GitHub App installation to authenticate as (`app = { … }`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app's id (its settings page, "App ID").
+    pub app_id: u64,
+    /// The app's private key, PEM (PKCS#1 as GitHub generates it, or PKCS#8): write
+    /// `${file:/path/app.private-key.pem}`.
+    pub private_key: Secret,
+    /// The installation, by id. Exactly one of `installation_id` and `installation_owner`.
+    pub installation_id: Option<u64>,
+    /// The installation, by the organization or user it is installed on.
+    pub installation_owner: Option<String>,
 }
 
 /// Settings of one stream (`[pipelines.NAME.source.stream_options.<stream>]`).

@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod app;
 mod client;
 mod config;
 pub mod mapping;
@@ -31,7 +32,9 @@ mod source;
 mod streams;
 
 pub use client::{API_VERSION_HEADER, classifier, is_secondary_limit};
-pub use config::{DEFAULT_API_VERSION, DEFAULT_BASE_URL, GithubConfig, GithubStream, OwnerType};
+pub use config::{
+    AppConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, GithubConfig, GithubStream, ItemState, OwnerType, StreamSettings,
+};
 pub use source::GithubSource;
 
 /// The `kind` of the GitHub source in config.
