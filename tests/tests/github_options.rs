@@ -322,3 +322,24 @@ async fn workflow_runs_are_bounded_by_created_30_days_before_the_cursor() {
     assert_eq!(server.served(), [1, 1]);
     assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
 }
+
+/// What the source reads below `start_date` or the cursor is counted `filtered`, not
+/// silently dropped: the pull requests the descent reads past its end, on the first run
+/// (below `start_date`) and on a rerun (at and below the stored cursor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_below_start_date_or_the_cursor_are_counted_filtered() {
+    let t = template("pull_requests");
+    let listing = json!([item(&t, 3, &at(3)), item(&t, 2, &at(2)), item(&t, 1, &at(1))]);
+    let server = serve(vec![get(PULLS, &pulls_q("100", None), listing, None)]).await;
+    let s = Scratch::new();
+    let start = format!("start_date = \"{}\"", at(2));
+    s.write("dovetail.toml", &config(&server.base_url(), "pull_requests", &start, ""));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let counts = |r: &Value| ["read", "written", "filtered"].map(|f| count(r, "pull_requests", f));
+    assert_eq!(counts(&report), [3, 2, 1], "{report:#}");
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(counts(&report), [3, 0, 3], "{report:#}");
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+}

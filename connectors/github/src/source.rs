@@ -260,7 +260,12 @@ impl GithubSource {
                         && row.get(field).and_then(|c| compare_cursors(c, low)) == Some(Ordering::Less)
                     {
                         reached |= ep.newest_first;
-                        continue;
+                        // Below the engine's bound: the engine drops it and counts it
+                        // `filtered`. Without one (a full refresh under `start_date`) the
+                        // source drops it.
+                        if req.since.is_none() {
+                            continue;
+                        }
                     }
                     let at = || format!("{} {location}", prov.endpoint);
                     let coerced = mapping::coercions(stream, &item, &at);
@@ -381,7 +386,8 @@ impl Source for GithubSource {
     }
 
     fn streams(&self) -> Vec<StreamSpec> {
-        self.inner.streams.iter().map(|s| streams::spec(*s)).collect()
+        let start = |s: GithubStream| streams::endpoint(s).cursor.and(self.inner.start_date.clone());
+        self.inner.streams.iter().map(|s| StreamSpec { start: start(*s), ..streams::spec(*s) }).collect()
     }
 
     /// `GET /rate_limit` (free: it does not count against the limit) proves the token, then

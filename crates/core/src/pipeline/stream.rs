@@ -303,6 +303,9 @@ impl StreamRun {
                 pass_complete: true,
             };
         }
+        if let (None, Some(_), Some(v)) = (&start.floor, cursor_field, &self.spec.start) {
+            start.floor = Some(CursorState { value: v.clone(), keys: vec![] });
+        }
         report.resumed = !start.pass_complete && start.position.is_some();
         if report.resumed {
             let position = start.position.as_ref().map(crate::record::canonical_json).unwrap_or_default();
