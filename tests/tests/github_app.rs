@@ -233,6 +233,11 @@ async fn a_bad_key_is_exit_3_and_a_suspended_installation_exit_4() {
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(text(&out).contains("app.private_key"), "{}", show(&out));
     assert!(!text(&out).contains("Tm90QVJl"), "the key was printed: {}", show(&out));
+    // PEM around DER that is no RSA key: found at the first signature, the same exit 3.
+    s.write("app.pem", "-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----\n");
+    let out = dovetail_e2e::vendor::output_async(s.cmd(&["run", "--json"])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(text(&out).contains("app.private_key") && !text(&out).contains("MAMCAQA"), "{}", show(&out));
     assert_eq!(d.minted.load(Ordering::SeqCst), 0);
 
     let server = MockServer::start().await;

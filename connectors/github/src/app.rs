@@ -38,37 +38,35 @@ impl std::fmt::Debug for Jwt {
     }
 }
 
+/// A key that is no RSA key: a config error that never quotes it.
+fn bad_key() -> Error {
+    Error::config("`app.private_key` is not an RSA private key in PEM form")
+        .with_hint("give the `.pem` file GitHub generated for the app, e.g. `private_key = \"${file:/path/app.pem}\"`")
+}
+
 impl Jwt {
-    /// Parse the key; a key that does not sign is a config error that never quotes it.
+    /// Decode the key's PEM (its RSA content is checked by the first signature: `build`
+    /// does no crypto).
     fn new(app: &AppConfig) -> Result<Jwt, Error> {
-        let bad = || {
-            Error::config("`app.private_key` is not an RSA private key in PEM form").with_hint(
-                "give the `.pem` file GitHub generated for the app, e.g. `private_key = \"${file:/path/app.pem}\"`",
-            )
-        };
-        let key = EncodingKey::from_rsa_pem(app.private_key.expose().trim().as_bytes()).map_err(|_| bad())?;
-        let jwt = Jwt { app_id: app.app_id.to_string(), key };
-        // Sign once now: a PEM that is no RSA key only fails when used.
-        jwt.sign().map_err(|_| bad())?;
-        Ok(jwt)
+        let key = EncodingKey::from_rsa_pem(app.private_key.expose().trim().as_bytes()).map_err(|_| bad_key())?;
+        Ok(Jwt { app_id: app.app_id.to_string(), key })
     }
 
-    fn sign(&self) -> Result<Secret, jsonwebtoken::errors::Error> {
+    fn sign(&self) -> Result<Secret, Error> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let claims = serde_json::json!({
             "iat": (now - JWT_BACKDATE).as_secs(),
             "exp": (now + JWT_TTL).as_secs(),
             "iss": self.app_id,
         });
-        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key).map(Secret::new)
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key).map(Secret::new).map_err(|_| bad_key())
     }
 }
 
 #[async_trait]
 impl Minter for Jwt {
     async fn mint(&self) -> Result<(Secret, Option<Duration>), Error> {
-        let jwt = self.sign().map_err(|_| Error::internal("signing the GitHub App JWT failed"))?;
-        Ok((jwt, Some(JWT_TTL - JWT_BACKDATE)))
+        Ok((self.sign()?, Some(JWT_TTL - JWT_BACKDATE)))
     }
     fn identity(&self) -> String {
         format!("github-app-jwt:{}", self.app_id)

@@ -60,11 +60,15 @@ pub struct GithubConfig {
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// The app's id (its settings page, "App ID").
+    #[serde(deserialize_with = "dovetail_http::in_range_req::<_, _, 1, 9_007_199_254_740_991>")]
+    #[schemars(range(min = 1, max = 9_007_199_254_740_991_u64))]
     pub app_id: u64,
     /// The app's private key, PEM (PKCS#1 as GitHub generates it, or PKCS#8): write
     /// `${file:/path/app.private-key.pem}`.
     pub private_key: Secret,
     /// The installation, by id. Exactly one of `installation_id` and `installation_owner`.
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 9_007_199_254_740_991>")]
+    #[schemars(range(min = 1, max = 9_007_199_254_740_991_u64))]
     pub installation_id: Option<u64>,
     /// The installation, by the organization or user it is installed on.
     pub installation_owner: Option<String>,
