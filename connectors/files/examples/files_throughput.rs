@@ -68,7 +68,7 @@ async fn main() {
             assert!(page.rejects.is_empty());
             records += page.records.len();
             match page.next {
-                Next::More(p) => position = Some(p),
+                Next::More(p) | Next::Later(p) => position = Some(p),
                 Next::Done { .. } => break,
             }
         }

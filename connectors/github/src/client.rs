@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dovetail_core::{BuildCx, Error, ErrorKind};
-use dovetail_http::auth::StaticBearer;
+use dovetail_http::auth::{Auth, StaticBearer};
 use dovetail_http::header::HeaderMap;
 use dovetail_http::{Classifier, HttpClient, HttpClientBuilder, StatusCode, Verdict, Wait};
 
@@ -27,9 +27,25 @@ pub const ACCEPT: &str = "application/vnd.github+json";
 
 /// A builder with everything the config says; `build` it (tests add a clock first).
 pub fn builder(config: &GithubConfig, cx: &BuildCx) -> Result<HttpClientBuilder, Error> {
-    if config.token.expose().trim().is_empty() {
-        return Err(Error::config("`token` is empty: give a personal access token or an app installation token"));
-    }
+    let auth: Arc<dyn Auth> = match (&config.token, &config.app) {
+        (Some(t), None) if t.expose().trim().is_empty() => {
+            return Err(Error::config("`token` is empty: give a personal access token or an app installation token"));
+        }
+        (Some(t), None) => Arc::new(StaticBearer::new(t.clone())),
+        // The app's own endpoints, through a client on the same base URL (and origin).
+        (None, Some(app)) => crate::app::provider(app, unauthenticated(config, cx)?)?,
+        (Some(_), Some(_)) => return Err(Error::config("give either `token` or `app`, not both")),
+        (None, None) => {
+            return Err(Error::config(
+                "the github source needs `token` (a personal access token) or `app` (a GitHub App installation)",
+            ));
+        }
+    };
+    Ok(unauthenticated(config, cx)?.auth(auth))
+}
+
+/// The client builder without credentials.
+fn unauthenticated(config: &GithubConfig, cx: &BuildCx) -> Result<HttpClientBuilder, Error> {
     if config.owner.trim().is_empty() || config.owner.contains('/') {
         return Err(Error::config("`owner` must be an organization or user login (no `/`)"));
     }
@@ -41,8 +57,7 @@ pub fn builder(config: &GithubConfig, cx: &BuildCx) -> Result<HttpClientBuilder,
         .base_url(&format!("{}/", base.trim_end_matches('/')))
         .header("accept", ACCEPT)
         .api_version(API_VERSION_HEADER, &config.api_version)
-        .classifier(classifier())
-        .auth(Arc::new(StaticBearer::new(config.token.clone())));
+        .classifier(classifier());
     if let Some(cache) = &cx.response_cache {
         b = b.cache(cache.clone());
     }

@@ -1,5 +1,7 @@
 //! [`GithubConfig`]: the `[pipelines.NAME.source]` block of `kind = "github"`.
 
+use std::collections::BTreeMap;
+
 use dovetail_core::Secret;
 use dovetail_http::HttpConfig;
 use schemars::JsonSchema;
@@ -14,9 +16,13 @@ pub const DEFAULT_API_VERSION: &str = "2022-11-28";
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GithubConfig {
-    /// Personal access token (classic or fine-grained) or GitHub App installation token,
-    /// sent as `Authorization: Bearer …`. Write `${GITHUB_TOKEN}` or `${file:/path}`.
-    pub token: Secret,
+    /// Personal access token (classic or fine-grained) or a pre-minted GitHub App
+    /// installation token, sent as `Authorization: Bearer …`. Write `${GITHUB_TOKEN}` or
+    /// `${file:/path}`. Exactly one of `token` and `app`.
+    pub token: Option<Secret>,
+    /// Authenticate as a GitHub App installation (installation tokens minted and refreshed
+    /// by the source). Exactly one of `token` and `app`.
+    pub app: Option<AppConfig>,
     /// REST API root: `https://api.github.com` (default) or, for GitHub Enterprise Server,
     /// `https://HOST/api/v3`.
     #[serde(default = "default_base_url", deserialize_with = "dovetail_http::http_url")]
@@ -34,15 +40,84 @@ pub struct GithubConfig {
     /// Streams to expose. Empty (default): all of them.
     #[serde(default)]
     pub streams: Vec<GithubStream>,
+    /// Settings of single streams, by stream name: `[…source.stream_options.issues]`.
+    #[serde(default)]
+    pub stream_options: BTreeMap<GithubStream, StreamSettings>,
     /// Pinned REST API version, sent as `X-GitHub-Api-Version` on every request.
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// RFC 3339 timestamp: the first run reads only what was updated from then on
-    /// (sent as `since` where the endpoint has it, filtered otherwise).
+    /// (sent as `since`, as the end of the pull requests' descent, or as `created` for
+    /// workflow runs).
     pub start_date: Option<String>,
     /// HTTP settings: timeouts, retries, client-side rate budget, proxy, CA certificates.
     #[serde(default)]
     pub http: HttpConfig,
+}
+
+/// A GitHub App installation to authenticate as (`app = { … }`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app's id (its settings page, "App ID").
+    #[serde(deserialize_with = "dovetail_http::in_range_req::<_, _, 1, 9_007_199_254_740_991>")]
+    #[schemars(range(min = 1, max = 9_007_199_254_740_991_u64))]
+    pub app_id: u64,
+    /// The app's private key, PEM (PKCS#1 as GitHub generates it, or PKCS#8): write
+    /// `${file:/path/app.private-key.pem}`.
+    pub private_key: Secret,
+    /// The installation, by id. Exactly one of `installation_id` and `installation_owner`.
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 9_007_199_254_740_991>")]
+    #[schemars(range(min = 1, max = 9_007_199_254_740_991_u64))]
+    pub installation_id: Option<u64>,
+    /// The installation, by the organization or user it is installed on.
+    pub installation_owner: Option<String>,
+}
+
+/// Settings of one stream (`[pipelines.NAME.source.stream_options.<stream>]`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// `open`, `closed` or `all` (default): which issues or pull requests are listed
+    /// (`issues` and `pull_requests` only).
+    pub state: Option<ItemState>,
+    /// Items per page, 1–100 (default 100, GitHub's maximum).
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 100>")]
+    #[schemars(range(min = 1, max = 100))]
+    pub per_page: Option<u32>,
+    /// Extra query parameters of the listing (`labels = "bug"`, `branch = "main"`); the
+    /// ones the source sets itself (`per_page`, `page`, `since`, `sort`, `direction`,
+    /// `state`, `created`) are refused.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Read at most this many pages per run (a preview): a run cut short by it does not
+    /// complete the pass (the cursor does not move, no deletes); the next run continues.
+    #[serde(default, deserialize_with = "dovetail_http::in_range::<_, _, 1, 1_000_000>")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_pages: Option<u32>,
+}
+
+/// Which issues or pull requests a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    /// Open only.
+    Open,
+    /// Closed (and merged) only.
+    Closed,
+    /// Both.
+    All,
+}
+
+impl ItemState {
+    /// The `state` query value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Open => "open",
+            ItemState::Closed => "closed",
+            ItemState::All => "all",
+        }
+    }
 }
 
 /// What kind of account `owner` is.
@@ -59,7 +134,7 @@ pub enum OwnerType {
 }
 
 /// The streams of the GitHub source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GithubStream {
     /// Repositories of the owner.

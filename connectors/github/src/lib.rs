@@ -5,8 +5,8 @@
 //! `pull_requests`, `issue_comments`, `commits`, `releases`, `workflow_runs`. Token auth
 //! (`Authorization: Bearer`), GitHub Enterprise Server through `base_url`, the pinned
 //! `X-GitHub-Api-Version`, Link-header pagination (`per_page=100`, the `next` URL followed as
-//! given), incremental sync with `since` where the endpoint has it (filtered otherwise),
-//! conditional requests through the runner's response cache, and GitHub's primary and
+//! given), incremental sync bounded on the server (`since`; pull requests newest first down
+//! to the cursor; workflow runs by `created`), per-stream settings, conditional requests through the runner's response cache, and GitHub's primary and
 //! secondary rate limits. README.md documents config, streams and token permissions.
 //!
 //! ```
@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod app;
 mod client;
 mod config;
 pub mod mapping;
@@ -31,7 +32,9 @@ mod source;
 mod streams;
 
 pub use client::{API_VERSION_HEADER, classifier, is_secondary_limit};
-pub use config::{DEFAULT_API_VERSION, DEFAULT_BASE_URL, GithubConfig, GithubStream, OwnerType};
+pub use config::{
+    AppConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, GithubConfig, GithubStream, ItemState, OwnerType, StreamSettings,
+};
 pub use source::GithubSource;
 
 /// The `kind` of the GitHub source in config.

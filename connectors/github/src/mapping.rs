@@ -1,22 +1,26 @@
-//! GitHub objects → flat rows (pure functions), and the rows' JSON Schemas.
+//! GitHub objects → flat rows, and the rows' JSON Schemas.
 //!
-//! The source emits these rows as record data (not GitHub's raw objects): user objects
-//! become logins, labels and assignees arrays of names, nested refs columns, and every row
-//! of a per-repository stream names its `repository` (`owner/name`). The engine's drift
+//! One type per stream, each column written once: it decodes GitHub's object (renaming and
+//! flattening with the `deserialize_with` helpers of `models.rs`: a user to its login,
+//! labels to their names) and serializes as the row; its schema is the serialize side.
+//! `repository` (and a pull request's head and base columns) are filled in after decoding.
+//! Commits nest what their row flattens, so they keep a model (`models::Commit`).
+//!
+//! The source emits these rows as record data (not GitHub's raw objects). The engine's drift
 //! detection therefore watches the rows, whose shape is this file's; a GitHub object that no
-//! longer decodes into its model is dead-lettered with the field path and the raw object.
+//! longer decodes is dead-lettered with the field path and the raw object.
 
 use dovetail_core::DriftClass;
 use schemars::JsonSchema;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::GithubStream;
-use crate::models::{self, login, logins};
+use crate::models::{self, GitRef};
 
 /// A row of `repositories`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct RepositoryRow {
     /// Repository id.
     pub id: u64,
@@ -27,6 +31,7 @@ pub struct RepositoryRow {
     /// `owner/name`.
     pub full_name: String,
     /// Owner login.
+    #[serde(rename(deserialize = "owner"), default, deserialize_with = "models::login")]
     pub owner_login: Option<String>,
     /// Private repository.
     pub private: bool,
@@ -45,6 +50,7 @@ pub struct RepositoryRow {
     /// Main language.
     pub language: Option<String>,
     /// Topics.
+    #[serde(default, deserialize_with = "models::or_empty")]
     pub topics: Vec<String>,
     /// Stars.
     pub stargazers_count: Option<u64>,
@@ -63,7 +69,7 @@ pub struct RepositoryRow {
 }
 
 /// A row of `issues` (pull requests included, flagged `is_pull_request`).
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct IssueRow {
     /// Issue id.
     pub id: u64,
@@ -72,6 +78,7 @@ pub struct IssueRow {
     /// Number within the repository.
     pub number: u64,
     /// `owner/name`.
+    #[serde(skip_deserializing)]
     pub repository: String,
     /// Title.
     pub title: String,
@@ -80,18 +87,23 @@ pub struct IssueRow {
     /// `completed`, `not_planned`, `reopened`, `duplicate`.
     pub state_reason: Option<String>,
     /// Author login (null for a deleted user).
+    #[serde(rename(deserialize = "user"), default, deserialize_with = "models::login")]
     pub user_login: Option<String>,
     /// Label names.
+    #[serde(default, deserialize_with = "models::label_names")]
     pub labels: Vec<String>,
     /// Assignee logins.
+    #[serde(default, deserialize_with = "models::logins")]
     pub assignees: Vec<String>,
     /// Milestone title.
+    #[serde(default, deserialize_with = "models::milestone_title")]
     pub milestone: Option<String>,
     /// Number of comments.
     pub comments: u64,
     /// Locked.
     pub locked: Option<bool>,
     /// The issue is a pull request.
+    #[serde(rename(deserialize = "pull_request"), default, deserialize_with = "models::present")]
     pub is_pull_request: bool,
     /// The author's association with the repository.
     pub author_association: Option<String>,
@@ -108,7 +120,7 @@ pub struct IssueRow {
 }
 
 /// A row of `pull_requests`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct PullRequestRow {
     /// Pull request id.
     pub id: u64,
@@ -117,6 +129,7 @@ pub struct PullRequestRow {
     /// Number within the repository.
     pub number: u64,
     /// `owner/name`.
+    #[serde(skip_deserializing)]
     pub repository: String,
     /// Title.
     pub title: String,
@@ -127,23 +140,40 @@ pub struct PullRequestRow {
     /// Locked.
     pub locked: Option<bool>,
     /// Author login.
+    #[serde(rename(deserialize = "user"), default, deserialize_with = "models::login")]
     pub user_login: Option<String>,
     /// Label names.
+    #[serde(default, deserialize_with = "models::label_names")]
     pub labels: Vec<String>,
     /// Assignee logins.
+    #[serde(default, deserialize_with = "models::logins")]
     pub assignees: Vec<String>,
     /// Requested reviewer logins.
+    #[serde(default, deserialize_with = "models::logins")]
     pub requested_reviewers: Vec<String>,
     /// Milestone title.
+    #[serde(default, deserialize_with = "models::milestone_title")]
     pub milestone: Option<String>,
     /// Head branch.
+    #[serde(skip_deserializing)]
     pub head_ref: String,
     /// Head commit.
+    #[serde(skip_deserializing)]
     pub head_sha: String,
     /// Base branch.
+    #[serde(skip_deserializing)]
     pub base_ref: String,
     /// Base commit.
+    #[serde(skip_deserializing)]
     pub base_sha: String,
+    /// GitHub's `head`, read into the four columns above.
+    #[serde(skip_serializing)]
+    #[schemars(skip)]
+    head: GitRef,
+    /// GitHub's `base`.
+    #[serde(skip_serializing)]
+    #[schemars(skip)]
+    base: GitRef,
     /// Merge commit.
     pub merge_commit_sha: Option<String>,
     /// The author's association with the repository.
@@ -163,17 +193,20 @@ pub struct PullRequestRow {
 }
 
 /// A row of `issue_comments`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct IssueCommentRow {
     /// Comment id.
     pub id: u64,
     /// GraphQL node id.
     pub node_id: String,
     /// `owner/name`.
+    #[serde(skip_deserializing)]
     pub repository: String,
     /// Number of the issue or pull request commented on (from `issue_url`).
+    #[serde(rename(deserialize = "issue_url"), deserialize_with = "models::issue_number")]
     pub issue_number: Option<u64>,
     /// Author login.
+    #[serde(rename(deserialize = "user"), default, deserialize_with = "models::login")]
     pub user_login: Option<String>,
     /// The author's association with the repository.
     pub author_association: Option<String>,
@@ -223,13 +256,14 @@ pub struct CommitRow {
 }
 
 /// A row of `releases`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct ReleaseRow {
     /// Release id.
     pub id: u64,
     /// GraphQL node id.
     pub node_id: String,
     /// `owner/name`.
+    #[serde(skip_deserializing)]
     pub repository: String,
     /// Tag.
     pub tag_name: String,
@@ -244,8 +278,10 @@ pub struct ReleaseRow {
     /// Pre-release.
     pub prerelease: bool,
     /// Author login.
+    #[serde(rename(deserialize = "author"), default, deserialize_with = "models::login")]
     pub author_login: Option<String>,
     /// Asset file names.
+    #[serde(default, deserialize_with = "models::asset_names")]
     pub assets: Vec<String>,
     /// Web page.
     pub html_url: String,
@@ -256,13 +292,14 @@ pub struct ReleaseRow {
 }
 
 /// A row of `workflow_runs`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct WorkflowRunRow {
     /// Run id.
     pub id: u64,
     /// GraphQL node id.
     pub node_id: String,
     /// `owner/name`.
+    #[serde(skip_deserializing)]
     pub repository: String,
     /// Workflow name.
     pub name: Option<String>,
@@ -285,8 +322,10 @@ pub struct WorkflowRunRow {
     /// Head commit.
     pub head_sha: String,
     /// Login of the user who started the first attempt.
+    #[serde(rename(deserialize = "actor"), default, deserialize_with = "models::login")]
     pub actor_login: Option<String>,
     /// Login of the user who started this attempt.
+    #[serde(rename(deserialize = "triggering_actor"), default, deserialize_with = "models::login")]
     pub triggering_actor_login: Option<String>,
     /// Web page.
     pub html_url: String,
@@ -307,32 +346,62 @@ pub struct MapError {
     pub reason: String,
 }
 
-/// The JSON Schema of a stream's rows.
+/// The JSON Schema of a stream's rows: what the rows serialize to (columns by their row
+/// names). A row always has every column; one that may be null is not `required`.
 pub fn schema(stream: GithubStream) -> Value {
-    let s = match stream {
-        GithubStream::Repositories => schemars::schema_for!(RepositoryRow),
-        GithubStream::Issues => schemars::schema_for!(IssueRow),
-        GithubStream::PullRequests => schemars::schema_for!(PullRequestRow),
-        GithubStream::IssueComments => schemars::schema_for!(IssueCommentRow),
-        GithubStream::Commits => schemars::schema_for!(CommitRow),
-        GithubStream::Releases => schemars::schema_for!(ReleaseRow),
-        GithubStream::WorkflowRuns => schemars::schema_for!(WorkflowRunRow),
-    };
-    s.to_value()
+    fn of<T: JsonSchema>() -> Value {
+        let generator = schemars::generate::SchemaSettings::default().for_serialize().into_generator();
+        let mut s = generator.into_root_schema_for::<T>().to_value();
+        let mut nullable = Vec::new();
+        for (k, p) in s["properties"].as_object_mut().into_iter().flatten() {
+            // Defaults and read-only marks describe decoding GitHub's object, not the row.
+            if let Some(p) = p.as_object_mut() {
+                p.remove("default");
+                p.remove("readOnly");
+            }
+            if p["type"].as_array().is_some_and(|t| t.iter().any(|t| t == "null")) {
+                nullable.push(k.clone());
+            }
+        }
+        if let Some(req) = s["required"].as_array_mut() {
+            req.retain(|k| !k.as_str().is_some_and(|k| nullable.iter().any(|n| n == k)));
+        }
+        s
+    }
+    match stream {
+        GithubStream::Repositories => of::<RepositoryRow>(),
+        GithubStream::Issues => of::<IssueRow>(),
+        GithubStream::PullRequests => of::<PullRequestRow>(),
+        GithubStream::IssueComments => of::<IssueCommentRow>(),
+        GithubStream::Commits => of::<CommitRow>(),
+        GithubStream::Releases => of::<ReleaseRow>(),
+        GithubStream::WorkflowRuns => of::<WorkflowRunRow>(),
+    }
 }
 
 /// Map one GitHub object of `stream`, read from `repository` (`owner/name`; unused for
 /// `repositories`), to its flat row.
 pub fn map(stream: GithubStream, repository: &str, raw: &Value) -> Result<Value, MapError> {
-    let repo = repository.to_owned();
+    let repository = repository.to_owned();
     match stream {
-        GithubStream::Repositories => row(decode::<models::Repository>(raw)?, repository_row),
-        GithubStream::Issues => row(decode::<models::Issue>(raw)?, |i| issue_row(i, repo)),
-        GithubStream::PullRequests => row(decode::<models::PullRequest>(raw)?, |p| pull_row(p, repo)),
-        GithubStream::IssueComments => row(decode::<models::IssueComment>(raw)?, |c| comment_row(c, repo)),
-        GithubStream::Commits => row(decode::<models::Commit>(raw)?, |c| commit_row(c, repo)),
-        GithubStream::Releases => row(decode::<models::Release>(raw)?, |r| release_row(r, repo)),
-        GithubStream::WorkflowRuns => row(decode::<models::WorkflowRun>(raw)?, |w| run_row(w, repo)),
+        GithubStream::Repositories => row(decode::<RepositoryRow>(raw)?),
+        GithubStream::Issues => row(IssueRow { repository, ..decode(raw)? }),
+        GithubStream::PullRequests => {
+            let p: PullRequestRow = decode(raw)?;
+            let (head, base) = (p.head.clone(), p.base.clone());
+            row(PullRequestRow {
+                repository,
+                head_ref: head.git_ref,
+                head_sha: head.sha,
+                base_ref: base.git_ref,
+                base_sha: base.sha,
+                ..p
+            })
+        }
+        GithubStream::IssueComments => row(IssueCommentRow { repository, ..decode(raw)? }),
+        GithubStream::Commits => row(commit_row(decode(raw)?, repository)),
+        GithubStream::Releases => row(ReleaseRow { repository, ..decode(raw)? }),
+        GithubStream::WorkflowRuns => row(WorkflowRunRow { repository, ..decode(raw)? }),
     }
 }
 
@@ -380,109 +449,8 @@ fn decode<T: DeserializeOwned>(raw: &Value) -> Result<T, MapError> {
     })
 }
 
-fn row<T, R: Serialize>(v: T, f: impl FnOnce(T) -> R) -> Result<Value, MapError> {
-    serde_json::to_value(f(v)).map_err(|e| MapError { path: None, reason: format!("cannot encode the row: {e}") })
-}
-
-fn label_names(ls: &[models::LabelRef]) -> Vec<String> {
-    ls.iter().filter_map(models::LabelRef::name).collect()
-}
-
-fn repository_row(r: models::Repository) -> RepositoryRow {
-    RepositoryRow {
-        id: r.id,
-        node_id: r.node_id,
-        name: r.name,
-        full_name: r.full_name,
-        owner_login: login(&r.owner),
-        private: r.private,
-        description: r.description,
-        fork: r.fork,
-        archived: r.archived,
-        disabled: r.disabled,
-        visibility: r.visibility,
-        default_branch: r.default_branch,
-        language: r.language,
-        topics: r.topics.unwrap_or_default(),
-        stargazers_count: r.stargazers_count,
-        forks_count: r.forks_count,
-        open_issues_count: r.open_issues_count,
-        html_url: r.html_url,
-        created_at: r.created_at,
-        updated_at: r.updated_at,
-        pushed_at: r.pushed_at,
-    }
-}
-
-fn issue_row(i: models::Issue, repository: String) -> IssueRow {
-    IssueRow {
-        id: i.id,
-        node_id: i.node_id,
-        number: i.number,
-        repository,
-        title: i.title,
-        state: i.state,
-        state_reason: i.state_reason,
-        user_login: login(&i.user),
-        labels: label_names(&i.labels),
-        assignees: logins(i.assignees.as_deref().unwrap_or_default()),
-        milestone: i.milestone.and_then(|m| m.title),
-        comments: i.comments,
-        locked: i.locked,
-        is_pull_request: i.pull_request.is_some_and(|p| !p.is_null()),
-        author_association: i.author_association,
-        html_url: i.html_url,
-        created_at: i.created_at,
-        updated_at: i.updated_at,
-        closed_at: i.closed_at,
-        body: i.body,
-    }
-}
-
-fn pull_row(p: models::PullRequest, repository: String) -> PullRequestRow {
-    PullRequestRow {
-        id: p.id,
-        node_id: p.node_id,
-        number: p.number,
-        repository,
-        title: p.title,
-        state: p.state,
-        draft: p.draft,
-        locked: p.locked,
-        user_login: login(&p.user),
-        labels: label_names(&p.labels),
-        assignees: logins(p.assignees.as_deref().unwrap_or_default()),
-        requested_reviewers: logins(p.requested_reviewers.as_deref().unwrap_or_default()),
-        milestone: p.milestone.and_then(|m| m.title),
-        head_ref: p.head.git_ref,
-        head_sha: p.head.sha,
-        base_ref: p.base.git_ref,
-        base_sha: p.base.sha,
-        merge_commit_sha: p.merge_commit_sha,
-        author_association: p.author_association,
-        html_url: p.html_url,
-        created_at: p.created_at,
-        updated_at: p.updated_at,
-        closed_at: p.closed_at,
-        merged_at: p.merged_at,
-        body: p.body,
-    }
-}
-
-fn comment_row(c: models::IssueComment, repository: String) -> IssueCommentRow {
-    let issue_number = c.issue_url.rsplit('/').next().and_then(|n| n.parse().ok());
-    IssueCommentRow {
-        id: c.id,
-        node_id: c.node_id,
-        repository,
-        issue_number,
-        user_login: login(&c.user),
-        author_association: c.author_association,
-        body: c.body,
-        html_url: c.html_url,
-        created_at: c.created_at,
-        updated_at: c.updated_at,
-    }
+fn row<R: Serialize>(r: R) -> Result<Value, MapError> {
+    serde_json::to_value(r).map_err(|e| MapError { path: None, reason: format!("cannot encode the row: {e}") })
 }
 
 fn commit_row(c: models::Commit, repository: String) -> CommitRow {
@@ -497,56 +465,13 @@ fn commit_row(c: models::Commit, repository: String) -> CommitRow {
         author_name: author.name,
         author_email: author.email,
         authored_at: author.date,
-        author_login: login(&c.author),
+        author_login: c.author,
         committer_name: committer.name,
         committer_email: committer.email,
-        committer_login: login(&c.committer),
+        committer_login: c.committer,
         parents: c.parents.into_iter().map(|p| p.sha).collect(),
         comment_count: c.commit.comment_count,
         html_url: c.html_url,
-    }
-}
-
-fn release_row(r: models::Release, repository: String) -> ReleaseRow {
-    ReleaseRow {
-        id: r.id,
-        node_id: r.node_id,
-        repository,
-        tag_name: r.tag_name,
-        target_commitish: r.target_commitish,
-        name: r.name,
-        body: r.body,
-        draft: r.draft,
-        prerelease: r.prerelease,
-        author_login: login(&r.author),
-        assets: r.assets.into_iter().map(|a| a.name).collect(),
-        html_url: r.html_url,
-        created_at: r.created_at,
-        published_at: r.published_at,
-    }
-}
-
-fn run_row(w: models::WorkflowRun, repository: String) -> WorkflowRunRow {
-    WorkflowRunRow {
-        id: w.id,
-        node_id: w.node_id,
-        repository,
-        name: w.name,
-        display_title: w.display_title,
-        workflow_id: w.workflow_id,
-        run_number: w.run_number,
-        run_attempt: w.run_attempt,
-        event: w.event,
-        status: w.status,
-        conclusion: w.conclusion,
-        head_branch: w.head_branch,
-        head_sha: w.head_sha,
-        actor_login: login(&w.actor),
-        triggering_actor_login: login(&w.triggering_actor),
-        html_url: w.html_url,
-        created_at: w.created_at,
-        updated_at: w.updated_at,
-        run_started_at: w.run_started_at,
     }
 }
 

@@ -1,4 +1,5 @@
-//! What GitHub sends, as far as the flat rows need it.
+//! What GitHub sends inside the objects the rows flatten, and the `deserialize_with`
+//! helpers that flatten it (a user to its login, labels to their names).
 //!
 //! Field names and nullability follow GitHub's published REST API description
 //! (`@octokit/openapi`, `generated/api.github.com.json`, schemas `minimal-repository`,
@@ -7,7 +8,7 @@
 //! as a deleted user: `"user": null`) is an `Option`; arrays default to empty when missing.
 //! Unknown fields are ignored: only what a row needs is decoded.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// `simple-user` / `nullable-simple-user` (and commits' `empty-object` for unknown authors).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,149 +17,83 @@ pub struct User {
     pub login: Option<String>,
 }
 
-/// Login of an optional user.
-pub fn login(u: &Option<User>) -> Option<String> {
-    u.as_ref().and_then(|u| u.login.clone())
-}
-
-/// Logins of a user list (missing logins dropped).
-pub fn logins(us: &[User]) -> Vec<String> {
-    us.iter().filter_map(|u| u.login.clone()).collect()
-}
-
-/// `minimal-repository`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Repository {
-    pub id: u64,
-    pub node_id: String,
-    pub name: String,
-    pub full_name: String,
-    pub owner: Option<User>,
-    pub private: bool,
-    pub html_url: String,
-    pub description: Option<String>,
-    pub fork: bool,
-    pub archived: Option<bool>,
-    pub disabled: Option<bool>,
-    pub visibility: Option<String>,
-    pub default_branch: Option<String>,
-    pub language: Option<String>,
-    #[serde(default)]
-    pub topics: Option<Vec<String>>,
-    pub stargazers_count: Option<u64>,
-    pub forks_count: Option<u64>,
-    pub open_issues_count: Option<u64>,
-    pub created_at: Option<String>,
-    pub updated_at: Option<String>,
-    pub pushed_at: Option<String>,
-}
-
 /// An issue label: `issue.labels[]` is `oneOf` a name or a label object.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum LabelRef {
+enum LabelRef {
     /// Just the name.
     Name(String),
     /// A label object (`name` may be missing per the description).
-    Label {
-        /// The label's name.
-        name: Option<String>,
-    },
-}
-
-impl LabelRef {
-    /// The label's name, when it has one.
-    pub fn name(&self) -> Option<String> {
-        match self {
-            LabelRef::Name(n) => Some(n.clone()),
-            LabelRef::Label { name } => name.clone(),
-        }
-    }
+    Label { name: Option<String> },
 }
 
 /// `milestone` (nullable).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Milestone {
-    pub title: Option<String>,
+struct Milestone {
+    title: Option<String>,
 }
 
-/// `issue`.
+/// `release-asset` (only the name).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Issue {
-    pub id: u64,
-    pub node_id: String,
-    pub number: u64,
-    pub title: String,
-    pub state: String,
-    pub state_reason: Option<String>,
-    pub body: Option<String>,
-    pub user: Option<User>,
-    #[serde(default)]
-    pub labels: Vec<LabelRef>,
-    #[serde(default)]
-    pub assignees: Option<Vec<User>>,
-    pub milestone: Option<Milestone>,
-    pub locked: Option<bool>,
-    pub comments: u64,
-    /// Present (an object) only when the issue is a pull request.
-    pub pull_request: Option<serde_json::Value>,
-    pub author_association: Option<String>,
-    pub html_url: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub closed_at: Option<String>,
+struct Asset {
+    name: String,
 }
 
 /// `head` / `base` of a pull request (`repo` is nullable in practice: a deleted fork).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct GitRef {
+    /// The branch.
     #[serde(rename = "ref")]
     pub git_ref: String,
+    /// The commit.
     pub sha: String,
 }
 
-/// `pull-request-simple`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PullRequest {
-    pub id: u64,
-    pub node_id: String,
-    pub number: u64,
-    pub state: String,
-    pub locked: Option<bool>,
-    pub title: String,
-    pub user: Option<User>,
-    pub body: Option<String>,
-    #[serde(default)]
-    pub labels: Vec<LabelRef>,
-    pub milestone: Option<Milestone>,
-    #[serde(default)]
-    pub assignees: Option<Vec<User>>,
-    #[serde(default)]
-    pub requested_reviewers: Option<Vec<User>>,
-    pub head: GitRef,
-    pub base: GitRef,
-    pub draft: Option<bool>,
-    pub merge_commit_sha: Option<String>,
-    pub author_association: Option<String>,
-    pub html_url: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub closed_at: Option<String>,
-    pub merged_at: Option<String>,
+/// The login of an optional user object.
+pub fn login<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<User>::deserialize(d)?.and_then(|u| u.login))
 }
 
-/// `issue-comment`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct IssueComment {
-    pub id: u64,
-    pub node_id: String,
-    pub body: Option<String>,
-    pub user: Option<User>,
-    pub author_association: Option<String>,
-    pub html_url: String,
-    pub issue_url: String,
-    pub created_at: String,
-    pub updated_at: String,
+/// The logins of an optional list of users (missing logins dropped).
+pub fn logins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<User>>::deserialize(d)?.unwrap_or_default().into_iter().filter_map(|u| u.login).collect())
+}
+
+/// The names of a label list (names or label objects).
+pub fn label_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let labels = Vec::<LabelRef>::deserialize(d)?;
+    Ok(labels
+        .into_iter()
+        .filter_map(|l| match l {
+            LabelRef::Name(n) => Some(n),
+            LabelRef::Label { name } => name,
+        })
+        .collect())
+}
+
+/// The title of an optional milestone.
+pub fn milestone_title<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Milestone>::deserialize(d)?.and_then(|m| m.title))
+}
+
+/// The names of a release's assets.
+pub fn asset_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<Asset>::deserialize(d)?.into_iter().map(|a| a.name).collect())
+}
+
+/// An optional list read as empty when null.
+pub fn or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Whether the value is there and not null (`pull_request` marks an issue as a PR).
+pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<serde::de::IgnoredAny>::deserialize(d)?.is_some())
+}
+
+/// The issue number at the end of an `issue_url`.
+pub fn issue_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(String::deserialize(d)?.rsplit('/').next().and_then(|n| n.parse().ok()))
 }
 
 /// `nullable-git-user`: a commit's author or committer as Git recorded it.
@@ -184,7 +119,7 @@ pub struct Parent {
     pub sha: String,
 }
 
-/// `commit`.
+/// `commit`: nested where its row is flat, so the one stream with a model of its own.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Commit {
     pub sha: String,
@@ -193,56 +128,10 @@ pub struct Commit {
     pub commit: GitCommit,
     /// The GitHub account of the author: null, or an empty object, when Git's author
     /// email matches no account.
-    pub author: Option<User>,
-    pub committer: Option<User>,
+    #[serde(default, deserialize_with = "login")]
+    pub author: Option<String>,
+    #[serde(default, deserialize_with = "login")]
+    pub committer: Option<String>,
     #[serde(default)]
     pub parents: Vec<Parent>,
-}
-
-/// `release-asset` (only the name).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Asset {
-    pub name: String,
-}
-
-/// `release`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Release {
-    pub id: u64,
-    pub node_id: String,
-    pub tag_name: String,
-    pub target_commitish: String,
-    pub name: Option<String>,
-    pub body: Option<String>,
-    pub draft: bool,
-    pub prerelease: bool,
-    pub author: Option<User>,
-    #[serde(default)]
-    pub assets: Vec<Asset>,
-    pub html_url: String,
-    pub created_at: String,
-    pub published_at: Option<String>,
-}
-
-/// `workflow-run`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct WorkflowRun {
-    pub id: u64,
-    pub node_id: String,
-    pub name: Option<String>,
-    pub display_title: Option<String>,
-    pub workflow_id: u64,
-    pub run_number: u64,
-    pub run_attempt: Option<u64>,
-    pub event: String,
-    pub status: Option<String>,
-    pub conclusion: Option<String>,
-    pub head_branch: Option<String>,
-    pub head_sha: String,
-    pub actor: Option<User>,
-    pub triggering_actor: Option<User>,
-    pub html_url: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub run_started_at: Option<String>,
 }

@@ -8,7 +8,8 @@
 //! does not decode is a `Permanent` error: the engine reports a corrupt checkpoint.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dovetail_core::record::compare_cursors;
@@ -21,9 +22,9 @@ use dovetail_http::{HttpClient, HttpClientBuilder, Request, Response, encode_seg
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
-use tracing::warn;
+use tracing::{info, warn};
 
-use crate::config::{GithubConfig, GithubStream, OwnerType};
+use crate::config::{GithubConfig, GithubStream, OwnerType, StreamSettings};
 use crate::mapping;
 use crate::streams::{self, Endpoint};
 
@@ -41,6 +42,12 @@ struct Inner {
     /// Configured repositories as `owner/name`, in order; empty = discover.
     configured: Vec<String>,
     streams: Vec<GithubStream>,
+    settings: BTreeMap<GithubStream, StreamSettings>,
+    /// Listing pages read per stream in this run, for `max_pages`.
+    pages_read: Mutex<HashMap<GithubStream, u32>>,
+    /// Streams read in this run so far: a newest-first stream's first read restarts its
+    /// descent at the newest page.
+    started: Mutex<HashSet<GithubStream>>,
     api_version: String,
     start_date: Option<Value>,
     /// `orgs` or `users`, once known.
@@ -58,6 +65,10 @@ struct Position {
     repo: Option<String>,
     /// Where its listing continues.
     page: PageState,
+    /// The run that stored it was cut short by `max_pages`: the next run continues here
+    /// (a newest-first descent otherwise restarts at the newest page).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    preview: bool,
 }
 
 /// What a dead letter of this source holds: the GitHub object and its repository.
@@ -102,6 +113,15 @@ impl GithubSource {
                 streams.push(s);
             }
         }
+        for (s, set) in &config.stream_options {
+            if !streams.contains(s) {
+                return Err(Error::config(format!(
+                    "`stream_options.{0}`: `{0}` is not among the source's `streams`",
+                    s.name()
+                )));
+            }
+            streams::validate(*s, set).map_err(Error::config)?;
+        }
         if let Some(d) = &config.start_date
             && d.parse::<jiff::Timestamp>().is_err()
         {
@@ -112,6 +132,9 @@ impl GithubSource {
             owner_type: config.owner_type,
             configured,
             streams,
+            settings: config.stream_options,
+            pages_read: Mutex::default(),
+            started: Mutex::default(),
             // `http.api_version` overrides the top-level key in the client too.
             api_version: config.http.api_version.clone().unwrap_or(config.api_version),
             start_date: config.start_date.map(Value::String),
@@ -119,6 +142,21 @@ impl GithubSource {
             discovered: OnceCell::new(),
         };
         Ok(GithubSource { client, inner: Arc::new(inner) })
+    }
+
+    fn settings(&self, s: GithubStream) -> &StreamSettings {
+        static NONE: StreamSettings =
+            StreamSettings { state: None, per_page: None, query: BTreeMap::new(), max_pages: None };
+        self.inner.settings.get(&s).unwrap_or(&NONE)
+    }
+
+    /// Count a listing page read; `true` once the stream's `max_pages` is reached.
+    fn page_limit_reached(&self, s: GithubStream) -> bool {
+        let Some(max) = self.settings(s).max_pages else { return false };
+        let mut read = self.inner.pages_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = read.entry(s).or_default();
+        *n += 1;
+        *n >= max
     }
 
     fn stream(&self, name: &str) -> Result<GithubStream, Error> {
@@ -160,7 +198,9 @@ impl GithubSource {
             .discovered
             .get_or_try_init(|| async {
                 let kind = self.owner_kind().await?;
-                let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None);
+                let set = self.settings(GithubStream::Repositories);
+                let first =
+                    streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None, set);
                 let mut p = self.client.paginate(first, PageStyle::LinkHeader);
                 let mut names = Vec::new();
                 while let Some(page) = p.next_page().await? {
@@ -190,8 +230,10 @@ impl GithubSource {
         let ep: Endpoint = streams::endpoint(stream);
         let bound = self.lower_bound(req);
         let kind = if stream == GithubStream::Repositories { self.owner_kind().await? } else { "" };
-        let since = if ep.since_param { bound.as_ref().and_then(Value::as_str) } else { None };
-        let first = streams::first_request(stream, &self.inner.owner, kind, Some(repo), since).use_cache(req.use_cache);
+        let since = bound.as_ref().and_then(Value::as_str);
+        let set = self.settings(stream);
+        let first =
+            streams::first_request(stream, &self.inner.owner, kind, Some(repo), since, set).use_cache(req.use_cache);
         let offset = state.received;
         let mut p = self.client.paginate_from(first, PageStyle::LinkHeader, state);
         if let Some(ptr) = ep.items {
@@ -208,6 +250,8 @@ impl GithubSource {
         };
         let prov = Arc::new(page.response.provenance(crate::KIND, Some(&self.inner.api_version)));
         let (mut records, mut rejects) = (Vec::with_capacity(page.items.len()), Vec::new());
+        // A newest-first listing is done once it goes below the lower bound.
+        let mut reached = false;
         for (i, item) in page.items.into_iter().enumerate() {
             let location = Location::Item(offset + i as u64);
             match mapping::map(stream, repo, &item) {
@@ -215,7 +259,13 @@ impl GithubSource {
                     if let (Some(field), Some(low)) = (ep.cursor, &bound)
                         && row.get(field).and_then(|c| compare_cursors(c, low)) == Some(Ordering::Less)
                     {
-                        continue;
+                        reached |= ep.newest_first;
+                        // Below the engine's bound: the engine drops it and counts it
+                        // `filtered`. Without one (a full refresh under `start_date`) the
+                        // source drops it.
+                        if req.since.is_none() {
+                            continue;
+                        }
                     }
                     let at = || format!("{} {location}", prov.endpoint);
                     let coerced = mapping::coercions(stream, &item, &at);
@@ -234,14 +284,40 @@ impl GithubSource {
                 }
             }
         }
-        Ok((records, rejects, p.state().cloned()))
+        let next = if reached { None } else { p.state().cloned() };
+        Ok((records, rejects, next))
+    }
+
+    /// `next`, or [`Next::Later`] (marked `preview`) once the stream's `max_pages` is
+    /// reached in this run.
+    fn limit(&self, stream: GithubStream, next: Next) -> Next {
+        match next {
+            Next::More(mut pos) if self.page_limit_reached(stream) => {
+                pos["preview"] = Value::Bool(true);
+                Next::Later(pos)
+            }
+            next => next,
+        }
+    }
+
+    /// Whether this is the stream's first read in this run (and remember that it is not).
+    fn first_read(&self, stream: GithubStream) -> bool {
+        self.inner.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stream)
     }
 
     async fn read_stream(&self, stream: GithubStream, req: &ReadRequest) -> Result<Page, Error> {
-        let pos = match &req.position {
+        let mut pos = match &req.position {
             None => None,
             Some(v) => Some(position::decode::<Position>(stream.name(), v)?),
         };
+        // A descent that stopped for anything but `max_pages` (a crash, a failed page)
+        // starts over at the newest page: what changed meanwhile is on top, and the pass
+        // keeps its lower bound, so the ledger absorbs what is read twice.
+        if streams::endpoint(stream).newest_first && self.first_read(stream) && pos.as_ref().is_some_and(|p| !p.preview)
+        {
+            info!(stream = stream.name(), "restarting the newest-first listing at its newest page");
+            pos = None;
+        }
         if stream == GithubStream::Repositories {
             if let Some(Position { repo: Some(_), .. }) = &pos {
                 return Err(position::not_ours(stream.name(), req.position.as_ref(), "it names a repository"));
@@ -249,9 +325,10 @@ impl GithubSource {
             let state = pos.map(|p| p.page).unwrap_or_default();
             let (records, rejects, next) = self.page(stream, "", state, req).await?;
             let next = match next {
-                Some(page) => position::encode(&Position { repo: None, page })?,
+                Some(page) => position::encode(&Position { repo: None, page, preview: false })?,
                 None => Next::Done { resume: None },
             };
+            let next = self.limit(stream, next);
             return Ok(Page { records, rejects, next });
         }
         let repos = self.repositories().await?;
@@ -260,7 +337,7 @@ impl GithubSource {
             Some(Position { repo: None, .. }) => {
                 return Err(position::not_ours(stream.name(), req.position.as_ref(), "it names no repository"));
             }
-            Some(Position { repo: Some(r), page }) => match repos.iter().position(|x| *x == r) {
+            Some(Position { repo: Some(r), page, .. }) => match repos.iter().position(|x| *x == r) {
                 Some(i) => (i, page),
                 // A discovered repository that is gone: go on with the next one by name.
                 None if self.inner.configured.is_empty() => (repos.partition_point(|x| *x < r), PageState::default()),
@@ -283,10 +360,13 @@ impl GithubSource {
                 None => (idx + 1, PageState::default()),
             };
             let next = match repos.get(next_idx) {
-                Some(r) => position::encode(&Position { repo: Some(r.clone()), page: next_state.clone() })?,
+                Some(r) => {
+                    position::encode(&Position { repo: Some(r.clone()), page: next_state.clone(), preview: false })?
+                }
                 None => Next::Done { resume: None },
             };
-            if !records.is_empty() || !rejects_all.is_empty() || matches!(next, Next::Done { .. }) {
+            let next = self.limit(stream, next);
+            if !records.is_empty() || !rejects_all.is_empty() || !matches!(next, Next::More(_)) {
                 return Ok(Page { records, rejects: rejects_all, next });
             }
             (idx, state) = (next_idx, next_state);
@@ -306,7 +386,8 @@ impl Source for GithubSource {
     }
 
     fn streams(&self) -> Vec<StreamSpec> {
-        self.inner.streams.iter().map(|s| streams::spec(*s)).collect()
+        let start = |s: GithubStream| streams::endpoint(s).cursor.and(self.inner.start_date.clone());
+        self.inner.streams.iter().map(|s| StreamSpec { start: start(*s), ..streams::spec(*s) }).collect()
     }
 
     /// `GET /rate_limit` (free: it does not count against the limit) proves the token, then
@@ -314,7 +395,8 @@ impl Source for GithubSource {
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
         self.client.send(Request::get("rate_limit").cacheable(false)).await?;
         let kind = self.owner_kind().await?;
-        let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None);
+        let set = self.settings(GithubStream::Repositories);
+        let first = streams::first_request(GithubStream::Repositories, &self.inner.owner, kind, None, None, set);
         self.client.send(first).await.map(|_| ())
     }
 

@@ -196,17 +196,30 @@ async fn positions_name_the_repository_and_a_foreign_one_is_permanent() {
     }
 }
 
+/// Pull requests come newest-first; the descent ends at the first one below the lower
+/// bound (the bound itself is inclusive), without reading further pages.
 #[tokio::test]
-async fn pull_requests_below_the_cursor_are_filtered_by_the_source() {
+async fn pull_requests_are_read_newest_first_down_to_the_lower_bound() {
     let srv = server("pull_requests").await;
     let src = source(&srv, json!({ "streams": ["pull_requests"], "start_date": "2011-02-01T00:00:00Z" }));
-    let req =
+    let mut req =
         ReadRequest { stream: "pull_requests".into(), position: None, since: None, batch_size: 10, use_cache: false };
     let page = src.read(&req, &Cx::default()).await.unwrap();
     let updated: Vec<&str> = page.records.iter().map(|r| r.data["updated_at"].as_str().unwrap()).collect();
-    assert_eq!(updated, ["2011-02-01T00:00:00Z"], "inclusive bound");
+    assert_eq!(updated, ["2011-03-01T00:00:00Z", "2011-02-01T00:00:00Z"], "inclusive bound");
     assert_eq!(page.records[0].provenance.api_version.as_deref(), Some("2022-11-28"));
     assert!(page.records[0].provenance.request_id.is_some());
+    let Next::More(pos) = page.next else { panic!("nothing below the bound yet: the descent goes on") };
+    req.position = Some(pos);
+    let page = src.read(&req, &Cx::default()).await.unwrap();
+    assert_eq!((page.records.len(), page.next), (0, Next::Done { resume: None }));
+    // With the bound on the first page, the descent ends there.
+    let srv = server("pull_requests").await;
+    let src = source(&srv, json!({ "streams": ["pull_requests"], "start_date": "2011-02-15T00:00:00Z" }));
+    req.position = None;
+    let page = src.read(&req, &Cx::default()).await.unwrap();
+    assert_eq!((page.records.len(), page.next), (1, Next::Done { resume: None }));
+    assert_eq!(srv.served(), [1, 0]);
 }
 
 #[tokio::test]

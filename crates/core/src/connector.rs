@@ -61,6 +61,10 @@ pub struct Reject {
 pub enum Next {
     /// More to read in this pass from this position.
     More(Value),
+    /// More to read in this pass from this position, but not in this run: the source's own
+    /// page limit (a preview) ends the run here. The pass stays incomplete (no cursor move,
+    /// no deletes) and the next run continues from the position.
+    Later(Value),
     /// The pass is complete. `resume` is where the next run starts (`follow` mode for
     /// append-only files); `None` means the next run starts a fresh pass.
     Done {

@@ -19,12 +19,16 @@ pub struct StreamSpec {
     /// source for `since - lookback` and lets that margin through to the ledger, which skips
     /// what is unchanged. Applies to RFC 3339 timestamps and integer cursors (seconds).
     pub lookback: Option<std::time::Duration>,
+    /// The cursor's lower bound before any pass has set one (a source's `start_date`): an
+    /// incremental stream's first pass filters below it, counting what it drops as
+    /// `filtered`, as later passes do below their checkpoint.
+    pub start: Option<Value>,
 }
 
 impl StreamSpec {
     /// A stream with a name and primary key, no cursor, schema inferred.
     pub fn new(name: impl Into<String>, primary_key: Vec<FieldPath>) -> Self {
-        StreamSpec { name: name.into(), primary_key, cursor_field: None, schema: None, lookback: None }
+        StreamSpec { name: name.into(), primary_key, cursor_field: None, schema: None, lookback: None, start: None }
     }
     /// Set the cursor field.
     pub fn with_cursor(mut self, cursor: impl Into<FieldPath>) -> Self {

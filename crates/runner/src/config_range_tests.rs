@@ -38,6 +38,18 @@ base_url = "https://crm.example.com"
 [pipelines.p.sink.streams.items]
 mode = "upsert"
 path = "/v1/items/{id}"
+[pipelines.g.source]
+kind = "github"
+owner = "octo"
+repositories = ["hello"]
+[pipelines.g.source.app]
+app_id = 1
+installation_id = 1
+private_key = "-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----"
+[pipelines.g.source.stream_options.issues]
+[pipelines.g.sink]
+kind = "jsonl"
+dir = "out"
 "#;
 
 /// One numeric key: where it lives (dotted, array items by index), its schema definition,
@@ -90,6 +102,10 @@ fn rows() -> Vec<Row> {
         row("pipelines.p.source.streams.1.pagination", "page_size", "Pagination", 1, 100_000),
         row("pipelines.p.sink.streams.items", "batch", "RestSinkStream", 1, 10_000),
         row("pipelines.p.sink.streams.items", "concurrency", "RestSinkStream", 1, 256),
+        row("pipelines.g.source.stream_options.issues", "per_page", "StreamSettings", 1, 100),
+        row("pipelines.g.source.stream_options.issues", "max_pages", "StreamSettings", 1, 1_000_000),
+        row("pipelines.g.source.app", "app_id", "AppConfig", 1, 9_007_199_254_740_991),
+        row("pipelines.g.source.app", "installation_id", "AppConfig", 1, 9_007_199_254_740_991),
     ]
 }
 
@@ -270,7 +286,7 @@ fn doc(rel: &str) -> String {
 
 #[test]
 fn the_docs_give_every_range() {
-    let docs = ["config.md", "http.md", "alerts.md", "connectors/rest.md"].map(doc).join("\n");
+    let docs = ["config.md", "http.md", "alerts.md", "connectors/rest.md", "connectors/github.md"].map(doc).join("\n");
     for r in rows() {
         let range = format!("{}–{}", r.min, r.max);
         let named = |l: &&str| l.contains(&format!("`{}`", r.key)) || l.contains(&format!("`streams.NAME.{}`", r.key));

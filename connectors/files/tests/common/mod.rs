@@ -65,7 +65,7 @@ pub async fn read_all(src: &FilesSource, stream: &str, mut position: Option<Valu
         let next = page.next.clone();
         pages.push(page);
         match next {
-            Next::More(p) => position = Some(p),
+            Next::More(p) | Next::Later(p) => position = Some(p),
             Next::Done { .. } => return pages,
         }
         assert!(pages.len() < 10_000, "pass does not end");

@@ -233,7 +233,8 @@ impl StreamRun {
             Err(e) => result = result.and(Err(Error::internal(format!("state commit task ended abnormally: {e}")))),
         }
         drop(batch_rx);
-        t.read = reader.await.unwrap_or(0);
+        let later;
+        (t.read, later) = reader.await.unwrap_or((0, false));
         let Mapped { map_ns, ledger_ns, drift, pause } = mapper.await.unwrap_or_default();
         self.drift().store(sh.state.as_ref(), self.dry_run, drift, pause, report).await;
         t.map = map_ns;
@@ -242,7 +243,7 @@ impl StreamRun {
         if result.is_ok() && completed && delete_mode != DeleteMode::Keep && !self.dry_run {
             result = self.propagate_deletes(&sink_stream, cp.pass, report, &mut t).await;
         }
-        self.conclude(result, completed, sink_down, report, &t).await
+        self.conclude(result, completed, later, sink_down, report, &t).await
     }
 
     /// Everything before the stages start: the stream's settings checked, the sink opened,
@@ -318,6 +319,9 @@ impl StreamRun {
                 pass_complete: true,
             };
         }
+        if let (None, Some(_), Some(v)) = (&start.floor, cursor_field, &self.spec.start) {
+            start.floor = Some(CursorState { value: v.clone(), keys: vec![] });
+        }
         report.resumed = !start.pass_complete && start.position.is_some();
         if report.resumed {
             let position = start.position.as_ref().map(crate::record::canonical_json).unwrap_or_default();
@@ -376,6 +380,7 @@ impl StreamRun {
         &self,
         result: Result<(), Error>,
         completed: bool,
+        later: bool,
         sink_down: Option<(ErrorKind, String)>,
         report: &mut StreamReport,
         t: &Timings,
@@ -406,6 +411,10 @@ impl StreamRun {
             ));
         }
         if !completed {
+            if later {
+                info!(stream = %self.spec.name, "the source's page limit ended the run; the pass continues next run");
+                return Ok(());
+            }
             if self.cx.cancel.is_cancelled() {
                 return Err(Error::new(ErrorKind::Interrupted, "stopped by signal; the checkpoint was committed"));
             }

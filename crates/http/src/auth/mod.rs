@@ -1,5 +1,5 @@
 //! Credential providers: static bearer, API key (header or query), basic, OAuth2 client
-//! credentials and OAuth2 refresh token.
+//! credentials, OAuth2 refresh token, and a bearer token a connector mints ([`MintedBearer`]).
 //!
 //! Every provider implements [`Auth`]; [`AuthConfig`] builds one from configuration. Secrets
 //! are held as [`dovetail_core::Secret`], header values carrying them are marked sensitive,
@@ -8,6 +8,7 @@
 //! crate's one time source, [`crate::clock::Clock`] (see their `with_clock`).
 
 mod config;
+mod minted;
 mod oauth2;
 mod simple;
 mod token;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use dovetail_core::Error;
 
 pub use config::{ApiKeyPlacement, AuthConfig};
+pub use minted::{MintedBearer, Minter};
 pub use oauth2::{ClientAuth, OAuth2ClientCredentials, OAuth2RefreshToken, OAuth2Settings};
 pub use simple::{ApiKey, Basic, StaticBearer};
 

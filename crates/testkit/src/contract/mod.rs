@@ -118,6 +118,9 @@ pub(crate) struct StreamCase {
     /// The records a local source reads for this stream (given with
     /// [`SourceContract::records`]), so checks can derive changed copies of them.
     pub(crate) records: Option<Vec<Value>>,
+    /// The stream reads newest-first and a resumed pass restarts at the newest page
+    /// ([`SourceContract::restarts_on_resume`]).
+    pub(crate) restarts: bool,
 }
 
 /// A scenario fixture: the stream it runs and the exchanges it replays.
@@ -230,6 +233,7 @@ impl SourceContract {
             build: None,
             rerun: None,
             records: None,
+            restarts: false,
         });
         self
     }
@@ -251,13 +255,21 @@ impl SourceContract {
             build: Some(wrap(build)),
             rerun: None,
             records: None,
+            restarts: false,
         });
         self
     }
 
     /// A stream of a local source (no fixture: the data is what the builder reads).
     pub fn local_stream(mut self, name: &str) -> Self {
-        self.streams.push(StreamCase { name: name.to_owned(), fixture: None, build: None, rerun: None, records: None });
+        self.streams.push(StreamCase {
+            name: name.to_owned(),
+            fixture: None,
+            build: None,
+            rerun: None,
+            records: None,
+            restarts: false,
+        });
         self
     }
 
@@ -297,6 +309,7 @@ impl SourceContract {
             build: Some(build),
             rerun: None,
             records: Some(records),
+            restarts: false,
         });
         self
     }
@@ -336,6 +349,20 @@ impl SourceContract {
             panic!("contract {}: rerun fixture for unknown stream `{stream}`", self.connector)
         };
         case.rerun = Some((fixture.to_owned(), f));
+        self
+    }
+
+    /// `stream` reads newest-first and restarts its descent at the newest page when a run
+    /// resumes an unfinished pass: `resumes_from_a_checkpoint` checks that the resumed run
+    /// fetched the first page again (instead of checking that it did not).
+    ///
+    /// # Panics
+    /// When the stream was not added before.
+    pub fn restarts_on_resume(mut self, stream: &str) -> Self {
+        let Some(case) = self.streams.iter_mut().find(|s| s.name == stream) else {
+            panic!("contract {}: restarts_on_resume for unknown stream `{stream}`", self.connector)
+        };
+        case.restarts = true;
         self
     }
 

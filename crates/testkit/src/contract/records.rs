@@ -97,7 +97,7 @@ async fn direct_read(live: &Live, stream: &str) -> Result<u64, String> {
         let page = src.read(&req, &Cx::default()).await.map_err(|e| format!("a direct read failed: {}", e.report()))?;
         total += (page.records.len() + page.rejects.len()) as u64;
         match page.next {
-            Next::More(p) => position = Some(p),
+            Next::More(p) | Next::Later(p) => position = Some(p),
             Next::Done { .. } => return Ok(total),
         }
     }

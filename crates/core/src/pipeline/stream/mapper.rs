@@ -292,7 +292,7 @@ impl Mapper {
     fn advance(&mut self, next: Next, b: &mut MappedBatch) {
         let cp = &mut self.checkpoint;
         match next {
-            Next::More(pos) => cp.position = Some(pos),
+            Next::More(pos) | Next::Later(pos) => cp.position = Some(pos),
             Next::Done { resume } => {
                 cp.position = resume;
                 cp.pass_complete = true;

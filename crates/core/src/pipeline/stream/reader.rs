@@ -25,13 +25,14 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    /// Start reading. The task returns the time spent waiting on the source (ns).
-    pub fn spawn(self) -> JoinHandle<u128> {
+    /// Start reading. The task returns the time spent waiting on the source (ns), and
+    /// whether the source ended the run early ([`Next::Later`]).
+    pub fn spawn(self) -> JoinHandle<(u128, bool)> {
         tokio::spawn(self.run())
     }
 
-    async fn run(mut self) -> u128 {
-        let mut read_ns = 0u128;
+    async fn run(mut self) -> (u128, bool) {
+        let (mut read_ns, mut later) = (0u128, false);
         loop {
             if self.cx.cancel.is_cancelled() {
                 break;
@@ -45,6 +46,10 @@ impl Reader {
                         self.request.position = Some(pos.clone());
                         false
                     }
+                    Next::Later(_) => {
+                        later = true;
+                        true
+                    }
                     Next::Done { .. } => true,
                 },
                 Err(_) => true,
@@ -53,6 +58,6 @@ impl Reader {
                 break;
             }
         }
-        read_ns
+        (read_ns, later)
     }
 }
