@@ -73,6 +73,7 @@ impl Batch<'_> {
                 cancel: cancel.clone(),
                 from: from_value(args),
                 progress: None,
+                limit: args.limit,
             };
             let alerts = spec.alerts.as_ref().filter(|_| !args.dry_run);
             let before = match alerts {
