@@ -210,7 +210,7 @@ fn pagination<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Pagination, D::E
 /// (`per_page = 100` is `"100"`): query parameters are text on the wire either way.
 fn scalar_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged, expecting = "a string, a number or a boolean")]
+    #[serde(untagged, expecting = "expected a string, a number or a boolean (a query value is sent as text)")]
     enum Scalar {
         Text(String),
         Int(i64),

@@ -157,7 +157,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Stop each stream after N records: they are delivered and committed, but the pass is
-    /// not completed (no cursor move, no deletes); the next run carries on from there.
+    /// not completed (no cursor move, no deletes); the next run completes it without writing
+    /// them again.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Print each run report as one JSON line instead of the summary table.

@@ -33,10 +33,18 @@ fn init_writes_a_config_that_checks_previews_and_runs_offline() {
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("pipeline `example`: OK"), "{}", text(&out.stdout));
 
+    let out = dovetail(dir.path(), &["-q", "run", "--limit", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("stopped at --limit 1: `items` not read to the end (no cursor moved, nothing deleted); `dovetail run example` completes the pass without writing those records again"),
+        "{said}"
+    );
     let out = dovetail(dir.path(), &["-q", "run", "--json", "--limit", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let items = &json_report(&out)["streams"]["items"];
-    assert_eq!((items["read"].as_u64(), items["written"].as_u64()), (Some(2), Some(2)), "{items}");
+    let counts = (items["read"].as_u64(), items["written"].as_u64(), items["skipped_unchanged"].as_u64());
+    assert_eq!(counts, (Some(2), Some(1), Some(1)), "{items}");
     assert_eq!(items["limited"], true, "{items}");
     let out = dovetail(dir.path(), &["-q", "run", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

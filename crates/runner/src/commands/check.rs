@@ -24,12 +24,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     let n = project.pipelines.len() + failed.len();
     let plural = if n == 1 { "" } else { "s" };
     let verdict = match failed.len() {
-        0 => format!("config OK ({n} pipeline{plural}"),
-        bad => format!("config errors in {bad} of {n} pipeline{plural} (above"),
+        0 => format!("config OK ({n} pipeline{plural}, "),
+        bad => format!("config errors in {bad} of {n} pipeline{plural}, printed above ("),
     };
-    output::out(&format!("{}: {verdict}, state at {})\n", project.doc.label, project.state_path.display()))?;
+    output::out(&format!("{}: {verdict}state at {})\n", project.doc.label, project.state_path.display()))?;
     for (name, _) in &failed {
-        output::out(&format!("pipeline `{name}`: FAILED: config error (above)\n"))?;
+        output::out(&format!("pipeline `{name}`: FAILED: config error (printed above)\n"))?;
+    }
+    if project.pipelines.is_empty() {
+        return Ok(code);
     }
     // Probing needs no durable state: check against a private in-memory store so `check`
     // leaves nothing behind. An existing state is read to find sinks that lost what the
