@@ -55,7 +55,7 @@ pub enum Command {
     /// Run pipelines (all of them by default, one after the other).
     Run(RunArgs),
     /// Validate the config, warn about literal secrets and probe every source and sink.
-    Check,
+    Check(CheckArgs),
     /// Show each pipeline's latest runs, paused streams and the outbox.
     Status(StatusArgs),
     /// Inspect and replay records that could not be delivered.
@@ -79,6 +79,14 @@ pub enum Command {
     Man,
     /// Start a fake vendor with faults in-process and sync it into SQLite (examples/demo.toml).
     Demo(DemoArgs),
+}
+
+/// `dovetail check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Validate the config only: contact no API, open no file or database.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `dovetail init`.

@@ -32,6 +32,7 @@ fn init_writes_a_config_that_checks_previews_and_runs_offline() {
     let out = dovetail(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("pipeline `example`: OK"), "{}", text(&out.stdout));
+    assert!(!text(&out.stderr).contains("migration"), "no migration noise: {}", text(&out.stderr));
 
     let out = dovetail(dir.path(), &["-q", "run", "--limit", "1"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -228,4 +229,27 @@ fn completions_and_the_man_page() {
     let out = dovetail(Path::new("/"), &["man"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).starts_with(".ie"), "{}", &text(&out.stdout)[..80]);
+}
+
+/// `check --offline` validates every pipeline and contacts nothing: a missing data file and an
+/// API nobody listens on pass, no sink file or folder appears; `check` probes them.
+#[test]
+fn check_offline_validates_without_contacting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[pipelines.files.source]\nkind = \"files\"\nstreams = [{{ name = \"s\", path = \"gone.jsonl\", primary_key = [\"id\"] }}]\n[pipelines.files.sink]\nkind = \"sqlite\"\npath = \"db/x.db\"\n",
+        REST.replace("BASE", "http://127.0.0.1:9").replace("PAGINATION", "")
+    );
+    std::fs::write(dir.path().join("dovetail.toml"), config).unwrap();
+    let out = dovetail(dir.path(), &["check", "--offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("config OK (2 pipelines"), "{said}");
+    assert!(said.contains("pipeline `api`: config OK (not probed: --offline)"), "{said}");
+    assert!(said.contains("pipeline `files`: config OK (not probed: --offline)"), "{said}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["dovetail.toml"], "nothing created");
+    let out = dovetail(dir.path(), &["check"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("pipeline `files`: FAILED"), "{}", text(&out.stdout));
 }
