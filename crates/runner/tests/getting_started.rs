@@ -94,6 +94,34 @@ fn every_starter_config_loads() {
             err.contains(&format!("no stream `nope` in the selected pipelines; (streams: `{stream}`)")),
             "{source}: {err}"
         );
+        // The commented-out lines are valid too once uncommented.
+        let path = dir.path().join("sub/d.toml");
+        let mut config = std::fs::read_to_string(&path).unwrap();
+        for key in [
+            "auth",
+            "incremental",
+            "batch_size",
+            "max_dead",
+            "sync_mode",
+            "delete",
+            "columns",
+            "rename",
+            "cast",
+            "url",
+            "start_date",
+        ] {
+            config = config.replace(&format!("\n# {key}"), &format!("\n{key}"));
+        }
+        std::fs::write(&path, config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dovetail"))
+            .current_dir(dir.path())
+            .args(["-c", "sub/d.toml", "run", "--stream", "nope"])
+            .env("GITHUB_TOKEN", "t")
+            .env("API_TOKEN", "t")
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(err.contains("no stream `nope` in the selected pipelines"), "{source} uncommented: {err}");
     }
 }
 

@@ -41,9 +41,11 @@ pub fn run(config_path: &Path, args: &InitArgs) -> anyhow::Result<i32> {
         .map_err(|e| Error::io(e, format!("cannot write `{}`", config_path.display()), config_path))?;
     let schema = serde_json::to_string_pretty(&crate::config::schema())?;
     write(&dir.join(SCHEMA_FILE), &format!("{schema}\n"), true)?;
-    let mut wrote = vec![config_path.display().to_string(), dir.join(SCHEMA_FILE).display().to_string()];
+    // `./x` reads as `x`.
+    let shown = |p: &Path| p.strip_prefix(".").unwrap_or(p).display().to_string();
+    let mut wrote = vec![shown(config_path), shown(&dir.join(SCHEMA_FILE))];
     if args.source == InitSource::Files && write(&dir.join(SAMPLE_FILE), SAMPLE, false)? {
-        wrote.push(dir.join(SAMPLE_FILE).display().to_string());
+        wrote.push(shown(&dir.join(SAMPLE_FILE)));
     }
     let config = config_path.display();
     let flag = if config_path == Path::new("dovetail.toml") { String::new() } else { format!(" --config {config}") };
