@@ -9,6 +9,7 @@
 //! - `bench-rest [--records N]... [--runs K]`: the fake vendor → REST → SQLite through `dovetail run`
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
+//! - `man [--out DIR]`: the man page and shell completions, from the `dovetail` binary
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
 //! `dovetail` binary as a child process.
@@ -18,6 +19,7 @@ mod bench_http;
 mod bench_rest;
 mod ci;
 mod contract;
+mod man;
 mod new_connector;
 mod rss;
 mod tidy;
@@ -46,7 +48,9 @@ commands:
   new-connector NAME              scaffold connectors/NAME (a source and a sink) and wire it
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
-                                  print a table connector x check: pass / FAIL / n/a, reasons";
+                                  print a table connector x check: pass / FAIL / n/a, reasons
+  man [--out DIR]                 man page and bash/zsh/fish completions of `dovetail`
+                                  (default DIR: target/share)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Some("bench-http") => bench_http::main(&root, &args[1..]).map(|()| true),
         Some("bench-rest") => bench_rest::main(&root, &args[1..]).map(|()| true),
         Some("contract") => contract::main(&root, &args[1..]),
+        Some("man") => man::main(&root, &args[1..]).map(|()| true),
         Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

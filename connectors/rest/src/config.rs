@@ -51,8 +51,10 @@ pub struct RestStreamConfig {
     /// (absolute or relative to `base_url`). An absolute URL, configured or from a parent,
     /// must be on `base_url`'s origin or in `http.allowed_origins`.
     pub path: String,
-    /// Query parameters sent on every request of the stream (page size, filters).
-    #[serde(default)]
+    /// Query parameters sent on every request of the stream (page size, filters); numbers
+    /// and booleans are sent as written (`per_page = 100`).
+    #[serde(default, deserialize_with = "scalar_strings")]
+    #[schemars(schema_with = "scalar_strings_schema")]
     pub query: BTreeMap<String, String>,
     /// JSON pointer to the array of records in each response (e.g. `/data`); omit when the
     /// body itself is the array.
@@ -61,7 +63,7 @@ pub struct RestStreamConfig {
     /// Primary-key fields (dotted paths into each record).
     pub primary_key: Vec<String>,
     /// How the next page is found (default: no pagination).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pagination")]
     pub pagination: Pagination,
     /// Incremental sync by a cursor field.
     #[serde(default)]
@@ -167,6 +169,74 @@ pub enum Pagination {
 
 fn one() -> u64 {
     1
+}
+
+/// The `type` names of [`Pagination`], for the error a bare string gets.
+const PAGINATION_TYPES: [&str; 6] = ["none", "cursor", "next_url", "link_header", "page_number", "offset"];
+
+/// [`Pagination`] from its table; a bare string (`pagination = "link_header"`) is refused
+/// with the table to write instead of serde's words about internally tagged enums.
+fn pagination<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Pagination, D::Error> {
+    struct Table;
+    impl<'de> serde::de::Visitor<'de> for Table {
+        type Value = Pagination;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table such as `{ type = \"link_header\" }`")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Pagination, E> {
+            let fields = match v {
+                "cursor" => ", pointer = \"/meta/next_cursor\", param = \"cursor\"",
+                "next_url" => ", pointer = \"/next\"",
+                "page_number" | "offset" => ", param = \"page\"",
+                _ => "",
+            };
+            if PAGINATION_TYPES.contains(&v) {
+                Err(E::custom(format!("`pagination` is a table: write `pagination = {{ type = \"{v}\"{fields} }}`")))
+            } else {
+                Err(E::custom(format!(
+                    "`pagination` is a table with a `type`, one of {}: e.g. `pagination = {{ type = \"link_header\" }}`",
+                    PAGINATION_TYPES.map(|t| format!("`{t}`")).join(", ")
+                )))
+            }
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Pagination, A::Error> {
+            Pagination::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(Table)
+}
+
+/// A table of strings where numbers and booleans are taken as the text they are written as
+/// (`per_page = 100` is `"100"`): query parameters are text on the wire either way.
+fn scalar_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "expected a string, a number or a boolean (a query value is sent as text)")]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let map = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Text(s) => s,
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+fn scalar_strings_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": { "type": ["string", "integer", "number", "boolean"] }
+    })
 }
 
 /// The REST sink: writes each stream's mapped records to an endpoint.

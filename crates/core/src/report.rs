@@ -54,6 +54,10 @@ pub struct StreamReport {
     /// Why the stream is paused, when the run paused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// Whether the stream stopped at the run's record limit (`run --limit`) before the end
+    /// of its pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limited: bool,
 }
 
 /// What a connector's HTTP client did during a run: the figures that explain a slow or

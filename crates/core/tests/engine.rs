@@ -586,3 +586,60 @@ async fn a_lookback_window_catches_a_record_whose_timestamp_lagged_and_skips_the
     let (s, rows) = late(Some(15)).await;
     assert_eq!((s.written, s.skipped_unchanged, rows), (1, 2, 6), "{s:?}");
 }
+
+/// `limit` stops a stream inside its pass: what was read is written and committed, the page
+/// the limit cut is read again by the next run, no more pages are fetched, and neither the
+/// cursor floor nor deletes move until a run completes the pass.
+#[tokio::test]
+async fn a_limited_run_stops_inside_the_pass_without_deletes_or_a_moved_floor() {
+    let (src, sink, state) =
+        (MemorySource::new("s", &["id"], people(20)), MemorySink::default(), MemoryState::default());
+    let opts =
+        StreamOptions { sync_mode: SyncMode::FullRefresh, delete_mode: DeleteMode::Delete, ..Default::default() };
+    let p = pipeline(&src, &sink, &state, opts, 6);
+    let r = p.run(RunOptions { limit: Some(8), ..Default::default() }).await.unwrap();
+    let s = &r.streams["s"];
+    assert_eq!((s.read, s.written, s.deleted), (8, 8, 0), "{s:?}");
+    assert!(s.limited && r.outcome == RunOutcome::Succeeded && r.exit_code == 0, "{r:?}");
+    assert_eq!(src.pages_served(), 2, "no page past the limit is fetched");
+    let cp = state.checkpoint("p", "s").await.unwrap().unwrap();
+    assert!(!cp.pass_complete, "{cp:?}");
+    assert_eq!(cp.position, Some(json!({"offset": 6})), "the cut page is read again");
+
+    // The rest of the pass completes the first load.
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!((r.streams["s"].written, r.streams["s"].skipped_unchanged), (12, 2), "{:?}", r.streams["s"]);
+    assert!(r.streams["s"].resumed && !r.streams["s"].limited);
+    assert_eq!(sink.rows("s").len(), 20);
+
+    // Records gone from the source are not deleted by a limited pass, only by a complete one.
+    src.set_records("s", people(20).into_iter().filter(|r| r["id"].as_u64().unwrap() % 4 != 0).collect());
+    let r = p.run(RunOptions { limit: Some(14), ..Default::default() }).await.unwrap();
+    assert_eq!((r.streams["s"].read, r.streams["s"].deleted), (14, 0), "{:?}", r.streams["s"]);
+    assert!(r.streams["s"].limited);
+    assert_eq!(sink.rows("s").len(), 20);
+    // A limit the pass ends within is a complete pass.
+    let r = p.run(RunOptions { limit: Some(100), ..Default::default() }).await.unwrap();
+    assert_eq!((r.streams["s"].deleted, r.streams["s"].limited), (5, false), "{:?}", r.streams["s"]);
+    assert_eq!(sink.rows("s").len(), 15);
+}
+
+/// An incremental stream's cursor floor stays where it was after a limited run.
+#[tokio::test]
+async fn a_limited_run_keeps_the_cursor_floor() {
+    let recs: Vec<Value> = (1..=10).map(|i| at(i, i)).collect();
+    let (src, sink, state) = (
+        MemorySource::new("s", &["id"], recs).with_cursor("s", "updated_at"),
+        MemorySink::default(),
+        MemoryState::default(),
+    );
+    let p = pipeline(&src, &sink, &state, StreamOptions::default(), 4);
+    let r = p.run(RunOptions { limit: Some(5), ..Default::default() }).await.unwrap();
+    assert!(r.streams["s"].limited);
+    let cp = state.checkpoint("p", "s").await.unwrap().unwrap();
+    assert!(!cp.pass_complete && cp.floor.is_none(), "{cp:?}");
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.streams["s"].written, 5, "{:?}", r.streams["s"]);
+    let cp = state.checkpoint("p", "s").await.unwrap().unwrap();
+    assert!(cp.pass_complete && cp.floor.is_some(), "{cp:?}");
+}

@@ -47,10 +47,15 @@ pub enum LogFormat {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter config (and its JSON Schema for editors) in this directory.
+    Init(InitArgs),
+    /// Fetch one page of a stream and print its raw records, the mapped records and the
+    /// inferred schema; writes nothing, state included.
+    Preview(PreviewArgs),
     /// Run pipelines (all of them by default, one after the other).
     Run(RunArgs),
     /// Validate the config, warn about literal secrets and probe every source and sink.
-    Check,
+    Check(CheckArgs),
     /// Show each pipeline's latest runs, paused streams and the outbox.
     Status(StatusArgs),
     /// Inspect and replay records that could not be delivered.
@@ -67,8 +72,72 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print the JSON Schema of the config file.
     ConfigSchema,
+    /// Print a shell completion script (`dovetail completions bash > …`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff); `cargo xtask man` writes it to a file.
+    #[command(hide = true)]
+    Man,
     /// Start a fake vendor with faults in-process and sync it into SQLite (examples/demo.toml).
     Demo(DemoArgs),
+}
+
+/// `dovetail check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Validate the config only: contact no API, open no file or database.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `dovetail init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where the records come from.
+    #[arg(long, value_enum, default_value_t = InitSource::Files)]
+    pub source: InitSource,
+    /// Where the records go.
+    #[arg(long, value_enum, default_value_t = InitSink::Sqlite)]
+    pub sink: InitSink,
+}
+
+/// The sources `dovetail init` has a starter for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitSource {
+    /// A local JSONL file (a small sample is written beside the config).
+    Files,
+    /// A JSON API over HTTP.
+    Rest,
+    /// GitHub issues of a repository.
+    Github,
+}
+
+/// The sinks `dovetail init` has a starter for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitSink {
+    /// A local SQLite database.
+    Sqlite,
+    /// JSON Lines files.
+    Jsonl,
+}
+
+/// `dovetail preview`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// Records to show (default: the first page); more pages are fetched to reach it.
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+/// `dovetail completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `dovetail demo`.
@@ -95,6 +164,11 @@ pub struct RunArgs {
     /// Read and map, write and commit nothing; report what would change.
     #[arg(long)]
     pub dry_run: bool,
+    /// Stop each stream after N records: they are delivered and committed, but the pass is
+    /// not completed (no cursor move, no deletes); the next run completes it without writing
+    /// them again.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
     /// Print each run report as one JSON line instead of the summary table.
     #[arg(long)]
     pub json: bool,

@@ -189,8 +189,19 @@ pub fn unknown_pipeline(doc: &Doc, name: &str, known: Vec<String>) -> Error {
 
 /// Read a config file into a [`Doc`].
 pub fn read_doc(path: &Path) -> Result<Doc, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("cannot read config file `{}`", path.display())).with_source(e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let missing = e.kind() == std::io::ErrorKind::NotFound;
+        let err = Error::config(format!("cannot read config file `{}`", path.display())).with_source(e);
+        // No config yet is where everyone starts: say how to get one.
+        if missing {
+            let flag = if path == Path::new("dovetail.toml") { String::new() } else { format!(" --config {}", path.display()) };
+            err.with_hint(format!(
+                "`dovetail init{flag}` writes a commented starter config there (or pass `--config PATH` to use another file)"
+            ))
+        } else {
+            err
+        }
+    })?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     Ok(Doc { label: path.display().to_string(), text, base_dir })
@@ -248,8 +259,61 @@ pub fn load_with(path: &Path, env: &dyn Lookup) -> Result<Project, Error> {
     Ok(Project { doc, state_path, pipelines, literal_secrets })
 }
 
+/// A config loaded pipeline by pipeline, for `dovetail check`: the pipelines that load, and
+/// the error of each one that does not (every pipeline's, not only the first).
+pub struct Checked {
+    /// The pipelines that loaded (with the config's `[state]`).
+    pub project: Project,
+    /// Pipelines that did not load, by name, with their error.
+    pub failed: Vec<(String, Error)>,
+}
+
+/// Load like [`load`], one pipeline at a time so a broken pipeline does not hide the errors of
+/// the next. `Err` for what every pipeline shares: the file, its TOML, `[state]`.
+pub fn load_each(path: &Path) -> Result<Checked, Error> {
+    let doc = read_doc(path)?;
+    let root = parse(&doc)?;
+    let names: Vec<String> = match root.get_ref().get("pipelines").map(Spanned::get_ref) {
+        Some(DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+        // Not a table: the whole load says so.
+        _ => return load_with(path, &ProcessEnv).map(|project| Checked { project, failed: vec![] }),
+    };
+    // The state (and every key outside the pipelines) first, with no pipeline at all.
+    let only = |keep: Option<&str>| {
+        let mut r = root.clone();
+        if let Some(DeValue::Table(t)) = r.get_mut().get_mut("pipelines").map(Spanned::get_mut) {
+            *t = std::mem::take(t).into_iter().filter(|(k, _)| Some(k.get_ref().as_ref()) == keep).collect();
+        }
+        r
+    };
+    let (state_path, _, mut literal_secrets) = load_root(&doc, only(None), &ProcessEnv)?;
+    let (mut pipelines, mut failed) = (Vec::new(), Vec::new());
+    for name in names {
+        match load_root(&doc, only(Some(&name)), &ProcessEnv) {
+            Ok((_, specs, secrets)) => {
+                pipelines.extend(specs);
+                for s in secrets {
+                    if !literal_secrets.contains(&s) {
+                        literal_secrets.push(s);
+                    }
+                }
+            }
+            Err(e) => failed.push((name, e)),
+        }
+    }
+    literal_secrets.sort_by_key(|s| s.line);
+    Ok(Checked { project: Project { doc, state_path, pipelines, literal_secrets }, failed })
+}
+
 fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>), Error> {
-    let mut root = parse(doc)?;
+    load_root(doc, parse(doc)?, env)
+}
+
+fn load_root(
+    doc: &Doc,
+    mut root: Spanned<DeTable<'_>>,
+    env: &dyn Lookup,
+) -> Result<(PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>), Error> {
     let secrets = interpolate::interpolate(doc, root.get_mut(), env)?;
     let config = Config::deserialize(toml::de::Deserializer::from(root.clone()))
         .map_err(|e| diag::toml_error(doc, root.get_ref(), &e))?;

@@ -69,8 +69,13 @@ fn worker_threads(cores: usize, env: Option<&str>) -> usize {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<i32> {
-    if let Command::ConfigSchema = cli.command {
-        return commands::schema::run();
+    // The verbs that need no runtime.
+    match &cli.command {
+        Command::ConfigSchema => return commands::schema::run(),
+        Command::Init(a) => return commands::init::run(&cli.config, a),
+        Command::Completions(a) => return commands::completions::run(a),
+        Command::Man => return commands::completions::man(),
+        _ => {}
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = worker_threads(cores, std::env::var("TOKIO_WORKER_THREADS").ok().as_deref());
@@ -89,15 +94,20 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     runtime.block_on(async {
         match &cli.command {
             Command::Run(a) => commands::run::run(config, a).await,
-            Command::Check => commands::check::run(config).await,
+            Command::Check(a) => commands::check::run(config, a).await,
             Command::Status(a) => commands::status::run(config, a).await,
             Command::DeadLetters(c) => commands::dead_letters::run(config, c).await,
             Command::Reset(a) => commands::reset::run(config, a).await,
             Command::Resume(a) => commands::resume::run(config, a).await,
             Command::Drift(a) => commands::drift::run(config, a).await,
             Command::Explain(a) => commands::explain::run(config, a).await,
-            Command::ConfigSchema => commands::schema::run(),
+            Command::Preview(a) => commands::preview::run(config, a).await,
             Command::Demo(a) => commands::demo::run(a).await,
+            // (Returned before the runtime starts.)
+            Command::ConfigSchema => commands::schema::run(),
+            Command::Init(a) => commands::init::run(&cli.config, a),
+            Command::Completions(a) => commands::completions::run(a),
+            Command::Man => commands::completions::man(),
         }
     })
 }

@@ -67,6 +67,19 @@ impl TokenStore for LazyTokenStore {
     }
 }
 
+/// Whether this process keeps its hands off the state database (`dovetail preview`).
+static WRITE_NOTHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on the response cache neither opens the state database nor stores anything:
+/// every lookup misses and every store is dropped.
+pub fn write_nothing() {
+    WRITE_NOTHING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn writes_nothing() -> bool {
+    WRITE_NOTHING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The response cache in the state database, opened on first use.
 pub struct LazyResponseCache {
     state_path: PathBuf,
@@ -91,9 +104,15 @@ impl LazyResponseCache {
 #[async_trait]
 impl ResponseCache for LazyResponseCache {
     async fn get(&self, key: &str) -> Result<Option<CachedResponse>, Error> {
+        if writes_nothing() {
+            return Ok(None);
+        }
         self.get()?.get(key).await
     }
     async fn put(&self, key: &str, response: &CachedResponse) -> Result<(), Error> {
+        if writes_nothing() {
+            return Ok(());
+        }
         self.get()?.put(key, response).await
     }
 }

@@ -30,6 +30,9 @@ use crate::stream::{DeleteMode, OnUnavailable, SyncMode};
 /// Default bound of a stream's outbox, in records.
 pub const DEFAULT_OUTBOX_MAX: u64 = 100_000;
 
+/// Records per page and per batch when the pipeline does not set `batch_size`.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
 /// Records a stream must read before "every one was dead-lettered" fails it: fewer could be
 /// a handful of bad test records rather than a source that changed under the config.
 pub const ALL_DEAD_LETTERED_MIN: u64 = 10;
@@ -79,6 +82,10 @@ pub struct RunOptions {
     pub from: Option<serde_json::Value>,
     /// Told about each stream's progress (progress bars, periodic lines).
     pub progress: Option<Arc<dyn Progress>>,
+    /// Stop each stream after this many records read: what was read is delivered and
+    /// committed, but the pass is not completed (the cursor floor stays, no deletes), so the
+    /// next run carries on from there.
+    pub limit: Option<u64>,
 }
 
 /// Receives a stream's counts as batches complete (called from the stream's writer).
@@ -210,7 +217,7 @@ impl Pipeline {
             sink: None,
             state: None,
             streams: BTreeMap::new(),
-            batch_size: 1000,
+            batch_size: DEFAULT_BATCH_SIZE,
             max_dead_letters: None,
             max_dead_letter_ratio: None,
             outbox_max: DEFAULT_OUTBOX_MAX,
@@ -326,6 +333,7 @@ impl Pipeline {
                 dry_run: opts.dry_run,
                 from: opts.from.clone(),
                 progress: opts.progress.clone(),
+                limit: opts.limit,
                 cx: cx.clone(),
                 run_id,
             };

@@ -86,6 +86,8 @@ pub(crate) struct StreamRun {
     pub dry_run: bool,
     pub from: Option<Value>,
     pub progress: Option<Arc<dyn super::Progress>>,
+    /// Records to read before stopping short of the end of the pass (`run --limit`).
+    pub limit: Option<u64>,
     pub cx: Cx,
     pub run_id: i64,
 }
@@ -195,7 +197,9 @@ impl StreamRun {
         let (batch_tx, mut batch_rx) = mpsc::channel::<Result<MappedBatch, Error>>(1);
         let (commit_tx, commit_rx) = mpsc::channel::<Commit>(2);
         let request = self.first_request(&cp, cursor_field.is_some(), lookback_floor.as_ref());
-        let reader = Reader { source: sh.source.clone(), cx: self.cx.clone(), request, pages: page_tx }.spawn();
+        let reader =
+            Reader { source: sh.source.clone(), cx: self.cx.clone(), request, pages: page_tx, limit: self.limit }
+                .spawn();
         let mapper = Mapper {
             pages: page_rx,
             batches: batch_tx,
@@ -215,6 +219,7 @@ impl StreamRun {
             ledger_known,
             track_touched: delete_mode != DeleteMode::Keep,
             batch_size: sh.batch_size,
+            limit: self.limit,
         }
         .spawn();
         let committer = Committer { state: sh.state.clone(), commits: commit_rx }.spawn();
@@ -235,7 +240,9 @@ impl StreamRun {
         drop(batch_rx);
         let later;
         (t.read, later) = reader.await.unwrap_or((0, false));
-        let Mapped { map_ns, ledger_ns, drift, pause } = mapper.await.unwrap_or_default();
+        let Mapped { map_ns, ledger_ns, drift, pause, limited } = mapper.await.unwrap_or_default();
+        // A limited run stops inside its pass: no deletes, no moved floor, and no error.
+        report.limited = limited && !completed;
         self.drift().store(sh.state.as_ref(), self.dry_run, drift, pause, report).await;
         t.map = map_ns;
         t.ledger = ledger_ns;
@@ -410,7 +417,7 @@ impl StreamRun {
                 ),
             ));
         }
-        if !completed {
+        if !completed && !report.limited {
             if later {
                 info!(stream = %self.spec.name, "the source's page limit ended the run; the pass continues next run");
                 return Ok(());

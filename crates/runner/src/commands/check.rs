@@ -3,29 +3,49 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::cli::CheckArgs;
 use crate::{config, output};
 
-/// Validate and probe; non-zero exit when anything fails.
-pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
-    let project = config::load(config_path)?;
+/// Validate and probe; non-zero exit when anything fails. Every pipeline is loaded and
+/// probed on its own, so one run of `check` reports the errors of all of them.
+pub async fn run(config_path: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
+    let config::Checked { project, failed } = config::load_each(config_path)?;
     // A config with nothing to run is refused here exactly as `run` refuses it.
-    super::run::select(&project, &[])?;
+    if failed.is_empty() {
+        super::run::select(&project, &[])?;
+    }
     for s in &project.literal_secrets {
         eprintln!("warning: {}", s.warning(&project.doc));
     }
-    output::out(&format!(
-        "{}: config OK ({} pipeline{}, state at {})\n",
-        project.doc.label,
-        project.pipelines.len(),
-        if project.pipelines.len() == 1 { "" } else { "s" },
-        project.state_path.display()
-    ))?;
-    // Probing needs no durable state: check against a private in-memory store so `check`
-    // leaves nothing behind. An existing state is read to find sinks that lost what the
-    // ledger remembers.
-    let state: Arc<dyn dovetail_core::StateStore> = Arc::new(dovetail_state::SqliteState::open_in_memory()?);
-    let recorded = if project.state_path.exists() { Some(super::open_state(&project.state_path)?) } else { None };
     let mut code = 0;
+    for (_, e) in &failed {
+        output::error(e);
+        code = first(code, e.kind().exit_code());
+    }
+    let n = project.pipelines.len() + failed.len();
+    let plural = if n == 1 { "" } else { "s" };
+    let verdict = match failed.len() {
+        0 => format!("config OK ({n} pipeline{plural}, "),
+        bad => format!("config errors in {bad} of {n} pipeline{plural}, printed above ("),
+    };
+    output::out(&format!("{}: {verdict}state at {})\n", project.doc.label, project.state_path.display()))?;
+    for (name, _) in &failed {
+        output::out(&format!("pipeline `{name}`: FAILED: config error (printed above)\n"))?;
+    }
+    if args.offline {
+        for spec in &project.pipelines {
+            output::out(&format!("pipeline `{}`: config OK (not probed: --offline)\n", spec.name))?;
+        }
+        return Ok(code);
+    }
+    if project.pipelines.is_empty() {
+        return Ok(code);
+    }
+    // Probing reads and writes no state (`Pipeline::check` asks only the connectors): the
+    // pipelines are built over an empty in-memory store, which has no schema to migrate.
+    // An existing state is read to find sinks that lost what the ledger remembers.
+    let state: Arc<dyn dovetail_core::StateStore> = Arc::new(dovetail_core::testing::MemoryState::default());
+    let recorded = if project.state_path.exists() { Some(super::open_state(&project.state_path)?) } else { None };
     for spec in &project.pipelines {
         let result = match spec.build(state.clone()) {
             Ok(p) => p.check().await,
@@ -54,11 +74,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
                     e.report(),
                     e.next_step()
                 ))?;
-                if code == 0 {
-                    code = e.kind().exit_code();
-                }
+                code = first(code, e.kind().exit_code());
             }
         }
     }
     Ok(code)
+}
+
+fn first(code: i32, next: i32) -> i32 {
+    if code != 0 { code } else { next }
 }

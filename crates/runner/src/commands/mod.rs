@@ -1,10 +1,13 @@
 //! One module per verb. Each returns the process exit code, or an error whose kind picks it.
 
 pub mod check;
+pub mod completions;
 pub mod dead_letters;
 pub mod demo;
 pub mod drift;
 pub mod explain;
+pub mod init;
+pub mod preview;
 pub mod reset;
 pub mod resume;
 pub mod run;

@@ -73,6 +73,7 @@ impl Batch<'_> {
                 cancel: cancel.clone(),
                 from: from_value(args),
                 progress: None,
+                limit: args.limit,
             };
             let alerts = spec.alerts.as_ref().filter(|_| !args.dry_run);
             let before = match alerts {
@@ -129,6 +130,15 @@ fn print_report(args: &RunArgs, report: &RunReport) -> anyhow::Result<()> {
         output::out(&format!("{}\n", serde_json::to_string(report)?))?;
     } else {
         output::out(&output::run_summary(report, "pipeline"))?;
+        let limited: Vec<String> =
+            report.streams.iter().filter(|(_, s)| s.limited).map(|(n, _)| format!("`{n}`")).collect();
+        if let (false, Some(n)) = (limited.is_empty(), args.limit) {
+            output::out(&format!(
+                "  stopped at --limit {n}: {} not read to the end (no cursor moved, nothing deleted); `dovetail run {}` completes the pass without writing those records again\n",
+                limited.join(", "),
+                report.pipeline
+            ))?;
+        }
     }
     Ok(())
 }

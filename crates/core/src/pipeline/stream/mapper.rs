@@ -91,6 +91,8 @@ pub(super) struct Mapper {
     pub track_touched: bool,
     /// Records per batch for the writer.
     pub batch_size: usize,
+    /// Records after which the mapper stops short of the end of the pass (`run --limit`).
+    pub limit: Option<u64>,
 }
 
 /// What the mapper hands back when it ends.
@@ -104,6 +106,8 @@ pub(super) struct Mapped {
     pub drift: Vec<DriftEvent>,
     /// Why the drift policy paused the stream, if it did.
     pub pause: Option<String>,
+    /// Whether the run's record limit stopped the mapper.
+    pub limited: bool,
 }
 
 impl Mapper {
@@ -117,6 +121,8 @@ impl Mapper {
         let mut pending: Option<MappedBatch> = None;
         // Which record of a repeated key wins; holds at most one batch's worth of records.
         let mut versions = Versions::new(self.ledger_known, self.batch_size);
+        let mut left = self.limit;
+        let mut limited = false;
         while let Some(page) = self.pages.recv().await {
             let mut page = match page {
                 Ok(p) => p,
@@ -125,6 +131,13 @@ impl Mapper {
                     self.fail(&mut versions, pending.take(), e).await;
                     break;
                 }
+            };
+            let cut = match left.as_mut().and_then(|n| cut_at_limit(&mut page, n)) {
+                Some(cut) => {
+                    limited = true;
+                    cut
+                }
+                None => false,
             };
             let t = Instant::now();
             versions.begin_page(&self.checkpoint);
@@ -153,7 +166,11 @@ impl Mapper {
                 break;
             }
             ledger_ns += t.elapsed().as_nanos();
-            self.advance(page.next, &mut b);
+            self.advance(if cut { None } else { Some(page.next) }, &mut b);
+            if limited {
+                pending = Some(b);
+                break;
+            }
             if !b.done && b.size() < self.batch_size {
                 pending = Some(b);
                 continue;
@@ -163,12 +180,13 @@ impl Mapper {
                 break;
             }
         }
-        // The reader stopped without finishing the pass (cancellation): deliver what was read.
+        // The reader stopped without finishing the pass (cancellation, the limit): deliver
+        // what was read.
         if let Some(p) = self.release(&mut versions, pending.take()) {
             let _ = self.batches.send(Ok(p)).await;
         }
         let (drift, pause) = self.drift.finish();
-        Mapped { map_ns, ledger_ns, drift, pause }
+        Mapped { map_ns, ledger_ns, drift, pause, limited }
     }
 
     /// Send what was merged so far, then the error that ends the run.
@@ -289,7 +307,15 @@ impl Mapper {
     }
 
     /// Move the checkpoint past the page; the batch carries a copy.
-    fn advance(&mut self, next: Next, b: &mut MappedBatch) {
+    fn advance(&mut self, next: Option<Next>, b: &mut MappedBatch) {
+        // `None`: a page cut at the limit; the checkpoint stays before it, so it is read again.
+        if let Some(next) = next {
+            self.advance_past(next, b);
+        }
+        b.checkpoint = self.checkpoint.clone();
+    }
+
+    fn advance_past(&mut self, next: Next, b: &mut MappedBatch) {
         let cp = &mut self.checkpoint;
         match next {
             Next::More(pos) | Next::Later(pos) => cp.position = Some(pos),
@@ -302,8 +328,25 @@ impl Mapper {
                 b.done = true;
             }
         }
-        b.checkpoint = cp.clone();
     }
+}
+
+/// Count a page against the records `left` before the limit. `None` while the limit is not
+/// reached; else whether the page was cut: it loses what lies past the limit, its rejects
+/// too, since the checkpoint stays before it and the next run reads it again.
+fn cut_at_limit(page: &mut Page, left: &mut u64) -> Option<bool> {
+    let n = page.records.len() as u64;
+    if n < *left {
+        *left -= n;
+        return None;
+    }
+    let cut = n > *left;
+    if cut {
+        page.records.truncate(*left as usize);
+        page.rejects.clear();
+    }
+    *left = 0;
+    Some(cut)
 }
 
 #[cfg(test)]
@@ -363,6 +406,7 @@ mod tests {
             ledger_known: true,
             track_touched: false,
             batch_size: 4,
+            limit: None,
         }
         .spawn();
         page_tx.send(page(&[json!({"id": 1, "at": 3}), unchanged], Next::More(json!("p2")))).await.unwrap();

@@ -22,6 +22,8 @@ pub(super) struct Reader {
     pub request: ReadRequest,
     /// Pages (or the failure that ends the read) for the mapper.
     pub pages: mpsc::Sender<Result<Page, Error>>,
+    /// Records after which no further page is fetched (`run --limit`).
+    pub limit: Option<u64>,
 }
 
 impl Reader {
@@ -33,6 +35,7 @@ impl Reader {
 
     async fn run(mut self) -> (u128, bool) {
         let (mut read_ns, mut later) = (0u128, false);
+        let mut records = 0u64;
         loop {
             if self.cx.cancel.is_cancelled() {
                 break;
@@ -41,6 +44,14 @@ impl Reader {
             let page = self.source.read(&self.request, &self.cx).await;
             read_ns += t.elapsed().as_nanos();
             let stop = match &page {
+                Ok(p)
+                    if self.limit.is_some_and(|l| {
+                        records += p.records.len() as u64;
+                        records >= l
+                    }) =>
+                {
+                    true
+                }
                 Ok(p) => match &p.next {
                     Next::More(pos) => {
                         self.request.position = Some(pos.clone());
