@@ -136,6 +136,12 @@ pub struct Faults {
     pub error_503_ratio: f64,
     /// Fraction of requests whose connection is closed without any response.
     pub drop_ratio: f64,
+    /// Every Nth request that reaches the fault dice (the Nth, the 2Nth, ... since start) has
+    /// its connection closed without any response; 0 is off. Deterministic, unlike the ratio.
+    pub drop_every: u64,
+    /// Every Nth request that reaches the fault dice is answered 503; 0 is off. Deterministic,
+    /// unlike the ratio.
+    pub error_503_every: u64,
     /// Every Nth token request (the Nth, the 2Nth, ...) is answered 503 before its grant is
     /// looked at, counting from the server's start; 0 is off. Deterministic, unlike the
     /// ratios, so a test can count on it.
@@ -175,6 +181,8 @@ impl Default for Faults {
             error_500_ratio: 0.0,
             error_503_ratio: 0.0,
             drop_ratio: 0.0,
+            drop_every: 0,
+            error_503_every: 0,
             token_error_503_every: 0,
             drop_after_create_ratio: 0.0,
             latency_ms: 0,

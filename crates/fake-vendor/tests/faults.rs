@@ -23,6 +23,27 @@ async fn dropped_connections_are_io_errors_not_statuses() {
 }
 
 #[tokio::test]
+async fn every_nth_request_is_dropped_or_answered_503_deterministically() {
+    let vendor = start(10).await;
+    vendor.set_faults(Faults { drop_every: 3, error_503_every: 4, ..Faults::default() });
+    let c = client();
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        match c.get(format!("{}/v1/items/1", vendor.base_url())).send().await {
+            Ok(r) => seen.push(r.status().as_u16()),
+            Err(e) => {
+                assert!(!e.is_status(), "{e:?}");
+                seen.push(0);
+            }
+        }
+    }
+    // The 3rd, 6th, 9th and 12th are dropped; the 4th and 8th answered 503 (the 12th dropped first).
+    assert_eq!(seen, [200, 200, 0, 503, 200, 0, 200, 503, 0, 200, 200, 0]);
+    let stats = vendor.stats();
+    assert_eq!((stats.dropped, stats.by_status.get(&503).copied()), (4, Some(2)));
+}
+
+#[tokio::test]
 async fn drop_after_create_creates_then_hangs_up() {
     let vendor = start(1).await;
     vendor.set_faults(Faults { drop_after_create_ratio: 1.0, ..Faults::default() });
