@@ -152,6 +152,9 @@ pub struct Faults {
     pub latency_ms: u64,
     /// 0-based page index of every item listing that answers 200 with invalid JSON, every time.
     pub malformed_page: Option<u64>,
+    /// How many times [`Faults::malformed_page`] is answered malformed (counted from the
+    /// server's start); 0 is every time.
+    pub malformed_page_times: u64,
     /// Fraction of records (chosen by id) whose `name`, `price` and `tags` are null.
     pub null_ratio: f64,
     /// Records with an id above this one drift as [`Faults::drift`] says.
@@ -187,6 +190,7 @@ impl Default for Faults {
             drop_after_create_ratio: 0.0,
             latency_ms: 0,
             malformed_page: None,
+            malformed_page_times: 0,
             null_ratio: 0.0,
             drift_after: None,
             drift: DriftKind::default(),

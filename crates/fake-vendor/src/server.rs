@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     token_requests: u64,
     /// Requests that reached the fault dice, for `drop_every` and `error_503_every`.
     diced: u64,
+    /// Malformed pages answered since start, for `malformed_page_times`.
+    pub(crate) malformed_served: u64,
     rng: fastrand::Rng,
 }
 
@@ -69,6 +71,7 @@ impl Shared {
                 created: Created::default(),
                 token_requests: 0,
                 diced: 0,
+                malformed_served: 0,
                 rng: fastrand::Rng::with_seed(config.seed),
             }),
         }
@@ -97,6 +100,8 @@ pub(crate) struct Reply {
     pub(crate) listing: bool,
     /// Records in a well-formed listing page, for stats.
     pub(crate) page_records: Option<u64>,
+    /// A listing page answered malformed (`malformed_page`), for stats.
+    pub(crate) malformed: bool,
     /// The work is done; close the connection instead of answering.
     pub(crate) drop_connection: bool,
 }
@@ -110,6 +115,7 @@ impl Reply {
             etag: false,
             listing: false,
             page_records: None,
+            malformed: false,
             drop_connection: false,
         }
     }
@@ -377,6 +383,10 @@ async fn finish(
         if let Some(n) = reply.page_records.filter(|_| reply.status == 200) {
             g.rec.stats.pages_served += 1;
             g.rec.stats.records_served += n;
+        }
+        if reply.malformed && reply.status == 200 {
+            g.rec.stats.malformed_pages += 1;
+            g.malformed_served += 1;
         }
     }
     if truncated {

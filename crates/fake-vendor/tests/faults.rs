@@ -84,6 +84,23 @@ async fn a_malformed_page_stays_malformed() {
     }
     assert_eq!(get(&c, &format!("{base}/v1/items/paged?per_page=10&page=3")).await.0, 200);
     assert_eq!(vendor.stats().pages_served, 2, "malformed pages are not counted as served");
+    assert_eq!(vendor.stats().malformed_pages, 4);
+}
+
+#[tokio::test]
+async fn a_malformed_page_times_n_is_malformed_n_times_then_well_formed() {
+    let vendor = start(50).await;
+    vendor.set_faults(Faults { malformed_page: Some(1), malformed_page_times: 2, ..Faults::default() });
+    let c = client();
+    let url = format!("{}/v1/items/paged?per_page=10&page=2", vendor.base_url());
+    for _ in 0..2 {
+        let text = c.get(&url).send().await.unwrap().text().await.unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+    }
+    let (status, _, body) = get(&c, &url).await;
+    assert_eq!((status, body["data"].as_array().map(Vec::len)), (200, Some(10)));
+    let stats = vendor.stats();
+    assert_eq!((stats.malformed_pages, stats.pages_served), (2, 1));
 }
 
 #[tokio::test]

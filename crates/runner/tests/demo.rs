@@ -41,17 +41,20 @@ fn the_demo_accounts_for_every_record_through_a_crash_and_a_rerun() {
     assert!(n(&first, "/crash/at_records_served") >= 300);
     assert!(n(&first, "/written") < 900, "the killed run had committed some: {first:#}");
     let faults = first["faults"].as_object().unwrap();
-    for fault in ["crash", "error_503", "dropped_connections", "rate_limit", "nulls"] {
+    for fault in ["crash", "malformed_page", "error_503", "dropped_connections", "rate_limit", "nulls"] {
         assert!(faults.get(fault).and_then(Value::as_u64).unwrap_or(0) >= 1, "{fault}: {faults:?}");
     }
     // Record 2200 is past the 900 served: no drift is configured to show.
     assert!(!faults.contains_key("drift"), "{faults:?}");
     // The vendor's own counters agree with the fault counters.
     assert_eq!(n(&first, "/faults/dropped_connections"), n(&first, "/vendor/dropped"));
+    assert_eq!(n(&first, "/vendor/malformed_pages"), 1, "the malformed page is answered so once");
+    assert_eq!(first["exit_code"], 0, "the run after the malformed page succeeded");
 
     let second = demo_json(tmp.path(), &config);
     assert_eq!(n(&second, "/written"), 0, "{second:#}");
     assert_eq!(n(&second, "/sink_rows") + n(&second, "/dead_lettered_keys"), 900);
     assert_eq!(n(&second, "/duplicate_keys"), 0);
     assert_eq!(second["crash"]["killed"], false, "only a first run is crashed");
+    assert!(!second["faults"].as_object().unwrap().contains_key("malformed_page"));
 }

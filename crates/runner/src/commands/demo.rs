@@ -47,8 +47,8 @@ struct DemoJson {
     duplicate_keys: u64,
     /// Distinct keys among the pipeline's dead letters, all runs together.
     dead_lettered_keys: u64,
-    /// Records written by this demo's runs (the killed child's count is not known; the sink's
-    /// rows are the truth).
+    /// Records written by this demo's in-process runs (the killed child's count is not known;
+    /// the sink's rows are the truth).
     written: u64,
     /// Whether the child run was killed mid-run, and whether the next run resumed it.
     crash: Crash,
@@ -115,11 +115,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let stream_names: Vec<String> = project.pipelines.iter().flat_map(|p| p.stream_names()).collect();
     let stream_names: Vec<&str> = stream_names.iter().map(String::as_str).collect();
     let mut crash = Crash::default();
+    let mut staged_malformed = None;
     if before == 0 {
         let log = state_dir.join("demo-crashed-run.log");
         let plan = (records, sinks.as_slice(), stream_names.as_slice());
         if let Some(served) = crash_run(&config_path, &env, &vendor, plan, &log).await? {
             crash = Crash { killed: true, at_records_served: served, resumed: false };
+            // A page two past the checkpoint answers 200 with a body that never parses, once.
+            let rows = sink_counts(&sinks, &stream_names).map(|(rows, _)| rows).unwrap_or(0);
+            let v = vendor.stats();
+            let page = (v.records_served / v.pages_served.max(1)).max(1);
+            let mut f = vendor.faults();
+            (f.malformed_page, f.malformed_page_times) = (Some(rows / page + 2), 1);
+            staged_malformed = f.malformed_page;
+            vendor.set_faults(f);
             say(&format!(
                 "A first `dovetail run` was killed (SIGKILL) after the vendor had served {served} records; resuming it here.\n\n"
             ))?;
@@ -128,14 +137,28 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let cancel = super::cancel_on_signal();
     let mut code = 0;
     let mut last = None;
+    let mut written = 0;
     for spec in &project.pipelines {
-        let pipeline = spec.build(state.clone())?;
-        let progress = if args.json { None } else { crate::progress::for_run(Some(pipeline.source())) };
-        let opts = RunOptions { cancel: cancel.clone(), progress, ..Default::default() };
-        let report = pipeline.run(opts).await?;
-        crash.resumed |= report.streams.values().any(|s| s.resumed);
+        let mut again = staged_malformed.is_some();
+        let report = loop {
+            let pipeline = spec.build(state.clone())?;
+            let progress = if args.json { None } else { crate::progress::for_run(Some(pipeline.source())) };
+            let opts = RunOptions { cancel: cancel.clone(), progress, ..Default::default() };
+            let malformed_before = vendor.stats().malformed_pages;
+            let report = pipeline.run(opts).await?;
+            crash.resumed |= report.streams.values().any(|s| s.resumed);
+            written += report.total(|s| s.written);
+            say(&output::run_summary(&report, "pipeline"))?;
+            if again && report.outcome != RunOutcome::Succeeded && vendor.stats().malformed_pages > malformed_before {
+                again = false;
+                say(
+                    "\nThe vendor answered a page 200 with malformed JSON: the stream stopped at the checkpoint before it (the error names the URL), nothing past it was taken for granted. Running again, as a schedule would:\n\n",
+                )?;
+                continue;
+            }
+            break report;
+        };
         let dead = state.dead_letters(Some(&report.pipeline), None, 100_000).await?;
-        say(&output::run_summary(&report, "pipeline"))?;
         let stats = vendor.stats();
         say(&story(&report, &dead, before, &project.state_path, &sinks, &stats, &auth))?;
         code = if code != 0 { code } else { super::run::report_code(&report) };
@@ -154,8 +177,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         sink_rows,
         duplicate_keys,
         dead_lettered_keys: dead_keys.len() as u64,
-        written: report.total(|s| s.written),
-        faults: fault_counters(&faults, rate.is_some(), &report, &stats, &crash, records),
+        written,
+        faults: fault_counters(&faults, rate.is_some(), &report, &stats, (&crash, staged_malformed), records),
         crash,
         vendor: stats,
         exit_code: code,
@@ -238,7 +261,7 @@ fn fault_counters(
     rate_limited: bool,
     r: &RunReport,
     v: &Stats,
-    crash: &Crash,
+    (crash, malformed): (&Crash, Option<u64>),
     records: u64,
 ) -> BTreeMap<&'static str, u64> {
     let mut out = BTreeMap::new();
@@ -275,6 +298,9 @@ fn fault_counters(
     }
     if crash.killed {
         out.insert("crash", u64::from(crash.killed && crash.resumed));
+    }
+    if malformed.is_some() {
+        out.insert("malformed_page", v.malformed_pages);
     }
     out
 }
@@ -364,7 +390,9 @@ fn fault_words(f: &dovetail_fake_vendor::Faults, rate: Option<(f64, u32)>, auth:
         w.push(format!("a field that changes type after record {k}"));
     }
     if crash {
-        w.push("a crash: the first run is killed midway".into());
+        w.push(
+            "a crash: the first run is killed midway, and after it a page of malformed JSON answered 200, once".into(),
+        );
     }
     w.join(", ")
 }
@@ -426,6 +454,13 @@ fn story(
             output::duration(h.rate_limit_wait_ms),
             count(h.by_status.get("429").copied().unwrap_or(0), "request", "requests")
         ));
+        if vendor.malformed_pages > 0 {
+            out.push_str(&format!(
+                "  - The vendor answered {} 200 with JSON that does not parse: taken for a broken answer, not for data ({} retried).\n",
+                count(vendor.malformed_pages, "listing page", "listing pages"),
+                count(by("undecodable body"), "undecodable body", "undecodable bodies")
+            ));
+        }
         if vendor.dropped > 0 {
             out.push_str(&format!(
                 "  - The vendor dropped {} without answering.\n",
@@ -579,7 +614,7 @@ mod tests {
         let words = fault_words(&dovetail_fake_vendor::Faults::default(), Some((10.0, 5)), &oauth, true);
         assert_eq!(
             words,
-            "a rate limit of 10 requests/s (burst 5) that dovetail is not told about, access tokens that expire every 60 s, a crash: the first run is killed midway"
+            "a rate limit of 10 requests/s (burst 5) that dovetail is not told about, access tokens that expire every 60 s, a crash: the first run is killed midway, and after it a page of malformed JSON answered 200, once"
         );
     }
 }
