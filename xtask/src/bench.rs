@@ -1,9 +1,11 @@
 //! `cargo xtask bench`: JSONL → SQLite throughput and peak memory of the release binary.
 //!
-//! For each record count: generate a JSONL file, run `dovetail run` on it (first run: every
-//! record is written), then run it again unchanged (rerun: the ledger skips everything).
-//! Each run is a child process measured for wall time and peak RSS. Figures are printed,
-//! never asserted: the targets are shown next to them.
+//! For each record count: generate a JSONL file, then N times (`--runs`, default 3), in a
+//! fresh directory, run `dovetail run` on it (first run: every record is written) and again
+//! unchanged (rerun: the ledger skips everything). Each run is a child process measured for
+//! wall time, CPU time and peak RSS; after each, the rows in the SQLite table must be the
+//! records generated, and the rerun must write 0. The targets are judged on the median of
+//! the first runs at each count: a miss fails the bench unless `--no-judge`.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -11,6 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::bench_judge::{Judging, Verdict, cpu_per_100k, median, require_arrived, sqlite_rows};
 use crate::rss::{Measured, run_measured};
 use crate::util::{cargo, display_command, dovetail_run, fmt_duration, target_dir};
 
@@ -21,7 +24,7 @@ pub const TARGET_RECORDS_PER_SEC: f64 = 200_000.0;
 /// Peak RSS target.
 pub const TARGET_RSS_MIB: f64 = 48.0;
 
-/// The pipeline the bench runs (next to `customers.jsonl`).
+/// The pipeline the bench runs (in a run directory beside `customers.jsonl`).
 pub const CONFIG: &str = r#"[pipelines.bench]
 batch_size = 1000
 
@@ -30,13 +33,15 @@ kind = "files"
 
 [[pipelines.bench.source.streams]]
 name = "customers"
-path = "customers.jsonl"
+path = "../customers.jsonl"
 primary_key = ["id"]
 
 [pipelines.bench.sink]
 kind = "sqlite"
 path = "warehouse.db"
 "#;
+
+const USAGE: &str = "usage: cargo xtask bench [--records N]... [--runs K] [--no-judge] [--keep]";
 
 /// Command-line options.
 #[derive(Debug, PartialEq)]
@@ -45,10 +50,14 @@ pub struct Options {
     pub records: Vec<u64>,
     /// Keep the generated directories (and print where they are).
     pub keep: bool,
+    /// Runs per count, and whether a miss fails.
+    pub judging: Judging,
 }
 
-/// Parses `[--records N]... [--keep]`. N may use `_` separators or a `k` / `m` suffix.
+/// Parses `[--records N]... [--runs K] [--no-judge] [--keep]`. N may use `_` separators or
+/// a `k` / `m` suffix.
 pub fn parse_args(args: &[String]) -> Result<Options> {
+    let (judging, args) = Judging::take(args)?;
     let mut records = Vec::new();
     let mut keep = false;
     let mut it = args.iter();
@@ -63,13 +72,13 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
         } else if arg == "--keep" {
             keep = true;
         } else {
-            bail!("bench: unknown argument `{arg}` (usage: cargo xtask bench [--records N]... [--keep])");
+            bail!("bench: unknown argument `{arg}` ({USAGE})");
         }
     }
     if records.is_empty() {
         records = DEFAULT_RECORDS.to_vec();
     }
-    Ok(Options { records, keep })
+    Ok(Options { records, keep, judging })
 }
 
 pub fn parse_count(v: &str) -> Result<u64> {
@@ -88,22 +97,37 @@ pub fn parse_count(v: &str) -> Result<u64> {
     Ok(n * mult)
 }
 
-/// One line of the table.
+/// One line of the table: every run of one kind at one record count.
 #[derive(Debug)]
 struct Row {
     records: u64,
     run: &'static str,
-    m: Measured,
+    runs: Vec<Measured>,
 }
 
 impl Row {
-    fn records_per_sec(&self) -> f64 {
-        self.records as f64 / self.m.wall.as_secs_f64().max(1e-9)
+    fn rates(&self) -> Vec<f64> {
+        self.runs.iter().map(|m| self.records as f64 / m.wall.as_secs_f64().max(1e-9)).collect()
+    }
+    fn rate(&self) -> f64 {
+        median(&self.rates())
+    }
+    fn rss(&self) -> f64 {
+        median(&self.runs.iter().map(Measured::max_rss_mib).collect::<Vec<_>>())
+    }
+    fn wall(&self) -> f64 {
+        median(&self.runs.iter().map(|m| m.wall.as_secs_f64()).collect::<Vec<_>>())
+    }
+    fn cpu_per_100k(&self) -> f64 {
+        median(&self.runs.iter().map(|m| cpu_per_100k(m.cpu, self.records)).collect::<Vec<_>>())
     }
 }
 
-/// Runs the benchmark. Fails only if a build or a dovetail run fails.
-pub fn main(root: &Path, args: &[String]) -> Result<()> {
+/// Counts the rows that arrived in a run directory's destination.
+type RowCounter<'a> = &'a dyn Fn(&Path) -> Result<u64>;
+
+/// Runs the benchmark; `Ok(false)` when a target is missed (and judged).
+pub fn main(root: &Path, args: &[String]) -> Result<bool> {
     let opts = parse_args(args)?;
     let mut build = cargo(root);
     build.args(["build", "--release", "-p", "dovetail-runner"]);
@@ -116,11 +140,12 @@ pub fn main(root: &Path, args: &[String]) -> Result<()> {
     if !bin.is_file() {
         bail!("bench: {} was not built", bin.display());
     }
-    run_bench(&bin, &opts)
+    run_bench(&bin, &opts, &|dir| sqlite_rows(&dir.join("warehouse.db"), "customers"))
 }
 
-/// Generates, runs and prints, with `bin` as the dovetail binary.
-fn run_bench(bin: &Path, opts: &Options) -> Result<()> {
+/// Generates, runs, checks what arrived, prints and judges, with `bin` as the dovetail binary.
+fn run_bench(bin: &Path, opts: &Options, rows_in: RowCounter<'_>) -> Result<bool> {
+    let runs = opts.judging.runs;
     let mut rows = Vec::new();
     for &n in &opts.records {
         let dir = tempfile::Builder::new().prefix("dovetail-bench-").tempdir().context("creating a temp dir")?;
@@ -132,29 +157,40 @@ fn run_bench(bin: &Path, opts: &Options) -> Result<()> {
             fmt_duration(started.elapsed()),
             dir.path().display()
         );
-        let config = dir.path().join("dovetail.toml");
-        fs::write(&config, CONFIG)?;
-        for run in ["first", "rerun"] {
-            let m = run_dovetail(bin, dir.path(), &config, run)?;
-            let row = Row { records: n, run, m };
-            println!(
-                "bench: {n} {run}: {}, {:.0} records/s, peak RSS {:.1} MiB",
-                fmt_duration(m.wall),
-                row.records_per_sec(),
-                m.max_rss_mib()
-            );
-            rows.push(row);
+        let mut first = Row { records: n, run: "first", runs: vec![] };
+        let mut rerun = Row { records: n, run: "rerun", runs: vec![] };
+        for i in 1..=runs {
+            // A fresh directory per run: its own state and warehouse, so each first run writes all.
+            let run_dir = dir.path().join(format!("run{i}"));
+            fs::create_dir_all(&run_dir)?;
+            let config = run_dir.join("dovetail.toml");
+            fs::write(&config, CONFIG)?;
+            for row in [&mut first, &mut rerun] {
+                let m = run_dovetail(bin, &run_dir, &config, row.run)?;
+                let arrived = rows_in(&run_dir)?;
+                require_arrived(&format!("bench: {n} records, {} run {i}/{runs}", row.run), n, arrived)?;
+                println!(
+                    "bench: {n} {} {i}/{runs}: {}, {:.0} records/s, {:.2} CPU-s per 100k, peak RSS {:.1} MiB, {arrived} rows",
+                    row.run,
+                    fmt_duration(m.wall),
+                    n as f64 / m.wall.as_secs_f64().max(1e-9),
+                    cpu_per_100k(m.cpu, n),
+                    m.max_rss_mib()
+                );
+                row.runs.push(m);
+            }
         }
+        rows.extend([first, rerun]);
         if opts.keep {
             println!("bench: kept {}", dir.keep().display());
         }
     }
-    print_table(&rows);
+    print_table(&rows, runs);
     println!(
         "(peak RSS is the child's ru_maxrss from wait4; it cannot read below xtask's own high-water RSS, {:.1} MiB)",
         crate::rss::own_hwm_kib() as f64 / 1024.0
     );
-    Ok(())
+    Ok(verdict(&rows).finish("bench", opts.judging))
 }
 
 fn run_dovetail(bin: &Path, dir: &Path, config: &Path, run: &str) -> Result<Measured> {
@@ -170,7 +206,7 @@ fn run_dovetail(bin: &Path, dir: &Path, config: &Path, run: &str) -> Result<Meas
         bail!("bench: `dovetail run --config {}` ({run} run) failed: {}", config.display(), m.status);
     }
     if run == "rerun" && !crate::ci::reports_zero_written(&stdout) {
-        println!("bench: note: the rerun's summary does not report 0 written:\n{}", tail(&stdout, 10));
+        bail!("bench: the rerun in {} wrote again (it must write 0):\n{}", dir.display(), tail(&stdout, 10));
     }
     Ok(m)
 }
@@ -180,54 +216,67 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn print_table(rows: &[Row]) {
-    println!();
-    println!("{:>10}  {:<6} {:>9} {:>12} {:>13}", "records", "run", "seconds", "records/s", "peak RSS MiB");
+fn print_table(rows: &[Row], runs: usize) {
+    println!("\nmedian of {runs} run(s) per line:");
+    println!(
+        "{:>10}  {:<6} {:>9} {:>12} {:>20} {:>13} {:>15}",
+        "records", "run", "seconds", "records/s", "min – max records/s", "peak RSS MiB", "CPU-s per 100k"
+    );
     for r in rows {
+        let rates = r.rates();
+        let (min, max) =
+            (rates.iter().copied().fold(f64::INFINITY, f64::min), rates.iter().copied().fold(0.0, f64::max));
         println!(
-            "{:>10}  {:<6} {:>9.2} {:>12.0} {:>13.1}",
+            "{:>10}  {:<6} {:>9.2} {:>12.0} {:>20} {:>13.1} {:>15.2}",
             r.records,
             r.run,
-            r.m.wall.as_secs_f64(),
-            r.records_per_sec(),
-            r.m.max_rss_mib()
+            r.wall(),
+            r.rate(),
+            format!("{min:.0} – {max:.0}"),
+            r.rss(),
+            r.cpu_per_100k()
         );
     }
-    println!();
-    println!("targets (printed, not enforced):");
-    let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
-    for r in rows.iter().filter(|r| r.run == "first") {
-        let rate = r.records_per_sec();
-        println!(
-            "  first run ≥ {TARGET_RECORDS_PER_SEC:.0} records/s: {} records → {rate:.0}/s  {}",
-            r.records,
-            mark(rate >= TARGET_RECORDS_PER_SEC)
-        );
-    }
-    if let Some(peak) = rows.iter().map(|r| r.m.max_rss_mib()).reduce(f64::max) {
-        println!("  peak RSS < {TARGET_RSS_MIB:.0} MiB: highest {peak:.1} MiB  {}", mark(peak < TARGET_RSS_MIB));
-    }
-    let first = |n: u64| rows.iter().find(|r| r.run == "first" && r.records == n).map(|r| r.m.max_rss_mib());
+    let first = |n: u64| rows.iter().find(|r| r.run == "first" && r.records == n).map(Row::rss);
     // Allow allocator noise: 10% or 2 MiB, whichever is larger.
     let flat = |small: f64, large: f64| large - small <= (small * 0.10).max(2.0);
+    let mark = |ok: bool| if ok { "flat" } else { "GROWING" };
+    println!("memory growth (shown, not judged):");
     if let (Some(small), Some(large)) = (first(100_000), first(1_000_000)) {
         println!(
-            "  RSS not growing 100k → 1M (first run): {small:.1} → {large:.1} MiB ({:+.1} MiB)  {}",
+            "  first run 100k → 1M: {small:.1} → {large:.1} MiB ({:+.1} MiB)  {}",
             large - small,
             mark(flat(small, large))
         );
     } else {
-        println!("  RSS growth: run with --records 100000 --records 1000000 to compare");
+        println!("  run with --records 100000 --records 1000000 to compare");
     }
     // SQLite's page caches (fixed sizes) fill while the databases grow past them; memory is
     // bounded when it stops growing once they are full.
     if let (Some(large), Some(larger)) = (first(1_000_000), first(3_000_000)) {
         println!(
-            "  RSS bounded 1M → 3M (first run, caches full): {large:.1} → {larger:.1} MiB ({:+.1} MiB)  {}",
+            "  first run 1M → 3M (caches full): {large:.1} → {larger:.1} MiB ({:+.1} MiB)  {}",
             larger - large,
             mark(flat(large, larger))
         );
     }
+}
+
+/// The targets: first runs ≥ 200k records/s, every run ≤ 48 MiB, each by its median.
+fn verdict(rows: &[Row]) -> Verdict {
+    let mut v = Verdict::default();
+    for r in rows {
+        if r.run == "first" {
+            let rate = r.rate();
+            v.check(
+                format!("{} first run ≥ {TARGET_RECORDS_PER_SEC:.0} records/s: {rate:.0}", r.records),
+                rate >= TARGET_RECORDS_PER_SEC,
+            );
+        }
+        let rss = r.rss();
+        v.check(format!("{} {} peak RSS ≤ {TARGET_RSS_MIB:.0} MiB: {rss:.1}", r.records, r.run), rss <= TARGET_RSS_MIB);
+    }
+    v
 }
 
 /// Writes `n` bench records as JSON lines (ids 1..=n); returns the bytes written.
@@ -287,10 +336,24 @@ mod tests {
 
     #[test]
     fn default_and_explicit_record_counts() {
-        assert_eq!(parse_args(&[]).unwrap().records, vec![100_000, 1_000_000, 3_000_000]);
-        let o = parse_args(&args(&["--records", "5_000", "--records=2k", "--records", "1m", "--keep"])).unwrap();
+        let d = parse_args(&[]).unwrap();
+        assert_eq!(d.records, vec![100_000, 1_000_000, 3_000_000]);
+        assert_eq!(d.judging, Judging { runs: 3, judge: true });
+        let o = parse_args(&args(&[
+            "--records",
+            "5_000",
+            "--records=2k",
+            "--runs",
+            "2",
+            "--records",
+            "1m",
+            "--keep",
+            "--no-judge",
+        ]))
+        .unwrap();
         assert_eq!(o.records, vec![5_000, 2_000, 1_000_000]);
         assert!(o.keep);
+        assert_eq!(o.judging, Judging { runs: 2, judge: false });
         assert!(parse_args(&args(&["--records"])).is_err());
         assert!(parse_args(&args(&["--records", "lots"])).is_err());
         assert!(parse_args(&args(&["--fast"])).is_err());
@@ -348,42 +411,93 @@ mod tests {
         bin
     }
 
-    #[test]
-    fn runs_each_count_twice_in_its_own_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        let log = tmp.path().join("calls.log");
-        // Records each call (config path, line count) and prints a runner-like summary.
-        let bin = fake_dovetail(
-            tmp.path(),
+    /// A stand-in `dovetail` that "writes" `$n - lose` rows (into a `rows` file) on its first
+    /// run in a directory and 0 after, logging each call to `log`.
+    fn fake_sync(dir: &Path, log: &Path, lose: u64) -> std::path::PathBuf {
+        fake_dovetail(
+            dir,
             &format!(
                 r#"[ "$1 $2" = "run --config" ] && [ "$3" = "$PWD/dovetail.toml" ] || exit 64
-n=$(wc -l < customers.jsonl)
-if [ -f .ran ]; then w=0; else w=$n; touch .ran; fi
-echo "$3 $n $w" >> {log}
+n=$(wc -l < ../customers.jsonl)
+if [ -f .ran ]; then w=0; else w=$n; touch .ran; echo $((n - {lose})) > rows; fi
+echo "$PWD $n $w" >> {log}
 echo "stream read written"; echo "customers $n $w""#,
                 log = log.display()
             ),
-        );
-        let opts = Options { records: vec![300, 1_000], keep: false };
-        run_bench(&bin, &opts).unwrap();
+        )
+    }
+
+    fn rows_file(dir: &Path) -> Result<u64> {
+        Ok(fs::read_to_string(dir.join("rows"))?.trim().parse()?)
+    }
+
+    fn opts(records: Vec<u64>, runs: usize, judge: bool) -> Options {
+        Options { records, keep: false, judging: Judging { runs, judge } }
+    }
+
+    #[test]
+    fn runs_each_count_twice_per_run_in_its_own_directory_and_judges() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("calls.log");
+        let bin = fake_sync(tmp.path(), &log, 0);
+        // A shell script's speed is whatever the machine gives it: not judged here (the
+        // verdict has its own test).
+        assert!(run_bench(&bin, &opts(vec![300, 1_000], 2, false), &rows_file).unwrap());
         let calls = fs::read_to_string(&log).unwrap();
         let calls: Vec<Vec<&str>> = calls.lines().map(|l| l.split(' ').collect()).collect();
-        assert_eq!(calls.len(), 4, "{calls:?}");
-        assert_eq!((calls[0][1], calls[0][2]), ("300", "300"));
-        assert_eq!((calls[1][1], calls[1][2]), ("300", "0"));
-        assert_eq!((calls[2][1], calls[2][2]), ("1000", "1000"));
-        assert_eq!((calls[3][1], calls[3][2]), ("1000", "0"));
+        assert_eq!(calls.len(), 8, "{calls:?}");
+        let counts: Vec<(&str, &str)> = calls.iter().map(|c| (c[1], c[2])).collect();
+        assert_eq!(counts[..4], [("300", "300"), ("300", "0"), ("300", "300"), ("300", "0")]);
+        assert_eq!(counts[4..], [("1000", "1000"), ("1000", "0"), ("1000", "1000"), ("1000", "0")]);
         assert_eq!(calls[0][0], calls[1][0]);
-        assert_ne!(calls[0][0], calls[2][0]);
+        assert_ne!(calls[0][0], calls[2][0], "each run has its own directory");
         // Temp directories are gone without --keep.
         assert!(!Path::new(calls[0][0]).exists());
+    }
+
+    #[test]
+    fn a_lost_record_fails_the_bench_even_unjudged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = fake_sync(tmp.path(), &tmp.path().join("calls.log"), 1);
+        let err = run_bench(&bin, &opts(vec![50], 1, false), &rows_file).unwrap_err();
+        assert_eq!(err.to_string(), "bench: 50 records, first run 1/1: sent 50 records, 49 arrived in the destination");
+    }
+
+    #[test]
+    fn a_rerun_that_writes_fails_the_bench() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = fake_dovetail(
+            tmp.path(),
+            "wc -l < ../customers.jsonl > rows; echo 'stream read written'; echo 'customers 5 5'",
+        );
+        let err = run_bench(&bin, &opts(vec![5], 1, true), &rows_file).unwrap_err();
+        assert!(err.to_string().contains("wrote again (it must write 0)"), "{err:#}");
+    }
+
+    #[test]
+    fn a_missed_target_is_a_failed_verdict() {
+        let m = |wall_ms: u64, rss_mib: u64| Measured {
+            status: std::process::ExitStatus::default(),
+            wall: std::time::Duration::from_millis(wall_ms),
+            max_rss_kib: rss_mib * 1024,
+            cpu: std::time::Duration::from_millis(wall_ms),
+        };
+        // 100k records: 0.4 s = 250k/s; one slow run of three does not decide it.
+        let fast = Row { records: 100_000, run: "first", runs: vec![m(400, 30), m(2_000, 30), m(450, 30)] };
+        assert_eq!(verdict(&[fast]).missed().count(), 0);
+        let slow = Row { records: 100_000, run: "first", runs: vec![m(600, 30), m(400, 30), m(700, 30)] };
+        let v = verdict(&[slow]);
+        assert_eq!(v.missed().collect::<Vec<_>>(), ["100000 first run ≥ 200000 records/s: 166667"]);
+        assert!(!v.finish("bench", Judging::default()));
+        let fat = Row { records: 100_000, run: "rerun", runs: vec![m(100, 49), m(100, 50), m(100, 20)] };
+        assert_eq!(verdict(&[fat]).missed().collect::<Vec<_>>(), ["100000 rerun peak RSS ≤ 48 MiB: 49.0"]);
     }
 
     #[test]
     fn a_failing_dovetail_run_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = fake_dovetail(tmp.path(), "echo boom >&2; exit 3");
-        let err = run_bench(&bin, &Options { records: vec![10], keep: false }).unwrap_err();
+        let err = run_bench(&bin, &opts(vec![10], 1, true), &rows_file).unwrap_err();
         assert!(err.to_string().contains("(first run) failed: exit status: 3"), "{err:#}");
     }
 
@@ -393,7 +507,7 @@ echo "stream read written"; echo "customers $n $w""#,
         let p = &t["pipelines"]["bench"];
         assert_eq!(p["batch_size"].as_integer(), Some(1000));
         assert_eq!(p["source"]["kind"].as_str(), Some("files"));
-        assert_eq!(p["source"]["streams"][0]["path"].as_str(), Some("customers.jsonl"));
+        assert_eq!(p["source"]["streams"][0]["path"].as_str(), Some("../customers.jsonl"));
         assert_eq!(p["sink"]["kind"].as_str(), Some("sqlite"));
         assert_eq!(p["sink"]["path"].as_str(), Some("warehouse.db"));
     }

@@ -13,7 +13,10 @@
 //!    and with a bare `reqwest::Client`, median of 5 alternating rounds (target: dovetail
 //!    under 10% slower).
 //!
-//! Targets are printed, not enforced: the task fails only when a build or a process fails.
+//! Both run N times (`--runs`, default 3). What the server received must match what the
+//! client says it sent (its 200s, its 429s; every keep-alive GET), or the bench fails. The
+//! targets are judged on the medians of the runs and a miss fails the bench unless
+//! `--no-judge`. Each client's CPU-seconds per 100k requests is printed.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -23,6 +26,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::bench_judge::{Judging, Verdict, cpu_per_100k, median};
+use crate::rss::run_measured;
 use crate::util::{cargo, display_command, target_dir};
 
 /// The server's sustained rate (requests per second).
@@ -43,14 +48,22 @@ pub struct Options {
     pub seconds: f64,
     /// Sequential GETs per keep-alive round.
     pub requests: u64,
+    /// Runs of both benchmarks, and whether a miss fails.
+    pub judging: Judging,
 }
 
-const USAGE: &str = "usage: cargo xtask bench-http [--seconds 20] [--requests 10000]";
+/// Rounds of the keep-alive client (each: `requests` GETs with dovetail and with reqwest).
+const KEEPALIVE_ROUNDS: u64 = 5;
+/// GETs the keep-alive client sends to warm each client up before timing.
+const KEEPALIVE_WARMUP: u64 = 200;
 
-/// Parses `[--seconds S] [--requests N]`.
+const USAGE: &str = "usage: cargo xtask bench-http [--seconds 20] [--requests 10000] [--runs K] [--no-judge]";
+
+/// Parses `[--seconds S] [--requests N] [--runs K] [--no-judge]`.
 pub fn parse_args(args: &[String]) -> Result<Options> {
-    let mut o = Options { seconds: 20.0, requests: 10_000 };
-    for (name, v) in crate::util::flag_values(args, &["--seconds", "--requests"], USAGE)? {
+    let (judging, rest) = Judging::take(args)?;
+    let mut o = Options { seconds: 20.0, requests: 10_000, judging };
+    for (name, v) in crate::util::flag_values(&rest, &["--seconds", "--requests"], USAGE)? {
         if name == "--seconds" {
             o.seconds = v.parse().ok().filter(|s: &f64| *s > 0.0).with_context(|| format!("--seconds: `{v}`"))?;
         } else {
@@ -274,8 +287,8 @@ pub fn keepalive_summary(k: &KeepaliveStats) -> Vec<String> {
     ]
 }
 
-/// Builds the examples in release and runs both benchmarks.
-pub fn main(root: &Path, args: &[String]) -> Result<()> {
+/// Builds the examples in release and runs both benchmarks; `Ok(false)` when a judged target is missed.
+pub fn main(root: &Path, args: &[String]) -> Result<bool> {
     let opts = parse_args(args)?;
     let mut build = cargo(root);
     build.args(["build", "--release", "-p", "dovetail-http", "--examples"]);
@@ -285,7 +298,7 @@ pub fn main(root: &Path, args: &[String]) -> Result<()> {
         bail!("bench-http: `{}` failed ({status})", display_command(&build));
     }
     let examples = target_dir(root).join("release").join("examples");
-    run_bench(&examples, &opts).map(|_| ())
+    run_bench(&examples, &opts).map(|(passed, _)| passed)
 }
 
 /// A running `ratelimit_server`; killed if dropped before [`Server::finish`].
@@ -333,28 +346,88 @@ impl Drop for Server {
     }
 }
 
-/// Runs a client to completion; its stdout, or an error with its stderr shown.
-fn run_client(bin: &Path, args: &[&str]) -> Result<String> {
+/// Runs a client to completion; its stdout and CPU time, or an error with its stdout shown.
+fn run_client(bin: &Path, args: &[&str]) -> Result<(String, std::time::Duration)> {
+    let out = tempfile::NamedTempFile::new().context("creating a temp file")?;
     let mut cmd = Command::new(bin);
-    cmd.args(args).stdin(Stdio::null()).stderr(Stdio::inherit());
+    cmd.args(args).stdin(Stdio::null()).stdout(out.reopen()?).stderr(Stdio::inherit());
     println!("bench-http: running: {}", display_command(&cmd));
-    let out = cmd.output().with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("bench-http: `{}` failed ({}); stdout:\n{stdout}", display_command(&cmd), out.status);
+    let m = run_measured(&mut cmd)?;
+    let stdout = fs::read_to_string(out.path()).unwrap_or_default();
+    if !m.status.success() {
+        bail!("bench-http: `{}` failed ({}); stdout:\n{stdout}", display_command(&cmd), m.status);
     }
-    Ok(stdout)
+    Ok((stdout, m.cpu))
 }
 
-/// Runs both benchmarks with the example binaries in `examples`; prints and returns the figures.
-fn run_bench(examples: &Path, opts: &Options) -> Result<(ServerStats, RateClientStats, KeepaliveStats)> {
+/// One run of both benchmarks.
+pub type RunStats = (ServerStats, RateClientStats, KeepaliveStats);
+
+/// Fails unless the servers received what the clients say they sent: a figure over requests
+/// that never arrived measures nothing.
+fn require_arrived(s: &ServerStats, c: &RateClientStats, k: &KeepaliveStats, k_server: &ServerStats) -> Result<()> {
+    if s.ok != c.wire_200 || s.too_many != c.wire_429 {
+        bail!(
+            "bench-http: the rate-limit client got {} × 2xx and {} × 429, the server sent {} × 200 and {} × 429",
+            c.wire_200,
+            c.wire_429,
+            s.ok,
+            s.too_many
+        );
+    }
+    let sent = 2 * (KEEPALIVE_WARMUP + KEEPALIVE_ROUNDS * k.requests);
+    if k_server.total != sent || k_server.ok != sent {
+        bail!(
+            "bench-http: the keep-alive client sent {sent} GETs, the server received {} ({} answered 200)",
+            k_server.total,
+            k_server.ok
+        );
+    }
+    Ok(())
+}
+
+/// The targets, each on the median over the runs.
+fn verdict(runs: &[RunStats]) -> Verdict {
+    let med = |f: &dyn Fn(&RunStats) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let share = med(&|(s, c, _)| if s.rate > 0 { s.ok as f64 / c.seconds.max(1e-9) / s.rate as f64 } else { 0.0 });
+    let share_429 = med(&|(s, _, _)| if s.total > 0 { s.too_many as f64 / s.total as f64 } else { 0.0 });
+    let early = med(&|(s, _, _)| s.early as f64);
+    let ratio = med(&|(_, _, k)| k.ratio);
+    let mut v = Verdict::default();
+    v.check(
+        format!("achieved rate ≥ {:.0}% of R: {:.1}%", TARGET_RATE_SHARE * 100.0, share * 100.0),
+        share >= TARGET_RATE_SHARE,
+    );
+    v.check(
+        format!("429 responses ≤ {:.0}%: {:.2}%", TARGET_429_SHARE * 100.0, share_429 * 100.0),
+        share_429 <= TARGET_429_SHARE,
+    );
+    v.check(format!("early requests = 0: {early:.0}"), early == 0.0);
+    v.check(format!("keep-alive overhead ratio < {TARGET_RATIO:.2}: {ratio:.3}"), ratio < TARGET_RATIO);
+    v
+}
+
+/// Runs both benchmarks `--runs` times with the example binaries in `examples`; prints the
+/// figures and returns whether the bench passes, and each run's figures.
+fn run_bench(examples: &Path, opts: &Options) -> Result<(bool, Vec<RunStats>)> {
+    let runs = opts.judging.runs;
+    let mut all = Vec::new();
+    for run in 1..=runs {
+        println!("\nbench-http: run {run}/{runs}");
+        all.push(run_once(examples, opts)?);
+    }
+    let passed = verdict(&all).finish("bench-http", opts.judging);
+    Ok((passed, all))
+}
+
+fn run_once(examples: &Path, opts: &Options) -> Result<RunStats> {
     let server_bin = examples.join("ratelimit_server");
     let (rate, burst) = (RATE.to_string(), BURST.to_string());
     let server = Server::start(&server_bin, &["--rate", &rate, "--burst", &burst])?;
     let url = format!("http://{}/", server.addr);
     println!("bench-http: rate-limited server on {} (R = {RATE}/s, burst {BURST})", server.addr);
     let seconds = opts.seconds.to_string();
-    let client = run_client(&examples.join("ratelimit_client"), &[&url, "--seconds", &seconds])?;
+    let (client, rate_cpu) = run_client(&examples.join("ratelimit_client"), &[&url, "--seconds", &seconds])?;
     let server_out = server.finish()?;
     let (s, c) = (ServerStats::parse(&server_out)?, RateClientStats::parse(&client)?);
 
@@ -364,21 +437,29 @@ fn run_bench(examples: &Path, opts: &Options) -> Result<(ServerStats, RateClient
     let log = dir.path().join("dovetail.log");
     let requests = opts.requests.to_string();
     let log_arg = log.to_string_lossy().into_owned();
-    let ka = run_client(
+    let rounds = KEEPALIVE_ROUNDS.to_string();
+    let (ka, ka_cpu) = run_client(
         &examples.join("keepalive_client"),
-        &[&url, "--log", &log_arg, "--requests", &requests, "--rounds", "5"],
+        &[&url, "--log", &log_arg, "--requests", &requests, "--rounds", &rounds],
     )?;
-    server.finish()?;
+    let k_server = ServerStats::parse(&server.finish()?)?;
     let k = KeepaliveStats::parse(&ka)?;
     if let Ok(meta) = fs::metadata(&log) {
         println!("bench-http: dovetail's log: {:.1} MiB", meta.len() as f64 / (1024.0 * 1024.0));
     }
+    require_arrived(&s, &c, &k, &k_server)?;
 
     println!();
     for line in rate_summary(&s, &c).into_iter().chain(keepalive_summary(&k)) {
         println!("{line}");
     }
-    println!("(targets are printed, not enforced)");
+    let ka_sent = 2 * (KEEPALIVE_WARMUP + KEEPALIVE_ROUNDS * k.requests);
+    println!(
+        "  CPU-s per 100k requests: rate-limit client {:.2} ({} attempts), keep-alive client {:.2} ({ka_sent} GETs, both clients)",
+        cpu_per_100k(rate_cpu, s.total),
+        s.total,
+        cpu_per_100k(ka_cpu, ka_sent)
+    );
     Ok((s, c, k))
 }
 
@@ -396,9 +477,9 @@ mod tests {
 
     #[test]
     fn options() {
-        assert_eq!(parse_args(&[]).unwrap(), Options { seconds: 20.0, requests: 10_000 });
-        let o = parse_args(&args(&["--seconds", "2.5", "--requests=1_000"])).unwrap();
-        assert_eq!(o, Options { seconds: 2.5, requests: 1_000 });
+        assert_eq!(parse_args(&[]).unwrap(), Options { seconds: 20.0, requests: 10_000, judging: Judging::default() });
+        let o = parse_args(&args(&["--seconds", "2.5", "--requests=1_000", "--runs", "1", "--no-judge"])).unwrap();
+        assert_eq!(o, Options { seconds: 2.5, requests: 1_000, judging: Judging { runs: 1, judge: false } });
         assert!(parse_args(&args(&["--seconds"])).is_err());
         assert!(parse_args(&args(&["--seconds", "0"])).is_err());
         assert!(parse_args(&args(&["--requests", "many"])).is_err());
@@ -459,9 +540,20 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    /// Fake examples: the server prints an address, waits for stdin to close, prints stats.
-    fn fake_examples(dir: &Path, rate_client_exit: i32) {
-        script(dir, "ratelimit_server", &format!("echo 127.0.0.1:4000\ncat >/dev/null\necho '{SERVER}'"));
+    /// The keep-alive server's stats for 100 GETs per round: 2 × (200 + 5 × 100) received.
+    const KA_SERVER: &str = r#"{"rate":0,"burst":0,"total":1400,"ok":1400,"too_many":0,"early":0,"window_s":1.0}"#;
+
+    /// Fake examples: the server prints an address, waits for stdin to close, prints stats
+    /// (`ka_total` GETs received when unlimited).
+    fn fake_examples(dir: &Path, rate_client_exit: i32, ka_total: u64) {
+        let ka = KA_SERVER.replace("1400", &ka_total.to_string());
+        script(
+            dir,
+            "ratelimit_server",
+            &format!(
+                "echo 127.0.0.1:4000\ncat >/dev/null\nif [ \"$2\" = 0 ]; then echo '{ka}'; else echo '{SERVER}'; fi"
+            ),
+        );
         script(
             dir,
             "ratelimit_client",
@@ -473,24 +565,55 @@ mod tests {
             dir,
             "keepalive_client",
             &format!(
-                "[ \"$1 $2\" = \"http://127.0.0.1:4000/ --log\" ] || exit 64\necho hi > \"$3\"\necho '{KEEPALIVE}'"
+                "[ \"$1 $2\" = \"http://127.0.0.1:4000/ --log\" ] || exit 64\necho hi > \"$3\"\necho '{}'",
+                KEEPALIVE.replace("10000", "100")
             ),
         );
     }
 
+    fn opts(runs: usize, judge: bool) -> Options {
+        Options { seconds: 0.5, requests: 100, judging: Judging { runs, judge } }
+    }
+
     #[test]
-    fn runs_servers_and_clients_as_processes() {
+    fn runs_servers_and_clients_as_processes_and_judges_the_medians() {
         let tmp = tempfile::tempdir().unwrap();
-        fake_examples(tmp.path(), 0);
-        let (s, c, k) = run_bench(tmp.path(), &Options { seconds: 0.5, requests: 100 }).unwrap();
-        assert_eq!((s.ok, c.ok, k.requests), (1005, 1005, 10_000));
+        fake_examples(tmp.path(), 0, 1400);
+        // The fake keep-alive ratio (1.2) misses its target: judged, the bench fails.
+        let (passed, runs) = run_bench(tmp.path(), &opts(2, true)).unwrap();
+        assert!(!passed);
+        assert_eq!(runs.len(), 2);
+        let (s, c, k) = &runs[0];
+        assert_eq!((s.ok, c.ok, k.requests), (1005, 1005, 100));
+        assert!(run_bench(tmp.path(), &opts(1, false)).unwrap().0, "--no-judge passes");
+        let v = verdict(&runs);
+        assert_eq!(v.missed().collect::<Vec<_>>(), ["keep-alive overhead ratio < 1.10: 1.200"]);
+        let fast = (s.clone(), c.clone(), KeepaliveStats { ratio: 1.05, ..k.clone() });
+        assert_eq!(verdict(&[fast.clone(), runs[0].clone(), fast]).missed().count(), 0, "judged on the median");
+    }
+
+    #[test]
+    fn requests_the_server_did_not_receive_fail_the_bench() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_examples(tmp.path(), 0, 1399);
+        let err = run_bench(tmp.path(), &opts(1, false)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bench-http: the keep-alive client sent 1400 GETs, the server received 1399 (1399 answered 200)"
+        );
+        let s = ServerStats::parse(SERVER).unwrap();
+        let c = RateClientStats { wire_200: 1004, ..RateClientStats::parse(CLIENT).unwrap() };
+        let k = KeepaliveStats::parse(KEEPALIVE).unwrap();
+        let k_server = ServerStats { total: 100_400, ok: 100_400, ..s.clone() };
+        let err = require_arrived(&s, &c, &k, &k_server).unwrap_err().to_string();
+        assert!(err.contains("got 1004 × 2xx and 7 × 429, the server sent 1005 × 200 and 7 × 429"), "{err}");
     }
 
     #[test]
     fn a_failing_client_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
-        fake_examples(tmp.path(), 3);
-        let err = run_bench(tmp.path(), &Options { seconds: 0.5, requests: 100 }).unwrap_err();
+        fake_examples(tmp.path(), 3, 1400);
+        let err = run_bench(tmp.path(), &opts(1, true)).unwrap_err();
         assert!(err.to_string().contains("failed (exit status: 3)"), "{err:#}");
     }
 }

@@ -7,8 +7,10 @@
 //!    on the same debug build as the tests, printing the connector × check table
 //! 5. tidy (in-process)
 //! 6. demo smoke test: `dovetail run` on a temp copy of `examples/`, twice; the second run
-//!    must write 0 records. Then `dovetail demo` (fake vendor with faults, REST → SQLite)
-//!    twice on the same copy: the first must report what it survived, the second 0 written.
+//!    must write 0 records. Then `dovetail demo --json` (fake vendor with faults and a killed
+//!    run, REST → SQLite) twice on the same copy, judged by its counts
+//!    ([`check_demo_counts`]): sink rows + dead-lettered keys = vendor records, no duplicate
+//!    key, every configured fault's counter ≥ 1 on the first, 0 written on the second.
 //!
 //! All steps share the debug profile and one target dir.
 
@@ -54,7 +56,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "demo",
-        what: "dovetail run on a copy of examples/, twice (the rerun writes 0); dovetail demo twice (faults survived and reported, the rerun writes 0); the pipeline_in_code example",
+        what: "dovetail run on a copy of examples/, twice (the rerun writes 0); dovetail demo --json twice (sink rows + dead-lettered keys = vendor records, no duplicate key, every fault's counter ≥ 1, the rerun writes 0); the pipeline_in_code example",
         run: demo,
     },
 ];
@@ -215,29 +217,60 @@ fn demo_runs(bin: &Path, examples: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `bin demo` twice on a temp copy of `examples/demo.toml`: the first run survives the
-/// fake vendor's faults and says so, the second writes nothing new.
+/// Runs `bin demo --json` twice on a temp copy of `examples/demo.toml` and judges the
+/// counts it prints, never its phrases: see [`check_demo_counts`].
 fn vendor_demo_runs(bin: &Path, examples: &Path) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("dovetail-ci-vendor-demo-").tempdir().context("creating a temp dir")?;
     let dir = tmp.path().join("examples");
     copy_dir(examples, &dir, &is_local_state)?;
     let config = dir.join("demo.toml");
-    let args = [std::ffi::OsStr::new("demo"), "--demo-config".as_ref(), config.as_os_str()];
-    let first = run_demo_with(bin, &dir, &args, "demo-first")?;
-    if !first.success {
-        bail!("first `dovetail demo` exited with {}", first.status);
-    }
-    for needle in ["What happened:", "records read", "token request", "Detected drift", "Data: "] {
-        if !first.stdout.contains(needle) {
-            bail!("first `dovetail demo` did not report `{needle}`; see its output above");
+    let args = [std::ffi::OsStr::new("demo"), "--json".as_ref(), "--demo-config".as_ref(), config.as_os_str()];
+    for (label, first) in [("demo-first", true), ("demo-second", false)] {
+        let run = run_demo_with(bin, &dir, &args, label)?;
+        if !run.success {
+            bail!("{label}: `dovetail demo --json` exited with {}", run.status);
         }
+        check_demo_counts(&run.stdout, first).with_context(|| format!("{label}: `dovetail demo --json`"))?;
     }
-    let second = run_demo_with(bin, &dir, &args, "demo-second")?;
-    if !second.success {
-        bail!("second `dovetail demo` exited with {}", second.status);
+    Ok(())
+}
+
+/// What `dovetail demo --json` must show: every record the vendor holds is a sink row or a
+/// dead-lettered key, no key twice; on the first run every configured fault's counter is at
+/// least 1 and the killed run was resumed; on the second, nothing is written.
+pub fn check_demo_counts(stdout: &str, first: bool) -> Result<()> {
+    let v: serde_json::Value =
+        stdout.lines().rev().find_map(|l| serde_json::from_str(l.trim()).ok()).context("printed no JSON object")?;
+    let n = |pointer: &str| {
+        v.pointer(pointer)
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| format!("`{pointer}` missing or not a count"))
+    };
+    let (vendor, rows, dead, dups) =
+        (n("/vendor_records")?, n("/sink_rows")?, n("/dead_lettered_keys")?, n("/duplicate_keys")?);
+    if rows + dead != vendor {
+        bail!(
+            "the vendor holds {vendor} records, the sink {rows} rows and {dead} keys are dead-lettered: {rows} + {dead} ≠ {vendor}"
+        );
     }
-    if !second.stdout.contains("0 records written") {
-        bail!("second `dovetail demo` did not report `0 records written`; see its output above");
+    if dups != 0 {
+        bail!("{dups} keys are in the sink more than once");
+    }
+    if first {
+        let faults = v.get("faults").and_then(serde_json::Value::as_object).context("`faults` missing")?;
+        if faults.is_empty() {
+            bail!("no fault configured");
+        }
+        let unseen: Vec<&str> =
+            faults.iter().filter(|(_, c)| c.as_u64().unwrap_or(0) == 0).map(|(k, _)| k.as_str()).collect();
+        if !unseen.is_empty() {
+            bail!("configured faults that did not happen (counter 0): {}", unseen.join(", "));
+        }
+        if !faults.contains_key("crash") {
+            bail!("the first run staged no crash (faults: {})", faults.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+    } else if n("/written")? != 0 {
+        bail!("the second run wrote {} records (it must write 0)", n("/written")?);
     }
     Ok(())
 }
@@ -270,7 +303,7 @@ fn run_demo_with(bin: &Path, dir: &Path, args: &[&std::ffi::OsStr], label: &str)
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("{label} `dovetail run` did not finish within {}", fmt_duration(DEMO_TIMEOUT));
+            bail!("{label} `dovetail` did not finish within {}", fmt_duration(DEMO_TIMEOUT));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -383,6 +416,39 @@ echo "customers     3       $n          0"
         let err = require_example(&tmp.path().join("examples")).unwrap_err();
         assert!(err.to_string().contains("examples/dovetail.toml does not exist"), "{err:#}");
         assert!(require_example(&fake_examples(tmp.path())).is_ok());
+    }
+
+    #[test]
+    fn the_demo_is_judged_by_its_counts() {
+        let first = r#"{"vendor_records":3000,"sink_rows":2998,"duplicate_keys":0,"dead_lettered_keys":2,"written":2100,"faults":{"crash":1,"error_503":4,"rate_limit":3}}"#;
+        check_demo_counts(first, true).unwrap();
+        let lost = first.replace("2998", "2997");
+        let e = check_demo_counts(&lost, true).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "the vendor holds 3000 records, the sink 2997 rows and 2 keys are dead-lettered: 2997 + 2 ≠ 3000"
+        );
+        let twice = first.replace(r#""duplicate_keys":0"#, r#""duplicate_keys":1"#);
+        assert!(
+            check_demo_counts(&twice, true).unwrap_err().to_string().contains("1 keys are in the sink more than once")
+        );
+        let unseen = first.replace(r#""error_503":4"#, r#""error_503":0"#);
+        assert!(check_demo_counts(&unseen, true).unwrap_err().to_string().contains("(counter 0): error_503"));
+        let no_crash = first.replace(r#""crash":1,"#, "");
+        assert!(check_demo_counts(&no_crash, true).unwrap_err().to_string().contains("staged no crash"));
+        // The second run: counts still add up, nothing written; fault counters are not asked for.
+        let second =
+            first.replace(r#""written":2100"#, r#""written":0"#).replace(r#""error_503":4"#, r#""error_503":0"#);
+        check_demo_counts(&second, false).unwrap();
+        let again = first.replace(r#""written":2100"#, r#""written":5"#);
+        assert!(check_demo_counts(&again, false).unwrap_err().to_string().contains("wrote 5 records"));
+        assert!(check_demo_counts("What happened: 3000 records read", true).is_err(), "phrases are not counts");
+        assert!(
+            check_demo_counts(r#"{"vendor_records":3}"#, true)
+                .unwrap_err()
+                .to_string()
+                .contains("`/sink_rows` missing")
+        );
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! - `ci`: fmt, clippy, tests, tidy and the demo smoke test, in order (`.ci/run` calls it)
 //! - `tidy`: dependency direction, secret types, connector READMEs, file sizes, no copies of
 //!   the shared connector helpers
-//! - `bench [--records N]... [--keep]`: JSONL → SQLite throughput and peak RSS
-//! - `bench-http [--seconds S] [--requests N]`: dovetail-http against a rate-limited local
+//! - `bench [--records N]... [--runs K] [--no-judge] [--keep]`: JSONL → SQLite throughput and
+//!   peak RSS, judged
+//! - `bench-http [--seconds S] [--requests N] [--runs K] [--no-judge]`: dovetail-http against a rate-limited local
 //!   server, and its keep-alive overhead over bare reqwest
-//! - `bench-rest [--records N]... [--runs K]`: the fake vendor → REST → SQLite through `dovetail run`
+//! - `bench-rest [--records N]... [--runs K] [--no-judge]`: the fake vendor → REST → SQLite
+//!   through `dovetail run`, judged
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
 //! - `man [--out DIR]`: the man page and shell completions, from the `dovetail` binary
@@ -16,6 +18,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_judge;
 mod bench_rest;
 mod ci;
 mod contract;
@@ -35,16 +38,18 @@ commands:
   tidy                            workspace rules: dependency direction, secret types,
                                   connector READMEs, file sizes, no copies of the shared
                                   connector helpers
-  bench [--records N]... [--keep] JSONL -> SQLite benchmark of the release binary
+  bench [--records N]... [--runs K] [--no-judge] [--keep]
+                                  JSONL -> SQLite benchmark of the release binary
                                   (default: --records 100000 --records 1000000 --records 3000000)
-  bench-http [--seconds S] [--requests N]
+  bench-http [--seconds S] [--requests N] [--runs K] [--no-judge]
                                   dovetail-http benchmarks (release examples of crates/http):
                                   client not told R vs a rate-limited server for S seconds
                                   (default 20); N keep-alive GETs vs bare reqwest (10000)
-  bench-rest [--records N]... [--runs K]
+  bench-rest [--records N]... [--runs K] [--no-judge]
                                   fake vendor (own process) -> REST -> SQLite through
-                                  `dovetail run` (default: 200000 and 1000000 records, 3 runs
-                                  each; the verdict is on the median)
+                                  `dovetail run` (default: 200000 and 1000000 records)
+                                  benches: K runs (default 3), targets judged on the medians
+                                  (exit 1 on a miss unless --no-judge); lost records always fail
   new-connector NAME              scaffold connectors/NAME (a source and a sink) and wire it
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
@@ -58,9 +63,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => ci::main(&root),
         Some("tidy") if args.len() == 1 => tidy::main(&root),
-        Some("bench") => bench::main(&root, &args[1..]).map(|()| true),
-        Some("bench-http") => bench_http::main(&root, &args[1..]).map(|()| true),
-        Some("bench-rest") => bench_rest::main(&root, &args[1..]).map(|()| true),
+        Some("bench") => bench::main(&root, &args[1..]),
+        Some("bench-http") => bench_http::main(&root, &args[1..]),
+        Some("bench-rest") => bench_rest::main(&root, &args[1..]),
         Some("contract") => contract::main(&root, &args[1..]),
         Some("man") => man::main(&root, &args[1..]).map(|()| true),
         Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),

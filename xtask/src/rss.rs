@@ -20,6 +20,9 @@ pub struct Measured {
     pub wall: Duration,
     /// Peak resident set size in KiB (`ru_maxrss`).
     pub max_rss_kib: u64,
+    /// CPU time, user + system (`ru_utime` + `ru_stime`): steadier than wall time on a
+    /// shared machine.
+    pub cpu: Duration,
 }
 
 impl Measured {
@@ -42,7 +45,14 @@ pub fn run_measured(cmd: &mut Command) -> Result<Measured> {
         status: ExitStatus::from_raw(status),
         wall,
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
     })
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let micros = u32::try_from(t.tv_usec).unwrap_or(0).min(999_999);
+    Duration::new(secs, micros * 1000)
 }
 
 /// The high-water RSS of this process's address space in KiB (`VmHWM`).
@@ -125,6 +135,8 @@ mod tests {
         assert!(m.status.success(), "{m:?}");
         assert!(m.max_rss_mib() >= 155.0, "{m:?}");
         assert!(m.max_rss_mib() < 300.0, "{m:?}");
+        // Touching 160 MiB of pages costs some CPU, and never more than the wall time.
+        assert!(m.cpu > Duration::ZERO && m.cpu <= m.wall * 2, "{m:?}");
     }
 
     #[test]

@@ -179,9 +179,11 @@ fn list(g: &Inner, shared: &Shared, style: Style, call: &Call<'_>) -> Result<Rep
     reply.headers = headers;
     reply.listing = true;
     reply.etag = true;
-    if call.faults.malformed_page == Some(page_index) {
+    let times = call.faults.malformed_page_times;
+    if call.faults.malformed_page == Some(page_index) && (times == 0 || g.malformed_served < times) {
         // Cut mid-record: a complete HTTP message whose JSON can never parse.
         reply.body = reply.body.slice(..reply.body.len() / 2);
+        reply.malformed = true;
     } else {
         reply.page_records = Some(count as u64);
     }

@@ -136,6 +136,12 @@ pub struct Faults {
     pub error_503_ratio: f64,
     /// Fraction of requests whose connection is closed without any response.
     pub drop_ratio: f64,
+    /// Every Nth request that reaches the fault dice (the Nth, the 2Nth, ... since start) has
+    /// its connection closed without any response; 0 is off. Deterministic, unlike the ratio.
+    pub drop_every: u64,
+    /// Every Nth request that reaches the fault dice is answered 503; 0 is off. Deterministic,
+    /// unlike the ratio.
+    pub error_503_every: u64,
     /// Every Nth token request (the Nth, the 2Nth, ...) is answered 503 before its grant is
     /// looked at, counting from the server's start; 0 is off. Deterministic, unlike the
     /// ratios, so a test can count on it.
@@ -146,6 +152,9 @@ pub struct Faults {
     pub latency_ms: u64,
     /// 0-based page index of every item listing that answers 200 with invalid JSON, every time.
     pub malformed_page: Option<u64>,
+    /// How many times [`Faults::malformed_page`] is answered malformed (counted from the
+    /// server's start); 0 is every time.
+    pub malformed_page_times: u64,
     /// Fraction of records (chosen by id) whose `name`, `price` and `tags` are null.
     pub null_ratio: f64,
     /// Records with an id above this one drift as [`Faults::drift`] says.
@@ -175,10 +184,13 @@ impl Default for Faults {
             error_500_ratio: 0.0,
             error_503_ratio: 0.0,
             drop_ratio: 0.0,
+            drop_every: 0,
+            error_503_every: 0,
             token_error_503_every: 0,
             drop_after_create_ratio: 0.0,
             latency_ms: 0,
             malformed_page: None,
+            malformed_page_times: 0,
             null_ratio: 0.0,
             drift_after: None,
             drift: DriftKind::default(),

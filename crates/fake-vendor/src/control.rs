@@ -45,6 +45,10 @@ impl Shared {
         self.lock().data.add(n);
     }
 
+    pub(crate) fn records_held(&self) -> u64 {
+        self.lock().data.len()
+    }
+
     pub(crate) fn created(&self) -> Vec<serde_json::Value> {
         self.lock().created.objects.clone()
     }

@@ -70,6 +70,11 @@ impl VendorHandle {
         self.shared.stats()
     }
 
+    /// Records the vendor holds now (its dataset, grown by [`VendorHandle::add_records`]).
+    pub fn records_held(&self) -> u64 {
+        self.shared.records_held()
+    }
+
     /// Zeroes every counter.
     pub fn reset_stats(&self) {
         self.shared.reset_stats();

@@ -47,6 +47,10 @@ pub(crate) struct Inner {
     pub(crate) created: Created,
     /// Token requests that got past the ratio faults, for `token_error_503_every`.
     token_requests: u64,
+    /// Requests that reached the fault dice, for `drop_every` and `error_503_every`.
+    diced: u64,
+    /// Malformed pages answered since start, for `malformed_page_times`.
+    pub(crate) malformed_served: u64,
     rng: fastrand::Rng,
 }
 
@@ -66,6 +70,8 @@ impl Shared {
                 rec: Counters::default(),
                 created: Created::default(),
                 token_requests: 0,
+                diced: 0,
+                malformed_served: 0,
                 rng: fastrand::Rng::with_seed(config.seed),
             }),
         }
@@ -94,6 +100,8 @@ pub(crate) struct Reply {
     pub(crate) listing: bool,
     /// Records in a well-formed listing page, for stats.
     pub(crate) page_records: Option<u64>,
+    /// A listing page answered malformed (`malformed_page`), for stats.
+    pub(crate) malformed: bool,
     /// The work is done; close the connection instead of answering.
     pub(crate) drop_connection: bool,
 }
@@ -107,6 +115,7 @@ impl Reply {
             etag: false,
             listing: false,
             page_records: None,
+            malformed: false,
             drop_connection: false,
         }
     }
@@ -209,7 +218,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, kill: Arc<Notify>) 
     let (route, template) = if moved { (Route::NotFound, redirect::TEMPLATE) } else { Route::of(req.method(), path) };
     let if_none_match: Vec<String> =
         req.headers().get_all(IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
-    let (faults, rolls) = {
+    let (faults, rolls, nth) = {
         let mut g = shared.lock();
         g.rec.request(template);
         if g.down {
@@ -226,6 +235,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, kill: Arc<Notify>) 
             g.rec.status(r.status);
             return build(r.status, r.headers, Body::full(r.body));
         }
+        g.diced += 1;
+        let nth = g.diced;
         let rng = &mut g.rng;
         let rolls = Rolls {
             drop: rng.f64(),
@@ -234,16 +245,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, kill: Arc<Notify>) 
             truncate: rng.f64(),
             drop_after_create: rng.f64(),
         };
-        (g.faults.clone(), rolls)
+        (g.faults.clone(), rolls, nth)
     };
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let reply = if rolls.drop < faults.drop_ratio {
+    let every = |n: u64| n > 0 && nth.is_multiple_of(n);
+    let reply = if rolls.drop < faults.drop_ratio || every(faults.drop_every) {
         Reply { drop_connection: true, ..Reply::json(0, Bytes::new()) }
     } else if rolls.e500 < faults.error_500_ratio {
         Reply::error(500, "internal", "injected fault")
-    } else if rolls.e503 < faults.error_503_ratio {
+    } else if rolls.e503 < faults.error_503_ratio || every(faults.error_503_every) {
         Reply::error(503, "unavailable", "injected fault")
     } else if let Route::Token = route {
         token(&shared, req).await
@@ -371,6 +383,10 @@ async fn finish(
         if let Some(n) = reply.page_records.filter(|_| reply.status == 200) {
             g.rec.stats.pages_served += 1;
             g.rec.stats.records_served += n;
+        }
+        if reply.malformed && reply.status == 200 {
+            g.rec.stats.malformed_pages += 1;
+            g.malformed_served += 1;
         }
     }
     if truncated {

@@ -32,6 +32,8 @@ pub struct Stats {
     pub records_served: u64,
     /// Well-formed listing pages answered 200.
     pub pages_served: u64,
+    /// Listing pages answered 200 with a body that never parses (`malformed_page`).
+    pub malformed_pages: u64,
     /// Requests by path template (`/v1/items`, `/v1/items/{id}/comments`, ...).
     pub by_path: BTreeMap<String, u64>,
     /// Objects created by `POST /v1/items` or a first `PUT /v1/items/{external_id}`.

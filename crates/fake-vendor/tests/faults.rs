@@ -23,6 +23,27 @@ async fn dropped_connections_are_io_errors_not_statuses() {
 }
 
 #[tokio::test]
+async fn every_nth_request_is_dropped_or_answered_503_deterministically() {
+    let vendor = start(10).await;
+    vendor.set_faults(Faults { drop_every: 3, error_503_every: 4, ..Faults::default() });
+    let c = client();
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        match c.get(format!("{}/v1/items/1", vendor.base_url())).send().await {
+            Ok(r) => seen.push(r.status().as_u16()),
+            Err(e) => {
+                assert!(!e.is_status(), "{e:?}");
+                seen.push(0);
+            }
+        }
+    }
+    // The 3rd, 6th, 9th and 12th are dropped; the 4th and 8th answered 503 (the 12th dropped first).
+    assert_eq!(seen, [200, 200, 0, 503, 200, 0, 200, 503, 0, 200, 200, 0]);
+    let stats = vendor.stats();
+    assert_eq!((stats.dropped, stats.by_status.get(&503).copied()), (4, Some(2)));
+}
+
+#[tokio::test]
 async fn drop_after_create_creates_then_hangs_up() {
     let vendor = start(1).await;
     vendor.set_faults(Faults { drop_after_create_ratio: 1.0, ..Faults::default() });
@@ -63,6 +84,23 @@ async fn a_malformed_page_stays_malformed() {
     }
     assert_eq!(get(&c, &format!("{base}/v1/items/paged?per_page=10&page=3")).await.0, 200);
     assert_eq!(vendor.stats().pages_served, 2, "malformed pages are not counted as served");
+    assert_eq!(vendor.stats().malformed_pages, 4);
+}
+
+#[tokio::test]
+async fn a_malformed_page_times_n_is_malformed_n_times_then_well_formed() {
+    let vendor = start(50).await;
+    vendor.set_faults(Faults { malformed_page: Some(1), malformed_page_times: 2, ..Faults::default() });
+    let c = client();
+    let url = format!("{}/v1/items/paged?per_page=10&page=2", vendor.base_url());
+    for _ in 0..2 {
+        let text = c.get(&url).send().await.unwrap().text().await.unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+    }
+    let (status, _, body) = get(&c, &url).await;
+    assert_eq!((status, body["data"].as_array().map(Vec::len)), (200, Some(10)));
+    let stats = vendor.stats();
+    assert_eq!((stats.malformed_pages, stats.pages_served), (2, 1));
 }
 
 #[tokio::test]

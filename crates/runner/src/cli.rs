@@ -150,6 +150,10 @@ pub struct DemoArgs {
     /// Records the fake vendor serves (default: the vendor config's).
     #[arg(long)]
     pub records: Option<u64>,
+    /// Print one JSON object (the counts, the faults' counters, the run report) instead of
+    /// the story.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `dovetail run`.

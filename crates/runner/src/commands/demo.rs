@@ -1,12 +1,20 @@
 //! `dovetail demo`: the fake vendor in-process with moderate faults, the demo pipeline from
 //! `examples/demo.toml` through the REST connector into SQLite, and a report that says what
 //! happened in words a newcomer follows.
+//!
+//! On a first run (no run in the state yet) the pipelines first run in a child `dovetail run`
+//! that the demo kills (SIGKILL) once the sink holds a third of the vendor's records; the demo
+//! then resumes in-process from the child's last checkpoint. The closing story and `--json`
+//! are built from the run report, the vendor's own counters and the sink's rows: nothing is
+//! claimed that the counters do not show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dovetail_core::{DriftClass, ErrorKind, RunOptions, RunOutcome, RunReport};
-use dovetail_fake_vendor::{AuthMode, FakeVendor, VendorConfig};
+use dovetail_fake_vendor::{AuthMode, FakeVendor, Stats, VendorConfig, VendorHandle};
+use serde::Serialize;
 
 use crate::cli::DemoArgs;
 use crate::interpolate::Lookup;
@@ -27,6 +35,44 @@ impl Lookup for DemoEnv {
     }
 }
 
+/// What `dovetail demo --json` prints: counts taken from the vendor, the sink and the state,
+/// not from the run's own claims.
+#[derive(Debug, Serialize)]
+struct DemoJson {
+    /// Records the vendor holds.
+    vendor_records: u64,
+    /// Rows in the sink's tables (one per stream), all runs together.
+    sink_rows: u64,
+    /// Keys that appear in more than one sink row.
+    duplicate_keys: u64,
+    /// Distinct keys among the pipeline's dead letters, all runs together.
+    dead_lettered_keys: u64,
+    /// Records written by this demo's in-process runs (the killed child's count is not known;
+    /// the sink's rows are the truth).
+    written: u64,
+    /// Whether the child run was killed mid-run, and whether the next run resumed it.
+    crash: Crash,
+    /// Each fault the demo configured, with the counter that shows it happened.
+    faults: BTreeMap<&'static str, u64>,
+    /// The vendor's counters.
+    vendor: Stats,
+    /// The exit code of the demo (the last run's).
+    exit_code: i32,
+    /// The in-process run's report.
+    report: RunReport,
+}
+
+/// The crash the demo stages on a first run.
+#[derive(Debug, Default, Serialize)]
+struct Crash {
+    /// The child `dovetail run` was killed with SIGKILL.
+    killed: bool,
+    /// Records the vendor had served when it was.
+    at_records_served: u64,
+    /// The run after it resumed from a checkpoint.
+    resumed: bool,
+}
+
 /// Run the demo; the exit code is the run's.
 pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let (config_path, vendor_text) = files(args)?;
@@ -41,6 +87,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         }
         _ => (String::new(), String::new()),
     };
+    let auth = vendor_cfg.auth.clone();
     let faults = vendor_cfg.faults.clone();
     let rate = vendor_cfg.rate_limit;
     let records = vendor_cfg.records;
@@ -53,35 +100,227 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let project = config::load_with(&config_path, &env)?;
     // The vendor is new on every demo run, so refresh tokens rotated by an earlier one mean
     // nothing to it: start from the configured token.
-    if let Some(dir) = project.state_path.parent() {
-        let _ = std::fs::remove_file(dir.join("tokens.json"));
-    }
+    let state_dir = project.state_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let _ = std::fs::remove_file(state_dir.join("tokens.json"));
     let state = super::open_state(&project.state_path)?;
     let before = state.runs(None, 1).await?.first().map(|r| r.id).unwrap_or(0);
+    let say = |text: &str| if args.json { Ok(()) } else { output::out(text) };
 
-    output::out(&format!(
+    say(&format!(
         "dovetail demo: a fake vendor with {records} records is up at {} — {}\n\n",
         vendor.base_url(),
-        fault_words(&faults, rate.as_ref().map(|r| (r.per_second, r.burst)))
+        fault_words(&faults, rate.as_ref().map(|r| (r.per_second, r.burst)), &auth, before == 0)
     ))?;
+    let sinks = sink_paths(&config_path)?;
+    let stream_names: Vec<String> = project.pipelines.iter().flat_map(|p| p.stream_names()).collect();
+    let stream_names: Vec<&str> = stream_names.iter().map(String::as_str).collect();
+    let mut crash = Crash::default();
+    let mut staged_malformed = None;
+    if before == 0 {
+        let log = state_dir.join("demo-crashed-run.log");
+        let plan = (records, sinks.as_slice(), stream_names.as_slice());
+        if let Some(served) = crash_run(&config_path, &env, &vendor, plan, &log).await? {
+            crash = Crash { killed: true, at_records_served: served, resumed: false };
+            // A page two past the checkpoint answers 200 with a body that never parses, once.
+            let rows = sink_counts(&sinks, &stream_names).map(|(rows, _)| rows).unwrap_or(0);
+            let v = vendor.stats();
+            let page = (v.records_served / v.pages_served.max(1)).max(1);
+            let mut f = vendor.faults();
+            (f.malformed_page, f.malformed_page_times) = (Some(rows / page + 2), 1);
+            staged_malformed = f.malformed_page;
+            vendor.set_faults(f);
+            say(&format!(
+                "A first `dovetail run` was killed (SIGKILL) after the vendor had served {served} records; resuming it here.\n\n"
+            ))?;
+        }
+    }
     let cancel = super::cancel_on_signal();
     let mut code = 0;
+    let mut last = None;
+    let mut written = 0;
     for spec in &project.pipelines {
-        let pipeline = spec.build(state.clone())?;
-        let opts = RunOptions {
-            cancel: cancel.clone(),
-            progress: crate::progress::for_run(Some(pipeline.source())),
-            ..Default::default()
+        let mut again = staged_malformed.is_some();
+        let report = loop {
+            let pipeline = spec.build(state.clone())?;
+            let progress = if args.json { None } else { crate::progress::for_run(Some(pipeline.source())) };
+            let opts = RunOptions { cancel: cancel.clone(), progress, ..Default::default() };
+            let malformed_before = vendor.stats().malformed_pages;
+            let report = pipeline.run(opts).await?;
+            crash.resumed |= report.streams.values().any(|s| s.resumed);
+            written += report.total(|s| s.written);
+            say(&output::run_summary(&report, "pipeline"))?;
+            if again && report.outcome != RunOutcome::Succeeded && vendor.stats().malformed_pages > malformed_before {
+                again = false;
+                say(
+                    "\nThe vendor answered a page 200 with malformed JSON: the stream stopped at the checkpoint before it (the error names the URL), nothing past it was taken for granted. Running again, as a schedule would:\n\n",
+                )?;
+                continue;
+            }
+            break report;
         };
-        let report = pipeline.run(opts).await?;
-        output::out(&output::run_summary(&report, "pipeline"))?;
-        let dead = state.dead_letters(Some(&report.pipeline), None, 1000).await?;
+        let dead = state.dead_letters(Some(&report.pipeline), None, 100_000).await?;
         let stats = vendor.stats();
-        output::out(&story(&report, &dead, before, &project.state_path, &sink_paths(&config_path)?, stats.requests))?;
+        say(&story(&report, &dead, before, &project.state_path, &sinks, &stats, &auth))?;
         code = if code != 0 { code } else { super::run::report_code(&report) };
+        last = Some((report, dead));
     }
+    let vendor_records = vendor.records_held();
+    let stats = vendor.stats();
     vendor.shutdown().await;
+    let Some((report, dead)) = last else { return Ok(code) };
+    let streams: Vec<&str> = report.streams.keys().map(String::as_str).collect();
+    let (sink_rows, duplicate_keys) = sink_counts(&sinks, &streams)?;
+    let dead_keys: BTreeSet<(&str, &str)> =
+        dead.iter().filter_map(|d| d.key.as_deref().map(|k| (d.stream.as_str(), k))).collect();
+    let counted = DemoJson {
+        vendor_records,
+        sink_rows,
+        duplicate_keys,
+        dead_lettered_keys: dead_keys.len() as u64,
+        written,
+        faults: fault_counters(&faults, rate.is_some(), &report, &stats, (&crash, staged_malformed), records),
+        crash,
+        vendor: stats,
+        exit_code: code,
+        report,
+    };
+    if args.json {
+        output::out(&format!("{}\n", serde_json::to_string(&counted)?))?;
+    } else {
+        say(&closing(&counted))?;
+    }
     Ok(code)
+}
+
+/// Runs the pipelines in a child `dovetail run` and kills it (SIGKILL) once its sink holds a
+/// third of the vendor's records, so that it has committed checkpoints to resume from;
+/// `Some(records the vendor had served)` when it was killed, `None` when it finished first.
+/// Its log goes to `log`.
+async fn crash_run(
+    config: &Path,
+    env: &DemoEnv,
+    vendor: &VendorHandle,
+    (records, sinks, streams): (u64, &[PathBuf], &[&str]),
+    log: &Path,
+) -> anyhow::Result<Option<u64>> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("--config").arg(config).args(["run", "--json"]);
+    for (name, value) in &env.0 {
+        cmd.env(name, value);
+    }
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::fs::File::create(log)?);
+    let mut child = cmd.spawn()?;
+    let threshold = (records / 3).max(1);
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(None);
+        }
+        // The sink may be mid-creation or locked by a commit: not there yet is 0.
+        let rows = sink_counts(sinks, streams).map(|(rows, _)| rows).unwrap_or(0);
+        if rows >= threshold {
+            child.kill()?;
+            child.wait()?;
+            return Ok(Some(vendor.stats().records_served));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Rows in the streams' tables of every SQLite sink, and keys (the tables' primary keys)
+/// held by more than one row.
+fn sink_counts(sinks: &[PathBuf], streams: &[&str]) -> anyhow::Result<(u64, u64)> {
+    let (mut rows, mut dups) = (0u64, 0u64);
+    for path in sinks.iter().filter(|p| p.exists()) {
+        let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        for table in streams {
+            let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            let mut pk = conn.prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?;
+            let cols: Vec<String> = pk.query_map([table], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            if cols.is_empty() {
+                continue;
+            }
+            let t = quote(table);
+            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?;
+            let by = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+            let d: i64 = conn.query_row(
+                &format!("SELECT count(*) FROM (SELECT 1 FROM {t} GROUP BY {by} HAVING count(*) > 1)"),
+                [],
+                |r| r.get(0),
+            )?;
+            rows += n as u64;
+            dups += d as u64;
+        }
+    }
+    Ok((rows, dups))
+}
+
+/// Each fault the demo configured, with the counter that shows it happened: the vendor's own
+/// where it keeps one, the run report's for what the records carried.
+fn fault_counters(
+    f: &dovetail_fake_vendor::Faults,
+    rate_limited: bool,
+    r: &RunReport,
+    v: &Stats,
+    (crash, malformed): (&Crash, Option<u64>),
+    records: u64,
+) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    let drift = |class: DriftClass| -> u64 {
+        r.streams.values().flat_map(|s| &s.drift).filter(|d| d.change == class).map(|d| d.count).sum()
+    };
+    if rate_limited {
+        // 429s refused, plus the seconds (rounded up) dovetail held back for the budget.
+        let waited: u64 = r.http.values().map(|h| h.rate_limit_wait_ms.div_ceil(1000)).sum();
+        out.insert("rate_limit", v.rate_limited + waited);
+    }
+    if f.error_503_ratio > 0.0 || f.error_503_every > 0 {
+        out.insert("error_503", v.by_status.get(&503).copied().unwrap_or(0));
+    }
+    if f.error_500_ratio > 0.0 {
+        out.insert("error_500", v.by_status.get(&500).copied().unwrap_or(0));
+    }
+    if f.drop_ratio > 0.0 || f.drop_every > 0 {
+        out.insert("dropped_connections", v.dropped);
+    }
+    if f.null_ratio > 0.0 {
+        out.insert("nulls", drift(DriftClass::NullValue));
+    }
+    if f.drift_after.is_some_and(|k| k < records) {
+        out.insert(
+            "drift",
+            r.streams
+                .values()
+                .flat_map(|s| &s.drift)
+                .filter(|d| d.change != DriftClass::NullValue)
+                .map(|d| d.count)
+                .sum(),
+        );
+    }
+    if crash.killed {
+        out.insert("crash", u64::from(crash.killed && crash.resumed));
+    }
+    if malformed.is_some() {
+        out.insert("malformed_page", v.malformed_pages);
+    }
+    out
+}
+
+/// The last lines: what the vendor holds against what the sink holds.
+fn closing(c: &DemoJson) -> String {
+    let accounted = c.sink_rows + c.dead_lettered_keys;
+    let verdict = if accounted == c.vendor_records && c.duplicate_keys == 0 {
+        "every record accounted for, none twice".to_owned()
+    } else {
+        format!(
+            "{} records unaccounted for, {} keys twice",
+            c.vendor_records as i64 - accounted as i64,
+            c.duplicate_keys
+        )
+    };
+    format!(
+        "\nThe vendor holds {} records; the sink holds {} rows ({} duplicate keys) and {} keys are dead-lettered: {verdict}.\n",
+        c.vendor_records, c.sink_rows, c.duplicate_keys, c.dead_lettered_keys
+    )
 }
 
 /// The demo's config file and vendor config: `--config` (default `examples/demo.toml` when
@@ -123,7 +362,7 @@ fn sink_paths(config: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn fault_words(f: &dovetail_fake_vendor::Faults, rate: Option<(f64, u32)>) -> String {
+fn fault_words(f: &dovetail_fake_vendor::Faults, rate: Option<(f64, u32)>, auth: &AuthMode, crash: bool) -> String {
     let mut w = Vec::new();
     if let Some((r, b)) = rate {
         w.push(format!("a rate limit of {r} requests/s (burst {b}) that dovetail is not told about"));
@@ -131,12 +370,29 @@ fn fault_words(f: &dovetail_fake_vendor::Faults, rate: Option<(f64, u32)>) -> St
     if f.error_503_ratio > 0.0 {
         w.push(format!("{:.0}% of requests answered 503", f.error_503_ratio * 100.0));
     }
-    w.push("access tokens that expire every few seconds and refresh tokens that rotate".into());
+    if f.error_503_every > 0 {
+        w.push(format!("a 503 for every {}th request", f.error_503_every));
+    }
+    if f.drop_ratio > 0.0 {
+        w.push(format!("{:.0}% of connections dropped without an answer", f.drop_ratio * 100.0));
+    }
+    if f.drop_every > 0 {
+        w.push(format!("every {}th connection dropped without an answer", f.drop_every));
+    }
+    if let AuthMode::OAuth2 { token_lifetime_secs, rotate_refresh_tokens, .. } = auth {
+        let rotate = if *rotate_refresh_tokens { " and refresh tokens that rotate on every use" } else { "" };
+        w.push(format!("access tokens that expire every {token_lifetime_secs} s{rotate}"));
+    }
     if f.null_ratio > 0.0 {
         w.push("nulls where values were promised".into());
     }
     if let Some(k) = f.drift_after {
         w.push(format!("a field that changes type after record {k}"));
+    }
+    if crash {
+        w.push(
+            "a crash: the first run is killed midway, and after it a page of malformed JSON answered 200, once".into(),
+        );
     }
     w.join(", ")
 }
@@ -148,8 +404,10 @@ fn story(
     previous_run: i64,
     state_path: &Path,
     sinks: &[PathBuf],
-    vendor_requests: u64,
+    vendor: &Stats,
+    auth: &AuthMode,
 ) -> String {
+    let vendor_requests = vendor.requests;
     let mut out = String::from("\nWhat happened:\n");
     let written = r.total(|s| s.written);
     let unchanged = r.total(|s| s.skipped_unchanged) + r.total(|s| s.filtered);
@@ -196,10 +454,36 @@ fn story(
             output::duration(h.rate_limit_wait_ms),
             count(h.by_status.get("429").copied().unwrap_or(0), "request", "requests")
         ));
-        out.push_str(&format!(
-            "  - OAuth2: {} (the first token and refreshes before each expiry); rotated refresh tokens saved before use.\n",
-            count(h.token_requests, "token request", "token requests")
-        ));
+        if vendor.malformed_pages > 0 {
+            out.push_str(&format!(
+                "  - The vendor answered {} 200 with JSON that does not parse: taken for a broken answer, not for data ({} retried).\n",
+                count(vendor.malformed_pages, "listing page", "listing pages"),
+                count(by("undecodable body"), "undecodable body", "undecodable bodies")
+            ));
+        }
+        if vendor.dropped > 0 {
+            out.push_str(&format!(
+                "  - The vendor dropped {} without answering.\n",
+                count(vendor.dropped, "connection", "connections")
+            ));
+        }
+        if let AuthMode::OAuth2 { rotate_refresh_tokens, .. } = auth
+            && h.token_requests > 0
+        {
+            let rotated = vendor.token_grants.get("refresh_token").copied().unwrap_or(0);
+            let saved = if *rotate_refresh_tokens && rotated > 0 {
+                format!(
+                    "; the vendor rotated the refresh token {}, each new one saved before use",
+                    count(rotated, "time", "times")
+                )
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "  - OAuth2: {} (the first token and refreshes before each expiry){saved}.\n",
+                count(h.token_requests, "token request", "token requests")
+            ));
+        }
         if h.not_modified > 0 {
             out.push_str(&format!(
                 "  - {} responses were not modified (304) and came from the cache.\n",
@@ -290,16 +574,47 @@ mod tests {
         h.by_status.insert("429".into(), 1);
         let r =
             RunReport { outcome: RunOutcome::Succeeded, http: [("source".to_owned(), h)].into(), ..Default::default() };
-        let text = story(&r, &[], 0, Path::new("state.db"), &[], 36);
+        let vendor =
+            Stats { requests: 36, token_grants: [("refresh_token".to_owned(), 4)].into(), ..Default::default() };
+        let auth = AuthMode::OAuth2 {
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            refresh_token: None,
+            token_lifetime_secs: 2.0,
+            rotate_refresh_tokens: true,
+        };
+        let text = story(&r, &[], 0, Path::new("state.db"), &[], &vendor, &auth);
         for line in [
             "  - 30 HTTP requests (33 attempts; the vendor counted 36, token requests included).\n",
             "  - Survived 3 server errors (5xx): each retried with backoff and jitter.\n",
             "  - Survived 1 failed token request (the token endpoint answered 5xx or nothing): the requests waiting for a token were retried with backoff.\n",
             "  - Retried 1 more attempt (connection errors, broken bodies).\n",
             "  - Rate limit: 0ms waiting for the vendor's budget to refill, 1 request refused with 429.\n",
-            "  - OAuth2: 5 token requests",
+            "  - OAuth2: 5 token requests (the first token and refreshes before each expiry); the vendor rotated the refresh token 4 times, each new one saved before use",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
+        // A vendor without OAuth2: no claim of expiring or rotating tokens.
+        let text = story(&r, &[], 0, Path::new("state.db"), &[], &vendor, &AuthMode::None);
+        assert!(!text.contains("OAuth2") && !text.contains("rotated"), "{text}");
+    }
+
+    #[test]
+    fn the_intro_names_only_the_faults_configured() {
+        let f = dovetail_fake_vendor::Faults { drop_every: 7, error_503_every: 6, ..Default::default() };
+        let words = fault_words(&f, None, &AuthMode::None, false);
+        assert_eq!(words, "a 503 for every 6th request, every 7th connection dropped without an answer");
+        let oauth = AuthMode::OAuth2 {
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            refresh_token: None,
+            token_lifetime_secs: 60.0,
+            rotate_refresh_tokens: false,
+        };
+        let words = fault_words(&dovetail_fake_vendor::Faults::default(), Some((10.0, 5)), &oauth, true);
+        assert_eq!(
+            words,
+            "a rate limit of 10 requests/s (burst 5) that dovetail is not told about, access tokens that expire every 60 s, a crash: the first run is killed midway, and after it a page of malformed JSON answered 200, once"
+        );
     }
 }
