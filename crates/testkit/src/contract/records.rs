@@ -35,7 +35,7 @@ fn summarize(results: Vec<(String, StreamResult)>) -> Outcome {
         results.iter().filter_map(|(s, r)| r.as_ref().ok()?.as_ref().err().map(|d| format!("{s} ({d})"))).collect();
     match (pass.is_empty(), na.is_empty()) {
         (true, true) => Outcome::Fail("no stream to check".into()),
-        (true, false) => Outcome::NotApplicable(na.join("; ")),
+        (true, false) => Outcome::Fail(format!("no stream could be checked: {}", na.join("; "))),
         (false, true) => Outcome::Pass(pass.join("; ")),
         (false, false) => Outcome::Pass(format!("{}; n/a: {}", pass.join("; "), na.join("; "))),
     }
