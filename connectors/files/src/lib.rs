@@ -29,6 +29,7 @@ mod jsonl;
 mod position;
 mod sink;
 mod source;
+mod strict;
 
 pub use config::{FilesSourceConfig, Format, StreamConfig};
 pub use sink::{JsonlSink, JsonlSinkConfig};

@@ -47,7 +47,9 @@ async fn github_honours_the_connector_contract() {
         .scenario("server_error_then_ok", "releases", "releases_server_error.json")
         .skip(
             "refreshes_on_401",
-            Skip::VendorCannot("GitHub tokens (personal access, app installation) are static: nothing to refresh".into()),
+            Skip::VendorCannot(
+                "GitHub tokens (personal access, app installation) are static: nothing to refresh".into(),
+            ),
         )
         .version_header("x-github-api-version")
         .secret(TOKEN)

@@ -458,7 +458,8 @@ async fn retries_scenario(c: &SourceContract, scenario: &str) -> Outcome {
         return Outcome::NotApplicable("not an HTTP source".into());
     }
     let Some(sc) = c.scenarios.get(scenario) else {
-        let check = if scenario == "server_error_then_ok" { "retries_a_server_error" } else { "waits_out_a_rate_limit" };
+        let check =
+            if scenario == "server_error_then_ok" { "retries_a_server_error" } else { "waits_out_a_rate_limit" };
         return missing(check, &format!("no `{scenario}` scenario fixture given"));
     };
     let r: Result<String, String> = async {

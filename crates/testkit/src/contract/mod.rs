@@ -442,9 +442,7 @@ impl SourceContract {
         let Some(skip) = self.skips.get(check) else { return outcome };
         let reason = skip.reason();
         match outcome {
-            Outcome::Pass(what) => {
-                Outcome::Fail(format!("skipped ({reason}) but it passes ({what}): remove the skip"))
-            }
+            Outcome::Pass(what) => Outcome::Fail(format!("skipped ({reason}) but it passes ({what}): remove the skip")),
             na @ Outcome::NotApplicable(_) => na,
             _ if self.http && FAILURE_SCENARIOS.contains(&check) && !matches!(skip, Skip::VendorCannot(_)) => {
                 Outcome::Fail(format!(
