@@ -18,6 +18,7 @@ mod bench_http;
 mod bench_rest;
 mod ci;
 mod contract;
+mod fuzz;
 mod new_connector;
 mod rss;
 mod tidy;
@@ -46,7 +47,9 @@ commands:
   new-connector NAME              scaffold connectors/NAME (a source and a sink) and wire it
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
-                                  print a table connector x check: pass / FAIL / n/a, reasons";
+                                  print a table connector x check: pass / FAIL / skip / n/a, reasons
+  fuzz [--secs N] [TARGET ...]    cargo-fuzz targets of fuzz/ for N s each (default 60; nightly +
+                                  cargo-fuzz); crashes land in fuzz/artifacts/, replayed on stable";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Some("bench-http") => bench_http::main(&root, &args[1..]).map(|()| true),
         Some("bench-rest") => bench_rest::main(&root, &args[1..]).map(|()| true),
         Some("contract") => contract::main(&root, &args[1..]),
+        Some("fuzz") => fuzz::main(&root, &args[1..]),
         Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

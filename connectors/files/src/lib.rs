@@ -25,6 +25,8 @@
 
 mod config;
 mod csv;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod jsonl;
 mod position;
 mod sink;

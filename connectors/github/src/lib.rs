@@ -25,6 +25,8 @@
 
 mod client;
 mod config;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod mapping;
 mod models;
 mod source;
