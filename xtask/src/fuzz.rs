@@ -62,11 +62,10 @@ pub fn main(root: &Path, args: &[String]) -> Result<bool> {
     let mut crashed = Vec::new();
     for target in &run {
         println!("fuzz: {target} for {secs}s");
-        // Its own target dir: the instrumented build shares nothing with the workspace's.
+        // `CARGO_TARGET_DIR` is kept: the instrumented build lands in its own profile dir.
         let status = Command::new("cargo")
             .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={secs}")])
             .current_dir(root.join("fuzz"))
-            .env_remove("CARGO_TARGET_DIR")
             .status()
             .with_context(|| format!("running cargo fuzz run {target}"))?;
         if !status.success() {
