@@ -61,7 +61,8 @@ fn every_corpus_and_crash_file_replays_without_a_panic() {
     for (target, entry) in TARGETS {
         for kind in ["corpus", "artifacts"] {
             for file in inputs(&fuzz_dir().join(kind).join(target)) {
-                let data = std::fs::read(&file).unwrap();
+                // A running fuzzer may drop a corpus file it reduced: it is no input then.
+                let Ok(data) = std::fs::read(&file) else { continue };
                 count += 1;
                 if std::panic::catch_unwind(|| entry(&data)).is_err() {
                     failed.push(format!("{target}: {}", file.display()));
