@@ -225,3 +225,20 @@ async fn broken_pages_fail_with_their_url_and_exit_code() {
         assert!(error.contains(needle) && error.contains("/v1/items"), "{what}: {error}");
     }
 }
+
+#[test]
+fn a_mapping_path_with_a_stray_bracket_does_not_crash_the_run() {
+    // `n[0]]` panicked in the field path parser (found by the field_path fuzz target) and
+    // the run ended as an internal error.
+    let scratch = Scratch::new();
+    std::fs::write(scratch.path("odd.jsonl"), "{\"id\": \"a\", \"n\": [[1]]}\n").unwrap();
+    let config = files_config(&[("odd", "jsonl")]);
+    scratch.write(
+        "dovetail.toml",
+        &format!("{config}[pipelines.bad.streams.odd.mapping]\ncolumns = {{ first = \"n[0]]\" }}\n"),
+    );
+    let (out, report) = scratch.run_json(&[]);
+    no_panic(&out);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["streams"]["odd"]["written"], 1, "{report}");
+}
