@@ -242,3 +242,13 @@ fn a_mapping_path_with_a_stray_bracket_does_not_crash_the_run() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(report["streams"]["odd"]["written"], 1, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_reset_past_the_clock_is_no_panic() {
+    // `X-RateLimit-Reset` beyond what `SystemTime` holds panicked in the client (found by the
+    // rate_limit_headers fuzz target); now it is no usable reset and the 429 is retried.
+    let body = ResponseTemplate::new(429).insert_header("x-ratelimit-reset", "9999999999999999999");
+    let (code, error, report) = run_rest(body).await;
+    assert!(matches!(code, Some(5 | 6)), "{report}");
+    assert!(error.contains("/v1/items"), "{error}");
+}

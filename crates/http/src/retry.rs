@@ -107,13 +107,15 @@ pub fn server_wait(status: StatusCode, h: &HeaderMap, now: SystemTime, style: Re
 /// `RateLimit-Reset` (always delta seconds).
 pub fn reset_wait(h: &HeaderMap, now: SystemTime, style: ResetStyle) -> Option<Duration> {
     if let Some(v) = first_header(h, ["x-ratelimit-reset"]).and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Some(match style {
-            ResetStyle::DeltaSeconds => Duration::from_secs(v),
+        match style {
+            ResetStyle::DeltaSeconds => return Some(Duration::from_secs(v)),
+            // An epoch past what the clock can hold (found by fuzzing) is no usable reset.
             ResetStyle::EpochSeconds => {
-                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(v);
-                at.duration_since(now).unwrap_or_default()
+                if let Some(at) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(v)) {
+                    return Some(at.duration_since(now).unwrap_or_default());
+                }
             }
-        });
+        }
     }
     first_header(h, ["ratelimit-reset"]).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
 }
