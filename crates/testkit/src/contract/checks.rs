@@ -63,7 +63,7 @@ async fn run_one(c: &SourceContract, check: &str) -> Outcome {
         "retries_a_server_error" => retries_scenario(c, "server_error_then_ok").await,
         "waits_out_a_rate_limit" => retries_scenario(c, "rate_limited_then_ok").await,
         "refreshes_on_401" => refreshes_on_401(c).await,
-        "malformed_page_fails_clearly" => malformed_page_fails_clearly(c).await,
+        "malformed_page_fails_clearly" => super::records::malformed_page_fails_clearly(c).await,
         "drift_on_changed_field_type" => super::records::drift_on_changed_field_type(c).await,
         "bad_record_dead_lettered_rest_continue" => super::records::bad_record_dead_lettered(c).await,
         "config_rejects_an_unknown_key" => config_rejects_an_unknown_key(c),
@@ -507,43 +507,6 @@ async fn refreshes_on_401(c: &SourceContract) -> Outcome {
         match run.report.streams.get(&sc.stream).map_or(0, |s| s.written) {
             0 => Err("the retried request wrote no rows".into()),
             n => Ok(format!("{}: 401, {} token requests, then {n} record(s)", sc.stream, http.token_requests)),
-        }
-    }
-    .await;
-    r.map_or_else(Outcome::Fail, Outcome::Pass)
-}
-
-/// The first page of the first stream answered 200 with a truncated JSON body: the run ends
-/// with an error naming what failed (never a panic, never a success), and writes nothing.
-async fn malformed_page_fails_clearly(c: &SourceContract) -> Outcome {
-    if !c.http {
-        return Outcome::NotApplicable("not an HTTP source: no page to malform".into());
-    }
-    let case = match cases(c) {
-        Ok(cs) => &cs[0],
-        Err(e) => return Outcome::Fail(e),
-    };
-    let Some((file, fixture)) = &case.fixture else { return Outcome::Fail("the stream has no fixture".into()) };
-    let Some(at) = fixture.exchanges.iter().position(|x| (200..300).contains(&x.response.status)) else {
-        return Outcome::Fail(format!("{file} has no successful exchange to malform"));
-    };
-    let mut exchanges = fixture.exchanges.clone();
-    exchanges[at].response.headers.insert("content-type".into(), "application/json".into());
-    exchanges[at].response.body = Body::text("{\"data\": [{\"id\": 1, \"name\": \"trunc");
-    let malformed = Fixture::new(exchanges);
-    let r: Result<String, String> = async {
-        let server = serve(Some(&malformed)).await?.ok_or("no server")?;
-        let run = run_once(c, builder(c, case), &server.base_url(), &case.name, &MemoryState::default()).await?;
-        let error = run.report.error.clone().unwrap_or_default();
-        if run.report.outcome == RunOutcome::Succeeded {
-            return Err(format!("a page of malformed JSON (exchange {at} of {file}) was accepted"));
-        }
-        if error.trim().is_empty() {
-            return Err(format!("the run ended {} without an error message", run.report.outcome));
-        }
-        match run.sink.rows(&case.name).len() {
-            0 => Ok(format!("{}: {} (exit {}): {}", case.name, run.report.outcome, run.report.exit_code, error)),
-            n => Err(format!("{n} row(s) written from a malformed page")),
         }
     }
     .await;
