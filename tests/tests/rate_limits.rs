@@ -230,3 +230,21 @@ async fn a_page_that_spends_the_budget_stops_before_the_next_request_or_waits_a_
     let line = err.lines().find(|l| l.contains("waiting for the API's rate limit"));
     assert!(line.is_some_and(|l| l.contains("INFO") && l.contains("until=")), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_past_any_clock_stops_the_stream_like_any_long_wait() {
+    // `retry-after: 18446744073709551615`: capped to a year, not a panic adding it to a clock.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/hello/releases"))
+        .respond_with(limited(429, 4990, 3000).insert_header("retry-after", u64::MAX.to_string().as_str()))
+        .mount(&server)
+        .await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.uri(), "max_attempts = 3"));
+    let (out, report) = run(&s).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(err.contains("the API allows requests again at") && !err.contains("panicked"), "{err}");
+    assert_eq!(report["streams"]["releases"]["outcome"], "paused", "{report:#}");
+}

@@ -1,8 +1,9 @@
 //! `cargo xtask contract [NAME ...]`: run each connector's contract suite
 //! (`connectors/NAME/tests/contract.rs`, built on dovetail-testkit's `SourceContract`) and
 //! print a table connector × check. The suites print one line per check,
-//! `contract: <connector> <check> pass|fail|n/a <reason>`; this parses them. Fails on any
-//! failed check, on a named connector without a contract test, and on a suite that fails
+//! `contract: <connector> <check> pass|fail|skip|n/a <reason>`; this parses them. A skip
+//! (the connector stated why) is counted apart from passes, with its reason under the
+//! table. Fails on any failed check, on a named connector without a contract test, and on a suite that fails
 //! without printing a failed check (it did not build, or panicked).
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ pub struct Line {
     pub connector: String,
     /// Check name.
     pub check: String,
-    /// `pass`, `fail` or `n/a`.
+    /// `pass`, `fail`, `skip` or `n/a`.
     pub outcome: String,
     /// Why (may be empty for a pass).
     pub reason: String,
@@ -34,7 +35,7 @@ pub fn parse(output: &str) -> Vec<Line> {
             let rest = l.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).strip_prefix("contract: ")?;
             let mut parts = rest.splitn(4, ' ');
             let (connector, check, outcome) = (parts.next()?, parts.next()?, parts.next()?);
-            if !matches!(outcome, "pass" | "fail" | "n/a") {
+            if !matches!(outcome, "pass" | "fail" | "skip" | "n/a") {
                 return None;
             }
             Some(Line {
@@ -86,6 +87,7 @@ pub fn table(connectors: &[String], lines: &[Line]) -> String {
             let v = match cell.get(&(*check, c.as_str())).map(|l| l.outcome.as_str()) {
                 Some("pass") => "pass",
                 Some("fail") => "FAIL",
+                Some("skip") => "skip",
                 Some(_) => "n/a",
                 // The connector ran no suite of this kind (a source-only or sink-only crate).
                 None => "n/a",
@@ -108,10 +110,22 @@ pub fn table(connectors: &[String], lines: &[Line]) -> String {
     if !notes.is_empty() {
         out.push('\n');
         for l in notes {
-            let tag = if l.outcome == "fail" { "FAIL" } else { "n/a" };
+            let tag = match l.outcome.as_str() {
+                "fail" => "FAIL",
+                "skip" => "skip",
+                _ => "n/a",
+            };
             out.push_str(&format!("{} {} {tag}: {}\n", l.connector, l.check, l.reason));
         }
     }
+    let count = |o: &str| lines.iter().filter(|l| l.outcome == o).count();
+    out.push_str(&format!(
+        "\n{} pass, {} skip (stated why), {} n/a, {} fail\n",
+        count("pass"),
+        count("skip"),
+        count("n/a"),
+        count("fail")
+    ));
     out
 }
 
@@ -175,9 +189,9 @@ mod tests {
     fn lines_parse_and_the_table_marks_failures() {
         let out = "running 1 test\ncontract: gh a_check pass streams: x, y\ncontract: gh other fail it broke\n\
                    contract: gh third n/a no fixture\ncontract: gh bad maybe what\ntest x ... ok\n\
-                   ..contract: gh dotted pass quiet test output\n";
+                   ..contract: gh dotted pass quiet test output\ncontract: gh fourth skip vendor cannot: no 429\n";
         let lines = parse(out);
-        assert_eq!(lines.len(), 4);
+        assert_eq!(lines.len(), 5);
         assert_eq!(lines[3].check, "dotted");
         assert_eq!(lines[1].reason, "it broke");
         let t = table(&["gh".to_owned()], &lines);
@@ -185,6 +199,10 @@ mod tests {
         assert!(t.contains("other    FAIL"), "{t}");
         assert!(t.contains("gh other FAIL: it broke"), "{t}");
         assert!(t.contains("gh third n/a: no fixture"), "{t}");
+        // A skip is its own cell and count, with its reason: never a pass.
+        assert!(t.contains("fourth   skip"), "{t}");
+        assert!(t.contains("gh fourth skip: vendor cannot: no 429"), "{t}");
+        assert!(t.contains("2 pass, 1 skip (stated why), 1 n/a, 1 fail"), "{t}");
         // A connector that ran no suite of a kind shows n/a with why, never a blank.
         let mut both = lines.clone();
         both.push(Line {

@@ -22,6 +22,7 @@ mod bench_judge;
 mod bench_rest;
 mod ci;
 mod contract;
+mod fuzz;
 mod man;
 mod new_connector;
 mod rss;
@@ -53,7 +54,9 @@ commands:
   new-connector NAME              scaffold connectors/NAME (a source and a sink) and wire it
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
-                                  print a table connector x check: pass / FAIL / n/a, reasons
+                                  print a table connector x check: pass / FAIL / skip / n/a, reasons
+  fuzz [--secs N] [TARGET ...]    cargo-fuzz targets of fuzz/ for N s each (default 60; nightly +
+                                  cargo-fuzz); crashes land in fuzz/artifacts/, replayed on stable
   man [--out DIR]                 man page and bash/zsh/fish completions of `dovetail`
                                   (default DIR: target/share)";
 
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Some("bench-rest") => bench_rest::main(&root, &args[1..]),
         Some("contract") => contract::main(&root, &args[1..]),
         Some("man") => man::main(&root, &args[1..]).map(|()| true),
+        Some("fuzz") => fuzz::main(&root, &args[1..]),
         Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

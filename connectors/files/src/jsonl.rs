@@ -2,7 +2,7 @@
 //!
 //! Each non-blank line is one JSON object. A line that is not valid JSON, or not an object,
 //! becomes a [`Reject`] naming the file and line, with the line as raw input; the good lines
-//! around it are still delivered. Numbers keep their exact text (`arbitrary_precision`).
+//! around it are still delivered; so is an object naming a key twice. Numbers keep their exact text (`arbitrary_precision`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -46,7 +46,7 @@ pub(crate) fn read_page(
             }
             // Validating UTF-8 once up front is faster than serde_json checking every string.
             let parsed = match std::str::from_utf8(text) {
-                Ok(s) => serde_json::from_str::<Value>(s).map_err(|e| format!("invalid JSON: {e}")),
+                Ok(s) => parse(s),
                 Err(e) => Err(format!("invalid UTF-8 at byte {}", e.valid_up_to() + 1)),
             };
             match parsed {
@@ -72,10 +72,20 @@ pub(crate) fn read_page(
 /// Turn a dead letter's raw line back into a record: it must be one JSON object.
 pub(crate) fn decode_line(raw: &str) -> Result<Value, Reject> {
     let fail = |reason: String| Reject { location: None, reason, path: None, raw: raw.to_owned(), drift: None };
-    match serde_json::from_str::<Value>(raw.trim()) {
+    match parse(raw.trim()) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(other) => Err(fail(format!("expected a JSON object, found {}", json_type_phrase(&other)))),
-        Err(e) => Err(fail(format!("invalid JSON: {e}"))),
+        Err(why) => Err(fail(why)),
+    }
+}
+
+/// One line as JSON, refusing an object that names a key twice (serde_json would keep the
+/// last value silently).
+pub(crate) fn parse(text: &str) -> Result<Value, String> {
+    let v = serde_json::from_str::<Value>(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    match crate::strict::duplicate_key(text, &v) {
+        Some(e) => Err(format!("invalid JSON: {e}")),
+        None => Ok(v),
     }
 }
 

@@ -25,10 +25,13 @@
 
 mod config;
 mod csv;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod jsonl;
 mod position;
 mod sink;
 mod source;
+mod strict;
 
 pub use config::{FilesSourceConfig, Format, StreamConfig};
 pub use sink::{JsonlSink, JsonlSinkConfig};

@@ -103,6 +103,13 @@ impl Opened {
         let len = file.metadata().map_err(read_err)?.len();
         let mut head = Vec::with_capacity(len.min(PREFIX_MAX) as usize);
         (&file).take(PREFIX_MAX).read_to_end(&mut head).map_err(read_err)?;
+        if let Some(encoding) = utf16(&head) {
+            // Every line would be a dead letter of NUL bytes: say what the file is instead.
+            return Err(Error::data(format!(
+                "`{}` is {encoding} (it starts with a byte order mark); dovetail reads UTF-8 files: convert it, e.g. `iconv -f {encoding} -t UTF-8`",
+                plan.display
+            )));
+        }
         let (offset, line) = match from {
             None => (0, 0),
             Some(p) if p.offset > len => {
@@ -166,6 +173,15 @@ fn last_byte(file: &mut File, end: u64) -> io::Result<u8> {
 /// An IO error with a message naming the file, of the kind [`dovetail_core::io_kind`] says.
 pub(crate) fn io_error(e: io::Error, message: String) -> Error {
     Error::new(dovetail_core::io_kind(&e), message).with_source(e)
+}
+
+/// The UTF-16 encoding a file's byte order mark names, if it starts with one.
+fn utf16(head: &[u8]) -> Option<&'static str> {
+    match head {
+        [0xFF, 0xFE, ..] => Some("UTF-16LE"),
+        [0xFE, 0xFF, ..] => Some("UTF-16BE"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

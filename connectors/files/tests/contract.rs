@@ -49,6 +49,8 @@ async fn files_source_honours_the_connector_contract() {
     .records("orders", orders())
     .records("customers", customers())
     .snapshots_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots"))
+    .skip("schemas_match_snapshots", "a files stream declares no schema: it is inferred from the first page read")
+    .skip("no_fixture_secret_in_output", "the files source reads local files: it holds no credential")
     .example_config::<FilesSourceConfig>(json!({ "streams": [
         { "name": "orders", "path": "data/orders.jsonl", "primary_key": ["id"], "cursor_field": "updated_at" },
     ] }))

@@ -26,6 +26,8 @@
 mod app;
 mod client;
 mod config;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod mapping;
 mod models;
 mod source;

@@ -59,7 +59,7 @@ struct Inner {
 /// Where a stream is.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Position {
+pub(crate) struct Position {
     /// The repository being read (`owner/name`); absent for `repositories`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     repo: Option<String>,

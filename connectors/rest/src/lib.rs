@@ -32,6 +32,8 @@
 
 mod client;
 mod config;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod sink;
 mod source;
 

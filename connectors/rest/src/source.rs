@@ -46,7 +46,7 @@ struct StreamDef {
 /// Where a child stream is.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ChildPosition {
+pub(crate) struct ChildPosition {
     /// Next page of the parent listing; `None` once it is exhausted.
     parents: Option<PageState>,
     /// Parents of the current parent page not finished yet (the first is in progress).
@@ -58,7 +58,7 @@ struct ChildPosition {
 /// Where a stream is.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StreamPosition {
+pub(crate) struct StreamPosition {
     page: PageState,
 }
 

@@ -36,6 +36,8 @@ pub mod drift_policy;
 pub mod error;
 pub mod explain;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod json;
 pub mod mapping;
 pub mod names;

@@ -290,9 +290,11 @@ impl FieldPath {
                 out.push(Seg::Field(name));
             }
             while let Some(end) = rest.find(']') {
-                match rest[1..end].parse::<usize>() {
+                // A `]` with no `[` before it (`a[0]]`, found by fuzzing) ends the path here.
+                let Some(inner) = rest.get(1..end) else { break };
+                match inner.parse::<usize>() {
                     Ok(i) => out.push(Seg::Index(i)),
-                    Err(_) => out.push(Seg::Field(&rest[1..end])),
+                    Err(_) => out.push(Seg::Field(inner)),
                 }
                 rest = &rest[end + 1..];
             }

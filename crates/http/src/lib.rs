@@ -85,6 +85,8 @@ mod client;
 pub mod clock;
 mod config;
 mod exec;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod limit;
 mod observe;
 pub mod origin;

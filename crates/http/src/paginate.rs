@@ -398,7 +398,7 @@ impl Paginator {
 }
 
 /// The `rel="next"` target of one `Link` header value (RFC 8288).
-fn next_link(value: &str) -> Option<String> {
+pub(crate) fn next_link(value: &str) -> Option<String> {
     value.split(',').find_map(|part| {
         let (target, params) = part.trim().strip_prefix('<')?.split_once('>')?;
         let is_next = params.split(';').any(|p| {

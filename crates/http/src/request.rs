@@ -129,6 +129,9 @@ pub struct Response {
 impl Response {
     /// Decode the body as JSON; failure is a Data error naming the URL.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::data("response body is empty, not the expected JSON").at(self.url.path()));
+        }
         // One UTF-8 check over the whole body, then a parser that trusts it: `from_slice`
         // checks every string on its own, which cost ~3 % of a REST sync's instructions.
         // A body that is not UTF-8 goes through `from_slice` for its line and column.

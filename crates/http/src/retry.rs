@@ -90,7 +90,7 @@ pub fn server_wait(status: StatusCode, h: &HeaderMap, now: SystemTime, style: Re
     if let Some(v) = first_header(h, ["retry-after"]) {
         let v = v.trim();
         if let Ok(secs) = v.parse::<u64>() {
-            return Some(Duration::from_secs(secs));
+            return Some(Duration::from_secs(secs).min(MAX_SERVER_WAIT));
         }
         if let Ok(at) = httpdate::parse_http_date(v) {
             return Some(at.duration_since(now).unwrap_or_default());
@@ -107,16 +107,25 @@ pub fn server_wait(status: StatusCode, h: &HeaderMap, now: SystemTime, style: Re
 /// `RateLimit-Reset` (always delta seconds).
 pub fn reset_wait(h: &HeaderMap, now: SystemTime, style: ResetStyle) -> Option<Duration> {
     if let Some(v) = first_header(h, ["x-ratelimit-reset"]).and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Some(match style {
-            ResetStyle::DeltaSeconds => Duration::from_secs(v),
+        match style {
+            ResetStyle::DeltaSeconds => return Some(Duration::from_secs(v).min(MAX_SERVER_WAIT)),
+            // An epoch past what the clock can hold (found by fuzzing) is no usable reset.
             ResetStyle::EpochSeconds => {
-                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(v);
-                at.duration_since(now).unwrap_or_default()
+                if let Some(at) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(v)) {
+                    return Some(at.duration_since(now).unwrap_or_default().min(MAX_SERVER_WAIT));
+                }
             }
-        });
+        }
     }
-    first_header(h, ["ratelimit-reset"]).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+    first_header(h, ["ratelimit-reset"])
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s).min(MAX_SERVER_WAIT))
 }
+
+/// The longest wait a response header is taken to ask for: far past any rate-limit cap (so
+/// it still stops a stream, with a time to come back), and small enough that adding it to
+/// a clock cannot overflow.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(366 * 86_400);
 
 /// `X-RateLimit-Remaining` or `RateLimit-Remaining`.
 pub fn remaining(h: &HeaderMap) -> Option<u64> {
@@ -169,6 +178,22 @@ mod tests {
         let ietf = h(&[("ratelimit-reset", "9")]);
         assert_eq!(server_wait(StatusCode::TOO_MANY_REQUESTS, &ietf, now, s), Some(Duration::from_secs(9)));
         assert_eq!(server_wait(ok, &h(&[("x-ratelimit-remaining", "4"), ("x-ratelimit-reset", "5")]), now, s), None);
+    }
+
+    #[test]
+    fn a_wait_past_any_clock_is_capped_to_a_year() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let s = ResetStyle::EpochSeconds;
+        let huge = u64::MAX.to_string();
+        for h in [
+            h(&[("retry-after", &huge)]),
+            h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "99999999999999")]),
+            h(&[("ratelimit-remaining", "0"), ("ratelimit-reset", &huge)]),
+        ] {
+            assert_eq!(server_wait(StatusCode::TOO_MANY_REQUESTS, &h, now, s), Some(MAX_SERVER_WAIT), "{h:?}");
+        }
+        let delta = h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &huge)]);
+        assert_eq!(server_wait(StatusCode::OK, &delta, now, ResetStyle::DeltaSeconds), Some(MAX_SERVER_WAIT));
     }
 
     #[test]

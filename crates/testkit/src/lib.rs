@@ -32,7 +32,7 @@ mod replay;
 mod server;
 pub mod state_conformance;
 
-pub use contract::{CheckResult, Outcome, SinkContract, SourceContract};
+pub use contract::{CheckResult, Outcome, SinkContract, Skip, SourceContract};
 pub use error::FixtureError;
 pub use format::{BASE_URL, Body, Exchange, FORMAT_VERSION, Fixture, REDACTED, RecordedRequest, RecordedResponse};
 pub use record::Recorder;

@@ -15,27 +15,66 @@ pub(super) const PIPELINE: &str = "contract";
 
 type Check = (&'static str, Outcome);
 
-/// Every check, in order (the secret scan last: it reads what the others produced).
+/// Every check of the source suite, in the order they run (the secret scan last: it reads
+/// what the others produced). [`SourceContract::skip`](super::SourceContract::skip) takes
+/// these names.
+pub const CHECKS: &[&str] = &[
+    "syncs_each_stream_to_the_last_page",
+    "stops_at_the_last_page",
+    "fresh_start_reads_everything",
+    "schemas_match_snapshots",
+    "mappings_match_snapshots",
+    "rerun_writes_nothing",
+    "resumes_from_a_checkpoint",
+    "corrupt_checkpoint_is_reported",
+    "sends_the_pinned_version_header",
+    "unauthorized_fails_clearly",
+    "retries_a_server_error",
+    "waits_out_a_rate_limit",
+    "refreshes_on_401",
+    "malformed_page_fails_clearly",
+    "drift_on_changed_field_type",
+    "bad_record_dead_lettered_rest_continue",
+    "config_rejects_an_unknown_key",
+    "no_fixture_secret_in_output",
+];
+
+/// Every check in [`CHECKS`] order.
 pub(crate) async fn run_all(c: &SourceContract) -> Vec<Check> {
-    vec![
-        ("syncs_each_stream_to_the_last_page", syncs_each_stream(c).await),
-        ("stops_at_the_last_page", super::records::stops_at_the_last_page(c).await),
-        ("fresh_start_reads_everything", super::records::fresh_start_reads_everything(c).await),
-        ("schemas_match_snapshots", super::snapshots::schemas_match_snapshots(c)),
-        ("mappings_match_snapshots", super::snapshots::mappings_match_snapshots(c).await),
-        ("rerun_writes_nothing", rerun_writes_nothing(c).await),
-        ("resumes_from_a_checkpoint", resumes_from_a_checkpoint(c).await),
-        ("corrupt_checkpoint_is_reported", corrupt_checkpoint_is_reported(c).await),
-        ("sends_the_pinned_version_header", sends_the_pinned_version_header(c).await),
-        ("unauthorized_fails_clearly", unauthorized_fails_clearly(c).await),
-        ("retries_a_server_error", retries_scenario(c, "server_error_then_ok").await),
-        ("waits_out_a_rate_limit", retries_scenario(c, "rate_limited_then_ok").await),
-        ("refreshes_on_401", refreshes_on_401(c).await),
-        ("drift_on_changed_field_type", super::records::drift_on_changed_field_type(c).await),
-        ("bad_record_dead_lettered_rest_continue", super::records::bad_record_dead_lettered(c).await),
-        ("config_rejects_an_unknown_key", config_rejects_an_unknown_key(c)),
-        ("no_fixture_secret_in_output", no_fixture_secret_in_output(c).await),
-    ]
+    let mut out = Vec::with_capacity(CHECKS.len());
+    for &check in CHECKS {
+        out.push((check, run_one(c, check).await));
+    }
+    out
+}
+
+async fn run_one(c: &SourceContract, check: &str) -> Outcome {
+    match check {
+        "syncs_each_stream_to_the_last_page" => syncs_each_stream(c).await,
+        "stops_at_the_last_page" => super::records::stops_at_the_last_page(c).await,
+        "fresh_start_reads_everything" => super::records::fresh_start_reads_everything(c).await,
+        "schemas_match_snapshots" => super::snapshots::schemas_match_snapshots(c),
+        "mappings_match_snapshots" => super::snapshots::mappings_match_snapshots(c).await,
+        "rerun_writes_nothing" => rerun_writes_nothing(c).await,
+        "resumes_from_a_checkpoint" => resumes_from_a_checkpoint(c).await,
+        "corrupt_checkpoint_is_reported" => corrupt_checkpoint_is_reported(c).await,
+        "sends_the_pinned_version_header" => sends_the_pinned_version_header(c).await,
+        "unauthorized_fails_clearly" => unauthorized_fails_clearly(c).await,
+        "retries_a_server_error" => retries_scenario(c, "server_error_then_ok").await,
+        "waits_out_a_rate_limit" => retries_scenario(c, "rate_limited_then_ok").await,
+        "refreshes_on_401" => refreshes_on_401(c).await,
+        "malformed_page_fails_clearly" => super::records::malformed_page_fails_clearly(c).await,
+        "drift_on_changed_field_type" => super::records::drift_on_changed_field_type(c).await,
+        "bad_record_dead_lettered_rest_continue" => super::records::bad_record_dead_lettered(c).await,
+        "config_rejects_an_unknown_key" => config_rejects_an_unknown_key(c),
+        "no_fixture_secret_in_output" => no_fixture_secret_in_output(c).await,
+        other => Outcome::Fail(format!("no check named `{other}`")),
+    }
+}
+
+/// What a check lacking its input says: give it, or skip the check stating why.
+pub(super) fn missing(check: &str, what: &str) -> Outcome {
+    Outcome::Fail(format!("{what}: give it, or state why not with `.skip(\"{check}\", reason)`"))
 }
 
 /// One run of one stream against an optional replay server.
@@ -153,7 +192,7 @@ pub(super) fn combine(results: Vec<(String, Result<Option<String>, String>)>) ->
     let na: Vec<String> =
         results.iter().filter_map(|(s, r)| r.as_ref().ok()?.as_ref().map(|w| format!("{s} ({w})"))).collect();
     match (passed.is_empty(), na.is_empty()) {
-        (true, _) => Outcome::NotApplicable(na.join("; ")),
+        (true, _) => Outcome::Fail(format!("no stream could be checked: {}", na.join("; "))),
         (false, true) => Outcome::Pass(format!("streams: {}", passed.join(", "))),
         (false, false) => Outcome::Pass(format!("streams: {}; n/a: {}", passed.join(", "), na.join("; "))),
     }
@@ -339,7 +378,7 @@ async fn sends_the_pinned_version_header(c: &SourceContract) -> Outcome {
         return Outcome::NotApplicable("not an HTTP source".into());
     }
     let Some(header) = &c.version_header else {
-        return Outcome::NotApplicable("the connector declares no pinned version header".into());
+        return missing("sends_the_pinned_version_header", "no pinned version header declared (`.version_header`)");
     };
     let cases = match cases(c) {
         Ok(cs) => cs,
@@ -394,7 +433,7 @@ async fn unauthorized_fails_clearly(c: &SourceContract) -> Outcome {
         return Outcome::NotApplicable("not an HTTP source".into());
     }
     let Some(sc) = c.scenarios.get("unauthorized") else {
-        return Outcome::NotApplicable("no `unauthorized` scenario fixture given".into());
+        return missing("unauthorized_fails_clearly", "no `unauthorized` scenario fixture given");
     };
     let r: Result<String, String> = async {
         let server = serve(Some(&sc.fixture)).await?.ok_or("no server")?;
@@ -422,7 +461,9 @@ async fn retries_scenario(c: &SourceContract, scenario: &str) -> Outcome {
         return Outcome::NotApplicable("not an HTTP source".into());
     }
     let Some(sc) = c.scenarios.get(scenario) else {
-        return Outcome::NotApplicable(format!("no `{scenario}` scenario fixture given"));
+        let check =
+            if scenario == "server_error_then_ok" { "retries_a_server_error" } else { "waits_out_a_rate_limit" };
+        return missing(check, &format!("no `{scenario}` scenario fixture given"));
     };
     let r: Result<String, String> = async {
         let server = serve(Some(&sc.fixture)).await?.ok_or("no server")?;
@@ -448,9 +489,7 @@ async fn refreshes_on_401(c: &SourceContract) -> Outcome {
         return Outcome::NotApplicable("not an HTTP source: no credential to refresh".into());
     }
     let Some((sc, build)) = &c.refresh else {
-        return Outcome::NotApplicable(
-            "the connector does not use OAuth2 (no `refreshes_on_401` given): a rejected static credential is `unauthorized_fails_clearly`".into(),
-        );
+        return missing("refreshes_on_401", "no OAuth2 refresh fixture given (`.refreshes_on_401`)");
     };
     let r: Result<String, String> = async {
         let server = serve(Some(&sc.fixture)).await?.ok_or("no server")?;
@@ -484,7 +523,7 @@ fn config_rejects_an_unknown_key(c: &SourceContract) -> Outcome {
 /// The example parses, and the same with `not_a_key` added is refused, naming it.
 pub(crate) fn example_config_check(example: Option<&(serde_json::Value, super::ParseConfig)>) -> Outcome {
     let Some((example, parse)) = example else {
-        return Outcome::NotApplicable("no example config given".into());
+        return Outcome::Fail("no example config given (`.example_config::<Config>(..)`)".into());
     };
     if let Err(e) = parse(example.clone()) {
         return Outcome::Fail(format!("the example config does not deserialize: {e}"));
@@ -501,7 +540,7 @@ pub(crate) fn example_config_check(example: Option<&(serde_json::Value, super::P
 
 async fn no_fixture_secret_in_output(c: &SourceContract) -> Outcome {
     if c.secrets.is_empty() {
-        return Outcome::NotApplicable("no test secret given".into());
+        return missing("no_fixture_secret_in_output", "no test secret given (`.secret`)");
     }
     let mut texts: Vec<(String, String)> = c
         .transcript

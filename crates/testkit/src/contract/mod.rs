@@ -7,12 +7,15 @@
 //! [`SourceContract::run`]. Every check prints one line
 //!
 //! ```text
-//! contract: <connector> <check> pass|fail|n/a <reason>
+//! contract: <connector> <check> pass|fail|skip|n/a <reason>
 //! ```
 //!
 //! (`cargo xtask contract` parses these lines), and `run` panics at the end when a check
-//! failed. A check that lacks what it needs (no scenario fixture, no pinned header, not an
-//! HTTP source) is `n/a` with the reason — never silently skipped.
+//! failed. A check that lacks what it needs (no scenario fixture, no pinned header) fails,
+//! naming what to give; the connector skips it only by stating why,
+//! [`SourceContract::skip`]. `n/a` is left for what cannot apply to the kind of connector
+//! (HTTP checks on a local source). A connector with an HTTP source may skip a
+//! failure-scenario check ([`FAILURE_SCENARIOS`]) only with [`Skip::VendorCannot`].
 //!
 //! ```text
 //! SourceContract::http("github", |base_url| GithubSource::build(config(base_url), &BuildCx::default()))
@@ -32,6 +35,7 @@ mod records;
 mod sink;
 mod snapshots;
 
+pub use checks::CHECKS;
 pub use sink::{ReadBack, SinkContract};
 
 use std::collections::BTreeMap;
@@ -51,6 +55,45 @@ pub const LINE_PREFIX: &str = "contract:";
 /// Scenario names [`SourceContract::scenario`] understands.
 pub const SCENARIOS: &[&str] = &["unauthorized", "server_error_then_ok", "rate_limited_then_ok"];
 
+/// The checks that prove what a source does when the vendor misbehaves (401, 5xx, 429,
+/// drift, a malformed page or record): an HTTP source skips one only with
+/// [`Skip::VendorCannot`].
+pub const FAILURE_SCENARIOS: &[&str] = &[
+    "unauthorized_fails_clearly",
+    "retries_a_server_error",
+    "waits_out_a_rate_limit",
+    "refreshes_on_401",
+    "malformed_page_fails_clearly",
+    "drift_on_changed_field_type",
+    "bad_record_dead_lettered_rest_continue",
+];
+
+/// Why a connector skips a check ([`SourceContract::skip`]); printed in its `skip` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// The connector does not do what the check needs (yet): why.
+    Because(String),
+    /// The vendor cannot produce the scenario at all (it never answers 429, it has no
+    /// OAuth2): why. The only skip a failure-scenario check of an HTTP source accepts.
+    VendorCannot(String),
+}
+
+impl Skip {
+    /// The stated reason, with `vendor cannot:` in front of a [`Skip::VendorCannot`].
+    pub fn reason(&self) -> String {
+        match self {
+            Skip::Because(r) => r.clone(),
+            Skip::VendorCannot(r) => format!("vendor cannot: {r}"),
+        }
+    }
+}
+
+impl From<&str> for Skip {
+    fn from(reason: &str) -> Skip {
+        Skip::Because(reason.to_owned())
+    }
+}
+
 /// Builds the source under test from the replay server's base URL (`""` for a source that
 /// speaks no HTTP).
 pub type BuildSource = Arc<dyn Fn(&str) -> Result<Arc<dyn Source>, Error> + Send + Sync>;
@@ -66,23 +109,26 @@ pub enum Outcome {
     Pass(String),
     /// The promise is broken: why.
     Fail(String),
-    /// The check does not apply to this connector (or lacks a fixture): why.
+    /// The connector skipped the check, stating why ([`SourceContract::skip`]): the reason.
+    Skipped(String),
+    /// The check cannot apply to this kind of connector (an HTTP check on a local source).
     NotApplicable(String),
 }
 
 impl Outcome {
-    /// `pass`, `fail` or `n/a`.
+    /// `pass`, `fail`, `skip` or `n/a`.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Pass(_) => "pass",
             Outcome::Fail(_) => "fail",
+            Outcome::Skipped(_) => "skip",
             Outcome::NotApplicable(_) => "n/a",
         }
     }
     /// The reason (or, for a pass, what was checked).
     pub fn reason(&self) -> &str {
         match self {
-            Outcome::Pass(r) | Outcome::Fail(r) | Outcome::NotApplicable(r) => r,
+            Outcome::Pass(r) | Outcome::Fail(r) | Outcome::Skipped(r) | Outcome::NotApplicable(r) => r,
         }
     }
 }
@@ -99,7 +145,7 @@ pub struct CheckResult {
 }
 
 impl fmt::Display for CheckResult {
-    /// `contract: <connector> <check> pass|fail|n/a <reason>`, on one line.
+    /// `contract: <connector> <check> pass|fail|skip|n/a <reason>`, on one line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reason = self.outcome.reason().split_whitespace().collect::<Vec<_>>().join(" ");
         write!(f, "{LINE_PREFIX} {} {} {} {reason}", self.connector, self.check, self.outcome.label())
@@ -151,6 +197,8 @@ pub struct SourceContract {
     /// The connector authenticates with OAuth2: the `refreshes_on_401` scenario and the
     /// builder it needs.
     pub(crate) refresh: Option<(Scenario, BuildSource)>,
+    /// Checks the connector skips, and why.
+    pub(crate) skips: BTreeMap<String, Skip>,
     /// Everything the runs produced that a user could see (reports, errors, dead letters),
     /// scanned for secrets by the last check.
     pub(crate) transcript: Mutex<Vec<String>>,
@@ -164,6 +212,7 @@ impl fmt::Debug for SourceContract {
             .field("streams", &self.streams.iter().map(|s| &s.name).collect::<Vec<_>>())
             .field("scenarios", &self.scenarios.keys().collect::<Vec<_>>())
             .field("version_header", &self.version_header)
+            .field("skips", &self.skips)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +259,7 @@ impl SourceContract {
             snapshots_dir: None,
             over: None,
             refresh: None,
+            skips: BTreeMap::new(),
             transcript: Mutex::new(Vec::new()),
         }
     }
@@ -402,6 +452,35 @@ impl SourceContract {
         self
     }
 
+    /// Skip `check`, stating why: its line says `skip` with the reason, counted apart from
+    /// passes. A skipped check that passes fails (remove the skip); an HTTP source's
+    /// failure-scenario check ([`FAILURE_SCENARIOS`]) accepts only [`Skip::VendorCannot`].
+    ///
+    /// # Panics
+    /// When `check` names no check of the suite.
+    pub fn skip(mut self, check: &str, why: impl Into<Skip>) -> Self {
+        assert!(checks::CHECKS.contains(&check), "skip: unknown contract check `{check}`; known: {:?}", checks::CHECKS);
+        self.skips.insert(check.to_owned(), why.into());
+        self
+    }
+
+    /// What a check's outcome becomes given the connector's declared skip, if any.
+    fn settle(&self, check: &str, outcome: Outcome) -> Outcome {
+        let Some(skip) = self.skips.get(check) else { return outcome };
+        let reason = skip.reason();
+        match outcome {
+            Outcome::Pass(what) => Outcome::Fail(format!("skipped ({reason}) but it passes ({what}): remove the skip")),
+            na @ Outcome::NotApplicable(_) => na,
+            _ if self.http && FAILURE_SCENARIOS.contains(&check) && !matches!(skip, Skip::VendorCannot(_)) => {
+                Outcome::Fail(format!(
+                    "an HTTP source skips a failure scenario only when the vendor cannot produce it \
+                     (`Skip::VendorCannot(why)`); stated: {reason}"
+                ))
+            }
+            _ => Outcome::Skipped(reason),
+        }
+    }
+
     fn load(&self, file: &str) -> Fixture {
         let path = match &self.fixtures_dir {
             Some(dir) => dir.join(file),
@@ -414,6 +493,7 @@ impl SourceContract {
     pub async fn results(&self) -> Vec<CheckResult> {
         let mut out = Vec::new();
         for (check, outcome) in checks::run_all(self).await {
+            let outcome = self.settle(check, outcome);
             let r = CheckResult { connector: self.connector.clone(), check, outcome };
             println!("{r}");
             out.push(r);
@@ -434,5 +514,43 @@ impl SourceContract {
 
     pub(crate) fn note(&self, text: String) {
         self.transcript.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contract(http: bool) -> SourceContract {
+        let build: BuildSource = Arc::new(|_: &str| Err(Error::config("not built in this test")));
+        SourceContract::new("t", build, http)
+    }
+
+    #[test]
+    fn a_skip_states_why_and_a_failure_scenario_of_an_http_source_needs_vendor_cannot() {
+        let missing = || Outcome::Fail("no `rate_limited_then_ok` scenario fixture given".into());
+        let c = contract(true).skip("waits_out_a_rate_limit", "not recorded yet");
+        let o = c.settle("waits_out_a_rate_limit", missing());
+        assert!(matches!(&o, Outcome::Fail(r) if r.contains("VendorCannot")), "{o:?}");
+        let c = contract(true).skip("waits_out_a_rate_limit", Skip::VendorCannot("it never answers 429".into()));
+        assert_eq!(
+            c.settle("waits_out_a_rate_limit", missing()),
+            Outcome::Skipped("vendor cannot: it never answers 429".into())
+        );
+        // Not a failure scenario, or not an HTTP source: any stated reason does.
+        let c = contract(true).skip("sends_the_pinned_version_header", "the API has no versions");
+        assert_eq!(c.settle("sends_the_pinned_version_header", missing()).label(), "skip");
+        let c = contract(false).skip("no_fixture_secret_in_output", "no credential");
+        assert_eq!(c.settle("no_fixture_secret_in_output", missing()).label(), "skip");
+        // A skip that is not needed fails; without a skip the outcome stands.
+        let o = c.settle("no_fixture_secret_in_output", Outcome::Pass("scanned".into()));
+        assert!(matches!(&o, Outcome::Fail(r) if r.contains("remove the skip")), "{o:?}");
+        assert_eq!(contract(true).settle("waits_out_a_rate_limit", missing()).label(), "fail");
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown contract check")]
+    fn a_skip_must_name_a_check() {
+        let _ = contract(true).skip("no_such_check", "typo");
     }
 }

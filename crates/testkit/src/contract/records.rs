@@ -1,17 +1,20 @@
 //! Checks about the records a stream yields: the listing ends at the last recorded page, a
 //! fresh start reads everything, a changed field type is drift, a bad record is
-//! dead-lettered while the rest are written. The changed inputs are derived in code from
-//! the recorded ones ([`super::data`]).
+//! dead-lettered while the rest are written, a page of truncated JSON fails the run clearly.
+//! The changed inputs are derived in code from the recorded ones ([`super::data`]).
 
 use std::time::Duration;
 
 use dovetail_core::testing::MemoryState;
-use dovetail_core::{Cx, DeliveryStore, DriftClass, HistoryStore, Next, ReadRequest, RunReport, StreamSpec};
+use dovetail_core::{
+    Cx, DeliveryStore, DriftClass, HistoryStore, Next, ReadRequest, RunOutcome, RunReport, StreamSpec,
+};
 use serde_json::Value;
 
-use super::checks::{PIPELINE, Run, per_case, run_once, succeeded, unmatched};
+use super::checks::{PIPELINE, Run, builder, cases, per_case, run_once, serve, succeeded, unmatched};
 use super::data::{self, Data, Live};
 use super::{Outcome, SourceContract, StreamCase};
+use crate::format::{Body, Fixture};
 
 /// A run that has not ended after this long is a listing that never stops.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -35,7 +38,7 @@ fn summarize(results: Vec<(String, StreamResult)>) -> Outcome {
         results.iter().filter_map(|(s, r)| r.as_ref().ok()?.as_ref().err().map(|d| format!("{s} ({d})"))).collect();
     match (pass.is_empty(), na.is_empty()) {
         (true, true) => Outcome::Fail("no stream to check".into()),
-        (true, false) => Outcome::NotApplicable(na.join("; ")),
+        (true, false) => Outcome::Fail(format!("no stream could be checked: {}", na.join("; "))),
         (false, true) => Outcome::Pass(pass.join("; ")),
         (false, false) => Outcome::Pass(format!("{}; n/a: {}", pass.join("; "), na.join("; "))),
     }
@@ -236,4 +239,41 @@ pub(super) async fn bad_record_dead_lettered(c: &SourceContract) -> Outcome {
     })
     .await;
     results.map_or_else(|o| o, summarize)
+}
+
+/// The first page of the first stream answered 200 with a truncated JSON body: the run ends
+/// with an error naming what failed (never a panic, never a success), and writes nothing.
+pub(super) async fn malformed_page_fails_clearly(c: &SourceContract) -> Outcome {
+    if !c.http {
+        return Outcome::NotApplicable("not an HTTP source: no page to malform".into());
+    }
+    let case = match cases(c) {
+        Ok(cs) => &cs[0],
+        Err(e) => return Outcome::Fail(e),
+    };
+    let Some((file, fixture)) = &case.fixture else { return Outcome::Fail("the stream has no fixture".into()) };
+    let Some(at) = fixture.exchanges.iter().position(|x| (200..300).contains(&x.response.status)) else {
+        return Outcome::Fail(format!("{file} has no successful exchange to malform"));
+    };
+    let mut exchanges = fixture.exchanges.clone();
+    exchanges[at].response.headers.insert("content-type".into(), "application/json".into());
+    exchanges[at].response.body = Body::text("{\"data\": [{\"id\": 1, \"name\": \"trunc");
+    let malformed = Fixture::new(exchanges);
+    let r: Result<String, String> = async {
+        let server = serve(Some(&malformed)).await?.ok_or("no server")?;
+        let run = run_once(c, builder(c, case), &server.base_url(), &case.name, &MemoryState::default()).await?;
+        let error = run.report.error.clone().unwrap_or_default();
+        if run.report.outcome == RunOutcome::Succeeded {
+            return Err(format!("a page of malformed JSON (exchange {at} of {file}) was accepted"));
+        }
+        if error.trim().is_empty() {
+            return Err(format!("the run ended {} without an error message", run.report.outcome));
+        }
+        match run.sink.rows(&case.name).len() {
+            0 => Ok(format!("{}: {} (exit {}): {}", case.name, run.report.outcome, run.report.exit_code, error)),
+            n => Err(format!("{n} row(s) written from a malformed page")),
+        }
+    }
+    .await;
+    r.map_or_else(Outcome::Fail, Outcome::Pass)
 }

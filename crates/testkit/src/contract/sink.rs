@@ -110,13 +110,13 @@ impl SinkContract {
     }
 
     /// A record (with an `id`) this sink refuses permanently, for
-    /// `rejects_bad_record_keeps_rest`; without one that check is n/a.
+    /// `rejects_bad_record_keeps_rest`; without one (or `refuses_nothing`) that check fails.
     pub fn bad_record(mut self, record: Value) -> Self {
         self.bad_record = Some(record);
         self
     }
 
-    /// The sink accepts every JSON object, so `rejects_bad_record_keeps_rest` is n/a: why.
+    /// The sink accepts every JSON object, so `rejects_bad_record_keeps_rest` is skipped: why.
     pub fn refuses_nothing(mut self, why: &str) -> Self {
         self.refuses_nothing = Some(why.to_owned());
         self
@@ -262,10 +262,12 @@ impl SinkContract {
     /// A record the sink refuses is dead-lettered with a reason; the rest are stored.
     async fn rejects_bad_record_keeps_rest(&self) -> Outcome {
         let Some(bad) = &self.bad_record else {
-            return Outcome::NotApplicable(match &self.refuses_nothing {
-                Some(why) => why.clone(),
-                None => "no record this sink refuses was given (`.bad_record(...)`)".into(),
-            });
+            return match &self.refuses_nothing {
+                Some(why) => Outcome::Skipped(why.clone()),
+                None => Outcome::Fail(
+                    "no record this sink refuses was given: give one with `.bad_record(..)`, or state why there is none with `.refuses_nothing(why)`".into(),
+                ),
+            };
         };
         let r: Result<String, String> = async {
             let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;

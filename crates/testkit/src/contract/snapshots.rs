@@ -41,7 +41,7 @@ fn matches_snapshot(dir: &Path, name: &str, value: &Value) -> Result<(), String>
 }
 
 fn no_dir() -> Outcome {
-    Outcome::NotApplicable(
+    Outcome::Fail(
         "no snapshots dir given (`.snapshots_dir(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/tests/snapshots\"))`)".into(),
     )
 }
