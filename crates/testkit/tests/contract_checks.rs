@@ -74,12 +74,25 @@ async fn a_faithful_local_source_passes_and_the_http_checks_say_why_not() {
     }
     let drift = outcome(&all, "drift_on_changed_field_type").reason();
     assert!(drift.contains("type_changed at /name"), "{drift}");
-    for check in ["stops_at_the_last_page", "refreshes_on_401", "schemas_match_snapshots", "mappings_match_snapshots"] {
+    for check in ["stops_at_the_last_page", "refreshes_on_401"] {
         let o = outcome(&all, check);
         assert_eq!(o.label(), "n/a", "{check}: {o:?}");
         assert!(!o.reason().is_empty(), "{check} is n/a without a reason");
     }
-    assert!(all.iter().all(|(_, o)| o.label() != "fail"), "{all:?}");
+    // A check that lacks its input is not n/a: the contract must give it or say why not,
+    // and the failure says what to give.
+    for (check, give) in [
+        ("schemas_match_snapshots", ".snapshots_dir("),
+        ("mappings_match_snapshots", ".snapshots_dir("),
+        ("config_rejects_an_unknown_key", ".example_config::<Config>("),
+        ("no_fixture_secret_in_output", ".skip(\"no_fixture_secret_in_output\", reason)"),
+    ] {
+        let o = outcome(&all, check);
+        assert_eq!(o.label(), "fail", "{check}: {o:?}");
+        assert!(o.reason().contains(give), "{check}: {o:?}");
+    }
+    let failed = all.iter().filter(|(_, o)| o.label() == "fail").count();
+    assert_eq!(failed, 4, "only the checks missing their input fail: {all:?}");
 }
 
 #[tokio::test]

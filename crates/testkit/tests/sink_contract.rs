@@ -53,8 +53,10 @@ async fn an_appending_sink_read_as_stored_is_not_idempotent() {
     let o = replay(&results);
     assert_eq!(o.label(), "fail", "{o:?}");
     assert!(o.reason().contains("written twice stores 10 row(s)"), "{o:?}");
+    // No record the sink refuses was given, nor a reason why there is none: not a pass.
     let bad = results.iter().find(|r| r.check == "sink_rejects_bad_record_keeps_rest").expect("the check ran");
-    assert_eq!(bad.outcome.label(), "n/a", "no bad record given: {bad:?}");
+    assert_eq!(bad.outcome.label(), "fail", "no bad record given: {bad:?}");
+    assert!(bad.outcome.reason().contains(".refuses_nothing(why)"), "{bad:?}");
 }
 
 #[tokio::test]
