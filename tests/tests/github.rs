@@ -1,45 +1,19 @@
 //! The GitHub connector through `dovetail run` into SQLite, on its recorded fixtures
 //! (connectors/github/fixtures, replayed by the testkit's server over loopback).
 
-use std::path::PathBuf;
-
+use dovetail_e2e::github::{self, TOKEN, fixture, run};
 use dovetail_e2e::vendor::count;
 use dovetail_e2e::{Scratch, show};
 use dovetail_testkit::FixtureServer;
-use serde_json::Value;
-
-const TOKEN: &str = "ghp_e2e_fixture_token_not_real";
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/github/fixtures").join(format!("{name}.json"))
-}
 
 fn config(base_url: &str, stream: &str) -> String {
-    format!(
-        r#"[pipelines.gh.source]
-kind = "github"
-token = "${{GH_TOKEN}}"
-base_url = "{base_url}"
-owner = "octo"
-owner_type = "org"
-repositories = ["hello"]
-streams = ["{stream}"]
-start_date = "2011-01-01T00:00:00Z"
-http = {{ retry = {{ max_attempts = 3, base_delay_ms = 1, max_delay_ms = 2 }} }}
-
-[pipelines.gh.sink]
-kind = "sqlite"
-path = "out.db"
-"#
+    github::config(
+        base_url,
+        stream,
+        "max_attempts = 3, base_delay_ms = 1, max_delay_ms = 2",
+        "start_date = \"2011-01-01T00:00:00Z\"",
+        "",
     )
-}
-
-async fn run(s: &Scratch) -> (std::process::Output, Value) {
-    let mut cmd = s.cmd(&["run", "--json"]);
-    cmd.env("GH_TOKEN", TOKEN);
-    let out = dovetail_e2e::vendor::output_async(cmd).await;
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
-    (out, report)
 }
 
 /// The config lines that say whose repositories are read, in `config`'s output.

@@ -4,12 +4,11 @@
 
 use std::path::PathBuf;
 
+use dovetail_e2e::github::{self, TOKEN, run};
 use dovetail_e2e::vendor::count;
 use dovetail_e2e::{Scratch, show};
 use dovetail_testkit::{Fixture, FixtureServer};
 use serde_json::{Value, json};
-
-const TOKEN: &str = "ghp_e2e_fixture_token_not_real";
 
 /// One object of a recorded fixture (`connectors/github/fixtures/NAME.json`), as a template.
 fn template(name: &str) -> Value {
@@ -42,40 +41,15 @@ fn get(path: &str, query: &[(&str, &str)], body: Value, next: Option<&[(&str, &s
     })
 }
 
-async fn serve(exchanges: Vec<Value>) -> FixtureServer {
-    let f: Fixture = serde_json::from_value(json!({"version": 1, "exchanges": exchanges})).unwrap();
-    FixtureServer::start(f).await.unwrap()
-}
-
 /// A pipeline `gh` reading `stream` of `octo/hello` into `out.db`; `extra` goes into the
 /// source block, `streams` is the engine's per-stream block.
 fn config(base_url: &str, stream: &str, extra: &str, streams: &str) -> String {
-    format!(
-        r#"[pipelines.gh.source]
-kind = "github"
-token = "${{GH_TOKEN}}"
-base_url = "{base_url}"
-owner = "octo"
-owner_type = "org"
-repositories = ["hello"]
-streams = ["{stream}"]
-http = {{ retry = {{ max_attempts = 2, base_delay_ms = 1, max_delay_ms = 2 }} }}
-{extra}
-
-[pipelines.gh.sink]
-kind = "sqlite"
-path = "out.db"
-{streams}
-"#
-    )
+    github::config(base_url, stream, "max_attempts = 2, base_delay_ms = 1, max_delay_ms = 2", extra, streams)
 }
 
-async fn run(s: &Scratch) -> (std::process::Output, Value) {
-    let mut cmd = s.cmd(&["run", "--json"]);
-    cmd.env("GH_TOKEN", TOKEN);
-    let out = dovetail_e2e::vendor::output_async(cmd).await;
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
-    (out, report)
+async fn serve(exchanges: Vec<Value>) -> FixtureServer {
+    let f: Fixture = serde_json::from_value(json!({"version": 1, "exchanges": exchanges})).unwrap();
+    FixtureServer::start(f).await.unwrap()
 }
 
 fn rows(s: &Scratch, table: &str) -> i64 {

@@ -4,10 +4,10 @@
 //! testkit's server), REST cursors and page numbers on wiremock, all through `dovetail run`.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use dovetail_e2e::github::{self, TOKEN, fixture};
 use dovetail_e2e::vendor::{RestPipeline, RestStream, count};
 use dovetail_e2e::{Scratch, show};
 use dovetail_testkit::FixtureServer;
@@ -15,30 +15,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const TOKEN: &str = "ghp_e2e_fixture_token_not_real";
 const DATA_EXIT: i32 = 9;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/github/fixtures").join(format!("{name}.json"))
-}
-
 fn github_config(base_url: &str) -> String {
-    format!(
-        r#"[pipelines.gh.source]
-kind = "github"
-token = "${{GH_TOKEN}}"
-base_url = "{base_url}"
-owner = "octo"
-owner_type = "org"
-repositories = ["hello"]
-streams = ["releases"]
-http = {{ retry = {{ max_attempts = 3, base_delay_ms = 1, max_delay_ms = 2 }} }}
-
-[pipelines.gh.sink]
-kind = "sqlite"
-path = "out.db"
-"#
-    )
+    github::config(base_url, "releases", "max_attempts = 3, base_delay_ms = 1, max_delay_ms = 2", "", "")
 }
 
 /// `dovetail run --json`, killed after a minute: before listings remembered their pages,

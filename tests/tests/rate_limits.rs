@@ -4,42 +4,24 @@
 //! taken and said; longer ones stop the stream with exit 5 and the time to come back, and
 //! runs before that time skip the stream without a request.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use dovetail_e2e::github::{self, TOKEN, fixture, run};
 use dovetail_e2e::vendor::count;
 use dovetail_e2e::{Scratch, show};
 use serde_json::Value;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const TOKEN: &str = "ghp_e2e_rate_limit_token_not_real";
-
 /// The two releases of the recorded fixture.
 fn releases() -> Value {
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../connectors/github/fixtures/releases.json");
+    let file = fixture("releases");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     doc["exchanges"][0]["response"]["body"].clone()
 }
 
 fn config(base_url: &str, retry: &str) -> String {
-    format!(
-        r#"[pipelines.gh.source]
-kind = "github"
-token = "${{GH_TOKEN}}"
-base_url = "{base_url}"
-owner = "octo"
-owner_type = "org"
-repositories = ["hello"]
-streams = ["releases"]
-start_date = "2011-01-01T00:00:00Z"
-http = {{ retry = {{ {retry} }} }}
-
-[pipelines.gh.sink]
-kind = "sqlite"
-path = "out.db"
-"#
-    )
+    github::config(base_url, "releases", retry, "start_date = \"2011-01-01T00:00:00Z\"", "")
 }
 
 fn epoch_in(secs: u64) -> u64 {
@@ -63,16 +45,6 @@ fn page_one(server: &MockServer, remaining: u32, reset_in: u64) -> ResponseTempl
     limited(200, remaining, reset_in)
         .insert_header("link", format!(r#"<{next}>; rel="next", <{next}>; rel="last""#).as_str())
         .set_body_json(releases())
-}
-
-async fn run(s: &Scratch) -> (std::process::Output, Value) {
-    let mut cmd = s.cmd(&["run", "--json"]);
-    cmd.env("GH_TOKEN", TOKEN);
-    let out = dovetail_e2e::vendor::output_async(cmd).await;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let report =
-        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{}", show(&out)));
-    (out, report)
 }
 
 fn stderr(out: &std::process::Output) -> String {
