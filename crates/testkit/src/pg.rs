@@ -42,7 +42,8 @@ pub struct TestDb {
     host: String,
     port: u16,
     name: String,
-    password: String,
+    /// The throwaway cluster's random password; tests compare output against it.
+    password: String, // tidy: not-secret
 }
 
 impl TestDb {
@@ -78,7 +79,7 @@ struct Server {
     base: String,
     host: String,
     port: u16,
-    password: String,
+    password: String, // tidy: not-secret
     /// The watchdog's stdin: dropped only when the process ends (see the module docs).
     _watchdog: Option<Mutex<ChildStdin>>,
 }

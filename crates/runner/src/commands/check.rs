@@ -24,7 +24,25 @@ pub async fn run(config_path: &Path) -> anyhow::Result<i32> {
     // leaves nothing behind. An existing state is read to find sinks that lost what the
     // ledger remembers.
     let state: Arc<dyn dovetail_core::StateStore> = Arc::new(dovetail_state::SqliteState::open_in_memory()?);
-    let recorded = if project.state_path.exists() { Some(super::open_state(&project.state_path)?) } else { None };
+    let recorded = match crate::stores::postgres_at(&project.state_path) {
+        Some(pg) => {
+            let t = pg.target();
+            let at = format!("state: PostgreSQL at {}, schema `{}`", t.place(), t.schema());
+            let known = dovetail_state_pg::migrations::SCHEMA_VERSION;
+            match pg.migration().await? {
+                Some(v) => {
+                    output::out(&format!("{at}: at migration {v} (this dovetail knows up to {known})\n"))?;
+                    Some(super::open_state(&project.state_path)?)
+                }
+                None => {
+                    output::out(&format!("{at}: not created yet (the first run creates it, at migration {known})\n"))?;
+                    None
+                }
+            }
+        }
+        None if project.state_path.exists() => Some(super::open_state(&project.state_path)?),
+        None => None,
+    };
     let mut code = 0;
     for spec in &project.pipelines {
         let result = match spec.build(state.clone()) {
