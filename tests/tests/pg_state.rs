@@ -127,3 +127,28 @@ fn a_wrong_password_exits_4_without_showing_it() {
     assert!(text.contains("refused user `postgres`"), "{text}");
     assert!(!text.contains(wrong) && !text.contains(db.password()), "no password in output: {text}");
 }
+
+#[test]
+fn a_run_lock_held_elsewhere_refuses_the_run_naming_the_holder_until_released() {
+    use dovetail_core::DeliveryStore;
+    let Some(db) = pg::database("pg_state_lock") else { return };
+    let s = setup(&url_from_env(&db));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Another host's run: the same schema's lock of the same pipeline, on its own connection.
+    let other =
+        dovetail_state_pg::PgState::new(dovetail_state_pg::PgTarget::parse(db.url(), Some("dt_state")).unwrap())
+            .unwrap();
+    let held = rt.block_on(other.lock("events")).unwrap();
+    let out = s.cmd(&["run"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert_eq!(out.status.code(), Some(11), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("pipeline `events` is already running"), "{text}");
+    assert!(text.contains(&format!("dovetail pid {}", std::process::id())), "names the holder: {text}");
+    rt.block_on(async move {
+        drop(held);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    });
+    let out = s.cmd(&["run"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert!(out.status.success(), "a released lock lets the run go\n{}", show(&out));
+    assert_sink_exact(&s);
+}
