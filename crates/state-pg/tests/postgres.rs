@@ -1,0 +1,75 @@
+//! What only the PostgreSQL store has to get right: several processes on one schema
+//! (concurrent migrations, concurrent commits to different streams), a large batch lookup,
+//! and a schema from a newer dovetail.
+
+use dovetail_core::state::{Commit, LedgerEntry};
+use dovetail_core::{ContentHash, DeliveryStore, ErrorKind, Key};
+use dovetail_state_pg::{PgState, PgTarget};
+use dovetail_testkit::pg;
+
+fn store(db: &pg::TestDb) -> PgState {
+    PgState::new(PgTarget::parse(db.url(), None).unwrap()).unwrap()
+}
+
+fn rows(stream: &str, from: u32, n: u32) -> Commit {
+    Commit {
+        pipeline: "p".into(),
+        stream: stream.into(),
+        pass: 1,
+        ledger: (from..from + n)
+            .map(|i| LedgerEntry {
+                key: Key::from_canonical(i.to_string()),
+                hash: ContentHash([i as u8; 16]),
+                dest_id: None,
+            })
+            .collect(),
+        ..Commit::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_migrate_and_commit_to_different_streams_at_once() {
+    let Some(db) = pg::database("two_processes") else { return };
+    // Two stores are two pools, as two processes would have; neither has migrated yet.
+    let (a, b) = (store(&db), store(&db));
+    let (va, vb) = tokio::join!(a.ready(), b.ready());
+    assert_eq!((va.unwrap(), vb.unwrap()), (1, 1), "the second waits for the first's migration");
+    let writer = |st: PgState, stream: &'static str| async move {
+        for batch in 0..20 {
+            st.commit(rows(stream, batch * 50, 50)).await.unwrap();
+        }
+    };
+    tokio::join!(writer(a.clone(), "s"), writer(b.clone(), "t"));
+    let keys: Vec<Key> = (0..1000).map(|i: u32| Key::from_canonical(i.to_string())).collect();
+    for stream in ["s", "t"] {
+        let found = a.ledger_lookup("p", stream, &keys).await.unwrap();
+        assert!(found.iter().all(Option::is_some), "every row of `{stream}` committed");
+    }
+}
+
+#[tokio::test]
+async fn a_ledger_lookup_of_ten_thousand_keys_answers_in_order() {
+    let Some(db) = pg::database("ten_thousand") else { return };
+    let st = store(&db);
+    st.commit(rows("s", 0, 10_000)).await.unwrap();
+    // Every other key exists; one statement (`key = ANY($2)`) answers all of them.
+    let keys: Vec<Key> = (0..20_000).step_by(2).map(|i: u32| Key::from_canonical(i.to_string())).collect();
+    let found = st.ledger_lookup("p", "s", &keys).await.unwrap();
+    assert_eq!(found.len(), 10_000);
+    for (i, h) in (0..20_000u32).step_by(2).zip(&found) {
+        assert_eq!(*h, (i < 10_000).then_some(ContentHash([i as u8; 16])), "key {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_dovetail_is_refused() {
+    let Some(db) = pg::database("newer_schema") else { return };
+    store(&db).ready().await.unwrap();
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("INSERT INTO dovetail.schema_version VALUES (99, 'later')").await.unwrap();
+    let err = store(&db).ready().await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Config, "{err}");
+    assert!(err.message().contains("schema version 99"), "{err}");
+    assert!(!err.message().contains(db.password()), "{err}");
+}
