@@ -422,6 +422,7 @@ impl DeliveryStore for PgState {
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), Error> {
+        self.check_lock(&commit.pipeline).map_err(|e| e.in_pipeline(&commit.pipeline).in_stream(&commit.stream))?;
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(|e| self.err("starting a commit", e))?;
         let sid = self

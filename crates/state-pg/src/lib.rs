@@ -153,8 +153,9 @@ struct Inner {
     ready: OnceCell<i64>,
     /// pipeline → stream → `streams.id`, of committed rows only.
     streams: Mutex<HashMap<String, HashMap<String, i64>>>,
-    /// Pipelines whose run lock this process holds: a second holder here is refused at once.
-    held: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Pipelines whose run lock this process holds (with the lock's connection once taken):
+    /// a second holder here is refused at once, and a commit checks the connection is alive.
+    held: lock::Held,
 }
 
 impl std::fmt::Debug for PgState {
@@ -254,6 +255,23 @@ impl PgState {
     pub(crate) fn cache_stream(&self, pipeline: &str, stream: &str, id: i64) {
         let mut map = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(pipeline.to_owned()).or_default().insert(stream.to_owned(), id);
+    }
+
+    /// Refuse to commit for a pipeline whose run lock this process took and lost (its
+    /// connection ended): another host may hold it now.
+    pub(crate) fn check_lock(&self, pipeline: &str) -> Result<(), Error> {
+        if lock::lost(&self.inner.held, pipeline) {
+            return Err(Error::new(
+                dovetail_core::ErrorKind::Unavailable,
+                format!(
+                    "state store: lost the connection holding the run lock of `{pipeline}` to PostgreSQL at {}; \
+                     stopped committing (another run may hold the lock now)",
+                    self.inner.target.place()
+                ),
+            )
+            .with_hint("check PostgreSQL and the network, then run again; the run resumes from its last checkpoint"));
+        }
+        Ok(())
     }
 
     /// The id of a stream already registered, from the cache or the database.

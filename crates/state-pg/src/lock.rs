@@ -6,9 +6,11 @@
 //! The lock's connection carries `application_name` = `dovetail pid N on HOST`, so a
 //! refusal names the holder (from `pg_stat_activity`). Taking it waits up to
 //! [`LOCK_WAIT`] on the server (a just-dropped holder's connection may still be closing),
-//! then refuses with a Busy error. The same process refuses a second holder at once.
+//! then refuses with a Busy error. The same process refuses a second holder at once. A
+//! commit for a pipeline whose lock connection has ended is refused (Unavailable): the lock
+//! may be another host's by then.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dovetail_core::state::RunLock;
@@ -25,11 +27,20 @@ pub(crate) fn key(schema: &str, pipeline: &str) -> i64 {
     xxhash_rust::xxh3::xxh3_64(format!("dovetail run\0{schema}\0{pipeline}").as_bytes()) as i64
 }
 
+/// The run locks a store holds: pipeline → the lock's connection (`None` while taking it).
+pub(crate) type Held = Arc<Mutex<HashMap<String, Option<Arc<tokio_postgres::Client>>>>>;
+
+/// Whether this process took `pipeline`'s lock and its connection has ended since.
+pub(crate) fn lost(held: &Held, pipeline: &str) -> bool {
+    let map = held.lock().unwrap_or_else(|p| p.into_inner());
+    matches!(map.get(pipeline), Some(Some(c)) if c.is_closed())
+}
+
 /// A held run lock: its connection (dropping it ends the session and releases the lock).
 pub struct PgRunLock {
     pipeline: String,
-    client: Option<tokio_postgres::Client>,
-    held: Arc<Mutex<HashSet<String>>>,
+    client: Option<Arc<tokio_postgres::Client>>,
+    held: Held,
 }
 
 impl std::fmt::Debug for PgRunLock {
@@ -49,6 +60,7 @@ impl PgRunLock {
 
 impl Drop for PgRunLock {
     fn drop(&mut self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pipeline);
         if let Some(client) = self.client.take() {
             // Unlock explicitly when a runtime is at hand (the next taker need not wait for
             // the session to close); dropping the client closes it either way.
@@ -58,7 +70,6 @@ impl Drop for PgRunLock {
                 });
             }
         }
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pipeline);
     }
 }
 
@@ -71,7 +82,11 @@ fn busy(pipeline: &str, holder: Option<String>) -> Error {
 /// Take the run lock of `pipeline`.
 pub(crate) async fn take(st: &PgState, pipeline: &str) -> Result<PgRunLock, Error> {
     let inner = &st.inner;
-    if !inner.held.lock().unwrap_or_else(|p| p.into_inner()).insert(pipeline.to_owned()) {
+    let fresh = {
+        let mut map = inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        !map.contains_key(pipeline) && map.insert(pipeline.to_owned(), None).is_none()
+    };
+    if !fresh {
         return Err(busy(pipeline, Some(format!("this process, pid {}", std::process::id()))));
     }
     let release = |e: Error| {
@@ -97,6 +112,8 @@ pub(crate) async fn take(st: &PgState, pipeline: &str) -> Result<PgRunLock, Erro
         }
         return Err(release(pg_err(target, "taking the run lock", e)));
     }
+    let client = Arc::new(client);
+    inner.held.lock().unwrap_or_else(|p| p.into_inner()).insert(pipeline.to_owned(), Some(Arc::clone(&client)));
     Ok(PgRunLock { pipeline: pipeline.to_owned(), client: Some(client), held: Arc::clone(&inner.held) })
 }
 

@@ -73,3 +73,33 @@ async fn a_schema_from_a_newer_dovetail_is_refused() {
     assert!(err.message().contains("schema version 99"), "{err}");
     assert!(!err.message().contains(db.password()), "{err}");
 }
+
+#[tokio::test]
+async fn a_run_whose_lock_connection_drops_stops_committing() {
+    let Some(db) = pg::database("lock_dropped") else { return };
+    let st = store(&db);
+    let lock = st.lock("p").await.unwrap();
+    st.commit(rows("s", 0, 10)).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let killed = client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'dovetail pid %'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the lock's own connection");
+    let started = std::time::Instant::now();
+    let err = loop {
+        match st.commit(rows("s", 10, 10)).await {
+            Err(e) => break e,
+            Ok(()) => assert!(started.elapsed() < std::time::Duration::from_secs(5), "commits go on"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(err.kind(), &ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains("lost the connection holding the run lock of `p`"), "{err}");
+    drop(lock);
+    let _again = st.lock("p").await.expect("the lock is free again");
+}
