@@ -264,7 +264,7 @@ fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, 
     let local = crate::stores::local_dir(doc, &state_path);
     let stores = crate::stores::for_state(&state_path, &local, config.state.secret_key.clone(), cache_entries);
     let storage = match crate::stores::postgres_at(&state_path) {
-        Some(_) => StateStorage::Postgres { local },
+        Some(_) => StateStorage::Postgres,
         None => StateStorage::Sqlite(state_path.clone()),
     };
     let own = OwnFiles::new(&storage, config.state.url.is_none());

@@ -20,12 +20,9 @@ pub enum StateStorage {
     /// A SQLite file, as configured (absolute): the file, its companions, the run-lock
     /// folder and the token store next to it are dovetail's own.
     Sqlite(PathBuf),
-    /// PostgreSQL state: its schema is dovetail's own (no sink writes PostgreSQL yet); the
-    /// local folder `local` holds `tokens.json`.
-    Postgres {
-        /// The local folder (`.dovetail` next to the config file).
-        local: PathBuf,
-    },
+    /// PostgreSQL state: its schema is dovetail's own (no sink writes PostgreSQL yet) and
+    /// tokens live in it; no local file is.
+    Postgres,
 }
 
 /// What one of dovetail's own paths is, for messages.
@@ -60,10 +57,7 @@ impl OwnFiles {
     pub fn new(state: &StateStorage, default_url: bool) -> Self {
         let db = match state {
             StateStorage::Sqlite(db) => db,
-            StateStorage::Postgres { local } => {
-                let own = vec![Own { path: resolve(&local.join("tokens.json")), role: Role::Tokens }];
-                return OwnFiles { own, default_url };
-            }
+            StateStorage::Postgres => return OwnFiles { own: Vec::new(), default_url },
         };
         let mut own = Vec::new();
         // SQLite names its companions after the path it opened, and may follow a symlinked

@@ -10,8 +10,8 @@
 //! its connections. PostgreSQL state ([`PgState`]) is registered by config loading under a
 //! label path (`postgres://user@host:port/db?schema=S`, no password) that stands where the
 //! SQLite file's path would, so every verb opens it through the same `state_path`; its
-//! connection pool is shared the same way, and `tokens.json` lives in `.dovetail/` next to
-//! the config file.
+//! connection pool is shared the same way, and tokens go to its `tokens` table, sealed (no
+//! key, no token store).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use dovetail_core::remote::{CachedResponse, ResponseCache, TokenStore};
 use dovetail_core::{Error, Secret};
 use dovetail_state::{FileTokenStore, SecretKey, SqliteResponseCache, SqliteState};
-use dovetail_state_pg::{PgResponseCache, PgState, PgTarget};
+use dovetail_state_pg::{PgResponseCache, PgState, PgTarget, PgTokenStore};
 
 use crate::diag::Doc;
 
@@ -72,27 +72,44 @@ pub fn state_at(path: &Path) -> Result<SqliteState, Error> {
     Ok(s)
 }
 
-/// The token store next to the state database, opened on first use.
+/// The token store, opened on first use: `tokens.json` in the local folder, or for
+/// PostgreSQL state the sealed `tokens` table (which refuses to work without a key).
 pub struct LazyTokenStore {
     path: PathBuf,
+    state_path: PathBuf,
     key: Option<Secret>,
-    store: OnceLock<Result<FileTokenStore, Error>>,
+    store: OnceLock<Result<Arc<dyn TokenStore>, Error>>,
 }
 
 impl LazyTokenStore {
-    /// `tokens.json` in `state_dir`; `key` from config wins over `DOVETAIL_SECRET_KEY`.
-    pub fn new(state_dir: &Path, key: Option<Secret>) -> Self {
-        LazyTokenStore { path: state_dir.join("tokens.json"), key, store: OnceLock::new() }
+    /// `tokens.json` in `local`, or the state's table; `key` from config wins over
+    /// `DOVETAIL_SECRET_KEY`.
+    pub fn new(local: &Path, state_path: &Path, key: Option<Secret>) -> Self {
+        LazyTokenStore {
+            path: local.join("tokens.json"),
+            state_path: state_path.to_path_buf(),
+            key,
+            store: OnceLock::new(),
+        }
     }
 
-    fn get(&self) -> Result<&FileTokenStore, Error> {
+    fn get(&self) -> Result<&Arc<dyn TokenStore>, Error> {
         self.store
             .get_or_init(|| {
                 let key = match &self.key {
                     Some(k) => Some(SecretKey::parse(k.expose())?),
                     None => SecretKey::from_env()?,
                 };
-                FileTokenStore::open(&self.path, key)
+                match (postgres_at(&self.state_path), key) {
+                    (Some(pg), Some(key)) => Ok(Arc::new(PgTokenStore::new(pg, key)) as Arc<dyn TokenStore>),
+                    (Some(pg), None) => Err(Error::config(format!(
+                        "PostgreSQL state ({}) keeps rotated OAuth2 tokens in the shared database, always sealed: set \
+                         {} or `[state] secret_key` (32 bytes as 64 hex digits or base64)",
+                        pg.target().place(),
+                        dovetail_state::SECRET_KEY_ENV
+                    ))),
+                    (None, key) => Ok(Arc::new(FileTokenStore::open(&self.path, key)?) as Arc<dyn TokenStore>),
+                }
             })
             .as_ref()
             .map_err(|e| Error::new(e.kind().clone(), e.report()))
@@ -150,5 +167,5 @@ pub fn for_state(
     key: Option<Secret>,
     cache_entries: usize,
 ) -> (Arc<dyn TokenStore>, Arc<dyn ResponseCache>) {
-    (Arc::new(LazyTokenStore::new(local, key)), Arc::new(LazyResponseCache::new(state_path, cache_entries)))
+    (Arc::new(LazyTokenStore::new(local, state_path, key)), Arc::new(LazyResponseCache::new(state_path, cache_entries)))
 }

@@ -24,6 +24,7 @@ mod history;
 mod lock;
 pub mod migrations;
 pub mod tls;
+mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,7 @@ pub use cache::PgResponseCache;
 pub use error::pg_err;
 pub use lock::PgRunLock;
 pub use tls::SslMode;
+pub use tokens::PgTokenStore;
 
 /// The schema used when `[state] schema` is not given.
 pub const DEFAULT_SCHEMA: &str = "dovetail";

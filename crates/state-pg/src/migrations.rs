@@ -13,7 +13,8 @@ use crate::{Conn, PgTarget, pg_err};
 /// Ordered schema migrations (see the module docs). Migration 1 is everything the SQLite
 /// store had reached at its version 9, in PostgreSQL's types: raw inputs as `bytea` (text
 /// cannot hold a NUL), hashes as 16-byte `bytea`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE streams (
         id       BIGSERIAL PRIMARY KEY,
         pipeline TEXT NOT NULL,
@@ -154,7 +155,17 @@ pub const MIGRATIONS: &[&str] = &[r#"
         key_columns TEXT NOT NULL,
         PRIMARY KEY (stream_id, run_id)
     );
-"#];
+"#,
+    // 2: rotated OAuth2 refresh tokens, always sealed (`dovetail_state::SecretKey::seal`, the
+    // row's key as associated data): a shared database never holds one in plaintext.
+    r#"
+    CREATE TABLE tokens (
+        key        TEXT PRIMARY KEY,
+        sealed     BYTEA NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+"#,
+];
 
 /// The schema version this code writes: the number of known migrations.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

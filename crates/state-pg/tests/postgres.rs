@@ -33,7 +33,8 @@ async fn two_processes_migrate_and_commit_to_different_streams_at_once() {
     // Two stores are two pools, as two processes would have; neither has migrated yet.
     let (a, b) = (store(&db), store(&db));
     let (va, vb) = tokio::join!(a.ready(), b.ready());
-    assert_eq!((va.unwrap(), vb.unwrap()), (1, 1), "the second waits for the first's migration");
+    let v = dovetail_state_pg::migrations::SCHEMA_VERSION;
+    assert_eq!((va.unwrap(), vb.unwrap()), (v, v), "the second waits for the first's migration");
     let writer = |st: PgState, stream: &'static str| async move {
         for batch in 0..20 {
             st.commit(rows(stream, batch * 50, 50)).await.unwrap();
@@ -102,4 +103,26 @@ async fn a_run_whose_lock_connection_drops_stops_committing() {
     assert!(err.message().contains("lost the connection holding the run lock of `p`"), "{err}");
     drop(lock);
     let _again = st.lock("p").await.expect("the lock is free again");
+}
+
+#[tokio::test]
+async fn tokens_are_stored_sealed_and_need_their_key() {
+    use dovetail_core::Secret;
+    use dovetail_core::remote::TokenStore;
+    use dovetail_state::SecretKey;
+    use dovetail_state_pg::PgTokenStore;
+    let Some(db) = pg::database("tokens_sealed") else { return };
+    let key = SecretKey::parse(&"ab".repeat(32)).unwrap();
+    let tokens = PgTokenStore::new(store(&db), key);
+    assert!(tokens.load("oauth:a").await.unwrap().is_none());
+    tokens.save("oauth:a", &Secret::new("refresh-TOKEN-123")).await.unwrap();
+    assert_eq!(tokens.load("oauth:a").await.unwrap().unwrap().expose(), "refresh-TOKEN-123");
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let sealed: Vec<u8> = client.query_one("SELECT sealed FROM dovetail.tokens", &[]).await.unwrap().get(0);
+    assert!(!String::from_utf8_lossy(&sealed).contains("refresh-TOKEN"), "never plaintext in the database");
+    let wrong = PgTokenStore::new(store(&db), SecretKey::parse(&"cd".repeat(32)).unwrap());
+    let err = wrong.load("oauth:a").await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Config, "{err}");
+    assert!(err.message().contains("DOVETAIL_SECRET_KEY is not the key"), "{err}");
 }
