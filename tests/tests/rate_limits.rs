@@ -177,12 +177,13 @@ async fn a_page_that_spends_the_budget_stops_before_the_next_request_or_waits_a_
     assert!(err.contains("the API's budget is spent and allows requests again in"), "{err}");
     assert!(err.contains("in 30 min"), "{err}");
 
-    // Near reset: waited out, said at INFO, and the listing goes on.
+    // Near reset (5 s in whole epoch seconds: at least 3 s even on a slow machine): waited
+    // out, said at INFO, and the listing goes on.
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/repos/octo/hello/releases"))
         .and(query_param_is_missing("page"))
-        .respond_with(page_one(&server, 0, 2))
+        .respond_with(page_one(&server, 0, 5))
         .mount(&server)
         .await;
     Mock::given(method("GET"))

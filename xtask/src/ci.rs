@@ -2,7 +2,9 @@
 //!
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`
-//! 3. `cargo test --workspace` (plain cargo test: unit, integration and doc tests)
+//! 3. `cargo test --workspace` (plain cargo test: unit, integration and doc tests), with a
+//!    throwaway PostgreSQL from the testkit; where none exists it fails under `CI=true`,
+//!    and elsewhere prints how many PostgreSQL tests did not run
 //! 4. contract: every connector's contract suite (`cargo xtask contract`, in-process),
 //!    on the same debug build as the tests, printing the connector × check table
 //! 5. tidy (in-process)
@@ -39,7 +41,7 @@ const STEPS: &[Step] = &[
         what: "cargo clippy --workspace --all-targets -- -D warnings",
         run: |root| run_cargo(root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     },
-    Step { name: "test", what: "cargo test --workspace", run: |root| run_cargo(root, &["test", "--workspace"]) },
+    Step { name: "test", what: "cargo test --workspace (PostgreSQL tests included)", run: run_tests },
     Step {
         name: "contract",
         what: "cargo xtask contract (every connector with a tests/contract.rs; same debug build)",
@@ -100,6 +102,47 @@ fn list(done: &[(&str, Duration)]) -> String {
         return "-".to_owned();
     }
     done.iter().map(|(name, d)| format!("{name} {}", fmt_duration(*d))).collect::<Vec<_>>().join(", ")
+}
+
+/// `cargo test --workspace`. PostgreSQL tests need `initdb` (or `DOVETAIL_TEST_PG_URL`):
+/// without it, CI (`CI=true`) fails; elsewhere they run as skipped (the testkit's
+/// `DOVETAIL_ALLOW_NO_PG`) and one loud line says how many did not run.
+fn run_tests(root: &Path) -> Result<()> {
+    if std::env::var_os("DOVETAIL_TEST_PG_URL").is_some() || has_initdb() {
+        return run_cargo(root, &["test", "--workspace"]);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        bail!(
+            "no PostgreSQL here (no `initdb` on PATH or in /usr/lib/postgresql/*/bin, no DOVETAIL_TEST_PG_URL): CI \
+             must run the PostgreSQL tests; install it (`apt-get install -y postgresql`, as .ci/run does)"
+        );
+    }
+    let log = std::env::temp_dir().join(format!("dovetail-pg-skipped-{}", std::process::id()));
+    let _ = fs::remove_file(&log);
+    let mut cmd = cargo(root);
+    cmd.args(["test", "--workspace"]).env("DOVETAIL_ALLOW_NO_PG", "1").env("DOVETAIL_PG_SKIP_LOG", &log);
+    println!("ci: running: {} (DOVETAIL_ALLOW_NO_PG=1: no PostgreSQL here)", display_command(&cmd));
+    let status = cmd.status().with_context(|| format!("starting `{}`", display_command(&cmd)))?;
+    let skipped = fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
+    let _ = fs::remove_file(&log);
+    println!(
+        "\nci: !!! {skipped} PostgreSQL test(s) DID NOT RUN: no PostgreSQL on this machine. Install it \
+         (Debian: `apt-get install -y postgresql`) or set DOVETAIL_TEST_PG_URL=postgres://user:password@host:port !!!\n"
+    );
+    if !status.success() {
+        bail!("`{}` exited with {status}", display_command(&cmd));
+    }
+    Ok(())
+}
+
+/// Whether PostgreSQL's `initdb` is on PATH or under /usr/lib/postgresql/*/bin.
+fn has_initdb() -> bool {
+    let on_path =
+        std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("initdb").is_file()));
+    on_path
+        || fs::read_dir("/usr/lib/postgresql")
+            .map(|dirs| dirs.flatten().any(|d| d.path().join("bin/initdb").is_file()))
+            .unwrap_or(false)
 }
 
 fn run_cargo(root: &Path, args: &[&str]) -> Result<()> {

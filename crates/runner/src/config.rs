@@ -35,10 +35,15 @@ pub struct Config {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// SQLite file, as a path or `sqlite://path` (relative to the config file's folder).
-    /// Default: `.dovetail/state.db` next to the config file. PostgreSQL URLs are not supported yet.
-    /// No sink may write to it, its companion files, its run locks or `tokens.json`.
+    /// SQLite file, as a path or `sqlite://path` (relative to the config file's folder), or
+    /// PostgreSQL as `postgres://user[:password]@host[:port]/database[?sslmode=…&sslrootcert=…]`
+    /// (put the password in `${ENV}` or `${file:…}`). Default: `.dovetail/state.db` next to
+    /// the config file. No sink may write to it, its companion files, its run locks or
+    /// `tokens.json`.
     pub url: Option<String>,
+    /// PostgreSQL state only: the schema holding dovetail's tables (default `dovetail`;
+    /// created when missing).
+    pub schema: Option<String>,
     /// Key that seals the token store (`tokens.json` next to the state file, where rotated
     /// OAuth2 refresh tokens are kept): 32 bytes as 64 hex digits or base64, from
     /// `${ENV}` or `${file:...}`. Default: `DOVETAIL_SECRET_KEY`; without either the file
@@ -242,7 +247,7 @@ pub fn load_state_only(path: &Path) -> Result<StateOnly, Error> {
     }
     let light = Light::deserialize(toml::de::Deserializer::from(root.clone()))
         .map_err(|e| diag::toml_error(&doc, root.get_ref(), &e))?;
-    let state_path = state_path(&doc, root.get_ref(), light.state.url.as_deref())?;
+    let state_path = state_path(&doc, root.get_ref(), &light.state)?;
     Ok(StateOnly { state_path, pipelines: light.pipelines.into_keys().collect(), doc })
 }
 
@@ -318,10 +323,15 @@ fn load_root(
     let config = Config::deserialize(toml::de::Deserializer::from(root.clone()))
         .map_err(|e| diag::toml_error(doc, root.get_ref(), &e))?;
     let root = root.get_ref();
-    let state_path = state_path(doc, root, config.state.url.as_deref())?;
+    let state_path = state_path(doc, root, &config.state)?;
     let cache_entries = config.state.http_cache_entries.unwrap_or(dovetail_state::DEFAULT_CACHE_ENTRIES);
-    let stores = crate::stores::for_state(&state_path, config.state.secret_key.clone(), cache_entries);
-    let own = OwnFiles::new(&StateStorage::Sqlite(state_path.clone()), config.state.url.is_none());
+    let local = crate::stores::local_dir(doc, &state_path);
+    let stores = crate::stores::for_state(&state_path, &local, config.state.secret_key.clone(), cache_entries);
+    let storage = match crate::stores::postgres_at(&state_path) {
+        Some(_) => StateStorage::Postgres,
+        None => StateStorage::Sqlite(state_path.clone()),
+    };
+    let own = OwnFiles::new(&storage, config.state.url.is_none());
     let mut pipelines = Vec::new();
     let retention = crate::retention::resolve(doc, root, config.state.retention.as_ref())?;
     for (name, pc) in &config.pipelines {
@@ -332,16 +342,23 @@ fn load_root(
     Ok((state_path, pipelines, secrets))
 }
 
-fn state_path(doc: &Doc, root: &DeTable<'_>, url: Option<&str>) -> Result<PathBuf, Error> {
+/// Where the state lives: the SQLite file, or for PostgreSQL the label of its target
+/// (registered with [`crate::stores::register_postgres`]; it names no local file).
+fn state_path(doc: &Doc, root: &DeTable<'_>, state: &StateConfig) -> Result<PathBuf, Error> {
     let at = offset_of(root, &["state", "url"]);
-    let raw = match url {
+    if state.schema.is_some() && !state.url.as_deref().is_some_and(is_postgres) {
+        return Err(doc.error(offset_of(root, &["state", "schema"]), "`state.schema` applies to PostgreSQL state only"));
+    }
+    let raw = match state.url.as_deref() {
         None => return Ok(doc.base_dir.join(".dovetail").join("state.db")),
         Some(u) => u.trim(),
     };
     let path = if let Some(rest) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
         rest
-    } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        return Err(doc.error(at, "PostgreSQL state is not supported yet (`state.url`); use a SQLite path"));
+    } else if is_postgres(raw) {
+        let target = dovetail_state_pg::PgTarget::parse(raw, state.schema.as_deref())
+            .map_err(|e| doc.error(at, e.message().to_owned()))?;
+        return crate::stores::register_postgres(target);
     } else if let Some((scheme, _)) = raw.split_once("://") {
         return Err(doc.error(
             at,
@@ -354,6 +371,11 @@ fn state_path(doc: &Doc, root: &DeTable<'_>, url: Option<&str>) -> Result<PathBu
         return Err(doc.error(at, "`state.url` names no file"));
     }
     Ok(doc.base_dir.join(path))
+}
+
+fn is_postgres(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 #[cfg(test)]

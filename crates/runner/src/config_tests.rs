@@ -203,11 +203,20 @@ fn a_double_dollar_escapes_interpolation() {
 
 #[test]
 fn state_urls() {
-    let text = format!("[state]\nurl = \"postgres://db/dovetail\"\n{GOOD}");
-    assert_eq!(
-        load_err(&text, &no_env()),
-        ":2: PostgreSQL state is not supported yet (`state.url`); use a SQLite path"
-    );
+    // PostgreSQL state: the state path is a label naming user, server, database and schema,
+    // never the password; the schema must be a plain name and applies to PostgreSQL only.
+    let text =
+        format!("[state]\nurl = \"postgres://u:s3cret@db:6543/dovetail?sslmode=require\"\nschema = \"st\"\n{GOOD}");
+    let (dir, path) = write(&text);
+    let label = load_with(&path, &no_env()).unwrap().state_path;
+    assert_eq!(label, PathBuf::from("postgres://u@db:6543/dovetail?schema=st"));
+    drop(dir);
+    let bad = format!("[state]\nurl = \"postgres://u@db/d?sslmode=maybe\"\n{GOOD}");
+    assert!(load_err(&bad, &no_env()).contains("unknown sslmode `maybe`"), "{}", load_err(&bad, &no_env()));
+    let bad = format!("[state]\nurl = \"postgres://u@db/d\"\nschema = \"Bad-Name\"\n{GOOD}");
+    assert!(load_err(&bad, &no_env()).contains("is not a plain PostgreSQL name"));
+    let bad = format!("[state]\nurl = \"x.db\"\nschema = \"st\"\n{GOOD}");
+    assert!(load_err(&bad, &no_env()).contains("`state.schema` applies to PostgreSQL state only"));
     let (dir, path) = write(&format!("[state]\nurl = \"/tmp/abs.db\"\n{GOOD}"));
     assert_eq!(load_with(&path, &no_env()).unwrap().state_path, PathBuf::from("/tmp/abs.db"));
     let light = load_state_only(&path).unwrap();

@@ -20,8 +20,9 @@ pub enum StateStorage {
     /// A SQLite file, as configured (absolute): the file, its companions, the run-lock
     /// folder and the token store next to it are dovetail's own.
     Sqlite(PathBuf),
-    // PostgreSQL state, when it comes: its state schema is dovetail's own; a sink writing to
-    // another schema of the same database is not refused.
+    /// PostgreSQL state: its schema is dovetail's own (no sink writes PostgreSQL yet) and
+    /// tokens live in it; no local file is.
+    Postgres,
 }
 
 /// What one of dovetail's own paths is, for messages.
@@ -54,7 +55,10 @@ const MAX_LINKS: usize = 40;
 impl OwnFiles {
     /// The own files of `state`; `default_url` when `[state] url` was not given.
     pub fn new(state: &StateStorage, default_url: bool) -> Self {
-        let StateStorage::Sqlite(db) = state;
+        let db = match state {
+            StateStorage::Sqlite(db) => db,
+            StateStorage::Postgres => return OwnFiles { own: Vec::new(), default_url },
+        };
         let mut own = Vec::new();
         // SQLite names its companions after the path it opened, and may follow a symlinked
         // database file first: take both names. Locks and tokens are named by dovetail.

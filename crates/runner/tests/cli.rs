@@ -168,11 +168,11 @@ fn run_refuses_unknown_pipelines_and_streams() {
 }
 
 #[test]
-fn postgres_state_is_refused() {
-    let dir = project(&format!("[state]\nurl = \"postgresql://localhost/dovetail\"\n\n{CONFIG}"));
+fn a_bad_postgres_state_url_is_a_config_error_at_its_line() {
+    let dir = project(&format!("[state]\nurl = \"postgresql://localhost/dovetail?sslmode=sometimes\"\n\n{CONFIG}"));
     let out = dovetail(dir.path(), &["status"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("dovetail.toml:2: PostgreSQL state is not supported yet"));
+    assert!(text(&out.stderr).contains("dovetail.toml:2: unknown sslmode `sometimes`"), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -15,19 +15,21 @@ use crate::error::DbResultExt;
 use crate::ops::{DEAD_LETTER_COLS, dead_letter_row, limit, stream_id};
 use crate::{Db, SqliteState};
 
-/// A commit's explain rows, encoded before the write lock is taken.
-pub(crate) struct Encoded {
+/// A commit's explain rows, encoded before the write lock is taken (the PostgreSQL store
+/// stores the same encoding).
+#[derive(Debug)]
+pub struct Encoded {
     /// Per fetch: its written records (`location<TAB>raw`, one per line) and unchanged keys.
-    pages: Vec<(Option<String>, Option<String>)>,
+    pub pages: Vec<(Option<String>, Option<String>)>,
     /// Aligned with the commit's ledger rows: (fetch index, line in its records, outcome).
-    ledger: Vec<Option<(usize, i64, i64)>>,
+    pub ledger: Vec<Option<(usize, i64, i64)>>,
     /// Dead-letter stories: (story index, raw).
-    dead: Vec<(usize, Option<String>)>,
+    pub dead: Vec<(usize, Option<String>)>,
 }
 
 /// Serialize raw records and key lists, and pair stories with ledger rows (outside the
 /// transaction, so the write lock is held only for the inserts).
-pub(crate) fn encode(c: &Commit, x: &ExplainBatch) -> Encoded {
+pub fn encode(c: &Commit, x: &ExplainBatch) -> Encoded {
     let mut records: Vec<Option<String>> = vec![None; x.fetches.len()];
     let mut lines = vec![0i64; x.fetches.len()];
     let mut placed: Vec<(&str, (usize, i64, i64))> = Vec::with_capacity(x.stories.len());

@@ -64,6 +64,27 @@ impl SecretKey {
         }
     }
 
+    /// Seal `plain` bound to `context` (XChaCha20-Poly1305; `context` is authenticated, not
+    /// stored): a random 24-byte nonce followed by the ciphertext. For stores other than the
+    /// token file (the PostgreSQL store's token table).
+    pub fn seal(&self, context: &[u8], plain: &[u8]) -> Result<Vec<u8>, Error> {
+        let nonce = XNonce::generate();
+        let ct = cipher(self)
+            .encrypt(&nonce, Payload { msg: plain, aad: context })
+            .map_err(|_| Error::internal("token store: cannot encrypt"))?;
+        let mut out = nonce.as_slice().to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Open what [`SecretKey::seal`] sealed with the same `context`; `None` when the key or
+    /// the context differ or the bytes are damaged.
+    pub fn unseal(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, ct) = sealed.split_at_checked(24)?;
+        let nonce = XNonce::try_from(nonce).ok()?;
+        cipher(self).decrypt(&nonce, Payload { msg: ct, aad: context }).ok()
+    }
+
     /// The key in `DOVETAIL_SECRET_KEY`, if that variable is set and not empty.
     pub fn from_env() -> Result<Option<SecretKey>, Error> {
         match std::env::var(SECRET_KEY_ENV) {

@@ -26,6 +26,7 @@ mod capture;
 pub mod contract;
 mod error;
 mod format;
+pub mod pg;
 mod record;
 mod redact;
 mod replay;

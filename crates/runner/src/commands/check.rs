@@ -45,7 +45,25 @@ pub async fn run(config_path: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
     // pipelines are built over an empty in-memory store, which has no schema to migrate.
     // An existing state is read to find sinks that lost what the ledger remembers.
     let state: Arc<dyn dovetail_core::StateStore> = Arc::new(dovetail_core::testing::MemoryState::default());
-    let recorded = if project.state_path.exists() { Some(super::open_state(&project.state_path)?) } else { None };
+    let recorded = match crate::stores::postgres_at(&project.state_path) {
+        Some(pg) => {
+            let t = pg.target();
+            let at = format!("state: PostgreSQL at {}, schema `{}`", t.place(), t.schema());
+            let known = dovetail_state_pg::migrations::SCHEMA_VERSION;
+            match pg.migration().await? {
+                Some(v) => {
+                    output::out(&format!("{at}: at migration {v} (this dovetail knows up to {known})\n"))?;
+                    Some(super::open_state(&project.state_path)?)
+                }
+                None => {
+                    output::out(&format!("{at}: not created yet (the first run creates it, at migration {known})\n"))?;
+                    None
+                }
+            }
+        }
+        None if project.state_path.exists() => Some(super::open_state(&project.state_path)?),
+        None => None,
+    };
     for spec in &project.pipelines {
         let result = match spec.build(state.clone()) {
             Ok(p) => p.check().await,

@@ -20,8 +20,11 @@ use std::sync::Arc;
 use dovetail_core::{Error, StateStore};
 use tokio_util::sync::CancellationToken;
 
-/// Open the SQLite state store at `path`.
+/// Open the state store at `path` (a SQLite file, or a PostgreSQL target's label).
 pub fn open_state(path: &Path) -> Result<Arc<dyn StateStore>, Error> {
+    if let Some(pg) = crate::stores::postgres_at(path) {
+        return Ok(Arc::new(pg));
+    }
     Ok(Arc::new(crate::stores::state_at(path)?))
 }
 

@@ -47,6 +47,8 @@ pub struct Subject {
     state: Option<Arc<dyn StateStore>>,
     fail_commits: Option<ArmFn>,
     keep: Vec<Box<dyn Any + Send>>,
+    /// No store: the backend's server is missing and skipping was allowed ([`crate::pg`]).
+    skipped: bool,
 }
 
 impl std::fmt::Debug for Subject {
@@ -62,13 +64,21 @@ impl Subject {
     /// A store implementing both contracts: every check applies.
     pub fn new(store: impl StateStore + 'static) -> Subject {
         let state: Arc<dyn StateStore> = Arc::new(store);
-        Subject { delivery: state.clone(), state: Some(state), fail_commits: None, keep: Vec::new() }
+        Subject { delivery: state.clone(), state: Some(state), fail_commits: None, keep: Vec::new(), skipped: false }
     }
 
     /// A store implementing the delivery contract only (run with
     /// `state_conformance!(make, delivery_only)`).
     pub fn delivery_only(store: impl DeliveryStore + 'static) -> Subject {
-        Subject { delivery: Arc::new(store), state: None, fail_commits: None, keep: Vec::new() }
+        Subject { delivery: Arc::new(store), state: None, fail_commits: None, keep: Vec::new(), skipped: false }
+    }
+
+    /// No store to check: its server does not exist here and the caller was allowed to skip
+    /// (see [`crate::pg::database`], which already said so loudly). Every check returns at once.
+    pub fn skipped() -> Subject {
+        let mut s = Subject::delivery_only(dovetail_core::testing::MemoryState::default());
+        s.skipped = true;
+        s
     }
 
     /// How to make this store's commits fail midway: once `arm(position)` has resolved,
@@ -197,7 +207,12 @@ where
         .enable_all()
         .build()
         .expect("a runtime for the state conformance suite");
-    rt.block_on(async { check(make().await).await });
+    rt.block_on(async {
+        let subject = make().await;
+        if !subject.skipped {
+            check(subject).await;
+        }
+    });
 }
 
 /// Panics unless `names` are exactly the checks of `group` in [`CHECKS`], in order: the

@@ -1,0 +1,72 @@
+//! PostgreSQL failures as dovetail errors. Messages name the server as `host:port` and the
+//! operation, never the URL (it may carry the password).
+
+use deadpool_postgres::PoolError;
+use dovetail_core::{Error, ErrorKind};
+use tokio_postgres::error::SqlState;
+
+use crate::PgTarget;
+
+/// A failed statement or connection: wrong password or user is [`ErrorKind::Auth`]; a
+/// missing privilege [`ErrorKind::Permanent`] naming it; a lock held elsewhere
+/// [`ErrorKind::Busy`]; a serialization failure or deadlock [`ErrorKind::Transient`]; an
+/// unreachable or lost server [`ErrorKind::Unavailable`]; anything else internal.
+pub fn pg_err(target: &PgTarget, op: &str, e: tokio_postgres::Error) -> Error {
+    let at = target.place();
+    let Some(code) = e.code().cloned() else {
+        // No SQLSTATE: the connection could not be made or was lost.
+        return Error::new(ErrorKind::Unavailable, format!("state store: {op}: cannot reach PostgreSQL at {at}"))
+            .with_source(e)
+            .with_hint(format!(
+                "check that PostgreSQL is running and reachable at {at} (`state.url`), then run again; a run \
+                 resumes from its last checkpoint"
+            ));
+    };
+    let server = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default();
+    if code == SqlState::INVALID_PASSWORD || code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+        let user = target.config.get_user().unwrap_or("?");
+        return Error::new(ErrorKind::Auth, format!("state store: PostgreSQL at {at} refused user `{user}`: {server}"))
+            .with_hint("check the user and password of `state.url` (put the password in `${ENV}` or `${file:…}`)");
+    }
+    if code == SqlState::INSUFFICIENT_PRIVILEGE {
+        let schema = target.schema();
+        return Error::new(ErrorKind::Permanent, format!("state store: {op}: {server} (PostgreSQL at {at})"))
+            .with_hint(format!(
+                "grant the state user CREATE on the database (to create schema `{schema}`) or USAGE and CREATE on \
+                 schema `{schema}` and its tables, or set `state.schema` to a schema it owns"
+            ));
+    }
+    if code == SqlState::LOCK_NOT_AVAILABLE {
+        return Error::new(ErrorKind::Busy, format!("state store: {op}: {server} (PostgreSQL at {at})")).with_source(e);
+    }
+    if code == SqlState::T_R_SERIALIZATION_FAILURE || code == SqlState::T_R_DEADLOCK_DETECTED {
+        return Error::transient(format!("state store: {op}: {server}")).with_source(e);
+    }
+    let class = &code.code()[..2];
+    // 08: connection exception; 57: operator intervention (shutdown, restart); 53: out of
+    // resources (too many connections, disk full).
+    if matches!(class, "08" | "57" | "53") {
+        return Error::new(ErrorKind::Unavailable, format!("state store: {op}: PostgreSQL at {at}: {server}"))
+            .with_source(e)
+            .with_hint(format!("check PostgreSQL at {at}, then run again; a run resumes from its last checkpoint"));
+    }
+    if code == SqlState::INVALID_CATALOG_NAME {
+        return Error::config(format!("state store: PostgreSQL at {at}: {server} (`state.url`)"));
+    }
+    Error::internal(format!("state store: {op} failed: {server}")).with_source(e)
+}
+
+/// A connection the pool could not give.
+pub(crate) fn pool_err(target: &PgTarget, e: PoolError) -> Error {
+    match e {
+        PoolError::Backend(e) => pg_err(target, "connecting", e),
+        PoolError::Timeout(_) => Error::new(
+            ErrorKind::Unavailable,
+            format!("state store: timed out connecting to PostgreSQL at {}", target.place()),
+        )
+        .with_hint(format!("check that PostgreSQL is running and reachable at {} (`state.url`)", target.place())),
+        other => {
+            Error::internal(format!("state store: no PostgreSQL connection to {}", target.place())).with_source(other)
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Versioned schema migrations of the PostgreSQL store.
+//!
+//! [`MIGRATIONS`] is append-only: entry `i` brings the schema from version `i` to `i + 1`;
+//! `schema_version` records one row per applied migration. Migrating takes a transaction-
+//! scoped advisory lock first, so a second process finding a migration in progress waits for
+//! it and then sees it applied. A schema newer than this code knows is refused rather than
+//! misread. Never edit a released migration; add a new one.
+
+use dovetail_core::Error;
+
+use crate::{Conn, PgTarget, pg_err};
+
+/// Ordered schema migrations (see the module docs). Migration 1 is everything the SQLite
+/// store had reached at its version 9, in PostgreSQL's types: raw inputs as `bytea` (text
+/// cannot hold a NUL), hashes as 16-byte `bytea`.
+pub const MIGRATIONS: &[&str] = &[
+    r#"
+    CREATE TABLE streams (
+        id       BIGSERIAL PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        stream   TEXT NOT NULL,
+        UNIQUE (pipeline, stream)
+    );
+    CREATE TABLE checkpoints (
+        stream_id  BIGINT PRIMARY KEY REFERENCES streams (id),
+        checkpoint TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE ledger (
+        stream_id BIGINT NOT NULL REFERENCES streams (id),
+        key       TEXT NOT NULL,
+        hash      BYTEA NOT NULL CHECK (length(hash) = 16),
+        pass      BIGINT NOT NULL,
+        dest_id   TEXT,
+        run_id    BIGINT,
+        fetch_id  BIGINT,
+        item      BIGINT,
+        outcome   BIGINT,
+        repeated  BOOLEAN NOT NULL DEFAULT false,
+        PRIMARY KEY (stream_id, key)
+    );
+    CREATE TABLE sink_marks (
+        stream_id BIGINT PRIMARY KEY REFERENCES streams (id),
+        mark      TEXT NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id           BIGSERIAL PRIMARY KEY,
+        pipeline     TEXT NOT NULL,
+        stream       TEXT NOT NULL,
+        key          TEXT,
+        kind         TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        path         TEXT,
+        location     TEXT NOT NULL DEFAULT '',
+        raw          BYTEA NOT NULL,
+        raw_len      BIGINT,
+        raw_hash     BYTEA NOT NULL CHECK (length(raw_hash) = 16),
+        created_at   TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        seen_count   BIGINT NOT NULL DEFAULT 1,
+        UNIQUE (pipeline, stream, location, raw_hash)
+    );
+    CREATE INDEX dead_letters_by_stream ON dead_letters (pipeline, stream, id);
+    CREATE TABLE runs (
+        id          BIGSERIAL PRIMARY KEY,
+        pipeline    TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        outcome     TEXT NOT NULL,
+        report      TEXT
+    );
+    CREATE INDEX runs_by_pipeline ON runs (pipeline, id);
+    CREATE TABLE baselines (
+        pipeline   TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        schema     TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream)
+    );
+    CREATE TABLE http_cache (
+        key           TEXT PRIMARY KEY,
+        status        INTEGER NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        headers       TEXT NOT NULL,
+        body          BYTEA NOT NULL,
+        stored_at     TEXT NOT NULL,
+        seq           BIGSERIAL NOT NULL
+    );
+    CREATE INDEX http_cache_by_seq ON http_cache (seq);
+    CREATE TABLE outbox (
+        id        BIGSERIAL PRIMARY KEY,
+        stream_id BIGINT NOT NULL REFERENCES streams (id),
+        key       TEXT NOT NULL,
+        hash      BYTEA NOT NULL CHECK (length(hash) = 16),
+        data      TEXT NOT NULL,
+        location  TEXT,
+        queued_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_by_stream ON outbox (stream_id, id);
+    CREATE TABLE paused_streams (
+        pipeline TEXT NOT NULL,
+        stream   TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        since    TEXT NOT NULL,
+        until    TEXT,
+        PRIMARY KEY (pipeline, stream)
+    );
+    CREATE TABLE drift_events (
+        id          BIGSERIAL PRIMARY KEY,
+        pipeline    TEXT NOT NULL,
+        stream      TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        change      TEXT NOT NULL,
+        expected    TEXT NOT NULL,
+        observed    TEXT NOT NULL,
+        count       BIGINT NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        first_at    TEXT NOT NULL,
+        accepted_at TEXT,
+        UNIQUE (pipeline, stream, path, change, observed)
+    );
+    CREATE TABLE explain_fetches (
+        id          BIGSERIAL PRIMARY KEY,
+        stream_id   BIGINT NOT NULL REFERENCES streams (id),
+        run_id      BIGINT NOT NULL,
+        url         TEXT NOT NULL,
+        status      INTEGER,
+        request_id  TEXT,
+        api_version TEXT,
+        fetched_at  TEXT NOT NULL,
+        stale       BOOLEAN NOT NULL DEFAULT false,
+        connector   TEXT NOT NULL,
+        records     BYTEA,
+        unchanged   TEXT
+    );
+    CREATE INDEX explain_fetches_by_run ON explain_fetches (stream_id, run_id);
+    CREATE TABLE explain_stories (
+        stream_id BIGINT NOT NULL REFERENCES streams (id),
+        key       TEXT NOT NULL,
+        run_id    BIGINT NOT NULL,
+        fetch_id  BIGINT,
+        location  TEXT,
+        outcome   TEXT NOT NULL,
+        reason    TEXT,
+        raw       BYTEA,
+        PRIMARY KEY (stream_id, key)
+    );
+    CREATE TABLE explain_runs (
+        stream_id   BIGINT NOT NULL REFERENCES streams (id),
+        run_id      BIGINT NOT NULL,
+        mapping     TEXT,
+        key_columns TEXT NOT NULL,
+        PRIMARY KEY (stream_id, run_id)
+    );
+"#,
+    // 2: rotated OAuth2 refresh tokens, always sealed (`dovetail_state::SecretKey::seal`, the
+    // row's key as associated data): a shared database never holds one in plaintext.
+    r#"
+    CREATE TABLE tokens (
+        key        TEXT PRIMARY KEY,
+        sealed     BYTEA NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+"#,
+];
+
+/// The schema version this code writes: the number of known migrations.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The advisory-lock key migrations of `schema` take (xxh3 of a fixed prefix and the name).
+fn lock_key(schema: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(format!("dovetail migrate\0{schema}").as_bytes()) as i64
+}
+
+/// Bring `target`'s schema up to [`SCHEMA_VERSION`]; returns the version it is at.
+pub(crate) async fn migrate(conn: &mut Conn, target: &PgTarget) -> Result<i64, Error> {
+    migrate_with(conn, target, MIGRATIONS).await
+}
+
+/// [`migrate`] with a given list (tests use shorter and longer ones).
+pub async fn migrate_with(
+    conn: &mut tokio_postgres::Client,
+    target: &PgTarget,
+    migrations: &[&str],
+) -> Result<i64, Error> {
+    let err = |op: &str| {
+        let op = op.to_owned();
+        move |e| pg_err(target, &op, e)
+    };
+    let schema = target.schema();
+    let tx = conn.transaction().await.map_err(err("starting a migration"))?;
+    // Waits while another process migrates; released with the transaction.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(schema)])
+        .await
+        .map_err(err("waiting for a migration"))?;
+    let exists: bool = tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&schema])
+        .await
+        .map_err(err("looking for the state schema"))?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!("CREATE SCHEMA \"{schema}\"")).await.map_err(err("creating the state schema"))?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .await
+    .map_err(err("creating the schema_version table"))?;
+    let current: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await
+        .map_err(err("reading the schema version"))?
+        .get(0);
+    let known = migrations.len() as i64;
+    if current > known {
+        return Err(Error::config(format!(
+            "the PostgreSQL state schema `{schema}` at {} has schema version {current}, but this dovetail only knows \
+             versions up to {known}; it was written by a newer dovetail — upgrade dovetail or set `state.schema` to \
+             another schema",
+            target.place()
+        )));
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        tx.batch_execute(sql).await.map_err(err(&format!("applying schema migration {version}")))?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
+            &[&version, &jiff::Timestamp::now().to_string()],
+        )
+        .await
+        .map_err(err("recording a schema migration"))?;
+        tracing::info!(at = target.place(), schema, version, "applied state schema migration");
+    }
+    tx.commit().await.map_err(err("committing schema migrations"))?;
+    Ok(known.max(current))
+}
