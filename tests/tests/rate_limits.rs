@@ -151,14 +151,13 @@ async fn a_secondary_limit_without_retry_after_waits_at_least_a_minute_so_a_shor
     assert!(err.contains("the API allows requests again at") && err.contains("in 60 s"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_that_spends_the_budget_stops_before_the_next_request_or_waits_a_short_reset_out() {
-    // Far reset: page 1 is delivered, page 2 is not requested, the stream stops as rate limited.
+/// Releases in two pages: the first spends the budget until `reset_in` from now, the second is empty.
+async fn two_pages(reset_in: u64) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/repos/octo/hello/releases"))
         .and(query_param_is_missing("page"))
-        .respond_with(page_one(&server, 0, 1800))
+        .respond_with(page_one(&server, 0, reset_in))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -167,6 +166,13 @@ async fn a_page_that_spends_the_budget_stops_before_the_next_request_or_waits_a_
         .respond_with(limited(200, 4999, 3600).set_body_json(serde_json::json!([])))
         .mount(&server)
         .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_spends_the_budget_stops_before_the_next_request_or_waits_a_short_reset_out() {
+    // Far reset: page 1 is delivered, page 2 is not requested, the stream stops as rate limited.
+    let server = two_pages(1800).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri(), "max_attempts = 3"));
     let (out, report) = run(&s).await;
@@ -179,19 +185,7 @@ async fn a_page_that_spends_the_budget_stops_before_the_next_request_or_waits_a_
 
     // Near reset (5 s in whole epoch seconds: at least 3 s even on a slow machine): waited
     // out, said at INFO, and the listing goes on.
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/repos/octo/hello/releases"))
-        .and(query_param_is_missing("page"))
-        .respond_with(page_one(&server, 0, 5))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/octo/hello/releases"))
-        .and(query_param("page", "2"))
-        .respond_with(limited(200, 4999, 3600).set_body_json(serde_json::json!([])))
-        .mount(&server)
-        .await;
+    let server = two_pages(5).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri(), "max_attempts = 3"));
     let (out, report) = run(&s).await;
