@@ -331,6 +331,9 @@ fn load_root(
         Some(_) => StateStorage::Postgres,
         None => StateStorage::Sqlite(state_path.clone()),
     };
+    if matches!(storage, StateStorage::Postgres) && config.state.secret_key.is_none() {
+        tokens_need_a_key(doc, root, &config, env)?;
+    }
     let own = OwnFiles::new(&storage, config.state.url.is_none());
     let mut pipelines = Vec::new();
     let retention = crate::retention::resolve(doc, root, config.state.retention.as_ref())?;
@@ -340,6 +343,33 @@ fn load_root(
         pipelines.push(spec);
     }
     Ok((state_path, pipelines, secrets))
+}
+
+/// PostgreSQL state keeps rotated OAuth2 refresh tokens in the shared database, always
+/// sealed: a pipeline that would store one is refused when the config is read, naming its
+/// line, when no key is set — not at its first token, mid-run.
+fn tokens_need_a_key(doc: &Doc, root: &DeTable<'_>, config: &Config, env: &dyn Lookup) -> Result<(), Error> {
+    if env.env(dovetail_state::SECRET_KEY_ENV).is_some_and(|k| !k.trim().is_empty()) {
+        return Ok(());
+    }
+    for name in config.pipelines.keys() {
+        for side in ["source", "sink"] {
+            let path = ["pipelines", name.as_str(), side, "auth", "type"];
+            let Some((_, v)) = diag::lookup(root, &path) else { continue };
+            if v.get_ref().as_str() == Some("oauth2_refresh_token") {
+                return Err(doc.error(
+                    offset_of(root, &path),
+                    format!(
+                        "pipeline `{name}`'s {side} uses `oauth2_refresh_token`, whose rotated refresh tokens \
+                         PostgreSQL state keeps in the shared database, always sealed: set {} or `[state] secret_key` \
+                         (32 bytes as 64 hex digits or base64)",
+                        dovetail_state::SECRET_KEY_ENV
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where the state lives: the SQLite file, or for PostgreSQL the label of its target

@@ -225,6 +225,42 @@ fn state_urls() {
 }
 
 #[test]
+fn postgres_state_refuses_a_refresh_token_pipeline_without_a_key_when_the_config_is_read() {
+    let rest = r#"[state]
+url = "postgres://u@db:6543/dovetail"
+
+[pipelines.crm.source]
+kind = "rest"
+base_url = "https://api.example.com"
+[pipelines.crm.source.auth]
+type = "oauth2_refresh_token"
+token_url = "https://api.example.com/oauth/token"
+client_id = "dovetail"
+refresh_token = "${CRM_REFRESH}"
+[[pipelines.crm.source.streams]]
+name = "items"
+path = "/v1/items"
+primary_key = ["id"]
+
+[pipelines.crm.sink]
+kind = "sqlite"
+path = "out.db"
+"#;
+    let env = Vars([("CRM_REFRESH", "r-1")].into());
+    let err = load_err(rest, &env);
+    assert!(err.starts_with(":8:"), "names the `auth.type` line: {err}");
+    assert!(err.contains("pipeline `crm`'s source uses `oauth2_refresh_token`"), "{err}");
+    assert!(err.contains(dovetail_state::SECRET_KEY_ENV), "{err}");
+    // With a key, or with SQLite state (tokens.json beside it), the same pipeline loads.
+    const KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    let keyed = Vars([("CRM_REFRESH", "r-1"), (dovetail_state::SECRET_KEY_ENV, KEY)].into());
+    let (_d, path) = write(rest);
+    load_with(&path, &keyed).unwrap();
+    let (_d, path) = write(&rest.replace("url = \"postgres://u@db:6543/dovetail\"", "url = \"state.db\""));
+    load_with(&path, &env).unwrap();
+}
+
+#[test]
 fn the_schema_lists_every_connector() {
     let schema = schema();
     let text = serde_json::to_string(&schema).unwrap();

@@ -353,3 +353,41 @@ fn a_sink_in_another_file_next_to_the_state_database_is_accepted() {
     };
     assert_eq!((count("warehouse.db", "orders"), count("state.db", "orders")), (1, 0));
 }
+
+#[test]
+fn postgres_state_without_a_key_refuses_a_refresh_token_pipeline_before_connecting() {
+    // Nothing listens on port 1: had the run got as far as the state store, it would exit 7.
+    let config = r#"[state]
+url = "postgres://u@127.0.0.1:1/dovetail"
+
+[pipelines.crm.source]
+kind = "rest"
+base_url = "https://api.example.com"
+auth = { type = "oauth2_refresh_token", token_url = "https://api.example.com/oauth/token", client_id = "d", refresh_token = "${CRM_REFRESH}" }
+[[pipelines.crm.source.streams]]
+name = "items"
+path = "/v1/items"
+primary_key = ["id"]
+
+[pipelines.crm.sink]
+kind = "sqlite"
+path = "out.db"
+"#;
+    let dir = project(config);
+    for verb in ["run", "check"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dovetail"))
+            .current_dir(dir.path())
+            .arg(verb)
+            .env_remove("RUST_LOG")
+            .env_remove("DOVETAIL_CONFIG")
+            .env_remove("DOVETAIL_SECRET_KEY")
+            .env("CRM_REFRESH", "r-1")
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{verb}: {err}");
+        assert!(err.contains("dovetail.toml:7: pipeline `crm`'s source uses `oauth2_refresh_token`"), "{verb}: {err}");
+        assert!(err.contains("set DOVETAIL_SECRET_KEY or `[state] secret_key`"), "{verb}: {err}");
+        assert!(!err.contains("r-1"), "{verb}: the refresh token leaked: {err}");
+    }
+}
