@@ -118,8 +118,9 @@ pub(crate) enum Step<'h> {
 impl Step<'_> {
     /// The kind the request fails as when this step ends it — when it is not retried, or
     /// its retries are spent: its own for `Fail`, [`ErrorKind::Transient`] for `Retry`,
-    /// [`ErrorKind::RateLimited`] with the wait for `RateLimited`, [`ErrorKind::Permanent`]
-    /// for a refused redirect; `None` for the steps that do not fail.
+    /// [`ErrorKind::RateLimited`] for `RateLimited` (its `until` is set by the request when
+    /// it gives up, from the wait it would take next), [`ErrorKind::Permanent`] for a refused
+    /// redirect; `None` for the steps that do not fail.
     pub(crate) fn failure_kind(&self) -> Option<ErrorKind> {
         match self {
             Step::Success | Step::NotModified | Step::Reauthorize => None,

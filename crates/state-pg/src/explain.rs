@@ -214,13 +214,7 @@ pub(crate) async fn key_history(st: &PgState, pipeline: &str, stream: &str, key:
         }
         None => None,
     };
-    // The later of the two; in one run a record is either written or dead-lettered.
-    let latest = match (written, dead) {
-        (Some(w), Some((d, f))) => Some(if d.run_id > w.0.run_id { (d, f.unwrap_or(0)) } else { w }),
-        (Some(w), None) => Some(w),
-        (None, Some((d, f))) => Some((d, f.unwrap_or(0))),
-        (None, None) => None,
-    };
+    let latest = dovetail_state::latest_story(written, dead);
     let (after_id, min_run) = latest.as_ref().map_or((0, 0), |(s, f)| (*f, s.run_id));
     h.story = latest.map(|l| l.0);
     let needle = format!("\n{k}\n");

@@ -254,13 +254,7 @@ pub(crate) fn key_history(db: &mut Db, pipeline: &str, stream: &str, key: &Key) 
         }
         None => None,
     };
-    // The later of the two; in one run a record is either written or dead-lettered.
-    let latest = match (written, dead) {
-        (Some(w), Some((d, f))) => Some(if d.run_id > w.0.run_id { (d, f.unwrap_or(0)) } else { w }),
-        (Some(w), None) => Some(w),
-        (None, Some((d, f))) => Some((d, f.unwrap_or(0))),
-        (None, None) => None,
-    };
+    let latest = latest_story(written, dead);
     let (after_id, min_run) = latest.as_ref().map_or((0, 0), |(s, f)| (*f, s.run_id));
     h.story = latest.map(|l| l.0);
     h.unchanged = tx
@@ -438,5 +432,20 @@ fn prune_stories(st: &SqliteState, sid: i64, from: i64, batch: usize) -> Result<
         if keys.len() < batch {
             return Ok(total);
         }
+    }
+}
+
+/// A key's latest story from its written one and its dead-lettered one, each with the fetch
+/// id the unchanged sightings after it are searched from: the later run's (in one run a
+/// record is either written or dead-lettered). Shared by every state store.
+pub fn latest_story(
+    written: Option<(StoredStory, i64)>,
+    dead: Option<(StoredStory, Option<i64>)>,
+) -> Option<(StoredStory, i64)> {
+    match (written, dead) {
+        (Some(w), Some((d, f))) => Some(if d.run_id > w.0.run_id { (d, f.unwrap_or(0)) } else { w }),
+        (Some(w), None) => Some(w),
+        (None, Some((d, f))) => Some((d, f.unwrap_or(0))),
+        (None, None) => None,
     }
 }

@@ -65,7 +65,7 @@ use dovetail_core::{Error, ErrorKind};
 use rusqlite::Connection;
 
 pub use cache::{DEFAULT_CACHE_ENTRIES, SqliteResponseCache};
-pub use explain::{Encoded as EncodedExplain, encode as encode_explain};
+pub use explain::{Encoded as EncodedExplain, encode as encode_explain, latest_story};
 pub use history::{ABANDONED, RUNNING};
 pub use lock::SqliteRunLock;
 pub use migrations::SCHEMA_VERSION;
