@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dovetail_core::{
-    BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, ReadRequest, Record, Reject, Source,
+    BuildCx, Cx, Error, ErrorKind, Extent, FieldPath, Location, Next, Page, ReadRequest, Record, Reject, Source,
     SourceConnector, StreamSpec, position,
 };
 use dovetail_http::paginate::{PageState, PageStyle, Paginator};
@@ -30,6 +30,8 @@ pub struct RestSource {
     client: HttpClient,
     streams: Arc<Vec<StreamDef>>,
     api_version: Option<String>,
+    /// Per stream, how far its listing goes as its last page said (for progress bars).
+    extents: Arc<std::sync::Mutex<std::collections::HashMap<String, Extent>>>,
 }
 
 #[derive(Debug)]
@@ -88,7 +90,12 @@ impl SourceConnector for RestSource {
             defs.push(define(s, &names)?);
             check_configured_origin(&client, s)?;
         }
-        Ok(RestSource { client, streams: Arc::new(defs), api_version: config.api_version.map(|v| v.value) })
+        Ok(RestSource {
+            client,
+            streams: Arc::new(defs),
+            api_version: config.api_version.map(|v| v.value),
+            extents: Arc::default(),
+        })
     }
 }
 
@@ -344,6 +351,11 @@ impl RestSource {
             }
             return Ok((vec![], vec![], None));
         };
+        if parent.is_none()
+            && let Some(extent) = extent(def, &page)
+        {
+            self.extents.lock().unwrap_or_else(|p| p.into_inner()).insert(def.cfg.name.clone(), extent);
+        }
         let prov = Arc::new(page.response.provenance(crate::SOURCE_KIND, self.api_version.as_deref()));
         let mut records = Vec::with_capacity(page.items.len());
         for (i, mut item) in page.items.into_iter().enumerate() {
@@ -446,6 +458,10 @@ impl Source for RestSource {
         Some(self.client.report())
     }
 
+    fn extent(&self, stream: &str) -> Option<Extent> {
+        self.extents.lock().unwrap_or_else(|p| p.into_inner()).get(stream).copied()
+    }
+
     fn streams(&self) -> Vec<StreamSpec> {
         self.streams.iter().map(|d| d.spec.clone()).collect()
     }
@@ -489,6 +505,24 @@ impl Source for RestSource {
             () = cx.cancel.cancelled() => Err(Error::new(ErrorKind::Interrupted, "stopped while waiting for the API")),
         }
     }
+}
+
+/// How far a listing goes, from one of its pages: the body's total (`total_pointer`), or a
+/// `Link` header's `rel="last"` page number (`page` in its query) beside the page read.
+fn extent(def: &StreamDef, page: &dovetail_http::paginate::Page) -> Option<Extent> {
+    if let Pagination::PageNumber { total_pointer: Some(t), .. } | Pagination::Offset { total_pointer: Some(t), .. } =
+        &def.cfg.pagination
+    {
+        return page.body.pointer(t).and_then(Value::as_u64).map(Extent::Records);
+    }
+    let link = page.response.headers.get("link")?.to_str().ok()?;
+    let last = dovetail_http::paginate::link_rel(link, "last")?;
+    let number = |url: &dovetail_http::Url| {
+        url.query_pairs().find(|(k, _)| k == "page").and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    let last = number(&page.response.url.join(&last).ok()?)?;
+    let at = number(&page.response.url).unwrap_or(1);
+    Some(Extent::Pages { at: at.min(last), last })
 }
 
 #[cfg(test)]

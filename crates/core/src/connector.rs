@@ -73,6 +73,21 @@ pub enum Next {
     },
 }
 
+/// How far a stream's listing goes, as the API said on its last page: progress displays
+/// show a total and an ETA from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// The listing holds this many records (a `total` in the body).
+    Records(u64),
+    /// The page just read and the listing's last page (a `Link` header's `rel="last"`).
+    Pages {
+        /// The page just read, from 1.
+        at: u64,
+        /// The last page.
+        last: u64,
+    },
+}
+
 /// One page of a stream.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -98,6 +113,12 @@ pub trait Source: Send + Sync {
     /// The source's HTTP figures so far (cumulative; the engine reports the difference
     /// over a run). `None` for sources that do not speak HTTP.
     fn http_report(&self) -> Option<crate::report::HttpReport> {
+        None
+    }
+    /// How far `stream`'s listing goes, when the API said so on the last page read (default:
+    /// unknown). Read between pages by progress displays, never by the engine.
+    fn extent(&self, stream: &str) -> Option<Extent> {
+        let _ = stream;
         None
     }
     /// Turn a dead letter's raw input back into a record for replay (default: parse it as JSON).

@@ -54,8 +54,9 @@ pub mod stream;
 pub mod testing;
 
 pub use connector::{
-    Batch, BuildCx, ColumnDrift, CreateHint, Cx, Identity, Next, Page, ReadRequest, Reject, Sink, SinkConnector,
-    SinkRecall, SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode, WriteReport,
+    Batch, BuildCx, ColumnDrift, CreateHint, Cx, Extent, Identity, Next, Page, ReadRequest, Reject, Sink,
+    SinkConnector, SinkRecall, SinkStream, SinkTarget, Source, SourceConnector, Transform, TransformError, WriteMode,
+    WriteReport,
 };
 pub use drift_policy::{DriftAction, DriftPolicy};
 pub use error::{ConnectorError, Disposition, Error, ErrorContext, ErrorKind, HttpFailure, Result, io_kind};

@@ -251,7 +251,7 @@ impl<'a> Call<'a> {
             Err(_elapsed) => {
                 let msg = format!("timeout: no complete response within {}", fmt_duration(inner.timeout));
                 inner.stats.attempt(None);
-                observe::attempt(&self.event(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()), false);
+                observe::attempt(&self.event(None, Some(&msg), t0.elapsed(), 0, &HeaderMap::new()));
                 Next::Failed(Failed {
                     outcome: AttemptOutcome::Error(msg),
                     server: None,
@@ -327,7 +327,7 @@ impl<'a> Call<'a> {
         let e = e.without_url();
         let msg = transport_message(&e);
         self.inner.stats.attempt(None);
-        observe::attempt(&self.event(None, Some(&msg), latency, 0, &HeaderMap::new()), false);
+        observe::attempt(&self.event(None, Some(&msg), latency, 0, &HeaderMap::new()));
         if e.is_builder() || e.is_redirect() {
             return Next::Fail(Error::permanent(msg).with_source(e).with_http(HttpFailure::default()));
         }
@@ -364,7 +364,7 @@ impl<'a> Call<'a> {
         let step = classify(r.status, &r.headers, &r.body, &cx);
         // A success's event waits for the verdict on its body (see `observe`).
         if !matches!(step, Step::Success | Step::NotModified) {
-            observe::attempt(&self.event(Some(r.status), None, r.latency, r.body.len(), &r.headers), false);
+            observe::attempt(&self.event(Some(r.status), None, r.latency, r.body.len(), &r.headers));
         }
         inner.deprecations.check(&self.req.method, &r.url, &r.headers, &inner.stats);
         limiter.observe(clock, &r.headers, inner.retry.reset_style);
@@ -399,7 +399,7 @@ impl<'a> Call<'a> {
     fn not_modified<T>(&self, r: Received) -> Next<T> {
         let Some(c) = self.cached else { return Next::Fail(Error::internal("a 304 was answered without a cache")) };
         let ev = self.event(Some(r.status), None, r.latency, r.body.len(), &r.headers);
-        observe::attempt(&ev, true);
+        observe::attempt(&ev);
         self.inner.circuits.success(&self.host.key);
         self.limits().0.succeeded();
         observe::cache_hit(&self.host.key, "not_modified");
@@ -428,7 +428,7 @@ impl<'a> Call<'a> {
         let ev = self.event(Some(resp.status), None, latency, bytes, &resp.headers);
         match decode(&resp) {
             Ok(v) => {
-                observe::attempt(&ev, true);
+                observe::attempt(&ev);
                 inner.circuits.success(&self.host.key);
                 self.limits().0.succeeded();
                 if let (Some(c), Some(k)) = (&inner.cache, self.cache_key) {
@@ -619,18 +619,53 @@ async fn exchange(
     tokio::time::timeout(inner.timeout, exchange).await
 }
 
+/// What a failed exchange without a response was, named by its cause, then the innermost
+/// error's words: `timeout`, `broken response body`, `TLS error`, `connection refused`,
+/// `connection dropped` (closed or reset before an answer), else `connect error` or
+/// `transport error`. The name before the colon is the retry cause the report counts.
 fn transport_message(e: &reqwest::Error) -> String {
+    let mut innermost: Option<&(dyn std::error::Error + 'static)> = None;
+    let mut named: Option<&str> = None;
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        named = named.or_else(|| transport_cause(c));
+        innermost = Some(c);
+        cur = c.source();
+    }
     let what = if e.is_timeout() {
         "timeout"
+    } else if e.is_body() || e.is_decode() {
+        // A body cut short reads as a dropped connection underneath; what failed is the body.
+        "broken response body"
+    } else if let Some(named) = named {
+        named
     } else if e.is_connect() {
         "connect error"
-    } else if e.is_body() || e.is_decode() {
-        "broken response body"
     } else {
         "transport error"
     };
-    match std::error::Error::source(e) {
+    match innermost {
         Some(inner) => format!("{what}: {inner}"),
         None => what.to_owned(),
+    }
+}
+
+/// The cause one error in a transport failure's chain names, if it names one.
+fn transport_cause(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use std::io::ErrorKind as Io;
+    if e.is::<rustls::Error>() {
+        return Some("TLS error");
+    }
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        // The server closed the connection before answering (hyper's "SendRequest").
+        return (h.is_incomplete_message() || h.is_canceled()).then_some("connection dropped");
+    }
+    let io = e.downcast_ref::<std::io::Error>()?;
+    match io.kind() {
+        _ if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => Some("TLS error"),
+        Io::ConnectionRefused => Some("connection refused"),
+        Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => Some("connection dropped"),
+        Io::TimedOut => Some("timeout"),
+        _ => None,
     }
 }

@@ -246,26 +246,19 @@ fn status_label(status: Option<u16>) -> metrics::SharedString {
     metrics::SharedString::const_str(s)
 }
 
-/// Logs and counts one attempt. `last_ok`: it is the request's last attempt and it
-/// succeeded, so the request event repeats its fields and this event is only DEBUG.
-pub(crate) fn attempt(e: &AttemptEvent<'_>, last_ok: bool) {
+/// Logs (at DEBUG) and counts one attempt. A failed attempt is DEBUG too: a retry that
+/// later succeeds shows in the request event's `attempts` and the run's retry figures, and
+/// one that gives up is listed in the request's error, printed once where it ends up; a
+/// last attempt that succeeded has its fields repeated by the request event.
+pub(crate) fn attempt(e: &AttemptEvent<'_>) {
     let status = e.status.map(|s| s.as_u16());
     let latency_ms = e.latency.as_millis() as u64;
-    macro_rules! ev {
-        ($lvl:ident) => {
-            tracing::$lvl!(
-                target: "dovetail_http::attempt",
-                method = %e.method, url = e.url, attempt = e.attempt, status, error = e.error,
-                latency_ms, bytes = e.bytes, rate_limit_remaining = e.remaining(),
-                request_id = e.request_id(), "http attempt"
-            )
-        };
-    }
-    if last_ok {
-        ev!(debug)
-    } else {
-        ev!(warn)
-    }
+    tracing::debug!(
+        target: "dovetail_http::attempt",
+        method = %e.method, url = e.url, attempt = e.attempt, status, error = e.error,
+        latency_ms, bytes = e.bytes, rate_limit_remaining = e.remaining(),
+        request_id = e.request_id(), "http attempt"
+    );
     count_attempt(e);
 }
 
@@ -301,7 +294,7 @@ fn count_attempt(e: &AttemptEvent<'_>) {
 /// Logs an attempt that was not sent because no credential could be had (the token endpoint
 /// failed). Not counted in the attempt metrics: those count what reached the vendor's API.
 pub(crate) fn attempt_not_sent(method: &Method, url: &str, attempt: u32, error: &str) {
-    tracing::warn!(
+    tracing::debug!(
         target: "dovetail_http::attempt",
         method = %method, url, attempt, error, "http attempt not sent: no credential"
     );
@@ -323,21 +316,14 @@ pub(crate) fn request_done(
     let latency_ms = last.map(|e| e.latency.as_millis() as u64);
     let bytes = last.map(|e| e.bytes);
     let error = last.and_then(|e| e.error);
-    macro_rules! ev {
-        ($lvl:ident) => {
-            tracing::$lvl!(
-                target: "dovetail_http::request",
-                %method, url, outcome, attempts, total_ms, status, error, latency_ms, bytes,
-                rate_limit_remaining = last.and_then(AttemptEvent::remaining),
-                request_id = last.and_then(AttemptEvent::request_id), "http request"
-            )
-        };
-    }
-    if outcome == "ok" || outcome == "cache" {
-        ev!(info)
-    } else {
-        ev!(warn)
-    }
+    // INFO whatever the outcome: a failed request's error goes to its caller, which prints it
+    // once or records it (a dead letter, a pause); a WARN here would say it again.
+    tracing::info!(
+        target: "dovetail_http::request",
+        %method, url, outcome, attempts, total_ms, status, error, latency_ms, bytes,
+        rate_limit_remaining = last.and_then(AttemptEvent::remaining),
+        request_id = last.and_then(AttemptEvent::request_id), "http request"
+    );
     if outcome == "ok" {
         let m = host.metrics();
         m.requests_ok.increment(1);

@@ -399,14 +399,19 @@ impl Paginator {
 
 /// The `rel="next"` target of one `Link` header value (RFC 8288).
 pub(crate) fn next_link(value: &str) -> Option<String> {
+    link_rel(value, "next")
+}
+
+/// The target of one `Link` header value (RFC 8288) with relation `rel` (`next`, `last`).
+pub fn link_rel(value: &str, rel: &str) -> Option<String> {
     value.split(',').find_map(|part| {
         let (target, params) = part.trim().strip_prefix('<')?.split_once('>')?;
-        let is_next = params.split(';').any(|p| {
+        let found = params.split(';').any(|p| {
             let p = p.trim();
             p.strip_prefix("rel=")
-                .is_some_and(|v| v.trim_matches('"').split_ascii_whitespace().any(|r| r.eq_ignore_ascii_case("next")))
+                .is_some_and(|v| v.trim_matches('"').split_ascii_whitespace().any(|r| r.eq_ignore_ascii_case(rel)))
         });
-        is_next.then(|| target.to_owned())
+        found.then(|| target.to_owned())
     })
 }
 

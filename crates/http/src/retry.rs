@@ -28,7 +28,8 @@ pub enum AttemptOutcome {
     Status(u16),
     /// A 2xx whose body the caller could not decode.
     Undecodable(u16),
-    /// No response: connect error, timeout, broken body.
+    /// No response: its cause first (`connection dropped`, `connection refused`, `timeout`,
+    /// `TLS error`, `broken response body`, ...), then the underlying error's words.
     Error(String),
     /// Not sent: the credential could not be obtained (the token endpoint failed, transiently).
     Credential(String),
@@ -39,13 +40,13 @@ pub const CREDENTIAL_CAUSE: &str = "token endpoint";
 
 impl AttemptOutcome {
     /// The retry cause as a run report counts it: the status (`503`), `undecodable body`,
-    /// or the kind of transport error (`timeout`, `connect error`, `broken response body`,
-    /// `transport error`).
+    /// or the cause of a transport failure (`connection dropped`, `connection refused`,
+    /// `timeout`, `TLS error`, `broken response body`, else `connect error` or `transport error`).
     pub fn cause(&self) -> String {
         match self {
             AttemptOutcome::Status(s) => s.to_string(),
             AttemptOutcome::Undecodable(_) => "undecodable body".to_owned(),
-            // The transport message starts with its kind (`timeout: ...`, `connect error: ...`).
+            // The transport message starts with its cause (`timeout: ...`, `connection dropped: ...`).
             AttemptOutcome::Error(m) => m.split(':').next().unwrap_or("transport error").trim().to_owned(),
             AttemptOutcome::Credential(_) => CREDENTIAL_CAUSE.to_owned(),
         }

@@ -220,7 +220,7 @@ async fn a_401_asks_the_provider_and_retries_once() {
 }
 
 #[tokio::test]
-async fn connect_errors_are_retried_then_reported() {
+async fn refused_connections_are_retried_then_reported_as_refused() {
     let clock = FakeClock::new();
     // A port nothing listens on.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -229,7 +229,7 @@ async fn connect_errors_are_retried_then_reported() {
     let client = builder(&base, &clock).build().unwrap();
     let e = client.send(Request::get("/x")).await.unwrap_err();
     assert_eq!(e.kind(), &ErrorKind::Transient);
-    assert!(e.to_string().contains("#4 connect error"), "{e}");
+    assert!(e.to_string().contains("#4 connection refused"), "named by its cause: {e}");
     assert!(std::error::Error::source(&e).is_some(), "the reqwest error is kept as the source");
 }
 

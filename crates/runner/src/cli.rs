@@ -24,10 +24,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    /// More log output, a level per -v (the default is INFO, WARN on a terminal). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
-    /// Less log output (-q warnings only, -qq errors only). RUST_LOG overrides.
+    /// Less output: a log level less per -q, and no "What happened" story after `run`. RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
     /// The verb.

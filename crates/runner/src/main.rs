@@ -18,6 +18,7 @@ mod registry;
 mod retention;
 mod schedule;
 mod stores;
+mod story;
 
 use std::io::IsTerminal;
 
@@ -113,10 +114,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 /// Logs go to stderr: text or JSON lines; `-v`/`-q` pick the level unless RUST_LOG is set.
+/// The default is INFO, or WARN on a terminal and for the demo.
 fn init_logging(cli: &Cli) {
-    // The demo tells its own story; per-request lines would bury it (`-v` brings them back).
-    let demo = i16::from(matches!(cli.command, Command::Demo(_)));
-    let level = match i16::from(cli.verbose) - i16::from(cli.quiet) - demo {
+    // On a terminal the progress bars carry the per-page figures, and the demo tells its own
+    // story: per-request INFO lines would bury both (`-v` brings them back). Off a terminal
+    // (a service, CI, a file) those lines are the only record, so INFO stays the default.
+    output::set_quiet(cli.quiet > 0);
+    let quieter = matches!(cli.command, Command::Demo(_)) || std::io::stderr().is_terminal();
+    let level = match i16::from(cli.verbose) - i16::from(cli.quiet) - i16::from(quieter) {
         ..=-2 => "error",
         -1 => "warn",
         0 => "info",

@@ -1,6 +1,7 @@
 //! What the verbs print: plain-text tables, run summaries, durations.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dovetail_core::{DriftClass, RunReport, StreamReport};
 
@@ -11,6 +12,19 @@ pub fn out(text: &str) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// `--quiet` was given: the verbs print only what was asked for (no story after `run`).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Set from the command line when logging is set up.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether `--quiet` was given.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
 }
 
 /// An error on stderr: its full chain, then what to do about it.
@@ -115,6 +129,22 @@ pub fn duration(ms: u64) -> String {
 
 /// The human summary of one run: a header line, a table per stream, and errors.
 pub fn run_summary(report: &RunReport, verb: &str) -> String {
+    summary(report, verb, false)
+}
+
+/// [`run_summary`] for a caller that prints the run's error after it (`dovetail run`): the
+/// summary leaves that error out, so it is printed once.
+pub fn run_summary_error_below(report: &RunReport, verb: &str) -> String {
+    summary(report, verb, true)
+}
+
+/// Whether a stream's error is the run's: the run's adds the pipeline and stream to the
+/// context before the message, so the stream's message (after its kind and location) ends it.
+fn same_error(run: &str, stream: &str) -> bool {
+    run == stream || stream.split_once(": ").is_some_and(|(_, message)| run.ends_with(message))
+}
+
+fn summary(report: &RunReport, verb: &str, error_below: bool) -> String {
     let mut out = format!(
         "{verb} `{}`: {}{} in {} (run {})\n",
         report.pipeline,
@@ -123,18 +153,7 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
         duration(report.duration_ms),
         report.run_id
     );
-    // The counts, in column order; superseded only when a source repeated a key (most never do).
-    type Col = (&'static str, fn(&StreamReport) -> u64);
-    let mut cols: Vec<Col> =
-        vec![("#read", |s| s.read), ("#written", |s| s.written), ("#unchanged", |s| s.skipped_unchanged)];
-    if report.total(|s| s.superseded) > 0 {
-        cols.push(("#superseded", |s| s.superseded));
-    }
-    cols.extend::<[Col; 3]>([
-        ("#before-cursor", |s| s.filtered),
-        ("#deleted", |s| s.deleted),
-        ("#dead-lettered", |s| s.dead_lettered),
-    ]);
+    let cols = columns(report.total(|s| s.superseded) > 0);
     let mut headers = vec!["stream"];
     headers.extend(cols.iter().map(|c| c.0));
     headers.extend(["#seconds", "outcome"]);
@@ -158,12 +177,17 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
     if !t.is_empty() {
         out.push_str(&t.render());
     }
+    let run_error = report.error.as_deref();
     for (name, s) in &report.streams {
-        if let Some(e) = &s.error {
+        if let Some(e) = &s.error
+            && !(error_below && run_error.is_some_and(|r| same_error(r, e)))
+        {
             out.push_str(&format!("  stream `{name}` {}: {e}\n", s.outcome));
         }
     }
-    if let Some(e) = report.error.as_ref().filter(|e| !report.streams.values().any(|s| s.error.as_ref() == Some(*e))) {
+    if let Some(e) = run_error.filter(|e| {
+        !error_below && !report.streams.values().any(|s| s.error.as_deref().is_some_and(|se| same_error(e, se)))
+    }) {
         out.push_str(&format!("  error: {e}\n"));
     }
     for (name, s) in &report.streams {
@@ -173,6 +197,25 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
         out.push_str(&http_line(role, h));
     }
     out
+}
+
+/// A stream's count: its `#`-marked header and how to read it from the report.
+pub type Column = (&'static str, fn(&StreamReport) -> u64);
+
+/// The counts of a stream, in the order the summary table and the progress bars show them;
+/// superseded only when a source repeated a key (most never do).
+pub fn columns(superseded: bool) -> Vec<Column> {
+    let mut cols: Vec<Column> =
+        vec![("#read", |s| s.read), ("#written", |s| s.written), ("#unchanged", |s| s.skipped_unchanged)];
+    if superseded {
+        cols.push(("#superseded", |s| s.superseded));
+    }
+    cols.extend::<[Column; 3]>([
+        ("#before-cursor", |s| s.filtered),
+        ("#deleted", |s| s.deleted),
+        ("#dead-lettered", |s| s.dead_lettered),
+    ]);
+    cols
 }
 
 /// What else happened to a stream, one line each: outbox, stale pages, drift.
@@ -219,6 +262,22 @@ fn http_line(role: &str, h: &dovetail_core::HttpReport) -> String {
     if h.requests == 0 && h.attempts == 0 {
         return String::new();
     }
+    let mut line = format!("  {role} http: {}\n", http_parts(h).join("; "));
+    for d in &h.deprecations {
+        line.push_str(&format!(
+            "  {role} http: {} is deprecated{}{}\n",
+            d.endpoint,
+            d.deprecation.as_ref().map(|v| format!(" (Deprecation: {v})")).unwrap_or_default(),
+            d.sunset.as_ref().map(|v| format!("; sunset {v}")).unwrap_or_default()
+        ));
+    }
+    line
+}
+
+/// The HTTP figures in words, as the run summary and the progress bars both show them (so
+/// the waits on the bar are the table's): requests and attempts, retries by cause and their
+/// wait, 429s and the rate-limit wait, tokens, the cache, failures, the API version.
+pub fn http_parts(h: &dovetail_core::HttpReport) -> Vec<String> {
     let mut parts =
         vec![format!("{} ({})", count(h.requests, "request", "requests"), count(h.attempts, "attempt", "attempts"))];
     if h.retries > 0 {
@@ -247,16 +306,7 @@ fn http_line(role: &str, h: &dovetail_core::HttpReport) -> String {
     if let Some(v) = &h.api_version {
         parts.push(format!("API version {v}"));
     }
-    let mut line = format!("  {role} http: {}\n", parts.join("; "));
-    for d in &h.deprecations {
-        line.push_str(&format!(
-            "  {role} http: {} is deprecated{}{}\n",
-            d.endpoint,
-            d.deprecation.as_ref().map(|v| format!(" (Deprecation: {v})")).unwrap_or_default(),
-            d.sunset.as_ref().map(|v| format!("; sunset {v}")).unwrap_or_default()
-        ));
-    }
-    line
+    parts
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Progress: on a terminal, one bar per stream redrawn in place (indicatif) plus one line of
 //! the source's HTTP figures (retries, waits, refreshes), with log lines printed above the bars
-//! instead of through them. Off a terminal (CI, a service, a file), a plain `progress` log line
+//! instead of through them. A bar counts what the summary table counts, and shows a total and
+//! an ETA when the API says how far its listing goes (`Source::extent`). Off a terminal (CI, a service, a file), a plain `progress` log line
 //! per stream every `DOVETAIL_PROGRESS_SECS` seconds (default 10; 0 turns them off).
 
 use std::collections::HashMap;
@@ -9,11 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::logbuf::BufferedLog;
-use dovetail_core::{HttpReport, Progress, Source, StreamReport};
+use dovetail_core::{Extent, HttpReport, Progress, Source, StreamReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
-
-use crate::output::count;
 
 /// The bars on screen, shared with the log writer so logs do not tear them.
 static MULTI: OnceLock<MultiProgress> = OnceLock::new();
@@ -118,25 +117,11 @@ impl HttpFigures {
         HttpFigures { source, before }
     }
 
-    /// `340 requests, 12 retries (503 ×10, 429 ×2), waited 3.2 s on rate limits, 2 token requests`,
-    /// or `None` for a source that does not speak HTTP.
+    /// The summary table's HTTP figures so far (`340 requests (352 attempts); 12 retries (503
+    /// ×10, 429 ×2) waiting 3.2s; ...`), or `None` for a source that does not speak HTTP.
     fn summary(&self) -> Option<String> {
         let r = self.source.http_report()?.since(&self.before);
-        let mut s = count(r.requests, "request", "requests");
-        if r.retries > 0 {
-            let causes: Vec<String> = r.retry_causes.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
-            s.push_str(&format!(", {} ({})", count(r.retries, "retry", "retries"), causes.join(", ")));
-        }
-        let waited = r.retry_wait_ms + r.rate_limit_wait_ms;
-        if waited > 0 {
-            s.push_str(&format!(", waited {}", crate::output::duration(waited)));
-        }
-        if r.token_requests > 0 {
-            s.push_str(&format!(", {}", count(r.token_requests, "token request", "token requests")));
-        }
-        if r.stale > 0 {
-            s.push_str(&format!(", {} served stale", r.stale));
-        }
+        let mut s = crate::output::http_parts(&r).join("; ");
         if let Some(until) = &r.rate_limited_until {
             s.push_str(&format!(" — rate-limited, waiting until {}", crate::commands::status::short_time(until)));
         }
@@ -184,6 +169,25 @@ impl Bars {
             .clone()
     }
 
+    /// A total and an ETA on the bar once the source knows how far the listing goes.
+    fn show_extent(&self, bar: &ProgressBar, stream: &str, report: &StreamReport) {
+        let Some(extent) = self.http.as_ref().and_then(|h| h.source.extent(stream)) else { return };
+        let (at, last, unit) = match extent {
+            Extent::Records(total) => (report.read, total, "records"),
+            Extent::Pages { at, last } => (at, last, "pages"),
+        };
+        if bar.length() != Some(last) {
+            let template = format!(
+                "{{spinner:.cyan}} {{prefix:.bold}} [{{bar:20}}] {{pos}}/{{len}} {unit}, ETA {{eta}} · {{msg}} [{{elapsed}}]"
+            );
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_length(last);
+        }
+        bar.set_position(at.min(last));
+    }
+
     fn draw_http(&self) {
         let Some(text) = self.http.as_ref().and_then(HttpFigures::summary) else { return };
         let bar = self.http_bar.get_or_init(|| {
@@ -195,14 +199,11 @@ impl Bars {
     }
 }
 
+/// The summary table's counts: `12 read, 11 written, 0 unchanged, 0 before-cursor, ...`.
 fn counts(r: &StreamReport) -> String {
-    let mut s = format!("{} read, {} written, {} unchanged", r.read, r.written, r.skipped_unchanged);
-    if r.superseded > 0 {
-        s.push_str(&format!(", {} superseded", r.superseded));
-    }
-    if r.dead_lettered > 0 {
-        s.push_str(&format!(", {} dead-lettered", r.dead_lettered));
-    }
+    let cols = crate::output::columns(r.superseded > 0);
+    let mut s =
+        cols.iter().map(|(h, f)| format!("{} {}", f(r), h.trim_start_matches('#'))).collect::<Vec<_>>().join(", ");
     if r.outbox_queued > 0 {
         s.push_str(&format!(", {} queued (sink down)", r.outbox_queued));
     }
@@ -220,12 +221,15 @@ impl Progress for Bars {
     }
     fn batch(&self, stream: &str, report: &StreamReport) {
         let bar = self.bar(stream);
+        self.show_extent(&bar, stream, report);
         let per_sec = report.read as f64 / bar.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{} ({per_sec:.0} records/s)", counts(report)));
         self.draw_http();
     }
     fn finished(&self, stream: &str, report: &StreamReport) {
-        self.bar(stream).finish_with_message(format!("{} — {}", counts(report), report.outcome));
+        let bar = self.bar(stream);
+        self.show_extent(&bar, stream, report);
+        bar.finish_with_message(format!("{} — {}", counts(report), report.outcome));
         self.draw_http();
         if let Some(b) = self.http_bar.get()
             && self.bars.lock().unwrap_or_else(|p| p.into_inner()).values().all(ProgressBar::is_finished)
@@ -271,6 +275,8 @@ impl Progress for Lines {
             read = report.read,
             written = report.written,
             unchanged = report.skipped_unchanged,
+            before_cursor = report.filtered,
+            deleted = report.deleted,
             dead_lettered = report.dead_lettered,
             rate = %rate(report.read, started),
             http = %http,

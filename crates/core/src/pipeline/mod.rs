@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::connector::{Cx, Sink, SinkRecall, SinkStream, Source, Transform};
 use crate::error::{Error, ErrorKind};
@@ -363,8 +363,10 @@ impl Pipeline {
                 Some(e) if sr.outcome == RunOutcome::Paused => {
                     paused.get_or_insert(e);
                 }
+                // The report carries every stream's error and the caller prints it once; an
+                // ERROR line too would say it twice.
                 Some(e) => {
-                    error!(parent: &span, stream = %name, kind = %e.kind(), error = %e.report(), "stream failed");
+                    debug!(parent: &span, stream = %name, kind = %e.kind(), error = %e.report(), "stream failed");
                     first_err.get_or_insert(e);
                 }
                 None => {}

@@ -12,13 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dovetail_core::{DriftClass, ErrorKind, RunOptions, RunOutcome, RunReport};
+use dovetail_core::{DriftClass, RunOptions, RunOutcome, RunReport};
 use dovetail_fake_vendor::{AuthMode, FakeVendor, Stats, VendorConfig, VendorHandle};
 use serde::Serialize;
 
 use crate::cli::DemoArgs;
 use crate::interpolate::Lookup;
-use crate::output::count;
 use crate::{config, output};
 
 /// The demo pipeline, for a binary run outside the repository.
@@ -160,7 +159,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         };
         let dead = state.dead_letters(Some(&report.pipeline), None, 100_000).await?;
         let stats = vendor.stats();
-        say(&story(&report, &dead, before, &project.state_path, &sinks, &stats, &auth))?;
+        let demo = crate::story::Demo { previous_run: before, vendor: &stats, auth: &auth };
+        say(&crate::story::story(&report, &dead, &project.state_path, &sinks, Some(&demo)))?;
         code = if code != 0 { code } else { super::run::report_code(&report) };
         last = Some((report, dead));
     }
@@ -397,207 +397,9 @@ fn fault_words(f: &dovetail_fake_vendor::Faults, rate: Option<(f64, u32)>, auth:
     w.join(", ")
 }
 
-/// The run in words: what dovetail survived, what it wrote, where things are.
-fn story(
-    r: &RunReport,
-    dead: &[dovetail_core::state::DeadLetter],
-    previous_run: i64,
-    state_path: &Path,
-    sinks: &[PathBuf],
-    vendor: &Stats,
-    auth: &AuthMode,
-) -> String {
-    let vendor_requests = vendor.requests;
-    let mut out = String::from("\nWhat happened:\n");
-    let written = r.total(|s| s.written);
-    let unchanged = r.total(|s| s.skipped_unchanged) + r.total(|s| s.filtered);
-    if written == 0 && r.outcome == RunOutcome::Succeeded {
-        out.push_str(&format!(
-            "  - Nothing new at the vendor: 0 records written ({unchanged} already delivered were skipped). This rerun changed nothing.\n"
-        ));
-    } else {
-        out.push_str(&format!(
-            "  - {} records read, {written} written, {unchanged} skipped as already delivered, {} dead-lettered.\n",
-            r.total(|s| s.read),
-            r.total(|s| s.dead_lettered)
-        ));
-    }
-    if let Some(h) = r.http.get("source") {
-        let by = |c: &str| h.retry_causes.get(c).copied().unwrap_or(0);
-        let server_errors: u64 = h.retry_causes.iter().filter(|(c, _)| c.starts_with('5')).map(|(_, n)| n).sum();
-        out.push_str(&format!(
-            "  - {} ({}; the vendor counted {vendor_requests}, token requests included).\n",
-            count(h.requests, "HTTP request", "HTTP requests"),
-            count(h.attempts, "attempt", "attempts")
-        ));
-        if server_errors > 0 {
-            out.push_str(&format!(
-                "  - Survived {} (5xx): each retried with backoff and jitter.\n",
-                count(server_errors, "server error", "server errors")
-            ));
-        }
-        // dovetail-http's retry cause for an attempt held back because no token could be had.
-        let token_failures = by("token endpoint");
-        if token_failures > 0 {
-            out.push_str(&format!(
-                "  - Survived {} (the token endpoint answered 5xx or nothing): the requests waiting for a token were retried with backoff.\n",
-                count(token_failures, "failed token request", "failed token requests")
-            ));
-        }
-        let other: u64 = h.retries - server_errors - by("429") - token_failures;
-        if other > 0 {
-            let more = count(other, "more attempt", "more attempts");
-            out.push_str(&format!("  - Retried {more} (connection errors, broken bodies).\n"));
-        }
-        out.push_str(&format!(
-            "  - Rate limit: {} waiting for the vendor's budget to refill, {} refused with 429.\n",
-            output::duration(h.rate_limit_wait_ms),
-            count(h.by_status.get("429").copied().unwrap_or(0), "request", "requests")
-        ));
-        if vendor.malformed_pages > 0 {
-            out.push_str(&format!(
-                "  - The vendor answered {} 200 with JSON that does not parse: taken for a broken answer, not for data ({} retried).\n",
-                count(vendor.malformed_pages, "listing page", "listing pages"),
-                count(by("undecodable body"), "undecodable body", "undecodable bodies")
-            ));
-        }
-        if vendor.dropped > 0 {
-            out.push_str(&format!(
-                "  - The vendor dropped {} without answering.\n",
-                count(vendor.dropped, "connection", "connections")
-            ));
-        }
-        if let AuthMode::OAuth2 { rotate_refresh_tokens, .. } = auth
-            && h.token_requests > 0
-        {
-            let rotated = vendor.token_grants.get("refresh_token").copied().unwrap_or(0);
-            let saved = if *rotate_refresh_tokens && rotated > 0 {
-                format!(
-                    "; the vendor rotated the refresh token {}, each new one saved before use",
-                    count(rotated, "time", "times")
-                )
-            } else {
-                String::new()
-            };
-            out.push_str(&format!(
-                "  - OAuth2: {} (the first token and refreshes before each expiry){saved}.\n",
-                count(h.token_requests, "token request", "token requests")
-            ));
-        }
-        if h.not_modified > 0 {
-            out.push_str(&format!(
-                "  - {} responses were not modified (304) and came from the cache.\n",
-                h.not_modified
-            ));
-        }
-        for d in &h.deprecations {
-            out.push_str(&format!(
-                "  - The vendor marked {} deprecated{}.\n",
-                d.endpoint,
-                d.sunset.as_ref().map(|s| format!(" (sunset {s})")).unwrap_or_default()
-            ));
-        }
-    }
-    for (stream, s) in &r.streams {
-        let nulls: u64 = s.drift.iter().filter(|d| d.change == DriftClass::NullValue).map(|d| d.count).sum();
-        if nulls > 0 {
-            out.push_str(&format!(
-                "  - Survived nulls where the schema promises values ({nulls} values in `{stream}`): kept as null and reported by path above, not dropped.\n"
-            ));
-        }
-        for d in s.drift.iter().filter(|d| d.change != DriftClass::NullValue) {
-            let what = match d.change {
-                DriftClass::TypeChanged => format!("arrived as {} where the schema says {}", d.observed, d.expected),
-                DriftClass::NewField => "is a field the schema does not know".to_owned(),
-                DriftClass::MissingField => "was missing".to_owned(),
-                DriftClass::EnumValue => format!("took the new value {} (the schema lists {})", d.observed, d.expected),
-                DriftClass::ColumnType => {
-                    format!("arrived as {} in a SQLite column made for {}", d.observed, d.expected)
-                }
-                DriftClass::NullValue => d.change.to_string(), // told above, with the other nulls
-            };
-            out.push_str(&format!(
-                "  - Detected drift in `{stream}`: {} {what} in {} records, from {}; kept and reported, not dropped.\n",
-                d.path, d.count, d.first_at
-            ));
-        }
-    }
-    let new_dead: Vec<_> = dead.iter().filter(|d| d.created_at.as_str() >= r.started_at.as_str()).collect();
-    if new_dead.is_empty() {
-        out.push_str("  - Dead letters: none this run.\n");
-    } else {
-        out.push_str(&format!("  - Dead letters ({}), each with its reason:\n", new_dead.len()));
-        for d in new_dead.iter().take(5) {
-            out.push_str(&format!("      #{}: {}\n", d.id, output::truncate(&d.reason, 120)));
-        }
-    }
-    let shown = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
-    for s in sinks {
-        out.push_str(&format!("  - Data: {} (SQLite; one table per stream).\n", shown(s)));
-    }
-    out.push_str(&format!(
-        "  - State: {} (checkpoints, ledger, dead letters, run history; tokens in tokens.json beside it).\n",
-        shown(state_path)
-    ));
-    if previous_run > 0 {
-        out.push_str(
-            "  Run `dovetail demo` again: the vendor starts fresh, dovetail remembers, and nothing is written twice.\n",
-        );
-    } else {
-        out.push_str("  Run `dovetail demo` again: dovetail resumes from its checkpoint and writes nothing new.\n");
-    }
-    if r.exit_code != 0 && r.exit_code != ErrorKind::Interrupted.exit_code() {
-        out.push_str(&format!(
-            "  The run did not succeed: {}\n",
-            r.error.clone().unwrap_or_else(|| r.outcome.to_string())
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_story_names_each_retry_cause_once_and_in_its_own_words() {
-        let mut h = dovetail_core::HttpReport {
-            requests: 30,
-            attempts: 33,
-            retries: 6,
-            token_requests: 5,
-            ..Default::default()
-        };
-        for (cause, n) in [("503", 2), ("500", 1), ("429", 1), ("token endpoint", 1), ("timeout", 1)] {
-            h.retry_causes.insert(cause.into(), n);
-        }
-        h.by_status.insert("429".into(), 1);
-        let r =
-            RunReport { outcome: RunOutcome::Succeeded, http: [("source".to_owned(), h)].into(), ..Default::default() };
-        let vendor =
-            Stats { requests: 36, token_grants: [("refresh_token".to_owned(), 4)].into(), ..Default::default() };
-        let auth = AuthMode::OAuth2 {
-            client_id: "c".into(),
-            client_secret: "s".into(),
-            refresh_token: None,
-            token_lifetime_secs: 2.0,
-            rotate_refresh_tokens: true,
-        };
-        let text = story(&r, &[], 0, Path::new("state.db"), &[], &vendor, &auth);
-        for line in [
-            "  - 30 HTTP requests (33 attempts; the vendor counted 36, token requests included).\n",
-            "  - Survived 3 server errors (5xx): each retried with backoff and jitter.\n",
-            "  - Survived 1 failed token request (the token endpoint answered 5xx or nothing): the requests waiting for a token were retried with backoff.\n",
-            "  - Retried 1 more attempt (connection errors, broken bodies).\n",
-            "  - Rate limit: 0ms waiting for the vendor's budget to refill, 1 request refused with 429.\n",
-            "  - OAuth2: 5 token requests (the first token and refreshes before each expiry); the vendor rotated the refresh token 4 times, each new one saved before use",
-        ] {
-            assert!(text.contains(line), "missing {line:?} in:\n{text}");
-        }
-        // A vendor without OAuth2: no claim of expiring or rotating tokens.
-        let text = story(&r, &[], 0, Path::new("state.db"), &[], &vendor, &AuthMode::None);
-        assert!(!text.contains("OAuth2") && !text.contains("rotated"), "{text}");
-    }
 
     #[test]
     fn the_intro_names_only_the_faults_configured() {

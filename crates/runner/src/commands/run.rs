@@ -24,7 +24,8 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
     check_streams(&project, &selected, &args.streams)?;
     let state = super::open_state(&project.state_path)?;
     let cancel = super::cancel_on_signal();
-    let batch = Batch { selected, args, state, cancel, metrics: metrics.is_some() };
+    let state_path = project.state_path.as_path();
+    let batch = Batch { selected, args, state, state_path, cancel, metrics: metrics.is_some() };
     match args.every {
         Some(every) => crate::schedule::run_every(&batch, every).await,
         None => Ok(batch.run().await),
@@ -39,6 +40,8 @@ pub struct Batch<'a> {
     pub args: &'a RunArgs,
     /// The state store.
     pub state: Arc<dyn StateStore>,
+    /// Where the state is (a path, or PostgreSQL's password-free label), for the story.
+    pub state_path: &'a Path,
     /// Cancelled by SIGTERM / ctrl-c.
     pub cancel: CancellationToken,
     /// Whether `--metrics-addr` is on (progress is then counted into metrics).
@@ -90,6 +93,9 @@ impl Batch<'_> {
                     if let Err(e) = print_report(args, &report) {
                         tracing::error!(error = %e, "cannot print the run report");
                     }
+                    if !args.json && !args.dry_run && !output::quiet() {
+                        self.tell(&report).await;
+                    }
                     let c = report_code(&report);
                     if let Some(e) = report.error.as_ref().filter(|_| c != 0) {
                         crate::progress::flush_logs();
@@ -125,11 +131,37 @@ impl Batch<'_> {
     }
 }
 
+impl Batch<'_> {
+    /// The "What happened" story of a run, with the dead letters it made.
+    async fn tell(&self, report: &RunReport) {
+        let dead = if report.total(|s| s.dead_lettered) > 0 {
+            // Oldest first: the story picks this run's by their time.
+            match self.state.dead_letters(Some(&report.pipeline), None, 100_000).await {
+                Ok(dead) => dead,
+                Err(e) => {
+                    tracing::warn!(error = %e.report(), "cannot read the dead letters for the story");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        if let Err(e) = output::out(&crate::story::story(report, &dead, self.state_path, &[], None)) {
+            tracing::error!(error = %e, "cannot print the story");
+        }
+    }
+}
+
 fn print_report(args: &RunArgs, report: &RunReport) -> anyhow::Result<()> {
     if args.json {
         output::out(&format!("{}\n", serde_json::to_string(report)?))?;
     } else {
-        output::out(&output::run_summary(report, "pipeline"))?;
+        // `Batch::run` prints a failed run's error after this: once, there.
+        if report.error.is_some() && report_code(report) != 0 {
+            output::out(&output::run_summary_error_below(report, "pipeline"))?;
+        } else {
+            output::out(&output::run_summary(report, "pipeline"))?;
+        }
         let limited: Vec<String> =
             report.streams.iter().filter(|(_, s)| s.limited).map(|(n, _)| format!("`{n}`")).collect();
         if let (false, Some(n)) = (limited.is_empty(), args.limit) {
