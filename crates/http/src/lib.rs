@@ -39,14 +39,16 @@
 //! One event per attempt (`dovetail_http::attempt`: method, redacted URL, attempt number,
 //! status or transport error, latency, response bytes, rate-limit remaining, the vendor's
 //! request id) and one per logical request (`dovetail_http::request`: outcome, attempts,
-//! total time, plus the fields of its last attempt). Levels are chosen so that INFO shows
-//! every attempt at the cost of one line per request in the common case:
+//! total time, plus the fields of its last attempt). Levels are chosen so that INFO is one
+//! line per request and nothing is said twice:
 //!
-//! - the request event is INFO when it succeeded (`ok`, `cache`), WARN otherwise;
-//! - an attempt event is DEBUG only when it is the request's last, successful attempt —
-//!   everything it says is repeated in the INFO request event — and WARN otherwise (a
-//!   retried status or transport error, a 2xx whose body did not decode, a 401 before a
-//!   token refresh).
+//! - the request event is INFO whatever its outcome: a failed request's error goes to its
+//!   caller, which prints it once or records it (a dead letter, a pause);
+//! - an attempt event is DEBUG — a retried status or transport error, a 401 before a token
+//!   refresh, the last successful attempt (repeated in the request event) — except a 2xx
+//!   whose body did not decode (ERROR, with the decode error). A retry that later succeeded
+//!   shows in the request's `attempts` and the client's retry figures; one that gave up is
+//!   listed in the request's error.
 //!
 //! Trade-off: a request that succeeds at once costs one INFO line (one formatted event and,
 //! with an unbuffered writer, one write) instead of two; a subscriber that counts attempts
