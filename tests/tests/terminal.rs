@@ -199,5 +199,9 @@ async fn a_dropped_connection_reads_connection_dropped() {
     assert!(vendor.stats().dropped > 0, "{:?}", vendor.stats());
     let text = all(&out);
     assert!(text.contains("(connection dropped ×"), "the summary names the cause:\n{text}");
+    assert!(
+        text.contains("more attempt (connection dropped ×1).") || text.contains("more attempts (connection dropped ×"),
+        "the story too:\n{text}"
+    );
     assert!(!text.contains("transport error") && !text.contains("SendRequest"), "{text}");
 }

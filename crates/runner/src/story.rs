@@ -118,7 +118,18 @@ fn http(h: &HttpReport, demo: Option<&Demo<'_>>) -> String {
     let other: u64 = h.retries - server_errors - by("429") - token_failures;
     if other > 0 {
         let more = count(other, "more attempt", "more attempts");
-        out.push_str(&format!("  - Retried {more} (connection errors, broken bodies).\n"));
+        // Outside the demo, each cause by name (`connection dropped ×2, timeout ×1`).
+        let why = match demo {
+            Some(_) => "connection errors, broken bodies".to_owned(),
+            None => h
+                .retry_causes
+                .iter()
+                .filter(|(c, _)| !c.starts_with('5') && *c != "429" && *c != "token endpoint")
+                .map(|(c, n)| format!("{c} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        out.push_str(&format!("  - Retried {more} ({why}).\n"));
     }
     let refused = h.by_status.get("429").copied().unwrap_or(0);
     // The demo's vendor always limits the rate; elsewhere a rate limit is told when it bit.
@@ -264,6 +275,7 @@ mod tests {
         // Outside the demo: no vendor counts, no token claims beyond the count.
         let text = story(&r, &[], Path::new("state.db"), &[], None);
         assert!(text.contains("  - 30 HTTP requests (33 attempts).\n"), "{text}");
+        assert!(text.contains("  - Retried 1 more attempt (timeout ×1).\n"), "{text}");
         assert!(text.contains("  - Credentials: 5 token requests.\n"), "{text}");
         assert!(!text.contains("vendor") && !text.contains("OAuth2") && !text.contains("tokens.json"), "{text}");
     }
