@@ -70,6 +70,9 @@ pub trait CrashSource: Send {
     fn expected(&mut self, s: &Scratch) -> BTreeMap<String, BTreeMap<String, Vec<String>>>;
     /// Records the vendor served since `start` (`None` for sources that are not a vendor).
     fn fetched(&self) -> Option<u64>;
+    /// Called after the `n`-th kill of a run history (from 1), before the rerun: a source
+    /// whose records change between runs changes them here.
+    fn after_kill(&mut self, _n: u64) {}
 }
 
 /// A sink a crash path writes to. `start` is called once per run history.
@@ -254,6 +257,7 @@ pub fn sweep(mut path: CrashPath) -> Tally {
                 show(&out)
             );
             tally.failpoints += 1;
+            path.source.after_kill(tally.failpoints);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
                 !resumes || stderr.contains("resuming from checkpoint"),
@@ -285,6 +289,7 @@ pub fn sweep(mut path: CrashPath) -> Tally {
             if status.signal() == Some(libc::SIGKILL) {
                 tally.kills += 1;
                 first = false;
+                path.source.after_kill(tally.kills);
                 if tally.kills < kills {
                     continue;
                 }

@@ -125,7 +125,9 @@ impl RestSource {
     pub fn offset() -> Self {
         Self::new(Listing::Offset)
     }
-    /// Cursor pagination, incremental by `updated_at` (sent as `updated_since`).
+    /// Cursor pagination, incremental by `updated_at` (sent as `updated_since`); after each
+    /// kill three records change (a new `updated_at` and `name`), so the sink must end with
+    /// their last versions.
     pub fn incremental() -> Self {
         RestSource { incremental: true, ..Self::new(Listing::Cursor) }
     }
@@ -242,5 +244,13 @@ impl CrashSource for RestSource {
 
     fn fetched(&self) -> Option<u64> {
         Some(self.vendor().handle.stats().records_served)
+    }
+
+    fn after_kill(&mut self, n: u64) {
+        if self.incremental {
+            // Spread over the listing: some already delivered, some still ahead of the cursor.
+            let ids: Vec<u64> = (0..3).map(|i| (n * 331 + i * 397) % RECORDS + 1).collect();
+            self.vendor().handle.touch(&ids);
+        }
     }
 }
