@@ -14,6 +14,7 @@ crash_path!(rest_offset_to_sqlite, RestSource::offset(), SqliteSink);
 crash_path!(rest_incremental_to_sqlite, RestSource::incremental(), SqliteSink);
 crash_path!(rest_child_to_sqlite, RestSource::child(), SqliteSink);
 crash_path!(files_to_sqlite, FileSource::jsonl(), SqliteSink);
+crash_path!(files_with_repeats_to_sqlite, FileSource::jsonl_with_repeats(), SqliteSink);
 crash_path!(files_to_jsonl, FileSource::jsonl(), JsonlSink);
 crash_path!(files_to_rest_create, FileSource::jsonl(), RestCreateSink::new());
 

@@ -96,3 +96,19 @@ pub fn main(root: &Path, args: &[String]) -> Result<bool> {
     }
     Ok(clean)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Row;
+
+    #[test]
+    fn a_harness_line_parses_into_its_columns() {
+        let line = "crash-path: rest_page_to_sqlite failpoints=6 kills=20 lost=0 duplicated=2 refetched=n/a rewritten=0 seed=9";
+        let r = Row::parse(line).expect("a crash-path line");
+        assert_eq!(r.name, "rest_page_to_sqlite");
+        assert_eq!((r.count("kills"), r.count("duplicated"), r.get("refetched")), (20, 2, "n/a"));
+        // A missing count is never taken for 0.
+        assert_eq!(r.count("absent"), u64::MAX);
+        assert!(Row::parse("test rest_page_to_sqlite ... ok").is_none());
+    }
+}

@@ -44,12 +44,29 @@ impl LiveVendor {
 /// `{"id", "name", "big"}` records in `events.jsonl`; the sink must hold each as written.
 pub struct FileSource {
     records: u64,
+    repeats: bool,
 }
 
 impl FileSource {
     /// [`RECORDS`] lines of JSONL, a 20-digit integer in each.
     pub fn jsonl() -> Self {
-        FileSource { records: RECORDS }
+        FileSource { records: RECORDS, repeats: false }
+    }
+
+    /// [`FileSource::jsonl`], and after every 10th line a later version of the key 7 lines
+    /// back: the last version of a key repeated in one pass must win (not for append-only
+    /// sinks, which keep every version).
+    pub fn jsonl_with_repeats() -> Self {
+        FileSource { records: RECORDS, repeats: true }
+    }
+
+    /// Whether `id` has a second, later version in the file.
+    fn repeated(&self, id: u64) -> bool {
+        self.repeats && (id + 7) % 10 == 9 && id + 7 < self.records
+    }
+
+    fn last_name(&self, id: u64) -> String {
+        if self.repeated(id) { format!("{}-v2", Self::name(id)) } else { Self::name(id) }
     }
 
     fn name(id: u64) -> String {
@@ -67,6 +84,11 @@ impl CrashSource for FileSource {
         let mut f = std::io::BufWriter::new(file);
         for id in 0..self.records {
             writeln!(f, r#"{{"id": {id}, "name": "{}", "big": {}}}"#, Self::name(id), Self::big(id)).unwrap();
+            if id >= 7 && self.repeated(id - 7) {
+                let old = id - 7;
+                writeln!(f, r#"{{"id": {old}, "name": "{}", "big": {}}}"#, self.last_name(old), Self::big(old))
+                    .unwrap();
+            }
         }
         f.flush().unwrap();
         let toml = format!(
@@ -78,7 +100,7 @@ impl CrashSource for FileSource {
     }
 
     fn expected(&mut self, _: &Scratch) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
-        let rows = (0..self.records).map(|id| (id.to_string(), vec![Self::name(id), Self::big(id)])).collect();
+        let rows = (0..self.records).map(|id| (id.to_string(), vec![self.last_name(id), Self::big(id)])).collect();
         BTreeMap::from([("events".to_owned(), rows)])
     }
 
