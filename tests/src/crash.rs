@@ -281,7 +281,15 @@ pub fn sweep(mut path: CrashPath) -> Tally {
         let (s, streams) = path.start();
         let mut first = true;
         loop {
+            let spawned = Instant::now();
             let (mut child, _) = spawn_until(s.cmd(&["run"]), "run started");
+            // The killed run's lock died with it (an OS lock): the rerun must not wait it out.
+            assert!(
+                first || spawned.elapsed() < Duration::from_secs(10),
+                "{}: the rerun after a kill took {:?} to start",
+                path.name,
+                spawned.elapsed()
+            );
             let started = Instant::now();
             std::thread::sleep(Duration::from_millis(rng.u64(0..most)));
             let _ = child.kill();
