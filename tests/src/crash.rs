@@ -211,8 +211,17 @@ fn clean_run(s: &Scratch, what: &str) -> Duration {
     let (mut child, _) = spawn_until(s.cmd(&["run"]), "run started");
     let started = Instant::now();
     let status = child.wait().expect("wait for dovetail");
-    assert!(status.success(), "{what}: a clean run failed ({status:?}); rerun it by hand in {:?}", s.dir.path());
+    if !status.success() {
+        failed(s, &format!("{what} failed ({status:?})"));
+    }
     started.elapsed()
+}
+
+/// Fails the test for a run that failed; its stderr was drained to keep it running, so a
+/// rerun shows what stops it.
+fn failed(s: &Scratch, what: &str) -> ! {
+    let again = s.run(&["run"]);
+    panic!("{what}; a rerun:\n{}", show(&again));
 }
 
 /// A number from the environment, or `default`.
@@ -303,7 +312,9 @@ pub fn sweep(mut path: CrashPath) -> Tally {
                 }
                 clean_run(&s, "the final clean run");
             } else {
-                assert!(status.success(), "{}: a rerun after a kill failed ({status:?})", path.name);
+                if !status.success() {
+                    failed(&s, &format!("{}: a rerun after a kill failed ({status:?})", path.name));
+                }
                 if first {
                     most = (started.elapsed().as_millis() as u64).clamp(2, most);
                 }
