@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub mod crash;
 pub mod github;
 pub mod vendor;
 pub mod watch;

@@ -10,6 +10,7 @@
 //! - `bench-rest [--records N]... [--runs K] [--no-judge]`: the fake vendor → REST → SQLite
 //!   through `dovetail run`, judged
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
+//! - `crash [--kills N] [--seed S]`: the crash sweep, N random kills per path, as a table
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
 //! - `man [--out DIR]`: the man page and shell completions, from the `dovetail` binary
 //!
@@ -22,6 +23,7 @@ mod bench_judge;
 mod bench_rest;
 mod ci;
 mod contract;
+mod crash;
 mod fuzz;
 mod man;
 mod new_connector;
@@ -55,6 +57,8 @@ commands:
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
                                   print a table connector x check: pass / FAIL / skip / n/a, reasons
+  crash [--kills N] [--seed S]    the crash harness on every source x sink path with N random
+                                  kills each (default 20): lost / duplicated / refetched table
   fuzz [--secs N] [TARGET ...]    cargo-fuzz targets of fuzz/ for N s each (default 60; nightly +
                                   cargo-fuzz); crashes land in fuzz/artifacts/, replayed on stable
   man [--out DIR]                 man page and bash/zsh/fish completions of `dovetail`
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Some("bench-http") => bench_http::main(&root, &args[1..]),
         Some("bench-rest") => bench_rest::main(&root, &args[1..]),
         Some("contract") => contract::main(&root, &args[1..]),
+        Some("crash") => crash::main(&root, &args[1..]),
         Some("man") => man::main(&root, &args[1..]).map(|()| true),
         Some("fuzz") => fuzz::main(&root, &args[1..]),
         Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),
