@@ -65,6 +65,9 @@ pub enum Command {
     Reset(ResetArgs),
     /// Unpause a pipeline's paused streams (or one of them), whatever paused them.
     Resume(ResumeArgs),
+    /// Inspect what the state holds for a pipeline (read-only).
+    #[command(subcommand)]
+    State(StateCommand),
     /// List response-shape drift; `drift accept` makes the observed shape the new baseline.
     Drift(DriftArgs),
     /// Show one record's story: the request that fetched it, its raw data, the mapping, the
@@ -252,6 +255,25 @@ pub struct DeadLettersReplayArgs {
     #[arg(long = "id", value_name = "ID")]
     pub ids: Vec<i64>,
     /// Print each replay report as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dovetail state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print each stream's checkpoint and cursor; changes nothing (no secrets needed).
+    Show(StateShowArgs),
+}
+
+/// `dovetail state show`.
+#[derive(Debug, Args)]
+pub struct StateShowArgs {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Only this stream.
+    pub stream: Option<String>,
+    /// Print the checkpoints as JSON.
     #[arg(long)]
     pub json: bool,
 }

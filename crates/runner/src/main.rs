@@ -99,6 +99,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Command::DeadLetters(c) => commands::dead_letters::run(config, c).await,
             Command::Reset(a) => commands::reset::run(config, a).await,
             Command::Resume(a) => commands::resume::run(config, a).await,
+            Command::State(c) => commands::state::run(config, c).await,
             Command::Drift(a) => commands::drift::run(config, a).await,
             Command::Explain(a) => commands::explain::run(config, a).await,
             Command::Preview(a) => commands::preview::run(config, a).await,
