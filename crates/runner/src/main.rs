@@ -33,6 +33,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
+    output::json_errors(cli.log_format == LogFormat::Json);
     dovetail_core::failpoint::before_abort(progress::flush_logs);
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -47,8 +48,7 @@ fn main() {
                 e.kind().exit_code()
             }
             None => {
-                progress::flush_logs();
-                eprintln!("dovetail: {err:#}");
+                output::other_error(&err);
                 dovetail_core::ErrorKind::Internal.exit_code()
             }
         },

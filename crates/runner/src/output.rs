@@ -13,10 +13,45 @@ pub fn out(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// An error on stderr: its full chain, then what to do about it.
+/// Whether errors go to stderr as JSON (`--log-format json`), set once at startup.
+static JSON_ERRORS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Print errors as one JSON object each (for `--log-format json`), like the log lines.
+pub fn json_errors(on: bool) {
+    JSON_ERRORS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// An error on stderr: its full chain, then what to do about it; under `--log-format json`
+/// one JSON object with the kind, message, next step and exit code.
 pub fn error(e: &dovetail_core::Error) {
     crate::progress::flush_logs();
-    eprintln!("dovetail: {}\n  what to do: {}", e.report(), e.next_step());
+    if JSON_ERRORS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", error_json(e.kind().name(), &e.report(), Some(&e.next_step()), e.kind().exit_code()));
+    } else {
+        eprintln!("dovetail: {}\n  what to do: {}", e.report(), e.next_step());
+    }
+}
+
+/// An error that is not one of dovetail's (a bug, a broken pipe on stdout): printed like
+/// [`error`], as an internal error without advice.
+pub fn other_error(e: &anyhow::Error) {
+    crate::progress::flush_logs();
+    let code = dovetail_core::ErrorKind::Internal.exit_code();
+    if JSON_ERRORS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", error_json(dovetail_core::ErrorKind::Internal.name(), &format!("{e:#}"), None, code));
+    } else {
+        eprintln!("dovetail: {e:#}");
+    }
+}
+
+fn error_json(kind: &str, message: &str, what_to_do: Option<&str>, exit_code: i32) -> String {
+    serde_json::json!({
+        "timestamp": dovetail_core::now_rfc3339(),
+        "level": "ERROR",
+        "fields": {"message": message, "kind": kind, "what_to_do": what_to_do, "exit_code": exit_code},
+        "target": "dovetail",
+    })
+    .to_string()
 }
 
 /// A text table with left-aligned text and right-aligned numbers.
