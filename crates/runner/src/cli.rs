@@ -205,6 +205,9 @@ pub struct StatusArgs {
     /// How many runs to show per pipeline, newest first.
     #[arg(long, short = 'n', default_value_t = 5)]
     pub limit: usize,
+    /// Show every column in full (errors and reasons not truncated).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// `dovetail dead-letters ...`.
@@ -230,9 +233,24 @@ pub struct DeadLettersListArgs {
     /// How many to show.
     #[arg(long, short = 'n', default_value_t = 50)]
     pub limit: usize,
-    /// Print them as JSON (raw input included).
+    /// Count them per reason or per field path instead of listing them.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub group_by: Option<GroupBy>,
+    /// Show every column in full (no truncation).
+    #[arg(long)]
+    pub wide: bool,
+    /// Print them as JSON (raw input included), or the groups with `--group-by`.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `dead-letters list --group-by` counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    /// The reason text.
+    Reason,
+    /// The field path at fault.
+    Path,
 }
 
 /// `dovetail dead-letters show`.

@@ -128,6 +128,19 @@ pub fn truncate(s: &str, max: usize) -> String {
     t
 }
 
+/// A count with thousands separators: `13,521`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Milliseconds as seconds with two decimals.
 pub fn seconds(ms: u64) -> String {
     format!("{}.{:02}", ms / 1000, (ms % 1000) / 10)
@@ -202,12 +215,29 @@ pub fn run_summary(report: &RunReport, verb: &str) -> String {
         out.push_str(&format!("  error: {e}\n"));
     }
     for (name, s) in &report.streams {
+        out.push_str(&quarantine_note(&report.pipeline, name, s));
         out.push_str(&stream_notes(name, s));
     }
     for (role, h) in &report.http {
         out.push_str(&http_line(role, h));
     }
     out
+}
+
+/// A stream that dead-lettered most of what it read (more than half) is not a few bad
+/// records but a mapping or a source that changed: say so, with the next step.
+fn quarantine_note(pipeline: &str, name: &str, s: &StreamReport) -> String {
+    if s.read == 0 || s.dead_lettered * 2 <= s.read {
+        return String::new();
+    }
+    format!(
+        "  stream `{name}`: {} of {} records read were dead-lettered ({}%): most of the input did not map. \
+         what to do: see why with `dovetail dead-letters list --pipeline {pipeline} --stream {name} --group-by \
+         reason`, fix the mapping or the data, then `dovetail dead-letters replay {pipeline}`\n",
+        thousands(s.dead_lettered),
+        thousands(s.read),
+        s.dead_lettered * 100 / s.read
+    )
 }
 
 /// What else happened to a stream, one line each: outbox, stale pages, drift.
@@ -314,6 +344,14 @@ mod tests {
         assert_eq!(seconds(1234), "1.23");
         assert_eq!(truncate("abc\ndef", 10), "abc def");
         assert_eq!(truncate("abcdefghij", 5), "abcd…");
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(13_521), "13,521");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl StreamRun {
         let name = &self.spec.name;
         match err {
             Some(e) if e.kind().disposition().is_outage() && self.opts.on_unavailable == OnUnavailable::Pause => {
-                let reason = e.report();
+                let reason = e.reason_first();
                 error!(stream = %name, reason = %reason, "stream paused: it stopped at its last checkpoint and the next run probes the remote");
                 let pause = PausedStream {
                     pipeline: sh.name.clone(),

@@ -66,7 +66,7 @@ impl StreamRun {
             return Ok(false);
         }
         let until = jiff::Timestamp::try_from(*t).map(|t| t.to_string()).unwrap_or_default();
-        let reason = err.report();
+        let reason = err.reason_first();
         warn!(stream = %self.spec.name, until = %until,
             "stream stopped at its checkpoint: the API is rate-limited for longer than dovetail waits; runs before then skip it");
         let pause = PausedStream {
