@@ -241,6 +241,10 @@ pub struct PausedStream {
     /// When it lifts by itself (RFC 3339): the time a rate-limited API allows requests again.
     #[serde(default)]
     pub until: Option<String>,
+    /// Where the cause happened (the request's URL without secrets, a file), kept apart from
+    /// `reason` so a table can show the reason first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// Stored outcome of one run.

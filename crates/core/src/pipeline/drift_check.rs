@@ -282,6 +282,7 @@ impl StreamDrift<'_> {
                 reason: reason.clone(),
                 since: crate::now_rfc3339(),
                 until: None,
+                location: None,
             };
             if let Err(e) = state.pause(&pause).await {
                 // The run still reports the stream paused; the next run re-reads the page

@@ -58,7 +58,11 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
                 p.pipeline.clone(),
                 p.stream.clone(),
                 p.kind.to_string(),
-                if args.wide { p.reason.clone() } else { output::truncate(&p.reason, 80) },
+                match (&p.location, args.wide) {
+                    (Some(at), true) => format!("{} (at {at})", p.reason),
+                    (None, true) => p.reason.clone(),
+                    (_, false) => output::truncate(&p.reason, 80),
+                },
                 short_time(&p.since),
                 p.until.as_deref().map(short_time).unwrap_or_else(|| "-".into()),
             ]);

@@ -363,6 +363,7 @@ pub(crate) fn pause(pipeline: &str, stream: &str, kind: PauseKind, reason: &str)
         reason: reason.into(),
         since: "2026-01-01T00:00:00Z".into(),
         until: None,
+        location: Some(format!("GET https://api.example.com/{stream}")),
     }
 }
 
