@@ -155,6 +155,10 @@ async fn metrics_are_live_during_a_run_and_match_the_vendors_stats() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - 300.0..=now + 1.0).contains(&last), "last success at {last}, now {now}");
     assert!(end.0.contains("# TYPE dovetail_run_duration_seconds histogram"), "{}", end.0);
+    // Every family says what it is.
+    for family in end.0.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()) {
+        assert!(end.0.contains(&format!("# HELP {family} ")), "`{family}` has no HELP:\n{}", end.0);
+    }
 
     // SIGTERM while waiting: a prompt, clean exit.
     p.terminate();

@@ -38,6 +38,13 @@ async fn assert_paused_in_status(s: &Scratch) {
     let row: Vec<&str> =
         paused.lines().find(|l| l.starts_with("vendor")).unwrap_or_default().split_whitespace().collect();
     assert_eq!(row.get(..3), Some(&["vendor", "items", "unavailable"][..]), "status:\n{text}");
+    // Why comes next, the reason first (not the URL, which is stored apart) ...
+    assert_eq!(row.get(3..5), Some(&["transient", "error:"][..]), "status:\n{text}");
+    assert!(!row.iter().any(|c| c.starts_with("http")), "no URL in the narrow table:\n{text}");
+    // ... and `--wide` shows where it happened too.
+    let out = s.run_async(&["status", "--wide"]).await;
+    let wide = String::from_utf8_lossy(&out.stdout);
+    assert!(wide.contains("(at GET http://"), "status --wide:\n{wide}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

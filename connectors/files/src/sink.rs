@@ -160,15 +160,23 @@ impl Sink for JsonlSink {
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        // Creates nothing: the folder, or the nearest one on its way that exists, must be a
+        // folder this user may write into (the first run creates the rest).
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let fail =
-                |e: std::io::Error| Error::io(e, format!("jsonl sink: cannot write to `{}`", dir.display()), &dir);
-            std::fs::create_dir_all(&dir).map_err(fail)?;
-            let probe = dir.join(format!(".dovetail-check-{}", std::process::id()));
-            let written = File::create(&probe).and_then(|mut f| f.write_all(b"ok\n"));
-            let _ = std::fs::remove_file(&probe);
-            written.map_err(fail)
+            let at = nearest_existing(&dir)
+                .map_err(|(e, at)| Error::io(e, format!("jsonl sink: cannot read `{}`", at.display()), &at))?;
+            if !at.is_dir() {
+                return Err(Error::config(format!(
+                    "jsonl sink: `{}` is not a folder (on the way to `{}`)",
+                    at.display(),
+                    dir.display()
+                )));
+            }
+            rustix::fs::access(&at, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK).map_err(|e| {
+                let e = std::io::Error::from(e);
+                Error::io(e, format!("jsonl sink: cannot write to `{}`", dir.display()), &at)
+            })
         })
         .await
         .map_err(|e| Error::internal(format!("checking the jsonl sink ended abnormally: {e}")))?
@@ -275,5 +283,21 @@ impl SinkConnector for JsonlSink {
             lengths: Arc::default(),
             cuts: Arc::default(),
         })
+    }
+}
+
+/// `path` itself when it exists, else its nearest ancestor that does (`.` for a relative
+/// path none of whose folders exist yet).
+fn nearest_existing(path: &Path) -> Result<PathBuf, (std::io::Error, PathBuf)> {
+    let mut at = path;
+    loop {
+        match std::fs::symlink_metadata(at) {
+            Ok(_) => return Ok(at.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => return Ok(PathBuf::from(".")),
+            },
+            Err(e) => return Err((e, at.to_path_buf())),
+        }
     }
 }

@@ -107,11 +107,11 @@ async fn check_fails_when_the_dir_cannot_be_created() {
     let sink = sink(dir.path());
     let e = sink.check(&Cx::default()).await.unwrap_err();
     assert_eq!(*e.kind(), ErrorKind::Config);
-    assert!(e.message().contains("cannot write to") && e.message().contains("out"), "{}", e.message());
-    // No probe file is left behind in a writable folder.
-    let ok = JsonlSink::build(JsonlSinkConfig { dir: dir.path().join("fine") }, &BuildCx::default()).unwrap();
+    assert!(e.message().contains("is not a folder") && e.message().contains("out"), "{}", e.message());
+    // A folder not there yet is fine when its parent is writable, and check creates nothing.
+    let ok = JsonlSink::build(JsonlSinkConfig { dir: dir.path().join("fine/deeper") }, &BuildCx::default()).unwrap();
     ok.check(&Cx::default()).await.unwrap();
-    assert_eq!(fs::read_dir(dir.path().join("fine")).unwrap().count(), 0);
+    assert!(!dir.path().join("fine").exists(), "check created the sink's folder");
 }
 
 #[tokio::test]

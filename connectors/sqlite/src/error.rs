@@ -63,18 +63,6 @@ pub(crate) fn is_row_error(e: &rusqlite::Error) -> bool {
     kind_of(e) == ErrorKind::Data || matches!(e, rusqlite::Error::ToSqlConversionFailure(_))
 }
 
-/// The error of `check` when the write lock cannot be taken: a database busy with another
-/// writer past the busy timeout may free itself (transient); a full disk or a read-only file
-/// is what [`file_error`] says; anything else means the configured file cannot be used
-/// (config).
-pub(crate) fn lock_error(e: rusqlite::Error, path: &std::path::Path) -> Error {
-    let doing = format!("cannot write to sqlite database {}", path.display());
-    match kind_of(&e) {
-        ErrorKind::Transient | ErrorKind::Unavailable | ErrorKind::Permanent => file_error(e, doing, path),
-        _ => Error::new(ErrorKind::Config, doing).with_source(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,14 +94,5 @@ mod tests {
             assert_eq!(kind.disposition(), disposition, "{code:?}");
             assert_eq!(is_row_error(&e), row, "{code:?}");
         }
-        let path = std::path::Path::new("out.db");
-        assert_eq!(lock_error(sqlite(ErrorCode::DatabaseBusy), path).kind(), &ErrorKind::Transient);
-        let full = lock_error(sqlite(ErrorCode::DiskFull), path);
-        assert_eq!(full.kind(), &ErrorKind::Unavailable);
-        assert!(full.message().contains("file system holding `out.db` is full"), "{full}");
-        let ro = lock_error(sqlite(ErrorCode::ReadOnly), path);
-        assert_eq!(ro.kind(), &ErrorKind::Permanent);
-        assert!(ro.message().contains("permission denied: `out.db`"), "{ro}");
-        assert_eq!(lock_error(sqlite(ErrorCode::NotADatabase), path).kind(), &ErrorKind::Config);
     }
 }

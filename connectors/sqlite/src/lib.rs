@@ -49,6 +49,7 @@ mod config;
 mod error;
 mod marker;
 mod notes;
+mod probe;
 mod sink;
 mod table;
 mod write;

@@ -135,14 +135,14 @@ impl Sink for SqliteSink {
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
-        self.blocking(|inner, config| {
-            let (conn, _) = inner.connection(&config.path)?;
-            // Taking the write lock proves the file is writable; a database busy with another
-            // writer past the busy timeout is reported as transient, anything else as config.
-            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| crate::error::lock_error(e, &config.path))
-        })
-        .await
-        .map_err(|e| e.in_connector(crate::KIND))
+        // Creates nothing and changes nothing (no file, folder, journal mode or WAL file):
+        // an existing database is recognised by its header and must be writable with its
+        // folder; a new one needs a writable folder on its way.
+        let path = self.config.path.clone();
+        tokio::task::spawn_blocking(move || crate::probe::check(&path))
+            .await
+            .map_err(|e| Error::internal("sqlite check task failed").with_source(e))?
+            .map_err(|e| e.in_connector(crate::KIND))
     }
 
     async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
@@ -160,9 +160,11 @@ impl Sink for SqliteSink {
         let (stream, remembered) = (stream.clone(), remembered.map(str::to_owned));
         let markers = self.markers.clone();
         self.blocking(move |inner, config| {
-            let (conn, _) = inner.connection(&config.path)?;
             let table = config.table_name(&stream.name);
-            let found = crate::marker::read(conn, &table)?;
+            // A database file that is gone holds no table; opening it would create it (and
+            // `dovetail check` asks this too).
+            let gone = inner.conn.is_none() && crate::probe::is_file_path(&config.path) && !config.path.exists();
+            let found = if gone { None } else { crate::marker::read(inner.connection(&config.path)?.0, &table)? };
             // Replaced or forgotten every run: a table dropped between two scheduled runs
             // (`--every`) gets a new marker when it is created again.
             let mut cached = markers.lock().unwrap_or_else(PoisonError::into_inner);

@@ -181,12 +181,16 @@ async fn bad_records_are_rejected_and_the_rest_is_written() {
 }
 
 #[tokio::test]
-async fn check_creates_the_file_or_names_the_path_it_cannot_open() {
+async fn check_creates_nothing_or_names_the_path_it_cannot_use() {
     let (_dir, path, sink) = sink();
     sink.check(&cx()).await.unwrap();
-    assert!(path.exists());
+    assert!(!path.exists(), "check created the database");
+    // An existing database keeps its journal mode: check opens nothing for writing.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    rusqlite::Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    sink.check(&cx()).await.unwrap();
     let mode: String = read(&path).query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-    assert_eq!(mode, "wal");
+    assert_eq!(mode, "delete");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = sink_at(dir.path()); // a directory, not a database file

@@ -308,8 +308,21 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Error {
+    /// The message and every cause in the chain, without where it happened.
+    pub fn reason(&self) -> String {
+        let mut out = self.0.message.clone();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cur = e.source();
+        }
+        out
+    }
+
+    /// Where it happened, in words (`pipeline `p`, stream `s`, GET https://…`), if known.
+    pub fn place(&self) -> Option<String> {
         let c = &self.0.context;
         let mut parts = Vec::new();
         if let Some(p) = &c.pipeline {
@@ -324,10 +337,24 @@ impl fmt::Display for Error {
         if let Some(l) = &c.location {
             parts.push(l.clone());
         }
-        if parts.is_empty() {
-            write!(f, "{} error: {}", self.0.kind, self.0.message)
-        } else {
-            write!(f, "{} error in {}: {}", self.0.kind, parts.join(", "), self.0.message)
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// [`Error::report`] with the reason before the place: what a table cut to its width
+    /// must keep (a long URL first would leave only the URL).
+    pub fn reason_first(&self) -> String {
+        match self.place() {
+            Some(place) => format!("{} error: {} (in {place})", self.0.kind, self.reason()),
+            None => format!("{} error: {}", self.0.kind, self.reason()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.place() {
+            None => write!(f, "{} error: {}", self.0.kind, self.0.message),
+            Some(place) => write!(f, "{} error in {place}: {}", self.0.kind, self.0.message),
         }
     }
 }
@@ -458,6 +485,24 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_can_come_before_the_place() {
+        let e = Error::transient("gave up")
+            .with_source(std::io::Error::other("refused"))
+            .in_pipeline("p")
+            .at("GET https://api.example.com/v1/items");
+        assert_eq!(
+            e.report(),
+            "transient error in pipeline `p`, GET https://api.example.com/v1/items: gave up: refused"
+        );
+        assert_eq!(e.reason(), "gave up: refused");
+        assert_eq!(
+            e.reason_first(),
+            "transient error: gave up: refused (in pipeline `p`, GET https://api.example.com/v1/items)"
+        );
+        assert_eq!(Error::data("bad").reason_first(), "data error: bad");
+    }
 
     #[test]
     fn every_kind_has_a_distinct_exit_code() {

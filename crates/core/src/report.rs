@@ -165,6 +165,13 @@ pub struct RunReport {
     /// What the operator should do about `error` (see `Error::next_step`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step: Option<String>,
+    /// `error`'s reason alone (message and causes), for tables that must show it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    /// Where `error` happened: the request, file or record (a URL without secrets), apart
+    /// from the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_at: Option<String>,
     /// HTTP figures of the source's and the sink's clients (`source`, `sink`), for
     /// connectors that speak HTTP.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -67,6 +67,36 @@ pub struct LedgerVersion {
     pub repeated: bool,
 }
 
+impl DeadLetter {
+    /// The reason without the `LOCATION: ` it starts with, when it does (the location is
+    /// kept apart, in [`DeadLetter::location`]).
+    pub fn reason_alone(&self) -> &str {
+        self.location
+            .as_deref()
+            .and_then(|l| self.reason.strip_prefix(l))
+            .and_then(|r| r.strip_prefix(": "))
+            .unwrap_or(&self.reason)
+    }
+}
+
+/// What `dovetail dead-letters list --group-by` groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterGroup {
+    /// The reason text.
+    Reason,
+    /// The field path at fault (`None` when none was known).
+    Path,
+}
+
+/// One group of dead letters and how many it holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetterCount {
+    /// The reason or path the group shares (`None`: no path known, or the total).
+    pub value: Option<String>,
+    /// Dead letters in the group.
+    pub count: u64,
+}
+
 /// A record that could not be delivered, with everything needed to explain and replay it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
@@ -211,6 +241,10 @@ pub struct PausedStream {
     /// When it lifts by itself (RFC 3339): the time a rate-limited API allows requests again.
     #[serde(default)]
     pub until: Option<String>,
+    /// Where the cause happened (the request's URL without secrets, a file), kept apart from
+    /// `reason` so a table can show the reason first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// Stored outcome of one run.
@@ -360,6 +394,15 @@ pub trait HistoryStore: Send + Sync {
     ) -> Result<Vec<DeadLetter>, Error>;
     /// One dead letter by id.
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error>;
+    /// How many dead letters there are (filtered like [`HistoryStore::dead_letters`]), grouped
+    /// by reason or field path — most first, then by value — or, with `by` `None`, one group
+    /// holding the total.
+    async fn dead_letter_counts(
+        &self,
+        pipeline: Option<&str>,
+        stream: Option<&str>,
+        by: Option<DeadLetterGroup>,
+    ) -> Result<Vec<DeadLetterCount>, Error>;
     /// Add a run's drift events to the stream's drift history: one row per (path, change,
     /// observed shape), its count growing and its last-seen time moving with each run.
     async fn record_drift(

@@ -65,6 +65,9 @@ pub enum Command {
     Reset(ResetArgs),
     /// Unpause a pipeline's paused streams (or one of them), whatever paused them.
     Resume(ResumeArgs),
+    /// Inspect what the state holds for a pipeline (read-only).
+    #[command(subcommand)]
+    State(StateCommand),
     /// List response-shape drift; `drift accept` makes the observed shape the new baseline.
     Drift(DriftArgs),
     /// Show one record's story: the request that fetched it, its raw data, the mapping, the
@@ -202,6 +205,9 @@ pub struct StatusArgs {
     /// How many runs to show per pipeline, newest first.
     #[arg(long, short = 'n', default_value_t = 5)]
     pub limit: usize,
+    /// Show every column in full (errors and reasons not truncated).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// `dovetail dead-letters ...`.
@@ -227,9 +233,24 @@ pub struct DeadLettersListArgs {
     /// How many to show.
     #[arg(long, short = 'n', default_value_t = 50)]
     pub limit: usize,
-    /// Print them as JSON (raw input included).
+    /// Count them per reason or per field path instead of listing them.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub group_by: Option<GroupBy>,
+    /// Show every column in full (no truncation).
+    #[arg(long)]
+    pub wide: bool,
+    /// Print them as JSON (raw input included), or the groups with `--group-by`.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `dead-letters list --group-by` counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    /// The reason text.
+    Reason,
+    /// The field path at fault.
+    Path,
 }
 
 /// `dovetail dead-letters show`.
@@ -252,6 +273,25 @@ pub struct DeadLettersReplayArgs {
     #[arg(long = "id", value_name = "ID")]
     pub ids: Vec<i64>,
     /// Print each replay report as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dovetail state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print each stream's checkpoint and cursor; changes nothing (no secrets needed).
+    Show(StateShowArgs),
+}
+
+/// `dovetail state show`.
+#[derive(Debug, Args)]
+pub struct StateShowArgs {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Only this stream.
+    pub stream: Option<String>,
+    /// Print the checkpoints as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -34,6 +34,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
+    output::json_errors(cli.log_format == LogFormat::Json);
     dovetail_core::failpoint::before_abort(progress::flush_logs);
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -48,8 +49,7 @@ fn main() {
                 e.kind().exit_code()
             }
             None => {
-                progress::flush_logs();
-                eprintln!("dovetail: {err:#}");
+                output::other_error(&err);
                 dovetail_core::ErrorKind::Internal.exit_code()
             }
         },
@@ -100,6 +100,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             Command::DeadLetters(c) => commands::dead_letters::run(config, c).await,
             Command::Reset(a) => commands::reset::run(config, a).await,
             Command::Resume(a) => commands::resume::run(config, a).await,
+            Command::State(c) => commands::state::run(config, c).await,
             Command::Drift(a) => commands::drift::run(config, a).await,
             Command::Explain(a) => commands::explain::run(config, a).await,
             Command::Preview(a) => commands::preview::run(config, a).await,

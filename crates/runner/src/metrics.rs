@@ -93,8 +93,11 @@ async fn accept(listener: tokio::net::TcpListener, handle: PrometheusHandle) {
     }
 }
 
-/// HELP lines for the engine's metrics (dovetail-http's own are named in docs/metrics.md).
+/// HELP lines for every metric family, dovetail-http's included: the recorder is installed
+/// here, so the binary describes them all (a scrape shows no family without HELP). The HTTP
+/// families are per host, not per pipeline: pipelines on one host share its client and limits.
 fn describe() {
+    describe_http();
     metrics::describe_counter!("dovetail_records_total", "Records per pipeline, stream and stage");
     metrics::describe_counter!("dovetail_runs_total", "Finished pipeline runs by outcome");
     metrics::describe_histogram!("dovetail_run_duration_seconds", Unit::Seconds, "Duration of pipeline runs");
@@ -109,6 +112,26 @@ fn describe() {
     metrics::describe_gauge!("dovetail_paused_streams", "Streams of the pipeline paused by its last run");
     metrics::describe_counter!("dovetail_alerts_total", "Alerts fired by condition and delivery result");
     metrics::describe_counter!("dovetail_schedule_skipped_ticks_total", "`--every` ticks skipped by a run in progress");
+}
+
+fn describe_http() {
+    use metrics::{describe_counter as counter, describe_histogram as histogram};
+    counter!("dovetail_http_requests_total", "Logical HTTP requests (each may take several attempts) by outcome");
+    histogram!(
+        "dovetail_http_request_seconds",
+        Unit::Seconds,
+        "Duration of logical requests, retries and waits included"
+    );
+    counter!("dovetail_http_attempts_total", "HTTP attempts sent, by status (or `error`)");
+    histogram!("dovetail_http_attempt_seconds", Unit::Seconds, "Latency of each attempt, send to full body");
+    counter!("dovetail_http_429_total", "Attempts answered 429 Too Many Requests");
+    counter!("dovetail_http_retries_total", "Waits before a retry");
+    histogram!("dovetail_http_wait_seconds", Unit::Seconds, "Waits by reason: retry backoff or rate limit");
+    counter!("dovetail_http_slowdowns_total", "429s without a wait header, after which the client halved its rate");
+    counter!("dovetail_http_token_requests_total", "OAuth2 token requests (first token and refreshes)");
+    counter!("dovetail_http_cache_hits_total", "Responses served from the response cache, by kind");
+    counter!("dovetail_http_circuit_open_total", "Times the circuit breaker opened for a host");
+    counter!("dovetail_http_deprecated_total", "Deprecation or Sunset headers seen, per endpoint");
 }
 
 /// The [`Progress`] handed to the engine: counts each stream's records into

@@ -27,10 +27,46 @@ pub fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// An error on stderr: its full chain, then what to do about it.
+
+/// Whether errors go to stderr as JSON (`--log-format json`), set once at startup.
+static JSON_ERRORS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Print errors as one JSON object each (for `--log-format json`), like the log lines.
+pub fn json_errors(on: bool) {
+    JSON_ERRORS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// An error on stderr: its full chain, then what to do about it; under `--log-format json`
+/// one JSON object with the kind, message, next step and exit code.
 pub fn error(e: &dovetail_core::Error) {
     crate::progress::flush_logs();
-    eprintln!("dovetail: {}\n  what to do: {}", e.report(), e.next_step());
+    if JSON_ERRORS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", error_json(e.kind().name(), &e.report(), Some(&e.next_step()), e.kind().exit_code()));
+    } else {
+        eprintln!("dovetail: {}\n  what to do: {}", e.report(), e.next_step());
+    }
+}
+
+/// An error that is not one of dovetail's (a bug, a broken pipe on stdout): printed like
+/// [`error`], as an internal error without advice.
+pub fn other_error(e: &anyhow::Error) {
+    crate::progress::flush_logs();
+    let code = dovetail_core::ErrorKind::Internal.exit_code();
+    if JSON_ERRORS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", error_json(dovetail_core::ErrorKind::Internal.name(), &format!("{e:#}"), None, code));
+    } else {
+        eprintln!("dovetail: {e:#}");
+    }
+}
+
+fn error_json(kind: &str, message: &str, what_to_do: Option<&str>, exit_code: i32) -> String {
+    serde_json::json!({
+        "timestamp": dovetail_core::now_rfc3339(),
+        "level": "ERROR",
+        "fields": {"message": message, "kind": kind, "what_to_do": what_to_do, "exit_code": exit_code},
+        "target": "dovetail",
+    })
+    .to_string()
 }
 
 /// A text table with left-aligned text and right-aligned numbers.
@@ -105,6 +141,19 @@ pub fn truncate(s: &str, max: usize) -> String {
     let mut t: String = flat.chars().take(max.saturating_sub(1)).collect();
     t.push('…');
     t
+}
+
+/// A count with thousands separators: `13,521`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Milliseconds as seconds with two decimals.
@@ -191,6 +240,7 @@ fn summary(report: &RunReport, verb: &str, error_below: bool) -> String {
         out.push_str(&format!("  error: {e}\n"));
     }
     for (name, s) in &report.streams {
+        out.push_str(&quarantine_note(&report.pipeline, name, s));
         out.push_str(&stream_notes(name, s));
     }
     for (role, h) in &report.http {
@@ -216,6 +266,22 @@ pub fn columns(superseded: bool) -> Vec<Column> {
         ("#dead-lettered", |s| s.dead_lettered),
     ]);
     cols
+}
+
+/// A stream that dead-lettered most of what it read (more than half) is not a few bad
+/// records but a mapping or a source that changed: say so, with the next step.
+fn quarantine_note(pipeline: &str, name: &str, s: &StreamReport) -> String {
+    if s.read == 0 || s.dead_lettered * 2 <= s.read {
+        return String::new();
+    }
+    format!(
+        "  stream `{name}`: {} of {} records read were dead-lettered ({}%): most of the input did not map. \
+         what to do: see why with `dovetail dead-letters list --pipeline {pipeline} --stream {name} --group-by \
+         reason`, fix the mapping or the data, then `dovetail dead-letters replay {pipeline}`\n",
+        thousands(s.dead_lettered),
+        thousands(s.read),
+        s.dead_lettered * 100 / s.read
+    )
 }
 
 /// What else happened to a stream, one line each: outbox, stale pages, drift.
@@ -329,6 +395,14 @@ mod tests {
         assert_eq!(seconds(1234), "1.23");
         assert_eq!(truncate("abc\ndef", 10), "abc def");
         assert_eq!(truncate("abcdefghij", 5), "abcd…");
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(13_521), "13,521");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

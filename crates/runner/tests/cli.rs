@@ -189,6 +189,7 @@ fn resume_lifts_pauses_one_stream_or_all_and_says_what_it_lifted() {
         reason: format!("{stream} went away"),
         since: "2026-11-28T00:00:00Z".into(),
         until: None,
+        location: None,
     };
     rt.block_on(async {
         state.pause(&pause("orders", PauseKind::Unavailable)).await.unwrap();

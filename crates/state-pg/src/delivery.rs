@@ -492,10 +492,19 @@ impl DeliveryStore for PgState {
     async fn pause(&self, p: &PausedStream) -> Result<(), Error> {
         let c = self.conn().await?;
         c.execute(
-            "INSERT INTO paused_streams (pipeline, stream, kind, reason, since, until) VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO paused_streams (pipeline, stream, kind, reason, since, until, location)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (pipeline, stream) DO UPDATE SET kind = excluded.kind, reason = excluded.reason,
-                 since = excluded.since, until = excluded.until",
-            &[&p.pipeline, &p.stream, &p.kind.as_str(), &&*text(&p.reason), &p.since, &p.until],
+                 since = excluded.since, until = excluded.until, location = excluded.location",
+            &[
+                &p.pipeline,
+                &p.stream,
+                &p.kind.as_str(),
+                &&*text(&p.reason),
+                &p.since,
+                &p.until,
+                &p.location.as_deref().map(|l| text(l).into_owned()),
+            ],
         )
         .await
         .map_err(|e| self.err("pausing a stream", e))?;
@@ -515,7 +524,7 @@ impl DeliveryStore for PgState {
         let c = self.conn().await?;
         let rows = c
             .query(
-                "SELECT pipeline, stream, kind, reason, since, until FROM paused_streams
+                "SELECT pipeline, stream, kind, reason, since, until, location FROM paused_streams
                  WHERE $1::text IS NULL OR pipeline = $1 ORDER BY pipeline, stream",
                 &[&pipeline],
             )
@@ -530,6 +539,7 @@ impl DeliveryStore for PgState {
                     reason: r.get(3),
                     since: r.get(4),
                     until: r.get(5),
+                    location: r.get(6),
                 })
             })
             .collect()

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use dovetail_core::drift::DriftEvent;
 use dovetail_core::explain::{KeyHistory, Pruned, Retention};
-use dovetail_core::state::{DeadLetter, HistoryStore, RunRecord, StoredDrift};
+use dovetail_core::state::{DeadLetter, DeadLetterCount, DeadLetterGroup, HistoryStore, RunRecord, StoredDrift};
 use dovetail_core::{Error, Key, RunOutcome};
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -118,6 +118,32 @@ impl HistoryStore for PgState {
         let rows =
             c.query(&sql, &[&limit(n), &pipeline, &stream]).await.map_err(|e| self.err("listing dead letters", e))?;
         Ok(rows.iter().map(dead_letter_row).collect())
+    }
+
+    async fn dead_letter_counts(
+        &self,
+        pipeline: Option<&str>,
+        stream: Option<&str>,
+        by: Option<DeadLetterGroup>,
+    ) -> Result<Vec<DeadLetterCount>, Error> {
+        let column = match by {
+            Some(DeadLetterGroup::Reason) => dovetail_state::REASON_WITHOUT_LOCATION,
+            Some(DeadLetterGroup::Path) => "path",
+            None => "NULL::text",
+        };
+        let c = self.conn().await?;
+        let sql = format!(
+            "SELECT {column}, COUNT(*) FROM dead_letters
+             WHERE ($1::text IS NULL OR pipeline = $1) AND ($2::text IS NULL OR stream = $2)
+             GROUP BY 1 ORDER BY 2 DESC, 1 ASC NULLS FIRST"
+        );
+        let rows = c.query(&sql, &[&pipeline, &stream]).await.map_err(|e| self.err("counting dead letters", e))?;
+        let mut out: Vec<DeadLetterCount> =
+            rows.iter().map(|r| DeadLetterCount { value: r.get(0), count: r.get::<_, i64>(1).max(0) as u64 }).collect();
+        if by.is_none() && out.is_empty() {
+            out.push(DeadLetterCount { value: None, count: 0 });
+        }
+        Ok(out)
     }
 
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error> {

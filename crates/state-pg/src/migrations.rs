@@ -165,6 +165,10 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
 "#,
+    // 3: where a pause's cause happened (a URL), apart from its reason.
+    r#"
+    ALTER TABLE paused_streams ADD COLUMN location TEXT;
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

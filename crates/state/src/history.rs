@@ -1,7 +1,7 @@
 //! Synchronous operations on run history and schema baselines.
 
 use dovetail_core::drift::DriftEvent;
-use dovetail_core::state::{RunRecord, StoredDrift};
+use dovetail_core::state::{DeadLetterCount, DeadLetterGroup, RunRecord, StoredDrift};
 use dovetail_core::{Error, RunOutcome, now_rfc3339};
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::Value;
@@ -206,4 +206,41 @@ pub(crate) fn accept_drift(db: &mut Db, pipeline: &str, stream: &str, at: &str) 
         .and_then(|mut st| st.execute(params![pipeline, stream, at]))
         .op("accepting drift events")?;
     Ok(n as u64)
+}
+
+/// A dead letter's reason without the `LOCATION: ` it starts with (the location is a column
+/// of its own): records failing the same way at different lines share one group. The same
+/// expression runs on PostgreSQL.
+pub const REASON_WITHOUT_LOCATION: &str = "CASE WHEN location IS NOT NULL \
+     AND substr(reason, 1, length(location) + 2) = location || ': ' \
+     THEN substr(reason, length(location) + 3) ELSE reason END";
+
+/// Dead letters counted per reason or path (or in total), most first.
+pub(crate) fn dead_letter_counts(
+    db: &mut Db,
+    pipeline: Option<&str>,
+    stream: Option<&str>,
+    by: Option<DeadLetterGroup>,
+) -> Result<Vec<DeadLetterCount>, Error> {
+    let column = match by {
+        Some(DeadLetterGroup::Reason) => REASON_WITHOUT_LOCATION,
+        Some(DeadLetterGroup::Path) => "path",
+        None => "NULL",
+    };
+    let sql = format!(
+        "SELECT {column}, COUNT(*) FROM dead_letters WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR stream = ?2) \
+         GROUP BY 1 ORDER BY 2 DESC, 1 ASC NULLS FIRST"
+    );
+    let mut st = db.conn.prepare_cached(&sql).op("preparing the dead-letter count")?;
+    let rows: Vec<DeadLetterCount> = st
+        .query_map(params![pipeline, stream], |r| {
+            Ok(DeadLetterCount { value: r.get(0)?, count: r.get::<_, i64>(1)?.max(0) as u64 })
+        })
+        .and_then(|rows| rows.collect())
+        .op("counting dead letters")?;
+    // COUNT over no rows still answers one row only without GROUP BY: the total is 0.
+    if by.is_none() && rows.is_empty() {
+        return Ok(vec![DeadLetterCount { value: None, count: 0 }]);
+    }
+    Ok(rows)
 }

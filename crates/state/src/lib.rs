@@ -66,7 +66,7 @@ use rusqlite::Connection;
 
 pub use cache::{DEFAULT_CACHE_ENTRIES, SqliteResponseCache};
 pub use explain::{Encoded as EncodedExplain, encode as encode_explain, latest_story};
-pub use history::{ABANDONED, RUNNING};
+pub use history::{ABANDONED, REASON_WITHOUT_LOCATION, RUNNING};
 pub use lock::SqliteRunLock;
 pub use migrations::SCHEMA_VERSION;
 pub use tokens::{FileTokenStore, SECRET_KEY_ENV, SecretKey};

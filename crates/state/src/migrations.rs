@@ -223,6 +223,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE paused_streams ADD COLUMN until TEXT;
     "#,
+    // 10: where a pause's cause happened (a URL), apart from its reason.
+    r#"
+    ALTER TABLE paused_streams ADD COLUMN location TEXT;
+    "#,
 ];
 
 /// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
@@ -388,7 +392,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 9);
+        assert_eq!(SCHEMA_VERSION, 10);
         assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "an old stream's sink mark is unknown");
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();
@@ -434,6 +438,7 @@ mod tests {
             reason: "down".into(),
             since: "t".into(),
             until: None,
+            location: None,
         };
         st.pause(&pause).await.unwrap();
         assert_eq!(st.paused(Some("p")).await.unwrap(), vec![pause]);

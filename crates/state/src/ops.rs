@@ -449,11 +449,14 @@ pub(crate) fn outbox_depths(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<(
 pub(crate) fn pause(db: &mut Db, p: &PausedStream) -> Result<(), Error> {
     db.conn
         .prepare_cached(
-            "INSERT INTO paused_streams (pipeline, stream, kind, reason, since, until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO paused_streams (pipeline, stream, kind, reason, since, until, location)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (pipeline, stream) DO UPDATE SET kind = excluded.kind, reason = excluded.reason,
-                 since = excluded.since, until = excluded.until",
+                 since = excluded.since, until = excluded.until, location = excluded.location",
         )
-        .and_then(|mut st| st.execute(params![p.pipeline, p.stream, p.kind.as_str(), p.reason, p.since, p.until]))
+        .and_then(|mut st| {
+            st.execute(params![p.pipeline, p.stream, p.kind.as_str(), p.reason, p.since, p.until, p.location])
+        })
         .op("pausing a stream")?;
     Ok(())
 }
@@ -483,20 +486,21 @@ pub(crate) fn paused(db: &mut Db, pipeline: Option<&str>) -> Result<Vec<PausedSt
             reason: r.get(3)?,
             since: r.get(4)?,
             until: r.get(5)?,
+            location: r.get(6)?,
         }))
     };
     let rows: Vec<Result<PausedStream, Error>> = match pipeline {
         Some(p) => db
             .conn
             .prepare_cached(
-                "SELECT pipeline, stream, kind, reason, since, until FROM paused_streams WHERE pipeline = ?1
+                "SELECT pipeline, stream, kind, reason, since, until, location FROM paused_streams WHERE pipeline = ?1
                  ORDER BY pipeline, stream",
             )
             .and_then(|mut st| st.query_map([p], row).and_then(|rows| rows.collect())),
         None => db
             .conn
             .prepare_cached(
-                "SELECT pipeline, stream, kind, reason, since, until FROM paused_streams ORDER BY pipeline, stream",
+                "SELECT pipeline, stream, kind, reason, since, until, location FROM paused_streams ORDER BY pipeline, stream",
             )
             .and_then(|mut st| st.query_map([], row).and_then(|rows| rows.collect())),
     }

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use dovetail_core::explain::{KeyHistory, Pruned, Retention};
 use dovetail_core::state::{
-    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerEntry, LedgerVersion, OutboxEntry, PausedStream,
-    RunLock, RunRecord,
+    Checkpoint, Commit, DeadLetter, DeadLetterCount, DeadLetterGroup, DeliveryStore, HistoryStore, LedgerEntry,
+    LedgerVersion, OutboxEntry, PausedStream, RunLock, RunRecord,
 };
 use dovetail_core::{ContentHash, Error, Key, RunOutcome};
 use serde_json::Value;
@@ -202,6 +202,16 @@ impl HistoryStore for SqliteState {
 
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error> {
         self.with_db(move |db| ops::dead_letter(db, id)).await
+    }
+
+    async fn dead_letter_counts(
+        &self,
+        pipeline: Option<&str>,
+        stream: Option<&str>,
+        by: Option<DeadLetterGroup>,
+    ) -> Result<Vec<DeadLetterCount>, Error> {
+        let (p, s) = (pipeline.map(str::to_owned), stream.map(str::to_owned));
+        self.with_db(move |db| history::dead_letter_counts(db, p.as_deref(), s.as_deref(), by)).await
     }
 
     async fn record_drift(

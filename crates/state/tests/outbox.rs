@@ -49,6 +49,7 @@ fn pause(pipeline: &str, stream: &str, kind: PauseKind) -> PausedStream {
         reason: format!("{pipeline}/{stream}: sink down"),
         since: "2025-01-02T03:04:05Z".into(),
         until: None,
+        location: None,
     }
 }
 
@@ -302,6 +303,7 @@ async fn pause_upserts_unpause_reports_and_paused_filters_in_order() {
         reason: "new field `x`".into(),
         since: "2025-02-01T00:00:00Z".into(),
         until: None,
+        location: None,
         ..pause("p", "z", PauseKind::Drift)
     };
     st.pause(&drift).await.unwrap();

@@ -132,6 +132,7 @@ async fn new_rows_are_stored_with_the_same_strings() {
         reason: "why".into(),
         since: "2026-01-01T00:00:00Z".into(),
         until: None,
+        location: None,
     };
     state.pause(&pause("a", PauseKind::Unavailable)).await.unwrap();
     state.pause(&pause("b", PauseKind::Drift)).await.unwrap();

@@ -115,7 +115,9 @@ impl DriftCheck {
     fn paused(&mut self, cause: &DriftEvent) -> Error {
         let reason = pause_reason(&self.pipeline, &self.stream, cause);
         self.pause = Some(reason.clone());
-        Error::data(reason)
+        // The pause is the cause, not a bad record: no dead letter was written, so the kind's
+        // advice ("see the dead letters") would point at nothing.
+        Error::data(reason).with_hint(DRIFT_PAUSE_HINT)
     }
 
     /// The run's events, and why the stream paused, if it did.
@@ -129,6 +131,10 @@ fn log_fresh(stream: &str, c: &Checked, what: &str) {
         warn!(stream = %stream, path = %e.path, change = %e.change, expected = %e.expected, observed = %e.observed, at = %e.first_at, "{what}");
     }
 }
+
+/// What lifts a drift pause (`{pipeline}`/`{stream}` filled in by `Error::next_step`).
+pub(crate) const DRIFT_PAUSE_HINT: &str = "review the drift with `dovetail drift --pipeline {pipeline}`, then \
+     `dovetail drift accept {pipeline} {stream}` (or change the drift policy) and run again";
 
 fn pause_reason(pipeline: &str, stream: &str, cause: &DriftEvent) -> String {
     format!(
@@ -276,6 +282,7 @@ impl StreamDrift<'_> {
                 reason: reason.clone(),
                 since: crate::now_rfc3339(),
                 until: None,
+                location: None,
             };
             if let Err(e) = state.pause(&pause).await {
                 // The run still reports the stream paused; the next run re-reads the page

@@ -448,6 +448,8 @@ fn settle(report: &mut RunReport, first_err: Option<Error>, paused: Option<Error
     };
     report.error = first_err.as_ref().or(paused.as_ref()).map(|e| e.report());
     report.next_step = first_err.as_ref().or(paused.as_ref()).map(|e| e.next_step());
+    report.error_reason = first_err.as_ref().or(paused.as_ref()).map(|e| e.reason());
+    report.error_at = first_err.as_ref().or(paused.as_ref()).and_then(|e| e.context().location.clone());
 }
 
 impl PipelineBuilder {

@@ -114,7 +114,8 @@ impl StreamRun {
         let name = &self.spec.name;
         match err {
             Some(e) if e.kind().disposition().is_outage() && self.opts.on_unavailable == OnUnavailable::Pause => {
-                let reason = e.report();
+                // Where it happened is stored apart (`location`): the reason leads every table.
+                let reason = format!("{} error: {}", e.kind(), e.reason());
                 error!(stream = %name, reason = %reason, "stream paused: it stopped at its last checkpoint and the next run probes the remote");
                 let pause = PausedStream {
                     pipeline: sh.name.clone(),
@@ -123,6 +124,7 @@ impl StreamRun {
                     reason: reason.clone(),
                     since: crate::now_rfc3339(),
                     until: None,
+                    location: e.context().location.clone(),
                 };
                 if let Err(e) = sh.state.pause(&pause).await {
                     return Some(e);

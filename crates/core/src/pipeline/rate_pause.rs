@@ -66,7 +66,7 @@ impl StreamRun {
             return Ok(false);
         }
         let until = jiff::Timestamp::try_from(*t).map(|t| t.to_string()).unwrap_or_default();
-        let reason = err.report();
+        let reason = format!("{} error: {}", err.kind(), err.reason());
         warn!(stream = %self.spec.name, until = %until,
             "stream stopped at its checkpoint: the API is rate-limited for longer than dovetail waits; runs before then skip it");
         let pause = PausedStream {
@@ -76,6 +76,7 @@ impl StreamRun {
             reason: reason.clone(),
             since: crate::now_rfc3339(),
             until: Some(until.clone()),
+            location: err.context().location.clone(),
         };
         self.shared.state.pause(&pause).await?;
         report.paused = Some(format!("rate-limited until {until}: {reason}"));

@@ -128,13 +128,8 @@ impl StreamRun {
             // cause's exit code) and what lifts it, every run until someone does.
             let (pipeline, stream) = (&self.shared.name, &self.spec.name);
             let (kind, hint) = match p.kind {
-                PauseKind::Drift => (
-                    ErrorKind::Data,
-                    format!(
-                        "review the drift with `dovetail drift --pipeline {pipeline}`, then `dovetail drift accept {pipeline} {stream}` (or fix the policy) and run again"
-                    ),
-                ),
-                _ => (ErrorKind::Permanent, format!("`dovetail resume {pipeline} {stream}` lifts the pause")),
+                PauseKind::Drift => (ErrorKind::Data, super::drift_check::DRIFT_PAUSE_HINT.to_owned()),
+                _ => (ErrorKind::Permanent, "`dovetail resume {pipeline} {stream}` lifts the pause".to_owned()),
             };
             let err = Error::new(kind, format!("the stream is paused since {} ({}): {}", p.since, p.kind, p.reason))
                 .with_hint(hint)

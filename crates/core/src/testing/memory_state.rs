@@ -397,6 +397,36 @@ impl HistoryStore for MemoryState {
             .cloned()
             .collect())
     }
+    async fn dead_letter_counts(
+        &self,
+        pipeline: Option<&str>,
+        stream: Option<&str>,
+        by: Option<crate::state::DeadLetterGroup>,
+    ) -> Result<Vec<crate::state::DeadLetterCount>, Error> {
+        use crate::state::{DeadLetterCount, DeadLetterGroup};
+        let g = lock(&self.inner);
+        let mut groups: std::collections::BTreeMap<Option<String>, u64> = Default::default();
+        let mine = g
+            .dead_letters
+            .iter()
+            .map(|(d, _, _)| d)
+            .filter(|d| pipeline.is_none_or(|p| p == d.pipeline) && stream.is_none_or(|s| s == d.stream));
+        for d in mine {
+            let value = match by {
+                Some(DeadLetterGroup::Reason) => Some(d.reason_alone().to_owned()),
+                Some(DeadLetterGroup::Path) => d.path.clone(),
+                None => None,
+            };
+            *groups.entry(value).or_default() += 1;
+        }
+        if by.is_none() && groups.is_empty() {
+            groups.insert(None, 0);
+        }
+        let mut out: Vec<DeadLetterCount> =
+            groups.into_iter().map(|(value, count)| DeadLetterCount { value, count }).collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        Ok(out)
+    }
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, Error> {
         Ok(lock(&self.inner).dead_letters.iter().map(|(d, _, _)| d).find(|d| d.id == id).cloned())
     }

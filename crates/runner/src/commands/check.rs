@@ -86,6 +86,7 @@ pub async fn run(config_path: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
                 }
             }
             Err(e) => {
+                let e = unreachable_hint(e, &project.doc, spec);
                 output::out(&format!(
                     "pipeline `{}`: FAILED: {}\n  what to do: {}\n",
                     spec.name,
@@ -97,6 +98,49 @@ pub async fn run(config_path: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// A probe that got no response at all (refused, timed out, no such host) asks whether the
+/// host is reachable, naming the `base_url` the config gives — not "run again", which is
+/// what the kind alone would advise.
+fn unreachable_hint(
+    e: dovetail_core::Error,
+    doc: &crate::diag::Doc,
+    spec: &crate::build::PipelineSpec,
+) -> dovetail_core::Error {
+    let no_response = e.http().is_some_and(|h| h.status.is_none());
+    if !no_response || !e.kind().disposition().is_outage() {
+        return e;
+    }
+    // The side whose connector failed; the source when both are of one kind (it is probed first).
+    let side = match e.context().connector.as_deref() {
+        Some(k) if k != spec.source.kind() && k == spec.sink.kind() => "sink",
+        _ => "source",
+    };
+    let Ok(root) = toml::de::DeTable::parse(&doc.text) else { return e };
+    let path = ["pipelines", spec.name.as_str(), side, "base_url"];
+    let hint = match crate::diag::lookup(root.get_ref(), &path) {
+        Some((key, v)) => format!(
+            "no response came from the {side}'s host: is `base_url = {}` ({}) reachable from here (the host up, \
+             the name resolving, the port open, no proxy or firewall in between)? Then run `dovetail check` again",
+            shown_url(v.get_ref().as_str().unwrap_or_default()),
+            doc.at(key.start)
+        ),
+        None => format!(
+            "no response came from the {side}'s host: is it reachable from here (network, proxy, firewall)? Then \
+             run `dovetail check` again"
+        ),
+    };
+    e.with_hint(hint)
+}
+
+/// A configured URL as messages may show it: credentials and secret parameters redacted (a
+/// value still holding `${VAR}` is shown as written).
+fn shown_url(raw: &str) -> String {
+    match dovetail_http::Url::parse(raw) {
+        Ok(u) => dovetail_http::redact_url(&u, &[]),
+        Err(_) => raw.to_owned(),
+    }
 }
 
 fn first(code: i32, next: i32) -> i32 {

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use dovetail_core::Error;
+use dovetail_core::state::{DeadLetterCount, DeadLetterGroup};
 
-use crate::cli::{DeadLettersCommand, DeadLettersListArgs, DeadLettersReplayArgs};
+use crate::cli::{DeadLettersCommand, DeadLettersListArgs, DeadLettersReplayArgs, GroupBy};
 use crate::config;
 use crate::output::{self, Table};
 
@@ -21,7 +22,21 @@ pub async fn run(config_path: &Path, cmd: &DeadLettersCommand) -> anyhow::Result
 async fn list(config_path: &Path, args: &DeadLettersListArgs) -> anyhow::Result<i32> {
     let cfg = config::load_state_only(config_path)?;
     let state = super::open_state(&cfg.state_path)?;
-    let letters = state.dead_letters(args.pipeline.as_deref(), args.stream.as_deref(), args.limit).await?;
+    let (pipeline, stream) = (args.pipeline.as_deref(), args.stream.as_deref());
+    if let Some(by) = args.group_by {
+        let by = match by {
+            GroupBy::Reason => DeadLetterGroup::Reason,
+            GroupBy::Path => DeadLetterGroup::Path,
+        };
+        let groups = state.dead_letter_counts(pipeline, stream, Some(by)).await?;
+        if args.json {
+            output::out(&format!("{}\n", serde_json::to_string_pretty(&groups)?))?;
+        } else {
+            output::out(&grouped(&groups, by, args.wide))?;
+        }
+        return Ok(0);
+    }
+    let letters = state.dead_letters(pipeline, stream, args.limit).await?;
     if args.json {
         output::out(&format!("{}\n", serde_json::to_string_pretty(&letters)?))?;
         return Ok(0);
@@ -30,19 +45,52 @@ async fn list(config_path: &Path, args: &DeadLettersListArgs) -> anyhow::Result<
         output::out("no dead letters\n")?;
         return Ok(0);
     }
-    let mut t = Table::new(&["#id", "pipeline", "stream", "location", "path", "reason"]);
+    let total = state.dead_letter_counts(pipeline, stream, None).await?.first().map_or(0, |c| c.count);
+    let cut = |s: &str, max: usize| if args.wide { s.to_owned() } else { output::truncate(s, max) };
+    // The reason first: it is what a reader needs, and what truncation must not lose.
+    let mut t = Table::new(&["#id", "pipeline", "stream", "reason", "path", "location"]);
     for d in &letters {
         t.row(vec![
             d.id.to_string(),
             d.pipeline.clone(),
             d.stream.clone(),
-            output::truncate(d.location.as_deref().unwrap_or("-"), 40),
-            output::truncate(d.path.as_deref().unwrap_or("-"), 30),
-            output::truncate(&d.reason, 70),
+            cut(d.reason_alone(), 70),
+            cut(d.path.as_deref().unwrap_or("-"), 30),
+            cut(d.location.as_deref().unwrap_or("-"), 40),
         ]);
     }
     output::out(&t.render())?;
+    output::out(&format!(
+        "{} of {} dead letters{}\n",
+        output::thousands(letters.len() as u64),
+        output::thousands(total.max(letters.len() as u64)),
+        if (letters.len() as u64) < total {
+            " (oldest first; `--limit N` shows more, `--group-by reason` counts them)"
+        } else {
+            ""
+        }
+    ))?;
     Ok(0)
+}
+
+/// The groups as a table, most first, with the total.
+fn grouped(groups: &[DeadLetterCount], by: DeadLetterGroup, wide: bool) -> String {
+    if groups.is_empty() {
+        return "no dead letters\n".to_owned();
+    }
+    let header = match by {
+        DeadLetterGroup::Reason => "reason",
+        DeadLetterGroup::Path => "path",
+    };
+    let mut t = Table::new(&["#count", header]);
+    for g in groups {
+        let value = g.value.as_deref().unwrap_or("-");
+        t.row(vec![output::thousands(g.count), if wide { value.to_owned() } else { output::truncate(value, 100) }]);
+    }
+    let total: u64 = groups.iter().map(|g| g.count).sum();
+    let n = groups.len() as u64;
+    let in_groups = format!("{} {}", output::thousands(n), if n == 1 { "group" } else { "groups" });
+    format!("{}{} dead letters in {in_groups}\n", t.render(), output::thousands(total))
 }
 
 async fn show(config_path: &Path, id: i64, json: bool) -> anyhow::Result<i32> {

@@ -56,11 +56,17 @@ struct WriteOutcome {
 
 /// Explain one record.
 pub async fn run(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<i32> {
-    let project = config::load(config_path)?;
+    let project = config::load_read_only(config_path)?;
     let spec = project.pipeline(&args.pipeline)?;
     let state = super::open_state(&project.state_path)?;
     let pipeline = spec.build(state.clone())?;
-    let columns = pipeline.key_columns(&args.stream)?;
+    let columns = pipeline.key_columns(&args.stream).map_err(|e| {
+        e.with_hint(
+            "pick one of the streams the message lists; `dovetail state show {pipeline}` lists them with their \
+             checkpoints",
+        )
+        .in_pipeline(&args.pipeline)
+    })?;
     let (key, history) = find(state.as_ref(), &args.pipeline, &args.stream, &columns, &args.key).await?;
     let current = pipeline.mapping_config(&args.stream);
     let e = explain(args, key, columns, history, current);
@@ -129,6 +135,23 @@ async fn find(
         }
     }
     let tried: Vec<&str> = keys.iter().map(Key::as_str).collect();
+    // A few keys the ledger holds, to show what one looks like: every ledger row's pass is
+    // below `i64::MAX`, so the stale-key listing returns any of them.
+    let known = state.stale_keys(pipeline, stream, i64::MAX as u64, 5).await.unwrap_or_default();
+    let hint = if known.is_empty() {
+        format!(
+            "the ledger of stream `{stream}` is empty: run `dovetail run {pipeline} --stream {stream}` first, or \
+             see `dovetail dead-letters list --pipeline {pipeline} --stream {stream}` for records that failed"
+        )
+    } else {
+        let list: Vec<&str> = known.iter().map(Key::as_str).collect();
+        format!(
+            "give a key the stream wrote, as JSON: keys the ledger holds include {} (the sink's `{}` column lists \
+             them all)",
+            list.join(", "),
+            columns.join("`, `")
+        )
+    };
     Err(Error::config(format!(
         "no record with key {} in stream `{stream}` of pipeline `{pipeline}`: neither the ledger, nor the \
          explain history, nor the dead letters know it. Keys are the output primary key ({}) as JSON; \
@@ -136,7 +159,8 @@ async fn find(
          pruned (`[state.retention]`)",
         tried.join(" or "),
         columns.join(", ")
-    )))
+    ))
+    .with_hint(hint))
 }
 
 fn explain(args: &ExplainArgs, key: Key, columns: Vec<String>, h: KeyHistory, current: Option<Value>) -> Explained {

@@ -12,6 +12,7 @@ pub mod reset;
 pub mod resume;
 pub mod run;
 pub mod schema;
+pub mod state;
 pub mod status;
 
 use std::path::Path;

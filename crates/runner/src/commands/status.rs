@@ -42,7 +42,7 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
         let whose = args.pipeline.as_ref().map(|p| format!(" of pipeline `{p}`")).unwrap_or_default();
         output::out(&format!("no runs{whose} yet\n"))?;
     } else {
-        output::out(&table(&runs).render())?;
+        output::out(&table(&runs, args.wide).render())?;
         for name in &names {
             let mine: Vec<&RunRecord> = runs.iter().filter(|r| &r.pipeline == name).collect();
             if let Some(next) = mine.first().and_then(|r| r.report.as_ref()).and_then(|v| v["next_step"].as_str()) {
@@ -51,15 +51,20 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
         }
     }
     if !paused.is_empty() {
-        let mut t = Table::new(&["pipeline", "stream", "paused", "since", "until", "why"]);
+        // Why first: the reason leads the stored text, so a cut keeps it.
+        let mut t = Table::new(&["pipeline", "stream", "paused", "why", "since", "until"]);
         for p in &paused {
             t.row(vec![
                 p.pipeline.clone(),
                 p.stream.clone(),
                 p.kind.to_string(),
+                match (&p.location, args.wide) {
+                    (Some(at), true) => format!("{} (at {at})", p.reason),
+                    (None, true) => p.reason.clone(),
+                    (_, false) => output::truncate(&p.reason, 80),
+                },
                 short_time(&p.since),
                 p.until.as_deref().map(short_time).unwrap_or_else(|| "-".into()),
-                output::truncate(&p.reason, 80),
             ]);
         }
         output::out(&format!(
@@ -81,8 +86,8 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The runs as a table, in the order given (per pipeline, newest first).
-pub fn table(runs: &[RunRecord]) -> Table {
+/// The runs as a table, in the order given (per pipeline, newest first); `wide` cuts nothing.
+pub fn table(runs: &[RunRecord], wide: bool) -> Table {
     let mut t = Table::new(&[
         "#id",
         "pipeline",
@@ -126,7 +131,14 @@ pub fn table(runs: &[RunRecord]) -> Table {
         drift.sort_unstable();
         drift.dedup();
         let dry = report.and_then(|v| v.get("dry_run")).and_then(Value::as_bool).unwrap_or(false);
-        let error = report.and_then(|v| v.get("error")).and_then(Value::as_str).unwrap_or("");
+        // The reason alone when the report keeps it apart from where it happened (a URL first
+        // would fill the column); `--wide` shows both in full.
+        let text = |k: &str| report.and_then(|v| v.get(k)).and_then(Value::as_str);
+        let error = match (text("error_reason"), text("error_at")) {
+            (Some(reason), Some(at)) if wide => format!("{reason} (at {at})"),
+            (Some(reason), _) => reason.to_owned(),
+            (None, _) => text("error").unwrap_or("").to_owned(),
+        };
         t.row(vec![
             r.id.to_string(),
             r.pipeline.clone(),
@@ -140,8 +152,8 @@ pub fn table(runs: &[RunRecord]) -> Table {
             http_sum("retries").to_string(),
             if waited == 0 { "0".into() } else { output::duration(waited) },
             http_sum("token_requests").to_string(),
-            output::truncate(&drift.join(" "), 30),
-            output::truncate(error, 60),
+            if wide { drift.join(" ") } else { output::truncate(&drift.join(" "), 30) },
+            if wide { error } else { output::truncate(&error, 60) },
         ]);
     }
     t
@@ -191,7 +203,7 @@ mod tests {
                          "sink": {"retries": 1, "token_requests": 0}}
             })),
         };
-        let text = table(&[r]).render();
+        let text = table(&[r], false).render();
         let line = text.lines().nth(1).unwrap();
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(
@@ -215,5 +227,25 @@ mod tests {
                 "boom"
             ]
         );
+    }
+
+    #[test]
+    fn the_error_column_shows_the_reason_not_the_url() {
+        let url = format!("GET https://api.example.com/{}", "segment/".repeat(12));
+        let r = RunRecord {
+            id: 1,
+            pipeline: "p".into(),
+            started_at: "2026-11-03T10:15:02Z".into(),
+            finished_at: None,
+            outcome: dovetail_core::RunOutcome::Failed,
+            report: Some(serde_json::json!({
+                "error": format!("transient error in pipeline `p`, {url}: gave up after 5 attempts"),
+                "error_reason": "gave up after 5 attempts", "error_at": url,
+            })),
+        };
+        let narrow = table(std::slice::from_ref(&r), false).render();
+        assert!(narrow.lines().nth(1).unwrap().ends_with("gave up after 5 attempts"), "{narrow}");
+        let wide = table(&[r], true).render();
+        assert!(wide.contains(&format!("gave up after 5 attempts (at {url})")), "{wide}");
     }
 }

@@ -401,6 +401,7 @@ pub async fn pause_replaces_and_unpause_says_whether_it_was_paused(s: Subject) {
     // A pause that lifts by itself keeps its time, and a later pause without one drops it.
     let limited = PausedStream {
         until: Some("2026-01-01T00:30:00Z".into()),
+        location: None,
         ..pause("p", "t", PauseKind::RateLimited, "rate limited")
     };
     st.pause(&limited).await.unwrap();
@@ -409,7 +410,8 @@ pub async fn pause_replaces_and_unpause_says_whether_it_was_paused(s: Subject) {
     assert_eq!(st.paused(Some("p")).await.unwrap()[0].until, None);
 }
 
-/// `paused` returns every field, ordered by pipeline then stream, of one pipeline or all.
+/// `paused` returns every field (the location kept apart from the reason, or none), ordered
+/// by pipeline then stream, of one pipeline or all.
 pub async fn paused_lists_by_pipeline_and_stream(s: Subject) {
     let st = s.delivery();
     assert_eq!(st.paused(None).await.unwrap(), []);
@@ -424,6 +426,11 @@ pub async fn paused_lists_by_pipeline_and_stream(s: Subject) {
     assert_eq!(st.paused(None).await.unwrap(), [rows[2].clone(), rows[1].clone(), rows[0].clone()]);
     assert_eq!(st.paused(Some("p")).await.unwrap(), [rows[2].clone(), rows[1].clone()]);
     assert_eq!(st.paused(Some("q")).await.unwrap(), [rows[0].clone()]);
+    assert_eq!(rows[0].location.as_deref(), Some("GET https://api.example.com/a"), "kept apart from the reason");
+    let mut nowhere = pause("r", "s", PauseKind::Drift, "w");
+    nowhere.location = None;
+    st.pause(&nowhere).await.unwrap();
+    assert_eq!(st.paused(Some("r")).await.unwrap(), [nowhere]);
     assert_eq!(st.paused(Some("nobody")).await.unwrap(), []);
 }
 

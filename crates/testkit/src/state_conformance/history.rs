@@ -112,6 +112,37 @@ pub async fn dead_letters_commit_with_their_batch_and_list_oldest_first(s: Subje
     assert_eq!(two, ["one", "two"], "limit takes the oldest");
 }
 
+/// Dead letters counted in total, per reason and per path (no path is a group of its own),
+/// most first and then by value, filtered like the list; the total of nothing is 0.
+pub async fn dead_letter_counts_group_by_reason_or_path(s: Subject) {
+    use dovetail_core::state::{DeadLetterCount, DeadLetterGroup};
+    let st = s.state();
+    let mut no_path = dead("p", "s", "line 4", "bad date");
+    no_path.path = None;
+    // A reason that starts with its location groups with the same reason elsewhere.
+    let located = dead("p", "s", "line 2", "line 2: bad amount");
+    let letters = vec![
+        dead("p", "s", "line 1", "bad amount"),
+        located,
+        dead("p", "s", "line 3", "bad date"),
+        no_path,
+        dead("q", "s", "line 5", "bad amount"),
+    ];
+    st.commit(Commit { dead_letters: letters, ..commit("p", "s", 1) }).await.unwrap();
+    let counts = |v: Vec<DeadLetterCount>| v.into_iter().map(|c| (c.value, c.count)).collect::<Vec<_>>();
+    let some = |v: &str| Some(v.to_owned());
+    assert_eq!(counts(st.dead_letter_counts(None, None, None).await.unwrap()), [(None, 5)]);
+    assert_eq!(counts(st.dead_letter_counts(Some("p"), Some("s"), None).await.unwrap()), [(None, 4)]);
+    let by_reason = st.dead_letter_counts(Some("p"), None, Some(DeadLetterGroup::Reason)).await.unwrap();
+    assert_eq!(counts(by_reason), [(some("bad amount"), 2), (some("bad date"), 2)]);
+    let by_reason = st.dead_letter_counts(None, Some("s"), Some(DeadLetterGroup::Reason)).await.unwrap();
+    assert_eq!(counts(by_reason), [(some("bad amount"), 3), (some("bad date"), 2)]);
+    let by_path = st.dead_letter_counts(Some("p"), None, Some(DeadLetterGroup::Path)).await.unwrap();
+    assert_eq!(counts(by_path), [(some("amount"), 3), (None, 1)]);
+    assert_eq!(counts(st.dead_letter_counts(Some("nobody"), None, None).await.unwrap()), [(None, 0)]);
+    assert!(st.dead_letter_counts(Some("nobody"), None, Some(DeadLetterGroup::Path)).await.unwrap().is_empty());
+}
+
 /// One dead letter by id, as listed; `None` for an id never stored.
 pub async fn dead_letter_fetches_one_by_id(s: Subject) {
     let st = s.state();

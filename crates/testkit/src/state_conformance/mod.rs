@@ -178,6 +178,7 @@ pub const CHECKS: &[Check] = &[
     check(Group::History, "run_pipelines_names_each_pipeline_once_in_order", &["run_pipelines"]),
     check(Group::History, "dead_letters_commit_with_their_batch_and_list_oldest_first", &["dead_letters", "commit"]),
     check(Group::History, "dead_letter_fetches_one_by_id", &["dead_letter"]),
+    check(Group::History, "dead_letter_counts_group_by_reason_or_path", &["dead_letter_counts", "commit"]),
     check(Group::History, "the_same_dead_letter_seen_again_is_counted_not_duplicated", &["commit", "dead_letters"]),
     check(
         Group::History,
@@ -241,6 +242,7 @@ macro_rules! state_conformance {
                     run_pipelines_names_each_pipeline_once_in_order,
                     dead_letters_commit_with_their_batch_and_list_oldest_first,
                     dead_letter_fetches_one_by_id,
+                    dead_letter_counts_group_by_reason_or_path,
                     the_same_dead_letter_seen_again_is_counted_not_duplicated,
                     a_huge_raw_input_is_kept_cut_and_deduplicated_by_its_whole_text,
                     resolved_dead_letters_go_with_their_story,
@@ -361,6 +363,7 @@ pub(crate) fn pause(pipeline: &str, stream: &str, kind: PauseKind, reason: &str)
         reason: reason.into(),
         since: "2026-01-01T00:00:00Z".into(),
         until: None,
+        location: Some(format!("GET https://api.example.com/{stream}")),
     }
 }
 

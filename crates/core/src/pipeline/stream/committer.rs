@@ -29,7 +29,9 @@ impl Committer {
     /// Start committing. The task ends when the writer drops its sender, with the time spent
     /// committing (ns), or with the first commit's error.
     pub fn spawn(self) -> JoinHandle<Result<u128, Error>> {
-        tokio::spawn(self.run())
+        // In the stream's span, so what the stage logs (HTTP exchanges included) names the
+        // pipeline, run and stream.
+        tokio::spawn(tracing::Instrument::in_current_span(self.run()))
     }
 
     async fn run(mut self) -> Result<u128, Error> {

@@ -113,7 +113,9 @@ pub(super) struct Mapped {
 impl Mapper {
     /// Start mapping; the task ends when the reader is done, a page fails, or the writer stops.
     pub fn spawn(self) -> JoinHandle<Mapped> {
-        tokio::spawn(self.run())
+        // In the stream's span, so what the stage logs (HTTP exchanges included) names the
+        // pipeline, run and stream.
+        tokio::spawn(tracing::Instrument::in_current_span(self.run()))
     }
 
     async fn run(mut self) -> Mapped {

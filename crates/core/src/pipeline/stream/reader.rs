@@ -30,7 +30,9 @@ impl Reader {
     /// Start reading. The task returns the time spent waiting on the source (ns), and
     /// whether the source ended the run early ([`Next::Later`]).
     pub fn spawn(self) -> JoinHandle<(u128, bool)> {
-        tokio::spawn(self.run())
+        // In the stream's span, so what the stage logs (HTTP exchanges included) names the
+        // pipeline, run and stream.
+        tokio::spawn(tracing::Instrument::in_current_span(self.run()))
     }
 
     async fn run(mut self) -> (u128, bool) {
