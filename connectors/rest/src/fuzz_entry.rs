@@ -10,8 +10,10 @@ use dovetail_http::paginate::PageState;
 use dovetail_http::{Response, StatusCode, Url};
 use serde_json::{Value, json};
 
+use dovetail_core::Record;
+
 use crate::RestSource;
-use crate::source::{ChildPosition, StreamPosition};
+use crate::source::{ChildPosition, StreamDef, StreamPosition};
 
 /// `data` as a stored position of a stream and of a child stream: decoded or refused as
 /// "not a position this connector wrote", never a panic; a decoded one encodes again.
@@ -56,6 +58,33 @@ fn source() -> &'static RestSource {
     })
 }
 
+/// The first page of `def`'s listing answered with `headers` and `body`: its records, the
+/// number of items the body held and the next page's state; `None` when it is refused.
+fn first_page(
+    src: &RestSource,
+    def: &StreamDef,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<(Vec<Record>, usize, Option<PageState>)> {
+    let template = src.template(def, None, None).expect("the fuzz streams' requests are valid");
+    let mut p = src.paginator(def, template, PageState::default());
+    let url = p.next_url().expect("a new listing has a first page");
+    let response = Response {
+        status: StatusCode::OK,
+        headers: headers.clone(),
+        body: body.to_vec().into(),
+        url: Url::parse(&url).expect("the first page's URL parses"),
+        from_cache: false,
+        stale: false,
+        attempts: 1,
+    };
+    let page = p.take(response).ok()?;
+    let items = page.as_ref().map_or(0, |pg| pg.items.len());
+    let (records, rejects, next) = src.page_records(def, &p, page, 0, None, &url).ok()?;
+    assert!(rejects.is_empty(), "a decoded page rejects nothing");
+    Some((records, items, next))
+}
+
 /// `data` as the first page of a REST listing — `name: value` header lines, a blank line and
 /// the body, or the body alone — for every pagination style, with and without a `records`
 /// pointer: its records and the next page's state, or an error, never a panic. A next page is
@@ -77,23 +106,8 @@ pub fn page(data: &[u8]) {
     }
     let src = source();
     for def in src.streams.iter() {
-        let template = src.template(def, None, None).expect("the fuzz streams' requests are valid");
-        let mut p = src.paginator(def, template, PageState::default());
-        let url = p.next_url().expect("a new listing has a first page");
-        let response = Response {
-            status: StatusCode::OK,
-            headers: headers.clone(),
-            body: body.to_vec().into(),
-            url: Url::parse(&url).expect("the first page's URL parses"),
-            from_cache: false,
-            stale: false,
-            attempts: 1,
-        };
-        let Ok(page) = p.take(response) else { continue };
-        let items = page.as_ref().map_or(0, |pg| pg.items.len());
-        let Ok((records, rejects, next)) = src.page_records(def, &p, page, 0, None, &url) else { continue };
+        let Some((records, items, next)) = first_page(src, def, &headers, body) else { continue };
         assert_eq!(records.len(), items, "every item is a record");
-        assert!(rejects.is_empty());
         let Some(state) = next else { continue };
         if let Some(next) = &state.url {
             let next = Url::parse(next).expect("a stored next URL parses");
@@ -103,5 +117,42 @@ pub fn page(data: &[u8]) {
         let dovetail_core::Next::More(v) = stored else { panic!("a next state is a position") };
         let back: StreamPosition = position::decode("fuzz", &v).expect("a stored position decodes");
         assert_eq!(back.page, state, "a stored position decodes to itself");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `stream`: (pagination style, with `records`) as [`source`] orders its streams.
+    fn decode(
+        stream: (usize, usize),
+        head: &[(&str, &str)],
+        body: &str,
+    ) -> Option<(Vec<Record>, usize, Option<PageState>)> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in head {
+            headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        let def = &source().streams[stream.0 * 2 + stream.1];
+        first_page(source(), def, &headers, body.as_bytes())
+    }
+
+    #[test]
+    fn the_target_reaches_records_and_next_pages() {
+        let body = r#"{"data":[{"id":1},{"id":2}],"meta":{"next_cursor":"abc"},"next":"/v1/items?page=2"}"#;
+        let (records, _, next) = decode((1, 1), &[], body).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(next.unwrap().cursor.as_deref(), Some("abc"));
+        let (_, _, next) = decode((2, 1), &[], body).unwrap();
+        assert_eq!(next.unwrap().url.as_deref(), Some("https://api.example.com/v1/items?page=2"));
+        let link = [("link", r#"<https://api.example.com/v1/items?page=2>; rel="next""#)];
+        let (records, _, next) = decode((3, 0), &link, r#"[{"id":1}]"#).unwrap();
+        assert_eq!((records.len(), next.unwrap().url.is_some()), (1, true));
+        // A next page on another origin is refused, not stored.
+        let away = [("link", r#"<https://elsewhere.example.org/x>; rel="next""#)];
+        assert!(decode((3, 0), &away, r#"[{"id":1}]"#).is_none());
+        // `records` pointing at an object is an error, never an empty listing.
+        assert!(decode((0, 1), &[], r#"{"data":{"id":1}}"#).is_none());
     }
 }
