@@ -19,8 +19,10 @@ const TARGETS: &[(&str, Entry)] = &[
     ("link_header", dovetail_http::fuzz_entry::link_header),
     ("rate_limit_headers", dovetail_http::fuzz_entry::rate_limit_headers),
     ("rest_position", dovetail_rest::fuzz_entry::position),
+    ("rest_page", dovetail_rest::fuzz_entry::page),
     ("github_position", dovetail_github::fuzz_entry::position),
     ("github_page", dovetail_github::fuzz_entry::page),
+    ("config", dovetail_runner::fuzz_entry::config),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -12,7 +12,8 @@
 //!    must write 0 records. Then `dovetail demo --json` (fake vendor with faults and a killed
 //!    run, REST → SQLite) twice on the same copy, judged by its counts
 //!    ([`check_demo_counts`]): sink rows + dead-lettered keys = vendor records, no duplicate
-//!    key, every configured fault's counter ≥ 1 on the first, 0 written on the second.
+//!    key, every configured fault's counter ≥ 1 on the first (the sink-down one: its outbox
+//!    all delivered), 0 written on the second.
 //!
 //! All steps share the debug profile and one target dir.
 
@@ -58,7 +59,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "demo",
-        what: "dovetail run on a copy of examples/, twice (the rerun writes 0); dovetail demo --json twice (sink rows + dead-lettered keys = vendor records, no duplicate key, every fault's counter ≥ 1, the rerun writes 0); the pipeline_in_code example",
+        what: "dovetail run on a copy of examples/, twice (the rerun writes 0); dovetail demo --json twice (sink rows + dead-lettered keys = vendor records, no duplicate key, every fault's counter ≥ 1, the outbox drained, the rerun writes 0); the pipeline_in_code example",
         run: demo,
     },
 ];
@@ -309,6 +310,17 @@ pub fn check_demo_counts(stdout: &str, first: bool) -> Result<()> {
         if !unseen.is_empty() {
             bail!("configured faults that did not happen (counter 0): {}", unseen.join(", "));
         }
+        // The sink was down partway: what waited in the outbox was all delivered.
+        if faults.contains_key("sink_down")
+            && (n("/outbox/pending")? != 0 || n("/outbox/delivered")? != n("/outbox/queued")?)
+        {
+            bail!(
+                "the outbox queued {} records while the sink was down, delivered {} and still holds {}",
+                n("/outbox/queued")?,
+                n("/outbox/delivered")?,
+                n("/outbox/pending")?
+            );
+        }
         if !faults.contains_key("crash") {
             bail!("the first run staged no crash (faults: {})", faults.keys().cloned().collect::<Vec<_>>().join(", "));
         }
@@ -477,6 +489,12 @@ echo "customers     3       $n          0"
         );
         let unseen = first.replace(r#""error_503":4"#, r#""error_503":0"#);
         assert!(check_demo_counts(&unseen, true).unwrap_err().to_string().contains("(counter 0): error_503"));
+        let drained = first
+            .replace(r#""crash":1,"#, r#""crash":1,"sink_down":300,"#)
+            .replace(r#""written":2100"#, r#""written":2100,"outbox":{"queued":300,"delivered":300,"pending":0}"#);
+        check_demo_counts(&drained, true).unwrap();
+        let stuck = drained.replace(r#""delivered":300,"pending":0"#, r#""delivered":200,"pending":100"#);
+        assert!(check_demo_counts(&stuck, true).unwrap_err().to_string().contains("delivered 200 and still holds 100"));
         let no_crash = first.replace(r#""crash":1,"#, "");
         assert!(check_demo_counts(&no_crash, true).unwrap_err().to_string().contains("staged no crash"));
         // The second run: counts still add up, nothing written; fault counters are not asked for.

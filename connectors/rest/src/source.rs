@@ -27,15 +27,15 @@ use crate::config::{Pagination, RestSourceConfig, RestStreamConfig};
 /// A JSON REST API as a dovetail source, configured entirely in TOML (`kind = "rest"`).
 #[derive(Debug, Clone)]
 pub struct RestSource {
-    client: HttpClient,
-    streams: Arc<Vec<StreamDef>>,
+    pub(crate) client: HttpClient,
+    pub(crate) streams: Arc<Vec<StreamDef>>,
     api_version: Option<String>,
     /// Per stream, how far its listing goes as its last page said (for progress bars).
     extents: Arc<std::sync::Mutex<std::collections::HashMap<String, Extent>>>,
 }
 
 #[derive(Debug)]
-struct StreamDef {
+pub(crate) struct StreamDef {
     cfg: RestStreamConfig,
     spec: StreamSpec,
     style: Option<PageStyle>,
@@ -44,6 +44,10 @@ struct StreamDef {
     /// Parent fields the path and the copied fields need.
     parent_fields: Vec<String>,
 }
+
+/// What one page of a listing yields: its records, the rejects of a page stepped over, and
+/// the listing's next state (`None`: ended).
+type PageOut = (Vec<Record>, Vec<Reject>, Option<PageState>);
 
 /// Where a child stream is.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -61,7 +65,7 @@ pub(crate) struct ChildPosition {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StreamPosition {
-    page: PageState,
+    pub(crate) page: PageState,
 }
 
 impl SourceConnector for RestSource {
@@ -226,7 +230,7 @@ impl RestSource {
     }
 
     /// The first request of a listing, with the stream's query and the incremental bound.
-    fn template(
+    pub(crate) fn template(
         &self,
         def: &StreamDef,
         parent: Option<&Map<String, Value>>,
@@ -273,7 +277,7 @@ impl RestSource {
         Ok(req)
     }
 
-    fn paginator(&self, def: &StreamDef, template: Request, state: PageState) -> Paginator {
+    pub(crate) fn paginator(&self, def: &StreamDef, template: Request, state: PageState) -> Paginator {
         let style = def.style.clone().unwrap_or(PageStyle::LinkHeader);
         let mut p = self.client.paginate_from(template, style, state);
         if let Some(ptr) = def.cfg.records.as_deref().filter(|p| !p.is_empty()) {
@@ -302,7 +306,7 @@ impl RestSource {
         template: Request,
         state: PageState,
         parent: Option<&Map<String, Value>>,
-    ) -> Result<(Vec<Record>, Vec<Reject>, Option<PageState>), Error> {
+    ) -> Result<PageOut, Error> {
         let mut p = self.paginator(def, template, state);
         let offset = p.state().map(|s| s.received).unwrap_or(0);
         let url = p.next_url().unwrap_or_default();
@@ -345,9 +349,24 @@ impl RestSource {
             }
             Err(e) => return Err(e),
         };
+        self.page_records(def, &p, page, offset, parent, &url)
+    }
+
+    /// What a decoded page of `def`'s listing yields: its records (each with the fields
+    /// copied from its parent and its place in the listing) and the listing's next state
+    /// (`None`: ended); a body where `records` finds no array is a Data error.
+    pub(crate) fn page_records(
+        &self,
+        def: &StreamDef,
+        p: &Paginator,
+        page: Option<dovetail_http::paginate::Page>,
+        offset: u64,
+        parent: Option<&Map<String, Value>>,
+        url: &str,
+    ) -> Result<PageOut, Error> {
         let Some(page) = page else {
             if let Some(what) = p.missed_items() {
-                return Err(records_missed(def, what, &url));
+                return Err(records_missed(def, what, url));
             }
             return Ok((vec![], vec![], None));
         };

@@ -241,7 +241,26 @@ impl Paginator {
         if let Some(h) = at {
             self.refuse_seen(h)?;
         }
-        let (response, mut body) = self.client.send_decode(req, |r| Ok((r.clone(), r.json::<Value>()?))).await?;
+        let (response, body) = self.client.send_decode(req, |r| Ok((r.clone(), r.json::<Value>()?))).await?;
+        self.received(response, body, at)
+    }
+
+    /// The page in `response`, taken as [`Paginator::next_page`] takes a page it fetched but
+    /// with nothing sent: the body decoded, its items taken out, the listing advanced (or
+    /// ended). The page decoder alone, for bodies that never crossed a wire (fuzzing).
+    pub fn take(&mut self, response: Response) -> Result<Option<Page>, Error> {
+        let numbered = matches!(self.style, PageStyle::PageNumber { .. } | PageStyle::Offset { .. });
+        let at = if numbered { None } else { Some(self.url_hash(&response.url)) };
+        if let Some(h) = at {
+            self.refuse_seen(h)?;
+        }
+        let body = response.json::<Value>()?;
+        self.received(response, body, at)
+    }
+
+    /// A fetched page's response and decoded body: its items, and where the next page is.
+    /// `at`: the hash of the page's URL, `None` for numbered pages (known by their records).
+    fn received(&mut self, response: Response, mut body: Value, at: Option<u64>) -> Result<Option<Page>, Error> {
         if let Some(p) = &self.items_pointer {
             self.missed = items_missed(&body, p);
         }

@@ -326,7 +326,7 @@ pub fn load_each(path: &Path) -> Result<Checked, Error> {
     Ok(Checked { project: Project { doc, state_path, pipelines, literal_secrets }, failed })
 }
 
-fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>), Error> {
+pub(crate) fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>), Error> {
     load_root(doc, parse(doc)?, env)
 }
 

@@ -1,31 +1,14 @@
 //! `dovetail`: the command-line tool. Parses the command line, sets up logging and hands
 //! over to one module per verb; errors print with their full chain and pick the exit code.
-
-mod alerts;
-mod alloc;
-mod build;
-mod cli;
-mod commands;
-mod config;
-mod diag;
-mod interpolate;
-mod logbuf;
-mod metrics;
-mod output;
-mod own_files;
-mod progress;
-mod registry;
-mod retention;
-mod schedule;
-mod stores;
-mod story;
+//! The verbs live in the `dovetail_runner` library (`lib.rs`).
 
 use std::io::IsTerminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, LogFormat};
+use dovetail_runner::cli::{Cli, Command, LogFormat};
+use dovetail_runner::{alloc, commands, output, progress};
 
 // See `alloc.rs`.
 #[global_allocator]

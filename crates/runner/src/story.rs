@@ -48,6 +48,13 @@ pub fn story(
         out.push_str(&http(h, demo));
     }
     out.push_str(&drift(r));
+    let (queued, drained) = (r.total(|s| s.outbox_queued), r.total(|s| s.outbox_delivered));
+    if queued + drained > 0 {
+        out.push_str(&format!(
+            "  - Outbox (the sink was down): {queued} records queued this run, {drained} delivered from it before anything new was read, {} still waiting.\n",
+            r.total(|s| s.outbox_pending)
+        ));
+    }
     let new_dead: Vec<_> = dead.iter().filter(|d| d.created_at.as_str() >= r.started_at.as_str()).collect();
     if new_dead.is_empty() {
         out.push_str("  - Dead letters: none this run.\n");

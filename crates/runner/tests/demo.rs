@@ -21,7 +21,7 @@ fn n(v: &Value, pointer: &str) -> u64 {
 }
 
 #[test]
-fn the_demo_accounts_for_every_record_through_a_crash_and_a_rerun() {
+fn the_demo_accounts_for_every_record_through_a_crash_a_sink_outage_and_a_rerun() {
     let tmp = tempfile::tempdir().unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let dir = tmp.path().join("examples");
@@ -41,7 +41,7 @@ fn the_demo_accounts_for_every_record_through_a_crash_and_a_rerun() {
     assert!(n(&first, "/crash/at_records_served") >= 300);
     assert!(n(&first, "/written") < 900, "the killed run had committed some: {first:#}");
     let faults = first["faults"].as_object().unwrap();
-    for fault in ["crash", "malformed_page", "error_503", "dropped_connections", "rate_limit", "nulls"] {
+    for fault in ["crash", "malformed_page", "sink_down", "error_503", "dropped_connections", "rate_limit", "nulls"] {
         assert!(faults.get(fault).and_then(Value::as_u64).unwrap_or(0) >= 1, "{fault}: {faults:?}");
     }
     // Record 2200 is past the 900 served: no drift is configured to show.
@@ -50,6 +50,12 @@ fn the_demo_accounts_for_every_record_through_a_crash_and_a_rerun() {
     assert_eq!(n(&first, "/faults/dropped_connections"), n(&first, "/vendor/dropped"));
     assert_eq!(n(&first, "/vendor/malformed_pages"), 1, "the malformed page is answered so once");
     assert_eq!(first["exit_code"], 0, "the run after the malformed page succeeded");
+    // The sink was locked partway through a run: what it could not take waited in the
+    // outbox, and the next run delivered all of it.
+    assert!(n(&first, "/outbox/queued") >= 1, "{:#}", first["outbox"]);
+    assert_eq!(n(&first, "/outbox/delivered"), n(&first, "/outbox/queued"), "{:#}", first["outbox"]);
+    assert_eq!(n(&first, "/outbox/pending"), 0, "{:#}", first["outbox"]);
+    assert_eq!(n(&first, "/faults/sink_down"), n(&first, "/outbox/delivered"));
 
     let second = demo_json(tmp.path(), &config);
     assert_eq!(n(&second, "/written"), 0, "{second:#}");
@@ -57,4 +63,6 @@ fn the_demo_accounts_for_every_record_through_a_crash_and_a_rerun() {
     assert_eq!(n(&second, "/duplicate_keys"), 0);
     assert_eq!(second["crash"]["killed"], false, "only a first run is crashed");
     assert!(!second["faults"].as_object().unwrap().contains_key("malformed_page"));
+    assert!(!second["faults"].as_object().unwrap().contains_key("sink_down"));
+    assert_eq!(n(&second, "/outbox/queued"), 0, "{:#}", second["outbox"]);
 }

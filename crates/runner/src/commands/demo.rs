@@ -4,12 +4,16 @@
 //!
 //! On a first run (no run in the state yet) the pipelines first run in a child `dovetail run`
 //! that the demo kills (SIGKILL) once the sink holds a third of the vendor's records; the demo
-//! then resumes in-process from the child's last checkpoint. The closing story and `--json`
+//! then resumes in-process from the child's last checkpoint, meets a page of malformed JSON
+//! answered 200, and on the run after it finds its SQLite sink locked by another writer
+//! partway (the records wait in the outbox, and the next run delivers them first). The closing story and `--json`
 //! are built from the run report, the vendor's own counters and the sink's rows: nothing is
 //! claimed that the counters do not show.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dovetail_core::{DriftClass, RunOptions, RunOutcome, RunReport};
@@ -51,6 +55,8 @@ struct DemoJson {
     written: u64,
     /// Whether the child run was killed mid-run, and whether the next run resumed it.
     crash: Crash,
+    /// The outbox over this demo's in-process runs: what waited while the sink was down.
+    outbox: Outbox,
     /// Each fault the demo configured, with the counter that shows it happened.
     faults: BTreeMap<&'static str, u64>,
     /// The vendor's counters.
@@ -70,6 +76,17 @@ struct Crash {
     at_records_served: u64,
     /// The run after it resumed from a checkpoint.
     resumed: bool,
+}
+
+/// The outbox over the demo's in-process runs, from their reports.
+#[derive(Debug, Default, Serialize)]
+struct Outbox {
+    /// Records queued in the outbox because the sink was down.
+    queued: u64,
+    /// Records delivered from the outbox once it was back.
+    delivered: u64,
+    /// Records still waiting after the last run.
+    pending: u64,
 }
 
 /// Run the demo; the exit code is the run's.
@@ -115,6 +132,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let stream_names: Vec<&str> = stream_names.iter().map(String::as_str).collect();
     let mut crash = Crash::default();
     let mut staged_malformed = None;
+    let mut outbox = Outbox::default();
     if before == 0 {
         let log = state_dir.join("demo-crashed-run.log");
         let plan = (records, sinks.as_slice(), stream_names.as_slice());
@@ -137,17 +155,36 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let mut code = 0;
     let mut last = None;
     let mut written = 0;
+    // Every in-process run's report: a fault shows in whichever run met it.
+    let mut runs = Vec::new();
     for spec in &project.pipelines {
         let mut again = staged_malformed.is_some();
+        // A run after the crash finds the sink locked partway.
+        let mut sink_down = crash.killed;
         let report = loop {
             let pipeline = spec.build(state.clone())?;
             let progress = if args.json { None } else { crate::progress::for_run(Some(pipeline.source())) };
             let opts = RunOptions { cancel: cancel.clone(), progress, ..Default::default() };
             let malformed_before = vendor.stats().malformed_pages;
-            let report = pipeline.run(opts).await?;
+            let lock = sink_down.then(|| SinkLock::midway(&sinks, &stream_names));
+            let report = pipeline.run(opts).await;
+            let locked = lock.is_some_and(SinkLock::release);
+            sink_down &= !locked;
+            let report = report?;
             crash.resumed |= report.streams.values().any(|s| s.resumed);
             written += report.total(|s| s.written);
+            outbox.queued += report.total(|s| s.outbox_queued);
+            outbox.delivered += report.total(|s| s.outbox_delivered);
+            outbox.pending = report.total(|s| s.outbox_pending);
             say(&output::run_summary(&report, "pipeline"))?;
+            runs.push(report.clone());
+            if locked && report.total(|s| s.outbox_pending) > 0 {
+                say(&format!(
+                    "\nAnother writer held the sink's database locked past its busy timeout: from then on the run queued {} in the outbox (in the state database, each batch with its checkpoint) and the stream paused. Running again, as a schedule would: the outbox is delivered first.\n\n",
+                    output::count(report.total(|s| s.outbox_queued), "record", "records")
+                ))?;
+                continue;
+            }
             if again && report.outcome != RunOutcome::Succeeded && vendor.stats().malformed_pages > malformed_before {
                 again = false;
                 say(
@@ -178,8 +215,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         duplicate_keys,
         dead_lettered_keys: dead_keys.len() as u64,
         written,
-        faults: fault_counters(&faults, rate.is_some(), &report, &stats, (&crash, staged_malformed), records),
+        faults: fault_counters(&faults, rate.is_some(), &runs, &stats, (&crash, staged_malformed, &outbox), records),
         crash,
+        outbox,
         vendor: stats,
         exit_code: code,
         report,
@@ -226,6 +264,54 @@ async fn crash_run(
     }
 }
 
+/// Another writer holding the demo's SQLite sink locked (an open write transaction), from
+/// the moment the sink gains a row until the run ends: the sink's writes then fail busy after
+/// its busy timeout, an outage, and the run queues the rest of its records in the outbox.
+struct SinkLock {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl SinkLock {
+    /// Starts watching the first sink; it is locked once it holds more rows than now.
+    fn midway(sinks: &[PathBuf], streams: &[&str]) -> SinkLock {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sinks, streams): (Vec<PathBuf>, Vec<String>) =
+            (sinks.to_vec(), streams.iter().map(|s| (*s).to_owned()).collect());
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let streams: Vec<&str> = streams.iter().map(String::as_str).collect();
+            let rows = || sink_counts(&sinks, &streams).map(|(rows, _)| rows).unwrap_or(0);
+            let start = rows();
+            while rows() <= start {
+                if flag.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let Some(path) = sinks.first() else { return false };
+            let Ok(conn) = rusqlite::Connection::open(path) else { return false };
+            // Waits for the sink's own transaction to end, then holds the write lock.
+            if conn.busy_timeout(Duration::from_secs(30)).and_then(|()| conn.execute_batch("BEGIN EXCLUSIVE")).is_err()
+            {
+                return false;
+            }
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = conn.execute_batch("ROLLBACK");
+            true
+        });
+        SinkLock { stop, thread }
+    }
+
+    /// Lets go of the sink; whether it was locked.
+    fn release(self) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(false)
+    }
+}
+
 /// Rows in the streams' tables of every SQLite sink, and keys (the tables' primary keys)
 /// held by more than one row.
 fn sink_counts(sinks: &[PathBuf], streams: &[&str]) -> anyhow::Result<(u64, u64)> {
@@ -255,22 +341,27 @@ fn sink_counts(sinks: &[PathBuf], streams: &[&str]) -> anyhow::Result<(u64, u64)
 }
 
 /// Each fault the demo configured, with the counter that shows it happened: the vendor's own
-/// where it keeps one, the run report's for what the records carried.
+/// where it keeps one, the in-process runs' reports for what the records carried.
 fn fault_counters(
     f: &dovetail_fake_vendor::Faults,
     rate_limited: bool,
-    r: &RunReport,
+    runs: &[RunReport],
     v: &Stats,
-    (crash, malformed): (&Crash, Option<u64>),
+    (crash, malformed, outbox): (&Crash, Option<u64>, &Outbox),
     records: u64,
 ) -> BTreeMap<&'static str, u64> {
     let mut out = BTreeMap::new();
     let drift = |class: DriftClass| -> u64 {
-        r.streams.values().flat_map(|s| &s.drift).filter(|d| d.change == class).map(|d| d.count).sum()
+        runs.iter()
+            .flat_map(|r| r.streams.values())
+            .flat_map(|s| &s.drift)
+            .filter(|d| d.change == class)
+            .map(|d| d.count)
+            .sum()
     };
     if rate_limited {
         // 429s refused, plus the seconds (rounded up) dovetail held back for the budget.
-        let waited: u64 = r.http.values().map(|h| h.rate_limit_wait_ms.div_ceil(1000)).sum();
+        let waited: u64 = runs.iter().flat_map(|r| r.http.values()).map(|h| h.rate_limit_wait_ms.div_ceil(1000)).sum();
         out.insert("rate_limit", v.rate_limited + waited);
     }
     if f.error_503_ratio > 0.0 || f.error_503_every > 0 {
@@ -288,8 +379,8 @@ fn fault_counters(
     if f.drift_after.is_some_and(|k| k < records) {
         out.insert(
             "drift",
-            r.streams
-                .values()
+            runs.iter()
+                .flat_map(|r| r.streams.values())
                 .flat_map(|s| &s.drift)
                 .filter(|d| d.change != DriftClass::NullValue)
                 .map(|d| d.count)
@@ -301,6 +392,10 @@ fn fault_counters(
     }
     if malformed.is_some() {
         out.insert("malformed_page", v.malformed_pages);
+    }
+    // Staged with the crash: records that waited in the outbox and were delivered.
+    if crash.killed {
+        out.insert("sink_down", outbox.delivered);
     }
     out
 }
@@ -391,7 +486,7 @@ fn fault_words(f: &dovetail_fake_vendor::Faults, rate: Option<(f64, u32)>, auth:
     }
     if crash {
         w.push(
-            "a crash: the first run is killed midway, and after it a page of malformed JSON answered 200, once".into(),
+            "a crash: the first run is killed midway, after it a page of malformed JSON answered 200, once, and then the sink locked by another writer for part of a run".into(),
         );
     }
     w.join(", ")
@@ -416,7 +511,7 @@ mod tests {
         let words = fault_words(&dovetail_fake_vendor::Faults::default(), Some((10.0, 5)), &oauth, true);
         assert_eq!(
             words,
-            "a rate limit of 10 requests/s (burst 5) that dovetail is not told about, access tokens that expire every 60 s, a crash: the first run is killed midway, and after it a page of malformed JSON answered 200, once"
+            "a rate limit of 10 requests/s (burst 5) that dovetail is not told about, access tokens that expire every 60 s, a crash: the first run is killed midway, after it a page of malformed JSON answered 200, once, and then the sink locked by another writer for part of a run"
         );
     }
 }
