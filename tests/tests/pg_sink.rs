@@ -156,3 +156,98 @@ fn postgresql_down_exits_7_and_a_wrong_password_exits_4_without_showing_it() {
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     assert!(!show(&out).contains(wrong) && !show(&out).contains(db.password()), "{}", show(&out));
 }
+
+/// Run `sql` (several statements) on the test database.
+fn execute(db: &pg::TestDb, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    })
+}
+
+#[test]
+fn an_existing_table_with_incompatible_types_gets_column_type_drift_and_keeps_the_good_rows() {
+    let Some(db) = pg::database("pg_sink_types") else { return };
+    execute(&db, "CREATE SCHEMA wh; CREATE TABLE wh.events (id bigint PRIMARY KEY, amount bigint, addr inet)");
+    let records = [json!({"id": 1, "amount": 5}), json!({"id": 2, "amount": "five"}), json!({"id": 3, "amount": 7})];
+    let s = setup(&url_from_env(&db), &records, "");
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(3), "{report}");
+    let amounts: Vec<Value> = rows(&db, "events").iter().map(|r| r["amount"].clone()).collect();
+    assert_eq!(amounts, vec![json!(5), Value::Null, json!(7)], "the misfit written as NULL, the rest as they came");
+    let out = s.cmd(&["drift", "--json"]).output().unwrap();
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    let text = events.to_string();
+    assert!(text.contains("\"/amount\"") && text.contains("column_type"), "{text}");
+    assert!(text.contains("integer (bigint)") && text.contains("wh.events"), "names what the column takes: {text}");
+}
+
+#[test]
+fn a_full_refresh_deletes_the_rows_gone_from_the_source_hard_or_soft() {
+    for (mode, name) in [("delete", "pg_sink_delete"), ("soft_delete", "pg_sink_soft")] {
+        let Some(db) = pg::database(name) else { return };
+        let all = [json!({"id": 1, "v": "a"}), json!({"id": 2, "v": "b"}), json!({"id": 3, "v": "c"})];
+        let s = setup(&url_from_env(&db), &all, "");
+        let mut config = std::fs::read_to_string(s.path("dovetail.toml")).unwrap();
+        config.push_str(&format!(
+            "\n[pipelines.events.streams.events]\nsync_mode = \"full_refresh\"\ndelete = \"{mode}\"\n"
+        ));
+        s.write("dovetail.toml", &config);
+        run(&s, &db);
+        s.write("events.jsonl", &format!("{}\n{}\n", all[0], all[2]));
+        let report = run(&s, &db);
+        assert_eq!(report["streams"]["events"]["written"], json!(0), "{report}");
+        let got = rows(&db, "events");
+        match mode {
+            "delete" => assert_eq!(got.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(), vec![json!(1), json!(3)]),
+            _ => {
+                let deleted: Vec<bool> = got.iter().map(|r| !r["_deleted_at"].is_null()).collect();
+                assert_eq!(deleted, vec![false, true, false], "{got:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn check_verifies_privileges_and_creates_nothing() {
+    let Some(db) = pg::database("pg_sink_check") else { return };
+    let s = setup(&url_from_env(&db), &[json!({"id": 1})], "");
+    let out = s.cmd(&["check"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(query(&db, "SELECT count(*)::text FROM pg_namespace WHERE nspname = 'wh'"), vec!["0"], "no schema made");
+
+    let role = format!("weak_{}", db.name());
+    execute(&db, &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'weak-pw'"));
+    let weak = format!("postgres://{role}:weak-pw@{}:{}/{}", db.host(), db.port(), db.name());
+    let s = setup(&weak, &[json!({"id": 1})], "");
+    let out = s.cmd(&["check"]).output().unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains(&format!("user `{role}` may not create it")) && !text.contains("weak-pw"), "{text}");
+}
+
+#[test]
+fn a_kill_after_the_sink_commit_never_writes_that_batch_again() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(db) = pg::database("pg_sink_killed") else { return };
+    let records: Vec<Value> = (0..1000).map(|i| json!({"id": i, "v": i * 3})).collect();
+    let s = setup(&url_from_env(&db), &records, "");
+    let out = s
+        .cmd(&["run"])
+        .env(PASSWORD_ENV, db.password())
+        .env("DOVETAIL_FAILPOINT", "after_sink_commit:4")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "the failpoint aborts the run\n{}", show(&out));
+    assert_eq!(query(&db, "SELECT count(*)::text FROM wh.events"), vec!["400"], "4 batches in the table");
+    let report = run(&s, &db);
+    assert_eq!(
+        report["streams"]["events"]["written"],
+        json!(600),
+        "the rerun starts after the 4 batches the sink committed, whatever the state got: {report}"
+    );
+    let exact = query(&db, "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(v) FROM wh.events");
+    assert_eq!(exact, vec![format!("1000 1000 {}", 3 * 999 * 1000 / 2)]);
+}

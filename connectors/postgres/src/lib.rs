@@ -16,6 +16,10 @@
 //!   a prefix and a hash, the field of each column kept in [`NOTES_TABLE`]; a record that
 //!   would need more than 1,600 columns, or holds a NUL character (unless `nul = "strip"`)
 //!   is dead-lettered naming why.
+//! - **One commit for rows and position.** The batch's checkpoint goes into
+//!   [`OFFSETS_TABLE`] in the same transaction; after a crash between that commit and the
+//!   state's, [`Sink::committed_position`](dovetail_core::Sink::committed_position) hands it
+//!   back and the batch is not written again.
 //! - **Lost tables.** A table's comment holds a creation marker: a table dropped or made
 //!   again makes the engine write the stream again.
 //!
@@ -33,6 +37,7 @@ mod check;
 mod config;
 mod error;
 mod ident;
+mod offsets;
 mod sink;
 mod table;
 mod types;
@@ -40,6 +45,7 @@ mod write;
 
 pub use config::{NulPolicy, PostgresSinkConfig};
 pub use ident::SYNCED_AT;
+pub use offsets::OFFSETS_TABLE;
 pub use sink::PostgresSink;
 pub use table::NOTES_TABLE;
 

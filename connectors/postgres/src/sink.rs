@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use dovetail_core::Checkpoint;
 use dovetail_core::{
     Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkRecall, SinkStream, WriteReport,
 };
@@ -33,11 +34,19 @@ pub struct PostgresSink {
     pool: Pool,
     /// The schema and notes table exist (made once per sink).
     setup: Arc<OnceCell<()>>,
-    /// What the sink knows of each stream's table, by stream.
-    tables: Arc<AsyncMutex<HashMap<String, Table>>>,
+    /// What the sink knows of each stream's table: a lock per stream, so streams write
+    /// concurrently on connections of their own.
+    tables: Arc<Mutex<HashMap<String, Tables>>>,
     /// Each stream's table marker, once its table has one.
     markers: Arc<Mutex<HashMap<String, String>>>,
+    /// Each stream's offsets epoch (`crate::offsets`), part of its mark.
+    epochs: Arc<Mutex<HashMap<String, i64>>>,
+    /// Checkpoints committed past the state's, found by `recall`, for `committed_position`.
+    ahead: Arc<Mutex<HashMap<String, Checkpoint>>>,
 }
+
+/// One stream's known table (keyed by stream, as `write::resolve` takes it).
+type Tables = Arc<AsyncMutex<HashMap<String, Table>>>;
 
 impl std::fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +79,8 @@ impl PostgresSink {
             setup: Arc::default(),
             tables: Arc::default(),
             markers: Arc::default(),
+            epochs: Arc::default(),
+            ahead: Arc::default(),
         })
     }
 
@@ -105,6 +116,11 @@ impl PostgresSink {
             other => Error::internal(format!("postgres sink: no connection to PostgreSQL at {at}")).with_source(other),
         };
         e.in_connector(crate::KIND)
+    }
+
+    fn tables(&self, stream: &str) -> Tables {
+        let mut all = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(stream.to_owned()).or_default().clone()
     }
 
     fn target<'a>(&'a self, stream: &'a SinkStream) -> Target<'a> {
@@ -143,7 +159,8 @@ impl Sink for PostgresSink {
 
     async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
         let c = self.conn().await?;
-        let mut tables = self.tables.lock().await;
+        let tables = self.tables(&stream.name);
+        let mut tables = tables.lock().await;
         write::resolve(&**c, &mut tables, &self.target(stream), true)
             .await
             .map(|_| ())
@@ -152,24 +169,48 @@ impl Sink for PostgresSink {
 
     async fn recall(&self, stream: &SinkStream, remembered: Option<&str>, _cx: &Cx) -> Result<SinkRecall, Error> {
         let c = self.pool.get().await.map_err(|e| self.pool_err(e))?;
-        let table = self.table_name(&stream.name);
-        let found =
-            crate::table::marker(&**c, &self.config.schema, &table).await.map_err(|e| in_stream(e, &stream.name))?;
+        let (schema, table) = (&self.config.schema, self.table_name(&stream.name));
+        let in_s = |e| in_stream(e, &stream.name);
+        let found = crate::table::marker(&**c, schema, &table).await.map_err(in_s)?;
         self.remember_marker(&stream.name, &found);
-        let shown = format!("{}.{table}", self.config.schema);
-        Ok(match (found, remembered) {
+        let stored = crate::offsets::load(&**c, schema, &table).await.map_err(in_s)?;
+        let sink_epoch = stored.as_ref().map_or(0, |s| s.1);
+        self.epochs.lock().unwrap_or_else(PoisonError::into_inner).insert(stream.name.clone(), sink_epoch);
+        let shown = format!("{schema}.{table}");
+        let remembered = remembered.map(crate::offsets::parse_mark);
+        let recall = match (&found, remembered) {
             (None, _) => SinkRecall::Lost(format!("the sink's table `{shown}` is gone")),
             (Some(_), None) => SinkRecall::Unknown,
-            (Some(Some(m)), Some(r)) if m == r => SinkRecall::Intact,
-            (Some(m), Some(r)) => SinkRecall::Lost(format!(
+            (Some(Some(m)), Some((r, _))) if m == r => SinkRecall::Intact,
+            (Some(m), Some((r, _))) => SinkRecall::Lost(format!(
                 "the sink's table `{shown}` was rebuilt (marker {}, the ledger remembers {r})",
                 m.as_deref().unwrap_or("none")
             )),
-        })
+        };
+        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        ahead.remove(&stream.name);
+        if let (SinkRecall::Intact, Some((_, state_epoch)), Some((cp, epoch))) = (&recall, remembered, stored)
+            && epoch > state_epoch
+        {
+            tracing::info!(
+                table = shown.as_str(),
+                epoch,
+                state_epoch,
+                "the table holds batches the state never committed"
+            );
+            ahead.insert(stream.name.clone(), cp);
+        }
+        Ok(recall)
+    }
+
+    async fn committed_position(&self, stream: &SinkStream, _cx: &Cx) -> Result<Option<Checkpoint>, Error> {
+        Ok(self.ahead.lock().unwrap_or_else(PoisonError::into_inner).remove(&stream.name))
     }
 
     fn mark(&self, stream: &str) -> Option<String> {
-        self.markers.lock().unwrap_or_else(PoisonError::into_inner).get(stream).cloned()
+        let marker = self.markers.lock().unwrap_or_else(PoisonError::into_inner).get(stream).cloned()?;
+        let epoch = self.epochs.lock().unwrap_or_else(PoisonError::into_inner).get(stream).copied().unwrap_or(0);
+        Some(crate::offsets::mark(&marker, epoch))
     }
 
     async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
@@ -180,8 +221,13 @@ impl Sink for PostgresSink {
         let client: &mut tokio_postgres::Client = &mut c;
         let tx = client.transaction().await.map_err(|e| in_stream(PgErr::new(&what).err(e), &name))?;
         let report = {
-            let mut tables = self.tables.lock().await;
+            let tables = self.tables(&name);
+            let mut tables = tables.lock().await;
             write::write_batch(&tx, &mut tables, &t, &batch).await.map_err(|e| in_stream(e, &name))?
+        };
+        let epoch = match &batch.checkpoint {
+            Some(cp) => Some(crate::offsets::save(&tx, t.schema, &t.table, cp).await.map_err(|e| in_stream(e, &name))?),
+            None => None,
         };
         // The table may be new: its marker goes with this batch's commit.
         let known = self.markers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&name);
@@ -192,6 +238,9 @@ impl Sink for PostgresSink {
         tx.commit().await.map_err(|e| in_stream(PgErr::new(&what).err(e), &name))?;
         if let Some(found) = found {
             self.remember_marker(&name, &found);
+        }
+        if let Some(epoch) = epoch {
+            self.epochs.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), epoch);
         }
         tracing::debug!(
             stream = name.as_str(),
@@ -208,7 +257,8 @@ impl Sink for PostgresSink {
             return Ok(0);
         }
         let c = self.conn().await.map_err(|e| in_stream(e, &stream.name))?;
-        let mut tables = self.tables.lock().await;
+        let tables = self.tables(&stream.name);
+        let mut tables = tables.lock().await;
         match write::resolve(&**c, &mut tables, &self.target(stream), false)
             .await
             .map_err(|e| in_stream(e, &stream.name))?

@@ -188,6 +188,7 @@ impl Table {
             literal(&format!("{MARKER_TAG}{}", new_marker()))
         );
         c.batch_execute(&sql).await.map_err(|e| PgErr::new(&format!("creating table `{shown}`")).err(e))?;
+        crate::offsets::forget(c, schema, name).await?;
         let table = Table::assemble(schema, name, columns, &stream.key_columns)?;
         note(c, &table, table.columns.iter().filter(|c| c.role == Role::Data)).await?;
         tracing::info!(table = shown.as_str(), columns = table.columns.len(), "created table");
@@ -300,9 +301,11 @@ pub(crate) async fn setup(c: &mut tokio_postgres::Client, schema: &str) -> Resul
         "SELECT pg_advisory_xact_lock(hashtext('dovetail postgres sink setup')); \
          CREATE SCHEMA IF NOT EXISTS {}; \
          CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, column_name text NOT NULL, field text NOT NULL, \
-         PRIMARY KEY (table_name, column_name))",
+         PRIMARY KEY (table_name, column_name)); \
+         CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, checkpoint text NOT NULL, epoch bigint NOT NULL)",
         quote(schema),
-        qualified(schema, NOTES_TABLE)
+        qualified(schema, NOTES_TABLE),
+        qualified(schema, crate::offsets::OFFSETS_TABLE)
     );
     tx.batch_execute(&sql).await.map_err(|e| PgErr::new(&what).err(e))?;
     tx.commit().await.map_err(|e| PgErr::new(&what).err(e))
