@@ -251,3 +251,17 @@ fn a_kill_after_the_sink_commit_never_writes_that_batch_again() {
     let exact = query(&db, "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(v) FROM wh.events");
     assert_eq!(exact, vec![format!("1000 1000 {}", 3 * 999 * 1000 / 2)]);
 }
+
+#[test]
+fn a_dropped_table_is_written_again_on_the_next_run() {
+    let Some(db) = pg::database("pg_sink_lost") else { return };
+    let records: Vec<Value> = (0..5).map(|i| json!({"id": i})).collect();
+    let s = setup(&url_from_env(&db), &records, "");
+    assert_eq!(run(&s, &db)["streams"]["events"]["written"], json!(5));
+    execute(&db, "DROP TABLE wh.events");
+    let out = s.cmd(&["run", "--json"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    assert_eq!(report["streams"]["events"]["written"], json!(5), "{report}");
+    assert!(show(&out).contains("the sink's table `wh.events` is gone"), "{}", show(&out));
+    assert_eq!(rows(&db, "events").len(), 5);
+}
