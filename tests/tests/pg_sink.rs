@@ -149,6 +149,14 @@ fn postgresql_down_exits_7_and_a_wrong_password_exits_4_without_showing_it() {
     let out = s.cmd(&["run"]).env(PASSWORD_ENV, db.password()).output().unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", show(&out));
     assert!(show(&out).contains(&format!("127.0.0.1:{port}")) && !show(&out).contains(db.password()), "{}", show(&out));
+    // The stream's `on_unavailable` applies: `pause` marks it paused, still exiting 7.
+    let mut config = std::fs::read_to_string(s.path("dovetail.toml")).unwrap();
+    config.push_str("\n[pipelines.events.streams.events]\non_unavailable = \"pause\"\n");
+    s.write("dovetail.toml", &config);
+    let out = s.cmd(&["run", "--json"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    assert_eq!(report["outcome"], json!("paused"), "{report}");
 
     let s = setup(&url_from_env(&db), &records, "");
     let wrong = "not-the-Password-42";
@@ -226,6 +234,25 @@ fn check_verifies_privileges_and_creates_nothing() {
     assert!(!out.status.success(), "{}", show(&out));
     let text = show(&out);
     assert!(text.contains(&format!("user `{role}` may not create it")) && !text.contains("weak-pw"), "{text}");
+
+    execute(&db, &format!("CREATE SCHEMA wh; GRANT USAGE ON SCHEMA wh TO \"{role}\""));
+    let out = s.cmd(&["check"]).output().unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("may not create tables in schema `wh` (CREATE), and it holds none"), "{}", show(&out));
+    execute(
+        &db,
+        &format!(
+            "CREATE TABLE wh.events (id numeric PRIMARY KEY); \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON wh.events TO \"{role}\""
+        ),
+    );
+    let out = s.cmd(&["check"]).output().unwrap();
+    assert!(out.status.success(), "the existing table is writable: {}", show(&out));
+    assert_eq!(
+        query(&db, "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'wh'"),
+        vec!["1"],
+        "check made nothing"
+    );
 }
 
 #[test]
