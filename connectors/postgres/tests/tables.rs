@@ -1,7 +1,8 @@
 //! The postgres sink on its own (no engine), on the testkit's throwaway PostgreSQL: tables
 //! typed from the stream's schema, values read back exactly, a record that would pass the
 //! 1,600-column limit dead-lettered, a value that no longer fits its column as drift, and an
-//! existing table whose key differs refused naming table and keys.
+//! existing table whose key differs refused naming table and keys, and connections the
+//! server dropped replaced before the next batch.
 
 use std::sync::Arc;
 
@@ -132,4 +133,24 @@ async fn an_existing_table_with_another_key_is_refused_naming_table_and_keys() {
     let sink = PostgresSink::build(PostgresSinkConfig::new(db.url()), &BuildCx::default()).unwrap();
     let err = sink.open(&stream("keyed", None), &Cx::default()).await.unwrap_err().to_string();
     assert!(err.contains("table `public.keyed` has primary key (code) but stream `keyed` has key (id)"), "{err}");
+}
+
+#[tokio::test]
+async fn connections_the_server_dropped_are_replaced_before_the_next_batch() {
+    let Some(db) = pg::database("pg_sink_reconnect") else { return };
+    let sink = PostgresSink::build(PostgresSinkConfig::new(db.url()), &BuildCx::default()).unwrap();
+    let s = stream("again", None);
+    sink.write(batch(&s, &[r#"{"id": 1}"#]), &Cx::default()).await.unwrap();
+    // What a server restart does to the pool: every connection of the sink is gone.
+    let c = client(&db).await;
+    let killed = texts(
+        &c,
+        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+         WHERE application_name = 'dovetail' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert_ne!(killed, ["0"], "the sink had a connection to drop");
+    let report = sink.write(batch(&s, &[r#"{"id": 2}"#]), &Cx::default()).await.unwrap();
+    assert_eq!(report.written, 1);
+    assert_eq!(texts(&c, "SELECT string_agg(id::text, ',' ORDER BY id) FROM again").await, ["1,2"]);
 }
