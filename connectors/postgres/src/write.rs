@@ -84,15 +84,17 @@ fn schema_fields(schema: Option<&Value>) -> Option<BTreeMap<String, PgType>> {
     )
 }
 
-/// The type of a new column for `field`: the schema's, else what the batch holds.
-fn field_type(stream: &SinkStream, records: &[Record], field: &str) -> PgType {
+/// The type of a new column for `field`: the schema's, else what the batch's records hold
+/// (those not in `refused`).
+fn field_type(stream: &SinkStream, records: &[Record], refused: &HashMap<usize, String>, field: &str) -> PgType {
     if let Some(p) = stream.schema.as_ref().and_then(|s| s.get("properties")?.get(field)) {
         let types = dovetail_core::schema::property_types(stream.schema.as_ref().unwrap_or(&Value::Null), field);
         if !types.is_empty() {
             return PgType::of_schema(&types, p.get("format").and_then(Value::as_str));
         }
     }
-    PgType::of_values(records.iter().filter_map(|r| r.data.get(field)))
+    let admitted = records.iter().enumerate().filter(|(i, _)| !refused.contains_key(i));
+    PgType::of_values(admitted.filter_map(|(_, r)| r.data.get(field)))
 }
 
 /// Write a batch in one transaction; on error nothing of it stays and the cached table is
@@ -124,7 +126,12 @@ async fn write_in_tx(
     if resolve(tx, tables, t, false).await?.is_none() {
         // No schema: the key columns typed from the batch; the other fields come next as
         // added columns, like new fields of any batch.
-        let keys = t.stream.key_columns.iter().map(|k| (k.clone(), field_type(t.stream, records, k))).collect();
+        let keys = t
+            .stream
+            .key_columns
+            .iter()
+            .map(|k| (k.clone(), field_type(t.stream, records, &HashMap::new(), k)))
+            .collect();
         let created = Table::create(tx, t.schema, &t.table, t.stream, keys, t.soft_col).await?;
         tables.insert(t.stream.name.clone(), created);
     }
@@ -191,7 +198,7 @@ fn admit(table: &Table, t: &Target<'_>, records: &[Record]) -> (BTreeMap<String,
         }
     }
     for (field, ty) in new.iter_mut() {
-        *ty = field_type(t.stream, records, field);
+        *ty = field_type(t.stream, records, &refused, field);
     }
     (new, refused)
 }
