@@ -8,6 +8,7 @@
 //! | `number` with `format` `float` or `double` | `double precision` |
 //! | `boolean` | `boolean` |
 //! | `string` with `format: date-time` | `timestamptz` |
+//! | `string` with `format: date` / `uuid` | `date` / `uuid` |
 //! | `string` | `text` |
 //! | `object`, `array`, several types, or unknown | `jsonb` |
 //!
@@ -42,6 +43,8 @@ pub(crate) enum PgType {
     Jsonb,
     Json,
     Timestamptz,
+    Date,
+    Uuid,
     /// A type of an existing table the sink cannot write (`inet`, `bytea`...): left alone,
     /// and a record carrying a value for it is `column_type` drift.
     Other,
@@ -59,6 +62,8 @@ impl PgType {
             (["integer", "number"] | ["number"], _) => PgType::Numeric(None),
             (["boolean"], _) => PgType::Bool,
             (["string"], Some("date-time")) => PgType::Timestamptz,
+            (["string"], Some("date")) => PgType::Date,
+            (["string"], Some("uuid")) => PgType::Uuid,
             (["string"], _) => PgType::Text(None),
             _ => PgType::Jsonb,
         }
@@ -108,6 +113,8 @@ impl PgType {
             "jsonb" => PgType::Jsonb,
             "json" => PgType::Json,
             "timestamp with time zone" => PgType::Timestamptz,
+            "date" => PgType::Date,
+            "uuid" => PgType::Uuid,
             _ => PgType::Other,
         }
     }
@@ -126,6 +133,8 @@ impl PgType {
             PgType::Jsonb | PgType::Other => "jsonb",
             PgType::Json => "json",
             PgType::Timestamptz => "timestamptz",
+            PgType::Date => "date",
+            PgType::Uuid => "uuid",
         }
     }
 
@@ -139,6 +148,8 @@ impl PgType {
             PgType::Text(_) => ("text", Type::TEXT),
             PgType::Jsonb | PgType::Json | PgType::Other => ("jsonb", Type::JSONB),
             PgType::Timestamptz => ("timestamptz", Type::TIMESTAMPTZ),
+            PgType::Date => ("date", Type::DATE),
+            PgType::Uuid => ("uuid", Type::UUID),
         }
     }
 
@@ -154,6 +165,8 @@ impl PgType {
             PgType::Text(_) => "string",
             PgType::Jsonb | PgType::Json => "any JSON",
             PgType::Timestamptz => "string (date-time)",
+            PgType::Date => "string (date)",
+            PgType::Uuid => "string (uuid)",
             PgType::Other => "nothing (a column type the sink cannot write)",
         }
     }
@@ -173,6 +186,9 @@ pub(crate) enum Cell<'a> {
     Numeric(Vec<u8>),
     /// Microseconds since 2000-01-01 UTC.
     Timestamp(i64),
+    /// Days since 2000-01-01.
+    Date(i32),
+    Uuid([u8; 16]),
 }
 
 impl ToSql for Cell<'_> {
@@ -188,6 +204,8 @@ impl ToSql for Cell<'_> {
                 out.put_slice(s.as_bytes());
             }
             Cell::Numeric(b) => out.put_slice(b),
+            Cell::Date(d) => out.put_i32(*d),
+            Cell::Uuid(b) => out.put_slice(b),
         }
         Ok(IsNull::No)
     }
@@ -270,6 +288,13 @@ pub(crate) fn convert<'a>(v: &'a Value, ty: PgType, nul: NulPolicy) -> Result<Co
                 s.parse().map_err(|_| Misfit::Type("string (not an RFC 3339 date-time)".to_owned()))?;
             plain(Cell::Timestamp(ts.as_microsecond() - PG_EPOCH_MICROS))
         }
+        (PgType::Date, Value::String(s)) => {
+            let d: jiff::civil::Date = s.parse().map_err(|_| Misfit::Type("string (not a date)".to_owned()))?;
+            let epoch = jiff::civil::date(2000, 1, 1);
+            let days = (d - epoch).get_days();
+            plain(Cell::Date(days))
+        }
+        (PgType::Uuid, Value::String(s)) => uuid(s).map(|b| Converted { cell: Cell::Uuid(b), stripped: false }),
         (PgType::Jsonb | PgType::Json, _) => match nul_path(v) {
             None => plain(Cell::Json(v.to_string())),
             Some(path) if nul == NulPolicy::DeadLetter => Err(Misfit::Nul(path)),
@@ -277,6 +302,21 @@ pub(crate) fn convert<'a>(v: &'a Value, ty: PgType, nul: NulPolicy) -> Result<Co
         },
         _ => Err(misfit()),
     }
+}
+
+/// A UUID's 16 bytes from its text (hyphens optional, either case).
+fn uuid(s: &str) -> Result<[u8; 16], Misfit> {
+    let bad = || Misfit::Type("string (not a UUID)".to_owned());
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 || s.len() > 36 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16).ok_or_else(bad);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Ok(out)
 }
 
 /// The JSON pointer (below the value) of the first string or key holding a NUL.

@@ -154,3 +154,37 @@ async fn connections_the_server_dropped_are_replaced_before_the_next_batch() {
     assert_eq!(report.written, 1);
     assert_eq!(texts(&c, "SELECT string_agg(id::text, ',' ORDER BY id) FROM again").await, ["1,2"]);
 }
+
+#[tokio::test]
+async fn an_existing_table_keyed_by_uuid_with_a_date_is_written_and_deleted_from() {
+    let Some(db) = pg::database("pg_sink_uuid") else { return };
+    let c = client(&db).await;
+    c.batch_execute("CREATE TABLE public.people (id uuid PRIMARY KEY, born date, name varchar(5))").await.unwrap();
+    let sink = PostgresSink::build(PostgresSinkConfig::new(db.url()), &BuildCx::default()).unwrap();
+    let s = Arc::new(SinkStream {
+        name: "people".into(),
+        key_columns: vec!["id".into()],
+        schema: None,
+        delete_mode: DeleteMode::Delete,
+    });
+    sink.open(&s, &Cx::default()).await.unwrap();
+    let rows = [
+        r#"{"id": "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", "born": "1990-02-28", "name": "ann"}"#,
+        r#"{"id": "1a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", "born": "someday", "name": "bob"}"#,
+        r#"{"id": "2a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", "born": null, "name": "too long"}"#,
+        r#"{"id": "not a uuid", "name": "eve"}"#,
+    ];
+    let report = sink.write(batch(&s, &rows), &Cx::default()).await.unwrap();
+    assert_eq!((report.written, report.drift.len(), report.rejected.len()), (3, 2, 1), "{report:?}");
+    assert!(report.rejected[0].1.to_string().contains("key field `id` holds string (not a UUID)"));
+    let got = texts(&c, "SELECT string_agg(concat_ws(' ', id, born, name), ', ' ORDER BY id) FROM people").await;
+    assert_eq!(
+        got,
+        [
+            "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9 1990-02-28 ann, 1a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9 bob, 2a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+        ]
+    );
+    let gone = Key::from_parts(&[&json!("1a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9")]);
+    assert_eq!(sink.delete(&s, &[gone], &Cx::default()).await.unwrap(), 1);
+    assert_eq!(texts(&c, "SELECT count(*)::text FROM people").await, ["2"]);
+}
