@@ -292,3 +292,21 @@ fn a_dropped_table_is_written_again_on_the_next_run() {
     assert!(show(&out).contains("the sink's table `wh.events` is gone"), "{}", show(&out));
     assert_eq!(rows(&db, "events").len(), 5);
 }
+
+#[test]
+fn a_new_field_becomes_a_new_column_logged() {
+    let Some(db) = pg::database("pg_sink_new_field") else { return };
+    let s = setup(&url_from_env(&db), &[json!({"id": 1, "a": "x"})], "");
+    run(&s, &db);
+    s.write("events.jsonl", &format!("{}\n{}\n", json!({"id": 1, "a": "x"}), json!({"id": 2, "a": "y", "b": 2.5})));
+    let out = s.cmd(&["run", "--json"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("added column table=\"wh.events\" column=\"b\""), "{}", show(&out));
+    let got = rows(&db, "events");
+    assert_eq!(got, vec![json!({"id": 1, "a": "x", "b": null}), json!({"id": 2, "a": "y", "b": 2.5})]);
+    let ty = query(
+        &db,
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'b'",
+    );
+    assert_eq!(ty, vec!["numeric"]);
+}

@@ -63,7 +63,8 @@ impl PostgresSink {
         config.validate().map_err(|m| Error::config(m).in_connector(crate::KIND))?;
         let url = PgUrl::parse(config.url.expose(), "sink.url").map_err(|e| e.in_connector(crate::KIND))?;
         let mut pg = url.config.clone();
-        pg.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+        // The server's notices (`schema … already exists, skipping`) are not worth a log line.
+        pg.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS} -c client_min_messages=warning"));
         let manager = Manager::from_config(pg, url.tls()?, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
