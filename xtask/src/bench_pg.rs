@@ -189,7 +189,8 @@ pub fn main(root: &Path, args: &[String]) -> Result<bool> {
             rerun.push(r);
         }
         let secs = |v: &[Measured]| median(&v.iter().map(|m| m.wall.as_secs_f64()).collect::<Vec<_>>());
-        let rss = median(&first.iter().chain(&rerun).map(Measured::max_rss_mib).collect::<Vec<_>>());
+        let rss_of = |v: &[Measured]| median(&v.iter().map(Measured::max_rss_mib).collect::<Vec<_>>());
+        let rss = rss_of(&first).max(rss_of(&rerun));
         let (raw, first_s, rerun_s) = (median(&raw), secs(&first), secs(&rerun));
         println!(
             "\n{n} records: raw COPY + merge {raw:.2} s | dovetail first run {first_s:.2} s ({:.2}x) | rerun {:.0} records/s | peak RSS {rss:.1} MiB",
