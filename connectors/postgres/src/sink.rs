@@ -65,7 +65,10 @@ impl PostgresSink {
         let mut pg = url.config.clone();
         // The server's notices (`schema … already exists, skipping`) are not worth a log line.
         pg.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS} -c client_min_messages=warning"));
-        let manager = Manager::from_config(pg, url.tls()?, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        // Verified: a pooled connection answers a query before it is handed out, so one the
+        // server dropped (a restart between batches) is replaced instead of failing a batch.
+        let recycling_method = RecyclingMethod::Verified;
+        let manager = Manager::from_config(pg, url.tls()?, ManagerConfig { recycling_method });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
