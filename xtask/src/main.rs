@@ -9,6 +9,8 @@
 //!   server, and its keep-alive overhead over bare reqwest
 //! - `bench-rest [--records N]... [--runs K] [--no-judge]`: the fake vendor → REST → SQLite
 //!   through `dovetail run`, judged
+//! - `bench-pg [--url URL] [--records N]... [--runs K] [--no-judge] [--debug]`: JSONL →
+//!   PostgreSQL through `dovetail run` beside a raw COPY + merge of the same records, judged
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `crash [--kills N] [--seed S]`: the crash sweep, N random kills per path, as a table
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
@@ -20,6 +22,7 @@
 mod bench;
 mod bench_http;
 mod bench_judge;
+mod bench_pg;
 mod bench_rest;
 mod ci;
 mod contract;
@@ -53,6 +56,10 @@ commands:
                                   `dovetail run` (default: 200000 and 1000000 records)
                                   benches: K runs (default 3), targets judged on the medians
                                   (exit 1 on a miss unless --no-judge); lost records always fail
+  bench-pg [--url URL] [--records N]... [--runs K] [--no-judge] [--debug]
+                                  JSONL -> PostgreSQL through `dovetail run` beside a raw psql
+                                  COPY + merge of the same records (default 1000000; the
+                                  server from --url or DOVETAIL_BENCH_PG_URL)
   new-connector NAME              scaffold connectors/NAME (a source and a sink) and wire it
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(&root, &args[1..]),
         Some("bench-http") => bench_http::main(&root, &args[1..]),
         Some("bench-rest") => bench_rest::main(&root, &args[1..]),
+        Some("bench-pg") => bench_pg::main(&root, &args[1..]),
         Some("contract") => contract::main(&root, &args[1..]),
         Some("crash") => crash::main(&root, &args[1..]),
         Some("man") => man::main(&root, &args[1..]).map(|()| true),

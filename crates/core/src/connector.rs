@@ -160,12 +160,21 @@ pub struct Batch {
     pub hints: Arc<[CreateHint]>,
     /// What to do with a record whose value no longer fits its destination column.
     pub column_drift: ColumnDrift,
+    /// The checkpoint that passes this batch, for a sink that commits it with the rows and
+    /// hands it back through [`Sink::committed_position`] (`None` outside the engine).
+    pub checkpoint: Option<crate::state::Checkpoint>,
 }
 
 impl Batch {
     /// A batch without create hints (what upsert sinks get), writing drifting records.
     pub fn new(stream: Arc<SinkStream>, records: Arc<[Record]>) -> Self {
-        Batch { stream, records, hints: Arc::from([]), column_drift: ColumnDrift::Write }
+        Batch { stream, records, hints: Arc::from([]), column_drift: ColumnDrift::Write, checkpoint: None }
+    }
+
+    /// The same batch carrying the checkpoint that passes it.
+    pub fn with_checkpoint(mut self, checkpoint: crate::state::Checkpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
     }
 
     /// The same batch with another [`ColumnDrift`].
@@ -286,6 +295,19 @@ pub trait Sink: Send + Sync {
     }
     /// Write a batch durably; return only once it is committed.
     async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error>;
+    /// Called after [`Sink::recall`] and [`Sink::open`], before the stream reads: a checkpoint
+    /// the sink committed in the same transaction as a batch's rows ([`Batch::checkpoint`])
+    /// that the state store never got (a crash between the two commits), so the engine
+    /// resumes after that batch instead of writing it again. `None` (the default) when the
+    /// sink keeps none or is not ahead of the mark handed to `recall`.
+    async fn committed_position(
+        &self,
+        stream: &SinkStream,
+        cx: &Cx,
+    ) -> Result<Option<crate::state::Checkpoint>, Error> {
+        let _ = (stream, cx);
+        Ok(None)
+    }
     /// The sink's HTTP figures so far (cumulative), for sinks that speak HTTP.
     fn http_report(&self) -> Option<crate::report::HttpReport> {
         None

@@ -28,6 +28,7 @@ pub fn sinks() -> Vec<SinkEntry> {
         sink::<dovetail_sqlite::SqliteSink>(),
         sink::<dovetail_files::JsonlSink>(),
         sink::<dovetail_rest::RestSink>(),
+        sink::<dovetail_postgres::PostgresSink>(),
     ]
 }
 

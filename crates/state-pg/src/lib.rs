@@ -23,7 +23,8 @@ mod explain;
 mod history;
 mod lock;
 pub mod migrations;
-pub mod tls;
+/// TLS to PostgreSQL (moved to dovetail-pg, shared with the postgres connector).
+pub use dovetail_pg::tls;
 mod tokens;
 
 use std::collections::HashMap;
@@ -46,7 +47,7 @@ pub const DEFAULT_SCHEMA: &str = "dovetail";
 /// Connections a process keeps to the server at most.
 const POOL_SIZE: usize = 8;
 /// How long connecting (and waiting for a pooled connection) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = dovetail_pg::CONNECT_TIMEOUT;
 
 /// Where the state lives: parsed from `[state] url` and `[state] schema`.
 #[derive(Clone)]
@@ -69,27 +70,7 @@ impl PgTarget {
     /// Parse a `postgres://user[:password]@host[:port]/db[?sslmode=…&sslrootcert=…]` URL and a
     /// schema name. Errors never repeat the URL (it may hold the password).
     pub fn parse(url: &str, schema: Option<&str>) -> Result<PgTarget, Error> {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut sslmode = SslMode::default();
-        let mut rootcert = None;
-        let mut rest = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-            match &*k {
-                "sslmode" => sslmode = SslMode::parse(&v)?,
-                "sslrootcert" => rootcert = Some(std::path::PathBuf::from(&*v)),
-                _ => {
-                    rest.append_pair(&k, &v);
-                }
-            }
-        }
-        let rest = rest.finish();
-        let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{rest}") };
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            Error::config(format!("`state.url` is not a PostgreSQL URL this dovetail understands: {e}"))
-        })?;
-        if config.get_user().is_none() {
-            return Err(Error::config("`state.url` names no user: use postgres://user@host:port/database"));
-        }
+        let dovetail_pg::PgUrl { mut config, sslmode, rootcert, place } = dovetail_pg::PgUrl::parse(url, "state.url")?;
         let schema = schema.unwrap_or(DEFAULT_SCHEMA).to_owned();
         if schema.is_empty()
             || schema.len() > 63
@@ -101,13 +82,7 @@ impl PgTarget {
                  starting with a letter"
             )));
         }
-        config.ssl_mode(sslmode.wire());
-        config.connect_timeout(CONNECT_TIMEOUT);
         config.options(format!("-c search_path={schema}"));
-        if config.get_application_name().is_none() {
-            config.application_name("dovetail");
-        }
-        let place = place_of(&config);
         Ok(PgTarget { config, schema, sslmode, rootcert, place })
     }
 
@@ -130,16 +105,6 @@ impl PgTarget {
     pub fn database(&self) -> Option<&str> {
         self.config.get_dbname()
     }
-}
-
-fn place_of(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}")
 }
 
 /// dovetail's durable state in a PostgreSQL schema. Cheap to clone: clones share the pool.

@@ -47,7 +47,7 @@ pub struct Dep {
 pub enum Role {
     /// dovetail-core
     Core,
-    /// dovetail-http or dovetail-state
+    /// dovetail-http, dovetail-state or dovetail-pg
     HttpOrState,
     /// dovetail-fake-vendor
     FakeVendor,
@@ -69,7 +69,7 @@ impl Role {
         }
         match package {
             CORE => Role::Core,
-            HTTP | STATE => Role::HttpOrState,
+            HTTP | STATE | PG => Role::HttpOrState,
             FAKE_VENDOR => Role::FakeVendor,
             TESTKIT => Role::Testkit,
             "xtask" => Role::Xtask,
@@ -81,6 +81,8 @@ impl Role {
 const CORE: &str = "dovetail-core";
 const HTTP: &str = "dovetail-http";
 const STATE: &str = "dovetail-state";
+/// PostgreSQL connection setup (URL, TLS), shared by the PostgreSQL state and connector.
+const PG: &str = "dovetail-pg";
 const FAKE_VENDOR: &str = "dovetail-fake-vendor";
 const TESTKIT: &str = "dovetail-testkit";
 const RUNNER: &str = "dovetail-runner";
@@ -230,7 +232,7 @@ fn check_role(path: &str, package: &str, role: Role, dep: &Dep, out: &mut Vec<Fi
             }
         }
         Role::Connector => {
-            let allowed = p == CORE || p == HTTP || (dev && (p == TESTKIT || p == FAKE_VENDOR));
+            let allowed = p == CORE || p == HTTP || p == PG || (dev && (p == TESTKIT || p == FAKE_VENDOR));
             if is_ours(p) && !allowed {
                 let why = match p {
                     STATE => format!(
@@ -238,7 +240,7 @@ fn check_role(path: &str, package: &str, role: Role, dep: &Dep, out: &mut Vec<Fi
                     ),
                     RUNNER => format!("connectors never depend on {RUNNER}; the runner depends on connectors, not the reverse"),
                     TESTKIT => format!("{TESTKIT} is a dev-dependency only"),
-                    _ => "connectors never depend on each other (or on other dovetail crates than core and http); move shared code into dovetail-http or dovetail-core".to_owned(),
+                    _ => "connectors never depend on each other (or on other dovetail crates than core, http and pg); move shared code into dovetail-http or dovetail-core".to_owned(),
                 };
                 out.push(finding(
                     path,

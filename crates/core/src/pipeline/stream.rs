@@ -267,7 +267,7 @@ impl StreamRun {
         if !self.dry_run {
             self.recall_and_open_sink(&sink_stream).await?;
         }
-        let checkpoint = self.start_checkpoint(incremental, cursor_field.as_ref(), report).await?;
+        let checkpoint = self.start_checkpoint(&sink_stream, incremental, cursor_field.as_ref(), report).await?;
         let sink_down =
             if self.dry_run { None } else { self.drain_outbox(&sink_stream, checkpoint.pass, report, t).await? };
         let outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, name).await?);
@@ -304,12 +304,23 @@ impl StreamRun {
     /// the next pass, or (a backfill's `--from`) a new pass from a cursor value.
     async fn start_checkpoint(
         &self,
+        sink_stream: &SinkStream,
         incremental: bool,
         cursor_field: Option<&FieldPath>,
         report: &mut StreamReport,
     ) -> Result<Checkpoint, Error> {
         let (sh, name) = (&self.shared, &self.spec.name);
-        let prev = sh.state.checkpoint(&sh.name, name).await?;
+        let mut prev = sh.state.checkpoint(&sh.name, name).await?;
+        // A sink that commits the checkpoint with its rows may be a batch or two ahead of the
+        // state after a crash: resume there rather than write those batches again. Not when
+        // the pass deletes at its end: the state never got those batches' ledger stamps.
+        if !self.dry_run
+            && sink_stream.delete_mode == DeleteMode::Keep
+            && let Some(ahead) = sh.sink.committed_position(sink_stream, &self.cx).await?
+        {
+            info!(stream = %name, sink = sh.sink.kind(), "the sink committed past the state's checkpoint; resuming from the sink's");
+            prev = Some(ahead);
+        }
         let mut start = starting_checkpoint(prev, incremental);
         if let (Some(from), Some(field)) = (&self.from, cursor_field) {
             info!(stream = %name, from = %from, cursor = %field, "backfilling from a cursor value");

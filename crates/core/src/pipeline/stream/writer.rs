@@ -121,7 +121,7 @@ impl Writer<'_> {
             let hashes: Vec<_> = b.to_write.iter().map(|p| p.hash).collect();
             let (records, mut raws): (Vec<_>, Vec<_>) = b.to_write.into_iter().map(|p| (p.record, p.raw)).unzip();
             let records: Arc<[Record]> = records.into();
-            let wr = self.send(&records, &hashes).await?;
+            let wr = self.send(&records, &hashes, &b.checkpoint).await?;
             t.write += started.elapsed().as_nanos();
             let Some(mut wr) = wr else {
                 return self.queue(&records, &ledger, b.unchanged, dead, b.checkpoint, report).map(Some);
@@ -167,13 +167,18 @@ impl Writer<'_> {
 
     /// The records to the sink, unless it is down. `None`: they go to the outbox (the sink
     /// was down already, or this write found it down).
-    async fn send(&mut self, records: &Arc<[Record]>, hashes: &[ContentHash]) -> Result<Option<WriteReport>, Error> {
+    async fn send(
+        &mut self,
+        records: &Arc<[Record]>,
+        hashes: &[ContentHash],
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<WriteReport>, Error> {
         if self.sink_down.is_some() {
             return Ok(None);
         }
         let (run, sh) = (self.run, &self.run.shared);
         let batch = sh.batch(&run.spec.name, self.sink_stream.clone(), records.clone(), hashes).await?;
-        let batch = batch.with_column_drift(run.drift().column_drift());
+        let batch = batch.with_column_drift(run.drift().column_drift()).with_checkpoint(checkpoint.clone());
         match sh.sink.write(batch, &run.cx).await {
             Ok(wr) => Ok(Some(wr)),
             Err(e) if e.kind().disposition().is_outage() => {

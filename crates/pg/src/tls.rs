@@ -43,6 +43,11 @@ pub enum SslMode {
 impl SslMode {
     /// Parse libpq's names; an unknown one names the accepted ones.
     pub fn parse(s: &str) -> Result<SslMode, Error> {
+        SslMode::parse_in(s, "state.url")
+    }
+
+    /// [`SslMode::parse`] for the URL of config key `key` (named in the error).
+    pub fn parse_in(s: &str, key: &str) -> Result<SslMode, Error> {
         Ok(match s {
             "disable" => SslMode::Disable,
             "prefer" | "allow" => SslMode::Prefer,
@@ -51,14 +56,14 @@ impl SslMode {
             "verify-full" => SslMode::VerifyFull,
             other => {
                 return Err(Error::config(format!(
-                    "unknown sslmode `{other}` in `state.url`; use disable, prefer, require, verify-ca or verify-full"
+                    "unknown sslmode `{other}` in `{key}`; use disable, prefer, require, verify-ca or verify-full"
                 )));
             }
         })
     }
 
     /// What tokio-postgres negotiates on the wire.
-    pub(crate) fn wire(self) -> WireMode {
+    pub fn wire(self) -> WireMode {
         match self {
             SslMode::Disable => WireMode::Disable,
             SslMode::Prefer => WireMode::Prefer,
@@ -68,7 +73,7 @@ impl SslMode {
 }
 
 /// The connector for `mode`, trusting `rootcert` (PEM) or the system roots when it checks.
-pub(crate) fn connector(mode: SslMode, rootcert: Option<&Path>) -> Result<MakeRustlsConnect, Error> {
+pub fn connector(mode: SslMode, rootcert: Option<&Path>) -> Result<MakeRustlsConnect, Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let check = match (mode, rootcert) {
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => Check::Nothing,
@@ -128,7 +133,7 @@ fn roots(rootcert: Option<&Path>) -> Result<RootCertStore, Error> {
             if store.is_empty() {
                 return Err(Error::config(
                     "sslmode verify-ca/verify-full needs CA certificates: set `sslrootcert=/path/ca.pem` in \
-                     `state.url` (no system certificates were found)",
+                     the URL (no system certificates were found)",
                 ));
             }
         }

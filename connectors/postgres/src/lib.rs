@@ -1,0 +1,53 @@
+//! dovetail-postgres: a PostgreSQL sink that writes each stream to a table of one schema,
+//! upserting by primary key (`kind = "postgres"`). docs/connectors/postgres.md has the
+//! full reference.
+//!
+//! - **Fast path.** Each batch is one transaction: its records are checked and converted,
+//!   the last record of each key kept, sent with `COPY … FROM STDIN (FORMAT binary)` into a
+//!   temporary table, and merged with one `INSERT … SELECT … ON CONFLICT (key) DO UPDATE
+//!   … WHERE (…) IS DISTINCT FROM (…)`: an unchanged row is not touched.
+//! - **Typed tables** from the stream's schema ([`types`](crate::types) has the table):
+//!   `bigint`, exact `numeric`, `double precision` only where the schema says `float` or
+//!   `double`, `text`, `boolean`, `jsonb`, `timestamptz` for `date-time` (the instant, not
+//!   the offset written, to the microsecond). New fields become columns
+//!   (`ALTER TABLE … ADD COLUMN`, logged); a value that does not fit its column is
+//!   `column_type` drift, written as NULL or left out as the batch's `ColumnDrift` says.
+//! - **Untrusted names.** Every identifier is quoted; names over 63 bytes are shortened to
+//!   a prefix and a hash, the field of each column kept in [`NOTES_TABLE`]; a record that
+//!   would need more than 1,600 columns, or holds a NUL character (unless `nul = "strip"`)
+//!   is dead-lettered naming why.
+//! - **One commit for rows and position.** The batch's checkpoint goes into
+//!   [`OFFSETS_TABLE`] in the same transaction; after a crash between that commit and the
+//!   state's, [`Sink::committed_position`](dovetail_core::Sink::committed_position) hands it
+//!   back and the batch is not written again.
+//! - **Lost tables.** A table's comment holds a creation marker: a table dropped or made
+//!   again makes the engine write the stream again.
+//!
+//! ```no_run
+//! use dovetail_core::{BuildCx, SinkConnector};
+//! use dovetail_postgres::{PostgresSink, PostgresSinkConfig};
+//!
+//! let sink = PostgresSink::build(PostgresSinkConfig::new("postgres://loader@localhost/warehouse"), &BuildCx::default())?;
+//! # Ok::<(), dovetail_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod check;
+mod config;
+mod error;
+mod ident;
+mod offsets;
+mod sink;
+mod table;
+mod types;
+mod write;
+
+pub use config::{NulPolicy, PostgresSinkConfig};
+pub use ident::SYNCED_AT;
+pub use offsets::OFFSETS_TABLE;
+pub use sink::PostgresSink;
+pub use table::NOTES_TABLE;
+
+/// The `kind` that selects this sink in pipeline config.
+pub const KIND: &str = "postgres";

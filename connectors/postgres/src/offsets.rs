@@ -1,0 +1,85 @@
+//! `_dovetail_offsets`: each table's last checkpoint, written in the transaction of the
+//! batch it passes, with an epoch counting those batches. The epoch travels in the sink's
+//! mark (`<table marker>.<epoch>`), which the engine commits to the state with the batch, so
+//! at the next start the sink can tell whether it committed batches the state never got (a
+//! crash between the two commits) and hand that checkpoint back
+//! ([`dovetail_core::Sink::committed_position`]).
+
+use dovetail_core::Error;
+use dovetail_core::state::Checkpoint;
+use tokio_postgres::GenericClient;
+
+use crate::error::PgErr;
+use crate::ident::qualified;
+
+/// The offsets table.
+pub const OFFSETS_TABLE: &str = "_dovetail_offsets";
+
+/// Store `checkpoint` for `table` and step its epoch; returns the new epoch.
+pub(crate) async fn save<C: GenericClient>(
+    c: &C,
+    schema: &str,
+    table: &str,
+    checkpoint: &Checkpoint,
+) -> Result<i64, Error> {
+    let text =
+        serde_json::to_string(checkpoint).map_err(|e| Error::internal("cannot encode a checkpoint").with_source(e))?;
+    let sql = format!(
+        "INSERT INTO {o} AS o (table_name, checkpoint, epoch) VALUES ($1, $2, 1) \
+         ON CONFLICT (table_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, epoch = o.epoch + 1 RETURNING epoch",
+        o = qualified(schema, OFFSETS_TABLE)
+    );
+    let row = c
+        .query_one(&sql, &[&table, &text])
+        .await
+        .map_err(|e| PgErr::new(&format!("storing the checkpoint of table `{schema}.{table}`")).err(e))?;
+    Ok(row.get(0))
+}
+
+/// The stored checkpoint and epoch of `table` (none when the offsets table does not exist:
+/// this reads, never creates).
+pub(crate) async fn load<C: GenericClient>(
+    c: &C,
+    schema: &str,
+    table: &str,
+) -> Result<Option<(Checkpoint, i64)>, Error> {
+    let what = format!("reading the checkpoint of table `{schema}.{table}`");
+    let o = qualified(schema, OFFSETS_TABLE);
+    let exists =
+        c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&o]).await.map_err(|e| PgErr::new(&what).err(e))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let sql = format!("SELECT checkpoint, epoch FROM {o} WHERE table_name = $1");
+    let Some(row) = c.query_opt(&sql, &[&table]).await.map_err(|e| PgErr::new(&what).err(e))? else { return Ok(None) };
+    let text: String = row.get(0);
+    let cp = serde_json::from_str(&text).map_err(|e| {
+        Error::permanent(format!(
+            "the checkpoint stored in `{schema}.{OFFSETS_TABLE}` for table `{table}` is not one dovetail wrote"
+        ))
+        .with_source(e)
+    })?;
+    Ok(Some((cp, row.get(1))))
+}
+
+/// Forget `table`'s checkpoint (a table made anew holds none of what it passed).
+pub(crate) async fn forget<C: GenericClient>(c: &C, schema: &str, table: &str) -> Result<(), Error> {
+    let sql = format!("DELETE FROM {} WHERE table_name = $1", qualified(schema, OFFSETS_TABLE));
+    c.execute(&sql, &[&table])
+        .await
+        .map_err(|e| PgErr::new(&format!("forgetting the checkpoint of table `{schema}.{table}`")).err(e))?;
+    Ok(())
+}
+
+/// A mark: the table marker and the epoch.
+pub(crate) fn mark(marker: &str, epoch: i64) -> String {
+    format!("{marker}.{epoch}")
+}
+
+/// A mark read back: the table marker and the epoch (0 when it has none).
+pub(crate) fn parse_mark(mark: &str) -> (&str, i64) {
+    match mark.split_once('.') {
+        Some((m, e)) => (m, e.parse().unwrap_or(0)),
+        None => (mark, 0),
+    }
+}

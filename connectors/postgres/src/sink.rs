@@ -1,0 +1,283 @@
+//! [`PostgresSink`]: the `Sink` and `SinkConnector` implementations over a small
+//! deadpool-postgres pool (one connection per concurrently written stream).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use dovetail_core::Checkpoint;
+use dovetail_core::{
+    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkRecall, SinkStream, WriteReport,
+};
+use dovetail_pg::PgUrl;
+use tokio::sync::{Mutex as AsyncMutex, OnceCell};
+
+use crate::config::PostgresSinkConfig;
+use crate::error::PgErr;
+use crate::ident::short;
+use crate::table::Table;
+use crate::write::{self, Target};
+
+/// Connections the sink keeps at most.
+const POOL_SIZE: usize = 4;
+/// A statement running longer than this is cancelled by the server (milliseconds).
+const STATEMENT_TIMEOUT_MS: u32 = 300_000;
+
+/// Writes each stream to a table of one PostgreSQL schema, upserting by primary key.
+///
+/// See the [crate docs](crate) for the table layout and how values are stored.
+#[derive(Clone)]
+pub struct PostgresSink {
+    config: Arc<PostgresSinkConfig>,
+    place: String,
+    pool: Pool,
+    /// The schema and notes table exist (made once per sink).
+    setup: Arc<OnceCell<()>>,
+    /// What the sink knows of each stream's table: a lock per stream, so streams write
+    /// concurrently on connections of their own.
+    tables: Arc<Mutex<HashMap<String, Tables>>>,
+    /// Each stream's table marker, once its table has one.
+    markers: Arc<Mutex<HashMap<String, String>>>,
+    /// Each stream's offsets epoch (`crate::offsets`), part of its mark.
+    epochs: Arc<Mutex<HashMap<String, i64>>>,
+    /// Checkpoints committed past the state's, found by `recall`, for `committed_position`.
+    ahead: Arc<Mutex<HashMap<String, Checkpoint>>>,
+}
+
+/// One stream's known table (keyed by stream, as `write::resolve` takes it).
+type Tables = Arc<AsyncMutex<HashMap<String, Table>>>;
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("at", &self.place)
+            .field("schema", &self.config.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresSink {
+    /// A sink from a config; no IO (the first operation connects).
+    pub fn new(config: PostgresSinkConfig) -> Result<Self, Error> {
+        config.validate().map_err(|m| Error::config(m).in_connector(crate::KIND))?;
+        let url = PgUrl::parse(config.url.expose(), "sink.url").map_err(|e| e.in_connector(crate::KIND))?;
+        let mut pg = url.config.clone();
+        // The server's notices (`schema … already exists, skipping`) are not worth a log line.
+        pg.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS} -c client_min_messages=warning"));
+        // Verified: a pooled connection answers a query before it is handed out, so one the
+        // server dropped (a restart between batches) is replaced instead of failing a batch.
+        let recycling_method = RecyclingMethod::Verified;
+        let manager = Manager::from_config(pg, url.tls()?, ManagerConfig { recycling_method });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(dovetail_pg::CONNECT_TIMEOUT * 3))
+            .create_timeout(Some(dovetail_pg::CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| Error::internal("cannot set up the PostgreSQL connection pool").with_source(e))?;
+        Ok(PostgresSink {
+            config: Arc::new(config),
+            place: url.place,
+            pool,
+            setup: Arc::default(),
+            tables: Arc::default(),
+            markers: Arc::default(),
+            epochs: Arc::default(),
+            ahead: Arc::default(),
+        })
+    }
+
+    /// The table a stream is written to (prefixed, shortened past 63 bytes).
+    pub fn table_name(&self, stream: &str) -> String {
+        short(&self.config.table_name(stream))
+    }
+
+    /// A pooled connection; the schema and notes table made on first use.
+    async fn conn(&self) -> Result<deadpool_postgres::Object, Error> {
+        let mut c = self.pool.get().await.map_err(|e| self.pool_err(e))?;
+        self.setup.get_or_try_init(|| crate::table::setup(&mut c, &self.config.schema)).await?;
+        Ok(c)
+    }
+
+    fn pool_err(&self, e: PoolError) -> Error {
+        let at = &self.place;
+        let e = match e {
+            PoolError::Backend(e) => {
+                let mut err = PgErr::new("connecting").err(e);
+                if *err.kind() == ErrorKind::Unavailable {
+                    err = Error::new(ErrorKind::Unavailable, format!("postgres sink: cannot reach PostgreSQL at {at}"))
+                        .with_hint(format!(
+                            "check that PostgreSQL is running and reachable at {at} (`sink.url`), then run again"
+                        ));
+                }
+                err
+            }
+            PoolError::Timeout(_) => {
+                Error::new(ErrorKind::Unavailable, format!("postgres sink: timed out connecting to PostgreSQL at {at}"))
+                    .with_hint(format!("check that PostgreSQL is running and reachable at {at} (`sink.url`)"))
+            }
+            other => Error::internal(format!("postgres sink: no connection to PostgreSQL at {at}")).with_source(other),
+        };
+        e.in_connector(crate::KIND)
+    }
+
+    fn tables(&self, stream: &str) -> Tables {
+        let mut all = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(stream.to_owned()).or_default().clone()
+    }
+
+    fn target<'a>(&'a self, stream: &'a SinkStream) -> Target<'a> {
+        Target {
+            schema: &self.config.schema,
+            table: self.table_name(&stream.name),
+            stream,
+            soft_col: &self.config.soft_delete_column,
+            nul: self.config.nul,
+        }
+    }
+
+    fn remember_marker(&self, stream: &str, found: &Option<Option<String>>) {
+        let mut cached = self.markers.lock().unwrap_or_else(PoisonError::into_inner);
+        match found {
+            Some(Some(m)) => cached.insert(stream.to_owned(), m.clone()),
+            _ => cached.remove(stream),
+        };
+    }
+}
+
+fn in_stream(e: Error, stream: &str) -> Error {
+    e.in_stream(stream).in_connector(crate::KIND)
+}
+
+#[async_trait]
+impl Sink for PostgresSink {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        let c = self.pool.get().await.map_err(|e| self.pool_err(e))?;
+        crate::check::privileges(&**c, &self.config.schema).await.map_err(|e| e.in_connector(crate::KIND))
+    }
+
+    async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        let c = self.conn().await?;
+        let tables = self.tables(&stream.name);
+        let mut tables = tables.lock().await;
+        write::resolve(&**c, &mut tables, &self.target(stream), true)
+            .await
+            .map(|_| ())
+            .map_err(|e| in_stream(e, &stream.name))
+    }
+
+    async fn recall(&self, stream: &SinkStream, remembered: Option<&str>, _cx: &Cx) -> Result<SinkRecall, Error> {
+        let c = self.pool.get().await.map_err(|e| self.pool_err(e))?;
+        let (schema, table) = (&self.config.schema, self.table_name(&stream.name));
+        let in_s = |e| in_stream(e, &stream.name);
+        let found = crate::table::marker(&**c, schema, &table).await.map_err(in_s)?;
+        self.remember_marker(&stream.name, &found);
+        let stored = crate::offsets::load(&**c, schema, &table).await.map_err(in_s)?;
+        let sink_epoch = stored.as_ref().map_or(0, |s| s.1);
+        self.epochs.lock().unwrap_or_else(PoisonError::into_inner).insert(stream.name.clone(), sink_epoch);
+        let shown = format!("{schema}.{table}");
+        let remembered = remembered.map(crate::offsets::parse_mark);
+        let recall = match (&found, remembered) {
+            (None, _) => SinkRecall::Lost(format!("the sink's table `{shown}` is gone")),
+            (Some(_), None) => SinkRecall::Unknown,
+            (Some(Some(m)), Some((r, _))) if m == r => SinkRecall::Intact,
+            (Some(m), Some((r, _))) => SinkRecall::Lost(format!(
+                "the sink's table `{shown}` was rebuilt (marker {}, the ledger remembers {r})",
+                m.as_deref().unwrap_or("none")
+            )),
+        };
+        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        ahead.remove(&stream.name);
+        if let (SinkRecall::Intact, Some((_, state_epoch)), Some((cp, epoch))) = (&recall, remembered, stored)
+            && epoch > state_epoch
+        {
+            tracing::info!(
+                table = shown.as_str(),
+                epoch,
+                state_epoch,
+                "the table holds batches the state never committed"
+            );
+            ahead.insert(stream.name.clone(), cp);
+        }
+        Ok(recall)
+    }
+
+    async fn committed_position(&self, stream: &SinkStream, _cx: &Cx) -> Result<Option<Checkpoint>, Error> {
+        Ok(self.ahead.lock().unwrap_or_else(PoisonError::into_inner).remove(&stream.name))
+    }
+
+    fn mark(&self, stream: &str) -> Option<String> {
+        let marker = self.markers.lock().unwrap_or_else(PoisonError::into_inner).get(stream).cloned()?;
+        let epoch = self.epochs.lock().unwrap_or_else(PoisonError::into_inner).get(stream).copied().unwrap_or(0);
+        Some(crate::offsets::mark(&marker, epoch))
+    }
+
+    async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
+        let name = batch.stream.name.clone();
+        let mut c = self.conn().await.map_err(|e| in_stream(e, &name))?;
+        let t = self.target(&batch.stream);
+        let what = format!("writing to table `{}.{}`", t.schema, t.table);
+        let client: &mut tokio_postgres::Client = &mut c;
+        let tx = client.transaction().await.map_err(|e| in_stream(PgErr::new(&what).err(e), &name))?;
+        let report = {
+            let tables = self.tables(&name);
+            let mut tables = tables.lock().await;
+            write::write_batch(&tx, &mut tables, &t, &batch).await.map_err(|e| in_stream(e, &name))?
+        };
+        let epoch = match &batch.checkpoint {
+            Some(cp) => Some(crate::offsets::save(&tx, t.schema, &t.table, cp).await.map_err(|e| in_stream(e, &name))?),
+            None => None,
+        };
+        // The table may be new: its marker goes with this batch's commit.
+        let known = self.markers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&name);
+        let found = match known {
+            true => None,
+            false => Some(crate::table::marker(&tx, t.schema, &t.table).await.map_err(|e| in_stream(e, &name))?),
+        };
+        tx.commit().await.map_err(|e| in_stream(PgErr::new(&what).err(e), &name))?;
+        if let Some(found) = found {
+            self.remember_marker(&name, &found);
+        }
+        if let Some(epoch) = epoch {
+            self.epochs.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), epoch);
+        }
+        tracing::debug!(
+            stream = name.as_str(),
+            records = batch.records.len(),
+            written = report.written,
+            rejected = report.rejected.len(),
+            "wrote batch"
+        );
+        Ok(report)
+    }
+
+    async fn delete(&self, stream: &SinkStream, keys: &[Key], _cx: &Cx) -> Result<u64, Error> {
+        if stream.delete_mode == DeleteMode::Keep || keys.is_empty() {
+            return Ok(0);
+        }
+        let c = self.conn().await.map_err(|e| in_stream(e, &stream.name))?;
+        let tables = self.tables(&stream.name);
+        let mut tables = tables.lock().await;
+        match write::resolve(&**c, &mut tables, &self.target(stream), false)
+            .await
+            .map_err(|e| in_stream(e, &stream.name))?
+        {
+            Some(table) => write::delete_keys(&**c, table, keys).await.map_err(|e| in_stream(e, &stream.name)),
+            None => Ok(0),
+        }
+    }
+}
+
+impl SinkConnector for PostgresSink {
+    const KIND: &'static str = crate::KIND;
+    type Config = PostgresSinkConfig;
+
+    fn build(config: PostgresSinkConfig, _cx: &BuildCx) -> Result<Self, Error> {
+        PostgresSink::new(config)
+    }
+}

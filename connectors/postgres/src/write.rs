@@ -1,0 +1,438 @@
+//! A batch in one transaction: admit the records (names, the column limit), add the
+//! columns new fields need, convert every value (drift, NUL), keep the last record of each
+//! key, `COPY … (FORMAT binary)` them into a temporary table and merge that into the table
+//! with one `INSERT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM …`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use dovetail_core::drift::{DriftClass, DriftEvent};
+use dovetail_core::{Batch, ColumnDrift, DeleteMode, Error, Key, Record, SinkStream, WriteReport};
+use serde_json::Value;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Transaction};
+
+use crate::config::NulPolicy;
+use crate::error::PgErr;
+use crate::ident::{quote, short};
+use crate::table::{MAX_COLUMNS, Role, Table};
+use crate::types::{Cell, Misfit, PgType, convert};
+
+/// The staging table of a batch (temporary, dropped at commit).
+const STAGE: &str = "_dovetail_stage";
+
+/// Which table a stream is written to, and the settings that shape it.
+pub(crate) struct Target<'a> {
+    pub(crate) schema: &'a str,
+    /// The table's name in PostgreSQL (prefixed and shortened).
+    pub(crate) table: String,
+    pub(crate) stream: &'a SinkStream,
+    pub(crate) soft_col: &'a str,
+    pub(crate) nul: NulPolicy,
+}
+
+/// The stream's table (cached), or a new one from the stream's schema when it has one.
+/// `Ok(None)`: no table and no schema yet (the first batch shapes it).
+pub(crate) async fn resolve<'t, C: GenericClient>(
+    c: &C,
+    tables: &'t mut HashMap<String, Table>,
+    t: &Target<'_>,
+    reload: bool,
+) -> Result<Option<&'t mut Table>, Error> {
+    if t.stream.key_columns.is_empty() {
+        return Err(Error::config(format!(
+            "stream `{}` has no primary key; the postgres sink upserts by primary key",
+            t.stream.name
+        )));
+    }
+    let soft = t.stream.delete_mode == DeleteMode::SoftDelete;
+    let stale = match tables.get(&t.stream.name) {
+        Some(cached) => reload || cached.soft_delete_column().is_some() != soft,
+        None => true,
+    };
+    if stale {
+        tables.remove(&t.stream.name);
+        let table = match Table::load(c, t.schema, &t.table, t.stream, t.soft_col).await? {
+            Some(table) => Some(table),
+            None => match schema_fields(t.stream.schema.as_ref()) {
+                Some(fields) if fields.len() + 2 <= MAX_COLUMNS => {
+                    Some(Table::create(c, t.schema, &t.table, t.stream, fields, t.soft_col).await?)
+                }
+                _ => None,
+            },
+        };
+        if let Some(table) = table {
+            tables.insert(t.stream.name.clone(), table);
+        }
+    }
+    Ok(tables.get_mut(&t.stream.name))
+}
+
+/// Column types from a schema's top-level `properties`, if it has them.
+fn schema_fields(schema: Option<&Value>) -> Option<BTreeMap<String, PgType>> {
+    let schema = schema?;
+    let props = schema.get("properties")?.as_object()?;
+    Some(
+        props
+            .iter()
+            .filter(|(k, _)| !k.contains('\0'))
+            .map(|(k, p)| {
+                let types = dovetail_core::schema::property_types(schema, k);
+                (k.clone(), PgType::of_schema(&types, p.get("format").and_then(Value::as_str)))
+            })
+            .collect(),
+    )
+}
+
+/// The type of a new column for `field`: the schema's, else what the batch's records hold
+/// (those not in `refused`).
+fn field_type(stream: &SinkStream, records: &[Record], refused: &HashMap<usize, String>, field: &str) -> PgType {
+    if let Some(p) = stream.schema.as_ref().and_then(|s| s.get("properties")?.get(field)) {
+        let types = dovetail_core::schema::property_types(stream.schema.as_ref().unwrap_or(&Value::Null), field);
+        if !types.is_empty() {
+            return PgType::of_schema(&types, p.get("format").and_then(Value::as_str));
+        }
+    }
+    let admitted = records.iter().enumerate().filter(|(i, _)| !refused.contains_key(i));
+    PgType::of_values(admitted.filter_map(|(_, r)| r.data.get(field)))
+}
+
+/// Write a batch in one transaction; on error nothing of it stays and the cached table is
+/// forgotten (its column adds were rolled back).
+pub(crate) async fn write_batch(
+    tx: &Transaction<'_>,
+    tables: &mut HashMap<String, Table>,
+    t: &Target<'_>,
+    batch: &Batch,
+) -> Result<WriteReport, Error> {
+    let result = write_in_tx(tx, tables, t, batch).await;
+    if result.is_err() {
+        tables.remove(&t.stream.name);
+    }
+    result
+}
+
+async fn write_in_tx(
+    tx: &Transaction<'_>,
+    tables: &mut HashMap<String, Table>,
+    t: &Target<'_>,
+    batch: &Batch,
+) -> Result<WriteReport, Error> {
+    let mut report = WriteReport::default();
+    let records = &batch.records[..];
+    if records.is_empty() {
+        return Ok(report);
+    }
+    if resolve(tx, tables, t, false).await?.is_none() {
+        // No schema: the key columns typed from the batch; the other fields come next as
+        // added columns, like new fields of any batch.
+        let keys = t
+            .stream
+            .key_columns
+            .iter()
+            .map(|k| (k.clone(), field_type(t.stream, records, &HashMap::new(), k)))
+            .collect();
+        let created = Table::create(tx, t.schema, &t.table, t.stream, keys, t.soft_col).await?;
+        tables.insert(t.stream.name.clone(), created);
+    }
+    let Some(table) = tables.get_mut(&t.stream.name) else {
+        return Err(Error::internal(format!("table `{}` vanished from the cache", t.table)));
+    };
+    let (fields, refused) = admit(table, t, records);
+    table.add_columns(tx, fields).await?;
+    let rows = convert_rows(table, t, batch, &refused, &mut report);
+    if !rows.is_empty() {
+        copy_and_merge(tx, table, &rows).await?;
+    }
+    Ok(report)
+}
+
+/// Which new fields become columns, and which records are refused (by index, with why)
+/// because a field of theirs cannot: a NUL in its name, a column name already taken by
+/// another field or by the sink, or one column too many.
+fn admit(table: &Table, t: &Target<'_>, records: &[Record]) -> (BTreeMap<String, PgType>, HashMap<usize, String>) {
+    let mut new: BTreeMap<String, PgType> = BTreeMap::new();
+    let mut names: HashMap<String, String> = HashMap::new(); // new column name → field
+    let mut refused = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let Some(obj) = r.data.as_object() else {
+            refused.insert(i, "record data is not a JSON object".to_owned());
+            continue;
+        };
+        let mut mine: Vec<(&String, String)> = Vec::new();
+        let mut why = None;
+        for k in obj.keys().filter(|k| !table.by_field.contains_key(*k) && !new.contains_key(*k)) {
+            let name = short(k);
+            if k.contains('\0') {
+                why = Some(format!("field name {k:?} contains a NUL character, which PostgreSQL names cannot hold"));
+            } else if let Some(c) = table.columns.iter().find(|c| c.name == name) {
+                why = Some(match c.role {
+                    Role::Data => format!("field `{k}` would be column `{name}`, which holds field `{}`", c.field),
+                    _ => format!("field `{k}` clashes with column `{name}`, which the sink sets itself"),
+                });
+            } else if let Some(other) = names.get(&name).filter(|f| *f != k) {
+                why = Some(format!("field `{k}` would be column `{name}`, like field `{other}`"));
+            } else {
+                mine.push((k, name));
+                continue;
+            }
+            break;
+        }
+        if why.is_none() && table.columns.len() + new.len() + mine.len() > MAX_COLUMNS {
+            why = Some(format!(
+                "the record needs {} columns in table `{}`; PostgreSQL allows at most {MAX_COLUMNS} columns in a table",
+                table.columns.len() + new.len() + mine.len(),
+                table.display()
+            ));
+        }
+        match why {
+            Some(why) => {
+                refused.insert(i, why);
+            }
+            None => {
+                for (k, name) in mine {
+                    names.insert(name, k.clone());
+                    new.insert(k.clone(), PgType::Jsonb);
+                }
+            }
+        }
+    }
+    for (field, ty) in new.iter_mut() {
+        *ty = field_type(t.stream, records, &refused, field);
+    }
+    (new, refused)
+}
+
+/// One row per key (the last record of a key wins), values in the order of
+/// [`Table::written`]; refusals, drift and the count in `report`.
+fn convert_rows<'b>(
+    table: &Table,
+    t: &Target<'_>,
+    batch: &'b Batch,
+    refused: &HashMap<usize, String>,
+    report: &mut WriteReport,
+) -> Vec<Vec<Cell<'b>>> {
+    let cols = table.written();
+    let mut rows: Vec<Vec<Cell<'b>>> = Vec::new();
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    let unwritable: HashSet<&str> = table
+        .columns
+        .iter()
+        .filter(|c| c.role == Role::Data && c.ty == PgType::Other)
+        .map(|c| c.field.as_str())
+        .collect();
+    for (i, record) in batch.records.iter().enumerate() {
+        let reject = |why: String| (i, Error::data(why).in_connector(crate::KIND).at(record.whereabouts()));
+        if let Some(why) = refused.get(&i) {
+            report.rejected.push(reject(why.clone()));
+            continue;
+        }
+        let Some(obj) = record.data.as_object() else { continue };
+        let mut row = Vec::with_capacity(cols.len());
+        let mut drift: Option<DriftEvent> = None;
+        let mut bad = None;
+        for &ci in &cols {
+            let col = &table.columns[ci];
+            let v = obj.get(&col.field).unwrap_or(&Value::Null);
+            if col.key && v.is_null() {
+                bad = Some(format!("key field `{}` is missing or null", col.field));
+                break;
+            }
+            match convert(v, col.ty, t.nul) {
+                Ok(c) => {
+                    if c.stripped && drift.is_none() {
+                        drift =
+                            Some(event(table, &col.field, "string without NUL", "string with NUL (removed)", record));
+                    }
+                    row.push(c.cell);
+                }
+                Err(Misfit::Type(observed)) if !col.key => {
+                    if drift.is_none() {
+                        drift = Some(event(table, &col.field, col.ty.expects(), &observed, record));
+                    }
+                    row.push(Cell::Null);
+                }
+                Err(Misfit::Type(observed)) => {
+                    bad = Some(format!(
+                        "key field `{}` holds {observed}; its column in table `{}` takes {}",
+                        col.field,
+                        table.display(),
+                        col.ty.expects()
+                    ));
+                    break;
+                }
+                Err(Misfit::Nul(path)) => {
+                    bad = Some(format!(
+                        "field `{}{path}` holds a NUL character, which PostgreSQL refuses in text and jsonb \
+                         (set `nul = \"strip\"` on the sink to remove it)",
+                        col.field
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(why) = bad {
+            report.rejected.push(reject(why));
+            continue;
+        }
+        if drift.is_none()
+            && let Some((f, v)) = obj.iter().find(|(f, v)| unwritable.contains(f.as_str()) && !v.is_null())
+        {
+            drift = Some(event(table, f, PgType::Other.expects(), dovetail_core::json_type_name(v), record));
+        }
+        if let Some(e) = drift {
+            report.drift.push((i, e));
+            if batch.column_drift == ColumnDrift::Refuse {
+                continue;
+            }
+        }
+        let key = match &record.key {
+            Some(k) => k.as_str().to_owned(),
+            None => table
+                .keys
+                .iter()
+                .map(|&k| obj.get(&table.columns[k].field).map(Value::to_string).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\u{1}"),
+        };
+        match slot.get(&key) {
+            Some(&at) => rows[at] = row,
+            None => {
+                slot.insert(key, rows.len());
+                rows.push(row);
+            }
+        }
+        report.written += 1;
+    }
+    rows
+}
+
+/// The `column_type` drift of `record` in field `field` of `table`.
+fn event(table: &Table, field: &str, expected: &str, observed: &str, record: &Record) -> DriftEvent {
+    DriftEvent {
+        path: format!("/{}", field.replace('~', "~0").replace('/', "~1")),
+        change: DriftClass::ColumnType,
+        expected: expected.to_owned(),
+        observed: observed.to_owned(),
+        count: 1,
+        first_seen: dovetail_core::now_rfc3339(),
+        first_at: format!("{} (table `{}`)", record.whereabouts(), table.display()),
+    }
+}
+
+/// `COPY` the rows into a fresh staging table, then one merge into the table.
+async fn copy_and_merge(tx: &Transaction<'_>, table: &Table, rows: &[Vec<Cell<'_>>]) -> Result<(), Error> {
+    let shown = table.display();
+    let what = format!("writing to table `{shown}`");
+    let e = |err| PgErr::new(&what).err(err);
+    let cols = table.written();
+    let names: Vec<String> = cols.iter().map(|&i| quote(&table.columns[i].name)).collect();
+    let defs: Vec<String> =
+        cols.iter().zip(&names).map(|(&i, n)| format!("{n} {}", table.columns[i].ty.stage().0)).collect();
+    let types: Vec<_> = cols.iter().map(|&i| table.columns[i].ty.stage().1).collect();
+    tx.batch_execute(&format!("CREATE TEMP TABLE {STAGE} ({}) ON COMMIT DROP", defs.join(", "))).await.map_err(e)?;
+    let sink =
+        tx.copy_in(&format!("COPY {STAGE} ({}) FROM STDIN (FORMAT binary)", names.join(", "))).await.map_err(e)?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    let mut refs: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(cols.len());
+    for row in rows {
+        refs.clear();
+        refs.extend(row.iter().map(|c| c as &(dyn ToSql + Sync)));
+        writer.as_mut().write(&refs).await.map_err(e)?;
+    }
+    writer.finish().await.map_err(e)?;
+    dovetail_core::failpoint::hit("mid_batch");
+    tx.batch_execute(&merge_sql(table, &cols)).await.map_err(e)?;
+    Ok(())
+}
+
+/// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE … WHERE … IS DISTINCT FROM …`:
+/// a row whose data did not change is not touched (its `_synced_at` stays).
+fn merge_sql(table: &Table, cols: &[usize]) -> String {
+    let q = |i: usize| quote(&table.columns[i].name);
+    let mut insert: Vec<String> = cols.iter().map(|&i| q(i)).collect();
+    let mut select = insert.clone();
+    let data: Vec<String> = cols.iter().filter(|&&i| !table.columns[i].key).map(|&i| q(i)).collect();
+    let mut set: Vec<String> = data.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let mut changed = if data.is_empty() {
+        "false".to_owned()
+    } else {
+        let t: Vec<String> = data.iter().map(|c| format!("t.{c}")).collect();
+        let x: Vec<String> = data.iter().map(|c| format!("EXCLUDED.{c}")).collect();
+        format!("ROW({}) IS DISTINCT FROM ROW({})", t.join(", "), x.join(", "))
+    };
+    for c in &table.columns {
+        let n = quote(&c.name);
+        match c.role {
+            Role::SyncedAt => {
+                insert.push(n.clone());
+                select.push("now()".into());
+                set.push(format!("{n} = EXCLUDED.{n}"));
+            }
+            Role::SoftDelete => {
+                set.push(format!("{n} = NULL"));
+                changed.push_str(&format!(" OR t.{n} IS NOT NULL"));
+            }
+            Role::Data => {}
+        }
+    }
+    let keys: Vec<String> = table.keys.iter().map(|&i| q(i)).collect();
+    format!(
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {STAGE} ON CONFLICT ({}) DO UPDATE SET {} WHERE {changed}",
+        table.qualified(),
+        insert.join(", "),
+        select.join(", "),
+        keys.join(", "),
+        set.join(", ")
+    )
+}
+
+/// Delete (or soft-delete) rows by key in one statement; returns rows affected.
+pub(crate) async fn delete_keys<C: GenericClient>(c: &C, table: &Table, keys: &[Key]) -> Result<u64, Error> {
+    let n = table.keys.len();
+    let mut parts: Vec<Vec<String>> = vec![Vec::with_capacity(keys.len()); n];
+    for key in keys {
+        let values = key.parts(n);
+        if values.len() != n {
+            return Err(Error::data(format!(
+                "key {key} has {} parts but table `{}` has {n} key columns",
+                values.len(),
+                table.display()
+            )));
+        }
+        for (p, v) in values.iter().enumerate() {
+            parts[p].push(match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        }
+    }
+    let aliases: Vec<String> = (0..n).map(|p| format!("k{p}")).collect();
+    let arrays: Vec<String> = (1..=n).map(|p| format!("${p}::text[]")).collect();
+    let mut cond: Vec<String> = table
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(p, &i)| {
+            let col = &table.columns[i];
+            format!("t.{} = d.k{p}::{}", quote(&col.name), col.ty.ddl())
+        })
+        .collect();
+    let from = format!("unnest({}) AS d({})", arrays.join(", "), aliases.join(", "));
+    let sql = match table.soft_delete_column() {
+        None => format!("DELETE FROM {} AS t USING {from} WHERE {}", table.qualified(), cond.join(" AND ")),
+        Some(soft) => {
+            let soft = quote(&soft.name);
+            let synced = quote(crate::ident::SYNCED_AT);
+            cond.push(format!("t.{soft} IS NULL"));
+            format!(
+                "UPDATE {} AS t SET {soft} = now(), {synced} = now() FROM {from} WHERE {}",
+                table.qualified(),
+                cond.join(" AND ")
+            )
+        }
+    };
+    let params: Vec<&(dyn ToSql + Sync)> = parts.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    c.execute(&sql, &params).await.map_err(|e| PgErr::new(&format!("deleting from table `{}`", table.display())).err(e))
+}

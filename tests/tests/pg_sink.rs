@@ -1,0 +1,312 @@
+//! `[pipelines.X.sink] kind = "postgres"` through the binary, on the testkit's throwaway
+//! PostgreSQL: typed rows written exactly (30-digit decimals, 20-digit integers, JSON),
+//! hostile and over-long field names, a key repeated in one batch, NUL characters, an
+//! unchanged rerun, and the faults at start (server down, wrong password) without the
+//! password in any output.
+
+use dovetail_e2e::{Scratch, show};
+use dovetail_testkit::pg;
+use serde_json::{Value, json};
+
+const PASSWORD_ENV: &str = "DOVETAIL_E2E_PG_SINK_PASSWORD";
+const HOSTILE: &str = r#"x"; DROP TABLE s; --"#;
+
+/// The database URL with its password taken from the environment.
+fn url_from_env(db: &pg::TestDb) -> String {
+    db.url().replace(&format!(":{}@", db.password()), &format!(":${{{PASSWORD_ENV}}}@"))
+}
+
+/// A scratch whose pipeline reads `events.jsonl` (these records) into schema `wh`.
+fn setup(url: &str, records: &[Value], sink_extra: &str) -> Scratch {
+    let s = Scratch::new();
+    let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
+    s.write("events.jsonl", &lines);
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"
+[pipelines.events]
+batch_size = 100
+
+[pipelines.events.source]
+kind = "files"
+[[pipelines.events.source.streams]]
+name = "events"
+path = "events.jsonl"
+primary_key = ["id"]
+
+[pipelines.events.sink]
+kind = "postgres"
+url = "{url}"
+schema = "wh"
+{sink_extra}
+"#
+        ),
+    );
+    s
+}
+
+/// Every row of `wh.<table>` as JSON, ordered by `id`, without `_synced_at`.
+fn rows(db: &pg::TestDb, table: &str) -> Vec<Value> {
+    query(db, &format!("SELECT row_to_json(t)::text FROM wh.\"{table}\" t ORDER BY id"))
+        .into_iter()
+        .map(|t| {
+            let mut v: Value = serde_json::from_str(&t).unwrap();
+            v.as_object_mut().unwrap().remove("_synced_at");
+            v
+        })
+        .collect()
+}
+
+/// The first column of every row of `sql`, as text.
+fn query(db: &pg::TestDb, sql: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.query(sql, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+    })
+}
+
+fn run(s: &Scratch, db: &pg::TestDb) -> Value {
+    let out = s.cmd(&["run", "--json"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert!(!show(&out).contains(db.password()), "no password in output: {}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)))
+}
+
+#[test]
+fn jsonl_lands_in_typed_rows_exactly_and_an_unchanged_rerun_writes_nothing() {
+    let Some(db) = pg::database("pg_sink_rows") else { return };
+    let long_a = format!("{}_alpha", "l".repeat(64));
+    let long_b = format!("{}_bravo", "l".repeat(64));
+    let mut r1 = json!({"id": 1, "amount": 0, "big": 1, "tags": ["a"], "ok": true});
+    // serde_json's arbitrary precision keeps the digits as written.
+    r1["amount"] = serde_json::from_str("123456789012345678901.123456789").unwrap();
+    r1["big"] = serde_json::from_str("12345678901234567890").unwrap();
+    r1[HOSTILE] = json!("hostile");
+    r1[&long_a] = json!("a");
+    r1[&long_b] = json!("b");
+    let first = json!({"id": 2, "amount": 1, "big": 2, "tags": [], "ok": false, "note": "first version"});
+    let last: Value = serde_json::from_str(
+        r#"{"id": 2, "amount": 2.50, "big": 3, "tags": {"k": "v"}, "ok": false, "note": "last version"}"#,
+    )
+    .unwrap();
+    let s = setup(&url_from_env(&db), &[r1, first, last], "");
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(2), "{report}");
+
+    let got = rows(&db, "events");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["amount"].to_string(), "123456789012345678901.123456789", "exact numeric");
+    assert_eq!(got[0]["big"].to_string(), "12345678901234567890", "a 20-digit integer unchanged");
+    assert_eq!(got[0][HOSTILE], json!("hostile"), "a hostile name is a column of that name");
+    assert_eq!((got[0]["tags"].clone(), got[0]["ok"].clone()), (json!(["a"]), json!(true)));
+    assert_eq!(got[1]["note"], json!("last version"), "the last record of a repeated key wins");
+    assert_eq!((got[1]["amount"].to_string(), got[1]["tags"].clone()), ("2.50".to_owned(), json!({"k": "v"})));
+    let longs: Vec<&String> = got[0].as_object().unwrap().keys().filter(|k| k.starts_with("llll")).collect();
+    assert_eq!(longs.len(), 2, "two long names, two columns: {longs:?}");
+    assert!(longs.iter().all(|k| k.len() == 63), "{longs:?}");
+    let mut noted = query(&db, "SELECT field FROM wh._dovetail_columns WHERE column_name LIKE 'llll%' ORDER BY field");
+    noted.sort();
+    assert_eq!(noted, vec![long_a, long_b], "each shortened column maps back to its field");
+    assert_eq!(
+        query(&db, "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'wh' AND tablename = 's'"),
+        vec!["0"]
+    );
+
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(0), "{report}");
+    assert_eq!(rows(&db, "events"), got, "the rerun changed nothing");
+}
+
+#[test]
+fn a_nul_character_dead_letters_its_record_naming_the_field_or_is_stripped() {
+    let Some(db) = pg::database("pg_sink_nul") else { return };
+    let records = [json!({"id": 1, "name": "ok"}), json!({"id": 2, "name": "bad\u{0}name", "doc": {"a": ["x\u{0}"]}})];
+    let s = setup(&url_from_env(&db), &records, "");
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(1), "{report}");
+    assert_eq!(report["streams"]["events"]["dead_lettered"], json!(1), "{report}");
+    let out = s.cmd(&["dead-letters", "list", "--json", "--stream", "events"]).output().unwrap();
+    assert!(show(&out).contains("field `doc/a/0` holds a NUL character"), "{}", show(&out));
+    assert_eq!(rows(&db, "events").len(), 1);
+
+    let Some(db) = pg::database("pg_sink_nul_strip") else { return };
+    let s = setup(&url_from_env(&db), &records, "nul = \"strip\"");
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(2), "{report}");
+    let got = rows(&db, "events");
+    assert_eq!((got[1]["name"].clone(), got[1]["doc"].clone()), (json!("badname"), json!({"a": ["x"]})));
+}
+
+#[test]
+fn postgresql_down_exits_7_and_a_wrong_password_exits_4_without_showing_it() {
+    let Some(db) = pg::database("pg_sink_faults") else { return };
+    let records = [json!({"id": 1})];
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = url_from_env(&db).replace(&format!(":{}/", db.port()), &format!(":{port}/"));
+    let s = setup(&down, &records, "");
+    let out = s.cmd(&["run"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    assert!(show(&out).contains(&format!("127.0.0.1:{port}")) && !show(&out).contains(db.password()), "{}", show(&out));
+    // The stream's `on_unavailable` applies: `pause` marks it paused, still exiting 7.
+    let mut config = std::fs::read_to_string(s.path("dovetail.toml")).unwrap();
+    config.push_str("\n[pipelines.events.streams.events]\non_unavailable = \"pause\"\n");
+    s.write("dovetail.toml", &config);
+    let out = s.cmd(&["run", "--json"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    assert_eq!(report["outcome"], json!("paused"), "{report}");
+
+    let s = setup(&url_from_env(&db), &records, "");
+    let wrong = "not-the-Password-42";
+    let out = s.cmd(&["run"]).env(PASSWORD_ENV, wrong).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(!show(&out).contains(wrong) && !show(&out).contains(db.password()), "{}", show(&out));
+}
+
+/// Run `sql` (several statements) on the test database.
+fn execute(db: &pg::TestDb, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    })
+}
+
+#[test]
+fn an_existing_table_with_incompatible_types_gets_column_type_drift_and_keeps_the_good_rows() {
+    let Some(db) = pg::database("pg_sink_types") else { return };
+    execute(&db, "CREATE SCHEMA wh; CREATE TABLE wh.events (id bigint PRIMARY KEY, amount bigint, addr inet)");
+    let records = [json!({"id": 1, "amount": 5}), json!({"id": 2, "amount": "five"}), json!({"id": 3, "amount": 7})];
+    let s = setup(&url_from_env(&db), &records, "");
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(3), "{report}");
+    let amounts: Vec<Value> = rows(&db, "events").iter().map(|r| r["amount"].clone()).collect();
+    assert_eq!(amounts, vec![json!(5), Value::Null, json!(7)], "the misfit written as NULL, the rest as they came");
+    let out = s.cmd(&["drift", "--json"]).output().unwrap();
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    let text = events.to_string();
+    assert!(text.contains("\"/amount\"") && text.contains("column_type"), "{text}");
+    assert!(text.contains("integer (bigint)") && text.contains("wh.events"), "names what the column takes: {text}");
+}
+
+#[test]
+fn a_full_refresh_deletes_the_rows_gone_from_the_source_hard_or_soft() {
+    for (mode, name) in [("delete", "pg_sink_delete"), ("soft_delete", "pg_sink_soft")] {
+        let Some(db) = pg::database(name) else { return };
+        let all = [json!({"id": 1, "v": "a"}), json!({"id": 2, "v": "b"}), json!({"id": 3, "v": "c"})];
+        let s = setup(&url_from_env(&db), &all, "");
+        let mut config = std::fs::read_to_string(s.path("dovetail.toml")).unwrap();
+        config.push_str(&format!(
+            "\n[pipelines.events.streams.events]\nsync_mode = \"full_refresh\"\ndelete = \"{mode}\"\n"
+        ));
+        s.write("dovetail.toml", &config);
+        run(&s, &db);
+        s.write("events.jsonl", &format!("{}\n{}\n", all[0], all[2]));
+        let report = run(&s, &db);
+        assert_eq!(report["streams"]["events"]["written"], json!(0), "{report}");
+        let got = rows(&db, "events");
+        match mode {
+            "delete" => assert_eq!(got.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(), vec![json!(1), json!(3)]),
+            _ => {
+                let deleted: Vec<bool> = got.iter().map(|r| !r["_deleted_at"].is_null()).collect();
+                assert_eq!(deleted, vec![false, true, false], "{got:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn check_verifies_privileges_and_creates_nothing() {
+    let Some(db) = pg::database("pg_sink_check") else { return };
+    let s = setup(&url_from_env(&db), &[json!({"id": 1})], "");
+    let out = s.cmd(&["check"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(query(&db, "SELECT count(*)::text FROM pg_namespace WHERE nspname = 'wh'"), vec!["0"], "no schema made");
+
+    let role = format!("weak_{}", db.name());
+    execute(&db, &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'weak-pw'"));
+    let weak = format!("postgres://{role}:weak-pw@{}:{}/{}", db.host(), db.port(), db.name());
+    let s = setup(&weak, &[json!({"id": 1})], "");
+    let out = s.cmd(&["check"]).output().unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains(&format!("user `{role}` may not create it")) && !text.contains("weak-pw"), "{text}");
+
+    execute(&db, &format!("CREATE SCHEMA wh; GRANT USAGE ON SCHEMA wh TO \"{role}\""));
+    let out = s.cmd(&["check"]).output().unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("may not create tables in schema `wh` (CREATE), and it holds none"), "{}", show(&out));
+    execute(
+        &db,
+        &format!(
+            "CREATE TABLE wh.events (id numeric PRIMARY KEY); \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON wh.events TO \"{role}\""
+        ),
+    );
+    let out = s.cmd(&["check"]).output().unwrap();
+    assert!(out.status.success(), "the existing table is writable: {}", show(&out));
+    assert_eq!(
+        query(&db, "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'wh'"),
+        vec!["1"],
+        "check made nothing"
+    );
+}
+
+#[test]
+fn a_kill_after_the_sink_commit_never_writes_that_batch_again() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(db) = pg::database("pg_sink_killed") else { return };
+    let records: Vec<Value> = (0..1000).map(|i| json!({"id": i, "v": i * 3})).collect();
+    let s = setup(&url_from_env(&db), &records, "");
+    let out = s
+        .cmd(&["run"])
+        .env(PASSWORD_ENV, db.password())
+        .env("DOVETAIL_FAILPOINT", "after_sink_commit:4")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "the failpoint aborts the run\n{}", show(&out));
+    assert_eq!(query(&db, "SELECT count(*)::text FROM wh.events"), vec!["400"], "4 batches in the table");
+    let report = run(&s, &db);
+    assert_eq!(
+        report["streams"]["events"]["written"],
+        json!(600),
+        "the rerun starts after the 4 batches the sink committed, whatever the state got: {report}"
+    );
+    let exact = query(&db, "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(v) FROM wh.events");
+    assert_eq!(exact, vec![format!("1000 1000 {}", 3 * 999 * 1000 / 2)]);
+}
+
+#[test]
+fn a_dropped_table_is_written_again_on_the_next_run() {
+    let Some(db) = pg::database("pg_sink_lost") else { return };
+    let records: Vec<Value> = (0..5).map(|i| json!({"id": i})).collect();
+    let s = setup(&url_from_env(&db), &records, "");
+    assert_eq!(run(&s, &db)["streams"]["events"]["written"], json!(5));
+    execute(&db, "DROP TABLE wh.events");
+    let out = s.cmd(&["run", "--json"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    assert_eq!(report["streams"]["events"]["written"], json!(5), "{report}");
+    assert!(show(&out).contains("the sink's table `wh.events` is gone"), "{}", show(&out));
+    assert_eq!(rows(&db, "events").len(), 5);
+}
+
+#[test]
+fn a_new_field_becomes_a_new_column_logged() {
+    let Some(db) = pg::database("pg_sink_new_field") else { return };
+    let s = setup(&url_from_env(&db), &[json!({"id": 1, "a": "x"})], "");
+    run(&s, &db);
+    s.write("events.jsonl", &format!("{}\n{}\n", json!({"id": 1, "a": "x"}), json!({"id": 2, "a": "y", "b": 2.5})));
+    let out = s.cmd(&["run", "--json"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("added column table=\"wh.events\" column=\"b\""), "{}", show(&out));
+    let got = rows(&db, "events");
+    assert_eq!(got, vec![json!({"id": 1, "a": "x", "b": null}), json!({"id": 2, "a": "y", "b": 2.5})]);
+    let ty = query(
+        &db,
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'b'",
+    );
+    assert_eq!(ty, vec!["numeric"]);
+}
