@@ -80,7 +80,7 @@ fn a_pipeline_runs_unchanged_with_its_state_in_postgresql() {
     let check = s.cmd(&["check"]).env(PASSWORD_ENV, db.password()).output().unwrap();
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{}", show(&check));
-    assert!(text.contains("schema `dt_state`: at migration 2"), "check says which migration: {text}");
+    assert!(text.contains("schema `dt_state`: at migration 3"), "check says which migration: {text}");
     assert!(!text.contains(db.password()), "no password in output: {text}");
 }
 

@@ -56,6 +56,45 @@ pub fn pg_err(target: &PgTarget, op: &str, e: tokio_postgres::Error) -> Error {
     Error::internal(format!("state store: {op} failed: {server}")).with_source(e)
 }
 
+/// Whether `e` means the connection went away, not that the statement was wrong: no
+/// SQLSTATE (the socket closed or could not be opened), a connection exception (08), or the
+/// server shutting down, crashing or still starting (57P01, 57P02, 57P03). Such a statement
+/// can be tried again on a new connection once the server is back.
+pub(crate) fn lost(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(code) => {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+        }
+    }
+}
+
+/// Whether a dovetail error was caused by a lost connection ([`lost`]).
+pub(crate) fn is_lost(e: &Error) -> bool {
+    std::error::Error::source(e).and_then(|s| s.downcast_ref::<tokio_postgres::Error>()).is_some_and(lost)
+}
+
+/// A statement refused for want of a privilege, naming the privilege and the `GRANT` that
+/// gives it (`needs` like `CREATE on schema "x"`).
+pub(crate) fn privilege_err(target: &PgTarget, op: &str, needs: &str, grant: &str, e: tokio_postgres::Error) -> Error {
+    if e.code() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        return pg_err(target, op, e);
+    }
+    let server = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default();
+    let user = target.config.get_user().unwrap_or("?");
+    Error::new(
+        ErrorKind::Permanent,
+        format!(
+            "state store: permission denied: dovetail needs {needs} as user `{user}` ({op}; PostgreSQL at {}: {server})",
+            target.place()
+        ),
+    )
+    .with_hint(format!("run `{grant}` as the owner, or set `state.schema` to a schema user `{user}` owns"))
+}
+
 /// A connection the pool could not give.
 pub(crate) fn pool_err(target: &PgTarget, e: PoolError) -> Error {
     match e {
