@@ -115,6 +115,38 @@ async fn every_connection_dropped_mid_run_the_run_reconnects_and_finishes_exact(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_mid_run_the_run_reconnects_and_finishes_exact() {
+    // A cluster of this test's own: restarting the shared one would cut the other tests off.
+    let Some(cluster) = pg::Cluster::start("pg_faults_restart", &pg::ClusterOptions::default()) else { return };
+    let db = cluster.database("pg_faults_restart");
+    let vendor = FakeVendor::start(VendorConfig { records: RECORDS, ..VendorConfig::default() }).await.unwrap();
+    let s = setup(&vendor.base_url(), &url_from_env(&db));
+    let run = held_run(&s, &db, &vendor).await;
+    // Kept: dropping the cluster ends its watchdog, which stops and removes it.
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart();
+        cluster
+    })
+    .await
+    .unwrap();
+    vendor.set_down(false);
+    let out = run.await.unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "items", "written"), RECORDS, "{report:#}");
+    assert!(show(&out).contains("took the run lock again"), "{}", show(&out));
+    assert_sink_exact(&s);
+    let out = output_async({
+        let mut c = s.cmd(&["run", "--json"]);
+        c.env(PASSWORD_ENV, db.password());
+        c
+    })
+    .await;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert_eq!(count(&report, "items", "written"), 0, "nothing lost or applied twice: {report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_lock_taken_over_while_its_connection_was_down_stops_the_run_with_exit_7() {
     use dovetail_core::DeliveryStore;
     let Some(db) = pg::database("pg_faults_lock") else { return };

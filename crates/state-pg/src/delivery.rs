@@ -282,7 +282,10 @@ impl PgState {
                 .await
                 .map_err(|e| self.err("checking the run lock", e))?;
             if held.is_none() {
-                return Err(crate::lock::taken_over(self, &commit.pipeline, None));
+                drop(tx);
+                let key = crate::lock::key(self.target().schema(), &commit.pipeline);
+                let holder = crate::lock::holder(&c, key).await;
+                return Err(crate::lock::taken_over(self, &commit.pipeline, holder));
             }
         }
         let sid = self.commit_in(&tx, commit).await?;

@@ -204,15 +204,16 @@ pub(crate) fn new_token() -> String {
     format!("{}@{}:{t:x}:{n}", std::process::id(), host.trim())
 }
 
-/// Who holds advisory lock `key`: the holder's `application_name` and address.
-async fn holder(client: &tokio_postgres::Client, key: i64) -> Option<String> {
+/// Who holds advisory lock `key` in this database (advisory locks are per database; the
+/// same pipeline in another database is another lock): `application_name` and address.
+pub(crate) async fn holder(client: &tokio_postgres::Client, key: i64) -> Option<String> {
     let (hi, lo) = (((key as u64) >> 32) as i64, ((key as u64) & 0xffff_ffff) as i64);
     let row = client
         .query_opt(
             "SELECT a.application_name, coalesce(host(a.client_addr), 'local socket'), a.backend_start::text
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 AND l.objid::bigint = $2
-               AND l.objsubid = 1",
+               AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[&hi, &lo],
         )
         .await
