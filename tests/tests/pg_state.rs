@@ -153,3 +153,28 @@ fn a_run_lock_held_elsewhere_refuses_the_run_naming_the_holder_until_released() 
     assert!(out.status.success(), "a released lock lets the run go\n{}", show(&out));
     assert_sink_exact(&s);
 }
+
+#[test]
+fn state_on_a_tls_only_server_with_verify_full_and_the_test_ca() {
+    let certs = pg::test_certs(&["localhost"]);
+    let options = pg::ClusterOptions::tls(&certs.cert_pem, &certs.key_pem, true);
+    let Some(cluster) = pg::Cluster::start("pg_state_tls", &options) else { return };
+    let db = cluster.database("pg_state_tls");
+    let probe = Scratch::new();
+    probe.write("ca.pem", &certs.ca_pem);
+    let ca = probe.path("ca.pem");
+    let url = url_from_env(&db).replacen("@127.0.0.1:", "@localhost:", 1);
+    let s = setup(&format!("{url}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}", ca.display()));
+    let out = s.cmd(&["run"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_sink_exact(&s);
+
+    // The same server, its certificate checked against the system's roots: refused.
+    let s = setup(&format!("{url}?hostaddr=127.0.0.1&sslmode=verify-full"));
+    let out = s.cmd(&["run"]).env(PASSWORD_ENV, db.password()).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("TLS certificate of PostgreSQL at localhost:"), "{text}");
+    assert!(text.contains("sslrootcert"), "says what to set: {text}");
+    assert!(!text.contains(db.password()), "no password in output: {text}");
+}

@@ -6,6 +6,10 @@
 //! wall time, CPU time and peak RSS; after each, the rows in the SQLite table must be the
 //! records generated, and the rerun must write 0. The targets are judged on the median of
 //! the first runs at each count: a miss fails the bench unless `--no-judge`.
+//!
+//! `--state pg` runs every count a second time with the state in PostgreSQL (a throwaway
+//! durable cluster from the testkit's `dovetail-test-pg`, a fresh database per run) and
+//! judges its first runs within 2× of the SQLite-state ones.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -41,7 +45,9 @@ kind = "sqlite"
 path = "warehouse.db"
 "#;
 
-const USAGE: &str = "usage: cargo xtask bench [--records N]... [--runs K] [--no-judge] [--keep]";
+const USAGE: &str = "usage: cargo xtask bench [--records N]... [--runs K] [--no-judge] [--keep] [--state pg]";
+/// PostgreSQL state's first run may take this many times SQLite state's.
+pub const PG_STATE_SLOWDOWN_MAX: f64 = 2.0;
 
 /// Command-line options.
 #[derive(Debug, PartialEq)]
@@ -52,6 +58,8 @@ pub struct Options {
     pub keep: bool,
     /// Runs per count, and whether a miss fails.
     pub judging: Judging,
+    /// Also run with the state in PostgreSQL (`--state pg`).
+    pub state_pg: bool,
 }
 
 /// Parses `[--records N]... [--runs K] [--no-judge] [--keep]`. N may use `_` separators or
@@ -60,8 +68,18 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
     let (judging, args) = Judging::take(args)?;
     let mut records = Vec::new();
     let mut keep = false;
+    let mut state_pg = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
+        let state = if arg == "--state" { it.next().map(String::as_str) } else { arg.strip_prefix("--state=") };
+        if arg == "--state" || arg.starts_with("--state=") {
+            state_pg = match state {
+                Some("pg") => true,
+                Some("sqlite") => false,
+                _ => bail!("bench: --state takes `pg` or `sqlite` ({USAGE})"),
+            };
+            continue;
+        }
         let value = if arg == "--records" {
             Some(it.next().context("--records needs a number")?.as_str())
         } else {
@@ -78,7 +96,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
     if records.is_empty() {
         records = DEFAULT_RECORDS.to_vec();
     }
-    Ok(Options { records, keep, judging })
+    Ok(Options { records, keep, judging, state_pg })
 }
 
 pub fn parse_count(v: &str) -> Result<u64> {
@@ -102,6 +120,8 @@ pub fn parse_count(v: &str) -> Result<u64> {
 struct Row {
     records: u64,
     run: &'static str,
+    /// Where the state was: `sqlite` or `pg`.
+    state: &'static str,
     runs: Vec<Measured>,
 }
 
@@ -140,11 +160,64 @@ pub fn main(root: &Path, args: &[String]) -> Result<bool> {
     if !bin.is_file() {
         bail!("bench: {} was not built", bin.display());
     }
-    run_bench(&bin, &opts, &|dir| sqlite_rows(&dir.join("warehouse.db"), "customers"))
+    let mut pg = if opts.state_pg { Some(TestPg::start(root, opts.records.len() * opts.judging.runs)?) } else { None };
+    let urls = pg.as_mut().map(|p| &mut p.urls);
+    run_bench(&bin, &opts, &|dir| sqlite_rows(&dir.join("warehouse.db"), "customers"), urls)
 }
 
-/// Generates, runs, checks what arrived, prints and judges, with `bin` as the dovetail binary.
-fn run_bench(bin: &Path, opts: &Options, rows_in: RowCounter<'_>) -> Result<bool> {
+/// The testkit's throwaway PostgreSQL (`dovetail-test-pg`), with a database per PG run;
+/// stopped and removed when this value is dropped (its stdin closes).
+struct TestPg {
+    child: std::process::Child,
+    urls: std::vec::IntoIter<String>,
+}
+
+impl TestPg {
+    fn start(root: &Path, databases: usize) -> Result<TestPg> {
+        use std::io::BufRead;
+        // Debug is enough: it only starts a server, and its dependencies are built for tests.
+        let mut build = cargo(root);
+        build.args(["build", "-q", "-p", "dovetail-testkit", "--bin", "dovetail-test-pg"]);
+        println!("bench: running: {}", display_command(&build));
+        if !build.status().context("running cargo build")?.success() {
+            bail!("bench: `{}` failed", display_command(&build));
+        }
+        let bin = target_dir(root).join("debug").join("dovetail-test-pg");
+        let mut child = std::process::Command::new(&bin)
+            .args(["--databases", &databases.to_string(), "--durable"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let out = child.stdout.take().context("no stdout")?;
+        let mut urls = Vec::new();
+        for line in io::BufReader::new(out).lines() {
+            let line = line?;
+            if line == "ready" {
+                println!("bench: PostgreSQL state in a throwaway durable cluster, {databases} database(s)");
+                return Ok(TestPg { child, urls: urls.into_iter() });
+            }
+            urls.push(line);
+        }
+        bail!("bench: {} ended before it was ready ({:?})", bin.display(), child.wait()?)
+    }
+}
+
+impl Drop for TestPg {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Generates, runs, checks what arrived, prints and judges, with `bin` as the dovetail binary;
+/// with `pg`, each count runs again with its state in the next of those databases.
+fn run_bench(
+    bin: &Path,
+    opts: &Options,
+    rows_in: RowCounter<'_>,
+    mut pg: Option<&mut std::vec::IntoIter<String>>,
+) -> Result<bool> {
     let runs = opts.judging.runs;
     let mut rows = Vec::new();
     for &n in &opts.records {
@@ -157,30 +230,39 @@ fn run_bench(bin: &Path, opts: &Options, rows_in: RowCounter<'_>) -> Result<bool
             fmt_duration(started.elapsed()),
             dir.path().display()
         );
-        let mut first = Row { records: n, run: "first", runs: vec![] };
-        let mut rerun = Row { records: n, run: "rerun", runs: vec![] };
-        for i in 1..=runs {
-            // A fresh directory per run: its own state and warehouse, so each first run writes all.
-            let run_dir = dir.path().join(format!("run{i}"));
-            fs::create_dir_all(&run_dir)?;
-            let config = run_dir.join("dovetail.toml");
-            fs::write(&config, CONFIG)?;
-            for row in [&mut first, &mut rerun] {
-                let m = run_dovetail(bin, &run_dir, &config, row.run)?;
-                let arrived = rows_in(&run_dir)?;
-                require_arrived(&format!("bench: {n} records, {} run {i}/{runs}", row.run), n, arrived)?;
-                println!(
-                    "bench: {n} {} {i}/{runs}: {}, {:.0} records/s, {:.2} CPU-s per 100k, peak RSS {:.1} MiB, {arrived} rows",
-                    row.run,
-                    fmt_duration(m.wall),
-                    n as f64 / m.wall.as_secs_f64().max(1e-9),
-                    cpu_per_100k(m.cpu, n),
-                    m.max_rss_mib()
-                );
-                row.runs.push(m);
+        let states: &[&'static str] = if pg.is_some() { &["sqlite", "pg"] } else { &["sqlite"] };
+        for &state in states {
+            let mut first = Row { records: n, run: "first", state, runs: vec![] };
+            let mut rerun = Row { records: n, run: "rerun", state, runs: vec![] };
+            for i in 1..=runs {
+                // A fresh directory (and database) per run: its own state and warehouse, so each
+                // first run writes all.
+                let run_dir = dir.path().join(format!("run{i}-{state}"));
+                fs::create_dir_all(&run_dir)?;
+                let config = run_dir.join("dovetail.toml");
+                let url = match (state, pg.as_mut()) {
+                    ("pg", Some(urls)) => Some(urls.next().context("bench: out of PostgreSQL databases")?),
+                    _ => None,
+                };
+                let state_toml = url.map(|u| format!("[state]\nurl = \"{u}\"\n\n")).unwrap_or_default();
+                fs::write(&config, format!("{state_toml}{CONFIG}"))?;
+                for row in [&mut first, &mut rerun] {
+                    let m = run_dovetail(bin, &run_dir, &config, row.run)?;
+                    let arrived = rows_in(&run_dir)?;
+                    require_arrived(&format!("bench: {n} records, {} run {i}/{runs}", row.run), n, arrived)?;
+                    println!(
+                        "bench: {n} {} {i}/{runs} ({state} state): {}, {:.0} records/s, {:.2} CPU-s per 100k, peak RSS {:.1} MiB, {arrived} rows",
+                        row.run,
+                        fmt_duration(m.wall),
+                        n as f64 / m.wall.as_secs_f64().max(1e-9),
+                        cpu_per_100k(m.cpu, n),
+                        m.max_rss_mib()
+                    );
+                    row.runs.push(m);
+                }
             }
+            rows.extend([first, rerun]);
         }
-        rows.extend([first, rerun]);
         if opts.keep {
             println!("bench: kept {}", dir.keep().display());
         }
@@ -219,17 +301,18 @@ fn tail(text: &str, n: usize) -> String {
 fn print_table(rows: &[Row], runs: usize) {
     println!("\nmedian of {runs} run(s) per line:");
     println!(
-        "{:>10}  {:<6} {:>9} {:>12} {:>20} {:>13} {:>15}",
-        "records", "run", "seconds", "records/s", "min – max records/s", "peak RSS MiB", "CPU-s per 100k"
+        "{:>10}  {:<6} {:<6} {:>9} {:>12} {:>20} {:>13} {:>15}",
+        "records", "run", "state", "seconds", "records/s", "min – max records/s", "peak RSS MiB", "CPU-s per 100k"
     );
     for r in rows {
         let rates = r.rates();
         let (min, max) =
             (rates.iter().copied().fold(f64::INFINITY, f64::min), rates.iter().copied().fold(0.0, f64::max));
         println!(
-            "{:>10}  {:<6} {:>9.2} {:>12.0} {:>20} {:>13.1} {:>15.2}",
+            "{:>10}  {:<6} {:<6} {:>9.2} {:>12.0} {:>20} {:>13.1} {:>15.2}",
             r.records,
             r.run,
+            r.state,
             r.wall(),
             r.rate(),
             format!("{min:.0} – {max:.0}"),
@@ -237,7 +320,7 @@ fn print_table(rows: &[Row], runs: usize) {
             r.cpu_per_100k()
         );
     }
-    let first = |n: u64| rows.iter().find(|r| r.run == "first" && r.records == n).map(Row::rss);
+    let first = |n: u64| rows.iter().find(|r| r.run == "first" && r.state == "sqlite" && r.records == n).map(Row::rss);
     // Allow allocator noise: 10% or 2 MiB, whichever is larger.
     let flat = |small: f64, large: f64| large - small <= (small * 0.10).max(2.0);
     let mark = |ok: bool| if ok { "flat" } else { "GROWING" };
@@ -262,10 +345,25 @@ fn print_table(rows: &[Row], runs: usize) {
     }
 }
 
-/// The targets: first runs ≥ 200k records/s, every run ≤ 48 MiB, each by its median.
+/// The targets: first runs ≥ 200k records/s, every run ≤ 48 MiB, each by its median; with
+/// PostgreSQL state, its first runs within [`PG_STATE_SLOWDOWN_MAX`]× of SQLite state's.
 fn verdict(rows: &[Row]) -> Verdict {
     let mut v = Verdict::default();
-    for r in rows {
+    for r in rows.iter().filter(|r| r.state == "pg" && r.run == "first") {
+        let Some(sqlite) = rows.iter().find(|s| s.state == "sqlite" && s.run == "first" && s.records == r.records)
+        else {
+            continue;
+        };
+        let (pg, lite) = (r.rate(), sqlite.rate());
+        v.check(
+            format!(
+                "{} first run with PostgreSQL state within {PG_STATE_SLOWDOWN_MAX}× of SQLite state: {pg:.0} vs {lite:.0} records/s",
+                r.records
+            ),
+            pg * PG_STATE_SLOWDOWN_MAX >= lite,
+        );
+    }
+    for r in rows.iter().filter(|r| r.state == "sqlite") {
         if r.run == "first" {
             let rate = r.rate();
             v.check(
@@ -357,6 +455,9 @@ mod tests {
         assert!(parse_args(&args(&["--records"])).is_err());
         assert!(parse_args(&args(&["--records", "lots"])).is_err());
         assert!(parse_args(&args(&["--fast"])).is_err());
+        assert!(parse_args(&args(&["--state", "pg"])).unwrap().state_pg);
+        assert!(!parse_args(&args(&["--state=sqlite"])).unwrap().state_pg);
+        assert!(parse_args(&args(&["--state", "mysql"])).is_err());
     }
 
     #[test]
@@ -432,7 +533,7 @@ echo "stream read written"; echo "customers $n $w""#,
     }
 
     fn opts(records: Vec<u64>, runs: usize, judge: bool) -> Options {
-        Options { records, keep: false, judging: Judging { runs, judge } }
+        Options { records, keep: false, judging: Judging { runs, judge }, state_pg: false }
     }
 
     #[test]
@@ -442,7 +543,7 @@ echo "stream read written"; echo "customers $n $w""#,
         let bin = fake_sync(tmp.path(), &log, 0);
         // A shell script's speed is whatever the machine gives it: not judged here (the
         // verdict has its own test).
-        assert!(run_bench(&bin, &opts(vec![300, 1_000], 2, false), &rows_file).unwrap());
+        assert!(run_bench(&bin, &opts(vec![300, 1_000], 2, false), &rows_file, None).unwrap());
         let calls = fs::read_to_string(&log).unwrap();
         let calls: Vec<Vec<&str>> = calls.lines().map(|l| l.split(' ').collect()).collect();
         assert_eq!(calls.len(), 8, "{calls:?}");
@@ -459,7 +560,7 @@ echo "stream read written"; echo "customers $n $w""#,
     fn a_lost_record_fails_the_bench_even_unjudged() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = fake_sync(tmp.path(), &tmp.path().join("calls.log"), 1);
-        let err = run_bench(&bin, &opts(vec![50], 1, false), &rows_file).unwrap_err();
+        let err = run_bench(&bin, &opts(vec![50], 1, false), &rows_file, None).unwrap_err();
         assert_eq!(err.to_string(), "bench: 50 records, first run 1/1: sent 50 records, 49 arrived in the destination");
     }
 
@@ -470,7 +571,7 @@ echo "stream read written"; echo "customers $n $w""#,
             tmp.path(),
             "wc -l < ../customers.jsonl > rows; echo 'stream read written'; echo 'customers 5 5'",
         );
-        let err = run_bench(&bin, &opts(vec![5], 1, true), &rows_file).unwrap_err();
+        let err = run_bench(&bin, &opts(vec![5], 1, true), &rows_file, None).unwrap_err();
         assert!(err.to_string().contains("wrote again (it must write 0)"), "{err:#}");
     }
 
@@ -483,13 +584,26 @@ echo "stream read written"; echo "customers $n $w""#,
             cpu: std::time::Duration::from_millis(wall_ms),
         };
         // 100k records: 0.4 s = 250k/s; one slow run of three does not decide it.
-        let fast = Row { records: 100_000, run: "first", runs: vec![m(400, 30), m(2_000, 30), m(450, 30)] };
+        let fast =
+            Row { records: 100_000, run: "first", state: "sqlite", runs: vec![m(400, 30), m(2_000, 30), m(450, 30)] };
         assert_eq!(verdict(&[fast]).missed().count(), 0);
-        let slow = Row { records: 100_000, run: "first", runs: vec![m(600, 30), m(400, 30), m(700, 30)] };
+        let slow =
+            Row { records: 100_000, run: "first", state: "sqlite", runs: vec![m(600, 30), m(400, 30), m(700, 30)] };
         let v = verdict(&[slow]);
         assert_eq!(v.missed().collect::<Vec<_>>(), ["100000 first run ≥ 200000 records/s: 166667"]);
         assert!(!v.finish("bench", Judging::default()));
-        let fat = Row { records: 100_000, run: "rerun", runs: vec![m(100, 49), m(100, 50), m(100, 20)] };
+        // PostgreSQL state: judged against SQLite state's first run at the same count.
+        let lite = Row { records: 100_000, run: "first", state: "sqlite", runs: vec![m(400, 30)] };
+        let pg_ok = Row { records: 100_000, run: "first", state: "pg", runs: vec![m(800, 30)] };
+        let pg_slow = Row { records: 100_000, run: "first", state: "pg", runs: vec![m(900, 30)] };
+        assert_eq!(verdict(&[lite, pg_ok]).missed().count(), 0);
+        let lite = Row { records: 100_000, run: "first", state: "sqlite", runs: vec![m(400, 30)] };
+        assert_eq!(
+            verdict(&[lite, pg_slow]).missed().collect::<Vec<_>>(),
+            ["100000 first run with PostgreSQL state within 2× of SQLite state: 111111 vs 250000 records/s"]
+        );
+        let fat =
+            Row { records: 100_000, run: "rerun", state: "sqlite", runs: vec![m(100, 49), m(100, 50), m(100, 20)] };
         assert_eq!(verdict(&[fat]).missed().collect::<Vec<_>>(), ["100000 rerun peak RSS ≤ 48 MiB: 49.0"]);
     }
 
@@ -497,7 +611,7 @@ echo "stream read written"; echo "customers $n $w""#,
     fn a_failing_dovetail_run_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = fake_dovetail(tmp.path(), "echo boom >&2; exit 3");
-        let err = run_bench(&bin, &opts(vec![10], 1, true), &rows_file).unwrap_err();
+        let err = run_bench(&bin, &opts(vec![10], 1, true), &rows_file, None).unwrap_err();
         assert!(err.to_string().contains("(first run) failed: exit status: 3"), "{err:#}");
     }
 

@@ -62,6 +62,17 @@ impl SslMode {
         })
     }
 
+    /// libpq's name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
     /// What tokio-postgres negotiates on the wire.
     pub fn wire(self) -> WireMode {
         match self {

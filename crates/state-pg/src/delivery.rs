@@ -46,17 +46,23 @@ impl PgState {
         stream: &str,
         keys: &[Key],
     ) -> Result<HashMap<String, (Vec<u8>, bool, Option<String>)>, Error> {
-        let c = self.conn().await?;
-        let Some(sid) = self.stream_id(&c, pipeline, stream).await? else {
-            return Ok(HashMap::new());
-        };
         let names: Vec<&str> = keys.iter().map(Key::as_str).collect();
-        let st = c
-            .prepare_cached("SELECT key, hash, repeated, dest_id FROM ledger WHERE stream_id = $1 AND key = ANY($2)")
-            .await
-            .map_err(|e| self.err("preparing the ledger lookup", e))?;
-        let rows = c.query(&st, &[&sid, &names]).await.map_err(|e| self.err("looking up ledger rows", e))?;
-        Ok(rows.into_iter().map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2), r.get(3)))).collect())
+        let names = &names;
+        let lookup = || async move {
+            let c = self.conn().await?;
+            let Some(sid) = self.stream_id(&c, pipeline, stream).await? else {
+                return Ok(HashMap::new());
+            };
+            let st = c
+                .prepare_cached(
+                    "SELECT key, hash, repeated, dest_id FROM ledger WHERE stream_id = $1 AND key = ANY($2)",
+                )
+                .await
+                .map_err(|e| self.err("preparing the ledger lookup", e))?;
+            let rows = c.query(&st, &[&sid, &names]).await.map_err(|e| self.err("looking up ledger rows", e))?;
+            Ok(rows.into_iter().map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2), r.get(3)))).collect())
+        };
+        self.reconnecting("looking up ledger rows", lookup).await
     }
 
     /// Apply one commit inside `tx`.
@@ -260,6 +266,49 @@ impl PgState {
         Ok(())
     }
 
+    /// Apply `commit` in one transaction stamped with `receipt`; with `fence` (the run
+    /// lock's holder token) the transaction first checks this process still holds the lock.
+    async fn commit_once(&self, commit: &Commit, receipt: &str, fence: Option<&str>) -> Result<(), Error> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(|e| self.err("starting a commit", e))?;
+        if let Some(token) = fence {
+            // FOR SHARE: a run taking the lock over waits for this commit, then sees its own token.
+            let st = tx
+                .prepare_cached("SELECT 1 FROM run_locks WHERE pipeline = $1 AND holder = $2 FOR SHARE")
+                .await
+                .map_err(|e| self.err("checking the run lock", e))?;
+            let held = tx
+                .query_opt(&st, &[&commit.pipeline, &token])
+                .await
+                .map_err(|e| self.err("checking the run lock", e))?;
+            if held.is_none() {
+                drop(tx);
+                let key = crate::lock::key(self.target().schema(), &commit.pipeline);
+                let holder = crate::lock::holder(&c, key).await;
+                return Err(crate::lock::taken_over(self, &commit.pipeline, holder));
+            }
+        }
+        let sid = self.commit_in(&tx, commit).await?;
+        let st = tx
+            .prepare_cached("UPDATE streams SET last_commit = $2 WHERE id = $1")
+            .await
+            .map_err(|e| self.err("stamping the commit", e))?;
+        tx.execute(&st, &[&sid, &receipt]).await.map_err(|e| self.err("stamping the commit", e))?;
+        tx.commit().await.map_err(|e| self.err("committing a batch", e))?;
+        self.cache_stream(&commit.pipeline, &commit.stream, sid);
+        Ok(())
+    }
+
+    /// Whether the commit stamped `receipt` landed (the stream's last commit is it).
+    async fn committed(&self, pipeline: &str, stream: &str, receipt: &str) -> Result<bool, Error> {
+        let c = self.conn().await?;
+        let row = c
+            .query_opt("SELECT last_commit FROM streams WHERE pipeline = $1 AND stream = $2", &[&pipeline, &stream])
+            .await
+            .map_err(|e| self.err("checking whether a dropped commit landed", e))?;
+        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)).as_deref() == Some(receipt))
+    }
+
     /// Run `f` on the stream ids of one stream or every stream of a pipeline, in one
     /// transaction.
     async fn stream_ids_in(
@@ -421,19 +470,26 @@ impl DeliveryStore for PgState {
         Ok(rows.into_iter().map(|r| Key::from_canonical(r.get::<_, String>(0))).collect())
     }
 
+    /// One transaction, tried again on a new connection when the connection drops (see
+    /// [`PgState::commit_once`]); a retry first asks the stream's receipt whether the
+    /// dropped attempt committed, so a batch is never applied twice.
     async fn commit(&self, commit: Commit) -> Result<(), Error> {
-        self.check_lock(&commit.pipeline).map_err(|e| e.in_pipeline(&commit.pipeline).in_stream(&commit.stream))?;
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(|e| self.err("starting a commit", e))?;
-        let sid = self
-            .commit_in(&tx, &commit)
-            .await
-            .map_err(|e| e.in_pipeline(&commit.pipeline).in_stream(&commit.stream))?;
-        tx.commit()
-            .await
-            .map_err(|e| self.err("committing a batch", e).in_pipeline(&commit.pipeline).in_stream(&commit.stream))?;
-        self.cache_stream(&commit.pipeline, &commit.stream, sid);
-        Ok(())
+        let (pipeline, stream) = (&commit.pipeline, &commit.stream);
+        let receipt = &crate::lock::new_token();
+        let unsure = &std::sync::atomic::AtomicBool::new(false);
+        let commit = &commit;
+        let attempt = || async move {
+            if unsure.load(std::sync::atomic::Ordering::Relaxed) && self.committed(pipeline, stream, receipt).await? {
+                return Ok(());
+            }
+            let fence = self.ensure_lock(pipeline).await?;
+            let done = self.commit_once(commit, receipt, fence.as_deref()).await;
+            if done.as_ref().is_err_and(crate::error::is_lost) {
+                unsure.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            done
+        };
+        self.reconnecting("committing a batch", attempt).await.map_err(|e| e.in_pipeline(pipeline).in_stream(stream))
     }
 
     async fn outbox(&self, pipeline: &str, stream: &str, n: usize) -> Result<Vec<OutboxEntry>, Error> {

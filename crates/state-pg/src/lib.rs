@@ -48,6 +48,9 @@ pub const DEFAULT_SCHEMA: &str = "dovetail";
 const POOL_SIZE: usize = 8;
 /// How long connecting (and waiting for a pooled connection) may take.
 const CONNECT_TIMEOUT: Duration = dovetail_pg::CONNECT_TIMEOUT;
+/// How long a store that had connected waits for PostgreSQL to come back (a restart, a
+/// failover) before an operation fails as Unavailable.
+pub const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 /// Where the state lives: parsed from `[state] url` and `[state] schema`.
 #[derive(Clone)]
@@ -207,10 +210,11 @@ impl PgState {
         self.inner.pool.get().await.map_err(|e| error::pool_err(&self.inner.target, e))
     }
 
-    /// A pooled connection to a migrated schema.
+    /// A pooled connection to a migrated schema; waits for a server that went away after the
+    /// store had connected ([`PgState::reconnecting`]).
     pub(crate) async fn conn(&self) -> Result<Conn, Error> {
         self.ready().await?;
-        self.raw_conn().await
+        self.reconnecting("connecting", || self.raw_conn()).await
     }
 
     /// The cached id of a committed stream.
@@ -224,21 +228,78 @@ impl PgState {
         map.entry(pipeline.to_owned()).or_default().insert(stream.to_owned(), id);
     }
 
-    /// Refuse to commit for a pipeline whose run lock this process took and lost (its
-    /// connection ended): another host may hold it now.
-    pub(crate) fn check_lock(&self, pipeline: &str) -> Result<(), Error> {
-        if lock::lost(&self.inner.held, pipeline) {
-            return Err(Error::new(
+    /// Before a commit for `pipeline`: the holder token to fence it with when this process
+    /// holds the pipeline's run lock (`None` when it does not). A lock whose connection ended
+    /// is taken again first ([`lock::retake`]); when that fails, the run stops committing.
+    pub(crate) async fn ensure_lock(&self, pipeline: &str) -> Result<Option<String>, Error> {
+        let Some((token, closed)) = lock::state(&self.inner.held, pipeline) else { return Ok(None) };
+        if !closed {
+            return Ok(Some(token));
+        }
+        tracing::warn!(
+            pipeline,
+            at = self.inner.target.place(),
+            "lost the run lock's connection; taking the lock again"
+        );
+        let token = &token;
+        let retake = self.reconnecting("taking the run lock again", || lock::retake(self, pipeline, token));
+        retake.await.map_err(|e| {
+            if !error::is_lost(&e) {
+                // Another holder, or refused outright: said as it is.
+                return e;
+            }
+            Error::new(
                 dovetail_core::ErrorKind::Unavailable,
                 format!(
-                    "state store: lost the connection holding the run lock of `{pipeline}` to PostgreSQL at {}; \
-                     stopped committing (another run may hold the lock now)",
-                    self.inner.target.place()
+                    "state store: lost the connection holding the run lock of `{pipeline}` to PostgreSQL at {} and \
+                     could not take the lock again; stopped committing: {}",
+                    self.inner.target.place(),
+                    e.message()
                 ),
             )
-            .with_hint("check PostgreSQL and the network, then run again; the run resumes from its last checkpoint"));
+            .with_hint("check PostgreSQL and the network, then run again; the run resumes from its last checkpoint")
+        })?;
+        tracing::info!(pipeline, "took the run lock again; no other run held it meanwhile");
+        Ok(Some(token.clone()))
+    }
+
+    /// Run `op` again while it fails for a lost connection ([`error::is_lost`]) — PostgreSQL
+    /// restarting, a backend terminated — with a backoff, for up to [`RECONNECT_FOR`]; only
+    /// once the store has connected (down at start fails at once). `op` must be safe to
+    /// repeat after a failure: a read, or a transaction that did not commit.
+    pub(crate) async fn reconnecting<T, F>(&self, what: &str, op: impl Fn() -> F) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<T, Error>>,
+    {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(50);
+        let mut warned = false;
+        loop {
+            match op().await {
+                Err(e)
+                    if error::is_lost(&e)
+                        && self.inner.ready.initialized()
+                        && started.elapsed() + delay < RECONNECT_FOR =>
+                {
+                    if !warned {
+                        tracing::warn!(
+                            at = self.inner.target.place(),
+                            "state store: {what}: connection lost; reconnecting: {e}"
+                        );
+                        warned = true;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+                Ok(v) => {
+                    if warned {
+                        tracing::info!(at = self.inner.target.place(), "state store: {what}: reconnected");
+                    }
+                    return Ok(v);
+                }
+            }
         }
-        Ok(())
     }
 
     /// The id of a stream already registered, from the cache or the database.

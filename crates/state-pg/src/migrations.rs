@@ -8,6 +8,7 @@
 
 use dovetail_core::Error;
 
+use crate::error::privilege_err;
 use crate::{Conn, PgTarget, pg_err};
 
 /// Ordered schema migrations (see the module docs). Migration 1 is everything the SQLite
@@ -169,6 +170,19 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE paused_streams ADD COLUMN location TEXT;
 "#,
+    // 4: fencing and commit receipts. `run_locks` names the current holder of each
+    // pipeline's run lock (a token per taking), so a run that lost its lock's connection and
+    // took it again knows whether another run held it meanwhile, and every commit of a lock
+    // holder checks it still is one. `streams.last_commit` is the token of the stream's last
+    // commit: after a connection dropped during COMMIT, it says whether that commit landed.
+    r#"
+    CREATE TABLE run_locks (
+        pipeline TEXT PRIMARY KEY,
+        holder   TEXT NOT NULL,
+        taken_at TEXT NOT NULL
+    );
+    ALTER TABLE streams ADD COLUMN last_commit TEXT;
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.
@@ -205,18 +219,43 @@ pub async fn migrate_with(
         .await
         .map_err(err("looking for the state schema"))?
         .get(0);
+    let user = target.user().unwrap_or("?");
     if !exists {
-        tx.batch_execute(&format!("CREATE SCHEMA \"{schema}\"")).await.map_err(err("creating the state schema"))?;
+        let db = target.database().unwrap_or(user);
+        tx.batch_execute(&format!("CREATE SCHEMA \"{schema}\"")).await.map_err(|e| {
+            let needs = format!("CREATE on database \"{db}\" (to create schema \"{schema}\")");
+            privilege_err(
+                target,
+                "creating the state schema",
+                &needs,
+                &format!("GRANT CREATE ON DATABASE \"{db}\" TO \"{user}\""),
+                e,
+            )
+        })?;
     }
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
-    )
-    .await
-    .map_err(err("creating the schema_version table"))?;
-    let current: i64 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+    let needs = format!("USAGE and CREATE on schema \"{schema}\"");
+    let grant = format!("GRANT USAGE, CREATE ON SCHEMA \"{schema}\" TO \"{user}\"");
+    let has_versions: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_version')",
+            &[&schema],
+        )
         .await
-        .map_err(err("reading the schema version"))?
+        .map_err(err("looking for the schema_version table"))?
+        .get(0);
+    if !has_versions {
+        // Qualified: a schema the user may not use is skipped by `search_path`, which would
+        // hide the missing privilege behind "no schema has been selected to create in".
+        tx.batch_execute(&format!(
+            "CREATE TABLE \"{schema}\".schema_version (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        ))
+        .await
+        .map_err(|e| privilege_err(target, "creating the schema_version table", &needs, &grant, e))?;
+    }
+    let current: i64 = tx
+        .query_one(&format!("SELECT coalesce(max(version), 0) FROM \"{schema}\".schema_version"), &[])
+        .await
+        .map_err(|e| privilege_err(target, "reading the schema version", &needs, &grant, e))?
         .get(0);
     let known = migrations.len() as i64;
     if current > known {
@@ -229,7 +268,9 @@ pub async fn migrate_with(
     }
     for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
         let version = i as i64 + 1;
-        tx.batch_execute(sql).await.map_err(err(&format!("applying schema migration {version}")))?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| privilege_err(target, &format!("applying schema migration {version}"), &needs, &grant, e))?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
             &[&version, &jiff::Timestamp::now().to_string()],

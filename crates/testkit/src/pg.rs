@@ -80,8 +80,22 @@ struct Server {
     host: String,
     port: u16,
     password: String, // tidy: not-secret
+    /// How the test support itself connects to create databases: the cluster's Unix socket
+    /// when it started one (works under a `hostssl`-only `pg_hba.conf`), else `base`.
+    admin: String,
+    /// A cluster this process started: how to stop and start it again.
+    ctl: Option<Ctl>,
     /// The watchdog's stdin: dropped only when the process ends (see the module docs).
     _watchdog: Option<Mutex<ChildStdin>>,
+}
+
+/// `pg_ctl` for a cluster this process started.
+struct Ctl {
+    bin: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    options: String,
+    root: bool,
 }
 
 /// A fresh database for the test `test`, or `None` when no PostgreSQL exists and
@@ -93,12 +107,17 @@ pub fn database(test: &str) -> Option<TestDb> {
         Ok(s) => s,
         Err(missing) => return skip(test, missing),
     };
+    Some(create(server, test))
+}
+
+/// A fresh database named after `test` on `server`.
+fn create(server: &Server, test: &str) -> TestDb {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let slug: String =
         test.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(30).collect();
     let name = format!("dt_{}_{n}_{slug}", std::process::id());
-    let admin = format!("{}/postgres", server.base);
+    let admin = server.admin.clone();
     let sql = format!("CREATE DATABASE \"{name}\"");
     // On a thread of its own: callers may be inside a runtime already.
     let created = std::thread::spawn(move || {
@@ -118,13 +137,13 @@ pub fn database(test: &str) -> Option<TestDb> {
     if let Err(e) = created {
         panic!("cannot create the test database `{name}` on {}:{}: {e}", server.host, server.port);
     }
-    Some(TestDb {
+    TestDb {
         url: format!("{}/{name}", server.base),
         host: server.host.clone(),
         port: server.port,
         name,
         password: server.password.clone(),
-    })
+    }
 }
 
 /// Why there is no server: no binaries and no URL.
@@ -159,7 +178,8 @@ fn server() -> Result<Server, Missing> {
     let Some(bin) = find_bin() else {
         return Err(Missing(format!("no `initdb` on PATH or in /usr/lib/postgresql/*/bin (or in {BIN_ENV})")));
     };
-    Ok(start(&bin).unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL from {}: {e}", bin.display())))
+    Ok(start(&bin, &ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL from {}: {e}", bin.display())))
 }
 
 /// A server given by URL: `postgres://user:password@host:port[/db][?...]`.
@@ -172,9 +192,11 @@ fn from_url(url: &str) -> Server {
     let scheme = url.split_once("://").map_or("postgres", |(s, _)| s);
     Server {
         base: format!("{scheme}://{authority}"),
+        admin: format!("{scheme}://{authority}/postgres"),
         host: host.to_owned(),
         port: port.parse().unwrap_or(5432),
         password,
+        ctl: None,
         _watchdog: None,
     }
 }
@@ -223,7 +245,7 @@ fn postgres_ids() -> Result<(u32, u32), String> {
     Ok((id("-u")?, id("-g")?))
 }
 
-fn start(bin: &Path) -> Result<Server, String> {
+fn start(bin: &Path, extra: &ClusterOptions) -> Result<Server, String> {
     let root = is_root();
     let dir = tempfile::Builder::new().prefix("dovetail-pg.").tempdir_in("/tmp").map_err(|e| e.to_string())?.keep();
     let password = format!("pw{:032x}", random());
@@ -245,22 +267,11 @@ fn start(bin: &Path) -> Result<Server, String> {
         }
     }
     let data = dir.join("data");
-    let run = |mut cmd: Command, what: &str| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{what} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
     let mut initdb = as_pg(bin.join("initdb"));
     initdb.arg("-D").arg(&data).args(["-U", "postgres", "-E", "UTF8", "--no-locale", "--no-sync"]);
     initdb.args(["--auth-local=trust", "--auth-host=scram-sha-256"]).arg(format!("--pwfile={}", pwfile.display()));
     run(initdb, "initdb")?;
+    extra.install(&data, root)?;
     let port = free_port()?;
     // The watchdog first, so a failed start is cleaned up too.
     let ctl = bin.join("pg_ctl");
@@ -283,26 +294,161 @@ fn start(bin: &Path) -> Result<Server, String> {
             .map_err(|e| format!("starting the cleanup watchdog: {e}"))?
     };
     let stdin = watchdog.stdin.take().ok_or("the watchdog has no stdin")?;
-    let options = format!(
+    let mut options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
          -c full_page_writes=off -c max_connections=300",
         dir.display()
     );
-    let mut pg_ctl = as_pg(ctl);
-    pg_ctl.arg("-D").arg(&data).arg("-l").arg(dir.join("log")).args(["-w", "-t", "60", "-o", &options, "start"]);
-    pg_ctl.stdout(Stdio::null());
-    if let Err(e) = run(pg_ctl, "pg_ctl start") {
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        return Err(format!("{e}\n{log}"));
+    for setting in &extra.settings {
+        options.push_str(&format!(" -c {setting}"));
     }
+    let ctl = Ctl { bin: bin.to_owned(), data, log: dir.join("log"), options, root };
+    ctl.pg_ctl("start")?;
     let host = "127.0.0.1".to_owned();
     Ok(Server {
         base: format!("postgres://postgres:{password}@{host}:{port}"),
+        admin: format!("host={} port={port} user=postgres dbname=postgres", dir.display()),
         host,
         port,
         password,
+        ctl: Some(ctl),
         _watchdog: Some(Mutex::new(stdin)),
     })
+}
+
+/// Runs `cmd`; its output in the error when it fails.
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+impl Ctl {
+    /// `pg_ctl ACTION` (`start`, `stop`, `restart`), waiting until it is done.
+    fn pg_ctl(&self, action: &str) -> Result<(), String> {
+        let program = self.bin.join("pg_ctl");
+        let mut cmd = if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        cmd.arg("-D").arg(&self.data).arg("-l").arg(&self.log).args(["-w", "-t", "60", "-m", "fast"]);
+        cmd.args(["-o", &self.options, action]).stdout(Stdio::null());
+        run(cmd, &format!("pg_ctl {action}")).map_err(|e| {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            format!("{e}\n{log}")
+        })
+    }
+}
+
+/// How a [`Cluster`] of a test's own differs from the shared one.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// `name=value` server settings (`ssl=on`).
+    pub settings: Vec<String>,
+    /// The whole `pg_hba.conf`, instead of initdb's.
+    pub hba: Option<String>,
+    /// Files written into the data directory (certificates, keys), readable by the server only.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl ClusterOptions {
+    /// TLS on, with `cert_pem` and `key_pem` as the server's certificate and key; with
+    /// `only_tls`, `pg_hba.conf` lets TCP clients in over TLS only (`hostssl`).
+    pub fn tls(cert_pem: &str, key_pem: &str, only_tls: bool) -> Self {
+        let tcp = if only_tls { "hostssl" } else { "host" };
+        ClusterOptions {
+            settings: vec!["ssl=on".into(), "ssl_cert_file=server.crt".into(), "ssl_key_file=server.key".into()],
+            hba: Some(format!("local all all trust\n{tcp} all all 127.0.0.1/32 scram-sha-256\n")),
+            files: vec![
+                ("server.crt".into(), cert_pem.as_bytes().to_vec()),
+                ("server.key".into(), key_pem.as_bytes().to_vec()),
+            ],
+        }
+    }
+
+    fn install(&self, data: &Path, root: bool) -> Result<(), String> {
+        let mut files = self.files.clone();
+        if let Some(hba) = &self.hba {
+            files.push(("pg_hba.conf".into(), hba.as_bytes().to_vec()));
+        }
+        let ids = if root { Some(postgres_ids()?) } else { None };
+        for (name, bytes) in files {
+            use std::os::unix::fs::PermissionsExt;
+            let path = data.join(name);
+            std::fs::write(&path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+            if let Some((uid, gid)) = ids {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A throwaway cluster of one test's own, for what would disturb the shared one's other
+/// tests: restarting it, or other settings ([`ClusterOptions`]: TLS, `pg_hba.conf`). Stopped
+/// and removed by its watchdog when the process ends, like the shared one. Always started
+/// from local binaries (`DOVETAIL_TEST_PG_URL` cannot be restarted from here). Dropping it
+/// stops and removes it: keep it while its databases are used.
+pub struct Cluster {
+    server: Server,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("port", &self.server.port).finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Starts a cluster for `test` with `options`; `None` (or a panic) when no PostgreSQL
+    /// exists, as [`database`] does.
+    pub fn start(test: &str, options: &ClusterOptions) -> Option<Cluster> {
+        let Some(bin) = find_bin() else {
+            let missing = Missing(format!("no `initdb` on PATH or in /usr/lib/postgresql/*/bin (or in {BIN_ENV})"));
+            return skip(test, &missing).map(|_| unreachable!("skip never gives a database"));
+        };
+        let server = start(&bin, options)
+            .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL from {}: {e}", bin.display()));
+        Some(Cluster { server })
+    }
+
+    /// A fresh database on this cluster.
+    pub fn database(&self, test: &str) -> TestDb {
+        create(&self.server, test)
+    }
+
+    /// A superuser conninfo for `db` over the cluster's Unix socket (no TLS, whatever
+    /// `pg_hba.conf` asks of TCP clients), for a test's own statements.
+    pub fn socket_url(&self, db: &TestDb) -> String {
+        self.server.admin.replace("dbname=postgres", &format!("dbname={}", db.name()))
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: every session ends), waiting until it is down.
+    pub fn stop(&self) {
+        self.ctl().pg_ctl("stop").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts the stopped server again, on the same port, waiting until it accepts connections.
+    pub fn start_again(&self) {
+        self.ctl().pg_ctl("start").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// [`Cluster::stop`] then [`Cluster::start_again`].
+    pub fn restart(&self) {
+        self.ctl().pg_ctl("restart").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn ctl(&self) -> &Ctl {
+        self.server.ctl.as_ref().unwrap_or_else(|| unreachable!("a Cluster always started its server"))
+    }
 }
 
 fn free_port() -> Result<u16, String> {
@@ -318,4 +464,33 @@ fn random() -> u128 {
         return t.as_nanos() ^ u128::from(std::process::id());
     }
     u128::from_le_bytes(buf)
+}
+
+/// A test CA and a server certificate it signed, as PEM (see [`test_certs`]).
+#[derive(Debug, Clone)]
+pub struct TestCerts {
+    /// The CA certificate: what a client's `sslrootcert` trusts.
+    pub ca_pem: String,
+    /// The server's certificate.
+    pub cert_pem: String,
+    /// The server's private key (PKCS#8). Made for this test and thrown away with it.
+    pub key_pem: String, // tidy: not-secret
+}
+
+/// A fresh CA (`dovetail test CA`) and a server certificate it signed for the DNS `names`.
+pub fn test_certs(names: &[&str]) -> TestCerts {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let fail = |e: rcgen::Error| -> ! { panic!("generating test certificates: {e}") };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "dovetail test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+    let ca_cert = ca.self_signed(&ca_key).unwrap_or_else(|e| fail(e));
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut server = CertificateParams::new(names.clone()).unwrap_or_else(|e| fail(e));
+    server.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+    let key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+    let cert = server.signed_by(&key, &Issuer::new(ca, ca_key)).unwrap_or_else(|e| fail(e));
+    TestCerts { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
 }
