@@ -161,10 +161,12 @@ async fn sources_and_sinks_of_three_scheduled_pipelines_share_one_rotating_refre
     assert_eq!(stats.reused_refresh_tokens, 0, "a rotated-away refresh token was presented again: {stats:?}");
     assert_eq!(stats.invalid_grants, 0, "{stats:?}");
     assert!(!p.log().contains("invalid_grant"), "{}", p.log());
-    // Each run fetches a token as it starts; a run outlives it, so there are more grants
-    // than runs: the 1-second tokens expired and were refreshed mid-run.
+    // The pipelines of one tick share the process's token, and a tick outlives a 1-second
+    // token: more grants than ticks means tokens expired and were refreshed mid-run. (More
+    // grants than pipeline runs held only on a quiet machine: a slow tick reuses one token.)
     assert!(started >= 3 * PIPELINES.len(), "{started} pipeline runs:\n{}", p.log());
-    assert!(grants as usize > started, "{grants} refresh grants for {started} runs: {stats:?}");
+    let ticks = started.div_ceil(PIPELINES.len());
+    assert!(grants as usize > ticks, "{grants} refresh grants for {ticks} ticks ({started} runs): {stats:?}");
     assert!(stats.unauthorized <= grants, "{} 401s for {grants} grants: {stats:?}", stats.unauthorized);
 
     // Every run of every pipeline succeeded (but a last one SIGTERM interrupted).
