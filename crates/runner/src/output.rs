@@ -27,7 +27,6 @@ pub fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-
 /// Whether errors go to stderr as JSON (`--log-format json`), set once at startup.
 static JSON_ERRORS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
