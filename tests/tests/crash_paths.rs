@@ -3,7 +3,7 @@
 //! each key once with the source's last version, and a second clean run must write nothing
 //! (tests/src/crash.rs). One line per path; `cargo xtask crash --kills 20` runs the full sweep.
 
-use dovetail_e2e::crash::sinks::{JsonlSink, RestCreateSink, SqliteSink};
+use dovetail_e2e::crash::sinks::{JsonlSink, PostgresSink, RestCreateSink, SqliteSink};
 use dovetail_e2e::crash::sources::{FileSource, RestSource};
 use dovetail_e2e::crash_path;
 
@@ -17,6 +17,7 @@ crash_path!(files_to_sqlite, FileSource::jsonl(), SqliteSink);
 crash_path!(files_with_repeats_to_sqlite, FileSource::jsonl_with_repeats(), SqliteSink);
 crash_path!(files_to_jsonl, FileSource::jsonl(), JsonlSink);
 crash_path!(files_to_rest_create, FileSource::jsonl(), RestCreateSink::new());
+crash_path!(files_to_postgres, FileSource::jsonl(), PostgresSink::new());
 
 /// Every failpoint the engine names is reached by some path above.
 #[test]
