@@ -50,3 +50,24 @@ async fn http_exchange_lines_name_the_pipeline_run_and_stream() {
         assert_eq!(field("run_id"), Some(Value::from(1)), "{r}");
     }
 }
+
+/// A periodic `progress` line's counters are JSON numbers, not strings, so a log pipeline can
+/// sum and chart them without parsing `"1894/s"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_carry_their_counters_as_numbers() {
+    let vendor = FakeVendor::start(VendorConfig { records: 60, ..VendorConfig::default() }).await.unwrap();
+    let s = Scratch::new();
+    RestPipeline::new(&vendor.base_url()).stream(RestStream::items_cursor(10)).write_to(&s);
+    let mut cmd = s.cmd(&["--log-format", "json", "run"]);
+    cmd.env("DOVETAIL_PROGRESS_SECS", "0.000001");
+    let out = output_async(cmd).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let progress: Vec<Value> = json_lines(&out).into_iter().filter(|l| l["fields"]["message"] == "progress").collect();
+    let last = progress.last().unwrap_or_else(|| panic!("no progress line: {}", show(&out)));
+    let f = &last["fields"];
+    for field in ["records_per_s", "read", "written", "unchanged", "dead_lettered", "http_requests", "http_retries"] {
+        assert!(f[field].is_u64(), "`{field}` is a number: {last}");
+    }
+    assert_eq!(f["read"].as_u64(), Some(60), "{last}");
+    assert!(f["http_requests"].as_u64().is_some_and(|n| n >= 6), "{last}");
+}

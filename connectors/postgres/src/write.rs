@@ -142,7 +142,11 @@ async fn write_in_tx(
     table.add_columns(tx, fields).await?;
     let rows = convert_rows(table, t, batch, &refused, &mut report);
     if !rows.is_empty() {
-        copy_and_merge(tx, table, &rows).await?;
+        // Rows the merge inserted or changed, not records sent: a record the table already
+        // holds as it is was not written. A stream resumed from this sink's committed position
+        // (a crash between its commit and the state's) lacks that batch's ledger rows, so the
+        // next pass sends those records again; they change nothing and count nothing.
+        report.written = copy_and_merge(tx, table, &rows).await?;
     }
     Ok(report)
 }
@@ -320,8 +324,9 @@ fn event(table: &Table, field: &str, expected: &str, observed: &str, record: &Re
     }
 }
 
-/// `COPY` the rows into a fresh staging table, then one merge into the table.
-async fn copy_and_merge(tx: &Transaction<'_>, table: &Table, rows: &[Vec<Cell<'_>>]) -> Result<(), Error> {
+/// `COPY` the rows into a fresh staging table, then one merge into the table; returns the
+/// rows the merge inserted or changed.
+async fn copy_and_merge(tx: &Transaction<'_>, table: &Table, rows: &[Vec<Cell<'_>>]) -> Result<u64, Error> {
     let shown = table.display();
     let what = format!("writing to table `{shown}`");
     let e = |err| PgErr::new(&what).err(err);
@@ -343,8 +348,7 @@ async fn copy_and_merge(tx: &Transaction<'_>, table: &Table, rows: &[Vec<Cell<'_
     }
     writer.finish().await.map_err(e)?;
     dovetail_core::failpoint::hit("mid_batch");
-    tx.batch_execute(&merge_sql(table, &cols)).await.map_err(e)?;
-    Ok(())
+    tx.execute(&merge_sql(table, &cols), &[]).await.map_err(e)
 }
 
 /// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE … WHERE … IS DISTINCT FROM …`:

@@ -172,9 +172,7 @@ fn resolve(name: &str, env: &dyn Lookup, doc: &Doc) -> Result<String, String> {
         if path.is_empty() {
             return Err("`${file:}` needs a path".to_owned());
         }
-        let full = doc.base_dir.join(path);
-        let text = std::fs::read_to_string(&full)
-            .map_err(|e| format!("cannot read file `{path}` ({}) for `${{file:{path}}}`: {e}", full.display()))?;
+        let text = read_capped(path, &doc.base_dir.join(path))?;
         let trimmed = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
         return Ok(trimmed.to_owned());
     }
@@ -183,6 +181,51 @@ fn resolve(name: &str, env: &dyn Lookup, doc: &Doc) -> Result<String, String> {
         return Err(format!("`${{{name}}}` is not a valid reference; use ${{ENV_VAR}} or ${{file:path}}"));
     }
     env.env(var).ok_or_else(|| format!("environment variable `{var}` is not set"))
+}
+
+/// The most a `${file:...}` may hold: secrets and URLs, not data.
+pub const FILE_MAX_BYTES: u64 = 1024 * 1024;
+
+/// The text of `full` (`path` as the config wrote it), refused unless it is a regular file
+/// (symlinks followed) of at most [`FILE_MAX_BYTES`]: `/dev/zero` or a FIFO would hang
+/// `check` and `run`, and a huge file would fill memory. The read is capped too, for files
+/// that grow or report no size (`/proc`).
+fn read_capped(path: &str, full: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let what = || format!("file `{path}` ({}) for `${{file:{path}}}`", full.display());
+    let meta = std::fs::metadata(full).map_err(|e| format!("cannot read {}: {e}", what()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is {}, not a regular file", what(), file_kind(&meta.file_type())));
+    }
+    let too_big = || format!("{} is larger than {} KiB", what(), FILE_MAX_BYTES / 1024);
+    if meta.len() > FILE_MAX_BYTES {
+        return Err(too_big());
+    }
+    let file = std::fs::File::open(full).map_err(|e| format!("cannot read {}: {e}", what()))?;
+    let mut text = String::new();
+    file.take(FILE_MAX_BYTES + 1).read_to_string(&mut text).map_err(|e| format!("cannot read {}: {e}", what()))?;
+    if text.len() as u64 > FILE_MAX_BYTES {
+        return Err(too_big());
+    }
+    Ok(text)
+}
+
+/// What a file that is not a regular file is, for the error.
+fn file_kind(ft: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO";
+        }
+        if ft.is_char_device() || ft.is_block_device() {
+            return "a device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    if ft.is_dir() { "a directory" } else { "something else" }
 }
 
 #[cfg(test)]
@@ -214,6 +257,22 @@ mod tests {
         assert!(expand("${MISSING}", &env, &d).unwrap_err().contains("`MISSING` is not set"));
         assert!(expand("${HOST", &env, &d).unwrap_err().contains("unterminated"));
         assert!(expand("${file:nope}", &env, &d).unwrap_err().contains("cannot read file `nope`"));
+    }
+
+    #[test]
+    fn file_references_are_regular_files_of_at_most_a_mebibyte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (env, d) = (Vars(HashMap::new()), doc(dir.path()));
+        let limit = usize::try_from(FILE_MAX_BYTES).unwrap();
+        std::fs::write(dir.path().join("max"), "x".repeat(limit)).unwrap();
+        assert_eq!(expand("${file:max}", &env, &d).unwrap().0.len(), limit);
+        std::fs::write(dir.path().join("big"), "x".repeat(limit + 1)).unwrap();
+        let e = expand("${file:big}", &env, &d).unwrap_err();
+        assert!(e.contains("file `big`") && e.contains("larger than 1024 KiB"), "{e}");
+        let e = expand("${file:/dev/zero}", &env, &d).unwrap_err();
+        assert!(e.contains("`/dev/zero`") && e.contains("is a device, not a regular file"), "{e}");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert!(expand("${file:sub}", &env, &d).unwrap_err().contains("is a directory, not a regular file"));
     }
 
     #[test]

@@ -117,10 +117,15 @@ impl HttpFigures {
         HttpFigures { source, before }
     }
 
+    /// The HTTP figures of this run so far, or `None` for a source that does not speak HTTP.
+    fn so_far(&self) -> Option<HttpReport> {
+        Some(self.source.http_report()?.since(&self.before))
+    }
+
     /// The summary table's HTTP figures so far (`340 requests (352 attempts); 12 retries (503
     /// ×10, 429 ×2) waiting 3.2s; ...`), or `None` for a source that does not speak HTTP.
     fn summary(&self) -> Option<String> {
-        let r = self.source.http_report()?.since(&self.before);
+        let r = self.so_far()?;
         let mut s = crate::output::http_parts(&r).join("; ");
         if let Some(until) = &r.rate_limited_until {
             s.push_str(&format!(" — rate-limited, waiting until {}", crate::commands::status::short_time(until)));
@@ -210,9 +215,10 @@ fn counts(r: &StreamReport) -> String {
     s
 }
 
-fn rate(read: u64, since: Instant) -> String {
+/// Records read per second since `since`, whole; 0 before a millisecond has passed.
+fn records_per_s(read: u64, since: Instant) -> u64 {
     let secs = since.elapsed().as_secs_f64();
-    if secs < 0.001 { "-".into() } else { format!("{:.0}/s", read as f64 / secs) }
+    if secs < 0.001 { 0 } else { (read as f64 / secs).round() as u64 }
 }
 
 impl Progress for Bars {
@@ -269,7 +275,11 @@ impl Progress for Lines {
             entry.1 = now;
             entry.0
         };
-        let http = self.http.as_ref().and_then(HttpFigures::summary).unwrap_or_default();
+        let http = self.http.as_ref().and_then(HttpFigures::summary);
+        let figures = self.http.as_ref().and_then(HttpFigures::so_far);
+        let figure = |f: fn(&HttpReport) -> u64| figures.as_ref().map(f);
+        // Numbers stay numbers under `--log-format json`; the HTTP fields only for a source
+        // that speaks HTTP (`None` records no field).
         tracing::info!(
             stream,
             read = report.read,
@@ -278,8 +288,13 @@ impl Progress for Lines {
             before_cursor = report.filtered,
             deleted = report.deleted,
             dead_lettered = report.dead_lettered,
-            rate = %rate(report.read, started),
-            http = %http,
+            records_per_s = records_per_s(report.read, started),
+            http_requests = figure(|h| h.requests),
+            http_attempts = figure(|h| h.attempts),
+            http_retries = figure(|h| h.retries),
+            http_failed = figure(|h| h.failed),
+            rate_limit_wait_ms = figure(|h| h.rate_limit_wait_ms),
+            http = http.as_deref(),
             "progress"
         );
     }

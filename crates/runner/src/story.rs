@@ -15,10 +15,20 @@ use crate::output::{self, count};
 pub struct Demo<'a> {
     /// The id of the last run before this demo (0: none).
     pub previous_run: i64,
-    /// The vendor's own counters.
+    /// The vendor's own counters, now.
     pub vendor: &'a Stats,
+    /// The vendor's counters when this run started: the story tells only this run's share,
+    /// as the run report does (the demo's earlier runs met their own faults).
+    pub at_start: &'a Stats,
     /// How the vendor authenticates.
     pub auth: &'a AuthMode,
+}
+
+impl Demo<'_> {
+    /// What the vendor counted during this run, by `f`.
+    fn this_run(&self, f: impl Fn(&Stats) -> u64) -> u64 {
+        f(self.vendor).saturating_sub(f(self.at_start))
+    }
 }
 
 /// The run in words: what dovetail survived, what it wrote, where things are.
@@ -101,7 +111,7 @@ fn http(h: &HttpReport, demo: Option<&Demo<'_>>) -> String {
     let mut out = String::new();
     let by = |c: &str| h.retry_causes.get(c).copied().unwrap_or(0);
     let server_errors: u64 = h.retry_causes.iter().filter(|(c, _)| c.starts_with('5')).map(|(_, n)| n).sum();
-    let counted = demo.map(|d| format!("; the vendor counted {}, token requests included", d.vendor.requests));
+    let counted = demo.map(|d| format!("; the vendor counted {}, token requests included", d.this_run(|v| v.requests)));
     out.push_str(&format!(
         "  - {} ({}{}).\n",
         count(h.requests, "HTTP request", "HTTP requests"),
@@ -171,24 +181,26 @@ fn http(h: &HttpReport, demo: Option<&Demo<'_>>) -> String {
 
 /// What only the demo's vendor counted: broken pages, dropped connections, token rotations.
 fn vendor(h: &HttpReport, demo: &Demo<'_>) -> String {
-    let (vendor, mut out) = (demo.vendor, String::new());
-    if vendor.malformed_pages > 0 {
+    let mut out = String::new();
+    let malformed = demo.this_run(|v| v.malformed_pages);
+    if malformed > 0 {
         out.push_str(&format!(
             "  - The vendor answered {} 200 with JSON that does not parse: taken for a broken answer, not for data ({} retried).\n",
-            count(vendor.malformed_pages, "listing page", "listing pages"),
+            count(malformed, "listing page", "listing pages"),
             count(h.retry_causes.get("undecodable body").copied().unwrap_or(0), "undecodable body", "undecodable bodies")
         ));
     }
-    if vendor.dropped > 0 {
+    let dropped = demo.this_run(|v| v.dropped);
+    if dropped > 0 {
         out.push_str(&format!(
             "  - The vendor dropped {} without answering.\n",
-            count(vendor.dropped, "connection", "connections")
+            count(dropped, "connection", "connections")
         ));
     }
     if let AuthMode::OAuth2 { rotate_refresh_tokens, .. } = demo.auth
         && h.token_requests > 0
     {
-        let rotated = vendor.token_grants.get("refresh_token").copied().unwrap_or(0);
+        let rotated = demo.this_run(|v| v.token_grants.get("refresh_token").copied().unwrap_or(0));
         let saved = if *rotate_refresh_tokens && rotated > 0 {
             format!(
                 "; the vendor rotated the refresh token {}, each new one saved before use",
@@ -263,7 +275,8 @@ mod tests {
             token_lifetime_secs: 2.0,
             rotate_refresh_tokens: true,
         };
-        let demo = Demo { previous_run: 0, vendor: &vendor, auth: &auth };
+        let start = Stats::default();
+        let demo = Demo { previous_run: 0, vendor: &vendor, at_start: &start, auth: &auth };
         let text = story(&r, &[], Path::new("state.db"), &[], Some(&demo));
         for line in [
             "  - 30 HTTP requests (33 attempts; the vendor counted 36, token requests included).\n",
@@ -276,7 +289,7 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
         // A vendor without OAuth2: no claim of expiring or rotating tokens.
-        let demo = Demo { previous_run: 0, vendor: &vendor, auth: &AuthMode::None };
+        let demo = Demo { previous_run: 0, vendor: &vendor, at_start: &start, auth: &AuthMode::None };
         let text = story(&r, &[], Path::new("state.db"), &[], Some(&demo));
         assert!(!text.contains("OAuth2") && !text.contains("rotated"), "{text}");
         // Outside the demo: no vendor counts, no token claims beyond the count.
@@ -285,6 +298,25 @@ mod tests {
         assert!(text.contains("  - Retried 1 more attempt (timeout ×1).\n"), "{text}");
         assert!(text.contains("  - Credentials: 5 token requests.\n"), "{text}");
         assert!(!text.contains("vendor") && !text.contains("OAuth2") && !text.contains("tokens.json"), "{text}");
+    }
+
+    #[test]
+    fn the_demo_tells_the_vendor_faults_this_run_met_not_the_whole_demo() {
+        let mut h = dovetail_core::HttpReport { requests: 10, attempts: 11, retries: 1, ..Default::default() };
+        h.retry_causes.insert("undecodable body".into(), 1);
+        let r =
+            RunReport { outcome: RunOutcome::Succeeded, http: [("source".to_owned(), h)].into(), ..Default::default() };
+        let before = Stats { requests: 40, malformed_pages: 1, dropped: 3, ..Default::default() };
+        let earlier_run = Stats { requests: 51, ..before.clone() };
+        let demo = Demo { previous_run: 0, vendor: &earlier_run, at_start: &before, auth: &AuthMode::None };
+        let text = story(&r, &[], Path::new("state.db"), &[], Some(&demo));
+        assert!(text.contains("(11 attempts; the vendor counted 11, token requests included)"), "{text}");
+        assert!(!text.contains("does not parse") && !text.contains("dropped"), "{text}");
+        let met = Stats { requests: 51, malformed_pages: 2, dropped: 4, ..before.clone() };
+        let demo = Demo { previous_run: 0, vendor: &met, at_start: &before, auth: &AuthMode::None };
+        let text = story(&r, &[], Path::new("state.db"), &[], Some(&demo));
+        assert!(text.contains("answered 1 listing page 200 with JSON that does not parse: taken for a broken answer, not for data (1 undecodable body retried)"), "{text}");
+        assert!(text.contains("The vendor dropped 1 connection without answering."), "{text}");
     }
 
     #[test]

@@ -120,6 +120,46 @@ fn interpolation_at_the_command_line() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
+/// `dovetail ARGS` in `dir`, killed after 30 s: a run that would hang fails the test instead.
+fn dovetail_bounded(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dovetail"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dovetail {args:?} still running after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A `${file:...}` naming a FIFO or a device would block or read forever: refused, naming
+/// the config line and the file, by `check` and `run` alike.
+#[test]
+fn a_file_reference_to_a_fifo_or_a_device_is_refused_naming_line_and_file() {
+    let dir = project(&CONFIG.replace("\"orders.jsonl\"", "\"${file:pipe}\""));
+    let made = Command::new("mkfifo").arg(dir.path().join("pipe")).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    for verb in ["check", "run"] {
+        let out = dovetail_bounded(dir.path(), &[verb]);
+        assert_eq!(out.status.code(), Some(3), "{verb}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains("dovetail.toml:6: file `pipe`") && err.contains("is a FIFO, not a regular file"), "{err}");
+    }
+    std::fs::write(dir.path().join("dovetail.toml"), CONFIG.replace("\"orders.jsonl\"", "\"${file:/dev/zero}\""))
+        .unwrap();
+    let out = dovetail_bounded(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("dovetail.toml:6: file `/dev/zero`"), "{}", text(&out.stderr));
+}
+
 #[test]
 fn config_flag_and_missing_file() {
     let dir = project(CONFIG);

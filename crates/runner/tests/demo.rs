@@ -16,6 +16,17 @@ fn demo_json(dir: &Path, config: &Path) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}"))
 }
 
+/// The example demo config copied into `dir/examples`; its path.
+fn demo_config(dir: &Path) -> std::path::PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let to = dir.join("examples");
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["demo.toml", "demo-vendor.toml"] {
+        std::fs::copy(examples.join(f), to.join(f)).unwrap();
+    }
+    to.join("demo.toml")
+}
+
 fn n(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer).and_then(Value::as_u64).unwrap_or_else(|| panic!("{pointer} missing in {v:#}"))
 }
@@ -23,13 +34,7 @@ fn n(v: &Value, pointer: &str) -> u64 {
 #[test]
 fn the_demo_accounts_for_every_record_through_a_crash_a_sink_outage_and_a_rerun() {
     let tmp = tempfile::tempdir().unwrap();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let dir = tmp.path().join("examples");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["demo.toml", "demo-vendor.toml"] {
-        std::fs::copy(examples.join(f), dir.join(f)).unwrap();
-    }
-    let config = dir.join("demo.toml");
+    let config = demo_config(tmp.path());
 
     let first = demo_json(tmp.path(), &config);
     assert_eq!(n(&first, "/vendor_records"), 900, "{first:#}");
@@ -65,4 +70,23 @@ fn the_demo_accounts_for_every_record_through_a_crash_a_sink_outage_and_a_rerun(
     assert!(!second["faults"].as_object().unwrap().contains_key("malformed_page"));
     assert!(!second["faults"].as_object().unwrap().contains_key("sink_down"));
     assert_eq!(n(&second, "/outbox/queued"), 0, "{:#}", second["outbox"]);
+}
+
+/// The demo's "What happened" tells the last run's faults with the vendor's counts for that
+/// run: a malformed page an earlier run of the demo met (and retried) is not told again as
+/// "1 listing page … (0 undecodable bodies retried)".
+#[test]
+fn the_story_counts_the_vendor_faults_of_its_own_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = demo_config(tmp.path());
+    let out = dovetail(tmp.path(), &["demo", "--records", "900", "--demo-config", config.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    let (runs, story) = stdout.rsplit_once("What happened:").unwrap_or_else(|| panic!("no story:\n{stdout}"));
+    // The told run's own summary: its last `source http:` line.
+    let last_http = runs.lines().rfind(|l| l.trim_start().starts_with("source http:")).unwrap_or_default();
+    assert!(!story.contains("(0 undecodable bodies retried)"), "{stdout}");
+    if !last_http.contains("undecodable body") {
+        assert!(!story.contains("does not parse"), "the told run met no malformed page:\n{stdout}");
+    }
 }

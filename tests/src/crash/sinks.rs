@@ -1,5 +1,6 @@
 //! Sinks of the crash paths and the readers of what each holds: SQLite, JSONL, and the REST
-//! sink creating objects at the fake vendor with idempotency keys.
+//! sink creating objects at the fake vendor with idempotency keys (PostgreSQL's, which needs
+//! the testkit, a dev-dependency, is in tests/tests/crash_paths.rs).
 
 use dovetail_fake_vendor::{Faults, VendorConfig};
 use serde_json::Value;

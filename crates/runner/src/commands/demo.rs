@@ -165,7 +165,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             let pipeline = spec.build(state.clone())?;
             let progress = if args.json { None } else { crate::progress::for_run(Some(pipeline.source())) };
             let opts = RunOptions { cancel: cancel.clone(), progress, ..Default::default() };
-            let malformed_before = vendor.stats().malformed_pages;
+            // The vendor's counters at this run's start: the story tells this run's share.
+            let at_start = vendor.stats();
             let lock = sink_down.then(|| SinkLock::midway(&sinks, &stream_names));
             let report = pipeline.run(opts).await;
             let locked = lock.is_some_and(SinkLock::release);
@@ -185,18 +186,22 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
                 ))?;
                 continue;
             }
-            if again && report.outcome != RunOutcome::Succeeded && vendor.stats().malformed_pages > malformed_before {
+            if again
+                && report.outcome != RunOutcome::Succeeded
+                && vendor.stats().malformed_pages > at_start.malformed_pages
+            {
                 again = false;
                 say(
                     "\nThe vendor answered a page 200 with malformed JSON: the stream stopped at the checkpoint before it (the error names the URL), nothing past it was taken for granted. Running again, as a schedule would:\n\n",
                 )?;
                 continue;
             }
-            break report;
+            break (report, at_start);
         };
+        let (report, at_start) = report;
         let dead = state.dead_letters(Some(&report.pipeline), None, 100_000).await?;
         let stats = vendor.stats();
-        let demo = crate::story::Demo { previous_run: before, vendor: &stats, auth: &auth };
+        let demo = crate::story::Demo { previous_run: before, vendor: &stats, at_start: &at_start, auth: &auth };
         say(&crate::story::story(&report, &dead, &project.state_path, &sinks, Some(&demo)))?;
         code = if code != 0 { code } else { super::run::report_code(&report) };
         last = Some((report, dead));
