@@ -310,3 +310,26 @@ fn a_new_field_becomes_a_new_column_logged() {
     );
     assert_eq!(ty, vec!["numeric"]);
 }
+
+/// A sink aimed at the state's own schema is refused when the config is read (no server
+/// needed); another schema of the same database is the sink's to use.
+#[test]
+fn a_sink_in_the_state_schema_is_refused_and_another_schema_of_that_database_is_not() {
+    let state = "\n[state]\nurl = \"postgres://dt@DB.example:6543/warehouse\"\nschema = \"wh\"\n";
+    // The same database written differently (host case, another user, a password): still the state's.
+    let s = setup("postgres://loader:pw@db.example:6543/warehouse", &[json!({"id": 1})], state);
+    let out = s.run(&["check", "--offline"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("`pipelines.events.sink.schema` (`wh` in db.example:6543/warehouse) is the state's schema"),
+        "{text}"
+    );
+    assert!(!text.contains("pw@"), "{text}");
+
+    let s = setup("postgres://loader:pw@db.example:6543/warehouse", &[json!({"id": 1})], state);
+    let config = std::fs::read_to_string(s.path("dovetail.toml")).unwrap();
+    s.write("dovetail.toml", &config.replacen("schema = \"wh\"", "schema = \"public\"", 1));
+    let out = s.run(&["check", "--offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}

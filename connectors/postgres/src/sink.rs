@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use dovetail_core::Checkpoint;
 use dovetail_core::{
-    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkRecall, SinkStream, WriteReport,
+    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkRecall, SinkStream, SinkTarget,
+    WriteReport,
 };
 use dovetail_pg::PgUrl;
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
@@ -31,6 +32,8 @@ const STATEMENT_TIMEOUT_MS: u32 = 300_000;
 pub struct PostgresSink {
     config: Arc<PostgresSinkConfig>,
     place: String,
+    /// `host:port/database`, for the runner's sink-at-state check.
+    database: String,
     pool: Pool,
     /// The schema and notes table exist (made once per sink).
     setup: Arc<OnceCell<()>>,
@@ -78,6 +81,7 @@ impl PostgresSink {
             .map_err(|e| Error::internal("cannot set up the PostgreSQL connection pool").with_source(e))?;
         Ok(PostgresSink {
             config: Arc::new(config),
+            database: url.database(),
             place: url.place,
             pool,
             setup: Arc::default(),
@@ -154,6 +158,10 @@ fn in_stream(e: Error, stream: &str) -> Error {
 impl Sink for PostgresSink {
     fn kind(&self) -> &'static str {
         crate::KIND
+    }
+
+    fn targets(&self, _streams: &[String]) -> Vec<SinkTarget> {
+        vec![SinkTarget::Schema { key: "schema", database: self.database.clone(), schema: self.config.schema.clone() }]
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {

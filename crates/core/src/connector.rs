@@ -244,6 +244,15 @@ pub enum SinkTarget {
         /// The file as the connector resolved it ([`BuildCx::resolve`]), not canonicalized.
         path: PathBuf,
     },
+    /// A schema of a database server the sink creates tables in.
+    Schema {
+        /// The key of the sink's config table that names the schema (`schema`), for messages.
+        key: &'static str,
+        /// The database as `host:port/database` (lower-case host), never with credentials.
+        database: String,
+        /// The schema's name.
+        schema: String,
+    },
 }
 
 /// What a sink found of a stream's destination at [`Sink::recall`], against the mark the

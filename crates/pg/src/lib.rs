@@ -69,6 +69,13 @@ impl PgUrl {
         Ok(PgUrl { config, sslmode, rootcert, place })
     }
 
+    /// `host:port/database` (the database defaults to the user name, as in libpq): what two
+    /// URLs share when they reach the same database, for the sink-at-state check.
+    pub fn database(&self) -> String {
+        let db = self.config.get_dbname().or(self.config.get_user()).unwrap_or_default();
+        format!("{}/{db}", self.place.to_ascii_lowercase())
+    }
+
     /// The TLS connector this URL asks for.
     pub fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Error> {
         tls::connector(self.sslmode, self.rootcert.as_deref())

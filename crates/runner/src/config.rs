@@ -344,10 +344,13 @@ fn load_root(
     let local = crate::stores::local_dir(doc, &state_path);
     let stores = crate::stores::for_state(&state_path, &local, config.state.secret_key.clone(), cache_entries);
     let storage = match crate::stores::postgres_at(&state_path) {
-        Some(_) => StateStorage::Postgres,
+        Some(pg) => StateStorage::Postgres {
+            database: pg.target().database_id().to_owned(),
+            schema: pg.target().schema().to_owned(),
+        },
         None => StateStorage::Sqlite(state_path.clone()),
     };
-    if matches!(storage, StateStorage::Postgres) && config.state.secret_key.is_none() {
+    if matches!(storage, StateStorage::Postgres { .. }) && config.state.secret_key.is_none() {
         tokens_need_a_key(doc, root, &config, env)?;
     }
     let own = OwnFiles::new(&storage, config.state.url.is_none());

@@ -20,9 +20,14 @@ pub enum StateStorage {
     /// A SQLite file, as configured (absolute): the file, its companions, the run-lock
     /// folder and the token store next to it are dovetail's own.
     Sqlite(PathBuf),
-    /// PostgreSQL state: its schema is dovetail's own (no sink writes PostgreSQL yet) and
-    /// tokens live in it; no local file is.
-    Postgres,
+    /// PostgreSQL state: its schema is dovetail's own (tokens live in it too); no local file
+    /// is. Another schema of the same database is the sink's to use.
+    Postgres {
+        /// `host:port/database` of the state.
+        database: String,
+        /// The state's schema.
+        schema: String,
+    },
 }
 
 /// What one of dovetail's own paths is, for messages.
@@ -45,6 +50,8 @@ struct Own {
 #[derive(Debug)]
 pub struct OwnFiles {
     own: Vec<Own>,
+    /// The state's PostgreSQL schema (`host:port/database`, schema), when the state is there.
+    schema: Option<(String, String)>,
     /// `state.url` is absent and the state is at its default place.
     default_url: bool,
 }
@@ -57,7 +64,10 @@ impl OwnFiles {
     pub fn new(state: &StateStorage, default_url: bool) -> Self {
         let db = match state {
             StateStorage::Sqlite(db) => db,
-            StateStorage::Postgres => return OwnFiles { own: Vec::new(), default_url },
+            StateStorage::Postgres { database, schema } => {
+                let schema = Some((database.clone(), schema.clone()));
+                return OwnFiles { own: Vec::new(), schema, default_url };
+            }
         };
         let mut own = Vec::new();
         // SQLite names its companions after the path it opened, and may follow a symlinked
@@ -72,7 +82,7 @@ impl OwnFiles {
         own.push(Own { path: resolve(&with_suffix(db, ".locks")), role: Role::LockFolder });
         let dir = db.parent().unwrap_or(Path::new(""));
         own.push(Own { path: resolve(&dir.join("tokens.json")), role: Role::Tokens });
-        OwnFiles { own, default_url }
+        OwnFiles { own, schema: None, default_url }
     }
 
     /// Refuse `sink` of pipeline `pipeline` when it would write one of `streams` among
@@ -85,14 +95,33 @@ impl OwnFiles {
         sink: &dyn Sink,
         streams: &[String],
     ) -> Result<(), Error> {
-        for target in sink.targets(streams) {
-            let SinkTarget::File { key, path } = target else { continue };
-            let Some((own, how)) = self.find(&path) else { continue };
+        let at = |key: &str| {
             let mut keys = vec!["pipelines", pipeline, "sink"];
             let at = lookup(root, &keys).map(|(k, _)| k.start).unwrap_or(0);
             keys.extend(key.split('.'));
-            let at = lookup(root, &keys).map(|(k, _)| k.start).unwrap_or(at);
-            return Err(doc.error(at, self.refusal(pipeline, key, &path, own, &how)));
+            lookup(root, &keys).map(|(k, _)| k.start).unwrap_or(at)
+        };
+        for target in sink.targets(streams) {
+            match target {
+                SinkTarget::File { key, path } => {
+                    let Some((own, how)) = self.find(&path) else { continue };
+                    return Err(doc.error(at(key), self.refusal(pipeline, key, &path, own, &how)));
+                }
+                SinkTarget::Schema { key, database, schema } => {
+                    if self.schema.as_ref() != Some(&(database.clone(), schema.clone())) {
+                        continue;
+                    }
+                    return Err(doc.error(
+                        at(key),
+                        format!(
+                            "`pipelines.{pipeline}.sink.{key}` (`{schema}` in {database}) is the state's schema \
+                             (`state.schema`): a sink may not write into dovetail's own tables; give the sink \
+                             another schema (another schema of the same database is fine)"
+                        ),
+                    ));
+                }
+                _ => continue,
+            }
         }
         Ok(())
     }

@@ -61,6 +61,8 @@ pub struct PgTarget {
     rootcert: Option<std::path::PathBuf>,
     /// `host:port`, for messages (never the password).
     place: String,
+    /// `host:port/database` ([`dovetail_pg::PgUrl::database`]).
+    database_id: String,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -73,7 +75,9 @@ impl PgTarget {
     /// Parse a `postgres://user[:password]@host[:port]/db[?sslmode=…&sslrootcert=…]` URL and a
     /// schema name. Errors never repeat the URL (it may hold the password).
     pub fn parse(url: &str, schema: Option<&str>) -> Result<PgTarget, Error> {
-        let dovetail_pg::PgUrl { mut config, sslmode, rootcert, place } = dovetail_pg::PgUrl::parse(url, "state.url")?;
+        let parsed = dovetail_pg::PgUrl::parse(url, "state.url")?;
+        let database_id = parsed.database();
+        let dovetail_pg::PgUrl { mut config, sslmode, rootcert, place } = parsed;
         let schema = schema.unwrap_or(DEFAULT_SCHEMA).to_owned();
         if schema.is_empty()
             || schema.len() > 63
@@ -86,7 +90,7 @@ impl PgTarget {
             )));
         }
         config.options(format!("-c search_path={schema}"));
-        Ok(PgTarget { config, schema, sslmode, rootcert, place })
+        Ok(PgTarget { config, schema, sslmode, rootcert, place, database_id })
     }
 
     /// `host:port` of the server (for messages).
@@ -102,6 +106,11 @@ impl PgTarget {
     /// The user name.
     pub fn user(&self) -> Option<&str> {
         self.config.get_user()
+    }
+
+    /// `host:port/database`: what a sink reaching the same database names too.
+    pub fn database_id(&self) -> &str {
+        &self.database_id
     }
 
     /// The database name.
