@@ -288,3 +288,21 @@ pub async fn migrate_with(
     tx.commit().await.map_err(err("committing schema migrations"))?;
     Ok(known.max(current))
 }
+
+#[cfg(test)]
+mod tests {
+    use dovetail_testkit::pg;
+
+    use crate::{PgState, PgTarget};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ledger_has_no_foreign_key_to_check_per_row() {
+        let Some(db) = pg::database("ledger_no_fkey") else { return };
+        let st = PgState::new(PgTarget::parse(db.url(), None).unwrap()).unwrap();
+        st.ready().await.unwrap();
+        let c = st.conn().await.unwrap();
+        let sql = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'dovetail.ledger'::regclass AND contype = 'f'";
+        let n: i64 = c.query_one(sql, &[]).await.unwrap().get(0);
+        assert_eq!(n, 0, "a foreign key on the ledger runs a trigger and a query per row written");
+    }
+}
