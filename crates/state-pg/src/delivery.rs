@@ -10,6 +10,7 @@ use dovetail_core::state::{
 };
 use dovetail_core::{ContentHash, Error, Key, now_rfc3339};
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 
 use crate::{PgState, json_err, limit, stored_name, text, to_i64};
 
@@ -18,6 +19,111 @@ fn hash_of(bytes: &[u8]) -> Result<ContentHash, Error> {
         .try_into()
         .map_err(|_| Error::internal(format!("state store: a stored hash has {} bytes, expected 16", bytes.len())))?;
     Ok(ContentHash(b))
+}
+
+/// A commit's ledger rows in one statement. A later row for the same key wins, and the
+/// key is marked repeated (see [`LedgerCols::of`]).
+const LEDGER_UPSERT: &str =
+    "INSERT INTO ledger (stream_id, key, hash, pass, dest_id, repeated, run_id, fetch_id, item, outcome)
+     SELECT $1, k, h, $2, d, r, ru, f, it, o
+     FROM unnest($3::text[], $4::bytea[], $5::text[], $6::bool[], $7::int8[], $8::int8[], $9::int8[],
+                 $10::int8[]) AS t(k, h, d, r, ru, f, it, o)
+     ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash, pass = excluded.pass,
+         dest_id = coalesce(excluded.dest_id, ledger.dest_id), run_id = excluded.run_id,
+         fetch_id = excluded.fetch_id, item = excluded.item, outcome = excluded.outcome,
+         repeated = ledger.repeated OR excluded.repeated OR ledger.pass = excluded.pass";
+
+/// A commit's outbox entries in one statement; ids follow queue order (rows are inserted in
+/// the order of the arrays).
+const OUTBOX_INSERT: &str = "INSERT INTO outbox (stream_id, key, hash, data, location, queued_at)
+     SELECT $1, k, h, d, l, $6 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::text[])
+         WITH ORDINALITY AS t(k, h, d, l, n) ORDER BY n";
+
+/// The columns of [`LEDGER_UPSERT`].
+#[derive(Default)]
+struct LedgerCols<'a> {
+    keys: Vec<&'a str>,
+    hashes: Vec<&'a [u8]>,
+    dests: Vec<Option<&'a str>>,
+    reps: Vec<bool>,
+    runs: Vec<Option<i64>>,
+    fetches: Vec<Option<i64>>,
+    items: Vec<Option<i64>>,
+    outcomes: Vec<Option<i64>>,
+}
+
+impl<'a> LedgerCols<'a> {
+    /// A key twice in the commit keeps its last row and is marked repeated, as two upserts
+    /// in one pass would mark it.
+    fn of(c: &'a Commit, stories: &[Option<crate::explain::StoryCols>]) -> Self {
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(c.ledger.len());
+        let mut twice: std::collections::HashSet<&str> = Default::default();
+        for (i, e) in c.ledger.iter().enumerate() {
+            if last.insert(e.key.as_str(), i).is_some() {
+                twice.insert(e.key.as_str());
+            }
+        }
+        let mut cols = LedgerCols::default();
+        for (i, e) in c.ledger.iter().enumerate() {
+            if last.get(e.key.as_str()) != Some(&i) {
+                continue;
+            }
+            let story = stories.get(i).copied().flatten();
+            cols.keys.push(e.key.as_str());
+            cols.hashes.push(&e.hash.0[..]);
+            cols.dests.push(e.dest_id.as_deref());
+            cols.reps.push(twice.contains(e.key.as_str()));
+            cols.runs.push(story.map(|s| s.0));
+            cols.fetches.push(story.map(|s| s.1));
+            cols.items.push(story.map(|s| s.2));
+            cols.outcomes.push(story.map(|s| s.3));
+        }
+        cols
+    }
+
+    fn params<'p>(&'p self, sid: &'p i64, pass: &'p i64) -> Vec<&'p (dyn ToSql + Sync)> {
+        vec![
+            sid,
+            pass,
+            &self.keys,
+            &self.hashes,
+            &self.dests,
+            &self.reps,
+            &self.runs,
+            &self.fetches,
+            &self.items,
+            &self.outcomes,
+        ]
+    }
+}
+
+/// The columns of [`OUTBOX_INSERT`].
+struct OutboxCols<'a> {
+    keys: Vec<&'a str>,
+    hashes: Vec<&'a [u8]>,
+    data: Vec<String>,
+    locations: Vec<Option<String>>,
+}
+
+impl<'a> OutboxCols<'a> {
+    fn of(c: &'a Commit) -> Result<Self, Error> {
+        // `arbitrary_precision` keeps numbers as their exact text.
+        let data = c
+            .outbox_add
+            .iter()
+            .map(|e| serde_json::to_string(&e.data).map_err(|err| json_err("an outbox record", err)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OutboxCols {
+            keys: c.outbox_add.iter().map(|e| e.key.as_str()).collect(),
+            hashes: c.outbox_add.iter().map(|e| &e.hash.0[..]).collect(),
+            data,
+            locations: c.outbox_add.iter().map(|e| e.location.as_deref().map(|l| text(l).into_owned())).collect(),
+        })
+    }
+
+    fn params<'p>(&'p self, sid: &'p i64, now: &'p String) -> Vec<&'p (dyn ToSql + Sync)> {
+        vec![sid, &self.keys, &self.hashes, &self.data, &self.locations, now]
+    }
 }
 
 impl PgState {
@@ -65,8 +171,19 @@ impl PgState {
         self.reconnecting("looking up ledger rows", lookup).await
     }
 
-    /// Apply one commit inside `tx`.
-    async fn commit_in(&self, tx: &Transaction<'_>, c: &Commit) -> Result<i64, Error> {
+    /// Apply one commit inside `tx`, stamped with `receipt` and fenced with `fence`; `None`
+    /// when the fence found another holder of the run lock (the caller rolls back).
+    ///
+    /// What a commit waits on is round trips (docs/performance.md), so its statements go out
+    /// pipelined: polled together on one connection, sent in order, executed in the order
+    /// sent. Two rounds: the ledger rows need the fetch ids the first round returns.
+    async fn commit_in(
+        &self,
+        tx: &Transaction<'_>,
+        c: &Commit,
+        receipt: &str,
+        fence: Option<&str>,
+    ) -> Result<Option<i64>, Error> {
         let pass = to_i64("pass", c.pass)?;
         let now = now_rfc3339();
         let sid: i64 = match self.cached_stream(&c.pipeline, &c.stream) {
@@ -83,37 +200,117 @@ impl PgState {
                 .map_err(|e| self.err("registering a stream", e))?
                 .get(0),
         };
-        let stories = match &c.explain {
-            Some(x) => crate::explain::write(self, tx, sid, c, x).await?,
-            None => Vec::new(),
-        };
-        if !c.ledger.is_empty() {
-            self.write_ledger(tx, sid, pass, c, &stories).await?;
-        }
         let ex = |sql: &'static str, what: &'static str| async move {
             tx.prepare_cached(sql).await.map_err(|e| self.err(what, e))
         };
-        if !c.touched.is_empty() {
-            let keys: Vec<&str> = c.touched.iter().map(Key::as_str).collect();
-            let st = ex("UPDATE ledger SET pass = $3 WHERE stream_id = $1 AND key = ANY($2)", "touching ledger rows")
-                .await?;
-            tx.execute(&st, &[&sid, &keys, &pass]).await.map_err(|e| self.err("touching ledger rows", e))?;
+        // The receipt and the fence in one statement. FOR SHARE: a run taking the lock over
+        // waits for this commit, then sees its own token.
+        let stamp = async {
+            let st = ex(
+                "UPDATE streams SET last_commit = $2 WHERE id = $1
+                   AND ($3::text IS NULL
+                        OR EXISTS (SELECT 1 FROM run_locks WHERE pipeline = $4 AND holder = $3 FOR SHARE))",
+                "stamping the commit",
+            )
+            .await?;
+            tx.execute(&st, &[&sid, &receipt, &fence, &c.pipeline])
+                .await
+                .map_err(|e| self.err("stamping the commit", e))
+        };
+        let explain = async {
+            match &c.explain {
+                Some(x) => crate::explain::write(self, tx, sid, c, x).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (stamped, stories) = tokio::try_join!(biased; stamp, explain)?;
+        if stamped == 0 {
+            return Ok(None);
         }
-        if !c.forget.is_empty() {
-            let keys: Vec<&str> = c.forget.iter().map(Key::as_str).collect();
-            let st = ex("DELETE FROM ledger WHERE stream_id = $1 AND key = ANY($2)", "deleting ledger rows").await?;
-            tx.execute(&st, &[&sid, &keys]).await.map_err(|e| self.err("deleting ledger rows", e))?;
-        }
-        if !c.outbox_done.is_empty() {
+        // Every statement of the second round is prepared before any is sent, so that a
+        // first-time prepare cannot reorder them.
+        let prep = |on: bool, sql: &'static str, what: &'static str| async move {
+            if on { ex(sql, what).await.map(Some) } else { Ok(None) }
+        };
+        let st_ledger = prep(!c.ledger.is_empty(), LEDGER_UPSERT, "preparing the ledger upsert").await?;
+        let st_touch = prep(
+            !c.touched.is_empty(),
+            "UPDATE ledger SET pass = $3 WHERE stream_id = $1 AND key = ANY($2)",
+            "touching ledger rows",
+        )
+        .await?;
+        let st_forget = prep(
+            !c.forget.is_empty(),
+            "DELETE FROM ledger WHERE stream_id = $1 AND key = ANY($2)",
+            "deleting ledger rows",
+        )
+        .await?;
+        let st_done = prep(
             // Only this stream's rows: an id of another stream is left alone.
-            let st = ex("DELETE FROM outbox WHERE stream_id = $1 AND id = ANY($2)", "removing outbox entries").await?;
-            tx.execute(&st, &[&sid, &c.outbox_done]).await.map_err(|e| self.err("removing outbox entries", e))?;
+            !c.outbox_done.is_empty(),
+            "DELETE FROM outbox WHERE stream_id = $1 AND id = ANY($2)",
+            "removing outbox entries",
+        )
+        .await?;
+        let st_queue = prep(!c.outbox_add.is_empty(), OUTBOX_INSERT, "preparing the outbox insert").await?;
+        let st_mark = prep(
+            c.sink_mark.is_some(),
+            "INSERT INTO sink_marks (stream_id, mark) VALUES ($1, $2)
+             ON CONFLICT (stream_id) DO UPDATE SET mark = excluded.mark",
+            "saving the sink mark",
+        )
+        .await?;
+        let st_cp = prep(
+            c.checkpoint.is_some(),
+            "INSERT INTO checkpoints (stream_id, checkpoint, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (stream_id) DO UPDATE SET checkpoint = excluded.checkpoint,
+                 updated_at = excluded.updated_at",
+            "saving the checkpoint",
+        )
+        .await?;
+        let rows = LedgerCols::of(c, &stories);
+        let touched: Vec<&str> = c.touched.iter().map(Key::as_str).collect();
+        let forget: Vec<&str> = c.forget.iter().map(Key::as_str).collect();
+        let queued = OutboxCols::of(c)?;
+        let cp =
+            c.checkpoint.as_ref().map(serde_json::to_string).transpose().map_err(|e| json_err("the checkpoint", e))?;
+        let run = |st, params, what| self.run_prepared(tx, st, params, what);
+        tokio::try_join!(
+            biased;
+            run(st_ledger, rows.params(&sid, &pass), "writing ledger rows"),
+            run(st_touch, vec![&sid, &touched, &pass], "touching ledger rows"),
+            run(st_forget, vec![&sid, &forget], "deleting ledger rows"),
+            run(st_done, vec![&sid, &c.outbox_done], "removing outbox entries"),
+            run(st_queue, queued.params(&sid, &now), "queueing outbox entries"),
+            run(st_mark, vec![&sid, &c.sink_mark], "saving the sink mark"),
+            run(st_cp, vec![&sid, &cp, &now], "saving the checkpoint"),
+        )?;
+        // Rare (rejected or replayed records): one at a time, in order, after the rest.
+        self.dead_letters_in(tx, sid, c, &now).await?;
+        Ok(Some(sid))
+    }
+
+    /// `st` with `params` when the commit has it.
+    async fn run_prepared(
+        &self,
+        tx: &Transaction<'_>,
+        st: Option<tokio_postgres::Statement>,
+        params: Vec<&(dyn ToSql + Sync)>,
+        what: &'static str,
+    ) -> Result<(), Error> {
+        if let Some(st) = st {
+            tx.execute(&st, &params).await.map_err(|e| self.err(what, e))?;
         }
-        if !c.outbox_add.is_empty() {
-            self.queue_outbox(tx, sid, c, &now).await?;
-        }
+        Ok(())
+    }
+
+    /// The commit's dead letters and resolved dead letters.
+    async fn dead_letters_in(&self, tx: &Transaction<'_>, sid: i64, c: &Commit, now: &str) -> Result<(), Error> {
+        let ex = |sql: &'static str, what: &'static str| async move {
+            tx.prepare_cached(sql).await.map_err(|e| self.err(what, e))
+        };
         for d in &c.dead_letters {
-            let created = if d.created_at.is_empty() { &now } else { &d.created_at };
+            let created = if d.created_at.is_empty() { now } else { &d.created_at };
             let hash = d.raw_hash();
             let (raw, cut) = dovetail_core::state::bounded_raw(&d.raw);
             let raw_len = cut.or(d.raw_len).map(|n| n as i64);
@@ -162,138 +359,20 @@ impl PgState {
             let st = ex("DELETE FROM dead_letters WHERE id = ANY($1)", "removing resolved dead letters").await?;
             tx.execute(&st, &[&c.resolved_dead_letters]).await.map_err(|e| self.err("removing dead letters", e))?;
         }
-        if let Some(mark) = &c.sink_mark {
-            let st = ex(
-                "INSERT INTO sink_marks (stream_id, mark) VALUES ($1, $2)
-                 ON CONFLICT (stream_id) DO UPDATE SET mark = excluded.mark",
-                "saving the sink mark",
-            )
-            .await?;
-            tx.execute(&st, &[&sid, mark]).await.map_err(|e| self.err("saving the sink mark", e))?;
-        }
-        if let Some(cp) = &c.checkpoint {
-            let cp = serde_json::to_string(cp).map_err(|e| json_err("the checkpoint", e))?;
-            let st = ex(
-                "INSERT INTO checkpoints (stream_id, checkpoint, updated_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (stream_id) DO UPDATE SET checkpoint = excluded.checkpoint,
-                     updated_at = excluded.updated_at",
-                "saving the checkpoint",
-            )
-            .await?;
-            tx.execute(&st, &[&sid, &cp, &now]).await.map_err(|e| self.err("saving the checkpoint", e))?;
-        }
-        Ok(sid)
-    }
-
-    /// The commit's ledger rows in one statement. A key twice in the commit keeps its last
-    /// row and is marked repeated, as two upserts in one pass would mark it.
-    async fn write_ledger(
-        &self,
-        tx: &Transaction<'_>,
-        sid: i64,
-        pass: i64,
-        c: &Commit,
-        stories: &[Option<crate::explain::StoryCols>],
-    ) -> Result<(), Error> {
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(c.ledger.len());
-        let mut twice: std::collections::HashSet<&str> = Default::default();
-        for (i, e) in c.ledger.iter().enumerate() {
-            if last.insert(e.key.as_str(), i).is_some() {
-                twice.insert(e.key.as_str());
-            }
-        }
-        let n = last.len();
-        let (mut keys, mut hashes, mut dests, mut reps) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut runs, mut fetches, mut items, mut outcomes) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        for (i, e) in c.ledger.iter().enumerate() {
-            if last.get(e.key.as_str()) != Some(&i) {
-                continue;
-            }
-            let story = stories.get(i).copied().flatten();
-            keys.push(e.key.as_str());
-            hashes.push(&e.hash.0[..]);
-            dests.push(e.dest_id.as_deref());
-            reps.push(twice.contains(e.key.as_str()));
-            runs.push(story.map(|s| s.0));
-            fetches.push(story.map(|s| s.1));
-            items.push(story.map(|s| s.2));
-            outcomes.push(story.map(|s| s.3));
-        }
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO ledger (stream_id, key, hash, pass, dest_id, repeated, run_id, fetch_id, item, outcome)
-                 SELECT $1, k, h, $2, d, r, ru, f, it, o
-                 FROM unnest($3::text[], $4::bytea[], $5::text[], $6::bool[], $7::int8[], $8::int8[], $9::int8[],
-                             $10::int8[]) AS t(k, h, d, r, ru, f, it, o)
-                 ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash, pass = excluded.pass,
-                     dest_id = coalesce(excluded.dest_id, ledger.dest_id), run_id = excluded.run_id,
-                     fetch_id = excluded.fetch_id, item = excluded.item, outcome = excluded.outcome,
-                     repeated = ledger.repeated OR excluded.repeated OR ledger.pass = excluded.pass",
-            )
-            .await
-            .map_err(|e| self.err("preparing the ledger upsert", e))?;
-        tx.execute(&st, &[&sid, &pass, &keys, &hashes, &dests, &reps, &runs, &fetches, &items, &outcomes])
-            .await
-            .map_err(|e| self.err("writing ledger rows", e))?;
-        Ok(())
-    }
-
-    async fn queue_outbox(&self, tx: &Transaction<'_>, sid: i64, c: &Commit, now: &str) -> Result<(), Error> {
-        // `arbitrary_precision` keeps numbers as their exact text.
-        let data = c
-            .outbox_add
-            .iter()
-            .map(|e| serde_json::to_string(&e.data).map_err(|err| json_err("an outbox record", err)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<&str> = c.outbox_add.iter().map(|e| e.key.as_str()).collect();
-        let hashes: Vec<&[u8]> = c.outbox_add.iter().map(|e| &e.hash.0[..]).collect();
-        let locations: Vec<Option<String>> =
-            c.outbox_add.iter().map(|e| e.location.as_deref().map(|l| text(l).into_owned())).collect();
-        let st = tx
-            .prepare_cached(
-                // Ids follow queue order: rows are inserted in the order of the arrays.
-                "INSERT INTO outbox (stream_id, key, hash, data, location, queued_at)
-                 SELECT $1, k, h, d, l, $6 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::text[])
-                     WITH ORDINALITY AS t(k, h, d, l, n) ORDER BY n",
-            )
-            .await
-            .map_err(|e| self.err("preparing the outbox insert", e))?;
-        tx.execute(&st, &[&sid, &keys, &hashes, &data, &locations, &now])
-            .await
-            .map_err(|e| self.err("queueing outbox entries", e))?;
         Ok(())
     }
 
     /// Apply `commit` in one transaction stamped with `receipt`; with `fence` (the run
-    /// lock's holder token) the transaction first checks this process still holds the lock.
+    /// lock's holder token) the transaction also checks this process still holds the lock.
     async fn commit_once(&self, commit: &Commit, receipt: &str, fence: Option<&str>) -> Result<(), Error> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(|e| self.err("starting a commit", e))?;
-        if let Some(token) = fence {
-            // FOR SHARE: a run taking the lock over waits for this commit, then sees its own token.
-            let st = tx
-                .prepare_cached("SELECT 1 FROM run_locks WHERE pipeline = $1 AND holder = $2 FOR SHARE")
-                .await
-                .map_err(|e| self.err("checking the run lock", e))?;
-            let held = tx
-                .query_opt(&st, &[&commit.pipeline, &token])
-                .await
-                .map_err(|e| self.err("checking the run lock", e))?;
-            if held.is_none() {
-                drop(tx);
-                let key = crate::lock::key(self.target().schema(), &commit.pipeline);
-                let holder = crate::lock::holder(&c, key).await;
-                return Err(crate::lock::taken_over(self, &commit.pipeline, holder));
-            }
-        }
-        let sid = self.commit_in(&tx, commit).await?;
-        let st = tx
-            .prepare_cached("UPDATE streams SET last_commit = $2 WHERE id = $1")
-            .await
-            .map_err(|e| self.err("stamping the commit", e))?;
-        tx.execute(&st, &[&sid, &receipt]).await.map_err(|e| self.err("stamping the commit", e))?;
+        let Some(sid) = self.commit_in(&tx, commit, receipt, fence).await? else {
+            drop(tx);
+            let key = crate::lock::key(self.target().schema(), &commit.pipeline);
+            let holder = crate::lock::holder(&c, key).await;
+            return Err(crate::lock::taken_over(self, &commit.pipeline, holder));
+        };
         tx.commit().await.map_err(|e| self.err("committing a batch", e))?;
         self.cache_stream(&commit.pipeline, &commit.stream, sid);
         Ok(())

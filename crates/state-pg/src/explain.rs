@@ -33,47 +33,57 @@ pub(crate) async fn write(
     }
     let enc = dovetail_state::encode_explain(c, x);
     let cols = serde_json::to_string(&x.key_columns[..]).unwrap_or_else(|_| "[]".into());
-    tx.execute(
-        "INSERT INTO explain_runs (stream_id, run_id, mapping, key_columns) VALUES ($1, $2, $3, $4)
-         ON CONFLICT DO NOTHING",
-        &[&sid, &x.run_id, &x.mapping.as_deref(), &cols],
-    )
-    .await
-    .map_err(|e| st.err("recording the stream's mapping for explain", e))?;
-    let ins = tx
-        .prepare_cached(
-            "INSERT INTO explain_fetches (stream_id, run_id, url, status, request_id, api_version,
-               fetched_at, stale, connector, records, unchanged)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-        )
-        .await
-        .map_err(|e| st.err("preparing the fetch insert", e))?;
-    let mut ids = Vec::with_capacity(x.fetches.len());
-    for (f, (records, unchanged)) in x.fetches.iter().zip(enc.pages) {
-        let p = &f.provenance;
-        let status = p.status.map(i32::from);
-        let records = records.as_deref().map(str::as_bytes);
-        let row = tx
-            .query_one(
-                &ins,
-                &[
-                    &sid,
-                    &x.run_id,
-                    &&*text(&p.endpoint),
-                    &status,
-                    &p.request_id,
-                    &p.api_version,
-                    &p.fetched_at,
-                    &p.stale,
-                    &p.connector,
-                    &records,
-                    &unchanged,
-                ],
+    // The mapping and the pages go out pipelined (one round trip once prepared).
+    let mapping = async {
+        let ins = tx
+            .prepare_cached(
+                "INSERT INTO explain_runs (stream_id, run_id, mapping, key_columns) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
             )
             .await
-            .map_err(|e| st.err("recording a fetch", e))?;
-        ids.push(row.get::<_, i64>(0));
-    }
+            .map_err(|e| st.err("preparing the explain mapping insert", e))?;
+        tx.execute(&ins, &[&sid, &x.run_id, &x.mapping.as_deref(), &cols])
+            .await
+            .map_err(|e| st.err("recording the stream's mapping for explain", e))
+    };
+    let pages = async {
+        let ins = tx
+            .prepare_cached(
+                "INSERT INTO explain_fetches (stream_id, run_id, url, status, request_id, api_version,
+                   fetched_at, stale, connector, records, unchanged)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            )
+            .await
+            .map_err(|e| st.err("preparing the fetch insert", e))?;
+        let mut ids = Vec::with_capacity(x.fetches.len());
+        for (f, (records, unchanged)) in x.fetches.iter().zip(enc.pages) {
+            let p = &f.provenance;
+            let status = p.status.map(i32::from);
+            let records = records.as_deref().map(str::as_bytes);
+            let row = tx
+                .query_one(
+                    &ins,
+                    &[
+                        &sid,
+                        &x.run_id,
+                        &&*text(&p.endpoint),
+                        &status,
+                        &p.request_id,
+                        &p.api_version,
+                        &p.fetched_at,
+                        &p.stale,
+                        &p.connector,
+                        &records,
+                        &unchanged,
+                    ],
+                )
+                .await
+                .map_err(|e| st.err("recording a fetch", e))?;
+            ids.push(row.get::<_, i64>(0));
+        }
+        Ok::<_, Error>(ids)
+    };
+    let (_, ids): (u64, Vec<i64>) = tokio::try_join!(biased; mapping, pages)?;
     if !enc.dead.is_empty() {
         let up = tx
             .prepare_cached(
