@@ -39,6 +39,7 @@ mod error;
 mod ident;
 mod offsets;
 mod sink;
+mod source;
 mod table;
 mod types;
 mod write;
@@ -47,7 +48,8 @@ pub use config::{NulPolicy, PostgresSinkConfig};
 pub use ident::SYNCED_AT;
 pub use offsets::OFFSETS_TABLE;
 pub use sink::PostgresSink;
+pub use source::{PostgresSource, PostgresSourceConfig};
 pub use table::NOTES_TABLE;
 
-/// The `kind` that selects this sink in pipeline config.
+/// The `kind` that selects this sink, and this source, in pipeline config.
 pub const KIND: &str = "postgres";
