@@ -152,12 +152,13 @@ fn values_come_back_exactly_as_json() {
            INSERT INTO vals VALUES (1, -7, 123456789012345678901234567890.123456789, 0.1, true, 'héllo "q"',
              '{"a": [1, 2.50]}', '{"x": 1}', '2026-03-04 05:06:07.123456+02', '2026-03-04',
              'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\x00ff10', '{1,2,3}', '{a,b}', '1 day 02:03:04');
-           INSERT INTO vals (id) VALUES (2);"#,
+           INSERT INTO vals (id) VALUES (2);
+           INSERT INTO vals (id, d, ts) VALUES (3, 'NaN', 'infinity');"#,
     );
     let s = jsonl_pipeline(&db, "table = \"vals\"", "");
     let (out, report) = run_json(&s, &db);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(count(&report, "vals", "written"), 2, "{report:#}");
+    assert_eq!(count(&report, "vals", "written"), 3, "{report:#}");
     let rows = lines(&s, "vals");
     let text = |v: &Value| v.to_string();
     let one = &rows[0];
@@ -181,6 +182,7 @@ fn values_come_back_exactly_as_json() {
     for (field, want) in expected {
         assert_eq!(text(&one[field]), want, "field `{field}` of {one}");
     }
+    assert_eq!((rows[2]["d"].clone(), rows[2]["ts"].clone()), (Value::from("NaN"), Value::from("infinity")));
     for (field, _) in expected.iter().skip(1) {
         assert_eq!(rows[1][field], Value::Null, "NULL → null: `{field}` of {}", rows[1]);
     }

@@ -1,4 +1,4 @@
-//! dovetail-postgres: a PostgreSQL sink that writes each stream to a table of one schema,
+//! dovetail-postgres: a PostgreSQL sink (and a table source) — the sink writes each stream to a table of one schema,
 //! upserting by primary key (`kind = "postgres"`). docs/connectors/postgres.md has the
 //! full reference.
 //!
@@ -22,6 +22,10 @@
 //!   back and the batch is not written again.
 //! - **Lost tables.** A table's comment holds a creation marker: a table dropped or made
 //!   again makes the engine write the stream again.
+//!
+//! - **The source** ([`PostgresSource`], the same `kind` under `[source]`): one table or query
+//!   read by keyset pages on (cursor, key), or in full by key; values converted exactly
+//!   (numeric, jsonb, timestamptz in RFC 3339).
 //!
 //! ```no_run
 //! use dovetail_core::{BuildCx, SinkConnector};
