@@ -321,6 +321,29 @@ fn faults_at_start_exit_with_their_codes_and_name_what_is_wrong() {
         }
     }
 
+    // A user without SELECT on the table: `check` says which grant is missing (exit 8).
+    let role = format!("r_{}", db.name());
+    exec_sync(&db, &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'reader-pw-1'"));
+    let s = Scratch::new();
+    s.write(
+        "dovetail.toml",
+        &format!(
+            "[pipelines.wh.source]\nkind = \"postgres\"\nurl = \"postgres://{role}:${{READER_PW}}@{}:{}/{}\"\n\
+             table = \"t\"\n\n[pipelines.wh.sink]\nkind = \"jsonl\"\ndir = \"out\"\n",
+            db.host(),
+            db.port(),
+            db.name()
+        ),
+    );
+    let out = s.cmd(&["check"]).env("READER_PW", "reader-pw-1").output().unwrap();
+    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    assert!(
+        show(&out).contains("permission denied for table t") && show(&out).contains("GRANT SELECT"),
+        "{}",
+        show(&out)
+    );
+    assert!(!show(&out).contains("reader-pw-1"), "{}", show(&out));
+
     // Wrong password: exit 4, neither password in any output.
     let s = Scratch::new();
     let wrong = db.url_with_password("not-the-Password-42");
