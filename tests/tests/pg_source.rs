@@ -372,3 +372,25 @@ fn faults_at_start_exit_with_their_codes_and_name_what_is_wrong() {
         assert_eq!(report["streams"]["t"]["outcome"], outcome, "{report:#}");
     }
 }
+
+#[test]
+fn lookback_picks_up_a_row_committed_late_with_an_older_cursor() {
+    let Some(db) = pg::database("pg_source_lookback") else { return };
+    exec_sync(
+        &db,
+        "CREATE TABLE ev (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, v text); \
+         INSERT INTO ev VALUES (1, '2026-01-01T00:00:10Z', 'a'), (2, '2026-01-01T00:00:20Z', 'b');",
+    );
+    let s = jsonl_pipeline(&db, "table = \"ev\"\ncursor = \"updated_at\"\nlookback_secs = 60", "");
+    let (out, report) = run_json(&s, &db);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "ev", "written"), 2, "{report:#}");
+    // A transaction that started before row 2 was written commits only now.
+    exec_sync(&db, "INSERT INTO ev VALUES (3, '2026-01-01T00:00:15Z', 'late');");
+    let (out, report) = run_json(&s, &db);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "ev", "written"), 1, "{report:#}");
+    let all = lines(&s, "ev");
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2]["v"], "late");
+}
