@@ -394,3 +394,24 @@ fn lookback_picks_up_a_row_committed_late_with_an_older_cursor() {
     assert_eq!(all.len(), 3);
     assert_eq!(all[2]["v"], "late");
 }
+
+#[test]
+fn hostile_table_and_column_names_are_quoted() {
+    let Some(db) = pg::database("pg_source_hostile") else { return };
+    exec_sync(
+        &db,
+        r#"CREATE SCHEMA "s""x"; CREATE TABLE "s""x"."t; DROP TABLE t; --" ("id""" integer PRIMARY KEY, "x"") OR 1=1 --" timestamptz NOT NULL);
+           INSERT INTO "s""x"."t; DROP TABLE t; --" SELECT i, '2026-01-01T00:00:00Z' FROM generate_series(1, 5) i;"#,
+    );
+    let source = r#"schema = 's"x'
+table = 't; DROP TABLE t; --'
+stream = "hostile"
+cursor = 'x") OR 1=1 --'
+page_size = 2"#;
+    let s = jsonl_pipeline(&db, source, "");
+    let (out, report) = run_json(&s, &db);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "hostile", "written"), 5, "{report:#}");
+    let ids: Vec<u64> = lines(&s, "hostile").iter().map(|r| r["id\""].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+}

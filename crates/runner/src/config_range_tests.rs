@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 
 /// A config touching every table that has a numeric key: REST source (with auth, paging,
-/// incremental) and REST sink, state, retention and alerts.
+/// incremental) and REST sink, state, retention and alerts, the GitHub and PostgreSQL sources.
 const BASE: &str = r#"
 [state]
 [state.retention]
@@ -48,6 +48,13 @@ installation_id = 1
 private_key = "-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----"
 [pipelines.g.source.stream_options.issues]
 [pipelines.g.sink]
+kind = "jsonl"
+dir = "out"
+[pipelines.pg.source]
+kind = "postgres"
+url = "postgres://reader@127.0.0.1:1/warehouse"
+table = "customers"
+[pipelines.pg.sink]
 kind = "jsonl"
 dir = "out"
 "#;
@@ -106,6 +113,8 @@ fn rows() -> Vec<Row> {
         row("pipelines.g.source.stream_options.issues", "max_pages", "StreamSettings", 1, 1_000_000),
         row("pipelines.g.source.app", "app_id", "AppConfig", 1, 9_007_199_254_740_991),
         row("pipelines.g.source.app", "installation_id", "AppConfig", 1, 9_007_199_254_740_991),
+        row("pipelines.pg.source", "page_size", "Source", 1, 100_000),
+        row("pipelines.pg.source", "lookback_secs", "Source", 0, 31_536_000),
     ]
 }
 

@@ -40,13 +40,13 @@ pub struct PostgresSourceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<Vec<String>>,
     /// Rows per page (default 1000).
-    #[serde(default = "default_page_size")]
+    #[serde(default = "default_page_size", deserialize_with = "dovetail_http::in_range_req::<_, _, 1, 100_000>")]
     #[schemars(range(min = 1, max = 100_000))]
     pub page_size: usize,
     /// Re-read this many seconds before the last cursor value (default 0): rows whose
     /// `updated_at = now()` was set by a transaction that committed after a later row was
     /// read are then still picked up; the ledger skips what was already sent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "dovetail_http::in_range_req::<_, _, 0, 31_536_000>")]
     #[schemars(range(min = 0, max = 31_536_000))]
     pub lookback_secs: u64,
 }
