@@ -131,3 +131,46 @@ pub(crate) fn page(shape: &Shape, from: &From<'_>, limit: usize) -> (String, Vec
     );
     (sql, params)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(cursor_type: Type) -> Shape {
+        let col = |name: &str, ty: Type| Col { name: name.to_owned(), ty };
+        Shape {
+            from: "\"public\".\"t\"".into(),
+            shown: "public.t".into(),
+            columns: vec![col("a", Type::INT8), col("b", Type::TEXT), col("at", cursor_type)],
+            key: vec![0, 1],
+            cursor: Some(2),
+            cursor_not_null: false,
+        }
+    }
+
+    #[test]
+    fn a_page_after_a_position_compares_cursor_and_key_as_one_row() {
+        let key = ["7".to_owned(), "x".to_owned()];
+        let (sql, params) = page(&shape(Type::TIMESTAMPTZ), &From::After(Some("2026-01-01 00:00:00+00"), &key), 5);
+        assert!(
+            sql.contains(
+                "WHERE (t.\"at\", t.\"a\", t.\"b\") > (CAST($1::text AS \"pg_catalog\".\"timestamptz\"), \
+                 CAST($2::text AS \"pg_catalog\".\"int8\"), CAST($3::text AS \"pg_catalog\".\"text\")) \
+                 ORDER BY t.\"at\", t.\"a\", t.\"b\" LIMIT 5"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params, vec!["2026-01-01 00:00:00+00", "7", "x"]);
+    }
+
+    #[test]
+    fn a_text_cursor_orders_bytewise_and_null_rows_go_by_key() {
+        let (sql, params) = page(&shape(Type::TEXT), &From::Since(Some("m")), 5);
+        assert!(sql.contains("WHERE t.\"at\" COLLATE \"C\" >= CAST($1::text AS \"pg_catalog\".\"text\")"), "{sql}");
+        assert!(sql.contains("ORDER BY t.\"at\" COLLATE \"C\", t.\"a\", t.\"b\""), "{sql}");
+        assert_eq!(params, vec!["m"]);
+        let (sql, params) = page(&shape(Type::TEXT), &From::Nulls(None), 5);
+        assert!(sql.contains("WHERE t.\"at\" IS NULL ORDER BY t.\"a\", t.\"b\" LIMIT 5"), "{sql}");
+        assert!(params.is_empty());
+    }
+}
