@@ -2,6 +2,10 @@
 //! and where responses are cached for conditional requests and stale serving. Defined here
 //! so `dovetail-http` and `dovetail-state` meet without depending on each other.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 
 use crate::error::Error;
@@ -15,7 +19,51 @@ pub trait TokenStore: Send + Sync {
     async fn load(&self, key: &str) -> Result<Option<Secret>, Error>;
     /// Save `token` under `key`, durably, replacing any previous one.
     async fn save(&self, key: &str, token: &Secret) -> Result<(), Error>;
+
+    /// Run one OAuth2 refresh for `key` exclusively: `refresh` gets what is stored and
+    /// returns what to store (`None`: nothing changed), which is stored before this returns.
+    ///
+    /// A store shared by several processes (PostgreSQL state) holds a lock across all of it,
+    /// so no two processes refresh one grant at once and each sees the refresh token the
+    /// other rotated. The default is for stores one process owns: the caller's in-process
+    /// single flight is the exclusion, and only the refresh token is kept.
+    async fn refresh_exclusive(&self, key: &str, refresh: RefreshFn<'_>) -> Result<(), Error> {
+        let stored = StoredGrant { refresh: self.load(key).await?, access: None };
+        let before = stored.refresh.as_ref().map(|t| t.expose().to_owned());
+        if let Some(new) = refresh(stored).await?
+            && let Some(token) = new.refresh.filter(|t| before.as_deref() != Some(t.expose()))
+        {
+            self.save(key, &token).await?;
+        }
+        Ok(())
+    }
 }
+
+/// What a [`TokenStore`] keeps for one OAuth2 grant, read and written under
+/// [`TokenStore::refresh_exclusive`].
+#[derive(Debug, Clone, Default)]
+pub struct StoredGrant {
+    /// The refresh token in force (the last one the vendor rotated to).
+    pub refresh: Option<Secret>,
+    /// The access token last obtained, if shared: other processes use it until it is due.
+    pub access: Option<StoredAccess>,
+}
+
+/// An access token shared through the store, with the wall time it is due for refresh.
+#[derive(Debug, Clone)]
+pub struct StoredAccess {
+    /// The access token.
+    pub token: Secret,
+    /// From this time on, refresh instead of using it.
+    pub refresh_after: SystemTime,
+}
+
+/// The work of one refresh under [`TokenStore::refresh_exclusive`].
+pub type RefreshFn<'a> = Box<
+    dyn FnOnce(StoredGrant) -> Pin<Box<dyn Future<Output = Result<Option<StoredGrant>, Error>> + Send + 'a>>
+        + Send
+        + 'a,
+>;
 
 /// A stored HTTP response: enough to answer a 304 and to serve the last good body when the
 /// remote is down (`use_cache`).

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use dovetail_core::remote::{CachedResponse, ResponseCache, TokenStore};
+use dovetail_core::remote::{CachedResponse, RefreshFn, ResponseCache, TokenStore};
 use dovetail_core::{Error, Secret};
 use dovetail_state::{FileTokenStore, SecretKey, SqliteResponseCache, SqliteState};
 use dovetail_state_pg::{PgResponseCache, PgState, PgTarget, PgTokenStore};
@@ -123,6 +123,9 @@ impl TokenStore for LazyTokenStore {
     }
     async fn save(&self, key: &str, token: &Secret) -> Result<(), Error> {
         self.get()?.save(key, token).await
+    }
+    async fn refresh_exclusive(&self, key: &str, refresh: RefreshFn<'_>) -> Result<(), Error> {
+        self.get()?.refresh_exclusive(key, refresh).await
     }
 }
 
