@@ -5,15 +5,17 @@
 //! never draw a 429 while still using the budget.
 
 use std::process::Output;
+use std::time::Duration;
 
 use dovetail_e2e::vendor::output_async;
 use dovetail_e2e::{Scratch, show};
-use dovetail_fake_vendor::{AuthMode, FakeVendor, Faults, VendorConfig};
+use dovetail_fake_vendor::{AuthMode, FakeVendor, Faults, RateLimit, VendorConfig};
 use dovetail_testkit::pg;
 
 const CLIENT_ID: &str = "fleet-e2e";
 const CLIENT_SECRET: &str = "cs-fleet-e2e"; // tidy: not-secret (a fake credential)
 const CONFIGURED_RT: &str = "rt-fleet-e2e"; // tidy: not-secret (a fake credential)
+const BEARER: &str = "fleet-e2e-bearer"; // tidy: not-secret (a fake credential)
 /// The token store's key (PostgreSQL state seals every token).
 const SECRET_KEY: &str = "5f1e0c2a9b3d4e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7"; // tidy: not-secret (a test key)
 
@@ -128,4 +130,72 @@ async fn three_processes_share_one_rotating_refresh_token_through_postgres() {
     let created = vendor.created();
     assert_eq!(created.len(), 3 * 400, "every pipeline wrote every record");
     assert_eq!(stats.duplicate_creations, 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_one_rate_budget_through_postgres() {
+    let Some(db) = pg::database("fleet_budget") else { return };
+    // The vendor allows 20 requests/s for the one credential (a bucket of 20). Each process
+    // is configured a little under it (19/s, burst 10: room for network jitter), and would
+    // alone send far more (8 writes at once, 20 ms each): without sharing, three spend 57/s.
+    const RECORDS: u64 = 60;
+    let vendor = FakeVendor::start(VendorConfig {
+        records: RECORDS,
+        auth: AuthMode::Bearer { token: BEARER.into() },
+        rate_limit: Some(RateLimit { per_second: 20.0, burst: 20 }),
+        faults: Faults { latency_ms: 20, ..Faults::default() },
+        ..VendorConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = vendor.base_url();
+    let auth = format!("{{ type = \"bearer\", token = \"{BEARER}\" }}");
+    let http = "{ max_concurrency = 8, rate_limit = { per_second = 19, burst = 10 }, retry = { base_delay_ms = 5, \
+                max_delay_ms = 50, max_elapsed_ms = 60000 } }";
+    let s = setup(&db, &PIPELINES.iter().map(|p| pipeline(p, &base, &auth, 20, http)).collect::<String>());
+
+    // The busy interval, from the vendor's request count sampled every 10 ms.
+    let vendor = std::sync::Arc::new(vendor);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (vendor, done) = (vendor.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut first, mut last, mut seen) = (None, None, 0);
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                let now = std::time::Instant::now();
+                let n = vendor.stats().requests;
+                if n > seen {
+                    first.get_or_insert(now);
+                    last = Some(now);
+                    seen = n;
+                }
+                if finished {
+                    return first.zip(last);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let runs = run_all(&s).await;
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let stats = vendor.stats();
+    for (p, out) in &runs {
+        assert!(out.status.success(), "`{p}` failed: {stats:?}\n{}", show(out));
+    }
+    let (first, last) = sampler.await.unwrap().expect("requests");
+    let busy = last.duration_since(first).as_secs_f64();
+    // The vendor's sustained budget over the busy interval (its initial burst on top is slack).
+    let used = stats.requests as f64 / (20.0 * busy);
+    eprintln!(
+        "{} requests in {busy:.2} s: {:.1}/s, {:.0} % of 20/s; 429s: {}, most in 1 s: {}",
+        stats.requests,
+        stats.requests as f64 / busy,
+        used * 100.0,
+        stats.rate_limited,
+        stats.max_requests_in_1s
+    );
+    assert_eq!(stats.rate_limited, 0, "429s: {stats:?}");
+    assert!(used >= 0.9, "only {:.0} % of the budget used: {stats:?}", used * 100.0);
+    assert_eq!(vendor.created().len(), 3 * RECORDS as usize, "every pipeline wrote every record");
 }

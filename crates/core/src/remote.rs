@@ -91,3 +91,32 @@ pub trait ResponseCache: Send + Sync {
     /// Store a response under `key`, evicting the oldest entries past the cache's bound.
     async fn put(&self, key: &str, response: &CachedResponse) -> Result<(), Error>;
 }
+
+/// A vendor's rate budget shared by every process on one store (PostgreSQL state): a token
+/// bucket per (host, credential), refilled at the configured rate. Processes take permits in
+/// chunks, so a request is not a round trip to the store.
+#[async_trait]
+pub trait SharedBudget: Send + Sync {
+    /// Take up to `want` permits from bucket `key` (refilling at `rate` per second, holding at
+    /// most `capacity`). `block_until`: a wait the vendor asked for (`Retry-After`, a spent
+    /// window), kept with the bucket so every process honours it.
+    async fn take(
+        &self,
+        key: &str,
+        want: u32,
+        rate: f64,
+        capacity: f64,
+        block_until: Option<SystemTime>,
+    ) -> Result<BudgetGrant, Error>;
+}
+
+/// What [`SharedBudget::take`] granted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetGrant {
+    /// Permits granted now (0 when the bucket is empty or blocked).
+    pub granted: u32,
+    /// When none were granted: how long until one may be.
+    pub wait: std::time::Duration,
+    /// How long the bucket stays blocked by a wait the vendor asked for, if it is.
+    pub blocked: Option<std::time::Duration>,
+}

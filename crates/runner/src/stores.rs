@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use dovetail_core::remote::{CachedResponse, RefreshFn, ResponseCache, TokenStore};
 use dovetail_core::{Error, Secret};
 use dovetail_state::{FileTokenStore, SecretKey, SqliteResponseCache, SqliteState};
-use dovetail_state_pg::{PgResponseCache, PgState, PgTarget, PgTokenStore};
+use dovetail_state_pg::{PgBudget, PgResponseCache, PgState, PgTarget, PgTokenStore};
 
 use crate::diag::Doc;
 
@@ -49,6 +49,14 @@ pub fn register_postgres(target: PgTarget) -> Result<PathBuf, Error> {
 /// The PostgreSQL state registered under `path`, if it is such a label.
 pub fn postgres_at(path: &Path) -> Option<PgState> {
     pg_stores().get(path).cloned()
+}
+
+/// With PostgreSQL state at `path`, configured rate budgets (`http.rate_limit`) are shared
+/// with every process on that state (`rate_budgets`); SQLite state keeps them per process.
+pub fn share_budgets(path: &Path) {
+    if let Some(pg) = postgres_at(path) {
+        dovetail_http::share_budgets(Arc::new(PgBudget::new(pg)));
+    }
 }
 
 /// The local folder of a config's own files: the SQLite file's folder, or `.dovetail` next

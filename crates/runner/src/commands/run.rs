@@ -23,6 +23,7 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
     let selected = select(&project, &args.pipelines)?;
     check_streams(&project, &selected, &args.streams)?;
     let state = super::open_state(&project.state_path)?;
+    crate::stores::share_budgets(&project.state_path);
     if metrics.is_some() {
         register_state_check(&state);
     }
