@@ -85,6 +85,9 @@ struct Gate {
     last_error: Option<(ErrorKind, String)>,
     /// The access token this process last used: a stored one equal to it is stale for it.
     last_access: Option<Secret>,
+    /// The vendor rotated the refresh token but storing it failed: the one in memory is in
+    /// force, not the stored one (void by now).
+    unsaved: bool,
 }
 
 /// What one token request brought.
@@ -260,16 +263,20 @@ impl Manager {
             .await;
         match (locked, out) {
             (Ok(()), Some((access, refresh_at, rotated))) => {
+                gate.unsaved = false;
                 if rotated {
                     tracing::info!(token_url = %self.settings.token_url, "saved a rotated OAuth2 refresh token");
                 }
                 Ok(self.install(gate, access, refresh_at))
             }
             (Ok(()), None) => Err(Error::internal("the token store ended a refresh without running it")),
-            (Err(e), Some((_, _, true))) => Err(Error::new(
-                ErrorKind::Auth,
-                format!("the vendor rotated the OAuth2 refresh token but saving it failed: {e}"),
-            )),
+            (Err(e), Some((_, _, true))) => Err({
+                gate.unsaved = true;
+                Error::new(
+                    ErrorKind::Auth,
+                    format!("the vendor rotated the OAuth2 refresh token but saving it failed: {e}"),
+                )
+            }),
             (Err(e), _) => Err(e),
         }
     }
@@ -286,7 +293,8 @@ impl Manager {
     ) -> Result<Option<StoredGrant>, Error> {
         tracing::debug!(from_store = stored.refresh.is_some(), "loaded the OAuth2 refresh token");
         match stored.refresh {
-            Some(t) => gate.refresh_token = Some(t),
+            Some(t) if !gate.unsaved => gate.refresh_token = Some(t),
+            Some(_) => {}
             None if gate.refresh_token.is_none() => gate.refresh_token = Some(r.configured.clone()),
             None => {}
         }
@@ -294,6 +302,7 @@ impl Manager {
             && let Ok(left) = a.refresh_after.duration_since(self.clock.now())
             // The one this process last used is stale for it (expired, or refused with a 401).
             && gate.last_access.as_ref().map(Secret::expose) != Some(a.token.expose())
+            && !gate.unsaved
         {
             tracing::debug!(token_url = %self.settings.token_url, "using the OAuth2 access token another process obtained");
             *out = Some((a.token, self.clock.monotonic().checked_add(left), false));
