@@ -79,6 +79,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod budget;
 mod cache;
 mod call;
 mod circuit;
@@ -116,3 +117,4 @@ pub use retry::{
     Attempt, AttemptOutcome, CREDENTIAL_CAUSE, RETRY_STATUSES, remaining, reset_wait, retryable_status, server_wait,
 };
 pub use segment::encode_segment;
+pub use shared::share_budgets;

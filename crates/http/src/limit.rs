@@ -64,6 +64,7 @@ use governor::{Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::budget::{Permit, SharedPermits};
 use crate::clock::{Clock, GovernorClock};
 use crate::config::{RateBudget, ResetStyle};
 use crate::retry::{remaining, reset_wait};
@@ -93,6 +94,8 @@ pub(crate) struct Limiter {
     /// The gate (`blocked_until`) last announced in the log.
     announced: Mutex<Duration>,
     pace: Mutex<Pace>,
+    /// Permits of the configured budget taken from the budget shared across processes.
+    shared: SharedPermits,
 }
 
 /// Send spacing: adaptive after header-less 429s, and from the server's headers (see the
@@ -116,14 +119,16 @@ struct Pace {
 }
 
 impl Limiter {
-    /// A limiter with no budget yet (connectors bring theirs with [`Limiter::join`]).
-    pub(crate) fn new() -> Self {
+    /// The limiter of `host` and `credential` (a non-secret hash), with no budget yet
+    /// (connectors bring theirs with [`Limiter::join`]).
+    pub(crate) fn new(host: &str, credential: &str) -> Self {
         Limiter {
             budget: std::sync::RwLock::new(None),
             users: Mutex::default(),
             blocked_until: Mutex::new(Duration::ZERO),
             announced: Mutex::new(Duration::ZERO),
             pace: Mutex::default(),
+            shared: SharedPermits::new(host, credential),
         }
     }
 
@@ -170,6 +175,24 @@ impl Limiter {
                 clock.sleep(wait).await;
                 waited = true;
                 continue;
+            }
+            // A configured budget shared with other processes (crate::budget) replaces the
+            // process's own copy, unless the store fails.
+            let configured = self.budget.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(b, _)| *b);
+            if let (Some(b), Some(shared)) = (configured, crate::shared::budgets()) {
+                match self.shared.permit(&*shared, b).await {
+                    Permit::Go => break,
+                    Permit::Wait(wait) => {
+                        clock.sleep(wait).await;
+                        waited = true;
+                        continue;
+                    }
+                    Permit::Blocked(wait) => {
+                        self.close_gate(clock, wait);
+                        continue;
+                    }
+                    Permit::Unavailable => {}
+                }
             }
             let over = match &*self.budget.read().unwrap_or_else(|p| p.into_inner()) {
                 Some((_, g)) => g.check().err().map(|not_until| not_until.wait_time_from(clock.monotonic().into())),
@@ -319,8 +342,17 @@ impl Limiter {
         self.pace.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Nothing is sent to this (host, credential) for `wait` from now (keeps a later gate).
+    /// Nothing is sent to this (host, credential) for `wait` from now (keeps a later gate),
+    /// by any process sharing its budget.
     pub(crate) fn block_for(&self, clock: &dyn Clock, wait: Duration) {
+        self.close_gate(clock, wait);
+        if let Some(until) = clock.now().checked_add(wait) {
+            self.shared.block(until);
+        }
+    }
+
+    /// Close this process's gate for `wait` from now (keeps a later gate).
+    fn close_gate(&self, clock: &dyn Clock, wait: Duration) {
         let until = clock.monotonic() + wait;
         let mut b = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
         if until > *b {

@@ -1,5 +1,7 @@
-//! What the process shares between clients: one rate limiter per (host, credential) and one
-//! OAuth2 token provider per (token endpoint, client, credential).
+//! What the process shares between clients: one rate limiter per (host, credential), one
+//! OAuth2 token provider per (token endpoint, client, credential) — and, when the runner
+//! sets one ([`share_budgets`]), the [`SharedBudget`] through which limiters share their
+//! configured budgets with the other processes on the same state.
 //!
 //! A vendor's budget and a rotating refresh token belong to the credential, not to the
 //! connector that happens to use it: a REST source and sink on one OAuth client, or three
@@ -16,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use dovetail_core::Error;
+use dovetail_core::remote::SharedBudget;
 
 use crate::auth::Auth;
 use crate::clock::{Clock, TokioClock};
@@ -34,6 +37,23 @@ pub(crate) fn identity<T: ?Sized>(a: &Arc<T>) -> usize {
 
 type LimiterKey = (String, String, usize);
 
+fn budgets_slot() -> &'static Mutex<Option<Arc<dyn SharedBudget>>> {
+    static BUDGETS: OnceLock<Mutex<Option<Arc<dyn SharedBudget>>>> = OnceLock::new();
+    BUDGETS.get_or_init(Default::default)
+}
+
+/// From now on every limiter with a configured budget (`http.rate_limit`) takes its permits
+/// from `budgets`, shared with the other processes using it (PostgreSQL state); without it
+/// each process keeps its budget to itself.
+pub fn share_budgets(budgets: Arc<dyn SharedBudget>) {
+    *budgets_slot().lock().unwrap_or_else(|p| p.into_inner()) = Some(budgets);
+}
+
+/// The budgets shared across processes, if the runner set them.
+pub(crate) fn budgets() -> Option<Arc<dyn SharedBudget>> {
+    budgets_slot().lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// The limiter of (host, credential) on `clock`, created on first use.
 pub(crate) fn limiter(host: &str, credential: &str, clock: &Arc<dyn Clock>) -> Arc<Limiter> {
     static LIMITERS: OnceLock<Mutex<HashMap<LimiterKey, Weak<Limiter>>>> = OnceLock::new();
@@ -43,7 +63,7 @@ pub(crate) fn limiter(host: &str, credential: &str, clock: &Arc<dyn Clock>) -> A
         return l;
     }
     map.retain(|_, w| w.strong_count() > 0);
-    let l = Arc::new(Limiter::new());
+    let l = Arc::new(Limiter::new(host, credential));
     map.insert(key, Arc::downgrade(&l));
     l
 }

@@ -148,11 +148,18 @@ async fn a_rotated_refresh_token_is_saved_before_use_and_preferred_after_a_resta
         .await;
     // A store that cannot save: the new access token must not be used.
     let broken = Arc::new(MemoryTokenStore { fail: true, ..Default::default() });
-    let auth = OAuth2RefreshToken::new(settings(&server), Secret::new(REFRESH), Some(broken)).unwrap();
+    let auth = OAuth2RefreshToken::new(settings(&server), Secret::new(REFRESH), Some(broken.clone())).unwrap();
+    // It holds the token in force before this rotation.
+    broken.tokens.lock().unwrap().insert(auth.store_key().to_owned(), REFRESH.to_owned());
     let mut req = request();
     let err = auth.apply(&mut req).await.unwrap_err();
     assert!(err.message().contains("saving it failed"), "{err}");
     assert!(!req.headers().contains_key("authorization"), "used before it was saved");
+    // The rotated token stays in force in memory (the configured one may be void by now):
+    // the next fetch presents it, not the one the store still holds.
+    let _ = auth.apply(&mut request()).await;
+    let last = token_requests(&server).await.last().cloned().unwrap_or_default();
+    assert!(last.contains("refresh_token=rt-rotated-0002"), "{last}");
 
     let store = Arc::new(MemoryTokenStore::default());
     let auth = OAuth2RefreshToken::new(settings(&server), Secret::new(REFRESH), Some(store.clone())).unwrap();

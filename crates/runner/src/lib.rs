@@ -11,6 +11,7 @@ mod config;
 mod diag;
 #[doc(hidden)]
 pub mod fuzz_entry;
+pub mod health;
 mod interpolate;
 mod logbuf;
 mod metrics;

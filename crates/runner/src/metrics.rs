@@ -1,4 +1,4 @@
-//! Prometheus metrics on `--metrics-addr`: installs the `metrics` recorder (before any
+//! Prometheus metrics on `--metrics-addr` (with `/healthz` and `/readyz`, `crate::health`): installs the `metrics` recorder (before any
 //! connector is built, since dovetail-http caches its handles per client and host), serves
 //! the text format over HTTP, and turns the engine's progress callbacks and run reports
 //! into the engine's metrics. docs/metrics.md lists every metric.
@@ -75,15 +75,23 @@ async fn accept(listener: tokio::net::TcpListener, handle: PrometheusHandle) {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let handle = handle.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |_req: Request<Incoming>| {
-                let body = handle.render();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let handle = handle.clone();
                 async move {
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                            .body(Full::new(Bytes::from(body)))
-                            .unwrap_or_default(),
-                    )
+                    // `/healthz` and `/readyz` beside the metrics (crate::health); anything else is the scrape.
+                    if let Some((status, body)) = crate::health::respond(req.uri().path()).await {
+                        return Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body.to_string())))
+                                .unwrap_or_default(),
+                        );
+                    }
+                    Ok(Response::builder()
+                        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                        .body(Full::new(Bytes::from(handle.render())))
+                        .unwrap_or_default())
                 }
             });
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {

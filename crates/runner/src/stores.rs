@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use dovetail_core::remote::{CachedResponse, ResponseCache, TokenStore};
+use dovetail_core::remote::{CachedResponse, RefreshFn, ResponseCache, TokenStore};
 use dovetail_core::{Error, Secret};
 use dovetail_state::{FileTokenStore, SecretKey, SqliteResponseCache, SqliteState};
-use dovetail_state_pg::{PgResponseCache, PgState, PgTarget, PgTokenStore};
+use dovetail_state_pg::{PgBudget, PgResponseCache, PgState, PgTarget, PgTokenStore};
 
 use crate::diag::Doc;
 
@@ -49,6 +49,14 @@ pub fn register_postgres(target: PgTarget) -> Result<PathBuf, Error> {
 /// The PostgreSQL state registered under `path`, if it is such a label.
 pub fn postgres_at(path: &Path) -> Option<PgState> {
     pg_stores().get(path).cloned()
+}
+
+/// With PostgreSQL state at `path`, configured rate budgets (`http.rate_limit`) are shared
+/// with every process on that state (`rate_budgets`); SQLite state keeps them per process.
+pub fn share_budgets(path: &Path) {
+    if let Some(pg) = postgres_at(path) {
+        dovetail_http::share_budgets(Arc::new(PgBudget::new(pg)));
+    }
 }
 
 /// The local folder of a config's own files: the SQLite file's folder, or `.dovetail` next
@@ -123,6 +131,9 @@ impl TokenStore for LazyTokenStore {
     }
     async fn save(&self, key: &str, token: &Secret) -> Result<(), Error> {
         self.get()?.save(key, token).await
+    }
+    async fn refresh_exclusive(&self, key: &str, refresh: RefreshFn<'_>) -> Result<(), Error> {
+        self.get()?.refresh_exclusive(key, refresh).await
     }
 }
 

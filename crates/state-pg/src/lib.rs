@@ -16,6 +16,7 @@
 //!   building a pipeline or a config check without state never touches the server.
 #![warn(missing_docs)]
 
+mod budget;
 mod cache;
 mod delivery;
 mod error;
@@ -35,6 +36,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use dovetail_core::Error;
 use tokio::sync::OnceCell;
 
+pub use budget::PgBudget;
 pub use cache::PgResponseCache;
 pub use error::pg_err;
 pub use lock::PgRunLock;

@@ -189,6 +189,19 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE ledger DROP CONSTRAINT IF EXISTS ledger_stream_id_fkey;
 "#,
+    // 8 (issue 23; numbered at merge after 6 and 7): vendor rate budgets shared by every
+    // process on this state, one token bucket per (host, credential hash) (`budget.rs`):
+    // `tokens` as of `updated_at`, `granted` the last take's permits, `blocked_until` a wait
+    // the vendor asked for.
+    r#"
+    CREATE TABLE rate_budgets (
+        key TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        granted INTEGER NOT NULL DEFAULT 0,
+        updated_at TIMESTAMPTZ NOT NULL,
+        blocked_until TIMESTAMPTZ
+    );
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

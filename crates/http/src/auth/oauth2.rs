@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dovetail_core::remote::TokenStore;
+use dovetail_core::remote::{StoredAccess, StoredGrant, TokenStore};
 use dovetail_core::{Error, ErrorKind, Secret};
 use reqwest::header::AUTHORIZATION;
 use tracing::Instrument;
@@ -83,6 +83,21 @@ struct Gate {
     refresh_token: Option<Secret>,
     /// The last fetch's failure, handed to callers that waited for that fetch.
     last_error: Option<(ErrorKind, String)>,
+    /// The access token this process last used: a stored one equal to it is stale for it.
+    last_access: Option<Secret>,
+    /// The vendor rotated the refresh token but storing it failed: the one in memory is in
+    /// force, not the stored one (void by now).
+    unsaved: bool,
+}
+
+/// What one token request brought.
+struct Issued {
+    access: Secret,
+    /// [`Clock::monotonic`] reading from which it is due for refresh (`None`: never).
+    refresh_at: Option<Duration>,
+    /// The same as wall time, for other processes sharing it through the store.
+    refresh_after: Option<std::time::SystemTime>,
+    rotated: bool,
 }
 
 /// The refresh-token grant's extra state.
@@ -216,19 +231,102 @@ impl Manager {
         .map_err(|e| Error::internal("the OAuth2 token task failed").with_source(e))?
     }
 
-    /// One token request; called with the gate held.
+    /// A new access token; called with the gate held. With a token store, under the store's
+    /// refresh lock ([`TokenStore::refresh_exclusive`]): what the store holds is what is in
+    /// force, since another process sharing the grant may have rotated the refresh token or
+    /// obtained an access token still good to use.
     async fn fetch(&self, gate: &mut Gate) -> Result<Secret, Error> {
+        let Some((r, store)) = self.refresh.as_ref().and_then(|r| Some((r, r.store.clone()?))) else {
+            if let Some(r) = &self.refresh
+                && gate.refresh_token.is_none()
+            {
+                gate.refresh_token = Some(r.configured.clone());
+            }
+            let issued = self.request(gate).await?;
+            if issued.rotated && self.refresh.is_some() && !self.warned_no_store.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    token_url = %self.settings.token_url,
+                    "the vendor rotated the OAuth2 refresh token but no token store is configured; the new token \
+                     is lost when this process exits"
+                );
+            }
+            return Ok(self.install(gate, issued.access, issued.refresh_at));
+        };
+        let mut out: Option<(Secret, Option<Duration>, bool)> = None;
+        let slot = &mut out;
+        let gate_ref = &mut *gate;
+        let locked = store
+            .refresh_exclusive(
+                &r.store_key,
+                Box::new(move |stored| Box::pin(async move { self.refresh_locked(gate_ref, r, stored, slot).await })),
+            )
+            .await;
+        match (locked, out) {
+            (Ok(()), Some((access, refresh_at, rotated))) => {
+                gate.unsaved = false;
+                if rotated {
+                    tracing::info!(token_url = %self.settings.token_url, "saved a rotated OAuth2 refresh token");
+                }
+                Ok(self.install(gate, access, refresh_at))
+            }
+            (Ok(()), None) => Err(Error::internal("the token store ended a refresh without running it")),
+            (Err(e), Some((_, _, true))) => Err({
+                gate.unsaved = true;
+                Error::new(
+                    ErrorKind::Auth,
+                    format!("the vendor rotated the OAuth2 refresh token but saving it failed: {e}"),
+                )
+            }),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// One refresh under the store's lock: adopt the stored refresh token, use a stored access
+    /// token another process obtained while it is good, else request one. Leaves the token to
+    /// use in `out` and returns what to store.
+    async fn refresh_locked(
+        &self,
+        gate: &mut Gate,
+        r: &RefreshGrant,
+        stored: StoredGrant,
+        out: &mut Option<(Secret, Option<Duration>, bool)>,
+    ) -> Result<Option<StoredGrant>, Error> {
+        tracing::debug!(from_store = stored.refresh.is_some(), "loaded the OAuth2 refresh token");
+        match stored.refresh {
+            Some(t) if !gate.unsaved => gate.refresh_token = Some(t),
+            Some(_) => {}
+            None if gate.refresh_token.is_none() => gate.refresh_token = Some(r.configured.clone()),
+            None => {}
+        }
+        if let Some(a) = stored.access
+            && let Ok(left) = a.refresh_after.duration_since(self.clock.now())
+            // The one this process last used is stale for it (expired, or refused with a 401).
+            && gate.last_access.as_ref().map(Secret::expose) != Some(a.token.expose())
+            && !gate.unsaved
+        {
+            tracing::debug!(token_url = %self.settings.token_url, "using the OAuth2 access token another process obtained");
+            *out = Some((a.token, self.clock.monotonic().checked_add(left), false));
+            return Ok(None);
+        }
+        let issued = self.request(gate).await?;
+        let access = issued.refresh_after.map(|at| StoredAccess { token: issued.access.clone(), refresh_after: at });
+        *out = Some((issued.access, issued.refresh_at, issued.rotated));
+        Ok(Some(StoredGrant { refresh: gate.refresh_token.clone(), access }))
+    }
+
+    /// Make `access` the current token, due for refresh at `refresh_at` (monotonic).
+    fn install(&self, gate: &mut Gate, access: Secret, refresh_at: Option<Duration>) -> Secret {
+        gate.last_access = Some(access.clone());
+        *self.lock_current() = Some(Token { access: access.clone(), refresh_at });
+        access
+    }
+
+    /// One token request with the refresh token in `gate`, if any. A rotated refresh token
+    /// replaces it in `gate` at once: the old one may be void already.
+    async fn request(&self, gate: &mut Gate) -> Result<Issued, Error> {
         let grant = self.grant();
         let mut params = vec![("grant_type", grant.to_owned())];
-        if let Some(r) = &self.refresh {
-            if gate.refresh_token.is_none() {
-                let stored = match &r.store {
-                    Some(store) => store.load(&r.store_key).await?,
-                    None => None,
-                };
-                tracing::debug!(from_store = stored.is_some(), "loaded the OAuth2 refresh token");
-                gate.refresh_token = Some(stored.unwrap_or_else(|| r.configured.clone()));
-            }
+        if self.refresh.is_some() {
             let rt = gate.refresh_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
             params.push(("refresh_token", rt));
         }
@@ -242,52 +340,29 @@ impl Manager {
         tracing::debug!(token_url = %self.settings.token_url, grant, "requesting an OAuth2 token");
         metrics::counter!("dovetail_http_token_requests_total").increment(1);
         let sent_at = self.clock.monotonic();
+        let sent_wall = self.clock.now();
         let fetched = token::request(&self.http, &self.url, &self.settings, grant, params, &secrets).await?;
         let mut rotated = false;
-        if let (Some(r), Some(new)) = (&self.refresh, fetched.refresh) {
-            let old = gate.refresh_token.as_ref().map(Secret::expose);
-            if old != Some(new.expose()) {
-                rotated = true;
-                let saved = match &r.store {
-                    Some(store) => store.save(&r.store_key, &new).await.map(|()| true),
-                    None => Ok(false),
-                };
-                // Keep the new token in memory either way: the old one may be void already.
-                gate.refresh_token = Some(new);
-                match saved {
-                    Ok(true) => {
-                        tracing::info!(token_url = %self.settings.token_url, "saved a rotated OAuth2 refresh token")
-                    }
-                    Ok(false) => {
-                        if !self.warned_no_store.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                token_url = %self.settings.token_url,
-                                "the vendor rotated the OAuth2 refresh token but no token store is configured; \
-                                 the new token is lost when this process exits"
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        return Err(Error::new(
-                            ErrorKind::Auth,
-                            format!("the vendor rotated the OAuth2 refresh token but saving it failed: {e}"),
-                        ));
-                    }
-                }
-            }
+        if let (Some(_), Some(new)) = (&self.refresh, fetched.refresh)
+            && gate.refresh_token.as_ref().map(Secret::expose) != Some(new.expose())
+        {
+            rotated = true;
+            gate.refresh_token = Some(new);
         }
-        // A lifetime too large to add means "no known expiry".
-        let refresh_at =
-            fetched.expires_in.and_then(|life| sent_at.checked_add(life - self.settings.refresh_skew.min(life / 2)));
+        // Due this long after the request was sent; a lifetime too large to add means "no known expiry".
+        let due = fetched.expires_in.map(|life| life - self.settings.refresh_skew.min(life / 2));
         tracing::debug!(
             grant,
             expires_in_s = fetched.expires_in.map(|d| d.as_secs()),
             rotated,
             "obtained an OAuth2 token"
         );
-        let access = fetched.access;
-        *self.lock_current() = Some(Token { access: access.clone(), refresh_at });
-        Ok(access)
+        Ok(Issued {
+            access: fetched.access,
+            refresh_at: due.and_then(|d| sent_at.checked_add(d)),
+            refresh_after: due.and_then(|d| sent_wall.checked_add(d)),
+            rotated,
+        })
     }
 
     async fn apply(self: &Arc<Self>, req: &mut reqwest::Request) -> Result<(), Error> {

@@ -23,6 +23,10 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
     let selected = select(&project, &args.pipelines)?;
     check_streams(&project, &selected, &args.streams)?;
     let state = super::open_state(&project.state_path)?;
+    crate::stores::share_budgets(&project.state_path);
+    if metrics.is_some() {
+        register_state_check(&state);
+    }
     let cancel = super::cancel_on_signal();
     let state_path = project.state_path.as_path();
     let batch = Batch { selected, args, state, state_path, cancel, metrics: metrics.is_some() };
@@ -30,6 +34,18 @@ pub async fn run(config_path: &Path, args: &RunArgs) -> anyhow::Result<i32> {
         Some(every) => crate::schedule::run_every(&batch, every).await,
         None => Ok(batch.run().await),
     }
+}
+
+/// `/readyz` passes while the state store answers a cheap query (its pauses, usually none).
+pub fn register_state_check(state: &Arc<dyn StateStore>) {
+    let state = Arc::clone(state);
+    crate::health::readiness().register(
+        "state",
+        Arc::new(move || {
+            let state = Arc::clone(&state);
+            Box::pin(async move { state.paused(None).await.map(|_| ()).map_err(|e| e.report()) })
+        }),
+    );
 }
 
 /// The pipelines one `dovetail run` runs, with what each run needs.
