@@ -2,6 +2,8 @@
 //! transaction whose ledger rows go in one `INSERT … SELECT FROM unnest(…)`.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -10,8 +12,10 @@ use dovetail_core::state::{
 };
 use dovetail_core::{ContentHash, Error, Key, now_rfc3339};
 use serde_json::Value;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use crate::tx::TxConn;
 use crate::{PgState, json_err, limit, stored_name, text, to_i64};
 
 fn hash_of(bytes: &[u8]) -> Result<ContentHash, Error> {
@@ -21,17 +25,40 @@ fn hash_of(bytes: &[u8]) -> Result<ContentHash, Error> {
     Ok(ContentHash(b))
 }
 
-/// A commit's ledger rows in one statement. A later row for the same key wins, and the
-/// key is marked repeated (see [`LedgerCols::of`]).
-const LEDGER_UPSERT: &str =
-    "INSERT INTO ledger (stream_id, key, hash, pass, dest_id, repeated, run_id, fetch_id, item, outcome)
+/// The ledger insert of a commit's rows, from `unnest` of one array per column.
+macro_rules! ledger_insert {
+    () => {
+        "INSERT INTO ledger (stream_id, key, hash, pass, dest_id, repeated, run_id, fetch_id, item, outcome)
      SELECT $1, k, h, $2, d, r, ru, f, it, o
      FROM unnest($3::text[], $4::bytea[], $5::text[], $6::bool[], $7::int8[], $8::int8[], $9::int8[],
-                 $10::int8[]) AS t(k, h, d, r, ru, f, it, o)
+                 $10::int8[]) AS t(k, h, d, r, ru, f, it, o)"
+    };
+}
+
+/// A commit's ledger rows in one statement, when none of its keys has a row yet.
+const LEDGER_INSERT: &str = ledger_insert!();
+
+/// A commit's ledger rows in one statement. A later row for the same key wins, and the
+/// key is marked repeated (see [`LedgerCols::of`]).
+const LEDGER_UPSERT: &str = concat!(
+    ledger_insert!(),
+    "
      ON CONFLICT (stream_id, key) DO UPDATE SET hash = excluded.hash, pass = excluded.pass,
          dest_id = coalesce(excluded.dest_id, ledger.dest_id), run_id = excluded.run_id,
          fetch_id = excluded.fetch_id, item = excluded.item, outcome = excluded.outcome,
-         repeated = ledger.repeated OR excluded.repeated OR ledger.pass = excluded.pass";
+         repeated = ledger.repeated OR excluded.repeated OR ledger.pass = excluded.pass"
+);
+
+/// How [`PgState::commit_in`] ended.
+enum Landed {
+    /// Committed, for the stream with this id.
+    Committed(i64),
+    /// The fence found another holder of the run lock: nothing written, the caller rolls back.
+    Fenced,
+    /// The plain ledger INSERT found a row already there (stream id): the transaction is
+    /// aborted, and the commit goes again with the upsert.
+    Conflict(i64),
+}
 
 /// A commit's outbox entries in one statement; ids follow queue order (rows are inserted in
 /// the order of the arrays).
@@ -171,34 +198,34 @@ impl PgState {
         self.reconnecting("looking up ledger rows", lookup).await
     }
 
-    /// Apply one commit inside `tx`, stamped with `receipt` and fenced with `fence`; `None`
-    /// when the fence found another holder of the run lock (the caller rolls back).
+    /// Apply one commit on `tx`, a connection this opens a transaction on, stamped with
+    /// `receipt` and fenced with `fence`; see [`Landed`] for how it ends.
     ///
     /// What a commit waits on is round trips (docs/performance.md), so its statements go out
     /// pipelined: polled together on one connection, sent in order, executed in the order
-    /// sent. Two rounds: the ledger rows need the fetch ids the first round returns.
-    async fn commit_in(
-        &self,
-        tx: &Transaction<'_>,
-        c: &Commit,
-        receipt: &str,
-        fence: Option<&str>,
-    ) -> Result<Option<i64>, Error> {
+    /// sent, BEGIN with the first round and COMMIT with the second. Two rounds: the ledger
+    /// rows need the fetch ids the first round returns, and nothing is written before the
+    /// fence said this process still holds the run lock.
+    async fn commit_in(&self, tx: &TxConn, c: &Commit, receipt: &str, fence: Option<&str>) -> Result<Landed, Error> {
         let pass = to_i64("pass", c.pass)?;
         let now = now_rfc3339();
-        let sid: i64 = match self.cached_stream(&c.pipeline, &c.stream) {
-            Some(id) => id,
-            None => tx
-                .query_one(
-                    // A no-op update on conflict returns the existing id (and two processes
-                    // registering one stream at once both get it).
-                    "INSERT INTO streams (pipeline, stream) VALUES ($1, $2)
-                     ON CONFLICT (pipeline, stream) DO UPDATE SET pipeline = excluded.pipeline RETURNING id",
-                    &[&c.pipeline, &c.stream],
-                )
-                .await
-                .map_err(|e| self.err("registering a stream", e))?
-                .get(0),
+        let begin = || async { tx.batch_execute("BEGIN").await.map_err(|e| self.err("starting a commit", e)) };
+        let (sid, begun) = match self.cached_stream(&c.pipeline, &c.stream) {
+            Some(id) => (id, false),
+            None => {
+                begin().await?;
+                let row = tx
+                    .query_one(
+                        // A no-op update on conflict returns the existing id (and two processes
+                        // registering one stream at once both get it).
+                        "INSERT INTO streams (pipeline, stream) VALUES ($1, $2)
+                         ON CONFLICT (pipeline, stream) DO UPDATE SET pipeline = excluded.pipeline RETURNING id",
+                        &[&c.pipeline, &c.stream],
+                    )
+                    .await
+                    .map_err(|e| self.err("registering a stream", e))?;
+                (row.get(0), true)
+            }
         };
         let ex = |sql: &'static str, what: &'static str| async move {
             tx.prepare_cached(sql).await.map_err(|e| self.err(what, e))
@@ -223,16 +250,22 @@ impl PgState {
                 None => Ok(Vec::new()),
             }
         };
-        let (stamped, stories) = tokio::try_join!(biased; stamp, explain)?;
+        // BEGIN is polled first, so it is sent before anything else of the commit.
+        let begin = async { if begun { Ok(()) } else { begin().await } };
+        let ((), stamped, stories) = tokio::try_join!(biased; begin, stamp, explain)?;
         if stamped == 0 {
-            return Ok(None);
+            return Ok(Landed::Fenced);
         }
+        // A stream's new rows go in by a plain INSERT (cheaper than ON CONFLICT: no
+        // speculative insertion) until one of its commits finds a row already there.
+        let plain = !self.upserts(sid);
         // Every statement of the second round is prepared before any is sent, so that a
         // first-time prepare cannot reorder them.
         let prep = |on: bool, sql: &'static str, what: &'static str| async move {
             if on { ex(sql, what).await.map(Some) } else { Ok(None) }
         };
-        let st_ledger = prep(!c.ledger.is_empty(), LEDGER_UPSERT, "preparing the ledger upsert").await?;
+        let ledger_sql = if plain { LEDGER_INSERT } else { LEDGER_UPSERT };
+        let st_ledger = prep(!c.ledger.is_empty(), ledger_sql, "preparing the ledger upsert").await?;
         let st_touch = prep(
             !c.touched.is_empty(),
             "UPDATE ledger SET pass = $3 WHERE stream_id = $1 AND key = ANY($2)",
@@ -274,38 +307,73 @@ impl PgState {
         let queued = OutboxCols::of(c)?;
         let cp =
             c.checkpoint.as_ref().map(serde_json::to_string).transpose().map_err(|e| json_err("the checkpoint", e))?;
-        let run = |st, params, what| self.run_prepared(tx, st, params, what);
-        tokio::try_join!(
+        // COMMIT goes out with the rest unless dead letters follow, and only when every
+        // statement before it was sent: one refused before sending (its parameters) must not
+        // leave the others to commit without it. A statement the server refuses after COMMIT
+        // was sent aborts the transaction, and COMMIT then rolls it back.
+        let commit_now = c.dead_letters.is_empty() && c.resolved_dead_letters.is_empty();
+        let (failed, conflict) = (&AtomicBool::new(false), &AtomicBool::new(false));
+        let run = |st, params, what, ledger: bool| async move {
+            let done = Self::run_prepared(tx, st, params).await;
+            match done {
+                Err(e) if ledger && plain && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    conflict.store(true, Relaxed);
+                    Ok(())
+                }
+                Err(e) => {
+                    failed.store(true, Relaxed);
+                    Err(self.err(what, e))
+                }
+                Ok(()) => Ok(()),
+            }
+        };
+        let commit = async {
+            if !commit_now || failed.load(Relaxed) {
+                return Ok(false);
+            }
+            tx.commit().await.map(|()| true).map_err(|e| self.err("committing a batch", e))
+        };
+        let (ledger, touch, forget, done, queue, mark, cp, committed) = tokio::join!(
             biased;
-            run(st_ledger, rows.params(&sid, &pass), "writing ledger rows"),
-            run(st_touch, vec![&sid, &touched, &pass], "touching ledger rows"),
-            run(st_forget, vec![&sid, &forget], "deleting ledger rows"),
-            run(st_done, vec![&sid, &c.outbox_done], "removing outbox entries"),
-            run(st_queue, queued.params(&sid, &now), "queueing outbox entries"),
-            run(st_mark, vec![&sid, &c.sink_mark], "saving the sink mark"),
-            run(st_cp, vec![&sid, &cp, &now], "saving the checkpoint"),
-        )?;
-        // Rare (rejected or replayed records): one at a time, in order, after the rest.
-        self.dead_letters_in(tx, sid, c, &now).await?;
-        Ok(Some(sid))
+            run(st_ledger, rows.params(&sid, &pass), "writing ledger rows", true),
+            run(st_touch, vec![&sid, &touched, &pass], "touching ledger rows", false),
+            run(st_forget, vec![&sid, &forget], "deleting ledger rows", false),
+            run(st_done, vec![&sid, &c.outbox_done], "removing outbox entries", false),
+            run(st_queue, queued.params(&sid, &now), "queueing outbox entries", false),
+            run(st_mark, vec![&sid, &c.sink_mark], "saving the sink mark", false),
+            run(st_cp, vec![&sid, &cp, &now], "saving the checkpoint", false),
+            commit,
+        );
+        if conflict.load(Relaxed) {
+            // The transaction is aborted (rolled back by COMMIT when that was sent); what
+            // failed after the conflict failed for it.
+            return Ok(Landed::Conflict(sid));
+        }
+        for r in [ledger, touch, forget, done, queue, mark, cp] {
+            r?;
+        }
+        if !committed? {
+            // Rare (rejected or replayed records): one at a time, in order, after the rest.
+            self.dead_letters_in(tx, sid, c, &now).await?;
+            tx.commit().await.map_err(|e| self.err("committing a batch", e))?;
+        }
+        Ok(Landed::Committed(sid))
     }
 
     /// `st` with `params` when the commit has it.
     async fn run_prepared(
-        &self,
-        tx: &Transaction<'_>,
+        tx: &TxConn,
         st: Option<tokio_postgres::Statement>,
         params: Vec<&(dyn ToSql + Sync)>,
-        what: &'static str,
-    ) -> Result<(), Error> {
+    ) -> Result<(), tokio_postgres::Error> {
         if let Some(st) = st {
-            tx.execute(&st, &params).await.map_err(|e| self.err(what, e))?;
+            tx.execute(&st, &params).await?;
         }
         Ok(())
     }
 
     /// The commit's dead letters and resolved dead letters.
-    async fn dead_letters_in(&self, tx: &Transaction<'_>, sid: i64, c: &Commit, now: &str) -> Result<(), Error> {
+    async fn dead_letters_in(&self, tx: &TxConn, sid: i64, c: &Commit, now: &str) -> Result<(), Error> {
         let ex = |sql: &'static str, what: &'static str| async move {
             tx.prepare_cached(sql).await.map_err(|e| self.err(what, e))
         };
@@ -365,17 +433,26 @@ impl PgState {
     /// Apply `commit` in one transaction stamped with `receipt`; with `fence` (the run
     /// lock's holder token) the transaction also checks this process still holds the lock.
     async fn commit_once(&self, commit: &Commit, receipt: &str, fence: Option<&str>) -> Result<(), Error> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(|e| self.err("starting a commit", e))?;
-        let Some(sid) = self.commit_in(&tx, commit, receipt, fence).await? else {
-            drop(tx);
-            let key = crate::lock::key(self.target().schema(), &commit.pipeline);
-            let holder = crate::lock::holder(&c, key).await;
-            return Err(crate::lock::taken_over(self, &commit.pipeline, holder));
-        };
-        tx.commit().await.map_err(|e| self.err("committing a batch", e))?;
-        self.cache_stream(&commit.pipeline, &commit.stream, sid);
-        Ok(())
+        loop {
+            let tx = TxConn::new(self.conn().await?);
+            let landed = self.commit_in(&tx, commit, receipt, fence).await;
+            if tx.is_open() && !landed.as_ref().is_err_and(crate::error::is_lost) {
+                tx.rollback().await;
+            }
+            match landed? {
+                Landed::Committed(sid) => {
+                    self.cache_stream(&commit.pipeline, &commit.stream, sid);
+                    return Ok(());
+                }
+                Landed::Fenced => {
+                    let key = crate::lock::key(self.target().schema(), &commit.pipeline);
+                    let holder = crate::lock::holder(&tx, key).await;
+                    return Err(crate::lock::taken_over(self, &commit.pipeline, holder));
+                }
+                // Nothing landed: again, with the upsert from now on.
+                Landed::Conflict(sid) => self.upsert_from_now(sid),
+            }
+        }
     }
 
     /// Whether the commit stamped `receipt` landed (the stream's last commit is it).

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::ClientWrapper;
 use dovetail_core::explain::{
     ExplainBatch, KeyHistory, LedgerView, Outcome, Pruned, Retention, StoredFetch, StoredStory, method_of,
 };
@@ -23,7 +23,7 @@ pub(crate) type StoryCols = (i64, i64, i64, i64);
 /// the story columns of each ledger row.
 pub(crate) async fn write(
     st: &PgState,
-    tx: &Transaction<'_>,
+    tx: &ClientWrapper,
     sid: i64,
     c: &Commit,
     x: &ExplainBatch,

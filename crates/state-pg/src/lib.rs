@@ -27,8 +27,9 @@ pub mod migrations;
 /// TLS to PostgreSQL (moved to dovetail-pg, shared with the postgres connector).
 pub use dovetail_pg::tls;
 mod tokens;
+mod tx;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -134,6 +135,9 @@ struct Inner {
     ready: OnceCell<i64>,
     /// pipeline → stream → `streams.id`, of committed rows only.
     streams: Mutex<HashMap<String, HashMap<String, i64>>>,
+    /// Streams (by id) whose ledger rows go in by the upsert: a plain INSERT of one of their
+    /// commits found a row already there.
+    upserting: Mutex<HashSet<i64>>,
     /// Pipelines whose run lock this process holds (with the lock's connection once taken):
     /// a second holder here is refused at once, and a commit checks the connection is alive.
     held: lock::Held,
@@ -172,6 +176,7 @@ impl PgState {
                 tls,
                 ready: OnceCell::new(),
                 streams: Mutex::default(),
+                upserting: Mutex::default(),
                 held: Arc::default(),
             }),
         })
@@ -237,6 +242,15 @@ impl PgState {
     pub(crate) fn cache_stream(&self, pipeline: &str, stream: &str, id: i64) {
         let mut map = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(pipeline.to_owned()).or_default().insert(stream.to_owned(), id);
+    }
+
+    /// Whether the stream's ledger rows go in by the upsert (see `upserting`).
+    pub(crate) fn upserts(&self, stream_id: i64) -> bool {
+        self.inner.upserting.lock().unwrap_or_else(|p| p.into_inner()).contains(&stream_id)
+    }
+
+    pub(crate) fn upsert_from_now(&self, stream_id: i64) {
+        self.inner.upserting.lock().unwrap_or_else(|p| p.into_inner()).insert(stream_id);
     }
 
     /// Before a commit for `pipeline`: the holder token to fence it with when this process
