@@ -18,6 +18,7 @@ pub fn sources() -> Vec<SourceEntry> {
         source::<dovetail_files::FilesSource>(),
         source::<dovetail_rest::RestSource>(),
         source::<dovetail_github::GithubSource>(),
+        source::<dovetail_stripe::StripeSource>(),
     ]
 }
 
