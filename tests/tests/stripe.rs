@@ -252,3 +252,70 @@ async fn the_rest_connector_pages_by_last_id_until_has_more_is_false() {
         double.queries("/v1/customers").await.iter().map(|q| param(q, "starting_after").map(str::to_owned)).collect();
     assert_eq!(after, [None, Some("cus_0004".to_owned()), Some("cus_0002".to_owned())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_sink_sends_form_bodies_with_stripes_nesting() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customers"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "cus_new", "object": "customer" })))
+        .mount(&server)
+        .await;
+    let s = Scratch::new();
+    s.write(
+        "people.jsonl",
+        "{\"id\":1,\"email\":\"a@example.com\",\"plan\":\"gold\",\"price\":\"price_1\",\"note\":null}\n",
+    );
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.export.source]
+kind = "files"
+[[pipelines.export.source.streams]]
+name = "people"
+path = "people.jsonl"
+primary_key = ["id"]
+
+[pipelines.export.sink]
+kind = "rest"
+base_url = "{}"
+
+[pipelines.export.sink.streams.people]
+mode = "create"
+path = "/v1/customers"
+encoding = "form"
+body = {{ email = "{{{{email}}}}", description = "{{{{note}}}}", metadata = {{ dovetail_key = "{{{{id}}}}", plan = "{{{{plan}}}}" }}, items = [{{ price = "{{{{price}}}}", quantity = 2 }}], expand = ["customer"] }}
+"#,
+            server.uri()
+        ),
+    );
+    let (out, report) = s.run_json_async(&[]).await;
+    assert_eq!(count(&report, "people", "written"), 1, "{}\n{report:#}", show(&out));
+    let sent = server.received_requests().await.unwrap();
+    assert_eq!(sent.len(), 1);
+    let body = String::from_utf8(sent[0].body.clone()).unwrap();
+    let pairs: Vec<(String, String)> = url_pairs(&body);
+    let want = [
+        ("description", ""),
+        ("email", "a@example.com"),
+        ("expand[]", "customer"),
+        ("items[0][price]", "price_1"),
+        ("items[0][quantity]", "2"),
+        ("metadata[dovetail_key]", "1"),
+        ("metadata[plan]", "gold"),
+    ];
+    assert_eq!(pairs, want.map(|(k, v)| (k.to_owned(), v.to_owned())), "{body}");
+    assert!(body.contains("metadata%5Bdovetail_key%5D=1"), "brackets are percent-encoded: {body}");
+    assert!(sent[0].headers.get("idempotency-key").is_some(), "a create carries its idempotency key");
+}
+
+fn url_pairs(body: &str) -> Vec<(String, String)> {
+    dovetail_http::Url::parse(&format!("http://x/?{body}"))
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}

@@ -312,6 +312,11 @@ pub struct RestSinkStream {
     #[serde(default)]
     #[schemars(with = "Option<BTreeMap<String, Value>>")]
     pub body: Option<Value>,
+    /// How bodies are sent: `json` (default) or `form` (`application/x-www-form-urlencoded`
+    /// with bracket nesting: `metadata[k]=v`, `items[0][price]=…`, `expand[]=…`, as Stripe
+    /// reads it; not with `batch`).
+    #[serde(default)]
+    pub encoding: BodyEncoding,
     /// JSON pointer of the destination id in a create's response (default `/id`).
     #[serde(default = "default_id_pointer")]
     pub id_pointer: String,
@@ -328,6 +333,17 @@ pub struct RestSinkStream {
 
 fn default_id_pointer() -> String {
     "/id".to_owned()
+}
+
+/// How a REST sink encodes request bodies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`, nested with brackets (dovetail-http's form encoder).
+    Form,
 }
 
 /// How a REST sink makes writes idempotent.
