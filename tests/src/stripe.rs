@@ -19,6 +19,8 @@ struct Store {
     /// (path, after this many pages of it were served, the object then created).
     later: Vec<(String, usize, Value)>,
     served: BTreeMap<String, usize>,
+    /// (path, status, `Stripe-Should-Retry` value, answers left): failures served first.
+    faults: Vec<(String, u16, Option<String>, usize)>,
 }
 
 /// The double: a wiremock server answering like Stripe's list API.
@@ -44,6 +46,15 @@ impl Respond for Lists {
             );
         }
         let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = store.faults.iter_mut().find(|f| f.0 == path && f.3 > 0) {
+            f.3 -= 1;
+            let mut t = ResponseTemplate::new(f.1).set_body_json(json!({ "error": {
+                "type": "api_error", "message": "An unknown error occurred" } }));
+            if let Some(v) = &f.2 {
+                t = t.insert_header("stripe-should-retry", v.as_str());
+            }
+            return t;
+        }
         let mut all: Vec<Value> = store.objects.get(&path).cloned().unwrap_or_default();
         if let Some(acct) = req.headers.get("stripe-account").and_then(|v| v.to_str().ok()) {
             all.retain(|o| o["_account"].as_str() == Some(acct));
@@ -115,6 +126,12 @@ impl StripeDouble {
     /// Creates `object` at `path` right after the double served the `pages`-th page of it.
     pub fn add_after(&self, path: &str, pages: usize, object: Value) {
         self.store.lock().unwrap().later.push((path.to_owned(), pages, object));
+    }
+
+    /// Answers the next `times` requests to `path` with `status` (and `Stripe-Should-Retry:
+    /// should_retry` when given) before listing again.
+    pub fn fail(&self, path: &str, status: u16, should_retry: Option<&str>, times: usize) {
+        self.store.lock().unwrap().faults.push((path.to_owned(), status, should_retry.map(str::to_owned), times));
     }
 
     /// The query pairs of every list request to `path`, in order.

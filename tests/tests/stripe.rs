@@ -104,7 +104,7 @@ async fn equal_created_values_across_a_page_boundary_lose_nothing_and_a_same_sec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_killed_mid_window_resumes_in_the_same_window_without_loss() {
+async fn a_run_killed_mid_window_resumes_in_the_same_window_and_reads_what_was_created_meanwhile() {
     let double = StripeDouble::start().await;
     let t0 = now() - 10_000;
     double.add("/v1/customers", customers(1..=250, |i| t0 + i as i64));
@@ -117,10 +117,16 @@ async fn a_run_killed_mid_window_resumes_in_the_same_window_without_loss() {
     let held = ids(&s, "customers").len();
     assert!(held >= 200, "{held} rows before the resume");
     let before = double.queries("/v1/customers").await.len();
+    // Created between the kill and the resume, above the pages already read: the resuming
+    // run, which completes the pass, reads it too (not only the run after).
+    double.add("/v1/customers", customers([999], |_| now()));
     let (out, report) = run(&s, None).await;
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(ids(&s, "customers").len(), 250);
-    assert_eq!(count(&report, "customers", "written"), 50, "{report:#}");
+    assert_eq!(ids(&s, "customers").len(), 251);
+    assert_eq!(count(&report, "customers", "written"), 51, "{report:#}");
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 0, "{report:#}");
     let qs = double.queries("/v1/customers").await;
     let (first, resumed) = (&qs[0], &qs[before]);
     assert_eq!(param(resumed, "starting_after"), Some("cus_0051"), "resumed after the last page read: {resumed:?}");
@@ -173,6 +179,25 @@ async fn connected_accounts_are_read_each_with_its_header_and_named_on_every_row
         .map(|(i, a)| (format!("cus_{i:04}"), format!("acct_{a}")))
         .collect();
     assert_eq!(rows, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_should_retry_is_honoured_over_the_status() {
+    let double = StripeDouble::start().await;
+    double.add("/v1/customers", customers(1..=3, |i| now() - 10_000 + i as i64));
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&double.uri(), "streams = [\"customers\"]", ""));
+    // A 409 (the same idempotency key in flight) that Stripe marks retryable is retried.
+    double.fail("/v1/customers", 409, Some("true"), 2);
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 3, "{report:#}");
+    assert_eq!(report["http"]["source"]["retries"], 2, "{report:#}");
+    // A 503 that Stripe marks final is not retried: the run stops at once (Permanent, exit 8).
+    double.fail("/v1/customers", 503, Some("false"), 5);
+    let (out, report) = run(&s, None).await;
+    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    assert_eq!(report["http"]["source"]["attempts"], 1, "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,12 +11,18 @@
 //! pass: its `created` is at or above the newest the pass saw. With several connected
 //! accounts one pass reads each account's window in turn, under the same `window_end`.
 //!
-//! The position is `{"account": "acct_…", "window_end": 1700000000, "page": <PageState>}`
-//! (`account` absent for the key's own account). A position that does not decode is a
+//! A pass resumed by a later run (after a crash or a failed page) reads the rest of its
+//! window, then the window from that window's last second to the resuming run's start: what
+//! was created since the window began (above the pages read then) is read by the run that
+//! completes the pass, not one later.
+//!
+//! The position is `{"account": "acct_…", "window_start": 1699990000, "window_end":
+//! 1700000000, "page": <PageState>}` (`account` absent for the key's own account,
+//! `window_start` absent for a window starting at the pass's floor). A position that does not decode is a
 //! `Permanent` error: the engine reports a corrupt checkpoint.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,6 +75,10 @@ struct Inner {
     expand: BTreeMap<String, Vec<String>>,
     event_types: Vec<String>,
     clock: Arc<dyn Clock>,
+    /// Streams read in this process so far, and for each one resumed from a position an
+    /// earlier process stored and not yet extended, where its window is extended to (this
+    /// run's start).
+    started: Mutex<HashMap<&'static str, Option<i64>>>,
 }
 
 /// Where a stream is.
@@ -78,7 +88,12 @@ struct Position {
     /// The connected account being read; absent for the key's own account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     account: Option<String>,
-    /// The pass's upper bound (`created[lt]`, epoch seconds), fixed when the pass started.
+    /// The window's lower bound (`created[gte]`) when it is not the pass's floor: a pass
+    /// resumed by a later run goes on with `[last second of the window before, now)` once its
+    /// window is read, so what was created meanwhile is read by the run that finishes the pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window_start: Option<i64>,
+    /// The window's upper bound (`created[lt]`, epoch seconds), fixed when it started.
     window_end: i64,
     /// Where the account's listing continues.
     page: PageState,
@@ -157,6 +172,7 @@ impl StripeSource {
             expand: config.expand,
             event_types: config.event_types,
             clock,
+            started: Mutex::default(),
         };
         Ok(StripeSource { client, inner: Arc::new(inner) })
     }
@@ -292,20 +308,35 @@ impl StripeSource {
         Ok((records, rejects, p.state().cloned()))
     }
 
+    /// Notes the stream's first read in this process: one resumed from an earlier run's
+    /// position is owed one extension of its window, to this run's start.
+    fn note_start(&self, def: &'static StreamDef, resumed: bool) {
+        let mut started = self.inner.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.entry(def.name).or_insert_with(|| resumed.then(|| self.now() + 1));
+    }
+
+    /// The extension a resumed stream is owed, once: where its window then ends.
+    fn take_extension(&self, def: &'static StreamDef) -> Option<i64> {
+        let mut started = self.inner.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.get_mut(def.name).and_then(Option::take)
+    }
+
     async fn read_stream(&self, def: &'static StreamDef, req: &ReadRequest) -> Result<Page, Error> {
         let pos = match &req.position {
             None => None,
             Some(v) => Some(position::decode::<Position>(def.name, v)?),
         };
+        self.note_start(def, pos.is_some());
         let accounts = self.accounts().await?;
-        let (mut idx, window_end, mut state) = match pos {
+        let (mut idx, mut window, mut state) = match pos {
             // `created[lt]` the next second: objects of this very second are in the window.
-            None => (0, self.now() + 1, PageState::default()),
+            None => (0, (None, self.now() + 1), PageState::default()),
             Some(p) => match accounts.iter().position(|a| *a == p.account) {
-                Some(i) => (i, p.window_end, p.page),
+                Some(i) => (i, (p.window_start, p.window_end), p.page),
                 // A connected account that is gone from "all": on with the next one by id.
                 None if matches!(self.inner.accounts, Some(Accounts::All(_))) => {
-                    (accounts.partition_point(|a| *a < p.account), p.window_end, PageState::default())
+                    let at = accounts.partition_point(|a| *a < p.account);
+                    (at, (p.window_start, p.window_end), PageState::default())
                 }
                 None => {
                     let why = match &p.account {
@@ -320,15 +351,27 @@ impl StripeSource {
         let mut rejects_all = Vec::new();
         // Skip empty windows so each read returns records (or ends).
         while let Some(account) = accounts.get(idx) {
-            let first = self.first_request(def, account.as_deref(), floor, window_end);
+            let first = self.first_request(def, account.as_deref(), window.0.or(floor), window.1);
             let (records, mut rejects, next) = self.page(def, account.as_deref(), first, state, req.use_cache).await?;
             rejects_all.append(&mut rejects);
-            let (next_idx, next_state) = match next {
+            let (mut next_idx, mut next_state) = match next {
                 Some(s) => (idx, s),
                 None => (idx + 1, PageState::default()),
             };
+            // The window is read; a resumed pass goes on with what was created since the
+            // window started — in its last second too, above the pages read then.
+            if next_idx == accounts.len()
+                && let Some(end) = self.take_extension(def)
+            {
+                (next_idx, next_state, window) = (0, PageState::default(), (Some(window.1 - 1), end.max(window.1)));
+            }
             let next = match accounts.get(next_idx) {
-                Some(a) => position::encode(&Position { account: a.clone(), window_end, page: next_state.clone() })?,
+                Some(a) => position::encode(&Position {
+                    account: a.clone(),
+                    window_start: window.0,
+                    window_end: window.1,
+                    page: next_state.clone(),
+                })?,
                 None => Next::Done { resume: None },
             };
             if !records.is_empty() || !rejects_all.is_empty() || !matches!(next, Next::More(_)) {

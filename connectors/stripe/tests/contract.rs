@@ -1,6 +1,8 @@
 //! The connector contract suite (dovetail-testkit) over the Stripe fixtures (Stripe's list,
 //! error and rate-limit shapes: `connectors/stripe/fixtures`). `cargo xtask contract stripe`
-//! runs it and prints the table. The schema and row snapshots are in tests/snapshots: when
+//! runs it and prints the table. `customers.json` ends with the one request a resumed pass
+//! adds (the window from its last second on, empty here), which `resumes_from_a_checkpoint`
+//! sends. The schema and row snapshots are in tests/snapshots: when
 //! you change a fixture, update them with
 //! `INSTA_UPDATE=always cargo test -p dovetail-stripe --test contract` and review the diff.
 
