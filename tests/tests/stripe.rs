@@ -182,6 +182,36 @@ async fn connected_accounts_are_read_each_with_its_header_and_named_on_every_row
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_all_reads_every_connected_account_and_start_date_bounds_the_first_run() {
+    let double = StripeDouble::start().await;
+    let t0 = now() - 10_000;
+    double.add("/v1/accounts", ["acct_b", "acct_a"].map(|id| json!({ "id": id, "object": "account", "created": t0 })));
+    let mut objects = customers(1..=4, |i| t0 + i as i64 * 1000);
+    for (i, o) in objects.iter_mut().enumerate() {
+        o["_account"] = json!(if i % 2 == 0 { "acct_a" } else { "acct_b" });
+    }
+    double.add("/v1/customers", objects);
+    let start = jiff::Timestamp::from_second(t0 + 1500).unwrap();
+    let s = Scratch::new();
+    let extra = format!("streams = [\"customers\"]\naccounts = \"all\"\nstart_date = \"{start}\"");
+    s.write("dovetail.toml", &config(&double.uri(), &extra, ""));
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    // cus_0001 was created before `start_date` (and its 5-minute overlap).
+    assert_eq!(ids(&s, "customers"), ["cus_0002", "cus_0003", "cus_0004"], "{report:#}");
+    let sent = double.server.received_requests().await.unwrap();
+    let order: Vec<&str> = sent
+        .iter()
+        .filter(|r| r.url.path() == "/v1/customers")
+        .filter_map(|r| r.headers.get("stripe-account")?.to_str().ok())
+        .collect();
+    assert_eq!(order, ["acct_a", "acct_b"], "every account, in id order");
+    for q in double.queries("/v1/customers").await {
+        assert_eq!(param(&q, "created[gte]"), Some((t0 + 1500 - 300).to_string().as_str()), "{q:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_should_retry_is_honoured_over_the_status() {
     let double = StripeDouble::start().await;
     double.add("/v1/customers", customers(1..=3, |i| now() - 10_000 + i as i64));
