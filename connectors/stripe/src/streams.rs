@@ -18,6 +18,9 @@ pub struct StreamDef {
     /// Whether Stripe's Search API covers the object (`GET /v1/OBJECTS/search`): what a
     /// lookup by `metadata[dovetail_key]` can use.
     pub search: bool,
+    /// The declared JSON Schema of the rows (`schemas/STREAM.json`), the drift baseline;
+    /// `None`: inferred from the first page.
+    pub schema: Option<&'static str>,
 }
 
 /// Every stream, in the order they are listed.
@@ -28,15 +31,31 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["default_source", "invoice_settings.default_payment_method", "test_clock"],
         search: true,
+        schema: None,
     },
-    StreamDef { name: "products", path: "v1/products", id: "id", expandable: &["default_price"], search: true },
-    StreamDef { name: "prices", path: "v1/prices", id: "id", expandable: &["product", "tiers"], search: true },
+    StreamDef {
+        name: "products",
+        path: "v1/products",
+        id: "id",
+        expandable: &["default_price"],
+        search: true,
+        schema: None,
+    },
+    StreamDef {
+        name: "prices",
+        path: "v1/prices",
+        id: "id",
+        expandable: &["product", "tiers"],
+        search: true,
+        schema: None,
+    },
     StreamDef {
         name: "charges",
         path: "v1/charges",
         id: "id",
         expandable: &["balance_transaction", "customer", "invoice", "payment_intent"],
         search: true,
+        schema: None,
     },
     StreamDef {
         name: "payment_intents",
@@ -44,6 +63,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["customer", "invoice", "latest_charge", "payment_method"],
         search: true,
+        schema: None,
     },
     StreamDef {
         name: "invoices",
@@ -51,6 +71,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["customer", "default_payment_method", "payment_intent", "subscription"],
         search: true,
+        schema: None,
     },
     StreamDef {
         name: "subscriptions",
@@ -58,6 +79,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["customer", "default_payment_method", "latest_invoice"],
         search: true,
+        schema: None,
     },
     StreamDef {
         name: "refunds",
@@ -65,6 +87,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["balance_transaction", "charge", "payment_intent"],
         search: false,
+        schema: None,
     },
     StreamDef {
         name: "balance_transactions",
@@ -72,8 +95,16 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["source"],
         search: false,
+        schema: None,
     },
-    StreamDef { name: "events", path: "v1/events", id: "id", expandable: &[], search: false },
+    StreamDef {
+        name: "events",
+        path: "v1/events",
+        id: "id",
+        expandable: &[],
+        search: false,
+        schema: Some(include_str!("../schemas/events.json")),
+    },
 ];
 
 /// The cursor of every stream: when the object was created (epoch seconds, never changes).
@@ -88,6 +119,7 @@ pub fn find(name: &str) -> Option<&'static StreamDef> {
 pub fn spec(def: &StreamDef) -> StreamSpec {
     let mut spec = StreamSpec::new(def.name, vec![FieldPath::new(def.id)]).with_cursor(FieldPath::new(CURSOR));
     spec.lookback = Some(crate::source::OVERLAP);
+    spec.schema = def.schema.and_then(|s| serde_json::from_str(s).ok());
     spec
 }
 
@@ -116,6 +148,10 @@ mod tests {
         for s in STREAMS {
             assert_eq!(s.path, format!("v1/{}", s.name), "{}", s.name);
             assert_eq!(find(s.name), Some(s));
+            if let Some(schema) = s.schema {
+                let v: serde_json::Value = serde_json::from_str(schema).expect("a declared schema is JSON");
+                assert!(v["properties"]["id"].is_object(), "{}", s.name);
+            }
         }
     }
 }

@@ -63,11 +63,6 @@ async fn stripe_honours_the_connector_contract() {
         .scenario("unauthorized", "customers", "customers_unauthorized.json")
         .scenario("server_error_then_ok", "customers", "customers_server_error.json")
         .scenario("rate_limited_then_ok", "customers", "customers_rate_limited.json")
-        .skip(
-            "schemas_match_snapshots",
-            "the streams declare no schema yet: Stripe's OpenAPI spec is to be turned into one per stream by an \
-             xtask (issue 24, left); until then the drift baseline is inferred from the first page",
-        )
         .skip("refreshes_on_401", Skip::VendorCannot("Stripe API keys are static: nothing to refresh".into()))
         .version_header("stripe-version")
         .secret(KEY)
