@@ -14,6 +14,7 @@
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `crash [--kills N] [--seed S]`: the crash sweep, N random kills per path, as a table
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
+//! - `stripe-schemas SPEC [--out DIR]`: the Stripe streams' row schemas from Stripe's OpenAPI spec
 //! - `man [--out DIR]`: the man page and shell completions, from the `dovetail` binary
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
@@ -31,6 +32,7 @@ mod fuzz;
 mod man;
 mod new_connector;
 mod rss;
+mod stripe_schemas;
 mod tidy;
 mod util;
 
@@ -64,6 +66,9 @@ commands:
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
                                   print a table connector x check: pass / FAIL / skip / n/a, reasons
+  stripe-schemas SPEC [--out DIR] the Stripe streams' row schemas (JSON Schema, spec version
+                                  recorded) from Stripe's OpenAPI spec3.json
+                                  (default DIR: connectors/stripe/schemas)
   crash [--kills N] [--seed S]    the crash harness on every source x sink path with N random
                                   kills each (default 20): lost / duplicated / refetched table
   fuzz [--secs N] [TARGET ...]    cargo-fuzz targets of fuzz/ for N s each (default 60; nightly +
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
         Some("man") => man::main(&root, &args[1..]).map(|()| true),
         Some("fuzz") => fuzz::main(&root, &args[1..]),
         Some("new-connector") => new_connector::main(&root, &args[1..]).map(|()| true),
+        Some("stripe-schemas") => stripe_schemas::main(&root, &args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -130,6 +130,18 @@ pub enum Pagination {
         /// Query parameter that carries it.
         param: String,
     },
+    /// The last record's id sent back as a query parameter while the body says more pages
+    /// follow (Stripe: `starting_after`, `has_more`).
+    LastId {
+        /// Query parameter that carries the last id, e.g. `starting_after`.
+        param: String,
+        /// JSON pointer of the "more pages follow" flag, e.g. `/has_more`; anything but
+        /// `true` ends the listing.
+        has_more: String,
+        /// JSON pointer of the id inside each record (default `/id`).
+        #[serde(default = "slash_id")]
+        id: String,
+    },
     /// The next page's URL in the body.
     NextUrl {
         /// JSON pointer of the URL, e.g. `/next`; missing, null or "" ends.
@@ -167,12 +179,16 @@ pub enum Pagination {
     },
 }
 
+fn slash_id() -> String {
+    "/id".to_owned()
+}
+
 fn one() -> u64 {
     1
 }
 
 /// The `type` names of [`Pagination`], for the error a bare string gets.
-const PAGINATION_TYPES: [&str; 6] = ["none", "cursor", "next_url", "link_header", "page_number", "offset"];
+const PAGINATION_TYPES: [&str; 7] = ["none", "cursor", "last_id", "next_url", "link_header", "page_number", "offset"];
 
 /// [`Pagination`] from its table; a bare string (`pagination = "link_header"`) is refused
 /// with the table to write instead of serde's words about internally tagged enums.
@@ -186,6 +202,7 @@ fn pagination<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Pagination, D::E
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Pagination, E> {
             let fields = match v {
                 "cursor" => ", pointer = \"/meta/next_cursor\", param = \"cursor\"",
+                "last_id" => ", param = \"starting_after\", has_more = \"/has_more\", id = \"/id\"",
                 "next_url" => ", pointer = \"/next\"",
                 "page_number" | "offset" => ", param = \"page\"",
                 _ => "",
@@ -295,6 +312,11 @@ pub struct RestSinkStream {
     #[serde(default)]
     #[schemars(with = "Option<BTreeMap<String, Value>>")]
     pub body: Option<Value>,
+    /// How bodies are sent: `json` (default) or `form` (`application/x-www-form-urlencoded`
+    /// with bracket nesting: `metadata[k]=v`, `items[0][price]=…`, `expand[]=…`, as Stripe
+    /// reads it; not with `batch`).
+    #[serde(default)]
+    pub encoding: BodyEncoding,
     /// JSON pointer of the destination id in a create's response (default `/id`).
     #[serde(default = "default_id_pointer")]
     pub id_pointer: String,
@@ -311,6 +333,17 @@ pub struct RestSinkStream {
 
 fn default_id_pointer() -> String {
     "/id".to_owned()
+}
+
+/// How a REST sink encodes request bodies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`, nested with brackets (dovetail-http's form encoder).
+    Form,
 }
 
 /// How a REST sink makes writes idempotent.

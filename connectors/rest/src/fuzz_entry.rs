@@ -42,6 +42,7 @@ fn source() -> &'static RestSource {
             json!({ "type": "link_header" }),
             json!({ "type": "page_number", "param": "page", "page_size": 2, "total_pointer": "/total" }),
             json!({ "type": "offset", "param": "offset", "page_size": 2, "total_pointer": "/total" }),
+            json!({ "type": "last_id", "param": "starting_after", "has_more": "/has_more", "id": "/id" }),
         ];
         let mut streams = Vec::new();
         for (i, pagination) in styles.iter().enumerate() {

@@ -17,7 +17,7 @@ use dovetail_core::{
 use dovetail_http::{HttpClient, Method, Request};
 use serde_json::Value;
 
-use crate::config::{RestSinkConfig, RestSinkStream, SinkMode};
+use crate::config::{BodyEncoding, RestSinkConfig, RestSinkStream, SinkMode};
 
 /// Writes each stream to a JSON API endpoint (`kind = "rest"` as a sink).
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ impl SinkConnector for RestSink {
             }
             if s.mode == SinkMode::Create && s.batch.is_some() {
                 return Err(at("`batch` needs `mode = \"upsert\"`: a create must read back one id per record"));
+            }
+            if s.encoding == BodyEncoding::Form && s.batch.is_some() {
+                return Err(at("`encoding = \"form\"` sends one record per request: leave out `batch`"));
             }
             if let Some(m) = &s.update_method {
                 Method::from_bytes(m.to_ascii_uppercase().as_bytes())
@@ -96,20 +99,32 @@ impl RestSink {
             Some(t) => render(t, &record.data),
             None => record.data.clone(),
         };
+        // A record that makes no form (not an object) is refused alone, not the batch.
+        let form = match cfg.encoding {
+            BodyEncoding::Json => None,
+            BodyEncoding::Form => match dovetail_http::form_encode(&body) {
+                Ok(text) => Some(text),
+                Err(e) => return Ok(Sent::Rejected(e)),
+            },
+        };
+        let with_body = |r: Request| match &form {
+            None => r.json(&body),
+            Some(text) => r.body(text.clone()).header("content-type", dovetail_http::FORM_CONTENT_TYPE),
+        };
         let req = match (cfg.mode, hint) {
             (SinkMode::Create, Some(CreateHint { dest_id: Some(id), .. })) => {
                 let path = cfg.update_path.clone().unwrap_or_else(|| format!("{}/{{dest_id}}", cfg.path));
                 let method = cfg.update_method.as_deref().unwrap_or("PUT").to_ascii_uppercase();
                 let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::PUT);
-                Request::new(method, path.replace("{dest_id}", &crate::source::encode_segment(id))).json(&body)
+                with_body(Request::new(method, path.replace("{dest_id}", &crate::source::encode_segment(id))))
             }
             (SinkMode::Create, hint) => {
                 let key = hint
                     .map(|h| h.idempotency_key.as_str())
                     .ok_or_else(|| Error::internal("a create-mode write came without its idempotency key"))?;
-                Request::post(cfg.path.clone()).json(&body).header(&self.idempotency_header, key)
+                with_body(Request::post(cfg.path.clone())).header(&self.idempotency_header, key)
             }
-            (SinkMode::Upsert, _) => Request::new(Method::PUT, fill_path(&cfg.path, &record.data)?).json(&body),
+            (SinkMode::Upsert, _) => with_body(Request::new(Method::PUT, fill_path(&cfg.path, &record.data)?)),
         };
         match self.client.send(req).await {
             Ok(resp) => {

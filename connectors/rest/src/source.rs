@@ -129,6 +129,9 @@ fn define(s: &RestStreamConfig, names: &[&str]) -> Result<StreamDef, Error> {
         Pagination::Cursor { pointer, param } => {
             Some(PageStyle::Cursor { pointer: pointer.clone(), param: param.clone() })
         }
+        Pagination::LastId { param, has_more, id } => {
+            Some(PageStyle::LastId { param: param.clone(), has_more: has_more.clone(), id: id.clone() })
+        }
         Pagination::NextUrl { pointer } => Some(PageStyle::NextUrl { pointer: pointer.clone() }),
         Pagination::LinkHeader => Some(PageStyle::LinkHeader),
         Pagination::PageNumber { param, first, .. } => {
@@ -460,6 +463,7 @@ fn pagination_name(p: &Pagination) -> &'static str {
     match p {
         Pagination::None => "no",
         Pagination::Cursor { .. } => "cursor",
+        Pagination::LastId { .. } => "last-id",
         Pagination::NextUrl { .. } => "next-URL",
         Pagination::LinkHeader => "Link-header",
         Pagination::PageNumber { .. } => "page-number",

@@ -88,6 +88,7 @@ mod client;
 pub mod clock;
 mod config;
 mod exec;
+mod form;
 #[doc(hidden)]
 pub mod fuzz_entry;
 mod limit;
@@ -109,6 +110,7 @@ pub use config::{
     CircuitConfig, CircuitPolicy, HttpConfig, RateBudget, RateLimitConfig, ResetStyle, RetryConfig, RetryPolicy,
     check_http_url, http_url, in_range, in_range_req, opt_http_url,
 };
+pub use form::{FORM_CONTENT_TYPE, form_encode, form_pairs};
 pub use observe::{REQUEST_ID_HEADERS, SECRET_PARAM_WORDS, redact_url};
 pub use origin::{AllowedOrigin, Origin};
 pub use request::{Request, Response};

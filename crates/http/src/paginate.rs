@@ -3,8 +3,9 @@
 //! of the client simple and lets the caller commit a cursor between pages.)
 //!
 //! Styles: RFC 8288 `Link: <…>; rel="next"`, a cursor at a JSON pointer sent back as a query
-//! parameter, a next URL at a JSON pointer, a page number and an offset. Each stops at an
-//! empty page or when there is no next.
+//! parameter, the last item's id sent back while a `has_more` flag is true (Stripe), a next
+//! URL at a JSON pointer, a page number and an offset. Each stops at an empty page or when
+//! there is no next.
 //!
 //! A listing cannot loop: [`PageState::fetched`] remembers what it fetched (see [`Trail`]) and
 //! travels with the position, so a connector that builds a paginator per page and a listing
@@ -37,6 +38,18 @@ pub enum PageStyle {
         pointer: String,
         /// Query parameter that carries it on the next request.
         param: String,
+    },
+    /// The id of the page's last item sent back as query `param` while the boolean at
+    /// `has_more` is `true` (Stripe's `starting_after`): the server keeps no cursor, the
+    /// client names the last object it has.
+    LastId {
+        /// Query parameter that carries the last id on the next request (`starting_after`).
+        param: String,
+        /// JSON pointer of the body's "more pages follow" flag (`/has_more`); anything but
+        /// `true` ends the listing.
+        has_more: String,
+        /// JSON pointer of the id inside each item (`/id`).
+        id: String,
     },
     /// A next-page URL at `pointer` in the body (absolute or relative to the page's URL).
     NextUrl {
@@ -77,7 +90,7 @@ pub struct PageState {
     /// Absolute URL of the next page (`Link` header and next-URL styles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Cursor to send back (cursor style).
+    /// Cursor to send back (cursor style), or the last id (last-id style).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// Number of the next page (page-number style).
@@ -191,7 +204,7 @@ impl Paginator {
                 Some(u) => at_url(t, u.clone()),
                 None => t,
             },
-            PageStyle::Cursor { param, .. } => match &state.cursor {
+            PageStyle::Cursor { param, .. } | PageStyle::LastId { param, .. } => match &state.cursor {
                 Some(c) => with_param(t, param, c),
                 None => t,
             },
@@ -283,12 +296,24 @@ impl Paginator {
                 h
             }
         };
-        self.advance(&response, &body, items.len(), at)?;
+        let last_id = match &self.style {
+            PageStyle::LastId { id, .. } => items.last().and_then(|i| i.pointer(id)).cloned(),
+            _ => None,
+        };
+        self.advance(&response, &body, items.len(), at, last_id)?;
         Ok(Some(Page { response, body, items }))
     }
 
-    /// `at`: the hash of the page just read (its URL, or its records when numbered).
-    fn advance(&mut self, resp: &Response, body: &Value, count: usize, at: u64) -> Result<(), Error> {
+    /// `at`: the hash of the page just read (its URL, or its records when numbered);
+    /// `last_id`: the last item's id (last-id style).
+    fn advance(
+        &mut self,
+        resp: &Response,
+        body: &Value,
+        count: usize,
+        at: u64,
+        last_id: Option<Value>,
+    ) -> Result<(), Error> {
         let Some(mut state) = self.state.take() else { return Ok(()) };
         state.received += count as u64;
         state.fetched.push(at);
@@ -334,6 +359,14 @@ impl Paginator {
                         true
                     }
                     None => false,
+                }
+            }
+            PageStyle::LastId { has_more, id, param } => {
+                if body.pointer(has_more) != Some(&Value::Bool(true)) {
+                    false
+                } else {
+                    state.cursor = Some(last_id_value(last_id, id, param, has_more)?);
+                    true
                 }
             }
             PageStyle::PageNumber { first, .. } => {
@@ -432,6 +465,23 @@ pub fn link_rel(value: &str, rel: &str) -> Option<String> {
         });
         found.then(|| target.to_owned())
     })
+}
+
+/// The last item's id as the next request sends it: a string or an integer; anything else
+/// (no id, `null`, an object) while more pages follow is a Data error naming the pointers.
+fn last_id_value(v: Option<Value>, id: &str, param: &str, has_more: &str) -> Result<String, Error> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        other => Err(Error::data(format!(
+            "last-id pagination: `{has_more}` says more pages follow, but the page's last item has {} at `{id}`, \
+             so there is no `{param}` to ask for the next page",
+            match other {
+                None => "nothing".to_owned(),
+                Some(v) => dovetail_core::json::json_type_phrase(&v).to_owned(),
+            }
+        ))),
+    }
 }
 
 fn absolute(base: &Url, link: &str) -> Result<Url, Error> {

@@ -285,3 +285,53 @@ async fn a_position_stored_before_listings_remembered_pages_still_resumes() {
     // From where it resumed on, it remembers.
     assert!(p.next_page().await.unwrap_err().to_string().contains("is `b` again"));
 }
+
+#[tokio::test]
+async fn last_id_pages_send_the_last_id_until_has_more_is_false() {
+    let server = MockServer::start().await;
+    let after =
+        |id: &'static str| Mock::given(method("GET")).and(path("/v1/customers")).and(query_param("starting_after", id));
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .and(query_param_is_missing("starting_after"))
+        .respond_with(json(json!({"object": "list", "data": [{"id": "cus_3"}, {"id": "cus_2"}], "has_more": true})))
+        .mount(&server)
+        .await;
+    after("cus_2")
+        .respond_with(json(json!({"object": "list", "data": [{"id": "cus_1"}], "has_more": false})))
+        .mount(&server)
+        .await;
+    let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
+    let style = PageStyle::LastId { param: "starting_after".into(), has_more: "/has_more".into(), id: "/id".into() };
+    let first = Request::get("/v1/customers").query("limit", "2");
+    let items = all(client.paginate(first.clone(), style.clone()).items_at("/data")).await.unwrap();
+    let ids: Vec<&str> = items.iter().filter_map(|i| i["id"].as_str()).collect();
+    assert_eq!(ids, ["cus_3", "cus_2", "cus_1"]);
+    let sent = server.received_requests().await.unwrap();
+    assert!(sent.iter().all(|r| r.url.query().unwrap_or_default().contains("limit=2")), "the query is kept");
+
+    // More pages promised but no id on the last item: a Data error naming the pointers.
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .respond_with(json(json!({"data": [{"name": "x"}], "has_more": true})))
+        .mount(&server)
+        .await;
+    let mut p = client.paginate(first.clone(), style.clone()).items_at("/data");
+    let e = p.next_page().await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Data);
+    assert!(
+        e.to_string().contains("`/has_more` says more pages follow, but the page's last item has nothing at `/id`"),
+        "{e}"
+    );
+
+    // A server that answers the same last id again: the loop guard stops the listing.
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers"))
+        .respond_with(json(json!({"data": [{"id": "cus_9"}], "has_more": true})))
+        .mount(&server)
+        .await;
+    let e = all(client.paginate(first, style).items_at("/data")).await.unwrap_err();
+    assert!(e.to_string().contains("pagination loop (last-id pagination)"), "{e}");
+}

@@ -276,3 +276,68 @@ impl CrashSource for RestSource {
         }
     }
 }
+
+/// Stripe's customers on the Stripe double (`crate::stripe`), read by the Stripe source:
+/// newest first by `created`, three customers a second (so page boundaries split equal
+/// values), and three more customers created after each kill — during the run history,
+/// newer than everything read — which the following runs must pick up.
+pub struct StripeSource {
+    /// The double, then the runtime serving it (dropped in that order).
+    live: Option<(crate::stripe::StripeDouble, tokio::runtime::Runtime)>,
+    customers: Vec<Value>,
+}
+
+impl StripeSource {
+    /// 4 × [`RECORDS`] customers: Stripe pages by 100, so a run still has dozens of pages
+    /// (and checkpoints) for a kill to land between.
+    pub fn customers() -> Self {
+        StripeSource { live: None, customers: Vec::new() }
+    }
+}
+
+impl CrashSource for StripeSource {
+    fn start(&mut self, _s: &Scratch) -> SourceSetup {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the Stripe double");
+        let double = rt.block_on(crate::stripe::StripeDouble::start());
+        let base = crate::stripe::now() - 100_000;
+        self.customers = crate::stripe::customers(1..=4 * RECORDS as u32, |i| base + i64::from(i) / 3);
+        double.add("/v1/customers", self.customers.clone());
+        let toml = format!(
+            "[pipelines.{PIPELINE}.source]\nkind = \"stripe\"\napi_key = \"{}\"\nbase_url = \"{}\"\n\
+             streams = [\"customers\"]\nhttp = {FAST_HTTP}\n",
+            crate::stripe::KEY,
+            double.uri()
+        );
+        self.live = Some((double, rt));
+        let spec =
+            StreamSpec { name: "customers".into(), key: "id".into(), fields: vec!["email".into(), "created".into()] };
+        SourceSetup { toml, streams: vec![spec], stream_lines: Vec::new() }
+    }
+
+    fn expected(&mut self, _: &Scratch) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+        let rows = self
+            .customers
+            .iter()
+            .map(|c| (field_text(&c["id"]), vec![field_text(&c["email"]), field_text(&c["created"])]))
+            .collect();
+        BTreeMap::from([("customers".to_owned(), rows)])
+    }
+
+    fn fetched(&self) -> Option<u64> {
+        None
+    }
+
+    fn after_kill(&mut self, n: u64) {
+        let now = crate::stripe::now();
+        let new =
+            crate::stripe::customers((0..3).map(|j| 9000 + (n as u32 % 300) * 3 + j + 4 * RECORDS as u32), |_| now);
+        if let Some((double, _)) = &self.live {
+            double.add("/v1/customers", new.clone());
+        }
+        self.customers.extend(new);
+    }
+}

@@ -166,6 +166,15 @@ impl Paginator {
                 };
                 (what, None)
             }
+            PageStyle::LastId { param, id, .. } => {
+                let last = shorten(state.and_then(|s| s.cursor.as_deref()).unwrap_or_default());
+                (
+                    format!(
+                        "the last item's id at `{id}` is `{last}`, which this listing already sent as `{param}` ({when}: {url})"
+                    ),
+                    None,
+                )
+            }
             PageStyle::PageNumber { param, first } => {
                 let n = state.and_then(|s| s.page).unwrap_or(*first);
                 let earlier = match ago {
@@ -215,6 +224,7 @@ impl PageStyle {
         match self {
             PageStyle::LinkHeader => "Link-header",
             PageStyle::Cursor { .. } => "cursor",
+            PageStyle::LastId { .. } => "last-id",
             PageStyle::NextUrl { .. } => "next-URL",
             PageStyle::PageNumber { .. } => "page-number",
             PageStyle::Offset { .. } => "offset",

@@ -1,0 +1,184 @@
+//! A Stripe double on wiremock for the e2e tests: list endpoints as Stripe pages them
+//! (newest first by `created`, then id; `limit`, `starting_after`, `has_more`,
+//! `created[gte]` / `created[lt]`), `GET /v1/account` (with `Stripe-Account`, the connected
+//! account), objects that appear while a run pages, and pipeline configs around it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// The key the configs read from `STRIPE_API_KEY`; no output may contain it.
+pub const KEY: &str = "sk_test_e2e_double_key_not_real_0123456789";
+
+/// Objects by list path (`/v1/customers`), and what to add once a path served n pages.
+#[derive(Debug, Default)]
+struct Store {
+    objects: BTreeMap<String, Vec<Value>>,
+    /// (path, after this many pages of it were served, the object then created).
+    later: Vec<(String, usize, Value)>,
+    served: BTreeMap<String, usize>,
+    /// (path, status, `Stripe-Should-Retry` value, answers left): failures served first.
+    faults: Vec<(String, u16, Option<String>, usize)>,
+}
+
+/// The double: a wiremock server answering like Stripe's list API.
+#[derive(Debug)]
+pub struct StripeDouble {
+    /// The server (its `received_requests` are every request the runs sent).
+    pub server: MockServer,
+    store: Arc<Mutex<Store>>,
+}
+
+struct Lists(Arc<Mutex<Store>>);
+
+impl Respond for Lists {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let path = req.url.path().to_owned();
+        let q: Vec<(String, String)> = req.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let num = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+        if path == "/v1/account" {
+            let id = req.headers.get("stripe-account").and_then(|v| v.to_str().ok()).unwrap_or("acct_platform");
+            return ResponseTemplate::new(200).set_body_json(
+                json!({ "id": id, "object": "account", "settings": { "dashboard": { "display_name": "Double Ltd" } } }),
+            );
+        }
+        let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = store.faults.iter_mut().find(|f| f.0 == path && f.3 > 0) {
+            f.3 -= 1;
+            let mut t = ResponseTemplate::new(f.1).set_body_json(json!({ "error": {
+                "type": "api_error", "message": "An unknown error occurred" } }));
+            if let Some(v) = &f.2 {
+                t = t.insert_header("stripe-should-retry", v.as_str());
+            }
+            return t;
+        }
+        let mut all: Vec<Value> = store.objects.get(&path).cloned().unwrap_or_default();
+        if let Some(acct) = req.headers.get("stripe-account").and_then(|v| v.to_str().ok()) {
+            all.retain(|o| o["_account"].as_str() == Some(acct));
+        }
+        all.retain(|o| {
+            let c = o["created"].as_i64().unwrap_or(0);
+            num("created[gte]").is_none_or(|g| c >= g) && num("created[lt]").is_none_or(|l| c < l)
+        });
+        all.sort_by(|a, b| {
+            let key = |o: &Value| (o["created"].as_i64().unwrap_or(0), o["id"].as_str().unwrap_or("").to_owned());
+            key(b).cmp(&key(a))
+        });
+        let start = match get("starting_after") {
+            None => 0,
+            Some(id) => match all.iter().position(|o| o["id"] == id.as_str()) {
+                Some(i) => i + 1,
+                None => {
+                    return ResponseTemplate::new(400).set_body_json(json!({ "error": {
+                        "code": "resource_missing", "param": "starting_after", "type": "invalid_request_error",
+                        "message": format!("No such object: '{id}'") } }));
+                }
+            },
+        };
+        let limit = num("limit").unwrap_or(10).clamp(1, 100) as usize;
+        let data: Vec<Value> = all
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|o| {
+                let mut o = o.clone();
+                o.as_object_mut().map(|m| m.remove("_account"));
+                o
+            })
+            .collect();
+        let has_more = all.len() > start + limit;
+        let n = store.served.entry(path.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        let due: Vec<Value> =
+            store.later.iter().filter(|(p, at, _)| *p == path && *at == n).map(|(_, _, o)| o.clone()).collect();
+        store.objects.entry(path.clone()).or_default().extend(due);
+        ResponseTemplate::new(200)
+            .insert_header("request-id", format!("req_{n}").as_str())
+            .set_body_json(json!({ "object": "list", "url": path, "has_more": has_more, "data": data }))
+    }
+}
+
+impl StripeDouble {
+    /// A double holding nothing yet.
+    pub async fn start() -> StripeDouble {
+        let server = MockServer::start().await;
+        let store = Arc::new(Mutex::new(Store::default()));
+        Mock::given(wiremock::matchers::method("GET")).respond_with(Lists(store.clone())).mount(&server).await;
+        StripeDouble { server, store }
+    }
+
+    /// The base URL to configure.
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Adds objects to the list at `path` (`/v1/customers`); an `_account` field puts one
+    /// in that connected account.
+    pub fn add(&self, path: &str, objects: impl IntoIterator<Item = Value>) {
+        let mut s = self.store.lock().unwrap();
+        s.objects.entry(path.to_owned()).or_default().extend(objects);
+    }
+
+    /// Creates `object` at `path` right after the double served the `pages`-th page of it.
+    pub fn add_after(&self, path: &str, pages: usize, object: Value) {
+        self.store.lock().unwrap().later.push((path.to_owned(), pages, object));
+    }
+
+    /// Answers the next `times` requests to `path` with `status` (and `Stripe-Should-Retry:
+    /// should_retry` when given) before listing again.
+    pub fn fail(&self, path: &str, status: u16, should_retry: Option<&str>, times: usize) {
+        self.store.lock().unwrap().faults.push((path.to_owned(), status, should_retry.map(str::to_owned), times));
+    }
+
+    /// The query pairs of every list request to `path`, in order.
+    pub async fn queries(&self, path: &str) -> Vec<Vec<(String, String)>> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == path)
+            .map(|r| r.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .collect()
+    }
+}
+
+/// `n` customers `cus_<first>…`, created `created(i)` seconds after the epoch.
+pub fn customers(ids: impl IntoIterator<Item = u32>, created: impl Fn(u32) -> i64) -> Vec<Value> {
+    ids.into_iter()
+        .map(|i| {
+            json!({ "id": format!("cus_{i:04}"), "object": "customer", "created": created(i),
+                "email": format!("c{i}@example.com"), "livemode": false, "metadata": {} })
+        })
+        .collect()
+}
+
+/// Now, epoch seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Pipeline `stripe`: the source block's `extra` lines, into `out.db`; `pipeline` lines in
+/// `[pipelines.stripe]`.
+pub fn config(base_url: &str, extra: &str, pipeline: &str) -> String {
+    format!(
+        r#"[pipelines.stripe]
+{pipeline}
+
+[pipelines.stripe.source]
+kind = "stripe"
+api_key = "${{STRIPE_API_KEY}}"
+base_url = "{base_url}"
+http = {{ retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 3000 }} }}
+{extra}
+
+[pipelines.stripe.sink]
+kind = "sqlite"
+path = "out.db"
+"#
+    )
+}
