@@ -19,7 +19,12 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A config of `pipelines` REST → SQLite pipelines (`out_N.db`), each `every = "1h"` (one
 /// tick in a test), their state in `db`.
 fn fleet_config(s: &Scratch, db: &pg::TestDb, base_url: &str, pipelines: usize, page: u32) {
-    let url = db.url().replace(&format!(":{}@", db.password()), &format!(":${{{PASSWORD_ENV}}}@"));
+    fleet_config_with(s, db, base_url, pipelines, page, None);
+}
+
+/// [`fleet_config`], with `sink` (a `[pipelines.pN.sink]` body) instead of SQLite files.
+fn fleet_config_with(s: &Scratch, db: &pg::TestDb, base_url: &str, pipelines: usize, page: u32, sink: Option<&str>) {
+    let url = state_url(db);
     let mut t = format!("[state]\nurl = \"{url}\"\n\n[workers]\nlease = \"2s\"\nheartbeat = \"500ms\"\n");
     for n in 0..pipelines {
         t.push_str(&format!(
@@ -41,12 +46,17 @@ records = "/data"
 pagination = {{ type = "cursor", pointer = "/meta/next_cursor", param = "cursor" }}
 
 [pipelines.p{n}.sink]
-kind = "sqlite"
-path = "out_{n}.db"
-"#
+{sink}
+"#,
+            sink = sink.map(str::to_owned).unwrap_or_else(|| format!("kind = \"sqlite\"\npath = \"out_{n}.db\"")),
         ));
     }
     s.write("dovetail.toml", &t);
+}
+
+/// The database URL with its password from the environment.
+fn state_url(db: &pg::TestDb) -> String {
+    db.url().replace(&format!(":{}@", db.password()), &format!(":${{{PASSWORD_ENV}}}@"))
 }
 
 fn worker(s: &Scratch, db: &pg::TestDb, id: &str) -> Watched {
@@ -200,7 +210,7 @@ async fn three_workers_deliver_six_pipelines_once_each_stream_one_holder_at_a_ti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_taken_over_from_its_last_checkpoint() {
     let Some(db) = pg::database("fleet_kill") else { return };
-    let records = 1500;
+    let records = 3000;
     let vendor = FakeVendor::start(VendorConfig {
         records,
         faults: Faults { latency_ms: 25, ..Faults::default() },
@@ -215,6 +225,12 @@ async fn a_killed_worker_is_taken_over_from_its_last_checkpoint() {
     let c = client(&db).await;
     // Mid-stream: some batches committed, most of the listing still to read.
     until_count(&c, "SELECT count(*) FROM dovetail.ledger", 100, Duration::from_secs(30)).await;
+    // While w1 holds the stream: `run` and `reset` are refused, naming it.
+    for verb in [&["run", "p0"][..], &["reset", "p0"]] {
+        let out = s.cmd(verb).env(PASSWORD_ENV, db.password()).output().unwrap();
+        assert_eq!(out.status.code(), Some(11), "{}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("worker `w1` holds stream `items`"), "{}", show(&out));
+    }
     let mut w2 = worker(&s, &db, "w2");
     w2.wait_for("worker started", Duration::from_secs(30)).await;
     let killed = Command::new("kill").args(["-KILL", &w1.child.id().to_string()]).status().unwrap();
@@ -232,6 +248,84 @@ async fn a_killed_worker_is_taken_over_from_its_last_checkpoint() {
     let status = s.cmd(&["status"]).env(PASSWORD_ENV, db.password()).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("w2 took it over from w1"), "{}", show(&status));
+    w2.terminate();
+    let (st, _) = w2.exit_within(Duration::from_secs(20)).await;
+    assert!(st.success(), "{}", w2.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_worker_wakes_up_fenced_and_the_sink_keeps_the_latest_versions() {
+    let Some(db) = pg::database("fleet_stop") else { return };
+    let records = 1500;
+    let vendor = FakeVendor::start(VendorConfig {
+        records,
+        faults: Faults { latency_ms: 25, ..Faults::default() },
+        ..VendorConfig::default()
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new();
+    let sink = format!("kind = \"postgres\"\nurl = \"{}\"\nschema = \"wh\"", state_url(&db));
+    fleet_config_with(&s, &db, &vendor.base_url(), 1, 20, Some(&sink));
+    let mut w1 = worker(&s, &db, "w1");
+    w1.wait_for("claimed a lease", Duration::from_secs(30)).await;
+    let c = client(&db).await;
+    until_count(&c, "SELECT count(*) FROM dovetail.ledger", 100, Duration::from_secs(30)).await;
+    let stop = |sig: &str| {
+        let sent = Command::new("kill").args([sig, &w1.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+    };
+    // Stall w1 while it waits for a page and has committed everything before it (no
+    // transaction open: a worker stopped inside one holds its row locks until PostgreSQL
+    // ends the session, docs/deploy.md).
+    vendor.set_faults(Faults { latency_ms: 1500, ..Faults::default() });
+    let answered = |v: &dovetail_fake_vendor::Stats| v.by_status.values().sum::<u64>();
+    let start = Instant::now();
+    loop {
+        let v = vendor.stats();
+        let ledger: i64 = c.query_one("SELECT count(*) FROM dovetail.ledger", &[]).await.unwrap().get(0);
+        if answered(&v) < v.requests && ledger as u64 == v.records_served {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "w1 waits on a page with nothing uncommitted: {v:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop("-STOP");
+    // The page w1 waits for is answered (it sits in w1's socket), then the vendor changes
+    // those records: w1's batch in flight is older than what w2 will read.
+    while answered(&vendor.stats()) < vendor.stats().requests {
+        assert!(start.elapsed() < Duration::from_secs(30), "the vendor answered every request");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    vendor.set_faults(Faults { latency_ms: 25, ..Faults::default() });
+    let committed: i64 = c.query_one("SELECT count(*) FROM dovetail.ledger", &[]).await.unwrap().get(0);
+    vendor.touch(&((committed as u64 + 1)..=records).collect::<Vec<_>>());
+    let mut w2 = worker(&s, &db, "w2");
+    w2.wait_for("took over an expired lease", LEASE + Duration::from_secs(10)).await;
+    until_count(&c, "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'", 1, Duration::from_secs(60))
+        .await;
+    stop("-CONT");
+    w1.wait_for("unit run finished", Duration::from_secs(10)).await;
+    w1.terminate();
+    let (st, _) = w1.exit_within(Duration::from_secs(20)).await;
+    assert!(st.success(), "{}", w1.log());
+    let latest: Vec<(i64, String)> = fetch_all_items(&vendor.base_url())
+        .await
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["name"].as_str().unwrap().to_owned()))
+        .collect();
+    let rows: Vec<(i64, String)> = c
+        .query("SELECT id::bigint, name FROM wh.items ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows.len(), records as usize);
+    let stale: Vec<_> = rows.iter().zip(&latest).filter(|(a, b)| a != b).take(5).collect();
+    assert!(stale.is_empty(), "the sink holds the vendor's latest version of every key: {stale:?}\n{}", w1.log());
+    assert!(w1.count("fenced") > 0, "w1's batch in flight was refused:\n{}", w1.log());
+    assert_one_holder_at_a_time(&c).await;
     w2.terminate();
     let (st, _) = w2.exit_within(Duration::from_secs(20)).await;
     assert!(st.success(), "{}", w2.log());

@@ -86,7 +86,9 @@ async fn two_workers_commit_different_streams_of_one_pipeline_at_once() {
     a.claim("w1", "p", "s1", &["s1".to_owned()], ttl, None).await.unwrap().unwrap();
     b.claim("w2", "p", "s2", &["s2".to_owned(), "s2_child".to_owned()], ttl, None).await.unwrap().unwrap();
     let (x, y, z) = tokio::join!(a.commit(commit("s1", 1)), b.commit(commit("s2", 1)), b.commit(commit("s2_child", 1)));
-    (x.unwrap(), y.unwrap(), z.unwrap());
+    x.unwrap();
+    y.unwrap();
+    z.unwrap();
     assert_eq!(a.leased_by("p", &["s2_child".to_owned()]).await.unwrap().as_deref(), Some("w2"));
     assert!(a.note_tick("w1", "p", 100).await.unwrap());
     assert!(!b.note_tick("w2", "p", 100).await.unwrap(), "a tick is seen first once across the fleet");
