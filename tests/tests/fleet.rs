@@ -330,3 +330,48 @@ async fn a_stalled_worker_wakes_up_fenced_and_the_sink_keeps_the_latest_versions
     let (st, _) = w2.exit_within(Duration::from_secs(20)).await;
     assert!(st.success(), "{}", w2.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_commits_releases_and_the_next_worker_resumes_at_once() {
+    let Some(db) = pg::database("fleet_sigterm") else { return };
+    let records = 3000;
+    let vendor = FakeVendor::start(VendorConfig {
+        records,
+        faults: Faults { latency_ms: 25, ..Faults::default() },
+        ..VendorConfig::default()
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new();
+    fleet_config(&s, &db, &vendor.base_url(), 1, 20);
+    let mut w1 = worker(&s, &db, "w1");
+    w1.wait_for("claimed a lease", Duration::from_secs(30)).await;
+    let c = client(&db).await;
+    until_count(&c, "SELECT count(*) FROM dovetail.ledger", 100, Duration::from_secs(30)).await;
+    w1.terminate();
+    let (st, _) = w1.exit_within(Duration::from_secs(20)).await;
+    assert!(st.success(), "SIGTERM mid-run exits 0:\n{}", w1.log());
+    let committed: i64 = c.query_one("SELECT count(*) FROM dovetail.ledger", &[]).await.unwrap().get(0);
+    assert!(committed >= 100 && committed < records as i64, "stopped mid-stream, batches committed: {committed}");
+    // Released, and the tick not counted as served: the next worker claims at once (no
+    // expiry to wait for) and resumes from the checkpoint.
+    let mut w2 = worker(&s, &db, "w2");
+    w2.wait_for("claimed a lease", Duration::from_secs(5)).await;
+    until_count(&c, "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'", 2, Duration::from_secs(60))
+        .await;
+    assert_eq!(sink_ids(&s, 0), (1..=records).collect::<Vec<_>>(), "0 lost, each key once");
+    let events = assert_one_holder_at_a_time(&c).await;
+    assert_eq!(events[&("p0".to_owned(), "items".to_owned())], ["claim w1", "release w1", "claim w2", "release w2"]);
+    let read: i64 = c
+        .query_one(
+            "SELECT coalesce(sum((report::jsonb -> 'streams' -> 'items' ->> 'read')::bigint), 0)::bigint FROM dovetail.runs",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(read < records as i64 + 200, "w2 resumed from w1's checkpoint rather than the start: {read} read");
+    w2.terminate();
+    let (st, _) = w2.exit_within(Duration::from_secs(20)).await;
+    assert!(st.success(), "{}", w2.log());
+}

@@ -120,6 +120,7 @@ pub async fn run(config_path: &Path, args: &WorkerArgs) -> anyhow::Result<i32> {
         concurrency: usize::from(args.concurrency),
         specs,
         running: Vec::new(),
+        noted: HashMap::new(),
     };
     Ok(fleet.run(super::cancel_on_signal()).await)
 }
@@ -129,7 +130,9 @@ struct Running {
     lease: Lease,
     tick: i64,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    /// Ends with whether the run served its tick (an interrupted run did not: the unit
+    /// stays due and the next claimer resumes it from its checkpoint).
+    task: tokio::task::JoinHandle<bool>,
     lost: bool,
 }
 
@@ -141,6 +144,8 @@ struct Fleet {
     concurrency: usize,
     specs: Vec<Arc<PipelineSpec>>,
     running: Vec<Running>,
+    /// The last tick noted per pipeline (each is recorded once per worker).
+    noted: HashMap<String, i64>,
 }
 
 impl Fleet {
@@ -189,13 +194,13 @@ impl Fleet {
                 continue;
             }
             let r = self.running.swap_remove(i);
-            let _ = r.task.await;
+            let served = r.task.await.unwrap_or(true);
             let held = !r.lost && self.pg.still_held(&r.lease).await.unwrap_or(true);
             if !held {
                 tracing::warn!(event = "lost", worker = %self.id, pipeline = %r.lease.pipeline, unit = %r.lease.unit, "the unit's lease was lost; another worker holds it");
                 continue;
             }
-            if let Err(e) = self.pg.release(&r.lease, Some(r.tick)).await {
+            if let Err(e) = self.pg.release(&r.lease, served.then_some(r.tick)).await {
                 tracing::warn!(worker = %self.id, pipeline = %r.lease.pipeline, unit = %r.lease.unit, error = %e.report(), "could not release a lease; it expires instead");
             }
             metrics::counter!("dovetail_worker_lease_events_total", "event" => "release").increment(1);
@@ -235,14 +240,18 @@ impl Fleet {
             }
             let spec = self.specs[(start + k) % n].clone();
             let Some(tick) = spec.schedule.as_ref().and_then(|s| s.latest_tick(now)) else { continue };
-            match self.pg.note_tick(&self.id, &spec.name, tick).await {
-                Ok(true) => {
-                    tracing::info!(event = "tick", worker = %self.id, pipeline = %spec.name, tick, "schedule tick")
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(worker = %self.id, error = %e.report(), "cannot reach the state; claiming later");
-                    return;
+            if self.noted.get(&spec.name) != Some(&tick) {
+                match self.pg.note_tick(&self.id, &spec.name, tick).await {
+                    Ok(first) => {
+                        if first {
+                            tracing::info!(event = "tick", worker = %self.id, pipeline = %spec.name, tick, "schedule tick");
+                        }
+                        self.noted.insert(spec.name.clone(), tick);
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = %self.id, error = %e.report(), "cannot reach the state; claiming later");
+                        return;
+                    }
                 }
             }
             for (unit, streams) in units(&spec) {
@@ -283,9 +292,11 @@ impl Fleet {
         let (state, worker, unit) = (self.state.clone(), self.id.clone(), lease.unit.clone());
         let task = tokio::spawn(async move {
             crate::metrics::in_progress(&spec.name, true);
+            let mut served = true;
             match spec.build(state) {
                 Ok(p) => match p.run(opts).await {
                     Ok(report) => {
+                        served = report.outcome != RunOutcome::Interrupted;
                         crate::metrics::run_finished(&report);
                         let level_ok = report.outcome == RunOutcome::Succeeded;
                         let read: u64 = report.total(|s| s.read);
@@ -306,6 +317,7 @@ impl Fleet {
             }
             crate::metrics::in_progress(&spec.name, false);
             let _ = done.send(());
+            served
         });
         self.running.push(Running { lease, tick, stop, task, lost: false });
     }
