@@ -19,18 +19,27 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A config of `pipelines` REST → SQLite pipelines (`out_N.db`), each `every = "1h"` (one
 /// tick in a test), their state in `db`.
 fn fleet_config(s: &Scratch, db: &pg::TestDb, base_url: &str, pipelines: usize, page: u32) {
-    fleet_config_with(s, db, base_url, pipelines, page, None);
+    fleet_config_with(s, db, base_url, pipelines, page, None, "every = \"1h\"");
 }
 
-/// [`fleet_config`], with `sink` (a `[pipelines.pN.sink]` body) instead of SQLite files.
-fn fleet_config_with(s: &Scratch, db: &pg::TestDb, base_url: &str, pipelines: usize, page: u32, sink: Option<&str>) {
+/// [`fleet_config`], with `sink` (a `[pipelines.pN.sink]` body) instead of SQLite files and
+/// `every` for the even pipelines (odd ones run on a cron schedule, every hour in Kolkata).
+fn fleet_config_with(
+    s: &Scratch,
+    db: &pg::TestDb,
+    base_url: &str,
+    pipelines: usize,
+    page: u32,
+    sink: Option<&str>,
+    every: &str,
+) {
     let url = state_url(db);
     let mut t = format!("[state]\nurl = \"{url}\"\n\n[workers]\nlease = \"2s\"\nheartbeat = \"500ms\"\n");
     for n in 0..pipelines {
         t.push_str(&format!(
             r#"
 [pipelines.p{n}]
-every = "1h"
+{when}
 batch_size = {page}
 
 [pipelines.p{n}.source]
@@ -48,6 +57,7 @@ pagination = {{ type = "cursor", pointer = "/meta/next_cursor", param = "cursor"
 [pipelines.p{n}.sink]
 {sink}
 "#,
+            when = if n % 2 == 1 { "schedule = \"0 * * * *\"\ntimezone = \"Asia/Kolkata\"" } else { every },
             sink = sink.map(str::to_owned).unwrap_or_else(|| format!("kind = \"sqlite\"\npath = \"out_{n}.db\"")),
         ));
     }
@@ -266,7 +276,7 @@ async fn a_stalled_worker_wakes_up_fenced_and_the_sink_keeps_the_latest_versions
     .unwrap();
     let s = Scratch::new();
     let sink = format!("kind = \"postgres\"\nurl = \"{}\"\nschema = \"wh\"", state_url(&db));
-    fleet_config_with(&s, &db, &vendor.base_url(), 1, 20, Some(&sink));
+    fleet_config_with(&s, &db, &vendor.base_url(), 1, 20, Some(&sink), "every = \"1h\"");
     let mut w1 = worker(&s, &db, "w1");
     w1.wait_for("claimed a lease", Duration::from_secs(30)).await;
     let c = client(&db).await;
@@ -374,4 +384,57 @@ async fn sigterm_commits_releases_and_the_next_worker_resumes_at_once() {
     w2.terminate();
     let (st, _) = w2.exit_within(Duration::from_secs(20)).await;
     assert!(st.success(), "{}", w2.log());
+}
+
+/// The ticks each `release` of `p0/items` served, in order.
+async fn served_ticks(c: &tokio_postgres::Client) -> Vec<i64> {
+    c.query("SELECT tick FROM dovetail.lease_history WHERE event = 'release' AND tick IS NOT NULL ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tick_runs_once_across_the_fleet_and_missed_ticks_run_once() {
+    let Some(db) = pg::database("fleet_ticks") else { return };
+    let vendor = FakeVendor::start(VendorConfig { records: 40, ..VendorConfig::default() }).await.unwrap();
+    let s = Scratch::new();
+    fleet_config_with(&s, &db, &vendor.base_url(), 1, 20, None, "every = \"1s\"");
+    let c = client(&db).await;
+    let mut workers = vec![worker(&s, &db, "w1"), worker(&s, &db, "w2")];
+    until_count(&c, "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'", 3, Duration::from_secs(30))
+        .await;
+    for w in &workers {
+        w.terminate();
+    }
+    for w in &mut workers {
+        assert!(w.exit_within(Duration::from_secs(20)).await.0.success(), "{}", w.log());
+    }
+    let ticks = served_ticks(&c).await;
+    let mut distinct = ticks.clone();
+    distinct.dedup();
+    assert_eq!(distinct, ticks, "two workers, each tick served once: {ticks:?}");
+    // Every worker down for several ticks: the one that returns runs the latest tick once.
+    let last = *ticks.last().unwrap();
+    while jiff::Timestamp::now().as_second() < last + 4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = jiff::Timestamp::now().as_second();
+    let mut w3 = worker(&s, &db, "w3");
+    until_count(
+        &c,
+        "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'",
+        ticks.len() as i64 + 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    w3.terminate();
+    assert!(w3.exit_within(Duration::from_secs(20)).await.0.success(), "{}", w3.log());
+    let after: Vec<i64> = served_ticks(&c).await.into_iter().skip(ticks.len()).collect();
+    assert!(after[0] >= back, "the missed ticks ({}..{back}) were not run one by one: {after:?}", last + 1);
+    let mut distinct = after.clone();
+    distinct.dedup();
+    assert_eq!(distinct, after, "{after:?}");
 }

@@ -12,7 +12,8 @@
 //! - **Fencing**: the process remembers the epoch of every lease it holds, and every commit
 //!   of a stream under one checks it in the commit's own transaction (crate::delivery);
 //!   a refused commit writes a `fenced` history row.
-//! - **Release** on a clean end records the schedule tick the run served.
+//! - **Release** on a clean end records the schedule tick the run served (in `leases`
+//!   and on the `release` history row).
 
 use std::time::Duration;
 
@@ -264,7 +265,7 @@ impl LeaseStore for PgState {
             .execute(
                 "WITH r AS (UPDATE leases SET holder = NULL, expires_at = NULL, done_tick = coalesce($5, done_tick)
                    WHERE pipeline = $1 AND unit = $2 AND holder = $3 AND epoch = $4 RETURNING 1)
-                 INSERT INTO lease_history (pipeline, unit, event, holder, epoch) SELECT $1, $2, $6, $3, $4 FROM r",
+                 INSERT INTO lease_history (pipeline, unit, event, holder, epoch, tick) SELECT $1, $2, $6, $3, $4, $5 FROM r",
                 &[&l.pipeline, &l.unit, &l.holder, &l.epoch, &ran_tick, &RELEASE],
             )
             .await

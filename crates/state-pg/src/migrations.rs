@@ -221,6 +221,7 @@ pub const MIGRATIONS: &[&str] = &[
         holder          TEXT NOT NULL,
         epoch           BIGINT NOT NULL,
         previous_holder TEXT,
+        tick            BIGINT,
         at              TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
     );
     CREATE INDEX lease_history_by_unit ON lease_history (pipeline, unit, id);
