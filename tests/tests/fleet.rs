@@ -365,10 +365,30 @@ async fn sigterm_commits_releases_and_the_next_worker_resumes_at_once() {
     assert!(committed >= 100 && committed < records as i64, "stopped mid-stream, batches committed: {committed}");
     // Released, and the tick not counted as served: the next worker claims at once (no
     // expiry to wait for) and resumes from the checkpoint.
-    let mut w2 = worker(&s, &db, "w2");
+    let mut cmd = s.cmd(&["worker", "--id", "w2", "--metrics-addr", "127.0.0.1:0"]);
+    cmd.env(PASSWORD_ENV, db.password());
+    let mut w2 = Watched::spawn(cmd);
+    let line = w2.wait_for("metrics on http://", Duration::from_secs(30)).await;
+    let url: String =
+        line[line.find("http://").unwrap()..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
     w2.wait_for("claimed a lease", Duration::from_secs(5)).await;
     until_count(&c, "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'", 2, Duration::from_secs(60))
         .await;
+    // The worker's own metrics: what it claimed and released, what it holds.
+    let start = Instant::now();
+    loop {
+        let m = dovetail_e2e::watch::Scrape::get(&url).await;
+        let (claims, releases) = (
+            m.sum("dovetail_worker_lease_events_total", &[("event", "claim")]),
+            m.sum("dovetail_worker_lease_events_total", &[("event", "release")]),
+        );
+        if claims == 1.0 && releases == 1.0 {
+            assert_eq!(m.sum("dovetail_worker_leases_held", &[]), 0.0, "{}", m.0);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "claims {claims}, releases {releases}:\n{}", m.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(sink_ids(&s, 0), (1..=records).collect::<Vec<_>>(), "0 lost, each key once");
     let events = assert_one_holder_at_a_time(&c).await;
     assert_eq!(events[&("p0".to_owned(), "items".to_owned())], ["claim w1", "release w1", "claim w2", "release w2"]);
@@ -437,4 +457,37 @@ async fn each_tick_runs_once_across_the_fleet_and_missed_ticks_run_once() {
     let mut distinct = after.clone();
     distinct.dedup();
     assert_eq!(distinct, after, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_stream_is_leased_with_its_parent() {
+    let Some(db) = pg::database("fleet_child") else { return };
+    let vendor = FakeVendor::start(VendorConfig { records: 30, ..VendorConfig::default() }).await.unwrap();
+    let s = Scratch::new();
+    fleet_config(&s, &db, &vendor.base_url(), 1, 20);
+    let config = std::fs::read_to_string(s.path("dovetail.toml")).unwrap().replace(
+        "\n[pipelines.p0.sink]",
+        "\n[[pipelines.p0.source.streams]]\nname = \"comments\"\npath = \"/v1/items/{parent.id}/comments\"\n\
+         primary_key = [\"id\"]\nrecords = \"/data\"\nparent = { stream = \"items\", fields = { item_id = \"id\" } }\n\
+         \n[pipelines.p0.sink]",
+    );
+    s.write("dovetail.toml", &config);
+    let c = client(&db).await;
+    let mut workers = vec![worker(&s, &db, "w1"), worker(&s, &db, "w2")];
+    until_count(&c, "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'", 1, Duration::from_secs(60))
+        .await;
+    for w in &workers {
+        w.terminate();
+    }
+    for w in &mut workers {
+        assert!(w.exit_within(Duration::from_secs(20)).await.0.success(), "{}", w.log());
+    }
+    let rows = c.query("SELECT unit, streams FROM dovetail.leases", &[]).await.unwrap();
+    let units: Vec<(String, Vec<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(units, [("items".to_owned(), vec!["items".to_owned(), "comments".to_owned()])], "one unit");
+    assert_one_holder_at_a_time(&c).await;
+    let db = s.db("out_0.db");
+    let n = |t: &str| db.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(n("items"), 30);
+    assert!(n("comments") > 0, "the child stream ran in its parent's lease");
 }
