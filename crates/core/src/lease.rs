@@ -129,6 +129,9 @@ pub trait LeaseStore: Send + Sync {
         ttl: Duration,
         tick: Option<i64>,
     ) -> Result<Option<Lease>, Error>;
+    /// Of `units` of `pipeline`, those a claim for `tick` might get (free and not yet run
+    /// for it, expired, or never claimed): one read, so a poll claims only where it can.
+    async fn due(&self, pipeline: &str, units: &[String], tick: i64) -> Result<Vec<String>, Error>;
     /// Extend every lease `worker` holds by `ttl` and beat its heartbeat; returns the leases
     /// it no longer holds (taken over after expiry): their streams must stop.
     async fn renew(&self, worker: &str, held: &[Lease], ttl: Duration) -> Result<Vec<Lease>, Error>;

@@ -230,6 +230,21 @@ impl LeaseStore for PgState {
         Ok(Some(lease))
     }
 
+    async fn due(&self, pipeline: &str, units: &[String], tick: i64) -> Result<Vec<String>, Error> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                "SELECT u FROM unnest($2::text[]) AS u WHERE NOT EXISTS (
+                   SELECT 1 FROM leases l WHERE l.pipeline = $1 AND l.unit = u
+                     AND ((l.holder IS NOT NULL AND l.expires_at > clock_timestamp())
+                          OR (l.holder IS NULL AND l.done_tick >= $3)))",
+                &[&pipeline, &units, &tick],
+            )
+            .await
+            .map_err(|e| self.err("reading which units are due", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn renew(&self, worker: &str, held: &[Lease], ttl: Duration) -> Result<Vec<Lease>, Error> {
         let c = self.conn().await?;
         let err = |e| self.err("renewing leases", e);

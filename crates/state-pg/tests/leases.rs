@@ -90,6 +90,8 @@ async fn two_workers_commit_different_streams_of_one_pipeline_at_once() {
     y.unwrap();
     z.unwrap();
     assert_eq!(a.leased_by("p", &["s2_child".to_owned()]).await.unwrap().as_deref(), Some("w2"));
+    let units = ["s1".to_owned(), "s2".to_owned(), "s3".to_owned()];
+    assert_eq!(a.due("p", &units, 100).await.unwrap(), ["s3"], "held units are not due");
     assert!(a.note_tick("w1", "p", 100).await.unwrap());
     assert!(!b.note_tick("w2", "p", 100).await.unwrap(), "a tick is seen first once across the fleet");
 }

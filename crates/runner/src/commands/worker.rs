@@ -254,12 +254,19 @@ impl Fleet {
                     }
                 }
             }
-            for (unit, streams) in units(&spec) {
-                if self.running.len() >= self.concurrency {
+            let mut units = units(&spec);
+            units.retain(|(u, _)| !self.running.iter().any(|r| r.lease.pipeline == spec.name && &r.lease.unit == u));
+            let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
+            let due = match self.pg.due(&spec.name, &names, tick).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(worker = %self.id, error = %e.report(), "cannot reach the state; claiming later");
                     return;
                 }
-                if self.running.iter().any(|r| r.lease.pipeline == spec.name && r.lease.unit == unit) {
-                    continue;
+            };
+            for (unit, streams) in units.into_iter().filter(|(u, _)| due.contains(u)) {
+                if self.running.len() >= self.concurrency {
+                    return;
                 }
                 match self.pg.claim(&self.id, &spec.name, &unit, &streams, self.timing.lease, Some(tick)).await {
                     Ok(Some(lease)) => self.start(spec.clone(), lease, tick, done.clone()),
