@@ -4,6 +4,11 @@
 //! at the next start the sink can tell whether it committed batches the state never got (a
 //! crash between the two commits) and hand that checkpoint back
 //! ([`dovetail_core::Sink::committed_position`]).
+//!
+//! Under `dovetail worker` the row also keeps the highest lease epoch that wrote the table
+//! (`lease_epoch`): a batch carrying a lower one — a worker that stalled past its lease while
+//! another took the stream over — is refused in the batch's own transaction, so none of its
+//! rows land.
 
 use dovetail_core::Error;
 use dovetail_core::state::Checkpoint;
@@ -15,25 +20,37 @@ use crate::ident::qualified;
 /// The offsets table.
 pub const OFFSETS_TABLE: &str = "_dovetail_offsets";
 
-/// Store `checkpoint` for `table` and step its epoch; returns the new epoch.
+/// Store `checkpoint` for `table` and step its epoch; returns the new epoch. With a
+/// `lease_epoch` lower than the one stored, nothing is stored and the batch is refused.
 pub(crate) async fn save<C: GenericClient>(
     c: &C,
     schema: &str,
     table: &str,
     checkpoint: &Checkpoint,
+    lease_epoch: Option<i64>,
 ) -> Result<i64, Error> {
     let text =
         serde_json::to_string(checkpoint).map_err(|e| Error::internal("cannot encode a checkpoint").with_source(e))?;
     let sql = format!(
-        "INSERT INTO {o} AS o (table_name, checkpoint, epoch) VALUES ($1, $2, 1) \
-         ON CONFLICT (table_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, epoch = o.epoch + 1 RETURNING epoch",
+        "INSERT INTO {o} AS o (table_name, checkpoint, epoch, lease_epoch) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (table_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, epoch = o.epoch + 1, \
+           lease_epoch = coalesce(EXCLUDED.lease_epoch, o.lease_epoch) \
+         WHERE EXCLUDED.lease_epoch IS NULL OR o.lease_epoch IS NULL OR EXCLUDED.lease_epoch >= o.lease_epoch \
+         RETURNING epoch",
         o = qualified(schema, OFFSETS_TABLE)
     );
-    let row = c
-        .query_one(&sql, &[&table, &text])
-        .await
-        .map_err(|e| PgErr::new(&format!("storing the checkpoint of table `{schema}.{table}`")).err(e))?;
-    Ok(row.get(0))
+    let what = format!("storing the checkpoint of table `{schema}.{table}`");
+    match c.query_opt(&sql, &[&table, &text, &lease_epoch]).await.map_err(|e| PgErr::new(&what).err(e))? {
+        Some(row) => Ok(row.get(0)),
+        None => Err(Error::new(
+            dovetail_core::ErrorKind::Busy,
+            format!(
+                "fenced: table `{schema}.{table}` was written under a newer lease than this batch's (epoch {}); \
+                 another worker took the stream over, so nothing of this batch was written",
+                lease_epoch.unwrap_or_default()
+            ),
+        )),
+    }
 }
 
 /// The stored checkpoint and epoch of `table` (none when the offsets table does not exist:

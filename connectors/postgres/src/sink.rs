@@ -238,7 +238,11 @@ impl Sink for PostgresSink {
             write::write_batch(&tx, &mut tables, &t, &batch).await.map_err(|e| in_stream(e, &name))?
         };
         let epoch = match &batch.checkpoint {
-            Some(cp) => Some(crate::offsets::save(&tx, t.schema, &t.table, cp).await.map_err(|e| in_stream(e, &name))?),
+            Some(cp) => Some(
+                crate::offsets::save(&tx, t.schema, &t.table, cp, batch.lease_epoch)
+                    .await
+                    .map_err(|e| in_stream(e, &name))?,
+            ),
             None => None,
         };
         // The table may be new: its marker goes with this batch's commit.

@@ -302,10 +302,11 @@ pub(crate) async fn setup(c: &mut tokio_postgres::Client, schema: &str) -> Resul
          CREATE SCHEMA IF NOT EXISTS {}; \
          CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, column_name text NOT NULL, field text NOT NULL, \
          PRIMARY KEY (table_name, column_name)); \
-         CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, checkpoint text NOT NULL, epoch bigint NOT NULL)",
+         CREATE TABLE IF NOT EXISTS {o} (table_name text PRIMARY KEY, checkpoint text NOT NULL, epoch bigint NOT NULL); \
+         ALTER TABLE {o} ADD COLUMN IF NOT EXISTS lease_epoch bigint",
         quote(schema),
         qualified(schema, NOTES_TABLE),
-        qualified(schema, crate::offsets::OFFSETS_TABLE)
+        o = qualified(schema, crate::offsets::OFFSETS_TABLE)
     );
     tx.batch_execute(&sql).await.map_err(|e| PgErr::new(&what).err(e))?;
     tx.commit().await.map_err(|e| PgErr::new(&what).err(e))

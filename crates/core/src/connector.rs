@@ -163,12 +163,22 @@ pub struct Batch {
     /// The checkpoint that passes this batch, for a sink that commits it with the rows and
     /// hands it back through [`Sink::committed_position`] (`None` outside the engine).
     pub checkpoint: Option<crate::state::Checkpoint>,
+    /// The epoch of the worker's lease on the stream (`None` outside `dovetail worker`): a
+    /// sink that stores it with its rows refuses a batch older than what it stored.
+    pub lease_epoch: Option<i64>,
 }
 
 impl Batch {
     /// A batch without create hints (what upsert sinks get), writing drifting records.
     pub fn new(stream: Arc<SinkStream>, records: Arc<[Record]>) -> Self {
-        Batch { stream, records, hints: Arc::from([]), column_drift: ColumnDrift::Write, checkpoint: None }
+        Batch {
+            stream,
+            records,
+            hints: Arc::from([]),
+            column_drift: ColumnDrift::Write,
+            checkpoint: None,
+            lease_epoch: None,
+        }
     }
 
     /// The same batch carrying the checkpoint that passes it.

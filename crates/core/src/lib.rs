@@ -39,6 +39,7 @@ pub mod failpoint;
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod json;
+pub mod lease;
 pub mod mapping;
 pub mod names;
 pub mod number;

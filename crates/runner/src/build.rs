@@ -41,6 +41,10 @@ pub struct PipelineSpec {
     pub explain: dovetail_core::explain::ExplainCapture,
     /// History retention (`[state.retention]`; `None`: never prune).
     pub retention: Option<dovetail_core::explain::Retention>,
+    /// When `dovetail worker` runs it (`None`: workers leave it alone).
+    pub schedule: Option<crate::schedule::PipelineSchedule>,
+    /// Child stream → parent stream (REST): a child is leased with its parent.
+    pub parents: BTreeMap<String, String>,
 }
 
 impl PipelineSpec {
@@ -156,6 +160,9 @@ pub fn build_pipeline(
         (entry.build)(table, &cx).map_err(|e| build_failed(doc, root, kind_span.start, "sink", name, entry.kind, e))?;
 
     let at = |key: &str| offset_of(root, &["pipelines", name, key]);
+    let schedule =
+        crate::schedule::PipelineSchedule::parse(pc.schedule.as_deref(), pc.timezone.as_deref(), pc.every.as_deref())
+            .map_err(|(key, why)| doc.error(at(key), format!("`{key}` in [pipelines.{name}]: {why}")))?;
     if let Some(r) = pc.max_dead_letter_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
         return Err(doc.error(
             at("max_dead_letter_ratio"),
@@ -213,5 +220,27 @@ pub fn build_pipeline(
         drift: pc.drift,
         explain: Default::default(),
         retention: None,
+        schedule,
+        parents: stream_parents(root, name),
     })
+}
+
+/// `parent = { stream = "…" }` of each `[[pipelines.NAME.source.streams]]` entry (REST).
+fn stream_parents(root: &DeTable<'_>, name: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some((_, streams)) = lookup(root, &["pipelines", name, "source", "streams"]) else { return out };
+    let DeValue::Array(items) = streams.get_ref() else { return out };
+    for item in items.iter() {
+        let Some(t) = item.get_ref().as_table() else { continue };
+        let child = t.get("name").and_then(|v| v.get_ref().as_str());
+        let parent = t
+            .get("parent")
+            .and_then(|p| p.get_ref().as_table())
+            .and_then(|p| p.get("stream"))
+            .and_then(|v| v.get_ref().as_str());
+        if let (Some(c), Some(p)) = (child, parent) {
+            out.insert(c.to_owned(), p.to_owned());
+        }
+    }
+    out
 }

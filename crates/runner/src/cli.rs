@@ -54,6 +54,9 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Run pipelines (all of them by default, one after the other).
     Run(RunArgs),
+    /// Join a fleet: claim stream leases of scheduled pipelines from PostgreSQL state and run
+    /// them, until SIGTERM (docs/deploy.md).
+    Worker(WorkerArgs),
     /// Validate the config, warn about literal secrets and probe every source and sink.
     Check(CheckArgs),
     /// Show each pipeline's latest runs, paused streams and the outbox.
@@ -82,6 +85,21 @@ pub enum Command {
     Man,
     /// Start a fake vendor with faults in-process and sync it into SQLite (examples/demo.toml).
     Demo(DemoArgs),
+}
+
+/// `dovetail worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// This worker's name in the fleet (default `HOST-PID`): leases, their history and
+    /// `dovetail status` name it.
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Lease units (streams, with their child streams) this worker runs at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Serve Prometheus metrics on this address (docs/metrics.md).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 /// `dovetail check`.

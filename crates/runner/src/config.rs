@@ -29,6 +29,19 @@ pub struct Config {
     /// Pipelines by name; the name keys their state, so renaming one starts it afresh.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// `dovetail worker` fleets (PostgreSQL state): lease and heartbeat.
+    pub workers: Option<WorkersConfig>,
+}
+
+/// `[workers]`: how long a worker's claim on a stream lasts without a heartbeat.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// How long a stream lease lasts without renewal (default `30s`): a worker that died is
+    /// taken over after this. At least one second.
+    pub lease: Option<String>,
+    /// How often a worker renews its leases (default `10s`); less than half of `lease`.
+    pub heartbeat: Option<String>,
 }
 
 /// `[state]`: the state store.
@@ -93,6 +106,15 @@ pub struct PipelineConfig {
     pub streams: BTreeMap<String, StreamSettings>,
     /// Alerts after a run: a webhook and/or a command, and the conditions that fire them.
     pub alerts: Option<crate::alerts::AlertsConfig>,
+    /// When `dovetail worker` runs this pipeline: a cron pattern (`*/15 * * * *`), in
+    /// `timezone`. Workers run only pipelines with `schedule` or `every`; `dovetail run
+    /// --every` ignores both.
+    pub schedule: Option<String>,
+    /// The IANA time zone of `schedule` (default `UTC`).
+    pub timezone: Option<String>,
+    /// When `dovetail worker` runs this pipeline: every DURATION (`15m`, `2s`), instead of
+    /// `schedule`.
+    pub every: Option<String>,
 }
 
 /// `[pipelines.NAME.streams.STREAM]`: how one stream is synced and mapped.
@@ -167,6 +189,8 @@ pub struct Project {
     pub pipelines: Vec<PipelineSpec>,
     /// Secret-looking keys given as literals (`dovetail check` warns about them).
     pub literal_secrets: Vec<LiteralSecret>,
+    /// `[workers]`, validated.
+    pub workers: crate::commands::worker::Timing,
 }
 
 impl Project {
@@ -276,8 +300,8 @@ impl Lookup for UnsetIsPlaceholder {
 /// [`load`] with environment variables taken from `env`.
 pub fn load_with(path: &Path, env: &dyn Lookup) -> Result<Project, Error> {
     let doc = read_doc(path)?;
-    let (state_path, pipelines, literal_secrets) = load_doc(&doc, env)?;
-    Ok(Project { doc, state_path, pipelines, literal_secrets })
+    let (state_path, pipelines, literal_secrets, workers) = load_doc(&doc, env)?;
+    Ok(Project { doc, state_path, pipelines, literal_secrets, workers })
 }
 
 /// A config loaded pipeline by pipeline, for `dovetail check`: the pipelines that load, and
@@ -307,11 +331,11 @@ pub fn load_each(path: &Path) -> Result<Checked, Error> {
         }
         r
     };
-    let (state_path, _, mut literal_secrets) = load_root(&doc, only(None), &ProcessEnv)?;
+    let (state_path, _, mut literal_secrets, workers) = load_root(&doc, only(None), &ProcessEnv)?;
     let (mut pipelines, mut failed) = (Vec::new(), Vec::new());
     for name in names {
         match load_root(&doc, only(Some(&name)), &ProcessEnv) {
-            Ok((_, specs, secrets)) => {
+            Ok((_, specs, secrets, _)) => {
                 pipelines.extend(specs);
                 for s in secrets {
                     if !literal_secrets.contains(&s) {
@@ -323,23 +347,23 @@ pub fn load_each(path: &Path) -> Result<Checked, Error> {
         }
     }
     literal_secrets.sort_by_key(|s| s.line);
-    Ok(Checked { project: Project { doc, state_path, pipelines, literal_secrets }, failed })
+    Ok(Checked { project: Project { doc, state_path, pipelines, literal_secrets, workers }, failed })
 }
 
-pub(crate) fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<(PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>), Error> {
+/// What a config file loads to: the state path, pipelines, literal secrets, `[workers]`.
+pub(crate) type Loaded = (PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>, crate::commands::worker::Timing);
+
+pub(crate) fn load_doc(doc: &Doc, env: &dyn Lookup) -> Result<Loaded, Error> {
     load_root(doc, parse(doc)?, env)
 }
 
-fn load_root(
-    doc: &Doc,
-    mut root: Spanned<DeTable<'_>>,
-    env: &dyn Lookup,
-) -> Result<(PathBuf, Vec<PipelineSpec>, Vec<LiteralSecret>), Error> {
+fn load_root(doc: &Doc, mut root: Spanned<DeTable<'_>>, env: &dyn Lookup) -> Result<Loaded, Error> {
     let secrets = interpolate::interpolate(doc, root.get_mut(), env)?;
     let config = Config::deserialize(toml::de::Deserializer::from(root.clone()))
         .map_err(|e| diag::toml_error(doc, root.get_ref(), &e))?;
     let root = root.get_ref();
     let state_path = state_path(doc, root, &config.state)?;
+    let workers = crate::commands::worker::Timing::from_config(doc, root, config.workers.as_ref())?;
     let cache_entries = config.state.http_cache_entries.unwrap_or(dovetail_state::DEFAULT_CACHE_ENTRIES);
     let local = crate::stores::local_dir(doc, &state_path);
     let stores = crate::stores::for_state(&state_path, &local, config.state.secret_key.clone(), cache_entries);
@@ -361,7 +385,7 @@ fn load_root(
         (spec.explain, spec.retention) = (config.state.explain.unwrap_or_default(), retention.clone());
         pipelines.push(spec);
     }
-    Ok((state_path, pipelines, secrets))
+    Ok((state_path, pipelines, secrets, workers))
 }
 
 /// PostgreSQL state keeps rotated OAuth2 refresh tokens in the shared database, always

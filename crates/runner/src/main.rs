@@ -78,6 +78,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     runtime.block_on(async {
         match &cli.command {
             Command::Run(a) => commands::run::run(config, a).await,
+            Command::Worker(a) => commands::worker::run(config, a).await,
             Command::Check(a) => commands::check::run(config, a).await,
             Command::Status(a) => commands::status::run(config, a).await,
             Command::DeadLetters(c) => commands::dead_letters::run(config, c).await,

@@ -3,6 +3,10 @@
 //! counted), never queued; each pipeline's run lock still keeps other processes out.
 //! SIGTERM / ctrl-c while waiting exits 0 at once; during a run it interrupts the run the
 //! way a single `dovetail run` is interrupted, and the loop ends with that run's code.
+//!
+//! Also a pipeline's own schedule for `dovetail worker` ([`PipelineSchedule`]: `schedule`
+//! with `timezone`, or `every`), as the latest tick at or before a time: a fleet compares
+//! ticks, never counts them, so ticks missed while every worker was down run once.
 
 use std::time::Duration;
 
@@ -60,9 +64,89 @@ pub async fn run_every(batch: &Batch<'_>, every: Duration) -> anyhow::Result<i32
     }
 }
 
+/// When a worker runs a pipeline (`[pipelines.X] schedule` + `timezone`, or `every`).
+#[derive(Debug, Clone)]
+pub enum PipelineSchedule {
+    /// Fixed rate, ticks aligned to the Unix epoch (so every worker sees the same ones).
+    Every(Duration),
+    /// A cron pattern in a time zone.
+    Cron(Box<croner::Cron>, jiff::tz::TimeZone),
+}
+
+impl PipelineSchedule {
+    /// From the pipeline's keys; `Err` says which key and why (the caller adds the line).
+    pub fn parse(
+        schedule: Option<&str>,
+        timezone: Option<&str>,
+        every: Option<&str>,
+    ) -> Result<Option<PipelineSchedule>, (&'static str, String)> {
+        match (schedule, every) {
+            (Some(_), Some(_)) => Err(("every", "set `schedule` or `every`, not both".to_owned())),
+            (None, Some(e)) => {
+                if timezone.is_some() {
+                    return Err(("timezone", "`timezone` applies to `schedule` only".to_owned()));
+                }
+                parse_every(e).map(|d| Some(PipelineSchedule::Every(d))).map_err(|m| ("every", m))
+            }
+            (Some(c), None) => {
+                let cron: croner::Cron = c
+                    .trim()
+                    .parse()
+                    .map_err(|e| ("schedule", format!("`{c}` is not a cron pattern like `*/15 * * * *` ({e})")))?;
+                let tz = match timezone {
+                    None => jiff::tz::TimeZone::UTC,
+                    Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+                        ("timezone", format!("`{name}` is not an IANA time zone like `Europe/Paris` ({e})"))
+                    })?,
+                };
+                Ok(Some(PipelineSchedule::Cron(Box::new(cron), tz)))
+            }
+            (None, None) if timezone.is_some() => {
+                Err(("timezone", "`timezone` applies to `schedule`, which is not set".to_owned()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The latest tick at or before `now`, in Unix seconds (`None`: the pattern never fired).
+    pub fn latest_tick(&self, now: jiff::Timestamp) -> Option<i64> {
+        match self {
+            PipelineSchedule::Every(d) => {
+                let every = i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX);
+                Some(now.as_second().div_euclid(every) * every)
+            }
+            PipelineSchedule::Cron(cron, tz) => {
+                let at = now.to_zoned(tz.clone());
+                cron.find_previous_occurrence(&at, true).ok().map(|z| z.timestamp().as_second())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipeline_schedules_tick_at_the_latest_time_at_or_before_now() {
+        let now: jiff::Timestamp = "2026-03-01T10:17:41Z".parse().unwrap();
+        let every = PipelineSchedule::parse(None, None, Some("15m")).unwrap().unwrap();
+        assert_eq!(
+            every.latest_tick(now),
+            Some("2026-03-01T10:15:00Z".parse::<jiff::Timestamp>().unwrap().as_second())
+        );
+        let cron = PipelineSchedule::parse(Some("*/15 * * * *"), None, None).unwrap().unwrap();
+        assert_eq!(cron.latest_tick(now), every.latest_tick(now));
+        let paris = PipelineSchedule::parse(Some("0 9 * * *"), Some("Europe/Paris"), None).unwrap().unwrap();
+        assert_eq!(
+            paris.latest_tick(now),
+            Some("2026-03-01T08:00:00Z".parse::<jiff::Timestamp>().unwrap().as_second())
+        );
+        assert_eq!(PipelineSchedule::parse(Some("* *"), None, None).unwrap_err().0, "schedule");
+        assert_eq!(PipelineSchedule::parse(Some("* * * * *"), Some("Mars/Olympus"), None).unwrap_err().0, "timezone");
+        assert_eq!(PipelineSchedule::parse(Some("* * * * *"), None, Some("1m")).unwrap_err().0, "every");
+        assert_eq!(PipelineSchedule::parse(None, None, Some("0s")).unwrap_err().0, "every");
+    }
 
     #[test]
     fn every_takes_friendly_durations_and_refuses_nonsense() {

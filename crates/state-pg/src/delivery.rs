@@ -233,14 +233,23 @@ impl PgState {
         // The receipt and the fence in one statement. FOR SHARE: a run taking the lock over
         // waits for this commit, then sees its own token.
         let stamp = async {
+            // A worker's lease: its epoch must still be the unit's (crate::lease).
+            let lease = self.lease_of(&c.pipeline, &c.stream);
+            let (unit, holder, epoch) = match &lease {
+                Some(l) => (Some(l.unit.as_str()), Some(l.holder.as_str()), Some(l.epoch)),
+                None => (None, None, None),
+            };
             let st = ex(
                 "UPDATE streams SET last_commit = $2 WHERE id = $1
                    AND ($3::text IS NULL
-                        OR EXISTS (SELECT 1 FROM run_locks WHERE pipeline = $4 AND holder = $3 FOR SHARE))",
+                        OR EXISTS (SELECT 1 FROM run_locks WHERE pipeline = $4 AND holder = $3 FOR SHARE))
+                   AND ($5::bigint IS NULL
+                        OR EXISTS (SELECT 1 FROM leases WHERE pipeline = $4 AND unit = $6 AND holder = $7
+                                     AND epoch = $5 FOR SHARE))",
                 "stamping the commit",
             )
             .await?;
-            tx.execute(&st, &[&sid, &receipt, &fence, &c.pipeline])
+            tx.execute(&st, &[&sid, &receipt, &fence, &c.pipeline, &epoch, &unit, &holder])
                 .await
                 .map_err(|e| self.err("stamping the commit", e))
         };
@@ -445,6 +454,9 @@ impl PgState {
                     return Ok(());
                 }
                 Landed::Fenced => {
+                    if let Some(lease) = self.lease_of(&commit.pipeline, &commit.stream) {
+                        return Err(self.fenced(&lease, &commit.stream).await);
+                    }
                     let key = crate::lock::key(self.target().schema(), &commit.pipeline);
                     let holder = crate::lock::holder(&tx, key).await;
                     return Err(crate::lock::taken_over(self, &commit.pipeline, holder));
@@ -489,6 +501,8 @@ impl DeliveryStore for PgState {
     async fn lock(&self, pipeline: &str) -> Result<Box<dyn RunLock>, Error> {
         self.ready().await?;
         let guard = crate::lock::take(self, pipeline).await?;
+        // Workers claim under the same key (shared), so their leases are visible by now.
+        self.leases_before_run(pipeline).await?;
         let c = self.conn().await?;
         let n = c
             .execute(

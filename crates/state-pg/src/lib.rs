@@ -12,6 +12,8 @@
 //! - **Run lock across machines**: a session advisory lock held on a connection of its own
 //!   ([`lock`]); PostgreSQL releases it when that connection ends, so a killed run never
 //!   blocks the next one.
+//! - **Worker leases**: stream leases, heartbeats, takeover and schedule ticks for
+//!   `dovetail worker` fleets ([`lease`]), whose epochs fence every commit.
 //! - **Lazy**: [`PgState::new`] does no IO; the first operation connects and migrates, so
 //!   building a pipeline or a config check without state never touches the server.
 #![warn(missing_docs)]
@@ -22,6 +24,7 @@ mod delivery;
 mod error;
 mod explain;
 mod history;
+mod lease;
 mod lock;
 pub mod migrations;
 /// TLS to PostgreSQL (moved to dovetail-pg, shared with the postgres connector).
@@ -141,6 +144,8 @@ struct Inner {
     /// Pipelines whose run lock this process holds (with the lock's connection once taken):
     /// a second holder here is refused at once, and a commit checks the connection is alive.
     held: lock::Held,
+    /// Worker leases this process holds, per (pipeline, stream): their epochs fence commits.
+    leases: lease::Held,
 }
 
 impl std::fmt::Debug for PgState {
@@ -178,6 +183,7 @@ impl PgState {
                 streams: Mutex::default(),
                 upserting: Mutex::default(),
                 held: Arc::default(),
+                leases: Default::default(),
             }),
         })
     }

@@ -189,7 +189,7 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE ledger DROP CONSTRAINT IF EXISTS ledger_stream_id_fkey;
 "#,
-    // 8 (issue 23; numbered at merge after 6 and 7): vendor rate budgets shared by every
+    // 6 (issue 23): vendor rate budgets shared by every
     // process on this state, one token bucket per (host, credential hash) (`budget.rs`):
     // `tokens` as of `updated_at`, `granted` the last take's permits, `blocked_until` a wait
     // the vendor asked for.
@@ -200,6 +200,50 @@ pub const MIGRATIONS: &[&str] = &[
         granted INTEGER NOT NULL DEFAULT 0,
         updated_at TIMESTAMPTZ NOT NULL,
         blocked_until TIMESTAMPTZ
+    );
+"#,
+    // 7 (issue 23): workers, stream leases and their history, schedule ticks
+    // (`dovetail worker`, crate::lease). Times are the server's (`clock_timestamp()`), so
+    // hosts' clocks never decide who holds what.
+    r#"
+    CREATE TABLE workers (
+        id           TEXT PRIMARY KEY,
+        host         TEXT NOT NULL,
+        pid          BIGINT NOT NULL,
+        started_at   TIMESTAMPTZ NOT NULL,
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        stopped_at   TIMESTAMPTZ
+    );
+    CREATE TABLE leases (
+        pipeline        TEXT NOT NULL,
+        unit            TEXT NOT NULL,
+        streams         TEXT[] NOT NULL,
+        holder          TEXT,
+        epoch           BIGINT NOT NULL DEFAULT 0,
+        acquired_at     TIMESTAMPTZ,
+        expires_at      TIMESTAMPTZ,
+        previous_holder TEXT,
+        done_tick       BIGINT,
+        PRIMARY KEY (pipeline, unit)
+    );
+    CREATE TABLE lease_history (
+        id              BIGSERIAL PRIMARY KEY,
+        pipeline        TEXT NOT NULL,
+        unit            TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        holder          TEXT NOT NULL,
+        epoch           BIGINT NOT NULL,
+        previous_holder TEXT,
+        tick            BIGINT,
+        at              TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+    );
+    CREATE INDEX lease_history_by_unit ON lease_history (pipeline, unit, id);
+    CREATE TABLE schedule_ticks (
+        pipeline   TEXT NOT NULL,
+        tick       BIGINT NOT NULL,
+        seen_by    TEXT NOT NULL,
+        seen_at    TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (pipeline, tick)
     );
 "#,
 ];

@@ -86,6 +86,10 @@ pub struct RunOptions {
     /// committed, but the pass is not completed (the cursor floor stays, no deletes), so the
     /// next run carries on from there.
     pub limit: Option<u64>,
+    /// Run under stream leases (`dovetail worker`) instead of the pipeline's run lock: the
+    /// caller holds a lease on every selected stream, and each sink write is checked
+    /// against it first (the state fences commits itself).
+    pub fence: Option<Arc<dyn crate::lease::Fence>>,
 }
 
 /// Receives a stream's counts as batches complete (called from the stream's writer).
@@ -316,7 +320,12 @@ impl Pipeline {
     pub async fn run(&self, opts: RunOptions) -> Result<RunReport, Error> {
         let sh = &self.shared;
         let specs = self.selected(&opts)?;
-        let _lock = sh.state.lock(&sh.name).await?;
+        // Under leases, several workers run streams of one pipeline at once; the state
+        // fences their commits by lease epoch instead of one pipeline-wide lock.
+        let _lock = match opts.fence {
+            Some(_) => None,
+            None => Some(sh.state.lock(&sh.name).await?),
+        };
         let started = Instant::now();
         let started_at = crate::now_rfc3339();
         let run_id = if opts.dry_run { 0 } else { sh.state.begin_run(&sh.name, &started_at).await? };
@@ -334,6 +343,7 @@ impl Pipeline {
                 from: opts.from.clone(),
                 progress: opts.progress.clone(),
                 limit: opts.limit,
+                fence: opts.fence.clone(),
                 cx: cx.clone(),
                 run_id,
             };

@@ -88,6 +88,8 @@ pub(crate) struct StreamRun {
     pub progress: Option<Arc<dyn super::Progress>>,
     /// Records to read before stopping short of the end of the pass (`run --limit`).
     pub limit: Option<u64>,
+    /// The worker's lease check, run before each sink write (`None` outside a worker).
+    pub fence: Option<Arc<dyn crate::lease::Fence>>,
     pub cx: Cx,
     pub run_id: i64,
 }

@@ -14,6 +14,7 @@ pub mod run;
 pub mod schema;
 pub mod state;
 pub mod status;
+pub mod worker;
 
 use std::path::Path;
 use std::sync::Arc;

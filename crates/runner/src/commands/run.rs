@@ -93,6 +93,7 @@ impl Batch<'_> {
                 from: from_value(args),
                 progress: None,
                 limit: args.limit,
+                fence: None,
             };
             let alerts = spec.alerts.as_ref().filter(|_| !args.dry_run);
             let before = match alerts {

@@ -31,10 +31,14 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
     }
     let paused = state.paused(args.pipeline.as_deref()).await?;
     let outbox = state.outbox_depths(args.pipeline.as_deref()).await?;
+    let fleet = match crate::stores::postgres_at(&cfg.state_path) {
+        Some(pg) => Some(dovetail_core::lease::LeaseStore::fleet(&pg).await?),
+        None => None,
+    };
     if args.json {
         let outbox: Vec<Value> =
             outbox.iter().map(|(p, s, n)| serde_json::json!({"pipeline": p, "stream": s, "waiting": n})).collect();
-        let doc = serde_json::json!({"runs": runs, "paused": paused, "outbox": outbox});
+        let doc = serde_json::json!({"runs": runs, "paused": paused, "outbox": outbox, "fleet": fleet});
         output::out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
         return Ok(0);
     }
@@ -83,7 +87,79 @@ pub async fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<i32> {
             t.render()
         ))?;
     }
+    if let Some(f) = fleet.filter(|f| !f.workers.is_empty() || !f.leases.is_empty()) {
+        output::out(&fleet_text(&f))?;
+    }
     Ok(0)
+}
+
+/// Workers (what each holds since when), expired leases and takeovers.
+fn fleet_text(f: &dovetail_core::lease::FleetStatus) -> String {
+    let mut t = Table::new(&["worker", "host", "#pid", "last heartbeat", "holds"]);
+    for w in &f.workers {
+        let holds: Vec<String> = f
+            .leases
+            .iter()
+            .filter(|l| l.holder.as_deref() == Some(w.id.as_str()))
+            .map(|l| {
+                let since = l.since.as_deref().map(short_time).unwrap_or_default();
+                let expired = if l.expired { ", expired" } else { "" };
+                format!("{}/{} since {since}{expired}", l.pipeline, l.unit)
+            })
+            .collect();
+        let beat = match &w.stopped {
+            Some(at) => format!("stopped {}", short_time(at)),
+            None => short_time(&w.heartbeat),
+        };
+        let holds = if holds.is_empty() { "-".to_owned() } else { holds.join(", ") };
+        t.row(vec![w.id.clone(), w.host.clone(), w.pid.to_string(), beat, holds]);
+    }
+    let mut out = format!(
+        "
+workers (`dovetail worker`):
+{}",
+        t.render()
+    );
+    let expired: Vec<String> = f
+        .leases
+        .iter()
+        .filter(|l| l.expired)
+        .map(|l| {
+            format!(
+                "  {}/{}: held by {} (epoch {}), expired: not renewed, waiting to be taken over\n",
+                l.pipeline,
+                l.unit,
+                l.holder.as_deref().unwrap_or("-"),
+                l.epoch
+            )
+        })
+        .collect();
+    if !expired.is_empty() {
+        out.push_str(&format!(
+            "
+expired leases:
+{}",
+            expired.concat()
+        ));
+    }
+    if !f.takeovers.is_empty() {
+        out.push_str(
+            "
+takeovers (the last of each stream):
+",
+        );
+        for k in &f.takeovers {
+            let from = k.from.as_deref().unwrap_or("an expired holder");
+            out.push_str(&format!(
+                "  {}/{}: {} took it over from {from} at {}\n",
+                k.pipeline,
+                k.unit,
+                k.by,
+                short_time(&k.at)
+            ));
+        }
+    }
+    out
 }
 
 /// The runs as a table, in the order given (per pipeline, newest first); `wide` cuts nothing.

@@ -178,7 +178,13 @@ impl Writer<'_> {
         }
         let (run, sh) = (self.run, &self.run.shared);
         let batch = sh.batch(&run.spec.name, self.sink_stream.clone(), records.clone(), hashes).await?;
-        let batch = batch.with_column_drift(run.drift().column_drift()).with_checkpoint(checkpoint.clone());
+        let mut batch = batch.with_column_drift(run.drift().column_drift()).with_checkpoint(checkpoint.clone());
+        if let Some(fence) = &run.fence {
+            // The window left for sinks that cannot fence in their own transaction is from
+            // here to the end of the write (docs/deploy.md).
+            fence.check(&sh.name, &run.spec.name).await?;
+            batch.lease_epoch = fence.epoch(&run.spec.name);
+        }
         match sh.sink.write(batch, &run.cx).await {
             Ok(wr) => Ok(Some(wr)),
             Err(e) if e.kind().disposition().is_outage() => {
