@@ -372,6 +372,16 @@ async fn sigterm_commits_releases_and_the_next_worker_resumes_at_once() {
     let url: String =
         line[line.find("http://").unwrap()..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
     w2.wait_for("claimed a lease", Duration::from_secs(5)).await;
+    // Ready: the state answers and the lease loop turns.
+    let readyz = url.replace("/metrics", "/readyz");
+    let resp = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{readyz}");
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(
+        (&body["checks"]["state"]["ok"], &body["checks"]["lease_loop"]["ok"]),
+        (&true.into(), &true.into()),
+        "{body}"
+    );
     until_count(&c, "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'", 2, Duration::from_secs(60))
         .await;
     // The worker's own metrics: what it claimed and released, what it holds.

@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,14 +23,6 @@ use toml::de::DeTable;
 use crate::cli::WorkerArgs;
 use crate::config::{self, PipelineSpec, WorkersConfig};
 use crate::diag::{Doc, offset_of};
-
-/// Whether this process's lease loop is running (for a `/readyz` check).
-static LEASE_LOOP: AtomicBool = AtomicBool::new(false);
-
-/// Whether a `dovetail worker` lease loop is running in this process: a readiness hook.
-pub fn lease_loop_running() -> bool {
-    LEASE_LOOP.load(Ordering::Relaxed)
-}
 
 /// `[workers]` lease and heartbeat, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +141,11 @@ struct Fleet {
 
 impl Fleet {
     async fn run(mut self, cancel: CancellationToken) -> i32 {
-        LEASE_LOOP.store(true, Ordering::Relaxed);
+        // `/readyz`: the state answers, and this loop turned within two heartbeats (it wakes
+        // at least once a heartbeat; one that hangs or has stopped makes the worker unready).
+        super::run::register_state_check(&self.state);
+        let alive =
+            crate::health::readiness().heartbeat("lease_loop", self.timing.heartbeat * 2 + Duration::from_secs(1));
         tracing::info!(worker = %self.id, concurrency = self.concurrency, pipelines = self.specs.len(), "worker started");
         let mut beat = tokio::time::interval(self.timing.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -159,6 +154,7 @@ impl Fleet {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut draining = false;
         loop {
+            alive.beat();
             self.reap().await;
             if cancel.is_cancelled() && !draining {
                 draining = true;
@@ -180,7 +176,10 @@ impl Fleet {
         if let Err(e) = self.pg.worker_stopped(&self.id).await {
             tracing::warn!(worker = %self.id, error = %e.report(), "could not mark the worker stopped");
         }
-        LEASE_LOOP.store(false, Ordering::Relaxed);
+        crate::health::readiness().register(
+            "lease_loop",
+            Arc::new(|| Box::pin(async { Err("the worker's lease loop has stopped".to_owned()) })),
+        );
         tracing::info!(worker = %self.id, "worker stopped");
         0
     }
