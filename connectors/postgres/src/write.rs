@@ -26,6 +26,8 @@ pub(crate) struct Target<'a> {
     pub(crate) schema: &'a str,
     /// The table's name in PostgreSQL (prefixed and shortened).
     pub(crate) table: String,
+    /// The table's name before shortening (the prefix and the stream).
+    pub(crate) full_name: String,
     pub(crate) stream: &'a SinkStream,
     pub(crate) soft_col: &'a str,
     pub(crate) nul: NulPolicy,
@@ -55,9 +57,7 @@ pub(crate) async fn resolve<'t, C: GenericClient>(
         let table = match Table::load(c, t.schema, &t.table, t.stream, t.soft_col).await? {
             Some(table) => Some(table),
             None => match schema_fields(t.stream.schema.as_ref()) {
-                Some(fields) if fields.len() + 2 <= MAX_COLUMNS => {
-                    Some(Table::create(c, t.schema, &t.table, t.stream, fields, t.soft_col).await?)
-                }
+                Some(fields) if fields.len() + 2 <= MAX_COLUMNS => Some(Table::create(c, t, fields).await?),
                 _ => None,
             },
         };
@@ -132,7 +132,7 @@ async fn write_in_tx(
             .iter()
             .map(|k| (k.clone(), field_type(t.stream, records, &HashMap::new(), k)))
             .collect();
-        let created = Table::create(tx, t.schema, &t.table, t.stream, keys, t.soft_col).await?;
+        let created = Table::create(tx, t, keys).await?;
         tables.insert(t.stream.name.clone(), created);
     }
     let Some(table) = tables.get_mut(&t.stream.name) else {
