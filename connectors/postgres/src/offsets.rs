@@ -15,9 +15,10 @@ use crate::ident::qualified;
 /// The offsets table.
 pub const OFFSETS_TABLE: &str = "_dovetail_offsets";
 
-/// Store `checkpoint` for `table` and step its epoch; returns the new epoch.
-pub(crate) async fn save<C: GenericClient>(
-    c: &C,
+/// Store `checkpoint` for `table` and step its epoch; returns the new epoch. A statement the
+/// connection keeps prepared: one round trip per batch.
+pub(crate) async fn save(
+    tx: &deadpool_postgres::Transaction<'_>,
     schema: &str,
     table: &str,
     checkpoint: &Checkpoint,
@@ -29,10 +30,9 @@ pub(crate) async fn save<C: GenericClient>(
          ON CONFLICT (table_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, epoch = o.epoch + 1 RETURNING epoch",
         o = qualified(schema, OFFSETS_TABLE)
     );
-    let row = c
-        .query_one(&sql, &[&table, &text])
-        .await
-        .map_err(|e| PgErr::new(&format!("storing the checkpoint of table `{schema}.{table}`")).err(e))?;
+    let e = |e| PgErr::new(&format!("storing the checkpoint of table `{schema}.{table}`")).err(e);
+    let statement = tx.prepare_cached(&sql).await.map_err(e)?;
+    let row = tx.query_one(&statement, &[&table, &text]).await.map_err(e)?;
     Ok(row.get(0))
 }
 

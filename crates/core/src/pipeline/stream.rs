@@ -262,10 +262,10 @@ impl StreamRun {
         let cursor_field = if incremental { self.spec.cursor_field.clone() } else { None };
         let key_columns = self.key_columns()?;
         let explain = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
-        let baseline = self.baseline().await?;
-        // The sink types its tables from the schema of mapped records: the stream's (declared
-        // or stored) schema describes them only when no mapping reshapes the records.
-        let schema = if self.opts.mapping.is_none() { baseline.clone() } else { None };
+        // The sink types its tables from the schema of mapped records: the source's declared
+        // schema describes them when no mapping reshapes the records. Not a baseline inferred
+        // from data: it may be narrower than the values (`integer` for a 20-digit number).
+        let schema = if self.opts.mapping.is_none() { self.spec.schema.clone() } else { None };
         let sink_stream =
             Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema, delete_mode });
         if !self.dry_run {
@@ -275,6 +275,7 @@ impl StreamRun {
         let sink_down =
             if self.dry_run { None } else { self.drain_outbox(&sink_stream, checkpoint.pass, report, t).await? };
         let outbox_room = sh.outbox_max.saturating_sub(sh.state.outbox_len(&sh.name, name).await?);
+        let baseline = self.baseline().await?;
         // Initial load: with an empty ledger (and the run lock held) no key can be known, so
         // the per-batch lookups are skipped. A key repeated within this run is then written
         // twice — an idempotent upsert — instead of being counted unchanged the second time.
