@@ -333,3 +333,132 @@ fn a_sink_in_the_state_schema_is_refused_and_another_schema_of_that_database_is_
     let out = s.run(&["check", "--offline"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
+
+/// Holds the 3rd merge into `wh.events` (a statement trigger) and the COMMIT of the batch
+/// holding the 650th inserted row (a deferred trigger) in `pg_sleep`, for the test to restart
+/// the server under them. Sequences, not rows: they count across rolled-back tries.
+const HOLDS: &str = r#"CREATE SCHEMA wh;
+CREATE TABLE wh.events (id numeric PRIMARY KEY, v numeric);
+CREATE SEQUENCE wh.merges; CREATE SEQUENCE wh.inserted;
+CREATE FUNCTION wh.hold_merge() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF nextval('wh.merges') = 3 THEN PERFORM pg_sleep(120); END IF; RETURN NULL; END $$;
+CREATE TRIGGER hold_merge AFTER INSERT ON wh.events FOR EACH STATEMENT EXECUTE FUNCTION wh.hold_merge();
+CREATE FUNCTION wh.hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF nextval('wh.inserted') = 650 THEN PERFORM pg_sleep(120); END IF; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON wh.events DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION wh.hold_commit();"#;
+
+#[test]
+fn postgresql_restarted_mid_batch_the_sink_reconnects_and_writes_every_record_once() {
+    use std::process::Stdio;
+    // A cluster of this test's own: restarting the shared one would cut the other tests off.
+    let Some(cluster) = pg::Cluster::start("pg_sink_restart", &pg::ClusterOptions::default()) else { return };
+    let db = cluster.database("pg_sink_restart");
+    execute(&db, HOLDS);
+    let records: Vec<Value> = (0..1000).map(|i| json!({"id": i, "v": i * 3})).collect();
+    let s = setup(&url_from_env(&db), &records, "");
+    let mut cmd = s.cmd(&["run", "--json"]);
+    let mut child = cmd.env(PASSWORD_ENV, db.password()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Mid-merge of batch 3, then at the COMMIT of batch 7 (whose outcome the sink must look up).
+    for hold in ["the 3rd merge", "the 7th batch's COMMIT"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while query(&db, "SELECT count(*)::text FROM pg_stat_activity WHERE wait_event = 'PgSleep'") != ["1"] {
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                let out = child.wait_with_output().unwrap();
+                panic!("the run never reached {hold}: {}", show(&out));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        cluster.restart();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("lost the connection mid-batch; reconnecting"), "{text}");
+    assert!(text.contains("reconnected; the batch is written once"), "{text}");
+    assert!(!text.contains(db.password()), "no password in output");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{text}"));
+    assert_eq!(report["streams"]["events"]["written"], json!(1000), "{report}");
+    assert_eq!(report["streams"]["events"]["outbox_queued"], json!(0), "nothing queued: {report}");
+    let exact = query(&db, "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || sum(v) FROM wh.events");
+    assert_eq!(exact, vec![format!("1000 1000 {}", 3 * 999 * 1000 / 2)], "every record once");
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(0), "nothing left to write: {report}");
+}
+
+#[test]
+fn a_declared_schema_types_the_columns_before_any_record_arrives() {
+    use dovetail_e2e::vendor::{RestPipeline, RestStream};
+    use dovetail_fake_vendor::{FakeVendor, VendorConfig};
+    let Some(db) = pg::database("pg_sink_schema") else { return };
+    // The vendor serves from this runtime's workers while the test runs the binary.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let vendor = rt.block_on(FakeVendor::start(VendorConfig { records: 5, ..VendorConfig::default() })).unwrap();
+    let schema = r#"schema = { type = "object", properties = { id = { type = "integer" }, updated_at = { type = "string", format = "date-time" }, price = { type = "number", format = "double" }, quantity = { type = "integer" } } }"#;
+    let toml = RestPipeline::new(&vendor.base_url()).stream(RestStream::items_cursor(100).line(schema)).toml();
+    let sink = format!("kind = \"postgres\"\nurl = \"{}\"\nschema = \"wh\"\n", url_from_env(&db));
+    let s = Scratch::new();
+    s.write("dovetail.toml", &toml.replace("kind = \"sqlite\"\npath = \"out.db\"\n", &sink));
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["items"]["written"], json!(5), "{report}");
+    let types = query(
+        &db,
+        "SELECT column_name || ' ' || data_type FROM information_schema.columns WHERE table_schema = 'wh' \
+         AND table_name = 'items' AND column_name IN ('id', 'updated_at', 'price', 'quantity', 'name') ORDER BY 1",
+    );
+    assert_eq!(
+        types,
+        ["id bigint", "name text", "price double precision", "quantity bigint", "updated_at timestamp with time zone"],
+        "types from the schema, not from the values"
+    );
+    drop(vendor);
+}
+
+#[test]
+fn over_long_table_names_are_shortened_apart_and_noted() {
+    let Some(db) = pg::database("pg_sink_long_tables") else { return };
+    // 4 + 60 + 6 bytes: over 63, the first 63 the same.
+    let long = "s".repeat(60);
+    let (a, b) = (format!("{long}_alpha"), format!("{long}_bravo"));
+    let s = Scratch::new();
+    s.write("a.jsonl", "{\"id\": 1}\n");
+    s.write("b.jsonl", "{\"id\": 2}\n{\"id\": 3}\n");
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"
+[pipelines.events.source]
+kind = "files"
+[[pipelines.events.source.streams]]
+name = "{a}"
+path = "a.jsonl"
+primary_key = ["id"]
+[[pipelines.events.source.streams]]
+name = "{b}"
+path = "b.jsonl"
+primary_key = ["id"]
+
+[pipelines.events.sink]
+kind = "postgres"
+url = "{}"
+schema = "wh"
+table_prefix = "crm_"
+"#,
+            url_from_env(&db)
+        ),
+    );
+    let report = run(&s, &db);
+    assert_eq!(
+        (report["streams"][&a]["written"].clone(), report["streams"][&b]["written"].clone()),
+        (json!(1), json!(2))
+    );
+    let noted = query(
+        &db,
+        "SELECT stream || ' ' || full_name || ' ' || length(table_name) || ' ' || \
+         (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM wh.%I', table_name), false, true, '')))[1]::text \
+         FROM wh._dovetail_tables ORDER BY stream",
+    );
+    assert_eq!(noted, [format!("{a} crm_{a} 63 1"), format!("{b} crm_{b} 63 2")], "two tables, each noted");
+    let tables = query(&db, "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'wh' AND tablename LIKE 'crm_%'");
+    assert_eq!(tables, ["2"]);
+}

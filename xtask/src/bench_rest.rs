@@ -25,8 +25,12 @@ pub const TARGET_RECORDS_PER_SEC: f64 = 150_000.0;
 /// Peak RSS target.
 pub const TARGET_RSS_MIB: f64 = 32.0;
 
-/// The pipeline: the vendor's items, cursor pagination, pages of 100, into SQLite.
-fn pipeline_config(url: &str) -> String {
+/// The sink of this bench's pipeline.
+const SQLITE_SINK: &str = "kind = \"sqlite\"\npath = \"warehouse.db\"\n";
+
+/// The pipeline: the vendor's items, cursor pagination, pages of 100, into `sink` (the
+/// body of its `[pipelines.bench.sink]` table).
+pub fn pipeline_config(url: &str, sink: &str) -> String {
     format!(
         r#"[pipelines.bench]
 batch_size = 1000
@@ -45,9 +49,7 @@ pagination = {{ type = "cursor", pointer = "/meta/next_cursor", param = "cursor"
 incremental = {{ cursor_field = "updated_at", param = "updated_since" }}
 
 [pipelines.bench.sink]
-kind = "sqlite"
-path = "warehouse.db"
-"#
+{sink}"#
     )
 }
 
@@ -157,7 +159,7 @@ fn verdict(rows: &[Row]) -> Verdict {
 }
 
 /// Kills the vendor when the run is over, however it ends.
-struct Vendor(Child);
+pub struct Vendor(Child);
 
 impl Drop for Vendor {
     fn drop(&mut self) {
@@ -166,9 +168,9 @@ impl Drop for Vendor {
     }
 }
 
-/// One run against a fresh vendor: its measure and the rows that arrived in SQLite.
-fn one(dovetail: &Path, vendor_bin: &Path, n: u64) -> Result<(Measured, u64)> {
-    let dir = tempfile::Builder::new().prefix("dovetail-bench-rest-").tempdir().context("creating a temp dir")?;
+/// Starts the fake vendor (`vendor_bin`) serving `n` records on a free port: the process
+/// (killed on drop) and its base URL.
+pub fn start_vendor(vendor_bin: &Path, n: u64) -> Result<(Vendor, String)> {
     let mut cmd = Command::new(vendor_bin);
     cmd.args(["--port", "0", "--records", &n.to_string()]).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().with_context(|| format!("starting {}", vendor_bin.display()))?;
@@ -177,8 +179,15 @@ fn one(dovetail: &Path, vendor_bin: &Path, n: u64) -> Result<(Measured, u64)> {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).context("reading the vendor's listening line")?;
     let url = line.trim().strip_prefix("listening on ").context("the vendor did not print `listening on URL`")?;
+    Ok((vendor, url.to_owned()))
+}
+
+/// One run against a fresh vendor: its measure and the rows that arrived in SQLite.
+fn one(dovetail: &Path, vendor_bin: &Path, n: u64) -> Result<(Measured, u64)> {
+    let dir = tempfile::Builder::new().prefix("dovetail-bench-rest-").tempdir().context("creating a temp dir")?;
+    let (vendor, url) = start_vendor(vendor_bin, n)?;
     let config = dir.path().join("dovetail.toml");
-    fs::write(&config, pipeline_config(url))?;
+    fs::write(&config, pipeline_config(&url, SQLITE_SINK))?;
     let (out, err) = (dir.path().join("run.stdout"), dir.path().join("run.stderr"));
     let mut run = dovetail_run(dovetail, dir.path(), &config, &out, &err)?;
     run.env("RUST_LOG", "warn");

@@ -10,7 +10,8 @@
 //! - `bench-rest [--records N]... [--runs K] [--no-judge]`: the fake vendor → REST → SQLite
 //!   through `dovetail run`, judged
 //! - `bench-pg [--url URL] [--records N]... [--runs K] [--no-judge] [--debug]`: JSONL →
-//!   PostgreSQL through `dovetail run` beside a raw COPY + merge of the same records, judged
+//!   PostgreSQL through `dovetail run` beside a raw COPY + merge of the same records, the fake
+//!   vendor → PostgreSQL, and a kill -9 followed by a rerun, judged
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `crash [--kills N] [--seed S]`: the crash sweep, N random kills per path, as a table
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table

@@ -13,13 +13,17 @@
 //!   (`ALTER TABLE … ADD COLUMN`, logged); a value that does not fit its column is
 //!   `column_type` drift, written as NULL or left out as the batch's `ColumnDrift` says.
 //! - **Untrusted names.** Every identifier is quoted; names over 63 bytes are shortened to
-//!   a prefix and a hash, the field of each column kept in [`NOTES_TABLE`]; a record that
+//!   a prefix and a hash, the field of each column kept in [`NOTES_TABLE`] and the stream of
+//!   each table in [`TABLES_TABLE`]; a record that
 //!   would need more than 1,600 columns, or holds a NUL character (unless `nul = "strip"`)
 //!   is dead-lettered naming why.
 //! - **One commit for rows and position.** The batch's checkpoint goes into
 //!   [`OFFSETS_TABLE`] in the same transaction; after a crash between that commit and the
 //!   state's, [`Sink::committed_position`](dovetail_core::Sink::committed_position) hands it
 //!   back and the batch is not written again.
+//! - **Reconnects.** A batch whose connection dies (a server restart) is written again on a
+//!   fresh connection with a backoff, for up to 30 s; after an unanswered `COMMIT` the
+//!   offsets row tells whether it landed, so it is never applied twice.
 //! - **Lost tables.** A table's comment holds a creation marker: a table dropped or made
 //!   again makes the engine write the stream again.
 //!
@@ -53,7 +57,7 @@ pub use ident::SYNCED_AT;
 pub use offsets::OFFSETS_TABLE;
 pub use sink::PostgresSink;
 pub use source::{PostgresSource, PostgresSourceConfig};
-pub use table::NOTES_TABLE;
+pub use table::{NOTES_TABLE, TABLES_TABLE};
 
 /// The `kind` that selects this sink, and this source, in pipeline config.
 pub const KIND: &str = "postgres";

@@ -21,9 +21,10 @@ use crate::ident::qualified;
 pub const OFFSETS_TABLE: &str = "_dovetail_offsets";
 
 /// Store `checkpoint` for `table` and step its epoch; returns the new epoch. With a
-/// `lease_epoch` lower than the one stored, nothing is stored and the batch is refused.
-pub(crate) async fn save<C: GenericClient>(
-    c: &C,
+/// `lease_epoch` lower than the one stored, nothing is stored and the batch is refused. A
+/// statement the connection keeps prepared: one round trip per batch.
+pub(crate) async fn save(
+    tx: &deadpool_postgres::Transaction<'_>,
     schema: &str,
     table: &str,
     checkpoint: &Checkpoint,
@@ -40,7 +41,9 @@ pub(crate) async fn save<C: GenericClient>(
         o = qualified(schema, OFFSETS_TABLE)
     );
     let what = format!("storing the checkpoint of table `{schema}.{table}`");
-    match c.query_opt(&sql, &[&table, &text, &lease_epoch]).await.map_err(|e| PgErr::new(&what).err(e))? {
+    let e = |e| PgErr::new(&what).err(e);
+    let statement = tx.prepare_cached(&sql).await.map_err(e)?;
+    match tx.query_opt(&statement, &[&table, &text, &lease_epoch]).await.map_err(e)? {
         Some(row) => Ok(row.get(0)),
         None => Err(Error::new(
             dovetail_core::ErrorKind::Busy,

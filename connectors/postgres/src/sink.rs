@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use dovetail_core::Checkpoint;
 use dovetail_core::{
-    Batch, BuildCx, Cx, DeleteMode, Error, ErrorKind, Key, Sink, SinkConnector, SinkRecall, SinkStream, SinkTarget,
-    WriteReport,
+    Batch, BuildCx, Cx, DeleteMode, Disposition, Error, ErrorKind, Key, Sink, SinkConnector, SinkRecall, SinkStream,
+    SinkTarget, WriteReport,
 };
 use dovetail_pg::PgUrl;
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
@@ -24,6 +25,13 @@ use crate::write::{self, Target};
 const POOL_SIZE: usize = 4;
 /// A statement running longer than this is cancelled by the server (milliseconds).
 const STATEMENT_TIMEOUT_MS: u32 = 300_000;
+/// How long a batch is tried again on fresh connections while PostgreSQL is unreachable
+/// (a restart, a terminated backend) before the engine counts the sink as down (outbox).
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+/// The first wait before trying a batch again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between tries of a batch.
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Writes each stream to a table of one PostgreSQL schema, upserting by primary key.
 ///
@@ -68,9 +76,10 @@ impl PostgresSink {
         let mut pg = url.config.clone();
         // The server's notices (`schema … already exists, skipping`) are not worth a log line.
         pg.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS} -c client_min_messages=warning"));
-        // Verified: a pooled connection answers a query before it is handed out, so one the
-        // server dropped (a restart between batches) is replaced instead of failing a batch.
-        let recycling_method = RecyclingMethod::Verified;
+        // Fast: a pooled connection is handed out unless it is known closed, saving a round
+        // trip per batch; one the server dropped unnoticed fails its batch, which is written
+        // again on a fresh connection (`write`).
+        let recycling_method = RecyclingMethod::Fast;
         let manager = Manager::from_config(pg, url.tls()?, ManagerConfig { recycling_method });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -135,6 +144,7 @@ impl PostgresSink {
         Target {
             schema: &self.config.schema,
             table: self.table_name(&stream.name),
+            full_name: self.config.table_name(&stream.name),
             stream,
             soft_col: &self.config.soft_delete_column,
             nul: self.config.nul,
@@ -147,6 +157,84 @@ impl PostgresSink {
             Some(Some(m)) => cached.insert(stream.to_owned(), m.clone()),
             _ => cached.remove(stream),
         };
+    }
+}
+
+impl PostgresSink {
+    /// One try at a batch: its rows and checkpoint in one transaction on a pooled connection.
+    async fn attempt(&self, batch: &Batch) -> Result<Committed, Failed> {
+        let name = &batch.stream.name;
+        let mut c = self.conn().await.map_err(Failed::before)?;
+        let t = self.target(&batch.stream);
+        let what = format!("writing to table `{}.{}`", t.schema, t.table);
+        let tx = c.transaction().await.map_err(|e| Failed::before(PgErr::new(&what).err(e)))?;
+        let (report, epoch) = {
+            let tables = self.tables(name);
+            let mut tables = tables.lock().await;
+            write::write_batch(&tx, &mut tables, &t, batch).await.map_err(Failed::before)?
+        };
+        // The table may be new: its marker goes with this batch's commit.
+        let known = self.markers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(name);
+        let found = match known {
+            true => None,
+            false => Some(crate::table::marker(&*tx, t.schema, &t.table).await.map_err(Failed::before)?),
+        };
+        let sent = Committed { report, epoch, found };
+        match tx.commit().await {
+            Ok(()) => Ok(sent),
+            Err(e) => Err(Failed { err: PgErr::new(&what).err(e), unsure: Some(sent) }),
+        }
+    }
+
+    /// Whether a batch whose COMMIT went unanswered landed: the offsets row it wrote holds
+    /// its epoch. A batch without a checkpoint cannot tell, and is applied again (an upsert
+    /// of the same rows, which changes nothing if it had landed).
+    async fn landed(&self, stream: &SinkStream, sent: &Committed) -> Result<bool, Error> {
+        let Some(epoch) = sent.epoch else { return Ok(false) };
+        let c = self.pool.get().await.map_err(|e| self.pool_err(e))?;
+        let stored = crate::offsets::load(&**c, &self.config.schema, &self.table_name(&stream.name)).await?;
+        Ok(stored.is_some_and(|(_, e)| e >= epoch))
+    }
+
+    /// After the commit: the marker and epoch the batch carried are the sink's now.
+    fn finish(&self, name: &str, done: Committed, records: usize) -> WriteReport {
+        if let Some(found) = done.found {
+            self.remember_marker(name, &found);
+        }
+        if let Some(epoch) = done.epoch {
+            self.epochs.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), epoch);
+        }
+        let report = done.report;
+        tracing::debug!(
+            stream = name,
+            records,
+            written = report.written,
+            rejected = report.rejected.len(),
+            "wrote batch"
+        );
+        report
+    }
+}
+
+/// A batch's transaction, ready to commit or committed: what the sink reports and keeps.
+struct Committed {
+    report: WriteReport,
+    /// The epoch its offsets row holds (none without a checkpoint).
+    epoch: Option<i64>,
+    /// The table's marker lookup, when the sink did not know it yet (`marker`'s answer).
+    found: Option<Option<Option<String>>>,
+}
+
+/// A failed try at a batch; `unsure` when it was the COMMIT that failed.
+struct Failed {
+    err: Error,
+    unsure: Option<Committed>,
+}
+
+impl Failed {
+    /// A failure before the COMMIT: nothing of the batch landed.
+    fn before(err: Error) -> Failed {
+        Failed { err, unsure: None }
     }
 }
 
@@ -225,47 +313,59 @@ impl Sink for PostgresSink {
         Some(crate::offsets::mark(&marker, epoch))
     }
 
-    async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
-        let name = batch.stream.name.clone();
-        let mut c = self.conn().await.map_err(|e| in_stream(e, &name))?;
-        let t = self.target(&batch.stream);
-        let what = format!("writing to table `{}.{}`", t.schema, t.table);
-        let client: &mut tokio_postgres::Client = &mut c;
-        let tx = client.transaction().await.map_err(|e| in_stream(PgErr::new(&what).err(e), &name))?;
-        let report = {
-            let tables = self.tables(&name);
-            let mut tables = tables.lock().await;
-            write::write_batch(&tx, &mut tables, &t, &batch).await.map_err(|e| in_stream(e, &name))?
-        };
-        let epoch = match &batch.checkpoint {
-            Some(cp) => Some(
-                crate::offsets::save(&tx, t.schema, &t.table, cp, batch.lease_epoch)
-                    .await
-                    .map_err(|e| in_stream(e, &name))?,
-            ),
-            None => None,
-        };
-        // The table may be new: its marker goes with this batch's commit.
-        let known = self.markers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&name);
-        let found = match known {
-            true => None,
-            false => Some(crate::table::marker(&tx, t.schema, &t.table).await.map_err(|e| in_stream(e, &name))?),
-        };
-        tx.commit().await.map_err(|e| in_stream(PgErr::new(&what).err(e), &name))?;
-        if let Some(found) = found {
-            self.remember_marker(&name, &found);
+    async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error> {
+        let name = &batch.stream.name;
+        let started = Instant::now();
+        let mut delay = RETRY_FIRST;
+        let mut retries = 0u32;
+        // A batch whose COMMIT got no answer: it may have landed, so it is looked up before
+        // it is applied again.
+        let mut unsure: Option<Committed> = None;
+        loop {
+            let result = match unsure.take() {
+                Some(sent) => match self.landed(&batch.stream, &sent).await {
+                    Ok(true) => Ok(sent),
+                    Ok(false) => self.attempt(&batch).await,
+                    Err(err) => Err(Failed { err, unsure: Some(sent) }),
+                },
+                None => self.attempt(&batch).await,
+            };
+            let failed = match result {
+                Ok(done) => {
+                    if retries > 0 {
+                        tracing::info!(
+                            stream = name.as_str(),
+                            at = self.place.as_str(),
+                            retries,
+                            "postgres sink: reconnected; the batch is written once"
+                        );
+                    }
+                    return Ok(self.finish(name, done, batch.records.len()));
+                }
+                Err(failed) => failed,
+            };
+            // What the failed transaction did to the table (added columns) was rolled back.
+            self.tables(name).lock().await.remove(name);
+            let lost = failed.err.kind().disposition() == Disposition::Outage;
+            if !lost || started.elapsed() + delay >= RECONNECT_FOR || cx.cancel.is_cancelled() {
+                return Err(in_stream(failed.err, name));
+            }
+            if retries == 0 {
+                tracing::warn!(
+                    stream = name.as_str(),
+                    at = self.place.as_str(),
+                    "postgres sink: lost the connection mid-batch; reconnecting: {}",
+                    failed.err
+                );
+            }
+            retries += 1;
+            unsure = failed.unsure;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cx.cancel.cancelled() => return Err(in_stream(failed.err, name)),
+            }
+            delay = (delay * 2).min(RETRY_MAX);
         }
-        if let Some(epoch) = epoch {
-            self.epochs.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), epoch);
-        }
-        tracing::debug!(
-            stream = name.as_str(),
-            records = batch.records.len(),
-            written = report.written,
-            rejected = report.rejected.len(),
-            "wrote batch"
-        );
-        Ok(report)
     }
 
     async fn delete(&self, stream: &SinkStream, keys: &[Key], _cx: &Cx) -> Result<u64, Error> {

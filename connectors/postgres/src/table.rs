@@ -4,7 +4,8 @@
 //! A table has the stream's key columns first (in key order), then the other fields sorted
 //! by name, then `_synced_at` and, for soft-deleting streams, the soft-delete column; its
 //! primary key is the stream's key. Field names longer than 63 bytes get a shortened column
-//! name ([`crate::ident::short`]); the notes table maps each column back to its field.
+//! name ([`crate::ident::short`]); the notes table maps each column back to its field. Table
+//! names (prefix and stream) are shortened the same way, each noted in [`TABLES_TABLE`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,9 +15,13 @@ use tokio_postgres::GenericClient;
 use crate::error::PgErr;
 use crate::ident::{SYNCED_AT, literal, qualified, quote, short};
 use crate::types::PgType;
+use crate::write::Target;
 
 /// The notes table: which field each column holds (`table_name`, `column_name`, `field`).
 pub const NOTES_TABLE: &str = "_dovetail_columns";
+/// Which stream each table holds and its name before shortening (`table_name`, `stream`,
+/// `full_name`): a table name over 63 bytes is shortened like a column's.
+pub const TABLES_TABLE: &str = "_dovetail_tables";
 /// PostgreSQL's most columns in a table.
 pub(crate) const MAX_COLUMNS: usize = 1_600;
 /// What opens a table's comment, followed by its creation marker.
@@ -154,12 +159,10 @@ impl Table {
     /// columns; a fresh marker in its comment, and a note per column.
     pub(crate) async fn create<C: GenericClient>(
         c: &C,
-        schema: &str,
-        name: &str,
-        stream: &SinkStream,
+        t: &Target<'_>,
         mut fields: BTreeMap<String, PgType>,
-        soft_col: &str,
     ) -> Result<Table, Error> {
+        let (schema, name, stream, soft_col) = (t.schema, t.table.as_str(), t.stream, t.soft_col);
         let shown = format!("{schema}.{name}");
         let soft = (stream.delete_mode == DeleteMode::SoftDelete).then_some(soft_col);
         let mut columns = Vec::new();
@@ -189,6 +192,7 @@ impl Table {
         );
         c.batch_execute(&sql).await.map_err(|e| PgErr::new(&format!("creating table `{shown}`")).err(e))?;
         crate::offsets::forget(c, schema, name).await?;
+        note_table(c, schema, name, &stream.name, &t.full_name).await?;
         let table = Table::assemble(schema, name, columns, &stream.key_columns)?;
         note(c, &table, table.columns.iter().filter(|c| c.role == Role::Data)).await?;
         tracing::info!(table = shown.as_str(), columns = table.columns.len(), "created table");
@@ -303,10 +307,12 @@ pub(crate) async fn setup(c: &mut tokio_postgres::Client, schema: &str) -> Resul
          CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, column_name text NOT NULL, field text NOT NULL, \
          PRIMARY KEY (table_name, column_name)); \
          CREATE TABLE IF NOT EXISTS {o} (table_name text PRIMARY KEY, checkpoint text NOT NULL, epoch bigint NOT NULL); \
-         ALTER TABLE {o} ADD COLUMN IF NOT EXISTS lease_epoch bigint",
+         ALTER TABLE {o} ADD COLUMN IF NOT EXISTS lease_epoch bigint; \
+         CREATE TABLE IF NOT EXISTS {t} (table_name text PRIMARY KEY, stream text NOT NULL, full_name text NOT NULL)",
         quote(schema),
         qualified(schema, NOTES_TABLE),
-        o = qualified(schema, crate::offsets::OFFSETS_TABLE)
+        o = qualified(schema, crate::offsets::OFFSETS_TABLE),
+        t = qualified(schema, TABLES_TABLE)
     );
     tx.batch_execute(&sql).await.map_err(|e| PgErr::new(&what).err(e))?;
     tx.commit().await.map_err(|e| PgErr::new(&what).err(e))
@@ -326,6 +332,19 @@ async fn notes<C: GenericClient>(c: &C, schema: &str, table: &str) -> Result<Has
     let sql = format!("SELECT column_name, field FROM {} WHERE table_name = $1", qualified(schema, NOTES_TABLE));
     let rows = c.query(&sql, &[&table]).await.map_err(|e| PgErr::new(&what).err(e))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Note which stream table `name` holds, and its name before shortening.
+async fn note_table<C: GenericClient>(c: &C, schema: &str, name: &str, stream: &str, full: &str) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT INTO {} (table_name, stream, full_name) VALUES ($1, $2, $3) \
+         ON CONFLICT (table_name) DO UPDATE SET stream = EXCLUDED.stream, full_name = EXCLUDED.full_name",
+        qualified(schema, TABLES_TABLE)
+    );
+    c.execute(&sql, &[&name, &stream, &full])
+        .await
+        .map_err(|e| PgErr::new(&format!("noting the stream of table `{schema}.{name}`")).err(e))?;
+    Ok(())
 }
 
 /// Note the fields of `columns` of `table`.

@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use deadpool_postgres::Transaction;
 use dovetail_core::drift::{DriftClass, DriftEvent};
 use dovetail_core::{Batch, ColumnDrift, DeleteMode, Error, Key, Record, SinkStream, WriteReport};
 use serde_json::Value;
+use tokio_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Transaction};
 
 use crate::config::NulPolicy;
 use crate::error::PgErr;
@@ -26,6 +27,8 @@ pub(crate) struct Target<'a> {
     pub(crate) schema: &'a str,
     /// The table's name in PostgreSQL (prefixed and shortened).
     pub(crate) table: String,
+    /// The table's name before shortening (the prefix and the stream).
+    pub(crate) full_name: String,
     pub(crate) stream: &'a SinkStream,
     pub(crate) soft_col: &'a str,
     pub(crate) nul: NulPolicy,
@@ -55,9 +58,7 @@ pub(crate) async fn resolve<'t, C: GenericClient>(
         let table = match Table::load(c, t.schema, &t.table, t.stream, t.soft_col).await? {
             Some(table) => Some(table),
             None => match schema_fields(t.stream.schema.as_ref()) {
-                Some(fields) if fields.len() + 2 <= MAX_COLUMNS => {
-                    Some(Table::create(c, t.schema, &t.table, t.stream, fields, t.soft_col).await?)
-                }
+                Some(fields) if fields.len() + 2 <= MAX_COLUMNS => Some(Table::create(c, t, fields).await?),
                 _ => None,
             },
         };
@@ -99,12 +100,14 @@ fn field_type(stream: &SinkStream, records: &[Record], refused: &HashMap<usize, 
 
 /// Write a batch in one transaction; on error nothing of it stays and the cached table is
 /// forgotten (its column adds were rolled back).
+/// With a checkpoint, it is stored in the same transaction (`crate::offsets`, the new epoch
+/// returned), sent together with the merge.
 pub(crate) async fn write_batch(
     tx: &Transaction<'_>,
     tables: &mut HashMap<String, Table>,
     t: &Target<'_>,
     batch: &Batch,
-) -> Result<WriteReport, Error> {
+) -> Result<(WriteReport, Option<i64>), Error> {
     let result = write_in_tx(tx, tables, t, batch).await;
     if result.is_err() {
         tables.remove(&t.stream.name);
@@ -117,13 +120,20 @@ async fn write_in_tx(
     tables: &mut HashMap<String, Table>,
     t: &Target<'_>,
     batch: &Batch,
-) -> Result<WriteReport, Error> {
+) -> Result<(WriteReport, Option<i64>), Error> {
     let mut report = WriteReport::default();
+    let save = async {
+        match &batch.checkpoint {
+            Some(cp) => crate::offsets::save(tx, t.schema, &t.table, cp, batch.lease_epoch).await.map(Some),
+            None => Ok(None),
+        }
+    };
     let records = &batch.records[..];
     if records.is_empty() {
-        return Ok(report);
+        return Ok((report, save.await?));
     }
-    if resolve(tx, tables, t, false).await?.is_none() {
+    let c: &tokio_postgres::Transaction<'_> = tx;
+    if resolve(c, tables, t, false).await?.is_none() {
         // No schema: the key columns typed from the batch; the other fields come next as
         // added columns, like new fields of any batch.
         let keys = t
@@ -132,23 +142,25 @@ async fn write_in_tx(
             .iter()
             .map(|k| (k.clone(), field_type(t.stream, records, &HashMap::new(), k)))
             .collect();
-        let created = Table::create(tx, t.schema, &t.table, t.stream, keys, t.soft_col).await?;
+        let created = Table::create(c, t, keys).await?;
         tables.insert(t.stream.name.clone(), created);
     }
     let Some(table) = tables.get_mut(&t.stream.name) else {
         return Err(Error::internal(format!("table `{}` vanished from the cache", t.table)));
     };
     let (fields, refused) = admit(table, t, records);
-    table.add_columns(tx, fields).await?;
+    table.add_columns(c, fields).await?;
     let rows = convert_rows(table, t, batch, &refused, &mut report);
-    if !rows.is_empty() {
-        // Rows the merge inserted or changed, not records sent: a record the table already
-        // holds as it is was not written. A stream resumed from this sink's committed position
-        // (a crash between its commit and the state's) lacks that batch's ledger rows, so the
-        // next pass sends those records again; they change nothing and count nothing.
-        report.written = copy_and_merge(tx, table, &rows).await?;
+    if rows.is_empty() {
+        return Ok((report, save.await?));
     }
-    Ok(report)
+    // Rows the merge inserted or changed, not records sent: a record the table already
+    // holds as it is was not written. A stream resumed from this sink's committed position
+    // (a crash between its commit and the state's) lacks that batch's ledger rows, so the
+    // next pass sends those records again; they change nothing and count nothing.
+    let (written, epoch) = copy_and_merge(tx, table, &rows, save).await?;
+    report.written = written;
+    Ok((report, epoch))
 }
 
 /// Which new fields become columns, and which records are refused (by index, with why)
@@ -324,9 +336,16 @@ fn event(table: &Table, field: &str, expected: &str, observed: &str, record: &Re
     }
 }
 
-/// `COPY` the rows into a fresh staging table, then one merge into the table; returns the
-/// rows the merge inserted or changed.
-async fn copy_and_merge(tx: &Transaction<'_>, table: &Table, rows: &[Vec<Cell<'_>>]) -> Result<u64, Error> {
+/// `COPY` the rows into a fresh staging table, then one merge into the table, `with` sent
+/// in the same round trip (tokio-postgres pipelines statements polled together); returns the
+/// rows the merge inserted or changed, and what `with` gave. The COPY and the merge are
+/// prepared once per connection and shape of table.
+async fn copy_and_merge<T>(
+    tx: &Transaction<'_>,
+    table: &Table,
+    rows: &[Vec<Cell<'_>>],
+    with: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<(u64, T), Error> {
     let shown = table.display();
     let what = format!("writing to table `{shown}`");
     let e = |err| PgErr::new(&what).err(err);
@@ -336,8 +355,8 @@ async fn copy_and_merge(tx: &Transaction<'_>, table: &Table, rows: &[Vec<Cell<'_
         cols.iter().zip(&names).map(|(&i, n)| format!("{n} {}", table.columns[i].ty.stage().0)).collect();
     let types: Vec<_> = cols.iter().map(|&i| table.columns[i].ty.stage().1).collect();
     tx.batch_execute(&format!("CREATE TEMP TABLE {STAGE} ({}) ON COMMIT DROP", defs.join(", "))).await.map_err(e)?;
-    let sink =
-        tx.copy_in(&format!("COPY {STAGE} ({}) FROM STDIN (FORMAT binary)", names.join(", "))).await.map_err(e)?;
+    let copy = tx.prepare_cached(&format!("COPY {STAGE} ({}) FROM STDIN (FORMAT binary)", names.join(", "))).await;
+    let sink = tx.copy_in(&copy.map_err(e)?).await.map_err(e)?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
     let mut refs: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(cols.len());
@@ -348,7 +367,8 @@ async fn copy_and_merge(tx: &Transaction<'_>, table: &Table, rows: &[Vec<Cell<'_
     }
     writer.finish().await.map_err(e)?;
     dovetail_core::failpoint::hit("mid_batch");
-    tx.execute(&merge_sql(table, &cols), &[]).await.map_err(e)
+    let merge = tx.prepare_cached(&merge_sql(table, &cols)).await.map_err(e)?;
+    tokio::try_join!(async { tx.execute(&merge, &[]).await.map_err(e) }, with)
 }
 
 /// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE … WHERE … IS DISTINCT FROM …`:

@@ -264,8 +264,12 @@ impl StreamRun {
         let cursor_field = if incremental { self.spec.cursor_field.clone() } else { None };
         let key_columns = self.key_columns()?;
         let explain = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
+        // The sink types its tables from the schema of mapped records: the source's declared
+        // schema describes them when no mapping reshapes the records. Not a baseline inferred
+        // from data: it may be narrower than the values (`integer` for a 20-digit number).
+        let schema = if self.opts.mapping.is_none() { self.spec.schema.clone() } else { None };
         let sink_stream =
-            Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema: None, delete_mode });
+            Arc::new(SinkStream { name: name.clone(), key_columns: key_columns.clone(), schema, delete_mode });
         if !self.dry_run {
             self.recall_and_open_sink(&sink_stream).await?;
         }
