@@ -24,6 +24,7 @@ mod explain;
 mod history;
 mod lock;
 pub mod migrations;
+mod pending;
 /// TLS to PostgreSQL (moved to dovetail-pg, shared with the postgres connector).
 pub use dovetail_pg::tls;
 mod tokens;

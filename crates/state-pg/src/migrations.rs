@@ -202,6 +202,18 @@ pub const MIGRATIONS: &[&str] = &[
         blocked_until TIMESTAMPTZ
     );
 "#,
+    // 9 (issue 24; numbered at merge): creates sent whose destination id is not known yet
+    // (`DeliveryStore::record_pending_create`), written before the request goes out.
+    r#"
+    CREATE TABLE pending_creates (
+        pipeline        TEXT NOT NULL,
+        stream          TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        since           TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream, key)
+    );
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.
