@@ -1,7 +1,11 @@
 //! A Stripe double on wiremock for the e2e tests: list endpoints as Stripe pages them
 //! (newest first by `created`, then id; `limit`, `starting_after`, `has_more`,
 //! `created[gte]` / `created[lt]`), `GET /v1/account` (with `Stripe-Account`, the connected
-//! account), objects that appear while a run pages, and pipeline configs around it.
+//! account), objects that appear while a run pages, and pipeline configs around it. For the
+//! sink: `POST /v1/{object}` creates under an `Idempotency-Key` as Stripe does (a repeat of
+//! the key and parameters answers the stored response with `Idempotent-Replayed: true`;
+//! other parameters get `400 idempotency_error`), can drop responses after creating, and
+//! `POST /v1/{object}/{id}` updates.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,103 @@ struct Store {
     served: BTreeMap<String, usize>,
     /// (path, status, `Stripe-Should-Retry` value, answers left): failures served first.
     faults: Vec<(String, u16, Option<String>, usize)>,
+    /// Idempotency key → (form body, stored status, stored response).
+    idem: BTreeMap<String, (String, u16, Value)>,
+    /// Creates whose response is held back past the client's timeout, still to come.
+    drop_creates: usize,
+    /// What the sink did: objects created, answers replayed, updates (path, params).
+    creations: usize,
+    replays: usize,
+    updates: Vec<(String, Value)>,
+    next_id: u64,
+}
+
+/// How long a dropped create's response is held back: longer than the configs' timeout.
+pub const DROP_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A form body as Stripe reads it: `a=1&metadata[k]=v` → `{"a": "1", "metadata": {"k": "v"}}`.
+pub fn form_params(body: &str) -> Value {
+    let url = reqwest::Url::parse(&format!("http://x/?{body}")).expect("a form body");
+    let mut out = serde_json::Map::new();
+    for (k, v) in url.query_pairs() {
+        match k.split_once('[') {
+            Some((outer, inner)) => {
+                let inner = inner.trim_end_matches(']').to_owned();
+                let slot = out.entry(outer.to_owned()).or_insert_with(|| json!({}));
+                slot[inner] = Value::String(v.into_owned());
+            }
+            None => {
+                out.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+struct Writes(Arc<Mutex<Store>>);
+
+impl Respond for Writes {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let path = req.url.path().to_owned();
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        let params = form_params(&body);
+        let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.next_id += 1;
+        let request_id = format!("req_w{}", store.next_id);
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if let ["v1", object, id] = parts[..] {
+            let list = format!("/v1/{object}");
+            let Some(o) = store.objects.get_mut(&list).and_then(|l| l.iter_mut().find(|o| o["id"] == id)) else {
+                return ResponseTemplate::new(404)
+                    .insert_header("request-id", request_id.as_str())
+                    .set_body_json(json!({ "error": { "type": "invalid_request_error", "code": "resource_missing",
+                        "message": format!("No such object: '{id}'") } }));
+            };
+            for (k, v) in params.as_object().into_iter().flatten() {
+                o[k] = v.clone();
+            }
+            let answer = o.clone();
+            store.updates.push((path.clone(), params));
+            return ResponseTemplate::new(200).insert_header("request-id", request_id.as_str()).set_body_json(answer);
+        }
+        let key = req.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(k) = &key
+            && let Some((stored_body, status, answer)) = store.idem.get(k).cloned()
+        {
+            if stored_body != body {
+                return ResponseTemplate::new(400).insert_header("request-id", request_id.as_str()).set_body_json(
+                    json!({ "error": { "type": "idempotency_error", "message": format!(
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{k}' if you meant to execute a different request.") } }),
+                );
+            }
+            store.replays += 1;
+            return ResponseTemplate::new(status)
+                .insert_header("request-id", request_id.as_str())
+                .insert_header("idempotent-replayed", "true")
+                .set_body_json(answer);
+        }
+        let prefix = match parts.get(1) {
+            Some(&"customers") => "cus",
+            Some(&"products") => "prod",
+            Some(&"prices") => "price",
+            _ => "ii",
+        };
+        let id = format!("{prefix}_{:06}", store.next_id);
+        let mut object = params.clone();
+        object["id"] = json!(id);
+        object["created"] = json!(now());
+        store.objects.entry(path.clone()).or_default().push(object.clone());
+        store.creations += 1;
+        if let Some(k) = key {
+            store.idem.insert(k, (body, 200, object.clone()));
+        }
+        let mut t = ResponseTemplate::new(200).insert_header("request-id", request_id.as_str()).set_body_json(object);
+        if store.drop_creates > 0 {
+            store.drop_creates -= 1;
+            t = t.set_delay(DROP_DELAY);
+        }
+        t
+    }
 }
 
 /// The double: a wiremock server answering like Stripe's list API.
@@ -108,6 +209,7 @@ impl StripeDouble {
         let server = MockServer::start().await;
         let store = Arc::new(Mutex::new(Store::default()));
         Mock::given(wiremock::matchers::method("GET")).respond_with(Lists(store.clone())).mount(&server).await;
+        Mock::given(wiremock::matchers::method("POST")).respond_with(Writes(store.clone())).mount(&server).await;
         StripeDouble { server, store }
     }
 
@@ -132,6 +234,24 @@ impl StripeDouble {
     /// should_retry` when given) before listing again.
     pub fn fail(&self, path: &str, status: u16, should_retry: Option<&str>, times: usize) {
         self.store.lock().unwrap().faults.push((path.to_owned(), status, should_retry.map(str::to_owned), times));
+    }
+
+    /// Holds back the responses of the next `n` creates (made, stored under their key) past
+    /// the client's timeout, as a connection lost after Stripe created the object.
+    pub fn drop_creates(&self, n: usize) {
+        self.store.lock().unwrap().drop_creates = n;
+    }
+
+    /// Objects created, creates answered from the idempotency store, and updates (path,
+    /// params), so far.
+    pub fn writes(&self) -> (usize, usize, Vec<(String, Value)>) {
+        let s = self.store.lock().unwrap();
+        (s.creations, s.replays, s.updates.clone())
+    }
+
+    /// The objects at `path` (`/v1/customers`), in creation order.
+    pub fn objects(&self, path: &str) -> Vec<Value> {
+        self.store.lock().unwrap().objects.get(path).cloned().unwrap_or_default()
     }
 
     /// The query pairs of every list request to `path`, in order.

@@ -1,0 +1,229 @@
+//! The Stripe sink (`kind = "stripe"` as a sink): each record creates one Stripe object
+//! (customer, product, price, invoice item), and later writes of the record update it.
+//!
+//! A create carries `Idempotency-Key` [`create_key`]: a function of (pipeline, stream, key)
+//! only, not of the record's content, so every retry and rerun of a create of one record
+//! sends the same key and Stripe creates the object once within the key's 24-hour life. A
+//! record that changed between a lost response and its retry therefore meets
+//! `400 idempotency_error` (same key, other parameters) rather than creating a second
+//! object. Every create also sets `metadata[dovetail_key]`, which is what a lookup finds the
+//! object by. The id Stripe answers goes to the ledger; a later write of the record is
+//! `POST /v1/{object}/{id}` (an update). A response replayed from Stripe's idempotency store
+//! (`Idempotent-Replayed: true`) is counted as a replay, not a create.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use async_trait::async_trait;
+use dovetail_core::Secret;
+use dovetail_core::record::idempotency_key;
+use dovetail_core::{
+    Batch, BuildCx, ContentHash, CreateHint, Cx, Error, Key, Record, Sink, SinkConnector, SinkStream, WriteMode,
+    WriteReport,
+};
+use dovetail_http::{HttpClient, HttpConfig, Request};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{Connection, default_base_url, default_stripe_version};
+
+/// The objects the sink writes: stream name → API path.
+pub const OBJECTS: &[(&str, &str)] = &[
+    ("customers", "v1/customers"),
+    ("products", "v1/products"),
+    ("prices", "v1/prices"),
+    ("invoice_items", "v1/invoiceitems"),
+];
+
+/// The metadata field every create sets to the record's canonical key.
+pub const KEY_METADATA: &str = "dovetail_key";
+
+/// Config of the Stripe sink: the source's key, API root, version and HTTP settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSinkConfig {
+    /// Secret key (`sk_live_…`, `sk_test_…`) or restricted key with write access to the
+    /// objects: write `${STRIPE_API_KEY}` or `${file:/path}`.
+    pub api_key: Secret,
+    /// API root (default `https://api.stripe.com`); the key is sent to this origin only.
+    #[serde(default = "default_base_url", deserialize_with = "dovetail_http::http_url")]
+    pub base_url: String,
+    /// Pinned API version, sent as `Stripe-Version` on every request.
+    #[serde(default = "default_stripe_version")]
+    pub stripe_version: String,
+    /// HTTP settings: timeouts, retries, proxy, rate budget.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// Writes streams named after Stripe objects (`customers`, `products`, `prices`,
+/// `invoice_items`) to Stripe, creating each record once.
+#[derive(Debug, Clone)]
+pub struct StripeSink {
+    client: HttpClient,
+    replays: Arc<AtomicU64>,
+}
+
+/// The `Idempotency-Key` of the create of one record: the engine's key function over
+/// (pipeline, stream, key) with no content (see the module docs for why).
+pub fn create_key(pipeline: &str, stream: &str, key: &Key) -> String {
+    idempotency_key(pipeline, stream, key, &ContentHash::VOID)
+}
+
+fn object_path(stream: &str) -> Result<&'static str, Error> {
+    OBJECTS.iter().find(|(name, _)| *name == stream).map(|(_, path)| *path).ok_or_else(|| {
+        let known: Vec<&str> = OBJECTS.iter().map(|(n, _)| *n).collect();
+        Error::config(format!(
+            "the stripe sink writes no stream `{stream}`: name the stream after the object it creates ({})",
+            known.join(", ")
+        ))
+    })
+}
+
+impl SinkConnector for StripeSink {
+    const KIND: &'static str = crate::KIND;
+    type Config = StripeSinkConfig;
+
+    fn build(config: StripeSinkConfig, cx: &BuildCx) -> Result<Self, Error> {
+        let conn = Connection {
+            api_key: &config.api_key,
+            base_url: &config.base_url,
+            stripe_version: &config.stripe_version,
+            http: &config.http,
+        };
+        let mode = crate::client::mode(&conn)?;
+        let client = crate::client::builder(&conn, mode, cx)?.build()?;
+        Ok(StripeSink { client, replays: Arc::default() })
+    }
+}
+
+/// One record's outcome.
+enum Sent {
+    Ok(String),
+    Rejected(Error),
+}
+
+impl StripeSink {
+    /// Creates answered from Stripe's idempotency store so far (not new objects).
+    pub fn replays(&self) -> u64 {
+        self.replays.load(Relaxed)
+    }
+
+    async fn send_one(&self, cx: &Cx, stream: &str, record: &Record, hint: Option<&CreateHint>) -> Result<Sent, Error> {
+        let path = object_path(stream)?;
+        let Some(key) = &record.key else {
+            return Ok(Sent::Rejected(Error::data("the record has no primary key to create it by")));
+        };
+        let mut body = record.data.clone();
+        let Some(fields) = body.as_object_mut() else {
+            return Ok(Sent::Rejected(Error::data("the record is not an object: it cannot be a Stripe object")));
+        };
+        let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+        let Some(metadata) = metadata.as_object_mut() else {
+            return Ok(Sent::Rejected(Error::data("`metadata` is not an object")));
+        };
+        metadata.insert(KEY_METADATA.into(), Value::String(key.as_str().to_owned()));
+        let form = match dovetail_http::form_encode(&body) {
+            Ok(form) => form,
+            Err(e) => return Ok(Sent::Rejected(e)),
+        };
+        let dest_id = hint.and_then(|h| h.dest_id.clone());
+        let req = match &dest_id {
+            Some(id) => Request::post(format!("{path}/{}", encode_id(id))),
+            None => Request::post(path).header("Idempotency-Key", &create_key(&cx.pipeline, stream, key)),
+        };
+        let req = req.body(form).header("content-type", dovetail_http::FORM_CONTENT_TYPE);
+        let resp = match self.client.send(req).await {
+            Ok(resp) => resp,
+            Err(e) if e.kind().disposition().rejects_record() => return Ok(Sent::Rejected(e)),
+            Err(e) => return Err(e),
+        };
+        let request_id = resp.header("request-id").unwrap_or("-").to_owned();
+        let replayed = resp.header("idempotent-replayed").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let answered = resp.json::<Value>().ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+        let id = match answered.or_else(|| dest_id.clone()) {
+            Some(id) => id,
+            None => {
+                return Ok(Sent::Rejected(Error::data(format!(
+                    "Stripe created the object but its response has no `id` (Request-Id {request_id})"
+                ))));
+            }
+        };
+        if replayed {
+            self.replays.fetch_add(1, Relaxed);
+        }
+        let what = match (&dest_id, replayed) {
+            (Some(_), _) => "updated",
+            (None, true) => "replayed create",
+            (None, false) => "created",
+        };
+        tracing::info!(stream, key = key.as_str(), id, request_id, "stripe sink: {what}");
+        Ok(Sent::Ok(id))
+    }
+}
+
+/// An object id as one path segment (Stripe ids are `[A-Za-z0-9_]`; anything else is escaped).
+fn encode_id(id: &str) -> String {
+    id.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[async_trait]
+impl Sink for StripeSink {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn http_report(&self) -> Option<dovetail_core::HttpReport> {
+        Some(self.client.report())
+    }
+
+    fn write_mode(&self) -> WriteMode {
+        WriteMode::CreateWithIdempotencyKey
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        self.client.send(Request::get("v1/account").cacheable(false)).await.map(|_| ())
+    }
+
+    async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        object_path(&stream.name).map(|_| ())
+    }
+
+    async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error> {
+        let n = batch.records.len();
+        let mut report = WriteReport { dest_ids: vec![None; n], ..Default::default() };
+        for (i, record) in batch.records.iter().enumerate() {
+            if cx.cancel.is_cancelled() {
+                return Err(Error::new(
+                    dovetail_core::ErrorKind::Interrupted,
+                    "stopped before the whole batch was sent",
+                ));
+            }
+            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i)).await? {
+                Sent::Ok(id) => {
+                    report.written += 1;
+                    report.dest_ids[i] = Some(id);
+                }
+                Sent::Rejected(e) => report.rejected.push((i, e)),
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_create_key_ignores_content_and_ids_are_one_segment() {
+        let k = Key::from_canonical("7");
+        assert_eq!(create_key("p", "customers", &k), create_key("p", "customers", &k));
+        assert_ne!(create_key("p", "customers", &k), create_key("p", "products", &k));
+        assert_eq!(encode_id("cus_A1/x"), "cus_A1%2Fx");
+        assert!(object_path("charges").unwrap_err().message().contains("customers, products, prices, invoice_items"));
+    }
+}
