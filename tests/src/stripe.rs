@@ -29,6 +29,13 @@ struct Store {
     idem: BTreeMap<String, (String, u16, Value)>,
     /// Creates whose response is held back past the client's timeout, still to come.
     drop_creates: usize,
+    /// Creates still to come that create the object yet answer (and store under their key)
+    /// a 500, with this `Stripe-Should-Retry`.
+    fail_creates: (usize, Option<String>),
+    /// Searches still to come that find nothing (Stripe's search lags its writes).
+    search_lag: usize,
+    /// Creates still to come answered `409` (the key in flight) before they run.
+    conflicts: usize,
     /// What the sink did: objects created, answers replayed, updates (path, params).
     creations: usize,
     replays: usize,
@@ -100,6 +107,12 @@ impl Respond for Writes {
                 .insert_header("idempotent-replayed", "true")
                 .set_body_json(answer);
         }
+        if store.conflicts > 0 {
+            store.conflicts -= 1;
+            return ResponseTemplate::new(409).insert_header("request-id", request_id.as_str()).set_body_json(
+                json!({ "error": { "type": "idempotency_error", "message": "There is currently another in-progress request using this Stripe-Idempotency-Key." } }),
+            );
+        }
         let prefix = match parts.get(1) {
             Some(&"customers") => "cus",
             Some(&"products") => "prod",
@@ -112,6 +125,20 @@ impl Respond for Writes {
         object["created"] = json!(now());
         store.objects.entry(path.clone()).or_default().push(object.clone());
         store.creations += 1;
+        if store.fail_creates.0 > 0 {
+            store.fail_creates.0 -= 1;
+            let error = json!({ "error": { "type": "api_error", "message": "An unknown error occurred" } });
+            let retry = store.fail_creates.1.clone();
+            if let Some(k) = key {
+                store.idem.insert(k, (body, 500, error.clone()));
+            }
+            let mut t =
+                ResponseTemplate::new(500).insert_header("request-id", request_id.as_str()).set_body_json(error);
+            if let Some(v) = retry {
+                t = t.insert_header("stripe-should-retry", v.as_str());
+            }
+            return t;
+        }
         if let Some(k) = key {
             store.idem.insert(k, (body, 200, object.clone()));
         }
@@ -147,6 +174,26 @@ impl Respond for Lists {
             );
         }
         let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = path.strip_suffix("/search") {
+            // Only `metadata['k']:'v'` queries, which is what the sink sends.
+            let query = get("query").unwrap_or_default();
+            if store.search_lag > 0 {
+                store.search_lag -= 1;
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({ "object": "search_result", "url": path, "has_more": false, "data": [] }));
+            }
+            let found: Vec<Value> = query
+                .strip_prefix("metadata['")
+                .and_then(|q| q.split_once("']:'"))
+                .map(|(k, v)| {
+                    let v = v.strip_suffix('\'').unwrap_or(v).replace("\\'", "'").replace("\\\\", "\\");
+                    let all = store.objects.get(list).cloned().unwrap_or_default();
+                    all.into_iter().filter(|o| o["metadata"][k].as_str() == Some(v.as_str())).collect()
+                })
+                .unwrap_or_default();
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({ "object": "search_result", "url": path, "has_more": false, "data": found }));
+        }
         if let Some(f) = store.faults.iter_mut().find(|f| f.0 == path && f.3 > 0) {
             f.3 -= 1;
             let mut t = ResponseTemplate::new(f.1).set_body_json(json!({ "error": {
@@ -240,6 +287,27 @@ impl StripeDouble {
     /// the client's timeout, as a connection lost after Stripe created the object.
     pub fn drop_creates(&self, n: usize) {
         self.store.lock().unwrap().drop_creates = n;
+    }
+
+    /// The next `n` creates create their object but answer `500` (stored under their key, as
+    /// Stripe stores it), with `Stripe-Should-Retry: should_retry` when given.
+    pub fn fail_creates(&self, n: usize, should_retry: Option<&str>) {
+        self.store.lock().unwrap().fail_creates = (n, should_retry.map(str::to_owned));
+    }
+
+    /// The next `n` creates are answered `409` (the same key in flight) before they run.
+    pub fn conflict_creates(&self, n: usize) {
+        self.store.lock().unwrap().conflicts = n;
+    }
+
+    /// The next `n` searches find nothing, as Stripe's search does for up to a minute after a write.
+    pub fn search_lag(&self, n: usize) {
+        self.store.lock().unwrap().search_lag = n;
+    }
+
+    /// Forgets every idempotency key, as Stripe does 24 hours after a key's first use.
+    pub fn expire_keys(&self) {
+        self.store.lock().unwrap().idem.clear();
     }
 
     /// Objects created, creates answered from the idempotency store, and updates (path,

@@ -2,6 +2,9 @@
 //! through responses lost after Stripe created the object (the retry, under the same
 //! `Idempotency-Key`, is answered from Stripe's store and counted as a replay) — with each
 //! Stripe id in the ledger, and a changed record updates its customer instead of creating.
+//! A create whose outcome is unknown (a 500 Stripe stored under the key, a `400
+//! idempotency_error` after the record changed) is resolved by looking the customer up by
+//! `metadata[dovetail_key]`, never by a second create; a `409` (key in flight) is retried.
 
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -104,4 +107,78 @@ async fn lost_create_responses_are_replayed_not_created_again_and_changes_update
     assert_eq!(updates[0].0, format!("/v1/customers/{id}"));
     assert_eq!(updates[0].1["name"], "Renamed 3");
     assert_eq!(form_params("name=a&metadata[k]=v"), json!({ "name": "a", "metadata": { "k": "v" } }));
+}
+
+/// Each customer's id is in the ledger, and Stripe holds exactly one customer per record.
+fn assert_once_each_with_ids_in_ledger(stripe: &StripeDouble, s: &Scratch) {
+    let objects = stripe.objects("/v1/customers");
+    assert_eq!(objects.len(), CUSTOMERS, "one customer per record: {objects:#?}");
+    let by_key: BTreeMap<String, Option<String>> = objects
+        .iter()
+        .map(|o| {
+            (o["metadata"]["dovetail_key"].as_str().unwrap().to_owned(), Some(o["id"].as_str().unwrap().to_owned()))
+        })
+        .collect();
+    assert_eq!(by_key.len(), CUSTOMERS);
+    assert_eq!(ledger_ids(s), by_key, "every customer's Stripe id is in the ledger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_stored_under_the_key_is_resolved_by_lookup_not_a_second_create() {
+    let stripe = StripeDouble::start().await;
+    // Two creates made the customer yet answer a 500, replayed to every retry of the key;
+    // the first lookup lags behind the write, so the batch waits in the outbox for the next run.
+    stripe.fail_creates(2, None);
+    stripe.search_lag(1);
+    let s = setup(&stripe.uri());
+    let (out, report) = run(&s).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_eq!(report["streams"]["customers"]["outbox_pending"], CUSTOMERS, "{report:#}");
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["streams"]["customers"]["outbox_delivered"], CUSTOMERS, "{report:#}");
+    let (created, replays, _) = stripe.writes();
+    assert_eq!(created, CUSTOMERS, "no second create");
+    assert!(replays >= 2, "the stored 500s were replayed: {replays}");
+    assert_once_each_with_ids_in_ledger(&stripe, &s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_record_meeting_idempotency_error_is_resolved_by_lookup() {
+    let stripe = StripeDouble::start().await;
+    // A create made the customer, answered a final 500, and search had not caught up: the
+    // record is dead-lettered with Stripe's Request-Id.
+    stripe.fail_creates(1, Some("false"));
+    stripe.search_lag(1);
+    let s = setup(&stripe.uri());
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "dead_lettered"), 1, "{report:#}");
+    let list = s.run(&["dead-letters", "list", "--pipeline", "crm", "--json"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("Request-Id req_w"), "the dead letter names the Request-Id: {text}");
+
+    // The record changes and the file is read again: the same key with other parameters is
+    // `400 idempotency_error`, resolved by finding the customer and updating it.
+    s.write("customers.jsonl", &lines(Some(1)));
+    let out = s.run(&["reset", "crm"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let (out, _) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let (created, _, updates) = stripe.writes();
+    assert_eq!(created, CUSTOMERS, "no second create");
+    assert!(updates.iter().any(|(_, p)| p["name"] == "Renamed 1"), "{updates:?}");
+    assert_once_each_with_ids_in_ledger(&stripe, &s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_flight_409_is_retried() {
+    let stripe = StripeDouble::start().await;
+    stripe.conflict_creates(2);
+    let s = setup(&stripe.uri());
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), CUSTOMERS as u64, "{report:#}");
+    assert_eq!(stripe.writes().0, CUSTOMERS);
+    assert_once_each_with_ids_in_ledger(&stripe, &s);
 }

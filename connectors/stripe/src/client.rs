@@ -52,8 +52,8 @@ pub(crate) fn builder(config: &Connection<'_>, mode: Mode, cx: &BuildCx) -> Resu
 }
 
 /// Stripe's word on a failed request (`Stripe-Should-Retry: true|false`) over the status's
-/// default: a 409 (the same idempotency key in flight) it marks retryable is retried, a 5xx
-/// it marks final is not. Rate limits (429) keep dovetail-http's handling.
+/// default: a 5xx it marks final is not retried. A 409 (the same idempotency key in flight)
+/// is retried unless it says not to. Rate limits (429) keep dovetail-http's handling.
 pub fn classifier() -> Classifier {
     Arc::new(|status: StatusCode, headers: &HeaderMap, _body: &[u8]| -> Option<Verdict> {
         if status.is_success() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -62,6 +62,8 @@ pub fn classifier() -> Classifier {
         match headers.get("stripe-should-retry").and_then(|v| v.to_str().ok()) {
             Some(v) if v.eq_ignore_ascii_case("true") => Some(Verdict::Retry),
             Some(v) if v.eq_ignore_ascii_case("false") => Some(Verdict::Fail(status_kind(status))),
+            // The same idempotency key still in flight (or a lock timeout): try again shortly.
+            _ if status == StatusCode::CONFLICT => Some(Verdict::Retry),
             _ => None,
         }
     })
@@ -89,6 +91,7 @@ mod tests {
         assert_eq!(c(s(503), &with("true"), b""), Some(Verdict::Retry));
         assert_eq!(c(s(401), &with("false"), b""), Some(Verdict::Fail(ErrorKind::Auth)));
         assert_eq!(c(s(500), &none, b""), None, "no header: the default");
+        assert_eq!(c(s(409), &none, b""), Some(Verdict::Retry), "a key in flight is waited for");
         assert_eq!(c(s(429), &with("true"), b""), None, "a rate limit is waited out as one");
         assert_eq!(c(s(200), &with("false"), b""), None);
     }

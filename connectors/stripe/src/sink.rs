@@ -110,6 +110,87 @@ impl StripeSink {
         self.replays.load(Relaxed)
     }
 
+    /// After a create whose outcome is unknown (`failed`): find the object by
+    /// `metadata[dovetail_key]`. Found: its id, and the record's current fields sent to it as
+    /// an update (the record may have changed since the lost create). Not found: `failed`
+    /// stands — a transient one leaves the record in the outbox for the next run (same key),
+    /// a final one dead-letters it with Stripe's Request-Id; never a second create.
+    async fn resolve_by_lookup(
+        &self,
+        path: &str,
+        stream: &str,
+        key: &Key,
+        data: &Value,
+        failed: Error,
+    ) -> Result<Sent, Error> {
+        let found = self.lookup(path, key, data).await?;
+        let Some(id) = found else {
+            tracing::warn!(stream, key = key.as_str(), error = %failed.report(), "stripe sink: create outcome unknown and no object found by metadata[dovetail_key]");
+            return if failed.kind().disposition().rejects_record() {
+                Ok(Sent::Rejected(with_request_id(failed)))
+            } else {
+                Err(with_request_id(failed))
+            };
+        };
+        tracing::info!(
+            stream,
+            key = key.as_str(),
+            id,
+            "stripe sink: a create with an unknown outcome had created the object (found by lookup)"
+        );
+        let mut body = data.clone();
+        if let Some(fields) = body.as_object_mut() {
+            let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+            if let Some(m) = metadata.as_object_mut() {
+                m.insert(KEY_METADATA.into(), Value::String(key.as_str().to_owned()));
+            }
+        }
+        let form = dovetail_http::form_encode(&body)?;
+        let req = Request::post(format!("{path}/{}", encode_id(&id)))
+            .body(form)
+            .header("content-type", dovetail_http::FORM_CONTENT_TYPE);
+        match self.client.send(req).await {
+            Ok(resp) => {
+                let request_id = resp.header("request-id").unwrap_or("-");
+                tracing::info!(stream, key = key.as_str(), id, request_id, "stripe sink: updated");
+                Ok(Sent::Ok(id))
+            }
+            Err(e) if e.kind().disposition().rejects_record() => Ok(Sent::Rejected(with_request_id(e))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id of the object of `path` whose `metadata[dovetail_key]` is `key`: through
+    /// Stripe's search where it covers the object, else by listing the record's customer's
+    /// invoice items.
+    async fn lookup(&self, path: &str, key: &Key, data: &Value) -> Result<Option<String>, Error> {
+        let matches = |o: &Value| o["metadata"][KEY_METADATA].as_str() == Some(key.as_str());
+        if path != "v1/invoiceitems" {
+            let query = format!("metadata['{KEY_METADATA}']:{}", search_value(key.as_str()));
+            let req = Request::get(format!("{path}/search")).query("query", query).cacheable(false);
+            let v: Value = self.client.send(req).await?.json()?;
+            let data = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+            return Ok(data.iter().find(|o| matches(o)).and_then(|o| o["id"].as_str().map(str::to_owned)));
+        }
+        let Some(customer) = data["customer"].as_str() else { return Ok(None) };
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = Request::get(path).query("customer", customer).query("limit", "100").cacheable(false);
+            if let Some(a) = &after {
+                req = req.query("starting_after", a.clone());
+            }
+            let v: Value = self.client.send(req).await?.json()?;
+            let page = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if let Some(o) = page.iter().find(|o| matches(o)) {
+                return Ok(o["id"].as_str().map(str::to_owned));
+            }
+            match page.last().and_then(|o| o["id"].as_str()) {
+                Some(last) if v["has_more"] == true => after = Some(last.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     async fn send_one(&self, cx: &Cx, stream: &str, record: &Record, hint: Option<&CreateHint>) -> Result<Sent, Error> {
         let path = object_path(stream)?;
         let Some(key) = &record.key else {
@@ -136,7 +217,10 @@ impl StripeSink {
         let req = req.body(form).header("content-type", dovetail_http::FORM_CONTENT_TYPE);
         let resp = match self.client.send(req).await {
             Ok(resp) => resp,
-            Err(e) if e.kind().disposition().rejects_record() => return Ok(Sent::Rejected(e)),
+            Err(e) if dest_id.is_none() && unknown_outcome(&e) => {
+                return self.resolve_by_lookup(path, stream, key, &record.data, e).await;
+            }
+            Err(e) if e.kind().disposition().rejects_record() => return Ok(Sent::Rejected(with_request_id(e))),
             Err(e) => return Err(e),
         };
         let request_id = resp.header("request-id").unwrap_or("-").to_owned();
@@ -161,6 +245,37 @@ impl StripeSink {
         tracing::info!(stream, key = key.as_str(), id, request_id, "stripe sink: {what}");
         Ok(Sent::Ok(id))
     }
+}
+
+/// Whether a failed create may have created the object: a 5xx (Stripe stores it under the
+/// key, so the same key answers it again) or `400 idempotency_error` (the key was used with
+/// other parameters: the record changed after a response was lost).
+fn unknown_outcome(e: &Error) -> bool {
+    match e.status() {
+        Some(s) if s >= 500 => true,
+        Some(400) => e.message().contains("idempotency_error"),
+        _ => false,
+    }
+}
+
+/// The error with Stripe's `Request-Id` in its words, for dead letters and logs.
+fn with_request_id(e: Error) -> Error {
+    match e.http().and_then(|h| h.header("request-id")).map(str::to_owned) {
+        Some(id) if !e.message().contains(&id) => {
+            let http = e.http().cloned();
+            let out = Error::new(e.kind().clone(), format!("{} (Request-Id {id})", e.message()));
+            match http {
+                Some(h) => out.with_http(h),
+                None => out,
+            }
+        }
+        _ => e,
+    }
+}
+
+/// A Stripe search query value: single-quoted, with `'` and `\` escaped.
+fn search_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// An object id as one path segment (Stripe ids are `[A-Za-z0-9_]`; anything else is escaped).
@@ -224,6 +339,7 @@ mod tests {
         assert_eq!(create_key("p", "customers", &k), create_key("p", "customers", &k));
         assert_ne!(create_key("p", "customers", &k), create_key("p", "products", &k));
         assert_eq!(encode_id("cus_A1/x"), "cus_A1%2Fx");
+        assert_eq!(search_value(r#""it's""#), r#"'"it\'s"'"#);
         assert!(object_path("charges").unwrap_err().message().contains("customers, products, prices, invoice_items"));
     }
 }
