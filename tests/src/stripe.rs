@@ -174,6 +174,17 @@ impl Respond for Lists {
             );
         }
         let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let ["", "v1", object, id] = path.split('/').collect::<Vec<_>>()[..]
+            && id != "search"
+        {
+            let list = format!("/v1/{object}");
+            let found = store.objects.get(&list).and_then(|l| l.iter().find(|o| o["id"] == id)).cloned();
+            return match found {
+                Some(o) => ResponseTemplate::new(200).set_body_json(o),
+                None => ResponseTemplate::new(404).set_body_json(json!({ "error": {
+                    "type": "invalid_request_error", "code": "resource_missing", "message": format!("No such object: '{id}'") } })),
+            };
+        }
         if let Some(list) = path.strip_suffix("/search") {
             // Only `metadata['k']:'v'` queries, which is what the sink sends.
             let query = get("query").unwrap_or_default();

@@ -51,6 +51,46 @@ http = {{ timeout_ms = 500, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_
     s
 }
 
+/// Two prices keyed by `lookup_key` into a `prices` stream, the sink with `sink_extra`.
+fn price_setup(base_url: &str, amount: u32, sink_extra: &str) -> Scratch {
+    let s = Scratch::new();
+    s.write("prices.jsonl", &price_lines(amount));
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm]
+
+[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "prices"
+path = "prices.jsonl"
+primary_key = ["lookup_key"]
+
+[pipelines.crm.sink]
+kind = "stripe"
+api_key = "${{STRIPE_API_KEY}}"
+base_url = "{base_url}"
+http = {{ timeout_ms = 500, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
+{sink_extra}
+"#
+        ),
+    );
+    s
+}
+
+/// `gold` at `amount` cents a month and `silver` at 500, with a nickname.
+fn price_lines(amount: u32) -> String {
+    [("gold", amount), ("silver", 500)]
+        .iter()
+        .map(|(k, a)| {
+            let p = json!({ "lookup_key": k, "unit_amount": a, "currency": "usd", "product": "prod_1",
+                "recurring": { "interval": "month" }, "nickname": format!("{k} plan") });
+            format!("{p}\n")
+        })
+        .collect()
+}
+
 async fn run(s: &Scratch) -> (Output, Value) {
     let mut cmd = s.cmd(&["run", "--json"]);
     cmd.env("STRIPE_API_KEY", KEY);
@@ -63,13 +103,16 @@ async fn run(s: &Scratch) -> (Output, Value) {
 
 /// The ledger's destination ids of `customers`, by key.
 fn ledger_ids(s: &Scratch) -> BTreeMap<String, Option<String>> {
+    ledger_ids_of(s, "customers")
+}
+
+/// The ledger's destination ids of `stream`, by key.
+fn ledger_ids_of(s: &Scratch, stream: &str) -> BTreeMap<String, Option<String>> {
     let db = s.db(".dovetail/state.db");
     let mut st = db
-        .prepare(
-            "SELECT l.key, l.dest_id FROM ledger l JOIN streams s ON s.id = l.stream_id WHERE s.stream = 'customers'",
-        )
+        .prepare("SELECT l.key, l.dest_id FROM ledger l JOIN streams s ON s.id = l.stream_id WHERE s.stream = ?1")
         .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    st.query_map([stream], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,4 +224,47 @@ async fn a_key_in_flight_409_is_retried() {
     assert_eq!(count(&report, "customers", "written"), CUSTOMERS as u64, "{report:#}");
     assert_eq!(stripe.writes().0, CUSTOMERS);
     assert_once_each_with_ids_in_ledger(&stripe, &s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_amount_change_is_dead_lettered_or_replaces_the_price_as_configured() {
+    for replace in [false, true] {
+        let stripe = StripeDouble::start().await;
+        let extra = if replace { "price_changes = \"replace\"" } else { "" };
+        let s = price_setup(&stripe.uri(), 1000, extra);
+        let (out, _) = run(&s).await;
+        assert!(out.status.success(), "{}", show(&out));
+        let gold = stripe.objects("/v1/prices")[0]["id"].as_str().unwrap().to_owned();
+
+        // The nickname alone changes: an update carrying only what a price update takes.
+        s.write("prices.jsonl", &price_lines(1000).replace("gold plan", "Gold plan"));
+        let (out, _) = run(&s).await;
+        assert!(out.status.success(), "{}", show(&out));
+        let (created, _, updates) = stripe.writes();
+        assert_eq!(created, 2);
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert_eq!(updates[0].0, format!("/v1/prices/{gold}"));
+        assert_eq!(updates[0].1["nickname"], "Gold plan");
+        assert!(updates[0].1.get("unit_amount").is_none(), "a price update never sends its amount: {updates:?}");
+
+        s.write("prices.jsonl", &price_lines(1200).replace("gold plan", "Gold plan"));
+        let (out, report) = run(&s).await;
+        assert!(out.status.success(), "{}", show(&out));
+        let (created, _, updates) = stripe.writes();
+        let ids = ledger_ids_of(&s, "prices");
+        if replace {
+            assert_eq!(created, 3, "a new price");
+            let new = stripe.objects("/v1/prices")[2].clone();
+            assert_eq!((new["unit_amount"].as_str(), new["lookup_key"].as_str()), (Some("1200"), Some("gold")));
+            assert_eq!(updates.last().unwrap(), &(format!("/v1/prices/{gold}"), json!({ "active": "false" })));
+            assert_eq!(ids["\"gold\""].as_deref(), new["id"].as_str(), "the ledger holds the new price");
+        } else {
+            assert_eq!(created, 2, "no new price");
+            assert_eq!(count(&report, "prices", "dead_lettered"), 1, "{report:#}");
+            let list = s.run(&["dead-letters", "list", "--pipeline", "crm", "--json"]);
+            let text = String::from_utf8_lossy(&list.stdout);
+            assert!(text.contains("`unit_amount` cannot change") && text.contains("price_changes"), "{text}");
+            assert_eq!(ids["\"gold\""].as_deref(), Some(gold.as_str()), "the ledger keeps the price");
+        }
+    }
 }

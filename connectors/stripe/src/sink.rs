@@ -27,6 +27,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{Connection, default_base_url, default_stripe_version};
+use crate::price::PriceChanges;
 
 /// The objects the sink writes: stream name → API path.
 pub const OBJECTS: &[(&str, &str)] = &[
@@ -55,14 +56,20 @@ pub struct StripeSinkConfig {
     /// HTTP settings: timeouts, retries, proxy, rate budget.
     #[serde(default)]
     pub http: HttpConfig,
+    /// A price's record that changes its amount (or currency, product, recurrence), which
+    /// Stripe does not let change: `dead_letter` (default) or `replace` (a new price, the old
+    /// one deactivated).
+    #[serde(default)]
+    pub price_changes: PriceChanges,
 }
 
 /// Writes streams named after Stripe objects (`customers`, `products`, `prices`,
 /// `invoice_items`) to Stripe, creating each record once.
 #[derive(Debug, Clone)]
 pub struct StripeSink {
-    client: HttpClient,
+    pub(crate) client: HttpClient,
     replays: Arc<AtomicU64>,
+    pub(crate) price_changes: PriceChanges,
 }
 
 /// The `Idempotency-Key` of the create of one record: the engine's key function over
@@ -94,12 +101,12 @@ impl SinkConnector for StripeSink {
         };
         let mode = crate::client::mode(&conn)?;
         let client = crate::client::builder(&conn, mode, cx)?.build()?;
-        Ok(StripeSink { client, replays: Arc::default() })
+        Ok(StripeSink { client, replays: Arc::default(), price_changes: config.price_changes })
     }
 }
 
 /// One record's outcome.
-enum Sent {
+pub(crate) enum Sent {
     Ok(String),
     Rejected(Error),
 }
@@ -210,6 +217,9 @@ impl StripeSink {
             Err(e) => return Ok(Sent::Rejected(e)),
         };
         let dest_id = hint.and_then(|h| h.dest_id.clone());
+        if let (Some(id), "prices") = (&dest_id, stream) {
+            return self.write_price(cx, key, id, &body).await;
+        }
         let req = match &dest_id {
             Some(id) => Request::post(format!("{path}/{}", encode_id(id))),
             None => Request::post(path).header("Idempotency-Key", &create_key(&cx.pipeline, stream, key)),
@@ -259,7 +269,7 @@ fn unknown_outcome(e: &Error) -> bool {
 }
 
 /// The error with Stripe's `Request-Id` in its words, for dead letters and logs.
-fn with_request_id(e: Error) -> Error {
+pub(crate) fn with_request_id(e: Error) -> Error {
     match e.http().and_then(|h| h.header("request-id")).map(str::to_owned) {
         Some(id) if !e.message().contains(&id) => {
             let http = e.http().cloned();
@@ -279,7 +289,7 @@ fn search_value(v: &str) -> String {
 }
 
 /// An object id as one path segment (Stripe ids are `[A-Za-z0-9_]`; anything else is escaped).
-fn encode_id(id: &str) -> String {
+pub(crate) fn encode_id(id: &str) -> String {
     id.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
