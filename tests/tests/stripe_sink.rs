@@ -268,3 +268,50 @@ async fn a_price_amount_change_is_dead_lettered_or_replaces_the_price_as_configu
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_item_with_an_unknown_outcome_is_found_by_listing_its_customer() {
+    let stripe = StripeDouble::start().await;
+    stripe.fail_creates(1, Some("false"));
+    let s = Scratch::new();
+    let items: String = (1..=3)
+        .map(|i| {
+            let item = json!({ "customer": "cus_1", "amount": i * 100, "currency": "usd",
+                "description": format!("seat {i}") });
+            format!("{item}\n")
+        })
+        .collect();
+    s.write("items.jsonl", &items);
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm]
+
+[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "invoice_items"
+path = "items.jsonl"
+primary_key = ["description"]
+
+[pipelines.crm.sink]
+kind = "stripe"
+api_key = "${{STRIPE_API_KEY}}"
+base_url = "{}"
+http = {{ retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 3000 }} }}
+"#,
+            stripe.uri()
+        ),
+    );
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "invoice_items", "written"), 3, "{report:#}");
+    assert_eq!(stripe.writes().0, 3, "no second create");
+    let listed = stripe.queries("/v1/invoiceitems").await;
+    assert!(listed.iter().any(|q| q.contains(&("customer".into(), "cus_1".into()))), "{listed:?}");
+    let ids: Vec<String> =
+        stripe.objects("/v1/invoiceitems").iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect();
+    let ledger: Vec<String> = ledger_ids_of(&s, "invoice_items").into_values().map(Option::unwrap).collect();
+    assert_eq!(ledger.len(), 3);
+    assert!(ledger.iter().all(|id| ids.contains(id)), "{ledger:?} vs {ids:?}");
+}
