@@ -315,3 +315,18 @@ http = {{ retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 3000 
     assert_eq!(ledger.len(), 3);
     assert!(ledger.iter().all(|id| ids.contains(id)), "{ledger:?} vs {ids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_found_after_an_unknown_outcome_is_updated_as_a_price() {
+    let stripe = StripeDouble::start().await;
+    stripe.fail_creates(1, Some("false"));
+    let s = price_setup(&stripe.uri(), 1000, "");
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "prices", "written"), 2, "{report:#}");
+    let (created, _, updates) = stripe.writes();
+    assert_eq!(created, 2, "no second create");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert!(updates[0].1.get("unit_amount").is_none(), "a price update never sends its amount: {updates:?}");
+    assert_eq!(ledger_ids_of(&s, "prices").len(), 2);
+}

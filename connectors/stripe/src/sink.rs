@@ -124,6 +124,7 @@ impl StripeSink {
     /// a final one dead-letters it with Stripe's Request-Id; never a second create.
     async fn resolve_by_lookup(
         &self,
+        cx: &Cx,
         path: &str,
         stream: &str,
         key: &Key,
@@ -151,6 +152,10 @@ impl StripeSink {
             if let Some(m) = metadata.as_object_mut() {
                 m.insert(KEY_METADATA.into(), Value::String(key.as_str().to_owned()));
             }
+        }
+        if stream == "prices" {
+            // A price takes only some fields in an update; a changed amount follows `price_changes`.
+            return self.write_price(cx, key, &id, &body).await;
         }
         let form = dovetail_http::form_encode(&body)?;
         let req = Request::post(format!("{path}/{}", encode_id(&id)))
@@ -228,7 +233,7 @@ impl StripeSink {
         let resp = match self.client.send(req).await {
             Ok(resp) => resp,
             Err(e) if dest_id.is_none() && unknown_outcome(&e) => {
-                return self.resolve_by_lookup(path, stream, key, &record.data, e).await;
+                return self.resolve_by_lookup(cx, path, stream, key, &record.data, e).await;
             }
             Err(e) if e.kind().disposition().rejects_record() => return Ok(Sent::Rejected(with_request_id(e))),
             Err(e) => return Err(e),
