@@ -1,7 +1,11 @@
 //! A Stripe double on wiremock for the e2e tests: list endpoints as Stripe pages them
 //! (newest first by `created`, then id; `limit`, `starting_after`, `has_more`,
 //! `created[gte]` / `created[lt]`), `GET /v1/account` (with `Stripe-Account`, the connected
-//! account), objects that appear while a run pages, and pipeline configs around it.
+//! account), objects that appear while a run pages, and pipeline configs around it. For the
+//! sink: `POST /v1/{object}` creates under an `Idempotency-Key` as Stripe does (a repeat of
+//! the key and parameters answers the stored response with `Idempotent-Replayed: true`;
+//! other parameters get `400 idempotency_error`), can drop responses after creating, and
+//! `POST /v1/{object}/{id}` updates.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,130 @@ struct Store {
     served: BTreeMap<String, usize>,
     /// (path, status, `Stripe-Should-Retry` value, answers left): failures served first.
     faults: Vec<(String, u16, Option<String>, usize)>,
+    /// Idempotency key → (form body, stored status, stored response).
+    idem: BTreeMap<String, (String, u16, Value)>,
+    /// Creates whose response is held back past the client's timeout, still to come.
+    drop_creates: usize,
+    /// Creates still to come that create the object yet answer (and store under their key)
+    /// a 500, with this `Stripe-Should-Retry`.
+    fail_creates: (usize, Option<String>),
+    /// Searches still to come that find nothing (Stripe's search lags its writes).
+    search_lag: usize,
+    /// Creates still to come answered `409` (the key in flight) before they run.
+    conflicts: usize,
+    /// What the sink did: objects created, answers replayed, updates (path, params).
+    creations: usize,
+    replays: usize,
+    updates: Vec<(String, Value)>,
+    next_id: u64,
+}
+
+/// How long a dropped create's response is held back: longer than the configs' timeout.
+pub const DROP_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A form body as Stripe reads it: `a=1&metadata[k]=v` → `{"a": "1", "metadata": {"k": "v"}}`.
+pub fn form_params(body: &str) -> Value {
+    let url = reqwest::Url::parse(&format!("http://x/?{body}")).expect("a form body");
+    let mut out = serde_json::Map::new();
+    for (k, v) in url.query_pairs() {
+        match k.split_once('[') {
+            Some((outer, inner)) => {
+                let inner = inner.trim_end_matches(']').to_owned();
+                let slot = out.entry(outer.to_owned()).or_insert_with(|| json!({}));
+                slot[inner] = Value::String(v.into_owned());
+            }
+            None => {
+                out.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+struct Writes(Arc<Mutex<Store>>);
+
+impl Respond for Writes {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let path = req.url.path().to_owned();
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        let params = form_params(&body);
+        let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.next_id += 1;
+        let request_id = format!("req_w{}", store.next_id);
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if let ["v1", object, id] = parts[..] {
+            let list = format!("/v1/{object}");
+            let Some(o) = store.objects.get_mut(&list).and_then(|l| l.iter_mut().find(|o| o["id"] == id)) else {
+                return ResponseTemplate::new(404)
+                    .insert_header("request-id", request_id.as_str())
+                    .set_body_json(json!({ "error": { "type": "invalid_request_error", "code": "resource_missing",
+                        "message": format!("No such object: '{id}'") } }));
+            };
+            for (k, v) in params.as_object().into_iter().flatten() {
+                o[k] = v.clone();
+            }
+            let answer = o.clone();
+            store.updates.push((path.clone(), params));
+            return ResponseTemplate::new(200).insert_header("request-id", request_id.as_str()).set_body_json(answer);
+        }
+        let key = req.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(k) = &key
+            && let Some((stored_body, status, answer)) = store.idem.get(k).cloned()
+        {
+            if stored_body != body {
+                return ResponseTemplate::new(400).insert_header("request-id", request_id.as_str()).set_body_json(
+                    json!({ "error": { "type": "idempotency_error", "message": format!(
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{k}' if you meant to execute a different request.") } }),
+                );
+            }
+            store.replays += 1;
+            return ResponseTemplate::new(status)
+                .insert_header("request-id", request_id.as_str())
+                .insert_header("idempotent-replayed", "true")
+                .set_body_json(answer);
+        }
+        if store.conflicts > 0 {
+            store.conflicts -= 1;
+            return ResponseTemplate::new(409).insert_header("request-id", request_id.as_str()).set_body_json(
+                json!({ "error": { "type": "idempotency_error", "message": "There is currently another in-progress request using this Stripe-Idempotency-Key." } }),
+            );
+        }
+        let prefix = match parts.get(1) {
+            Some(&"customers") => "cus",
+            Some(&"products") => "prod",
+            Some(&"prices") => "price",
+            _ => "ii",
+        };
+        let id = format!("{prefix}_{:06}", store.next_id);
+        let mut object = params.clone();
+        object["id"] = json!(id);
+        object["created"] = json!(now());
+        store.objects.entry(path.clone()).or_default().push(object.clone());
+        store.creations += 1;
+        if store.fail_creates.0 > 0 {
+            store.fail_creates.0 -= 1;
+            let error = json!({ "error": { "type": "api_error", "message": "An unknown error occurred" } });
+            let retry = store.fail_creates.1.clone();
+            if let Some(k) = key {
+                store.idem.insert(k, (body, 500, error.clone()));
+            }
+            let mut t =
+                ResponseTemplate::new(500).insert_header("request-id", request_id.as_str()).set_body_json(error);
+            if let Some(v) = retry {
+                t = t.insert_header("stripe-should-retry", v.as_str());
+            }
+            return t;
+        }
+        if let Some(k) = key {
+            store.idem.insert(k, (body, 200, object.clone()));
+        }
+        let mut t = ResponseTemplate::new(200).insert_header("request-id", request_id.as_str()).set_body_json(object);
+        if store.drop_creates > 0 {
+            store.drop_creates -= 1;
+            t = t.set_delay(DROP_DELAY);
+        }
+        t
+    }
 }
 
 /// The double: a wiremock server answering like Stripe's list API.
@@ -46,6 +174,37 @@ impl Respond for Lists {
             );
         }
         let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let ["", "v1", object, id] = path.split('/').collect::<Vec<_>>()[..]
+            && id != "search"
+        {
+            let list = format!("/v1/{object}");
+            let found = store.objects.get(&list).and_then(|l| l.iter().find(|o| o["id"] == id)).cloned();
+            return match found {
+                Some(o) => ResponseTemplate::new(200).set_body_json(o),
+                None => ResponseTemplate::new(404).set_body_json(json!({ "error": {
+                    "type": "invalid_request_error", "code": "resource_missing", "message": format!("No such object: '{id}'") } })),
+            };
+        }
+        if let Some(list) = path.strip_suffix("/search") {
+            // Only `metadata['k']:'v'` queries, which is what the sink sends.
+            let query = get("query").unwrap_or_default();
+            if store.search_lag > 0 {
+                store.search_lag -= 1;
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({ "object": "search_result", "url": path, "has_more": false, "data": [] }));
+            }
+            let found: Vec<Value> = query
+                .strip_prefix("metadata['")
+                .and_then(|q| q.split_once("']:'"))
+                .map(|(k, v)| {
+                    let v = v.strip_suffix('\'').unwrap_or(v).replace("\\'", "'").replace("\\\\", "\\");
+                    let all = store.objects.get(list).cloned().unwrap_or_default();
+                    all.into_iter().filter(|o| o["metadata"][k].as_str() == Some(v.as_str())).collect()
+                })
+                .unwrap_or_default();
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({ "object": "search_result", "url": path, "has_more": false, "data": found }));
+        }
         if let Some(f) = store.faults.iter_mut().find(|f| f.0 == path && f.3 > 0) {
             f.3 -= 1;
             let mut t = ResponseTemplate::new(f.1).set_body_json(json!({ "error": {
@@ -108,6 +267,7 @@ impl StripeDouble {
         let server = MockServer::start().await;
         let store = Arc::new(Mutex::new(Store::default()));
         Mock::given(wiremock::matchers::method("GET")).respond_with(Lists(store.clone())).mount(&server).await;
+        Mock::given(wiremock::matchers::method("POST")).respond_with(Writes(store.clone())).mount(&server).await;
         StripeDouble { server, store }
     }
 
@@ -132,6 +292,45 @@ impl StripeDouble {
     /// should_retry` when given) before listing again.
     pub fn fail(&self, path: &str, status: u16, should_retry: Option<&str>, times: usize) {
         self.store.lock().unwrap().faults.push((path.to_owned(), status, should_retry.map(str::to_owned), times));
+    }
+
+    /// Holds back the responses of the next `n` creates (made, stored under their key) past
+    /// the client's timeout, as a connection lost after Stripe created the object.
+    pub fn drop_creates(&self, n: usize) {
+        self.store.lock().unwrap().drop_creates = n;
+    }
+
+    /// The next `n` creates create their object but answer `500` (stored under their key, as
+    /// Stripe stores it), with `Stripe-Should-Retry: should_retry` when given.
+    pub fn fail_creates(&self, n: usize, should_retry: Option<&str>) {
+        self.store.lock().unwrap().fail_creates = (n, should_retry.map(str::to_owned));
+    }
+
+    /// The next `n` creates are answered `409` (the same key in flight) before they run.
+    pub fn conflict_creates(&self, n: usize) {
+        self.store.lock().unwrap().conflicts = n;
+    }
+
+    /// The next `n` searches find nothing, as Stripe's search does for up to a minute after a write.
+    pub fn search_lag(&self, n: usize) {
+        self.store.lock().unwrap().search_lag = n;
+    }
+
+    /// Forgets every idempotency key, as Stripe does 24 hours after a key's first use.
+    pub fn expire_keys(&self) {
+        self.store.lock().unwrap().idem.clear();
+    }
+
+    /// Objects created, creates answered from the idempotency store, and updates (path,
+    /// params), so far.
+    pub fn writes(&self) -> (usize, usize, Vec<(String, Value)>) {
+        let s = self.store.lock().unwrap();
+        (s.creations, s.replays, s.updates.clone())
+    }
+
+    /// The objects at `path` (`/v1/customers`), in creation order.
+    pub fn objects(&self, path: &str) -> Vec<Value> {
+        self.store.lock().unwrap().objects.get(path).cloned().unwrap_or_default()
     }
 
     /// The query pairs of every list request to `path`, in order.

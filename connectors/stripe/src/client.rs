@@ -10,7 +10,7 @@ use dovetail_http::auth::StaticBearer;
 use dovetail_http::header::HeaderMap;
 use dovetail_http::{Classifier, HttpClient, HttpClientBuilder, RateBudget, StatusCode, Verdict, status_kind};
 
-use crate::config::{Mode, StripeConfig};
+use crate::config::{Connection, Mode};
 
 /// The header that pins the API version.
 pub const VERSION_HEADER: &str = "Stripe-Version";
@@ -18,7 +18,7 @@ pub const VERSION_HEADER: &str = "Stripe-Version";
 pub const ACCOUNT_HEADER: &str = "Stripe-Account";
 
 /// The key's mode, or a Config error that says what a key looks like without showing it.
-pub fn mode(config: &StripeConfig) -> Result<Mode, Error> {
+pub(crate) fn mode(config: &Connection<'_>) -> Result<Mode, Error> {
     let key = config.api_key.expose();
     if key.trim().is_empty() {
         return Err(Error::config("`api_key` is empty: give a Stripe secret key (`sk_…`) or restricted key (`rk_…`)"));
@@ -36,24 +36,24 @@ pub fn mode(config: &StripeConfig) -> Result<Mode, Error> {
 }
 
 /// A builder with everything the config says; `build` it (tests add a clock first).
-pub fn builder(config: &StripeConfig, mode: Mode, cx: &BuildCx) -> Result<HttpClientBuilder, Error> {
-    let base = config.http.base_url.as_deref().unwrap_or(&config.base_url);
+pub(crate) fn builder(config: &Connection<'_>, mode: Mode, cx: &BuildCx) -> Result<HttpClientBuilder, Error> {
+    let base = config.http.base_url.as_deref().unwrap_or(config.base_url);
     let per_second = mode.requests_per_second();
     let mut b = HttpClient::builder(crate::KIND)
         .base_url(&format!("{}/", base.trim_end_matches('/')))
-        .api_version(VERSION_HEADER, &config.stripe_version)
+        .api_version(VERSION_HEADER, config.stripe_version)
         .classifier(classifier())
         .rate_limit(RateBudget { requests: per_second, per: Duration::from_secs(1), burst: per_second })
         .auth(Arc::new(StaticBearer::new(config.api_key.clone())));
     if let Some(cache) = &cx.response_cache {
         b = b.cache(cache.clone());
     }
-    b.config(&config.http)
+    b.config(config.http)
 }
 
 /// Stripe's word on a failed request (`Stripe-Should-Retry: true|false`) over the status's
-/// default: a 409 (the same idempotency key in flight) it marks retryable is retried, a 5xx
-/// it marks final is not. Rate limits (429) keep dovetail-http's handling.
+/// default: a 5xx it marks final is not retried. A 409 (the same idempotency key in flight)
+/// is retried unless it says not to. Rate limits (429) keep dovetail-http's handling.
 pub fn classifier() -> Classifier {
     Arc::new(|status: StatusCode, headers: &HeaderMap, _body: &[u8]| -> Option<Verdict> {
         if status.is_success() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -62,6 +62,8 @@ pub fn classifier() -> Classifier {
         match headers.get("stripe-should-retry").and_then(|v| v.to_str().ok()) {
             Some(v) if v.eq_ignore_ascii_case("true") => Some(Verdict::Retry),
             Some(v) if v.eq_ignore_ascii_case("false") => Some(Verdict::Fail(status_kind(status))),
+            // The same idempotency key still in flight (or a lock timeout): try again shortly.
+            _ if status == StatusCode::CONFLICT => Some(Verdict::Retry),
             _ => None,
         }
     })
@@ -89,6 +91,7 @@ mod tests {
         assert_eq!(c(s(503), &with("true"), b""), Some(Verdict::Retry));
         assert_eq!(c(s(401), &with("false"), b""), Some(Verdict::Fail(ErrorKind::Auth)));
         assert_eq!(c(s(500), &none, b""), None, "no header: the default");
+        assert_eq!(c(s(409), &none, b""), Some(Verdict::Retry), "a key in flight is waited for");
         assert_eq!(c(s(429), &with("true"), b""), None, "a rate limit is waited out as one");
         assert_eq!(c(s(200), &with("false"), b""), None);
     }

@@ -52,6 +52,27 @@ pub struct StripeConfig {
     pub http: HttpConfig,
 }
 
+impl StripeConfig {
+    /// The key, API root, version and HTTP settings, which the sink shares.
+    pub(crate) fn connection(&self) -> Connection<'_> {
+        Connection {
+            api_key: &self.api_key,
+            base_url: &self.base_url,
+            stripe_version: &self.stripe_version,
+            http: &self.http,
+        }
+    }
+}
+
+/// What the source and the sink both configure to reach Stripe: the client is built from it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Connection<'a> {
+    pub(crate) api_key: &'a Secret,
+    pub(crate) base_url: &'a str,
+    pub(crate) stripe_version: &'a str,
+    pub(crate) http: &'a HttpConfig,
+}
+
 /// Which connected accounts are read.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -107,10 +128,10 @@ impl Mode {
     }
 }
 
-fn default_base_url() -> String {
+pub(crate) fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
 }
 
-fn default_stripe_version() -> String {
+pub(crate) fn default_stripe_version() -> String {
     DEFAULT_STRIPE_VERSION.to_owned()
 }

@@ -1,4 +1,7 @@
-//! dovetail-stripe: the Stripe source (`kind = "stripe"`).
+//! dovetail-stripe: the Stripe source and sink (`kind = "stripe"`).
+//!
+//! The sink (`sink.rs`) creates customers, products, prices and invoice items once each,
+//! with a per-record `Idempotency-Key`, and updates them by the id kept in the ledger.
 //!
 //! Streams (one table each, rows are Stripe's objects as the pinned version renders them):
 //! customers, products, prices, charges, payment_intents, invoices, subscriptions, refunds,
@@ -22,11 +25,15 @@
 
 mod client;
 mod config;
+mod price;
+mod sink;
 mod source;
 pub mod streams;
 
 pub use client::{ACCOUNT_HEADER, VERSION_HEADER};
 pub use config::{Accounts, AllAccounts, DEFAULT_BASE_URL, DEFAULT_STRIPE_VERSION, Mode, StripeConfig};
+pub use price::PriceChanges;
+pub use sink::{KEY_METADATA, OBJECTS, StripeSink, StripeSinkConfig, create_key};
 pub use source::{ACCOUNT_FIELD, EVENT_RETENTION_SECS, OVERLAP, PAGE_SIZE, StripeSource};
 
 /// The `kind` of the Stripe source in config.

@@ -117,8 +117,9 @@ impl StripeSource {
     /// Build on `clock`: its wall time bounds each pass's window and ages the events
     /// cursor, and the HTTP client waits on it (tests pass a `FakeClock`).
     pub fn build_at(config: StripeConfig, cx: &BuildCx, clock: Arc<dyn Clock>) -> Result<Self, Error> {
-        let mode = crate::client::mode(&config)?;
-        let client = crate::client::builder(&config, mode, cx)?.clock(clock.clone()).build()?;
+        let conn = config.connection();
+        let mode = crate::client::mode(&conn)?;
+        let client = crate::client::builder(&conn, mode, cx)?.clock(clock.clone()).build()?;
         let mut chosen: Vec<&'static StreamDef> = Vec::new();
         for name in &config.streams {
             let def = streams::find(name).ok_or_else(|| {

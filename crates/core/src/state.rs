@@ -67,6 +67,21 @@ pub struct LedgerVersion {
     pub repeated: bool,
 }
 
+/// A create a sink sent (or is about to send) whose destination id is not known yet: written
+/// durably before the request goes out, cleared once the id is in the ledger. A run that
+/// finds one knows an object may exist at the destination without the ledger saying so, and
+/// looks it up before creating again (an idempotency key outlives no vendor's window for ever:
+/// Stripe's lives 24 hours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCreate {
+    /// Canonical primary key of the record being created.
+    pub key: Key,
+    /// The `Idempotency-Key` the create was (or will be) sent with.
+    pub idempotency_key: String,
+    /// When it was recorded (RFC 3339): how old the key is at the destination.
+    pub since: String,
+}
+
 impl DeadLetter {
     /// The reason without the `LOCATION: ` it starts with, when it does (the location is
     /// kept apart, in [`DeadLetter::location`]).
@@ -311,6 +326,33 @@ pub trait DeliveryStore: Send + Sync {
     }
     /// Destination ids stored with ledger rows (create-only sinks), in the order of `keys`.
     async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error>;
+    /// Durably record a create about to be sent (see [`PendingCreate`]), replacing an earlier
+    /// pending create of its key (a create sent again under a new idempotency key restarts its
+    /// window). Neither [`reset`](Self::reset) nor [`forget_ledger`](Self::forget_ledger)
+    /// drops it: the object may exist whatever the source does next. The default refuses, so
+    /// a sink that needs it cannot run on a store without it.
+    async fn record_pending_create(&self, pipeline: &str, stream: &str, pending: &PendingCreate) -> Result<(), Error> {
+        let _ = (pipeline, stream, pending);
+        Err(Error::config("this state store does not keep pending creates, which this sink needs"))
+    }
+    /// The pending creates of `keys` (see [`PendingCreate`]), in the same order (`None`
+    /// where none is pending).
+    async fn pending_creates(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<PendingCreate>>, Error> {
+        let _ = (pipeline, stream);
+        Ok(vec![None; keys.len()])
+    }
+    /// Clear the pending create of `key` once its outcome is known (its destination id is
+    /// committed to the ledger, or the record was dead-lettered); returns whether one was
+    /// pending.
+    async fn clear_pending_create(&self, pipeline: &str, stream: &str, key: &Key) -> Result<bool, Error> {
+        let _ = (pipeline, stream, key);
+        Ok(false)
+    }
     /// Whether the ledger holds any row for a stream. The default (`true`) is always safe;
     /// `false` lets an initial load skip every lookup, so it must never be answered for a
     /// stream that has rows.

@@ -31,6 +31,7 @@ pub fn sinks() -> Vec<SinkEntry> {
         sink::<dovetail_files::JsonlSink>(),
         sink::<dovetail_rest::RestSink>(),
         sink::<dovetail_postgres::PostgresSink>(),
+        sink::<dovetail_stripe::StripeSink>(),
     ]
 }
 

@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use dovetail_core::state::{
-    Checkpoint, Commit, DeliveryStore, LedgerEntry, LedgerVersion, OutboxEntry, PausedStream, RunLock,
+    Checkpoint, Commit, DeliveryStore, LedgerEntry, LedgerVersion, OutboxEntry, PausedStream, PendingCreate, RunLock,
 };
 use dovetail_core::{ContentHash, Error, Key, now_rfc3339};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use crate::pending::Pendings;
 use crate::tx::TxConn;
 use crate::{PgState, json_err, limit, stored_name, text, to_i64};
 
@@ -578,6 +579,16 @@ impl DeliveryStore for PgState {
     async fn ledger_dest_ids(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Vec<Option<String>>, Error> {
         let rows = self.ledger_rows(pipeline, stream, keys).await?;
         Ok(keys.iter().map(|k| rows.get(k.as_str()).and_then(|r| r.2.clone())).collect())
+    }
+
+    async fn record_pending_create(&self, pipeline: &str, stream: &str, p: &PendingCreate) -> Result<(), Error> {
+        self.pending_record(pipeline, stream, p).await
+    }
+    async fn pending_creates(&self, pipeline: &str, stream: &str, keys: &[Key]) -> Result<Pendings, Error> {
+        self.pending_lookup(pipeline, stream, keys).await
+    }
+    async fn clear_pending_create(&self, pipeline: &str, stream: &str, key: &Key) -> Result<bool, Error> {
+        self.pending_clear(pipeline, stream, key).await
     }
 
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {

@@ -27,6 +27,7 @@ mod history;
 mod lease;
 mod lock;
 pub mod migrations;
+mod pending;
 /// TLS to PostgreSQL (moved to dovetail-pg, shared with the postgres connector).
 pub use dovetail_pg::tls;
 mod tokens;

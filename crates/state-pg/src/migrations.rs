@@ -246,6 +246,18 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pipeline, tick)
     );
 "#,
+    // 8 (issue 24): creates sent whose destination id is not known yet
+    // (`DeliveryStore::record_pending_create`), written before the request goes out.
+    r#"
+    CREATE TABLE pending_creates (
+        pipeline        TEXT NOT NULL,
+        stream          TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        since           TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream, key)
+    );
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

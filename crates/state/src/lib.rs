@@ -53,6 +53,7 @@ mod history;
 mod lock;
 mod migrations;
 mod ops;
+mod pending;
 mod store;
 mod tokens;
 

@@ -227,6 +227,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE paused_streams ADD COLUMN location TEXT;
     "#,
+    // 11: creates sent whose destination id is not known yet (`DeliveryStore::
+    // record_pending_create`), written before the request goes out.
+    r#"
+    CREATE TABLE pending_creates (
+        pipeline        TEXT NOT NULL,
+        stream          TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        since           TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream, key)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
@@ -392,7 +404,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 10);
+        assert_eq!(SCHEMA_VERSION, 11);
         assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "an old stream's sink mark is unknown");
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();

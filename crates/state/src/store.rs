@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use dovetail_core::explain::{KeyHistory, Pruned, Retention};
 use dovetail_core::state::{
     Checkpoint, Commit, DeadLetter, DeadLetterCount, DeadLetterGroup, DeliveryStore, HistoryStore, LedgerEntry,
-    LedgerVersion, OutboxEntry, PausedStream, RunLock, RunRecord,
+    LedgerVersion, OutboxEntry, PausedStream, PendingCreate, RunLock, RunRecord,
 };
 use dovetail_core::{ContentHash, Error, Key, RunOutcome};
 use serde_json::Value;
 
-use crate::{LockPlace, SqliteState, history, lock, ops};
+use crate::{LockPlace, SqliteState, history, lock, ops, pending};
 
 impl SqliteState {
     /// Full ledger rows (hash and destination id) for `keys`, in the same order, `None` where
@@ -86,6 +86,26 @@ impl DeliveryStore for SqliteState {
     ) -> Result<Vec<Option<LedgerVersion>>, Error> {
         let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
         self.with_reader(move |db| ops::ledger_versions(db, &p, &s, &keys)).await
+    }
+
+    async fn record_pending_create(&self, pipeline: &str, stream: &str, pending: &PendingCreate) -> Result<(), Error> {
+        let (p, s, pending) = (pipeline.to_owned(), stream.to_owned(), pending.clone());
+        self.with_db(move |db| pending::record(db, &p, &s, &pending)).await
+    }
+
+    async fn pending_creates(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<PendingCreate>>, Error> {
+        let (p, s, keys) = (pipeline.to_owned(), stream.to_owned(), keys.to_vec());
+        self.with_db(move |db| pending::lookup(db, &p, &s, &keys)).await
+    }
+
+    async fn clear_pending_create(&self, pipeline: &str, stream: &str, key: &Key) -> Result<bool, Error> {
+        let (p, s, k) = (pipeline.to_owned(), stream.to_owned(), key.clone());
+        self.with_db(move |db| pending::clear(db, &p, &s, &k)).await
     }
 
     /// Read on the reader connection, like ledger lookups, so draining never queues behind a

@@ -11,8 +11,8 @@ use super::lock;
 use crate::error::Error;
 use crate::record::{ContentHash, Key};
 use crate::state::{
-    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerVersion, OutboxEntry, PausedStream, RunLock,
-    RunOutcome, RunRecord, StoredDrift,
+    Checkpoint, Commit, DeadLetter, DeliveryStore, HistoryStore, LedgerVersion, OutboxEntry, PausedStream,
+    PendingCreate, RunLock, RunOutcome, RunRecord, StoredDrift,
 };
 
 /// Ledger rows of one stream: key → (content hash, pass, destination id, repeated).
@@ -43,6 +43,8 @@ struct StateInner {
     pages: BTreeMap<(String, String, i64), u64>,
     /// The sink mark stored with each stream's last commit that carried one.
     sink_marks: BTreeMap<(String, String), String>,
+    /// Pending creates per stream, by canonical key.
+    pending: BTreeMap<(String, String), BTreeMap<String, PendingCreate>>,
     /// Commits whose checkpoint position equals this fail at the checkpoint (a test hook).
     fail_at_position: Option<Value>,
 }
@@ -199,6 +201,25 @@ impl DeliveryStore for MemoryState {
         let g = lock(&self.inner);
         let l = g.ledger.get(&k(pipeline, stream));
         Ok(keys.iter().map(|key| l.and_then(|l| l.get(key.as_str())).and_then(|e| e.2.clone())).collect())
+    }
+    async fn record_pending_create(&self, pipeline: &str, stream: &str, pending: &PendingCreate) -> Result<(), Error> {
+        let mut g = lock(&self.inner);
+        g.pending.entry(k(pipeline, stream)).or_default().insert(pending.key.as_str().to_owned(), pending.clone());
+        Ok(())
+    }
+    async fn pending_creates(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        keys: &[Key],
+    ) -> Result<Vec<Option<PendingCreate>>, Error> {
+        let g = lock(&self.inner);
+        let p = g.pending.get(&k(pipeline, stream));
+        Ok(keys.iter().map(|key| p.and_then(|p| p.get(key.as_str())).cloned()).collect())
+    }
+    async fn clear_pending_create(&self, pipeline: &str, stream: &str, key: &Key) -> Result<bool, Error> {
+        let mut g = lock(&self.inner);
+        Ok(g.pending.get_mut(&k(pipeline, stream)).and_then(|p| p.remove(key.as_str())).is_some())
     }
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
         Ok(lock(&self.inner).ledger.get(&k(pipeline, stream)).is_some_and(|l| !l.is_empty()))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use dovetail_core::state::{Checkpoint, Commit, LedgerEntry, LedgerVersion, PausedStream};
+use dovetail_core::state::{Checkpoint, Commit, LedgerEntry, LedgerVersion, PausedStream, PendingCreate};
 use dovetail_core::{DeliveryStore, ErrorKind, Key, PauseKind};
 use serde_json::{Value, json};
 
@@ -142,6 +142,56 @@ pub async fn forget_ledger_voids_hashes_marks_and_checkpoints_in_its_scope(s: Su
     assert_eq!(st.ledger_lookup("q", "s", &keys).await.unwrap(), [Some(hash(1)), Some(hash(7))], "q is untouched");
     assert_eq!(st.checkpoint("q", "s").await.unwrap(), Some(checkpoint(json!("q/s"))));
     assert_eq!(st.sink_mark("q", "s").await.unwrap().as_deref(), Some("q/s"));
+}
+
+/// A pending create reads back per key (in the order asked, with its idempotency key and
+/// time), only in its own pipeline and stream; recording it again replaces it; neither a
+/// reset nor forgetting the ledger drops it; clearing it says whether one was pending.
+pub async fn pending_creates_are_kept_per_key_until_cleared(s: Subject) {
+    let st = s.delivery();
+    let keys = [key("[1,\"a\"]"), key("missing"), key("2")];
+    assert_eq!(st.pending_creates("p", "s", &keys).await.unwrap(), [None, None, None]);
+    let pend = |k: &Key, idem: &str, at: &str| PendingCreate {
+        key: k.clone(),
+        idempotency_key: idem.into(),
+        since: at.into(),
+    };
+    let pending = |k: &Key, idem: &str, at: &str| Some(pend(k, idem, at));
+    st.record_pending_create("p", "s", &pend(&keys[0], "idem-1", "2026-01-01T00:00:00Z")).await.unwrap();
+    st.record_pending_create("p", "s", &pend(&keys[2], "idem-2", "2026-01-01T00:00:01Z")).await.unwrap();
+    st.record_pending_create("q", "s", &pend(&keys[0], "idem-q", "2026-01-01T00:00:02Z")).await.unwrap();
+    assert_eq!(
+        st.pending_creates("p", "s", &keys).await.unwrap(),
+        [
+            pending(&keys[0], "idem-1", "2026-01-01T00:00:00Z"),
+            None,
+            pending(&keys[2], "idem-2", "2026-01-01T00:00:01Z")
+        ]
+    );
+    assert_eq!(st.pending_creates("p", "t", &keys[..1]).await.unwrap(), [None], "another stream has none");
+
+    st.record_pending_create("p", "s", &pend(&keys[0], "idem-1b", "2026-01-03T00:00:00Z")).await.unwrap();
+    st.commit(Commit { ledger: vec![entry("2", 2)], ..commit("p", "s", 1) }).await.unwrap();
+    st.reset("p", None).await.unwrap();
+    st.forget_ledger("p", None, false).await.unwrap();
+    assert_eq!(
+        st.pending_creates("p", "s", &keys[..1]).await.unwrap(),
+        [pending(&keys[0], "idem-1b", "2026-01-03T00:00:00Z")],
+        "recorded again it is replaced; reset and forget_ledger keep it"
+    );
+
+    assert!(st.clear_pending_create("p", "s", &keys[0]).await.unwrap());
+    assert!(!st.clear_pending_create("p", "s", &keys[0]).await.unwrap(), "nothing left to clear");
+    assert!(!st.clear_pending_create("p", "s", &keys[1]).await.unwrap());
+    assert_eq!(
+        st.pending_creates("p", "s", &keys).await.unwrap(),
+        [None, None, pending(&keys[2], "idem-2", "2026-01-01T00:00:01Z")]
+    );
+    assert_eq!(
+        st.pending_creates("q", "s", &keys[..1]).await.unwrap(),
+        [pending(&keys[0], "idem-q", "2026-01-01T00:00:02Z")],
+        "another pipeline's stays"
+    );
 }
 
 /// Lookups answer in the order of the keys asked (repeats and misses included), from

@@ -1,0 +1,360 @@
+//! The Stripe sink (`kind = "stripe"` as a sink): each record creates one Stripe object
+//! (customer, product, price, invoice item), and later writes of the record update it.
+//!
+//! A create carries `Idempotency-Key` [`create_key`]: a function of (pipeline, stream, key)
+//! only, not of the record's content, so every retry and rerun of a create of one record
+//! sends the same key and Stripe creates the object once within the key's 24-hour life. A
+//! record that changed between a lost response and its retry therefore meets
+//! `400 idempotency_error` (same key, other parameters) rather than creating a second
+//! object. Every create also sets `metadata[dovetail_key]`, which is what a lookup finds the
+//! object by. The id Stripe answers goes to the ledger; a later write of the record is
+//! `POST /v1/{object}/{id}` (an update). A response replayed from Stripe's idempotency store
+//! (`Idempotent-Replayed: true`) is counted as a replay, not a create.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use async_trait::async_trait;
+use dovetail_core::Secret;
+use dovetail_core::record::idempotency_key;
+use dovetail_core::{
+    Batch, BuildCx, ContentHash, CreateHint, Cx, Error, Key, Record, Sink, SinkConnector, SinkStream, WriteMode,
+    WriteReport,
+};
+use dovetail_http::{HttpClient, HttpConfig, Request};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{Connection, default_base_url, default_stripe_version};
+use crate::price::PriceChanges;
+
+/// The objects the sink writes: stream name → API path.
+pub const OBJECTS: &[(&str, &str)] = &[
+    ("customers", "v1/customers"),
+    ("products", "v1/products"),
+    ("prices", "v1/prices"),
+    ("invoice_items", "v1/invoiceitems"),
+];
+
+/// The metadata field every create sets to the record's canonical key.
+pub const KEY_METADATA: &str = "dovetail_key";
+
+/// Config of the Stripe sink: the source's key, API root, version and HTTP settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSinkConfig {
+    /// Secret key (`sk_live_…`, `sk_test_…`) or restricted key with write access to the
+    /// objects: write `${STRIPE_API_KEY}` or `${file:/path}`.
+    pub api_key: Secret,
+    /// API root (default `https://api.stripe.com`); the key is sent to this origin only.
+    #[serde(default = "default_base_url", deserialize_with = "dovetail_http::http_url")]
+    pub base_url: String,
+    /// Pinned API version, sent as `Stripe-Version` on every request.
+    #[serde(default = "default_stripe_version")]
+    pub stripe_version: String,
+    /// HTTP settings: timeouts, retries, proxy, rate budget.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// A price's record that changes its amount (or currency, product, recurrence), which
+    /// Stripe does not let change: `dead_letter` (default) or `replace` (a new price, the old
+    /// one deactivated).
+    #[serde(default)]
+    pub price_changes: PriceChanges,
+}
+
+/// Writes streams named after Stripe objects (`customers`, `products`, `prices`,
+/// `invoice_items`) to Stripe, creating each record once.
+#[derive(Debug, Clone)]
+pub struct StripeSink {
+    pub(crate) client: HttpClient,
+    replays: Arc<AtomicU64>,
+    pub(crate) price_changes: PriceChanges,
+}
+
+/// The `Idempotency-Key` of the create of one record: the engine's key function over
+/// (pipeline, stream, key) with no content (see the module docs for why).
+pub fn create_key(pipeline: &str, stream: &str, key: &Key) -> String {
+    idempotency_key(pipeline, stream, key, &ContentHash::VOID)
+}
+
+fn object_path(stream: &str) -> Result<&'static str, Error> {
+    OBJECTS.iter().find(|(name, _)| *name == stream).map(|(_, path)| *path).ok_or_else(|| {
+        let known: Vec<&str> = OBJECTS.iter().map(|(n, _)| *n).collect();
+        Error::config(format!(
+            "the stripe sink writes no stream `{stream}`: name the stream after the object it creates ({})",
+            known.join(", ")
+        ))
+    })
+}
+
+impl SinkConnector for StripeSink {
+    const KIND: &'static str = crate::KIND;
+    type Config = StripeSinkConfig;
+
+    fn build(config: StripeSinkConfig, cx: &BuildCx) -> Result<Self, Error> {
+        let conn = Connection {
+            api_key: &config.api_key,
+            base_url: &config.base_url,
+            stripe_version: &config.stripe_version,
+            http: &config.http,
+        };
+        let mode = crate::client::mode(&conn)?;
+        let client = crate::client::builder(&conn, mode, cx)?.build()?;
+        Ok(StripeSink { client, replays: Arc::default(), price_changes: config.price_changes })
+    }
+}
+
+/// One record's outcome.
+pub(crate) enum Sent {
+    Ok(String),
+    Rejected(Error),
+}
+
+impl StripeSink {
+    /// Creates answered from Stripe's idempotency store so far (not new objects).
+    pub fn replays(&self) -> u64 {
+        self.replays.load(Relaxed)
+    }
+
+    /// After a create whose outcome is unknown (`failed`): find the object by
+    /// `metadata[dovetail_key]`. Found: its id, and the record's current fields sent to it as
+    /// an update (the record may have changed since the lost create). Not found: `failed`
+    /// stands — a transient one leaves the record in the outbox for the next run (same key),
+    /// a final one dead-letters it with Stripe's Request-Id; never a second create.
+    async fn resolve_by_lookup(
+        &self,
+        cx: &Cx,
+        path: &str,
+        stream: &str,
+        key: &Key,
+        data: &Value,
+        failed: Error,
+    ) -> Result<Sent, Error> {
+        let found = self.lookup(path, key, data).await?;
+        let Some(id) = found else {
+            tracing::warn!(stream, key = key.as_str(), error = %failed.report(), "stripe sink: create outcome unknown and no object found by metadata[dovetail_key]");
+            return if failed.kind().disposition().rejects_record() {
+                Ok(Sent::Rejected(with_request_id(failed)))
+            } else {
+                Err(with_request_id(failed))
+            };
+        };
+        tracing::info!(
+            stream,
+            key = key.as_str(),
+            id,
+            "stripe sink: a create with an unknown outcome had created the object (found by lookup)"
+        );
+        let mut body = data.clone();
+        if let Some(fields) = body.as_object_mut() {
+            let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+            if let Some(m) = metadata.as_object_mut() {
+                m.insert(KEY_METADATA.into(), Value::String(key.as_str().to_owned()));
+            }
+        }
+        if stream == "prices" {
+            // A price takes only some fields in an update; a changed amount follows `price_changes`.
+            return self.write_price(cx, key, &id, &body).await;
+        }
+        let form = dovetail_http::form_encode(&body)?;
+        let req = Request::post(format!("{path}/{}", encode_id(&id)))
+            .body(form)
+            .header("content-type", dovetail_http::FORM_CONTENT_TYPE);
+        match self.client.send(req).await {
+            Ok(resp) => {
+                let request_id = resp.header("request-id").unwrap_or("-");
+                tracing::info!(stream, key = key.as_str(), id, request_id, "stripe sink: updated");
+                Ok(Sent::Ok(id))
+            }
+            Err(e) if e.kind().disposition().rejects_record() => Ok(Sent::Rejected(with_request_id(e))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id of the object of `path` whose `metadata[dovetail_key]` is `key`: through
+    /// Stripe's search where it covers the object, else by listing the record's customer's
+    /// invoice items.
+    async fn lookup(&self, path: &str, key: &Key, data: &Value) -> Result<Option<String>, Error> {
+        let matches = |o: &Value| o["metadata"][KEY_METADATA].as_str() == Some(key.as_str());
+        if path != "v1/invoiceitems" {
+            let query = format!("metadata['{KEY_METADATA}']:{}", search_value(key.as_str()));
+            let req = Request::get(format!("{path}/search")).query("query", query).cacheable(false);
+            let v: Value = self.client.send(req).await?.json()?;
+            let data = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+            return Ok(data.iter().find(|o| matches(o)).and_then(|o| o["id"].as_str().map(str::to_owned)));
+        }
+        let Some(customer) = data["customer"].as_str() else { return Ok(None) };
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = Request::get(path).query("customer", customer).query("limit", "100").cacheable(false);
+            if let Some(a) = &after {
+                req = req.query("starting_after", a.clone());
+            }
+            let v: Value = self.client.send(req).await?.json()?;
+            let page = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if let Some(o) = page.iter().find(|o| matches(o)) {
+                return Ok(o["id"].as_str().map(str::to_owned));
+            }
+            match page.last().and_then(|o| o["id"].as_str()) {
+                Some(last) if v["has_more"] == true => after = Some(last.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    async fn send_one(&self, cx: &Cx, stream: &str, record: &Record, hint: Option<&CreateHint>) -> Result<Sent, Error> {
+        let path = object_path(stream)?;
+        let Some(key) = &record.key else {
+            return Ok(Sent::Rejected(Error::data("the record has no primary key to create it by")));
+        };
+        let mut body = record.data.clone();
+        let Some(fields) = body.as_object_mut() else {
+            return Ok(Sent::Rejected(Error::data("the record is not an object: it cannot be a Stripe object")));
+        };
+        let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+        let Some(metadata) = metadata.as_object_mut() else {
+            return Ok(Sent::Rejected(Error::data("`metadata` is not an object")));
+        };
+        metadata.insert(KEY_METADATA.into(), Value::String(key.as_str().to_owned()));
+        let form = match dovetail_http::form_encode(&body) {
+            Ok(form) => form,
+            Err(e) => return Ok(Sent::Rejected(e)),
+        };
+        let dest_id = hint.and_then(|h| h.dest_id.clone());
+        if let (Some(id), "prices") = (&dest_id, stream) {
+            return self.write_price(cx, key, id, &body).await;
+        }
+        let req = match &dest_id {
+            Some(id) => Request::post(format!("{path}/{}", encode_id(id))),
+            None => Request::post(path).header("Idempotency-Key", &create_key(&cx.pipeline, stream, key)),
+        };
+        let req = req.body(form).header("content-type", dovetail_http::FORM_CONTENT_TYPE);
+        let resp = match self.client.send(req).await {
+            Ok(resp) => resp,
+            Err(e) if dest_id.is_none() && unknown_outcome(&e) => {
+                return self.resolve_by_lookup(cx, path, stream, key, &record.data, e).await;
+            }
+            Err(e) if e.kind().disposition().rejects_record() => return Ok(Sent::Rejected(with_request_id(e))),
+            Err(e) => return Err(e),
+        };
+        let request_id = resp.header("request-id").unwrap_or("-").to_owned();
+        let replayed = resp.header("idempotent-replayed").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let answered = resp.json::<Value>().ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+        let id = match answered.or_else(|| dest_id.clone()) {
+            Some(id) => id,
+            None => {
+                return Ok(Sent::Rejected(Error::data(format!(
+                    "Stripe created the object but its response has no `id` (Request-Id {request_id})"
+                ))));
+            }
+        };
+        if replayed {
+            self.replays.fetch_add(1, Relaxed);
+        }
+        let what = match (&dest_id, replayed) {
+            (Some(_), _) => "updated",
+            (None, true) => "replayed create",
+            (None, false) => "created",
+        };
+        tracing::info!(stream, key = key.as_str(), id, request_id, "stripe sink: {what}");
+        Ok(Sent::Ok(id))
+    }
+}
+
+/// Whether a failed create may have created the object: a 5xx (Stripe stores it under the
+/// key, so the same key answers it again) or `400 idempotency_error` (the key was used with
+/// other parameters: the record changed after a response was lost).
+fn unknown_outcome(e: &Error) -> bool {
+    match e.status() {
+        Some(s) if s >= 500 => true,
+        Some(400) => e.message().contains("idempotency_error"),
+        _ => false,
+    }
+}
+
+/// The error with Stripe's `Request-Id` in its words, for dead letters and logs.
+pub(crate) fn with_request_id(e: Error) -> Error {
+    match e.http().and_then(|h| h.header("request-id")).map(str::to_owned) {
+        Some(id) if !e.message().contains(&id) => {
+            let http = e.http().cloned();
+            let out = Error::new(e.kind().clone(), format!("{} (Request-Id {id})", e.message()));
+            match http {
+                Some(h) => out.with_http(h),
+                None => out,
+            }
+        }
+        _ => e,
+    }
+}
+
+/// A Stripe search query value: single-quoted, with `'` and `\` escaped.
+fn search_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// An object id as one path segment (Stripe ids are `[A-Za-z0-9_]`; anything else is escaped).
+pub(crate) fn encode_id(id: &str) -> String {
+    id.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[async_trait]
+impl Sink for StripeSink {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn http_report(&self) -> Option<dovetail_core::HttpReport> {
+        Some(self.client.report())
+    }
+
+    fn write_mode(&self) -> WriteMode {
+        WriteMode::CreateWithIdempotencyKey
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        self.client.send(Request::get("v1/account").cacheable(false)).await.map(|_| ())
+    }
+
+    async fn open(&self, stream: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        object_path(&stream.name).map(|_| ())
+    }
+
+    async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error> {
+        let n = batch.records.len();
+        let mut report = WriteReport { dest_ids: vec![None; n], ..Default::default() };
+        for (i, record) in batch.records.iter().enumerate() {
+            if cx.cancel.is_cancelled() {
+                return Err(Error::new(
+                    dovetail_core::ErrorKind::Interrupted,
+                    "stopped before the whole batch was sent",
+                ));
+            }
+            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i)).await? {
+                Sent::Ok(id) => {
+                    report.written += 1;
+                    report.dest_ids[i] = Some(id);
+                }
+                Sent::Rejected(e) => report.rejected.push((i, e)),
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_create_key_ignores_content_and_ids_are_one_segment() {
+        let k = Key::from_canonical("7");
+        assert_eq!(create_key("p", "customers", &k), create_key("p", "customers", &k));
+        assert_ne!(create_key("p", "customers", &k), create_key("p", "products", &k));
+        assert_eq!(encode_id("cus_A1/x"), "cus_A1%2Fx");
+        assert_eq!(search_value(r#""it's""#), r#"'"it\'s"'"#);
+        assert!(object_path("charges").unwrap_err().message().contains("customers, products, prices, invoice_items"));
+    }
+}
