@@ -354,8 +354,14 @@ async fn copy_and_merge<T>(
     let defs: Vec<String> =
         cols.iter().zip(&names).map(|(&i, n)| format!("{n} {}", table.columns[i].ty.stage().0)).collect();
     let types: Vec<_> = cols.iter().map(|&i| table.columns[i].ty.stage().1).collect();
-    tx.batch_execute(&format!("CREATE TEMP TABLE {STAGE} ({}) ON COMMIT DROP", defs.join(", "))).await.map_err(e)?;
-    let copy = tx.prepare_cached(&format!("COPY {STAGE} ({}) FROM STDIN (FORMAT binary)", names.join(", "))).await;
+    // One stage per connection and column set, emptied per batch: creating (and dropping at
+    // COMMIT) a temp table per batch wrote and deleted a dozen catalog rows each time.
+    let defs = defs.join(", ");
+    let stage = format!("{STAGE}_{:016x}", xxhash_rust::xxh3::xxh3_64(defs.as_bytes()));
+    tx.batch_execute(&format!("CREATE TEMP TABLE IF NOT EXISTS {stage} ({defs}); TRUNCATE {stage}"))
+        .await
+        .map_err(e)?;
+    let copy = tx.prepare_cached(&format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", names.join(", "))).await;
     let sink = tx.copy_in(&copy.map_err(e)?).await.map_err(e)?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
@@ -367,13 +373,13 @@ async fn copy_and_merge<T>(
     }
     writer.finish().await.map_err(e)?;
     dovetail_core::failpoint::hit("mid_batch");
-    let merge = tx.prepare_cached(&merge_sql(table, &cols)).await.map_err(e)?;
+    let merge = tx.prepare_cached(&merge_sql(table, &cols, &stage)).await.map_err(e)?;
     tokio::try_join!(async { tx.execute(&merge, &[]).await.map_err(e) }, with)
 }
 
 /// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE … WHERE … IS DISTINCT FROM …`:
 /// a row whose data did not change is not touched (its `_synced_at` stays).
-fn merge_sql(table: &Table, cols: &[usize]) -> String {
+fn merge_sql(table: &Table, cols: &[usize], stage: &str) -> String {
     let q = |i: usize| quote(&table.columns[i].name);
     let mut insert: Vec<String> = cols.iter().map(|&i| q(i)).collect();
     let mut select = insert.clone();
@@ -403,7 +409,7 @@ fn merge_sql(table: &Table, cols: &[usize]) -> String {
     }
     let keys: Vec<String> = table.keys.iter().map(|&i| q(i)).collect();
     format!(
-        "INSERT INTO {} AS t ({}) SELECT {} FROM {STAGE} ON CONFLICT ({}) DO UPDATE SET {} WHERE {changed}",
+        "INSERT INTO {} AS t ({}) SELECT {} FROM {stage} ON CONFLICT ({}) DO UPDATE SET {} WHERE {changed}",
         table.qualified(),
         insert.join(", "),
         select.join(", "),
