@@ -19,6 +19,7 @@ pub fn sources() -> Vec<SourceEntry> {
         source::<dovetail_rest::RestSource>(),
         source::<dovetail_github::GithubSource>(),
         source::<dovetail_postgres::PostgresSource>(),
+        source::<dovetail_hubspot::HubspotSource>(),
     ]
 }
 

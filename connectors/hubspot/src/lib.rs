@@ -1,0 +1,27 @@
+//! dovetail-hubspot: the HubSpot CRM source (`kind = "hubspot"`).
+//!
+//! ```
+//! use dovetail_core::{BuildCx, SourceConnector};
+//! use dovetail_hubspot::{HubspotConfig, HubspotSource};
+//!
+//! let config: HubspotConfig = serde_json::from_value(serde_json::json!({
+//!     "token": "pat-na1-not-real", "objects": ["contacts", "owners"],
+//!     "properties": { "contacts": ["email", "firstname"] }
+//! })).unwrap();
+//! assert_eq!(config.api_version, "2026-09");
+//! HubspotSource::build(config, &BuildCx::default()).unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod api;
+mod client;
+mod config;
+mod props;
+mod source;
+
+pub use client::classifier;
+pub use config::{API_VERSION, DEFAULT_BASE_URL, HubspotConfig, HubspotOAuth};
+pub use source::{HubspotSource, OWNERS};
+
+/// The `kind` of this source in config.
+pub const KIND: &str = "hubspot";

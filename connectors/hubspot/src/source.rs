@@ -1,0 +1,233 @@
+//! The source: one stream per configured object, read in full by the list endpoint.
+//!
+//! - **Schema first.** The properties API is read once per process, on a thread of its own
+//!   with its own client, when the engine first asks for the streams (`streams` is not
+//!   async): its answer is each stream's declared schema ([`crate::props`]).
+//! - **Pages.** `GET /crm/objects/{version}/{object}?limit=&properties=&after=`; the next
+//!   page is `paging.next.after`. The position is `{"after": "<token>"}`.
+//! - **Cursor.** `updatedAt` (HubSpot's last-modified time): an incremental sync reads the
+//!   listing and the engine keeps what is new. Search-based incremental reads are not yet
+//!   built (issue 25).
+//! - **Owners** have no properties API: a fixed schema.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use dovetail_core::{
+    BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, ReadRequest, Record, Source, SourceConnector,
+    StreamSpec, position,
+};
+use dovetail_http::{HttpClient, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api;
+use crate::config::HubspotConfig;
+use crate::props::{self, Kinds, PropertyList};
+
+/// The stream of the account's owners (users who can own records).
+pub const OWNERS: &str = "owners";
+
+/// What the properties API said per object, or the error, kept for every later call.
+type Discovered = Result<BTreeMap<String, Kinds>, (ErrorKind, String, Option<String>)>;
+
+/// The HubSpot source.
+#[derive(Debug, Clone)]
+pub struct HubspotSource {
+    client: HttpClient,
+    config: Arc<HubspotConfig>,
+    cx: BuildCx,
+    discovered: Arc<OnceLock<Discovered>>,
+}
+
+impl SourceConnector for HubspotSource {
+    const KIND: &'static str = crate::KIND;
+    type Config = HubspotConfig;
+
+    fn build(config: HubspotConfig, cx: &BuildCx) -> Result<Self, Error> {
+        if config.objects.is_empty() {
+            return Err(Error::config("`objects` is empty: name at least one, e.g. `objects = [\"contacts\"]`"));
+        }
+        for (i, o) in config.objects.iter().enumerate() {
+            if o.trim().is_empty() || config.objects[..i].contains(o) {
+                return Err(Error::config(format!("`objects[{i}]`: `{o}` is empty or named twice")));
+            }
+        }
+        if let Some(name) = config.properties.keys().find(|k| !config.objects.contains(k)) {
+            return Err(Error::config(format!("`properties.{name}`: `{name}` is not one of `objects`")));
+        }
+        if config.properties.contains_key(OWNERS) {
+            return Err(Error::config("`properties.owners`: owners have a fixed schema, no properties to choose"));
+        }
+        let client = crate::client::build(&config, cx)?;
+        Ok(HubspotSource { client, config: Arc::new(config), cx: cx.clone(), discovered: Arc::new(OnceLock::new()) })
+    }
+}
+
+/// Where a stream is: the `after` token of its next page.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Position {
+    after: String,
+}
+
+/// A list page as HubSpot sends it.
+#[derive(Debug, Deserialize)]
+struct ListPage {
+    results: Vec<Value>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Paging {
+    next: Option<NextPage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NextPage {
+    after: String,
+}
+
+impl HubspotSource {
+    /// Each object's properties, from the properties API, asked once per process.
+    fn discovered(&self) -> Result<&BTreeMap<String, Kinds>, Error> {
+        let found = self.discovered.get_or_init(|| {
+            let (config, cx) = (self.config.clone(), self.cx.clone());
+            let ask = move || -> Result<BTreeMap<String, Kinds>, Error> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::internal("cannot start a runtime to read the properties").with_source(e))?;
+                // A client of this runtime's own: connections do not outlive their runtime.
+                let client = crate::client::build(&config, &cx)?;
+                rt.block_on(discover(&client, &config))
+            };
+            std::thread::spawn(ask)
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("reading the HubSpot properties panicked")))
+                .map_err(|e| (e.kind().clone(), e.message().to_owned(), e.hint().map(str::to_owned)))
+        });
+        found.as_ref().map_err(|(kind, message, hint)| {
+            let e = Error::new(kind.clone(), message.clone()).in_connector(crate::KIND);
+            match hint {
+                Some(h) => e.with_hint(h.clone()),
+                None => e,
+            }
+        })
+    }
+
+    async fn list_page(&self, stream: &str, after: Option<&str>, kinds: Option<&Kinds>) -> Result<Response, Error> {
+        let version = &self.config.api_version;
+        let path = if kinds.is_some() { api::list(version, stream) } else { api::owners(version) };
+        let mut req = Request::get(path).query("limit", crate::config::PAGE_SIZE.to_string());
+        if let Some(kinds) = kinds.filter(|k| !k.is_empty()) {
+            req = req.query("properties", kinds.keys().cloned().collect::<Vec<_>>().join(","));
+        }
+        if let Some(after) = after {
+            req = req.query("after", after);
+        }
+        self.client.send(req).await
+    }
+}
+
+/// Each configured object's properties (owners have none).
+async fn discover(client: &HttpClient, config: &HubspotConfig) -> Result<BTreeMap<String, Kinds>, Error> {
+    let mut out = BTreeMap::new();
+    for object in config.objects.iter().filter(|o| *o != OWNERS) {
+        let list: PropertyList = client
+            .send(Request::get(api::properties(&config.api_version, object)))
+            .await
+            .and_then(|r| r.json())
+            .map_err(|e| e.in_stream(object))?;
+        out.insert(object.clone(), props::kinds(&list, config.properties.get(object).map(Vec::as_slice)));
+    }
+    Ok(out)
+}
+
+/// Owners' fixed schema (HubSpot has no properties API for them).
+fn owner_schema() -> Value {
+    let text = json!({ "type": ["string", "null"] });
+    json!({
+        "type": "object",
+        "required": ["id", "updatedAt"],
+        "properties": {
+            "id": { "type": "string" },
+            "email": text, "firstName": text, "lastName": text, "type": text,
+            "userId": { "type": ["integer", "null"] },
+            "userIdIncludingInactive": { "type": ["integer", "null"] },
+            "createdAt": { "type": "string", "format": "date-time" },
+            "updatedAt": { "type": "string", "format": "date-time" },
+            "archived": { "type": "boolean" },
+            "teams": { "type": ["array", "null"] },
+        }
+    })
+}
+
+#[async_trait]
+impl Source for HubspotSource {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn streams(&self) -> Vec<StreamSpec> {
+        let found = self.discovered().ok();
+        self.config
+            .objects
+            .iter()
+            .map(|o| {
+                let mut spec =
+                    StreamSpec::new(o.clone(), vec![FieldPath::new("id")]).with_cursor(FieldPath::new("updatedAt"));
+                spec.schema = if o == OWNERS {
+                    Some(owner_schema())
+                } else {
+                    found.and_then(|f| f.get(o)).map(props::object_schema)
+                };
+                spec
+            })
+            .collect()
+    }
+
+    fn http_report(&self) -> Option<dovetail_core::HttpReport> {
+        Some(self.client.report())
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        self.discovered().map(|_| ())
+    }
+
+    async fn read(&self, req: &ReadRequest, _cx: &Cx) -> Result<Page, Error> {
+        let stream = req.stream.as_str();
+        let kinds = if stream == OWNERS {
+            None
+        } else {
+            let found = self.discovered()?;
+            Some(found.get(stream).ok_or_else(|| Error::internal(format!("no properties read for `{stream}`")))?)
+        };
+        let after = match &req.position {
+            None => None,
+            Some(v) => Some(position::decode::<Position>(stream, v)?.after),
+        };
+        let response = self.list_page(stream, after.as_deref(), kinds).await.map_err(|e| e.in_stream(stream))?;
+        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
+        let prov = Arc::new(response.provenance(crate::KIND, Some(&self.config.api_version)));
+        let records = page
+            .results
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let data = match kinds {
+                    Some(k) => props::type_record(k, item),
+                    None => item,
+                };
+                Record::new(data, prov.clone()).at(Location::Item(i as u64))
+            })
+            .collect();
+        let next = match page.paging.and_then(|p| p.next) {
+            Some(n) => position::encode(&Position { after: n.after })?,
+            None => Next::Done { resume: None },
+        };
+        Ok(Page { records, rejects: vec![], next })
+    }
+}
