@@ -1,5 +1,6 @@
-//! The HubSpot source through `dovetail run` into SQLite, on its recorded fixtures
-//! (connectors/hubspot/fixtures, replayed by the testkit's server over loopback).
+//! The HubSpot source through `dovetail run` into SQLite: on its recorded fixtures
+//! (connectors/hubspot/fixtures, replayed by the testkit's server over loopback), and against a
+//! double of the search endpoint that enforces its 10,000-result cap.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -79,4 +80,160 @@ async fn a_property_added_in_the_portal_and_a_new_option_are_drift_with_their_pa
         .collect();
     assert!(seen.contains(&("/properties/favorite_color".into(), "new_field".into())), "{report:#}");
     assert!(seen.contains(&("/properties/lifecyclestage".into(), "enum_value".into())), "{report:#}");
+}
+
+/// A HubSpot double for contacts: the properties API, the list endpoint (`after` offsets)
+/// and the search endpoint, which — like HubSpot — refuses a page past 10,000 results of a
+/// query (`after + limit > 10,000` is a 400), and orders records sharing a timestamp in no
+/// particular order (by a scramble of their ids), so only a tie-break by id gets them all.
+mod double {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{Value, json};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+    pub const CAP: u64 = 10_000;
+
+    /// `(id, last modified in epoch ms, email)`.
+    pub type Contacts = Arc<Mutex<Vec<(u64, i64, String)>>>;
+
+    fn iso(ms: i64) -> String {
+        let t = jiff::Timestamp::from_millisecond(ms).unwrap();
+        format!("{}", t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    }
+
+    fn record(&(id, ms, ref email): &(u64, i64, String)) -> Value {
+        json!({ "id": id.to_string(), "createdAt": iso(0), "updatedAt": iso(ms), "archived": false,
+            "properties": { "email": email, "hs_object_id": id.to_string(), "lastmodifieddate": iso(ms) } })
+    }
+
+    fn page(all: Vec<Value>, after: u64, limit: u64) -> Value {
+        let total = all.len() as u64;
+        let results: Vec<Value> = all.into_iter().skip(after as usize).take(limit as usize).collect();
+        let mut body = json!({ "total": total, "results": results });
+        if after + limit < total {
+            body["paging"] = json!({ "next": { "after": (after + limit).to_string() } });
+        }
+        body
+    }
+
+    struct Properties;
+    impl Respond for Properties {
+        fn respond(&self, _: &Request) -> ResponseTemplate {
+            ResponseTemplate::new(200).set_body_json(json!({ "results": [
+                { "name": "email", "type": "string", "fieldType": "text", "options": [] },
+                { "name": "hs_object_id", "type": "number", "fieldType": "number", "options": [] },
+                { "name": "lastmodifieddate", "type": "datetime", "fieldType": "date", "options": [] },
+            ]}))
+        }
+    }
+
+    struct List(Contacts);
+    impl Respond for List {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let q = |k: &str| req.url.query_pairs().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<u64>().ok());
+            let mut all = self.0.lock().unwrap().clone();
+            all.sort_by_key(|c| c.0);
+            ResponseTemplate::new(200).set_body_json(page(
+                all.iter().map(record).collect(),
+                q("after").unwrap_or(0),
+                q("limit").unwrap_or(10),
+            ))
+        }
+    }
+
+    struct Search {
+        contacts: Contacts,
+        requests: Arc<Mutex<u64>>,
+    }
+    impl Respond for Search {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            *self.requests.lock().unwrap() += 1;
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let limit = body["limit"].as_u64().unwrap_or(10);
+            let after = body["after"].as_str().and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
+            if after + limit > CAP {
+                return ResponseTemplate::new(400).set_body_json(json!({ "status": "error",
+                    "message": "There was a problem with the request.", "category": "VALIDATION_ERROR" }));
+            }
+            let mut all: Vec<(u64, i64, String)> = self.contacts.lock().unwrap().clone();
+            for f in body["filterGroups"][0]["filters"].as_array().cloned().unwrap_or_default() {
+                let v: i64 = f["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let field = |c: &(u64, i64, String)| match f["propertyName"].as_str() {
+                    Some("hs_object_id") => c.0 as i64,
+                    _ => c.1,
+                };
+                all.retain(|c| match f["operator"].as_str() {
+                    Some("GTE") => field(c) >= v,
+                    Some("GT") => field(c) > v,
+                    Some("EQ") => field(c) == v,
+                    _ => false,
+                });
+            }
+            let scramble = |id: u64| id.wrapping_mul(2_654_435_761) % 1_000_003;
+            match body["sorts"][0]["propertyName"].as_str() {
+                Some("hs_object_id") => all.sort_by_key(|c| c.0),
+                _ => all.sort_by_key(|c| (c.1, scramble(c.0))),
+            }
+            ResponseTemplate::new(200).set_body_json(page(all.iter().map(record).collect(), after, limit))
+        }
+    }
+
+    /// The double on its own server, and how many searches it answered.
+    pub async fn start(contacts: Contacts) -> (MockServer, Arc<Mutex<u64>>) {
+        let server = MockServer::start().await;
+        let requests = Arc::new(Mutex::new(0));
+        Mock::given(method("GET"))
+            .and(path("/crm/properties/2026-09/contacts"))
+            .respond_with(Properties)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/crm/objects/2026-09/contacts"))
+            .respond_with(List(contacts.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/crm/objects/2026-09/contacts/search"))
+            .respond_with(Search { contacts, requests: requests.clone() })
+            .mount(&server)
+            .await;
+        (server, requests)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_search_gets_every_record_once_past_the_cap_with_more_than_10000_sharing_one_timestamp() {
+    const T1: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+    const T2: i64 = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+    let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
+        (1..=10_600).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
+    ));
+    let (server, searches) = double::start(contacts.clone()).await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.uri()));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 10_600);
+    assert_eq!(*searches.lock().unwrap(), 0, "a first pass lists");
+    // 10,500 contacts change at one instant, 50 new ones come a second later.
+    {
+        let mut all = contacts.lock().unwrap();
+        for c in all.iter_mut().filter(|c| c.0 <= 10_500) {
+            c.1 = T2;
+            c.2 = format!("v2-{}", c.2);
+        }
+        all.extend((10_601..=10_650).map(|id| (id, T2 + 1000, format!("new{id}@example.com"))));
+    }
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 10_550, "every change once: {report:#}");
+    assert!(*searches.lock().unwrap() > 2 * (double::CAP / 100), "{} searches", searches.lock().unwrap());
+    let rows: i64 = s.db("out.db").query_row("SELECT count(*) FROM contacts", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 10_650);
+    // Nothing changed: a third run writes nothing.
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 0, "{report:#}");
 }

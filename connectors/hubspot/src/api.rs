@@ -17,3 +17,8 @@ pub(crate) fn properties(version: &str, object: &str) -> String {
 pub(crate) fn owners(version: &str) -> String {
     format!("crm/owners/{}/", encode_segment(version))
 }
+
+/// `POST`: one page of a search (filters, one sort, `after`, at most 10,000 results a query).
+pub(crate) fn search(version: &str, object: &str) -> String {
+    format!("{}/search", list(version, object))
+}

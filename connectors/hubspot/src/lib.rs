@@ -17,11 +17,13 @@ mod api;
 mod client;
 mod config;
 mod props;
+mod search;
 mod source;
 
 pub use client::classifier;
 pub use config::{API_VERSION, DEFAULT_BASE_URL, HubspotConfig, HubspotOAuth};
-pub use source::{HubspotSource, OWNERS};
+pub use search::CAP as SEARCH_CAP;
+pub use source::{HubspotSource, LOOKBACK, OWNERS};
 
 /// The `kind` of this source in config.
 pub const KIND: &str = "hubspot";

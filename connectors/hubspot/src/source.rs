@@ -5,9 +5,9 @@
 //!   async): its answer is each stream's declared schema ([`crate::props`]).
 //! - **Pages.** `GET /crm/objects/{version}/{object}?limit=&properties=&after=`; the next
 //!   page is `paging.next.after`. The position is `{"after": "<token>"}`.
-//! - **Cursor.** `updatedAt` (HubSpot's last-modified time): an incremental sync reads the
-//!   listing and the engine keeps what is new. Search-based incremental reads are not yet
-//!   built (issue 25).
+//! - **Cursor.** `updatedAt` (HubSpot's last-modified time). A pass with a lower bound
+//!   (an incremental run after the first) reads by the search endpoint from that bound minus
+//!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]).
 //! - **Owners** have no properties API: a fixed schema.
 
 use std::collections::BTreeMap;
@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::api;
 use crate::config::HubspotConfig;
 use crate::props::{self, Kinds, PropertyList};
+use crate::search::{self, Query};
 
 /// The stream of the account's owners (users who can own records).
 pub const OWNERS: &str = "owners";
@@ -65,12 +66,18 @@ impl SourceConnector for HubspotSource {
     }
 }
 
-/// Where a stream is: the `after` token of its next page.
+/// Where a stream is: the `after` token of its next list page, or the search query and
+/// the offset in it.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Position {
-    after: String,
+#[serde(tag = "read", rename_all = "snake_case", deny_unknown_fields)]
+enum Position {
+    List { after: String },
+    Search { query: Query },
 }
+
+/// How far before the last run's newest change an incremental pass starts: HubSpot's
+/// search index lags writes by seconds; the ledger skips what was already delivered.
+pub const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A list page as HubSpot sends it.
 #[derive(Debug, Deserialize)]
@@ -132,6 +139,75 @@ impl HubspotSource {
     }
 }
 
+impl HubspotSource {
+    /// One list page and the position after it.
+    async fn list_read(&self, stream: &str, after: Option<&str>, kinds: Option<&Kinds>) -> Result<Page, Error> {
+        let response = self.list_page(stream, after, kinds).await.map_err(|e| e.in_stream(stream))?;
+        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
+        let next = match page.paging.and_then(|p| p.next) {
+            Some(n) => position::encode(&Position::List { after: n.after })?,
+            None => Next::Done { resume: None },
+        };
+        Ok(self.page(&response, page.results, kinds, next))
+    }
+
+    /// One search page (a POST HubSpot answers the same when sent again: retried like a
+    /// GET) and the query after it.
+    async fn search_read(&self, stream: &str, query: Query, kinds: &Kinds) -> Result<Page, Error> {
+        let limit = u64::from(crate::config::PAGE_SIZE);
+        let names: Vec<&String> = kinds.keys().collect();
+        let req = Request::post(api::search(&self.config.api_version, stream))
+            .json(&query.body(stream, &names, limit))
+            .repeatable(true);
+        let response = self.client.send(req).await.map_err(|e| e.in_stream(stream))?;
+        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
+        let next_after = match page.paging.as_ref().and_then(|p| p.next.as_ref()) {
+            None => None,
+            Some(n) => Some(n.after.parse::<u64>().map_err(|_| {
+                Error::data(format!("`paging.next.after` of a search is not an offset: `{}`", n.after))
+                    .at(response.url.path())
+                    .in_stream(stream)
+            })?),
+        };
+        let last = page.results.last().map(|r| {
+            let at = r.get("updatedAt").and_then(Value::as_str).and_then(search::epoch_ms);
+            let id = r.get("id").and_then(Value::as_str).and_then(|s| s.parse::<u64>().ok());
+            (at, id)
+        });
+        let last = match last {
+            None => None,
+            Some((Some(at), Some(id))) => Some((at, id)),
+            Some(_) => {
+                return Err(Error::data("the last search result has no `updatedAt` time or numeric `id`")
+                    .at(response.url.path())
+                    .in_stream(stream));
+            }
+        };
+        let next = match query.next(next_after, limit, last) {
+            Some(query) => position::encode(&Position::Search { query })?,
+            None => Next::Done { resume: None },
+        };
+        Ok(self.page(&response, page.results, Some(kinds), next))
+    }
+
+    /// Records of a page, typed by the object's properties.
+    fn page(&self, response: &Response, results: Vec<Value>, kinds: Option<&Kinds>, next: Next) -> Page {
+        let prov = Arc::new(response.provenance(crate::KIND, Some(&self.config.api_version)));
+        let records = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let data = match kinds {
+                    Some(k) => props::type_record(k, item),
+                    None => item,
+                };
+                Record::new(data, prov.clone()).at(Location::Item(i as u64))
+            })
+            .collect();
+        Page { records, rejects: vec![], next }
+    }
+}
+
 /// Each configured object's properties (owners have none).
 async fn discover(client: &HttpClient, config: &HubspotConfig) -> Result<BTreeMap<String, Kinds>, Error> {
     let mut out = BTreeMap::new();
@@ -179,6 +255,7 @@ impl Source for HubspotSource {
             .map(|o| {
                 let mut spec =
                     StreamSpec::new(o.clone(), vec![FieldPath::new("id")]).with_cursor(FieldPath::new("updatedAt"));
+                spec.lookback = (o != OWNERS).then_some(LOOKBACK);
                 spec.schema = if o == OWNERS {
                     Some(owner_schema())
                 } else {
@@ -205,29 +282,21 @@ impl Source for HubspotSource {
             let found = self.discovered()?;
             Some(found.get(stream).ok_or_else(|| Error::internal(format!("no properties read for `{stream}`")))?)
         };
-        let after = match &req.position {
+        let position = match &req.position {
             None => None,
-            Some(v) => Some(position::decode::<Position>(stream, v)?.after),
+            Some(v) => Some(position::decode::<Position>(stream, v)?),
         };
-        let response = self.list_page(stream, after.as_deref(), kinds).await.map_err(|e| e.in_stream(stream))?;
-        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
-        let prov = Arc::new(response.provenance(crate::KIND, Some(&self.config.api_version)));
-        let records = page
-            .results
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let data = match kinds {
-                    Some(k) => props::type_record(k, item),
-                    None => item,
-                };
-                Record::new(data, prov.clone()).at(Location::Item(i as u64))
-            })
-            .collect();
-        let next = match page.paging.and_then(|p| p.next) {
-            Some(n) => position::encode(&Position { after: n.after })?,
-            None => Next::Done { resume: None },
+        let since = req.since.as_ref().and_then(Value::as_str).and_then(search::epoch_ms);
+        let query = match (position, kinds, since) {
+            (Some(Position::List { after }), _, _) => return self.list_read(stream, Some(&after), kinds).await,
+            (Some(Position::Search { query }), Some(_), _) => query,
+            (None, Some(_), Some(from_ms)) => Query::Range { from_ms, strict: false, after: 0 },
+            (Some(Position::Search { .. }), None, _) => {
+                return Err(position::not_ours(stream, req.position.as_ref(), "owners are listed, never searched"));
+            }
+            (None, _, _) => return self.list_read(stream, None, kinds).await,
         };
-        Ok(Page { records, rejects: vec![], next })
+        let kinds = kinds.ok_or_else(|| Error::internal("a search without properties"))?;
+        self.search_read(stream, query, kinds).await
     }
 }
