@@ -237,3 +237,18 @@ async fn incremental_search_gets_every_record_once_past_the_cap_with_more_than_1
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(count(&report, "contacts", "written"), 0, "{report:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_daily_limit_stops_the_run_rate_limited_until_midnight_without_retrying() {
+    let server = FixtureServer::from_file(fixture("daily_limit")).await.unwrap();
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url()));
+    let (out, report) = run(&s).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_eq!(report["http"]["source"]["attempts"], 1, "one 429, no retries: {report:#}");
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+    assert_eq!(out.status.code(), Some(5), "rate limited: {}", show(&out));
+    assert_eq!(report["streams"]["contacts"]["outcome"], "paused", "{report:#}");
+    let error = report["error"].as_str().unwrap_or("");
+    assert!(error.contains("T00:00:00Z)"), "the time to come back, midnight UTC: {error}");
+}
