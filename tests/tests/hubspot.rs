@@ -87,7 +87,9 @@ async fn a_property_added_in_the_portal_and_a_new_option_are_drift_with_their_pa
 /// query (`after + limit > 10,000` is a 400), and orders records sharing a timestamp in no
 /// particular order (by a scramble of their ids), so only a tie-break by id gets them all.
 mod double {
+    use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
 
     use serde_json::{Value, json};
     use wiremock::matchers::{method, path};
@@ -129,17 +131,63 @@ mod double {
         }
     }
 
-    struct List(Contacts);
+    /// HubSpot's rolling window: at most `max` requests in any `interval`, told in the
+    /// `X-HubSpot-RateLimit-*` headers; past it a 429 (no `Retry-After`, as HubSpot sends).
+    pub struct Window {
+        pub max: usize,
+        pub interval: Duration,
+        pub sent: Mutex<VecDeque<Instant>>,
+        pub refused: Mutex<u64>,
+    }
+
+    impl Window {
+        /// `None` when the request fits, else the 429; the headers to send either way.
+        fn admit(&self) -> (Option<ResponseTemplate>, Vec<(&'static str, String)>) {
+            let now = Instant::now();
+            let mut sent = self.sent.lock().unwrap();
+            while sent.front().is_some_and(|t| now.duration_since(*t) >= self.interval) {
+                sent.pop_front();
+            }
+            let full = sent.len() >= self.max;
+            if !full {
+                sent.push_back(now);
+            }
+            let headers = vec![
+                ("x-hubspot-ratelimit-max", self.max.to_string()),
+                ("x-hubspot-ratelimit-remaining", (self.max - sent.len()).to_string()),
+                ("x-hubspot-ratelimit-interval-milliseconds", self.interval.as_millis().to_string()),
+            ];
+            if !full {
+                return (None, headers);
+            }
+            *self.refused.lock().unwrap() += 1;
+            let body = json!({ "status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING" });
+            (Some(ResponseTemplate::new(429).set_body_json(body)), headers)
+        }
+    }
+
+    struct List(Contacts, Option<Arc<Window>>);
     impl Respond for List {
         fn respond(&self, req: &Request) -> ResponseTemplate {
+            let (refused, headers) = self.1.as_ref().map(|w| w.admit()).unwrap_or_default();
+            let with = |mut t: ResponseTemplate| {
+                for (k, v) in &headers {
+                    t = t.insert_header(*k, v.as_str());
+                }
+                t
+            };
+            if let Some(r) = refused {
+                return with(r);
+            }
             let q = |k: &str| req.url.query_pairs().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<u64>().ok());
             let mut all = self.0.lock().unwrap().clone();
             all.sort_by_key(|c| c.0);
-            ResponseTemplate::new(200).set_body_json(page(
+            with(ResponseTemplate::new(200).set_body_json(page(
                 all.iter().map(record).collect(),
                 q("after").unwrap_or(0),
                 q("limit").unwrap_or(10),
-            ))
+            )))
         }
     }
 
@@ -181,7 +229,7 @@ mod double {
     }
 
     /// The double on its own server, and how many searches it answered.
-    pub async fn start(contacts: Contacts) -> (MockServer, Arc<Mutex<u64>>) {
+    pub async fn start(contacts: Contacts, window: Option<Arc<Window>>) -> (MockServer, Arc<Mutex<u64>>) {
         let server = MockServer::start().await;
         let requests = Arc::new(Mutex::new(0));
         Mock::given(method("GET"))
@@ -191,7 +239,7 @@ mod double {
             .await;
         Mock::given(method("GET"))
             .and(path("/crm/objects/2026-09/contacts"))
-            .respond_with(List(contacts.clone()))
+            .respond_with(List(contacts.clone(), window))
             .mount(&server)
             .await;
         Mock::given(method("POST"))
@@ -210,7 +258,7 @@ async fn incremental_search_gets_every_record_once_past_the_cap_with_more_than_1
     let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
         (1..=10_600).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
     ));
-    let (server, searches) = double::start(contacts.clone()).await;
+    let (server, searches) = double::start(contacts.clone(), None).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri()));
     let (out, report) = run(&s).await;
@@ -251,4 +299,24 @@ async fn a_spent_daily_limit_stops_the_run_rate_limited_until_midnight_without_r
     assert_eq!(report["streams"]["contacts"]["outcome"], "paused", "{report:#}");
     let error = report["error"].as_str().unwrap_or("");
     assert!(error.contains("T00:00:00Z)"), "the time to come back, midnight UTC: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspots_rolling_window_headers_pace_the_listing_to_zero_429s() {
+    let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
+        (1..=2_500).map(|id| (id, 1_793_491_200_000 + id as i64, format!("c{id}@example.com"))).collect(),
+    ));
+    let window = std::sync::Arc::new(double::Window {
+        max: 5,
+        interval: std::time::Duration::from_millis(1000),
+        sent: Default::default(),
+        refused: Default::default(),
+    });
+    let (server, _) = double::start(contacts, Some(window.clone())).await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.uri()));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 2_500);
+    assert_eq!(*window.refused.lock().unwrap(), 0, "paced from the headers: {report:#}");
 }
