@@ -320,3 +320,19 @@ async fn hubspots_rolling_window_headers_pace_the_listing_to_zero_429s() {
     assert_eq!(count(&report, "contacts", "written"), 2_500);
     assert_eq!(*window.refused.lock().unwrap(), 0, "paced from the headers: {report:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_fails_as_auth_and_a_502_or_a_rolling_429_is_retried() {
+    // (fixture, exit code, attempts of the listing; the properties API is asked by a client
+    // of its own, before the run, whose requests the report does not count yet)
+    let cases = [("contacts_unauthorized", 4, 0), ("contacts_server_error", 0, 2), ("contacts_rate_limited", 0, 2)];
+    for (name, code, attempts) in cases {
+        let server = FixtureServer::from_file(fixture(name)).await.unwrap();
+        let s = Scratch::new();
+        s.write("dovetail.toml", &config(&server.base_url()));
+        let (out, report) = run(&s).await;
+        assert_eq!(out.status.code(), Some(code), "{name}: {}", show(&out));
+        assert_eq!(report["http"]["source"]["attempts"], attempts, "{name}: {report:#}");
+        assert!(server.unmatched().is_empty(), "{name}: {:?}", server.unmatched());
+    }
+}
