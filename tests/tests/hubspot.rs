@@ -167,7 +167,8 @@ mod double {
         }
     }
 
-    struct List(Contacts, Option<Arc<Window>>);
+    /// The listing (`archived=true`: the archived ones, `(id, archivedAt, email)`).
+    struct List(Contacts, Option<Arc<Window>>, Contacts);
     impl Respond for List {
         fn respond(&self, req: &Request) -> ResponseTemplate {
             let (refused, headers) = self.1.as_ref().map(|w| w.admit()).unwrap_or_default();
@@ -181,10 +182,20 @@ mod double {
                 return with(r);
             }
             let q = |k: &str| req.url.query_pairs().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<u64>().ok());
-            let mut all = self.0.lock().unwrap().clone();
+            let archived = req.url.query_pairs().any(|(k, v)| k == "archived" && v == "true");
+            let mut all = if archived { self.2.lock().unwrap().clone() } else { self.0.lock().unwrap().clone() };
             all.sort_by_key(|c| c.0);
+            let records = all.iter().map(|c| {
+                let mut r = record(c);
+                if archived {
+                    r["archived"] = Value::Bool(true);
+                    r["archivedAt"] = Value::String(iso(c.1));
+                    r["updatedAt"] = Value::String(iso(0));
+                }
+                r
+            });
             with(ResponseTemplate::new(200).set_body_json(page(
-                all.iter().map(record).collect(),
+                records.collect(),
                 q("after").unwrap_or(0),
                 q("limit").unwrap_or(10),
             )))
@@ -229,7 +240,11 @@ mod double {
     }
 
     /// The double on its own server, and how many searches it answered.
-    pub async fn start(contacts: Contacts, window: Option<Arc<Window>>) -> (MockServer, Arc<Mutex<u64>>) {
+    pub async fn start(
+        contacts: Contacts,
+        window: Option<Arc<Window>>,
+        archived: Contacts,
+    ) -> (MockServer, Arc<Mutex<u64>>) {
         let server = MockServer::start().await;
         let requests = Arc::new(Mutex::new(0));
         Mock::given(method("GET"))
@@ -239,7 +254,7 @@ mod double {
             .await;
         Mock::given(method("GET"))
             .and(path("/crm/objects/2026-09/contacts"))
-            .respond_with(List(contacts.clone(), window))
+            .respond_with(List(contacts.clone(), window, archived))
             .mount(&server)
             .await;
         Mock::given(method("POST"))
@@ -258,7 +273,7 @@ async fn incremental_search_gets_every_record_once_past_the_cap_with_more_than_1
     let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
         (1..=10_600).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
     ));
-    let (server, searches) = double::start(contacts.clone(), None).await;
+    let (server, searches) = double::start(contacts.clone(), None, Default::default()).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri()));
     let (out, report) = run(&s).await;
@@ -312,7 +327,7 @@ async fn hubspots_rolling_window_headers_pace_the_listing_to_zero_429s() {
         sent: Default::default(),
         refused: Default::default(),
     });
-    let (server, _) = double::start(contacts, Some(window.clone())).await;
+    let (server, _) = double::start(contacts, Some(window.clone()), Default::default()).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri()));
     let (out, report) = run(&s).await;
@@ -335,4 +350,29 @@ async fn a_bad_token_fails_as_auth_and_a_502_or_a_rolling_429_is_retried() {
         assert_eq!(report["http"]["source"]["attempts"], attempts, "{name}: {report:#}");
         assert!(server.unmatched().is_empty(), "{name}: {:?}", server.unmatched());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_archived_since_the_last_run_arrives_marked_archived() {
+    const T1: i64 = 1_793_491_200_000;
+    let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
+        (1..=3).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
+    ));
+    let archived: double::Contacts = Default::default();
+    let (server, _) = double::start(contacts.clone(), None, archived.clone()).await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.uri()));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 3);
+    // Contact 2 is archived (search no longer finds it); one archived long ago stays out.
+    let gone = contacts.lock().unwrap().remove(1);
+    archived.lock().unwrap().extend([(2, T1 + 60_000, gone.2), (7, T1 - 86_400_000, "old@example.com".into())]);
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 1, "{report:#}");
+    let flag: i64 = s.db("out.db").query_row("SELECT archived FROM contacts WHERE id = '2'", [], |r| r.get(0)).unwrap();
+    assert_eq!(flag, 1);
+    let rows: i64 = s.db("out.db").query_row("SELECT count(*) FROM contacts", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 3);
 }

@@ -7,7 +7,8 @@
 //!   page is `paging.next.after`. The position is `{"after": "<token>"}`.
 //! - **Cursor.** `updatedAt` (HubSpot's last-modified time). A pass with a lower bound
 //!   (an incremental run after the first) reads by the search endpoint from that bound minus
-//!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]).
+//!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]), then lists the objects
+//!   archived since (search never returns them) as records with `archived: true`.
 //! - **Owners** have no properties API: a fixed schema.
 
 use std::collections::BTreeMap;
@@ -72,7 +73,8 @@ impl SourceConnector for HubspotSource {
 #[serde(tag = "read", rename_all = "snake_case", deny_unknown_fields)]
 enum Position {
     List { after: String },
-    Search { query: Query },
+    Search { query: Query, since_ms: i64 },
+    Archived { since_ms: i64, after: Option<String> },
 }
 
 /// How far before the last run's newest change an incremental pass starts: HubSpot's
@@ -125,10 +127,19 @@ impl HubspotSource {
         })
     }
 
-    async fn list_page(&self, stream: &str, after: Option<&str>, kinds: Option<&Kinds>) -> Result<Response, Error> {
+    async fn list_page(
+        &self,
+        stream: &str,
+        after: Option<&str>,
+        kinds: Option<&Kinds>,
+        archived: bool,
+    ) -> Result<Response, Error> {
         let version = &self.config.api_version;
         let path = if kinds.is_some() { api::list(version, stream) } else { api::owners(version) };
         let mut req = Request::get(path).query("limit", crate::config::PAGE_SIZE.to_string());
+        if archived {
+            req = req.query("archived", "true");
+        }
         if let Some(kinds) = kinds.filter(|k| !k.is_empty()) {
             req = req.query("properties", kinds.keys().cloned().collect::<Vec<_>>().join(","));
         }
@@ -142,7 +153,7 @@ impl HubspotSource {
 impl HubspotSource {
     /// One list page and the position after it.
     async fn list_read(&self, stream: &str, after: Option<&str>, kinds: Option<&Kinds>) -> Result<Page, Error> {
-        let response = self.list_page(stream, after, kinds).await.map_err(|e| e.in_stream(stream))?;
+        let response = self.list_page(stream, after, kinds, false).await.map_err(|e| e.in_stream(stream))?;
         let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
         let next = match page.paging.and_then(|p| p.next) {
             Some(n) => position::encode(&Position::List { after: n.after })?,
@@ -153,7 +164,7 @@ impl HubspotSource {
 
     /// One search page (a POST HubSpot answers the same when sent again: retried like a
     /// GET) and the query after it.
-    async fn search_read(&self, stream: &str, query: Query, kinds: &Kinds) -> Result<Page, Error> {
+    async fn search_read(&self, stream: &str, query: Query, since_ms: i64, kinds: &Kinds) -> Result<Page, Error> {
         let limit = u64::from(crate::config::PAGE_SIZE);
         let names: Vec<&String> = kinds.keys().collect();
         let req = Request::post(api::search(&self.config.api_version, stream))
@@ -184,10 +195,42 @@ impl HubspotSource {
             }
         };
         let next = match query.next(next_after, limit, last) {
-            Some(query) => position::encode(&Position::Search { query })?,
-            None => Next::Done { resume: None },
+            Some(query) => position::encode(&Position::Search { query, since_ms })?,
+            None => position::encode(&Position::Archived { since_ms, after: None })?,
         };
         Ok(self.page(&response, page.results, Some(kinds), next))
+    }
+
+    /// One page of the archived objects (search never returns them), keeping those archived
+    /// since the pass's lower bound: each is a record with `archived: true`, its `updatedAt`
+    /// the archive time when that is later, so the cursor admits it.
+    async fn archived_read(
+        &self,
+        stream: &str,
+        since_ms: i64,
+        after: Option<&str>,
+        kinds: &Kinds,
+    ) -> Result<Page, Error> {
+        let response = self.list_page(stream, after, Some(kinds), true).await.map_err(|e| e.in_stream(stream))?;
+        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
+        let results = page
+            .results
+            .into_iter()
+            .filter_map(|mut r| {
+                let at = r.get("archivedAt").and_then(Value::as_str).map(str::to_owned)?;
+                let at_ms = search::epoch_ms(&at).filter(|ms| *ms >= since_ms)?;
+                let updated = r.get("updatedAt").and_then(Value::as_str).and_then(search::epoch_ms);
+                if updated.is_none_or(|u| u < at_ms) {
+                    r["updatedAt"] = Value::String(at);
+                }
+                Some(r)
+            })
+            .collect();
+        let next = match page.paging.and_then(|p| p.next) {
+            Some(n) => position::encode(&Position::Archived { since_ms, after: Some(n.after) })?,
+            None => Next::Done { resume: None },
+        };
+        Ok(self.page(&response, results, Some(kinds), next))
     }
 
     /// Records of a page, typed by the object's properties.
@@ -287,16 +330,23 @@ impl Source for HubspotSource {
             Some(v) => Some(position::decode::<Position>(stream, v)?),
         };
         let since = req.since.as_ref().and_then(Value::as_str).and_then(search::epoch_ms);
-        let query = match (position, kinds, since) {
-            (Some(Position::List { after }), _, _) => return self.list_read(stream, Some(&after), kinds).await,
-            (Some(Position::Search { query }), Some(_), _) => query,
-            (None, Some(_), Some(from_ms)) => Query::Range { from_ms, strict: false, after: 0 },
-            (Some(Position::Search { .. }), None, _) => {
-                return Err(position::not_ours(stream, req.position.as_ref(), "owners are listed, never searched"));
-            }
-            (None, _, _) => return self.list_read(stream, None, kinds).await,
+        let Some(kinds) = kinds else {
+            return match position {
+                None => self.list_read(stream, None, None).await,
+                Some(Position::List { after }) => self.list_read(stream, Some(&after), None).await,
+                Some(_) => Err(position::not_ours(stream, req.position.as_ref(), "owners are listed, never searched")),
+            };
         };
-        let kinds = kinds.ok_or_else(|| Error::internal("a search without properties"))?;
-        self.search_read(stream, query, kinds).await
+        match (position, since) {
+            (Some(Position::List { after }), _) => self.list_read(stream, Some(&after), Some(kinds)).await,
+            (Some(Position::Search { query, since_ms }), _) => self.search_read(stream, query, since_ms, kinds).await,
+            (Some(Position::Archived { since_ms, after }), _) => {
+                self.archived_read(stream, since_ms, after.as_deref(), kinds).await
+            }
+            (None, Some(from_ms)) => {
+                self.search_read(stream, Query::Range { from_ms, strict: false, after: 0 }, from_ms, kinds).await
+            }
+            (None, None) => self.list_read(stream, None, Some(kinds)).await,
+        }
     }
 }

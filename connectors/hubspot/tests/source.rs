@@ -61,3 +61,27 @@ fn config_mistakes_are_refused_naming_the_key() {
     assert!(e.contains("`properties.deals`"), "{e}");
     assert!(build(json!({ "token": "t", "objects": [] })).contains("`objects`"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_searches_from_the_cursor_and_lists_what_was_archived_since() {
+    let state = MemoryState::default();
+    let sink = MemorySink::default();
+    let first = FixtureServer::from_file(fixture("contacts")).await.unwrap();
+    let p = Pipeline::builder("p")
+        .source(source(&first.base_url()))
+        .sink(sink.clone())
+        .state(state.clone())
+        .build()
+        .unwrap();
+    assert_eq!(p.run(RunOptions::default()).await.unwrap().streams["contacts"].written, 3);
+    // The search answers contact 3 (inside the lookback): unchanged; contact 9 was archived.
+    let second = FixtureServer::from_file(fixture("contacts_rerun")).await.unwrap();
+    let p = Pipeline::builder("p").source(source(&second.base_url())).sink(sink.clone()).state(state).build().unwrap();
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{:?}", r.error);
+    assert!(second.unmatched().is_empty(), "{:?}", second.unmatched());
+    assert_eq!(r.streams["contacts"].written, 1);
+    let rows = sink.rows("contacts");
+    let gone = rows.iter().find(|r| r["id"] == "9").unwrap();
+    assert_eq!((gone["archived"].clone(), gone["updatedAt"].clone()), (json!(true), json!("2026-11-05T08:00:00.000Z")));
+}
