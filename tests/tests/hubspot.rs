@@ -205,10 +205,17 @@ mod double {
     struct Search {
         contacts: Contacts,
         requests: Arc<Mutex<u64>>,
+        last: Mutex<Option<Instant>>,
+        min_gap: Arc<Mutex<Duration>>,
     }
     impl Respond for Search {
         fn respond(&self, req: &Request) -> ResponseTemplate {
             *self.requests.lock().unwrap() += 1;
+            let now = Instant::now();
+            if let Some(gap) = self.last.lock().unwrap().replace(now).map(|t| now.duration_since(t)) {
+                let mut g = self.min_gap.lock().unwrap();
+                *g = (*g).min(gap);
+            }
             let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
             let limit = body["limit"].as_u64().unwrap_or(10);
             let after = body["after"].as_str().and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
@@ -239,14 +246,16 @@ mod double {
         }
     }
 
-    /// The double on its own server, and how many searches it answered.
+    /// The double on its own server, how many searches it answered and the shortest time
+    /// between two of them.
     pub async fn start(
         contacts: Contacts,
         window: Option<Arc<Window>>,
         archived: Contacts,
-    ) -> (MockServer, Arc<Mutex<u64>>) {
+    ) -> (MockServer, Arc<Mutex<u64>>, Arc<Mutex<Duration>>) {
         let server = MockServer::start().await;
         let requests = Arc::new(Mutex::new(0));
+        let gap = Arc::new(Mutex::new(Duration::MAX));
         Mock::given(method("GET"))
             .and(path("/crm/properties/2026-09/contacts"))
             .respond_with(Properties)
@@ -259,10 +268,10 @@ mod double {
             .await;
         Mock::given(method("POST"))
             .and(path("/crm/objects/2026-09/contacts/search"))
-            .respond_with(Search { contacts, requests: requests.clone() })
+            .respond_with(Search { contacts, requests: requests.clone(), last: Mutex::default(), min_gap: gap.clone() })
             .mount(&server)
             .await;
-        (server, requests)
+        (server, requests, gap)
     }
 }
 
@@ -273,7 +282,7 @@ async fn incremental_search_gets_every_record_once_past_the_cap_with_more_than_1
     let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
         (1..=10_600).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
     ));
-    let (server, searches) = double::start(contacts.clone(), None, Default::default()).await;
+    let (server, searches, gap) = double::start(contacts.clone(), None, Default::default()).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri()));
     let (out, report) = run(&s).await;
@@ -293,6 +302,8 @@ async fn incremental_search_gets_every_record_once_past_the_cap_with_more_than_1
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(count(&report, "contacts", "written"), 10_550, "every change once: {report:#}");
     assert!(*searches.lock().unwrap() > 2 * (double::CAP / 100), "{} searches", searches.lock().unwrap());
+    let gap = *gap.lock().unwrap();
+    assert!(gap >= std::time::Duration::from_millis(150), "searches paced at 5 a second: {gap:?} apart");
     let rows: i64 = s.db("out.db").query_row("SELECT count(*) FROM contacts", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 10_650);
     // Nothing changed: a third run writes nothing.
@@ -327,7 +338,7 @@ async fn hubspots_rolling_window_headers_pace_the_listing_to_zero_429s() {
         sent: Default::default(),
         refused: Default::default(),
     });
-    let (server, _) = double::start(contacts, Some(window.clone()), Default::default()).await;
+    let (server, _, _) = double::start(contacts, Some(window.clone()), Default::default()).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri()));
     let (out, report) = run(&s).await;
@@ -359,7 +370,7 @@ async fn an_object_archived_since_the_last_run_arrives_marked_archived() {
         (1..=3).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
     ));
     let archived: double::Contacts = Default::default();
-    let (server, _) = double::start(contacts.clone(), None, archived.clone()).await;
+    let (server, _, _) = double::start(contacts.clone(), None, archived.clone()).await;
     let s = Scratch::new();
     s.write("dovetail.toml", &config(&server.uri()));
     let (out, report) = run(&s).await;

@@ -23,7 +23,7 @@ mod source;
 pub use client::classifier;
 pub use config::{API_VERSION, DEFAULT_BASE_URL, HubspotConfig, HubspotOAuth};
 pub use search::CAP as SEARCH_CAP;
-pub use source::{HubspotSource, LOOKBACK, OWNERS};
+pub use source::{HubspotSource, LOOKBACK, OWNERS, SEARCHES_PER_SECOND};
 
 /// The `kind` of this source in config.
 pub const KIND: &str = "hubspot";

@@ -41,7 +41,13 @@ pub struct HubspotSource {
     config: Arc<HubspotConfig>,
     cx: BuildCx,
     discovered: Arc<OnceLock<Discovered>>,
+    /// When the last search went: searches carry no rate-limit headers, so they are paced
+    /// at [`SEARCHES_PER_SECOND`] across the source's streams.
+    last_search: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
 }
+
+/// How fast the source searches: HubSpot allows 5 search requests per second per account.
+pub const SEARCHES_PER_SECOND: u32 = 5;
 
 impl SourceConnector for HubspotSource {
     const KIND: &'static str = crate::KIND;
@@ -63,7 +69,13 @@ impl SourceConnector for HubspotSource {
             return Err(Error::config("`properties.owners`: owners have a fixed schema, no properties to choose"));
         }
         let client = crate::client::build(&config, cx)?;
-        Ok(HubspotSource { client, config: Arc::new(config), cx: cx.clone(), discovered: Arc::new(OnceLock::new()) })
+        Ok(HubspotSource {
+            client,
+            config: Arc::new(config),
+            cx: cx.clone(),
+            discovered: Arc::new(OnceLock::new()),
+            last_search: Arc::default(),
+        })
     }
 }
 
@@ -170,6 +182,13 @@ impl HubspotSource {
         let req = Request::post(api::search(&self.config.api_version, stream))
             .json(&query.body(stream, &names, limit))
             .repeatable(true);
+        {
+            let mut last = self.last_search.lock().await;
+            if let Some(at) = *last {
+                tokio::time::sleep_until(at + std::time::Duration::from_secs(1) / SEARCHES_PER_SECOND).await;
+            }
+            *last = Some(tokio::time::Instant::now());
+        }
         let response = self.client.send(req).await.map_err(|e| e.in_stream(stream))?;
         let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
         let next_after = match page.paging.as_ref().and_then(|p| p.next.as_ref()) {

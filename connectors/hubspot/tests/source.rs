@@ -85,3 +85,25 @@ async fn a_second_run_searches_from_the_cursor_and_lists_what_was_archived_since
     let gone = rows.iter().find(|r| r["id"] == "9").unwrap();
     assert_eq!((gone["archived"].clone(), gone["updatedAt"].clone()), (json!(true), json!("2026-11-05T08:00:00.000Z")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_are_paced_at_five_a_second() {
+    let (state, sink) = (MemoryState::default(), MemorySink::default());
+    let first = FixtureServer::from_file(fixture("contacts")).await.unwrap();
+    let p = Pipeline::builder("p")
+        .source(source(&first.base_url()))
+        .sink(sink.clone())
+        .state(state.clone())
+        .build()
+        .unwrap();
+    p.run(RunOptions::default()).await.unwrap();
+    // Three search pages: the second and the third wait 200 ms each.
+    let second = FixtureServer::from_file(fixture("contacts_search_pages")).await.unwrap();
+    let p = Pipeline::builder("p").source(source(&second.base_url())).sink(sink).state(state).build().unwrap();
+    let started = std::time::Instant::now();
+    let r = p.run(RunOptions::default()).await.unwrap();
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{:?}", r.error);
+    assert!(second.unmatched().is_empty(), "{:?}", second.unmatched());
+    assert_eq!(second.served().iter().sum::<usize>(), 5, "properties, 3 searches, archived");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400), "{:?}", started.elapsed());
+}
