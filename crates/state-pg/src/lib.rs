@@ -20,6 +20,7 @@
 
 mod budget;
 mod cache;
+mod commit;
 mod delivery;
 mod error;
 mod explain;
