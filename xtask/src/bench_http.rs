@@ -312,7 +312,7 @@ impl Server {
     fn start(bin: &Path, args: &[&str]) -> Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let mut child = crate::rss::spawn(&mut cmd).with_context(|| format!("starting {}", bin.display()))?;
         let mut stdout = BufReader::new(child.stdout.take().context("server stdout")?);
         let mut addr = String::new();
         stdout.read_line(&mut addr)?;

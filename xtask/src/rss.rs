@@ -35,7 +35,7 @@ impl Measured {
 /// Spawns `cmd`, waits for it with `wait4` and returns its status, wall time and peak RSS.
 pub fn run_measured(cmd: &mut Command) -> Result<Measured> {
     let start = Instant::now();
-    let child = cmd.spawn().with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let child = spawn(cmd).with_context(|| format!("starting {:?}", cmd.get_program()))?;
     let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
     let (status, usage) = wait4(pid).with_context(|| format!("waiting for pid {pid}"))?;
     let wall = start.elapsed();
@@ -143,5 +143,21 @@ mod tests {
     fn reports_exit_codes() {
         let m = run_measured(Command::new("sh").args(["-c", "exit 3"])).unwrap();
         assert_eq!(m.status.code(), Some(3));
+    }
+}
+
+/// `cmd.spawn()`, tried again while the kernel answers `ETXTBSY`: an executable written a
+/// moment ago (a test's fake binary) stays "busy" while another thread's child, forked before
+/// its writer closed the file, has not yet exec'd and closed that inherited descriptor.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
