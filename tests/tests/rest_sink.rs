@@ -135,6 +135,36 @@ async fn a_sink_down_parks_the_records_in_the_outbox_until_the_next_run() {
     assert_eq!(vendor.stats().creations, RECORDS);
 }
 
+/// The files source re-reads its whole file each run: a second run while the sink is still
+/// down queues every record again, which replaces its waiting entry instead of adding a
+/// second one, so the outbox holds each record once and each is created once when the
+/// sink is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_for_two_runs_holds_each_record_once_in_the_outbox() {
+    let vendor = FakeVendor::start(VendorConfig::default()).await.unwrap();
+    vendor.set_down(true);
+    let s = setup(&vendor.base_url(), "", "batch_size = 100");
+    for run in 1..=2 {
+        let (out, report) = s.run_json_async(&[]).await;
+        assert_eq!(out.status.code(), Some(6), "run {run}: {}", show(&out));
+        assert_eq!(count(&report, "things", "outbox_pending"), RECORDS, "run {run}: {report:#}");
+    }
+    let status = s.run_async(&["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&status)));
+    assert_eq!(status["outbox"][0]["stream"], "things", "{status:#}");
+    assert_eq!(status["outbox"][0]["waiting"], RECORDS, "each record waits once: {status:#}");
+
+    vendor.set_down(false);
+    let (out, report) = s.run_json_async(&[]).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "things", "outbox_delivered"), RECORDS, "{report:#}");
+    assert_eq!(count(&report, "things", "outbox_pending"), 0, "{report:#}");
+    let stats = vendor.stats();
+    assert_eq!(stats.creations, RECORDS, "{stats:?}");
+    assert_eq!(stats.duplicate_creations, 0, "{stats:?}");
+    assert_each_created_once(&vendor.created());
+}
+
 /// A files → REST sink pipeline whose sink has `sink_lines` (auth, `check_path`).
 fn check_setup(base_url: &str, sink_lines: &str) -> Scratch {
     let s = Scratch::new();

@@ -52,8 +52,10 @@ enum Landed {
 }
 
 /// A commit's outbox entries in one statement; ids follow queue order (rows are inserted in
-/// the order of the arrays).
-const OUTBOX_INSERT: &str = "INSERT INTO outbox (stream_id, key, hash, data, location, queued_at)
+/// the order of the arrays). A key already waiting is superseded: its older row is deleted
+/// (the CTE sees only rows from before the statement), so the outbox holds each key once.
+const OUTBOX_INSERT: &str = "WITH gone AS (DELETE FROM outbox WHERE stream_id = $1 AND key = ANY($2::text[]))
+     INSERT INTO outbox (stream_id, key, hash, data, location, queued_at)
      SELECT $1, k, h, d, l, $6 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::text[])
          WITH ORDINALITY AS t(k, h, d, l, n) ORDER BY n";
 
@@ -124,18 +126,26 @@ struct OutboxCols<'a> {
 }
 
 impl<'a> OutboxCols<'a> {
+    /// A key twice in the commit keeps its last entry, as two commits would.
     fn of(c: &'a Commit) -> Result<Self, Error> {
-        // `arbitrary_precision` keeps numbers as their exact text.
-        let data = c
+        let last: HashMap<&str, usize> = c.outbox_add.iter().enumerate().map(|(i, e)| (e.key.as_str(), i)).collect();
+        let kept: Vec<_> = c
             .outbox_add
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| last.get(e.key.as_str()) == Some(i))
+            .map(|(_, e)| e)
+            .collect();
+        // `arbitrary_precision` keeps numbers as their exact text.
+        let data = kept
             .iter()
             .map(|e| serde_json::to_string(&e.data).map_err(|err| json_err("an outbox record", err)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(OutboxCols {
-            keys: c.outbox_add.iter().map(|e| e.key.as_str()).collect(),
-            hashes: c.outbox_add.iter().map(|e| &e.hash.0[..]).collect(),
+            keys: kept.iter().map(|e| e.key.as_str()).collect(),
+            hashes: kept.iter().map(|e| &e.hash.0[..]).collect(),
             data,
-            locations: c.outbox_add.iter().map(|e| e.location.as_deref().map(|l| text(l).into_owned())).collect(),
+            locations: kept.iter().map(|e| e.location.as_deref().map(|l| text(l).into_owned())).collect(),
         })
     }
 

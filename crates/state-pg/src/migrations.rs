@@ -258,6 +258,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pipeline, stream, key)
     );
 "#,
+    // 9: a key queued again in the outbox replaces its waiting entry (`commit::OUTBOX_INSERT`),
+    // found by this index.
+    r#"
+    CREATE INDEX outbox_by_key ON outbox (stream_id, key);
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

@@ -239,6 +239,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pipeline, stream, key)
     ) WITHOUT ROWID;
     "#,
+    // 12: a key queued again in the outbox replaces its waiting entry (`ops::commit`), found
+    // by this index.
+    r#"
+    CREATE INDEX outbox_by_key ON outbox (stream_id, key);
+    "#,
 ];
 
 /// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
@@ -404,7 +409,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 11);
+        assert_eq!(SCHEMA_VERSION, 12);
         assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "an old stream's sink mark is unknown");
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();

@@ -107,6 +107,11 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
         }
     }
     if !c.outbox_add.is_empty() {
+        // A key queued again (a later pass re-read it while the sink is still down) replaces
+        // its waiting entry: the outbox holds each key once, its newest version.
+        let mut gone = tx
+            .prepare_cached("DELETE FROM outbox WHERE stream_id = ?1 AND key = ?2")
+            .op("preparing the outbox supersede")?;
         let mut st = tx
             .prepare_cached(
                 "INSERT INTO outbox (stream_id, key, hash, data, location, queued_at)
@@ -114,6 +119,7 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
             )
             .op("preparing the outbox insert")?;
         for (e, data) in c.outbox_add.iter().zip(&outbox_data) {
+            gone.execute(params![sid, e.key.as_str()]).op("superseding a queued outbox entry")?;
             st.execute(params![sid, e.key.as_str(), &e.hash.0[..], data, e.location, now])
                 .op("queueing an outbox entry")?;
         }

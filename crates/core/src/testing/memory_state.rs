@@ -289,6 +289,8 @@ impl DeliveryStore for MemoryState {
             let q = g.outbox.entry(id.clone()).or_default();
             q.retain(|e| !c.outbox_done.contains(&e.id));
             for mut e in c.outbox_add {
+                // A key queued again replaces its waiting entry, as the stores' commits do.
+                q.retain(|w| w.key != e.key);
                 next += 1;
                 e.id = next;
                 q.push(e);

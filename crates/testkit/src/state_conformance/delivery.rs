@@ -401,6 +401,28 @@ pub async fn outbox_keeps_queue_order_exact_records_and_its_stream(s: Subject) {
     assert_eq!(st.outbox("q", "s", 10).await.unwrap(), []);
 }
 
+/// A key queued again for its stream supersedes the entry already waiting (in a later
+/// commit or later in the same one): the newest version is kept, once, at the back of the
+/// queue; the same key of another stream or pipeline is left alone.
+pub async fn outbox_holds_a_key_once_and_the_newest_version_wins(s: Subject) {
+    let st = s.delivery();
+    let add = |k: &str, v: i64| queued(k, json!({"id": k, "v": v}));
+    st.commit(Commit { outbox_add: vec![add("k", 1), add("j", 1)], ..commit("p", "s", 1) }).await.unwrap();
+    st.commit(Commit { outbox_add: vec![add("k", 1)], ..commit("p", "t", 1) }).await.unwrap();
+    st.commit(Commit { outbox_add: vec![add("k", 1)], ..commit("q", "s", 1) }).await.unwrap();
+    st.commit(Commit { outbox_add: vec![add("k", 2)], ..commit("p", "s", 2) }).await.unwrap();
+    assert_eq!(st.outbox_len("p", "s").await.unwrap(), 2, "k is queued once");
+    let waiting = st.outbox("p", "s", 10).await.unwrap();
+    assert_eq!(keys_in_outbox(st, "p", "s").await, ["j", "k"]);
+    assert_eq!(waiting[1].data, json!({"id": "k", "v": 2}), "the newer version is kept");
+    st.commit(Commit { outbox_add: vec![add("j", 3), add("j", 4)], ..commit("p", "s", 3) }).await.unwrap();
+    let waiting = st.outbox("p", "s", 10).await.unwrap();
+    let data: Vec<&Value> = waiting.iter().map(|e| &e.data).collect();
+    assert_eq!(data, [&json!({"id": "k", "v": 2}), &json!({"id": "j", "v": 4})], "the last of one commit wins");
+    assert_eq!(st.outbox_len("p", "t").await.unwrap(), 1, "another stream keeps its own");
+    assert_eq!(st.outbox_len("q", "s").await.unwrap(), 1, "another pipeline keeps its own");
+}
+
 /// `outbox_len` counts the entries of one stream.
 pub async fn outbox_len_counts_one_stream(s: Subject) {
     let st = s.delivery();
