@@ -88,6 +88,22 @@ fn wait4(pid: libc::pid_t) -> io::Result<(libc::c_int, libc::rusage)> {
     }
 }
 
+/// `cmd.spawn()`, tried again while the kernel answers `ETXTBSY`: an executable written a
+/// moment ago (a test's fake binary) stays "busy" while another thread's child, forked before
+/// its writer closed the file, has not yet exec'd and closed that inherited descriptor.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,21 +159,5 @@ mod tests {
     fn reports_exit_codes() {
         let m = run_measured(Command::new("sh").args(["-c", "exit 3"])).unwrap();
         assert_eq!(m.status.code(), Some(3));
-    }
-}
-
-/// `cmd.spawn()`, tried again while the kernel answers `ETXTBSY`: an executable written a
-/// moment ago (a test's fake binary) stays "busy" while another thread's child, forked before
-/// its writer closed the file, has not yet exec'd and closed that inherited descriptor.
-pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
-    let mut tries = 0;
-    loop {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => return other,
-        }
     }
 }
