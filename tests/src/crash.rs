@@ -201,13 +201,21 @@ fn note(tally: &mut Tally, line: String) {
     }
 }
 
-/// Whether the state holds a checkpoint (so the next run must say it resumes).
+/// Whether the state holds a checkpoint inside a pass (so the next run must say it resumes).
 fn has_checkpoint(s: &Scratch) -> bool {
+    // Only a pass left open is resumed: a stream whose pass completed starts the next one
+    // from the top (the failpoint counts hits across streams, so a kill can land after one
+    // stream finished its pass while another has committed nothing yet).
     let path = s.path(".dovetail/state.db");
     path.exists()
         && s.db(".dovetail/state.db")
-            .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get::<_, i64>(0))
-            .unwrap_or(0)
+            .query_row(
+                "SELECT count(*) FROM checkpoints WHERE json_extract(checkpoint, '$.pass_complete') = 0 \
+                 AND json_type(checkpoint, '$.position') <> 'null'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("reading the checkpoints")
             > 0
 }
 
@@ -263,9 +271,11 @@ pub fn sweep(mut path: CrashPath) -> Tally {
 
     // Every failpoint at each hit count, on one run history, each rerun resuming.
     let (s, streams) = path.start();
+    let mut resumed = 0;
     for &n in FAILPOINT_HITS {
         for name in path.sink.failpoints() {
             let resumes = has_checkpoint(&s);
+            resumed += usize::from(resumes);
             let out = s.cmd(&["run"]).env("DOVETAIL_FAILPOINT", format!("{name}:{n}")).output().expect("run dovetail");
             assert_eq!(
                 out.status.signal(),
@@ -284,6 +294,8 @@ pub fn sweep(mut path: CrashPath) -> Tally {
             );
         }
     }
+    // The resume check above must have had something to check.
+    assert!(resumed > 0, "{}: no failpoint kill left a pass open to resume", path.name);
     clean_run(&s, "the run after the failpoints");
     path.check(&s, &streams, &mut tally, baseline);
     drop(s);
