@@ -443,6 +443,15 @@ fn state_path(doc: &Doc, root: &DeTable<'_>, state: &StateConfig) -> Result<Path
     if path.is_empty() {
         return Err(doc.error(at, "`state.url` names no file"));
     }
+    // SQLite would open `:memory:` as a private database, but the runner opens the state more
+    // than once per command (and every command again): checkpoints and the ledger would vanish
+    // between them, so a rerun would fetch and deliver everything again.
+    if path == ":memory:" || path.starts_with("file::memory:") {
+        return Err(doc.error(
+            at,
+            "`state.url` cannot be `:memory:`: checkpoints and the ledger must outlive the run; name a file (e.g. `.dovetail/state.db`)",
+        ));
+    }
     Ok(doc.base_dir.join(path))
 }
 

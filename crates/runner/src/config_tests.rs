@@ -182,6 +182,15 @@ fn env_and_file_interpolation() {
 }
 
 #[test]
+fn an_in_memory_state_is_refused_naming_the_line() {
+    for url in ["sqlite://:memory:", ":memory:", "file::memory:?cache=shared"] {
+        let text = format!("[state]\nurl = \"{url}\"\n{GOOD}");
+        let e = load_err(&text, &no_env());
+        assert!(e.starts_with(":2: `state.url` cannot be `:memory:`"), "{url}: {e}");
+    }
+}
+
+#[test]
 fn a_missing_variable_or_file_is_named_with_its_line() {
     let text = GOOD.replace("path = \"orders.jsonl\"", "path = \"${DATA_DIR}/orders.jsonl\"");
     assert_eq!(load_err(&text, &no_env()), ":9: environment variable `DATA_DIR` is not set (in the value of `path`)");
