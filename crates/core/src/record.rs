@@ -45,12 +45,20 @@ pub struct Record {
     /// null or missing array read as `[]`): each is counted as drift unless the stream's
     /// baseline allows what the vendor sent, so a coercion is recorded, never silent.
     pub coerced: Option<Box<[crate::drift::DriftEvent]>>,
+    /// The source says this record was deleted (a tombstone): its data holds at least the
+    /// primary-key fields; the engine maps it for its key and deletes that key at the sink
+    /// under the stream's delete mode, never writing it (docs/connector-guide.md).
+    pub deleted: bool,
 }
 
 impl Record {
+    /// A tombstone: the source says the record with these (at least primary-key) fields was deleted.
+    pub fn tombstone(data: Value, provenance: Arc<Provenance>) -> Self {
+        Record { deleted: true, ..Record::new(data, provenance) }
+    }
     /// A record with data and provenance, no location and no key yet.
     pub fn new(data: Value, provenance: Arc<Provenance>) -> Self {
-        Record { data, location: None, provenance, key: None, coerced: None }
+        Record { data, location: None, provenance, key: None, coerced: None, deleted: false }
     }
     /// Note the coercions the source's decoding made on this record (none: unchanged).
     pub fn coerced(mut self, coercions: Vec<crate::drift::DriftEvent>) -> Self {

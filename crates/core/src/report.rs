@@ -21,7 +21,7 @@ pub struct StreamReport {
     /// them (the source repeats the key; the last one wins).
     #[serde(default)]
     pub superseded: u64,
-    /// Rows deleted by delete propagation.
+    /// Rows deleted by delete propagation or because the source reported them deleted.
     pub deleted: u64,
     /// Records sent to dead letters.
     pub dead_lettered: u64,

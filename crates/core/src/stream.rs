@@ -49,7 +49,9 @@ pub enum SyncMode {
     FullRefresh,
 }
 
-/// What a completed full refresh does with sink rows the source no longer has.
+/// What a completed full refresh does with sink rows the source no longer has, and what
+/// the sink does with records the source reports deleted ([`crate::Record::deleted`]) in
+/// either sync mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteMode {

@@ -63,6 +63,10 @@ impl MemorySource {
         }
         self
     }
+    /// A row holding this field set to `true` is served as a tombstone ([`Record::tombstone`])
+    /// of the row without it: the source reports it deleted.
+    pub const DELETED: &'static str = "_source_deleted";
+
     /// Replace a stream's records.
     pub fn set_records(&self, stream: &str, records: Vec<Value>) {
         if let Some(s) = lock(&self.streams).get_mut(stream) {
@@ -128,7 +132,19 @@ impl Source for MemorySource {
         let records = rows[start..end]
             .iter()
             .enumerate()
-            .map(|(i, v)| Record::new(v.clone(), prov.clone()).at(Location::Item((start + i) as u64)))
+            .map(|(i, v)| {
+                let at = Location::Item((start + i) as u64);
+                match v.get(Self::DELETED) {
+                    Some(Value::Bool(true)) => {
+                        let mut data = v.clone();
+                        if let Some(o) = data.as_object_mut() {
+                            o.remove(Self::DELETED);
+                        }
+                        Record::tombstone(data, prov.clone()).at(at)
+                    }
+                    _ => Record::new(v.clone(), prov.clone()).at(at),
+                }
+            })
             .collect();
         *lock(&self.pages_served) += 1;
         let next = if end < rows.len() { Next::More(json!({ "offset": end })) } else { Next::Done { resume: None } };

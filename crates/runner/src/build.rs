@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use dovetail_core::remote::{ResponseCache, TokenStore};
-use dovetail_core::{BuildCx, DeleteMode, Error, Pipeline, Sink, Source, StateStore, StreamOptions, SyncMode};
+use dovetail_core::{BuildCx, Error, Pipeline, Sink, Source, StateStore, StreamOptions};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -187,9 +187,6 @@ pub fn build_pipeline(
         }
         let sync_mode = sc.sync_mode.unwrap_or_default();
         let delete_mode = sc.delete.unwrap_or_default();
-        if delete_mode != DeleteMode::Keep && sync_mode != SyncMode::FullRefresh {
-            return Err(doc.error(here(Some("delete")), format!("`delete` in [pipelines.{name}.streams.{stream}] only applies to full refresh; set `sync_mode = \"full_refresh\"` or `delete = \"keep\"`")));
-        }
         if sc.primary_key.as_ref().is_some_and(|k| k.is_empty() || k.iter().any(String::is_empty)) {
             return Err(doc.error(
                 here(Some("primary_key")),

@@ -75,6 +75,10 @@ fn a_good_config_loads() {
     assert_eq!((o.sync_mode, o.delete_mode), (SyncMode::FullRefresh, DeleteMode::SoftDelete));
     assert!(o.mapping.is_some());
     assert!(p.literal_secrets.is_empty());
+    // `delete` with incremental: deletes the source reports are applied.
+    let (_dir, path) = write(&GOOD.replace("\"full_refresh\"", "\"incremental\""));
+    let o = &load_with(&path, &no_env()).unwrap().pipelines[0].streams["orders"];
+    assert_eq!((o.sync_mode, o.delete_mode), (SyncMode::Incremental, DeleteMode::SoftDelete));
 }
 
 #[test]
@@ -150,11 +154,6 @@ fn stream_settings_are_checked_against_the_source() {
     assert_eq!(
         load_err(&text, &no_env()),
         ":16: [pipelines.orders.streams.ordres]: source `files` has no stream `ordres`; did you mean `orders`? (its streams: `orders`)"
-    );
-    let text = GOOD.replace("\"full_refresh\"", "\"incremental\"");
-    assert!(
-        load_err(&text, &no_env())
-            .starts_with(":18: `delete` in [pipelines.orders.streams.orders] only applies to full refresh")
     );
     let text = GOOD.replace("batch_size = 500", "max_dead_letter_ratio = 1.5");
     assert!(

@@ -58,8 +58,8 @@ impl DriftCheck {
         dead: &mut Vec<DeadLetter>,
     ) -> Result<(), Error> {
         let mut checks = true;
-        if self.baseline_pending && !page.records.is_empty() {
-            let schema = crate::schema::infer(page.records.iter().map(|r| &r.data));
+        if self.baseline_pending && page.records.iter().any(|r| !r.deleted) {
+            let schema = crate::schema::infer(page.records.iter().filter(|r| !r.deleted).map(|r| &r.data));
             if let Err(e) = self.state.save_baseline(&self.pipeline, &self.stream, &schema).await {
                 warn!(stream = %self.stream, error = %e, "could not store the schema baseline");
             }
@@ -72,6 +72,9 @@ impl DriftCheck {
             let mut quarantined: Vec<(usize, DriftEvent)> = Vec::new();
             let mut pause = None;
             for (i, rec) in page.records.iter().enumerate() {
+                if rec.deleted {
+                    continue; // a tombstone's data is the key, not the record's shape
+                }
                 let mut c = if checks { d.check(&rec.data, &|| rec.whereabouts()) } else { Checked::default() };
                 for e in rec.coerced.iter().flatten() {
                     let more = d.record_coercion(e);

@@ -44,7 +44,8 @@ pub struct StreamOptions {
     pub mapping: Option<Arc<dyn Transform>>,
     /// Incremental or full refresh.
     pub sync_mode: SyncMode,
-    /// What a completed full refresh does with rows gone from the source.
+    /// What a completed full refresh does with rows gone from the source, and what the sink
+    /// does with records the source reports deleted (any sync mode; `Keep` ignores them).
     pub delete_mode: DeleteMode,
     /// Output primary-key columns, when the mapping cannot tell them (closures).
     pub primary_key: Option<Vec<String>>,
@@ -546,17 +547,12 @@ impl PipelineBuilder {
         let sink = self.sink.ok_or_else(|| Error::config(format!("pipeline `{name}` has no sink")))?;
         let state = self.state.ok_or_else(|| Error::config(format!("pipeline `{name}` has no state store")))?;
         let specs = source.streams();
-        for (s, o) in &self.streams {
+        for s in self.streams.keys() {
             if !specs.iter().any(|sp| &sp.name == s) {
                 let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
                 return Err(Error::config(format!(
                     "pipeline `{name}` configures stream `{s}`, which its source does not have (streams: {})",
                     known.join(", ")
-                )));
-            }
-            if o.delete_mode != DeleteMode::Keep && o.sync_mode != SyncMode::FullRefresh {
-                return Err(Error::config(format!(
-                    "pipeline `{name}`, stream `{s}`: deleting missing rows needs sync_mode = \"full_refresh\""
                 )));
             }
         }

@@ -101,6 +101,7 @@ impl Preparer {
                 provenance: record.provenance.clone(),
                 key: Some(key.clone()),
                 coerced: None,
+                deleted: record.deleted,
             };
             out.push(Prepared { record: rec, key, hash, raw: Some(raw.clone()), known: false });
         }

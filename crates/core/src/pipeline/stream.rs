@@ -54,7 +54,8 @@ pub(super) struct Timings {
 
 /// What the stages of a run start from, read before any of them runs.
 struct Setup {
-    /// What a completed pass does with rows gone from the source (`Keep` when incremental).
+    /// What a completed full refresh does with rows gone from the source, and how the sink
+    /// deletes what the source says was deleted.
     delete_mode: DeleteMode,
     /// The cursor field, for an incremental stream that has one.
     cursor_field: Option<FieldPath>,
@@ -98,6 +99,12 @@ impl StreamRun {
     /// The drift policy of this stream, for the writer and the end of the run.
     fn drift(&self) -> StreamDrift<'_> {
         StreamDrift { policy: self.shared.drift_policy, pipeline: &self.shared.name, stream: &self.spec.name }
+    }
+
+    /// Whether a completed pass deletes what it did not see (a full refresh with `delete`);
+    /// deletes the source reports are applied under any mode but `keep`, incremental too.
+    pub(super) fn propagates_deletes(&self) -> bool {
+        self.opts.sync_mode == SyncMode::FullRefresh && self.opts.delete_mode != DeleteMode::Keep
     }
 
     /// The stream's output primary-key columns.
@@ -214,7 +221,8 @@ impl StreamRun {
             drift: DriftCheck::new(baseline, sh.drift_policy, &sh.name, &self.spec.name, sh.state.clone()),
             explain,
             ledger_known,
-            track_touched: delete_mode != DeleteMode::Keep,
+            track_touched: self.propagates_deletes(),
+            apply_deletes: delete_mode != DeleteMode::Keep,
             batch_size: sh.batch_size,
             limit: self.limit,
         }
@@ -244,7 +252,7 @@ impl StreamRun {
         t.map = map_ns;
         t.ledger = ledger_ns;
 
-        if result.is_ok() && completed && delete_mode != DeleteMode::Keep && !self.dry_run {
+        if result.is_ok() && completed && self.propagates_deletes() && !self.dry_run {
             result = self.propagate_deletes(&sink_stream, cp.pass, report, &mut t).await;
         }
         self.conclude(result, completed, later, sink_down, report, &t).await
@@ -257,10 +265,7 @@ impl StreamRun {
         let sh = &self.shared;
         let name = &self.spec.name;
         let incremental = self.opts.sync_mode == SyncMode::Incremental;
-        let delete_mode = if incremental { DeleteMode::Keep } else { self.opts.delete_mode };
-        if incremental && self.opts.delete_mode != DeleteMode::Keep {
-            return Err(Error::config(format!("stream `{name}`: `delete` needs `sync_mode = \"full_refresh\"`")));
-        }
+        let delete_mode = self.opts.delete_mode;
         let cursor_field = if incremental { self.spec.cursor_field.clone() } else { None };
         let key_columns = self.key_columns()?;
         let explain = Arc::new(Ctx::new(self.run_id, sh.explain, self.opts.mapping.as_ref(), &key_columns));
@@ -321,7 +326,7 @@ impl StreamRun {
         // state after a crash: resume there rather than write those batches again. Not when
         // the pass deletes at its end: the state never got those batches' ledger stamps.
         if !self.dry_run
-            && sink_stream.delete_mode == DeleteMode::Keep
+            && !self.propagates_deletes()
             && let Some(ahead) = sh.sink.committed_position(sink_stream, &self.cx).await?
         {
             info!(stream = %name, sink = sh.sink.kind(), "the sink committed past the state's checkpoint; resuming from the sink's");

@@ -32,6 +32,8 @@ pub(super) struct MappedBatch {
     /// Records a later record of their key replaced in this run (not written).
     pub superseded: u64,
     pub dead: Vec<DeadLetter>,
+    /// Keys the source said were deleted (tombstones), none of them also in `to_write`.
+    pub deletes: Vec<Key>,
     pub checkpoint: Checkpoint,
     pub read: u64,
     pub filtered: u64,
@@ -45,7 +47,7 @@ pub(super) struct MappedBatch {
 impl MappedBatch {
     /// Records in the batch, whatever becomes of them.
     fn size(&self) -> usize {
-        self.to_write.len() + self.unchanged.len() + self.dead.len() + self.filtered as usize
+        self.to_write.len() + self.unchanged.len() + self.dead.len() + self.deletes.len() + self.filtered as usize
     }
 
     /// Append a later batch: its records, its counts, and its (later) checkpoint.
@@ -55,6 +57,7 @@ impl MappedBatch {
         self.skipped += later.skipped;
         self.superseded += later.superseded;
         self.dead.extend(later.dead);
+        self.deletes.extend(later.deletes);
         self.checkpoint = later.checkpoint;
         self.read += later.read;
         self.filtered += later.filtered;
@@ -89,6 +92,9 @@ pub(super) struct Mapper {
     pub ledger_known: bool,
     /// Whether dead-lettered keys count as touched (a full refresh that deletes).
     pub track_touched: bool,
+    /// Whether the stream deletes what the source says was deleted (its delete mode is not
+    /// `keep`); else tombstones are dropped unread.
+    pub apply_deletes: bool,
     /// Records per batch for the writer.
     pub batch_size: usize,
     /// Records after which the mapper stops short of the end of the pass (`run --limit`).
@@ -150,7 +156,7 @@ impl Mapper {
                 self.fail(&mut versions, pending.take(), e).await;
                 break;
             }
-            let candidates = self.map(page.records, &mut b);
+            let (candidates, deletes) = self.map(page.records, &mut b);
             let page_dead = b.dead.len();
             map_ns += t.elapsed().as_nanos();
             // The page joins the pending batch before it is sorted: a key repeated within the
@@ -163,7 +169,7 @@ impl Mapper {
                 None => b,
             };
             let t = Instant::now();
-            if let Err(e) = self.sort_by_ledger(&mut versions, candidates, page_dead, &mut b).await {
+            if let Err(e) = self.sort_by_ledger(&mut versions, candidates, deletes, page_dead, &mut b).await {
                 let _ = self.batches.send(Err(e)).await;
                 break;
             }
@@ -216,8 +222,9 @@ impl Mapper {
             skipped: 0,
             superseded: 0,
             dead: vec![],
+            deletes: vec![],
             checkpoint: Checkpoint::default(),
-            read: (page.records.len() + page.rejects.len()) as u64,
+            read: (page.records.iter().filter(|r| !r.deleted).count() + page.rejects.len()) as u64,
             filtered: 0,
             mapped: 0,
             done: false,
@@ -229,9 +236,15 @@ impl Mapper {
     }
 
     /// Map a page's records; those that pass the cursor filter are candidates for the ledger.
-    fn map(&mut self, records: Vec<Record>, b: &mut MappedBatch) -> Vec<Prepared> {
+    /// Its tombstones become deletes, placed among the candidates in page order.
+    fn map(&mut self, records: Vec<Record>, b: &mut MappedBatch) -> (Vec<Prepared>, Vec<(usize, Key)>) {
         let mut candidates = Vec::with_capacity(records.len());
+        let mut deletes = Vec::new();
         for rec in records {
+            if rec.deleted {
+                self.deleted_keys(rec, candidates.len(), &mut deletes, b);
+                continue;
+            }
             // No per-record copies: the provenance is shared and the cursor is read from
             // the raw input each prepared record still holds.
             let (prov, loc) = (rec.provenance.clone(), rec.location);
@@ -247,7 +260,23 @@ impl Mapper {
                 }
             }
         }
-        candidates
+        (candidates, deletes)
+    }
+
+    /// The keys of a tombstone, mapped like a record so a renamed key column still matches
+    /// (no cursor filter, hash or drift check: nothing of it is written), each with the number
+    /// of candidates before it. One that yields no key is dead-lettered, saying it was a delete.
+    fn deleted_keys(&self, rec: Record, at: usize, deletes: &mut Vec<(usize, Key)>, b: &mut MappedBatch) {
+        if !self.apply_deletes {
+            return;
+        }
+        match self.preparer.prepare(rec) {
+            Ok(items) => deletes.extend(items.into_iter().map(|p| (at, p.key))),
+            Err(mut dl) => {
+                dl.reason = format!("{} (a record the source reported deleted)", dl.reason);
+                b.dead.push(*dl);
+            }
+        }
     }
 
     /// Whether a mapped record passes the inclusive cursor filter (moving the pass maximum);
@@ -281,11 +310,14 @@ impl Mapper {
 
     /// Look the candidates up in the ledger and sort them into the pending batch (see
     /// `versions.rs`): a key with the same hash is unchanged, an earlier record of a key
-    /// repeated in the pass is superseded, the rest is written (`known`: an update).
+    /// repeated in the pass is superseded, the rest is written (`known`: an update). The
+    /// page's deletes go in page order: each drops its key's earlier pending record, and a
+    /// later record of the key undoes it.
     async fn sort_by_ledger(
         &self,
         versions: &mut Versions,
         candidates: Vec<Prepared>,
+        deletes: Vec<(usize, Key)>,
         page_dead: usize,
         b: &mut MappedBatch,
     ) -> Result<(), Error> {
@@ -296,8 +328,15 @@ impl Mapper {
         } else {
             vec![None; candidates.len()]
         };
-        for (p, old) in candidates.into_iter().zip(known) {
+        let mut deletes = deletes.into_iter().peekable();
+        for (i, (p, old)) in candidates.into_iter().zip(known).enumerate() {
+            while let Some((_, key)) = deletes.next_if(|(at, _)| *at == i) {
+                versions.delete(key, b);
+            }
             versions.sort(p, old, b);
+        }
+        for (_, key) in deletes {
+            versions.delete(key, b);
         }
         if self.track_touched {
             // Dead-lettered records still exist at the source: keep their rows.
@@ -407,6 +446,7 @@ mod tests {
             explain: Arc::new(Ctx::new(0, Default::default(), None, &["id".to_owned()])),
             ledger_known: true,
             track_touched: false,
+            apply_deletes: false,
             batch_size: 4,
             limit: None,
         }

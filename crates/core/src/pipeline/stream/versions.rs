@@ -12,6 +12,10 @@
 //!   record of the key supersedes it; at the end of the pass (or when more than `hold_max`
 //!   are held, oldest first) it is written, as it is then the last one seen.
 //!
+//! Deletes the source reports take their place in this order: a delete supersedes its key's
+//! pending or held record, a later record of the key undoes a pending delete, and the window
+//! remembers a deleted key (no hash), so a later record is judged new, not by a stale ledger row.
+//!
 //! A held record is not delivered, so no checkpoint may pass it: while records are held,
 //! each batch carries the checkpoint from before the page of the earliest held record
 //! (its ledger rows still commit). A crash, a failed page or a cancelled run then resumes
@@ -38,6 +42,8 @@ enum Slot {
     Write(usize),
     /// Counted unchanged, at this index of `unchanged`.
     Unchanged(usize),
+    /// Deleted (the source said so), at this index of `deletes`.
+    Delete(usize),
 }
 
 /// A hasher for keys that are already hashes (the pending batch's 64-bit key hashes): one
@@ -70,13 +76,15 @@ fn key_hash(k: &Key) -> u64 {
 pub(super) struct Versions {
     /// Keys and hashes written by the last batches sent, oldest first (empty when the run
     /// looks nothing up: an initial load compares with nothing).
-    window: VecDeque<HashMap<Key, ContentHash>>,
+    window: VecDeque<HashMap<Key, Option<ContentHash>>>,
     /// Whether to keep the window (the run looks the ledger up).
     lookups: bool,
     /// The pending batch's keys (checked against the record when a hash matches).
     pending: Pending,
     /// Indices in the pending batch's `to_write` of records a later one superseded.
     dropped: Vec<usize>,
+    /// Indices in the pending batch's `deletes` of deletes a later record of the key undid.
+    undeleted: Vec<usize>,
     /// Records held back, by arrival, each with the checkpoint from before its page.
     held: BTreeMap<u64, (Prepared, Arc<Checkpoint>)>,
     /// The checkpoint from before the page being sorted (kept only when looking up).
@@ -99,6 +107,7 @@ impl Versions {
             lookups,
             pending: Pending::default(),
             dropped: Vec::new(),
+            undeleted: Vec::new(),
             held: BTreeMap::new(),
             held_keys: HashMap::new(),
             page_start: None,
@@ -136,6 +145,11 @@ impl Versions {
                 b.skipped -= 1;
                 b.superseded += 1;
             }
+            Some(Slot::Delete(i)) if b.deletes[*i] == p.key => {
+                // Deleted earlier in the batch and back now: the delete never reaches the sink,
+                // so the record is judged against what the sink holds, as any other.
+                self.undeleted.push(*i);
+            }
             _ => {}
         }
         let in_flight = match self.window.iter().all(HashMap::is_empty) {
@@ -143,7 +157,8 @@ impl Versions {
             false => self.window.iter().rev().find_map(|m| m.get(&p.key)).copied(),
         };
         let (old, repeated) = match in_flight {
-            Some(h) => (Some(h), false),
+            // A batch in flight writes the key (its hash) or deletes it (`None`).
+            Some(h) => (h, false),
             None => (ledger.map(|v| v.hash), ledger.is_some_and(|v| v.repeated)),
         };
         if old == Some(p.hash) {
@@ -157,6 +172,28 @@ impl Versions {
         } else {
             self.write(Prepared { known: old.is_some(), ..p }, b);
         }
+    }
+
+    /// The source says `key` was deleted, after everything sorted so far: its pending or
+    /// held record is superseded and the key joins the batch's deletes (once).
+    pub fn delete(&mut self, key: Key, b: &mut MappedBatch) {
+        if !self.held_keys.is_empty()
+            && let Some(seq) = self.held_keys.remove(&key)
+        {
+            self.held.remove(&seq);
+            b.superseded += 1;
+        }
+        let kh = key_hash(&key);
+        match self.pending.get(&kh) {
+            Some(Slot::Write(i)) if b.to_write[*i].key == key => {
+                self.dropped.push(*i);
+                b.superseded += 1;
+            }
+            Some(Slot::Delete(i)) if b.deletes[*i] == key && !self.undeleted.contains(i) => return,
+            _ => {}
+        }
+        self.pending.insert(kh, Slot::Delete(b.deletes.len()));
+        b.deletes.push(key);
     }
 
     /// Make the pending batch ready to send: at the end of the pass the held records join
@@ -182,9 +219,19 @@ impl Versions {
             });
             self.dropped.clear();
         }
+        if !self.undeleted.is_empty() {
+            let mut i = 0;
+            b.deletes.retain(|_| {
+                let keep = !self.undeleted.contains(&i);
+                i += 1;
+                keep
+            });
+            self.undeleted.clear();
+        }
         self.pending.clear();
         if self.lookups {
-            self.window.push_back(b.to_write.iter().map(|p| (p.key.clone(), p.hash)).collect());
+            let deleted = b.deletes.iter().map(|k| (k.clone(), None));
+            self.window.push_back(b.to_write.iter().map(|p| (p.key.clone(), Some(p.hash))).chain(deleted).collect());
             if self.window.len() > IN_FLIGHT {
                 self.window.pop_front();
             }

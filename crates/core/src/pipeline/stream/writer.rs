@@ -19,7 +19,6 @@ use crate::failpoint;
 use crate::record::{ContentHash, Key, Record};
 use crate::report::StreamReport;
 use crate::state::{Checkpoint, Commit, DeadLetter, LedgerEntry, OutboxEntry};
-use crate::stream::DeleteMode;
 
 /// Writes one stream's batches and queues their commits, in order.
 pub(super) struct Writer<'a> {
@@ -110,9 +109,11 @@ impl Writer<'_> {
         let mut dead = b.dead;
         if run.dry_run {
             report.written += b.to_write.len() as u64;
+            report.deleted += b.deletes.len() as u64;
             report.dead_lettered += dead.len() as u64;
             return Ok(None);
         }
+        let mut deletes = b.deletes;
         let mut cap = b.trail.capture(&b.to_write);
         let mut ledger: Vec<LedgerEntry> =
             b.to_write.iter().map(|p| LedgerEntry { key: p.key.clone(), hash: p.hash, dest_id: None }).collect();
@@ -124,6 +125,7 @@ impl Writer<'_> {
             let wr = self.send(&records, &hashes, &b.checkpoint).await?;
             t.write += started.elapsed().as_nanos();
             let Some(mut wr) = wr else {
+                self.delete(std::mem::take(&mut deletes), report, t).await?;
                 return self.queue(&records, &ledger, b.unchanged, dead, b.checkpoint, report).map(Some);
             };
             let mut rejected = run.drift().sink(&mut wr, &records, &mut raws, &ledger, &mut dead, report)?;
@@ -146,6 +148,8 @@ impl Writer<'_> {
             }
             report.written += wr.written;
         }
+        // After the records: a key is never both written and deleted in one batch (versions.rs).
+        let forget = self.delete(deletes, report, t).await?;
         report.dead_lettered += dead.len() as u64;
         let explain = cap.finish(&dead);
         Ok(Some(Commit {
@@ -154,7 +158,7 @@ impl Writer<'_> {
             pass: b.checkpoint.pass,
             ledger,
             touched: self.touched(b.unchanged),
-            forget: vec![],
+            forget,
             dead_letters: dead,
             resolved_dead_letters: vec![],
             checkpoint: Some(b.checkpoint),
@@ -194,6 +198,34 @@ impl Writer<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The deletes the source reported in a batch, to the sink under the stream's delete
+    /// mode; the keys for the ledger to forget. The outbox holds records, not deletes: a sink
+    /// that is down fails the stream before the batch's checkpoint, so the next run reads the
+    /// deletes again.
+    async fn delete(&mut self, keys: Vec<Key>, report: &mut StreamReport, t: &mut Timings) -> Result<Vec<Key>, Error> {
+        if keys.is_empty() {
+            return Ok(keys);
+        }
+        let (run, sh) = (self.run, &self.run.shared);
+        if let Some((kind, cause)) = &self.sink_down {
+            return Err(Error::new(
+                kind.clone(),
+                format!(
+                    "the sink `{}` is down ({cause}) and the {} deletes the source reported cannot wait in the outbox; the stream stops at the checkpoint before them",
+                    sh.sink.kind(),
+                    keys.len()
+                ),
+            ));
+        }
+        if let Some(fence) = &run.fence {
+            fence.check(&sh.name, &run.spec.name).await?;
+        }
+        let started = Instant::now();
+        report.deleted += sh.sink.delete(self.sink_stream, &keys, &run.cx).await?;
+        t.write += started.elapsed().as_nanos();
+        Ok(keys)
     }
 
     /// The commit of a batch whose sink is down: its records queued in the outbox with the
@@ -266,7 +298,7 @@ impl Writer<'_> {
 
     /// Keys to stamp with the pass: only a stream that deletes what a full refresh missed needs them.
     fn touched(&self, unchanged: Vec<Key>) -> Vec<Key> {
-        if self.sink_stream.delete_mode != DeleteMode::Keep { unchanged } else { Vec::new() }
+        if self.run.propagates_deletes() { unchanged } else { Vec::new() }
     }
 }
 
