@@ -1,0 +1,735 @@
+//! `cargo xtask bench-fleet`: how `dovetail worker` fleets scale, and what they cost the
+//! PostgreSQL that coordinates them.
+//!
+//! **Scaling.** The fake vendor (its own process) answers every request after 20 ms, so a
+//! stream's pass is I/O-bound; S pipelines (default 16) of one REST stream each read all of
+//! its N records (pages of 100) into SQLite files of their own, each on a yearly cron
+//! schedule (one tick per run, never a boundary during one). 1, 2 and 4 `dovetail worker
+//! --concurrency 1` processes share them, each pass in a fresh state schema. The window is
+//! read from the state, not from sleeps: from the first `claim` to the last `release` in
+//! `lease_history` (server timestamps), after polling until every unit's `done_tick` is set.
+//! records/s = S × N / window, median of K runs (`--runs`, the worker counts interleaved so a
+//! busy moment of a shared machine hits each alike); every SQLite table must hold N rows (a
+//! mismatch fails, judged or not). Targets: ≥ 1.8× from 1 to 2 workers, ≥ 3× from 1 to 4.
+//! Workers' CPU-seconds (user + sys, `wait4`) per 100k records are printed.
+//!
+//! **Lease SQL.** With `pg_stat_statements` loaded (the bench's own cluster preloads it),
+//! the statements of each pass are counted by kind — claim, poll (due units, ticks), renew,
+//! release, fence check (before each sink write) — and divided by the batches committed
+//! and by the stream-minutes held (claim → release per unit). The epoch check inside each
+//! commit adds no statement, so it is not counted.
+//!
+//! **Workers per PostgreSQL.** For each `--idle` count (default 8, 32, 128) that many
+//! workers run the same pipelines once (claims under contention: their server time), then
+//! idle for 20 s, polling for due work every second and heartbeating every 10 s (the
+//! defaults): lease statements per second, server execution ms per second, the server's CPU
+//! (its processes' `/proc` times, when it runs on this machine), connections per worker.
+//!
+//! The server comes from `--url` / `DOVETAIL_BENCH_PG_URL` (a user that may create schemas
+//! and, for the counts, `pg_stat_statements` preloaded) or is the testkit's throwaway
+//! durable cluster (`dovetail-test-pg`). `--debug` runs a debug build (the rules of a shared
+//! machine: say so beside any figure).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{TestPg, parse_count};
+use crate::bench_judge::{Judging, Verdict, cpu_per_100k, median, require_arrived, sqlite_rows};
+use crate::bench_pg::psql;
+use crate::bench_rest::{Vendor, start_vendor_with};
+use crate::rss::{spawn, wait_measured};
+use crate::util::{cargo, display_command, dovetail_cmd, flag_values, fmt_duration, target_dir};
+
+/// Worker counts of the scaling runs when none are given.
+const DEFAULT_WORKERS: &[usize] = &[1, 2, 4];
+/// Idle fleet sizes when none are given.
+const DEFAULT_IDLE: &[usize] = &[8, 32, 128];
+/// Pipelines (one stream each) when `--streams` is not given.
+const DEFAULT_STREAMS: usize = 16;
+/// Records the vendor serves (each stream reads all) when `--records` is not given.
+const DEFAULT_RECORDS: u64 = 5_000;
+/// Records of the idle fleets' single pass: only the claims matter there.
+const IDLE_RECORDS: u64 = 200;
+/// The vendor's delay per request.
+const LATENCY_MS: &str = "20";
+/// Scaling targets: (workers, at least this many times one worker's records/s).
+const TARGETS: &[(usize, f64)] = &[(2, 1.8), (4, 3.0)];
+/// How long an idle fleet is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(20);
+/// How long a pass may take before the bench gives up.
+const PASS_TIMEOUT: Duration = Duration::from_secs(900);
+/// Where the server's URL comes from without `--url`.
+const URL_ENV: &str = "DOVETAIL_BENCH_PG_URL";
+/// The settings of the bench's own cluster: statement counts, and room for the idle fleets.
+const CLUSTER_SETTINGS: &[&str] = &["shared_preload_libraries=pg_stat_statements", "max_connections=600"];
+const USAGE: &str = "usage: cargo xtask bench-fleet [--workers 1,2,4] [--idle 8,32,128|none] [--streams S] \
+                     [--records N] [--runs K] [--no-judge] [--url postgres://…] [--debug]";
+
+/// What to run.
+#[derive(Debug, PartialEq)]
+struct Options {
+    workers: Vec<usize>,
+    idle: Vec<usize>,
+    streams: usize,
+    records: u64,
+    url: Option<String>,
+    debug: bool,
+    judging: Judging,
+}
+
+/// `1,2,4` → [1, 2, 4]; `none` → [].
+fn parse_list(flag: &str, v: &str) -> Result<Vec<usize>> {
+    if v == "none" {
+        return Ok(Vec::new());
+    }
+    v.split(',')
+        .map(|n| n.trim().parse::<usize>().ok().filter(|n| *n > 0))
+        .collect::<Option<Vec<_>>>()
+        .with_context(|| format!("{flag}: `{v}` is not a list of positive counts like `1,2,4`"))
+}
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let (judging, mut rest) = Judging::take(args)?;
+    let debug = rest.iter().any(|a| a == "--debug");
+    rest.retain(|a| a != "--debug");
+    let mut o = Options {
+        workers: DEFAULT_WORKERS.to_vec(),
+        idle: DEFAULT_IDLE.to_vec(),
+        streams: DEFAULT_STREAMS,
+        records: DEFAULT_RECORDS,
+        url: std::env::var(URL_ENV).ok().filter(|u| !u.is_empty()),
+        debug,
+        judging,
+    };
+    let flags = ["--workers", "--idle", "--streams", "--records", "--url"];
+    for (flag, v) in flag_values(&rest, &flags, USAGE)? {
+        match flag {
+            "--workers" => o.workers = parse_list(flag, v)?,
+            "--idle" => o.idle = parse_list(flag, v)?,
+            "--streams" => {
+                o.streams =
+                    v.parse().ok().filter(|s| *s > 0).with_context(|| format!("--streams: `{v}` is not a count"))?
+            }
+            "--records" => o.records = parse_count(v)?,
+            _ => o.url = Some(v.to_owned()),
+        }
+    }
+    if o.workers.is_empty() {
+        bail!("--workers: at least one count ({USAGE})");
+    }
+    Ok(o)
+}
+
+/// The binaries a pass starts.
+struct Bins {
+    dovetail: PathBuf,
+    vendor: PathBuf,
+}
+
+/// Where passes write their state: a server URL, a schema per pass.
+struct Server {
+    url: String,
+    /// Whether `pg_stat_statements` answers (preloaded and installed).
+    statements: bool,
+}
+
+impl Server {
+    fn new(url: String) -> Server {
+        let statements =
+            psql(&url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()").is_ok();
+        if !statements {
+            println!("bench-fleet: pg_stat_statements is not loaded on the server: lease SQL is not counted");
+        }
+        Server { url, statements }
+    }
+
+    /// A fresh, empty state schema.
+    fn fresh(&self, schema: &str) -> Result<()> {
+        psql(&self.url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).map(drop)
+    }
+
+    fn reset_statements(&self) -> Result<()> {
+        if self.statements {
+            psql(&self.url, "SELECT pg_stat_statements_reset()")?;
+        }
+        Ok(())
+    }
+
+    /// One number from `sql`; 0 while the tables are not there yet (before a worker migrated).
+    fn count(&self, sql: &str) -> u64 {
+        psql(&self.url, sql).ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+/// The config of `streams` pipelines reading the vendor at `vendor` into `out_N.db`, their
+/// state in `schema` of `url`. A yearly cron tick: every pass serves exactly one tick.
+fn config(url: &str, schema: &str, vendor: &str, streams: usize) -> String {
+    let mut t = format!("[state]\nurl = \"{url}\"\nschema = \"{schema}\"\n");
+    for n in 0..streams {
+        t.push_str(&format!(
+            r#"
+[pipelines.s{n}]
+schedule = "0 0 1 1 *"
+batch_size = 1000
+
+[pipelines.s{n}.source]
+kind = "rest"
+base_url = "{vendor}"
+
+[[pipelines.s{n}.source.streams]]
+name = "items"
+path = "/v1/items"
+query = {{ limit = "100" }}
+records = "/data"
+primary_key = ["id"]
+pagination = {{ type = "cursor", pointer = "/meta/next_cursor", param = "cursor" }}
+
+[pipelines.s{n}.sink]
+kind = "sqlite"
+path = "out_{n}.db"
+"#
+        ));
+    }
+    t
+}
+
+/// Running worker processes; killed on drop unless stopped.
+struct Fleet {
+    children: Vec<(Child, Instant)>,
+    logs: Vec<PathBuf>,
+}
+
+impl Fleet {
+    fn start(bin: &Path, dir: &Path, n: usize) -> Result<Fleet> {
+        let mut fleet = Fleet { children: Vec::new(), logs: Vec::new() };
+        for i in 1..=n {
+            let (out, err) = (dir.join(format!("w{i}.stdout.log")), dir.join(format!("w{i}.stderr.log")));
+            let id = format!("w{i}");
+            let args = ["worker", "--config", "dovetail.toml", "--id", &id, "--concurrency", "1"];
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+            let mut cmd = dovetail_cmd(bin, dir, &args, &out, &err)?;
+            let started = Instant::now();
+            fleet.children.push((spawn(&mut cmd).context("starting dovetail worker")?, started));
+            fleet.logs.push(err);
+        }
+        Ok(fleet)
+    }
+
+    /// Fails, with the end of its log, when a worker has exited.
+    fn check_alive(&mut self) -> Result<()> {
+        for (i, (child, _)) in self.children.iter_mut().enumerate() {
+            if let Some(status) = child.try_wait()? {
+                bail!("bench-fleet: worker w{} exited during the pass ({status}):\n{}", i + 1, tail(&self.logs[i]));
+            }
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(|(c, _)| c.id()).collect()
+    }
+
+    /// SIGTERM to every worker, then each reaped: their CPU time, summed. Fails unless each
+    /// exited 0 (a clean drain).
+    fn stop(mut self) -> Result<Duration> {
+        let pids: Vec<String> = self.pids().iter().map(u32::to_string).collect();
+        Command::new("kill").arg("-TERM").args(&pids).status().context("running kill")?;
+        let mut cpu = Duration::ZERO;
+        for (i, (child, started)) in std::mem::take(&mut self.children).into_iter().enumerate() {
+            let m = wait_measured(child, started)?;
+            if !m.status.success() {
+                bail!("bench-fleet: worker w{} did not stop cleanly ({}):\n{}", i + 1, m.status, tail(&self.logs[i]));
+            }
+            cpu += m.cpu;
+        }
+        Ok(cpu)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Polls the state until every one of `units` has served its tick.
+fn wait_done(server: &Server, schema: &str, units: usize, fleet: &mut Fleet) -> Result<()> {
+    let started = Instant::now();
+    let sql = format!("SELECT count(*) FROM {schema}.leases WHERE done_tick IS NOT NULL");
+    loop {
+        fleet.check_alive()?;
+        let done = server.count(&sql);
+        if done >= units as u64 {
+            return Ok(());
+        }
+        if started.elapsed() > PASS_TIMEOUT {
+            bail!("bench-fleet: {done} of {units} streams done after {}", fmt_duration(PASS_TIMEOUT));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pass's window (first claim → last release, seconds), stream-minutes held and
+/// takeovers, from `lease_history`.
+fn window(server: &Server, schema: &str) -> Result<(f64, f64, u64)> {
+    let sql = format!(
+        "SELECT extract(epoch FROM max(at) FILTER (WHERE event = 'release')
+                                  - min(at) FILTER (WHERE event IN ('claim', 'takeover'))),
+                (SELECT coalesce(sum(s), 0) / 60 FROM (SELECT extract(epoch FROM max(at) - min(at)) AS s
+                   FROM {schema}.lease_history WHERE event IN ('claim', 'takeover', 'release')
+                   GROUP BY pipeline, unit, epoch) h),
+                count(*) FILTER (WHERE event = 'takeover')
+         FROM {schema}.lease_history"
+    );
+    let out = psql(&server.url, &sql)?;
+    let f: Vec<&str> = out.split('|').collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).with_context(|| format!("reading `{out}`"));
+    Ok((num(0)?, num(1)?, num(2)? as u64))
+}
+
+/// Lease statements by kind: calls, server execution ms, the slowest one's ms.
+#[derive(Debug, Default, Clone)]
+struct LeaseSql {
+    kinds: Vec<(String, u64, f64, f64)>,
+    /// Batches committed (the commit's stamp statement, which carries the epoch check).
+    commits: u64,
+}
+
+/// Each lease statement of dovetail-state-pg's `lease.rs` by the words of its normalized
+/// text (constants become `$n`); the migrations' DDL and the bench's own queries (which name
+/// the schema) are left out.
+const LEASE_SQL: &str = r#"SELECT what, sum(calls)::int8, round(sum(total_exec_time)::numeric, 3),
+       round(max(max_exec_time)::numeric, 3) FROM (
+  SELECT calls, total_exec_time, max_exec_time, CASE
+    WHEN query LIKE 'UPDATE streams SET last_commit%' THEN 'commit'
+    WHEN query ~* '^\s*(CREATE|ALTER|DROP)' THEN NULL
+    WHEN query LIKE '%advisory_xact_lock_shared%' OR query LIKE '%SKIP LOCKED%'
+      OR query LIKE 'INSERT INTO leases %' OR query LIKE '%SET holder = $3, epoch = epoch +%'
+      OR query LIKE 'INSERT INTO lease_history%VALUES%' THEN 'claim'
+    WHEN query LIKE '%unnest($2::text[])%' OR query LIKE 'INSERT INTO schedule_ticks%' THEN 'poll'
+    WHEN query LIKE 'UPDATE workers SET heartbeat_at%' OR query LIKE '%SET expires_at = clock_timestamp()%'
+      THEN 'renew'
+    WHEN query LIKE '%done_tick = coalesce%' THEN 'release'
+    WHEN query ~ '^SELECT \$\d+ FROM leases WHERE' THEN 'fence check'
+    WHEN query ~ '\m(leases|lease_history|workers|schedule_ticks)\M' THEN 'other'
+  END AS what
+  FROM pg_stat_statements
+  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND query NOT LIKE '%bench_fleet%' AND query NOT LIKE '%pg_stat_statements%') s
+WHERE what IS NOT NULL GROUP BY what ORDER BY what"#;
+
+impl LeaseSql {
+    fn read(server: &Server) -> Result<Option<LeaseSql>> {
+        if !server.statements {
+            return Ok(None);
+        }
+        let mut sql = LeaseSql::default();
+        for line in psql(&server.url, LEASE_SQL)?.lines() {
+            let f: Vec<&str> = line.split('|').collect();
+            let [what, calls, ms, max] = f[..] else { bail!("bench-fleet: unexpected line `{line}`") };
+            let calls: u64 = calls.parse().with_context(|| format!("reading `{line}`"))?;
+            if what == "commit" {
+                sql.commits = calls;
+            } else {
+                sql.kinds.push((what.to_owned(), calls, ms.parse().unwrap_or(0.0), max.parse().unwrap_or(0.0)));
+            }
+        }
+        Ok(Some(sql))
+    }
+
+    fn total(&self) -> u64 {
+        self.kinds.iter().map(|k| k.1).sum()
+    }
+
+    fn exec_ms(&self) -> f64 {
+        self.kinds.iter().map(|k| k.2).sum()
+    }
+
+    fn kind(&self, what: &str) -> (u64, f64, f64) {
+        self.kinds.iter().find(|k| k.0 == what).map(|k| (k.1, k.2, k.3)).unwrap_or_default()
+    }
+
+    /// `claim 16, poll 40, …`.
+    fn breakdown(&self) -> String {
+        self.kinds.iter().map(|(w, c, _, _)| format!("{w} {c}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// One scaling pass.
+#[derive(Clone)]
+struct Pass {
+    workers: usize,
+    records: u64,
+    window: f64,
+    cpu: Duration,
+    stream_minutes: f64,
+    takeovers: u64,
+    lease: Option<LeaseSql>,
+}
+
+impl Pass {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.window.max(1e-9)
+    }
+}
+
+/// Starts the vendor and `workers` workers on a fresh schema, waits for every stream's
+/// pass, reads the window and the statements, stops the fleet and counts the rows: the
+/// fleet (still running, for the idle phase) is handed to `during` before it stops.
+fn pass(
+    bins: &Bins,
+    server: &Server,
+    dir: &Path,
+    (workers, streams, records): (usize, usize, u64),
+    during: &mut dyn FnMut(&Fleet) -> Result<()>,
+) -> Result<Pass> {
+    let schema = format!("bench_fleet_{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("x"));
+    server.fresh(&schema)?;
+    fs::create_dir_all(dir)?;
+    let (vendor, base): (Vendor, String) = start_vendor_with(&bins.vendor, records, &["--latency-ms", LATENCY_MS])?;
+    fs::write(dir.join("dovetail.toml"), config(&server.url, &schema, &base, streams))?;
+    server.reset_statements()?;
+    let mut fleet = Fleet::start(&bins.dovetail, dir, workers)?;
+    wait_done(server, &schema, streams, &mut fleet)?;
+    let lease = LeaseSql::read(server)?;
+    let (window, stream_minutes, takeovers) = window(server, &schema)?;
+    during(&fleet)?;
+    let cpu = fleet.stop()?;
+    drop(vendor);
+    for n in 0..streams {
+        let what = format!("bench-fleet: {workers} worker(s), stream s{n}");
+        require_arrived(&what, records, sqlite_rows(&dir.join(format!("out_{n}.db")), "items")?)?;
+    }
+    server.fresh(&schema)?;
+    Ok(Pass { workers, records: records * streams as u64, window, cpu, stream_minutes, takeovers, lease })
+}
+
+/// CPU seconds of the server's processes, when it runs on this machine: the postmaster (its
+/// reaped children included) and its live children, from `/proc`.
+fn server_cpu(server: &Server) -> Option<f64> {
+    let dir = psql(&server.url, "SELECT setting FROM pg_settings WHERE name = 'data_directory'").ok()?;
+    let pid: u32 =
+        fs::read_to_string(Path::new(&dir).join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()?;
+    let mut ticks = proc_ticks(pid, true)?;
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if proc_stat(child).is_some_and(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid)) {
+            ticks += proc_ticks(child, false).unwrap_or(0);
+        }
+    }
+    Some(ticks as f64 / clock_ticks())
+}
+
+/// CPU seconds of the processes `pids` (their own time), from `/proc`.
+fn processes_cpu(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|p| proc_ticks(*p, false)).sum::<u64>() as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    // The kernel's USER_HZ, 100 on every Linux that ships.
+    100.0
+}
+
+/// The fields of `/proc/PID/stat` after the command name: state is [0], ppid [1], utime [11].
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 2..];
+    Some(after.split_whitespace().map(str::to_owned).collect())
+}
+
+/// utime + stime (and with `children`, cutime + cstime) of `pid`, in clock ticks.
+fn proc_ticks(pid: u32, children: bool) -> Option<u64> {
+    let f = proc_stat(pid)?;
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let own = field(11)? + field(12)?;
+    Some(if children { own + field(13)? + field(14)? } else { own })
+}
+
+/// One idle fleet's figures.
+struct Idle {
+    workers: usize,
+    claim: (u64, f64, f64),
+    statements_per_sec: f64,
+    exec_ms_per_sec: f64,
+    server_cpu: Option<f64>,
+    worker_cpu: f64,
+    connections: u64,
+    poll_mean_ms: f64,
+}
+
+/// `workers` workers run the pipelines once (claims under contention), then idle for
+/// [`IDLE_WINDOW`]: what the fleet costs the server while it only polls and heartbeats.
+fn idle(bins: &Bins, server: &Server, dir: &Path, workers: usize, streams: usize) -> Result<Idle> {
+    let mut figures = None;
+    let mut measure = |fleet: &Fleet| -> Result<()> {
+        server.reset_statements()?;
+        let (cpu0, w0, started) = (server_cpu(server), processes_cpu(&fleet.pids()), Instant::now());
+        // The measurement window itself (nothing to wait for: the fleet is idle by design).
+        std::thread::sleep(IDLE_WINDOW);
+        let secs = started.elapsed().as_secs_f64();
+        let (cpu1, w1) = (server_cpu(server), processes_cpu(&fleet.pids()));
+        let lease = LeaseSql::read(server)?.unwrap_or_default();
+        let connections = server.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        );
+        let (polls, poll_ms, _) = lease.kind("poll");
+        figures = Some(Idle {
+            workers,
+            claim: (0, 0.0, 0.0),
+            statements_per_sec: lease.total() as f64 / secs,
+            exec_ms_per_sec: lease.exec_ms() / secs,
+            server_cpu: cpu0.zip(cpu1).map(|(a, b)| (b - a) / secs),
+            worker_cpu: (w1 - w0) / secs / workers as f64,
+            connections,
+            poll_mean_ms: poll_ms / polls.max(1) as f64,
+        });
+        Ok(())
+    };
+    let p = pass(bins, server, dir, (workers, streams, IDLE_RECORDS), &mut measure)?;
+    let mut idle = figures.context("the idle window was not measured")?;
+    idle.claim = p.lease.map(|l| l.kind("claim")).unwrap_or_default();
+    Ok(idle)
+}
+
+/// Builds the binaries, starts the server, runs the passes and the idle fleets, prints and
+/// judges; `Ok(false)` when a judged target is missed.
+pub fn main(root: &Path, args: &[String]) -> Result<bool> {
+    let o = parse_args(args)?;
+    let mut build = cargo(root);
+    build.args(["build", "-p", "dovetail-runner", "-p", "dovetail-fake-vendor"]);
+    if !o.debug {
+        build.arg("--release");
+    }
+    println!("bench-fleet: running: {}", display_command(&build));
+    if !build.status().context("running cargo build")?.success() {
+        bail!("bench-fleet: `{}` failed", display_command(&build));
+    }
+    let out = target_dir(root).join(if o.debug { "debug" } else { "release" });
+    let bins = Bins { dovetail: out.join("dovetail"), vendor: out.join("dovetail-fake-vendor") };
+    let mut own_pg = None;
+    let url = match &o.url {
+        Some(u) => u.clone(),
+        None => {
+            let pg = own_pg.insert(TestPg::start_with(root, 1, CLUSTER_SETTINGS)?);
+            pg.urls.next().context("dovetail-test-pg gave no database")?
+        }
+    };
+    let server = Server::new(url);
+    let tmp = tempfile::Builder::new().prefix("dovetail-bench-fleet-").tempdir().context("creating a temp dir")?;
+    let sent = o.records * o.streams as u64;
+    println!(
+        "bench-fleet: {} pipelines x {} records ({sent} records per pass), vendor latency {LATENCY_MS} ms per request, \
+         pages of 100, {} build",
+        o.streams,
+        o.records,
+        if o.debug { "debug" } else { "release" }
+    );
+    let mut passes: Vec<Pass> = Vec::new();
+    for run in 1..=o.judging.runs {
+        for &w in &o.workers {
+            let dir = tmp.path().join(format!("w{w}r{run}"));
+            let p = pass(&bins, &server, &dir, (w, o.streams, o.records), &mut |_| Ok(()))?;
+            println!(
+                "bench-fleet: {w} worker(s), run {run}/{}: {sent} records in {:.2} s (first claim → last release), \
+                 {:.0} records/s, workers {:.2} CPU-s per 100k, {:.2} stream-minutes, {} takeover(s){}",
+                o.judging.runs,
+                p.window,
+                p.rate(),
+                cpu_per_100k(p.cpu, sent),
+                p.stream_minutes,
+                p.takeovers,
+                p.lease.as_ref().map(|l| format!("; lease SQL: {}", l.breakdown())).unwrap_or_default()
+            );
+            passes.push(p);
+        }
+    }
+    let verdict = print_scaling(&o, &passes);
+    let mut idles = Vec::new();
+    for &n in &o.idle {
+        let i = idle(&bins, &server, &tmp.path().join(format!("idle{n}")), n, o.streams)?;
+        println!("bench-fleet: {n} idle workers measured");
+        idles.push(i);
+    }
+    print_idle(&idles, o.streams, server.statements);
+    load_average();
+    Ok(verdict.finish("bench-fleet", o.judging))
+}
+
+/// The scaling table and its targets.
+fn print_scaling(o: &Options, passes: &[Pass]) -> Verdict {
+    println!(
+        "\n{:>7} {:>17} {:>20} {:>8} {:>15} {:>15} {:>22}",
+        "workers",
+        "median records/s",
+        "min – max records/s",
+        "scaling",
+        "CPU-s per 100k",
+        "lease SQL/batch",
+        "lease SQL/stream-min"
+    );
+    let rate_of = |w: usize| median(&passes.iter().filter(|p| p.workers == w).map(Pass::rate).collect::<Vec<_>>());
+    let base = o.workers.contains(&1).then(|| rate_of(1));
+    for &w in &o.workers {
+        let mine: Vec<&Pass> = passes.iter().filter(|p| p.workers == w).collect();
+        let rates: Vec<f64> = mine.iter().map(|p| p.rate()).collect();
+        let (min, max) =
+            (rates.iter().copied().fold(f64::INFINITY, f64::min), rates.iter().copied().fold(0.0, f64::max));
+        let cpu = median(&mine.iter().map(|p| cpu_per_100k(p.cpu, p.records)).collect::<Vec<_>>());
+        let per = |f: &dyn Fn(&LeaseSql, &Pass) -> f64| -> String {
+            let v: Vec<f64> = mine.iter().filter_map(|p| p.lease.as_ref().map(|l| f(l, p))).collect();
+            if v.is_empty() { "n/a".to_owned() } else { format!("{:.2}", median(&v)) }
+        };
+        println!(
+            "{w:>7} {:>17.0} {:>20} {:>8} {cpu:>15.2} {:>15} {:>22}",
+            rate_of(w),
+            format!("{min:.0} – {max:.0}"),
+            base.map(|b| format!("{:.2}x", rate_of(w) / b.max(1e-9))).unwrap_or_else(|| "n/a".into()),
+            per(&|l, _| l.total() as f64 / l.commits.max(1) as f64),
+            per(&|l, p| l.total() as f64 / p.stream_minutes.max(1e-9)),
+        );
+    }
+    let mut v = Verdict::default();
+    match base {
+        Some(b) => {
+            for &(w, times) in TARGETS.iter().filter(|(w, _)| o.workers.contains(w)) {
+                let got = rate_of(w) / b.max(1e-9);
+                v.check(format!("{w} workers ≥ {times}× one worker's records/s: {got:.2}×"), got >= times);
+            }
+        }
+        None => println!("bench-fleet: no 1-worker runs: scaling is not judged"),
+    }
+    v
+}
+
+/// The idle fleets' table.
+fn print_idle(idles: &[Idle], streams: usize, counted: bool) {
+    if idles.is_empty() {
+        return;
+    }
+    println!(
+        "\nidle fleets ({streams} scheduled pipelines, poll every 1 s, heartbeat 10 s; {} s window{}):",
+        IDLE_WINDOW.as_secs(),
+        if counted { "" } else { "; statements not counted" }
+    );
+    println!(
+        "{:>7} {:>16} {:>17} {:>14} {:>16} {:>13} {:>14} {:>22}",
+        "workers",
+        "lease stmts/s",
+        "server exec ms/s",
+        "server CPU %",
+        "CPU % per worker",
+        "connections",
+        "poll mean ms",
+        "claims: n, mean/max ms"
+    );
+    for i in idles {
+        let (n, ms, max) = i.claim;
+        println!(
+            "{:>7} {:>16.0} {:>17.1} {:>14} {:>16.2} {:>13} {:>14.3} {:>22}",
+            i.workers,
+            i.statements_per_sec,
+            i.exec_ms_per_sec,
+            i.server_cpu.map(|c| format!("{:.1}", c * 100.0)).unwrap_or_else(|| "n/a".into()),
+            i.worker_cpu * 100.0,
+            i.connections,
+            i.poll_mean_ms,
+            format!("{n}, {:.3}/{max:.3}", ms / n.max(1) as f64)
+        );
+    }
+}
+
+/// The machine's load, to print beside the figures.
+fn load_average() {
+    if let Ok(l) = fs::read_to_string("/proc/loadavg") {
+        println!("\nload average (1, 5, 15 min): {}", l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Result<Options> {
+        parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn arguments_have_defaults_and_lists() {
+        let o = args(&["--url", "postgres://x"]).unwrap();
+        assert_eq!((o.workers, o.idle, o.streams, o.records), (vec![1, 2, 4], vec![8, 32, 128], 16, 5_000));
+        let o =
+            args(&["--workers", "1,4", "--idle=none", "--streams", "8", "--records", "2k", "--runs", "1", "--debug"])
+                .unwrap();
+        assert_eq!((o.workers, o.idle, o.streams, o.records, o.debug), (vec![1, 4], vec![], 8, 2_000, true));
+        for bad in
+            [&["--workers", "0"][..], &["--workers", "1,x"], &["--streams", "0"], &["--fast"], &["--workers", "none"]]
+        {
+            assert!(args(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_config_runs_each_pipeline_once_a_year_into_its_own_file() {
+        let t = config("postgres://u@h/db", "bench_fleet_a", "http://127.0.0.1:9", 3);
+        let v: toml::Value = toml::from_str(&t).unwrap();
+        assert_eq!(v["state"]["schema"].as_str(), Some("bench_fleet_a"));
+        let p = v["pipelines"].as_table().unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p["s2"]["schedule"].as_str(), Some("0 0 1 1 *"));
+        assert_eq!(p["s2"]["sink"]["path"].as_str(), Some("out_2.db"));
+    }
+
+    fn pass(workers: usize, secs: f64) -> Pass {
+        let lease =
+            LeaseSql { kinds: vec![("claim".into(), 10, 1.0, 0.5), ("fence check".into(), 30, 1.0, 0.1)], commits: 20 };
+        Pass {
+            workers,
+            records: 1000,
+            window: secs,
+            cpu: Duration::from_secs(1),
+            stream_minutes: 2.0,
+            takeovers: 0,
+            lease: Some(lease),
+        }
+    }
+
+    #[test]
+    fn scaling_is_judged_on_the_medians_against_one_worker() {
+        let o = args(&["--url", "u"]).unwrap();
+        let passes = [pass(1, 10.0), pass(1, 12.0), pass(1, 10.0), pass(2, 5.0), pass(2, 20.0), pass(2, 5.5)];
+        let mut all = passes.to_vec();
+        all.extend([pass(4, 3.0), pass(4, 3.4), pass(4, 3.2)]);
+        let v = print_scaling(&o, &all);
+        // 1: 100/s; 2: median 181.8/s (1.82×); 4: median 312.5/s (3.12×).
+        assert_eq!(v.missed().count(), 0, "{:?}", v.missed().collect::<Vec<_>>());
+        let mut slow = passes.to_vec();
+        slow.extend([pass(4, 4.0), pass(4, 4.0), pass(4, 3.0)]);
+        let v = print_scaling(&o, &slow);
+        assert_eq!(v.missed().collect::<Vec<_>>(), ["4 workers ≥ 3× one worker's records/s: 2.50×"]);
+    }
+
+    #[test]
+    fn proc_times_of_this_process_are_read() {
+        let me = std::process::id();
+        assert!(proc_stat(me).is_some_and(|f| f[0] == "R" || f[0] == "S"));
+        let busy = Instant::now();
+        while busy.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        assert!(proc_ticks(me, true).is_some() && processes_cpu(&[me]) >= 0.0);
+    }
+}
