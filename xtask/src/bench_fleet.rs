@@ -60,6 +60,10 @@ const LATENCY_MS: &str = "20";
 const TARGETS: &[(usize, f64)] = &[(2, 1.8), (4, 3.0)];
 /// How long an idle fleet is measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(20);
+/// Workers started at once: a bigger fleet starts in waves, each once the one before has
+/// registered (128 processes connecting and migrating at the same moment time out on a
+/// small machine; a real fleet's hosts do not start in the same millisecond).
+const WAVE: usize = 16;
 /// How long a pass may take before the bench gives up.
 const PASS_TIMEOUT: Duration = Duration::from_secs(900);
 /// Where the server's URL comes from without `--url`.
@@ -118,8 +122,8 @@ fn parse_args(args: &[String]) -> Result<Options> {
             _ => o.url = Some(v.to_owned()),
         }
     }
-    if o.workers.is_empty() {
-        bail!("--workers: at least one count ({USAGE})");
+    if o.workers.is_empty() && o.idle.is_empty() {
+        bail!("--workers none and --idle none: nothing to run ({USAGE})");
     }
     Ok(o)
 }
@@ -204,9 +208,21 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(bin: &Path, dir: &Path, n: usize) -> Result<Fleet> {
+    /// Starts `n` workers in waves of [`WAVE`], each wave once the previous one registered
+    /// (`registered` counts the state's `workers` rows).
+    fn start(bin: &Path, dir: &Path, n: usize, registered: &dyn Fn() -> u64) -> Result<Fleet> {
         let mut fleet = Fleet { children: Vec::new(), logs: Vec::new() };
         for i in 1..=n {
+            if i > 1 && (i - 1) % WAVE == 0 {
+                let started = Instant::now();
+                while registered() < (i - 1) as u64 {
+                    fleet.check_alive()?;
+                    if started.elapsed() > PASS_TIMEOUT {
+                        bail!("bench-fleet: {} workers did not register", i - 1);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
             let (out, err) = (dir.join(format!("w{i}.stdout.log")), dir.join(format!("w{i}.stderr.log")));
             let id = format!("w{i}");
             let args = ["worker", "--config", "dovetail.toml", "--id", &id, "--concurrency", "1"];
@@ -368,6 +384,10 @@ impl LeaseSql {
     }
 }
 
+/// The client connections to the bench's database but this one.
+const CONNECTIONS_SQL: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+   AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+
 /// One scaling pass.
 #[derive(Clone)]
 struct Pass {
@@ -378,6 +398,8 @@ struct Pass {
     stream_minutes: f64,
     takeovers: u64,
     lease: Option<LeaseSql>,
+    /// Client connections to the database once the pass was done.
+    connections: u64,
 }
 
 impl Pass {
@@ -402,10 +424,13 @@ fn pass(
     let (vendor, base): (Vendor, String) = start_vendor_with(&bins.vendor, records, &["--latency-ms", LATENCY_MS])?;
     fs::write(dir.join("dovetail.toml"), config(&server.url, &schema, &base, streams))?;
     server.reset_statements()?;
-    let mut fleet = Fleet::start(&bins.dovetail, dir, workers)?;
+    let registered = || server.count(&format!("SELECT count(*) FROM {schema}.workers"));
+    let mut fleet = Fleet::start(&bins.dovetail, dir, workers, &registered)?;
     wait_done(server, &schema, streams, &mut fleet)?;
     let lease = LeaseSql::read(server)?;
     let (window, stream_minutes, takeovers) = window(server, &schema)?;
+    // A pool keeps what it opened: the connections the fleet needed at its busiest.
+    let connections = server.count(CONNECTIONS_SQL);
     during(&fleet)?;
     let cpu = fleet.stop()?;
     drop(vendor);
@@ -414,7 +439,7 @@ fn pass(
         require_arrived(&what, records, sqlite_rows(&dir.join(format!("out_{n}.db")), "items")?)?;
     }
     server.fresh(&schema)?;
-    Ok(Pass { workers, records: records * streams as u64, window, cpu, stream_minutes, takeovers, lease })
+    Ok(Pass { workers, records: records * streams as u64, window, cpu, stream_minutes, takeovers, lease, connections })
 }
 
 /// CPU seconds of the server's processes, when it runs on this machine: the postmaster (its
@@ -482,10 +507,7 @@ fn idle(bins: &Bins, server: &Server, dir: &Path, workers: usize, streams: usize
         let secs = started.elapsed().as_secs_f64();
         let (cpu1, w1) = (server_cpu(server), processes_cpu(&fleet.pids()));
         let lease = LeaseSql::read(server)?.unwrap_or_default();
-        let connections = server.count(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-               AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-        );
+        let connections = server.count(CONNECTIONS_SQL);
         let (polls, poll_ms, _) = lease.kind("poll");
         figures = Some(Idle {
             workers,
@@ -545,23 +567,25 @@ pub fn main(root: &Path, args: &[String]) -> Result<bool> {
             let p = pass(&bins, &server, &dir, (w, o.streams, o.records), &mut |_| Ok(()))?;
             println!(
                 "bench-fleet: {w} worker(s), run {run}/{}: {sent} records in {:.2} s (first claim → last release), \
-                 {:.0} records/s, workers {:.2} CPU-s per 100k, {:.2} stream-minutes, {} takeover(s){}",
+                 {:.0} records/s, workers {:.2} CPU-s per 100k, {:.2} stream-minutes, {} takeover(s), \
+                 {} connection(s){}",
                 o.judging.runs,
                 p.window,
                 p.rate(),
                 cpu_per_100k(p.cpu, sent),
                 p.stream_minutes,
                 p.takeovers,
+                p.connections,
                 p.lease.as_ref().map(|l| format!("; lease SQL: {}", l.breakdown())).unwrap_or_default()
             );
             passes.push(p);
         }
     }
-    let verdict = print_scaling(&o, &passes);
+    let verdict = if o.workers.is_empty() { Verdict::default() } else { print_scaling(&o, &passes) };
     let mut idles = Vec::new();
     for &n in &o.idle {
         let i = idle(&bins, &server, &tmp.path().join(format!("idle{n}")), n, o.streams)?;
-        println!("bench-fleet: {n} idle workers measured");
+        println!("bench-fleet: idle fleet: {}", idle_row(&i));
         idles.push(i);
     }
     print_idle(&idles, o.streams, server.statements);
@@ -637,19 +661,23 @@ fn print_idle(idles: &[Idle], streams: usize, counted: bool) {
         "claims: n, mean/max ms"
     );
     for i in idles {
-        let (n, ms, max) = i.claim;
-        println!(
-            "{:>7} {:>16.0} {:>17.1} {:>14} {:>16.2} {:>13} {:>14.3} {:>22}",
-            i.workers,
-            i.statements_per_sec,
-            i.exec_ms_per_sec,
-            i.server_cpu.map(|c| format!("{:.1}", c * 100.0)).unwrap_or_else(|| "n/a".into()),
-            i.worker_cpu * 100.0,
-            i.connections,
-            i.poll_mean_ms,
-            format!("{n}, {:.3}/{max:.3}", ms / n.max(1) as f64)
-        );
+        println!("{}", idle_row(i));
     }
+}
+
+fn idle_row(i: &Idle) -> String {
+    let (n, ms, max) = i.claim;
+    format!(
+        "{:>7} {:>16.0} {:>17.1} {:>14} {:>16.2} {:>13} {:>14.3} {:>22}",
+        i.workers,
+        i.statements_per_sec,
+        i.exec_ms_per_sec,
+        i.server_cpu.map(|c| format!("{:.1}", c * 100.0)).unwrap_or_else(|| "n/a".into()),
+        i.worker_cpu * 100.0,
+        i.connections,
+        i.poll_mean_ms,
+        format!("{n}, {:.3}/{max:.3}", ms / n.max(1) as f64)
+    )
 }
 
 /// The machine's load, to print beside the figures.
@@ -675,9 +703,13 @@ mod tests {
             args(&["--workers", "1,4", "--idle=none", "--streams", "8", "--records", "2k", "--runs", "1", "--debug"])
                 .unwrap();
         assert_eq!((o.workers, o.idle, o.streams, o.records, o.debug), (vec![1, 4], vec![], 8, 2_000, true));
-        for bad in
-            [&["--workers", "0"][..], &["--workers", "1,x"], &["--streams", "0"], &["--fast"], &["--workers", "none"]]
-        {
+        for bad in [
+            &["--workers", "0"][..],
+            &["--workers", "1,x"],
+            &["--streams", "0"],
+            &["--fast"],
+            &["--workers=none", "--idle=none"],
+        ] {
             assert!(args(bad).is_err(), "{bad:?} was accepted");
         }
     }
@@ -704,6 +736,7 @@ mod tests {
             stream_minutes: 2.0,
             takeovers: 0,
             lease: Some(lease),
+            connections: 0,
         }
     }
 
