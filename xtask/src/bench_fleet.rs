@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::bench::{TestPg, parse_count};
+use crate::bench_fleet_idle::{idle, idle_row, print_idle};
 use crate::bench_judge::{Judging, Verdict, cpu_per_100k, median, require_arrived, sqlite_rows};
 use crate::bench_pg::psql;
 use crate::bench_rest::{Vendor, start_vendor_with};
@@ -52,14 +53,10 @@ const DEFAULT_IDLE: &[usize] = &[8, 32, 128];
 const DEFAULT_STREAMS: usize = 16;
 /// Records the vendor serves (each stream reads all) when `--records` is not given.
 const DEFAULT_RECORDS: u64 = 5_000;
-/// Records of the idle fleets' single pass: only the claims matter there.
-const IDLE_RECORDS: u64 = 200;
 /// The vendor's delay per request.
 const LATENCY_MS: &str = "20";
 /// Scaling targets: (workers, at least this many times one worker's records/s).
 const TARGETS: &[(usize, f64)] = &[(2, 1.8), (4, 3.0)];
-/// How long an idle fleet is measured.
-const IDLE_WINDOW: Duration = Duration::from_secs(20);
 /// Workers started at once: a bigger fleet starts in waves, each once the one before has
 /// registered (128 processes connecting and migrating at the same moment time out on a
 /// small machine; a real fleet's hosts do not start in the same millisecond).
@@ -129,16 +126,16 @@ fn parse_args(args: &[String]) -> Result<Options> {
 }
 
 /// The binaries a pass starts.
-struct Bins {
+pub(crate) struct Bins {
     dovetail: PathBuf,
     vendor: PathBuf,
 }
 
 /// Where passes write their state: a server URL, a schema per pass.
-struct Server {
-    url: String,
+pub(crate) struct Server {
+    pub(crate) url: String,
     /// Whether `pg_stat_statements` answers (preloaded and installed).
-    statements: bool,
+    pub(crate) statements: bool,
 }
 
 impl Server {
@@ -156,7 +153,7 @@ impl Server {
         psql(&self.url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).map(drop)
     }
 
-    fn reset_statements(&self) -> Result<()> {
+    pub(crate) fn reset_statements(&self) -> Result<()> {
         if self.statements {
             psql(&self.url, "SELECT pg_stat_statements_reset()")?;
         }
@@ -164,7 +161,7 @@ impl Server {
     }
 
     /// One number from `sql`; 0 while the tables are not there yet (before a worker migrated).
-    fn count(&self, sql: &str) -> u64 {
+    pub(crate) fn count(&self, sql: &str) -> u64 {
         psql(&self.url, sql).ok().and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 }
@@ -202,7 +199,7 @@ path = "out_{n}.db"
 }
 
 /// Running worker processes; killed on drop unless stopped.
-struct Fleet {
+pub(crate) struct Fleet {
     children: Vec<(Child, Instant)>,
     logs: Vec<PathBuf>,
 }
@@ -245,7 +242,7 @@ impl Fleet {
         Ok(())
     }
 
-    fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         self.children.iter().map(|(c, _)| c.id()).collect()
     }
 
@@ -318,7 +315,7 @@ fn window(server: &Server, schema: &str) -> Result<(f64, f64, u64)> {
 
 /// Lease statements by kind: calls, server execution ms, the slowest one's ms.
 #[derive(Debug, Default, Clone)]
-struct LeaseSql {
+pub(crate) struct LeaseSql {
     kinds: Vec<(String, u64, f64, f64)>,
     /// Batches committed (the commit's stamp statement, which carries the epoch check).
     commits: u64,
@@ -348,7 +345,7 @@ const LEASE_SQL: &str = r#"SELECT what, sum(calls)::int8, round(sum(total_exec_t
 WHERE what IS NOT NULL GROUP BY what ORDER BY what"#;
 
 impl LeaseSql {
-    fn read(server: &Server) -> Result<Option<LeaseSql>> {
+    pub(crate) fn read(server: &Server) -> Result<Option<LeaseSql>> {
         if !server.statements {
             return Ok(None);
         }
@@ -366,15 +363,15 @@ impl LeaseSql {
         Ok(Some(sql))
     }
 
-    fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.kinds.iter().map(|k| k.1).sum()
     }
 
-    fn exec_ms(&self) -> f64 {
+    pub(crate) fn exec_ms(&self) -> f64 {
         self.kinds.iter().map(|k| k.2).sum()
     }
 
-    fn kind(&self, what: &str) -> (u64, f64, f64) {
+    pub(crate) fn kind(&self, what: &str) -> (u64, f64, f64) {
         self.kinds.iter().find(|k| k.0 == what).map(|k| (k.1, k.2, k.3)).unwrap_or_default()
     }
 
@@ -385,19 +382,19 @@ impl LeaseSql {
 }
 
 /// The client connections to the bench's database but this one.
-const CONNECTIONS_SQL: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+pub(crate) const CONNECTIONS_SQL: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
    AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
 
 /// One scaling pass.
 #[derive(Clone)]
-struct Pass {
+pub(crate) struct Pass {
     workers: usize,
     records: u64,
     window: f64,
     cpu: Duration,
     stream_minutes: f64,
     takeovers: u64,
-    lease: Option<LeaseSql>,
+    pub(crate) lease: Option<LeaseSql>,
     /// Client connections to the database once the pass was done.
     connections: u64,
 }
@@ -411,7 +408,7 @@ impl Pass {
 /// Starts the vendor and `workers` workers on a fresh schema, waits for every stream's
 /// pass, reads the window and the statements, stops the fleet and counts the rows: the
 /// fleet (still running, for the idle phase) is handed to `during` before it stops.
-fn pass(
+pub(crate) fn pass(
     bins: &Bins,
     server: &Server,
     dir: &Path,
@@ -440,91 +437,6 @@ fn pass(
     }
     server.fresh(&schema)?;
     Ok(Pass { workers, records: records * streams as u64, window, cpu, stream_minutes, takeovers, lease, connections })
-}
-
-/// CPU seconds of the server's processes, when it runs on this machine: the postmaster (its
-/// reaped children included) and its live children, from `/proc`.
-fn server_cpu(server: &Server) -> Option<f64> {
-    let dir = psql(&server.url, "SELECT setting FROM pg_settings WHERE name = 'data_directory'").ok()?;
-    let pid: u32 =
-        fs::read_to_string(Path::new(&dir).join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()?;
-    let mut ticks = proc_ticks(pid, true)?;
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        if proc_stat(child).is_some_and(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid)) {
-            ticks += proc_ticks(child, false).unwrap_or(0);
-        }
-    }
-    Some(ticks as f64 / clock_ticks())
-}
-
-/// CPU seconds of the processes `pids` (their own time), from `/proc`.
-fn processes_cpu(pids: &[u32]) -> f64 {
-    pids.iter().filter_map(|p| proc_ticks(*p, false)).sum::<u64>() as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    // The kernel's USER_HZ, 100 on every Linux that ships.
-    100.0
-}
-
-/// The fields of `/proc/PID/stat` after the command name: state is [0], ppid [1], utime [11].
-fn proc_stat(pid: u32) -> Option<Vec<String>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 2..];
-    Some(after.split_whitespace().map(str::to_owned).collect())
-}
-
-/// utime + stime (and with `children`, cutime + cstime) of `pid`, in clock ticks.
-fn proc_ticks(pid: u32, children: bool) -> Option<u64> {
-    let f = proc_stat(pid)?;
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-    let own = field(11)? + field(12)?;
-    Some(if children { own + field(13)? + field(14)? } else { own })
-}
-
-/// One idle fleet's figures.
-struct Idle {
-    workers: usize,
-    claim: (u64, f64, f64),
-    statements_per_sec: f64,
-    exec_ms_per_sec: f64,
-    server_cpu: Option<f64>,
-    worker_cpu: f64,
-    connections: u64,
-    poll_mean_ms: f64,
-}
-
-/// `workers` workers run the pipelines once (claims under contention), then idle for
-/// [`IDLE_WINDOW`]: what the fleet costs the server while it only polls and heartbeats.
-fn idle(bins: &Bins, server: &Server, dir: &Path, workers: usize, streams: usize) -> Result<Idle> {
-    let mut figures = None;
-    let mut measure = |fleet: &Fleet| -> Result<()> {
-        server.reset_statements()?;
-        let (cpu0, w0, started) = (server_cpu(server), processes_cpu(&fleet.pids()), Instant::now());
-        // The measurement window itself (nothing to wait for: the fleet is idle by design).
-        std::thread::sleep(IDLE_WINDOW);
-        let secs = started.elapsed().as_secs_f64();
-        let (cpu1, w1) = (server_cpu(server), processes_cpu(&fleet.pids()));
-        let lease = LeaseSql::read(server)?.unwrap_or_default();
-        let connections = server.count(CONNECTIONS_SQL);
-        let (polls, poll_ms, _) = lease.kind("poll");
-        figures = Some(Idle {
-            workers,
-            claim: (0, 0.0, 0.0),
-            statements_per_sec: lease.total() as f64 / secs,
-            exec_ms_per_sec: lease.exec_ms() / secs,
-            server_cpu: cpu0.zip(cpu1).map(|(a, b)| (b - a) / secs),
-            worker_cpu: (w1 - w0) / secs / workers as f64,
-            connections,
-            poll_mean_ms: poll_ms / polls.max(1) as f64,
-        });
-        Ok(())
-    };
-    let p = pass(bins, server, dir, (workers, streams, IDLE_RECORDS), &mut measure)?;
-    let mut idle = figures.context("the idle window was not measured")?;
-    idle.claim = p.lease.map(|l| l.kind("claim")).unwrap_or_default();
-    Ok(idle)
 }
 
 /// Builds the binaries, starts the server, runs the passes and the idle fleets, prints and
@@ -639,47 +551,6 @@ fn print_scaling(o: &Options, passes: &[Pass]) -> Verdict {
     v
 }
 
-/// The idle fleets' table.
-fn print_idle(idles: &[Idle], streams: usize, counted: bool) {
-    if idles.is_empty() {
-        return;
-    }
-    println!(
-        "\nidle fleets ({streams} scheduled pipelines, poll every 1 s, heartbeat 10 s; {} s window{}):",
-        IDLE_WINDOW.as_secs(),
-        if counted { "" } else { "; statements not counted" }
-    );
-    println!(
-        "{:>7} {:>16} {:>17} {:>14} {:>16} {:>13} {:>14} {:>22}",
-        "workers",
-        "lease stmts/s",
-        "server exec ms/s",
-        "server CPU %",
-        "CPU % per worker",
-        "connections",
-        "poll mean ms",
-        "claims: n, mean/max ms"
-    );
-    for i in idles {
-        println!("{}", idle_row(i));
-    }
-}
-
-fn idle_row(i: &Idle) -> String {
-    let (n, ms, max) = i.claim;
-    format!(
-        "{:>7} {:>16.0} {:>17.1} {:>14} {:>16.2} {:>13} {:>14.3} {:>22}",
-        i.workers,
-        i.statements_per_sec,
-        i.exec_ms_per_sec,
-        i.server_cpu.map(|c| format!("{:.1}", c * 100.0)).unwrap_or_else(|| "n/a".into()),
-        i.worker_cpu * 100.0,
-        i.connections,
-        i.poll_mean_ms,
-        format!("{n}, {:.3}/{max:.3}", ms / n.max(1) as f64)
-    )
-}
-
 /// The machine's load, to print beside the figures.
 fn load_average() {
     if let Ok(l) = fs::read_to_string("/proc/loadavg") {
@@ -688,81 +559,4 @@ fn load_average() {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(a: &[&str]) -> Result<Options> {
-        parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn arguments_have_defaults_and_lists() {
-        let o = args(&["--url", "postgres://x"]).unwrap();
-        assert_eq!((o.workers, o.idle, o.streams, o.records), (vec![1, 2, 4], vec![8, 32, 128], 16, 5_000));
-        let o =
-            args(&["--workers", "1,4", "--idle=none", "--streams", "8", "--records", "2k", "--runs", "1", "--debug"])
-                .unwrap();
-        assert_eq!((o.workers, o.idle, o.streams, o.records, o.debug), (vec![1, 4], vec![], 8, 2_000, true));
-        for bad in [
-            &["--workers", "0"][..],
-            &["--workers", "1,x"],
-            &["--streams", "0"],
-            &["--fast"],
-            &["--workers=none", "--idle=none"],
-        ] {
-            assert!(args(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn the_config_runs_each_pipeline_once_a_year_into_its_own_file() {
-        let t = config("postgres://u@h/db", "bench_fleet_a", "http://127.0.0.1:9", 3);
-        let v: toml::Value = toml::from_str(&t).unwrap();
-        assert_eq!(v["state"]["schema"].as_str(), Some("bench_fleet_a"));
-        let p = v["pipelines"].as_table().unwrap();
-        assert_eq!(p.len(), 3);
-        assert_eq!(p["s2"]["schedule"].as_str(), Some("0 0 1 1 *"));
-        assert_eq!(p["s2"]["sink"]["path"].as_str(), Some("out_2.db"));
-    }
-
-    fn pass(workers: usize, secs: f64) -> Pass {
-        let lease =
-            LeaseSql { kinds: vec![("claim".into(), 10, 1.0, 0.5), ("fence check".into(), 30, 1.0, 0.1)], commits: 20 };
-        Pass {
-            workers,
-            records: 1000,
-            window: secs,
-            cpu: Duration::from_secs(1),
-            stream_minutes: 2.0,
-            takeovers: 0,
-            lease: Some(lease),
-            connections: 0,
-        }
-    }
-
-    #[test]
-    fn scaling_is_judged_on_the_medians_against_one_worker() {
-        let o = args(&["--url", "u"]).unwrap();
-        let passes = [pass(1, 10.0), pass(1, 12.0), pass(1, 10.0), pass(2, 5.0), pass(2, 20.0), pass(2, 5.5)];
-        let mut all = passes.to_vec();
-        all.extend([pass(4, 3.0), pass(4, 3.4), pass(4, 3.2)]);
-        let v = print_scaling(&o, &all);
-        // 1: 100/s; 2: median 181.8/s (1.82×); 4: median 312.5/s (3.12×).
-        assert_eq!(v.missed().count(), 0, "{:?}", v.missed().collect::<Vec<_>>());
-        let mut slow = passes.to_vec();
-        slow.extend([pass(4, 4.0), pass(4, 4.0), pass(4, 3.0)]);
-        let v = print_scaling(&o, &slow);
-        assert_eq!(v.missed().collect::<Vec<_>>(), ["4 workers ≥ 3× one worker's records/s: 2.50×"]);
-    }
-
-    #[test]
-    fn proc_times_of_this_process_are_read() {
-        let me = std::process::id();
-        assert!(proc_stat(me).is_some_and(|f| f[0] == "R" || f[0] == "S"));
-        let busy = Instant::now();
-        while busy.elapsed() < Duration::from_millis(50) {
-            std::hint::black_box(0u64);
-        }
-        assert!(proc_ticks(me, true).is_some() && processes_cpu(&[me]) >= 0.0);
-    }
-}
+mod tests;

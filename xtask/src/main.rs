@@ -27,6 +27,7 @@
 
 mod bench;
 mod bench_fleet;
+mod bench_fleet_idle;
 mod bench_http;
 mod bench_judge;
 mod bench_pg;
