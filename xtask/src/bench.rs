@@ -167,13 +167,19 @@ pub fn main(root: &Path, args: &[String]) -> Result<bool> {
 
 /// The testkit's throwaway PostgreSQL (`dovetail-test-pg`), with a database per PG run;
 /// stopped and removed when this value is dropped (its stdin closes).
-struct TestPg {
+pub(crate) struct TestPg {
     child: std::process::Child,
-    urls: std::vec::IntoIter<String>,
+    /// One URL per database, in order.
+    pub(crate) urls: std::vec::IntoIter<String>,
 }
 
 impl TestPg {
     fn start(root: &Path, databases: usize) -> Result<TestPg> {
+        TestPg::start_with(root, databases, &[])
+    }
+
+    /// [`TestPg::start`] with server settings (`NAME=VALUE`) beside the durable ones.
+    pub(crate) fn start_with(root: &Path, databases: usize, settings: &[&str]) -> Result<TestPg> {
         use std::io::BufRead;
         // Debug is enough: it only starts a server, and its dependencies are built for tests.
         let mut build = cargo(root);
@@ -185,6 +191,7 @@ impl TestPg {
         let bin = target_dir(root).join("debug").join("dovetail-test-pg");
         let mut child = std::process::Command::new(&bin)
             .args(["--databases", &databases.to_string(), "--durable"])
+            .args(settings.iter().flat_map(|s| ["--set", s]))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()

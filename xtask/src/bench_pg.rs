@@ -92,7 +92,7 @@ struct Bins {
 }
 
 /// Runs `sql` with psql against `url`, stopping at the first error.
-fn psql(url: &str, sql: &str) -> Result<String> {
+pub(crate) fn psql(url: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
         .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
         .output()

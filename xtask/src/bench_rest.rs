@@ -171,8 +171,13 @@ impl Drop for Vendor {
 /// Starts the fake vendor (`vendor_bin`) serving `n` records on a free port: the process
 /// (killed on drop) and its base URL.
 pub fn start_vendor(vendor_bin: &Path, n: u64) -> Result<(Vendor, String)> {
+    start_vendor_with(vendor_bin, n, &[])
+}
+
+/// [`start_vendor`] with more of the vendor's flags (`--latency-ms 20`).
+pub fn start_vendor_with(vendor_bin: &Path, n: u64, flags: &[&str]) -> Result<(Vendor, String)> {
     let mut cmd = Command::new(vendor_bin);
-    cmd.args(["--port", "0", "--records", &n.to_string()]).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.args(["--port", "0", "--records", &n.to_string()]).args(flags).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().with_context(|| format!("starting {}", vendor_bin.display()))?;
     let stdout = child.stdout.take().context("vendor stdout")?;
     let vendor = Vendor(child);

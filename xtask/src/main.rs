@@ -12,6 +12,10 @@
 //! - `bench-pg [--url URL] [--records N]... [--runs K] [--no-judge] [--debug]`: JSONL →
 //!   PostgreSQL through `dovetail run` beside a raw COPY + merge of the same records, the fake
 //!   vendor → PostgreSQL, and a kill -9 followed by a rerun, judged
+//! - `bench-fleet [--workers 1,2,4] [--idle 8,32,128|none] [--streams S] [--records N] [--runs K]
+//!   [--no-judge] [--url URL] [--debug]`: `dovetail worker` fleets against the fake vendor with 20 ms
+//!   latency: records/s scaling from 1 to 2 and 4 workers (judged), lease SQL per batch and per
+//!   stream-minute, and what idle fleets of 8 … 128 workers cost one PostgreSQL
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `crash [--kills N] [--seed S]`: the crash sweep, N random kills per path, as a table
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
@@ -22,6 +26,8 @@
 //! `dovetail` binary as a child process.
 
 mod bench;
+mod bench_fleet;
+mod bench_fleet_idle;
 mod bench_http;
 mod bench_judge;
 mod bench_pg;
@@ -63,6 +69,14 @@ commands:
                                   JSONL -> PostgreSQL through `dovetail run` beside a raw psql
                                   COPY + merge of the same records (default 1000000; the
                                   server from --url or DOVETAIL_BENCH_PG_URL)
+  bench-fleet [--workers 1,2,4] [--idle 8,32,128|none] [--streams S] [--records N] [--runs K]
+              [--no-judge] [--url URL] [--debug]
+                                  `dovetail worker --concurrency 1` fleets (own processes) on
+                                  PostgreSQL state against the fake vendor with 20 ms latency:
+                                  S pipelines (default 16) x N records (5000); records/s of 1, 2
+                                  and 4 workers judged >= 1.8x and >= 3x of one; lease SQL per
+                                  batch and per stream-minute; idle fleets' cost to the server
+                                  (default: the testkit's throwaway cluster; not part of `ci`)
   new-connector NAME              scaffold connectors/NAME (a source and a sink) and wire it
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
@@ -87,6 +101,7 @@ fn main() -> ExitCode {
         Some("bench-http") => bench_http::main(&root, &args[1..]),
         Some("bench-rest") => bench_rest::main(&root, &args[1..]),
         Some("bench-pg") => bench_pg::main(&root, &args[1..]),
+        Some("bench-fleet") => bench_fleet::main(&root, &args[1..]),
         Some("contract") => contract::main(&root, &args[1..]),
         Some("crash") => crash::main(&root, &args[1..]),
         Some("man") => man::main(&root, &args[1..]).map(|()| true),

@@ -36,6 +36,12 @@ impl Measured {
 pub fn run_measured(cmd: &mut Command) -> Result<Measured> {
     let start = Instant::now();
     let child = spawn(cmd).with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    wait_measured(child, start)
+}
+
+/// Waits for `child` (spawned at `start`, not waited for yet) with `wait4`: its status, wall
+/// time, peak RSS and CPU, for a bench that runs several children at once.
+pub fn wait_measured(child: std::process::Child, start: Instant) -> Result<Measured> {
     let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
     let (status, usage) = wait4(pid).with_context(|| format!("waiting for pid {pid}"))?;
     let wall = start.elapsed();
