@@ -8,6 +8,9 @@
 //! [`CrashSource`] (its data, its config table and what the sink must end with); see
 //! docs/connector-guide.md, "Joining the crash harness".
 //!
+//! The fleet path ([`fleet`]) kills a `dovetail worker` on PostgreSQL state while it holds
+//! the stream's lease and has a second worker take over after the lease expired.
+//!
 //! `DOVETAIL_CRASH_SEED` replays a sweep (the seed is printed first), `DOVETAIL_CRASH_KILLS`
 //! sets the random kills per path (default 5; `cargo xtask crash --kills 20`). Each path
 //! prints one `crash-path:` line that `cargo xtask crash` tabulates.
@@ -20,6 +23,7 @@ use serde_json::Value;
 
 use crate::{Scratch, show, spawn_until};
 
+pub mod fleet;
 pub mod sinks;
 pub mod sources;
 
@@ -345,21 +349,26 @@ pub fn sweep(mut path: CrashPath) -> Tally {
         path.check(&s, &streams, &mut tally, baseline);
     }
 
+    finish(&path.name, &tally, seed);
+    tally
+}
+
+/// Prints the path's `crash-path:` line and fails the test if a record was lost or
+/// duplicated, or a second clean run wrote anything.
+fn finish(name: &str, tally: &Tally, seed: u64) {
     let refetched = tally.refetched.map_or("n/a".to_owned(), |r| r.to_string());
     println!(
-        "crash-path: {} failpoints={} kills={} lost={} duplicated={} refetched={refetched} rewritten={} seed={seed}",
-        path.name, tally.failpoints, tally.kills, tally.lost, tally.duplicated, tally.rewritten
+        "crash-path: {name} failpoints={} kills={} lost={} duplicated={} refetched={refetched} rewritten={} seed={seed}",
+        tally.failpoints, tally.kills, tally.lost, tally.duplicated, tally.rewritten
     );
     assert!(
         tally.lost == 0 && tally.duplicated == 0 && tally.rewritten == 0,
-        "{}: lost {}, duplicated {}, rewritten {} (replay: DOVETAIL_CRASH_SEED={seed})\n{}",
-        path.name,
+        "{name}: lost {}, duplicated {}, rewritten {} (replay: DOVETAIL_CRASH_SEED={seed})\n{}",
         tally.lost,
         tally.duplicated,
         tally.rewritten,
         tally.notes.join("\n")
     );
-    tally
 }
 
 /// A `#[test]` that sweeps one source × sink path: `crash_path!(name, source, sink);`.

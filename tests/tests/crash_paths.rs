@@ -7,7 +7,7 @@
 use dovetail_e2e::Scratch;
 use dovetail_e2e::crash::sinks::{JsonlSink, RestCreateSink, SqliteSink};
 use dovetail_e2e::crash::sources::{FileSource, RestSource, StripeSource};
-use dovetail_e2e::crash::{CrashSink, ENGINE_FAILPOINTS, PIPELINE, Rows, StreamSpec, field_text};
+use dovetail_e2e::crash::{CrashPath, CrashSink, ENGINE_FAILPOINTS, PIPELINE, Rows, StreamSpec, field_text};
 use dovetail_e2e::crash_path;
 use dovetail_testkit::pg;
 use serde_json::Value;
@@ -24,6 +24,15 @@ crash_path!(files_with_repeats_to_sqlite, FileSource::jsonl_with_repeats(), Sqli
 crash_path!(files_to_jsonl, FileSource::jsonl(), JsonlSink);
 crash_path!(files_to_rest_create, FileSource::jsonl(), RestCreateSink::new());
 crash_path!(files_to_postgres, FileSource::jsonl(), PostgresSink::new());
+
+/// The fleet path: `dovetail worker` on PostgreSQL state killed while it holds the stream's
+/// lease, a second worker taking over after the lease expired (tests/src/crash/fleet.rs).
+#[test]
+fn worker_rest_cursor_to_sqlite() {
+    let Some(db) = pg::database("crash_worker_fleet") else { return };
+    let path = CrashPath::new("worker_rest_cursor_to_sqlite", RestSource::cursor(), SqliteSink);
+    dovetail_e2e::crash::fleet::sweep(path, db.url());
+}
 
 /// Every failpoint the engine names is reached by some path above.
 #[test]

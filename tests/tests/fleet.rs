@@ -501,3 +501,163 @@ async fn a_child_stream_is_leased_with_its_parent() {
     assert_eq!(n("items"), 30);
     assert!(n("comments") > 0, "the child stream ran in its parent's lease");
 }
+
+/// `/readyz` of the worker serving metrics at `url`: polled until it answers `status`.
+async fn readyz_until(url: &str, status: u16, within: Duration) -> serde_json::Value {
+    let readyz = url.replace("/metrics", "/readyz");
+    let start = Instant::now();
+    loop {
+        if let Ok(resp) = reqwest::get(&readyz).await {
+            let got = resp.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or_default();
+            if got == status {
+                return body;
+            }
+            assert!(start.elapsed() < within, "/readyz stayed {got} ({body}), not {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_while_workers_run_they_reconnect_and_deliver_everything_once() {
+    // A cluster of this test's own: stopping the shared one would cut the other tests off.
+    let Some(cluster) = pg::Cluster::start("fleet_restart", &pg::ClusterOptions::default()) else { return };
+    let db = cluster.database("fleet_restart");
+    let records = 1500;
+    let vendor = FakeVendor::start(VendorConfig {
+        records,
+        faults: Faults { latency_ms: 20, ..Faults::default() },
+        ..VendorConfig::default()
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new();
+    fleet_config(&s, &db, &vendor.base_url(), 3, 20);
+    let mut cmd = s.cmd(&["worker", "--id", "w1", "--concurrency", "2", "--metrics-addr", "127.0.0.1:0"]);
+    cmd.env(PASSWORD_ENV, db.password());
+    let mut workers = vec![Watched::spawn(cmd), worker(&s, &db, "w2"), worker(&s, &db, "w3")];
+    let line = workers[0].wait_for("metrics on http://", Duration::from_secs(30)).await;
+    let url: String =
+        line[line.find("http://").unwrap()..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+    let c = client(&db).await;
+    // Mid-run: batches committed, most of every listing still to read.
+    until_count(&c, "SELECT count(*) FROM dovetail.ledger", 150, Duration::from_secs(60)).await;
+    readyz_until(&url, 200, Duration::from_secs(10)).await;
+    drop(c);
+    // Down for longer than a lease: every lease has expired when the server returns.
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop();
+        cluster
+    })
+    .await
+    .unwrap();
+    let down = Instant::now();
+    let body = readyz_until(&url, 503, Duration::from_secs(10)).await;
+    assert_eq!(body["checks"]["state"]["ok"], false, "{body}");
+    assert!(!body.to_string().contains(db.password()), "a secret in /readyz: {body}");
+    tokio::time::sleep((LEASE + Duration::from_secs(1)).saturating_sub(down.elapsed())).await;
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again();
+        cluster
+    })
+    .await
+    .unwrap();
+    readyz_until(&url, 200, Duration::from_secs(30)).await;
+    let c = client(&db).await;
+    until_count(&c, "SELECT count(*) FROM dovetail.lease_history WHERE event = 'release'", 3, Duration::from_secs(120))
+        .await;
+    for w in &mut workers {
+        assert!(w.child.try_wait().unwrap().is_none(), "a worker stays up through the restart:\n{}", w.log());
+    }
+    for w in &workers {
+        w.terminate();
+    }
+    for w in &mut workers {
+        let (status, _) = w.exit_within(Duration::from_secs(20)).await;
+        assert!(status.success(), "SIGTERM ends a worker with 0:\n{}", w.log());
+    }
+    let logs: String = workers.iter().map(Watched::log).collect::<Vec<_>>().join("\n");
+    assert!(logs.contains("reconnecting"), "the workers reconnected:\n{logs}");
+    assert!(!logs.contains(db.password()), "no password in the logs");
+    let events = assert_one_holder_at_a_time(&c).await;
+    for n in 0..3 {
+        let ids = sink_ids(&s, n);
+        assert!(ids == (1..=records).collect::<Vec<_>>(), "p{n}: {} of {records} keys: {events:?}\n{logs}", ids.len());
+    }
+    assert_eq!(events.len(), 3, "{events:?}");
+    for (unit, ev) in &events {
+        assert_eq!(ev.iter().filter(|e| e.starts_with("release")).count(), 1, "{unit:?}: {ev:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_resume_and_replay_of_one_stream_are_refused_only_while_a_worker_holds_that_stream() {
+    let Some(db) = pg::database("fleet_per_stream") else { return };
+    let records = 3000;
+    let vendor = FakeVendor::start(VendorConfig {
+        records,
+        faults: Faults { latency_ms: 50, ..Faults::default() },
+        ..VendorConfig::default()
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new();
+    fleet_config(&s, &db, &vendor.base_url(), 1, 20);
+    // A second unit of p0: stream `other`, which the worker (concurrency 1) claims only after `items`.
+    let config = std::fs::read_to_string(s.path("dovetail.toml")).unwrap().replace(
+        "\n[pipelines.p0.sink]",
+        "\n[[pipelines.p0.source.streams]]\nname = \"other\"\npath = \"/v1/items\"\nprimary_key = [\"id\"]\n\
+         records = \"/data\"\n\n[pipelines.p0.sink]",
+    );
+    s.write("dovetail.toml", &config);
+    let c = client(&db).await;
+    let mut cmd = s.cmd(&["worker", "--id", "w1", "--concurrency", "1"]);
+    cmd.env(PASSWORD_ENV, db.password());
+    let mut w1 = Watched::spawn(cmd);
+    w1.wait_for("claimed a lease", Duration::from_secs(30)).await;
+    until_count(&c, "SELECT count(*) FROM dovetail.ledger", 20, Duration::from_secs(30)).await;
+    // A dead letter in each stream, to replay by id.
+    let mut ids = Vec::new();
+    for (n, stream) in ["items", "other"].iter().enumerate() {
+        let raw = format!("{{\"id\": {}, \"name\": \"replayed\"}}", 900_000 + n);
+        let row = c
+            .query_one(
+                "INSERT INTO dovetail.dead_letters (pipeline, stream, kind, reason, raw, raw_hash, created_at, last_seen_at)
+                 VALUES ('p0', $1, 'mapping', 'a test', $2, $3, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z') RETURNING id",
+                &[stream, &raw.as_bytes(), &vec![n as u8; 16]],
+            )
+            .await
+            .unwrap();
+        ids.push(row.get::<_, i64>(0).to_string());
+    }
+    let run = |args: &[&str]| s.cmd(args).env(PASSWORD_ENV, db.password()).output().unwrap();
+    // `items` is w1's: every verb on it (or on the whole pipeline) is refused, naming w1.
+    for verb in [
+        &["reset", "p0", "items"][..],
+        &["resume", "p0", "items"],
+        &["reset", "p0"],
+        &["dead-letters", "replay", "--id", &ids[0]],
+    ] {
+        let out = run(verb);
+        assert_eq!(out.status.code(), Some(11), "{verb:?}: {}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("worker `w1` holds stream `items`"), "{}", show(&out));
+    }
+    // `other` is no one's: allowed while w1 runs `items`.
+    for verb in
+        [&["reset", "p0", "other"][..], &["resume", "p0", "other"], &["dead-letters", "replay", "--id", &ids[1]]]
+    {
+        let out = run(verb);
+        assert_eq!(out.status.code(), Some(0), "{verb:?}: {}", show(&out));
+    }
+    assert!(show(&run(&["dead-letters", "list"])).contains("a test"), "the refused replay kept its dead letter");
+    let held: Option<String> = c
+        .query_one("SELECT holder FROM dovetail.leases WHERE pipeline = 'p0' AND unit = 'items'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held.as_deref(), Some("w1"), "the checks ran while w1 held `items`");
+    w1.terminate();
+    assert!(w1.exit_within(Duration::from_secs(20)).await.0.success(), "{}", w1.log());
+}

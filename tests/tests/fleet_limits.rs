@@ -199,3 +199,43 @@ async fn three_processes_share_one_rate_budget_through_postgres() {
     assert!(used >= 0.9, "only {:.0} % of the budget used: {stats:?}", used * 100.0);
     assert_eq!(vendor.created().len(), 3 * RECORDS as usize, "every pipeline wrote every record");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_limit_the_vendor_advertises_is_kept_by_the_whole_fleet() {
+    let Some(db) = pg::database("fleet_learned") else { return };
+    // The vendor allows 10 requests/s (a bucket of 10) and says so in `X-RateLimit-Limit`; each
+    // process is configured for 40/s (burst 5). Alone, each would pace itself to the 10/s it
+    // learns; three at once would spend 30/s unless what one learned binds them all.
+    const RECORDS: u64 = 30;
+    let vendor = FakeVendor::start(VendorConfig {
+        records: RECORDS,
+        auth: AuthMode::Bearer { token: BEARER.into() },
+        rate_limit: Some(RateLimit { per_second: 10.0, burst: 10 }),
+        faults: Faults { latency_ms: 20, ..Faults::default() },
+        ..VendorConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = vendor.base_url();
+    let auth = format!("{{ type = \"bearer\", token = \"{BEARER}\" }}");
+    let http = "{ max_concurrency = 8, rate_limit = { per_second = 40, burst = 5 }, retry = { base_delay_ms = 5, \
+                max_delay_ms = 50, max_elapsed_ms = 60000 } }";
+    let s = setup(&db, &PIPELINES.iter().map(|p| pipeline(p, &base, &auth, 10, http)).collect::<String>());
+    let runs = run_all(&s).await;
+    let stats = vendor.stats();
+    for (p, out) in &runs {
+        assert!(out.status.success(), "`{p}` failed: {stats:?}\n{}", show(out));
+    }
+    eprintln!("{} requests; 429s: {}, most in 1 s: {}", stats.requests, stats.rate_limited, stats.max_requests_in_1s);
+    // The configured burst (5) is below the vendor's (10), so even the requests sent before
+    // any process had a response fit: not one 429 across the fleet.
+    assert_eq!(stats.rate_limited, 0, "429s: {stats:?}");
+    assert_eq!(vendor.created().len(), 3 * RECORDS as usize, "every pipeline wrote every record");
+    let c = {
+        let (c, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c
+    };
+    let rate: Option<f64> = c.query_one("SELECT min(rate) FROM dt_fleet.rate_budgets", &[]).await.unwrap().get(0);
+    assert_eq!(rate, Some(10.0), "the learned limit is kept with the shared budget");
+}

@@ -2,7 +2,10 @@
 //! test (`tests/tests/crash_paths.rs`) with `DOVETAIL_CRASH_KILLS=N` (default 20), one path
 //! at a time so kills land on an unloaded machine, and prints a table of what each path
 //! found: path, failpoints, kills, lost, duplicated, refetched. Exits non-zero when a path
-//! lost or duplicated a record, or the test failed otherwise.
+//! lost or duplicated a record, or the test failed otherwise. The fleet path
+//! (`worker_rest_cursor_to_sqlite`, tests/src/crash/fleet.rs) kills a `dovetail worker` on
+//! PostgreSQL state holding the stream's lease and has a second worker take over after the
+//! lease (1 s) expired; it prints the same line and is tabulated with the others.
 
 use std::path::Path;
 use std::process::Stdio;

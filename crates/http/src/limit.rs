@@ -36,6 +36,12 @@
 //! - `Retry-After` always closes the gate for its full length (the gate only ever moves
 //!   later), so no request goes before a wait the server asked for.
 //!
+//! **Across processes** (PostgreSQL state, [`crate::budget`]): a `Retry-After` or a spent
+//! window closes every process's gate through the shared bucket's block, and a continuous
+//! limit *L / W* learned here is asked of the shared bucket (with burst *L*, the stricter of
+//! it and a configured budget), which then refills the whole fleet at it: three workers on one
+//! credential share *L / W* instead of each spending it.
+//!
 //! Limits the rule does not see: a continuous limit per minute sent without `;w=` is read
 //! as per second (too fast: the 429s' `Retry-After` then holds the group); in-flight
 //! requests of a concurrent caller are not yet counted in *n*, which pacing at *i* covers.
@@ -108,6 +114,9 @@ struct Pace {
     server: Duration,
     /// A reset farther than one token interval was seen: resets end fixed windows.
     windowed: bool,
+    /// The continuous limit the server's headers advertise (`L` per `W`, burst `L`), which
+    /// the budget shared across processes keeps to as well (see [`Limiter::ready`]).
+    learned: Option<RateBudget>,
     /// The next free send slot.
     next_at: Duration,
     /// When the last request was let go.
@@ -177,9 +186,16 @@ impl Limiter {
                 continue;
             }
             // A configured budget shared with other processes (crate::budget) replaces the
-            // process's own copy, unless the store fails.
+            // process's own copy, unless the store fails. A limit learned from the server's
+            // headers goes to the shared budget too (the stricter of the two), so the other
+            // processes on this (host, credential) keep to it before they see a response.
             let configured = self.budget.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(b, _)| *b);
-            if let (Some(b), Some(shared)) = (configured, crate::shared::budgets()) {
+            let learned = self.lock_pace().learned;
+            let shared_budget = match (configured, learned) {
+                (Some(c), Some(l)) => Some(stricter(c, l)),
+                (c, l) => c.or(l),
+            };
+            if let (Some(b), Some(shared)) = (shared_budget, crate::shared::budgets()) {
                 match self.shared.permit(&*shared, b).await {
                     Permit::Go => break,
                     Permit::Wait(wait) => {
@@ -285,6 +301,11 @@ impl Limiter {
                 p.windowed = true;
             }
             let continuous = interval.filter(|_| !p.windowed);
+            p.learned = limit.filter(|_| continuous.is_some()).map(|(l, w)| RateBudget {
+                requests: l,
+                per: w.unwrap_or(GRAIN),
+                burst: l,
+            });
             // Spread what is left evenly until the reset (D / n), or go at the sustained rate
             // when that is faster and the bucket refills continuously.
             // Nothing left: the gate decides; a fresh window starts unpaced.

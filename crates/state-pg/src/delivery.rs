@@ -26,7 +26,7 @@ impl DeliveryStore for PgState {
         self.ready().await?;
         let guard = crate::lock::take(self, pipeline).await?;
         // Workers claim under the same key (shared), so their leases are visible by now.
-        self.leases_before_run(pipeline).await?;
+        self.leases_before_run(pipeline, self.lock_scope(pipeline)).await?;
         let c = self.conn().await?;
         let n = c
             .execute(

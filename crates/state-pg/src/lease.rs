@@ -91,16 +91,38 @@ impl PgState {
         dovetail_core::lease::fenced(&lease.pipeline, stream, lease.epoch, holder.as_deref())
     }
 
-    /// For `dovetail run` taking a pipeline's run lock: a live worker lease refuses the run
-    /// (naming the worker); expired ones are fenced out (epoch stepped) so their stalled
-    /// holders commit nothing after the run starts.
-    pub(crate) async fn leases_before_run(&self, pipeline: &str) -> Result<(), Error> {
+    /// A handle on the same store whose run lock of `pipeline` is refused only by a worker
+    /// lease covering one of `streams` (empty: any stream), and fences out only those
+    /// streams' expired leases: `reset`, `resume` and `dead-letters replay` of one stream
+    /// work while workers run the pipeline's other streams.
+    pub fn scoped_to_streams(&self, pipeline: &str, streams: &[String]) -> PgState {
+        let mut scoped = self.clone();
+        scoped.lock_scope =
+            Some(std::sync::Arc::new(LockScope { pipeline: pipeline.to_owned(), streams: streams.to_vec() }));
+        scoped
+    }
+
+    /// The streams whose leases refuse this handle's lock of `pipeline` (empty: all).
+    pub(crate) fn lock_scope(&self, pipeline: &str) -> &[String] {
+        match &self.lock_scope {
+            Some(s) if s.pipeline == pipeline => &s.streams,
+            _ => &[],
+        }
+    }
+
+    /// For `dovetail run` (and the commands that change a stream's state) taking a
+    /// pipeline's run lock: a live worker lease on one of `streams` (empty: any) refuses the
+    /// lock (naming the worker); expired ones are fenced out (epoch stepped) so their stalled
+    /// holders commit nothing after the lock is taken.
+    pub(crate) async fn leases_before_run(&self, pipeline: &str, streams: &[String]) -> Result<(), Error> {
         let c = self.conn().await?;
+        let streams = streams.to_vec();
         let live = c
             .query_opt(
                 "SELECT holder, unit FROM leases WHERE pipeline = $1 AND holder IS NOT NULL
-                   AND expires_at > clock_timestamp() ORDER BY unit LIMIT 1",
-                &[&pipeline],
+                   AND expires_at > clock_timestamp() AND (cardinality($2::text[]) = 0 OR streams && $2)
+                 ORDER BY unit LIMIT 1",
+                &[&pipeline, &streams],
             )
             .await
             .map_err(|e| self.err("reading the pipeline's worker leases", e))?;
@@ -115,15 +137,24 @@ impl PgState {
         c.execute(
             "WITH gone AS (
                 UPDATE leases SET holder = NULL, expires_at = NULL, epoch = epoch + 1, previous_holder = holder
-                WHERE pipeline = $1 AND holder IS NOT NULL AND expires_at <= clock_timestamp() RETURNING unit, epoch, previous_holder)
+                WHERE pipeline = $1 AND holder IS NOT NULL AND expires_at <= clock_timestamp()
+                  AND (cardinality($2::text[]) = 0 OR streams && $2)
+                RETURNING unit, epoch, previous_holder)
              INSERT INTO lease_history (pipeline, unit, event, holder, epoch, previous_holder)
              SELECT $1, unit, 'takeover', 'dovetail run', epoch, previous_holder FROM gone",
-            &[&pipeline],
+            &[&pipeline, &streams],
         )
         .await
         .map_err(|e| self.err("fencing expired worker leases", e))?;
         Ok(())
     }
+}
+
+/// Which streams' leases refuse a run lock ([`PgState::scoped_to_streams`]).
+#[derive(Debug)]
+pub(crate) struct LockScope {
+    pipeline: String,
+    streams: Vec<String>,
 }
 
 #[async_trait]
@@ -231,18 +262,21 @@ impl LeaseStore for PgState {
     }
 
     async fn due(&self, pipeline: &str, units: &[String], tick: i64) -> Result<Vec<String>, Error> {
-        let c = self.conn().await?;
-        let rows = c
-            .query(
-                "SELECT u FROM unnest($2::text[]) AS u WHERE NOT EXISTS (
-                   SELECT 1 FROM leases l WHERE l.pipeline = $1 AND l.unit = u
-                     AND ((l.holder IS NOT NULL AND l.expires_at > clock_timestamp())
-                          OR (l.holder IS NULL AND l.done_tick >= $3)))",
-                &[&pipeline, &units, &tick],
-            )
-            .await
-            .map_err(|e| self.err("reading which units are due", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        self.reconnecting("reading which units are due", || async {
+            let c = self.conn().await?;
+            let rows = c
+                .query(
+                    "SELECT u FROM unnest($2::text[]) AS u WHERE NOT EXISTS (
+                       SELECT 1 FROM leases l WHERE l.pipeline = $1 AND l.unit = u
+                         AND ((l.holder IS NOT NULL AND l.expires_at > clock_timestamp())
+                              OR (l.holder IS NULL AND l.done_tick >= $3)))",
+                    &[&pipeline, &units, &tick],
+                )
+                .await
+                .map_err(|e| self.err("reading which units are due", e))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await
     }
 
     async fn renew(&self, worker: &str, held: &[Lease], ttl: Duration) -> Result<Vec<Lease>, Error> {
@@ -275,16 +309,20 @@ impl LeaseStore for PgState {
 
     async fn release(&self, l: &Lease, ran_tick: Option<i64>) -> Result<(), Error> {
         self.drop_lease(l);
-        let c = self.conn().await?;
-        let n = c
-            .execute(
-                "WITH r AS (UPDATE leases SET holder = NULL, expires_at = NULL, done_tick = coalesce($5, done_tick)
-                   WHERE pipeline = $1 AND unit = $2 AND holder = $3 AND epoch = $4 RETURNING 1)
-                 INSERT INTO lease_history (pipeline, unit, event, holder, epoch, tick) SELECT $1, $2, $6, $3, $4, $5 FROM r",
-                &[&l.pipeline, &l.unit, &l.holder, &l.epoch, &ran_tick, &RELEASE],
-            )
-            .await
-            .map_err(|e| self.err("releasing a lease", e))?;
+        // Repeatable: a second try after a lost connection matches no row if the first landed.
+        let n = self
+            .reconnecting("releasing a lease", || async {
+                let c = self.conn().await?;
+                c.execute(
+                    "WITH r AS (UPDATE leases SET holder = NULL, expires_at = NULL, done_tick = coalesce($5, done_tick)
+                       WHERE pipeline = $1 AND unit = $2 AND holder = $3 AND epoch = $4 RETURNING 1)
+                     INSERT INTO lease_history (pipeline, unit, event, holder, epoch, tick) SELECT $1, $2, $6, $3, $4, $5 FROM r",
+                    &[&l.pipeline, &l.unit, &l.holder, &l.epoch, &ran_tick, &RELEASE],
+                )
+                .await
+                .map_err(|e| self.err("releasing a lease", e))
+            })
+            .await?;
         if n > 0 {
             tracing::info!(event = RELEASE, pipeline = %l.pipeline, unit = %l.unit, worker = %l.holder, epoch = l.epoch, "released a lease");
         }
@@ -292,15 +330,19 @@ impl LeaseStore for PgState {
     }
 
     async fn still_held(&self, l: &Lease) -> Result<bool, Error> {
-        let c = self.conn().await?;
-        let row = c
-            .query_opt(
-                "SELECT 1 FROM leases WHERE pipeline = $1 AND unit = $2 AND holder = $3 AND epoch = $4",
-                &[&l.pipeline, &l.unit, &l.holder, &l.epoch],
-            )
-            .await
-            .map_err(|e| self.err("checking a lease", e))?;
-        Ok(row.is_some())
+        // A read: asked again on a new connection when the server went away meanwhile.
+        self.reconnecting("checking a lease", || async {
+            let c = self.conn().await?;
+            let row = c
+                .query_opt(
+                    "SELECT 1 FROM leases WHERE pipeline = $1 AND unit = $2 AND holder = $3 AND epoch = $4",
+                    &[&l.pipeline, &l.unit, &l.holder, &l.epoch],
+                )
+                .await
+                .map_err(|e| self.err("checking a lease", e))?;
+            Ok(row.is_some())
+        })
+        .await
     }
 
     async fn note_tick(&self, worker: &str, pipeline: &str, tick: i64) -> Result<bool, Error> {
@@ -316,16 +358,19 @@ impl LeaseStore for PgState {
     }
 
     async fn leased_by(&self, pipeline: &str, streams: &[String]) -> Result<Option<String>, Error> {
-        let c = self.conn().await?;
-        let row = c
-            .query_opt(
-                "SELECT holder FROM leases WHERE pipeline = $1 AND holder IS NOT NULL AND expires_at > clock_timestamp()
-                   AND (cardinality($2::text[]) = 0 OR streams && $2) ORDER BY unit LIMIT 1",
-                &[&pipeline, &streams],
-            )
-            .await
-            .map_err(|e| self.err("reading worker leases", e))?;
-        Ok(row.map(|r| r.get(0)))
+        self.reconnecting("reading worker leases", || async {
+            let c = self.conn().await?;
+            let row = c
+                .query_opt(
+                    "SELECT holder FROM leases WHERE pipeline = $1 AND holder IS NOT NULL AND expires_at > clock_timestamp()
+                       AND (cardinality($2::text[]) = 0 OR streams && $2) ORDER BY unit LIMIT 1",
+                    &[&pipeline, &streams],
+                )
+                .await
+                .map_err(|e| self.err("reading worker leases", e))?;
+            Ok(row.map(|r| r.get(0)))
+        })
+        .await
     }
 
     async fn fleet(&self) -> Result<FleetStatus, Error> {

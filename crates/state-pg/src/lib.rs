@@ -131,6 +131,8 @@ impl PgTarget {
 #[derive(Clone)]
 pub struct PgState {
     inner: Arc<Inner>,
+    /// The streams whose worker leases refuse this handle's run lock (`None`: every stream).
+    lock_scope: Option<Arc<lease::LockScope>>,
 }
 
 struct Inner {
@@ -187,6 +189,7 @@ impl PgState {
                 held: Arc::default(),
                 leases: Default::default(),
             }),
+            lock_scope: None,
         })
     }
 

@@ -263,6 +263,13 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX outbox_by_key ON outbox (stream_id, key);
 "#,
+    // 10 (issue 23): the strictest rate and burst a process asked of a shared budget lately —
+    // a limit learned from a vendor's rate-limit headers — kept with the bucket so every
+    // process refills at it (crate::budget).
+    r#"
+    ALTER TABLE rate_budgets ADD COLUMN rate DOUBLE PRECISION, ADD COLUMN capacity DOUBLE PRECISION,
+        ADD COLUMN limited_at TIMESTAMPTZ;
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

@@ -142,6 +142,9 @@ async fn replay(config_path: &Path, args: &DeadLettersReplayArgs) -> anyhow::Res
     let state = super::open_state(&project.state_path)?;
     // Which pipelines, and which ids of each (`None`: all of that pipeline's dead letters).
     let mut plan: BTreeMap<String, Option<Vec<i64>>> = BTreeMap::new();
+    // The streams those ids are of: only a worker's lease on one of them refuses the replay
+    // (a whole pipeline's replay is refused while a worker holds any of its streams).
+    let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if args.ids.is_empty() {
         for spec in &project.pipelines {
             if args.pipeline.as_ref().is_none_or(|p| *p == spec.name) {
@@ -169,6 +172,10 @@ async fn replay(config_path: &Path, args: &DeadLettersReplayArgs) -> anyhow::Res
                 .into());
             }
             plan.entry(d.pipeline.clone()).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(*id);
+            let of = streams.entry(d.pipeline.clone()).or_default();
+            if !of.contains(&d.stream) {
+                of.push(d.stream.clone());
+            }
         }
     }
     let cancel = super::cancel_on_signal();
@@ -180,7 +187,8 @@ async fn replay(config_path: &Path, args: &DeadLettersReplayArgs) -> anyhow::Res
         }
         let spec = project.pipeline(&name)?;
         // The engine takes the pipeline's run lock for the replay.
-        let result = match spec.build(state.clone()) {
+        let scoped = super::open_state_for(&project.state_path, &name, streams.get(&name).map_or(&[], Vec::as_slice))?;
+        let result = match spec.build(scoped) {
             Ok(p) => p.replay_dead_letters(ids.as_deref(), cancel.clone()).await,
             Err(e) => Err(e),
         };

@@ -30,6 +30,16 @@ pub fn open_state(path: &Path) -> Result<Arc<dyn StateStore>, Error> {
     Ok(Arc::new(crate::stores::state_at(path)?))
 }
 
+/// The state at `path` for a command that changes `streams` of `pipeline` (empty: every
+/// stream): with PostgreSQL state, only a worker's lease on one of those streams refuses its
+/// run lock, so one stream can be reset while workers run the pipeline's others.
+pub fn open_state_for(path: &Path, pipeline: &str, streams: &[String]) -> Result<Arc<dyn StateStore>, Error> {
+    if let Some(pg) = crate::stores::postgres_at(path) {
+        return Ok(Arc::new(pg.scoped_to_streams(pipeline, streams)));
+    }
+    open_state(path)
+}
+
 /// A token cancelled by the first SIGINT or SIGTERM; a second one exits at once with 130.
 pub fn cancel_on_signal() -> CancellationToken {
     let token = CancellationToken::new();

@@ -12,7 +12,7 @@ pub async fn run(config_path: &Path, args: &ResetArgs) -> anyhow::Result<i32> {
     if !cfg.pipelines.contains(&args.pipeline) {
         return Err(config::unknown_pipeline(&cfg.doc, &args.pipeline, cfg.pipelines.clone()).into());
     }
-    let state = super::open_state(&cfg.state_path)?;
+    let state = super::open_state_for(&cfg.state_path, &args.pipeline, args.stream.as_slice())?;
     // Never move a checkpoint under a live run.
     let _lock = state.lock(&args.pipeline).await?;
     let n = state.reset(&args.pipeline, args.stream.as_deref()).await?;

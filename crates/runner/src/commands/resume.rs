@@ -11,7 +11,7 @@ pub async fn run(config_path: &Path, args: &ResumeArgs) -> anyhow::Result<i32> {
     if !cfg.pipelines.contains(&args.pipeline) {
         return Err(config::unknown_pipeline(&cfg.doc, &args.pipeline, cfg.pipelines.clone()).into());
     }
-    let state = super::open_state(&cfg.state_path)?;
+    let state = super::open_state_for(&cfg.state_path, &args.pipeline, args.stream.as_slice())?;
     // A run decides per stream whether it is paused; change that only between runs.
     let _lock = state.lock(&args.pipeline).await?;
     let paused: Vec<_> = state
