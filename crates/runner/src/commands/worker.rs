@@ -168,7 +168,14 @@ impl Fleet {
             }
             tokio::select! {
                 _ = cancel.cancelled(), if !draining => {}
-                _ = done_rx.recv() => {}
+                // A finished unit frees a slot: claim at once instead of idling to the next
+                // poll tick (0.6 s a stream on average in bench-fleet).
+                _ = done_rx.recv() => {
+                    self.reap().await;
+                    if !draining {
+                        self.claim_due(&done_tx).await;
+                    }
+                }
                 _ = beat.tick() => self.renew().await,
                 _ = poll.tick(), if !draining => self.claim_due(&done_tx).await,
             }
