@@ -1,7 +1,8 @@
 //! A Stripe double on wiremock for the e2e tests: list endpoints as Stripe pages them
 //! (newest first by `created`, then id; `limit`, `starting_after`, `has_more`,
 //! `created[gte]` / `created[lt]`), `GET /v1/account` (with `Stripe-Account`, the connected
-//! account), objects that appear while a run pages, and pipeline configs around it. For the
+//! account), objects that appear while a run pages, `type` on `/v1/events`, and pipeline
+//! configs around it. For the
 //! sink: `POST /v1/{object}` creates under an `Idempotency-Key` as Stripe does (a repeat of
 //! the key and parameters answers the stored response with `Idempotent-Replayed: true`;
 //! other parameters get `400 idempotency_error`), can drop responses after creating, and
@@ -218,6 +219,9 @@ impl Respond for Lists {
         if let Some(acct) = req.headers.get("stripe-account").and_then(|v| v.to_str().ok()) {
             all.retain(|o| o["_account"].as_str() == Some(acct));
         }
+        if let Some(t) = get("type") {
+            all.retain(|o| o["type"] == t.as_str());
+        }
         all.retain(|o| {
             let c = o["created"].as_i64().unwrap_or(0);
             num("created[gte]").is_none_or(|g| c >= g) && num("created[lt]").is_none_or(|l| c < l)
@@ -281,6 +285,15 @@ impl StripeDouble {
     pub fn add(&self, path: &str, objects: impl IntoIterator<Item = Value>) {
         let mut s = self.store.lock().unwrap();
         s.objects.entry(path.to_owned()).or_default().extend(objects);
+    }
+
+    /// Replaces the object at `path` with `object`'s id by `object` (a deleted one: `{"id":
+    /// …, "deleted": true}`).
+    pub fn replace(&self, path: &str, object: Value) {
+        let mut s = self.store.lock().unwrap();
+        let list = s.objects.entry(path.to_owned()).or_default();
+        list.retain(|o| o["id"] != object["id"]);
+        list.push(object);
     }
 
     /// Creates `object` at `path` right after the double served the `pages`-th page of it.
