@@ -37,6 +37,9 @@ struct Store {
     search_lag: usize,
     /// Creates still to come answered `409` (the key in flight) before they run.
     conflicts: usize,
+    /// Every write's response is held back past the client's timeout (after the write is
+    /// done): a connection lost for good, retries and replays included.
+    lose_responses: bool,
     /// What the sink did: objects created, answers replayed, updates (path, params).
     creations: usize,
     replays: usize,
@@ -70,6 +73,16 @@ struct Writes(Arc<Mutex<Store>>);
 
 impl Respond for Writes {
     fn respond(&self, req: &Request) -> ResponseTemplate {
+        let answer = self.answer(req);
+        match self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lose_responses {
+            true => answer.set_delay(DROP_DELAY),
+            false => answer,
+        }
+    }
+}
+
+impl Writes {
+    fn answer(&self, req: &Request) -> ResponseTemplate {
         let path = req.url.path().to_owned();
         let body = String::from_utf8_lossy(&req.body).into_owned();
         let params = form_params(&body);
@@ -317,6 +330,12 @@ impl StripeDouble {
     /// Stripe stores it), with `Stripe-Should-Retry: should_retry` when given.
     pub fn fail_creates(&self, n: usize, should_retry: Option<&str>) {
         self.store.lock().unwrap().fail_creates = (n, should_retry.map(str::to_owned));
+    }
+
+    /// While `lose` holds, every write is done but its response (a replay's too) held back
+    /// past the client's timeout: the connection is lost after Stripe acted.
+    pub fn lose_responses(&self, lose: bool) {
+        self.store.lock().unwrap().lose_responses = lose;
     }
 
     /// The next `n` creates are answered `409` (the same key in flight) before they run.

@@ -11,12 +11,14 @@
 //! `POST /v1/{object}/{id}` (an update). A response replayed from Stripe's idempotency store
 //! (`Idempotent-Replayed: true`) is counted as a replay, not a create.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use async_trait::async_trait;
 use dovetail_core::Secret;
 use dovetail_core::record::idempotency_key;
+use dovetail_core::state::PendingCreate;
 use dovetail_core::{
     Batch, BuildCx, ContentHash, CreateHint, Cx, Error, Key, Record, Sink, SinkConnector, SinkStream, WriteMode,
     WriteReport,
@@ -61,7 +63,18 @@ pub struct StripeSinkConfig {
     /// one deactivated).
     #[serde(default)]
     pub price_changes: PriceChanges,
+    /// How long Stripe keeps an `Idempotency-Key` (seconds; default 86400, its 24 hours). A
+    /// create still pending from longer ago is looked up before it is sent again; tests set 0.
+    #[serde(default = "default_key_life")]
+    pub key_life_secs: u64,
 }
+
+fn default_key_life() -> u64 {
+    KEY_LIFE.as_secs()
+}
+
+/// How long Stripe keeps an idempotency key and the response stored under it.
+pub const KEY_LIFE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Writes streams named after Stripe objects (`customers`, `products`, `prices`,
 /// `invoice_items`) to Stripe, creating each record once.
@@ -70,6 +83,7 @@ pub struct StripeSink {
     pub(crate) client: HttpClient,
     replays: Arc<AtomicU64>,
     pub(crate) price_changes: PriceChanges,
+    key_life: std::time::Duration,
 }
 
 /// The `Idempotency-Key` of the create of one record: the engine's key function over
@@ -101,7 +115,8 @@ impl SinkConnector for StripeSink {
         };
         let mode = crate::client::mode(&conn)?;
         let client = crate::client::builder(&conn, mode, cx)?.build()?;
-        Ok(StripeSink { client, replays: Arc::default(), price_changes: config.price_changes })
+        let key_life = std::time::Duration::from_secs(config.key_life_secs);
+        Ok(StripeSink { client, replays: Arc::default(), price_changes: config.price_changes, key_life })
     }
 }
 
@@ -112,6 +127,23 @@ pub(crate) enum Sent {
 }
 
 impl StripeSink {
+    /// The pending creates of the batch's records that are creates (no known id), by key.
+    async fn pending_of(&self, batch: &Batch, cx: &Cx) -> Result<HashMap<Key, PendingCreate>, Error> {
+        let Some(store) = &cx.pending else { return Ok(HashMap::new()) };
+        let creates: Vec<Key> = batch
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| batch.hints.get(*i).is_none_or(|h| h.dest_id.is_none()))
+            .filter_map(|(_, r)| r.key.clone())
+            .collect();
+        if creates.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = store.get(&batch.stream.name, &creates).await?;
+        Ok(creates.into_iter().zip(found).filter_map(|(k, p)| Some((k, p?))).collect())
+    }
+
     /// Creates answered from Stripe's idempotency store so far (not new objects).
     pub fn replays(&self) -> u64 {
         self.replays.load(Relaxed)
@@ -146,6 +178,20 @@ impl StripeSink {
             id,
             "stripe sink: a create with an unknown outcome had created the object (found by lookup)"
         );
+        self.adopt(cx, path, stream, key, data, id).await
+    }
+
+    /// The object a lookup found for the record: the record's current fields sent to it as
+    /// an update (it may have changed since the create), its id for the ledger.
+    async fn adopt(
+        &self,
+        cx: &Cx,
+        path: &str,
+        stream: &str,
+        key: &Key,
+        data: &Value,
+        id: String,
+    ) -> Result<Sent, Error> {
         let mut body = data.clone();
         if let Some(fields) = body.as_object_mut() {
             let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
@@ -203,7 +249,61 @@ impl StripeSink {
         }
     }
 
-    async fn send_one(&self, cx: &Cx, stream: &str, record: &Record, hint: Option<&CreateHint>) -> Result<Sent, Error> {
+    /// Whether a create pending since `p.since` may have outlived its key at Stripe (an
+    /// unreadable time counts as expired: the lookup is the safe side).
+    fn expired(&self, p: &PendingCreate) -> bool {
+        let Ok(since) = p.since.parse::<jiff::Timestamp>() else { return true };
+        let age = jiff::Timestamp::now().as_second() - since.as_second();
+        age < 0 || age as u64 >= self.key_life.as_secs()
+    }
+
+    /// Before a create: a create of the record still pending past the key's life may have
+    /// made the object while Stripe has since forgotten the key, so it is looked up first —
+    /// `Some`: found and adopted. Otherwise the create is recorded as pending (unless a
+    /// younger one is, which the same key still covers) before it is sent.
+    async fn before_create(
+        &self,
+        cx: &Cx,
+        (path, stream): (&str, &str),
+        key: &Key,
+        data: &Value,
+        pending: Option<&PendingCreate>,
+    ) -> Result<Option<Sent>, Error> {
+        let expired = pending.is_some_and(|p| self.expired(p));
+        if expired {
+            if let Some(id) = self.lookup(path, key, data).await? {
+                tracing::info!(
+                    stream,
+                    key = key.as_str(),
+                    id,
+                    "stripe sink: a create pending past the key's life had created the object (found by lookup)"
+                );
+                return self.adopt(cx, path, stream, key, data, id).await.map(Some);
+            }
+            tracing::info!(
+                stream,
+                key = key.as_str(),
+                "stripe sink: a create pending past the key's life found nothing by lookup; creating"
+            );
+        }
+        if let Some(store) = &cx.pending
+            && (pending.is_none() || expired)
+        {
+            let idempotency_key = create_key(&cx.pipeline, stream, key);
+            let p = PendingCreate { key: key.clone(), idempotency_key, since: dovetail_core::now_rfc3339() };
+            store.record(stream, &p).await?;
+        }
+        Ok(None)
+    }
+
+    async fn send_one(
+        &self,
+        cx: &Cx,
+        stream: &str,
+        record: &Record,
+        hint: Option<&CreateHint>,
+        pending: Option<&PendingCreate>,
+    ) -> Result<Sent, Error> {
         let path = object_path(stream)?;
         let Some(key) = &record.key else {
             return Ok(Sent::Rejected(Error::data("the record has no primary key to create it by")));
@@ -224,6 +324,11 @@ impl StripeSink {
         let dest_id = hint.and_then(|h| h.dest_id.clone());
         if let (Some(id), "prices") = (&dest_id, stream) {
             return self.write_price(cx, key, id, &body).await;
+        }
+        if dest_id.is_none()
+            && let Some(sent) = self.before_create(cx, (path, stream), key, &record.data, pending).await?
+        {
+            return Ok(sent);
         }
         let req = match &dest_id {
             Some(id) => Request::post(format!("{path}/{}", encode_id(id))),
@@ -325,6 +430,7 @@ impl Sink for StripeSink {
     async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error> {
         let n = batch.records.len();
         let mut report = WriteReport { dest_ids: vec![None; n], ..Default::default() };
+        let pending = self.pending_of(&batch, cx).await?;
         for (i, record) in batch.records.iter().enumerate() {
             if cx.cancel.is_cancelled() {
                 return Err(Error::new(
@@ -332,7 +438,8 @@ impl Sink for StripeSink {
                     "stopped before the whole batch was sent",
                 ));
             }
-            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i)).await? {
+            let p = record.key.as_ref().and_then(|k| pending.get(k));
+            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i), p).await? {
                 Sent::Ok(id) => {
                     report.written += 1;
                     report.dest_ids[i] = Some(id);

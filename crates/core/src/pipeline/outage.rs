@@ -103,7 +103,7 @@ impl StreamRun {
                 sink_mark: sh.sink.mark(name),
                 ..Default::default()
             };
-            sh.state.commit(commit).await?;
+            crate::state::commit_clearing_pending(sh.state.as_ref(), commit).await?;
         }
     }
 
