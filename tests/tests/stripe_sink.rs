@@ -131,6 +131,7 @@ async fn lost_create_responses_are_replayed_not_created_again_and_changes_update
     assert_eq!(count(&report, "customers", "written"), CUSTOMERS as u64, "{report:#}");
     let (created, replays, updates) = stripe.writes();
     assert_eq!((created, replays, updates.len()), (CUSTOMERS, 2, 0), "each customer created once");
+    assert_eq!(count(&report, "customers", "replayed"), 2, "replays counted in the run report: {report:#}");
     let objects = stripe.objects("/v1/customers");
     let mut by_key = BTreeMap::new();
     for o in &objects {

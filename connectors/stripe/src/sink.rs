@@ -303,6 +303,7 @@ impl StripeSink {
         record: &Record,
         hint: Option<&CreateHint>,
         pending: Option<&PendingCreate>,
+        replays: &mut u64,
     ) -> Result<Sent, Error> {
         let path = object_path(stream)?;
         let Some(key) = &record.key else {
@@ -356,6 +357,7 @@ impl StripeSink {
         };
         if replayed {
             self.replays.fetch_add(1, Relaxed);
+            *replays += 1;
         }
         let what = match (&dest_id, replayed) {
             (Some(_), _) => "updated",
@@ -439,7 +441,7 @@ impl Sink for StripeSink {
                 ));
             }
             let p = record.key.as_ref().and_then(|k| pending.get(k));
-            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i), p).await? {
+            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i), p, &mut report.replayed).await? {
                 Sent::Ok(id) => {
                     report.written += 1;
                     report.dest_ids[i] = Some(id);

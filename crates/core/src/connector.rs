@@ -240,6 +240,9 @@ pub struct WriteReport {
     pub rejected: Vec<(usize, Error)>,
     /// Destination ids by index in the batch, for sinks that create records elsewhere.
     pub dest_ids: Vec<Option<String>>,
+    /// Of `written`, creates the destination answered from its idempotency store (made by
+    /// an earlier attempt), counted in the stream's `replayed`.
+    pub replayed: u64,
     /// Records with a value that does not fit its destination column (class `column_type`:
     /// path = the field, expected = what the column was made for), by index in the batch:
     /// written anyway under [`ColumnDrift::Write`]; under [`ColumnDrift::Refuse`] not written,

@@ -92,6 +92,7 @@ impl StreamRun {
             }
             report.outbox_delivered += wr.written;
             report.written += wr.written;
+            report.replayed += wr.replayed;
             report.dead_lettered += dead.len() as u64;
             let commit = Commit {
                 pipeline: sh.name.clone(),

@@ -145,6 +145,7 @@ impl Pipeline {
                 }
             }
             sr.written += wr.written;
+            sr.replayed += wr.replayed;
         }
         let commit = Commit {
             pipeline: sh.name.clone(),
