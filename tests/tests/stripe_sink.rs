@@ -391,3 +391,37 @@ async fn a_price_found_after_an_unknown_outcome_is_updated_as_a_price() {
     assert!(updates[0].1.get("unit_amount").is_none(), "a price update never sends its amount: {updates:?}");
     assert_eq!(ledger_ids_of(&s, "prices").len(), 2);
 }
+
+/// Connect in the sink: a record's `stripe_account` sends its create to that connected
+/// account (`Stripe-Account`) and is no parameter of the customer; a record without one goes
+/// to the key's own account; one that is not an account id is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_stripe_account_sends_its_writes_to_that_connected_account() {
+    let stripe = StripeDouble::start().await;
+    let s = setup(&stripe.uri());
+    let rows = [
+        json!({ "email": "c1@example.com", "stripe_account": "acct_1Conn" }),
+        json!({ "email": "c2@example.com" }),
+        json!({ "email": "c3@example.com", "stripe_account": 42 }),
+    ];
+    s.write("customers.jsonl", &rows.iter().map(|r| format!("{r}\n")).collect::<String>());
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 2, "{report:#}");
+    assert_eq!(count(&report, "customers", "dead_lettered"), 1, "{report:#}");
+    let requests = stripe.server.received_requests().await.unwrap_or_default();
+    let creates: Vec<(Option<String>, Value)> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v1/customers")
+        .map(|r| {
+            let account = r.headers.get("stripe-account").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (account, form_params(&String::from_utf8_lossy(&r.body)))
+        })
+        .collect();
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    for (account, params) in &creates {
+        assert!(params.get("stripe_account").is_none(), "{params}");
+        let want = (params["email"] == "c1@example.com").then(|| "acct_1Conn".to_owned());
+        assert_eq!(account, &want, "{params}");
+    }
+}

@@ -10,6 +10,11 @@
 //! object by. The id Stripe answers goes to the ledger; a later write of the record is
 //! `POST /v1/{object}/{id}` (an update). A response replayed from Stripe's idempotency store
 //! (`Idempotent-Replayed: true`) is counted as a replay, not a create.
+//!
+//! Each create is recorded as pending in the state store (`Cx::pending`) before it is sent;
+//! one still pending after the key's life (24 hours) is looked up before it is sent again,
+//! since Stripe has forgotten the key. A record's `stripe_account` field sends its requests
+//! to that connected account (`Stripe-Account`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,8 +33,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::client::ACCOUNT_HEADER;
 use crate::config::{Connection, default_base_url, default_stripe_version};
 use crate::price::PriceChanges;
+use crate::source::ACCOUNT_FIELD;
 
 /// The objects the sink writes: stream name → API path.
 pub const OBJECTS: &[(&str, &str)] = &[
@@ -38,6 +45,12 @@ pub const OBJECTS: &[(&str, &str)] = &[
     ("prices", "v1/prices"),
     ("invoice_items", "v1/invoiceitems"),
 ];
+
+tokio::task_local! {
+    /// The connected account the record being written belongs to (its `stripe_account`
+    /// field), sent as `Stripe-Account` on each of its requests.
+    static ACCOUNT: Option<String>;
+}
 
 /// The metadata field every create sets to the record's canonical key.
 pub const KEY_METADATA: &str = "dovetail_key";
@@ -144,6 +157,15 @@ impl StripeSink {
         Ok(creates.into_iter().zip(found).filter_map(|(k, p)| Some((k, p?))).collect())
     }
 
+    /// One request for the record being written: on its connected account, if it has one.
+    pub(crate) async fn send(&self, req: Request) -> Result<dovetail_http::Response, Error> {
+        let account = ACCOUNT.try_with(Clone::clone).ok().flatten();
+        match account {
+            Some(a) => self.client.send(req.header(ACCOUNT_HEADER, &a)).await,
+            None => self.client.send(req).await,
+        }
+    }
+
     /// Creates answered from Stripe's idempotency store so far (not new objects).
     pub fn replays(&self) -> u64 {
         self.replays.load(Relaxed)
@@ -207,7 +229,7 @@ impl StripeSink {
         let req = Request::post(format!("{path}/{}", encode_id(&id)))
             .body(form)
             .header("content-type", dovetail_http::FORM_CONTENT_TYPE);
-        match self.client.send(req).await {
+        match self.send(req).await {
             Ok(resp) => {
                 let request_id = resp.header("request-id").unwrap_or("-");
                 tracing::info!(stream, key = key.as_str(), id, request_id, "stripe sink: updated");
@@ -226,7 +248,7 @@ impl StripeSink {
         if path != "v1/invoiceitems" {
             let query = format!("metadata['{KEY_METADATA}']:{}", search_value(key.as_str()));
             let req = Request::get(format!("{path}/search")).query("query", query).cacheable(false);
-            let v: Value = self.client.send(req).await?.json()?;
+            let v: Value = self.send(req).await?.json()?;
             let data = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
             return Ok(data.iter().find(|o| matches(o)).and_then(|o| o["id"].as_str().map(str::to_owned)));
         }
@@ -237,7 +259,7 @@ impl StripeSink {
             if let Some(a) = &after {
                 req = req.query("starting_after", a.clone());
             }
-            let v: Value = self.client.send(req).await?.json()?;
+            let v: Value = self.send(req).await?.json()?;
             let page = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
             if let Some(o) = page.iter().find(|o| matches(o)) {
                 return Ok(o["id"].as_str().map(str::to_owned));
@@ -336,7 +358,7 @@ impl StripeSink {
             None => Request::post(path).header("Idempotency-Key", &create_key(&cx.pipeline, stream, key)),
         };
         let req = req.body(form).header("content-type", dovetail_http::FORM_CONTENT_TYPE);
-        let resp = match self.client.send(req).await {
+        let resp = match self.send(req).await {
             Ok(resp) => resp,
             Err(e) if dest_id.is_none() && unknown_outcome(&e) => {
                 return self.resolve_by_lookup(cx, path, stream, key, &record.data, e).await;
@@ -395,6 +417,26 @@ pub(crate) fn with_request_id(e: Error) -> Error {
     }
 }
 
+/// Connect: a record's `stripe_account` (the column the source names every row's account
+/// with) is no parameter of the object but the account its requests go to, as `Stripe-Account`.
+fn on_account(record: &Record) -> Result<(std::borrow::Cow<'_, Record>, Option<String>), Error> {
+    let Some(v) = record.data.get(ACCOUNT_FIELD) else { return Ok((std::borrow::Cow::Borrowed(record), None)) };
+    let account = match v {
+        Value::String(a) if a.starts_with("acct_") => Some(a.clone()),
+        Value::Null => None,
+        other => {
+            return Err(Error::data(format!(
+                "`{ACCOUNT_FIELD}` must be a connected account id (`acct_…`), not {other}"
+            )));
+        }
+    };
+    let mut owned = record.clone();
+    if let Some(o) = owned.data.as_object_mut() {
+        o.remove(ACCOUNT_FIELD);
+    }
+    Ok((std::borrow::Cow::Owned(owned), account))
+}
+
 /// A Stripe search query value: single-quoted, with `'` and `\` escaped.
 fn search_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -441,7 +483,15 @@ impl Sink for StripeSink {
                 ));
             }
             let p = record.key.as_ref().and_then(|k| pending.get(k));
-            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i), p, &mut report.replayed).await? {
+            let (record, account) = match on_account(record) {
+                Ok(split) => split,
+                Err(e) => {
+                    report.rejected.push((i, e));
+                    continue;
+                }
+            };
+            let sent = self.send_one(cx, &batch.stream.name, &record, batch.hints.get(i), p, &mut report.replayed);
+            match ACCOUNT.scope(account, sent).await? {
                 Sent::Ok(id) => {
                     report.written += 1;
                     report.dest_ids[i] = Some(id);
