@@ -76,9 +76,11 @@ pub struct StripeSinkConfig {
     /// one deactivated).
     #[serde(default)]
     pub price_changes: PriceChanges,
-    /// How long Stripe keeps an `Idempotency-Key` (seconds; default 86400, its 24 hours). A
-    /// create still pending from longer ago is looked up before it is sent again; tests set 0.
-    #[serde(default = "default_key_life")]
+    /// How long Stripe keeps an `Idempotency-Key` (seconds, 0 to 86400; default 86400, its
+    /// 24 hours). A create still pending from longer ago is looked up before it is sent
+    /// again; tests set 0.
+    #[serde(default = "default_key_life", deserialize_with = "dovetail_http::in_range_req::<_, _, 0, 86_400>")]
+    #[schemars(range(min = 0, max = 86_400))]
     pub key_life_secs: u64,
 }
 
