@@ -1,7 +1,8 @@
 //! A Stripe double on wiremock for the e2e tests: list endpoints as Stripe pages them
 //! (newest first by `created`, then id; `limit`, `starting_after`, `has_more`,
 //! `created[gte]` / `created[lt]`), `GET /v1/account` (with `Stripe-Account`, the connected
-//! account), objects that appear while a run pages, and pipeline configs around it. For the
+//! account), objects that appear while a run pages, `type` on `/v1/events`, and pipeline
+//! configs around it. For the
 //! sink: `POST /v1/{object}` creates under an `Idempotency-Key` as Stripe does (a repeat of
 //! the key and parameters answers the stored response with `Idempotent-Replayed: true`;
 //! other parameters get `400 idempotency_error`), can drop responses after creating, and
@@ -36,6 +37,9 @@ struct Store {
     search_lag: usize,
     /// Creates still to come answered `409` (the key in flight) before they run.
     conflicts: usize,
+    /// Every write's response is held back past the client's timeout (after the write is
+    /// done): a connection lost for good, retries and replays included.
+    lose_responses: bool,
     /// What the sink did: objects created, answers replayed, updates (path, params).
     creations: usize,
     replays: usize,
@@ -69,6 +73,16 @@ struct Writes(Arc<Mutex<Store>>);
 
 impl Respond for Writes {
     fn respond(&self, req: &Request) -> ResponseTemplate {
+        let answer = self.answer(req);
+        match self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lose_responses {
+            true => answer.set_delay(DROP_DELAY),
+            false => answer,
+        }
+    }
+}
+
+impl Writes {
+    fn answer(&self, req: &Request) -> ResponseTemplate {
         let path = req.url.path().to_owned();
         let body = String::from_utf8_lossy(&req.body).into_owned();
         let params = form_params(&body);
@@ -218,6 +232,9 @@ impl Respond for Lists {
         if let Some(acct) = req.headers.get("stripe-account").and_then(|v| v.to_str().ok()) {
             all.retain(|o| o["_account"].as_str() == Some(acct));
         }
+        if let Some(t) = get("type") {
+            all.retain(|o| o["type"] == t.as_str());
+        }
         all.retain(|o| {
             let c = o["created"].as_i64().unwrap_or(0);
             num("created[gte]").is_none_or(|g| c >= g) && num("created[lt]").is_none_or(|l| c < l)
@@ -283,6 +300,15 @@ impl StripeDouble {
         s.objects.entry(path.to_owned()).or_default().extend(objects);
     }
 
+    /// Replaces the object at `path` with `object`'s id by `object` (a deleted one: `{"id":
+    /// …, "deleted": true}`).
+    pub fn replace(&self, path: &str, object: Value) {
+        let mut s = self.store.lock().unwrap();
+        let list = s.objects.entry(path.to_owned()).or_default();
+        list.retain(|o| o["id"] != object["id"]);
+        list.push(object);
+    }
+
     /// Creates `object` at `path` right after the double served the `pages`-th page of it.
     pub fn add_after(&self, path: &str, pages: usize, object: Value) {
         self.store.lock().unwrap().later.push((path.to_owned(), pages, object));
@@ -304,6 +330,12 @@ impl StripeDouble {
     /// Stripe stores it), with `Stripe-Should-Retry: should_retry` when given.
     pub fn fail_creates(&self, n: usize, should_retry: Option<&str>) {
         self.store.lock().unwrap().fail_creates = (n, should_retry.map(str::to_owned));
+    }
+
+    /// While `lose` holds, every write is done but its response (a replay's too) held back
+    /// past the client's timeout: the connection is lost after Stripe acted.
+    pub fn lose_responses(&self, lose: bool) {
+        self.store.lock().unwrap().lose_responses = lose;
     }
 
     /// The next `n` creates are answered `409` (the same key in flight) before they run.

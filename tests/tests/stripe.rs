@@ -287,6 +287,43 @@ async fn an_events_cursor_older_than_stripes_retention_asks_for_a_full_refresh()
     assert!(text.contains("dovetail reset stripe events"), "{text}");
 }
 
+/// With `deleted_events`, a pass of `customers` ends with its `customer.deleted` events: the
+/// deleted customer's row is deleted (`delete = "delete"`), and so is one the list shows as
+/// `deleted: true`; the event's API version is not the pin's, which is no drift; a rerun
+/// deletes nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_customers_and_deletion_events_delete_rows() {
+    let double = StripeDouble::start().await;
+    let t0 = now() - 1000;
+    double.add("/v1/customers", customers(1..=4, |i| t0 + i as i64));
+    let s = Scratch::new();
+    let streams = "[pipelines.stripe.streams.customers]\ndelete = \"delete\"";
+    s.write("dovetail.toml", &config(&double.uri(), "streams = [\"customers\"]\ndeleted_events = true", streams));
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(ids(&s, "customers").len(), 4, "{report:#}");
+    double.add(
+        "/v1/events",
+        [json!({ "id": "evt_del", "object": "event", "type": "customer.deleted", "api_version": "2020-08-27",
+            "created": now(), "data": { "object": { "id": "cus_0002", "object": "customer", "email": "c2@example.com" } } })],
+    );
+    double.replace(
+        "/v1/customers",
+        json!({ "id": "cus_0003", "object": "customer", "deleted": true, "created": t0 + 3 }),
+    );
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "deleted"), 2, "{report:#}");
+    assert_eq!(ids(&s, "customers"), ["cus_0001", "cus_0004"]);
+    let drift = &report["streams"]["customers"]["drift"];
+    assert!(drift.is_null() || drift.as_array().is_some_and(Vec::is_empty), "no drift: {report:#}");
+    let qs = double.queries("/v1/events").await;
+    assert!(qs.iter().all(|q| param(q, "type") == Some("customer.deleted")), "{qs:?}");
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!((count(&report, "customers", "deleted"), count(&report, "customers", "written")), (0, 0), "{report:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_other_api_versions_and_object_types_are_not_drift() {
     let double = StripeDouble::start().await;

@@ -26,6 +26,11 @@ fn lines(renamed: Option<usize>) -> String {
 }
 
 fn setup(base_url: &str) -> Scratch {
+    setup_with(base_url, "")
+}
+
+/// [`setup`] with more lines in the sink's table.
+fn setup_with(base_url: &str, sink_extra: &str) -> Scratch {
     let s = Scratch::new();
     s.write("customers.jsonl", &lines(None));
     s.write(
@@ -45,6 +50,7 @@ kind = "stripe"
 api_key = "${{STRIPE_API_KEY}}"
 base_url = "{base_url}"
 http = {{ timeout_ms = 500, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
+{sink_extra}
 "#
         ),
     );
@@ -125,6 +131,7 @@ async fn lost_create_responses_are_replayed_not_created_again_and_changes_update
     assert_eq!(count(&report, "customers", "written"), CUSTOMERS as u64, "{report:#}");
     let (created, replays, updates) = stripe.writes();
     assert_eq!((created, replays, updates.len()), (CUSTOMERS, 2, 0), "each customer created once");
+    assert_eq!(count(&report, "customers", "replayed"), 2, "replays counted in the run report: {report:#}");
     let objects = stripe.objects("/v1/customers");
     let mut by_key = BTreeMap::new();
     for o in &objects {
@@ -212,6 +219,60 @@ async fn a_changed_record_meeting_idempotency_error_is_resolved_by_lookup() {
     assert_eq!(created, CUSTOMERS, "no second create");
     assert!(updates.iter().any(|(_, p)| p["name"] == "Renamed 1"), "{updates:?}");
     assert_once_each_with_ids_in_ledger(&stripe, &s);
+}
+
+/// The state's pending creates of `customers`: (key, idempotency key).
+fn pending_creates(s: &Scratch) -> Vec<(String, String)> {
+    let db = s.db(".dovetail/state.db");
+    let mut st =
+        db.prepare("SELECT key, idempotency_key FROM pending_creates WHERE stream = 'customers' ORDER BY key").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// A create whose response is lost for good (every retry's too) leaves the batch in the
+/// outbox and the create pending in the state. A day later Stripe has forgotten the key
+/// (`expire_keys`; `key_life_secs = 0` stands for the day): the rerun looks the customer up
+/// before creating, finds it, and creates none twice; each id is in the ledger and no create
+/// is left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_lost_past_the_keys_life_is_looked_up_not_created_twice() {
+    let stripe = StripeDouble::start().await;
+    stripe.lose_responses(true);
+    let s = setup_with(&stripe.uri(), "key_life_secs = 0");
+    let (out, report) = run(&s).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_eq!(report["streams"]["customers"]["outbox_pending"], CUSTOMERS, "{report:#}");
+    assert_eq!(stripe.writes().0, 1, "the first create was made, its answer lost");
+    let pending = pending_creates(&s);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(pending[0].1.starts_with("dt-"), "{pending:?}");
+    stripe.lose_responses(false);
+    stripe.expire_keys();
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["streams"]["customers"]["outbox_delivered"], CUSTOMERS, "{report:#}");
+    assert_eq!(stripe.writes().0, CUSTOMERS, "no second create");
+    assert_once_each_with_ids_in_ledger(&stripe, &s);
+    assert_eq!(pending_creates(&s), [], "every pending create is cleared once its id is committed");
+}
+
+/// A 500 Stripe stored under the key, search lagging, then the key expires before the
+/// rerun: the pending create is looked up first and found — one customer per record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_under_an_expired_key_is_looked_up_not_created_twice() {
+    let stripe = StripeDouble::start().await;
+    stripe.fail_creates(1, None);
+    stripe.search_lag(1);
+    let s = setup_with(&stripe.uri(), "key_life_secs = 0");
+    let (out, _) = run(&s).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    stripe.expire_keys();
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "dead_lettered"), 0, "{report:#}");
+    assert_eq!(stripe.writes().0, CUSTOMERS, "no second create");
+    assert_once_each_with_ids_in_ledger(&stripe, &s);
+    assert_eq!(pending_creates(&s), []);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,4 +390,38 @@ async fn a_price_found_after_an_unknown_outcome_is_updated_as_a_price() {
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert!(updates[0].1.get("unit_amount").is_none(), "a price update never sends its amount: {updates:?}");
     assert_eq!(ledger_ids_of(&s, "prices").len(), 2);
+}
+
+/// Connect in the sink: a record's `stripe_account` sends its create to that connected
+/// account (`Stripe-Account`) and is no parameter of the customer; a record without one goes
+/// to the key's own account; one that is not an account id is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_stripe_account_sends_its_writes_to_that_connected_account() {
+    let stripe = StripeDouble::start().await;
+    let s = setup(&stripe.uri());
+    let rows = [
+        json!({ "email": "c1@example.com", "stripe_account": "acct_1Conn" }),
+        json!({ "email": "c2@example.com" }),
+        json!({ "email": "c3@example.com", "stripe_account": 42 }),
+    ];
+    s.write("customers.jsonl", &rows.iter().map(|r| format!("{r}\n")).collect::<String>());
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 2, "{report:#}");
+    assert_eq!(count(&report, "customers", "dead_lettered"), 1, "{report:#}");
+    let requests = stripe.server.received_requests().await.unwrap_or_default();
+    let creates: Vec<(Option<String>, Value)> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v1/customers")
+        .map(|r| {
+            let account = r.headers.get("stripe-account").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (account, form_params(&String::from_utf8_lossy(&r.body)))
+        })
+        .collect();
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    for (account, params) in &creates {
+        assert!(params.get("stripe_account").is_none(), "{params}");
+        let want = (params["email"] == "c1@example.com").then(|| "acct_1Conn".to_owned());
+        assert_eq!(account, &want, "{params}");
+    }
 }

@@ -45,6 +45,11 @@ pub struct StripeConfig {
     /// `types[]`). Empty (default): every type.
     #[serde(default)]
     pub event_types: Vec<String>,
+    /// Read deletes too: after each pass of `customers`, `products`, `prices` and `invoices`,
+    /// the pass's `customer.deleted` (…) events, and hand them to the engine as deletes
+    /// (applied when the stream's `delete` is `delete` or `soft_delete`). Default `false`.
+    #[serde(default)]
+    pub deleted_events: bool,
     /// HTTP settings: timeouts, retries, proxy, CA certificates, and the client-side rate
     /// budget (`rate_limit`; default 100 requests/s with a live key, 25/s with a test key,
     /// Stripe's documented limits — it sends no rate-limit headers).

@@ -53,7 +53,7 @@ impl StripeSink {
     /// Write `body` (the record, with its `metadata[dovetail_key]`) to the price `id`.
     pub(crate) async fn write_price(&self, cx: &Cx, key: &Key, id: &str, body: &Value) -> Result<Sent, Error> {
         let path = format!("v1/prices/{}", encode_id(id));
-        let current: Value = match self.client.send(Request::get(&path).cacheable(false)).await {
+        let current: Value = match self.send(Request::get(&path).cacheable(false)).await {
             Ok(resp) => resp.json()?,
             Err(e) if e.kind().disposition().rejects_record() => return Ok(Sent::Rejected(with_request_id(e))),
             Err(e) => return Err(e),
@@ -106,7 +106,7 @@ impl StripeSink {
         if let Some(k) = idem {
             req = req.header("Idempotency-Key", k);
         }
-        match self.client.send(req).await {
+        match self.send(req).await {
             Ok(resp) => {
                 let request_id = resp.header("request-id").unwrap_or("-").to_owned();
                 let answered = resp.json::<Value>().ok().and_then(|v| v["id"].as_str().map(str::to_owned));

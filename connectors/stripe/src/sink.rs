@@ -10,13 +10,20 @@
 //! object by. The id Stripe answers goes to the ledger; a later write of the record is
 //! `POST /v1/{object}/{id}` (an update). A response replayed from Stripe's idempotency store
 //! (`Idempotent-Replayed: true`) is counted as a replay, not a create.
+//!
+//! Each create is recorded as pending in the state store (`Cx::pending`) before it is sent;
+//! one still pending after the key's life (24 hours) is looked up before it is sent again,
+//! since Stripe has forgotten the key. A record's `stripe_account` field sends its requests
+//! to that connected account (`Stripe-Account`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use async_trait::async_trait;
 use dovetail_core::Secret;
 use dovetail_core::record::idempotency_key;
+use dovetail_core::state::PendingCreate;
 use dovetail_core::{
     Batch, BuildCx, ContentHash, CreateHint, Cx, Error, Key, Record, Sink, SinkConnector, SinkStream, WriteMode,
     WriteReport,
@@ -26,8 +33,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::client::ACCOUNT_HEADER;
 use crate::config::{Connection, default_base_url, default_stripe_version};
 use crate::price::PriceChanges;
+use crate::source::ACCOUNT_FIELD;
 
 /// The objects the sink writes: stream name → API path.
 pub const OBJECTS: &[(&str, &str)] = &[
@@ -36,6 +45,12 @@ pub const OBJECTS: &[(&str, &str)] = &[
     ("prices", "v1/prices"),
     ("invoice_items", "v1/invoiceitems"),
 ];
+
+tokio::task_local! {
+    /// The connected account the record being written belongs to (its `stripe_account`
+    /// field), sent as `Stripe-Account` on each of its requests.
+    static ACCOUNT: Option<String>;
+}
 
 /// The metadata field every create sets to the record's canonical key.
 pub const KEY_METADATA: &str = "dovetail_key";
@@ -61,7 +76,20 @@ pub struct StripeSinkConfig {
     /// one deactivated).
     #[serde(default)]
     pub price_changes: PriceChanges,
+    /// How long Stripe keeps an `Idempotency-Key` (seconds, 0 to 86400; default 86400, its
+    /// 24 hours). A create still pending from longer ago is looked up before it is sent
+    /// again; tests set 0.
+    #[serde(default = "default_key_life", deserialize_with = "dovetail_http::in_range_req::<_, _, 0, 86_400>")]
+    #[schemars(range(min = 0, max = 86_400))]
+    pub key_life_secs: u64,
 }
+
+fn default_key_life() -> u64 {
+    KEY_LIFE.as_secs()
+}
+
+/// How long Stripe keeps an idempotency key and the response stored under it.
+pub const KEY_LIFE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Writes streams named after Stripe objects (`customers`, `products`, `prices`,
 /// `invoice_items`) to Stripe, creating each record once.
@@ -70,6 +98,7 @@ pub struct StripeSink {
     pub(crate) client: HttpClient,
     replays: Arc<AtomicU64>,
     pub(crate) price_changes: PriceChanges,
+    key_life: std::time::Duration,
 }
 
 /// The `Idempotency-Key` of the create of one record: the engine's key function over
@@ -101,7 +130,8 @@ impl SinkConnector for StripeSink {
         };
         let mode = crate::client::mode(&conn)?;
         let client = crate::client::builder(&conn, mode, cx)?.build()?;
-        Ok(StripeSink { client, replays: Arc::default(), price_changes: config.price_changes })
+        let key_life = std::time::Duration::from_secs(config.key_life_secs);
+        Ok(StripeSink { client, replays: Arc::default(), price_changes: config.price_changes, key_life })
     }
 }
 
@@ -112,6 +142,32 @@ pub(crate) enum Sent {
 }
 
 impl StripeSink {
+    /// The pending creates of the batch's records that are creates (no known id), by key.
+    async fn pending_of(&self, batch: &Batch, cx: &Cx) -> Result<HashMap<Key, PendingCreate>, Error> {
+        let Some(store) = &cx.pending else { return Ok(HashMap::new()) };
+        let creates: Vec<Key> = batch
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| batch.hints.get(*i).is_none_or(|h| h.dest_id.is_none()))
+            .filter_map(|(_, r)| r.key.clone())
+            .collect();
+        if creates.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = store.get(&batch.stream.name, &creates).await?;
+        Ok(creates.into_iter().zip(found).filter_map(|(k, p)| Some((k, p?))).collect())
+    }
+
+    /// One request for the record being written: on its connected account, if it has one.
+    pub(crate) async fn send(&self, req: Request) -> Result<dovetail_http::Response, Error> {
+        let account = ACCOUNT.try_with(Clone::clone).ok().flatten();
+        match account {
+            Some(a) => self.client.send(req.header(ACCOUNT_HEADER, &a)).await,
+            None => self.client.send(req).await,
+        }
+    }
+
     /// Creates answered from Stripe's idempotency store so far (not new objects).
     pub fn replays(&self) -> u64 {
         self.replays.load(Relaxed)
@@ -146,6 +202,20 @@ impl StripeSink {
             id,
             "stripe sink: a create with an unknown outcome had created the object (found by lookup)"
         );
+        self.adopt(cx, path, stream, key, data, id).await
+    }
+
+    /// The object a lookup found for the record: the record's current fields sent to it as
+    /// an update (it may have changed since the create), its id for the ledger.
+    async fn adopt(
+        &self,
+        cx: &Cx,
+        path: &str,
+        stream: &str,
+        key: &Key,
+        data: &Value,
+        id: String,
+    ) -> Result<Sent, Error> {
         let mut body = data.clone();
         if let Some(fields) = body.as_object_mut() {
             let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
@@ -161,7 +231,7 @@ impl StripeSink {
         let req = Request::post(format!("{path}/{}", encode_id(&id)))
             .body(form)
             .header("content-type", dovetail_http::FORM_CONTENT_TYPE);
-        match self.client.send(req).await {
+        match self.send(req).await {
             Ok(resp) => {
                 let request_id = resp.header("request-id").unwrap_or("-");
                 tracing::info!(stream, key = key.as_str(), id, request_id, "stripe sink: updated");
@@ -180,7 +250,7 @@ impl StripeSink {
         if path != "v1/invoiceitems" {
             let query = format!("metadata['{KEY_METADATA}']:{}", search_value(key.as_str()));
             let req = Request::get(format!("{path}/search")).query("query", query).cacheable(false);
-            let v: Value = self.client.send(req).await?.json()?;
+            let v: Value = self.send(req).await?.json()?;
             let data = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
             return Ok(data.iter().find(|o| matches(o)).and_then(|o| o["id"].as_str().map(str::to_owned)));
         }
@@ -191,7 +261,7 @@ impl StripeSink {
             if let Some(a) = &after {
                 req = req.query("starting_after", a.clone());
             }
-            let v: Value = self.client.send(req).await?.json()?;
+            let v: Value = self.send(req).await?.json()?;
             let page = v["data"].as_array().map(Vec::as_slice).unwrap_or_default();
             if let Some(o) = page.iter().find(|o| matches(o)) {
                 return Ok(o["id"].as_str().map(str::to_owned));
@@ -203,7 +273,62 @@ impl StripeSink {
         }
     }
 
-    async fn send_one(&self, cx: &Cx, stream: &str, record: &Record, hint: Option<&CreateHint>) -> Result<Sent, Error> {
+    /// Whether a create pending since `p.since` may have outlived its key at Stripe (an
+    /// unreadable time counts as expired: the lookup is the safe side).
+    fn expired(&self, p: &PendingCreate) -> bool {
+        let Ok(since) = p.since.parse::<jiff::Timestamp>() else { return true };
+        let age = jiff::Timestamp::now().as_second() - since.as_second();
+        age < 0 || age as u64 >= self.key_life.as_secs()
+    }
+
+    /// Before a create: a create of the record still pending past the key's life may have
+    /// made the object while Stripe has since forgotten the key, so it is looked up first —
+    /// `Some`: found and adopted. Otherwise the create is recorded as pending (unless a
+    /// younger one is, which the same key still covers) before it is sent.
+    async fn before_create(
+        &self,
+        cx: &Cx,
+        (path, stream): (&str, &str),
+        key: &Key,
+        data: &Value,
+        pending: Option<&PendingCreate>,
+    ) -> Result<Option<Sent>, Error> {
+        let expired = pending.is_some_and(|p| self.expired(p));
+        if expired {
+            if let Some(id) = self.lookup(path, key, data).await? {
+                tracing::info!(
+                    stream,
+                    key = key.as_str(),
+                    id,
+                    "stripe sink: a create pending past the key's life had created the object (found by lookup)"
+                );
+                return self.adopt(cx, path, stream, key, data, id).await.map(Some);
+            }
+            tracing::info!(
+                stream,
+                key = key.as_str(),
+                "stripe sink: a create pending past the key's life found nothing by lookup; creating"
+            );
+        }
+        if let Some(store) = &cx.pending
+            && (pending.is_none() || expired)
+        {
+            let idempotency_key = create_key(&cx.pipeline, stream, key);
+            let p = PendingCreate { key: key.clone(), idempotency_key, since: dovetail_core::now_rfc3339() };
+            store.record(stream, &p).await?;
+        }
+        Ok(None)
+    }
+
+    async fn send_one(
+        &self,
+        cx: &Cx,
+        stream: &str,
+        record: &Record,
+        hint: Option<&CreateHint>,
+        pending: Option<&PendingCreate>,
+        replays: &mut u64,
+    ) -> Result<Sent, Error> {
         let path = object_path(stream)?;
         let Some(key) = &record.key else {
             return Ok(Sent::Rejected(Error::data("the record has no primary key to create it by")));
@@ -225,12 +350,17 @@ impl StripeSink {
         if let (Some(id), "prices") = (&dest_id, stream) {
             return self.write_price(cx, key, id, &body).await;
         }
+        if dest_id.is_none()
+            && let Some(sent) = self.before_create(cx, (path, stream), key, &record.data, pending).await?
+        {
+            return Ok(sent);
+        }
         let req = match &dest_id {
             Some(id) => Request::post(format!("{path}/{}", encode_id(id))),
             None => Request::post(path).header("Idempotency-Key", &create_key(&cx.pipeline, stream, key)),
         };
         let req = req.body(form).header("content-type", dovetail_http::FORM_CONTENT_TYPE);
-        let resp = match self.client.send(req).await {
+        let resp = match self.send(req).await {
             Ok(resp) => resp,
             Err(e) if dest_id.is_none() && unknown_outcome(&e) => {
                 return self.resolve_by_lookup(cx, path, stream, key, &record.data, e).await;
@@ -251,6 +381,7 @@ impl StripeSink {
         };
         if replayed {
             self.replays.fetch_add(1, Relaxed);
+            *replays += 1;
         }
         let what = match (&dest_id, replayed) {
             (Some(_), _) => "updated",
@@ -286,6 +417,26 @@ pub(crate) fn with_request_id(e: Error) -> Error {
         }
         _ => e,
     }
+}
+
+/// Connect: a record's `stripe_account` (the column the source names every row's account
+/// with) is no parameter of the object but the account its requests go to, as `Stripe-Account`.
+fn on_account(record: &Record) -> Result<(std::borrow::Cow<'_, Record>, Option<String>), Error> {
+    let Some(v) = record.data.get(ACCOUNT_FIELD) else { return Ok((std::borrow::Cow::Borrowed(record), None)) };
+    let account = match v {
+        Value::String(a) if a.starts_with("acct_") => Some(a.clone()),
+        Value::Null => None,
+        other => {
+            return Err(Error::data(format!(
+                "`{ACCOUNT_FIELD}` must be a connected account id (`acct_…`), not {other}"
+            )));
+        }
+    };
+    let mut owned = record.clone();
+    if let Some(o) = owned.data.as_object_mut() {
+        o.remove(ACCOUNT_FIELD);
+    }
+    Ok((std::borrow::Cow::Owned(owned), account))
 }
 
 /// A Stripe search query value: single-quoted, with `'` and `\` escaped.
@@ -325,6 +476,7 @@ impl Sink for StripeSink {
     async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error> {
         let n = batch.records.len();
         let mut report = WriteReport { dest_ids: vec![None; n], ..Default::default() };
+        let pending = self.pending_of(&batch, cx).await?;
         for (i, record) in batch.records.iter().enumerate() {
             if cx.cancel.is_cancelled() {
                 return Err(Error::new(
@@ -332,7 +484,16 @@ impl Sink for StripeSink {
                     "stopped before the whole batch was sent",
                 ));
             }
-            match self.send_one(cx, &batch.stream.name, record, batch.hints.get(i)).await? {
+            let p = record.key.as_ref().and_then(|k| pending.get(k));
+            let (record, account) = match on_account(record) {
+                Ok(split) => split,
+                Err(e) => {
+                    report.rejected.push((i, e));
+                    continue;
+                }
+            };
+            let sent = self.send_one(cx, &batch.stream.name, &record, batch.hints.get(i), p, &mut report.replayed);
+            match ACCOUNT.scope(account, sent).await? {
                 Sent::Ok(id) => {
                     report.written += 1;
                     report.dest_ids[i] = Some(id);

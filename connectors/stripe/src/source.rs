@@ -16,9 +16,15 @@
 //! was created since the window began (above the pages read then) is read by the run that
 //! completes the pass, not one later.
 //!
+//! With `deleted_events`, a pass of a stream whose objects Stripe deletes ends with a last
+//! phase: the stream's deletion events (`type=customer.deleted`) from the pass's floor to the
+//! window's end, for each account, each handed to the engine as a tombstone of the event's
+//! object; an object listed with `deleted: true` is a tombstone too.
+//!
 //! The position is `{"account": "acct_…", "window_start": 1699990000, "window_end":
 //! 1700000000, "page": <PageState>}` (`account` absent for the key's own account,
-//! `window_start` absent for a window starting at the pass's floor). A position that does not decode is a
+//! `window_start` absent for a window starting at the pass's floor; `"deletes": true` in the
+//! deletion-events phase). A position that does not decode is a
 //! `Permanent` error: the engine reports a corrupt checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
@@ -74,6 +80,8 @@ struct Inner {
     start: Option<i64>,
     expand: BTreeMap<String, Vec<String>>,
     event_types: Vec<String>,
+    /// Whether a pass of a deletable stream ends by reading its deletion events.
+    deleted_events: bool,
     clock: Arc<dyn Clock>,
     /// Streams read in this process so far, and for each one resumed from a position an
     /// earlier process stored and not yet extended, where its window is extended to (this
@@ -97,6 +105,10 @@ struct Position {
     window_end: i64,
     /// Where the account's listing continues.
     page: PageState,
+    /// In the pass's last phase: the stream's deletion events (`deleted_events`), read from
+    /// the pass's floor to `window_end` for each account in turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deletes: bool,
 }
 
 /// The listing's pagination: Stripe's `starting_after` the last id, while `has_more`.
@@ -172,6 +184,7 @@ impl StripeSource {
             start,
             expand: config.expand,
             event_types: config.event_types,
+            deleted_events: config.deleted_events,
             clock,
             started: Mutex::default(),
         };
@@ -275,12 +288,30 @@ impl StripeSource {
         r
     }
 
-    /// One page of an account's window: rows, rejects, and where the listing continues.
+    /// The first request of the deletion events of `def` for one account: `type=…deleted`
+    /// from the pass's floor to the window's end.
+    fn deletes_request(&self, event: &str, account: Option<&str>, floor: Option<i64>, window_end: i64) -> Request {
+        let mut r = Request::get("v1/events")
+            .query("limit", PAGE_SIZE.to_string())
+            .query("type", event)
+            .query("created[lt]", window_end.to_string());
+        if let Some(f) = floor {
+            r = r.query("created[gte]", f.to_string());
+        }
+        if let Some(a) = account {
+            r = r.header(ACCOUNT_HEADER, a);
+        }
+        r
+    }
+
+    /// One page of an account's window: rows, rejects, and where the listing continues. An
+    /// object marked `deleted: true` is a tombstone, and so is the object of each deletion
+    /// event (`deletes`: the page lists events).
     async fn page(
         &self,
         def: &StreamDef,
         account: Option<&str>,
-        first: Request,
+        (first, deletes): (Request, bool),
         state: PageState,
         use_cache: bool,
     ) -> Result<(Vec<Record>, Vec<Reject>, Option<PageState>), Error> {
@@ -291,6 +322,10 @@ impl StripeSource {
         let (mut records, mut rejects) = (Vec::with_capacity(page.items.len()), Vec::new());
         for (i, mut item) in page.items.into_iter().enumerate() {
             let location = Location::Item(offset + i as u64);
+            if deletes {
+                // A deletion event carries the object as it was (its id is the row's key).
+                item = item.pointer_mut("/data/object").map(Value::take).unwrap_or(Value::Null);
+            }
             let Some(obj) = item.as_object_mut() else {
                 rejects.push(Reject {
                     location: Some(location),
@@ -304,7 +339,9 @@ impl StripeSource {
             if let Some(a) = account {
                 obj.insert(ACCOUNT_FIELD.to_owned(), Value::String(a.to_owned()));
             }
-            records.push(Record::new(item, prov.clone()).at(location));
+            let gone = deletes || obj.get("deleted").and_then(Value::as_bool) == Some(true);
+            let record = if gone { Record::tombstone(item, prov.clone()) } else { Record::new(item, prov.clone()) };
+            records.push(record.at(location));
         }
         Ok((records, rejects, p.state().cloned()))
     }
@@ -328,6 +365,7 @@ impl StripeSource {
             Some(v) => Some(position::decode::<Position>(def.name, v)?),
         };
         self.note_start(def, pos.is_some());
+        let mut deletes = pos.as_ref().is_some_and(|p| p.deletes);
         let accounts = self.accounts().await?;
         let (mut idx, mut window, mut state) = match pos {
             // `created[lt]` the next second: objects of this very second are in the window.
@@ -352,7 +390,10 @@ impl StripeSource {
         let mut rejects_all = Vec::new();
         // Skip empty windows so each read returns records (or ends).
         while let Some(account) = accounts.get(idx) {
-            let first = self.first_request(def, account.as_deref(), window.0.or(floor), window.1);
+            let first = match def.deleted_event.filter(|_| deletes) {
+                Some(event) => (self.deletes_request(event, account.as_deref(), floor, window.1), true),
+                None => (self.first_request(def, account.as_deref(), window.0.or(floor), window.1), false),
+            };
             let (records, mut rejects, next) = self.page(def, account.as_deref(), first, state, req.use_cache).await?;
             rejects_all.append(&mut rejects);
             let (mut next_idx, mut next_state) = match next {
@@ -361,10 +402,16 @@ impl StripeSource {
             };
             // The window is read; a resumed pass goes on with what was created since the
             // window started — in its last second too, above the pages read then.
+            let mut next_deletes = deletes;
             if next_idx == accounts.len()
                 && let Some(end) = self.take_extension(def)
             {
-                (next_idx, next_state, window) = (0, PageState::default(), (Some(window.1 - 1), end.max(window.1)));
+                let extended = (Some(window.1 - 1), end.max(window.1));
+                (next_idx, next_state, window, next_deletes) = (0, PageState::default(), extended, false);
+            }
+            // Every window read: the pass ends with the deletions of its time, from its floor.
+            if next_idx == accounts.len() && !next_deletes && self.inner.deleted_events && def.deleted_event.is_some() {
+                (next_idx, next_state, next_deletes) = (0, PageState::default(), true);
             }
             let next = match accounts.get(next_idx) {
                 Some(a) => position::encode(&Position {
@@ -372,13 +419,14 @@ impl StripeSource {
                     window_start: window.0,
                     window_end: window.1,
                     page: next_state.clone(),
+                    deletes: next_deletes,
                 })?,
                 None => Next::Done { resume: None },
             };
             if !records.is_empty() || !rejects_all.is_empty() || !matches!(next, Next::More(_)) {
                 return Ok(Page { records, rejects: rejects_all, next });
             }
-            (idx, state) = (next_idx, next_state);
+            (idx, state, deletes) = (next_idx, next_state, next_deletes);
         }
         Ok(Page { records: vec![], rejects: rejects_all, next: Next::Done { resume: None } })
     }

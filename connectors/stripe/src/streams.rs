@@ -18,6 +18,10 @@ pub struct StreamDef {
     /// Whether Stripe's Search API covers the object (`GET /v1/OBJECTS/search`): what a
     /// lookup by `metadata[dovetail_key]` can use.
     pub search: bool,
+    /// The event Stripe sends when such an object is deleted (`customer.deleted`), read as
+    /// deletes with `deleted_events`; `None`: the object is never deleted (only archived,
+    /// cancelled or voided, which are changes).
+    pub deleted_event: Option<&'static str>,
     /// The declared JSON Schema of the rows (`schemas/STREAM.json`), the drift baseline;
     /// `None`: inferred from the first page.
     pub schema: Option<&'static str>,
@@ -27,6 +31,7 @@ pub struct StreamDef {
 pub const STREAMS: &[StreamDef] = &[
     StreamDef {
         name: "customers",
+        deleted_event: Some("customer.deleted"),
         path: "v1/customers",
         id: "id",
         expandable: &["default_source", "invoice_settings.default_payment_method", "test_clock"],
@@ -35,6 +40,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "products",
+        deleted_event: Some("product.deleted"),
         path: "v1/products",
         id: "id",
         expandable: &["default_price"],
@@ -43,6 +49,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "prices",
+        deleted_event: Some("price.deleted"),
         path: "v1/prices",
         id: "id",
         expandable: &["product", "tiers"],
@@ -51,6 +58,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "charges",
+        deleted_event: None,
         path: "v1/charges",
         id: "id",
         expandable: &["balance_transaction", "customer", "invoice", "payment_intent"],
@@ -59,6 +67,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "payment_intents",
+        deleted_event: None,
         path: "v1/payment_intents",
         id: "id",
         expandable: &["customer", "invoice", "latest_charge", "payment_method"],
@@ -67,6 +76,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "invoices",
+        deleted_event: Some("invoice.deleted"),
         path: "v1/invoices",
         id: "id",
         expandable: &["customer", "default_payment_method", "payment_intent", "subscription"],
@@ -75,6 +85,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "subscriptions",
+        deleted_event: None,
         path: "v1/subscriptions",
         id: "id",
         expandable: &["customer", "default_payment_method", "latest_invoice"],
@@ -83,6 +94,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "refunds",
+        deleted_event: None,
         path: "v1/refunds",
         id: "id",
         expandable: &["balance_transaction", "charge", "payment_intent"],
@@ -91,6 +103,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "balance_transactions",
+        deleted_event: None,
         path: "v1/balance_transactions",
         id: "id",
         expandable: &["source"],
@@ -99,6 +112,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "events",
+        deleted_event: None,
         path: "v1/events",
         id: "id",
         expandable: &[],

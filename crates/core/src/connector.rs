@@ -13,12 +13,25 @@ use crate::remote::{ResponseCache, TokenStore};
 use crate::stream::{DeleteMode, StreamSpec};
 
 /// Context handed to connectors on every call.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Cx {
     /// Pipeline name.
     pub pipeline: String,
     /// Cancelled when the run is asked to stop; long calls should return early.
     pub cancel: CancellationToken,
+    /// The pipeline's pending creates in the state store, for a create-only sink whose
+    /// idempotency keys expire (`None` outside a run or replay).
+    pub pending: Option<Arc<dyn crate::state::PendingCreates>>,
+}
+
+impl std::fmt::Debug for Cx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cx")
+            .field("pipeline", &self.pipeline)
+            .field("cancel", &self.cancel)
+            .field("pending", &self.pending.is_some())
+            .finish()
+    }
 }
 
 /// What the engine asks a source for.
@@ -227,6 +240,9 @@ pub struct WriteReport {
     pub rejected: Vec<(usize, Error)>,
     /// Destination ids by index in the batch, for sinks that create records elsewhere.
     pub dest_ids: Vec<Option<String>>,
+    /// Of `written`, creates the destination answered from its idempotency store (made by
+    /// an earlier attempt), counted in the stream's `replayed`.
+    pub replayed: u64,
     /// Records with a value that does not fit its destination column (class `column_type`:
     /// path = the field, expected = what the column was made for), by index in the batch:
     /// written anyway under [`ColumnDrift::Write`]; under [`ColumnDrift::Refuse`] not written,

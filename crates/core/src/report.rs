@@ -23,6 +23,10 @@ pub struct StreamReport {
     pub superseded: u64,
     /// Rows deleted by delete propagation or because the source reported them deleted.
     pub deleted: u64,
+    /// Writes the destination answered from its idempotency store (a retry or rerun of a
+    /// create it had already made: Stripe's `Idempotent-Replayed: true`), among `written`.
+    #[serde(default)]
+    pub replayed: u64,
     /// Records sent to dead letters.
     pub dead_lettered: u64,
     /// Pages (batches) processed.

@@ -14,6 +14,7 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::error::Error;
 pub use crate::names::{DriftClass, PauseKind, RunOutcome};
@@ -80,6 +81,60 @@ pub struct PendingCreate {
     pub idempotency_key: String,
     /// When it was recorded (RFC 3339): how old the key is at the destination.
     pub since: String,
+}
+
+/// A sink's narrow handle on its pipeline's pending creates ([`Cx::pending`](crate::Cx)): the
+/// three [`DeliveryStore`] methods, bound to the pipeline. The engine clears a key's pending
+/// create itself once the commit holding its destination id is done.
+#[async_trait]
+pub trait PendingCreates: Send + Sync {
+    /// Record a create about to be sent, durably, before it goes out
+    /// ([`DeliveryStore::record_pending_create`]).
+    async fn record(&self, stream: &str, pending: &PendingCreate) -> Result<(), Error>;
+    /// The pending creates of `keys`, in order ([`DeliveryStore::pending_creates`]).
+    async fn get(&self, stream: &str, keys: &[Key]) -> Result<Vec<Option<PendingCreate>>, Error>;
+    /// Forget a pending create whose outcome is known ([`DeliveryStore::clear_pending_create`]).
+    async fn clear(&self, stream: &str, key: &Key) -> Result<bool, Error>;
+}
+
+/// [`PendingCreates`] of one pipeline in a [`DeliveryStore`].
+pub struct StorePendingCreates {
+    /// The store.
+    pub state: Arc<dyn DeliveryStore>,
+    /// The pipeline.
+    pub pipeline: String,
+}
+
+#[async_trait]
+impl PendingCreates for StorePendingCreates {
+    async fn record(&self, stream: &str, pending: &PendingCreate) -> Result<(), Error> {
+        self.state.record_pending_create(&self.pipeline, stream, pending).await
+    }
+    async fn get(&self, stream: &str, keys: &[Key]) -> Result<Vec<Option<PendingCreate>>, Error> {
+        self.state.pending_creates(&self.pipeline, stream, keys).await
+    }
+    async fn clear(&self, stream: &str, key: &Key) -> Result<bool, Error> {
+        self.state.clear_pending_create(&self.pipeline, stream, key).await
+    }
+}
+
+/// Commit, then clear the pending creates of the keys whose destination id the commit
+/// stored: only now is the id durable. A crash in between leaves a pending create beside a
+/// known id, which is harmless — a key with an id is updated, never created.
+pub async fn commit_clearing_pending(state: &dyn DeliveryStore, commit: Commit) -> Result<(), Error> {
+    let keys: Vec<Key> = commit.ledger.iter().filter(|e| e.dest_id.is_some()).map(|e| e.key.clone()).collect();
+    let (pipeline, stream) = (commit.pipeline.clone(), commit.stream.clone());
+    state.commit(commit).await?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let pending = state.pending_creates(&pipeline, &stream, &keys).await?;
+    for (key, p) in keys.iter().zip(pending) {
+        if p.is_some() {
+            state.clear_pending_create(&pipeline, &stream, key).await?;
+        }
+    }
+    Ok(())
 }
 
 impl DeadLetter {

@@ -735,3 +735,60 @@ async fn a_limited_run_keeps_the_cursor_floor() {
     let cp = state.checkpoint("p", "s").await.unwrap().unwrap();
     assert!(cp.pass_complete && cp.floor.is_some(), "{cp:?}");
 }
+
+/// A create-only sink that records a pending create through `Cx::pending` before each
+/// create, and answers an id for every record but `id = 2` (whose outcome it leaves unknown).
+struct PendingSink;
+
+#[async_trait]
+impl Sink for PendingSink {
+    fn kind(&self) -> &'static str {
+        "pending"
+    }
+    fn write_mode(&self) -> WriteMode {
+        WriteMode::CreateWithIdempotencyKey
+    }
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn open(&self, _s: &SinkStream, _cx: &Cx) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error> {
+        let store = cx.pending.as_ref().expect("the engine hands a run's sink its pending creates");
+        let mut report = WriteReport::default();
+        for (r, hint) in batch.records.iter().zip(batch.hints.iter()) {
+            let key = r.key.clone().unwrap();
+            let p = dovetail_core::state::PendingCreate {
+                key: key.clone(),
+                idempotency_key: hint.idempotency_key.clone(),
+                since: dovetail_core::now_rfc3339(),
+            };
+            store.record(&batch.stream.name, &p).await?;
+            let unknown = r.data["id"] == json!(2);
+            report.dest_ids.push((!unknown).then(|| format!("obj_{}", key.as_str())));
+            report.written += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// A sink's pending creates are cleared by the engine once the commit holding the
+/// destination id is done; one whose id never came stays pending.
+#[tokio::test]
+async fn pending_creates_are_cleared_once_their_ids_are_committed() {
+    let (src, state) = (MemorySource::new("s", &["id"], people(4)), MemoryState::default());
+    let p = Pipeline::builder("p")
+        .source(src)
+        .sink(PendingSink)
+        .state(state.clone())
+        .stream("s", StreamOptions::default())
+        .batch_size(2)
+        .build()
+        .unwrap();
+    p.run(RunOptions::default()).await.unwrap();
+    let keys: Vec<dovetail_core::Key> = (1..=4).map(|i| dovetail_core::Key::from_parts(&[&json!(i)])).collect();
+    let pending = state.pending_creates("p", "s", &keys).await.unwrap();
+    let still: Vec<bool> = pending.iter().map(Option::is_some).collect();
+    assert_eq!(still, [false, true, false, false]);
+}

@@ -57,6 +57,13 @@ table = "customers"
 [pipelines.pg.sink]
 kind = "jsonl"
 dir = "out"
+[pipelines.s.source]
+kind = "postgres"
+url = "postgres://reader@127.0.0.1:1/warehouse"
+table = "customers"
+[pipelines.s.sink]
+kind = "stripe"
+api_key = "sk_test_range_tests_not_a_key"
 "#;
 
 /// One numeric key: where it lives (dotted, array items by index), its schema definition,
@@ -115,6 +122,7 @@ fn rows() -> Vec<Row> {
         row("pipelines.g.source.app", "installation_id", "AppConfig", 1, 9_007_199_254_740_991),
         row("pipelines.pg.source", "page_size", "Source", 1, 100_000),
         row("pipelines.pg.source", "lookback_secs", "Source", 0, 31_536_000),
+        row("pipelines.s.sink", "key_life_secs", "Sink", 0, 86_400),
     ]
 }
 
@@ -295,7 +303,10 @@ fn doc(rel: &str) -> String {
 
 #[test]
 fn the_docs_give_every_range() {
-    let docs = ["config.md", "http.md", "alerts.md", "connectors/rest.md", "connectors/github.md"].map(doc).join("\n");
+    let docs =
+        ["config.md", "http.md", "alerts.md", "connectors/rest.md", "connectors/github.md", "connectors/stripe.md"]
+            .map(doc)
+            .join("\n");
     for r in rows() {
         let range = format!("{}–{}", r.min, r.max);
         let named = |l: &&str| l.contains(&format!("`{}`", r.key)) || l.contains(&format!("`streams.NAME.{}`", r.key));

@@ -32,7 +32,7 @@ const RUN_BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 type Count = fn(&StreamReport) -> u64;
 
 /// The stage labels of `dovetail_records_total`, with the report counter each one follows.
-const STAGES: [(&str, Count); 8] = [
+const STAGES: [(&str, Count); 9] = [
     ("read", |r| r.read),
     ("filtered", |r| r.filtered),
     ("mapped", |r| r.mapped),
@@ -41,6 +41,7 @@ const STAGES: [(&str, Count); 8] = [
     ("superseded", |r| r.superseded),
     ("dead_lettered", |r| r.dead_lettered),
     ("deleted", |r| r.deleted),
+    ("replayed", |r| r.replayed),
 ];
 
 /// Installs the Prometheus recorder and serves it on `addr` (`host:port`; port 0 picks a

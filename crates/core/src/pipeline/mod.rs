@@ -146,6 +146,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The pipeline's pending creates in its state store, for the sink ([`Cx::pending`]).
+    fn pending_creates(&self) -> Arc<dyn crate::state::PendingCreates> {
+        let state: Arc<dyn crate::state::DeliveryStore> = self.state.clone();
+        Arc::new(crate::state::StorePendingCreates { state, pipeline: self.name.clone() })
+    }
+
     /// Before a stream's sink is opened: is what the ledger remembers still there? A
     /// destination gone or rebuilt voids the stream's ledger, mark and checkpoint (the outbox
     /// stays), with a warning: the stream re-syncs from its start, since the ledger is a
@@ -272,7 +278,7 @@ impl Pipeline {
 
     /// Probe the source and the sink.
     pub async fn check(&self) -> Result<(), Error> {
-        let cx = Cx { pipeline: self.shared.name.clone(), cancel: CancellationToken::new() };
+        let cx = Cx { pipeline: self.shared.name.clone(), ..Default::default() };
         self.shared
             .source
             .check(&cx)
@@ -290,7 +296,7 @@ impl Pipeline {
     /// stream. Changes nothing; the next run voids that ledger and refills the sink.
     pub async fn lost_sinks(&self) -> Result<Vec<String>, Error> {
         let sh = &self.shared;
-        let cx = Cx { pipeline: sh.name.clone(), cancel: CancellationToken::new() };
+        let cx = Cx { pipeline: sh.name.clone(), ..Default::default() };
         let mut lost = Vec::new();
         for spec in sh.source.streams() {
             let remembered = sh.state.sink_mark(&sh.name, &spec.name).await?;
@@ -332,7 +338,7 @@ impl Pipeline {
         let run_id = if opts.dry_run { 0 } else { sh.state.begin_run(&sh.name, &started_at).await? };
         let span = info_span!("run", pipeline = %sh.name, run_id);
         info!(parent: &span, dry_run = opts.dry_run, "run started");
-        let cx = Cx { pipeline: sh.name.clone(), cancel: opts.cancel.clone() };
+        let cx = Cx { pipeline: sh.name.clone(), cancel: opts.cancel.clone(), pending: Some(sh.pending_creates()) };
         let http_before = (sh.source.http_report(), sh.sink.http_report());
         let mut tasks = Vec::new();
         for spec in specs {

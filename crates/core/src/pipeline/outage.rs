@@ -92,6 +92,7 @@ impl StreamRun {
             }
             report.outbox_delivered += wr.written;
             report.written += wr.written;
+            report.replayed += wr.replayed;
             report.dead_lettered += dead.len() as u64;
             let commit = Commit {
                 pipeline: sh.name.clone(),
@@ -103,7 +104,7 @@ impl StreamRun {
                 sink_mark: sh.sink.mark(name),
                 ..Default::default()
             };
-            sh.state.commit(commit).await?;
+            crate::state::commit_clearing_pending(sh.state.as_ref(), commit).await?;
         }
     }
 

@@ -40,7 +40,7 @@ impl Pipeline {
         let started = Instant::now();
         let mut report =
             RunReport { pipeline: sh.name.clone(), started_at: crate::now_rfc3339(), ..Default::default() };
-        let cx = Cx { pipeline: sh.name.clone(), cancel };
+        let cx = Cx { pipeline: sh.name.clone(), cancel, pending: Some(sh.pending_creates()) };
         let specs = sh.source.streams();
         let mut letters = sh.state.dead_letters(Some(&sh.name), None, usize::MAX).await?;
         if let Some(ids) = ids {
@@ -145,6 +145,7 @@ impl Pipeline {
                 }
             }
             sr.written += wr.written;
+            sr.replayed += wr.replayed;
         }
         let commit = Commit {
             pipeline: sh.name.clone(),
@@ -155,7 +156,7 @@ impl Pipeline {
             sink_mark: sh.sink.mark(stream),
             ..Default::default()
         };
-        sh.state.commit(commit).await
+        crate::state::commit_clearing_pending(sh.state.as_ref(), commit).await
     }
 
     /// Decode and map stored raw inputs again; returns the mapped records and the ids of the

@@ -40,7 +40,7 @@ pub async fn run(config_path: &Path, args: &PreviewArgs) -> anyhow::Result<i32> 
         batch_size: args.limit.map_or(batch_size, |n| batch_size.min(n as usize)),
         use_cache: false,
     };
-    let cx = Cx { pipeline: spec.name.clone(), cancel: super::cancel_on_signal() };
+    let cx = Cx { pipeline: spec.name.clone(), cancel: super::cancel_on_signal(), ..Default::default() };
     let want = args.limit.unwrap_or(u64::MAX) as usize;
     let (mut records, mut rejects, mut more) = (Vec::<Record>::new(), 0usize, false);
     for _ in 0..MAX_PAGES {

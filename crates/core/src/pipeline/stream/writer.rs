@@ -147,6 +147,7 @@ impl Writer<'_> {
                 ledger.remove(i);
             }
             report.written += wr.written;
+            report.replayed += wr.replayed;
         }
         // After the records: a key is never both written and deleted in one batch (versions.rs).
         let forget = self.delete(deletes, report, t).await?;
