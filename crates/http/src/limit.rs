@@ -36,6 +36,10 @@
 //! - `Retry-After` always closes the gate for its full length (the gate only ever moves
 //!   later), so no request goes before a wait the server asked for.
 //!
+//! HubSpot's rolling-window headers (`X-HubSpot-RateLimit-Max`, `-Remaining`,
+//! `-Interval-Milliseconds`, no reset) are read as *L* (one less, a margin for jitter), *n*
+//! and *W*: a continuous limit paced at *W / L*.
+//!
 //! Limits the rule does not see: a continuous limit per minute sent without `;w=` is read
 //! as per second (too fast: the 429s' `Retry-After` then holds the group); in-flight
 //! requests of a concurrent caller are not yet counted in *n*, which pacing at *i* covers.
@@ -271,6 +275,8 @@ impl Limiter {
     /// Learn from a response's rate-limit headers (`Remaining`, `Reset`, `Limit`): set the
     /// pacing and, when nothing remains, close the gate (rules in the module docs).
     pub(crate) fn observe(&self, clock: &dyn Clock, h: &HeaderMap, style: ResetStyle) {
+        let translated = hubspot_dialect(h);
+        let h = translated.as_ref().unwrap_or(h);
         let Some(left) = remaining(h) else { return };
         let reset = reset_wait(h, clock.now(), style);
         let limit = limit_of(h);
@@ -445,6 +451,27 @@ fn limit_of(h: &HeaderMap) -> Option<(u32, Option<Duration>)> {
     let policy = || text("ratelimit-policy").or_else(|| text("x-ratelimit-policy")).map(first_item);
     let w = window(header, false).or_else(|| window(policy()?, true));
     Some((limit, w.map(Duration::from_secs)))
+}
+
+/// HubSpot's rolling window (`X-HubSpot-RateLimit-Max` requests per
+/// `-Interval-Milliseconds`, `-Remaining` left) as the standard names: `X-RateLimit-Limit:
+/// L;w=W` (W in whole seconds, rounded up) and `X-RateLimit-Remaining`. No reset is sent,
+/// so the rules above pace at the sustained rate W / L. L is one less than HubSpot's max:
+/// a window that is rolling counts arrivals, and network jitter can bunch evenly spaced sends.
+/// `None` for any other response (or one that also sends the standard names).
+fn hubspot_dialect(h: &HeaderMap) -> Option<HeaderMap> {
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if text("x-ratelimit-remaining").is_some() || text("ratelimit-remaining").is_some() {
+        return None;
+    }
+    let left = text("x-hubspot-ratelimit-remaining")?.parse::<u64>().ok()?;
+    let max = text("x-hubspot-ratelimit-max")?.parse::<u32>().ok()?;
+    let window_ms = text("x-hubspot-ratelimit-interval-milliseconds")?.parse::<u64>().ok()?;
+    let mut out = HeaderMap::new();
+    out.insert("x-ratelimit-remaining", left.into());
+    let limit = max.saturating_sub(1).max(1);
+    out.insert("x-ratelimit-limit", format!("{limit};w={}", window_ms.div_ceil(1000).max(1)).parse().ok()?);
+    Some(out)
 }
 
 fn first_item(v: &str) -> &str {

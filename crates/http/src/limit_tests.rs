@@ -178,3 +178,24 @@ fn limits_and_windows_are_read_in_every_form() {
     assert_eq!(limit_of(&h(&[("x-ratelimit-limit", "0")])), None);
     assert_eq!(limit_of(&h(&[("x-ratelimit-limit", "many")])), None);
 }
+
+#[tokio::test]
+async fn hubspots_rolling_window_headers_pace_at_max_per_interval() {
+    let clock = FakeClock::new();
+    let limits = Limits::new("test", clock.clone(), None, 4);
+    let l = limits.limiter("h", "c");
+    let hubspot = |left: u32| {
+        headers(&[
+            ("x-hubspot-ratelimit-max", "101".into()),
+            ("x-hubspot-ratelimit-remaining", left.to_string()),
+            ("x-hubspot-ratelimit-interval-milliseconds", "10000".into()),
+        ])
+    };
+    // 101 per 10 s (paced as 100, a margin for jitter), no reset sent: one every 100 ms.
+    l.observe(clock.as_ref(), &hubspot(99), ResetStyle::EpochSeconds);
+    assert_eq!(l.server_spacing(), ms(100));
+    // Nothing left: the gate closes for one interval.
+    l.observe(clock.as_ref(), &hubspot(0), ResetStyle::EpochSeconds);
+    l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
+    assert_eq!(clock.sleeps(), vec![ms(100)]);
+}

@@ -20,6 +20,7 @@ pub fn sources() -> Vec<SourceEntry> {
         source::<dovetail_github::GithubSource>(),
         source::<dovetail_postgres::PostgresSource>(),
         source::<dovetail_stripe::StripeSource>(),
+        source::<dovetail_hubspot::HubspotSource>(),
     ]
 }
 
