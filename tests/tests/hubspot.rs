@@ -324,7 +324,43 @@ async fn a_spent_daily_limit_stops_the_run_rate_limited_until_midnight_without_r
     assert_eq!(out.status.code(), Some(5), "rate limited: {}", show(&out));
     assert_eq!(report["streams"]["contacts"]["outcome"], "paused", "{report:#}");
     let error = report["error"].as_str().unwrap_or("");
-    assert!(error.contains("T00:00:00Z)"), "the time to come back, midnight UTC: {error}");
+    assert!(new_york_midnight(error), "the time to come back, midnight in the account's zone: {error}");
+}
+
+/// Whether `error` names a midnight in New York (the fixtures' account, `US/Eastern`) as
+/// the time to come back: 05:00 UTC in winter, 04:00 in summer.
+fn new_york_midnight(error: &str) -> bool {
+    error.contains("T05:00:00Z)") || error.contains("T04:00:00Z)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_allowance_the_headers_say_is_spent_stops_the_run_before_the_next_request() {
+    // The first page says `X-HubSpot-RateLimit-Daily-Remaining: 0`: the second is not sent.
+    let server = FixtureServer::from_file(fixture("daily_spent_headers")).await.unwrap();
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.base_url()));
+    let (out, report) = run(&s).await;
+    assert_eq!(out.status.code(), Some(5), "rate limited: {}", show(&out));
+    assert!(server.unmatched().is_empty(), "no request past the spent allowance: {:?}", server.unmatched());
+    assert_eq!(report["http"]["source"]["attempts"], 1, "{report:#}");
+    assert_eq!(count(&report, "contacts", "written"), 2, "the page read is kept: {report:#}");
+    let error = report["error"].as_str().unwrap_or("");
+    assert!(new_york_midnight(error), "the time to come back, midnight in the account's zone: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_version_near_its_end_of_life_is_reported_like_a_sunset_header() {
+    let text = std::fs::read_to_string(fixture("contacts")).unwrap().replace("/2026-09/", "/2026-03/");
+    let server = FixtureServer::start(dovetail_testkit::Fixture::from_json(&text).unwrap()).await.unwrap();
+    let s = Scratch::new();
+    let config = config(&server.base_url()).replace("objects = [", "api_version = \"2026-03\"\nobjects = [");
+    s.write("dovetail.toml", &config);
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+    let deprecations = &report["http"]["source"]["deprecations"];
+    assert_eq!(deprecations[0]["endpoint"], "HubSpot API version 2026-03", "{report:#}");
+    assert_eq!(deprecations[0]["sunset"], "2027-09-30", "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

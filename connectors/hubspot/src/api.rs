@@ -22,3 +22,8 @@ pub(crate) fn owners(version: &str) -> String {
 pub(crate) fn search(version: &str, object: &str) -> String {
     format!("{}/search", list(version, object))
 }
+
+/// `GET`: the account's details (`timeZone`, `utcOffsetMilliseconds`, `portalId`).
+pub(crate) fn account_info(version: &str) -> String {
+    format!("account-info/{}/details", encode_segment(version))
+}

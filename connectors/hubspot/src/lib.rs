@@ -19,11 +19,13 @@ mod config;
 mod props;
 mod search;
 mod source;
+mod versions;
 
-pub use client::classifier;
+pub use client::{AccountZone, classifier};
 pub use config::{API_VERSION, DEFAULT_BASE_URL, HubspotConfig, HubspotOAuth};
 pub use search::CAP as SEARCH_CAP;
 pub use source::{HubspotSource, LOOKBACK, OWNERS, SEARCHES_PER_SECOND};
+pub use versions::{NOTICE_DAYS as SUNSET_NOTICE_DAYS, VERSIONS};
 
 /// The `kind` of this source in config.
 pub const KIND: &str = "hubspot";

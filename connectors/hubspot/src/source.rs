@@ -10,8 +10,14 @@
 //!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]), then lists the objects
 //!   archived since (search never returns them) as records with `archived: true`.
 //! - **Owners** have no properties API: a fixed schema.
+//! - **Account.** With the properties, the account-info API gives the account's time zone,
+//!   when a spent daily allowance comes back ([`crate::client`]); UTC, with a warning, when
+//!   it cannot be read.
+//! - **Version.** A configured `api_version` near its end of life is reported from the first
+//!   page on, like a `Sunset` header ([`crate::versions`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -24,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api;
+use crate::client::AccountZone;
 use crate::config::HubspotConfig;
 use crate::props::{self, Kinds, PropertyList};
 use crate::search::{self, Query};
@@ -44,6 +51,12 @@ pub struct HubspotSource {
     /// When the last search went: searches carry no rate-limit headers, so they are paced
     /// at [`SEARCHES_PER_SECOND`] across the source's streams.
     last_search: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The account's time zone, read with the properties.
+    zone: AccountZone,
+    /// The configured version's end of life, when near ([`crate::versions::notice`]).
+    sunset: Option<dovetail_core::report::Deprecation>,
+    /// Whether the sunset was reported (on the first read, so a run's report carries it).
+    noticed: Arc<AtomicBool>,
 }
 
 /// How fast the source searches: HubSpot allows 5 search requests per second per account.
@@ -68,13 +81,18 @@ impl SourceConnector for HubspotSource {
         if config.properties.contains_key(OWNERS) {
             return Err(Error::config("`properties.owners`: owners have a fixed schema, no properties to choose"));
         }
-        let client = crate::client::build(&config, cx)?;
+        let zone = AccountZone::default();
+        let client = crate::client::build(&config, cx, &zone)?;
+        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
         Ok(HubspotSource {
             client,
+            sunset: crate::versions::notice(&config.api_version, today),
             config: Arc::new(config),
             cx: cx.clone(),
             discovered: Arc::new(OnceLock::new()),
             last_search: Arc::default(),
+            zone,
+            noticed: Arc::default(),
         })
     }
 }
@@ -115,15 +133,19 @@ impl HubspotSource {
     /// Each object's properties, from the properties API, asked once per process.
     fn discovered(&self) -> Result<&BTreeMap<String, Kinds>, Error> {
         let found = self.discovered.get_or_init(|| {
-            let (config, cx) = (self.config.clone(), self.cx.clone());
+            let (config, cx, zone) = (self.config.clone(), self.cx.clone(), self.zone.clone());
             let ask = move || -> Result<BTreeMap<String, Kinds>, Error> {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| Error::internal("cannot start a runtime to read the properties").with_source(e))?;
                 // A client of this runtime's own: connections do not outlive their runtime.
-                let client = crate::client::build(&config, &cx)?;
-                rt.block_on(discover(&client, &config))
+                let client = crate::client::build(&config, &cx, &zone)?;
+                rt.block_on(async {
+                    let found = discover(&client, &config).await?;
+                    read_zone(&client, &config, &zone).await;
+                    Ok(found)
+                })
             };
             std::thread::spawn(ask)
                 .join()
@@ -284,6 +306,37 @@ async fn discover(client: &HttpClient, config: &HubspotConfig) -> Result<BTreeMa
     Ok(out)
 }
 
+/// The account's details: only its time zone is used.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountInfo {
+    time_zone: Option<String>,
+    utc_offset_milliseconds: Option<i64>,
+}
+
+/// The account's time zone into `zone`, from the account-info API: its IANA name, else its
+/// fixed UTC offset; left at UTC, with a warning, when neither can be had.
+async fn read_zone(client: &HttpClient, config: &HubspotConfig, zone: &AccountZone) {
+    let info = client.send(Request::get(api::account_info(&config.api_version))).await.and_then(|r| r.json());
+    let found = match &info {
+        Ok(AccountInfo { time_zone, utc_offset_milliseconds }) => {
+            time_zone.as_deref().and_then(|name| jiff::tz::TimeZone::get(name).ok()).or_else(|| {
+                let secs = i32::try_from(utc_offset_milliseconds.as_ref()? / 1000).ok()?;
+                Some(jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(secs).ok()?))
+            })
+        }
+        Err(_) => None,
+    };
+    match found {
+        Some(tz) => zone.set(tz),
+        None => {
+            let why = info.err().map_or_else(|| "it names no known time zone".to_owned(), |e| e.report());
+            tracing::warn!(target: "dovetail_hubspot", %why,
+                "cannot read the account's time zone: a spent daily limit is taken to come back at midnight UTC");
+        }
+    }
+}
+
 /// Owners' fixed schema (HubSpot has no properties API for them).
 fn owner_schema() -> Value {
     let text = json!({ "type": ["string", "null"] });
@@ -329,7 +382,11 @@ impl Source for HubspotSource {
     }
 
     fn http_report(&self) -> Option<dovetail_core::HttpReport> {
-        Some(self.client.report())
+        let mut report = self.client.report();
+        if let Some(d) = self.sunset.as_ref().filter(|_| self.noticed.load(Ordering::Acquire)) {
+            report.deprecations.push(d.clone());
+        }
+        Some(report)
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
@@ -337,6 +394,12 @@ impl Source for HubspotSource {
     }
 
     async fn read(&self, req: &ReadRequest, _cx: &Cx) -> Result<Page, Error> {
+        if let Some(d) = &self.sunset
+            && !self.noticed.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(target: "dovetail_hubspot", version = %self.config.api_version, sunset = ?d.sunset,
+                "the configured HubSpot API version nears its end of life: set a newer `api_version`");
+        }
         let stream = req.stream.as_str();
         let kinds = if stream == OWNERS {
             None

@@ -104,6 +104,6 @@ async fn searches_are_paced_at_five_a_second() {
     let r = p.run(RunOptions::default()).await.unwrap();
     assert_eq!(r.outcome, RunOutcome::Succeeded, "{:?}", r.error);
     assert!(second.unmatched().is_empty(), "{:?}", second.unmatched());
-    assert_eq!(second.served().iter().sum::<usize>(), 5, "properties, 3 searches, archived");
+    assert_eq!(second.served().iter().sum::<usize>(), 6, "properties, account info, 3 searches, archived");
     assert!(started.elapsed() >= std::time::Duration::from_millis(400), "{:?}", started.elapsed());
 }
