@@ -27,3 +27,9 @@ pub(crate) fn search(version: &str, object: &str) -> String {
 pub(crate) fn account_info(version: &str) -> String {
     format!("account-info/{}/details", encode_segment(version))
 }
+
+/// `POST`: create or update up to 100 objects by a unique property (`inputs` of
+/// `idProperty`, `id`, `properties`).
+pub(crate) fn batch_upsert(version: &str, object: &str) -> String {
+    format!("{}/batch/upsert", list(version, object))
+}

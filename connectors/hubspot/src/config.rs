@@ -16,11 +16,11 @@ pub const PAGE_SIZE: u32 = 100;
 /// The date-based API version the connector is tested against (`api_version` overrides it).
 pub const API_VERSION: &str = "2026-09";
 
-fn default_base_url() -> String {
+pub(crate) fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
 }
 
-fn default_api_version() -> String {
+pub(crate) fn default_api_version() -> String {
     API_VERSION.to_owned()
 }
 

@@ -1,4 +1,4 @@
-//! dovetail-hubspot: the HubSpot CRM source (`kind = "hubspot"`).
+//! dovetail-hubspot: the HubSpot CRM source and sink (`kind = "hubspot"`).
 //!
 //! ```
 //! use dovetail_core::{BuildCx, SourceConnector};
@@ -18,12 +18,15 @@ mod client;
 mod config;
 mod props;
 mod search;
+mod sink;
+mod sink_values;
 mod source;
 mod versions;
 
 pub use client::{AccountZone, classifier};
 pub use config::{API_VERSION, DEFAULT_BASE_URL, HubspotConfig, HubspotOAuth};
 pub use search::CAP as SEARCH_CAP;
+pub use sink::{BATCH_MAX, HubspotSink, HubspotSinkConfig};
 pub use source::{HubspotSource, LOOKBACK, OWNERS, SEARCHES_PER_SECOND};
 pub use versions::{NOTICE_DAYS as SUNSET_NOTICE_DAYS, VERSIONS};
 

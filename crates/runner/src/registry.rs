@@ -33,6 +33,7 @@ pub fn sinks() -> Vec<SinkEntry> {
         sink::<dovetail_rest::RestSink>(),
         sink::<dovetail_postgres::PostgresSink>(),
         sink::<dovetail_stripe::StripeSink>(),
+        sink::<dovetail_hubspot::HubspotSink>(),
     ]
 }
 
