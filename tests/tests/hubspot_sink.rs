@@ -44,11 +44,8 @@ impl Respond for Upsert {
             );
         }
         let (bad, good): (Vec<&String>, Vec<&String>) = emails.iter().partition(|e| e.ends_with("@invalid.example"));
-        let results: Vec<Value> = good
-            .iter()
-            .rev()
-            .map(|e| json!({ "id": format!("90{}", e.len()), "properties": { "email": e, "hs_object_id": "1" } }))
-            .collect();
+        let results: Vec<Value> =
+            good.iter().rev().map(|e| json!({ "id": object_id(e), "properties": { "email": e } })).collect();
         let errors: Vec<Value> = bad
             .iter()
             .map(|e| {
@@ -62,11 +59,42 @@ impl Respond for Upsert {
     }
 }
 
+/// HubSpot's id of the contact first created with `email`: stable, unique.
+fn object_id(email: &str) -> String {
+    format!("{}", 1000 + email.bytes().map(u64::from).fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b)) % 1_000_000)
+}
+
+/// HubSpot's batch update by id: the ids in `known` are updated, any other is
+/// `OBJECT_NOT_FOUND` (deleted in the portal); every input is kept.
+struct Update(Vec<String>, Arc<Mutex<Vec<Value>>>);
+
+impl Respond for Update {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let inputs = body["inputs"].as_array().cloned().unwrap_or_default();
+        self.1.lock().unwrap().extend(inputs.iter().cloned());
+        let (mut results, mut errors) = (Vec::new(), Vec::new());
+        for i in inputs.iter().rev() {
+            let id = i["id"].as_str().unwrap_or("").to_owned();
+            if self.0.contains(&id) {
+                results.push(json!({ "id": id, "properties": i["properties"] }));
+            } else {
+                errors.push(json!({ "status": "error", "category": "OBJECT_NOT_FOUND",
+                    "message": "Object not found", "context": { "ids": [id] } }));
+            }
+        }
+        let status = if errors.is_empty() { 200 } else { 207 };
+        ResponseTemplate::new(status)
+            .set_body_json(json!({ "status": "COMPLETE", "results": results, "errors": errors }))
+    }
+}
+
 async fn double() -> (MockServer, Sent, Arc<Mutex<Vec<Value>>>) {
     let server = MockServer::start().await;
     let props = json!({ "results": [
         { "name": "email", "type": "string", "fieldType": "text", "options": [] },
         { "name": "firstname", "type": "string", "fieldType": "text", "options": [] },
+        { "name": "external_id", "type": "string", "fieldType": "text", "options": [] },
         { "name": "date_of_birth", "type": "date", "fieldType": "date", "options": [] },
         { "name": "lifecyclestage", "type": "enumeration", "fieldType": "radio",
           "options": [{ "value": "lead" }, { "value": "customer" }] },
@@ -205,4 +233,67 @@ fn the_docs_examples_both_ways_pass_an_offline_check() {
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{example}\n{}", show(&out));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_the_ledger_knows_is_updated_by_its_hubspot_id_even_when_its_email_changes() {
+    let (server, _sent, _) = double().await;
+    let updates = Arc::new(Mutex::new(Vec::new()));
+    // x's object still exists in HubSpot; y's was deleted in the portal since.
+    let known = vec![object_id("x@example.com")];
+    Mock::given(method("POST"))
+        .and(path("/crm/objects/2026-09/contacts/batch/update"))
+        .respond_with(Update(known.clone(), updates.clone()))
+        .mount(&server)
+        .await;
+    let s = Scratch::new();
+    let line =
+        |ext: &str, email: &str| format!("{}\n", json!({ "external_id": ext, "email": email, "firstname": "F" }));
+    s.write("contacts.jsonl", &[line("1", "x@example.com"), line("2", "y@example.com")].concat());
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "contacts"
+path = "contacts.jsonl"
+primary_key = ["external_id"]
+
+[pipelines.crm.sink]
+kind = "hubspot"
+token = "${{HUBSPOT_TOKEN}}"
+base_url = "{}"
+object = "contacts"
+id_property = "email"
+"#,
+            server.uri()
+        ),
+    );
+    let run = || async {
+        let mut cmd = s.cmd(&["run", "--json"]);
+        cmd.env("HUBSPOT_TOKEN", TOKEN);
+        let out = output_async(cmd).await;
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+        (out, report)
+    };
+    let (out, report) = run().await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 2, "{report:#}");
+    assert!(updates.lock().unwrap().is_empty(), "nothing known yet: upserts only");
+    // Both change their email: x is updated by its id; y's id is gone, so it is upserted.
+    s.write("contacts.jsonl", &[line("1", "x2@example.com"), line("2", "y2@example.com")].concat());
+    let upserts_before = sent_since(&server, 0).await.len();
+    let (out, report) = run().await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 2, "{report:#}");
+    assert_eq!(count(&report, "contacts", "dead_lettered"), 0, "{report:#}");
+    let updates = updates.lock().unwrap().clone();
+    let ids: Vec<&str> = updates.iter().filter_map(|u| u["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "{updates:?}");
+    assert!(ids.contains(&known[0].as_str()) && ids.contains(&object_id("y@example.com").as_str()), "{updates:?}");
+    let x = updates.iter().find(|u| u["id"] == known[0]).unwrap();
+    assert_eq!(x["properties"]["email"], "x2@example.com");
+    let upserted: Vec<String> = sent_since(&server, 0).await.into_iter().skip(upserts_before).collect();
+    assert_eq!(upserted, ["y2@example.com"], "only the contact whose object is gone is upserted");
 }

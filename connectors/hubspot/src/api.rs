@@ -33,3 +33,8 @@ pub(crate) fn account_info(version: &str) -> String {
 pub(crate) fn batch_upsert(version: &str, object: &str) -> String {
     format!("{}/batch/upsert", list(version, object))
 }
+
+/// `POST`: update up to 100 objects by HubSpot's id (`inputs` of `id`, `properties`).
+pub(crate) fn batch_update(version: &str, object: &str) -> String {
+    format!("{}/batch/update", list(version, object))
+}

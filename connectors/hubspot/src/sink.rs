@@ -2,6 +2,13 @@
 //! object's properties, upserted by `id_property` (`email`, or a custom unique property)
 //! with HubSpot's batch upsert, at most [`BATCH_MAX`] inputs a request.
 //!
+//! - **Update by id when known.** A record the ledger already knows HubSpot's id of (an
+//!   earlier run wrote it) is updated by that id (`batch/update`), so a change of its
+//!   `id_property` value (a new email) updates the same object instead of creating another;
+//!   an id HubSpot no longer has (`OBJECT_NOT_FOUND`, deleted in the portal) falls back to the
+//!   upsert. The ledger's ids come in the batch's hints
+//!   ([`WriteMode::CreateWithIdempotencyKey`]; the idempotency key itself is not used: an
+//!   upsert or an update by id is idempotent already).
 //! - **Values first.** Every record is checked against the properties API before anything
 //!   is sent ([`crate::sink_values`]): a field that is no property, a value that is not its
 //!   type, an enumeration value outside its options, a missing `id_property` value is a dead
@@ -95,11 +102,20 @@ impl SinkConnector for HubspotSink {
     }
 }
 
-/// One input of a batch: the record's index, its `id_property` value and properties.
+/// One input of a batch: the record's index, its `id_property` value, HubSpot's id when the
+/// ledger knows it, and its properties.
 struct Input {
     index: usize,
     id: String,
+    object_id: Option<String>,
     properties: Map<String, Value>,
+}
+
+/// How a request names its inputs: by the unique property (upsert) or HubSpot's id (update).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum By {
+    Property,
+    ObjectId,
 }
 
 impl HubspotSink {
@@ -117,19 +133,32 @@ impl HubspotSink {
             .await
     }
 
-    /// `inputs` upserted, halves sent again after a whole-batch refusal; the outcome of each
-    /// into `report`.
-    async fn upsert(&self, inputs: Vec<Input>, report: &mut WriteReport) -> Result<(), Error> {
+    /// `inputs` upserted (or updated by HubSpot's id), halves sent again after a whole-batch
+    /// refusal; the outcome of each into `report`; the updates of objects HubSpot no longer
+    /// has are returned, to be upserted.
+    async fn send(&self, by: By, inputs: Vec<Input>, report: &mut WriteReport) -> Result<Vec<Input>, Error> {
+        let (version, object) = (&self.config.api_version, &self.config.object);
         let mut pending = vec![inputs];
+        let mut gone = Vec::new();
         while let Some(inputs) = pending.pop() {
-            let body = json!({ "inputs": inputs.iter().map(|i| json!({
-                "idProperty": self.config.id_property, "id": i.id, "properties": i.properties,
-            })).collect::<Vec<_>>() });
-            let req = Request::post(api::batch_upsert(&self.config.api_version, &self.config.object)).json(&body);
-            match self.client.send(req).await {
+            let (path, body) = match by {
+                By::Property => (
+                    api::batch_upsert(version, object),
+                    json!({ "inputs": inputs.iter().map(|i| json!({
+                        "idProperty": self.config.id_property, "id": i.id, "properties": i.properties,
+                    })).collect::<Vec<_>>() }),
+                ),
+                By::ObjectId => (
+                    api::batch_update(version, object),
+                    json!({ "inputs": inputs.iter().map(|i| json!({
+                        "id": i.object_id, "properties": i.properties,
+                    })).collect::<Vec<_>>() }),
+                ),
+            };
+            match self.client.send(Request::post(path).json(&body)).await {
                 Ok(response) => {
                     let answer: BatchAnswer = response.json()?;
-                    self.settle(&inputs, answer, report);
+                    gone.extend(self.settle(by, inputs, answer, report));
                 }
                 Err(e) if e.kind().disposition() == Disposition::Reject && inputs.len() > 1 => {
                     let mut first = inputs;
@@ -143,31 +172,45 @@ impl HubspotSink {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(gone)
     }
 
-    /// Each input's outcome from HubSpot's answer, matched by its `id_property` value.
-    fn settle(&self, inputs: &[Input], answer: BatchAnswer, report: &mut WriteReport) {
-        let prop = &self.config.id_property;
-        let mut by_id: HashMap<&str, &Input> = inputs.iter().map(|i| (i.id.as_str(), i)).collect();
+    /// Each input's outcome from HubSpot's answer, matched by its `id_property` value (or
+    /// HubSpot's id, for updates), never by position; the updates of objects HubSpot no
+    /// longer has are returned.
+    fn settle(&self, by: By, inputs: Vec<Input>, answer: BatchAnswer, report: &mut WriteReport) -> Vec<Input> {
+        let prop = self.config.id_property.as_str();
+        let (name, key) = match by {
+            By::Property => (prop, (|i: &Input| i.id.clone()) as fn(&Input) -> String),
+            By::ObjectId => ("id", (|i: &Input| i.object_id.clone().unwrap_or_default()) as fn(&Input) -> String),
+        };
+        let mut by_key: HashMap<String, Input> = inputs.into_iter().map(|i| (key(&i), i)).collect();
         for r in &answer.results {
-            let Some(id) = r.properties.get(prop).and_then(Value::as_str) else { continue };
-            if let Some(input) = by_id.remove(id) {
+            let found = match by {
+                By::Property => r.properties.get(prop).and_then(Value::as_str).map(str::to_owned),
+                By::ObjectId => r.id.clone(),
+            };
+            if let Some(input) = found.and_then(|k| by_key.remove(&k)) {
                 report.written += 1;
                 report.dest_ids[input.index] = r.id.clone();
             }
         }
+        let mut gone = Vec::new();
         for e in &answer.errors {
             for id in e.ids() {
-                if let Some(input) = by_id.remove(id.as_str()) {
-                    report.rejected.push((input.index, Error::data(e.describe(prop, &id))));
+                let Some(input) = by_key.remove(&id) else { continue };
+                if by == By::ObjectId && e.category == "OBJECT_NOT_FOUND" {
+                    gone.push(Input { object_id: None, ..input });
+                } else {
+                    report.rejected.push((input.index, Error::data(e.describe(name, &id))));
                 }
             }
         }
-        for input in by_id.into_values() {
-            let why = format!("HubSpot's answer names neither a result nor an error for `{prop}` = `{}`", input.id);
+        for (k, input) in by_key {
+            let why = format!("HubSpot's answer names neither a result nor an error for `{name}` = `{k}`");
             report.rejected.push((input.index, Error::data(why)));
         }
+        gone
     }
 }
 
@@ -229,7 +272,8 @@ impl Sink for HubspotSink {
     }
 
     fn write_mode(&self) -> WriteMode {
-        WriteMode::Upsert
+        // For the ledger's HubSpot ids in the batch's hints (see the module docs).
+        WriteMode::CreateWithIdempotencyKey
     }
 
     fn http_report(&self) -> Option<dovetail_core::HttpReport> {
@@ -264,7 +308,10 @@ impl Sink for HubspotSink {
                 .ok_or_else(|| "the mapped record is not an object of properties".to_owned())
                 .and_then(|fields| crate::sink_values::properties(kinds, &self.config.object, fields))
                 .and_then(|properties| match properties.get(prop).and_then(Value::as_str) {
-                    Some(id) if !id.is_empty() => Ok(Input { index, id: id.to_owned(), properties }),
+                    Some(id) if !id.is_empty() => {
+                        let object_id = batch.hints.get(index).and_then(|h| h.dest_id.clone());
+                        Ok(Input { index, id: id.to_owned(), object_id, properties })
+                    }
                     _ => Err(format!("no `{prop}` value to upsert by")),
                 });
             match checked {
@@ -272,9 +319,16 @@ impl Sink for HubspotSink {
                 Err(why) => report.rejected.push((index, Error::data(why))),
             }
         }
+        let (mut updates, upserts): (Vec<Input>, Vec<Input>) = inputs.into_iter().partition(|i| i.object_id.is_some());
+        let mut inputs = upserts;
+        while !updates.is_empty() {
+            let rest = updates.split_off(updates.len().min(BATCH_MAX));
+            inputs.extend(self.send(By::ObjectId, updates, &mut report).await?);
+            updates = rest;
+        }
         while !inputs.is_empty() {
             let rest = inputs.split_off(inputs.len().min(BATCH_MAX));
-            self.upsert(inputs, &mut report).await?;
+            self.send(By::Property, inputs, &mut report).await?;
             inputs = rest;
         }
         Ok(report)
