@@ -1,7 +1,8 @@
 //! Record values as HubSpot's batch writes want them, checked against the properties API
 //! before anything is sent: dates as midnight-UTC epoch milliseconds, datetimes as epoch
 //! milliseconds, enumerations one of their options (`;`-joined for multi-checkboxes), numbers
-//! and booleans as their text, null as `""` (clears the property).
+//! and booleans as their text (an object or array as its JSON text in a text property), null
+//! as `""` (clears the property).
 
 use serde_json::{Map, Value};
 
@@ -31,7 +32,8 @@ pub(crate) fn format(kind: &Kind, v: &Value) -> Result<String, String> {
         return Ok(String::new());
     }
     match kind {
-        Kind::Text => Ok(scalar(v).ok_or("is an array or object, not a text value")?),
+        // An object or array goes as its JSON text (a text property holding a document).
+        Kind::Text => Ok(scalar(v).unwrap_or_else(|| v.to_string())),
         Kind::Number => match v {
             Value::Number(n) => Ok(n.to_string()),
             Value::String(s) if s.parse::<f64>().is_ok() => Ok(s.clone()),
