@@ -5,7 +5,7 @@
 //! The PostgreSQL sink is defined here: it needs the testkit, a dev-dependency.
 
 use dovetail_e2e::Scratch;
-use dovetail_e2e::crash::sinks::{JsonlSink, RestCreateSink, SqliteSink};
+use dovetail_e2e::crash::sinks::{HubspotSink, JsonlSink, RestCreateSink, SqliteSink};
 use dovetail_e2e::crash::sources::{FileSource, RestSource, StripeSource};
 use dovetail_e2e::crash::{CrashPath, CrashSink, ENGINE_FAILPOINTS, PIPELINE, Rows, StreamSpec, field_text};
 use dovetail_e2e::crash_path;
@@ -24,6 +24,7 @@ crash_path!(files_with_repeats_to_sqlite, FileSource::jsonl_with_repeats(), Sqli
 crash_path!(files_to_jsonl, FileSource::jsonl(), JsonlSink);
 crash_path!(files_to_rest_create, FileSource::jsonl(), RestCreateSink::new());
 crash_path!(files_to_postgres, FileSource::jsonl(), PostgresSink::new());
+crash_path!(files_to_hubspot, FileSource::jsonl(), HubspotSink::new());
 
 /// The fleet path: `dovetail worker` on PostgreSQL state killed while it holds the stream's
 /// lease, a second worker taking over after the lease expired (tests/src/crash/fleet.rs).

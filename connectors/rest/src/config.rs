@@ -130,6 +130,20 @@ pub enum Pagination {
         /// Query parameter that carries it.
         param: String,
     },
+    /// A POST listing: `body` sent as JSON, and a cursor in the response sent back as the
+    /// body's `field` (HubSpot's search: `paging.next.after` → `after`).
+    BodyCursor {
+        /// JSON pointer of the cursor in the response, e.g. `/paging/next/after`; missing,
+        /// null or "" ends.
+        pointer: String,
+        /// Top-level field of the request body that carries it, e.g. `after`.
+        field: String,
+        /// The JSON object POSTed for the first page (filters, sorts, page size); later pages
+        /// send it with `field` set. Default `{}`.
+        #[serde(default = "empty_object")]
+        #[schemars(with = "BTreeMap<String, Value>")]
+        body: Value,
+    },
     /// The last record's id sent back as a query parameter while the body says more pages
     /// follow (Stripe: `starting_after`, `has_more`).
     LastId {
@@ -179,6 +193,10 @@ pub enum Pagination {
     },
 }
 
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
 fn slash_id() -> String {
     "/id".to_owned()
 }
@@ -188,7 +206,8 @@ fn one() -> u64 {
 }
 
 /// The `type` names of [`Pagination`], for the error a bare string gets.
-const PAGINATION_TYPES: [&str; 7] = ["none", "cursor", "last_id", "next_url", "link_header", "page_number", "offset"];
+const PAGINATION_TYPES: [&str; 8] =
+    ["none", "cursor", "body_cursor", "last_id", "next_url", "link_header", "page_number", "offset"];
 
 /// [`Pagination`] from its table; a bare string (`pagination = "link_header"`) is refused
 /// with the table to write instead of serde's words about internally tagged enums.
@@ -202,6 +221,7 @@ fn pagination<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Pagination, D::E
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Pagination, E> {
             let fields = match v {
                 "cursor" => ", pointer = \"/meta/next_cursor\", param = \"cursor\"",
+                "body_cursor" => ", pointer = \"/paging/next/after\", field = \"after\", body = { limit = 100 }",
                 "last_id" => ", param = \"starting_after\", has_more = \"/has_more\", id = \"/id\"",
                 "next_url" => ", pointer = \"/next\"",
                 "page_number" | "offset" => ", param = \"page\"",

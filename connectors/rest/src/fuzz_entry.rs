@@ -43,6 +43,7 @@ fn source() -> &'static RestSource {
             json!({ "type": "page_number", "param": "page", "page_size": 2, "total_pointer": "/total" }),
             json!({ "type": "offset", "param": "offset", "page_size": 2, "total_pointer": "/total" }),
             json!({ "type": "last_id", "param": "starting_after", "has_more": "/has_more", "id": "/id" }),
+            json!({ "type": "body_cursor", "pointer": "/meta/next_cursor", "field": "after", "body": { "limit": 2 } }),
         ];
         let mut streams = Vec::new();
         for (i, pagination) in styles.iter().enumerate() {
@@ -153,6 +154,8 @@ mod tests {
         // A next page on another origin is refused, not stored.
         let away = [("link", r#"<https://elsewhere.example.org/x>; rel="next""#)];
         assert!(decode((3, 0), &away, r#"[{"id":1}]"#).is_none());
+        let (_, _, next) = decode((7, 1), &[], body).unwrap();
+        assert_eq!(next.unwrap().cursor.as_deref(), Some("abc"), "the body cursor, sent back in the POST body");
         // `records` pointing at an object is an error, never an empty listing.
         assert!(decode((0, 1), &[], r#"{"data":{"id":1}}"#).is_none());
     }

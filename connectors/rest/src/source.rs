@@ -129,6 +129,12 @@ fn define(s: &RestStreamConfig, names: &[&str]) -> Result<StreamDef, Error> {
         Pagination::Cursor { pointer, param } => {
             Some(PageStyle::Cursor { pointer: pointer.clone(), param: param.clone() })
         }
+        Pagination::BodyCursor { pointer, field, body } => {
+            if !body.is_object() {
+                return Err(at("`pagination.body` must be a table (the JSON object POSTed for each page)"));
+            }
+            Some(PageStyle::BodyCursor { pointer: pointer.clone(), field: field.clone() })
+        }
         Pagination::LastId { param, has_more, id } => {
             Some(PageStyle::LastId { param: param.clone(), has_more: has_more.clone(), id: id.clone() })
         }
@@ -261,7 +267,11 @@ impl RestSource {
                 path = path.replace(&format!("{{{p}}}"), &encode_segment(&path_text(v)));
             }
         }
-        let mut req = Request::get(path).cacheable(def.cfg.conditional_requests);
+        let mut req = match &def.cfg.pagination {
+            // A search-style POST changes nothing: retried like a GET, never cached.
+            Pagination::BodyCursor { body, .. } => Request::post(path).json(body).repeatable(true).cacheable(false),
+            _ => Request::get(path).cacheable(def.cfg.conditional_requests),
+        };
         for (k, v) in &def.cfg.query {
             req = req.query(k, v);
         }
@@ -463,6 +473,7 @@ fn pagination_name(p: &Pagination) -> &'static str {
     match p {
         Pagination::None => "no",
         Pagination::Cursor { .. } => "cursor",
+        Pagination::BodyCursor { .. } => "body-cursor",
         Pagination::LastId { .. } => "last-id",
         Pagination::NextUrl { .. } => "next-URL",
         Pagination::LinkHeader => "Link-header",

@@ -90,6 +90,7 @@ impl HttpClient {
             retry: RetryPolicy::default(),
             classifier: None,
             budget: None,
+            daily_reset: None,
             max_concurrency: 8,
             circuit: CircuitPolicy::default(),
             auth: None,
@@ -134,6 +135,7 @@ pub struct HttpClientBuilder {
     retry: RetryPolicy,
     classifier: Option<Classifier>,
     budget: Option<RateBudget>,
+    daily_reset: Option<crate::limit::DailyReset>,
     max_concurrency: usize,
     circuit: CircuitPolicy,
     auth: Option<Arc<dyn Auth>>,
@@ -222,6 +224,12 @@ impl HttpClientBuilder {
     /// Trust the CA certificates in this PEM bundle too.
     pub fn add_ca_pem(mut self, pem: &[u8]) -> Self {
         self.ca_pems.push(pem.to_vec());
+        self
+    }
+    /// When the vendor's daily allowance (`X-HubSpot-RateLimit-Daily-Remaining`) comes
+    /// back, given the time now; midnight UTC without it ([`crate::DailyReset`]).
+    pub fn daily_reset(mut self, rule: crate::DailyReset) -> Self {
+        self.daily_reset = Some(rule);
         self
     }
     /// Another response header carrying the vendor's request id.
@@ -338,7 +346,8 @@ impl HttpClientBuilder {
         let auth_query_params = self.auth.as_ref().map(|a| a.secret_query_params()).unwrap_or_default();
         secret_params.extend(auth_query_params.iter().cloned());
         let credential = self.auth.as_ref().map(|a| a.credential_id()).unwrap_or_default();
-        let limits = Limits::new(&self.connector, clock.clone(), self.budget, self.max_concurrency);
+        let mut limits = Limits::new(&self.connector, clock.clone(), self.budget, self.max_concurrency);
+        limits.daily_reset = crate::limit::ResetRule(self.daily_reset);
         if let Some((_, _, host)) = &base_host {
             // Joined now rather than at the first request, so the start of a run logs which
             // budget applies when connectors share one (see `Limiter::join`).

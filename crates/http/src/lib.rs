@@ -111,6 +111,7 @@ pub use config::{
     check_http_url, http_url, in_range, in_range_req, opt_http_url,
 };
 pub use form::{FORM_CONTENT_TYPE, form_encode, form_pairs};
+pub use limit::DailyReset;
 pub use observe::{REQUEST_ID_HEADERS, SECRET_PARAM_WORDS, redact_url};
 pub use origin::{AllowedOrigin, Origin};
 pub use request::{Request, Response};

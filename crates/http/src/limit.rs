@@ -36,11 +36,27 @@
 //! - `Retry-After` always closes the gate for its full length (the gate only ever moves
 //!   later), so no request goes before a wait the server asked for.
 //!
+//! HubSpot's rolling-window headers (`X-HubSpot-RateLimit-Max`, `-Remaining`,
+//! `-Interval-Milliseconds`, no reset) are read as *L* (one less, a margin for jitter), *n*
+//! and *W*: a continuous limit paced at *W / L*.
+//!
 //! **Across processes** (PostgreSQL state, [`crate::budget`]): a `Retry-After` or a spent
 //! window closes every process's gate through the shared bucket's block, and a continuous
 //! limit *L / W* learned here is asked of the shared bucket (with burst *L*, the stricter of
 //! it and a configured budget), which then refills the whole fleet at it: three workers on one
 //! credential share *L / W* instead of each spending it.
+//!
+//! ## A daily allowance
+//!
+//! `X-HubSpot-RateLimit-Daily` (*L_d*) and `-Daily-Remaining` (*n_d*) are a fixed window
+//! that ends at the next daily reset, which no header names: the connector's
+//! [`DailyReset`] rule says when (HubSpot: midnight in the account's time zone), midnight
+//! UTC without one. With *D_d* until then: *n_d = 0* closes the gate until the reset — a
+//! wait longer than `max_rate_limit_wait` ends the request `RateLimited { until }` before
+//! it is sent, so the run stops with the time to come back instead of spending a request on
+//! a 429; while *n_d* is low (a tenth of *L_d*, at least 10) what is left is spread, one
+//! every *D_d / n_d* (capped like any spacing). The daily spacing and the rolling one
+//! combine to the larger.
 //!
 //! Limits the rule does not see: a continuous limit per minute sent without `;w=` is read
 //! as per second (too fast: the 429s' `Retry-After` then holds the group); in-flight
@@ -62,7 +78,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -74,6 +90,33 @@ use crate::budget::{Permit, SharedPermits};
 use crate::clock::{Clock, GovernorClock};
 use crate::config::{RateBudget, ResetStyle};
 use crate::retry::{remaining, reset_wait};
+
+/// When a vendor's daily allowance comes back, given the wall-clock time now: the
+/// connector's rule (see the module docs), [`crate::HttpClientBuilder::daily_reset`].
+pub type DailyReset = Arc<dyn Fn(SystemTime) -> SystemTime + Send + Sync>;
+
+/// A [`DailyReset`] rule, if any (`Debug` for the structs that hold one).
+#[derive(Clone, Default)]
+pub(crate) struct ResetRule(pub(crate) Option<DailyReset>);
+
+impl std::fmt::Debug for ResetRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ResetRule(connector's)" } else { "ResetRule(midnight UTC)" })
+    }
+}
+
+impl ResetRule {
+    /// The next reset after `now`: the connector's rule, else the next midnight UTC.
+    fn next_after(&self, now: SystemTime) -> SystemTime {
+        match &self.0 {
+            Some(rule) => rule(now),
+            None => {
+                let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                UNIX_EPOCH + Duration::from_secs((secs / 86_400 + 1) * 86_400)
+            }
+        }
+    }
+}
 
 type Gov = RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<governor::nanos::Nanos>>;
 
@@ -102,6 +145,8 @@ pub(crate) struct Limiter {
     pace: Mutex<Pace>,
     /// Permits of the configured budget taken from the budget shared across processes.
     shared: SharedPermits,
+    /// When a daily allowance comes back (the last connector that joined with a rule).
+    daily_reset: Mutex<ResetRule>,
 }
 
 /// Send spacing: adaptive after header-less 429s, and from the server's headers (see the
@@ -112,6 +157,8 @@ struct Pace {
     spacing: Duration,
     /// Minimum time between two sends from the server's rate-limit headers (zero: none).
     server: Duration,
+    /// Minimum time between two sends from a daily allowance running low (zero: none).
+    daily: Duration,
     /// A reset farther than one token interval was seen: resets end fixed windows.
     windowed: bool,
     /// The continuous limit the server's headers advertise (`L` per `W`, burst `L`), which
@@ -138,6 +185,7 @@ impl Limiter {
             announced: Mutex::new(Duration::ZERO),
             pace: Mutex::default(),
             shared: SharedPermits::new(host, credential),
+            daily_reset: Mutex::default(),
         }
     }
 
@@ -223,7 +271,7 @@ impl Limiter {
         let slot = {
             let mut p = self.lock_pace();
             let now = clock.monotonic();
-            let spacing = p.spacing.max(p.server);
+            let spacing = p.spacing.max(p.server).max(p.daily);
             // Gaps from a closed gate or from pacing say nothing about the rate the caller
             // (or the budget) sends at: only the others are measured.
             if let Some(last) = p.last_sent.filter(|_| !waited && spacing.is_zero()) {
@@ -287,6 +335,9 @@ impl Limiter {
     /// Learn from a response's rate-limit headers (`Remaining`, `Reset`, `Limit`): set the
     /// pacing and, when nothing remains, close the gate (rules in the module docs).
     pub(crate) fn observe(&self, clock: &dyn Clock, h: &HeaderMap, style: ResetStyle) {
+        self.observe_daily(clock, h);
+        let translated = hubspot_dialect(h);
+        let h = translated.as_ref().unwrap_or(h);
         let Some(left) = remaining(h) else { return };
         let reset = reset_wait(h, clock.now(), style);
         let limit = limit_of(h);
@@ -333,6 +384,36 @@ impl Limiter {
         if let Some(wait) = gate {
             self.block_for(clock, wait);
         }
+    }
+
+    /// A daily allowance's headers: spread what is left when it runs low, close the gate
+    /// until the reset when it is spent (see the module docs).
+    fn observe_daily(&self, clock: &dyn Clock, h: &HeaderMap) {
+        let Some((limit, left)) = daily_allowance(h) else { return };
+        let now = clock.now();
+        let reset = self.daily_reset.lock().unwrap_or_else(|p| p.into_inner()).next_after(now);
+        let until = reset.duration_since(now).unwrap_or_default();
+        let low = left <= (limit / 10).max(10);
+        self.lock_pace().daily = match u32::try_from(left) {
+            Ok(n) if n > 0 && low => (until / n).min(MAX_SPACING),
+            _ => Duration::ZERO,
+        };
+        if left == 0 && !until.is_zero() {
+            tracing::warn!(target: "dovetail_http::ratelimit", reset = %crate::observe::rfc3339(reset),
+                "the API's daily allowance is spent: nothing more is sent until it comes back");
+            self.block_for(clock, until);
+        }
+    }
+
+    /// Use `rule` for when a daily allowance comes back.
+    pub(crate) fn set_daily_reset(&self, rule: DailyReset) {
+        *self.daily_reset.lock().unwrap_or_else(|p| p.into_inner()) = ResetRule(Some(rule));
+    }
+
+    /// The current spacing from a daily allowance.
+    #[cfg(test)]
+    pub(crate) fn daily_spacing(&self) -> Duration {
+        self.lock_pace().daily
     }
 
     /// A request succeeded: relax the pacing a little.
@@ -390,6 +471,8 @@ pub(crate) struct Limits {
     clock: Arc<dyn Clock>,
     budget: Option<RateBudget>,
     max_concurrency: usize,
+    /// When a daily allowance comes back, handed to every limiter this client joins.
+    pub(crate) daily_reset: ResetRule,
     /// host → credential → limiter; looked up by `&str`, so only a first use allocates keys.
     limiters: Mutex<HashMap<String, HashMap<String, Arc<Limiter>>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -407,6 +490,7 @@ impl Limits {
             clock,
             budget,
             max_concurrency: max_concurrency.max(1),
+            daily_reset: ResetRule::default(),
             limiters: Mutex::default(),
             hosts: Mutex::default(),
         }
@@ -420,6 +504,9 @@ impl Limits {
         }
         let l = crate::shared::limiter(host, credential, &self.clock);
         l.join(&self.connector, self.budget, &self.clock, host);
+        if let Some(rule) = &self.daily_reset.0 {
+            l.set_daily_reset(rule.clone());
+        }
         map.entry(host.to_owned()).or_default().insert(credential.to_owned(), l.clone());
         l
     }
@@ -466,6 +553,34 @@ fn limit_of(h: &HeaderMap) -> Option<(u32, Option<Duration>)> {
     let policy = || text("ratelimit-policy").or_else(|| text("x-ratelimit-policy")).map(first_item);
     let w = window(header, false).or_else(|| window(policy()?, true));
     Some((limit, w.map(Duration::from_secs)))
+}
+
+/// HubSpot's rolling window (`X-HubSpot-RateLimit-Max` requests per
+/// `-Interval-Milliseconds`, `-Remaining` left) as the standard names: `X-RateLimit-Limit:
+/// L;w=W` (W in whole seconds, rounded up) and `X-RateLimit-Remaining`. No reset is sent,
+/// so the rules above pace at the sustained rate W / L. L is one less than HubSpot's max:
+/// a window that is rolling counts arrivals, and network jitter can bunch evenly spaced sends.
+/// `None` for any other response (or one that also sends the standard names).
+fn hubspot_dialect(h: &HeaderMap) -> Option<HeaderMap> {
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if text("x-ratelimit-remaining").is_some() || text("ratelimit-remaining").is_some() {
+        return None;
+    }
+    let left = text("x-hubspot-ratelimit-remaining")?.parse::<u64>().ok()?;
+    let max = text("x-hubspot-ratelimit-max")?.parse::<u32>().ok()?;
+    let window_ms = text("x-hubspot-ratelimit-interval-milliseconds")?.parse::<u64>().ok()?;
+    let mut out = HeaderMap::new();
+    out.insert("x-ratelimit-remaining", left.into());
+    let limit = max.saturating_sub(1).max(1);
+    out.insert("x-ratelimit-limit", format!("{limit};w={}", window_ms.div_ceil(1000).max(1)).parse().ok()?);
+    Some(out)
+}
+
+/// HubSpot's daily allowance (`X-HubSpot-RateLimit-Daily`, `-Daily-Remaining`), as
+/// (limit, left); private-app tokens get one, OAuth apps none.
+fn daily_allowance(h: &HeaderMap) -> Option<(u64, u64)> {
+    let number = |name: &str| h.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    Some((number("x-hubspot-ratelimit-daily")?, number("x-hubspot-ratelimit-daily-remaining")?))
 }
 
 fn first_item(v: &str) -> &str {

@@ -178,3 +178,51 @@ fn limits_and_windows_are_read_in_every_form() {
     assert_eq!(limit_of(&h(&[("x-ratelimit-limit", "0")])), None);
     assert_eq!(limit_of(&h(&[("x-ratelimit-limit", "many")])), None);
 }
+
+#[tokio::test]
+async fn hubspots_rolling_window_headers_pace_at_max_per_interval() {
+    let clock = FakeClock::new();
+    let limits = Limits::new("test", clock.clone(), None, 4);
+    let l = limits.limiter("h", "c");
+    let hubspot = |left: u32| {
+        headers(&[
+            ("x-hubspot-ratelimit-max", "101".into()),
+            ("x-hubspot-ratelimit-remaining", left.to_string()),
+            ("x-hubspot-ratelimit-interval-milliseconds", "10000".into()),
+        ])
+    };
+    // 101 per 10 s (paced as 100, a margin for jitter), no reset sent: one every 100 ms.
+    l.observe(clock.as_ref(), &hubspot(99), ResetStyle::EpochSeconds);
+    assert_eq!(l.server_spacing(), ms(100));
+    // Nothing left: the gate closes for one interval.
+    l.observe(clock.as_ref(), &hubspot(0), ResetStyle::EpochSeconds);
+    l.ready(clock.as_ref(), "h", Duration::MAX).await.unwrap();
+    assert_eq!(clock.sleeps(), vec![ms(100)]);
+}
+
+#[tokio::test]
+async fn a_daily_allowance_running_low_is_spread_and_a_spent_one_closes_the_gate_until_its_reset() {
+    let clock = FakeClock::new();
+    let limits = Limits::new("test", clock.clone(), None, 4);
+    let l = limits.limiter("h", "c");
+    let daily = |left: u32| {
+        headers(&[
+            ("x-hubspot-ratelimit-daily", "250000".into()),
+            ("x-hubspot-ratelimit-daily-remaining", left.to_string()),
+        ])
+    };
+    // Plenty left: unpaced. Without a rule the reset is the next midnight UTC.
+    l.observe(clock.as_ref(), &daily(200_000), ResetStyle::EpochSeconds);
+    assert_eq!(l.daily_spacing(), Duration::ZERO);
+    let now = clock.now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let to_midnight = Duration::from_secs((now / 86_400 + 1) * 86_400 - now);
+    l.observe(clock.as_ref(), &daily(1_000), ResetStyle::EpochSeconds);
+    assert_eq!(l.daily_spacing(), (to_midnight / 1_000).min(MAX_SPACING));
+    // The connector's rule: back in 100 s; 10 left → one every 10 s; spent → the gate.
+    l.set_daily_reset(Arc::new(|now| now + Duration::from_secs(100)));
+    l.observe(clock.as_ref(), &daily(10), ResetStyle::EpochSeconds);
+    assert_eq!(l.daily_spacing(), Duration::from_secs(10));
+    l.observe(clock.as_ref(), &daily(0), ResetStyle::EpochSeconds);
+    assert_eq!(l.ready(clock.as_ref(), "h", Duration::from_secs(60)).await, Err(Duration::from_secs(100)));
+    assert_eq!(l.gate(clock.as_ref()), Some(Duration::from_secs(100)));
+}

@@ -24,7 +24,9 @@ use crate::client::HttpClient;
 use crate::origin::Origin;
 use crate::request::{Request, Response};
 
+mod body;
 mod trail;
+use body::with_body_field;
 pub use trail::{RECENT, Trail};
 
 /// How the next page is found.
@@ -38,6 +40,15 @@ pub enum PageStyle {
         pointer: String,
         /// Query parameter that carries it on the next request.
         param: String,
+    },
+    /// A cursor at `pointer` in the body sent back as the top-level `field` of the next
+    /// request's JSON body (a POST listing: HubSpot's search, `paging.next.after` → `after`);
+    /// the first request sends the template's body as it is.
+    BodyCursor {
+        /// JSON pointer of the cursor in the body; missing, null or "" ends the listing.
+        pointer: String,
+        /// Top-level field of the request's JSON object body that carries it.
+        field: String,
     },
     /// The id of the page's last item sent back as query `param` while the boolean at
     /// `has_more` is `true` (Stripe's `starting_after`): the server keeps no cursor, the
@@ -208,6 +219,10 @@ impl Paginator {
                 Some(c) => with_param(t, param, c),
                 None => t,
             },
+            PageStyle::BodyCursor { field, .. } => match &state.cursor {
+                Some(c) => with_body_field(t, field, c),
+                None => t,
+            },
             PageStyle::PageNumber { param, first } => with_param(t, param, &state.page.unwrap_or(*first).to_string()),
             PageStyle::Offset { param } => with_param(t, param, &state.received.to_string()),
         })
@@ -250,7 +265,7 @@ impl Paginator {
         // Link, next-URL and cursor listings are positioned by the URL they ask for, so a
         // repeat is refused before it is sent; numbered pages are known by their records.
         let numbered = matches!(self.style, PageStyle::PageNumber { .. } | PageStyle::Offset { .. });
-        let at = if numbered { None } else { Some(self.client.resolve(&req).map(|u| self.url_hash(&u))?) };
+        let at = if numbered { None } else { Some(self.client.resolve(&req).map(|u| self.position_hash(&u))?) };
         if let Some(h) = at {
             self.refuse_seen(h)?;
         }
@@ -263,7 +278,7 @@ impl Paginator {
     /// ended). The page decoder alone, for bodies that never crossed a wire (fuzzing).
     pub fn take(&mut self, response: Response) -> Result<Option<Page>, Error> {
         let numbered = matches!(self.style, PageStyle::PageNumber { .. } | PageStyle::Offset { .. });
-        let at = if numbered { None } else { Some(self.url_hash(&response.url)) };
+        let at = if numbered { None } else { Some(self.position_hash(&response.url)) };
         if let Some(h) = at {
             self.refuse_seen(h)?;
         }
@@ -347,7 +362,7 @@ impl Paginator {
                     None => false,
                 }
             }
-            PageStyle::Cursor { pointer, .. } => {
+            PageStyle::Cursor { pointer, .. } | PageStyle::BodyCursor { pointer, .. } => {
                 let cursor = match body.pointer(pointer) {
                     Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
                     Some(Value::Number(n)) => Some(n.to_string()),

@@ -335,3 +335,37 @@ async fn last_id_pages_send_the_last_id_until_has_more_is_false() {
     let e = all(client.paginate(first, style).items_at("/data")).await.unwrap_err();
     assert!(e.to_string().contains("pagination loop (last-id pagination)"), "{e}");
 }
+
+#[tokio::test]
+async fn body_cursor_pages_post_the_cursor_in_the_body_and_loop_guard_fires() {
+    use wiremock::matchers::body_json;
+    let server = MockServer::start().await;
+    let post = |body: Value, t: ResponseTemplate| {
+        Mock::given(method("POST")).and(path("/s")).and(body_json(body)).respond_with(t)
+    };
+    post(json!({ "limit": 2 }), json(json!({ "results": [1, 2], "paging": { "next": { "after": "2" } } })))
+        .mount(&server)
+        .await;
+    post(json!({ "limit": 2, "after": "2" }), json(json!({ "results": [3], "paging": { "next": { "after": "3" } } })))
+        .mount(&server)
+        .await;
+    post(json!({ "limit": 2, "after": "3" }), json(json!({ "results": [4] }))).mount(&server).await;
+    let client = builder(&server.uri(), &FakeClock::new()).build().unwrap();
+    let style = PageStyle::BodyCursor { pointer: "/paging/next/after".into(), field: "after".into() };
+    let first = Request::post("/s").json(&json!({ "limit": 2 }));
+    let items = all(client.paginate(first.clone(), style.clone()).items_at("/results")).await.unwrap();
+    assert_eq!(items, vec![json!(1), json!(2), json!(3), json!(4)]);
+
+    // One URL for every page: the cursor tells them apart, and a cursor sent before is a loop.
+    server.reset().await;
+    post(json!({ "limit": 2 }), json(json!({ "results": [1], "paging": { "next": { "after": "2" } } })))
+        .mount(&server)
+        .await;
+    post(json!({ "limit": 2, "after": "2" }), json(json!({ "results": [2], "paging": { "next": { "after": "2" } } })))
+        .mount(&server)
+        .await;
+    let e = all(client.paginate(first, style).items_at("/results")).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Data);
+    assert!(e.to_string().contains("body-cursor pagination"), "{e}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}

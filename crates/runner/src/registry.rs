@@ -20,6 +20,7 @@ pub fn sources() -> Vec<SourceEntry> {
         source::<dovetail_github::GithubSource>(),
         source::<dovetail_postgres::PostgresSource>(),
         source::<dovetail_stripe::StripeSource>(),
+        source::<dovetail_hubspot::HubspotSource>(),
     ]
 }
 
@@ -32,6 +33,7 @@ pub fn sinks() -> Vec<SinkEntry> {
         sink::<dovetail_rest::RestSink>(),
         sink::<dovetail_postgres::PostgresSink>(),
         sink::<dovetail_stripe::StripeSink>(),
+        sink::<dovetail_hubspot::HubspotSink>(),
     ]
 }
 

@@ -8,6 +8,12 @@
 //! one repeats: a 503 then a 200, or a 200 then a 304, replay in order. Anything else gets
 //! [`UNMATCHED_STATUS`] with a JSON body naming the closest recorded exchange and what
 //! differed, and is kept for [`FixtureServer::unmatched`].
+//!
+//! [`FixtureServer::start_with_setup`] adds *setup exchanges*: what a connector asks before
+//! its streams are known (a properties API, account info). They answer only a request no
+//! exchange of the fixture matches, as often as asked (in order, the last repeating), and
+//! are not counted in [`FixtureServer::served`] / [`FixtureServer::unused`], so indices and
+//! counts stay the fixture's own.
 
 use std::fmt;
 use std::path::Path;
@@ -61,26 +67,36 @@ pub struct FixtureServer {
 #[derive(Debug)]
 struct Replay {
     exchanges: Vec<Exchange>,
+    setup: Vec<Exchange>,
     inner: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
     served: Vec<usize>,
+    setup_served: Vec<usize>,
     unmatched: Vec<Unmatched>,
 }
 
 impl FixtureServer {
     /// Serve `fixture` on a free loopback port, `{{base_url}}` replaced by the server's URL.
     pub async fn start(fixture: Fixture) -> Result<FixtureServer, FixtureError> {
+        FixtureServer::start_with_setup(fixture, Fixture::new(Vec::new())).await
+    }
+
+    /// Serve `fixture`, and `setup`'s exchanges for requests none of it matches (see the
+    /// module docs): neither counted in `served` nor in `unused`.
+    pub async fn start_with_setup(fixture: Fixture, setup: Fixture) -> Result<FixtureServer, FixtureError> {
         let (listener, addr) = server::bind().await?;
         let base_url = format!("http://{addr}");
-        let mut exchanges = fixture.exchanges;
-        for x in &mut exchanges {
+        let (mut exchanges, mut setup) = (fixture.exchanges, setup.exchanges);
+        for x in exchanges.iter_mut().chain(setup.iter_mut()) {
             x.map_strings(&mut |s| replace_base(s, BASE_URL, &base_url));
         }
         let served = vec![0; exchanges.len()];
-        let state = Arc::new(Replay { exchanges, inner: Mutex::new(State { served, unmatched: Vec::new() }) });
+        let setup_served = vec![0; setup.len()];
+        let inner = Mutex::new(State { served, setup_served, unmatched: Vec::new() });
+        let state = Arc::new(Replay { exchanges, setup, inner });
         let server = server::serve(listener, state.clone());
         Ok(FixtureServer { base_url, state, _server: server })
     }
@@ -118,15 +134,15 @@ impl Replay {
 
     fn answer(&self, req: &Incoming) -> Result<Reply, Box<Unmatched>> {
         let diffs: Vec<(u32, Vec<String>)> = self.exchanges.iter().map(|x| differences(&x.request, req)).collect();
-        let candidates: Vec<usize> = (0..diffs.len()).filter(|i| diffs[*i].1.is_empty()).collect();
         let mut state = self.lock();
-        let chosen = candidates.iter().copied().find(|i| state.served[*i] == 0).or(candidates.last().copied());
-        if let Some(i) = chosen {
+        if let Some(i) = choose(&diffs, &state.served) {
             state.served[i] += 1;
-            let r = &self.exchanges[i].response;
-            let body = r.body.to_bytes().unwrap_or_default();
-            let headers = r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            return Ok(Reply { status: r.status, headers, body });
+            return Ok(reply(&self.exchanges[i].response));
+        }
+        let setup_diffs: Vec<(u32, Vec<String>)> = self.setup.iter().map(|x| differences(&x.request, req)).collect();
+        if let Some(i) = choose(&setup_diffs, &state.setup_served) {
+            state.setup_served[i] += 1;
+            return Ok(reply(&self.setup[i].response));
         }
         let closest = diffs.iter().enumerate().min_by_key(|(_, (score, _))| *score).map(|(i, _)| i);
         let mut x = Exchange { request: capture_request(req), response: RecordedResponse::new(UNMATCHED_STATUS) };
@@ -139,6 +155,18 @@ impl Replay {
         state.unmatched.push(u.clone());
         Err(Box::new(u))
     }
+}
+
+/// Among the exchanges without differences, the first not served yet, else the last.
+fn choose(diffs: &[(u32, Vec<String>)], served: &[usize]) -> Option<usize> {
+    let candidates: Vec<usize> = (0..diffs.len()).filter(|i| diffs[*i].1.is_empty()).collect();
+    candidates.iter().copied().find(|i| served[*i] == 0).or(candidates.last().copied())
+}
+
+fn reply(r: &RecordedResponse) -> Reply {
+    let body = r.body.to_bytes().unwrap_or_default();
+    let headers = r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    Reply { status: r.status, headers, body }
 }
 
 impl Handler for Replay {

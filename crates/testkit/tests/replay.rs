@@ -176,3 +176,26 @@ async fn request_bodies_match_as_json_or_form_with_redacted_wildcards() {
         vec![r#"body: recorded {"api_key":"[redacted]","name":"a"}, got {"api_key":"[redacted]","name":"b"}"#]
     );
 }
+
+#[tokio::test]
+async fn setup_exchanges_answer_what_the_fixture_does_not_and_are_not_counted() {
+    let main = fixture(json!({"exchanges": [
+        get("/props", json!([]), json!({}), 401, json!({"category": "INVALID_AUTHENTICATION"})),
+        get("/items", json!([]), json!({}), 200, json!({"n": 1})),
+    ]}));
+    let setup = fixture(json!({"exchanges": [
+        get("/props", json!([]), json!({}), 200, json!({"results": []})),
+        get("/account", json!([]), json!({}), 200, json!({"timeZone": "US/Eastern"})),
+    ]}));
+    let server = FixtureServer::start_with_setup(main, setup).await.unwrap();
+    let url = |p: &str| format!("{}{p}", server.base_url());
+    assert_eq!(send(url("/props"), &[]).await.0, 401, "the fixture's own exchange answers first");
+    assert_eq!(send(url("/props"), &[]).await.0, 401, "and, served, it repeats");
+    for _ in 0..3 {
+        assert_eq!(send(url("/account"), &[]).await.2, r#"{"timeZone":"US/Eastern"}"#);
+    }
+    assert_eq!(send(url("/nothing"), &[]).await.0, UNMATCHED_STATUS);
+    assert_eq!(server.served(), vec![2, 0]);
+    assert_eq!(server.unused(), vec![1], "setup exchanges are not counted");
+    assert_eq!(server.unmatched().len(), 1);
+}

@@ -1,6 +1,7 @@
-//! Sinks of the crash paths and the readers of what each holds: SQLite, JSONL, and the REST
-//! sink creating objects at the fake vendor with idempotency keys (PostgreSQL's, which needs
-//! the testkit, a dev-dependency, is in tests/tests/crash_paths.rs).
+//! Sinks of the crash paths and the readers of what each holds: SQLite, JSONL, the REST
+//! sink creating objects at the fake vendor with idempotency keys, and the HubSpot sink
+//! upserting into a HubSpot double (PostgreSQL's, which needs the testkit, a
+//! dev-dependency, is in tests/tests/crash_paths.rs).
 
 use dovetail_fake_vendor::{Faults, VendorConfig};
 use serde_json::Value;
@@ -115,6 +116,109 @@ impl CrashSink for RestCreateSink {
             .created()
             .iter()
             .map(|o| (field_text(&o["external_id"]), stream.fields.iter().map(|f| field_text(&o[f])).collect()))
+            .collect()
+    }
+}
+
+/// The HubSpot sink upserting each record by its key (`id_property` = the stream's key)
+/// into a HubSpot double that keeps one object per key, as HubSpot does: an upsert replayed
+/// after a kill changes nothing. Its rows are the double's objects.
+pub struct HubspotSink {
+    /// The double, then the runtime serving it (dropped in that order).
+    live: Option<(wiremock::MockServer, tokio::runtime::Runtime)>,
+    objects: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Map<String, Value>>>>,
+}
+
+impl HubspotSink {
+    /// A sink at a fresh HubSpot double.
+    pub fn new() -> Self {
+        HubspotSink { live: None, objects: Default::default() }
+    }
+}
+
+impl Default for HubspotSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// HubSpot's batch upsert over the double's objects: `inputs` of `idProperty`, `id`,
+/// `properties`; the object with that property value is updated, else one is created.
+struct Upsert(std::sync::Arc<std::sync::Mutex<Vec<serde_json::Map<String, Value>>>>);
+
+impl wiremock::Respond for Upsert {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let mut objects = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut results = Vec::new();
+        for input in body["inputs"].as_array().into_iter().flatten() {
+            let (prop, id) = (input["idProperty"].as_str().unwrap_or(""), &input["id"]);
+            let props = input["properties"].as_object().cloned().unwrap_or_default();
+            let at = match objects.iter().position(|o| o.get(prop) == Some(id)) {
+                Some(i) => i,
+                None => {
+                    objects.push(serde_json::Map::new());
+                    objects.len() - 1
+                }
+            };
+            objects[at].extend(props);
+            results.push(serde_json::json!({ "id": format!("{}", at + 1), "properties": objects[at] }));
+        }
+        wiremock::ResponseTemplate::new(200)
+            .set_delay(std::time::Duration::from_millis(1))
+            .set_body_json(serde_json::json!({ "status": "COMPLETE", "results": results }))
+    }
+}
+
+impl CrashSink for HubspotSink {
+    fn start(&mut self, _: &Scratch, streams: &[StreamSpec]) -> String {
+        use wiremock::matchers::{method, path_regex};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the HubSpot double");
+        let spec = streams.first().expect("a stream");
+        let objects = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = rt.block_on(async {
+            let server = wiremock::MockServer::start().await;
+            let props: Vec<Value> = std::iter::once(&spec.key)
+                .chain(&spec.fields)
+                .map(|name| serde_json::json!({ "name": name, "type": "string", "fieldType": "text", "options": [] }))
+                .collect();
+            wiremock::Mock::given(method("GET"))
+                .and(path_regex("^/crm/properties/[^/]+/contacts$"))
+                .respond_with(
+                    wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({ "results": props })),
+                )
+                .mount(&server)
+                .await;
+            wiremock::Mock::given(method("POST"))
+                .and(path_regex("^/crm/objects/[^/]+/contacts/batch/upsert$"))
+                .respond_with(Upsert(objects.clone()))
+                .mount(&server)
+                .await;
+            server
+        });
+        let toml = format!(
+            "[pipelines.{PIPELINE}.sink]\nkind = \"hubspot\"\ntoken = \"pat-na1-crash-not-real\"\nbase_url = \"{}\"\n\
+             object = \"contacts\"\nid_property = \"{}\"\nhttp = {FAST_HTTP}\n",
+            server.uri(),
+            spec.key
+        );
+        self.objects = objects;
+        self.live = Some((server, rt));
+        toml
+    }
+
+    fn rows(&mut self, _: &Scratch, stream: &StreamSpec) -> Rows {
+        let objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        objects
+            .iter()
+            .map(|o| {
+                let text = |f: &String| o.get(f).map(field_text).unwrap_or_default();
+                (text(&stream.key), stream.fields.iter().map(text).collect())
+            })
             .collect()
     }
 }

@@ -126,6 +126,16 @@ impl Paginator {
         hash("url", u.as_str().as_bytes())
     }
 
+    /// The position of the page at `url`: its URL, and for a body-cursor listing (one URL,
+    /// the cursor in the body) the cursor it is asked with too.
+    pub(super) fn position_hash(&self, url: &Url) -> u64 {
+        let h = self.url_hash(url);
+        match (&self.style, self.state.as_ref().and_then(|s| s.cursor.as_deref())) {
+            (PageStyle::BodyCursor { .. }, Some(c)) => h ^ hash("body cursor", c.as_bytes()),
+            _ => h,
+        }
+    }
+
     /// The next page, at `h`, must be one the listing has not fetched.
     pub(super) fn refuse_seen(&mut self, h: u64) -> Result<(), Error> {
         let Some(ago) = self.state.as_ref().and_then(|s| s.fetched.seen(h)) else { return Ok(()) };
@@ -154,7 +164,7 @@ impl Paginator {
                 };
                 (what, None)
             }
-            PageStyle::Cursor { pointer, param } => {
+            PageStyle::Cursor { pointer, param } | PageStyle::BodyCursor { pointer, field: param } => {
                 let cursor = shorten(state.and_then(|s| s.cursor.as_deref()).unwrap_or_default());
                 let what = match ago {
                     1 => format!(
@@ -224,6 +234,7 @@ impl PageStyle {
         match self {
             PageStyle::LinkHeader => "Link-header",
             PageStyle::Cursor { .. } => "cursor",
+            PageStyle::BodyCursor { .. } => "body-cursor",
             PageStyle::LastId { .. } => "last-id",
             PageStyle::NextUrl { .. } => "next-URL",
             PageStyle::PageNumber { .. } => "page-number",

@@ -53,7 +53,7 @@ async fn run_one(c: &SourceContract, check: &str) -> Outcome {
         "syncs_each_stream_to_the_last_page" => syncs_each_stream(c).await,
         "stops_at_the_last_page" => super::records::stops_at_the_last_page(c).await,
         "fresh_start_reads_everything" => super::records::fresh_start_reads_everything(c).await,
-        "schemas_match_snapshots" => super::snapshots::schemas_match_snapshots(c),
+        "schemas_match_snapshots" => super::snapshots::schemas_match_snapshots(c).await,
         "mappings_match_snapshots" => super::snapshots::mappings_match_snapshots(c).await,
         "rerun_writes_nothing" => rerun_writes_nothing(c).await,
         "resumes_from_a_checkpoint" => resumes_from_a_checkpoint(c).await,
@@ -116,10 +116,12 @@ pub(super) async fn run_once(
     Ok(Run { report, sink, state: state.clone() })
 }
 
-/// Start a replay server for a fixture (HTTP sources), or none.
-pub(super) async fn serve(fixture: Option<&Fixture>) -> Result<Option<FixtureServer>, String> {
+/// Start a replay server for a fixture (HTTP sources), with the contract's setup
+/// exchanges, or none.
+pub(super) async fn serve(c: &SourceContract, fixture: Option<&Fixture>) -> Result<Option<FixtureServer>, String> {
+    let setup = c.setup.as_ref().map_or_else(|| Fixture::new(Vec::new()), |(_, f)| f.clone());
     match fixture {
-        Some(f) => FixtureServer::start(f.clone()).await.map(Some).map_err(|e| e.to_string()),
+        Some(f) => FixtureServer::start_with_setup(f.clone(), setup).await.map(Some).map_err(|e| e.to_string()),
         None => Ok(None),
     }
 }
@@ -207,7 +209,7 @@ async fn syncs_each_stream(c: &SourceContract) -> Outcome {
     let mut declared: Vec<String> = Vec::new();
     for case in cases {
         let r = async {
-            let server = serve(case.fixture.as_ref().map(|f| &f.1)).await?;
+            let server = serve(c, case.fixture.as_ref().map(|f| &f.1)).await?;
             let state = MemoryState::default();
             let run = run_once(c, builder(c, case), &base_url(server.as_ref()), &case.name, &state).await?;
             if declared.is_empty()
@@ -239,13 +241,13 @@ async fn syncs_each_stream(c: &SourceContract) -> Outcome {
 
 async fn rerun_writes_nothing(c: &SourceContract) -> Outcome {
     each_case(c, async |case| {
-        let server = serve(case.fixture.as_ref().map(|f| &f.1)).await?;
+        let server = serve(c, case.fixture.as_ref().map(|f| &f.1)).await?;
         let (url, state) = (base_url(server.as_ref()), MemoryState::default());
         let first = run_once(c, builder(c, case), &url, &case.name, &state).await?;
         succeeded(&case.name, &first.report)?;
         unmatched(server.as_ref())?;
         let rerun_server = match &case.rerun {
-            Some((_, f)) => serve(Some(f)).await?,
+            Some((_, f)) => serve(c, Some(f)).await?,
             None => None,
         };
         let (server, url) = match &rerun_server {
@@ -288,7 +290,7 @@ async fn resumes_from_a_checkpoint(c: &SourceContract) -> Outcome {
         let Some((_, fixture)) = &case.fixture else { continue };
         let r = async {
             // The happy run tells which exchanges a first sync uses; fail the last one of them.
-            let server = serve(Some(fixture)).await?.ok_or("no server")?;
+            let server = serve(c, Some(fixture)).await?.ok_or("no server")?;
             let happy = run_once(c, builder(c, case), &server.base_url(), &case.name, &MemoryState::default()).await?;
             succeeded(&case.name, &happy.report)?;
             let total = happy.report.streams.get(&case.name).map_or(0, |s| s.written);
@@ -297,7 +299,7 @@ async fn resumes_from_a_checkpoint(c: &SourceContract) -> Outcome {
             if last == 0 {
                 return Ok(Some("a single page: nothing to resume".to_owned()));
             }
-            let server = serve(Some(&fail_once_at(fixture, last))).await?.ok_or("no server")?;
+            let server = serve(c, Some(&fail_once_at(fixture, last))).await?.ok_or("no server")?;
             let state = MemoryState::default();
             let first = run_once(c, builder(c, case), &server.base_url(), &case.name, &state).await?;
             if first.report.outcome == RunOutcome::Succeeded {
@@ -336,7 +338,7 @@ async fn resumes_from_a_checkpoint(c: &SourceContract) -> Outcome {
 
 async fn corrupt_checkpoint_is_reported(c: &SourceContract) -> Outcome {
     each_case(c, async |case| {
-        let server = serve(case.fixture.as_ref().map(|f| &f.1)).await?;
+        let server = serve(c, case.fixture.as_ref().map(|f| &f.1)).await?;
         let state = MemoryState::default();
         let nonsense = json!({ "dovetail_contract": "not a position", "page": [1, 2, 3] });
         let cp = Checkpoint { position: Some(nonsense), pass: 1, floor: None, max: None, pass_complete: false };
@@ -389,7 +391,8 @@ async fn sends_the_pinned_version_header(c: &SourceContract) -> Outcome {
     let fixtures = cases
         .iter()
         .flat_map(|s| s.fixture.iter().chain(s.rerun.iter()).cloned())
-        .chain(c.scenarios.values().map(|s| (s.file.clone(), s.fixture.clone())));
+        .chain(c.scenarios.values().map(|s| (s.file.clone(), s.fixture.clone())))
+        .chain(c.setup.iter().cloned());
     let mut value: Option<String> = None;
     for (file, f) in fixtures {
         for (i, x) in f.exchanges.iter().enumerate() {
@@ -409,7 +412,7 @@ async fn sends_the_pinned_version_header(c: &SourceContract) -> Outcome {
     for case in cases {
         let Some((_, fixture)) = &case.fixture else { continue };
         let r = async {
-            let server = serve(Some(fixture)).await?.ok_or("no server")?;
+            let server = serve(c, Some(fixture)).await?.ok_or("no server")?;
             run_once(c, builder(c, case), &server.base_url(), &case.name, &MemoryState::default()).await?;
             unmatched(Some(&server))?;
             Ok(None)
@@ -436,7 +439,7 @@ async fn unauthorized_fails_clearly(c: &SourceContract) -> Outcome {
         return missing("unauthorized_fails_clearly", "no `unauthorized` scenario fixture given");
     };
     let r: Result<String, String> = async {
-        let server = serve(Some(&sc.fixture)).await?.ok_or("no server")?;
+        let server = serve(c, Some(&sc.fixture)).await?.ok_or("no server")?;
         let state = MemoryState::default();
         let run = run_once(c, scenario_builder(c, &sc.stream), &server.base_url(), &sc.stream, &state).await?;
         unmatched(Some(&server))?;
@@ -466,7 +469,7 @@ async fn retries_scenario(c: &SourceContract, scenario: &str) -> Outcome {
         return missing(check, &format!("no `{scenario}` scenario fixture given"));
     };
     let r: Result<String, String> = async {
-        let server = serve(Some(&sc.fixture)).await?.ok_or("no server")?;
+        let server = serve(c, Some(&sc.fixture)).await?.ok_or("no server")?;
         let run = run_once(c, scenario_builder(c, &sc.stream), &server.base_url(), &sc.stream, &MemoryState::default())
             .await?;
         succeeded(&sc.stream, &run.report)?;
@@ -492,7 +495,7 @@ async fn refreshes_on_401(c: &SourceContract) -> Outcome {
         return missing("refreshes_on_401", "no OAuth2 refresh fixture given (`.refreshes_on_401`)");
     };
     let r: Result<String, String> = async {
-        let server = serve(Some(&sc.fixture)).await?.ok_or("no server")?;
+        let server = serve(c, Some(&sc.fixture)).await?.ok_or("no server")?;
         let run = run_once(c, build, &server.base_url(), &sc.stream, &MemoryState::default()).await?;
         succeeded(&sc.stream, &run.report).map_err(|e| format!("the 401 was not survived: {e}"))?;
         unmatched(Some(&server))?;
@@ -501,7 +504,9 @@ async fn refreshes_on_401(c: &SourceContract) -> Outcome {
         }
         let http = run.report.http.get("source").cloned().unwrap_or_default();
         let rejected = http.by_status.get("401").copied().unwrap_or(0);
-        if http.token_requests < 2 || rejected != 1 {
+        // With setup exchanges the first token goes out with them, before the run counts.
+        let tokens_wanted = if c.setup.is_some() { 1 } else { 2 };
+        if http.token_requests < tokens_wanted || rejected != 1 {
             return Err(format!(
                 "expected one 401 followed by a token refresh: {} token request(s), {rejected} 401(s)",
                 http.token_requests
@@ -557,9 +562,12 @@ async fn no_fixture_secret_in_output(c: &SourceContract) -> Outcome {
     for sc in c.scenarios.values().chain(c.refresh.iter().map(|(sc, _)| sc)) {
         texts.push((sc.file.clone(), sc.fixture.to_json()));
     }
+    if let Some((file, f)) = &c.setup {
+        texts.push((file.clone(), f.to_json()));
+    }
     // `check` errors too (an auth failure is where a token most often leaks).
     if let Some(sc) = c.scenarios.get("unauthorized")
-        && let Ok(Some(server)) = serve(Some(&sc.fixture)).await
+        && let Ok(Some(server)) = serve(c, Some(&sc.fixture)).await
         && let Ok(src) = scenario_builder(c, &sc.stream)(&server.base_url())
         && let Err(e) = src.check(&dovetail_core::Cx::default()).await
     {

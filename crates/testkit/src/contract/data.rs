@@ -38,7 +38,7 @@ pub(super) struct Live {
 pub(super) async fn live(c: &SourceContract, case: &StreamCase, data: Option<&Data>) -> Result<Live, String> {
     match data {
         Some(Data::Fixture(f)) => {
-            let server = serve(Some(f)).await?.ok_or("no server")?;
+            let server = serve(c, Some(f)).await?.ok_or("no server")?;
             let url = server.base_url();
             Ok(Live { server: Some(server), url, build: builder(c, case).clone() })
         }

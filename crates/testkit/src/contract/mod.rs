@@ -187,6 +187,9 @@ pub struct SourceContract {
     pub(crate) fixtures_dir: Option<PathBuf>,
     pub(crate) streams: Vec<StreamCase>,
     pub(crate) scenarios: BTreeMap<String, Scenario>,
+    /// Exchanges every replay server also answers: what the source asks before its streams
+    /// are known ([`SourceContract::setup`]).
+    pub(crate) setup: Option<(String, Fixture)>,
     pub(crate) version_header: Option<String>,
     pub(crate) secrets: Vec<String>,
     pub(crate) example_config: Option<(Value, ParseConfig)>,
@@ -253,6 +256,7 @@ impl SourceContract {
             fixtures_dir: None,
             streams: Vec::new(),
             scenarios: BTreeMap::new(),
+            setup: None,
             version_header: None,
             secrets: Vec::new(),
             example_config: None,
@@ -427,6 +431,22 @@ impl SourceContract {
         let f = self.load(fixture);
         self.scenarios
             .insert(name.to_owned(), Scenario { stream: stream.to_owned(), file: fixture.to_owned(), fixture: f });
+        self
+    }
+
+    /// Setup exchanges: what the source asks before its streams are known (a properties
+    /// API its schema comes from, account info). Every replay server of the suite answers
+    /// them when none of the served fixture's own exchanges matches — a scenario may still
+    /// record its own answer to the same request (a 401) — and does not count them, so the
+    /// checks about which pages were fetched look at the stream's fixture only. The schema
+    /// check serves them too. An OAuth2 source may fetch its first token with them, before
+    /// the run starts counting: `refreshes_on_401` then wants one token request in the run.
+    ///
+    /// # Panics
+    /// When the fixture file cannot be loaded.
+    pub fn setup(mut self, fixture: &str) -> Self {
+        let f = self.load(fixture);
+        self.setup = Some((fixture.to_owned(), f));
         self
     }
 

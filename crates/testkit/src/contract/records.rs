@@ -260,7 +260,7 @@ pub(super) async fn malformed_page_fails_clearly(c: &SourceContract) -> Outcome 
     exchanges[at].response.body = Body::text("{\"data\": [{\"id\": 1, \"name\": \"trunc");
     let malformed = Fixture::new(exchanges);
     let r: Result<String, String> = async {
-        let server = serve(Some(&malformed)).await?.ok_or("no server")?;
+        let server = serve(c, Some(&malformed)).await?.ok_or("no server")?;
         let run = run_once(c, builder(c, case), &server.base_url(), &case.name, &MemoryState::default()).await?;
         let error = run.report.error.clone().unwrap_or_default();
         if run.report.outcome == RunOutcome::Succeeded {

@@ -1,0 +1,434 @@
+//! The source: one stream per configured object, read in full by the list endpoint.
+//!
+//! - **Schema first.** The properties API is read once per process, on a thread of its own
+//!   with its own client, when the engine first asks for the streams (`streams` is not
+//!   async): its answer is each stream's declared schema ([`crate::props`]).
+//! - **Pages.** `GET /crm/objects/{version}/{object}?limit=&properties=&after=`; the next
+//!   page is `paging.next.after`. The position is `{"after": "<token>"}`.
+//! - **Cursor.** `updatedAt` (HubSpot's last-modified time). A pass with a lower bound
+//!   (an incremental run after the first) reads by the search endpoint from that bound minus
+//!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]), then lists the objects
+//!   archived since (search never returns them) as records with `archived: true`.
+//! - **Owners** have no properties API: a fixed schema.
+//! - **Account.** With the properties, the account-info API gives the account's time zone,
+//!   when a spent daily allowance comes back ([`crate::client`]); UTC, with a warning, when
+//!   it cannot be read.
+//! - **Version.** A configured `api_version` near its end of life is reported from the first
+//!   page on, like a `Sunset` header ([`crate::versions`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use dovetail_core::{
+    BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, ReadRequest, Record, Source, SourceConnector,
+    StreamSpec, position,
+};
+use dovetail_http::{HttpClient, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api;
+use crate::client::AccountZone;
+use crate::config::HubspotConfig;
+use crate::props::{self, Kinds, PropertyList};
+use crate::search::{self, Query};
+
+/// The stream of the account's owners (users who can own records).
+pub const OWNERS: &str = "owners";
+
+/// What the properties API said per object, or the error, kept for every later call.
+type Discovered = Result<BTreeMap<String, Kinds>, (ErrorKind, String, Option<String>)>;
+
+/// The HubSpot source.
+#[derive(Debug, Clone)]
+pub struct HubspotSource {
+    client: HttpClient,
+    config: Arc<HubspotConfig>,
+    cx: BuildCx,
+    discovered: Arc<OnceLock<Discovered>>,
+    /// When the last search went: searches carry no rate-limit headers, so they are paced
+    /// at [`SEARCHES_PER_SECOND`] across the source's streams.
+    last_search: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The account's time zone, read with the properties.
+    zone: AccountZone,
+    /// The configured version's end of life, when near ([`crate::versions::notice`]).
+    sunset: Option<dovetail_core::report::Deprecation>,
+    /// Whether the sunset was reported (on the first read, so a run's report carries it).
+    noticed: Arc<AtomicBool>,
+}
+
+/// How fast the source searches: HubSpot allows 5 search requests per second per account.
+pub const SEARCHES_PER_SECOND: u32 = 5;
+
+impl SourceConnector for HubspotSource {
+    const KIND: &'static str = crate::KIND;
+    type Config = HubspotConfig;
+
+    fn build(config: HubspotConfig, cx: &BuildCx) -> Result<Self, Error> {
+        if config.objects.is_empty() {
+            return Err(Error::config("`objects` is empty: name at least one, e.g. `objects = [\"contacts\"]`"));
+        }
+        for (i, o) in config.objects.iter().enumerate() {
+            if o.trim().is_empty() || config.objects[..i].contains(o) {
+                return Err(Error::config(format!("`objects[{i}]`: `{o}` is empty or named twice")));
+            }
+        }
+        if let Some(name) = config.properties.keys().find(|k| !config.objects.contains(k)) {
+            return Err(Error::config(format!("`properties.{name}`: `{name}` is not one of `objects`")));
+        }
+        if config.properties.contains_key(OWNERS) {
+            return Err(Error::config("`properties.owners`: owners have a fixed schema, no properties to choose"));
+        }
+        let zone = AccountZone::default();
+        let client = crate::client::build(&config, cx, &zone)?;
+        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        Ok(HubspotSource {
+            client,
+            sunset: crate::versions::notice(&config.api_version, today),
+            config: Arc::new(config),
+            cx: cx.clone(),
+            discovered: Arc::new(OnceLock::new()),
+            last_search: Arc::default(),
+            zone,
+            noticed: Arc::default(),
+        })
+    }
+}
+
+/// Where a stream is: the `after` token of its next list page, or the search query and
+/// the offset in it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "read", rename_all = "snake_case", deny_unknown_fields)]
+enum Position {
+    List { after: String },
+    Search { query: Query, since_ms: i64 },
+    Archived { since_ms: i64, after: Option<String> },
+}
+
+/// How far before the last run's newest change an incremental pass starts: HubSpot's
+/// search index lags writes by seconds; the ledger skips what was already delivered.
+pub const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A list page as HubSpot sends it.
+#[derive(Debug, Deserialize)]
+struct ListPage {
+    results: Vec<Value>,
+    #[serde(default)]
+    paging: Option<Paging>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Paging {
+    next: Option<NextPage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NextPage {
+    after: String,
+}
+
+impl HubspotSource {
+    /// Each object's properties, from the properties API, asked once per process.
+    fn discovered(&self) -> Result<&BTreeMap<String, Kinds>, Error> {
+        let found = self.discovered.get_or_init(|| {
+            let (config, cx, zone) = (self.config.clone(), self.cx.clone(), self.zone.clone());
+            let ask = move || -> Result<BTreeMap<String, Kinds>, Error> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::internal("cannot start a runtime to read the properties").with_source(e))?;
+                // A client of this runtime's own: connections do not outlive their runtime.
+                let client = crate::client::build(&config, &cx, &zone)?;
+                rt.block_on(async {
+                    let found = discover(&client, &config).await?;
+                    read_zone(&client, &config, &zone).await;
+                    Ok(found)
+                })
+            };
+            std::thread::spawn(ask)
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("reading the HubSpot properties panicked")))
+                .map_err(|e| (e.kind().clone(), e.message().to_owned(), e.hint().map(str::to_owned)))
+        });
+        found.as_ref().map_err(|(kind, message, hint)| {
+            let e = Error::new(kind.clone(), message.clone()).in_connector(crate::KIND);
+            match hint {
+                Some(h) => e.with_hint(h.clone()),
+                None => e,
+            }
+        })
+    }
+
+    async fn list_page(
+        &self,
+        stream: &str,
+        after: Option<&str>,
+        kinds: Option<&Kinds>,
+        archived: bool,
+    ) -> Result<Response, Error> {
+        let version = &self.config.api_version;
+        let path = if kinds.is_some() { api::list(version, stream) } else { api::owners(version) };
+        let mut req = Request::get(path).query("limit", crate::config::PAGE_SIZE.to_string());
+        if archived {
+            req = req.query("archived", "true");
+        }
+        if let Some(kinds) = kinds.filter(|k| !k.is_empty()) {
+            req = req.query("properties", kinds.keys().cloned().collect::<Vec<_>>().join(","));
+        }
+        if let Some(after) = after {
+            req = req.query("after", after);
+        }
+        self.client.send(req).await
+    }
+}
+
+impl HubspotSource {
+    /// One list page and the position after it.
+    async fn list_read(&self, stream: &str, after: Option<&str>, kinds: Option<&Kinds>) -> Result<Page, Error> {
+        let response = self.list_page(stream, after, kinds, false).await.map_err(|e| e.in_stream(stream))?;
+        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
+        let next = match page.paging.and_then(|p| p.next) {
+            Some(n) => position::encode(&Position::List { after: n.after })?,
+            None => Next::Done { resume: None },
+        };
+        Ok(self.page(&response, page.results, kinds, next))
+    }
+
+    /// One search page (a POST HubSpot answers the same when sent again: retried like a
+    /// GET) and the query after it.
+    async fn search_read(&self, stream: &str, query: Query, since_ms: i64, kinds: &Kinds) -> Result<Page, Error> {
+        let limit = u64::from(crate::config::PAGE_SIZE);
+        let names: Vec<&String> = kinds.keys().collect();
+        let req = Request::post(api::search(&self.config.api_version, stream))
+            .json(&query.body(stream, &names, limit))
+            .repeatable(true);
+        {
+            let mut last = self.last_search.lock().await;
+            if let Some(at) = *last {
+                tokio::time::sleep_until(at + std::time::Duration::from_secs(1) / SEARCHES_PER_SECOND).await;
+            }
+            *last = Some(tokio::time::Instant::now());
+        }
+        let response = self.client.send(req).await.map_err(|e| e.in_stream(stream))?;
+        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
+        let next_after = match page.paging.as_ref().and_then(|p| p.next.as_ref()) {
+            None => None,
+            Some(n) => Some(n.after.parse::<u64>().map_err(|_| {
+                Error::data(format!("`paging.next.after` of a search is not an offset: `{}`", n.after))
+                    .at(response.url.path())
+                    .in_stream(stream)
+            })?),
+        };
+        let last = page.results.last().map(|r| {
+            let at = r.get("updatedAt").and_then(Value::as_str).and_then(search::epoch_ms);
+            let id = r.get("id").and_then(Value::as_str).and_then(|s| s.parse::<u64>().ok());
+            (at, id)
+        });
+        let last = match last {
+            None => None,
+            Some((Some(at), Some(id))) => Some((at, id)),
+            Some(_) => {
+                return Err(Error::data("the last search result has no `updatedAt` time or numeric `id`")
+                    .at(response.url.path())
+                    .in_stream(stream));
+            }
+        };
+        let next = match query.next(next_after, limit, last) {
+            Some(query) => position::encode(&Position::Search { query, since_ms })?,
+            None => position::encode(&Position::Archived { since_ms, after: None })?,
+        };
+        Ok(self.page(&response, page.results, Some(kinds), next))
+    }
+
+    /// One page of the archived objects (search never returns them), keeping those archived
+    /// since the pass's lower bound: each is a record with `archived: true`, its `updatedAt`
+    /// the archive time when that is later, so the cursor admits it.
+    async fn archived_read(
+        &self,
+        stream: &str,
+        since_ms: i64,
+        after: Option<&str>,
+        kinds: &Kinds,
+    ) -> Result<Page, Error> {
+        let response = self.list_page(stream, after, Some(kinds), true).await.map_err(|e| e.in_stream(stream))?;
+        let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
+        let results = page
+            .results
+            .into_iter()
+            .filter_map(|mut r| {
+                let at = r.get("archivedAt").and_then(Value::as_str).map(str::to_owned)?;
+                let at_ms = search::epoch_ms(&at).filter(|ms| *ms >= since_ms)?;
+                let updated = r.get("updatedAt").and_then(Value::as_str).and_then(search::epoch_ms);
+                if updated.is_none_or(|u| u < at_ms) {
+                    r["updatedAt"] = Value::String(at);
+                }
+                Some(r)
+            })
+            .collect();
+        let next = match page.paging.and_then(|p| p.next) {
+            Some(n) => position::encode(&Position::Archived { since_ms, after: Some(n.after) })?,
+            None => Next::Done { resume: None },
+        };
+        Ok(self.page(&response, results, Some(kinds), next))
+    }
+
+    /// Records of a page, typed by the object's properties.
+    fn page(&self, response: &Response, results: Vec<Value>, kinds: Option<&Kinds>, next: Next) -> Page {
+        let prov = Arc::new(response.provenance(crate::KIND, Some(&self.config.api_version)));
+        let records = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let data = match kinds {
+                    Some(k) => props::type_record(k, item),
+                    None => item,
+                };
+                Record::new(data, prov.clone()).at(Location::Item(i as u64))
+            })
+            .collect();
+        Page { records, rejects: vec![], next }
+    }
+}
+
+/// Each configured object's properties (owners have none).
+async fn discover(client: &HttpClient, config: &HubspotConfig) -> Result<BTreeMap<String, Kinds>, Error> {
+    let mut out = BTreeMap::new();
+    for object in config.objects.iter().filter(|o| *o != OWNERS) {
+        let list: PropertyList = client
+            .send(Request::get(api::properties(&config.api_version, object)))
+            .await
+            .and_then(|r| r.json())
+            .map_err(|e| e.in_stream(object))?;
+        out.insert(object.clone(), props::kinds(&list, config.properties.get(object).map(Vec::as_slice)));
+    }
+    Ok(out)
+}
+
+/// The account's details: only its time zone is used.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountInfo {
+    time_zone: Option<String>,
+    utc_offset_milliseconds: Option<i64>,
+}
+
+/// The account's time zone into `zone`, from the account-info API: its IANA name, else its
+/// fixed UTC offset; left at UTC, with a warning, when neither can be had.
+async fn read_zone(client: &HttpClient, config: &HubspotConfig, zone: &AccountZone) {
+    let info = client.send(Request::get(api::account_info(&config.api_version))).await.and_then(|r| r.json());
+    let found = match &info {
+        Ok(AccountInfo { time_zone, utc_offset_milliseconds }) => {
+            time_zone.as_deref().and_then(|name| jiff::tz::TimeZone::get(name).ok()).or_else(|| {
+                let secs = i32::try_from(utc_offset_milliseconds.as_ref()? / 1000).ok()?;
+                Some(jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(secs).ok()?))
+            })
+        }
+        Err(_) => None,
+    };
+    match found {
+        Some(tz) => zone.set(tz),
+        None => {
+            let why = info.err().map_or_else(|| "it names no known time zone".to_owned(), |e| e.report());
+            tracing::warn!(target: "dovetail_hubspot", %why,
+                "cannot read the account's time zone: a spent daily limit is taken to come back at midnight UTC");
+        }
+    }
+}
+
+/// Owners' fixed schema (HubSpot has no properties API for them).
+fn owner_schema() -> Value {
+    let text = json!({ "type": ["string", "null"] });
+    json!({
+        "type": "object",
+        "required": ["id", "updatedAt"],
+        "properties": {
+            "id": { "type": "string" },
+            "email": text, "firstName": text, "lastName": text, "type": text,
+            "userId": { "type": ["integer", "null"] },
+            "userIdIncludingInactive": { "type": ["integer", "null"] },
+            "createdAt": { "type": "string", "format": "date-time" },
+            "updatedAt": { "type": "string", "format": "date-time" },
+            "archived": { "type": "boolean" },
+            "teams": { "type": ["array", "null"] },
+        }
+    })
+}
+
+#[async_trait]
+impl Source for HubspotSource {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn streams(&self) -> Vec<StreamSpec> {
+        let found = self.discovered().ok();
+        self.config
+            .objects
+            .iter()
+            .map(|o| {
+                let mut spec =
+                    StreamSpec::new(o.clone(), vec![FieldPath::new("id")]).with_cursor(FieldPath::new("updatedAt"));
+                spec.lookback = (o != OWNERS).then_some(LOOKBACK);
+                spec.schema = if o == OWNERS {
+                    Some(owner_schema())
+                } else {
+                    found.and_then(|f| f.get(o)).map(props::object_schema)
+                };
+                spec
+            })
+            .collect()
+    }
+
+    fn http_report(&self) -> Option<dovetail_core::HttpReport> {
+        let mut report = self.client.report();
+        if let Some(d) = self.sunset.as_ref().filter(|_| self.noticed.load(Ordering::Acquire)) {
+            report.deprecations.push(d.clone());
+        }
+        Some(report)
+    }
+
+    async fn check(&self, _cx: &Cx) -> Result<(), Error> {
+        self.discovered().map(|_| ())
+    }
+
+    async fn read(&self, req: &ReadRequest, _cx: &Cx) -> Result<Page, Error> {
+        if let Some(d) = &self.sunset
+            && !self.noticed.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(target: "dovetail_hubspot", version = %self.config.api_version, sunset = ?d.sunset,
+                "the configured HubSpot API version nears its end of life: set a newer `api_version`");
+        }
+        let stream = req.stream.as_str();
+        let kinds = if stream == OWNERS {
+            None
+        } else {
+            let found = self.discovered()?;
+            Some(found.get(stream).ok_or_else(|| Error::internal(format!("no properties read for `{stream}`")))?)
+        };
+        let position = match &req.position {
+            None => None,
+            Some(v) => Some(position::decode::<Position>(stream, v)?),
+        };
+        let since = req.since.as_ref().and_then(Value::as_str).and_then(search::epoch_ms);
+        let Some(kinds) = kinds else {
+            return match position {
+                None => self.list_read(stream, None, None).await,
+                Some(Position::List { after }) => self.list_read(stream, Some(&after), None).await,
+                Some(_) => Err(position::not_ours(stream, req.position.as_ref(), "owners are listed, never searched")),
+            };
+        };
+        match (position, since) {
+            (Some(Position::List { after }), _) => self.list_read(stream, Some(&after), Some(kinds)).await,
+            (Some(Position::Search { query, since_ms }), _) => self.search_read(stream, query, since_ms, kinds).await,
+            (Some(Position::Archived { since_ms, after }), _) => {
+                self.archived_read(stream, since_ms, after.as_deref(), kinds).await
+            }
+            (None, Some(from_ms)) => {
+                self.search_read(stream, Query::Range { from_ms, strict: false, after: 0 }, from_ms, kinds).await
+            }
+            (None, None) => self.list_read(stream, None, Some(kinds)).await,
+        }
+    }
+}
