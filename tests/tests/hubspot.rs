@@ -399,8 +399,9 @@ async fn a_bad_token_fails_as_auth_and_a_502_or_a_rolling_429_is_retried() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_object_archived_since_the_last_run_arrives_marked_archived() {
+/// An object archived since the last run is deleted at the sink under the stream's `delete`
+/// mode; one archived before the pass's lower bound is not looked at.
+async fn archive_one_contact_between_two_runs(delete: &str) -> (Scratch, Value) {
     const T1: i64 = 1_793_491_200_000;
     let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
         (1..=3).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
@@ -408,7 +409,8 @@ async fn an_object_archived_since_the_last_run_arrives_marked_archived() {
     let archived: double::Contacts = Default::default();
     let (server, _, _) = double::start(contacts.clone(), None, archived.clone()).await;
     let s = Scratch::new();
-    s.write("dovetail.toml", &config(&server.uri()));
+    let streams = format!("\n[pipelines.crm.streams.contacts]\ndelete = \"{delete}\"\n");
+    s.write("dovetail.toml", &(config(&server.uri()) + &streams));
     let (out, report) = run(&s).await;
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(count(&report, "contacts", "written"), 3);
@@ -417,9 +419,34 @@ async fn an_object_archived_since_the_last_run_arrives_marked_archived() {
     archived.lock().unwrap().extend([(2, T1 + 60_000, gone.2), (7, T1 - 86_400_000, "old@example.com".into())]);
     let (out, report) = run(&s).await;
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(count(&report, "contacts", "written"), 1, "{report:#}");
-    let flag: i64 = s.db("out.db").query_row("SELECT archived FROM contacts WHERE id = '2'", [], |r| r.get(0)).unwrap();
-    assert_eq!(flag, 1);
+    (s, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_archived_since_the_last_run_is_deleted_at_the_sink() {
+    let (s, report) = archive_one_contact_between_two_runs("delete").await;
+    assert_eq!(count(&report, "contacts", "deleted"), 1, "{report:#}");
+    let ids: Vec<String> = {
+        let db = s.db("out.db");
+        let mut q = db.prepare("SELECT id FROM contacts ORDER BY id").unwrap();
+        q.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(ids, ["1", "3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archived_object_is_marked_under_soft_delete_and_kept_under_keep() {
+    let (s, report) = archive_one_contact_between_two_runs("soft_delete").await;
+    assert_eq!(count(&report, "contacts", "deleted"), 1, "{report:#}");
+    let marked: Option<String> =
+        s.db("out.db").query_row("SELECT _deleted_at FROM contacts WHERE id = '2'", [], |r| r.get(0)).unwrap();
+    assert!(marked.is_some(), "contact 2 not marked deleted");
+    let live: i64 =
+        s.db("out.db").query_row("SELECT count(*) FROM contacts WHERE _deleted_at IS NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(live, 2);
+
+    let (s, report) = archive_one_contact_between_two_runs("keep").await;
+    assert_eq!(count(&report, "contacts", "deleted"), 0, "{report:#}");
     let rows: i64 = s.db("out.db").query_row("SELECT count(*) FROM contacts", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 3);
 }

@@ -8,7 +8,7 @@
 //! - **Cursor.** `updatedAt` (HubSpot's last-modified time). A pass with a lower bound
 //!   (an incremental run after the first) reads by the search endpoint from that bound minus
 //!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]), then lists the objects
-//!   archived since (search never returns them) as records with `archived: true`.
+//!   archived since (search never returns them) as deletes (tombstones).
 //! - **Owners** have no properties API: a fixed schema.
 //! - **Account.** With the properties, the account-info API gives the account's time zone,
 //!   when a spent daily allowance comes back ([`crate::client`]); UTC, with a warning, when
@@ -243,8 +243,8 @@ impl HubspotSource {
     }
 
     /// One page of the archived objects (search never returns them), keeping those archived
-    /// since the pass's lower bound: each is a record with `archived: true`, its `updatedAt`
-    /// the archive time when that is later, so the cursor admits it.
+    /// since the pass's lower bound: each is a tombstone (a deleted record), its `updatedAt`
+    /// the archive time when that is later.
     async fn archived_read(
         &self,
         stream: &str,
@@ -271,7 +271,13 @@ impl HubspotSource {
             Some(n) => position::encode(&Position::Archived { since_ms, after: Some(n.after) })?,
             None => Next::Done { resume: None },
         };
-        Ok(self.page(&response, results, Some(kinds), next))
+        let mut page = self.page(&response, results, Some(kinds), next);
+        // An archived object is deleted in HubSpot: the engine deletes its key under the
+        // stream's `delete` mode (`keep` ignores it).
+        for r in &mut page.records {
+            r.deleted = true;
+        }
+        Ok(page)
     }
 
     /// Records of a page, typed by the object's properties.
