@@ -8,6 +8,7 @@
 //! in one round trip, the rows, then the COPY's end, the merge, the offsets row and (when
 //! nothing needs an answer first) COMMIT in a second.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -289,7 +290,8 @@ fn convert_rows<'b>(
 ) -> Vec<Vec<Cell<'b>>> {
     let cols = table.written();
     let mut rows: Vec<Vec<Cell<'b>>> = Vec::new();
-    let mut slot: HashMap<String, usize> = HashMap::new();
+    // Keys borrowed from the batch where the record carries one: no allocation per record.
+    let mut slot: HashMap<Cow<'b, str>, usize> = HashMap::with_capacity(batch.records.len());
     let unwritable: HashSet<&str> = table
         .columns
         .iter()
@@ -362,13 +364,15 @@ fn convert_rows<'b>(
             }
         }
         let key = match &record.key {
-            Some(k) => k.as_str().to_owned(),
-            None => table
-                .keys
-                .iter()
-                .map(|&k| obj.get(&table.columns[k].field).map(Value::to_string).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\u{1}"),
+            Some(k) => Cow::Borrowed(k.as_str()),
+            None => Cow::Owned(
+                table
+                    .keys
+                    .iter()
+                    .map(|&k| obj.get(&table.columns[k].field).map(Value::to_string).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\u{1}"),
+            ),
         };
         match slot.get(&key) {
             Some(&at) => rows[at] = row,
