@@ -462,3 +462,111 @@ table_prefix = "crm_"
     let tables = query(&db, "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'wh' AND tablename LIKE 'crm_%'");
     assert_eq!(tables, ["2"]);
 }
+
+/// A TCP proxy to the server at `upstream` that holds every answer of the server for
+/// `delay` and notes when the client sends. A client waiting on an answer sends again only
+/// `delay` later, so the bursts of what it sends — apart by more than half of it — count its
+/// round trips (docs/performance.md: what a batch waits on).
+struct SlowProxy {
+    port: u16,
+    sends: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl SlowProxy {
+    fn start(upstream: (String, u16), delay: std::time::Duration) -> SlowProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::thread::spawn;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sends = std::sync::Arc::<std::sync::Mutex<Vec<std::time::Instant>>>::default();
+        let noted = sends.clone();
+        spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let server = TcpStream::connect((upstream.0.as_str(), upstream.1)).unwrap();
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let noted = noted.clone();
+                spawn(move || {
+                    let mut buf = vec![0; 1 << 16];
+                    while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                        noted.lock().unwrap().push(std::time::Instant::now());
+                        if to_server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown(Shutdown::Write);
+                });
+                let (mut from_server, mut to_client) = (server, client);
+                let (held, release) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+                spawn(move || {
+                    let mut buf = vec![0; 1 << 16];
+                    while let Ok(n @ 1..) = from_server.read(&mut buf) {
+                        let _ = held.send((std::time::Instant::now() + delay, buf[..n].to_vec()));
+                    }
+                });
+                spawn(move || {
+                    for (at, bytes) in release {
+                        std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+                        if to_client.write_all(&bytes).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        SlowProxy { port, sends }
+    }
+
+    /// The client's bursts so far: sends apart by more than `gap` start a new one.
+    fn bursts(&self, gap: std::time::Duration) -> usize {
+        let sends = self.sends.lock().unwrap();
+        sends.windows(2).filter(|w| w[1].duration_since(w[0]) > gap).count() + usize::from(!sends.is_empty())
+    }
+}
+
+#[test]
+fn a_batch_takes_two_round_trips_and_its_stage_is_emptied_without_truncate() {
+    use std::time::Duration;
+    // pg_stat_statements counts the statements that ran; it must be preloaded, so a cluster of
+    // this test's own.
+    let options = pg::ClusterOptions {
+        settings: vec!["shared_preload_libraries=pg_stat_statements".into(), "pg_stat_statements.track=all".into()],
+        ..pg::ClusterOptions::default()
+    };
+    let Some(cluster) = pg::Cluster::start("pg_sink_round_trips", &options) else { return };
+    let db = cluster.database("pg_sink_round_trips");
+    execute(&db, "CREATE EXTENSION pg_stat_statements");
+    const DELAY: Duration = Duration::from_millis(40);
+    let proxy = SlowProxy::start((db.host().to_owned(), db.port()), DELAY);
+    let url = url_from_env(&db).replacen(&format!(":{}/", db.port()), &format!(":{}/", proxy.port), 1);
+    // Batches of 100: a run of one batch makes the table, then runs of 10 and 30 new batches.
+    // What the two later runs do besides their batches (connecting, the table's marker and
+    // checkpoint) is the same, so their difference is the round trips of 20 batches.
+    let records: Vec<Value> = (0..4100).map(|i| json!({"id": i, "v": i * 3})).collect();
+    let s = setup(&url, &records[..100], "");
+    let mut round_trips = Vec::new();
+    for (upto, calls) in [(100, 1), (1100, 10), (4100, 30)] {
+        execute(&db, "SELECT pg_stat_statements_reset()");
+        let lines: String = records[..upto].iter().map(|r| format!("{r}\n")).collect();
+        s.write("events.jsonl", &lines);
+        let started = proxy.bursts(DELAY / 2);
+        let report = run(&s, &db);
+        round_trips.push(proxy.bursts(DELAY / 2) - started);
+        assert_eq!(report["streams"]["events"]["written"], json!(calls * 100), "{report}");
+        let count = |pattern: &str| {
+            let sql =
+                format!("SELECT coalesce(sum(calls), 0)::text FROM pg_stat_statements WHERE query ILIKE '{pattern}'");
+            query(&db, &sql).concat().parse::<u64>().unwrap()
+        };
+        assert_eq!(count("TRUNCATE%"), 0, "the stage is emptied by its ON COMMIT DELETE ROWS");
+        assert_eq!(count("CREATE TEMP TABLE%ON COMMIT DELETE ROWS"), calls);
+        assert_eq!(count("BEGIN"), calls, "one transaction per batch");
+    }
+    // Two per batch (BEGIN, the stage and the COPY's start; the rows, the COPY's end, the
+    // merge, the offsets row and COMMIT); six before they were pipelined.
+    let per_batch = (round_trips[2] as f64 - round_trips[1] as f64) / 20.0;
+    assert!(per_batch <= 2.5, "{per_batch} round trips per batch ({round_trips:?} in the three runs)");
+}

@@ -20,16 +20,28 @@ use crate::ident::qualified;
 /// The offsets table.
 pub const OFFSETS_TABLE: &str = "_dovetail_offsets";
 
-/// Store `checkpoint` for `table` and step its epoch; returns the new epoch. With a
-/// `lease_epoch` lower than the one stored, nothing is stored and the batch is refused. A
-/// statement the connection keeps prepared: one round trip per batch.
-pub(crate) async fn save(
-    tx: &deadpool_postgres::Transaction<'_>,
+/// The statement that stores a batch's checkpoint, prepared before the batch's last round
+/// trip so that nothing is sent out of order within it ([`dovetail_pg::tx`]).
+pub(crate) struct Save {
+    statement: tokio_postgres::Statement,
+    text: String,
+    /// The table's name (the row's key).
+    table: String,
+    /// `schema.table`, for messages.
+    shown: String,
+    what: String,
+    lease_epoch: Option<i64>,
+}
+
+/// Prepare storing `checkpoint` for `table` (a statement the connection keeps prepared: no
+/// round trip after the first batch).
+pub(crate) async fn prepare(
+    c: &deadpool_postgres::Object,
     schema: &str,
     table: &str,
     checkpoint: &Checkpoint,
     lease_epoch: Option<i64>,
-) -> Result<i64, Error> {
+) -> Result<Save, Error> {
     let text =
         serde_json::to_string(checkpoint).map_err(|e| Error::internal("cannot encode a checkpoint").with_source(e))?;
     let sql = format!(
@@ -41,18 +53,33 @@ pub(crate) async fn save(
         o = qualified(schema, OFFSETS_TABLE)
     );
     let what = format!("storing the checkpoint of table `{schema}.{table}`");
-    let e = |e| PgErr::new(&what).err(e);
-    let statement = tx.prepare_cached(&sql).await.map_err(e)?;
-    match tx.query_opt(&statement, &[&table, &text, &lease_epoch]).await.map_err(e)? {
-        Some(row) => Ok(row.get(0)),
-        None => Err(Error::new(
-            dovetail_core::ErrorKind::Busy,
-            format!(
-                "fenced: table `{schema}.{table}` was written under a newer lease than this batch's (epoch {}); \
-                 another worker took the stream over, so nothing of this batch was written",
-                lease_epoch.unwrap_or_default()
-            ),
-        )),
+    let statement = c.prepare_cached(&sql).await.map_err(|e| PgErr::new(&what).err(e))?;
+    Ok(Save { statement, text, table: table.to_owned(), shown: format!("{schema}.{table}"), what, lease_epoch })
+}
+
+impl Save {
+    /// Store the checkpoint and step the table's epoch; returns the new epoch. With a lease
+    /// epoch lower than the one stored, nothing is stored and the batch is refused — decided
+    /// on this statement's answer, so a batch with a lease epoch sends its COMMIT after it.
+    pub(crate) async fn run(&self, c: &tokio_postgres::Client) -> Result<i64, Error> {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&self.table, &self.text, &self.lease_epoch];
+        match c.query_opt(&self.statement, &params).await.map_err(|e| PgErr::new(&self.what).err(e))? {
+            Some(row) => Ok(row.get(0)),
+            None => Err(Error::new(
+                dovetail_core::ErrorKind::Busy,
+                format!(
+                    "fenced: table `{}` was written under a newer lease than this batch's (epoch {}); \
+                     another worker took the stream over, so nothing of this batch was written",
+                    self.shown,
+                    self.lease_epoch.unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    /// Whether the batch is fenced by a lease epoch (decided on [`Save::run`]'s answer).
+    pub(crate) fn fenced(&self) -> bool {
+        self.lease_epoch.is_some()
     }
 }
 

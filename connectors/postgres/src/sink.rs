@@ -19,7 +19,7 @@ use crate::config::PostgresSinkConfig;
 use crate::error::PgErr;
 use crate::ident::short;
 use crate::table::Table;
-use crate::write::{self, Target};
+use crate::write::{self, Target, Tx};
 
 /// Connections the sink keeps at most.
 const POOL_SIZE: usize = 4;
@@ -164,22 +164,24 @@ impl PostgresSink {
     /// One try at a batch: its rows and checkpoint in one transaction on a pooled connection.
     async fn attempt(&self, batch: &Batch) -> Result<Committed, Failed> {
         let name = &batch.stream.name;
-        let mut c = self.conn().await.map_err(Failed::before)?;
+        let tx = Tx::new(self.conn().await.map_err(Failed::before)?);
         let t = self.target(&batch.stream);
         let what = format!("writing to table `{}.{}`", t.schema, t.table);
-        let tx = c.transaction().await.map_err(|e| Failed::before(PgErr::new(&what).err(e)))?;
-        let (report, epoch) = {
+        // The table may be new: its marker goes with this batch's commit, looked up before it.
+        let known = self.markers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(name);
+        let written = {
             let tables = self.tables(name);
             let mut tables = tables.lock().await;
-            write::write_batch(&tx, &mut tables, &t, batch).await.map_err(Failed::before)?
+            write::write_batch(&tx, &mut tables, &t, batch, known).await?
         };
-        // The table may be new: its marker goes with this batch's commit.
-        let known = self.markers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(name);
         let found = match known {
             true => None,
-            false => Some(crate::table::marker(&*tx, t.schema, &t.table).await.map_err(Failed::before)?),
+            false => Some(crate::table::marker(tx.client(), t.schema, &t.table).await.map_err(Failed::before)?),
         };
-        let sent = Committed { report, epoch, found };
+        let sent = Committed { report: written.sent.report, epoch: written.sent.epoch, found };
+        if written.committed {
+            return Ok(sent);
+        }
         match tx.commit().await {
             Ok(()) => Ok(sent),
             Err(e) => Err(Failed { err: PgErr::new(&what).err(e), unsure: Some(sent) }),
@@ -225,7 +227,7 @@ struct Committed {
     found: Option<Option<Option<String>>>,
 }
 
-/// A failed try at a batch; `unsure` when it was the COMMIT that failed.
+/// A failed try at a batch; `unsure` when its COMMIT was sent and not answered.
 struct Failed {
     err: Error,
     unsure: Option<Committed>,
@@ -235,6 +237,13 @@ impl Failed {
     /// A failure before the COMMIT: nothing of the batch landed.
     fn before(err: Error) -> Failed {
         Failed { err, unsure: None }
+    }
+}
+
+impl From<write::Failed> for Failed {
+    fn from(f: write::Failed) -> Failed {
+        let unsure = f.unsure.map(|s| Committed { report: s.report, epoch: s.epoch, found: None });
+        Failed { err: f.err, unsure }
     }
 }
 

@@ -2,12 +2,19 @@
 //! columns new fields need, convert every value (drift, NUL), keep the last record of each
 //! key, `COPY … (FORMAT binary)` them into a temporary table and merge that into the table
 //! with one `INSERT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM …`.
+//!
+//! A batch waits on round trips more than on the server (docs/performance.md), so its
+//! statements go out pipelined ([`dovetail_pg::tx`]): BEGIN, the stage and the COPY's start
+//! in one round trip, the rows, then the COPY's end, the merge, the offsets row and (when
+//! nothing needs an answer first) COMMIT in a second.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
-use deadpool_postgres::Transaction;
 use dovetail_core::drift::{DriftClass, DriftEvent};
-use dovetail_core::{Batch, ColumnDrift, DeleteMode, Error, Key, Record, SinkStream, WriteReport};
+use dovetail_core::{Batch, ColumnDrift, DeleteMode, Disposition, Error, Key, Record, SinkStream, WriteReport};
 use serde_json::Value;
 use tokio_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -19,8 +26,38 @@ use crate::ident::{quote, short};
 use crate::table::{MAX_COLUMNS, Role, Table};
 use crate::types::{Cell, Misfit, PgType, convert};
 
-/// The staging table of a batch (temporary, dropped at commit).
+/// The staging table of a batch (temporary, emptied at commit).
 const STAGE: &str = "_dovetail_stage";
+
+/// A pooled connection inside a batch's transaction.
+pub(crate) type Tx = dovetail_pg::TxConn<deadpool_postgres::Object>;
+
+/// What a batch's transaction sent: its report and the epoch of its offsets row (none
+/// without a checkpoint, or when the answer was lost).
+pub(crate) struct Sent {
+    pub(crate) report: WriteReport,
+    pub(crate) epoch: Option<i64>,
+}
+
+/// A batch's transaction done: committed already, or to be committed by the caller.
+pub(crate) struct Written {
+    pub(crate) sent: Sent,
+    pub(crate) committed: bool,
+}
+
+/// A failed batch; `unsure` when its COMMIT was sent and the connection failed before every
+/// answer came (it may have landed).
+pub(crate) struct Failed {
+    pub(crate) err: Error,
+    pub(crate) unsure: Option<Sent>,
+}
+
+impl Failed {
+    /// A failure before the COMMIT was sent: nothing of the batch landed.
+    pub(crate) fn before(err: Error) -> Failed {
+        Failed { err, unsure: None }
+    }
+}
 
 /// Which table a stream is written to, and the settings that shape it.
 pub(crate) struct Target<'a> {
@@ -48,12 +85,7 @@ pub(crate) async fn resolve<'t, C: GenericClient>(
             t.stream.name
         )));
     }
-    let soft = t.stream.delete_mode == DeleteMode::SoftDelete;
-    let stale = match tables.get(&t.stream.name) {
-        Some(cached) => reload || cached.soft_delete_column().is_some() != soft,
-        None => true,
-    };
-    if stale {
+    if reload || !fresh(tables, t) {
         tables.remove(&t.stream.name);
         let table = match Table::load(c, t.schema, &t.table, t.stream, t.soft_col).await? {
             Some(table) => Some(table),
@@ -98,17 +130,19 @@ fn field_type(stream: &SinkStream, records: &[Record], refused: &HashMap<usize, 
     PgType::of_values(admitted.filter_map(|(_, r)| r.data.get(field)))
 }
 
-/// Write a batch in one transaction; on error nothing of it stays and the cached table is
-/// forgotten (its column adds were rolled back).
+/// Write a batch in one transaction on `tx` (which this begins); on error nothing of it
+/// stays and the cached table is forgotten (its column adds were rolled back).
 /// With a checkpoint, it is stored in the same transaction (`crate::offsets`, the new epoch
-/// returned), sent together with the merge.
+/// returned), sent together with the merge. With `commit`, COMMIT goes out with the merge
+/// too, unless the offsets row's answer decides a lease fence first.
 pub(crate) async fn write_batch(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     tables: &mut HashMap<String, Table>,
     t: &Target<'_>,
     batch: &Batch,
-) -> Result<(WriteReport, Option<i64>), Error> {
-    let result = write_in_tx(tx, tables, t, batch).await;
+    commit: bool,
+) -> Result<Written, Failed> {
+    let result = write_in_tx(tx, tables, t, batch, commit).await;
     if result.is_err() {
         tables.remove(&t.stream.name);
     }
@@ -116,51 +150,77 @@ pub(crate) async fn write_batch(
 }
 
 async fn write_in_tx(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     tables: &mut HashMap<String, Table>,
     t: &Target<'_>,
     batch: &Batch,
-) -> Result<(WriteReport, Option<i64>), Error> {
-    let mut report = WriteReport::default();
-    let save = async {
-        match &batch.checkpoint {
-            Some(cp) => crate::offsets::save(tx, t.schema, &t.table, cp, batch.lease_epoch).await.map(Some),
-            None => Ok(None),
+    commit: bool,
+) -> Result<Written, Failed> {
+    let report = WriteReport::default();
+    let what = format!("writing to table `{}.{}`", t.schema, t.table);
+    let c = tx.client();
+    // BEGIN goes out with the batch's first statement: at once when the table or its columns
+    // need statements of their own (rare), else with the stage.
+    let mut begun = false;
+    let mut begin = async || -> Result<(), Failed> {
+        if !begun {
+            begun = true;
+            tx.begin().await.map_err(|e| Failed::before(PgErr::new(&what).err(e)))?;
+        }
+        Ok(())
+    };
+    let save = match &batch.checkpoint {
+        Some(cp) => {
+            Some(crate::offsets::prepare(tx, t.schema, &t.table, cp, batch.lease_epoch).await.map_err(Failed::before)?)
+        }
+        None => None,
+    };
+    // A lease fence is decided on the offsets row's answer, so COMMIT waits for it.
+    let commit = commit && !save.as_ref().is_some_and(crate::offsets::Save::fenced);
+    let records = &batch.records[..];
+    if !records.is_empty() && !fresh(tables, t) {
+        begin().await?;
+        if resolve(c, tables, t, false).await.map_err(Failed::before)?.is_none() {
+            // No schema: the key columns typed from the batch; the other fields come next as
+            // added columns, like new fields of any batch.
+            let keys = t
+                .stream
+                .key_columns
+                .iter()
+                .map(|k| (k.clone(), field_type(t.stream, records, &HashMap::new(), k)))
+                .collect();
+            let created = Table::create(c, t, keys).await.map_err(Failed::before)?;
+            tables.insert(t.stream.name.clone(), created);
+        }
+    }
+    let table = match tables.get_mut(&t.stream.name) {
+        Some(table) if !records.is_empty() => table,
+        _ => {
+            // Nothing to write: the checkpoint alone.
+            begin().await?;
+            let epoch = match &save {
+                Some(save) => Some(save.run(c).await.map_err(Failed::before)?),
+                None => None,
+            };
+            return Ok(Written { sent: Sent { report, epoch }, committed: false });
         }
     };
-    let records = &batch.records[..];
-    if records.is_empty() {
-        return Ok((report, save.await?));
-    }
-    let c: &tokio_postgres::Transaction<'_> = tx;
-    if resolve(c, tables, t, false).await?.is_none() {
-        // No schema: the key columns typed from the batch; the other fields come next as
-        // added columns, like new fields of any batch.
-        let keys = t
-            .stream
-            .key_columns
-            .iter()
-            .map(|k| (k.clone(), field_type(t.stream, records, &HashMap::new(), k)))
-            .collect();
-        let created = Table::create(c, t, keys).await?;
-        tables.insert(t.stream.name.clone(), created);
-    }
-    let Some(table) = tables.get_mut(&t.stream.name) else {
-        return Err(Error::internal(format!("table `{}` vanished from the cache", t.table)));
-    };
     let (fields, refused) = admit(table, t, records);
-    table.add_columns(c, fields).await?;
-    let rows = convert_rows(table, t, batch, &refused, &mut report);
-    if rows.is_empty() {
-        return Ok((report, save.await?));
+    if !fields.is_empty() {
+        begin().await?;
+        table.add_columns(c, fields).await.map_err(Failed::before)?;
     }
     // Rows the merge inserted or changed, not records sent: a record the table already
     // holds as it is was not written. A stream resumed from this sink's committed position
     // (a crash between its commit and the state's) lacks that batch's ledger rows, so the
     // next pass sends those records again; they change nothing and count nothing.
-    let (written, epoch) = copy_and_merge(tx, table, &rows, save).await?;
-    report.written = written;
-    Ok((report, epoch))
+    copy_and_merge(tx, table, t, batch, &refused, report, begun, save.as_ref(), commit).await
+}
+
+/// Whether the stream's table is known and current (`resolve` needs no statement).
+fn fresh(tables: &HashMap<String, Table>, t: &Target<'_>) -> bool {
+    let soft = t.stream.delete_mode == DeleteMode::SoftDelete;
+    tables.get(&t.stream.name).is_some_and(|cached| cached.soft_delete_column().is_some() == soft)
 }
 
 /// Which new fields become columns, and which records are refused (by index, with why)
@@ -230,7 +290,8 @@ fn convert_rows<'b>(
 ) -> Vec<Vec<Cell<'b>>> {
     let cols = table.written();
     let mut rows: Vec<Vec<Cell<'b>>> = Vec::new();
-    let mut slot: HashMap<String, usize> = HashMap::new();
+    // Keys borrowed from the batch where the record carries one: no allocation per record.
+    let mut slot: HashMap<Cow<'b, str>, usize> = HashMap::with_capacity(batch.records.len());
     let unwritable: HashSet<&str> = table
         .columns
         .iter()
@@ -303,13 +364,15 @@ fn convert_rows<'b>(
             }
         }
         let key = match &record.key {
-            Some(k) => k.as_str().to_owned(),
-            None => table
-                .keys
-                .iter()
-                .map(|&k| obj.get(&table.columns[k].field).map(Value::to_string).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("\u{1}"),
+            Some(k) => Cow::Borrowed(k.as_str()),
+            None => Cow::Owned(
+                table
+                    .keys
+                    .iter()
+                    .map(|&k| obj.get(&table.columns[k].field).map(Value::to_string).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\u{1}"),
+            ),
         };
         match slot.get(&key) {
             Some(&at) => rows[at] = row,
@@ -336,45 +399,111 @@ fn event(table: &Table, field: &str, expected: &str, observed: &str, record: &Re
     }
 }
 
-/// `COPY` the rows into a fresh staging table, then one merge into the table, `with` sent
-/// in the same round trip (tokio-postgres pipelines statements polled together); returns the
-/// rows the merge inserted or changed, and what `with` gave. The COPY and the merge are
-/// prepared once per connection and shape of table.
-async fn copy_and_merge<T>(
-    tx: &Transaction<'_>,
+/// `COPY` the batch's rows into the connection's staging table, then one merge into the
+/// table, the offsets row (`save`) and, with `commit`, COMMIT sent with it; returns what
+/// the merge inserted or changed and the offsets row's epoch. Two round trips: BEGIN
+/// (unless `begun`), the stage, the COPY's start (the rows converted meanwhile); then the
+/// COPY's end, the merge, the offsets row and COMMIT. Every statement is prepared before its
+/// round is sent (once per connection and shape of table), so none can follow the COMMIT.
+#[allow(clippy::too_many_arguments)]
+async fn copy_and_merge(
+    tx: &Tx,
     table: &Table,
-    rows: &[Vec<Cell<'_>>],
-    with: impl std::future::Future<Output = Result<T, Error>>,
-) -> Result<(u64, T), Error> {
+    t: &Target<'_>,
+    batch: &Batch,
+    refused: &HashMap<usize, String>,
+    mut report: WriteReport,
+    begun: bool,
+    save: Option<&crate::offsets::Save>,
+    commit: bool,
+) -> Result<Written, Failed> {
     let shown = table.display();
     let what = format!("writing to table `{shown}`");
     let e = |err| PgErr::new(&what).err(err);
+    let c = tx.client();
     let cols = table.written();
     let names: Vec<String> = cols.iter().map(|&i| quote(&table.columns[i].name)).collect();
     let defs: Vec<String> =
         cols.iter().zip(&names).map(|(&i, n)| format!("{n} {}", table.columns[i].ty.stage().0)).collect();
     let types: Vec<_> = cols.iter().map(|&i| table.columns[i].ty.stage().1).collect();
-    // One stage per connection and column set, emptied per batch: creating (and dropping at
-    // COMMIT) a temp table per batch wrote and deleted a dozen catalog rows each time.
+    // One stage per connection and column set, emptied when its transaction ends (`ON
+    // COMMIT DELETE ROWS` truncates in place): creating and dropping a temp table per batch
+    // wrote a dozen catalog rows, and `TRUNCATE` gives the table a new file each time.
     let defs = defs.join(", ");
     let stage = format!("{STAGE}_{:016x}", xxhash_rust::xxh3::xxh3_64(defs.as_bytes()));
-    tx.batch_execute(&format!("CREATE TEMP TABLE IF NOT EXISTS {stage} ({defs}); TRUNCATE {stage}"))
-        .await
-        .map_err(e)?;
-    let copy = tx.prepare_cached(&format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", names.join(", "))).await;
-    let sink = tx.copy_in(&copy.map_err(e)?).await.map_err(e)?;
+    let stage_sql = format!("CREATE TEMP TABLE IF NOT EXISTS {stage} ({defs}) ON COMMIT DELETE ROWS");
+    let copy_sql = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", names.join(", "));
+    let merge_sql = merge_sql(table, &cols, &stage);
+    let opened = async {
+        let begin = async { if begun { Ok(()) } else { tx.begin().await } };
+        // The merge is prepared after the stage exists, before the COPY holds the connection.
+        let merge = tx.prepare_cached(&merge_sql);
+        let copy = async { c.copy_in(&tx.prepare_cached(&copy_sql).await?).await };
+        tokio::try_join!(biased; begin, c.batch_execute(&stage_sql), merge, copy)
+    };
+    let (opened, rows) = tokio::join!(biased; opened, async { convert_rows(table, t, batch, refused, &mut report) });
+    let ((), (), merge, sink) = opened.map_err(|err| Failed::before(e(err)))?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
     let mut refs: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(cols.len());
-    for row in rows {
+    for row in &rows {
         refs.clear();
         refs.extend(row.iter().map(|c| c as &(dyn ToSql + Sync)));
-        writer.as_mut().write(&refs).await.map_err(e)?;
+        writer.as_mut().write(&refs).await.map_err(|err| Failed::before(e(err)))?;
     }
-    writer.finish().await.map_err(e)?;
+    drop(refs);
+    drop(rows);
     dovetail_core::failpoint::hit("mid_batch");
-    let merge = tx.prepare_cached(&merge_sql(table, &cols, &stage)).await.map_err(e)?;
-    tokio::try_join!(async { tx.execute(&merge, &[]).await.map_err(e) }, with)
+    // A statement failing before it is sent (on its first poll) stops the COMMIT.
+    let failed = &AtomicBool::new(false);
+    let note = |r: Result<u64, tokio_postgres::Error>| {
+        if r.is_err() {
+            failed.store(true, Relaxed);
+        }
+        r.map_err(e)
+    };
+    let (copied, merged, saved, committed) = tokio::join!(
+        biased;
+        async { note(writer.finish().await) },
+        async { note(c.execute(&merge, &[]).await) },
+        async {
+            let Some(save) = save else { return Ok(None) };
+            let saved = save.run(c).await;
+            failed.fetch_or(saved.is_err(), Relaxed);
+            saved.map(Some)
+        },
+        async {
+            if !commit || failed.load(Relaxed) {
+                return None;
+            }
+            Some(tx.commit().await.map_err(e))
+        },
+    );
+    let written = merged.as_ref().ok().copied();
+    let epoch = saved.as_ref().ok().copied().flatten();
+    let statements = copied.and(merged).and(saved);
+    match (statements, committed) {
+        (Ok(_), None) => Ok(Written { sent: Sent { report: counted(report, written), epoch }, committed: false }),
+        (Ok(_), Some(Ok(()))) => {
+            Ok(Written { sent: Sent { report: counted(report, written), epoch }, committed: true })
+        }
+        (Ok(_), Some(Err(err))) => Err(Failed { err, unsure: Some(Sent { report: counted(report, written), epoch }) }),
+        // COMMIT went out but the connection failed before every answer came: the batch may
+        // have landed.
+        (Err(err), Some(_)) if err.kind().disposition() == Disposition::Outage => {
+            Err(Failed { err, unsure: Some(Sent { report: counted(report, written), epoch }) })
+        }
+        // Refused by the server: the transaction is aborted (a COMMIT sent rolled it back).
+        (Err(err), _) => Err(Failed::before(err)),
+    }
+}
+
+/// `report` with what the merge wrote, when it answered.
+fn counted(mut report: WriteReport, written: Option<u64>) -> WriteReport {
+    if let Some(w) = written {
+        report.written = w;
+    }
+    report
 }
 
 /// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE … WHERE … IS DISTINCT FROM …`:

@@ -2,10 +2,12 @@
 //! (dovetail-state-pg) and the postgres connector so both read a URL and speak TLS the same
 //! way: [`PgUrl::parse`] takes `postgres://user[:password]@host[:port]/db[?sslmode=…&sslrootcert=…]`
 //! (libpq's `sslmode` names, [`tls`]) and never repeats the URL in an error, since it may
-//! hold the password.
+//! hold the password. [`TxConn`] is a transaction whose BEGIN and COMMIT are pipelined with
+//! its statements.
 #![warn(missing_docs)]
 
 pub mod tls;
+pub mod tx;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use dovetail_core::Error;
 
 pub use tls::SslMode;
+pub use tx::{Connection, TxConn};
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
