@@ -133,7 +133,17 @@ impl Writes {
             Some(&"prices") => "price",
             _ => "ii",
         };
-        let id = format!("{prefix}_{:06}", store.next_id);
+        // A client-chosen id (products): taken, unless an object has it already.
+        let id = match params["id"].as_str() {
+            Some(chosen) if store.objects.get(&path).is_some_and(|l| l.iter().any(|o| o["id"] == chosen)) => {
+                return ResponseTemplate::new(400).insert_header("request-id", request_id.as_str()).set_body_json(
+                    json!({ "error": { "type": "invalid_request_error", "code": "resource_already_exists",
+                        "message": format!("Object already exists: '{chosen}'") } }),
+                );
+            }
+            Some(chosen) => chosen.to_owned(),
+            None => format!("{prefix}_{:06}", store.next_id),
+        };
         let mut object = params.clone();
         object["id"] = json!(id);
         object["created"] = json!(now());
@@ -234,6 +244,14 @@ impl Respond for Lists {
         }
         if let Some(t) = get("type") {
             all.retain(|o| o["type"] == t.as_str());
+        }
+        // `types[]`: exact types, or a prefix with `.*` (`customer.*`).
+        let types: Vec<&str> = q.iter().filter(|(k, _)| k == "types[]").map(|(_, v)| v.as_str()).collect();
+        if !types.is_empty() {
+            all.retain(|o| {
+                let t = o["type"].as_str().unwrap_or_default();
+                types.iter().any(|w| w.strip_suffix('*').map_or(t == *w, |prefix| t.starts_with(prefix)))
+            });
         }
         all.retain(|o| {
             let c = o["created"].as_i64().unwrap_or(0);

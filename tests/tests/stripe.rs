@@ -324,6 +324,71 @@ async fn deleted_customers_and_deletion_events_delete_rows() {
     assert_eq!((count(&report, "customers", "deleted"), count(&report, "customers", "written")), (0, 0), "{report:#}");
 }
 
+/// With `change_events`, a customer created 40 days ago and updated after the last run
+/// arrives updated, once: the `customer.updated` event (rendered at another API version,
+/// holding the object as it was) makes the run re-fetch the customer at the pinned version,
+/// although its `created` is far below any floor; a rerun writes nothing; a floor older
+/// than Stripe's event retention asks for a full re-read of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_updated_long_after_its_creation_arrives_updated_once_through_its_event() {
+    let double = StripeDouble::start().await;
+    let old = now() - 40 * 24 * 3600;
+    double.add("/v1/customers", customers(1..=3, |i| old + i as i64));
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&double.uri(), "streams = [\"customers\"]\nchange_events = true", ""));
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 3, "{report:#}");
+    assert!(double.queries("/v1/events").await.is_empty(), "a first pass reads no changes");
+
+    let mut changed = customers([2], |_| old + 2).remove(0);
+    changed["email"] = json!("new@example.com");
+    double.replace("/v1/customers", changed);
+    let stale = json!({ "id": "cus_0002", "object": "customer", "created": old + 2, "email": "old@example.com",
+        "sources": { "object": "list", "data": [] } });
+    double.add(
+        "/v1/events",
+        [json!({ "id": "evt_upd", "object": "event", "type": "customer.updated", "api_version": "2020-08-27",
+            "created": now() - 5, "data": { "object": stale } })],
+    );
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 1, "{report:#}");
+    let email: String =
+        s.db("out.db").query_row("SELECT email FROM customers WHERE id = 'cus_0002'", [], |r| r.get(0)).unwrap();
+    assert_eq!(email, "new@example.com", "the object as it is now, not as the event holds it");
+    let drift = &report["streams"]["customers"]["drift"];
+    assert!(drift.is_null() || drift.as_array().is_some_and(Vec::is_empty), "no drift: {report:#}");
+    let q = double.queries("/v1/events").await.remove(0);
+    assert_eq!(param(&q, "types[]"), Some("customer.updated"), "{q:?}");
+    let fetched = double.server.received_requests().await.unwrap();
+    let get = fetched.iter().find(|r| r.url.path() == "/v1/customers/cus_0002").expect("the customer is re-fetched");
+    assert_eq!(get.headers.get("stripe-version").and_then(|v| v.to_str().ok()), Some(VERSION));
+
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 0, "{report:#}");
+    assert_eq!(ids(&s, "customers"), ["cus_0001", "cus_0002", "cus_0003"]);
+
+    // The floor the last run left, moved back past Stripe's 30-day retention.
+    let floor = now() - 31 * 24 * 3600;
+    let state = s.db(".dovetail/state.db");
+    let n = state
+        .execute(
+            "UPDATE checkpoints SET checkpoint = json_set(checkpoint, '$.position.floor', ?1) \
+             WHERE stream_id = (SELECT id FROM streams WHERE pipeline = 'stripe' AND stream = 'customers')",
+            [floor],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(state);
+    let (out, _) = run(&s, None).await;
+    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("older than Stripe's 30-day event retention"), "{text}");
+    assert!(text.contains("dovetail reset stripe customers"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_other_api_versions_and_object_types_are_not_drift() {
     let double = StripeDouble::start().await;

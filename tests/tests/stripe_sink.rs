@@ -425,3 +425,133 @@ async fn a_records_stripe_account_sends_its_writes_to_that_connected_account() {
         assert_eq!(account, &want, "{params}");
     }
 }
+
+/// `dovetail explain` shows the Request-Id of the write that delivered a record: the create's
+/// first, the update's after the record changed (each as the double answered it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_request_id_of_the_write_that_delivered_the_record() {
+    let stripe = StripeDouble::start().await;
+    let s = setup(&stripe.uri());
+    let (out, _) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let explain_cmd = |s: &Scratch, json: bool| {
+        let mut args = vec!["explain", "crm", "customers", "c1@example.com"];
+        args.extend(json.then_some("--json"));
+        s.cmd(&args).env("STRIPE_API_KEY", KEY).output().expect("run dovetail")
+    };
+    let explain = |s: &Scratch| {
+        let out = explain_cmd(s, true);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let created = explain(&s)["write"]["request_id"].as_str().map(str::to_owned);
+    let created = created.unwrap_or_else(|| panic!("no request id: {}", explain(&s)));
+    assert!(created.starts_with("req_w"), "{created}");
+    let text = String::from_utf8_lossy(&explain_cmd(&s, false).stdout).into_owned();
+    assert!(text.lines().any(|l| l.trim_start().starts_with("request id") && l.contains(&created)), "{text}");
+
+    s.write("customers.jsonl", &lines(Some(1)));
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 1, "{report:#}");
+    let updated = explain(&s)["write"]["request_id"].as_str().unwrap_or_default().to_owned();
+    assert!(updated.starts_with("req_w") && updated != created, "{updated} after {created}");
+}
+
+/// `price_changes = "replace"` creates a price like any create: recorded pending before it
+/// is sent. Its response lost for good and the key expired (`key_life_secs = 0`), the rerun
+/// looks the new price up (by `metadata[dovetail_key]`, not the replaced one) instead of
+/// creating a second: one new price, the old one deactivated, the new id in the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_replacement_lost_past_the_keys_life_is_looked_up_not_created_twice() {
+    let stripe = StripeDouble::start().await;
+    let s = price_setup(&stripe.uri(), 1000, "price_changes = \"replace\"\nkey_life_secs = 0");
+    let (out, _) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let gold = stripe.objects("/v1/prices")[0]["id"].as_str().unwrap().to_owned();
+
+    stripe.lose_responses(true);
+    s.write("prices.jsonl", &price_lines(1200));
+    let (out, _) = run(&s).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_eq!(stripe.writes().0, 3, "the new price was made, its answer lost");
+    let db = s.db(".dovetail/state.db");
+    let pending: Vec<String> = db
+        .prepare("SELECT key FROM pending_creates WHERE stream = 'prices'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(pending, ["\"gold\""], "the replacement is pending");
+    drop(db);
+
+    stripe.lose_responses(false);
+    stripe.expire_keys();
+    let (out, _) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    let (created, _, updates) = stripe.writes();
+    assert_eq!(created, 3, "no second new price");
+    let new = stripe.objects("/v1/prices")[2].clone();
+    assert_eq!(new["unit_amount"].as_str(), Some("1200"));
+    assert_eq!(updates.last().unwrap(), &(format!("/v1/prices/{gold}"), json!({ "active": "false" })));
+    assert_eq!(ledger_ids_of(&s, "prices")["\"gold\""].as_deref(), new["id"].as_str());
+    let db = s.db(".dovetail/state.db");
+    let left: i64 = db.query_row("SELECT count(*) FROM pending_creates", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "cleared once the new id is committed");
+}
+
+/// `product_ids = "key"`: a product is created with an id derived from its key
+/// (`dovetail_stripe::product_id`: `dt_` and the create key's hex), so a create lost past the key's life is found by `GET
+/// /v1/products/{id}` — no search, whose lag would otherwise create it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_with_ids_from_their_keys_are_looked_up_by_id_not_search() {
+    let stripe = StripeDouble::start().await;
+    let s = Scratch::new();
+    let products: String =
+        ["basic", "pro"].iter().map(|sku| format!("{}\n", json!({ "sku": sku, "name": sku }))).collect();
+    s.write("products.jsonl", &products);
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm]
+
+[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "products"
+path = "products.jsonl"
+primary_key = ["sku"]
+
+[pipelines.crm.sink]
+kind = "stripe"
+api_key = "${{STRIPE_API_KEY}}"
+base_url = "{}"
+http = {{ timeout_ms = 500, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 3000 }} }}
+key_life_secs = 0
+product_ids = "key"
+"#,
+            stripe.uri()
+        ),
+    );
+    stripe.lose_responses(true);
+    let (out, _) = run(&s).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    assert_eq!(stripe.writes().0, 1, "the first create was made, its answer lost");
+    stripe.lose_responses(false);
+    stripe.expire_keys();
+    stripe.search_lag(100);
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "products", "dead_lettered"), 0, "{report:#}");
+    assert_eq!(stripe.writes().0, 2, "each product created once");
+    let ids = ledger_ids_of(&s, "products");
+    for sku in ["basic", "pro"] {
+        // `dovetail_stripe::product_id`: the create's key function, as an id.
+        let key = dovetail_core::Key::from_canonical(format!("\"{sku}\""));
+        let idem = dovetail_core::record::idempotency_key("crm", "products", &key, &dovetail_core::ContentHash::VOID);
+        let want = idem.replacen("dt-", "dt_", 1);
+        assert_eq!(ids[&format!("\"{sku}\"")].as_deref(), Some(want.as_str()), "{ids:?}");
+    }
+    assert!(stripe.queries("/v1/products/search").await.is_empty(), "no search");
+}

@@ -50,6 +50,12 @@ pub struct StripeConfig {
     /// (applied when the stream's `delete` is `delete` or `soft_delete`). Default `false`.
     #[serde(default)]
     pub deleted_events: bool,
+    /// Read changes too: each pass of a stream whose objects change (`customers`, `charges`,
+    /// `invoices`, …) reads the `*.updated` (…) events since the last pass and re-fetches each
+    /// changed object at the pinned version. The stream then keeps its own floor (no engine
+    /// cursor): a re-fetched object keeps its old `created`. Default `false`.
+    #[serde(default)]
+    pub change_events: bool,
     /// HTTP settings: timeouts, retries, proxy, CA certificates, and the client-side rate
     /// budget (`rate_limit`; default 100 requests/s with a live key, 25/s with a test key,
     /// Stripe's documented limits — it sends no rate-limit headers).

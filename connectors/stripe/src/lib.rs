@@ -33,7 +33,7 @@ pub mod streams;
 pub use client::{ACCOUNT_HEADER, VERSION_HEADER};
 pub use config::{Accounts, AllAccounts, DEFAULT_BASE_URL, DEFAULT_STRIPE_VERSION, Mode, StripeConfig};
 pub use price::PriceChanges;
-pub use sink::{KEY_METADATA, OBJECTS, StripeSink, StripeSinkConfig, create_key};
+pub use sink::{KEY_METADATA, OBJECTS, ProductIds, StripeSink, StripeSinkConfig, create_key, product_id};
 pub use source::{ACCOUNT_FIELD, EVENT_RETENTION_SECS, OVERLAP, PAGE_SIZE, StripeSource};
 
 /// The `kind` of the Stripe source in config.

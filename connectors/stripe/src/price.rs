@@ -4,13 +4,14 @@
 //! or is dead-lettered with the reason, as `price_changes` says.
 
 use dovetail_core::record::idempotency_key;
+use dovetail_core::state::PendingCreate;
 use dovetail_core::{ContentHash, Cx, Error, Key};
 use dovetail_http::Request;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::sink::{Sent, StripeSink, encode_id, with_request_id};
+use crate::sink::{KEY_METADATA, Sent, StripeSink, encode_id, search_value, with_request_id};
 
 /// What the sink does when a price's record changes a field Stripe does not let change.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -74,9 +75,12 @@ impl StripeSink {
         }
         // A key of its own per replaced price: retries of this replacement create it once.
         let idem = idempotency_key(&cx.pipeline, "prices", key, &ContentHash::of(&json!({ "replaces": id })));
-        let new_id = match self.post_form("v1/prices", body, Some(&idem), "").await? {
-            Sent::Ok(new_id) => new_id,
-            rejected => return Ok(rejected),
+        let new_id = match self.before_replace(cx, key, id, &idem).await? {
+            Some(found) => found,
+            None => match self.post_form("v1/prices", body, Some(&idem), "").await? {
+                Sent::Ok(new_id) => new_id,
+                rejected => return Ok(rejected),
+            },
         };
         if new_id.is_empty() {
             return Ok(Sent::Rejected(Error::data("Stripe created the new price but its response has no `id`")));
@@ -93,6 +97,58 @@ impl StripeSink {
             }
             Sent::Rejected(e) => Ok(Sent::Rejected(e)),
         }
+    }
+
+    /// Before a replacement price is created: it is recorded as a pending create under its
+    /// own `Idempotency-Key`, like every create. One still pending past the key's life may have
+    /// made the new price while Stripe has since forgotten the key, so it is looked up first:
+    /// `Some`, the new price found.
+    async fn before_replace(&self, cx: &Cx, key: &Key, old: &str, idem: &str) -> Result<Option<String>, Error> {
+        let Some(store) = &cx.pending else { return Ok(None) };
+        let pending = store.get("prices", std::slice::from_ref(key)).await?.pop().flatten();
+        let ours = pending.filter(|p| p.idempotency_key == idem);
+        let expired = ours.as_ref().is_some_and(|p| self.expired(p));
+        if expired {
+            if let Some(found) = self.replacement_of(key, old).await? {
+                tracing::info!(
+                    key = key.as_str(),
+                    old,
+                    new = found,
+                    "stripe sink: a price replacement pending past the key's life had created the price (found by lookup)"
+                );
+                return Ok(Some(found));
+            }
+            tracing::info!(
+                key = key.as_str(),
+                old,
+                "stripe sink: a price replacement pending past the key's life found nothing by lookup; creating"
+            );
+        }
+        if ours.is_none() || expired {
+            let p = PendingCreate {
+                key: key.clone(),
+                idempotency_key: idem.to_owned(),
+                since: dovetail_core::now_rfc3339(),
+            };
+            store.record("prices", &p).await?;
+        }
+        Ok(None)
+    }
+
+    /// The price a replacement of `old` created for the record: found by search on
+    /// `metadata[dovetail_key]`, neither `old` nor a price deactivated (an earlier one
+    /// replaced).
+    async fn replacement_of(&self, key: &Key, old: &str) -> Result<Option<String>, Error> {
+        let query = format!("metadata['{KEY_METADATA}']:{}", search_value(key.as_str()));
+        let req = Request::get("v1/prices/search").query("query", query).cacheable(false);
+        let v: Value = self.send(req).await?.json()?;
+        let found = v["data"].as_array().into_iter().flatten().find(|o| {
+            o["metadata"][KEY_METADATA].as_str() == Some(key.as_str())
+                && o["id"] != old
+                && o["active"] != false
+                && o["active"] != "false"
+        });
+        Ok(found.and_then(|o| o["id"].as_str().map(str::to_owned)))
     }
 
     /// POST `body` as a form to `path` (with `Idempotency-Key: idem` when given); the id

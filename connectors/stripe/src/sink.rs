@@ -50,6 +50,9 @@ tokio::task_local! {
     /// The connected account the record being written belongs to (its `stripe_account`
     /// field), sent as `Stripe-Account` on each of its requests.
     static ACCOUNT: Option<String>;
+    /// The `Request-Id` of the first write (POST) Stripe accepted for the record being
+    /// written: noted in the state store for `dovetail explain` once the record is written.
+    static WRITE_REQUEST: std::cell::RefCell<Option<String>>;
 }
 
 /// The metadata field every create sets to the record's canonical key.
@@ -82,6 +85,30 @@ pub struct StripeSinkConfig {
     #[serde(default = "default_key_life", deserialize_with = "dovetail_http::in_range_req::<_, _, 0, 86_400>")]
     #[schemars(range(min = 0, max = 86_400))]
     pub key_life_secs: u64,
+    /// The id a product is created with: `stripe` (default, Stripe chooses it) or `key` (the
+    /// sink derives it from the record's key, so a product is looked up by `GET
+    /// /v1/products/{id}` instead of search, which lags writes).
+    #[serde(default)]
+    pub product_ids: ProductIds,
+}
+
+/// Who chooses a created product's id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductIds {
+    /// Stripe does (`prod_…`); a lookup searches `metadata[dovetail_key]`.
+    #[default]
+    Stripe,
+    /// The sink does: [`product_id`] of the record's key; a lookup is a `GET` by that id.
+    Key,
+}
+
+/// The id a product is created with under `product_ids = "key"`: `dt_` and the hex of the
+/// create's key function over (pipeline, stream, key) — the same for every retry and rerun,
+/// and only letters, digits and `_`, whatever the key holds.
+pub fn product_id(pipeline: &str, stream: &str, key: &Key) -> String {
+    let idem = create_key(pipeline, stream, key);
+    format!("dt_{}", idem.trim_start_matches("dt-"))
 }
 
 fn default_key_life() -> u64 {
@@ -99,6 +126,7 @@ pub struct StripeSink {
     replays: Arc<AtomicU64>,
     pub(crate) price_changes: PriceChanges,
     key_life: std::time::Duration,
+    product_ids: ProductIds,
 }
 
 /// The `Idempotency-Key` of the create of one record: the engine's key function over
@@ -131,7 +159,13 @@ impl SinkConnector for StripeSink {
         let mode = crate::client::mode(&conn)?;
         let client = crate::client::builder(&conn, mode, cx)?.build()?;
         let key_life = std::time::Duration::from_secs(config.key_life_secs);
-        Ok(StripeSink { client, replays: Arc::default(), price_changes: config.price_changes, key_life })
+        Ok(StripeSink {
+            client,
+            replays: Arc::default(),
+            price_changes: config.price_changes,
+            key_life,
+            product_ids: config.product_ids,
+        })
     }
 }
 
@@ -162,10 +196,18 @@ impl StripeSink {
     /// One request for the record being written: on its connected account, if it has one.
     pub(crate) async fn send(&self, req: Request) -> Result<dovetail_http::Response, Error> {
         let account = ACCOUNT.try_with(Clone::clone).ok().flatten();
-        match account {
-            Some(a) => self.client.send(req.header(ACCOUNT_HEADER, &a)).await,
-            None => self.client.send(req).await,
+        let post = req.method().as_str() == "POST";
+        let resp = match account {
+            Some(a) => self.client.send(req.header(ACCOUNT_HEADER, &a)).await?,
+            None => self.client.send(req).await?,
+        };
+        if post && let Some(id) = resp.header("request-id") {
+            // The first accepted write delivered the record (a replaced price's deactivation follows it).
+            let _ = WRITE_REQUEST.try_with(|w| {
+                w.borrow_mut().get_or_insert_with(|| id.to_owned());
+            });
         }
+        Ok(resp)
     }
 
     /// Creates answered from Stripe's idempotency store so far (not new objects).
@@ -187,7 +229,7 @@ impl StripeSink {
         data: &Value,
         failed: Error,
     ) -> Result<Sent, Error> {
-        let found = self.lookup(path, key, data).await?;
+        let found = self.lookup(cx, path, key, data).await?;
         let Some(id) = found else {
             tracing::warn!(stream, key = key.as_str(), error = %failed.report(), "stripe sink: create outcome unknown and no object found by metadata[dovetail_key]");
             return if failed.kind().disposition().rejects_record() {
@@ -242,11 +284,25 @@ impl StripeSink {
         }
     }
 
-    /// The id of the object of `path` whose `metadata[dovetail_key]` is `key`: through
-    /// Stripe's search where it covers the object, else by listing the record's customer's
-    /// invoice items.
-    async fn lookup(&self, path: &str, key: &Key, data: &Value) -> Result<Option<String>, Error> {
+    /// The id a create of `stream` chooses itself (products under `product_ids = "key"`).
+    fn chosen_id(&self, cx: &Cx, stream: &str, key: &Key) -> Option<String> {
+        (stream == "products" && self.product_ids == ProductIds::Key).then(|| product_id(&cx.pipeline, stream, key))
+    }
+
+    /// The id of the object of `path` whose `metadata[dovetail_key]` is `key`: a `GET` of the
+    /// id the create chose where it chose one, else through Stripe's search where it covers
+    /// the object, else by listing the record's customer's invoice items.
+    async fn lookup(&self, cx: &Cx, path: &str, key: &Key, data: &Value) -> Result<Option<String>, Error> {
         let matches = |o: &Value| o["metadata"][KEY_METADATA].as_str() == Some(key.as_str());
+        let stream = OBJECTS.iter().find(|(_, p)| *p == path).map_or("", |(s, _)| *s);
+        if let Some(id) = self.chosen_id(cx, stream, key) {
+            let req = Request::get(format!("{path}/{}", encode_id(&id))).cacheable(false);
+            return match self.send(req).await {
+                Ok(resp) => Ok(resp.json::<Value>()?["id"].as_str().map(str::to_owned)),
+                Err(e) if e.status() == Some(404) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
         if path != "v1/invoiceitems" {
             let query = format!("metadata['{KEY_METADATA}']:{}", search_value(key.as_str()));
             let req = Request::get(format!("{path}/search")).query("query", query).cacheable(false);
@@ -275,7 +331,7 @@ impl StripeSink {
 
     /// Whether a create pending since `p.since` may have outlived its key at Stripe (an
     /// unreadable time counts as expired: the lookup is the safe side).
-    fn expired(&self, p: &PendingCreate) -> bool {
+    pub(crate) fn expired(&self, p: &PendingCreate) -> bool {
         let Ok(since) = p.since.parse::<jiff::Timestamp>() else { return true };
         let age = jiff::Timestamp::now().as_second() - since.as_second();
         age < 0 || age as u64 >= self.key_life.as_secs()
@@ -295,7 +351,7 @@ impl StripeSink {
     ) -> Result<Option<Sent>, Error> {
         let expired = pending.is_some_and(|p| self.expired(p));
         if expired {
-            if let Some(id) = self.lookup(path, key, data).await? {
+            if let Some(id) = self.lookup(cx, path, key, data).await? {
                 tracing::info!(
                     stream,
                     key = key.as_str(),
@@ -342,11 +398,16 @@ impl StripeSink {
             return Ok(Sent::Rejected(Error::data("`metadata` is not an object")));
         };
         metadata.insert(KEY_METADATA.into(), Value::String(key.as_str().to_owned()));
+        let dest_id = hint.and_then(|h| h.dest_id.clone());
+        if dest_id.is_none()
+            && let Some(id) = self.chosen_id(cx, stream, key)
+        {
+            fields.insert("id".into(), Value::String(id));
+        }
         let form = match dovetail_http::form_encode(&body) {
             Ok(form) => form,
             Err(e) => return Ok(Sent::Rejected(e)),
         };
-        let dest_id = hint.and_then(|h| h.dest_id.clone());
         if let (Some(id), "prices") = (&dest_id, stream) {
             return self.write_price(cx, key, id, &body).await;
         }
@@ -394,12 +455,13 @@ impl StripeSink {
 }
 
 /// Whether a failed create may have created the object: a 5xx (Stripe stores it under the
-/// key, so the same key answers it again) or `400 idempotency_error` (the key was used with
-/// other parameters: the record changed after a response was lost).
+/// key, so the same key answers it again), `400 idempotency_error` (the key was used with
+/// other parameters: the record changed after a response was lost) or `400
+/// resource_already_exists` (a product's chosen id is taken: by this record's earlier create).
 fn unknown_outcome(e: &Error) -> bool {
     match e.status() {
         Some(s) if s >= 500 => true,
-        Some(400) => e.message().contains("idempotency_error"),
+        Some(400) => ["idempotency_error", "resource_already_exists"].iter().any(|c| e.message().contains(c)),
         _ => false,
     }
 }
@@ -440,7 +502,7 @@ fn on_account(record: &Record) -> Result<(std::borrow::Cow<'_, Record>, Option<S
 }
 
 /// A Stripe search query value: single-quoted, with `'` and `\` escaped.
-fn search_value(v: &str) -> String {
+pub(crate) fn search_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
@@ -492,11 +554,25 @@ impl Sink for StripeSink {
                     continue;
                 }
             };
-            let sent = self.send_one(cx, &batch.stream.name, &record, batch.hints.get(i), p, &mut report.replayed);
-            match ACCOUNT.scope(account, sent).await? {
+            let sent = async {
+                let sent = self.send_one(cx, &batch.stream.name, &record, batch.hints.get(i), p, &mut report.replayed);
+                let sent = sent.await;
+                (sent, WRITE_REQUEST.with(|w| w.borrow_mut().take()))
+            };
+            let (sent, request_id) = WRITE_REQUEST.scope(Default::default(), ACCOUNT.scope(account, sent)).await;
+            match sent? {
                 Sent::Ok(id) => {
                     report.written += 1;
                     report.dest_ids[i] = Some(id);
+                    if let (Some(store), Some(rid), Some(key)) = (&cx.pending, request_id, &record.key)
+                        && let Err(e) = store.note_write(&batch.stream.name, key, &rid).await
+                    {
+                        tracing::warn!(
+                            key = key.as_str(),
+                            request_id = rid,
+                            "stripe sink: cannot note the write's Request-Id for explain: {e}"
+                        );
+                    }
                 }
                 Sent::Rejected(e) => report.rejected.push((i, e)),
             }

@@ -21,11 +21,18 @@
 //! window's end, for each account, each handed to the engine as a tombstone of the event's
 //! object; an object listed with `deleted: true` is a tombstone too.
 //!
+//! With `change_events`, a stream whose objects change reads, after its windows and before
+//! the deletions, its change events (`types[]=customer.updated`) from the pass's floor to the
+//! window's end, and re-fetches each changed object at the pinned version. Such a stream
+//! declares no engine cursor (a re-fetched object keeps its old `created`, below any floor)
+//! and keeps its floor itself: `"floor"` and `"newest"` in the position during a pass,
+//! `{"floor": …}` handed back as `Next::Done { resume }` between passes.
+//!
 //! The position is `{"account": "acct_…", "window_start": 1699990000, "window_end":
 //! 1700000000, "page": <PageState>}` (`account` absent for the key's own account,
-//! `window_start` absent for a window starting at the pass's floor; `"deletes": true` in the
-//! deletion-events phase). A position that does not decode is a
-//! `Permanent` error: the engine reports a corrupt checkpoint.
+//! `window_start` absent for a window starting at the pass's floor; `"changes": true` in the
+//! change-events phase, `"deletes": true` in the deletion-events phase). A position that does
+//! not decode is a `Permanent` error: the engine reports a corrupt checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -82,6 +89,9 @@ struct Inner {
     event_types: Vec<String>,
     /// Whether a pass of a deletable stream ends by reading its deletion events.
     deleted_events: bool,
+    /// Whether a pass of a stream whose objects change reads its change events (and the
+    /// stream keeps its own floor).
+    change_events: bool,
     clock: Arc<dyn Clock>,
     /// Streams read in this process so far, and for each one resumed from a position an
     /// earlier process stored and not yet extended, where its window is extended to (this
@@ -109,7 +119,32 @@ struct Position {
     /// the pass's floor to `window_end` for each account in turn.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     deletes: bool,
+    /// In the changes phase (`change_events`): the stream's change events from the pass's
+    /// floor to `window_end`, each changed object re-fetched, for each account in turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    changes: bool,
+    /// A stream that keeps its own floor (`change_events`): the pass's floor, the newest
+    /// Stripe timestamp the last completed pass saw (absent on a first pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    floor: Option<i64>,
+    /// A stream that keeps its own floor: the newest Stripe timestamp (an object's
+    /// `created`, a change event's) this pass has seen so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newest: Option<i64>,
 }
+
+/// Where a stream that keeps its own floor starts its next pass (`Next::Done { resume }`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NextPass {
+    /// The next pass's floor.
+    floor: i64,
+}
+
+/// How far behind its window's end a floor may be left when a pass saw nothing newer: a
+/// stream nothing happens on for weeks would otherwise age into the events retention
+/// check. A host clock a day ahead of Stripe's is not credible.
+const FLOOR_LAG_SECS: i64 = 24 * 3600;
 
 /// The listing's pagination: Stripe's `starting_after` the last id, while `has_more`.
 fn style() -> PageStyle {
@@ -185,6 +220,7 @@ impl StripeSource {
             expand: config.expand,
             event_types: config.event_types,
             deleted_events: config.deleted_events,
+            change_events: config.change_events,
             clock,
             started: Mutex::default(),
         };
@@ -359,13 +395,157 @@ impl StripeSource {
         started.get_mut(def.name).and_then(Option::take)
     }
 
+    /// Whether `def` keeps its own floor: its change events are read (`change_events`), and
+    /// an object re-fetched from one keeps its old `created`, which the engine's `created`
+    /// cursor would drop below its floor.
+    fn owns_floor(&self, def: &StreamDef) -> bool {
+        self.inner.change_events && !def.changed_events.is_empty()
+    }
+
+    /// The floor of a stream that keeps its own, checked against Stripe's event retention:
+    /// the changes between an older floor and 30 days ago are gone.
+    fn own_floor(&self, def: &StreamDef, floor: Option<i64>) -> Result<Option<i64>, Error> {
+        if let Some(f) = floor
+            && f < self.now() - EVENT_RETENTION_SECS
+        {
+            let at = jiff::Timestamp::from_second(f).map(|t| t.to_string()).unwrap_or_else(|_| f.to_string());
+            return Err(Error::new(
+                ErrorKind::Permanent,
+                format!(
+                    "the {} changes floor ({at}) is older than Stripe's 30-day event retention: the changes \
+                     between it and 30 days ago are gone, so reading on would miss them silently",
+                    def.name
+                ),
+            )
+            .with_hint(format!(
+                "run `dovetail reset {{pipeline}} {}` to read every object again (the ledger writes only what changed)",
+                def.name
+            )));
+        }
+        Ok(floor)
+    }
+
+    /// The first request of `def`'s change events for one account: `types[]=…updated` (…)
+    /// from the pass's floor to the window's end.
+    fn changes_request(&self, def: &StreamDef, account: Option<&str>, floor: Option<i64>, window_end: i64) -> Request {
+        let mut r = Request::get("v1/events")
+            .query("limit", PAGE_SIZE.to_string())
+            .query("created[lt]", window_end.to_string());
+        for t in def.changed_events {
+            r = r.query("types[]", *t);
+        }
+        if let Some(f) = floor {
+            r = r.query("created[gte]", f.to_string());
+        }
+        if let Some(a) = account {
+            r = r.header(ACCOUNT_HEADER, a);
+        }
+        r
+    }
+
+    /// One page of an account's change events: each changed object (once per page)
+    /// re-fetched at the pinned version — the event renders it at the version of the event's
+    /// creation, and holds it as it was then, not as it is — with the newest event's time and
+    /// where the events continue. An object gone since (404) is skipped: its deletion is the
+    /// listing's or the deletion events'.
+    async fn changes_page(
+        &self,
+        def: &StreamDef,
+        account: Option<&str>,
+        first: Request,
+        state: PageState,
+        use_cache: bool,
+    ) -> Result<(Vec<Record>, Vec<Reject>, Option<i64>, Option<PageState>), Error> {
+        let offset = state.received;
+        let mut p = self.client.paginate_from(first.use_cache(use_cache), style(), state).items_at("/data");
+        let Some(page) = p.next_page().await? else { return Ok((vec![], vec![], None, None)) };
+        let newest = page.items.iter().filter_map(|e| e.get("created")?.as_i64()).max();
+        let (mut records, mut rejects, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, event) in page.items.iter().enumerate() {
+            let location = Location::Item(offset + i as u64);
+            let id = event.pointer("/data/object/id").and_then(Value::as_str).unwrap_or_default();
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+            } else {
+                let reason = format!("{} change event has no usable object id at /data/object/id", def.name);
+                rejects.push(Reject {
+                    location: Some(location),
+                    reason,
+                    path: None,
+                    raw: event.to_string(),
+                    drift: None,
+                });
+                continue;
+            }
+            let mut r = Request::get(format!("{}/{id}", def.path)).use_cache(use_cache);
+            for f in self.inner.expand.get(def.name).into_iter().flatten() {
+                r = r.query("expand[]", f);
+            }
+            if let Some(a) = account {
+                r = r.header(ACCOUNT_HEADER, a);
+            }
+            let response = match self.client.send(r).await {
+                Err(e) if e.status() == Some(404) => continue,
+                other => other?,
+            };
+            let prov = Arc::new(response.provenance(crate::KIND, Some(&self.inner.version)));
+            let mut object: Value = response.json()?;
+            if let (Some(a), Some(obj)) = (account, object.as_object_mut()) {
+                obj.insert(ACCOUNT_FIELD.to_owned(), Value::String(a.to_owned()));
+            }
+            let gone = object.get("deleted").and_then(Value::as_bool) == Some(true);
+            let record = if gone { Record::tombstone(object, prov) } else { Record::new(object, prov) };
+            records.push(record.at(location));
+        }
+        Ok((records, rejects, newest, p.state().cloned()))
+    }
+
+    /// The phase after every account's listing of `phase` is read, and its window: a resumed
+    /// stream's extension (once), the changes (a stream with its own floor, not on its first
+    /// pass), the deletions (`deleted_events`); `None`: the pass is complete.
+    fn next_phase(&self, def: &'static StreamDef, phase: Phase, own: bool, window: Window) -> Option<(Phase, Window)> {
+        // The window is read; a resumed pass goes on with what was created since the window
+        // started — in its last second too, above the pages read then.
+        if let Some(end) = self.take_extension(def) {
+            return Some((Phase::Windows, (Some(window.1 - 1), end.max(window.1))));
+        }
+        if phase == Phase::Windows && own && self.owns_floor(def) {
+            return Some((Phase::Changes, window));
+        }
+        // Every window read: the pass ends with the deletions of its time, from its floor.
+        (phase != Phase::Deletes && self.inner.deleted_events && def.deleted_event.is_some())
+            .then_some((Phase::Deletes, window))
+    }
+
+    /// The end of a pass: a stream that keeps its own floor starts the next one from the
+    /// newest Stripe time this one saw, at most [`FLOOR_LAG_SECS`] behind its window's end.
+    fn done(&self, def: &StreamDef, own: Option<i64>, newest: Option<i64>, window_end: i64) -> Next {
+        if !self.owns_floor(def) {
+            return Next::Done { resume: None };
+        }
+        let floor = own.max(newest).map_or(window_end - FLOOR_LAG_SECS, |f| f.max(window_end - FLOOR_LAG_SECS));
+        // `NextPass`'s shape, which `read_stream` decodes.
+        Next::Done { resume: Some(serde_json::json!({ "floor": floor })) }
+    }
+
     async fn read_stream(&self, def: &'static StreamDef, req: &ReadRequest) -> Result<Page, Error> {
-        let pos = match &req.position {
-            None => None,
-            Some(v) => Some(position::decode::<Position>(def.name, v)?),
+        let owns = self.owns_floor(def);
+        // Between passes a stream that keeps its own floor is at `{"floor": …}` (a new pass
+        // from `start_date` once `change_events` is off).
+        let (pos, next_pass) = match &req.position {
+            None => (None, None),
+            Some(v) if v.get("window_end").is_none() && v.get("floor").is_some() => {
+                (None, Some(position::decode::<NextPass>(def.name, v)?.floor).filter(|_| owns))
+            }
+            Some(v) => (Some(position::decode::<Position>(def.name, v)?), None),
         };
         self.note_start(def, pos.is_some());
-        let mut deletes = pos.as_ref().is_some_and(|p| p.deletes);
+        let mut phase = pos.as_ref().map_or(Phase::Windows, Phase::of);
+        let own = if owns { pos.as_ref().map_or(next_pass, |p| p.floor) } else { None };
+        let mut newest = pos.as_ref().and_then(|p| p.newest);
         let accounts = self.accounts().await?;
         let (mut idx, mut window, mut state) = match pos {
             // `created[lt]` the next second: objects of this very second are in the window.
@@ -386,32 +566,43 @@ impl StripeSource {
                 }
             },
         };
-        let floor = self.floor(def, req)?;
+        let floor = match owns {
+            true => self.own_floor(def, own)?.map(|f| f - OVERLAP.as_secs() as i64).or(self.inner.start),
+            false => self.floor(def, req)?,
+        };
         let mut rejects_all = Vec::new();
         // Skip empty windows so each read returns records (or ends).
         while let Some(account) = accounts.get(idx) {
-            let first = match def.deleted_event.filter(|_| deletes) {
-                Some(event) => (self.deletes_request(event, account.as_deref(), floor, window.1), true),
-                None => (self.first_request(def, account.as_deref(), window.0.or(floor), window.1), false),
+            let a = account.as_deref();
+            let (records, mut rejects, next) = match (phase, def.deleted_event) {
+                (Phase::Changes, _) => {
+                    let first = self.changes_request(def, a, floor, window.1);
+                    let (records, rejects, seen, next) = self.changes_page(def, a, first, state, req.use_cache).await?;
+                    newest = newest.max(seen);
+                    (records, rejects, next)
+                }
+                (Phase::Deletes, Some(event)) => {
+                    let first = (self.deletes_request(event, a, floor, window.1), true);
+                    self.page(def, a, first, state, req.use_cache).await?
+                }
+                _ => {
+                    let first = (self.first_request(def, a, window.0.or(floor), window.1), false);
+                    let page = self.page(def, a, first, state, req.use_cache).await?;
+                    let seen = page.0.iter().filter_map(|r| r.data.get(streams::CURSOR)?.as_i64()).max();
+                    newest = newest.max(seen);
+                    page
+                }
             };
-            let (records, mut rejects, next) = self.page(def, account.as_deref(), first, state, req.use_cache).await?;
             rejects_all.append(&mut rejects);
             let (mut next_idx, mut next_state) = match next {
                 Some(s) => (idx, s),
                 None => (idx + 1, PageState::default()),
             };
-            // The window is read; a resumed pass goes on with what was created since the
-            // window started — in its last second too, above the pages read then.
-            let mut next_deletes = deletes;
+            let mut next_phase = phase;
             if next_idx == accounts.len()
-                && let Some(end) = self.take_extension(def)
+                && let Some((p, w)) = self.next_phase(def, phase, own.is_some(), window)
             {
-                let extended = (Some(window.1 - 1), end.max(window.1));
-                (next_idx, next_state, window, next_deletes) = (0, PageState::default(), extended, false);
-            }
-            // Every window read: the pass ends with the deletions of its time, from its floor.
-            if next_idx == accounts.len() && !next_deletes && self.inner.deleted_events && def.deleted_event.is_some() {
-                (next_idx, next_state, next_deletes) = (0, PageState::default(), true);
+                (next_idx, next_state, next_phase, window) = (0, PageState::default(), p, w);
             }
             let next = match accounts.get(next_idx) {
                 Some(a) => position::encode(&Position {
@@ -419,16 +610,43 @@ impl StripeSource {
                     window_start: window.0,
                     window_end: window.1,
                     page: next_state.clone(),
-                    deletes: next_deletes,
+                    deletes: next_phase == Phase::Deletes,
+                    changes: next_phase == Phase::Changes,
+                    floor: own,
+                    newest: newest.filter(|_| owns),
                 })?,
-                None => Next::Done { resume: None },
+                None => self.done(def, own, newest, window.1),
             };
             if !records.is_empty() || !rejects_all.is_empty() || !matches!(next, Next::More(_)) {
                 return Ok(Page { records, rejects: rejects_all, next });
             }
-            (idx, state, deletes) = (next_idx, next_state, next_deletes);
+            (idx, state, phase) = (next_idx, next_state, next_phase);
         }
-        Ok(Page { records: vec![], rejects: rejects_all, next: Next::Done { resume: None } })
+        Ok(Page { records: vec![], rejects: rejects_all, next: self.done(def, own, newest, window.1) })
+    }
+}
+
+/// A window: its lower bound when it is not the pass's floor, and its end (`created[lt]`).
+type Window = (Option<i64>, i64);
+
+/// What a pass is reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The listing, in its `created` window.
+    Windows,
+    /// The change events, each changed object re-fetched (`change_events`).
+    Changes,
+    /// The deletion events (`deleted_events`).
+    Deletes,
+}
+
+impl Phase {
+    fn of(p: &Position) -> Phase {
+        match (p.changes, p.deletes) {
+            (true, _) => Phase::Changes,
+            (false, true) => Phase::Deletes,
+            (false, false) => Phase::Windows,
+        }
     }
 }
 
@@ -444,7 +662,12 @@ impl Source for StripeSource {
 
     fn streams(&self) -> Vec<StreamSpec> {
         let start = self.inner.start.map(Value::from);
-        self.inner.streams.iter().map(|s| StreamSpec { start: start.clone(), ..streams::spec(s) }).collect()
+        let spec = |s: &StreamDef| match self.owns_floor(s) {
+            // The stream keeps its own floor: a re-fetched object keeps its old `created`.
+            true => StreamSpec { cursor_field: None, lookback: None, ..streams::spec(s) },
+            false => StreamSpec { start: start.clone(), ..streams::spec(s) },
+        };
+        self.inner.streams.iter().map(|&s| spec(s)).collect()
     }
 
     /// `GET /v1/account` proves the key and names the account (and each configured connected

@@ -22,6 +22,10 @@ pub struct StreamDef {
     /// deletes with `deleted_events`; `None`: the object is never deleted (only archived,
     /// cancelled or voided, which are changes).
     pub deleted_event: Option<&'static str>,
+    /// The events Stripe sends when such an object changes (`customer.updated`), read with
+    /// `change_events` to re-fetch the changed object at the pinned version; empty: the
+    /// object never changes after creation (or Stripe sends no event for it).
+    pub changed_events: &'static [&'static str],
     /// The declared JSON Schema of the rows (`schemas/STREAM.json`), the drift baseline;
     /// `None`: inferred from the first page.
     pub schema: Option<&'static str>,
@@ -31,6 +35,7 @@ pub struct StreamDef {
 pub const STREAMS: &[StreamDef] = &[
     StreamDef {
         name: "customers",
+        changed_events: &["customer.updated"],
         deleted_event: Some("customer.deleted"),
         path: "v1/customers",
         id: "id",
@@ -40,6 +45,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "products",
+        changed_events: &["product.updated"],
         deleted_event: Some("product.deleted"),
         path: "v1/products",
         id: "id",
@@ -49,6 +55,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "prices",
+        changed_events: &["price.updated"],
         deleted_event: Some("price.deleted"),
         path: "v1/prices",
         id: "id",
@@ -58,6 +65,14 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "charges",
+        changed_events: &[
+            "charge.captured",
+            "charge.expired",
+            "charge.failed",
+            "charge.refunded",
+            "charge.succeeded",
+            "charge.updated",
+        ],
         deleted_event: None,
         path: "v1/charges",
         id: "id",
@@ -67,6 +82,15 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "payment_intents",
+        changed_events: &[
+            "payment_intent.amount_capturable_updated",
+            "payment_intent.canceled",
+            "payment_intent.partially_funded",
+            "payment_intent.payment_failed",
+            "payment_intent.processing",
+            "payment_intent.requires_action",
+            "payment_intent.succeeded",
+        ],
         deleted_event: None,
         path: "v1/payment_intents",
         id: "id",
@@ -76,6 +100,14 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "invoices",
+        changed_events: &[
+            "invoice.finalized",
+            "invoice.marked_uncollectible",
+            "invoice.paid",
+            "invoice.payment_failed",
+            "invoice.updated",
+            "invoice.voided",
+        ],
         deleted_event: Some("invoice.deleted"),
         path: "v1/invoices",
         id: "id",
@@ -85,6 +117,11 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "subscriptions",
+        changed_events: &[
+            "customer.subscription.paused",
+            "customer.subscription.resumed",
+            "customer.subscription.updated",
+        ],
         deleted_event: None,
         path: "v1/subscriptions",
         id: "id",
@@ -94,6 +131,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "refunds",
+        changed_events: &["charge.refund.updated", "refund.updated"],
         deleted_event: None,
         path: "v1/refunds",
         id: "id",
@@ -103,6 +141,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "balance_transactions",
+        changed_events: &[],
         deleted_event: None,
         path: "v1/balance_transactions",
         id: "id",
@@ -112,6 +151,7 @@ pub const STREAMS: &[StreamDef] = &[
     },
     StreamDef {
         name: "events",
+        changed_events: &[],
         deleted_event: None,
         path: "v1/events",
         id: "id",

@@ -95,6 +95,12 @@ pub trait PendingCreates: Send + Sync {
     async fn get(&self, stream: &str, keys: &[Key]) -> Result<Vec<Option<PendingCreate>>, Error>;
     /// Forget a pending create whose outcome is known ([`DeliveryStore::clear_pending_create`]).
     async fn clear(&self, stream: &str, key: &Key) -> Result<bool, Error>;
+    /// Note the request id of the write that delivered `key`
+    /// ([`DeliveryStore::record_write_request`]); the default keeps none.
+    async fn note_write(&self, stream: &str, key: &Key, request_id: &str) -> Result<(), Error> {
+        let _ = (stream, key, request_id);
+        Ok(())
+    }
 }
 
 /// [`PendingCreates`] of one pipeline in a [`DeliveryStore`].
@@ -115,6 +121,9 @@ impl PendingCreates for StorePendingCreates {
     }
     async fn clear(&self, stream: &str, key: &Key) -> Result<bool, Error> {
         self.state.clear_pending_create(&self.pipeline, stream, key).await
+    }
+    async fn note_write(&self, stream: &str, key: &Key, request_id: &str) -> Result<(), Error> {
+        self.state.record_write_request(&self.pipeline, stream, key, request_id).await
     }
 }
 
@@ -408,6 +417,19 @@ pub trait DeliveryStore: Send + Sync {
         let _ = (pipeline, stream, key);
         Ok(false)
     }
+    /// Note the destination's request id (Stripe's `Request-Id`) of the write that delivered
+    /// `key`, replacing the one noted before, for `dovetail explain`
+    /// ([`HistoryStore::write_request`]). The default keeps none.
+    async fn record_write_request(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        key: &Key,
+        request_id: &str,
+    ) -> Result<(), Error> {
+        let _ = (pipeline, stream, key, request_id);
+        Ok(())
+    }
     /// Whether the ledger holds any row for a stream. The default (`true`) is always safe;
     /// `false` lets an initial load skip every lookup, so it must never be answered for a
     /// stream that has rows.
@@ -517,6 +539,12 @@ pub trait HistoryStore: Send + Sync {
     async fn key_history(&self, pipeline: &str, stream: &str, key: &Key) -> Result<crate::explain::KeyHistory, Error> {
         let _ = (pipeline, stream, key);
         Ok(crate::explain::KeyHistory::default())
+    }
+    /// The request id of the last write that delivered `key`
+    /// ([`DeliveryStore::record_write_request`]); the default knows none.
+    async fn write_request(&self, pipeline: &str, stream: &str, key: &Key) -> Result<Option<String>, Error> {
+        let _ = (pipeline, stream, key);
+        Ok(None)
     }
     /// Remove run history, stories, accepted drift and (if configured) old dead letters of
     /// a pipeline past `retention`, in small transactions. The default prunes nothing.

@@ -113,6 +113,15 @@ impl DeliveryStore for PgState {
     async fn clear_pending_create(&self, pipeline: &str, stream: &str, key: &Key) -> Result<bool, Error> {
         self.pending_clear(pipeline, stream, key).await
     }
+    async fn record_write_request(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        key: &Key,
+        request_id: &str,
+    ) -> Result<(), Error> {
+        self.write_record(pipeline, stream, key, request_id).await
+    }
 
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
         let c = self.conn().await?;

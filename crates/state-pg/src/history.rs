@@ -233,6 +233,10 @@ impl HistoryStore for PgState {
         crate::explain::key_history(self, pipeline, stream, key).await
     }
 
+    async fn write_request(&self, pipeline: &str, stream: &str, key: &Key) -> Result<Option<String>, Error> {
+        self.write_lookup(pipeline, stream, key).await
+    }
+
     async fn prune(&self, pipeline: &str, retention: &Retention) -> Result<Pruned, Error> {
         crate::explain::prune(self, pipeline, retention).await
     }

@@ -270,6 +270,17 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE rate_budgets ADD COLUMN rate DOUBLE PRECISION, ADD COLUMN capacity DOUBLE PRECISION,
         ADD COLUMN limited_at TIMESTAMPTZ;
 "#,
+    // 11 (issue 24): the destination's request id of the last write that delivered each key
+    // (`DeliveryStore::record_write_request`: Stripe's `Request-Id`), for `dovetail explain`.
+    r#"
+    CREATE TABLE write_requests (
+        pipeline   TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream, key)
+    );
+"#,
 ];
 
 /// The schema version this code writes: the number of known migrations.

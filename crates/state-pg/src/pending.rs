@@ -1,5 +1,6 @@
 //! Pending creates ([`DeliveryStore::record_pending_create`](dovetail_core::DeliveryStore)):
-//! one row per key whose create was sent without its destination id being known yet.
+//! one row per key whose create was sent without its destination id being known yet. And
+//! the request id of the last write that delivered each key (`write_requests`).
 
 use std::collections::HashMap;
 
@@ -63,5 +64,37 @@ impl PgState {
             .await
             .map_err(|e| self.err("clearing a pending create", e))?;
         Ok(n > 0)
+    }
+
+    /// Insert or replace the request id of the write that delivered `key`.
+    pub(crate) async fn write_record(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        key: &Key,
+        request_id: &str,
+    ) -> Result<(), Error> {
+        let c = self.conn().await?;
+        c.execute(
+            "INSERT INTO write_requests (pipeline, stream, key, request_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pipeline, stream, key) DO UPDATE SET request_id = excluded.request_id",
+            &[&pipeline, &stream, &key.as_str(), &request_id],
+        )
+        .await
+        .map_err(|e| self.err("recording a write's request id", e))?;
+        Ok(())
+    }
+
+    /// The request id of the last write that delivered `key`.
+    pub(crate) async fn write_lookup(&self, pipeline: &str, stream: &str, key: &Key) -> Result<Option<String>, Error> {
+        let c = self.conn().await?;
+        let row = c
+            .query_opt(
+                "SELECT request_id FROM write_requests WHERE pipeline = $1 AND stream = $2 AND key = $3",
+                &[&pipeline, &stream, &key.as_str()],
+            )
+            .await
+            .map_err(|e| self.err("reading a write's request id", e))?;
+        Ok(row.map(|r| r.get(0)))
     }
 }

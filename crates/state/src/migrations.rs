@@ -244,6 +244,17 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX outbox_by_key ON outbox (stream_id, key);
     "#,
+    // 13: the destination's request id of the last write that delivered each key
+    // (`DeliveryStore::record_write_request`: Stripe's `Request-Id`), for `dovetail explain`.
+    r#"
+    CREATE TABLE write_requests (
+        pipeline   TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        PRIMARY KEY (pipeline, stream, key)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Rust steps of a migration, run in its transaction after its SQL: migration 6 hashes (and,
@@ -409,7 +420,7 @@ mod tests {
         let st = crate::SqliteState::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert_eq!(versions(&conn), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-        assert_eq!(SCHEMA_VERSION, 12);
+        assert_eq!(SCHEMA_VERSION, 13);
         assert_eq!(st.sink_mark("p", "s").await.unwrap(), None, "an old stream's sink mark is unknown");
 
         let cp = st.checkpoint("p", "s").await.unwrap().unwrap();

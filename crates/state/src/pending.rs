@@ -1,5 +1,6 @@
 //! Pending creates ([`DeliveryStore::record_pending_create`](dovetail_core::DeliveryStore)):
-//! one row per key whose create was sent without its destination id being known yet.
+//! one row per key whose create was sent without its destination id being known yet. And
+//! the request id of the last write that delivered each key (`write_requests`).
 
 use dovetail_core::state::PendingCreate;
 use dovetail_core::{Error, Key};
@@ -53,4 +54,30 @@ pub(crate) fn clear(db: &mut Db, pipeline: &str, stream: &str, key: &Key) -> Res
         .and_then(|mut st| st.execute(params![pipeline, stream, key.as_str()]))
         .op("clearing a pending create")?;
     Ok(n > 0)
+}
+
+/// Insert or replace the request id of the write that delivered `key`.
+pub(crate) fn record_write(
+    db: &mut Db,
+    pipeline: &str,
+    stream: &str,
+    key: &Key,
+    request_id: &str,
+) -> Result<(), Error> {
+    db.conn
+        .prepare_cached(
+            "INSERT INTO write_requests (pipeline, stream, key, request_id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (pipeline, stream, key) DO UPDATE SET request_id = excluded.request_id",
+        )
+        .and_then(|mut st| st.execute(params![pipeline, stream, key.as_str(), request_id]))
+        .op("recording a write's request id")?;
+    Ok(())
+}
+
+/// The request id of the last write that delivered `key`.
+pub(crate) fn write_request(db: &mut Db, pipeline: &str, stream: &str, key: &Key) -> Result<Option<String>, Error> {
+    db.conn
+        .prepare_cached("SELECT request_id FROM write_requests WHERE pipeline = ?1 AND stream = ?2 AND key = ?3")
+        .and_then(|mut st| st.query_row(params![pipeline, stream, key.as_str()], |r| r.get(0)).optional())
+        .op("reading a write's request id")
 }

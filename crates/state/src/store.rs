@@ -108,6 +108,17 @@ impl DeliveryStore for SqliteState {
         self.with_db(move |db| pending::clear(db, &p, &s, &k)).await
     }
 
+    async fn record_write_request(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        key: &Key,
+        request_id: &str,
+    ) -> Result<(), Error> {
+        let (p, s, k, r) = (pipeline.to_owned(), stream.to_owned(), key.clone(), request_id.to_owned());
+        self.with_db(move |db| pending::record_write(db, &p, &s, &k, &r)).await
+    }
+
     /// Read on the reader connection, like ledger lookups, so draining never queues behind a
     /// commit; it sees every commit that has returned.
     async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error> {
@@ -258,6 +269,11 @@ impl HistoryStore for SqliteState {
     async fn key_history(&self, pipeline: &str, stream: &str, key: &Key) -> Result<KeyHistory, Error> {
         let (p, s, k) = (pipeline.to_owned(), stream.to_owned(), key.clone());
         self.with_reader(move |db| crate::explain::key_history(db, &p, &s, &k)).await
+    }
+
+    async fn write_request(&self, pipeline: &str, stream: &str, key: &Key) -> Result<Option<String>, Error> {
+        let (p, s, k) = (pipeline.to_owned(), stream.to_owned(), key.clone());
+        self.with_reader(move |db| pending::write_request(db, &p, &s, &k)).await
     }
 
     /// Batches of `retention.batch` rows, each its own short write transaction, with the

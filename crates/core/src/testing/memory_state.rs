@@ -45,6 +45,8 @@ struct StateInner {
     sink_marks: BTreeMap<(String, String), String>,
     /// Pending creates per stream, by canonical key.
     pending: BTreeMap<(String, String), BTreeMap<String, PendingCreate>>,
+    /// The request id of the last write that delivered each key.
+    write_requests: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Commits whose checkpoint position equals this fail at the checkpoint (a test hook).
     fail_at_position: Option<Value>,
 }
@@ -221,6 +223,17 @@ impl DeliveryStore for MemoryState {
         let mut g = lock(&self.inner);
         Ok(g.pending.get_mut(&k(pipeline, stream)).and_then(|p| p.remove(key.as_str())).is_some())
     }
+    async fn record_write_request(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        key: &Key,
+        request_id: &str,
+    ) -> Result<(), Error> {
+        let mut g = lock(&self.inner);
+        g.write_requests.entry(k(pipeline, stream)).or_default().insert(key.as_str().to_owned(), request_id.to_owned());
+        Ok(())
+    }
     async fn has_ledger(&self, pipeline: &str, stream: &str) -> Result<bool, Error> {
         Ok(lock(&self.inner).ledger.get(&k(pipeline, stream)).is_some_and(|l| !l.is_empty()))
     }
@@ -369,6 +382,10 @@ impl DeliveryStore for MemoryState {
 
 #[async_trait]
 impl HistoryStore for MemoryState {
+    async fn write_request(&self, pipeline: &str, stream: &str, key: &Key) -> Result<Option<String>, Error> {
+        let g = lock(&self.inner);
+        Ok(g.write_requests.get(&k(pipeline, stream)).and_then(|w| w.get(key.as_str())).cloned())
+    }
     async fn begin_run(&self, pipeline: &str, started_at: &str) -> Result<i64, Error> {
         let mut g = lock(&self.inner);
         g.next_run += 1;

@@ -51,6 +51,9 @@ struct WriteOutcome {
     unchanged_since: Option<StoredFetch>,
     dead_letter_id: Option<i64>,
     dest_id: Option<String>,
+    /// The destination's request id of the write that delivered the record, when the sink
+    /// reports one (Stripe's `Request-Id`).
+    request_id: Option<String>,
     ledger: Option<LedgerView>,
 }
 
@@ -68,8 +71,10 @@ pub async fn run(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<i32> 
         .in_pipeline(&args.pipeline)
     })?;
     let (key, history) = find(state.as_ref(), &args.pipeline, &args.stream, &columns, &args.key).await?;
+    let request_id = state.write_request(&args.pipeline, &args.stream, &key).await?;
     let current = pipeline.mapping_config(&args.stream);
-    let e = explain(args, key, columns, history, current);
+    let mut e = explain(args, key, columns, history, current);
+    e.write.request_id = request_id;
     if args.json {
         output::out(&format!("{}\n", serde_json::to_string_pretty(&e)?))?;
     } else {
@@ -197,6 +202,7 @@ fn explain(args: &ExplainArgs, key: Key, columns: Vec<String>, h: KeyHistory, cu
         unchanged_since: h.unchanged.clone(),
         dead_letter_id: dead.map(|d| d.id),
         dest_id: h.ledger.as_ref().and_then(|l| l.dest_id.clone()),
+        request_id: None,
         ledger: h.ledger.clone(),
     };
     Explained {
@@ -303,6 +309,9 @@ fn render(e: &Explained) -> String {
     }
     if let Some(d) = &w.dest_id {
         line(&mut t, "dest id", d);
+    }
+    if let Some(r) = &w.request_id {
+        line(&mut t, "request id", r);
     }
     t
 }

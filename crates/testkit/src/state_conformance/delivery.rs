@@ -194,6 +194,16 @@ pub async fn pending_creates_are_kept_per_key_until_cleared(s: Subject) {
     );
 }
 
+/// A write's request id is accepted per key, again for the same key (replacing it), and
+/// for a key the ledger does not hold yet (a create noted before its commit).
+pub async fn record_write_request_takes_one_request_id_per_key(s: Subject) {
+    let st = s.delivery();
+    st.record_write_request("p", "s", &key("1"), "req_1").await.unwrap();
+    st.record_write_request("p", "s", &key("1"), "req_2").await.unwrap();
+    st.record_write_request("p", "t", &key("1"), "req_t").await.unwrap();
+    st.record_write_request("q", "s", &key("[1,\"a\"]"), "req_q").await.unwrap();
+}
+
 /// Lookups answer in the order of the keys asked (repeats and misses included), from
 /// their own pipeline and stream only.
 pub async fn ledger_lookup_answers_in_key_order_within_its_stream(s: Subject) {

@@ -506,3 +506,18 @@ pub async fn prune_by_age_keeps_the_latest_run_open_drift_and_owed_dead_letters(
         st.dead_letters(None, None, 10).await.unwrap().into_iter().map(|d| (d.pipeline, d.reason)).collect();
     assert_eq!(left, [("p".into(), "fresh".into()), ("q".into(), "old".into())]);
 }
+
+/// The request id a write noted reads back for its key — the last one noted, in its own
+/// pipeline and stream only; a key with none has none.
+pub async fn write_request_is_the_last_one_noted_for_its_key(s: Subject) {
+    let st = s.state();
+    assert_eq!(st.write_request("p", "s", &key("1")).await.unwrap(), None);
+    st.record_write_request("p", "s", &key("1"), "req_1").await.unwrap();
+    st.record_write_request("p", "s", &key("1"), "req_2").await.unwrap();
+    st.record_write_request("p", "t", &key("1"), "req_t").await.unwrap();
+    st.record_write_request("q", "s", &key("1"), "req_q").await.unwrap();
+    assert_eq!(st.write_request("p", "s", &key("1")).await.unwrap().as_deref(), Some("req_2"));
+    assert_eq!(st.write_request("p", "t", &key("1")).await.unwrap().as_deref(), Some("req_t"));
+    assert_eq!(st.write_request("q", "s", &key("1")).await.unwrap().as_deref(), Some("req_q"));
+    assert_eq!(st.write_request("p", "s", &key("2")).await.unwrap(), None);
+}

@@ -166,6 +166,7 @@ pub const CHECKS: &[Check] = &[
         "pending_creates_are_kept_per_key_until_cleared",
         &["record_pending_create", "pending_creates", "clear_pending_create"],
     ),
+    check(Group::Delivery, "record_write_request_takes_one_request_id_per_key", &["record_write_request"]),
     check(Group::Delivery, "has_ledger_is_true_for_a_stream_with_rows", &["has_ledger"]),
     check(Group::Delivery, "sink_mark_is_the_last_one_committed_for_its_stream", &["sink_mark", "commit"]),
     check(Group::Delivery, "forget_ledger_voids_hashes_marks_and_checkpoints_in_its_scope", &["forget_ledger"]),
@@ -198,6 +199,7 @@ pub const CHECKS: &[Check] = &[
     check(Group::History, "accept_drift_marks_the_open_rows_of_one_stream", &["accept_drift"]),
     check(Group::History, "key_history_tells_the_latest_story_and_later_unchanged_reads", &["key_history"]),
     check(Group::History, "key_history_of_a_dead_lettered_key_has_its_reason", &["key_history"]),
+    check(Group::History, "write_request_is_the_last_one_noted_for_its_key", &["write_request"]),
     check(Group::History, "prune_by_count_keeps_the_newest_runs_and_the_whole_ledger", &["prune"]),
     check(Group::History, "prune_by_age_keeps_the_latest_run_open_drift_and_owed_dead_letters", &["prune"]),
 ];
@@ -258,6 +260,7 @@ macro_rules! state_conformance {
                     accept_drift_marks_the_open_rows_of_one_stream,
                     key_history_tells_the_latest_story_and_later_unchanged_reads,
                     key_history_of_a_dead_lettered_key_has_its_reason,
+                    write_request_is_the_last_one_noted_for_its_key,
                     prune_by_count_keeps_the_newest_runs_and_the_whole_ledger,
                     prune_by_age_keeps_the_latest_run_open_drift_and_owed_dead_letters,
                 ]
@@ -287,6 +290,7 @@ macro_rules! __state_conformance_delivery {
                 ledger_versions_mark_a_key_written_twice_in_one_pass,
                 ledger_dest_ids_are_kept_until_replaced,
                 pending_creates_are_kept_per_key_until_cleared,
+                record_write_request_takes_one_request_id_per_key,
                 has_ledger_is_true_for_a_stream_with_rows,
                 sink_mark_is_the_last_one_committed_for_its_stream,
                 forget_ledger_voids_hashes_marks_and_checkpoints_in_its_scope,
