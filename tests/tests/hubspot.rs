@@ -385,8 +385,8 @@ async fn hubspots_rolling_window_headers_pace_the_listing_to_zero_429s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_fails_as_auth_and_a_502_or_a_rolling_429_is_retried() {
-    // (fixture, exit code, attempts of the listing; the properties API is asked by a client
-    // of its own, before the run, whose requests the report does not count yet)
+    // (fixture, exit code, attempts of the listing; the properties API is asked when the run
+    // starts, before the report counts requests)
     let cases = [("contacts_unauthorized", 4, 0), ("contacts_server_error", 0, 2), ("contacts_rate_limited", 0, 2)];
     for (name, code, attempts) in cases {
         let server = FixtureServer::from_file(fixture(name)).await.unwrap();

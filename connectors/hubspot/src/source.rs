@@ -1,8 +1,8 @@
 //! The source: one stream per configured object, read in full by the list endpoint.
 //!
-//! - **Schema first.** The properties API is read once per process, on a thread of its own
-//!   with its own client, when the engine first asks for the streams (`streams` is not
-//!   async): its answer is each stream's declared schema ([`crate::props`]).
+//! - **Schema first.** The properties API is read once per process, when the engine starts
+//!   a run or a check ([`Source::discover`]) or at the first read, never while a config
+//!   loads: its answer is each stream's declared schema ([`crate::props`]).
 //! - **Pages.** `GET /crm/objects/{version}/{object}?limit=&properties=&after=`; the next
 //!   page is `paging.next.after`. The position is `{"after": "<token>"}`.
 //! - **Cursor.** `updatedAt` (HubSpot's last-modified time). A pass with a lower bound
@@ -17,13 +17,13 @@
 //!   page on, like a `Sunset` header ([`crate::versions`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use dovetail_core::{
-    BuildCx, Cx, Error, ErrorKind, FieldPath, Location, Next, Page, ReadRequest, Record, Source, SourceConnector,
-    StreamSpec, position,
+    BuildCx, Cx, Error, FieldPath, Location, Next, Page, ReadRequest, Record, Source, SourceConnector, StreamSpec,
+    position,
 };
 use dovetail_http::{HttpClient, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -38,16 +38,13 @@ use crate::search::{self, Query};
 /// The stream of the account's owners (users who can own records).
 pub const OWNERS: &str = "owners";
 
-/// What the properties API said per object, or the error, kept for every later call.
-type Discovered = Result<BTreeMap<String, Kinds>, (ErrorKind, String, Option<String>)>;
-
 /// The HubSpot source.
 #[derive(Debug, Clone)]
 pub struct HubspotSource {
     client: HttpClient,
     config: Arc<HubspotConfig>,
-    cx: BuildCx,
-    discovered: Arc<OnceLock<Discovered>>,
+    /// What the properties API said per object, once read (a failure is not kept).
+    discovered: Arc<tokio::sync::OnceCell<BTreeMap<String, Kinds>>>,
     /// When the last search went: searches carry no rate-limit headers, so they are paced
     /// at [`SEARCHES_PER_SECOND`] across the source's streams.
     last_search: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
@@ -88,8 +85,7 @@ impl SourceConnector for HubspotSource {
             client,
             sunset: crate::versions::notice(&config.api_version, today),
             config: Arc::new(config),
-            cx: cx.clone(),
-            discovered: Arc::new(OnceLock::new()),
+            discovered: Arc::default(),
             last_search: Arc::default(),
             zone,
             noticed: Arc::default(),
@@ -130,35 +126,17 @@ struct NextPage {
 }
 
 impl HubspotSource {
-    /// Each object's properties, from the properties API, asked once per process.
-    fn discovered(&self) -> Result<&BTreeMap<String, Kinds>, Error> {
-        let found = self.discovered.get_or_init(|| {
-            let (config, cx, zone) = (self.config.clone(), self.cx.clone(), self.zone.clone());
-            let ask = move || -> Result<BTreeMap<String, Kinds>, Error> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Error::internal("cannot start a runtime to read the properties").with_source(e))?;
-                // A client of this runtime's own: connections do not outlive their runtime.
-                let client = crate::client::build(&config, &cx, &zone)?;
-                rt.block_on(async {
-                    let found = discover(&client, &config).await?;
-                    read_zone(&client, &config, &zone).await;
-                    Ok(found)
-                })
-            };
-            std::thread::spawn(ask)
-                .join()
-                .unwrap_or_else(|_| Err(Error::internal("reading the HubSpot properties panicked")))
-                .map_err(|e| (e.kind().clone(), e.message().to_owned(), e.hint().map(str::to_owned)))
-        });
-        found.as_ref().map_err(|(kind, message, hint)| {
-            let e = Error::new(kind.clone(), message.clone()).in_connector(crate::KIND);
-            match hint {
-                Some(h) => e.with_hint(h.clone()),
-                None => e,
-            }
-        })
+    /// Each object's properties, from the properties API, asked once per process (with the
+    /// account's time zone).
+    async fn discovered(&self) -> Result<&BTreeMap<String, Kinds>, Error> {
+        self.discovered
+            .get_or_try_init(|| async {
+                let found = discover(&self.client, &self.config).await?;
+                read_zone(&self.client, &self.config, &self.zone).await;
+                Ok::<_, Error>(found)
+            })
+            .await
+            .map_err(|e| e.in_connector(crate::KIND))
     }
 
     async fn list_page(
@@ -369,7 +347,8 @@ impl Source for HubspotSource {
     }
 
     fn streams(&self) -> Vec<StreamSpec> {
-        let found = self.discovered().ok();
+        // Before discovery: names, keys and cursors; the declared schemas once read.
+        let found = self.discovered.get();
         self.config
             .objects
             .iter()
@@ -395,8 +374,12 @@ impl Source for HubspotSource {
         Some(report)
     }
 
+    async fn discover(&self, _cx: &Cx) -> Result<(), Error> {
+        self.discovered().await.map(|_| ())
+    }
+
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
-        self.discovered().map(|_| ())
+        self.discovered().await.map(|_| ())
     }
 
     async fn read(&self, req: &ReadRequest, _cx: &Cx) -> Result<Page, Error> {
@@ -410,7 +393,7 @@ impl Source for HubspotSource {
         let kinds = if stream == OWNERS {
             None
         } else {
-            let found = self.discovered()?;
+            let found = self.discovered().await?;
             Some(found.get(stream).ok_or_else(|| Error::internal(format!("no properties read for `{stream}`")))?)
         };
         let position = match &req.position {

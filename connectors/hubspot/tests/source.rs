@@ -38,6 +38,8 @@ async fn every_page_arrives_with_values_typed_by_the_properties_api() {
 async fn the_declared_schema_lists_each_property_with_its_type_and_options() {
     let server = FixtureServer::from_file(fixture("contacts")).await.unwrap();
     let s = source(&server.base_url());
+    assert!(s.streams()[0].schema.is_none(), "nothing is asked before discovery");
+    s.discover(&dovetail_core::Cx::default()).await.unwrap();
     let spec = s.streams().into_iter().next().unwrap();
     let props = &spec.schema.unwrap()["properties"]["properties"]["properties"];
     assert_eq!(props["lifecyclestage"]["enum"], json!(["lead", "customer", null]));

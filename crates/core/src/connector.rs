@@ -117,8 +117,18 @@ pub struct Page {
 pub trait Source: Send + Sync {
     /// Connector kind, e.g. `files`.
     fn kind(&self) -> &'static str;
-    /// The streams this source exposes.
+    /// The streams this source exposes: without IO, whatever is known so far. Before
+    /// [`Source::discover`] that is at least every stream's name (and its key and cursor as
+    /// configured); after it, also what the remote declares (schema, catalog key).
     fn streams(&self) -> Vec<StreamSpec>;
+    /// Read what the remote declares about the streams (a database's catalog, an API's
+    /// properties), once per process; the engine calls it at the start of a run, a check or a
+    /// preview, never while a config loads. Errors carry the connector's context and kind (an
+    /// unreachable host is `Unavailable`). The default has nothing to discover.
+    async fn discover(&self, cx: &Cx) -> Result<(), Error> {
+        let _ = cx;
+        Ok(())
+    }
     /// Probe connectivity and permissions without reading data.
     async fn check(&self, cx: &Cx) -> Result<(), Error>;
     /// Read the next page of a stream.
@@ -425,6 +435,9 @@ pub struct BuildCx {
     pub token_store: Option<Arc<dyn TokenStore>>,
     /// Where API connectors keep responses for conditional requests and stale serving.
     pub response_cache: Option<Arc<dyn ResponseCache>>,
+    /// Where each key of the connector's config table is written (`url` →
+    /// `dovetail.toml:7`), so a failure at run time can point at the setting.
+    pub places: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for BuildCx {
@@ -434,6 +447,7 @@ impl std::fmt::Debug for BuildCx {
             .field("pipeline", &self.pipeline)
             .field("token_store", &self.token_store.is_some())
             .field("response_cache", &self.response_cache.is_some())
+            .field("places", &self.places)
             .finish()
     }
 }
@@ -442,6 +456,11 @@ impl BuildCx {
     /// Resolve a config path against the config file's folder.
     pub fn resolve(&self, p: &std::path::Path) -> PathBuf {
         if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+
+    /// Where config key `key` of the connector is written (`dovetail.toml:7`), when known.
+    pub fn place(&self, key: &str) -> Option<&str> {
+        self.places.get(key).map(String::as_str)
     }
 }
 

@@ -137,6 +137,7 @@ pub fn build_pipeline(
         pipeline: name.to_owned(),
         token_store: Some(stores.0.clone()),
         response_cache: Some(stores.1.clone()),
+        places: BTreeMap::new(),
     };
 
     let (kind_span, table) = connector_table(doc, root, name, "source")?;
@@ -146,7 +147,8 @@ pub fn build_pipeline(
         .iter()
         .find(|e| e.kind == pc.source.kind)
         .ok_or_else(|| unknown_kind(doc, kind_span.start, "source", name, &pc.source.kind, &kinds))?;
-    let source = (entry.build)(table, &cx)
+    let source_cx = BuildCx { places: places(doc, &table), ..cx.clone() };
+    let source = (entry.build)(table, &source_cx)
         .map_err(|e| build_failed(doc, root, kind_span.start, "source", name, entry.kind, e))?;
 
     let (kind_span, table) = connector_table(doc, root, name, "sink")?;
@@ -156,6 +158,7 @@ pub fn build_pipeline(
         .iter()
         .find(|e| e.kind == pc.sink.kind)
         .ok_or_else(|| unknown_kind(doc, kind_span.start, "sink", name, &pc.sink.kind, &kinds))?;
+    let cx = BuildCx { places: places(doc, &table), ..cx };
     let sink =
         (entry.build)(table, &cx).map_err(|e| build_failed(doc, root, kind_span.start, "sink", name, entry.kind, e))?;
 
@@ -220,6 +223,11 @@ pub fn build_pipeline(
         schedule,
         parents: stream_parents(root, name),
     })
+}
+
+/// Where each key of a connector's table is written, so the connector can name the line.
+fn places(doc: &Doc, table: &Spanned<DeTable<'_>>) -> BTreeMap<String, String> {
+    table.get_ref().iter().map(|(k, _)| (k.get_ref().to_string(), doc.at(k.span().start))).collect()
 }
 
 /// `parent = { stream = "…" }` of each `[[pipelines.NAME.source.streams]]` entry (REST).

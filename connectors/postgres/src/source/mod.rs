@@ -13,14 +13,15 @@
 //! - **Values.** Converted on the server ([`sql`]): numeric exact, jsonb as JSON, timestamptz
 //!   RFC 3339 in UTC with microseconds, bytea base64, other types as their text.
 //! - **The catalog first.** Columns, their types (the stream's declared schema), the primary
-//!   key and whether the cursor may be NULL are read once per process, before the engine
-//!   asks for the streams ([`discover`]).
+//!   key and whether the cursor may be NULL are read once per process, when the engine starts
+//!   a run or a check ([`Source::discover`]), or at the first read; never while a config
+//!   loads ([`discover`]).
 
 mod config;
 mod discover;
 mod sql;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -48,8 +49,10 @@ pub struct PostgresSource {
     config: Arc<PostgresSourceConfig>,
     url: PgUrl,
     pool: Pool,
-    /// The catalog's answer, asked once: the streams need it before anything is read.
-    shape: OnceLock<Result<Shape, Error>>,
+    /// The catalog's answer, asked once it is needed: the streams declare it once known.
+    shape: tokio::sync::OnceCell<Shape>,
+    /// Where `url` is written in the config, for the hint of a host not reached.
+    url_at: Option<String>,
 }
 
 impl std::fmt::Debug for PostgresSource {
@@ -77,7 +80,7 @@ struct Position {
 }
 
 impl PostgresSource {
-    /// A source from a config; no IO (the catalog is read when the streams are first asked for).
+    /// A source from a config; no IO (the catalog is read by [`Source::discover`] or the first read).
     pub fn new(config: PostgresSourceConfig) -> Result<Self, Error> {
         config.validate().map_err(|m| Error::config(m).in_connector(crate::KIND))?;
         let url = PgUrl::parse(config.url.expose(), "source.url").map_err(|e| e.in_connector(crate::KIND))?;
@@ -98,7 +101,7 @@ impl PostgresSource {
             .build()
             .map_err(|e| Error::internal("cannot set up the PostgreSQL connection pool").with_source(e))?;
         let url = PgUrl { config: pg, ..url };
-        Ok(PostgresSource { config: Arc::new(config), url, pool, shape: OnceLock::new() })
+        Ok(PostgresSource { config: Arc::new(config), url, pool, shape: tokio::sync::OnceCell::new(), url_at: None })
     }
 
     fn stream(&self) -> &str {
@@ -109,42 +112,19 @@ impl PostgresSource {
         e.in_stream(self.stream()).in_connector(crate::KIND)
     }
 
-    /// The catalog's answer, read on a thread of its own when nothing asked yet: `streams`
-    /// is not async, and the engine asks it before any read.
-    fn shape(&self) -> Result<&Shape, Error> {
-        let found = self.shape.get_or_init(|| {
-            let (pg, config) = (self.url.config.clone(), self.config.clone());
-            let tls = self.url.tls();
-            let place = self.url.place.clone();
-            let ask = move || -> Result<Shape, Error> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Error::internal("cannot start a runtime to read the catalog").with_source(e))?;
-                rt.block_on(async {
-                    let (client, conn) = pg.connect(tls?).await.map_err(|e| connect_err(&place, e))?;
-                    let task = tokio::spawn(conn);
-                    let shape = discover::shape(&client, &config).await;
-                    drop(client);
-                    let _ = task.await;
-                    shape
-                })
-            };
-            std::thread::spawn(ask)
-                .join()
-                .unwrap_or_else(|_| Err(Error::internal("reading the PostgreSQL catalog panicked")))
-        });
-        found.as_ref().map_err(|e| {
-            let copy = Error::new(e.kind().clone(), e.message());
-            self.fail(match e.hint() {
-                Some(h) => copy.with_hint(h),
-                None => copy,
+    /// The catalog's answer, read on the first call (a failure is not kept: the next call
+    /// asks again).
+    async fn shape(&self) -> Result<&Shape, Error> {
+        self.shape
+            .get_or_try_init(|| async {
+                let c = self.conn().await?;
+                discover::shape(&c, &self.config).await.map_err(|e: Error| self.fail(e))
             })
-        })
+            .await
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Object, Error> {
-        self.pool.get().await.map_err(|e| self.fail(pool_err(&self.url.place, e)))
+        self.pool.get().await.map_err(|e| self.fail(pool_err(&self.url.place, self.url_at.as_deref(), e)))
     }
 
     /// Decode a stored position, refusing one that does not fit this stream's shape.
@@ -163,24 +143,34 @@ impl PostgresSource {
     }
 }
 
-/// The error for a failed connection, naming where and never the URL.
-fn connect_err(place: &str, e: tokio_postgres::Error) -> Error {
+/// The error for a failed connection, naming where (and the config line of `url`, when
+/// known) and never the URL.
+fn connect_err(place: &str, url_at: Option<&str>, e: tokio_postgres::Error) -> Error {
     let err = PgErr::source("connecting").err(e);
     if *err.kind() != ErrorKind::Unavailable {
         return err;
     }
-    Error::new(ErrorKind::Unavailable, format!("postgres source: cannot reach PostgreSQL at {place}"))
-        .with_hint(format!("check that PostgreSQL is running and reachable at {place} (`source.url`), then run again"))
+    Error::new(ErrorKind::Unavailable, format!("postgres source: cannot reach PostgreSQL at {place}")).with_hint(
+        format!("check that PostgreSQL is running and reachable at {place} ({}), then run again", setting(url_at)),
+    )
 }
 
-fn pool_err(place: &str, e: PoolError) -> Error {
+/// `source.url`, with where it is written when known.
+fn setting(url_at: Option<&str>) -> String {
+    match url_at {
+        Some(at) => format!("`source.url`, {at}"),
+        None => "`source.url`".to_owned(),
+    }
+}
+
+fn pool_err(place: &str, url_at: Option<&str>, e: PoolError) -> Error {
     match e {
-        PoolError::Backend(e) => connect_err(place, e),
+        PoolError::Backend(e) => connect_err(place, url_at, e),
         PoolError::Timeout(_) => Error::new(
             ErrorKind::Unavailable,
             format!("postgres source: timed out connecting to PostgreSQL at {place}"),
         )
-        .with_hint(format!("check that PostgreSQL is running and reachable at {place} (`source.url`)")),
+        .with_hint(format!("check that PostgreSQL is running and reachable at {place} ({})", setting(url_at))),
         other => Error::internal(format!("postgres source: no connection to PostgreSQL at {place}")).with_source(other),
     }
 }
@@ -200,7 +190,8 @@ impl Source for PostgresSource {
     }
 
     fn streams(&self) -> Vec<StreamSpec> {
-        let shape = self.shape().ok();
+        // Before discovery: the name, and the key and cursor as configured.
+        let shape = self.shape.get();
         let key: Vec<FieldPath> = match (shape, &self.config.key) {
             (Some(s), _) => s.key.iter().map(|&i| FieldPath::new(s.columns[i].name.clone())).collect(),
             (None, Some(k)) => k.iter().map(|k| FieldPath::new(k.clone())).collect(),
@@ -214,9 +205,13 @@ impl Source for PostgresSource {
         vec![spec]
     }
 
+    async fn discover(&self, _cx: &Cx) -> Result<(), Error> {
+        self.shape().await.map(|_| ())
+    }
+
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
         let c = self.conn().await?;
-        let shape = self.shape()?;
+        let shape = self.shape().await?;
         // Executed, not only planned: PostgreSQL checks SELECT privilege when a statement runs.
         c.query(&format!("SELECT 1 FROM {} t LIMIT 0", shape.from), &[])
             .await
@@ -225,7 +220,7 @@ impl Source for PostgresSource {
     }
 
     async fn read(&self, req: &ReadRequest, _cx: &Cx) -> Result<Page, Error> {
-        let shape = self.shape()?;
+        let shape = self.shape().await?;
         let pos = req.position.as_ref().map(|v| self.position(shape, v)).transpose()?;
         let since = req.since.as_ref().map(bound_text);
         let at_start = pos.is_none();
@@ -287,7 +282,8 @@ impl SourceConnector for PostgresSource {
     const KIND: &'static str = crate::KIND;
     type Config = PostgresSourceConfig;
 
-    fn build(config: PostgresSourceConfig, _cx: &BuildCx) -> Result<Self, Error> {
-        PostgresSource::new(config)
+    fn build(config: PostgresSourceConfig, cx: &BuildCx) -> Result<Self, Error> {
+        let source = PostgresSource::new(config)?;
+        Ok(PostgresSource { url_at: cx.place("url").map(str::to_owned), ..source })
     }
 }

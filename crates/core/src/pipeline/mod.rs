@@ -276,9 +276,17 @@ impl Pipeline {
         self.shared.streams.get(stream)?.mapping.as_ref()?.describe()
     }
 
-    /// Probe the source and the sink.
+    /// Ask the source what the remote declares about its streams ([`Source::discover`]). A
+    /// run, a check and a replay do it first; what reads no data never needs to.
+    pub async fn discover(&self, cx: &Cx) -> Result<(), Error> {
+        let sh = &self.shared;
+        sh.source.discover(cx).await.map_err(|e| e.in_pipeline(&sh.name).in_connector(sh.source.kind()))
+    }
+
+    /// Probe the source (its discovery first) and the sink.
     pub async fn check(&self) -> Result<(), Error> {
         let cx = Cx { pipeline: self.shared.name.clone(), ..Default::default() };
+        self.discover(&cx).await?;
         self.shared
             .source
             .check(&cx)
@@ -326,7 +334,8 @@ impl Pipeline {
     /// stream failures are in the report, whose `exit_code` says how the process should end.
     pub async fn run(&self, opts: RunOptions) -> Result<RunReport, Error> {
         let sh = &self.shared;
-        let specs = self.selected(&opts)?;
+        // Names are known before discovery: an unknown stream is refused before anything.
+        self.selected(&opts)?;
         // Under leases, several workers run streams of one pipeline at once; the state
         // fences their commits by lease epoch instead of one pipeline-wide lock.
         let _lock = match opts.fence {
@@ -339,6 +348,8 @@ impl Pipeline {
         let span = info_span!("run", pipeline = %sh.name, run_id);
         info!(parent: &span, dry_run = opts.dry_run, "run started");
         let cx = Cx { pipeline: sh.name.clone(), cancel: opts.cancel.clone(), pending: Some(sh.pending_creates()) };
+        // Before the HTTP figures are taken: the run's report counts its reads only.
+        let (specs, discovery) = self.discovered(&opts, &cx, &span).await?;
         let http_before = (sh.source.http_report(), sh.sink.http_report());
         let mut tasks = Vec::new();
         for spec in specs {
@@ -353,6 +364,7 @@ impl Pipeline {
                 fence: opts.fence.clone(),
                 cx: cx.clone(),
                 run_id,
+                discovery: discovery.clone(),
             };
             let name = run.spec.name.clone();
             let stream_span = info_span!(parent: &span, "stream", stream = %name);
@@ -408,6 +420,22 @@ impl Pipeline {
         }
         info!(parent: &span, outcome = %report.outcome, duration_ms = report.duration_ms, "run finished");
         Ok(report)
+    }
+
+    /// The source's discovery, once per run, and then the selected specs as discovered
+    /// (declared schemas, catalog keys). A failed discovery is handed to every stream, which
+    /// fails with it before it reads: its outage policy applies as to a failed read.
+    async fn discovered(
+        &self,
+        opts: &RunOptions,
+        cx: &Cx,
+        span: &tracing::Span,
+    ) -> Result<(Vec<crate::stream::StreamSpec>, Option<Arc<Error>>), Error> {
+        let discovery = self.discover(cx).await.err().map(Arc::new);
+        if let Some(e) = &discovery {
+            debug!(parent: span, kind = %e.kind(), error = %e.report(), "source discovery failed");
+        }
+        Ok((self.selected(opts)?, discovery))
     }
 
     /// The streams a run selects (all when `opts.streams` is empty), in the source's order;

@@ -41,6 +41,8 @@ impl Pipeline {
         let mut report =
             RunReport { pipeline: sh.name.clone(), started_at: crate::now_rfc3339(), ..Default::default() };
         let cx = Cx { pipeline: sh.name.clone(), cancel, pending: Some(sh.pending_creates()) };
+        // Keys and schemas the remote declares are needed to map the letters again.
+        self.discover(&cx).await?;
         let specs = sh.source.streams();
         let mut letters = sh.state.dead_letters(Some(&sh.name), None, usize::MAX).await?;
         if let Some(ids) = ids {

@@ -93,6 +93,9 @@ pub(crate) struct StreamRun {
     pub fence: Option<Arc<dyn crate::lease::Fence>>,
     pub cx: Cx,
     pub run_id: i64,
+    /// Why the source's discovery failed at the start of the run, if it did: the stream
+    /// fails with it before reading, and its outage policy applies.
+    pub discovery: Option<Arc<Error>>,
 }
 
 impl StreamRun {
@@ -179,6 +182,9 @@ impl StreamRun {
 
     /// Wire reader → mapper → writer → committer, join them, conclude.
     async fn run_inner(&self, report: &mut StreamReport) -> Result<(), Error> {
+        if let Some(e) = &self.discovery {
+            return Err(again(e));
+        }
         let sh = &self.shared;
         let mut t = Timings::default();
         let Setup {
@@ -446,4 +452,23 @@ impl StreamRun {
         }
         Ok(())
     }
+}
+
+/// The run's discovery error once more, for one stream (errors are not `Clone`): its kind,
+/// reason, hint, HTTP data, connector and location.
+fn again(e: &Error) -> Error {
+    let mut copy = Error::new(e.kind().clone(), e.reason());
+    if let Some(h) = e.hint() {
+        copy = copy.with_hint(h);
+    }
+    if let Some(http) = e.http() {
+        copy = copy.with_http(http.clone());
+    }
+    if let Some(c) = &e.context().connector {
+        copy = copy.in_connector(c);
+    }
+    if let Some(l) = &e.context().location {
+        copy = copy.at(l.clone());
+    }
+    copy
 }

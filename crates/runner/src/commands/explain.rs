@@ -63,13 +63,24 @@ pub async fn run(config_path: &Path, args: &ExplainArgs) -> anyhow::Result<i32> 
     let spec = project.pipeline(&args.pipeline)?;
     let state = super::open_state(&project.state_path)?;
     let pipeline = spec.build(state.clone())?;
-    let columns = pipeline.key_columns(&args.stream).map_err(|e| {
-        e.with_hint(
-            "pick one of the streams the message lists; `dovetail state show {pipeline}` lists them with their \
-             checkpoints",
-        )
-        .in_pipeline(&args.pipeline)
-    })?;
+    let key_columns = || {
+        pipeline.key_columns(&args.stream).map_err(|e| {
+            e.with_hint(
+                "pick one of the streams the message lists; `dovetail state show {pipeline}` lists them with their \
+                 checkpoints",
+            )
+            .in_pipeline(&args.pipeline)
+        })
+    };
+    let mut columns = key_columns()?;
+    if columns.is_empty() {
+        // The key is the source's catalog's (no `key` configured): ask the source for it.
+        let cx = dovetail_core::Cx { pipeline: spec.name.clone(), ..Default::default() };
+        match pipeline.discover(&cx).await {
+            Ok(()) => columns = key_columns()?,
+            Err(e) => tracing::warn!(error = %e.report(), "cannot read the source's catalog for the stream's key"),
+        }
+    }
     let (key, history) = find(state.as_ref(), &args.pipeline, &args.stream, &columns, &args.key).await?;
     let request_id = state.write_request(&args.pipeline, &args.stream, &key).await?;
     let current = pipeline.mapping_config(&args.stream);

@@ -41,6 +41,8 @@ pub async fn run(config_path: &Path, args: &PreviewArgs) -> anyhow::Result<i32> 
         use_cache: false,
     };
     let cx = Cx { pipeline: spec.name.clone(), cancel: super::cancel_on_signal(), ..Default::default() };
+    // What the remote declares first, as a run does (a catalog, properties).
+    spec.source.discover(&cx).await.map_err(|e| e.in_pipeline(&spec.name).in_connector(spec.source.kind()))?;
     let want = args.limit.unwrap_or(u64::MAX) as usize;
     let (mut records, mut rejects, mut more) = (Vec::<Record>::new(), 0usize, false);
     for _ in 0..MAX_PAGES {

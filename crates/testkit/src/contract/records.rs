@@ -62,9 +62,10 @@ fn written(r: &RunReport, stream: &str) -> u64 {
     r.streams.get(stream).map_or(0, |s| s.written)
 }
 
-/// The stream's spec as the case's source declares it.
-fn spec(live: &Live, stream: &str) -> Result<StreamSpec, String> {
+/// The stream's spec as the case's source declares it, after its discovery (as a run sees it).
+async fn spec(live: &Live, stream: &str) -> Result<StreamSpec, String> {
     let src = (live.build)(&live.url).map_err(|e| format!("building the source failed: {}", e.report()))?;
+    src.discover(&Cx::default()).await.map_err(|e| format!("the source's discovery failed: {}", e.report()))?;
     src.streams().into_iter().find(|s| s.name == stream).ok_or_else(|| format!("the source declares no `{stream}`"))
 }
 
@@ -171,7 +172,7 @@ pub(super) async fn drift_on_changed_field_type(c: &SourceContract) -> Outcome {
         let state = MemoryState::default();
         let (run, live) = run_over(c, case, Some(&data), &state).await?;
         succeeded(&case.name, &run.report)?;
-        let spec = spec(&live, &case.name)?;
+        let spec = spec(&live, &case.name).await?;
         let baseline = state
             .baseline(PIPELINE, &case.name)
             .await
@@ -214,7 +215,7 @@ pub(super) async fn bad_record_dead_lettered(c: &SourceContract) -> Outcome {
         if rows < 2 {
             return Err(format!("{rows} row(s): one bad record among others needs at least two"));
         }
-        let spec = spec(&live, &case.name)?;
+        let spec = spec(&live, &case.name).await?;
         let key = spec.primary_key.first().map(ToString::to_string).filter(|k| !k.contains(['.', '[']));
         let (broken, what) =
             data::with_first_record_broken(&data, key.as_deref()).ok_or("no record found in the data")?;

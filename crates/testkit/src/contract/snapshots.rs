@@ -69,13 +69,16 @@ pub(super) async fn schemas_match_snapshots(c: &SourceContract) -> Outcome {
     for case in cases {
         let r = match builder(c, case)(&url) {
             Err(e) => Err(format!("building the source failed: {}", e.report())),
-            Ok(src) => match src.streams().into_iter().find(|s| s.name == case.name) {
-                None => Err(format!("the source declares no stream `{}`", case.name)),
-                Some(spec) => match spec.schema {
-                    None => Ok(Some("no declared schema: it is inferred from the first page".to_owned())),
-                    Some(schema) => {
-                        matches_snapshot(dir, &format!("contract_schema_{}", case.name), &schema).map(|()| None)
-                    }
+            Ok(src) => match src.discover(&dovetail_core::Cx::default()).await.map(|()| src.streams()) {
+                Err(e) => Err(format!("the source's discovery failed: {}", e.report())),
+                Ok(specs) => match specs.into_iter().find(|s| s.name == case.name) {
+                    None => Err(format!("the source declares no stream `{}`", case.name)),
+                    Some(spec) => match spec.schema {
+                        None => Ok(Some("no declared schema: it is inferred from the first page".to_owned())),
+                        Some(schema) => {
+                            matches_snapshot(dir, &format!("contract_schema_{}", case.name), &schema).map(|()| None)
+                        }
+                    },
                 },
             },
         };
