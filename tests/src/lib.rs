@@ -10,6 +10,7 @@ use serde_json::Value;
 
 pub mod crash;
 pub mod github;
+pub mod hubspot;
 pub mod stripe;
 pub mod vendor;
 pub mod watch;

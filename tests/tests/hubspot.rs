@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
+use dovetail_e2e::hubspot as double;
 use dovetail_e2e::vendor::{count, output_async};
 use dovetail_e2e::{Scratch, show};
 use dovetail_testkit::FixtureServer;
@@ -80,199 +81,6 @@ async fn a_property_added_in_the_portal_and_a_new_option_are_drift_with_their_pa
         .collect();
     assert!(seen.contains(&("/properties/favorite_color".into(), "new_field".into())), "{report:#}");
     assert!(seen.contains(&("/properties/lifecyclestage".into(), "enum_value".into())), "{report:#}");
-}
-
-/// A HubSpot double for contacts: the properties API, the list endpoint (`after` offsets)
-/// and the search endpoint, which — like HubSpot — refuses a page past 10,000 results of a
-/// query (`after + limit > 10,000` is a 400), and orders records sharing a timestamp in no
-/// particular order (by a scramble of their ids), so only a tie-break by id gets them all.
-mod double {
-    use std::collections::VecDeque;
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use serde_json::{Value, json};
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-    pub const CAP: u64 = 10_000;
-
-    /// `(id, last modified in epoch ms, email)`.
-    pub type Contacts = Arc<Mutex<Vec<(u64, i64, String)>>>;
-
-    fn iso(ms: i64) -> String {
-        let t = jiff::Timestamp::from_millisecond(ms).unwrap();
-        format!("{}", t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
-    }
-
-    fn record(&(id, ms, ref email): &(u64, i64, String)) -> Value {
-        json!({ "id": id.to_string(), "createdAt": iso(0), "updatedAt": iso(ms), "archived": false,
-            "properties": { "email": email, "hs_object_id": id.to_string(), "lastmodifieddate": iso(ms) } })
-    }
-
-    fn page(all: Vec<Value>, after: u64, limit: u64) -> Value {
-        let total = all.len() as u64;
-        let results: Vec<Value> = all.into_iter().skip(after as usize).take(limit as usize).collect();
-        let mut body = json!({ "total": total, "results": results });
-        if after + limit < total {
-            body["paging"] = json!({ "next": { "after": (after + limit).to_string() } });
-        }
-        body
-    }
-
-    struct Properties;
-    impl Respond for Properties {
-        fn respond(&self, _: &Request) -> ResponseTemplate {
-            ResponseTemplate::new(200).set_body_json(json!({ "results": [
-                { "name": "email", "type": "string", "fieldType": "text", "options": [] },
-                { "name": "hs_object_id", "type": "number", "fieldType": "number", "options": [] },
-                { "name": "lastmodifieddate", "type": "datetime", "fieldType": "date", "options": [] },
-            ]}))
-        }
-    }
-
-    /// HubSpot's rolling window: at most `max` requests in any `interval`, told in the
-    /// `X-HubSpot-RateLimit-*` headers; past it a 429 (no `Retry-After`, as HubSpot sends).
-    pub struct Window {
-        pub max: usize,
-        pub interval: Duration,
-        pub sent: Mutex<VecDeque<Instant>>,
-        pub refused: Mutex<u64>,
-    }
-
-    impl Window {
-        /// `None` when the request fits, else the 429; the headers to send either way.
-        fn admit(&self) -> (Option<ResponseTemplate>, Vec<(&'static str, String)>) {
-            let now = Instant::now();
-            let mut sent = self.sent.lock().unwrap();
-            while sent.front().is_some_and(|t| now.duration_since(*t) >= self.interval) {
-                sent.pop_front();
-            }
-            let full = sent.len() >= self.max;
-            if !full {
-                sent.push_back(now);
-            }
-            let headers = vec![
-                ("x-hubspot-ratelimit-max", self.max.to_string()),
-                ("x-hubspot-ratelimit-remaining", (self.max - sent.len()).to_string()),
-                ("x-hubspot-ratelimit-interval-milliseconds", self.interval.as_millis().to_string()),
-            ];
-            if !full {
-                return (None, headers);
-            }
-            *self.refused.lock().unwrap() += 1;
-            let body = json!({ "status": "error", "message": "You have reached your ten_secondly_rolling limit.",
-                "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING" });
-            (Some(ResponseTemplate::new(429).set_body_json(body)), headers)
-        }
-    }
-
-    /// The listing (`archived=true`: the archived ones, `(id, archivedAt, email)`).
-    struct List(Contacts, Option<Arc<Window>>, Contacts);
-    impl Respond for List {
-        fn respond(&self, req: &Request) -> ResponseTemplate {
-            let (refused, headers) = self.1.as_ref().map(|w| w.admit()).unwrap_or_default();
-            let with = |mut t: ResponseTemplate| {
-                for (k, v) in &headers {
-                    t = t.insert_header(*k, v.as_str());
-                }
-                t
-            };
-            if let Some(r) = refused {
-                return with(r);
-            }
-            let q = |k: &str| req.url.query_pairs().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<u64>().ok());
-            let archived = req.url.query_pairs().any(|(k, v)| k == "archived" && v == "true");
-            let mut all = if archived { self.2.lock().unwrap().clone() } else { self.0.lock().unwrap().clone() };
-            all.sort_by_key(|c| c.0);
-            let records = all.iter().map(|c| {
-                let mut r = record(c);
-                if archived {
-                    r["archived"] = Value::Bool(true);
-                    r["archivedAt"] = Value::String(iso(c.1));
-                    r["updatedAt"] = Value::String(iso(0));
-                }
-                r
-            });
-            with(ResponseTemplate::new(200).set_body_json(page(
-                records.collect(),
-                q("after").unwrap_or(0),
-                q("limit").unwrap_or(10),
-            )))
-        }
-    }
-
-    struct Search {
-        contacts: Contacts,
-        requests: Arc<Mutex<u64>>,
-        last: Mutex<Option<Instant>>,
-        min_gap: Arc<Mutex<Duration>>,
-    }
-    impl Respond for Search {
-        fn respond(&self, req: &Request) -> ResponseTemplate {
-            *self.requests.lock().unwrap() += 1;
-            let now = Instant::now();
-            if let Some(gap) = self.last.lock().unwrap().replace(now).map(|t| now.duration_since(t)) {
-                let mut g = self.min_gap.lock().unwrap();
-                *g = (*g).min(gap);
-            }
-            let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
-            let limit = body["limit"].as_u64().unwrap_or(10);
-            let after = body["after"].as_str().and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
-            if after + limit > CAP {
-                return ResponseTemplate::new(400).set_body_json(json!({ "status": "error",
-                    "message": "There was a problem with the request.", "category": "VALIDATION_ERROR" }));
-            }
-            let mut all: Vec<(u64, i64, String)> = self.contacts.lock().unwrap().clone();
-            for f in body["filterGroups"][0]["filters"].as_array().cloned().unwrap_or_default() {
-                let v: i64 = f["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
-                let field = |c: &(u64, i64, String)| match f["propertyName"].as_str() {
-                    Some("hs_object_id") => c.0 as i64,
-                    _ => c.1,
-                };
-                all.retain(|c| match f["operator"].as_str() {
-                    Some("GTE") => field(c) >= v,
-                    Some("GT") => field(c) > v,
-                    Some("EQ") => field(c) == v,
-                    _ => false,
-                });
-            }
-            let scramble = |id: u64| id.wrapping_mul(2_654_435_761) % 1_000_003;
-            match body["sorts"][0]["propertyName"].as_str() {
-                Some("hs_object_id") => all.sort_by_key(|c| c.0),
-                _ => all.sort_by_key(|c| (c.1, scramble(c.0))),
-            }
-            ResponseTemplate::new(200).set_body_json(page(all.iter().map(record).collect(), after, limit))
-        }
-    }
-
-    /// The double on its own server, how many searches it answered and the shortest time
-    /// between two of them.
-    pub async fn start(
-        contacts: Contacts,
-        window: Option<Arc<Window>>,
-        archived: Contacts,
-    ) -> (MockServer, Arc<Mutex<u64>>, Arc<Mutex<Duration>>) {
-        let server = MockServer::start().await;
-        let requests = Arc::new(Mutex::new(0));
-        let gap = Arc::new(Mutex::new(Duration::MAX));
-        Mock::given(method("GET"))
-            .and(path("/crm/properties/2026-09/contacts"))
-            .respond_with(Properties)
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/crm/objects/2026-09/contacts"))
-            .respond_with(List(contacts.clone(), window, archived))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/crm/objects/2026-09/contacts/search"))
-            .respond_with(Search { contacts, requests: requests.clone(), last: Mutex::default(), min_gap: gap.clone() })
-            .mount(&server)
-            .await;
-        (server, requests, gap)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,4 +257,163 @@ async fn an_archived_object_is_marked_under_soft_delete_and_kept_under_keep() {
     assert_eq!(count(&report, "contacts", "deleted"), 0, "{report:#}");
     let rows: i64 = s.db("out.db").query_row("SELECT count(*) FROM contacts", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 3);
+}
+
+/// HubSpot's associations batch read for contacts → companies: `(contact, company, type)`
+/// triples; at most two companies per contact in one answer (the rest behind that
+/// contact's `paging.next.after`), and a contact with none is a `207` error for its id.
+struct AssociationsRead(std::sync::Arc<std::sync::Mutex<Vec<(u64, u64, i64)>>>);
+impl wiremock::Respond for AssociationsRead {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        use serde_json::json;
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let all = self.0.lock().unwrap().clone();
+        let (mut results, mut errors) = (vec![], vec![]);
+        for input in body["inputs"].as_array().cloned().unwrap_or_default() {
+            let id: u64 = input["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let after: usize = input["after"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let mut companies: Vec<u64> = all.iter().filter(|a| a.0 == id).map(|a| a.1).collect();
+            companies.dedup();
+            if companies.is_empty() {
+                errors.push(json!({ "status": "error", "category": "OBJECT_NOT_FOUND",
+                    "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                    "context": { "fromObjectId": [id.to_string()] },
+                    "message": format!("No company is associated with contact {id}.") }));
+                continue;
+            }
+            let to: Vec<Value> = companies
+                .iter()
+                .skip(after)
+                .take(2)
+                .map(|c| {
+                    let types: Vec<Value> = all
+                        .iter()
+                        .filter(|a| a.0 == id && a.1 == *c)
+                        .map(|a| {
+                            json!({ "category": "HUBSPOT_DEFINED", "typeId": a.2,
+                            "label": (if a.2 == 1 { Value::String("Primary".into()) } else { Value::Null }) })
+                        })
+                        .collect();
+                    json!({ "toObjectId": c.to_string(), "associationTypes": types })
+                })
+                .collect();
+            let mut result = json!({ "from": { "id": id.to_string() }, "to": to });
+            if after + 2 < companies.len() {
+                result["paging"] = json!({ "next": { "after": (after + 2).to_string() } });
+            }
+            results.push(result);
+        }
+        let status = if errors.is_empty() { 200 } else { 207 };
+        let mut body = json!({ "status": "COMPLETE", "results": results,
+            "startedAt": "2026-12-08T00:00:00.000Z", "completedAt": "2026-12-08T00:00:00.100Z" });
+        if !errors.is_empty() {
+            body["numErrors"] = json!(errors.len());
+            body["errors"] = Value::Array(errors);
+        }
+        wiremock::ResponseTemplate::new(status).set_body_json(body)
+    }
+}
+
+fn association_rows(s: &Scratch) -> Vec<(String, String, i64)> {
+    let db = s.db("out.db");
+    let mut q = db.prepare("SELECT from_id, to_id, type_id FROM contacts_to_companies ORDER BY 1, 2, 3").unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn associations_are_a_stream_per_pair_and_a_removed_one_is_deleted_by_a_full_refresh() {
+    let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
+        (1..=3).map(|id| (id, 1_793_491_200_000 + id as i64, format!("c{id}@example.com"))).collect(),
+    ));
+    let (server, _, _) = double::start(contacts, None, Default::default()).await;
+    // Contact 1: three companies, 101 both primary (1) and unlabeled (279); contact 2: one;
+    // contact 3: none.
+    let links = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        (1, 101, 1),
+        (1, 101, 279),
+        (1, 102, 279),
+        (1, 103, 279),
+        (2, 104, 279),
+    ]));
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/crm/associations/2026-09/contacts/companies/batch/read"))
+        .respond_with(AssociationsRead(links.clone()))
+        .mount(&server)
+        .await;
+    let s = Scratch::new();
+    let config = config(&server.uri()).replace("objects = [", "associations = [\"contacts:companies\"]\nobjects = [")
+        + "\n[pipelines.crm.streams.contacts_to_companies]\nsync_mode = \"full_refresh\"\ndelete = \"delete\"\n";
+    s.write("dovetail.toml", &config);
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts_to_companies", "written"), 5, "{report:#}");
+    let row = |f: &str, t: &str, ty: i64| (f.to_owned(), t.to_owned(), ty);
+    assert_eq!(
+        association_rows(&s),
+        [row("1", "101", 1), row("1", "101", 279), row("1", "102", 279), row("1", "103", 279), row("2", "104", 279)]
+    );
+    // Contact 1 loses company 102 in HubSpot: the next full refresh deletes that row.
+    links.lock().unwrap().retain(|a| a.1 != 102);
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts_to_companies", "deleted"), 1, "{report:#}");
+    assert_eq!(
+        association_rows(&s),
+        [row("1", "101", 1), row("1", "101", 279), row("1", "103", 279), row("2", "104", 279)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_search_rate_of_two_a_second_is_not_exceeded() {
+    const T1: i64 = 1_793_491_200_000;
+    let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
+        (1..=250).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
+    ));
+    let (server, searches, gap) = double::start(contacts.clone(), None, Default::default()).await;
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&server.uri()).replace("objects = [", "search_rate = 2\nobjects = ["));
+    let (out, _) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    // Every contact changes: the incremental pass searches three pages of 100.
+    for c in contacts.lock().unwrap().iter_mut() {
+        c.1 += 86_400_000;
+    }
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 250, "{report:#}");
+    assert!(*searches.lock().unwrap() >= 3, "{} searches", searches.lock().unwrap());
+    let gap = *gap.lock().unwrap();
+    assert!(gap >= std::time::Duration::from_millis(480), "searches 2 a second at most: {gap:?} apart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_merged_away_is_deleted_at_the_sink() {
+    const T1: i64 = 1_793_491_200_000;
+    let contacts: double::Contacts = std::sync::Arc::new(std::sync::Mutex::new(
+        (1..=3).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect(),
+    ));
+    let merges = double::Merges::default();
+    let (server, _, _) = double::start_merged(contacts.clone(), None, Default::default(), merges.clone()).await;
+    let s = Scratch::new();
+    let streams = "\n[pipelines.crm.streams.contacts]\ndelete = \"delete\"\n";
+    s.write("dovetail.toml", &(config(&server.uri()) + streams));
+    let (out, _) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    // Contact 3 is merged into contact 1: HubSpot lists 3 no more and 1 names it, changed now.
+    {
+        let mut all = contacts.lock().unwrap();
+        all.retain(|c| c.0 != 3);
+        all[0].1 = T1 + 60_000;
+    }
+    merges.lock().unwrap().insert(1, "3".into());
+    let (out, report) = run(&s).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 1, "{report:#}");
+    assert_eq!(count(&report, "contacts", "deleted"), 1, "{report:#}");
+    let ids: Vec<String> = {
+        let db = s.db("out.db");
+        let mut q = db.prepare("SELECT id FROM contacts ORDER BY id").unwrap();
+        q.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(ids, ["1", "2"]);
 }

@@ -218,7 +218,8 @@ fn the_docs_examples_both_ways_pass_an_offline_check() {
         .split("```toml\n")
         .skip(1)
         .filter_map(|b| b.split("```").next())
-        .filter(|b| b.contains("[pipelines."))
+        // Whole pipelines only: a fragment (a `[pipelines.X.streams.Y]` table) is not a config.
+        .filter(|b| b.contains(".source]") && b.contains(".sink]"))
         .collect();
     let sinks = examples.iter().filter(|e| e.contains(".sink]\nkind = \"hubspot\"")).count();
     let sources = examples.iter().filter(|e| e.contains(".source]\nkind = \"hubspot\"")).count();
@@ -296,4 +297,107 @@ id_property = "email"
     assert_eq!(x["properties"]["email"], "x2@example.com");
     let upserted: Vec<String> = sent_since(&server, 0).await.into_iter().skip(upserts_before).collect();
     assert_eq!(upserted, ["y2@example.com"], "only the contact whose object is gone is upserted");
+}
+
+/// HubSpot's batch associate: every pair is associated but those to company `999`, which
+/// does not exist (a 207 error naming it); the pairs asked for are kept.
+struct AssociateCreate(Arc<Mutex<Vec<Value>>>);
+
+impl Respond for AssociateCreate {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let inputs = body["inputs"].as_array().cloned().unwrap_or_default();
+        self.0.lock().unwrap().extend(inputs.iter().cloned());
+        let (mut results, mut errors) = (Vec::new(), Vec::new());
+        for i in inputs.iter().rev() {
+            let (from, to) = (i["from"]["id"].as_str().unwrap_or(""), i["to"]["id"].as_str().unwrap_or(""));
+            if to == "999" {
+                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR",
+                    "message": "No company with id 999 exists", "context": { "toObjectId": [to] } }));
+            } else {
+                let n = |s: &str| s.parse::<u64>().unwrap_or(0);
+                results.push(json!({ "fromObjectTypeId": "0-1", "fromObjectId": n(from),
+                    "toObjectTypeId": "0-2", "toObjectId": n(to), "labels": [] }));
+            }
+        }
+        let status = if errors.is_empty() { 201 } else { 207 };
+        let mut answer = json!({ "status": "COMPLETE", "results": results,
+            "startedAt": "2026-12-08T00:00:00.000Z", "completedAt": "2026-12-08T00:00:00.100Z" });
+        if !errors.is_empty() {
+            answer["numErrors"] = json!(errors.len());
+            answer["errors"] = Value::Array(errors);
+        }
+        ResponseTemplate::new(status).set_body_json(answer)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_contacts_are_associated_with_their_company_and_a_failed_association_is_dead_lettered() {
+    let (server, _sent, inputs) = double().await;
+    let pairs = Arc::new(Mutex::new(Vec::new()));
+    Mock::given(method("POST"))
+        .and(path("/crm/associations/2026-09/contacts/companies/batch/create"))
+        .respond_with(AssociateCreate(pairs.clone()))
+        .mount(&server)
+        .await;
+    let s = Scratch::new();
+    let line = |email: &str, company: &str| format!("{}\n", json!({ "email": email, "company_id": company }));
+    // d has no company: written, not associated.
+    let lines = [
+        line("a@example.com", "501"),
+        line("b@example.com", "502"),
+        line("c@example.com", "999"),
+        format!("{}\n", json!({ "email": "d@example.com" })),
+    ];
+    s.write("contacts.jsonl", &lines.concat());
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "contacts"
+path = "contacts.jsonl"
+primary_key = ["email"]
+
+[pipelines.crm.sink]
+kind = "hubspot"
+token = "${{HUBSPOT_TOKEN}}"
+base_url = "{}"
+object = "contacts"
+id_property = "email"
+associate = {{ to = "companies", id_field = "company_id", type_id = 1 }}
+"#,
+            server.uri()
+        ),
+    );
+    let mut cmd = s.cmd(&["run", "--json"]);
+    cmd.env("HUBSPOT_TOKEN", TOKEN);
+    let out = output_async(cmd).await;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "contacts", "written"), 3, "{report:#}");
+    assert_eq!(count(&report, "contacts", "dead_lettered"), 1, "{report:#}");
+    // The id field is no property: it is not sent with the contact.
+    assert!(inputs.lock().unwrap().iter().all(|i| i["properties"].get("company_id").is_none()), "{inputs:?}");
+    let mut asked: Vec<(String, String)> = pairs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["types"], json!([{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1 }]));
+            (p["from"]["id"].as_str().unwrap_or("").to_owned(), p["to"]["id"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    asked.sort();
+    let mut want = vec![
+        (object_id("a@example.com"), "501".to_owned()),
+        (object_id("b@example.com"), "502".to_owned()),
+        (object_id("c@example.com"), "999".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(asked, want, "each written contact with a company, by HubSpot's ids");
+    let list = s.run(&["dead-letters", "list", "--pipeline", "crm", "--json"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("No company with id 999 exists (VALIDATION_ERROR)"), "{text}");
 }

@@ -28,6 +28,17 @@ pub(crate) fn account_info(version: &str) -> String {
     format!("account-info/{}/details", encode_segment(version))
 }
 
+/// `POST`: the associations of up to 1,000 `from` objects to objects of type `to` (`inputs`
+/// of `id`, and `after` to go on with one object's next page).
+pub(crate) fn associations_read(version: &str, from: &str, to: &str) -> String {
+    format!("crm/associations/{}/{}/{}/batch/read", encode_segment(version), encode_segment(from), encode_segment(to))
+}
+
+/// `POST`: associate up to 100 pairs of objects (`inputs` of `from.id`, `to.id`, `types`).
+pub(crate) fn associations_create(version: &str, from: &str, to: &str) -> String {
+    associations_read(version, from, to).replace("/batch/read", "/batch/create")
+}
+
 /// `POST`: create or update up to 100 objects by a unique property (`inputs` of
 /// `idProperty`, `id`, `properties`).
 pub(crate) fn batch_upsert(version: &str, object: &str) -> String {

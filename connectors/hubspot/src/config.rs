@@ -24,6 +24,10 @@ pub(crate) fn default_api_version() -> String {
     API_VERSION.to_owned()
 }
 
+fn default_search_rate() -> u32 {
+    crate::source::SEARCHES_PER_SECOND
+}
+
 /// The HubSpot source: CRM objects read from one account (portal).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +51,16 @@ pub struct HubspotConfig {
     /// property the properties API lists when an object is not named here.
     #[serde(default)]
     pub properties: BTreeMap<String, Vec<String>>,
+    /// Associations to read, one stream each, as `from:to` object types: `contacts:companies`
+    /// is the stream `contacts_to_companies` (`from_id`, `to_id`, `type_id`, `category`,
+    /// `label`). Read whole each run: pair with `sync_mode = "full_refresh"` to delete removed ones.
+    #[serde(default)]
+    pub associations: Vec<String>,
+    /// Search requests per second across the source's streams (1 to 100; default 5,
+    /// HubSpot's limit per account): searches carry no rate-limit headers to pace them by.
+    #[serde(default = "default_search_rate", deserialize_with = "dovetail_http::in_range_req::<_, _, 1, 100>")]
+    #[schemars(range(min = 1, max = 100))]
+    pub search_rate: u32,
     /// Timeouts, retries, rate limit, circuit breaker, proxy, CA certificates, headers.
     #[serde(default)]
     pub http: HttpConfig,

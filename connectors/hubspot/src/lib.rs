@@ -14,11 +14,13 @@
 #![warn(missing_docs)]
 
 mod api;
+mod associations;
 mod client;
 mod config;
 mod props;
 mod search;
 mod sink;
+mod sink_assoc;
 mod sink_values;
 mod source;
 mod versions;
@@ -27,6 +29,7 @@ pub use client::{AccountZone, classifier};
 pub use config::{API_VERSION, DEFAULT_BASE_URL, HubspotConfig, HubspotOAuth};
 pub use search::CAP as SEARCH_CAP;
 pub use sink::{BATCH_MAX, HubspotSink, HubspotSinkConfig};
+pub use sink_assoc::Associate;
 pub use source::{HubspotSource, LOOKBACK, OWNERS, SEARCHES_PER_SECOND};
 pub use versions::{NOTICE_DAYS as SUNSET_NOTICE_DAYS, VERSIONS};
 

@@ -21,6 +21,7 @@
 //! - **Split on a refused batch.** A whole-batch 4xx (a refusal, not an outage) is sent again
 //!   in halves until the bad inputs stand alone: each is dead-lettered with HubSpot's error,
 //!   the others are delivered. Nothing that succeeded is sent again.
+//! - **Associations** after the writes, with `associate` ([`crate::sink_assoc`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +65,10 @@ pub struct HubspotSinkConfig {
     /// The unique property records are upserted by (`email` for contacts, or a custom
     /// property with unique values); every record must carry it.
     pub id_property: String,
+    /// Associate each written object with another by an id the record carries, e.g.
+    /// `{ to = "companies", id_field = "company_id", type_id = 1 }` ([`crate::Associate`]).
+    #[serde(default)]
+    pub associate: Option<crate::Associate>,
     /// Timeouts, retries, rate limit, circuit breaker, proxy, CA certificates, headers.
     #[serde(default)]
     pub http: HttpConfig,
@@ -88,6 +93,16 @@ impl SinkConnector for HubspotSink {
         if config.id_property.trim().is_empty() {
             return Err(Error::config("`id_property` is empty: name the unique property, e.g. `email`"));
         }
+        if let Some(a) = &config.associate {
+            if a.to.trim().is_empty() || a.to == crate::OWNERS {
+                return Err(Error::config("`associate.to`: name the object type associated to, e.g. `companies`"));
+            }
+            if a.id_field.trim().is_empty() || a.id_field == config.id_property {
+                return Err(Error::config(
+                    "`associate.id_field`: name the record's field holding the other object's HubSpot id (not `id_property`)",
+                ));
+            }
+        }
         let connection = HubspotConfig {
             base_url: config.base_url.clone(),
             token: config.token.clone(),
@@ -95,6 +110,8 @@ impl SinkConnector for HubspotSink {
             api_version: config.api_version.clone(),
             objects: vec![config.object.clone()],
             properties: Default::default(),
+            associations: vec![],
+            search_rate: crate::SEARCHES_PER_SECOND,
             http: config.http.clone(),
         };
         let client = crate::client::build(&connection, cx, &AccountZone::default())?;
@@ -301,12 +318,21 @@ impl Sink for HubspotSink {
         let mut report = WriteReport { dest_ids: vec![None; n], ..Default::default() };
         let prop = &self.config.id_property;
         let mut inputs = Vec::new();
+        let mut links = Vec::new();
         for (index, record) in batch.records.iter().enumerate() {
             let checked = record
                 .data
                 .as_object()
                 .ok_or_else(|| "the mapped record is not an object of properties".to_owned())
-                .and_then(|fields| crate::sink_values::properties(kinds, &self.config.object, fields))
+                .and_then(|fields| {
+                    let Some(associate) = &self.config.associate else { return Ok(fields.clone()) };
+                    let mut fields = fields.clone();
+                    if let Some(to) = crate::sink_assoc::take_id(associate, &mut fields)? {
+                        links.push((index, to));
+                    }
+                    Ok(fields)
+                })
+                .and_then(|fields| crate::sink_values::properties(kinds, &self.config.object, &fields))
                 .and_then(|properties| match properties.get(prop).and_then(Value::as_str) {
                     Some(id) if !id.is_empty() => {
                         let object_id = batch.hints.get(index).and_then(|h| h.dest_id.clone());
@@ -330,6 +356,19 @@ impl Sink for HubspotSink {
             let rest = inputs.split_off(inputs.len().min(BATCH_MAX));
             self.send(By::Property, inputs, &mut report).await?;
             inputs = rest;
+        }
+        if let Some(associate) = &self.config.associate {
+            let refused: std::collections::HashSet<usize> = report.rejected.iter().map(|(i, _)| *i).collect();
+            let pairs = links
+                .into_iter()
+                .filter(|(index, _)| !refused.contains(index))
+                .filter_map(|(index, to)| {
+                    let from = report.dest_ids.get(index).cloned().flatten()?;
+                    Some(crate::sink_assoc::Pair { index, from, to })
+                })
+                .collect();
+            let (version, object) = (&self.config.api_version, &self.config.object);
+            crate::sink_assoc::associate(&self.client, version, object, associate, pairs, &mut report).await?;
         }
         Ok(report)
     }

@@ -9,6 +9,9 @@
 //!   (an incremental run after the first) reads by the search endpoint from that bound minus
 //!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]), then lists the objects
 //!   archived since (search never returns them) as deletes (tombstones).
+//! - **Merges.** The ids a record lists in `hs_merged_object_ids` were merged into it and
+//!   are gone: each is a tombstone after the record (a delete, not an alias).
+//! - **Associations** are streams of their own ([`crate::associations`]).
 //! - **Owners** have no properties API: a fixed schema.
 //! - **Account.** With the properties, the account-info API gives the account's time zone,
 //!   when a spent daily allowance comes back ([`crate::client`]); UTC, with a warning, when
@@ -46,7 +49,7 @@ pub struct HubspotSource {
     /// What the properties API said per object, once read (a failure is not kept).
     discovered: Arc<tokio::sync::OnceCell<BTreeMap<String, Kinds>>>,
     /// When the last search went: searches carry no rate-limit headers, so they are paced
-    /// at [`SEARCHES_PER_SECOND`] across the source's streams.
+    /// at `search_rate` (default [`SEARCHES_PER_SECOND`]) across the source's streams.
     last_search: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
     /// The account's time zone, read with the properties.
     zone: AccountZone,
@@ -56,7 +59,8 @@ pub struct HubspotSource {
     noticed: Arc<AtomicBool>,
 }
 
-/// How fast the source searches: HubSpot allows 5 search requests per second per account.
+/// How fast the source searches unless `search_rate` says otherwise: HubSpot allows 5
+/// search requests per second per account.
 pub const SEARCHES_PER_SECOND: u32 = 5;
 
 impl SourceConnector for HubspotSource {
@@ -78,6 +82,7 @@ impl SourceConnector for HubspotSource {
         if config.properties.contains_key(OWNERS) {
             return Err(Error::config("`properties.owners`: owners have a fixed schema, no properties to choose"));
         }
+        crate::associations::pairs(&config)?;
         let zone = AccountZone::default();
         let client = crate::client::build(&config, cx, &zone)?;
         let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
@@ -185,7 +190,7 @@ impl HubspotSource {
         {
             let mut last = self.last_search.lock().await;
             if let Some(at) = *last {
-                tokio::time::sleep_until(at + std::time::Duration::from_secs(1) / SEARCHES_PER_SECOND).await;
+                tokio::time::sleep_until(at + std::time::Duration::from_secs(1) / self.config.search_rate.max(1)).await;
             }
             *last = Some(tokio::time::Instant::now());
         }
@@ -261,20 +266,36 @@ impl HubspotSource {
     /// Records of a page, typed by the object's properties.
     fn page(&self, response: &Response, results: Vec<Value>, kinds: Option<&Kinds>, next: Next) -> Page {
         let prov = Arc::new(response.provenance(crate::KIND, Some(&self.config.api_version)));
-        let records = results
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let data = match kinds {
-                    Some(k) => props::type_record(k, item),
-                    None => item,
-                };
-                Record::new(data, prov.clone()).at(Location::Item(i as u64))
-            })
-            .collect();
+        let mut records = Vec::with_capacity(results.len());
+        for (i, item) in results.into_iter().enumerate() {
+            let merged = if kinds.is_some() { merged_away(&item) } else { vec![] };
+            let updated = item.get("updatedAt").cloned().unwrap_or(Value::Null);
+            let data = match kinds {
+                Some(k) => props::type_record(k, item),
+                None => item,
+            };
+            records.push(Record::new(data, prov.clone()).at(Location::Item(i as u64)));
+            // A merge leaves one object: the ids merged into it are gone from HubSpot, so
+            // they are deleted under the stream's `delete` mode, like archived objects.
+            for id in merged {
+                let gone = json!({ "id": id, "updatedAt": updated });
+                records.push(Record::tombstone(gone, prov.clone()).at(Location::Item(i as u64)));
+            }
+        }
         Page { records, rejects: vec![], next }
     }
 }
+
+/// The ids merged into `item` (`hs_merged_object_ids`, `;`-separated as HubSpot sends it),
+/// but its own.
+fn merged_away(item: &Value) -> Vec<String> {
+    let own = item.get("id").and_then(Value::as_str).unwrap_or_default();
+    let ids = item.get("properties").and_then(|p| p.get(MERGED)).and_then(Value::as_str).unwrap_or_default();
+    ids.split(';').map(str::trim).filter(|id| !id.is_empty() && *id != own).map(str::to_owned).collect()
+}
+
+/// The property that lists the ids of the objects merged into one.
+const MERGED: &str = "hs_merged_object_ids";
 
 /// Each configured object's properties (owners have none).
 async fn discover(client: &HttpClient, config: &HubspotConfig) -> Result<BTreeMap<String, Kinds>, Error> {
@@ -363,6 +384,12 @@ impl Source for HubspotSource {
                 };
                 spec
             })
+            .chain(
+                crate::associations::pairs(&self.config)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| crate::associations::spec(&p)),
+            )
             .collect()
     }
 
@@ -390,6 +417,10 @@ impl Source for HubspotSource {
                 "the configured HubSpot API version nears its end of life: set a newer `api_version`");
         }
         let stream = req.stream.as_str();
+        let pairs = crate::associations::pairs(&self.config)?;
+        if let Some(pair) = pairs.iter().find(|p| p.stream == stream) {
+            return crate::associations::read(&self.client, &self.config, pair, req.position.as_ref()).await;
+        }
         let kinds = if stream == OWNERS {
             None
         } else {

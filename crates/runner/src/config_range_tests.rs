@@ -64,6 +64,16 @@ table = "customers"
 [pipelines.s.sink]
 kind = "stripe"
 api_key = "sk_test_range_tests_not_a_key"
+[pipelines.h.source]
+kind = "hubspot"
+token = "pat-na1-range-tests-not-a-token"
+objects = ["contacts"]
+[pipelines.h.sink]
+kind = "hubspot"
+token = "pat-na1-range-tests-not-a-token"
+object = "companies"
+id_property = "domain"
+associate = { to = "contacts", id_field = "contact_id", type_id = 2 }
 "#;
 
 /// One numeric key: where it lives (dotted, array items by index), its schema definition,
@@ -123,6 +133,8 @@ fn rows() -> Vec<Row> {
         row("pipelines.pg.source", "page_size", "Source", 1, 100_000),
         row("pipelines.pg.source", "lookback_secs", "Source", 0, 31_536_000),
         row("pipelines.s.sink", "key_life_secs", "Sink", 0, 86_400),
+        row("pipelines.h.source", "search_rate", "Source", 1, 100),
+        row("pipelines.h.sink.associate", "type_id", "Associate", 1, 1_000_000),
     ]
 }
 
@@ -303,10 +315,17 @@ fn doc(rel: &str) -> String {
 
 #[test]
 fn the_docs_give_every_range() {
-    let docs =
-        ["config.md", "http.md", "alerts.md", "connectors/rest.md", "connectors/github.md", "connectors/stripe.md"]
-            .map(doc)
-            .join("\n");
+    let docs = [
+        "config.md",
+        "http.md",
+        "alerts.md",
+        "connectors/rest.md",
+        "connectors/github.md",
+        "connectors/stripe.md",
+        "connectors/hubspot.md",
+    ]
+    .map(doc)
+    .join("\n");
     for r in rows() {
         let range = format!("{}–{}", r.min, r.max);
         let named = |l: &&str| l.contains(&format!("`{}`", r.key)) || l.contains(&format!("`streams.NAME.{}`", r.key));
