@@ -196,14 +196,9 @@ impl HubspotSource {
         }
         let response = self.client.send(req).await.map_err(|e| e.in_stream(stream))?;
         let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
-        let next_after = match page.paging.as_ref().and_then(|p| p.next.as_ref()) {
-            None => None,
-            Some(n) => Some(n.after.parse::<u64>().map_err(|_| {
-                Error::data(format!("`paging.next.after` of a search is not an offset: `{}`", n.after))
-                    .at(response.url.path())
-                    .in_stream(stream)
-            })?),
-        };
+        // Only whether there is more: the next page is a keyset query (search.rs), never
+        // HubSpot's `after` offset into results that may have shifted.
+        let more = page.paging.as_ref().and_then(|p| p.next.as_ref()).is_some();
         let last = page.results.last().map(|r| {
             let at = r.get("updatedAt").and_then(Value::as_str).and_then(search::epoch_ms);
             let id = r.get("id").and_then(Value::as_str).and_then(|s| s.parse::<u64>().ok());
@@ -218,7 +213,7 @@ impl HubspotSource {
                     .in_stream(stream));
             }
         };
-        let next = match query.next(next_after, limit, last) {
+        let next = match query.next(more, last) {
             Some(query) => position::encode(&Position::Search { query, since_ms })?,
             None => position::encode(&Position::Archived { since_ms, after: None })?,
         };
