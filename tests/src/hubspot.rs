@@ -131,20 +131,42 @@ impl Respond for List {
     }
 }
 
+/// When the double's searches came: the shortest time between two of them since the last
+/// [`Pacing::reset`] (pacing is per process: a test measures one run's searches).
+#[derive(Debug, Default)]
+pub struct Pacing {
+    last: Option<Instant>,
+    min: Option<Duration>,
+}
+
+impl Pacing {
+    /// The shortest time between two searches since the last reset (`Duration::MAX` when
+    /// fewer than two came).
+    pub fn min_gap(&self) -> Duration {
+        self.min.unwrap_or(Duration::MAX)
+    }
+
+    /// Forgets the searches so far (a new run starts).
+    pub fn reset(&mut self) {
+        *self = Pacing::default();
+    }
+}
+
 struct Search {
     contacts: Contacts,
     merges: Merges,
     requests: Arc<Mutex<u64>>,
-    last: Mutex<Option<Instant>>,
-    min_gap: Arc<Mutex<Duration>>,
+    pacing: Arc<Mutex<Pacing>>,
 }
 impl Respond for Search {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         *self.requests.lock().unwrap() += 1;
         let now = Instant::now();
-        if let Some(gap) = self.last.lock().unwrap().replace(now).map(|t| now.duration_since(t)) {
-            let mut g = self.min_gap.lock().unwrap();
-            *g = (*g).min(gap);
+        {
+            let mut p = self.pacing.lock().unwrap();
+            if let Some(gap) = p.last.replace(now).map(|t| now.duration_since(t)) {
+                p.min = Some(p.min.map_or(gap, |m| m.min(gap)));
+            }
         }
         let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
         let limit = body["limit"].as_u64().unwrap_or(10);
@@ -180,13 +202,12 @@ impl Respond for Search {
     }
 }
 
-/// The double on its own server, how many searches it answered and the shortest time
-/// between two of them.
+/// The double on its own server, how many searches it answered and when (their pacing).
 pub async fn start(
     contacts: Contacts,
     window: Option<Arc<Window>>,
     archived: Contacts,
-) -> (MockServer, Arc<Mutex<u64>>, Arc<Mutex<Duration>>) {
+) -> (MockServer, Arc<Mutex<u64>>, Arc<Mutex<Pacing>>) {
     start_merged(contacts, window, archived, Merges::default()).await
 }
 
@@ -196,10 +217,10 @@ pub async fn start_merged(
     window: Option<Arc<Window>>,
     archived: Contacts,
     merges: Merges,
-) -> (MockServer, Arc<Mutex<u64>>, Arc<Mutex<Duration>>) {
+) -> (MockServer, Arc<Mutex<u64>>, Arc<Mutex<Pacing>>) {
     let server = MockServer::start().await;
     let requests = Arc::new(Mutex::new(0));
-    let gap = Arc::new(Mutex::new(Duration::MAX));
+    let pacing = Arc::new(Mutex::new(Pacing::default()));
     Mock::given(method("GET"))
         .and(path("/crm/properties/2026-09/contacts"))
         .respond_with(Properties)
@@ -212,14 +233,8 @@ pub async fn start_merged(
         .await;
     Mock::given(method("POST"))
         .and(path("/crm/objects/2026-09/contacts/search"))
-        .respond_with(Search {
-            contacts,
-            merges,
-            requests: requests.clone(),
-            last: Mutex::default(),
-            min_gap: gap.clone(),
-        })
+        .respond_with(Search { contacts, merges, requests: requests.clone(), pacing: pacing.clone() })
         .mount(&server)
         .await;
-    (server, requests, gap)
+    (server, requests, pacing)
 }

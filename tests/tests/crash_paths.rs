@@ -6,7 +6,7 @@
 
 use dovetail_e2e::Scratch;
 use dovetail_e2e::crash::sinks::{HubspotSink, JsonlSink, RestCreateSink, SqliteSink};
-use dovetail_e2e::crash::sources::{FileSource, RestSource, StripeSource};
+use dovetail_e2e::crash::sources::{FileSource, HubspotSource, RestSource, StripeSource};
 use dovetail_e2e::crash::{CrashPath, CrashSink, ENGINE_FAILPOINTS, PIPELINE, Rows, StreamSpec, field_text};
 use dovetail_e2e::crash_path;
 use dovetail_testkit::pg;
@@ -20,6 +20,7 @@ crash_path!(rest_incremental_to_sqlite, RestSource::incremental(), SqliteSink);
 crash_path!(rest_child_to_sqlite, RestSource::child(), SqliteSink);
 crash_path!(files_to_sqlite, FileSource::jsonl(), SqliteSink);
 crash_path!(stripe_to_sqlite, StripeSource::customers(), SqliteSink);
+crash_path!(hubspot_to_sqlite, HubspotSource::contacts(), SqliteSink);
 crash_path!(files_with_repeats_to_sqlite, FileSource::jsonl_with_repeats(), SqliteSink);
 crash_path!(files_to_jsonl, FileSource::jsonl(), JsonlSink);
 crash_path!(files_to_rest_create, FileSource::jsonl(), RestCreateSink::new());

@@ -6,9 +6,12 @@
 //! - **Pages.** `GET /crm/objects/{version}/{object}?limit=&properties=&after=`; the next
 //!   page is `paging.next.after`. The position is `{"after": "<token>"}`.
 //! - **Cursor.** `updatedAt` (HubSpot's last-modified time). A pass with a lower bound
-//!   (an incremental run after the first) reads by the search endpoint from that bound minus
-//!   [`LOOKBACK`], past its 10,000-result cap ([`crate::search`]), then lists the objects
-//!   archived since (search never returns them) as deletes (tombstones).
+//!   (an incremental run after the first) lists the objects archived since that bound minus
+//!   [`LOOKBACK`] (search never returns them) as deletes (tombstones), then reads by the
+//!   search endpoint from it, past its 10,000-result cap ([`crate::search`]). A first pass
+//!   lists, then does the same from when the list started, for what changed behind it. So
+//!   every pass ends with a search that reaches the newest change, and a resumed pass
+//!   delivers what changed while the run was stopped ([`Position`]).
 //! - **Merges.** The ids a record lists in `hs_merged_object_ids` were merged into it and
 //!   are gone: each is a tombstone after the record (a delete, not an alias).
 //! - **Associations** are streams of their own ([`crate::associations`]).
@@ -98,14 +101,37 @@ impl SourceConnector for HubspotSource {
     }
 }
 
-/// Where a stream is: the `after` token of its next list page, or the search query and
-/// the offset in it.
+/// Where a stream is inside its pass.
+///
+/// A pass of a searchable object ends with a search that reaches the newest change, so a
+/// run that resumes a pass also delivers what changed while it was stopped: a first pass
+/// lists (`List`), then takes the archived objects and searches from the list's start
+/// (minus [`LOOKBACK`]) for what changed behind its position while it listed; an
+/// incremental pass takes the archived objects, then searches. The flags default to the
+/// order positions written before had (search, then archived, then done).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "read", rename_all = "snake_case", deny_unknown_fields)]
 enum Position {
-    List { after: String },
-    Search { query: Query, since_ms: i64 },
-    Archived { since_ms: i64, after: Option<String> },
+    List {
+        after: String,
+        /// When the list's first page was asked for (epoch ms); `None` in older positions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_ms: Option<i64>,
+    },
+    Search {
+        query: Query,
+        since_ms: i64,
+        /// The archived objects were taken earlier in this pass: the search ends it.
+        #[serde(default)]
+        archived_done: bool,
+    },
+    Archived {
+        since_ms: i64,
+        after: Option<String>,
+        /// A search from `since_ms` follows the archived objects.
+        #[serde(default)]
+        then_search: bool,
+    },
 }
 
 /// How far before the last run's newest change an incremental pass starts: HubSpot's
@@ -169,19 +195,40 @@ impl HubspotSource {
 
 impl HubspotSource {
     /// One list page and the position after it.
-    async fn list_read(&self, stream: &str, after: Option<&str>, kinds: Option<&Kinds>) -> Result<Page, Error> {
+    /// `started_ms`: when the pass's first list page was asked for (`None` for owners, which
+    /// are only listed, and for positions written before it was recorded).
+    async fn list_read(
+        &self,
+        stream: &str,
+        after: Option<&str>,
+        kinds: Option<&Kinds>,
+        started_ms: Option<i64>,
+    ) -> Result<Page, Error> {
         let response = self.list_page(stream, after, kinds, false).await.map_err(|e| e.in_stream(stream))?;
         let page: ListPage = response.json().map_err(|e| e.in_stream(stream))?;
-        let next = match page.paging.and_then(|p| p.next) {
-            Some(n) => position::encode(&Position::List { after: n.after })?,
-            None => Next::Done { resume: None },
+        let next = match (page.paging.and_then(|p| p.next), started_ms) {
+            (Some(n), _) => position::encode(&Position::List { after: n.after, started_ms })?,
+            // Records changed behind the list's position while it ran (a long first pass,
+            // or one stopped and resumed) are found by a search from when it started.
+            (None, Some(started)) => {
+                let since_ms = started - LOOKBACK.as_millis() as i64;
+                position::encode(&Position::Archived { since_ms, after: None, then_search: true })?
+            }
+            (None, None) => Next::Done { resume: None },
         };
         Ok(self.page(&response, page.results, kinds, next))
     }
 
     /// One search page (a POST HubSpot answers the same when sent again: retried like a
     /// GET) and the query after it.
-    async fn search_read(&self, stream: &str, query: Query, since_ms: i64, kinds: &Kinds) -> Result<Page, Error> {
+    async fn search_read(
+        &self,
+        stream: &str,
+        query: Query,
+        since_ms: i64,
+        archived_done: bool,
+        kinds: &Kinds,
+    ) -> Result<Page, Error> {
         let limit = u64::from(crate::config::PAGE_SIZE);
         let names: Vec<&String> = kinds.keys().collect();
         let req = Request::post(api::search(&self.config.api_version, stream))
@@ -214,8 +261,9 @@ impl HubspotSource {
             }
         };
         let next = match query.next(more, last) {
-            Some(query) => position::encode(&Position::Search { query, since_ms })?,
-            None => position::encode(&Position::Archived { since_ms, after: None })?,
+            Some(query) => position::encode(&Position::Search { query, since_ms, archived_done })?,
+            None if archived_done => Next::Done { resume: None },
+            None => position::encode(&Position::Archived { since_ms, after: None, then_search: false })?,
         };
         Ok(self.page(&response, page.results, Some(kinds), next))
     }
@@ -228,6 +276,7 @@ impl HubspotSource {
         stream: &str,
         since_ms: i64,
         after: Option<&str>,
+        then_search: bool,
         kinds: &Kinds,
     ) -> Result<Page, Error> {
         let response = self.list_page(stream, after, Some(kinds), true).await.map_err(|e| e.in_stream(stream))?;
@@ -246,7 +295,11 @@ impl HubspotSource {
             })
             .collect();
         let next = match page.paging.and_then(|p| p.next) {
-            Some(n) => position::encode(&Position::Archived { since_ms, after: Some(n.after) })?,
+            Some(n) => position::encode(&Position::Archived { since_ms, after: Some(n.after), then_search })?,
+            None if then_search => {
+                let query = Query::Range { from_ms: since_ms, strict: false, after: 0 };
+                position::encode(&Position::Search { query, since_ms, archived_done: true })?
+            }
             None => Next::Done { resume: None },
         };
         let mut page = self.page(&response, results, Some(kinds), next);
@@ -429,21 +482,52 @@ impl Source for HubspotSource {
         let since = req.since.as_ref().and_then(Value::as_str).and_then(search::epoch_ms);
         let Some(kinds) = kinds else {
             return match position {
-                None => self.list_read(stream, None, None).await,
-                Some(Position::List { after }) => self.list_read(stream, Some(&after), None).await,
+                None => self.list_read(stream, None, None, None).await,
+                Some(Position::List { after, .. }) => self.list_read(stream, Some(&after), None, None).await,
                 Some(_) => Err(position::not_ours(stream, req.position.as_ref(), "owners are listed, never searched")),
             };
         };
         match (position, since) {
-            (Some(Position::List { after }), _) => self.list_read(stream, Some(&after), Some(kinds)).await,
-            (Some(Position::Search { query, since_ms }), _) => self.search_read(stream, query, since_ms, kinds).await,
-            (Some(Position::Archived { since_ms, after }), _) => {
-                self.archived_read(stream, since_ms, after.as_deref(), kinds).await
+            (Some(Position::List { after, started_ms }), _) => {
+                self.list_read(stream, Some(&after), Some(kinds), started_ms).await
             }
-            (None, Some(from_ms)) => {
-                self.search_read(stream, Query::Range { from_ms, strict: false, after: 0 }, from_ms, kinds).await
+            (Some(Position::Search { query, since_ms, archived_done }), _) => {
+                self.search_read(stream, query, since_ms, archived_done, kinds).await
             }
-            (None, None) => self.list_read(stream, None, Some(kinds)).await,
+            (Some(Position::Archived { since_ms, after, then_search }), _) => {
+                self.archived_read(stream, since_ms, after.as_deref(), then_search, kinds).await
+            }
+            (None, Some(since_ms)) => self.archived_read(stream, since_ms, None, true, kinds).await,
+            (None, None) => {
+                let started = jiff::Timestamp::now().as_millisecond();
+                self.list_read(stream, None, Some(kinds), Some(started)).await
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_written_before_the_pass_order_changed_keep_their_order() {
+        // A resumed pass from an older position: a search still followed by the archived
+        // objects, an archived listing still ending the pass, a list that ends where it did.
+        let search = json!({"read": "search", "query": {"query": "range", "from_ms": 5, "strict": false, "after": 0}, "since_ms": 5});
+        let p: Position = position::decode("contacts", &search).unwrap();
+        assert!(matches!(p, Position::Search { archived_done: false, since_ms: 5, .. }), "{p:?}");
+        let archived = json!({"read": "archived", "since_ms": 5, "after": null});
+        let p: Position = position::decode("contacts", &archived).unwrap();
+        assert!(matches!(p, Position::Archived { then_search: false, .. }), "{p:?}");
+        let list = json!({"read": "list", "after": "300"});
+        let p: Position = position::decode("contacts", &list).unwrap();
+        assert!(matches!(p, Position::List { started_ms: None, .. }), "{p:?}");
+        // A new list position carries its start, so its pass ends with a catch-up search.
+        let Next::More(v) = position::encode(&Position::List { after: "300".into(), started_ms: Some(7) }).unwrap()
+        else {
+            panic!("a position is More")
+        };
+        assert_eq!(v["started_ms"], 7);
     }
 }

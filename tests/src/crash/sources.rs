@@ -341,3 +341,70 @@ impl CrashSource for StripeSource {
         self.customers.extend(new);
     }
 }
+
+/// HubSpot's contacts on the HubSpot double (`crate::hubspot`), read by the HubSpot source:
+/// the first run lists them (100 a page); after each kill a third of them change (modified
+/// now, all at one instant, and a new email), so kills land in first passes that list and
+/// in incremental passes that search, and a resumed pass must deliver what changed while
+/// it was stopped — also behind a list's position.
+pub struct HubspotSource {
+    /// The double, then the runtime serving it (dropped in that order).
+    live: Option<(wiremock::MockServer, tokio::runtime::Runtime)>,
+    contacts: crate::hubspot::Contacts,
+}
+
+impl HubspotSource {
+    /// Three times [`RECORDS`] contacts, modified over the hour before the start, three
+    /// sharing each time.
+    pub fn contacts() -> Self {
+        HubspotSource { live: None, contacts: Default::default() }
+    }
+}
+
+/// Now, in epoch milliseconds (HubSpot stamps a change with its own clock).
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl CrashSource for HubspotSource {
+    fn start(&mut self, _s: &Scratch) -> SourceSetup {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the HubSpot double");
+        // Thirty pages of HubSpot's fixed 100: enough checkpoints for every failpoint's hit.
+        let t0 = now_ms() - 3_600_000;
+        let contacts = (1..=RECORDS * 3).map(|id| (id, t0 + (id as i64 / 3) * 1000, format!("c{id}@example.com")));
+        self.contacts = std::sync::Arc::new(std::sync::Mutex::new(contacts.collect()));
+        let (server, _, _) = rt.block_on(crate::hubspot::start(self.contacts.clone(), None, Default::default()));
+        let toml = format!(
+            "[pipelines.{PIPELINE}.source]\nkind = \"hubspot\"\ntoken = \"pat-na1-crash-harness-not-real\"\n\
+             base_url = \"{}\"\nobjects = [\"contacts\"]\nsearch_rate = 100\nhttp = {FAST_HTTP}\n",
+            server.uri()
+        );
+        self.live = Some((server, rt));
+        let spec = StreamSpec { name: "contacts".into(), key: "id".into(), fields: vec!["updatedAt".into()] };
+        SourceSetup { toml, streams: vec![spec], stream_lines: Vec::new() }
+    }
+
+    fn expected(&mut self, _: &Scratch) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+        let all = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        let rows = all.iter().map(|c| (c.0.to_string(), vec![crate::hubspot::iso(c.1)])).collect();
+        BTreeMap::from([("contacts".to_owned(), rows)])
+    }
+
+    fn fetched(&self) -> Option<u64> {
+        None
+    }
+
+    fn after_kill(&mut self, n: u64) {
+        let mut all = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = all.iter().map(|c| c.1).max().unwrap_or_default();
+        let at = now_ms().max(newest + 1);
+        for c in all.iter_mut().filter(|c| c.0 % 3 == n % 3) {
+            c.1 = at;
+            c.2 = format!("v{n}-c{}@example.com", c.0);
+        }
+    }
+}
