@@ -178,3 +178,76 @@ async fn a_jsonl_file_into_stripe_customers_from_rust() {
     assert_eq!(report.streams["customers"].written, 0, "{report:?}");
     assert_eq!(stripe.writes().0, 4, "one create each, none again");
 }
+
+/// The properties API (with `favorite_color` once `added`) and one list page of two
+/// contacts carrying the properties the request names.
+struct Portal(Arc<std::sync::atomic::AtomicBool>);
+
+impl Respond for Portal {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let added = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        if req.url.path().starts_with("/crm/properties/") {
+            let mut props = vec![
+                json!({ "name": "email", "type": "string", "fieldType": "text", "options": [] }),
+                json!({ "name": "lastmodifieddate", "type": "datetime", "fieldType": "date", "options": [] }),
+            ];
+            if added {
+                props.push(json!({ "name": "favorite_color", "type": "string", "fieldType": "text", "options": [] }));
+            }
+            return ResponseTemplate::new(200).set_body_json(json!({ "results": props }));
+        }
+        if req.url.path().starts_with("/account-info/") {
+            return ResponseTemplate::new(200).set_body_json(json!({ "portalId": 1, "timeZone": "UTC" }));
+        }
+        let asked: Vec<String> = match req.url.query_pairs().find(|(k, _)| k == "properties") {
+            Some((_, v)) => v.split(',').map(str::to_owned).collect(),
+            None => serde_json::from_slice::<Value>(&req.body).ok().map_or_else(Vec::new, |b| {
+                b["properties"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            }),
+        };
+        let results: Vec<Value> = (1..=2)
+            .map(|id| {
+                let mut p = json!({ "email": format!("c{id}@example.com"), "lastmodifieddate": "2026-11-01T00:00:00Z" });
+                // HubSpot sends the properties a request names, no others.
+                if added && asked.iter().any(|a| a == "favorite_color") {
+                    p["favorite_color"] = json!("teal");
+                }
+                json!({ "id": id.to_string(), "properties": p, "createdAt": "2026-11-01T00:00:00Z",
+                    "updatedAt": if added { "2026-11-02T00:00:00Z" } else { "2026-11-01T00:00:00Z" }, "archived": false })
+            })
+            .collect();
+        // The list, the archived listing and the search answer alike: archived objects have
+        // no `archivedAt` here, so the source keeps none of them.
+        let archived = req.url.query_pairs().any(|(k, v)| k == "archived" && v == "true");
+        let results = if archived { Vec::new() } else { results };
+        ResponseTemplate::new(200).set_body_json(json!({ "total": results.len(), "results": results }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_lived_pipeline_reads_the_properties_again_each_run_and_reports_a_new_one_as_drift() {
+    let server = MockServer::start().await;
+    let added = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    Mock::given(wiremock::matchers::any()).respond_with(Portal(added.clone())).mount(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::from_value(json!({
+        "token": "pat-na1-from-rust-not-real", "base_url": server.uri(), "objects": ["contacts"], "http": http(),
+    }))
+    .unwrap();
+    // One pipeline, run twice, as `dovetail run --every` and a worker do.
+    let pipeline = Pipeline::builder("crm")
+        .source(HubspotSource::build(config, &cx(&dir, "crm")).unwrap())
+        .sink(SqliteSink::build(SqliteConfig::new("warehouse.db"), &cx(&dir, "crm")).unwrap())
+        .state(SqliteState::open(dir.path().join("state.db")).unwrap())
+        .build()
+        .unwrap();
+    let report = pipeline.run(RunOptions::default()).await.unwrap();
+    assert_eq!(report.streams["contacts"].written, 2, "{report:?}");
+    added.store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = pipeline.run(RunOptions::default()).await.unwrap();
+    let drift: Vec<String> = report.streams["contacts"].drift.iter().map(|d| format!("{d:?}")).collect();
+    assert!(
+        drift.iter().any(|d| d.contains("/properties/favorite_color") && d.to_lowercase().contains("new")),
+        "the added property is drift on the next run: {drift:#?}"
+    );
+}

@@ -1,8 +1,9 @@
 //! The source: one stream per configured object, read in full by the list endpoint.
 //!
-//! - **Schema first.** The properties API is read once per process, when the engine starts
-//!   a run or a check ([`Source::discover`]) or at the first read, never while a config
-//!   loads: its answer is each stream's declared schema ([`crate::props`]).
+//! - **Schema first.** The properties API is read when the engine starts a run or a check
+//!   ([`Source::discover`]), at every run (a long-lived process sees a property added in the
+//!   portal on its next run), or at the first read; never while a config loads. Its answer
+//!   is each stream's declared schema ([`crate::props`]).
 //! - **Pages.** `GET /crm/objects/{version}/{object}?limit=&properties=&after=`; the next
 //!   page is `paging.next.after`. The position is `{"after": "<token>"}`.
 //! - **Cursor.** `updatedAt` (HubSpot's last-modified time). A pass with a lower bound
@@ -50,7 +51,9 @@ pub struct HubspotSource {
     client: HttpClient,
     config: Arc<HubspotConfig>,
     /// What the properties API said per object, once read (a failure is not kept).
-    discovered: Arc<tokio::sync::OnceCell<BTreeMap<String, Kinds>>>,
+    discovered: Arc<std::sync::RwLock<Option<Properties>>>,
+    /// One properties read at a time (streams read concurrently).
+    discovering: Arc<tokio::sync::Mutex<()>>,
     /// When the last search went: searches carry no rate-limit headers, so they are paced
     /// at `search_rate` (default [`SEARCHES_PER_SECOND`]) across the source's streams.
     last_search: Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>,
@@ -61,6 +64,9 @@ pub struct HubspotSource {
     /// Whether the sunset was reported (on the first read, so a run's report carries it).
     noticed: Arc<AtomicBool>,
 }
+
+/// Each object's properties as read from the properties API, shared with the reads of a run.
+type Properties = Arc<BTreeMap<String, Kinds>>;
 
 /// How fast the source searches unless `search_rate` says otherwise: HubSpot allows 5
 /// search requests per second per account.
@@ -94,6 +100,7 @@ impl SourceConnector for HubspotSource {
             sunset: crate::versions::notice(&config.api_version, today),
             config: Arc::new(config),
             discovered: Arc::default(),
+            discovering: Arc::default(),
             last_search: Arc::default(),
             zone,
             noticed: Arc::default(),
@@ -157,17 +164,45 @@ struct NextPage {
 }
 
 impl HubspotSource {
-    /// Each object's properties, from the properties API, asked once per process (with the
-    /// account's time zone).
-    async fn discovered(&self) -> Result<&BTreeMap<String, Kinds>, Error> {
-        self.discovered
-            .get_or_try_init(|| async {
-                let found = discover(&self.client, &self.config).await?;
-                read_zone(&self.client, &self.config, &self.zone).await;
-                Ok::<_, Error>(found)
-            })
-            .await
-            .map_err(|e| e.in_connector(crate::KIND))
+    /// The properties last read.
+    fn known(&self) -> Option<Properties> {
+        self.discovered.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Each object's properties as last read from the properties API; read now when they
+    /// never were (the account's time zone with them).
+    async fn discovered(&self) -> Result<Properties, Error> {
+        if let Some(found) = self.known() {
+            return Ok(found);
+        }
+        self.refresh().await
+    }
+
+    /// Reads the properties again — the engine asks at the start of every run, so a
+    /// long-lived process (`run --every`, a worker) sees a property added or retyped in the
+    /// portal as drift on its next run, not after a restart. When the read fails and an
+    /// earlier one exists, the run goes on with that one (warned), as with a stale page.
+    async fn refresh(&self) -> Result<Properties, Error> {
+        let _one = self.discovering.lock().await;
+        let before = self.known();
+        match discover(&self.client, &self.config).await {
+            Ok(found) => {
+                if before.is_none() {
+                    read_zone(&self.client, &self.config, &self.zone).await;
+                }
+                let found = Arc::new(found);
+                *self.discovered.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(found.clone());
+                Ok(found)
+            }
+            Err(e) => match before {
+                Some(old) => {
+                    tracing::warn!(target: "dovetail_hubspot", error = %e.report(),
+                        "could not read the properties again; this run keeps the ones read before");
+                    Ok(old)
+                }
+                None => Err(e.in_connector(crate::KIND)),
+            },
+        }
     }
 
     async fn list_page(
@@ -417,7 +452,8 @@ impl Source for HubspotSource {
 
     fn streams(&self) -> Vec<StreamSpec> {
         // Before discovery: names, keys and cursors; the declared schemas once read.
-        let found = self.discovered.get();
+        let found = self.known();
+        let found = found.as_deref();
         self.config
             .objects
             .iter()
@@ -450,7 +486,7 @@ impl Source for HubspotSource {
     }
 
     async fn discover(&self, _cx: &Cx) -> Result<(), Error> {
-        self.discovered().await.map(|_| ())
+        self.refresh().await.map(|_| ())
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
@@ -469,11 +505,12 @@ impl Source for HubspotSource {
         if let Some(pair) = pairs.iter().find(|p| p.stream == stream) {
             return crate::associations::read(&self.client, &self.config, pair, req.position.as_ref()).await;
         }
-        let kinds = if stream == OWNERS {
-            None
-        } else {
-            let found = self.discovered().await?;
-            Some(found.get(stream).ok_or_else(|| Error::internal(format!("no properties read for `{stream}`")))?)
+        let found = if stream == OWNERS { None } else { Some(self.discovered().await?) };
+        let kinds = match &found {
+            None => None,
+            Some(f) => {
+                Some(f.get(stream).ok_or_else(|| Error::internal(format!("no properties read for `{stream}`")))?)
+            }
         };
         let position = match &req.position {
             None => None,
