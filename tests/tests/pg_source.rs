@@ -415,3 +415,47 @@ page_size = 2"#;
     let ids: Vec<u64> = lines(&s, "hostile").iter().map(|r| r["id\""].as_u64().unwrap()).collect();
     assert_eq!(ids, vec![1, 2, 3, 4, 5]);
 }
+
+/// One pipeline run again and again, as `dovetail run --every` and a worker do: a column
+/// added between two runs is read by the next one (drift, and its values arrive), and a
+/// dropped column does not make every later run fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_lived_pipeline_reads_the_catalog_again_each_run() {
+    use dovetail_core::{BuildCx, Pipeline, RunOptions, SinkConnector, SourceConnector};
+    let Some(db) = pg::database("pg_source_long_lived") else { return };
+    exec(
+        &db,
+        "CREATE TABLE t (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, v text); \
+         INSERT INTO t VALUES (1, '2026-01-01T00:00:10Z', 'a'), (2, '2026-01-01T00:00:20Z', 'b');",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cx = BuildCx { base_dir: dir.path().to_path_buf(), pipeline: "wh".into(), ..Default::default() };
+    let config =
+        serde_json::from_value(serde_json::json!({ "url": db.url(), "table": "t", "cursor": "updated_at" })).unwrap();
+    let pipeline = Pipeline::builder("wh")
+        .source(dovetail_postgres::PostgresSource::build(config, &cx).unwrap())
+        .sink(dovetail_sqlite::SqliteSink::build(dovetail_sqlite::SqliteConfig::new("out.db"), &cx).unwrap())
+        .state(dovetail_state::SqliteState::open(dir.path().join("state.db")).unwrap())
+        .build()
+        .unwrap();
+    let report = pipeline.run(RunOptions::default()).await.unwrap();
+    assert_eq!(report.streams["t"].written, 2, "{report:?}");
+    exec(
+        &db,
+        "ALTER TABLE t ADD COLUMN extra text; \
+         UPDATE t SET extra = 'x', updated_at = '2026-01-01T00:00:30Z' WHERE id = 1;",
+    )
+    .await;
+    let report = pipeline.run(RunOptions::default()).await.unwrap();
+    assert_eq!(report.streams["t"].written, 1, "{report:?}");
+    let drift: Vec<String> = report.streams["t"].drift.iter().map(|d| format!("{d:?}")).collect();
+    assert!(drift.iter().any(|d| d.contains("extra")), "the added column is drift: {drift:#?}");
+    let db_out = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
+    let extra: Option<String> = db_out.query_row("SELECT extra FROM t WHERE id = 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(extra.as_deref(), Some("x"), "the added column's value arrives");
+    exec(&db, "ALTER TABLE t DROP COLUMN v; UPDATE t SET updated_at = '2026-01-01T00:00:40Z' WHERE id = 2;").await;
+    let report = pipeline.run(RunOptions::default()).await.unwrap();
+    assert_eq!(report.streams["t"].outcome.to_string(), "succeeded", "{report:?}");
+    assert_eq!(report.streams["t"].written, 1, "{report:?}");
+}

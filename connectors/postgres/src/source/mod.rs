@@ -13,9 +13,9 @@
 //! - **Values.** Converted on the server ([`sql`]): numeric exact, jsonb as JSON, timestamptz
 //!   RFC 3339 in UTC with microseconds, bytea base64, other types as their text.
 //! - **The catalog first.** Columns, their types (the stream's declared schema), the primary
-//!   key and whether the cursor may be NULL are read once per process, when the engine starts
-//!   a run or a check ([`Source::discover`]), or at the first read; never while a config
-//!   loads ([`discover`]).
+//!   key and whether the cursor may be NULL are read when the engine starts a run or a check
+//!   ([`Source::discover`] — again at every run, for processes that run on a schedule), or at
+//!   the first read; never while a config loads ([`discover`]).
 
 mod config;
 mod discover;
@@ -49,8 +49,11 @@ pub struct PostgresSource {
     config: Arc<PostgresSourceConfig>,
     url: PgUrl,
     pool: Pool,
-    /// The catalog's answer, asked once it is needed: the streams declare it once known.
-    shape: tokio::sync::OnceCell<Shape>,
+    /// The catalog's answer, asked at the start of every run (or at the first read): the
+    /// streams declare it once known.
+    shape: std::sync::RwLock<Option<Arc<Shape>>>,
+    /// One catalog read at a time.
+    discovering: tokio::sync::Mutex<()>,
     /// Where `url` is written in the config, for the hint of a host not reached.
     url_at: Option<String>,
 }
@@ -101,7 +104,14 @@ impl PostgresSource {
             .build()
             .map_err(|e| Error::internal("cannot set up the PostgreSQL connection pool").with_source(e))?;
         let url = PgUrl { config: pg, ..url };
-        Ok(PostgresSource { config: Arc::new(config), url, pool, shape: tokio::sync::OnceCell::new(), url_at: None })
+        Ok(PostgresSource {
+            config: Arc::new(config),
+            url,
+            pool,
+            shape: Default::default(),
+            discovering: Default::default(),
+            url_at: None,
+        })
     }
 
     fn stream(&self) -> &str {
@@ -112,15 +122,29 @@ impl PostgresSource {
         e.in_stream(self.stream()).in_connector(crate::KIND)
     }
 
-    /// The catalog's answer, read on the first call (a failure is not kept: the next call
-    /// asks again).
-    async fn shape(&self) -> Result<&Shape, Error> {
-        self.shape
-            .get_or_try_init(|| async {
-                let c = self.conn().await?;
-                discover::shape(&c, &self.config).await.map_err(|e: Error| self.fail(e))
-            })
-            .await
+    /// The shape last read from the catalog.
+    fn known(&self) -> Option<Arc<Shape>> {
+        self.shape.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The shape last read; read now when it never was.
+    async fn shape(&self) -> Result<Arc<Shape>, Error> {
+        match self.known() {
+            Some(shape) => Ok(shape),
+            None => self.refresh().await,
+        }
+    }
+
+    /// Reads the catalog again. The engine asks at the start of every run, so a process
+    /// that runs on a schedule (`run --every`, a worker) reads a column added or dropped
+    /// since its last run — a query naming a dropped column would fail every run until a
+    /// restart — and reports the change as drift.
+    async fn refresh(&self) -> Result<Arc<Shape>, Error> {
+        let _one = self.discovering.lock().await;
+        let c = self.conn().await?;
+        let shape = Arc::new(discover::shape(&c, &self.config).await.map_err(|e: Error| self.fail(e))?);
+        *self.shape.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shape.clone());
+        Ok(shape)
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Object, Error> {
@@ -191,7 +215,8 @@ impl Source for PostgresSource {
 
     fn streams(&self) -> Vec<StreamSpec> {
         // Before discovery: the name, and the key and cursor as configured.
-        let shape = self.shape.get();
+        let shape = self.known();
+        let shape = shape.as_deref();
         let key: Vec<FieldPath> = match (shape, &self.config.key) {
             (Some(s), _) => s.key.iter().map(|&i| FieldPath::new(s.columns[i].name.clone())).collect(),
             (None, Some(k)) => k.iter().map(|k| FieldPath::new(k.clone())).collect(),
@@ -206,7 +231,7 @@ impl Source for PostgresSource {
     }
 
     async fn discover(&self, _cx: &Cx) -> Result<(), Error> {
-        self.shape().await.map(|_| ())
+        self.refresh().await.map(|_| ())
     }
 
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {
@@ -221,7 +246,7 @@ impl Source for PostgresSource {
 
     async fn read(&self, req: &ReadRequest, _cx: &Cx) -> Result<Page, Error> {
         let shape = self.shape().await?;
-        let pos = req.position.as_ref().map(|v| self.position(shape, v)).transpose()?;
+        let pos = req.position.as_ref().map(|v| self.position(&shape, v)).transpose()?;
         let since = req.since.as_ref().map(bound_text);
         let at_start = pos.is_none();
         let pos =
@@ -232,7 +257,7 @@ impl Source for PostgresSource {
             (p, _) => sql::From::After(p.cursor.as_deref(), &p.key),
         };
         let limit = self.config.page_size;
-        let (stmt, params) = sql::page(shape, &from, limit);
+        let (stmt, params) = sql::page(&shape, &from, limit);
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let c = self.conn().await?;
         let rows = c
