@@ -389,6 +389,51 @@ async fn a_customer_updated_long_after_its_creation_arrives_updated_once_through
     assert!(text.contains("dovetail reset stripe customers"), "{text}");
 }
 
+/// The streams' baselines are the schemas generated from Stripe's OpenAPI spec (version
+/// 2020-08-27), not their first page: a `balance` the spec types as an integer that arrives
+/// as a string on the very first page is type drift at `/balance`; a product field Stripe
+/// added since the spec is `new_field` drift; a declared field the double does not send is
+/// none; the run names the spec, the pinned version and the regenerate command once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_schemas_are_the_baseline_from_the_first_page_on() {
+    let double = StripeDouble::start().await;
+    let t0 = now() - 1000;
+    let mut list = customers(1..=3, |i| t0 + i as i64);
+    list[0]["balance"] = json!(0);
+    list[1]["balance"] = json!("1500");
+    double.add("/v1/customers", list);
+    double.add(
+        "/v1/products",
+        [json!({ "id": "prod_1", "object": "product", "created": t0, "active": true, "name": "Gold",
+            "livemode": false, "metadata": {}, "default_price": "price_1", "marketing_features": [],
+            "updated": t0 })],
+    );
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&double.uri(), "streams = [\"customers\", \"products\"]", ""));
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 3, "{report:#}");
+    let drift = |stream: &str| -> Vec<(String, String, String, String)> {
+        let events = report["streams"][stream]["drift"].as_array().cloned().unwrap_or_default();
+        let text = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_owned();
+        events.iter().map(|e| (text(e, "path"), text(e, "change"), text(e, "expected"), text(e, "observed"))).collect()
+    };
+    let customers_drift = drift("customers");
+    let typed = ("/balance".to_owned(), "type_changed".to_owned(), "integer".to_owned(), "string".to_owned());
+    assert!(customers_drift.contains(&typed), "{customers_drift:?}");
+    assert!(customers_drift.iter().all(|d| d.0 == "/balance"), "nothing else drifts: {customers_drift:?}");
+    let mut added: Vec<(String, String)> = drift("products").into_iter().map(|d| (d.0, d.1)).collect();
+    added.sort();
+    let new = |p: &str| (p.to_owned(), "new_field".to_owned());
+    assert_eq!(added, [new("/default_price"), new("/marketing_features")], "{report:#}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let note = "the streams' declared schemas come from Stripe's OpenAPI spec version 2020-08-27 \
+                (github.com/stripe/openapi@e0123a38b40c8d840b4c0469ac0ee1650b6bfea3";
+    assert_eq!(err.matches(note).count(), 1, "said once per run: {}", show(&out));
+    assert!(err.contains("older than the pinned API version 2025-03-31.basil"), "{}", show(&out));
+    assert!(err.contains("`cargo xtask stripe-schemas SPEC.json --source LABEL`"), "{}", show(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_other_api_versions_and_object_types_are_not_drift() {
     let double = StripeDouble::start().await;

@@ -19,7 +19,8 @@
 //! - `new-connector NAME`: scaffold a connector crate (a source and a sink) and wire it in
 //! - `crash [--kills N] [--seed S]`: the crash sweep, N random kills per path, as a table
 //! - `contract [NAME ...]`: run the connectors' contract suites and print a table
-//! - `stripe-schemas SPEC [--out DIR]`: the Stripe streams' row schemas from Stripe's OpenAPI spec
+//! - `stripe-schemas SPEC [--out DIR] [--source LABEL]`: the Stripe streams' row schemas from
+//!   Stripe's OpenAPI spec, recording its version and where it came from
 //! - `man [--out DIR]`: the man page and shell completions, from the `dovetail` binary
 //!
 //! xtask depends on no dovetail crate: it reads manifests with `toml` and drives the
@@ -81,8 +82,10 @@ commands:
                                   into the workspace and the runner
   contract [NAME ...]             run connectors/*/tests/contract.rs (or those of NAME ...) and
                                   print a table connector x check: pass / FAIL / skip / n/a, reasons
-  stripe-schemas SPEC [--out DIR] the Stripe streams' row schemas (JSON Schema, spec version
-                                  recorded) from Stripe's OpenAPI spec3.json
+  stripe-schemas SPEC [--out DIR] [--source LABEL]
+                                  the Stripe streams' row schemas (JSON Schema) from Stripe's
+                                  OpenAPI spec3.json, recording its version and LABEL (or
+                                  $STRIPE_SPEC_SOURCE): where the spec came from
                                   (default DIR: connectors/stripe/schemas)
   crash [--kills N] [--seed S]    the crash harness on every source x sink path with N random
                                   kills each (default 20): lost / duplicated / refetched table

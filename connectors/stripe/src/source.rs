@@ -670,6 +670,15 @@ impl Source for StripeSource {
         self.inner.streams.iter().map(|&s| spec(s)).collect()
     }
 
+    /// Nothing to read; says once, at the start of each run, when the declared schemas come
+    /// from a spec of another API version than the pinned one.
+    async fn discover(&self, _cx: &Cx) -> Result<(), Error> {
+        if let Some(note) = streams::spec_note(&self.inner.streams, &self.inner.version) {
+            info!("{note}");
+        }
+        Ok(())
+    }
+
     /// `GET /v1/account` proves the key and names the account (and each configured connected
     /// account, with its `Stripe-Account` header); the mode comes from the key.
     async fn check(&self, _cx: &Cx) -> Result<(), Error> {

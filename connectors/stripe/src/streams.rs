@@ -26,8 +26,9 @@ pub struct StreamDef {
     /// `change_events` to re-fetch the changed object at the pinned version; empty: the
     /// object never changes after creation (or Stripe sends no event for it).
     pub changed_events: &'static [&'static str],
-    /// The declared JSON Schema of the rows (`schemas/STREAM.json`), the drift baseline;
-    /// `None`: inferred from the first page.
+    /// The declared JSON Schema of the rows (`schemas/STREAM.json`, generated from Stripe's
+    /// OpenAPI spec by `cargo xtask stripe-schemas`): a new stream's drift baseline, and the
+    /// columns a database sink makes; `None`: inferred from the first page.
     pub schema: Option<&'static str>,
 }
 
@@ -41,7 +42,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["default_source", "invoice_settings.default_payment_method", "test_clock"],
         search: true,
-        schema: None,
+        schema: Some(include_str!("../schemas/customers.json")),
     },
     StreamDef {
         name: "products",
@@ -51,7 +52,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["default_price"],
         search: true,
-        schema: None,
+        schema: Some(include_str!("../schemas/products.json")),
     },
     StreamDef {
         name: "prices",
@@ -61,7 +62,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["product", "tiers"],
         search: true,
-        schema: None,
+        schema: Some(include_str!("../schemas/prices.json")),
     },
     StreamDef {
         name: "charges",
@@ -78,7 +79,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["balance_transaction", "customer", "invoice", "payment_intent"],
         search: true,
-        schema: None,
+        schema: Some(include_str!("../schemas/charges.json")),
     },
     StreamDef {
         name: "payment_intents",
@@ -96,7 +97,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["customer", "invoice", "latest_charge", "payment_method"],
         search: true,
-        schema: None,
+        schema: Some(include_str!("../schemas/payment_intents.json")),
     },
     StreamDef {
         name: "invoices",
@@ -113,7 +114,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["customer", "default_payment_method", "payment_intent", "subscription"],
         search: true,
-        schema: None,
+        schema: Some(include_str!("../schemas/invoices.json")),
     },
     StreamDef {
         name: "subscriptions",
@@ -127,7 +128,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["customer", "default_payment_method", "latest_invoice"],
         search: true,
-        schema: None,
+        schema: Some(include_str!("../schemas/subscriptions.json")),
     },
     StreamDef {
         name: "refunds",
@@ -137,7 +138,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["balance_transaction", "charge", "payment_intent"],
         search: false,
-        schema: None,
+        schema: Some(include_str!("../schemas/refunds.json")),
     },
     StreamDef {
         name: "balance_transactions",
@@ -147,7 +148,7 @@ pub const STREAMS: &[StreamDef] = &[
         id: "id",
         expandable: &["source"],
         search: false,
-        schema: None,
+        schema: Some(include_str!("../schemas/balance_transactions.json")),
     },
     StreamDef {
         name: "events",
@@ -177,6 +178,40 @@ pub fn spec(def: &StreamDef) -> StreamSpec {
     spec
 }
 
+/// What a run says once when the declared schemas of `streams` come from a spec of another
+/// API version than `pinned` (the spec's version and source, the regenerate command), so the
+/// `new_field` drift of what Stripe added since is no surprise; `None` when they match.
+pub fn spec_note(streams: &[&StreamDef], pinned: &str) -> Option<String> {
+    let mut specs: Vec<(String, String)> = Vec::new();
+    for def in streams {
+        let Some(v) = def.schema.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else { continue };
+        let version = v["x-stripe-spec-version"].as_str().unwrap_or("(unrecorded)").to_owned();
+        let source = v["x-stripe-spec-source"].as_str().unwrap_or("source unrecorded").to_owned();
+        if version != pinned && !specs.contains(&(version.clone(), source.clone())) {
+            specs.push((version, source));
+        }
+    }
+    if specs.is_empty() {
+        return None;
+    }
+    // Stripe's versions start with their date: `2020-08-27`, `2025-03-31.basil`.
+    let day = |v: &str| v.get(..10).unwrap_or(v).to_owned();
+    let relation =
+        match (specs.iter().all(|(v, _)| day(v) < day(pinned)), specs.iter().all(|(v, _)| day(v) > day(pinned))) {
+            (true, _) => "older than",
+            (_, true) => "newer than",
+            _ => "not",
+        };
+    let which: Vec<String> = specs.iter().map(|(v, s)| format!("version {v} ({s})")).collect();
+    Some(format!(
+        "stripe: the streams' declared schemas come from Stripe's OpenAPI spec {}, {relation} the pinned API \
+         version {pinned}: a field the pinned version sends that the spec lacks is `new_field` drift (under the \
+         pipeline's drift policy), a field the spec declares that is not sent is none; `cargo xtask stripe-schemas \
+         SPEC.json --source LABEL` regenerates them from a newer spec",
+        which.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,10 +237,47 @@ mod tests {
         for s in STREAMS {
             assert_eq!(s.path, format!("v1/{}", s.name), "{}", s.name);
             assert_eq!(find(s.name), Some(s));
-            if let Some(schema) = s.schema {
-                let v: serde_json::Value = serde_json::from_str(schema).expect("a declared schema is JSON");
-                assert!(v["properties"]["id"].is_object(), "{}", s.name);
+            let schema = s.schema.unwrap_or_else(|| panic!("{} declares no schema", s.name));
+            let v: serde_json::Value = serde_json::from_str(schema).expect("a declared schema is JSON");
+            assert!(v["properties"]["id"].is_object(), "{}", s.name);
+        }
+    }
+
+    /// Every stream's schema is generated from Stripe's spec and says which one: its version
+    /// and its source (repository, commit, date); it declares the field `accounts` adds,
+    /// requires nothing, and types each top-level expandable field as an id or an object.
+    #[test]
+    fn the_schemas_record_the_spec_version_and_source_they_were_generated_from() {
+        for s in STREAMS {
+            let v: serde_json::Value = serde_json::from_str(s.schema.unwrap()).unwrap();
+            assert_eq!(v["x-stripe-spec-version"], "2020-08-27", "{}", s.name);
+            let source = v["x-stripe-spec-source"].as_str().unwrap_or_default();
+            assert!(
+                source.starts_with("github.com/stripe/openapi@e0123a38b40c8d840b4c0469ac0ee1650b6bfea3")
+                    && source.contains("2022-04-12"),
+                "{}: {source}",
+                s.name
+            );
+            assert!(v["x-stripe-component"].is_string(), "{}", s.name);
+            assert!(v.get("required").is_none(), "{}: fields come and go with API versions", s.name);
+            assert_eq!(v["properties"][crate::source::ACCOUNT_FIELD]["type"], "string", "{}", s.name);
+            for f in s.expandable.iter().filter(|f| !f.contains('.')) {
+                let Some(t) = v["properties"][*f]["type"].as_array() else { continue };
+                let has = |n: &str| t.iter().any(|x| x == n);
+                assert!(has("array") || (has("string") && has("object")), "{}.{f}: {t:?}", s.name);
             }
         }
+    }
+
+    #[test]
+    fn the_spec_note_names_both_versions_and_the_command_once_for_all_streams() {
+        let all: Vec<&StreamDef> = STREAMS.iter().collect();
+        let note = spec_note(&all, "2025-03-31.basil").expect("the spec is older than the pin");
+        assert!(note.contains("version 2020-08-27 (github.com/stripe/openapi@e0123a3"), "{note}");
+        assert!(note.contains("older than the pinned API version 2025-03-31.basil"), "{note}");
+        assert!(note.contains("cargo xtask stripe-schemas"), "{note}");
+        assert_eq!(note.matches("2020-08-27").count(), 1, "one spec, named once: {note}");
+        assert!(spec_note(&all, "2020-08-27").is_none(), "the pin is the spec's version");
+        assert!(spec_note(&all, "2019-02-19").unwrap().contains("newer than"));
     }
 }

@@ -441,7 +441,8 @@ pub trait DeliveryStore: Send + Sync {
     /// ([`Commit::sink_mark`]); `None` when none was ever stored or it was forgotten.
     async fn sink_mark(&self, pipeline: &str, stream: &str) -> Result<Option<String>, Error>;
     /// Forget what the ledger remembers of the sink for one stream (or every stream of the
-    /// pipeline): its content hashes, its stored sink mark and its checkpoint, so the next
+    /// pipeline): its content hashes, its stored sink mark, its checkpoint and the request ids
+    /// of its writes ([`record_write_request`](Self::record_write_request)), so the next
     /// run re-reads the stream from its start and writes every record again. With
     /// `keep_dest_ids` the rows that hold a destination id keep it (with a hash that matches
     /// no record), so a create-only sink updates them instead of creating them again; else

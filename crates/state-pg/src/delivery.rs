@@ -166,6 +166,13 @@ impl DeliveryStore for PgState {
                 .await
                 .map_err(|e| self.err("forgetting a stream's position", e))?;
         }
+        // A request id describes a delivery the ledger no longer vouches for.
+        tx.execute(
+            "DELETE FROM write_requests WHERE pipeline = $1 AND ($2::text IS NULL OR stream = $2)",
+            &[&pipeline, &stream],
+        )
+        .await
+        .map_err(|e| self.err("forgetting write request ids", e))?;
         tx.commit().await.map_err(|e| self.err("committing a forgotten ledger", e))?;
         Ok(changed)
     }

@@ -321,9 +321,9 @@ pub(crate) fn sink_mark(db: &mut Db, pipeline: &str, stream: &str) -> Result<Opt
 }
 
 /// Forget the ledger hashes (rows with a destination id keep it when `keep_dest_ids`, with a
-/// hash no record has), the sink marks and the checkpoints of one stream or of every stream
-/// of a pipeline, in one transaction; returns how many ledger rows changed. Outbox and
-/// pauses stay.
+/// hash no record has), the sink marks, the checkpoints and the write request ids of one
+/// stream or of every stream of a pipeline, in one transaction; returns how many ledger rows
+/// changed. Outbox, pauses and pending creates stay.
 pub(crate) fn forget_ledger(
     db: &mut Db,
     pipeline: &str,
@@ -352,6 +352,11 @@ pub(crate) fn forget_ledger(
                 .op("forgetting a stream's position")?;
         }
     }
+    // A request id describes a delivery the ledger no longer vouches for; the next run's
+    // writes note new ones.
+    tx.prepare_cached("DELETE FROM write_requests WHERE pipeline = ?1 AND (?2 IS NULL OR stream = ?2)")
+        .and_then(|mut st| st.execute(params![pipeline, stream]))
+        .op("forgetting write request ids")?;
     tx.commit().op("committing a forgotten ledger")?;
     Ok(changed as u64)
 }

@@ -245,6 +245,7 @@ impl DeliveryStore for MemoryState {
         let ours = |(p, s): &(String, String)| p == pipeline && stream.is_none_or(|x| x == s);
         g.checkpoints.retain(|id, _| !ours(id));
         g.sink_marks.retain(|id, _| !ours(id));
+        g.write_requests.retain(|id, _| !ours(id));
         let mut changed = 0;
         for (_, rows) in g.ledger.iter_mut().filter(|(id, _)| ours(id)) {
             let before = rows.len();

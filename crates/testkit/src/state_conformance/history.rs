@@ -521,3 +521,35 @@ pub async fn write_request_is_the_last_one_noted_for_its_key(s: Subject) {
     assert_eq!(st.write_request("q", "s", &key("1")).await.unwrap().as_deref(), Some("req_q"));
     assert_eq!(st.write_request("p", "s", &key("2")).await.unwrap(), None);
 }
+
+/// Forgetting a ledger forgets the request ids noted for the keys of its scope (kept
+/// destination ids or not: the next run writes every record again and notes new ones), and
+/// only those.
+pub async fn forget_ledger_forgets_the_request_ids_of_its_scope(s: Subject) {
+    let st = s.state();
+    let with_id = |k: &str| LedgerEntry { key: key(k), hash: hash(7), dest_id: Some(format!("d-{k}")) };
+    for (p, s_) in [("p", "s"), ("p", "t"), ("q", "s")] {
+        st.commit(Commit { ledger: vec![with_id("1")], ..commit(p, s_, 1) }).await.unwrap();
+        st.record_write_request(p, s_, &key("1"), &format!("req_{p}{s_}")).await.unwrap();
+        // Noted before a commit that never came: no ledger row holds the key.
+        st.record_write_request(p, s_, &key("2"), "req_lost").await.unwrap();
+    }
+    st.forget_ledger("p", Some("s"), true).await.unwrap();
+    assert_eq!(
+        st.write_request("p", "s", &key("1")).await.unwrap(),
+        None,
+        "its destination id kept, its request id not"
+    );
+    assert_eq!(st.write_request("p", "s", &key("2")).await.unwrap(), None);
+    assert_eq!(
+        st.write_request("p", "t", &key("1")).await.unwrap().as_deref(),
+        Some("req_pt"),
+        "another stream's stays"
+    );
+    st.forget_ledger("p", None, false).await.unwrap();
+    for k in ["1", "2"] {
+        assert_eq!(st.write_request("p", "t", &key(k)).await.unwrap(), None, "key {k}");
+    }
+    assert_eq!(st.write_request("q", "s", &key("1")).await.unwrap().as_deref(), Some("req_qs"), "q is untouched");
+    assert_eq!(st.write_request("q", "s", &key("2")).await.unwrap().as_deref(), Some("req_lost"));
+}

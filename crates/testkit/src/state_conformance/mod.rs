@@ -200,6 +200,8 @@ pub const CHECKS: &[Check] = &[
     check(Group::History, "key_history_tells_the_latest_story_and_later_unchanged_reads", &["key_history"]),
     check(Group::History, "key_history_of_a_dead_lettered_key_has_its_reason", &["key_history"]),
     check(Group::History, "write_request_is_the_last_one_noted_for_its_key", &["write_request"]),
+    // History: it reads request ids back (`write_request`), which the delivery group cannot.
+    check(Group::History, "forget_ledger_forgets_the_request_ids_of_its_scope", &["write_request"]),
     check(Group::History, "prune_by_count_keeps_the_newest_runs_and_the_whole_ledger", &["prune"]),
     check(Group::History, "prune_by_age_keeps_the_latest_run_open_drift_and_owed_dead_letters", &["prune"]),
 ];
@@ -261,6 +263,7 @@ macro_rules! state_conformance {
                     key_history_tells_the_latest_story_and_later_unchanged_reads,
                     key_history_of_a_dead_lettered_key_has_its_reason,
                     write_request_is_the_last_one_noted_for_its_key,
+                    forget_ledger_forgets_the_request_ids_of_its_scope,
                     prune_by_count_keeps_the_newest_runs_and_the_whole_ledger,
                     prune_by_age_keeps_the_latest_run_open_drift_and_owed_dead_letters,
                 ]
