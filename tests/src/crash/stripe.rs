@@ -347,6 +347,9 @@ pub fn held_creates(name: &str) -> Tally {
     let (files, sink) = (StripeFiles::new(), StripeSink::new());
     let mut path = CrashPath::new(name, files.clone(), sink.clone());
     let mut tally = Tally::default();
+    // What the histories must have gone through, checked after the records are (so a
+    // duplicate is reported as one).
+    let mut unexercised = Vec::new();
 
     // Keys alive: each rerun replays the held creates (or, for a record changed meanwhile,
     // meets `idempotency_error` and finds the object by search).
@@ -362,8 +365,12 @@ pub fn held_creates(name: &str) -> Tally {
     let replays = rerun_counting_replays(&s, &sink, &mut tally);
     // The last held record was left unchanged: its create (at least) is replayed; the
     // changed ones met `idempotency_error` and were searched for.
-    assert!(replays > 0, "{name}: the rerun after the last held create replayed nothing");
-    assert!(sink.with(StripeDouble::searches) > 0, "{name}: no changed held record was looked up");
+    if replays == 0 {
+        unexercised.push("the rerun after the last held create replayed nothing");
+    }
+    if sink.with(StripeDouble::searches) == 0 {
+        unexercised.push("no changed held record was looked up");
+    }
     let (created, replayed, updates) = sink.with(StripeDouble::writes);
     eprintln!(
         "{name}: keys alive: {created} objects created, {replayed} creates replayed ({replays} by the last rerun), \
@@ -391,8 +398,12 @@ pub fn held_creates(name: &str) -> Tally {
     }
     let searches = sink.with(StripeDouble::searches);
     let replays = rerun_counting_replays(&s, &sink, &mut tally);
-    assert!(sink.with(StripeDouble::searches) > searches, "{name}: the rerun past the key's life looked nothing up");
-    assert_eq!(replays, 0, "{name}: the double forgot its keys, yet replayed");
+    if sink.with(StripeDouble::searches) == searches {
+        unexercised.push("the rerun past the key's life looked nothing up");
+    }
+    if replays > 0 {
+        unexercised.push("the double forgot its keys, yet replayed");
+    }
     eprintln!(
         "{name}: past the key's life: {} objects created, {} searches by the last rerun",
         sink.with(StripeDouble::writes).0,
@@ -402,5 +413,6 @@ pub fn held_creates(name: &str) -> Tally {
     drop(s);
 
     super::finish(name, &tally, 0);
+    assert!(unexercised.is_empty(), "{name}: {}", unexercised.join("; "));
     tally
 }
