@@ -9,7 +9,11 @@
 //! docs/connector-guide.md, "Joining the crash harness".
 //!
 //! The fleet path ([`fleet`]) kills a `dovetail worker` on PostgreSQL state while it holds
-//! the stream's lease and has a second worker take over after the lease expired.
+//! the stream's lease and has a second worker take over after the lease expired. The
+//! Stripe paths ([`stripe`]) write to a Stripe double that outlives each run; a sink such as
+//! Stripe's checks its own accounting too ([`CrashSink::audit`]: creations per
+//! `Idempotency-Key`, ids in the ledger), and `files_to_stripe_held_creates` kills runs at
+//! the moments the double picks: a create made and its answer held.
 //!
 //! `DOVETAIL_CRASH_SEED` replays a sweep (the seed is printed first), `DOVETAIL_CRASH_KILLS`
 //! sets the random kills per path (default 5; `cargo xtask crash --kills 20`). Each path

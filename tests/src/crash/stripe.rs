@@ -34,9 +34,9 @@ use crate::stripe::{KEY, StripeDouble};
 use crate::{Scratch, show, spawn_until};
 
 /// Customers in `customers.jsonl`.
-pub const CUSTOMERS: u32 = 250;
+pub const CUSTOMERS: u32 = 750;
 /// Products in `products.jsonl`.
-pub const PRODUCTS: u32 = 75;
+pub const PRODUCTS: u32 = 250;
 /// Records changed in place after a kill are among each file's first this many lines:
 /// inside the 4 KiB the files source fingerprints, so a resumed pass either has them ahead
 /// of its offset or restarts from the top, and the current pass reads the change.
