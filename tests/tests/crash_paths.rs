@@ -7,7 +7,6 @@
 use dovetail_e2e::Scratch;
 use dovetail_e2e::crash::sinks::{HubspotSink, JsonlSink, RestCreateSink, SqliteSink};
 use dovetail_e2e::crash::sources::{FileSource, RestSource, StripeSource};
-use dovetail_e2e::crash::stripe::{StripeFiles, StripeSink};
 use dovetail_e2e::crash::{CrashPath, CrashSink, ENGINE_FAILPOINTS, PIPELINE, Rows, StreamSpec, field_text};
 use dovetail_e2e::crash_path;
 use dovetail_testkit::pg;
@@ -26,7 +25,11 @@ crash_path!(files_to_jsonl, FileSource::jsonl(), JsonlSink);
 crash_path!(files_to_rest_create, FileSource::jsonl(), RestCreateSink::new());
 crash_path!(files_to_postgres, FileSource::jsonl(), PostgresSink::new());
 crash_path!(files_to_hubspot, FileSource::jsonl(), HubspotSink::new());
-crash_path!(files_to_stripe, StripeFiles::new(), StripeSink::new());
+crash_path!(
+    files_to_stripe,
+    dovetail_e2e::crash::stripe::StripeFiles::new(),
+    dovetail_e2e::crash::stripe::StripeSink::new()
+);
 
 /// The Stripe sink killed with a create made and its answer held, keys alive and past
 /// their life (tests/src/crash/stripe.rs).
