@@ -9,12 +9,13 @@
 //! no `Idempotency-Key` created two objects and no create came without one, every object's
 //! id is the ledger's id of its record, and no create is left pending without an id there.
 //!
-//! `files_to_stripe` runs the generic sweep (engine failpoints, random SIGKILLs; three
-//! records change in place after each kill). [`held_creates`] adds the moments that make
-//! Stripe hard, which no failpoint reaches: the double makes the n-th create's object and
-//! holds its answer back while the harness SIGKILLs the run — the held create is between
-//! "pending create recorded" and its response, the creates of its batch answered before it
-//! are between their response and the ledger commit. The rerun must replay them under their
+//! `files_to_stripe` runs the generic sweep (engine failpoints, random SIGKILLs; two or
+//! three records change in place after each kill). [`held_creates`] adds the moments that
+//! make Stripe hard, which no failpoint reaches: the double makes the n-th create's object
+//! and holds its answer back (stalling every write after it) while the harness SIGKILLs the
+//! run — the held create is between "pending create recorded" and its response, the
+//! creates of its batch answered before it are between their response and the ledger
+//! commit. The rerun must replay them under their
 //! keys (counted as replays in its report, as many as the double answered from its
 //! idempotency store) or, for a record changed meanwhile (`400 idempotency_error`), find
 //! the object by lookup. A second history forgets every key after a kill (Stripe's 24 hours,
@@ -62,6 +63,7 @@ struct Line {
     version: u32,
 }
 
+/// The two files of a run history, in line order.
 #[derive(Debug, Default)]
 struct Files {
     dir: PathBuf,
