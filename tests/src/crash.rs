@@ -9,7 +9,11 @@
 //! docs/connector-guide.md, "Joining the crash harness".
 //!
 //! The fleet path ([`fleet`]) kills a `dovetail worker` on PostgreSQL state while it holds
-//! the stream's lease and has a second worker take over after the lease expired.
+//! the stream's lease and has a second worker take over after the lease expired. The
+//! Stripe paths ([`stripe`]) write to a Stripe double that outlives each run; a sink such as
+//! Stripe's checks its own accounting too ([`CrashSink::audit`]: creations per
+//! `Idempotency-Key`, ids in the ledger), and `files_to_stripe_held_creates` kills runs at
+//! the moments the double picks: a create made and its answer held.
 //!
 //! `DOVETAIL_CRASH_SEED` replays a sweep (the seed is printed first), `DOVETAIL_CRASH_KILLS`
 //! sets the random kills per path (default 5; `cargo xtask crash --kills 20`). Each path
@@ -26,6 +30,7 @@ use crate::{Scratch, show, spawn_until};
 pub mod fleet;
 pub mod sinks;
 pub mod sources;
+pub mod stripe;
 
 /// The pipeline every path runs, and its batch size: small, so a run has dozens of batches
 /// for a kill to land between.
@@ -89,11 +94,26 @@ pub trait CrashSink: Send {
     fn failpoints(&self) -> Vec<&'static str> {
         ENGINE_FAILPOINTS.to_vec()
     }
+    /// What the sink's own accounting shows wrong beyond its rows, after a history's clean
+    /// run (default: nothing to check): the Stripe sink's creations per `Idempotency-Key`
+    /// and its ids in the ledger.
+    fn audit(&mut self, _s: &Scratch, _streams: &[StreamSpec]) -> Audit {
+        Audit::default()
+    }
     /// Whether what the sink needs exists here; a path whose sink is not available is
     /// skipped (a PostgreSQL sink where none exists and `DOVETAIL_ALLOW_NO_PG=1`).
     fn available(&self) -> bool {
         true
     }
+}
+
+/// Problems a sink's [`CrashSink::audit`] found, one line each.
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// Records unaccounted for (an object whose id the ledger does not hold).
+    pub lost: Vec<String>,
+    /// Objects created more than once (under one idempotency key, or without one).
+    pub duplicated: Vec<String>,
 }
 
 /// A source × sink path.
@@ -181,6 +201,12 @@ impl CrashPath {
                 tally.lost += 1;
                 note(tally, format!("{}: key {key} is missing", spec.name));
             }
+        }
+        let audit = self.sink.audit(s, streams);
+        tally.lost += audit.lost.len() as u64;
+        tally.duplicated += audit.duplicated.len() as u64;
+        for line in audit.lost.into_iter().chain(audit.duplicated) {
+            note(tally, line);
         }
         let (out, report) = s.run_json(&[]);
         if !out.status.success() {

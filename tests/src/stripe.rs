@@ -5,8 +5,11 @@
 //! configs around it. For the
 //! sink: `POST /v1/{object}` creates under an `Idempotency-Key` as Stripe does (a repeat of
 //! the key and parameters answers the stored response with `Idempotent-Replayed: true`;
-//! other parameters get `400 idempotency_error`), can drop responses after creating, and
-//! `POST /v1/{object}/{id}` updates.
+//! other parameters get `400 idempotency_error`), can drop responses after creating, hold
+//! one create's answer back until the harness kills the run (`hold_create`), forget every
+//! key (`expire_keys`), and `POST /v1/{object}/{id}` updates. Its state lives in the test
+//! process, so it outlives each `dovetail` run (the crash harness serves it from a runtime
+//! of its own: tests/src/crash/stripe.rs).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,12 +46,26 @@ struct Store {
     /// What the sink did: objects created, answers replayed, updates (path, params).
     creations: usize,
     replays: usize,
+    /// Each object created: its list path and the `Idempotency-Key` it was created under.
+    create_log: Vec<(String, Option<String>)>,
+    /// Creates still to come until the one whose answer is held back ([`HOLD_DELAY`]).
+    hold: Option<usize>,
+    /// The object of the held create, once it was made.
+    held: Option<Value>,
+    /// Since a create was held, until `release`: every write is left unanswered, not acted on.
+    stalled: bool,
+    /// Searches answered.
+    searches: usize,
     updates: Vec<(String, Value)>,
     next_id: u64,
 }
 
 /// How long a dropped create's response is held back: longer than the configs' timeout.
 pub const DROP_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long a held create's answer is held back: far longer than the harness takes to kill
+/// the run waiting for it.
+pub const HOLD_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A form body as Stripe reads it: `a=1&metadata[k]=v` → `{"a": "1", "metadata": {"k": "v"}}`.
 pub fn form_params(body: &str) -> Value {
@@ -87,6 +104,9 @@ impl Writes {
         let body = String::from_utf8_lossy(&req.body).into_owned();
         let params = form_params(&body);
         let mut store = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if store.stalled {
+            return ResponseTemplate::new(503).set_delay(HOLD_DELAY);
+        }
         store.next_id += 1;
         let request_id = format!("req_w{}", store.next_id);
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -149,6 +169,20 @@ impl Writes {
         object["created"] = json!(now());
         store.objects.entry(path.clone()).or_default().push(object.clone());
         store.creations += 1;
+        store.create_log.push((path.clone(), key.clone()));
+        let held = match store.hold {
+            Some(1) => {
+                store.hold = None;
+                store.held = Some(object.clone());
+                store.stalled = true;
+                true
+            }
+            Some(n) => {
+                store.hold = Some(n - 1);
+                false
+            }
+            None => false,
+        };
         if store.fail_creates.0 > 0 {
             store.fail_creates.0 -= 1;
             let error = json!({ "error": { "type": "api_error", "message": "An unknown error occurred" } });
@@ -167,6 +201,9 @@ impl Writes {
             store.idem.insert(k, (body, 200, object.clone()));
         }
         let mut t = ResponseTemplate::new(200).insert_header("request-id", request_id.as_str()).set_body_json(object);
+        if held {
+            return t.set_delay(HOLD_DELAY);
+        }
         if store.drop_creates > 0 {
             store.drop_creates -= 1;
             t = t.set_delay(DROP_DELAY);
@@ -212,6 +249,7 @@ impl Respond for Lists {
         if let Some(list) = path.strip_suffix("/search") {
             // Only `metadata['k']:'v'` queries, which is what the sink sends.
             let query = get("query").unwrap_or_default();
+            store.searches += 1;
             if store.search_lag > 0 {
                 store.search_lag -= 1;
                 return ResponseTemplate::new(200)
@@ -369,6 +407,43 @@ impl StripeDouble {
     /// Forgets every idempotency key, as Stripe does 24 hours after a key's first use.
     pub fn expire_keys(&self) {
         self.store.lock().unwrap().idem.clear();
+    }
+
+    /// The `n`-th create from now (counting objects made, not replays) makes its object and
+    /// stores its answer under its key, then holds the answer back ([`HOLD_DELAY`]): the run
+    /// is to be killed meanwhile, between its pending create and the answer. [`held`] says
+    /// when. Every write after it is stalled — left unanswered, not acted on — until
+    /// [`release`], so a run's other streams create nothing more before the kill lands.
+    ///
+    /// [`held`]: StripeDouble::held
+    /// [`release`]: StripeDouble::release
+    pub fn hold_create(&self, n: usize) {
+        let mut s = self.store.lock().unwrap();
+        s.hold = Some(n.max(1));
+        s.held = None;
+        s.stalled = false;
+    }
+
+    /// Writes are answered again after a held create (the run that sent them was killed).
+    pub fn release(&self) {
+        self.store.lock().unwrap().stalled = false;
+    }
+
+    /// The object whose create's answer is held back, once it was made (taken: the next
+    /// call says `None` until another is held).
+    pub fn held(&self) -> Option<Value> {
+        self.store.lock().unwrap().held.take()
+    }
+
+    /// Each object created so far: its list path (`/v1/customers`) and the
+    /// `Idempotency-Key` it was created under.
+    pub fn create_log(&self) -> Vec<(String, Option<String>)> {
+        self.store.lock().unwrap().create_log.clone()
+    }
+
+    /// Searches answered so far.
+    pub fn searches(&self) -> usize {
+        self.store.lock().unwrap().searches
     }
 
     /// Objects created, creates answered from the idempotency store, and updates (path,

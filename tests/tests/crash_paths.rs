@@ -26,6 +26,18 @@ crash_path!(files_to_jsonl, FileSource::jsonl(), JsonlSink);
 crash_path!(files_to_rest_create, FileSource::jsonl(), RestCreateSink::new());
 crash_path!(files_to_postgres, FileSource::jsonl(), PostgresSink::new());
 crash_path!(files_to_hubspot, FileSource::jsonl(), HubspotSink::new());
+crash_path!(
+    files_to_stripe,
+    dovetail_e2e::crash::stripe::StripeFiles::new(),
+    dovetail_e2e::crash::stripe::StripeSink::new()
+);
+
+/// The Stripe sink killed with a create made and its answer held, keys alive and past
+/// their life (tests/src/crash/stripe.rs).
+#[test]
+fn files_to_stripe_held_creates() {
+    dovetail_e2e::crash::stripe::held_creates("files_to_stripe_held_creates");
+}
 
 /// The fleet path: `dovetail worker` on PostgreSQL state killed while it holds the stream's
 /// lease, a second worker taking over after the lease expired (tests/src/crash/fleet.rs).
