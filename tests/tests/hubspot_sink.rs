@@ -342,11 +342,12 @@ async fn written_contacts_are_associated_with_their_company_and_a_failed_associa
         .await;
     let s = Scratch::new();
     let line = |email: &str, company: &str| format!("{}\n", json!({ "email": email, "company_id": company }));
-    // d has no company: written, not associated.
+    // d has no company: written, not associated. c's pair, which fails, goes first: HubSpot
+    // answers for the others, so matching by position would refuse b's instead.
     let lines = [
+        line("c@example.com", "999"),
         line("a@example.com", "501"),
         line("b@example.com", "502"),
-        line("c@example.com", "999"),
         format!("{}\n", json!({ "email": "d@example.com" })),
     ];
     s.write("contacts.jsonl", &lines.concat());
@@ -399,7 +400,14 @@ associate = {{ to = "companies", id_field = "company_id", type_id = 1 }}
     assert_eq!(asked, want, "each written contact with a company, by HubSpot's ids");
     let list = s.run(&["dead-letters", "list", "--pipeline", "crm", "--json"]);
     let text = String::from_utf8_lossy(&list.stdout);
-    assert!(text.contains("No company with id 999 exists (VALIDATION_ERROR)"), "{text}");
+    let c = object_id("c@example.com");
+    assert!(
+        text.contains(&format!(
+            "HubSpot did not associate {c} with 999: No company with id 999 exists (VALIDATION_ERROR)"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("with 501") && !text.contains("with 502"), "{text}");
 }
 
 /// HubSpot's batch upsert of deals by `deal_ref`: every input created or updated.
