@@ -510,6 +510,10 @@ required = ["amount"]
     let sent: Vec<String> =
         upserted.lock().unwrap().iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect();
     assert_eq!(sent, ["D1", "D4"], "the incomplete deals never reached HubSpot");
+    for r in server.received_requests().await.unwrap_or_default() {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(!body.contains("\"D2\"") && !body.contains("\"D3\""), "{} {body}", r.url);
+    }
     let list = s.run(&["dead-letters", "list", "--pipeline", "crm", "--json"]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
