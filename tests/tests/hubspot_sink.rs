@@ -342,11 +342,12 @@ async fn written_contacts_are_associated_with_their_company_and_a_failed_associa
         .await;
     let s = Scratch::new();
     let line = |email: &str, company: &str| format!("{}\n", json!({ "email": email, "company_id": company }));
-    // d has no company: written, not associated.
+    // d has no company: written, not associated. c's pair, which fails, goes first: HubSpot
+    // answers for the others, so matching by position would refuse b's instead.
     let lines = [
+        line("c@example.com", "999"),
         line("a@example.com", "501"),
         line("b@example.com", "502"),
-        line("c@example.com", "999"),
         format!("{}\n", json!({ "email": "d@example.com" })),
     ];
     s.write("contacts.jsonl", &lines.concat());
@@ -399,5 +400,136 @@ associate = {{ to = "companies", id_field = "company_id", type_id = 1 }}
     assert_eq!(asked, want, "each written contact with a company, by HubSpot's ids");
     let list = s.run(&["dead-letters", "list", "--pipeline", "crm", "--json"]);
     let text = String::from_utf8_lossy(&list.stdout);
-    assert!(text.contains("No company with id 999 exists (VALIDATION_ERROR)"), "{text}");
+    let c = object_id("c@example.com");
+    assert!(
+        text.contains(&format!(
+            "HubSpot did not associate {c} with 999: No company with id 999 exists (VALIDATION_ERROR)"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("with 501") && !text.contains("with 502"), "{text}");
+}
+
+/// HubSpot's batch upsert of deals by `deal_ref`: every input created or updated.
+struct DealUpsert(Arc<Mutex<Vec<Value>>>);
+
+impl Respond for DealUpsert {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let inputs = body["inputs"].as_array().cloned().unwrap_or_default();
+        self.0.lock().unwrap().extend(inputs.iter().cloned());
+        let results: Vec<Value> = inputs
+            .iter()
+            .map(|i| {
+                let id = i["id"].as_str().unwrap_or("");
+                json!({ "id": object_id(id), "properties": { "deal_ref": id } })
+            })
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({ "status": "COMPLETE", "results": results }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_created_without_a_required_property_is_dead_lettered_before_it_is_sent() {
+    let server = MockServer::start().await;
+    let props = json!({ "results": [
+        { "name": "deal_ref", "type": "string", "fieldType": "text", "options": [], "hasUniqueValue": true },
+        { "name": "dealname", "type": "string", "fieldType": "text", "options": [] },
+        { "name": "amount", "type": "number", "fieldType": "number", "options": [] },
+        { "name": "pipeline", "type": "enumeration", "fieldType": "select", "options": [{ "value": "default" }] },
+        { "name": "dealstage", "type": "enumeration", "fieldType": "radio",
+          "options": [{ "value": "appointmentscheduled" }, { "value": "closedwon" }] },
+    ]});
+    Mock::given(method("GET"))
+        .and(path("/crm/properties/2026-09/deals"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(props))
+        .mount(&server)
+        .await;
+    let (upserted, updated) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    Mock::given(method("POST"))
+        .and(path("/crm/objects/2026-09/deals/batch/upsert"))
+        .respond_with(DealUpsert(upserted.clone()))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/objects/2026-09/deals/batch/update"))
+        .respond_with(Update(vec![object_id("D1")], updated.clone()))
+        .mount(&server)
+        .await;
+    let s = Scratch::new();
+    let deal = |r: &str, stage: Option<&str>, amount: Option<u32>| {
+        let mut d = json!({ "deal_ref": r, "dealname": format!("Deal {r}") });
+        if let Some(stage) = stage {
+            d["dealstage"] = json!(stage);
+        }
+        if let Some(amount) = amount {
+            d["amount"] = json!(amount);
+        }
+        format!("{d}\n")
+    };
+    // D2 lacks HubSpot's `dealstage`, D3 the configured `amount`.
+    let lines = [
+        deal("D1", Some("closedwon"), Some(100)),
+        deal("D2", None, Some(200)),
+        deal("D3", Some("closedwon"), None),
+        deal("D4", Some("appointmentscheduled"), Some(400)),
+    ];
+    s.write("deals.jsonl", &lines.concat());
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "deals"
+path = "deals.jsonl"
+primary_key = ["deal_ref"]
+
+[pipelines.crm.sink]
+kind = "hubspot"
+token = "${{HUBSPOT_TOKEN}}"
+base_url = "{}"
+object = "deals"
+id_property = "deal_ref"
+required = ["amount"]
+"#,
+            server.uri()
+        ),
+    );
+    let run = || async {
+        let mut cmd = s.cmd(&["run", "--json"]);
+        cmd.env("HUBSPOT_TOKEN", TOKEN);
+        let out = output_async(cmd).await;
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+        assert!(out.status.success(), "{}", show(&out));
+        report
+    };
+    let report = run().await;
+    assert_eq!(count(&report, "deals", "written"), 2, "{report:#}");
+    assert_eq!(count(&report, "deals", "dead_lettered"), 2, "{report:#}");
+    let sent: Vec<String> =
+        upserted.lock().unwrap().iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(sent, ["D1", "D4"], "the incomplete deals never reached HubSpot");
+    for r in server.received_requests().await.unwrap_or_default() {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(!body.contains("\"D2\"") && !body.contains("\"D3\""), "{} {body}", r.url);
+    }
+    let list = s.run(&["dead-letters", "list", "--pipeline", "crm", "--json"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains(
+            "HubSpot's deals require `dealstage` to create one: record \\\"D2\\\" (`deal_ref` = `D2`) has none"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("HubSpot's deals require `amount` to create one: record \\\"D3\\\""), "{text}");
+    // D1, now known by its HubSpot id, is updated without `amount`: an update is not held to it.
+    s.write("deals.jsonl", &[deal("D1", Some("closedwon"), None), lines[3].clone()].concat());
+    let report = run().await;
+    assert_eq!(count(&report, "deals", "written"), 1, "{report:#}");
+    assert_eq!(count(&report, "deals", "dead_lettered"), 0, "{report:#}");
+    let updated = updated.lock().unwrap().clone();
+    assert_eq!(updated.len(), 1, "{updated:?}");
+    assert_eq!(updated[0]["id"], object_id("D1"));
+    assert!(updated[0]["properties"].get("amount").is_none(), "{updated:?}");
 }

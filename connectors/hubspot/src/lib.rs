@@ -21,6 +21,7 @@ mod props;
 mod search;
 mod sink;
 mod sink_assoc;
+mod sink_required;
 mod sink_values;
 mod source;
 mod versions;

@@ -46,11 +46,23 @@ pub(crate) enum Kind {
     Bool,
     Date,
     DateTime,
-    Enum { options: Vec<String>, multi: bool },
+    Enum {
+        options: Vec<String>,
+        multi: bool,
+    },
+    /// Object ids, `;`-separated as sent (`hs_merged_object_ids`): an array of strings with
+    /// no options, whatever type the properties API gives it, so a new id is no drift.
+    Ids,
 }
+
+/// Properties whose values are lists of object ids (see [`Kind::Ids`]).
+pub(crate) const ID_LISTS: [&str; 2] = ["hs_merged_object_ids", "hs_calculated_merged_vids"];
 
 impl Property {
     pub(crate) fn kind(&self) -> Kind {
+        if ID_LISTS.contains(&self.name.as_str()) {
+            return Kind::Ids;
+        }
         match self.kind.as_str() {
             "number" => Kind::Number,
             "bool" => Kind::Bool,
@@ -93,6 +105,7 @@ fn property_schema(kind: &Kind) -> Value {
         Kind::Enum { options, multi: true } => {
             json!({ "type": ["array", "null"], "items": { "type": "string", "enum": options } })
         }
+        Kind::Ids => json!({ "type": ["array", "null"], "items": { "type": "string" } }),
     }
 }
 
@@ -133,6 +146,9 @@ fn convert(kind: &Kind, raw: Value) -> Value {
             _ => Value::String(s),
         },
         Kind::Enum { multi: true, .. } => Value::Array(s.split(';').map(|v| Value::String(v.to_owned())).collect()),
+        Kind::Ids => Value::Array(
+            s.split(';').map(str::trim).filter(|v| !v.is_empty()).map(|v| Value::String(v.to_owned())).collect(),
+        ),
         _ => Value::String(s),
     }
 }
@@ -168,16 +184,25 @@ mod tests {
             { "name": "m", "type": "enumeration", "fieldType": "checkbox", "options": [{ "label": "A", "value": "a" }, { "label": "B", "value": "b" }] },
             { "name": "e", "type": "enumeration", "fieldType": "select", "options": [{ "label": "A", "value": "a" }] },
             { "name": "s", "type": "string", "fieldType": "text" },
+            { "name": "hs_merged_object_ids", "type": "enumeration", "fieldType": "checkbox", "options": [] },
         ]}))
         .unwrap();
         let kinds = kinds(&list, None);
         let r = type_record(
             &kinds,
-            json!({ "id": "1", "properties": { "n": "12.5", "b": "true", "m": "a;b", "e": "", "s": "", "x": "kept" } }),
+            json!({ "id": "1", "properties": { "n": "12.5", "b": "true", "m": "a;b", "e": "", "s": "", "x": "kept",
+                "hs_merged_object_ids": "7;9" } }),
         );
-        assert_eq!(r["properties"], json!({ "n": 12.5, "b": true, "m": ["a", "b"], "e": null, "s": "", "x": "kept" }));
+        assert_eq!(
+            r["properties"],
+            json!({ "n": 12.5, "b": true, "m": ["a", "b"], "e": null, "s": "", "x": "kept",
+                "hs_merged_object_ids": ["7", "9"] })
+        );
         let schema = object_schema(&kinds);
         assert_eq!(schema["properties"]["properties"]["properties"]["e"]["enum"], json!(["a", null]));
+        // Merged ids are ids, not options: no `enum` for a new one to fall outside of.
+        let merged = &schema["properties"]["properties"]["properties"]["hs_merged_object_ids"];
+        assert_eq!(*merged, json!({ "type": ["array", "null"], "items": { "type": "string" } }));
         let only = ["n".to_owned()];
         assert_eq!(super::kinds(&list, Some(&only)).len(), 1);
     }

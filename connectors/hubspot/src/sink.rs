@@ -12,7 +12,9 @@
 //! - **Values first.** Every record is checked against the properties API before anything
 //!   is sent ([`crate::sink_values`]): a field that is no property, a value that is not its
 //!   type, an enumeration value outside its options, a missing `id_property` value is a dead
-//!   letter naming the property, and the rest of the batch goes.
+//!   letter naming the property, and the rest of the batch goes. An upsert (an input whose
+//!   HubSpot id the ledger does not know: it may create) without a property creating that
+//!   object requires is one too ([`crate::sink_required`]).
 //! - **Results by key.** Each input carries its record's `id_property` value; HubSpot's
 //!   results and errors are matched back by that value, never by position. A `207
 //!   Multi-Status` delivers what succeeded and dead-letters each failed input with HubSpot's
@@ -69,6 +71,11 @@ pub struct HubspotSinkConfig {
     /// `{ to = "companies", id_field = "company_id", type_id = 1 }` ([`crate::Associate`]).
     #[serde(default)]
     pub associate: Option<crate::Associate>,
+    /// Properties a created object must have, on top of those HubSpot documents for the
+    /// object (e.g. `["amount"]`; deals always need `dealname` and `dealstage`): an input
+    /// without one is dead-lettered before it is sent, unless it updates a known HubSpot id.
+    #[serde(default)]
+    pub required: Vec<String>,
     /// Timeouts, retries, rate limit, circuit breaker, proxy, CA certificates, headers.
     #[serde(default)]
     pub http: HttpConfig,
@@ -92,6 +99,9 @@ impl SinkConnector for HubspotSink {
         }
         if config.id_property.trim().is_empty() {
             return Err(Error::config("`id_property` is empty: name the unique property, e.g. `email`"));
+        }
+        if let Some(blank) = config.required.iter().position(|n| n.trim().is_empty()) {
+            return Err(Error::config(format!("`required[{blank}]` is empty: name a property of the object")));
         }
         if let Some(a) = &config.associate {
             if a.to.trim().is_empty() || a.to == crate::OWNERS {
@@ -309,7 +319,7 @@ impl Sink for HubspotSink {
                 self.config.id_property, self.config.object
             )));
         }
-        Ok(())
+        crate::sink_required::Required::check_config(&self.config.required, kinds, &self.config.object)
     }
 
     async fn write(&self, batch: Batch, _cx: &Cx) -> Result<WriteReport, Error> {
@@ -351,6 +361,21 @@ impl Sink for HubspotSink {
             let rest = updates.split_off(updates.len().min(BATCH_MAX));
             inputs.extend(self.send(By::ObjectId, updates, &mut report).await?);
             updates = rest;
+        }
+        // An upsert may create, so it must carry what a create requires (an update by a
+        // known id that found its object gone is an upsert now too).
+        let required = crate::sink_required::Required::new(&self.config.object, &self.config.required, kinds);
+        let (mut inputs, incomplete): (Vec<Input>, Vec<Input>) =
+            inputs.into_iter().partition(|i| required.missing(&i.properties).is_none());
+        for i in incomplete {
+            let missing = required.missing(&i.properties).unwrap_or_default();
+            let key = batch.records[i.index].key.as_ref().map_or_else(|| i.id.clone(), ToString::to_string);
+            let why = format!(
+                "HubSpot's {} require {missing} to create one: record {key} (`{prop}` = `{}`) has none, \
+                 and no HubSpot id is known for it to update",
+                self.config.object, i.id
+            );
+            report.rejected.push((i.index, Error::data(why)));
         }
         while !inputs.is_empty() {
             let rest = inputs.split_off(inputs.len().min(BATCH_MAX));

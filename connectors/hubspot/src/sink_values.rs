@@ -44,6 +44,15 @@ pub(crate) fn format(kind: &Kind, v: &Value) -> Result<String, String> {
             Value::String(s) if s == "true" || s == "false" => Ok(s.clone()),
             _ => Err(format!("`{}` is not true or false", short(v))),
         },
+        Kind::Ids => match v {
+            Value::Array(items) => items
+                .iter()
+                .map(|x| scalar(x).ok_or("is not a list of ids"))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|ids| ids.join(";"))
+                .map_err(str::to_owned),
+            other => scalar(other).ok_or_else(|| "is not a list of ids".to_owned()),
+        },
         Kind::Date => date_ms(v).map(|ms| ms.to_string()),
         Kind::DateTime => datetime_ms(v).map(|ms| ms.to_string()),
         Kind::Enum { options, multi } => {

@@ -1,5 +1,8 @@
 //! The connector contract suite (dovetail-testkit) over the HubSpot fixtures in
-//! `fixtures/contract/` (HubSpot's list, search, error, 429 and token shapes).
+//! `fixtures/contract/` (HubSpot's list, search, error, 429 and token shapes); the
+//! associations batch read (`results[].to[].toObjectId` with `associationTypes` of
+//! `category`, `typeId`, `label`, a `207` error for a contact without any, one object's
+//! `paging.next.after` followed) is replayed from there on its own, its rows checked.
 //! `cargo xtask contract hubspot` runs it and prints the table. A stream's schema comes
 //! from the properties API, read before any page: `setup.json` holds that answer (and the
 //! account info) as setup exchanges every replay server of the suite also answers. The
@@ -69,6 +72,46 @@ async fn hubspot_honours_the_connector_contract() {
         }))
         .run()
         .await;
+}
+
+/// The associations batch read in HubSpot's shape (`fixtures/contract/contacts_to_companies.json`),
+/// replayed with the properties API of `setup.json`: contact 101's companies come in two
+/// answers (its `paging.next.after` followed), 102 has none (a `207` error for its id), 103
+/// is on the listing's second page; each association type is a row. Not a case of the suite
+/// above: its record checks take each exchange for a page and the first answer's objects for
+/// the stream's records, while an association page is a listing of ids plus batch reads
+/// whose nested `to[].associationTypes[]` are the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_associations_fixture_yields_a_row_per_association_type() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/contract");
+    let load = |name: &str| dovetail_testkit::Fixture::load(format!("{dir}/{name}")).unwrap();
+    let server =
+        dovetail_testkit::FixtureServer::start_with_setup(load("contacts_to_companies.json"), load("setup.json"))
+            .await
+            .unwrap();
+    let source = build(&server.base_url(), json!({ "associations": ["contacts:companies"] })).unwrap();
+    let (sink, state) = (dovetail_core::testing::MemorySink::default(), dovetail_core::testing::MemoryState::default());
+    let p = dovetail_core::Pipeline::builder("p").source(source).sink(sink.clone()).state(state).build().unwrap();
+    let options = dovetail_core::RunOptions { streams: vec!["contacts_to_companies".into()], ..Default::default() };
+    let r = p.run(options).await.unwrap();
+    assert_eq!(r.outcome, dovetail_core::RunOutcome::Succeeded, "{:?}", r.error);
+    assert!(server.unmatched().is_empty(), "{:?}", server.unmatched());
+    assert!(server.unused().is_empty(), "every recorded exchange is asked for: {:?}", server.unused());
+    let mut rows: Vec<Value> = sink.rows("contacts_to_companies");
+    rows.sort_by_key(|r| (r["from_id"].to_string(), r["to_id"].to_string(), r["type_id"].as_i64()));
+    let row = |from: &str, to: &str, type_id: i64, category: &str, label: Value| json!({ "from_id": from, "to_id": to, "type_id": type_id, "category": category, "label": label });
+    assert_eq!(
+        rows,
+        [
+            row("101", "5001", 1, "HUBSPOT_DEFINED", json!("Primary")),
+            row("101", "5001", 279, "HUBSPOT_DEFINED", Value::Null),
+            row("101", "5002", 279, "HUBSPOT_DEFINED", Value::Null),
+            row("101", "5003", 37, "USER_DEFINED", json!("Billing contact")),
+            row("101", "5003", 279, "HUBSPOT_DEFINED", Value::Null),
+            row("103", "5001", 279, "HUBSPOT_DEFINED", Value::Null),
+        ]
+    );
+    assert_eq!(r.streams["contacts_to_companies"].written, 6);
 }
 
 /// Objects by object name: each a map of property → value, as HubSpot stores text.
