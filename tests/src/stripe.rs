@@ -365,6 +365,13 @@ impl StripeDouble {
         list.push(object);
     }
 
+    /// Deletes the object `id` at `path` for good, as Stripe does for a deleted customer: it is
+    /// no longer listed, and a page asked `starting_after` it is refused (`resource_missing`).
+    pub fn remove(&self, path: &str, id: &str) {
+        let mut s = self.store.lock().unwrap();
+        s.objects.entry(path.to_owned()).or_default().retain(|o| o["id"] != id);
+    }
+
     /// Creates `object` at `path` right after the double served the `pages`-th page of it.
     pub fn add_after(&self, path: &str, pages: usize, object: Value) {
         self.store.lock().unwrap().later.push((path.to_owned(), pages, object));

@@ -134,6 +134,36 @@ async fn a_run_killed_mid_window_resumes_in_the_same_window_and_reads_what_was_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_resumed_after_its_starting_after_object_was_deleted_lists_again_below_it() {
+    let double = StripeDouble::start().await;
+    let t0 = now() - 10_000;
+    double.add("/v1/customers", customers(1..=250, |i| t0 + i as i64));
+    let s = Scratch::new();
+    s.write("dovetail.toml", &config(&double.uri(), "streams = [\"customers\"]", "batch_size = 100"));
+    // Killed after the first page (cus_0250 … cus_0151) was committed.
+    let (out, _) = run(&s, Some("after_checkpoint:1")).await;
+    assert!(!out.status.success(), "the failpoint aborts the run: {}", show(&out));
+    let before = double.queries("/v1/customers").await.len();
+    // The customer the listing continues after is deleted before the resume: Stripe refuses
+    // `starting_after=cus_0151` with `resource_missing`.
+    double.remove("/v1/customers", "cus_0151");
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "the resumed pass goes on: {}", show(&out));
+    // Every customer arrived; cus_0151 was delivered before it was deleted.
+    assert_eq!(ids(&s, "customers").len(), 250, "{report:#}");
+    let qs = double.queries("/v1/customers").await;
+    let again = qs[before..]
+        .iter()
+        .find(|q| param(q, "starting_after").is_none())
+        .unwrap_or_else(|| panic!("no listing started again: {:?}", &qs[before..]));
+    let below = (t0 + 151 + 1).to_string();
+    assert_eq!(param(again, "created[lt]"), Some(below.as_str()), "again below the last one read: {again:?}");
+    let (out, report) = run(&s, None).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(count(&report, "customers", "written"), 0, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_created_during_a_run_are_read_by_the_next_one() {
     let double = StripeDouble::start().await;
     let t0 = now() - 10_000;

@@ -11,6 +11,9 @@
 //! pass: its `created` is at or above the newest the pass saw. With several connected
 //! accounts one pass reads each account's window in turn, under the same `window_end`.
 //!
+//! A listing whose `starting_after` object was deleted before its next page starts again
+//! below the last `created` it gave ([`StripeSource::listing_page`]).
+//!
 //! A pass resumed by a later run (after a crash or a failed page) reads the rest of its
 //! window, then the window from that window's last second to the resuming run's start: what
 //! was created since the window began (above the pages read then) is read by the run that
@@ -131,6 +134,15 @@ struct Position {
     /// `created`, a change event's) this pass has seen so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     newest: Option<i64>,
+    /// The `created` of the last object the account's listing gave: when the object the
+    /// listing continues after (`starting_after`) was deleted meanwhile, Stripe refuses the
+    /// page, and the listing starts again below this second ([`Position::below`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_created: Option<i64>,
+    /// The account's listing was started again below this `created` (`created[lt]`) after
+    /// its `starting_after` object was deleted; the window's end stays the pass's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    below: Option<i64>,
 }
 
 /// Where a stream that keeps its own floor starts its next pass (`Next::Done { resume }`).
@@ -382,6 +394,37 @@ impl StripeSource {
         Ok((records, rejects, p.state().cloned()))
     }
 
+    /// One page of an account's listing in `(floor, window_end)`, below `below` when set. A
+    /// listing whose `starting_after` object was deleted since the page before (Stripe answers
+    /// `resource_missing` for `starting_after`) starts again below the `created` of the last
+    /// object it gave (objects of that second come again; the ledger skips them), instead of
+    /// stopping the stream for good.
+    #[allow(clippy::too_many_arguments)]
+    async fn listing_page(
+        &self,
+        def: &StreamDef,
+        account: Option<&str>,
+        (floor, window_end): (Option<i64>, i64),
+        below: &mut Option<i64>,
+        last_created: Option<i64>,
+        state: PageState,
+        use_cache: bool,
+    ) -> Result<(Vec<Record>, Vec<Reject>, Option<PageState>), Error> {
+        let resumed = state.received > 0;
+        let first = (self.first_request(def, account, floor, below.unwrap_or(window_end)), false);
+        match self.page(def, account, first, state, use_cache).await {
+            Err(e) if resumed && starting_after_is_gone(&e) => {
+                let restart = last_created.map_or(window_end, |c| c + 1).min(below.unwrap_or(window_end));
+                tracing::warn!(target: "dovetail_stripe", stream = def.name, account = account.unwrap_or("(own)"),
+                    below = restart, "the object the listing continued after was deleted; listing again below the last one read");
+                *below = Some(restart);
+                let first = (self.first_request(def, account, floor, restart), false);
+                self.page(def, account, first, PageState::default(), use_cache).await
+            }
+            other => other,
+        }
+    }
+
     /// Notes the stream's first read in this process: one resumed from an earlier run's
     /// position is owed one extension of its window, to this run's start.
     fn note_start(&self, def: &'static StreamDef, resumed: bool) {
@@ -546,6 +589,7 @@ impl StripeSource {
         let mut phase = pos.as_ref().map_or(Phase::Windows, Phase::of);
         let own = if owns { pos.as_ref().map_or(next_pass, |p| p.floor) } else { None };
         let mut newest = pos.as_ref().and_then(|p| p.newest);
+        let (mut last_created, mut below) = pos.as_ref().map_or((None, None), |p| (p.last_created, p.below));
         let accounts = self.accounts().await?;
         let (mut idx, mut window, mut state) = match pos {
             // `created[lt]` the next second: objects of this very second are in the window.
@@ -586,10 +630,20 @@ impl StripeSource {
                     self.page(def, a, first, state, req.use_cache).await?
                 }
                 _ => {
-                    let first = (self.first_request(def, a, window.0.or(floor), window.1), false);
-                    let page = self.page(def, a, first, state, req.use_cache).await?;
-                    let seen = page.0.iter().filter_map(|r| r.data.get(streams::CURSOR)?.as_i64()).max();
-                    newest = newest.max(seen);
+                    let page = self
+                        .listing_page(
+                            def,
+                            a,
+                            (window.0.or(floor), window.1),
+                            &mut below,
+                            last_created,
+                            state,
+                            req.use_cache,
+                        )
+                        .await?;
+                    let created = |r: &Record| r.data.get(streams::CURSOR)?.as_i64();
+                    newest = newest.max(page.0.iter().filter_map(created).max());
+                    last_created = page.0.iter().rev().find_map(created).or(last_created);
                     page
                 }
             };
@@ -598,6 +652,10 @@ impl StripeSource {
                 Some(s) => (idx, s),
                 None => (idx + 1, PageState::default()),
             };
+            if next_idx != idx || next_state.received == 0 {
+                // Another account's (or phase's) listing starts afresh.
+                (last_created, below) = (None, None);
+            }
             let mut next_phase = phase;
             if next_idx == accounts.len()
                 && let Some((p, w)) = self.next_phase(def, phase, own.is_some(), window)
@@ -614,6 +672,8 @@ impl StripeSource {
                     changes: next_phase == Phase::Changes,
                     floor: own,
                     newest: newest.filter(|_| owns),
+                    last_created,
+                    below,
                 })?,
                 None => self.done(def, own, newest, window.1),
             };
@@ -624,6 +684,13 @@ impl StripeSource {
         }
         Ok(Page { records: vec![], rejects: rejects_all, next: self.done(def, own, newest, window.1) })
     }
+}
+
+/// Whether Stripe refused a listing page because its `starting_after` object is gone.
+fn starting_after_is_gone(e: &Error) -> bool {
+    matches!(e.status(), Some(400 | 404))
+        && e.message().contains("resource_missing")
+        && e.message().contains("starting_after")
 }
 
 /// A window: its lower bound when it is not the pass's floor, and its end (`created[lt]`).
