@@ -84,8 +84,8 @@ pub struct PendingCreate {
 }
 
 /// A sink's narrow handle on its pipeline's pending creates ([`Cx::pending`](crate::Cx)): the
-/// three [`DeliveryStore`] methods, bound to the pipeline. The engine clears a key's pending
-/// create itself once the commit holding its destination id is done.
+/// three [`DeliveryStore`] methods, bound to the pipeline. The commit that stores a key's
+/// destination id clears its pending create in the same transaction ([`DeliveryStore::commit`]).
 #[async_trait]
 pub trait PendingCreates: Send + Sync {
     /// Record a create about to be sent, durably, before it goes out
@@ -125,25 +125,6 @@ impl PendingCreates for StorePendingCreates {
     async fn note_write(&self, stream: &str, key: &Key, request_id: &str) -> Result<(), Error> {
         self.state.record_write_request(&self.pipeline, stream, key, request_id).await
     }
-}
-
-/// Commit, then clear the pending creates of the keys whose destination id the commit
-/// stored: only now is the id durable. A crash in between leaves a pending create beside a
-/// known id, which is harmless — a key with an id is updated, never created.
-pub async fn commit_clearing_pending(state: &dyn DeliveryStore, commit: Commit) -> Result<(), Error> {
-    let keys: Vec<Key> = commit.ledger.iter().filter(|e| e.dest_id.is_some()).map(|e| e.key.clone()).collect();
-    let (pipeline, stream) = (commit.pipeline.clone(), commit.stream.clone());
-    state.commit(commit).await?;
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let pending = state.pending_creates(&pipeline, &stream, &keys).await?;
-    for (key, p) in keys.iter().zip(pending) {
-        if p.is_some() {
-            state.clear_pending_create(&pipeline, &stream, key).await?;
-        }
-    }
-    Ok(())
 }
 
 impl DeadLetter {
@@ -455,7 +436,9 @@ pub trait DeliveryStore: Send + Sync {
     /// none. Its dead letters and explain stories are written here, with the batch, and read
     /// back through [`HistoryStore`]; a store that keeps no stories may ignore
     /// [`Commit::explain`]. A ledger row written again in the pass that last wrote or
-    /// touched it is marked [`LedgerVersion::repeated`], for good.
+    /// touched it is marked [`LedgerVersion::repeated`], for good. A ledger row that stores a
+    /// destination id clears its key's pending create (a store that keeps them), in the same
+    /// transaction: a crash never leaves a pending create beside a committed id.
     async fn commit(&self, commit: Commit) -> Result<(), Error>;
     /// The oldest `limit` entries of a stream's outbox, in queue order.
     async fn outbox(&self, pipeline: &str, stream: &str, limit: usize) -> Result<Vec<OutboxEntry>, Error>;

@@ -303,6 +303,15 @@ impl PgState {
             "saving the sink mark",
         )
         .await?;
+        // A key whose destination id this commit stores is created: its pending create (if
+        // any) goes in the same transaction, so a crash never leaves one beside the id.
+        let created: Vec<&str> = c.ledger.iter().filter(|e| e.dest_id.is_some()).map(|e| e.key.as_str()).collect();
+        let st_pending = prep(
+            !created.is_empty(),
+            "DELETE FROM pending_creates WHERE pipeline = $1 AND stream = $2 AND key = ANY($3)",
+            "clearing pending creates",
+        )
+        .await?;
         let st_cp = prep(
             c.checkpoint.is_some(),
             "INSERT INTO checkpoints (stream_id, checkpoint, updated_at) VALUES ($1, $2, $3)
@@ -343,9 +352,10 @@ impl PgState {
             }
             tx.commit().await.map(|()| true).map_err(|e| self.err("committing a batch", e))
         };
-        let (ledger, touch, forget, done, queue, mark, cp, committed) = tokio::join!(
+        let (ledger, pending, touch, forget, done, queue, mark, cp, committed) = tokio::join!(
             biased;
             run(st_ledger, rows.params(&sid, &pass), "writing ledger rows", true),
+            run(st_pending, vec![&c.pipeline, &c.stream, &created], "clearing pending creates", false),
             run(st_touch, vec![&sid, &touched, &pass], "touching ledger rows", false),
             run(st_forget, vec![&sid, &forget], "deleting ledger rows", false),
             run(st_done, vec![&sid, &c.outbox_done], "removing outbox entries", false),
@@ -359,7 +369,7 @@ impl PgState {
             // failed after the conflict failed for it.
             return Ok(Landed::Conflict(sid));
         }
-        for r in [ledger, touch, forget, done, queue, mark, cp] {
+        for r in [ledger, pending, touch, forget, done, queue, mark, cp] {
             r?;
         }
         if !committed? {

@@ -80,6 +80,17 @@ pub(crate) fn commit(db: &mut Db, c: &Commit) -> Result<(), Error> {
     };
     if !c.ledger.is_empty() {
         write_ledger(&tx, sid, pass, c, &stories)?;
+        // A key whose destination id this commit stores is created: its pending create (if
+        // any) goes in the same transaction, so a crash never leaves one beside the id.
+        let mut created = c.ledger.iter().filter(|e| e.dest_id.is_some()).peekable();
+        if created.peek().is_some() {
+            let mut st = tx
+                .prepare_cached("DELETE FROM pending_creates WHERE pipeline = ?1 AND stream = ?2 AND key = ?3")
+                .op("preparing the pending-create clear")?;
+            for e in created {
+                st.execute(params![c.pipeline, c.stream, e.key.as_str()]).op("clearing a pending create")?;
+            }
+        }
     }
     if !c.touched.is_empty() {
         let mut st = tx

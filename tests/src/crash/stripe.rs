@@ -266,14 +266,18 @@ impl CrashSink for StripeSink {
         let pending = pending(s);
         for spec in streams {
             let ledger = ledger(s, &spec.name);
-            // A kill between a commit and the clearing of its pending creates leaves them
-            // beside the committed id, which is harmless (a key with an id is updated, never
-            // created: `commit_clearing_pending`); one without an id is a create unaccounted for.
+            // The commit that stores a key's id clears its pending create in the same
+            // transaction: after the clean runs none is left, beside an id or without one (a
+            // create unaccounted for).
             for (_, key) in pending.iter().filter(|(st, _)| *st == spec.name) {
-                if !matches!(ledger.get(key), Some(Some(_))) {
-                    audit
+                match ledger.get(key) {
+                    Some(Some(id)) => audit.duplicated.push(format!(
+                        "{}: the create of {key} is still pending beside its committed id {id}",
+                        spec.name
+                    )),
+                    _ => audit
                         .lost
-                        .push(format!("{}: the create of {key} is pending, and no id is in the ledger", spec.name));
+                        .push(format!("{}: the create of {key} is pending, and no id is in the ledger", spec.name)),
                 }
             }
             for o in self.with(|d| d.objects(&format!("/v1/{}", spec.name))) {

@@ -104,7 +104,7 @@ impl StreamRun {
                 sink_mark: sh.sink.mark(name),
                 ..Default::default()
             };
-            crate::state::commit_clearing_pending(sh.state.as_ref(), commit).await?;
+            sh.state.commit(commit).await?;
         }
     }
 

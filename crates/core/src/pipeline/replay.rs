@@ -158,7 +158,7 @@ impl Pipeline {
             sink_mark: sh.sink.mark(stream),
             ..Default::default()
         };
-        crate::state::commit_clearing_pending(sh.state.as_ref(), commit).await
+        sh.state.commit(commit).await
     }
 
     /// Decode and map stored raw inputs again; returns the mapped records and the ids of the

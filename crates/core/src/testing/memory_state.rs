@@ -283,6 +283,13 @@ impl DeliveryStore for MemoryState {
         if let Some(x) = &c.explain {
             g.apply_explain(&c.pipeline, &c.stream, x);
         }
+        // A key whose destination id the commit stores is created: its pending create goes
+        // with the commit, as in the stores' transactions.
+        let created: Vec<String> =
+            c.ledger.iter().filter(|e| e.dest_id.is_some()).map(|e| e.key.as_str().to_owned()).collect();
+        if let Some(p) = g.pending.get_mut(&id) {
+            p.retain(|key, _| !created.contains(key));
+        }
         let l = g.ledger.entry(id.clone()).or_default();
         for e in c.ledger {
             let old = l.get(e.key.as_str());

@@ -194,6 +194,30 @@ pub async fn pending_creates_are_kept_per_key_until_cleared(s: Subject) {
     );
 }
 
+/// A commit whose ledger row stores a key's destination id clears that key's pending
+/// create with it (one transaction: a crash cannot leave one beside a committed id); a row
+/// without an id, another stream's and another pipeline's pending creates stay.
+pub async fn a_commit_storing_a_destination_id_clears_its_pending_create(s: Subject) {
+    let st = s.delivery();
+    let pend = |k: &str| PendingCreate {
+        key: key(k),
+        idempotency_key: format!("idem-{k}"),
+        since: "2026-01-01T00:00:00Z".into(),
+    };
+    for (p, stream, k) in [("p", "s", "a"), ("p", "s", "b"), ("p", "t", "a"), ("q", "s", "a")] {
+        st.record_pending_create(p, stream, &pend(k)).await.unwrap();
+    }
+    let created = LedgerEntry { key: key("a"), hash: hash(1), dest_id: Some("cus_a".into()) };
+    st.commit(Commit { ledger: vec![created, entry("b", 2)], ..commit("p", "s", 1) }).await.unwrap();
+    assert_eq!(
+        st.pending_creates("p", "s", &[key("a"), key("b")]).await.unwrap(),
+        [None, Some(pend("b"))],
+        "the key whose id was committed is no longer pending; the one without an id is"
+    );
+    assert_eq!(st.pending_creates("p", "t", &[key("a")]).await.unwrap(), [Some(pend("a"))], "another stream's stays");
+    assert_eq!(st.pending_creates("q", "s", &[key("a")]).await.unwrap(), [Some(pend("a"))], "another pipeline's stays");
+}
+
 /// A write's request id is accepted per key, again for the same key (replacing it), and
 /// for a key the ledger does not hold yet (a create noted before its commit).
 pub async fn record_write_request_takes_one_request_id_per_key(s: Subject) {

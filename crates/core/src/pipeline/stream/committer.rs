@@ -38,7 +38,7 @@ impl Committer {
         let mut ns = 0u128;
         while let Some(commit) = self.commits.recv().await {
             let started = Instant::now();
-            crate::state::commit_clearing_pending(self.state.as_ref(), commit).await?;
+            self.state.commit(commit).await?;
             failpoint::hit("after_checkpoint");
             ns += started.elapsed().as_nanos();
         }
