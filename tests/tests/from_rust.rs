@@ -30,6 +30,20 @@ fn rows(dir: &tempfile::TempDir, sql: &str) -> i64 {
     rusqlite::Connection::open(dir.path().join("warehouse.db")).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// HubSpot's contacts at `base_url` into `warehouse.db` in `dir`, composed in code.
+fn contacts_into_sqlite(base_url: &str, dir: &tempfile::TempDir) -> Pipeline {
+    let config = serde_json::from_value(json!({
+        "token": "pat-na1-from-rust-not-real", "base_url": base_url, "objects": ["contacts"], "http": http(),
+    }))
+    .unwrap();
+    Pipeline::builder("crm")
+        .source(HubspotSource::build(config, &cx(dir, "crm")).unwrap())
+        .sink(SqliteSink::build(SqliteConfig::new("warehouse.db"), &cx(dir, "crm")).unwrap())
+        .state(SqliteState::open(dir.path().join("state.db")).unwrap())
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspot_contacts_into_sqlite_from_rust() {
     const T1: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
@@ -37,16 +51,7 @@ async fn hubspot_contacts_into_sqlite_from_rust() {
         Arc::new(Mutex::new((1..=250).map(|id| (id, T1 + id as i64 * 1000, format!("c{id}@example.com"))).collect()));
     let (server, _, _) = double::start(contacts.clone(), None, Default::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = serde_json::from_value(json!({
-        "token": "pat-na1-from-rust-not-real", "base_url": server.uri(), "objects": ["contacts"], "http": http(),
-    }))
-    .unwrap();
-    let pipeline = Pipeline::builder("crm")
-        .source(HubspotSource::build(config, &cx(&dir, "crm")).unwrap())
-        .sink(SqliteSink::build(SqliteConfig::new("warehouse.db"), &cx(&dir, "crm")).unwrap())
-        .state(SqliteState::open(dir.path().join("state.db")).unwrap())
-        .build()
-        .unwrap();
+    let pipeline = contacts_into_sqlite(&server.uri(), &dir);
     let report = pipeline.run(RunOptions::default()).await.unwrap();
     assert_eq!(report.streams["contacts"].written, 250, "{report:?}");
     assert_eq!(rows(&dir, "SELECT count(*) FROM contacts"), 250);
@@ -230,17 +235,8 @@ async fn a_long_lived_pipeline_reads_the_properties_again_each_run_and_reports_a
     let added = Arc::new(std::sync::atomic::AtomicBool::new(false));
     Mock::given(wiremock::matchers::any()).respond_with(Portal(added.clone())).mount(&server).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = serde_json::from_value(json!({
-        "token": "pat-na1-from-rust-not-real", "base_url": server.uri(), "objects": ["contacts"], "http": http(),
-    }))
-    .unwrap();
     // One pipeline, run twice, as `dovetail run --every` and a worker do.
-    let pipeline = Pipeline::builder("crm")
-        .source(HubspotSource::build(config, &cx(&dir, "crm")).unwrap())
-        .sink(SqliteSink::build(SqliteConfig::new("warehouse.db"), &cx(&dir, "crm")).unwrap())
-        .state(SqliteState::open(dir.path().join("state.db")).unwrap())
-        .build()
-        .unwrap();
+    let pipeline = contacts_into_sqlite(&server.uri(), &dir);
     let report = pipeline.run(RunOptions::default()).await.unwrap();
     assert_eq!(report.streams["contacts"].written, 2, "{report:?}");
     added.store(true, std::sync::atomic::Ordering::SeqCst);

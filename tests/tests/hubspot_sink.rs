@@ -113,6 +113,49 @@ async fn double() -> (MockServer, Sent, Arc<Mutex<Vec<Value>>>) {
     (server, sent, inputs)
 }
 
+/// `dovetail.toml`: the JSONL file `STREAM.jsonl` keyed by `key` into HubSpot's `object`,
+/// upserted by `id_property`, with `extra` lines in the sink's table.
+fn files_to_hubspot(
+    s: &Scratch,
+    server: &MockServer,
+    (stream, key): (&str, &str),
+    (object, id_property): (&str, &str),
+    extra: &str,
+) {
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "{stream}"
+path = "{stream}.jsonl"
+primary_key = ["{key}"]
+
+[pipelines.crm.sink]
+kind = "hubspot"
+token = "${{HUBSPOT_TOKEN}}"
+base_url = "{}"
+object = "{object}"
+id_property = "{id_property}"
+{extra}
+"#,
+            server.uri()
+        ),
+    );
+}
+
+/// `dovetail run --json` with the token in the environment: the output and the report; the
+/// token is in neither.
+async fn run_json(s: &Scratch) -> (std::process::Output, Value) {
+    let mut cmd = s.cmd(&["run", "--json"]);
+    cmd.env("HUBSPOT_TOKEN", TOKEN);
+    let out = output_async(cmd).await;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert!(!format!("{}{}", show(&out), report).contains(TOKEN), "the token leaked");
+    (out, report)
+}
+
 fn contact(email: &str, first: &str, stage: &str) -> String {
     format!(
         "{}\n",
@@ -133,34 +176,8 @@ async fn contacts_are_upserted_by_email_and_each_bad_one_is_dead_lettered_alone(
         contact("e@example.com", "Eve", "lead"),
     ];
     s.write("contacts.jsonl", &lines.concat());
-    s.write(
-        "dovetail.toml",
-        &format!(
-            r#"[pipelines.crm.source]
-kind = "files"
-[[pipelines.crm.source.streams]]
-name = "contacts"
-path = "contacts.jsonl"
-primary_key = ["email"]
-
-[pipelines.crm.sink]
-kind = "hubspot"
-token = "${{HUBSPOT_TOKEN}}"
-base_url = "{}"
-object = "contacts"
-id_property = "email"
-"#,
-            server.uri()
-        ),
-    );
-    let run = || async {
-        let mut cmd = s.cmd(&["run", "--json"]);
-        cmd.env("HUBSPOT_TOKEN", TOKEN);
-        let out = output_async(cmd).await;
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
-        assert!(!format!("{}{}", show(&out), report).contains(TOKEN), "the token leaked");
-        (out, report)
-    };
+    files_to_hubspot(&s, &server, ("contacts", "email"), ("contacts", "email"), "");
+    let run = || run_json(&s);
     let (out, report) = run().await;
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(count(&report, "contacts", "written"), 3, "{report:#}");
@@ -251,33 +268,8 @@ async fn a_contact_the_ledger_knows_is_updated_by_its_hubspot_id_even_when_its_e
     let line =
         |ext: &str, email: &str| format!("{}\n", json!({ "external_id": ext, "email": email, "firstname": "F" }));
     s.write("contacts.jsonl", &[line("1", "x@example.com"), line("2", "y@example.com")].concat());
-    s.write(
-        "dovetail.toml",
-        &format!(
-            r#"[pipelines.crm.source]
-kind = "files"
-[[pipelines.crm.source.streams]]
-name = "contacts"
-path = "contacts.jsonl"
-primary_key = ["external_id"]
-
-[pipelines.crm.sink]
-kind = "hubspot"
-token = "${{HUBSPOT_TOKEN}}"
-base_url = "{}"
-object = "contacts"
-id_property = "email"
-"#,
-            server.uri()
-        ),
-    );
-    let run = || async {
-        let mut cmd = s.cmd(&["run", "--json"]);
-        cmd.env("HUBSPOT_TOKEN", TOKEN);
-        let out = output_async(cmd).await;
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
-        (out, report)
-    };
+    files_to_hubspot(&s, &server, ("contacts", "external_id"), ("contacts", "email"), "");
+    let run = || run_json(&s);
     let (out, report) = run().await;
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(count(&report, "contacts", "written"), 2, "{report:#}");
@@ -351,31 +343,14 @@ async fn written_contacts_are_associated_with_their_company_and_a_failed_associa
         format!("{}\n", json!({ "email": "d@example.com" })),
     ];
     s.write("contacts.jsonl", &lines.concat());
-    s.write(
-        "dovetail.toml",
-        &format!(
-            r#"[pipelines.crm.source]
-kind = "files"
-[[pipelines.crm.source.streams]]
-name = "contacts"
-path = "contacts.jsonl"
-primary_key = ["email"]
-
-[pipelines.crm.sink]
-kind = "hubspot"
-token = "${{HUBSPOT_TOKEN}}"
-base_url = "{}"
-object = "contacts"
-id_property = "email"
-associate = {{ to = "companies", id_field = "company_id", type_id = 1 }}
-"#,
-            server.uri()
-        ),
+    files_to_hubspot(
+        &s,
+        &server,
+        ("contacts", "email"),
+        ("contacts", "email"),
+        "associate = { to = \"companies\", id_field = \"company_id\", type_id = 1 }",
     );
-    let mut cmd = s.cmd(&["run", "--json"]);
-    cmd.env("HUBSPOT_TOKEN", TOKEN);
-    let out = output_async(cmd).await;
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let (out, report) = run_json(&s).await;
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(count(&report, "contacts", "written"), 3, "{report:#}");
     assert_eq!(count(&report, "contacts", "dead_lettered"), 1, "{report:#}");
@@ -475,32 +450,9 @@ async fn a_deal_created_without_a_required_property_is_dead_lettered_before_it_i
         deal("D4", Some("appointmentscheduled"), Some(400)),
     ];
     s.write("deals.jsonl", &lines.concat());
-    s.write(
-        "dovetail.toml",
-        &format!(
-            r#"[pipelines.crm.source]
-kind = "files"
-[[pipelines.crm.source.streams]]
-name = "deals"
-path = "deals.jsonl"
-primary_key = ["deal_ref"]
-
-[pipelines.crm.sink]
-kind = "hubspot"
-token = "${{HUBSPOT_TOKEN}}"
-base_url = "{}"
-object = "deals"
-id_property = "deal_ref"
-required = ["amount"]
-"#,
-            server.uri()
-        ),
-    );
+    files_to_hubspot(&s, &server, ("deals", "deal_ref"), ("deals", "deal_ref"), "required = [\"amount\"]");
     let run = || async {
-        let mut cmd = s.cmd(&["run", "--json"]);
-        cmd.env("HUBSPOT_TOKEN", TOKEN);
-        let out = output_async(cmd).await;
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+        let (out, report) = run_json(&s).await;
         assert!(out.status.success(), "{}", show(&out));
         report
     };
