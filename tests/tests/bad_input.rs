@@ -252,3 +252,42 @@ async fn a_rate_limit_reset_past_the_clock_is_no_panic() {
     assert!(matches!(code, Some(5 | 6)), "{report}");
     assert!(error.contains("/v1/items"), "{error}");
 }
+
+/// A primary key naming a nested field: a key is a top-level column of every sink, so the
+/// run stops at once as a config error (exit 3) naming the mapping that lifts it — not a
+/// dead letter per record and a table keyed by a column no record has. With that mapping
+/// the records arrive keyed by the lifted column.
+#[test]
+fn a_nested_primary_key_is_a_config_error_naming_the_mapping_that_lifts_it() {
+    let s = Scratch::new();
+    s.write("in.jsonl", "{\"id\": 1, \"metadata\": {\"ref\": \"a\"}}\n{\"id\": 2, \"metadata\": {\"ref\": \"b\"}}\n");
+    let config = "[pipelines.p.source]\nkind = \"files\"\n[[pipelines.p.source.streams]]\nname = \"s\"\n\
+                  path = \"in.jsonl\"\nprimary_key = [\"metadata.ref\"]\n\n[pipelines.p.sink]\nkind = \"sqlite\"\n\
+                  path = \"out.db\"\n";
+    s.write("dovetail.toml", config);
+    let out = s.run(&["run"]);
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        show(&out).contains("primary key `metadata.ref` is a nested field")
+            && show(&out).contains("columns = { ref = \"metadata.ref\" }"),
+        "{}",
+        show(&out)
+    );
+    assert!(!s.path("out.db").exists() || ids(&s, "s").is_empty(), "nothing written under a key no record has");
+    s.write(
+        "dovetail.toml",
+        &format!("{config}\n[pipelines.p.streams.s.mapping]\ncolumns = {{ ref = \"metadata.ref\" }}\n"),
+    );
+    let out = s.run(&["run"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let refs: Vec<String> = s
+        .db("out.db")
+        .prepare("SELECT ref FROM s ORDER BY ref")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(refs, ["a", "b"]);
+}

@@ -180,18 +180,30 @@ impl Capture {
 
 /// The output primary-key columns of a stream: configured, else the source's key fields
 /// carried through the mapping.
+/// Output key columns are top-level fields (sinks make them columns), so a key that is still
+/// a nested path after the mapping is a config error naming the mapping that lifts it.
 pub(super) fn key_columns(spec: &crate::stream::StreamSpec, opts: &super::StreamOptions) -> Result<Vec<String>, Error> {
-    if let Some(pk) = &opts.primary_key {
-        return Ok(pk.clone());
+    let columns: Vec<String> = match &opts.primary_key {
+        Some(pk) => pk.clone(),
+        None => {
+            let mapping = opts.mapping.as_deref();
+            spec.primary_key
+                .iter()
+                .map(|p| match mapping {
+                    None => Ok(p.as_str().to_owned()),
+                    Some(m) => m.output_path(p.as_str()).ok_or_else(|| {
+                        Error::config(format!("the mapping drops primary key field `{p}`; keep it or set `primary_key` for the stream to the output column"))
+                    }),
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    if let Some(nested) = columns.iter().find(|c| c.contains(['.', '['])) {
+        let leaf = nested.rsplit(['.', '[']).next().unwrap_or(nested).trim_end_matches(']');
+        return Err(Error::config(format!(
+            "primary key `{nested}` is a nested field; a key is a top-level field: lift it with the stream's mapping, `columns = {{ {leaf} = \"{nested}\" }}`, and the key follows it"
+        ))
+        .in_stream(&spec.name));
     }
-    let mapping = opts.mapping.as_deref();
-    spec.primary_key
-        .iter()
-        .map(|p| match mapping {
-            None => Ok(p.as_str().to_owned()),
-            Some(m) => m.output_path(p.as_str()).ok_or_else(|| {
-                Error::config(format!("the mapping drops primary key field `{p}`; keep it or set `primary_key` for the stream to the output column"))
-            }),
-        })
-        .collect()
+    Ok(columns)
 }
