@@ -169,10 +169,13 @@ fn relay(
         }
     });
     spawn(move || {
+        let mut dropping = false;
         for (at, bytes, ends) in release {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
-            if ends && muted.load(SeqCst) {
-                break;
+            // The connection stays open until the cut closes it; the client hears nothing.
+            dropping |= ends && muted.load(SeqCst);
+            if dropping {
+                continue;
             }
             // Noted before the client can read it, and so begin another transaction.
             if ENDED.iter().any(|e| find(&bytes, e).is_some()) {

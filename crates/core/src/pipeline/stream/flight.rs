@@ -61,11 +61,7 @@ impl<'a, T> Flight<'a, T> {
     pub async fn next(&mut self, busy: &mut u128, mark: &(dyn Fn() -> Option<String> + Sync)) -> Option<(T, Answer)> {
         let queue = &mut self.queue;
         let answered = poll_fn(|cx| {
-            for w in queue.iter_mut().filter(|w| w.answer.is_none()) {
-                if let Poll::Ready(answer) = w.write.as_mut().poll(cx) {
-                    w.answer = Some((answer, mark()));
-                }
-            }
+            poll_all(queue, cx, mark);
             match queue.front().map(|w| w.answer.is_some()) {
                 Some(false) => Poll::Pending,
                 _ => Poll::Ready(queue.pop_front()),
@@ -80,6 +76,21 @@ impl<'a, T> Flight<'a, T> {
         answered.and_then(|w| Some((w.staged, w.answer?)))
     }
 
+    /// `f`, the writes in flight going on meanwhile (their answers kept for [`Flight::next`]):
+    /// what the writer awaits besides them (the committer's room, a lease check) stops none.
+    pub async fn meanwhile<F: Future>(&mut self, f: F, mark: &(dyn Fn() -> Option<String> + Sync)) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let queue = &mut self.queue;
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = f.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            poll_all(queue, cx, mark);
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Every write still in flight, finished, in order.
     pub async fn drain(&mut self, busy: &mut u128, mark: &(dyn Fn() -> Option<String> + Sync)) -> Vec<(T, Answer)> {
         let mut all = Vec::with_capacity(self.queue.len());
@@ -87,5 +98,18 @@ impl<'a, T> Flight<'a, T> {
             all.push(answered);
         }
         all
+    }
+}
+
+/// Poll every write not answered yet, oldest first; an answer is kept with the sink's mark.
+fn poll_all<T>(
+    queue: &mut VecDeque<Flying<'_, T>>,
+    cx: &mut std::task::Context<'_>,
+    mark: &(dyn Fn() -> Option<String> + Sync),
+) {
+    for w in queue.iter_mut().filter(|w| w.answer.is_none()) {
+        if let Poll::Ready(answer) = w.write.as_mut().poll(cx) {
+            w.answer = Some((answer, mark()));
+        }
     }
 }

@@ -155,7 +155,8 @@ impl<'a> Writer<'a> {
             completed = b.done;
             if depth > 1 && self.sink_down.is_none() && b.deletes.is_empty() && !b.to_write.is_empty() {
                 let staged = stage(b);
-                match self.start(&staged, !flight.is_empty()).await {
+                let overlaps = !flight.is_empty();
+                match flight.meanwhile(self.start(&staged, overlaps), &mark).await {
                     Ok(write) => flight.push(staged, write),
                     Err(e) => break self.land_all(&mut flight, report, t).await.and(Err(e)),
                 }
@@ -167,7 +168,7 @@ impl<'a> Writer<'a> {
                 other => break other.map(|_| ()),
             }
             let step = match self.write_batch(b, report, t).await {
-                Ok(commit) => self.deliver(commit, report).await,
+                Ok(commit) => self.deliver(&mut flight, commit, report).await,
                 Err(e) => Err(e),
             };
             match step {
@@ -184,13 +185,20 @@ impl<'a> Writer<'a> {
         Written { result, completed, sink_down: self.sink_down }
     }
 
-    /// A batch's commit to the committer, then the progress and the dead-letter thresholds.
-    /// `Ok(false)`: the committer failed; its error is collected when it is joined.
-    async fn deliver(&mut self, commit: Option<Commit>, report: &mut StreamReport) -> Result<bool, Error> {
+    /// A batch's commit to the committer (the writes in flight going on while it waits for
+    /// room), then the progress and the dead-letter thresholds. `Ok(false)`: the committer
+    /// failed; its error is collected when it is joined.
+    async fn deliver(
+        &mut self,
+        flight: &mut Flight<'a, Staged>,
+        commit: Option<Commit>,
+        report: &mut StreamReport,
+    ) -> Result<bool, Error> {
         let run = self.run;
         if let Some(commit) = commit {
             failpoint::hit("after_sink_commit");
-            if self.commits.send(commit).await.is_err() {
+            let mark = || run.shared.sink.mark(&run.spec.name);
+            if flight.meanwhile(self.commits.send(commit), &mark).await.is_err() {
                 return Ok(false);
             }
         }
@@ -232,7 +240,7 @@ impl<'a> Writer<'a> {
         let err = match answer {
             Ok(wr) => {
                 let commit = self.finish(staged, Sent::Written(wr), Some(mark), report, t).await?;
-                return self.deliver(Some(commit), report).await;
+                return self.deliver(flight, Some(commit), report).await;
             }
             Err(e) => e,
         };
@@ -240,7 +248,7 @@ impl<'a> Writer<'a> {
         let later = flight.drain(&mut t.write, &|| run.shared.sink.mark(&run.spec.name)).await;
         let sent = self.answered(err)?;
         let commit = self.finish(staged, sent, None, report, t).await?;
-        if !self.deliver(Some(commit), report).await? {
+        if !self.deliver(flight, Some(commit), report).await? {
             return Ok(false);
         }
         for (staged, (answer, mark)) in later {
@@ -252,7 +260,7 @@ impl<'a> Writer<'a> {
                 }
             };
             let commit = self.finish(staged, sent, mark, report, t).await?;
-            if !self.deliver(Some(commit), report).await? {
+            if !self.deliver(flight, Some(commit), report).await? {
                 return Ok(false);
             }
         }
