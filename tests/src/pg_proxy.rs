@@ -1,6 +1,6 @@
 //! A TCP proxy in front of PostgreSQL for the sink's tests: it holds every answer of the
-//! server for a while (a slow network: round trips become countable) or only the answers to
-//! COMMIT (a slow disk), notes what the client sends (its bursts, the transactions its
+//! server for a while (a slow network: round trips become countable) or each COMMIT on its
+//! way to the server (a slow disk), notes what the client sends (its bursts, the transactions its
 //! connections hold open at once), and can cut a connection at a COMMIT (before it reaches
 //! the server, or after, its answer lost).
 
@@ -24,8 +24,8 @@ const ENDED: [&[u8]; 2] = [b"C\0\0\0\x0bCOMMIT\0", b"C\0\0\0\x0dROLLBACK\0"];
 pub enum Hold {
     /// Every answer of the server, this long (a slow network).
     Answers(Duration),
-    /// The answer to each COMMIT, this long (a slow disk: what the server answered before
-    /// the COMMIT goes through at once).
+    /// Each COMMIT on its way to the server, this long (a slow disk: the transaction holds
+    /// its locks and stays invisible that long after the rest of it was answered).
     Commits(Duration),
 }
 
@@ -129,8 +129,19 @@ fn relay(
             let chunk = &buf[..n];
             let cut = sent(id, chunk, &up, &commits);
             let Some((at, how)) = cut else {
-                if to_server.write_all(chunk).is_err() {
+                let held = match (hold, find(chunk, COMMIT)) {
+                    (Hold::Commits(d), Some(at)) => Some((d, at)),
+                    _ => None,
+                };
+                let (now, later) = held.map_or((chunk, &[][..]), |(_, at)| chunk.split_at(at));
+                if to_server.write_all(now).is_err() {
                     break;
+                }
+                if let Some((d, _)) = held {
+                    std::thread::sleep(d);
+                    if to_server.write_all(later).is_err() {
+                        break;
+                    }
                 }
                 continue;
             };
@@ -156,11 +167,12 @@ fn relay(
         let mut buf = vec![0; 1 << 16];
         while let Ok(n @ 1..) = from_server.read(&mut buf) {
             let (now, chunk) = (Instant::now(), &buf[..n]);
+            let at = if let Hold::Answers(d) = hold { now + d } else { now };
+            // Split where a transaction's end is answered, for a cut after the COMMIT.
             let end = ENDED.iter().filter_map(|e| find(chunk, e)).min();
-            let (first, rest) = match (hold, end) {
-                (Hold::Answers(d), _) => ((now + d, chunk), None),
-                (Hold::Commits(d), Some(at)) => ((now, &chunk[..at]), Some((now + d, &chunk[at..]))),
-                (Hold::Commits(_), None) => ((now, chunk), None),
+            let (first, rest) = match end {
+                Some(end) => ((at, &chunk[..end]), Some((at, &chunk[end..]))),
+                None => ((at, chunk), None),
             };
             let _ = held.send((first.0, first.1.to_vec(), false));
             if let Some((at, bytes)) = rest {

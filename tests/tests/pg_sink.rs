@@ -508,13 +508,16 @@ fn a_batch_takes_two_round_trips_and_its_stage_is_emptied_without_truncate() {
     assert!(per_batch <= 2.5, "{per_batch} round trips per batch ({round_trips:?} in the three runs)");
 }
 
-/// A proxy that holds each COMMIT's answer 30 ms (a slow disk) sees each batch's transaction
-/// begin on a second connection while the one before still waits for its COMMIT's answer;
-/// one after the other, a batch began only once the one before had committed.
+/// A proxy that holds each COMMIT 60 ms on its way to the server (a slow disk) sees each
+/// batch's transaction begin on a second connection while the one before still waits for its
+/// COMMIT's answer;
+/// one after the other, a batch began only once the one before had committed. The first
+/// batch creates the table: the second waits for that COMMIT (the table does not exist for
+/// it until then).
 #[test]
 fn the_next_batch_is_written_while_the_one_before_commits() {
     let Some(db) = pg::database("pg_sink_overlap") else { return };
-    let proxy = PgProxy::start((db.host().to_owned(), db.port()), Hold::Commits(std::time::Duration::from_millis(30)));
+    let proxy = PgProxy::start((db.host().to_owned(), db.port()), Hold::Commits(std::time::Duration::from_millis(60)));
     let url = url_from_env(&db).replacen(&format!(":{}/", db.port()), &format!(":{}/", proxy.port), 1);
     let records: Vec<Value> = (0..3000).map(|i| json!({"id": i, "v": i * 3})).collect();
     let s = setup(&url, &records, "");

@@ -188,7 +188,6 @@ impl PostgresSink {
         if written.committed {
             return Ok(sent);
         }
-        mine.committing();
         gate.wait().await.map_err(Failed::before)?;
         match tx.commit().await {
             Ok(()) => Ok(sent),

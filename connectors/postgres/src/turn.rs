@@ -1,6 +1,7 @@
 //! Commits in batch order with two batches of a stream in flight
 //! ([`dovetail_core::Sink::writes_in_flight`]): batch n+1 begins once every statement of
-//! batch n was answered (n holds every lock it takes: only its COMMIT is left), is staged,
+//! batch n was answered (n holds every lock it takes: only its COMMIT is left; when n made
+//! or widened the table, once n committed: until then n+1 cannot see it), is staged,
 //! copied and merged on a connection of its own while n's COMMIT is flushing, and sends its
 //! COMMIT only once n's was answered OK. So n never waits for n+1, and a row n+1 waits on
 //! (the offsets row, a key of both) is freed by n's COMMIT or rollback. When n's try fails

@@ -510,8 +510,12 @@ async fn copy_and_merge(
                 saved.map(Some)
             },
         );
-        // Every lock the batch takes is taken: the stream's next batch may begin.
-        mine.committing();
+        // Every lock the batch takes is taken: the stream's next batch may begin — unless this
+        // transaction made or widened the table, which the next batch cannot see before the
+        // COMMIT.
+        if !begun {
+            mine.committing();
+        }
         answers
     };
     let ((copied, merged, saved), committed) = tokio::join!(
