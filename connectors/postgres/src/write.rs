@@ -176,6 +176,9 @@ async fn write_in_tx(
         let mut tables = tables.lock().await;
         shape(tx, &mut tables, t, &batch.records, &what).await?
     };
+    if !begun {
+        mine.shaped();
+    }
     let Some((table, refused)) = shaped else {
         // Nothing to write: the checkpoint alone.
         if !begun {
@@ -502,10 +505,20 @@ async fn copy_and_merge(
         let answers = tokio::join!(
             biased;
             async { note(writer.finish().await) },
-            async { note(c.execute(&merge, &[]).await) },
+            async {
+                // Rows locked only once the batch before holds all of its (`crate::turn`).
+                if let Err(err) = gate.locked().await {
+                    failed.store(true, Relaxed);
+                    return Err(err);
+                }
+                note(c.execute(&merge, &[]).await)
+            },
             async {
                 let Some(save) = save else { return Ok(None) };
-                let saved = save.run(c).await;
+                let saved = match gate.locked().await {
+                    Ok(()) => save.run(c).await,
+                    Err(err) => Err(err),
+                };
                 failed.fetch_or(saved.is_err(), Relaxed);
                 saved.map(Some)
             },
