@@ -11,6 +11,7 @@ use serde_json::Value;
 pub mod crash;
 pub mod github;
 pub mod hubspot;
+pub mod pg_proxy;
 pub mod stripe;
 pub mod vendor;
 pub mod watch;

@@ -4,6 +4,7 @@
 //! unchanged rerun, and the faults at start (server down, wrong password) without the
 //! password in any output.
 
+use dovetail_e2e::pg_proxy::{Cut, Hold, PgProxy};
 use dovetail_e2e::{Scratch, show};
 use dovetail_testkit::pg;
 use serde_json::{Value, json};
@@ -463,70 +464,6 @@ table_prefix = "crm_"
     assert_eq!(tables, ["2"]);
 }
 
-/// A TCP proxy to the server at `upstream` that holds every answer of the server for
-/// `delay` and notes when the client sends. A client waiting on an answer sends again only
-/// `delay` later, so the bursts of what it sends — apart by more than half of it — count its
-/// round trips (docs/performance.md: what a batch waits on).
-struct SlowProxy {
-    port: u16,
-    sends: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
-}
-
-impl SlowProxy {
-    fn start(upstream: (String, u16), delay: std::time::Duration) -> SlowProxy {
-        use std::io::{Read, Write};
-        use std::net::{Shutdown, TcpListener, TcpStream};
-        use std::thread::spawn;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let sends = std::sync::Arc::<std::sync::Mutex<Vec<std::time::Instant>>>::default();
-        let noted = sends.clone();
-        spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { break };
-                let server = TcpStream::connect((upstream.0.as_str(), upstream.1)).unwrap();
-                let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let noted = noted.clone();
-                spawn(move || {
-                    let mut buf = vec![0; 1 << 16];
-                    while let Ok(n @ 1..) = from_client.read(&mut buf) {
-                        noted.lock().unwrap().push(std::time::Instant::now());
-                        if to_server.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to_server.shutdown(Shutdown::Write);
-                });
-                let (mut from_server, mut to_client) = (server, client);
-                let (held, release) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
-                spawn(move || {
-                    let mut buf = vec![0; 1 << 16];
-                    while let Ok(n @ 1..) = from_server.read(&mut buf) {
-                        let _ = held.send((std::time::Instant::now() + delay, buf[..n].to_vec()));
-                    }
-                });
-                spawn(move || {
-                    for (at, bytes) in release {
-                        std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
-                        if to_client.write_all(&bytes).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to_client.shutdown(Shutdown::Both);
-                });
-            }
-        });
-        SlowProxy { port, sends }
-    }
-
-    /// The client's bursts so far: sends apart by more than `gap` start a new one.
-    fn bursts(&self, gap: std::time::Duration) -> usize {
-        let sends = self.sends.lock().unwrap();
-        sends.windows(2).filter(|w| w[1].duration_since(w[0]) > gap).count() + usize::from(!sends.is_empty())
-    }
-}
-
 #[test]
 fn a_batch_takes_two_round_trips_and_its_stage_is_emptied_without_truncate() {
     use std::time::Duration;
@@ -540,7 +477,7 @@ fn a_batch_takes_two_round_trips_and_its_stage_is_emptied_without_truncate() {
     let db = cluster.database("pg_sink_round_trips");
     execute(&db, "CREATE EXTENSION pg_stat_statements");
     const DELAY: Duration = Duration::from_millis(40);
-    let proxy = SlowProxy::start((db.host().to_owned(), db.port()), DELAY);
+    let proxy = PgProxy::start((db.host().to_owned(), db.port()), Hold::Answers(DELAY));
     let url = url_from_env(&db).replacen(&format!(":{}/", db.port()), &format!(":{}/", proxy.port), 1);
     // Batches of 100: a run of one batch makes the table, then runs of 10 and 30 new batches.
     // What the two later runs do besides their batches (connecting, the table's marker and
@@ -569,4 +506,62 @@ fn a_batch_takes_two_round_trips_and_its_stage_is_emptied_without_truncate() {
     // merge, the offsets row and COMMIT); six before they were pipelined.
     let per_batch = (round_trips[2] as f64 - round_trips[1] as f64) / 20.0;
     assert!(per_batch <= 2.5, "{per_batch} round trips per batch ({round_trips:?} in the three runs)");
+}
+
+/// A proxy that holds each COMMIT 60 ms on its way to the server (a slow disk) sees each
+/// batch's transaction begin on a second connection while the one before still waits for its
+/// COMMIT's answer;
+/// one after the other, a batch began only once the one before had committed. The first
+/// batch creates the table: the second waits for that COMMIT (the table does not exist for
+/// it until then).
+#[test]
+fn the_next_batch_is_written_while_the_one_before_commits() {
+    let Some(db) = pg::database("pg_sink_overlap") else { return };
+    let proxy = PgProxy::start((db.host().to_owned(), db.port()), Hold::Commits(std::time::Duration::from_millis(60)));
+    let url = url_from_env(&db).replacen(&format!(":{}/", db.port()), &format!(":{}/", proxy.port), 1);
+    let records: Vec<Value> = (0..3000).map(|i| json!({"id": i, "v": i * 3})).collect();
+    let s = setup(&url, &records, "");
+    let report = run(&s, &db);
+    assert_eq!(report["streams"]["events"]["written"], json!(3000), "{report}");
+    assert_eq!(query(&db, "SELECT count(DISTINCT id)::text FROM wh.events"), ["3000"]);
+    // 30 batches, 29 of them after another.
+    let overlaps = proxy.overlaps();
+    assert!(overlaps >= 20, "{overlaps} of 30 batches began while the one before committed");
+}
+
+/// Batch n's connection cut at its COMMIT (before the server got it, and after, its answer
+/// lost) while batch n+1 is in flight on another: n+1 does not commit past n; the sink writes
+/// n again on a fresh connection (or finds it landed), then n+1, and the run ends exact.
+#[test]
+fn a_connection_cut_at_commit_with_the_next_batch_in_flight_loses_and_repeats_nothing() {
+    use std::time::Duration;
+    let Some(db) = pg::database("pg_sink_overlap_cut") else { return };
+    let proxy = PgProxy::start((db.host().to_owned(), db.port()), Hold::Commits(Duration::from_millis(20)));
+    let url = url_from_env(&db).replacen(&format!(":{}/", db.port()), &format!(":{}/", proxy.port), 1);
+    let records: Vec<Value> = (0..6000).map(|i| json!({"id": i, "v": i * 3})).collect();
+    let s = setup(&url, &records[..100], "");
+    run(&s, &db);
+    for (upto, how) in [(3000, Cut::BeforeCommit), (6000, Cut::AfterCommit)] {
+        let lines: String = records[..upto].iter().map(|r| format!("{r}\n")).collect();
+        s.write("events.jsonl", &lines);
+        proxy.cut_at_commit(8, how);
+        let report = run(&s, &db);
+        assert_eq!(report["outcome"], json!("succeeded"), "{how:?}: {report}");
+        let written = report["streams"]["events"]["written"].as_u64().unwrap();
+        // Cut after its COMMIT, the batch landed: found by its offsets row, or (that row's
+        // answer lost with the COMMIT's) written again, changing nothing and counted 0.
+        let new = upto as u64 - if how == Cut::BeforeCommit { 100 } else { 3000 };
+        let expected = if how == Cut::BeforeCommit { new..=new } else { new - 100..=new };
+        assert!(expected.contains(&written), "{how:?}: {written} written: {report}");
+        assert_eq!(proxy.cuts().last(), Some(&true), "{how:?}: the next batch was in flight at the cut");
+        let counted = query(
+            &db,
+            "SELECT count(*)::text || ' ' || count(DISTINCT id)::text || ' ' || sum(v)::text FROM wh.events",
+        );
+        let sum: i64 = (0..upto as i64).map(|i| i * 3).sum();
+        assert_eq!(counted, [format!("{upto} {upto} {sum}")], "{how:?}: every record once");
+        let rerun = run(&s, &db);
+        assert_eq!(rerun["streams"]["events"]["written"], json!(0), "{how:?}: the state has every batch: {rerun}");
+    }
+    assert_eq!(proxy.cuts(), [true, true]);
 }

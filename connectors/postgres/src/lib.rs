@@ -49,6 +49,7 @@ mod offsets;
 mod sink;
 mod source;
 mod table;
+mod turn;
 mod types;
 mod write;
 

@@ -19,10 +19,14 @@ use crate::config::PostgresSinkConfig;
 use crate::error::PgErr;
 use crate::ident::short;
 use crate::table::Table;
+use crate::turn::{Gate, Mine, Turns};
 use crate::write::{self, Target, Tx};
 
-/// Connections the sink keeps at most.
+/// Connections the sink keeps at most (a stream writes on up to [`IN_FLIGHT`] at once).
 const POOL_SIZE: usize = 4;
+/// Batches of a stream written at once: batch n+1's rows go out while n's COMMIT flushes
+/// (`crate::turn`).
+const IN_FLIGHT: usize = 2;
 /// A statement running longer than this is cancelled by the server (milliseconds).
 const STATEMENT_TIMEOUT_MS: u32 = 300_000;
 /// How long a batch is tried again on fresh connections while PostgreSQL is unreachable
@@ -54,6 +58,8 @@ pub struct PostgresSink {
     epochs: Arc<Mutex<HashMap<String, i64>>>,
     /// Checkpoints committed past the state's, found by `recall`, for `committed_position`.
     ahead: Arc<Mutex<HashMap<String, Checkpoint>>>,
+    /// The latest write of each stream, whose COMMIT the next one's waits for.
+    turns: Arc<Turns>,
 }
 
 /// One stream's known table (keyed by stream, as `write::resolve` takes it).
@@ -98,6 +104,7 @@ impl PostgresSink {
             markers: Arc::default(),
             epochs: Arc::default(),
             ahead: Arc::default(),
+            turns: Arc::default(),
         })
     }
 
@@ -161,19 +168,18 @@ impl PostgresSink {
 }
 
 impl PostgresSink {
-    /// One try at a batch: its rows and checkpoint in one transaction on a pooled connection.
-    async fn attempt(&self, batch: &Batch) -> Result<Committed, Failed> {
+    /// One try at a batch: its rows and checkpoint in one transaction on a pooled connection,
+    /// begun once the batch before has only its COMMIT left, committed once that one's is
+    /// answered (`crate::turn`).
+    async fn attempt(&self, batch: &Batch, mine: &Mine, gate: &mut Gate) -> Result<Committed, Failed> {
         let name = &batch.stream.name;
+        gate.begin().await.map_err(Failed::before)?;
         let tx = Tx::new(self.conn().await.map_err(Failed::before)?);
         let t = self.target(&batch.stream);
         let what = format!("writing to table `{}.{}`", t.schema, t.table);
         // The table may be new: its marker goes with this batch's commit, looked up before it.
         let known = self.markers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(name);
-        let written = {
-            let tables = self.tables(name);
-            let mut tables = tables.lock().await;
-            write::write_batch(&tx, &mut tables, &t, batch, known).await?
-        };
+        let written = write::write_batch(&tx, &self.tables(name), &t, batch, known, (mine, gate)).await?;
         let found = match known {
             true => None,
             false => Some(crate::table::marker(tx.client(), t.schema, &t.table).await.map_err(Failed::before)?),
@@ -182,6 +188,7 @@ impl PostgresSink {
         if written.committed {
             return Ok(sent);
         }
+        gate.wait().await.map_err(Failed::before)?;
         match tx.commit().await {
             Ok(()) => Ok(sent),
             Err(e) => Err(Failed { err: PgErr::new(&what).err(e), unsure: Some(sent) }),
@@ -322,8 +329,13 @@ impl Sink for PostgresSink {
         Some(crate::offsets::mark(&marker, epoch))
     }
 
+    fn writes_in_flight(&self) -> usize {
+        IN_FLIGHT
+    }
+
     async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error> {
         let name = &batch.stream.name;
+        let (mut mine, mut gate) = self.turns.take(name, batch.overlaps);
         let started = Instant::now();
         let mut delay = RETRY_FIRST;
         let mut retries = 0u32;
@@ -334,10 +346,10 @@ impl Sink for PostgresSink {
             let result = match unsure.take() {
                 Some(sent) => match self.landed(&batch.stream, &sent).await {
                     Ok(true) => Ok(sent),
-                    Ok(false) => self.attempt(&batch).await,
+                    Ok(false) => self.attempt(&batch, &mine, &mut gate).await,
                     Err(err) => Err(Failed { err, unsure: Some(sent) }),
                 },
-                None => self.attempt(&batch).await,
+                None => self.attempt(&batch, &mine, &mut gate).await,
             };
             let failed = match result {
                 Ok(done) => {
@@ -349,12 +361,27 @@ impl Sink for PostgresSink {
                             "postgres sink: reconnected; the batch is written once"
                         );
                     }
-                    return Ok(self.finish(name, done, batch.records.len()));
+                    let report = self.finish(name, done, batch.records.len());
+                    mine.committed();
+                    return Ok(report);
                 }
                 Err(failed) => failed,
             };
             // What the failed transaction did to the table (added columns) was rolled back.
             self.tables(name).lock().await.remove(name);
+            mine.broken();
+            if gate.broken() {
+                // The batch before failed a try, so this one rolled back (or failed on what
+                // that one left undone): it is tried again once that one is written.
+                tracing::debug!(
+                    stream = name.as_str(),
+                    "postgres sink: waiting for the batch before to be written: {}",
+                    failed.err
+                );
+                gate.settle().await.map_err(|e| in_stream(e, name))?;
+                unsure = failed.unsure;
+                continue;
+            }
             let lost = failed.err.kind().disposition() == Disposition::Outage;
             if !lost || started.elapsed() + delay >= RECONNECT_FOR || cx.cancel.is_cancelled() {
                 return Err(in_stream(failed.err, name));

@@ -51,7 +51,7 @@ pub(crate) struct Column {
 }
 
 /// A table as the sink knows it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Table {
     pub(crate) schema: String,
     /// The table name in PostgreSQL.

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use dovetail_core::drift::{DriftClass, DriftEvent};
 use dovetail_core::{Batch, ColumnDrift, DeleteMode, Disposition, Error, Key, Record, SinkStream, WriteReport};
 use serde_json::Value;
+use tokio::sync::Mutex as AsyncMutex;
 use tokio_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
@@ -24,6 +25,7 @@ use crate::config::NulPolicy;
 use crate::error::PgErr;
 use crate::ident::{quote, short};
 use crate::table::{MAX_COLUMNS, Role, Table};
+use crate::turn::{Gate, Mine};
 use crate::types::{Cell, Misfit, PgType, convert};
 
 /// The staging table of a batch (temporary, emptied at commit).
@@ -134,41 +136,34 @@ fn field_type(stream: &SinkStream, records: &[Record], refused: &HashMap<usize, 
 /// stays and the cached table is forgotten (its column adds were rolled back).
 /// With a checkpoint, it is stored in the same transaction (`crate::offsets`, the new epoch
 /// returned), sent together with the merge. With `commit`, COMMIT goes out with the merge
-/// too, unless the offsets row's answer decides a lease fence first.
+/// too, unless the offsets row's answer decides a lease fence first, and once `gate` opens.
+/// The stream's tables are locked only until the rows go out, not through the COMMIT, so
+/// the stream's next batch is written meanwhile.
 pub(crate) async fn write_batch(
     tx: &Tx,
-    tables: &mut HashMap<String, Table>,
+    tables: &AsyncMutex<HashMap<String, Table>>,
     t: &Target<'_>,
     batch: &Batch,
     commit: bool,
+    (mine, gate): (&Mine, &Gate),
 ) -> Result<Written, Failed> {
-    let result = write_in_tx(tx, tables, t, batch, commit).await;
+    let result = write_in_tx(tx, tables, t, batch, commit, (mine, gate)).await;
     if result.is_err() {
-        tables.remove(&t.stream.name);
+        tables.lock().await.remove(&t.stream.name);
     }
     result
 }
 
 async fn write_in_tx(
     tx: &Tx,
-    tables: &mut HashMap<String, Table>,
+    tables: &AsyncMutex<HashMap<String, Table>>,
     t: &Target<'_>,
     batch: &Batch,
     commit: bool,
+    (mine, gate): (&Mine, &Gate),
 ) -> Result<Written, Failed> {
     let report = WriteReport::default();
     let what = format!("writing to table `{}.{}`", t.schema, t.table);
-    let c = tx.client();
-    // BEGIN goes out with the batch's first statement: at once when the table or its columns
-    // need statements of their own (rare), else with the stage.
-    let mut begun = false;
-    let mut begin = async || -> Result<(), Failed> {
-        if !begun {
-            begun = true;
-            tx.begin().await.map_err(|e| Failed::before(PgErr::new(&what).err(e)))?;
-        }
-        Ok(())
-    };
     let save = match &batch.checkpoint {
         Some(cp) => {
             Some(crate::offsets::prepare(tx, t.schema, &t.table, cp, batch.lease_epoch).await.map_err(Failed::before)?)
@@ -177,7 +172,52 @@ async fn write_in_tx(
     };
     // A lease fence is decided on the offsets row's answer, so COMMIT waits for it.
     let commit = commit && !save.as_ref().is_some_and(crate::offsets::Save::fenced);
-    let records = &batch.records[..];
+    let (shaped, begun) = {
+        let mut tables = tables.lock().await;
+        shape(tx, &mut tables, t, &batch.records, &what).await?
+    };
+    if !begun {
+        mine.shaped();
+    }
+    let Some((table, refused)) = shaped else {
+        // Nothing to write: the checkpoint alone.
+        if !begun {
+            tx.begin().await.map_err(|e| Failed::before(PgErr::new(&what).err(e)))?;
+        }
+        let epoch = match &save {
+            Some(save) => Some(save.run(tx.client()).await.map_err(Failed::before)?),
+            None => None,
+        };
+        return Ok(Written { sent: Sent { report, epoch }, committed: false });
+    };
+    // Rows the merge inserted or changed, not records sent: a record the table already
+    // holds as it is was not written. A stream resumed from this sink's committed position
+    // (a crash between its commit and the state's) lacks that batch's ledger rows, so the
+    // next pass sends those records again; they change nothing and count nothing.
+    let how = How { begun, save: save.as_ref(), commit, mine, gate };
+    copy_and_merge(tx, &table, t, batch, &refused, report, how).await
+}
+
+/// The table the batch goes to, made or widened for it (in the transaction, which is then
+/// begun), and the records refused; `None` when there is nothing to write. Returns whether
+/// BEGIN was sent: at once when the table or its columns need statements of their own
+/// (rare), else it goes out with the stage.
+async fn shape(
+    tx: &Tx,
+    tables: &mut HashMap<String, Table>,
+    t: &Target<'_>,
+    records: &[Record],
+    what: &str,
+) -> Result<(Option<(Table, HashMap<usize, String>)>, bool), Failed> {
+    let c = tx.client();
+    let mut begun = false;
+    let mut begin = async || -> Result<(), Failed> {
+        if !begun {
+            begun = true;
+            tx.begin().await.map_err(|e| Failed::before(PgErr::new(what).err(e)))?;
+        }
+        Ok(())
+    };
     if !records.is_empty() && !fresh(tables, t) {
         begin().await?;
         if resolve(c, tables, t, false).await.map_err(Failed::before)?.is_none() {
@@ -195,26 +235,25 @@ async fn write_in_tx(
     }
     let table = match tables.get_mut(&t.stream.name) {
         Some(table) if !records.is_empty() => table,
-        _ => {
-            // Nothing to write: the checkpoint alone.
-            begin().await?;
-            let epoch = match &save {
-                Some(save) => Some(save.run(c).await.map_err(Failed::before)?),
-                None => None,
-            };
-            return Ok(Written { sent: Sent { report, epoch }, committed: false });
-        }
+        _ => return Ok((None, begun)),
     };
     let (fields, refused) = admit(table, t, records);
     if !fields.is_empty() {
         begin().await?;
         table.add_columns(c, fields).await.map_err(Failed::before)?;
     }
-    // Rows the merge inserted or changed, not records sent: a record the table already
-    // holds as it is was not written. A stream resumed from this sink's committed position
-    // (a crash between its commit and the state's) lacks that batch's ledger rows, so the
-    // next pass sends those records again; they change nothing and count nothing.
-    copy_and_merge(tx, table, t, batch, &refused, report, begun, save.as_ref(), commit).await
+    Ok((Some((table.clone(), refused)), begun))
+}
+
+/// How a batch's last round trip ends: whether BEGIN was sent already, the offsets row to
+/// store, and whether COMMIT goes with it (once `gate` opens); `mine` is told when every
+/// statement was answered.
+struct How<'a> {
+    begun: bool,
+    save: Option<&'a crate::offsets::Save>,
+    commit: bool,
+    mine: &'a Mine,
+    gate: &'a Gate,
 }
 
 /// Whether the stream's table is known and current (`resolve` needs no statement).
@@ -405,7 +444,8 @@ fn event(table: &Table, field: &str, expected: &str, observed: &str, record: &Re
 /// (unless `begun`), the stage, the COPY's start (the rows converted meanwhile); then the
 /// COPY's end, the merge, the offsets row and COMMIT. Every statement is prepared before its
 /// round is sent (once per connection and shape of table), so none can follow the COMMIT.
-#[allow(clippy::too_many_arguments)]
+/// With the stream's batch before still committing, the COMMIT waits for its answer
+/// (`crate::turn`); the rest of the round does not.
 async fn copy_and_merge(
     tx: &Tx,
     table: &Table,
@@ -413,10 +453,9 @@ async fn copy_and_merge(
     batch: &Batch,
     refused: &HashMap<usize, String>,
     mut report: WriteReport,
-    begun: bool,
-    save: Option<&crate::offsets::Save>,
-    commit: bool,
+    how: How<'_>,
 ) -> Result<Written, Failed> {
+    let How { begun, save, commit, mine, gate } = how;
     let shown = table.display();
     let what = format!("writing to table `{shown}`");
     let e = |err| PgErr::new(&what).err(err);
@@ -462,18 +501,43 @@ async fn copy_and_merge(
         }
         r.map_err(e)
     };
-    let (copied, merged, saved, committed) = tokio::join!(
+    let statements = async {
+        let answers = tokio::join!(
+            biased;
+            async { note(writer.finish().await) },
+            async {
+                // Rows locked only once the batch before holds all of its (`crate::turn`).
+                if let Err(err) = gate.locked().await {
+                    failed.store(true, Relaxed);
+                    return Err(err);
+                }
+                note(c.execute(&merge, &[]).await)
+            },
+            async {
+                let Some(save) = save else { return Ok(None) };
+                let saved = match gate.locked().await {
+                    Ok(()) => save.run(c).await,
+                    Err(err) => Err(err),
+                };
+                failed.fetch_or(saved.is_err(), Relaxed);
+                saved.map(Some)
+            },
+        );
+        // Every lock the batch takes is taken: the stream's next batch may begin — unless this
+        // transaction made or widened the table, which the next batch cannot see before the
+        // COMMIT.
+        if !begun {
+            mine.committing();
+        }
+        answers
+    };
+    let ((copied, merged, saved), committed) = tokio::join!(
         biased;
-        async { note(writer.finish().await) },
-        async { note(c.execute(&merge, &[]).await) },
+        statements,
         async {
-            let Some(save) = save else { return Ok(None) };
-            let saved = save.run(c).await;
-            failed.fetch_or(saved.is_err(), Relaxed);
-            saved.map(Some)
-        },
-        async {
-            if !commit || failed.load(Relaxed) {
+            // Checked again after the gate: the statements were sent before it, and may
+            // have failed since.
+            if !commit || failed.load(Relaxed) || gate.wait().await.is_err() || failed.load(Relaxed) {
                 return None;
             }
             Some(tx.commit().await.map_err(e))

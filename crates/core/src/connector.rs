@@ -189,6 +189,10 @@ pub struct Batch {
     /// The epoch of the worker's lease on the stream (`None` outside `dovetail worker`): a
     /// sink that stores it with its rows refuses a batch older than what it stored.
     pub lease_epoch: Option<i64>,
+    /// Whether the engine started this write while the stream's previous one was still
+    /// running ([`Sink::writes_in_flight`] above 1): the sink commits it only after that one
+    /// committed, and fails it (uncommitted) when that one failed.
+    pub overlaps: bool,
 }
 
 impl Batch {
@@ -201,6 +205,7 @@ impl Batch {
             column_drift: ColumnDrift::Write,
             checkpoint: None,
             lease_epoch: None,
+            overlaps: false,
         }
     }
 
@@ -340,6 +345,15 @@ pub trait Sink: Send + Sync {
     }
     /// Write a batch durably; return only once it is committed.
     async fn write(&self, batch: Batch, cx: &Cx) -> Result<WriteReport, Error>;
+    /// How many [`Sink::write`]s of one stream the engine may have running at once (default
+    /// 1: each waits for the one before). Above 1 the engine polls each write before it starts
+    /// the next and takes their answers in order, so the sink can order its commits by when
+    /// its writes started; it must never commit a batch after an earlier one of the stream
+    /// failed (that batch's checkpoint would pass the lost one): such a write fails instead,
+    /// and the engine writes it again, alone, once the failure before it is dealt with.
+    fn writes_in_flight(&self) -> usize {
+        1
+    }
     /// Called after [`Sink::recall`] and [`Sink::open`], before the stream reads: a checkpoint
     /// the sink committed in the same transaction as a batch's rows ([`Batch::checkpoint`])
     /// that the state store never got (a crash between the two commits), so the engine

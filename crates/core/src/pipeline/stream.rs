@@ -32,6 +32,7 @@ use crate::state::{Checkpoint, Commit, CursorState, PauseKind};
 use crate::stream::{DeleteMode, OnUnavailable, StreamSpec, SyncMode};
 
 mod committer;
+mod flight;
 mod mapper;
 mod reader;
 mod versions;
