@@ -49,7 +49,7 @@ primary_key = ["email"]
 kind = "stripe"
 api_key = "${{STRIPE_API_KEY}}"
 base_url = "{base_url}"
-http = {{ timeout_ms = 500, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
+http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
 {sink_extra}
 "#
         ),
@@ -77,7 +77,7 @@ primary_key = ["lookup_key"]
 kind = "stripe"
 api_key = "${{STRIPE_API_KEY}}"
 base_url = "{base_url}"
-http = {{ timeout_ms = 500, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
+http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
 {sink_extra}
 "#
         ),
@@ -527,7 +527,7 @@ primary_key = ["sku"]
 kind = "stripe"
 api_key = "${{STRIPE_API_KEY}}"
 base_url = "{}"
-http = {{ timeout_ms = 500, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 3000 }} }}
+http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 3000 }} }}
 key_life_secs = 0
 product_ids = "key"
 "#,
