@@ -25,6 +25,32 @@ fn lines(renamed: Option<usize>) -> String {
         .collect()
 }
 
+/// `dovetail.toml`: the JSONL file `STREAM.jsonl` keyed by `key` into the Stripe sink at
+/// `base_url`, retrying for up to `max_elapsed_ms`, with `sink_extra` lines in its table.
+fn files_to_stripe(s: &Scratch, base_url: &str, (stream, key): (&str, &str), max_elapsed_ms: u32, sink_extra: &str) {
+    s.write(
+        "dovetail.toml",
+        &format!(
+            r#"[pipelines.crm]
+
+[pipelines.crm.source]
+kind = "files"
+[[pipelines.crm.source.streams]]
+name = "{stream}"
+path = "{stream}.jsonl"
+primary_key = ["{key}"]
+
+[pipelines.crm.sink]
+kind = "stripe"
+api_key = "${{STRIPE_API_KEY}}"
+base_url = "{base_url}"
+http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = {max_elapsed_ms} }} }}
+{sink_extra}
+"#
+        ),
+    );
+}
+
 fn setup(base_url: &str) -> Scratch {
     setup_with(base_url, "")
 }
@@ -33,27 +59,7 @@ fn setup(base_url: &str) -> Scratch {
 fn setup_with(base_url: &str, sink_extra: &str) -> Scratch {
     let s = Scratch::new();
     s.write("customers.jsonl", &lines(None));
-    s.write(
-        "dovetail.toml",
-        &format!(
-            r#"[pipelines.crm]
-
-[pipelines.crm.source]
-kind = "files"
-[[pipelines.crm.source.streams]]
-name = "customers"
-path = "customers.jsonl"
-primary_key = ["email"]
-
-[pipelines.crm.sink]
-kind = "stripe"
-api_key = "${{STRIPE_API_KEY}}"
-base_url = "{base_url}"
-http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
-{sink_extra}
-"#
-        ),
-    );
+    files_to_stripe(&s, base_url, ("customers", "email"), 10_000, sink_extra);
     s
 }
 
@@ -61,27 +67,7 @@ http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max
 fn price_setup(base_url: &str, amount: u32, sink_extra: &str) -> Scratch {
     let s = Scratch::new();
     s.write("prices.jsonl", &price_lines(amount));
-    s.write(
-        "dovetail.toml",
-        &format!(
-            r#"[pipelines.crm]
-
-[pipelines.crm.source]
-kind = "files"
-[[pipelines.crm.source.streams]]
-name = "prices"
-path = "prices.jsonl"
-primary_key = ["lookup_key"]
-
-[pipelines.crm.sink]
-kind = "stripe"
-api_key = "${{STRIPE_API_KEY}}"
-base_url = "{base_url}"
-http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 10000 }} }}
-{sink_extra}
-"#
-        ),
-    );
+    files_to_stripe(&s, base_url, ("prices", "lookup_key"), 10_000, sink_extra);
     s
 }
 
@@ -511,29 +497,7 @@ async fn products_with_ids_from_their_keys_are_looked_up_by_id_not_search() {
     let products: String =
         ["basic", "pro"].iter().map(|sku| format!("{}\n", json!({ "sku": sku, "name": sku }))).collect();
     s.write("products.jsonl", &products);
-    s.write(
-        "dovetail.toml",
-        &format!(
-            r#"[pipelines.crm]
-
-[pipelines.crm.source]
-kind = "files"
-[[pipelines.crm.source.streams]]
-name = "products"
-path = "products.jsonl"
-primary_key = ["sku"]
-
-[pipelines.crm.sink]
-kind = "stripe"
-api_key = "${{STRIPE_API_KEY}}"
-base_url = "{}"
-http = {{ timeout_ms = 1000, retry = {{ base_delay_ms = 1, max_delay_ms = 5, max_elapsed_ms = 3000 }} }}
-key_life_secs = 0
-product_ids = "key"
-"#,
-            stripe.uri()
-        ),
-    );
+    files_to_stripe(&s, &stripe.uri(), ("products", "sku"), 3_000, "key_life_secs = 0\nproduct_ids = \"key\"");
     stripe.lose_responses(true);
     let (out, _) = run(&s).await;
     assert!(!out.status.success(), "{}", show(&out));
